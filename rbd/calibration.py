@@ -1,0 +1,84 @@
+"""Turning raw anomaly scores into decisions, from normal images only.
+
+Raw scores have no natural unit, so after training we score images the model has not seen
+(held out from training) and set the threshold at the score that only a stated fraction of
+normal images exceeds: the false-alarm rate (default 1%). With n held-out images the smallest
+rate that can be resolved is about 1/n, so the threshold then sits near their maximum.
+We also score the same images with synthetic defects painted on and report how many the
+threshold catches, a rough sanity check of sensitivity before any real defect is seen.
+
+The normalised score maps the raw score through a logistic curve centred on the threshold,
+with the spread of normal scores as its unit: 0.5 is exactly the threshold, and the
+threshold can be moved at run time without retraining.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Calibration:
+    threshold: float
+    scale: float  # spread (std) of the held-out normal scores
+    false_alarm_rate: float
+    normal_scores: list[float] = field(default_factory=list)
+    synthetic_scores: list[float] = field(default_factory=list)
+
+    @property
+    def synthetic_catch_rate(self) -> float | None:
+        """Fraction of synthetic-defect images at or above the threshold (None if none were scored)."""
+        if not self.synthetic_scores:
+            return None
+        return float(np.mean(np.asarray(self.synthetic_scores) >= self.threshold))
+
+    @property
+    def normal_pass_rate(self) -> float | None:
+        """Fraction of held-out normal images below the threshold."""
+        if not self.normal_scores:
+            return None
+        return float(np.mean(np.asarray(self.normal_scores) < self.threshold))
+
+    def normalize(self, score, threshold: float | None = None):
+        """Logistic map of raw scores (a float or an array): 0.5 at the threshold, the normal spread as unit."""
+        t = self.threshold if threshold is None else threshold
+        z = np.clip((np.asarray(score, dtype=np.float64) - t) / self.scale, -50.0, 50.0)
+        normalized = 1.0 / (1.0 + np.exp(-z))
+        return float(normalized) if normalized.ndim == 0 else normalized.astype(np.float32)
+
+    def to_dict(self) -> dict:
+        values = asdict(self)
+        values["synthetic_catch_rate"] = self.synthetic_catch_rate
+        return values
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "Calibration":
+        return cls(
+            threshold=float(values["threshold"]),
+            scale=float(values["scale"]),
+            false_alarm_rate=float(values["false_alarm_rate"]),
+            normal_scores=[float(s) for s in values.get("normal_scores", [])],
+            synthetic_scores=[float(s) for s in values.get("synthetic_scores", [])],
+        )
+
+
+def calibrate(normal_scores, synthetic_scores=(), false_alarm_rate: float = 0.01) -> Calibration:
+    """Threshold = the (1 - false_alarm_rate) quantile of held-out normal scores."""
+    normal = np.asarray(normal_scores, dtype=np.float64)
+    if normal.size == 0:
+        raise ValueError("calibration needs at least one held-out normal score")
+    if not np.isfinite(normal).all():
+        raise ValueError("calibration scores must be finite (found NaN or inf)")
+    if not 0.0 <= false_alarm_rate < 1.0:
+        raise ValueError(f"false_alarm_rate must be in [0, 1), got {false_alarm_rate}")
+    threshold = float(np.quantile(normal, 1.0 - false_alarm_rate))
+    spread = float(normal.std(ddof=1)) if normal.size > 1 else 0.0
+    scale = max(spread, 0.05 * abs(threshold), 1e-6)  # never a zero unit, even with one image
+    return Calibration(threshold, scale, false_alarm_rate, normal.tolist(), [float(s) for s in synthetic_scores])
+
+
+def threshold_for_false_alarm_rate(calibration: Calibration, false_alarm_rate: float) -> float:
+    """The threshold the held-out normal scores give for another false-alarm rate."""
+    return calibrate(calibration.normal_scores, (), false_alarm_rate).threshold

@@ -1,0 +1,120 @@
+"""Inference: a trained model plus its calibration, turning images into decisions.
+
+`Detector.predict(image)` gives the anomaly score, the normalised score, the verdict, the
+anomaly map at the image's own size, the defect mask and the defect regions. The threshold is
+a plain attribute: moving it changes verdicts and masks without running the network again
+(`Detector.rethreshold`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from .anomaly_map import image_score
+from .calibration import Calibration
+from .geometry import fit, to_image_size, to_input
+from .images import ImageLike, to_rgb_array
+from .model import RBD
+from .runtime import autocast
+
+
+@dataclass(frozen=True)
+class Region:
+    """One connected defect region of a mask; `box` is (x0, y0, x1, y1), x1/y1 exclusive."""
+
+    area: int
+    max_score: float
+    box: tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    score: float
+    normalized_score: float  # 0.5 at the threshold
+    threshold: float
+    anomaly_map: np.ndarray  # (H, W) float32, the input image's size
+
+    @property
+    def is_anomalous(self) -> bool:
+        return self.score >= self.threshold
+
+    @property
+    def verdict(self) -> str:
+        return "defective" if self.is_anomalous else "good"
+
+    @property
+    def mask(self) -> np.ndarray:
+        """Pixels at or above the threshold: the same rule as the verdict, pixel by pixel."""
+        return self.anomaly_map >= self.threshold
+
+    def regions(self) -> list[Region]:
+        """Connected regions of the mask (8-connectivity), largest first."""
+        labels, count = ndimage.label(self.mask, structure=np.ones((3, 3), bool))
+        regions = []
+        for index, box in enumerate(ndimage.find_objects(labels), start=1):
+            inside = labels[box] == index
+            regions.append(Region(int(inside.sum()), float(self.anomaly_map[box][inside].max()), (box[1].start, box[0].start, box[1].stop, box[0].stop)))
+        return sorted(regions, key=lambda r: -r.area)
+
+
+@torch.inference_mode()
+def score_images(model: RBD, images: Sequence[np.ndarray], batch_size: int = 8, maps: bool = True) -> list[tuple[float, np.ndarray | None]]:
+    """(score, map at image size or None) per image; equal-shaped inputs are batched together."""
+    config = model.config
+    device = next(model.student.parameters()).device
+    fits = [fit(im.shape[0], im.shape[1], config.image_size, config.max_aspect) for im in images]
+    results: list = [None] * len(images)
+    by_shape: dict[tuple[int, int], list[int]] = {}
+    for i, f in enumerate(fits):
+        by_shape.setdefault(f.input, []).append(i)
+    for indices in by_shape.values():
+        for start in range(0, len(indices), batch_size):
+            chunk = indices[start : start + batch_size]
+            batch = torch.stack([to_input(images[i], fits[i]) for i in chunk]).to(device)
+            with autocast(device):
+                out = model(batch)[:, 0].float()
+            scores = image_score(out, config.score_rule).tolist()
+            for row, i in enumerate(chunk):
+                score = scores[row]
+                full = to_image_size(out[row], fits[i]).cpu().numpy() if maps else None
+                results[i] = (score, full)
+    return results
+
+
+class Detector:
+    """A trained RBD model, its calibration, its training summary and (optionally) test metrics."""
+
+    def __init__(self, model: RBD, calibration: Calibration, training: dict | None = None, metrics: dict | None = None):
+        self.model = model.eval()
+        self.calibration = calibration
+        self.threshold = calibration.threshold
+        self.training = training or {}
+        self.metrics = metrics or {}
+
+    @property
+    def config(self):
+        return self.model.config
+
+    def to(self, device: str | torch.device) -> "Detector":
+        self.model.to(device)
+        return self
+
+    def predict(self, image: ImageLike) -> Prediction:
+        return self.predict_batch([image])[0]
+
+    def predict_batch(self, images: Sequence[ImageLike], batch_size: int = 8) -> list[Prediction]:
+        arrays = [to_rgb_array(im) for im in images]
+        return [self._prediction(score, amap) for score, amap in score_images(self.model, arrays, batch_size)]
+
+    def rethreshold(self, prediction: Prediction, threshold: float | None = None) -> Prediction:
+        """The same prediction judged at another threshold (default: the detector's current one)."""
+        return self._prediction(prediction.score, prediction.anomaly_map, threshold)
+
+    def _prediction(self, score: float, anomaly_map: np.ndarray, threshold: float | None = None) -> Prediction:
+        t = self.threshold if threshold is None else float(threshold)
+        return Prediction(score, self.calibration.normalize(score, t), t, anomaly_map)

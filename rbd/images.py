@@ -1,0 +1,125 @@
+"""Reading images of any kind into one form: float32 RGB arrays in [0, 1], shape (H, W, 3).
+
+Inspection cameras produce grey, 16-bit, RGBA and EXIF-rotated files; all of them become the
+same array here so nothing downstream has to care. Unreadable files raise `ImageReadError`
+with the file name; folder readers skip them with a warning as long as something usable is left.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Iterable, Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import ImageReadError, NoImagesError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+ImageLike = Union[str, Path, Image.Image, np.ndarray]
+
+
+def find_images(folder: str | Path) -> list[Path]:
+    """All files with an image extension under `folder` (recursively), sorted, hidden files skipped."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise NoImagesError(f"{folder} is not a folder")
+    return sorted(
+        p for p in folder.rglob("*")
+        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
+
+
+def read_image(path: str | Path, max_side: int | None = None) -> np.ndarray:
+    """Decode one file; `max_side` downscales huge images while decoding (JPEG draft mode)."""
+    try:
+        with Image.open(path) as image:
+            if max_side is not None and max(image.size) > max_side:
+                image.draft("RGB", (max_side, max_side))  # cheap JPEG downscale; no-op for others
+            image = ImageOps.exif_transpose(image)
+            image.load()
+            if max_side is not None and max(image.size) > max_side:
+                if image.mode.startswith("I;16"):
+                    image = image.convert("I")  # PIL cannot shrink 16-bit images in place
+                image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+            return to_rgb_array(image)
+    except FileNotFoundError as err:
+        raise ImageReadError(f"{path}: no such file") from err
+    except UnidentifiedImageError as err:
+        raise ImageReadError(f"{path}: not an image file") from err
+    except Image.DecompressionBombError as err:
+        raise ImageReadError(f"{path}: image too large to decode safely ({err})") from err
+    except (OSError, SyntaxError, ValueError) as err:  # truncated or corrupt data
+        raise ImageReadError(f"{path}: corrupt or truncated image ({err})") from err
+
+
+def to_rgb_array(image: ImageLike) -> np.ndarray:
+    """Convert a PIL image, an array (grey/RGB/RGBA, uint8/uint16/float) or a path to (H, W, 3) float32."""
+    if isinstance(image, (str, Path)):
+        return read_image(image)
+    if isinstance(image, Image.Image):
+        return _pil_to_array(image)
+    array = np.asarray(image)
+    if array.ndim == 3 and array.shape[2] in (1, 3, 4):
+        array = array[..., :3] if array.shape[2] != 1 else array[..., 0]
+    if array.ndim == 2:
+        array = np.repeat(array[..., None], 3, axis=2)
+    if array.ndim != 3 or array.shape[2] != 3:
+        raise ImageReadError(f"expected an image array of shape (H, W), (H, W, 3) or (H, W, 4), got {array.shape}")
+    if array.shape[0] < 1 or array.shape[1] < 1:
+        raise ImageReadError(f"image has no pixels: shape {array.shape}")
+    return _scale_to_unit(array)
+
+
+def _pil_to_array(image: Image.Image) -> np.ndarray:
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        return to_rgb_array(np.asarray(image))  # keep the full 16-bit / float range
+    if image.mode in ("LA", "La", "L", "1"):
+        return to_rgb_array(np.asarray(image.convert("L")))
+    return to_rgb_array(np.asarray(image.convert("RGB")))  # RGBA drops alpha, P/CMYK/YCbCr convert
+
+
+def _scale_to_unit(array: np.ndarray) -> np.ndarray:
+    """Integer images scale by their type's range; 32-bit integers are taken as 16-bit data."""
+    if array.dtype == np.uint8:
+        return array.astype(np.float32) / 255.0
+    if array.dtype == np.bool_:
+        return array.astype(np.float32)
+    if np.issubdtype(array.dtype, np.integer):
+        return np.clip(array.astype(np.float32) / 65535.0, 0.0, 1.0)
+    array = array.astype(np.float32)
+    if not np.isfinite(array).all():
+        raise ImageReadError("image contains NaN or infinite values")
+    top = float(array.max()) if array.size else 1.0
+    return np.clip(array / top if top > 1.0 else array, 0.0, 1.0)
+
+
+def read_images(paths: Iterable[str | Path], max_side: int | None = None) -> tuple[list[np.ndarray], list[Path]]:
+    """Decode many files, skipping unreadable ones with one warning that lists them.
+
+    Returns the images and the paths they came from. Raises `NoImagesError` if none is usable.
+    """
+    paths = [Path(p) for p in paths]
+    images, used, skipped = [], [], []
+    for path in paths:
+        try:
+            images.append(read_image(path, max_side))
+            used.append(path)
+        except ImageReadError as err:
+            skipped.append(str(err))
+    if not images:
+        detail = f": {'; '.join(skipped[:5])}" if skipped else ""
+        raise NoImagesError(f"no usable image among {len(paths)} file(s){detail}")
+    if skipped:
+        warnings.warn(f"skipped {len(skipped)} unreadable file(s): {'; '.join(skipped)}", stacklevel=2)
+    return images, used
+
+
+def read_image_folder(folder: str | Path, max_side: int | None = None) -> tuple[list[np.ndarray], list[Path]]:
+    """All readable images under a folder (recursively); `NoImagesError` if there are none."""
+    paths = find_images(folder)
+    if not paths:
+        raise NoImagesError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) under {folder}")
+    return read_images(paths, max_side)

@@ -1,0 +1,68 @@
+"""The whole model as one pure-torch module: frozen teacher, reconstructing student, anomaly map.
+
+No data loading, calibration or files here (those live in train.py, calibration.py and
+checkpoint.py), so the module can be exported, scripted or wrapped by other tools.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import torch
+from torch import nn
+
+from .anomaly_map import GaussianBlur, anomaly_map
+from .backbones import DEFAULT_LAYERS, Teacher
+from .student import Student
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild the network; stored in the checkpoint's config.json."""
+
+    backbone: str = "tf_efficientnet_lite0"
+    layers: tuple[int, ...] = DEFAULT_LAYERS
+    image_size: int = 256  # short side of the model input, in pixels
+    max_aspect: float = 4.0  # long side is at most this many times the short side
+    bottleneck_width: int = 64
+    embed_dim: int = 256
+    decoder_widths: tuple[int, ...] = (128, 64, 32)
+    blur_sigma: float = 4.0  # at image_size 256; scaled with image_size
+    score_rule: str = "max"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "ModelConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown model settings: {', '.join(sorted(unknown))}")
+        tuples = {k: tuple(v) for k, v in values.items() if isinstance(v, list)}
+        return cls(**{**values, **tuples})
+
+
+class RBD(nn.Module):
+    """Reconstruction-based distillation. `forward(images in [0, 1]) -> (B, 1, H, W) anomaly map`."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.teacher = Teacher(config.backbone, config.layers)
+        self.student = Student(self.teacher.channels, self.teacher.strides, config.bottleneck_width, config.embed_dim, config.decoder_widths)
+        self.blur = GaussianBlur(config.blur_sigma * config.image_size / 256)
+        self.register_buffer("mean", torch.tensor(self.teacher.mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(self.teacher.std).view(1, 3, 1, 1), persistent=False)
+        self.to(memory_format=torch.channels_last)  # faster convolutions on CPU and GPU
+
+    def features(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """Teacher features of (B, 3, H, W) images in [0, 1]."""
+        return self.teacher(((images - self.mean) / self.std).contiguous(memory_format=torch.channels_last))
+
+    def map_from_features(self, teacher: list[torch.Tensor], student: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+        return anomaly_map(teacher, student, size, self.blur)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        teacher = self.features(images)
+        return self.map_from_features(teacher, self.student(teacher), images.shape[-2:])

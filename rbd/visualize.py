@@ -1,0 +1,35 @@
+"""Pictures of a prediction: heat-map overlays and masks, on a colour scale anchored to the threshold.
+
+Each pixel's colour is its normalised score (the same logistic map as the image's normalised
+score, 0.5 at the threshold), so one colour means the same evidence on every image: the middle
+of the colour map is exactly "at the threshold", whatever the image's own range.
+"""
+
+from __future__ import annotations
+
+import matplotlib
+import numpy as np
+
+from .calibration import Calibration
+
+COLORMAP = "turbo"
+
+
+def heatmap(anomaly_map: np.ndarray, calibration: Calibration, threshold: float) -> np.ndarray:
+    """(H, W, 3) uint8 colour image of the per-pixel normalised score."""
+    colours = matplotlib.colormaps[COLORMAP](calibration.normalize(anomaly_map, threshold))[..., :3]
+    return (colours * 255).astype(np.uint8)
+
+
+def overlay(image: np.ndarray, anomaly_map: np.ndarray, calibration: Calibration, threshold: float, opacity: float = 0.5) -> np.ndarray:
+    """(H, W, 3) uint8: the image (float RGB in [0, 1]) blended with its heat map."""
+    if image.shape[:2] != anomaly_map.shape:
+        raise ValueError(f"image {image.shape[:2]} and map {anomaly_map.shape} differ in size")
+    colours = heatmap(anomaly_map, calibration, threshold).astype(np.float32) / 255
+    blended = (1 - opacity) * image + opacity * colours
+    return (np.clip(blended, 0, 1) * 255).round().astype(np.uint8)
+
+
+def mask_image(mask: np.ndarray) -> np.ndarray:
+    """(H, W) uint8, 255 on defect pixels: the PNG masks rbd writes."""
+    return mask.astype(np.uint8) * 255

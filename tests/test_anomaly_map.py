@@ -1,0 +1,164 @@
+"""Tests for rbd.anomaly_map: Gaussian smoothing, the cosine-distance map, and image scores."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from rbd.anomaly_map import SCORE_RULES, GaussianBlur, anomaly_map, image_score
+
+
+@pytest.mark.parametrize("sigma", [0.5, 1.0, 2.5, 4.0])
+def test_kernel_is_normalised_symmetric_gaussian(sigma):
+    blur = GaussianBlur(sigma)
+    kernel = blur.kernel
+    assert kernel.ndim == 1 and len(kernel) == 2 * blur.radius + 1
+    assert float(kernel.sum()) == pytest.approx(1.0, abs=1e-6)
+    torch.testing.assert_close(kernel, kernel.flip(0))
+    assert int(kernel.argmax()) == blur.radius
+    x = np.arange(-blur.radius, blur.radius + 1)
+    expected = np.exp(-0.5 * (x / sigma) ** 2)
+    np.testing.assert_allclose(kernel.numpy(), expected / expected.sum(), rtol=1e-5)
+
+
+def test_kernel_spans_four_sigma():
+    assert GaussianBlur(4.0).radius == 16
+    assert GaussianBlur(0.1).radius >= 1
+
+
+def test_blur_preserves_constant_map():
+    maps = torch.full((2, 1, 20, 33), 0.37)
+    out = GaussianBlur(3.0)(maps)
+    assert out.shape == maps.shape
+    torch.testing.assert_close(out, maps)
+
+
+def test_blur_keeps_mass_and_peak_of_interior_impulse():
+    maps = torch.zeros(1, 1, 64, 64)
+    maps[0, 0, 30, 40] = 1.0
+    out = GaussianBlur(2.0)(maps)  # radius 8: the impulse is well inside
+    assert float(out.sum()) == pytest.approx(1.0, abs=1e-5)
+    assert np.unravel_index(int(out.argmax()), (64, 64)) == (30, 40)
+    # separable: the result is the outer product of the 1-D kernel with itself
+    k = GaussianBlur(2.0).kernel
+    torch.testing.assert_close(out[0, 0, 22:39, 32:49], torch.outer(k, k))
+    assert float(out.max()) < 1.0
+
+
+def test_blur_of_off_centre_impulse_near_edge_peaks_at_impulse():
+    maps = torch.zeros(1, 1, 24, 24)
+    maps[0, 0, 1, 22] = 5.0
+    out = GaussianBlur(1.5)(maps)
+    assert np.unravel_index(int(out.argmax()), (24, 24)) == (1, 22)
+    assert float(out.min()) >= 0.0
+
+
+def test_blur_handles_batches_independently():
+    maps = torch.zeros(2, 1, 32, 32)
+    maps[1, 0, 16, 16] = 1.0
+    out = GaussianBlur(2.0)(maps)
+    assert float(out[0].abs().max()) == 0.0
+    assert float(out[1].max()) > 0.0
+
+
+def features(shapes, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(2, c, h, w, generator=g) for c, h, w in shapes]
+
+
+SHAPES = [(8, 16, 24), (12, 8, 12), (16, 4, 6)]
+
+
+def test_map_is_zero_when_features_agree():
+    teacher = features(SHAPES)
+    maps = anomaly_map(teacher, [t.clone() for t in teacher], (64, 96), GaussianBlur(2.0))
+    assert maps.shape == (2, 1, 64, 96)
+    assert float(maps.abs().max()) < 1e-5
+
+
+def test_map_is_scale_invariant_in_the_student():
+    teacher = features(SHAPES)
+    student = features(SHAPES, seed=1)
+    blur = GaussianBlur(1.0)
+    a = anomaly_map(teacher, student, (32, 48), blur)
+    b = anomaly_map(teacher, [3.0 * s for s in student], (32, 48), blur)
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("size", [(64, 96), (50, 70), (16, 16)])
+def test_map_has_requested_size(size):
+    teacher = features(SHAPES)
+    maps = anomaly_map(teacher, features(SHAPES, seed=1), size, GaussianBlur(1.0))
+    assert maps.shape == (2, 1, *size)
+    assert maps.dtype == torch.float32
+
+
+def test_map_matches_cosine_distance_without_blur_effect():
+    """Single scale at full resolution with a tiny blur: the map is 1 - cos per pixel."""
+    teacher = features([(5, 12, 12)])
+    student = features([(5, 12, 12)], seed=3)
+    maps = anomaly_map(teacher, student, (12, 12), GaussianBlur(1e-3))
+    t, s = teacher[0].numpy(), student[0].numpy()
+    cos = (t * s).sum(1) / (np.linalg.norm(t, axis=1) * np.linalg.norm(s, axis=1))
+    np.testing.assert_allclose(maps[:, 0].numpy(), 1 - cos, atol=1e-5)
+
+
+def test_map_averages_scales():
+    """Two scales, one identical and one opposite: mean of distances 0 and 2 is 1."""
+    t = features([(4, 8, 8), (4, 8, 8)])
+    maps = anomaly_map(t, [t[0].clone(), -t[1]], (8, 8), GaussianBlur(1e-3))
+    torch.testing.assert_close(maps, torch.ones_like(maps))
+
+
+def test_map_peaks_where_features_differ():
+    teacher = features(SHAPES)
+    student = [t.clone() for t in teacher]
+    # the same image region (rows 1/4..1/2, cols 1/2..3/4 of the map) differs at every scale
+    g = torch.Generator().manual_seed(5)
+    for s in student:
+        h, w = s.shape[-2:]
+        s[1, :, h // 4 : h // 2, w // 2 : 3 * w // 4] = torch.randn(s.shape[1], h // 4, w // 4, generator=g)
+    maps = anomaly_map(teacher, student, (64, 96), GaussianBlur(2.0))
+    assert float(maps[0].abs().max()) < 1e-5  # image 0 untouched
+    row, col = np.unravel_index(int(maps[1, 0].argmax()), (64, 96))
+    assert 16 <= row < 32 and 48 <= col < 72
+    inside = maps[1, 0, 18:30, 50:70].mean()
+    outside = maps[1, 0, 45:, :30].mean()
+    assert float(inside) > 0.3 and float(outside) < 0.01
+
+
+@pytest.mark.parametrize("shape", [(3, 1, 10, 10), (2, 1, 7, 13), (4, 250)])
+def test_max_score(shape):
+    maps = torch.rand(*shape, generator=torch.Generator().manual_seed(0))
+    expected = maps.numpy().reshape(shape[0], -1).max(axis=1)
+    np.testing.assert_allclose(image_score(maps, "max").numpy(), expected)
+
+
+@pytest.mark.parametrize("shape", [(3, 1, 10, 10), (2, 1, 7, 13), (2, 1, 50, 60), (4, 50)])
+def test_top1_score(shape):
+    maps = torch.rand(*shape, generator=torch.Generator().manual_seed(1))
+    flat = maps.numpy().reshape(shape[0], -1)
+    k = math.ceil(flat.shape[1] * 0.01)
+    expected = np.sort(flat, axis=1)[:, ::-1][:, :k].mean(axis=1)
+    scores = image_score(maps, "top1")
+    assert scores.shape == (shape[0],)
+    np.testing.assert_allclose(scores.numpy(), expected, rtol=1e-6)
+
+
+def test_top1_ignores_a_single_hot_pixel_more_than_max():
+    maps = torch.zeros(1, 1, 20, 20)  # 400 px -> top 1% = 4 px
+    maps[0, 0, 3, 3] = 1.0
+    assert float(image_score(maps, "max")) == 1.0
+    assert float(image_score(maps, "top1")) == pytest.approx(0.25)
+
+
+def test_score_rules_listed():
+    maps = torch.rand(2, 1, 4, 4)
+    for rule in SCORE_RULES:
+        assert image_score(maps, rule).shape == (2,)
+
+
+def test_unknown_rule():
+    with pytest.raises(ValueError, match="median"):
+        image_score(torch.rand(1, 1, 4, 4), "median")

@@ -1,0 +1,140 @@
+"""Tests for rbd.calibration: thresholds from normal scores and the normalised score."""
+
+import json
+
+import numpy as np
+import pytest
+
+from rbd.calibration import Calibration, calibrate, threshold_for_false_alarm_rate
+
+SCORES = np.random.default_rng(0).normal(1.0, 0.2, 200)
+
+
+@pytest.mark.parametrize("far", [0.0, 0.01, 0.05, 0.2, 0.5])
+def test_threshold_is_quantile(far):
+    calibration = calibrate(SCORES, false_alarm_rate=far)
+    assert calibration.threshold == pytest.approx(np.quantile(SCORES, 1 - far))
+    assert calibration.false_alarm_rate == far
+    # by construction about `far` of the normal scores lie above the threshold
+    assert np.mean(SCORES > calibration.threshold) <= far + 1e-9
+    assert np.mean(SCORES >= calibration.threshold) >= far - 1 / len(SCORES)
+
+
+def test_threshold_zero_far_is_maximum():
+    assert calibrate([0.3, 0.9, 0.1], false_alarm_rate=0.0).threshold == pytest.approx(0.9)
+
+
+def test_scale_is_sample_std():
+    calibration = calibrate(SCORES)
+    assert calibration.scale == pytest.approx(np.std(SCORES, ddof=1))
+
+
+@pytest.mark.parametrize("scores", [[0.8], [0.0], [0.5, 0.5, 0.5], [0.0, 0.0], [-2.0]])
+def test_scale_never_zero(scores):
+    calibration = calibrate(scores)
+    assert calibration.scale > 0
+    value = calibration.normalize(calibration.threshold + 1.0)
+    assert np.isfinite(value) and value > 0.5
+
+
+def test_normalize_at_threshold_is_half():
+    calibration = calibrate(SCORES)
+    assert calibration.normalize(calibration.threshold) == pytest.approx(0.5)
+    assert calibration.normalize(2.0, threshold=2.0) == pytest.approx(0.5)
+
+
+def test_normalize_matches_logistic():
+    calibration = Calibration(threshold=1.0, scale=0.5, false_alarm_rate=0.01)
+    for score in (-3.0, 0.25, 1.0, 1.7, 40.0):
+        assert calibration.normalize(score) == pytest.approx(1 / (1 + np.exp(-(score - 1.0) / 0.5)))
+
+
+def test_normalize_float_returns_float():
+    value = calibrate(SCORES).normalize(1.0)
+    assert isinstance(value, float)
+    assert 0.0 < value < 1.0
+    assert isinstance(calibrate(SCORES).normalize(np.float32(1.0)), float)
+
+
+def test_normalize_array_returns_array():
+    calibration = calibrate(SCORES)
+    scores = np.linspace(0, 2, 50).reshape(5, 10)
+    values = calibration.normalize(scores)
+    assert isinstance(values, np.ndarray)
+    assert values.shape == (5, 10)
+    assert values.dtype == np.float32
+    for score, value in zip(scores.ravel(), values.ravel()):
+        assert value == pytest.approx(calibration.normalize(float(score)), abs=1e-6)
+
+
+def test_normalize_is_monotone_and_bounded():
+    calibration = calibrate(SCORES)
+    values = calibration.normalize(np.linspace(-100, 100, 2001))
+    assert np.all(np.diff(values) >= 0)
+    assert np.all(np.diff(calibration.normalize(np.linspace(0.5, 1.5, 101))) > 0)
+    assert values[0] >= 0.0 and values[-1] <= 1.0
+    assert np.isfinite(values).all()
+
+
+def test_moving_the_threshold_moves_the_midpoint():
+    calibration = calibrate(SCORES)
+    higher = calibration.threshold + 0.3
+    assert calibration.normalize(calibration.threshold, threshold=higher) < 0.5
+
+
+def test_synthetic_catch_rate_hand_count():
+    calibration = calibrate([1.0, 2.0, 3.0, 4.0, 5.0], synthetic_scores=[0.5, 5.0, 6.0, 4.9, 7.0], false_alarm_rate=0.0)
+    assert calibration.threshold == 5.0
+    assert calibration.synthetic_catch_rate == pytest.approx(3 / 5)  # 5.0 (equal counts), 6.0, 7.0
+
+
+def test_catch_and_pass_rates_none_without_scores():
+    calibration = Calibration(threshold=1.0, scale=1.0, false_alarm_rate=0.01)
+    assert calibration.synthetic_catch_rate is None
+    assert calibration.normal_pass_rate is None
+
+
+def test_normal_pass_rate():
+    calibration = calibrate([1.0, 2.0, 3.0, 4.0], false_alarm_rate=0.5)
+    expected = np.mean(np.array([1.0, 2.0, 3.0, 4.0]) < np.quantile([1.0, 2.0, 3.0, 4.0], 0.5))
+    assert calibration.normal_pass_rate == pytest.approx(expected)
+
+
+def test_dict_round_trip_through_json():
+    original = calibrate(SCORES[:20], synthetic_scores=[1.5, 0.2, 2.0], false_alarm_rate=0.05)
+    values = json.loads(json.dumps(original.to_dict()))
+    assert values["synthetic_catch_rate"] == pytest.approx(original.synthetic_catch_rate)
+    restored = Calibration.from_dict(values)
+    assert restored == original
+    assert restored.normalize(1.1) == pytest.approx(original.normalize(1.1))
+
+
+def test_from_dict_without_optional_scores():
+    restored = Calibration.from_dict({"threshold": "0.7", "scale": 0.1, "false_alarm_rate": 0.01})
+    assert restored.threshold == 0.7 and restored.normal_scores == [] and restored.synthetic_scores == []
+
+
+@pytest.mark.parametrize("scores", [[], np.array([])])
+def test_empty_scores_rejected(scores):
+    with pytest.raises(ValueError):
+        calibrate(scores)
+
+
+@pytest.mark.parametrize("far", [-0.01, 1.0, 1.5])
+def test_far_out_of_range_rejected(far):
+    with pytest.raises(ValueError, match="false_alarm_rate"):
+        calibrate(SCORES, false_alarm_rate=far)
+
+
+def test_threshold_for_other_false_alarm_rate():
+    calibration = calibrate(SCORES, false_alarm_rate=0.01)
+    for far in (0.0, 0.1, 0.3):
+        assert threshold_for_false_alarm_rate(calibration, far) == pytest.approx(np.quantile(SCORES, 1 - far))
+    # more tolerated false alarms -> lower threshold
+    assert threshold_for_false_alarm_rate(calibration, 0.3) < calibration.threshold
+    assert calibration.threshold == pytest.approx(np.quantile(SCORES, 0.99))  # unchanged
+
+
+def test_threshold_for_false_alarm_rate_validates():
+    with pytest.raises(ValueError):
+        threshold_for_false_alarm_rate(calibrate(SCORES), 1.0)

@@ -1,0 +1,150 @@
+"""Checkpoints: safetensors + JSON, atomic saves, clear errors, and Hub loading from an offline cache."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from safetensors.torch import load_file
+
+import rbd
+from rbd import checkpoint
+
+
+@pytest.fixture(scope="module")
+def probe(category):
+    return sorted((category / "test" / "hole").iterdir())[0]
+
+
+def test_round_trip_gives_identical_predictions(detector, checkpoint, probe):
+    loaded = rbd.load(checkpoint)
+    before, after = detector.predict(probe), loaded.predict(probe)
+    assert after.score == before.score
+    np.testing.assert_array_equal(after.anomaly_map, before.anomaly_map)
+    assert loaded.threshold == detector.threshold
+    assert loaded.calibration.normal_scores == detector.calibration.normal_scores
+    assert loaded.config == detector.config
+
+
+def test_folder_holds_safetensors_json_and_a_card_only(checkpoint, detector):
+    assert sorted(p.name for p in checkpoint.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    weights = load_file(str(checkpoint / "model.safetensors"))
+    assert set(weights) == set(detector.model.student.state_dict())  # the teacher is not stored
+    config = json.loads((checkpoint / "config.json").read_text())
+    assert config["format"] == "rbd-checkpoint" and config["rbd_version"] == rbd.__version__
+    assert config["model"]["backbone"] == "tf_efficientnet_lite0"
+    assert {"threshold", "scale", "normal_scores", "synthetic_catch_rate"} <= set(config["calibration"])
+    assert config["training"]["steps"] > 0
+
+
+def test_model_card_states_threshold_and_metrics(detector):
+    card = checkpoint.model_card(checkpoint.checkpoint_config(detector, metrics={"image_auroc": 0.987}))
+    assert card.startswith("---\nlibrary_name: rbd")
+    assert f"{detector.threshold:.5f}" in card and "| image_auroc | 0.9870 |" in card
+
+
+def test_a_changed_threshold_is_saved(detector, tmp_path, probe):
+    loaded = rbd.load(rbd.save(detector, tmp_path / "a"))
+    loaded.threshold = loaded.threshold * 2
+    again = rbd.load(rbd.save(loaded, tmp_path / "b"))
+    assert again.threshold == pytest.approx(detector.threshold * 2)
+    assert again.calibration.threshold == detector.calibration.threshold
+
+
+def test_saving_over_a_checkpoint_is_atomic(detector, tmp_path, monkeypatch):
+    target = rbd.save(detector, tmp_path / "model")
+    good = (target / "config.json").read_text()
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(checkpoint, "save_file", crash)
+    with pytest.raises(OSError, match="disk full"):
+        rbd.save(detector, target)
+    assert (target / "config.json").read_text() == good
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no half-written leftovers
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda d: (d / "config.json").unlink(), "not an rbd checkpoint"),
+    (lambda d: (d / "config.json").write_text("{not json"), "not a readable JSON"),
+    (lambda d: (d / "config.json").write_text('{"format": "other"}'), "not an rbd checkpoint"),
+    (lambda d: _edit(d, format_version=99), "format 99"),
+    (lambda d: _edit(d, model={"backbone": "tf_efficientnet_lite0", "embed_dim": 32}), "do not match"),
+    (lambda d: _edit(d, model={"colour": "red"}), "invalid model settings"),
+    (lambda d: (d / "model.safetensors").write_bytes(b"\x00" * 64), "unreadable weights"),
+    (lambda d: (d / "model.safetensors").unlink(), "unreadable weights"),
+])
+def test_broken_checkpoints_are_clear_errors(checkpoint, tmp_path, damage, message):
+    copy = shutil.copytree(checkpoint, tmp_path / "copy")
+    damage(copy)
+    with pytest.raises(rbd.CheckpointError, match=message):
+        rbd.load(copy)
+
+
+def _edit(folder, **changes):
+    config = json.loads((folder / "config.json").read_text())
+    config.update(changes)
+    (folder / "config.json").write_text(json.dumps(config))
+
+
+def test_unknown_paths_are_clear_errors(tmp_path):
+    with pytest.raises(rbd.CheckpointError, match="no such checkpoint folder"):
+        rbd.load(tmp_path / "missing")
+    with pytest.raises(rbd.CheckpointError, match="not a Hub repo id"):
+        rbd.load("not/a/repo/id")
+
+
+def _cached_repo(cache, repo_id, files, revision_name="main", commit="a" * 40):
+    """Lay files out as huggingface_hub's cache does: refs/<name> -> snapshots/<commit>/<file>."""
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    snapshot = repo / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    for path in files:
+        shutil.copy(path, snapshot / path.name)
+    (repo / "refs").mkdir(exist_ok=True)
+    (repo / "refs" / revision_name).write_text(commit)
+
+
+def test_hub_repo_loads_from_the_offline_cache(hub_cache, checkpoint, probe, detector):
+    _cached_repo(hub_cache, "acme/bottle-inspector", checkpoint.iterdir())
+    loaded = rbd.load("acme/bottle-inspector")
+    assert loaded.predict(probe).score == detector.predict(probe).score
+
+
+def test_hub_revision_is_honoured(hub_cache, checkpoint, tmp_path):
+    older = shutil.copytree(checkpoint, tmp_path / "older")
+    _edit(older, threshold=123.0)
+    _cached_repo(hub_cache, "acme/parts", checkpoint.iterdir(), "main", "a" * 40)
+    _cached_repo(hub_cache, "acme/parts", older.iterdir(), "v1", "b" * 40)
+    assert rbd.load("acme/parts").threshold != 123.0
+    assert rbd.load("acme/parts", revision="v1").threshold == 123.0
+    assert rbd.load("acme/parts", revision="b" * 40).threshold == 123.0
+
+
+def test_hub_miss_offline_is_a_clear_error(hub_cache):
+    with pytest.raises(rbd.CheckpointError, match="cannot be reached"):
+        rbd.load("acme/never-downloaded")
+
+
+def test_push_to_hub_uploads_the_checkpoint_folder(detector, monkeypatch):
+    """The upload goes through HfApi.create_repo and upload_folder; here they are recorded, not sent."""
+    from huggingface_hub import HfApi
+
+    calls = {}
+
+    def create_repo(self, repo_id, **kwargs):
+        calls["create"] = (repo_id, kwargs)
+
+    def upload_folder(self, repo_id, folder_path, **kwargs):
+        calls["files"] = sorted(p.name for p in folder_path.iterdir())
+        calls["card"] = (folder_path / "README.md").read_text()
+        return "https://huggingface.co/acme/parts/commit/abc"
+
+    monkeypatch.setattr(HfApi, "create_repo", create_repo)
+    monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
+    url = rbd.push_to_hub(detector, "acme/parts", token="hf_x", metrics={"image_auroc": 1.0})
+    assert url.endswith("/commit/abc")
+    assert calls["create"][0] == "acme/parts" and calls["create"][1]["exist_ok"] is True
+    assert calls["files"] == ["README.md", "config.json", "model.safetensors"]
+    assert "| image_auroc | 1.0000 |" in calls["card"]

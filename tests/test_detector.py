@@ -1,0 +1,106 @@
+"""Inference: any image kind and size in, map at the image's size out; thresholds without re-running."""
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy import ndimage
+
+import rbd
+from rbd.detector import Prediction
+
+
+@pytest.fixture(scope="module")
+def part(category):
+    return np.asarray(Image.open(sorted((category / "test" / "hole").iterdir())[0]))  # uint8 grey
+
+
+def test_map_comes_back_at_the_image_size(detector, part):
+    for shape in [(64, 80), (50, 170), (170, 50), (7, 9), (300, 240)]:
+        image = np.asarray(Image.fromarray(part).resize(shape[::-1]))
+        prediction = detector.predict(image)
+        assert prediction.anomaly_map.shape == shape and prediction.anomaly_map.dtype == np.float32
+        assert prediction.mask.shape == shape
+
+
+def test_image_kinds_agree(detector, part, tmp_path):
+    """Grey, RGB, RGBA, 16-bit and EXIF-rotated versions of one picture score the same."""
+    grey = Image.fromarray(part)
+    reference = detector.predict(grey).score
+    variants = {
+        "rgb": grey.convert("RGB"),
+        "rgba": grey.convert("RGBA"),
+        "uint16": (part.astype(np.uint16) * 257),
+        "float": part.astype(np.float32) / 255,
+    }
+    rotated = grey.rotate(90, expand=True)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display": undoes the counter-clockwise rotation above
+    rotated.save(tmp_path / "rotated.png", exif=exif)
+    variants["exif_file"] = tmp_path / "rotated.png"
+    Image.fromarray(part.astype(np.uint16) * 257).save(tmp_path / "sixteen.png")
+    variants["uint16_file"] = tmp_path / "sixteen.png"
+    for name, image in variants.items():
+        assert detector.predict(image).score == pytest.approx(reference, abs=1e-3), name
+
+
+def test_defect_is_found_where_it_is(detector, category):
+    path = sorted((category / "test" / "hole").iterdir())[0]
+    truth = np.asarray(Image.open(category / "ground_truth" / "hole" / f"{path.stem}_mask.png")) > 0
+    prediction = detector.predict(path)
+    assert prediction.is_anomalous and prediction.verdict == "defective"
+    assert prediction.normalized_score > 0.5
+    y, x = np.unravel_index(prediction.anomaly_map.argmax(), truth.shape)
+    assert ndimage.binary_dilation(truth, iterations=4)[y, x]
+    assert prediction.regions() and (prediction.mask & truth).any()
+
+
+def test_normal_part_passes(detector, category):
+    prediction = detector.predict(sorted((category / "test" / "good").iterdir())[0])
+    assert prediction.verdict == "good" and prediction.normalized_score < 0.5
+    assert not prediction.mask.any() and prediction.regions() == []
+
+
+def test_batch_equals_one_by_one(detector, category):
+    paths = sorted((category / "test").rglob("*.png"))[:6]
+    batch = detector.predict_batch(paths, batch_size=4)
+    for path, prediction in zip(paths, batch):
+        single = detector.predict(path)
+        assert prediction.score == pytest.approx(single.score, abs=1e-3)
+        np.testing.assert_allclose(prediction.anomaly_map, single.anomaly_map, atol=1e-3)
+
+
+def test_rethreshold_moves_verdict_and_mask_without_the_network(detector, category, monkeypatch):
+    prediction = detector.predict(sorted((category / "test" / "hole").iterdir())[0])
+
+    def fail(*args, **kwargs):
+        raise AssertionError("the network ran")
+
+    monkeypatch.setattr(detector.model, "forward", fail)
+    strict = detector.rethreshold(prediction, prediction.score + 1e-6)
+    loose = detector.rethreshold(prediction, float(prediction.anomaly_map.min()))
+    assert not strict.is_anomalous and not strict.mask.any() and strict.normalized_score < 0.5
+    assert loose.is_anomalous and loose.mask.all() and loose.normalized_score > 0.5
+    at = detector.rethreshold(prediction, prediction.score)
+    assert at.is_anomalous and at.normalized_score == pytest.approx(0.5)
+
+
+def test_regions_are_the_connected_parts_of_the_mask():
+    amap = np.zeros((20, 30), np.float32)
+    amap[2:5, 3:9] = 0.8   # 18 pixels
+    amap[10:12, 20:22] = 0.9  # 4 pixels
+    amap[11, 22] = 0.7  # touches the square diagonally? no: same row, adjacent -> joins it
+    amap[15, 0] = 0.6  # one pixel
+    prediction = Prediction(score=0.9, normalized_score=0.9, threshold=0.5, anomaly_map=amap)
+    regions = prediction.regions()
+    assert [r.area for r in regions] == [18, 5, 1]
+    assert regions[0].box == (3, 2, 9, 5) and regions[0].max_score == pytest.approx(0.8)
+    assert regions[1].box == (20, 10, 23, 12) and regions[1].max_score == pytest.approx(0.9)
+    assert regions[2].box == (0, 15, 1, 16)
+
+
+def test_unreadable_inputs_are_clear_errors(detector, tmp_path):
+    (tmp_path / "notes.png").write_text("not an image")
+    with pytest.raises(rbd.ImageReadError, match="notes.png"):
+        detector.predict(tmp_path / "notes.png")
+    with pytest.raises(rbd.ImageReadError):
+        detector.predict(np.zeros((4, 4, 2)))

@@ -1,0 +1,350 @@
+"""Tests for rbd.images: every kind of input becomes a float32 (H, W, 3) array in [0, 1]."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from rbd.errors import ImageReadError, NoImagesError
+from rbd.images import find_images, read_image, read_image_folder, read_images, to_rgb_array
+
+RNG = np.random.default_rng(0)
+
+
+def assert_rgb(array, height, width):
+    assert isinstance(array, np.ndarray)
+    assert array.dtype == np.float32
+    assert array.shape == (height, width, 3)
+    assert array.min() >= 0.0 and array.max() <= 1.0
+
+
+def save(image: Image.Image, path, **kwargs):
+    image.save(path, **kwargs)
+    return path
+
+
+# --- PIL modes and files -------------------------------------------------------------------------
+
+
+def test_grey_image_is_replicated_to_three_equal_channels(tmp_path):
+    grey = RNG.integers(0, 256, (12, 20), dtype=np.uint8)
+    path = save(Image.fromarray(grey, mode="L"), tmp_path / "grey.png")
+    array = read_image(path)
+    assert_rgb(array, 12, 20)
+    for c in range(3):
+        np.testing.assert_allclose(array[..., c], grey / 255.0, atol=1e-6)
+
+
+def test_rgb_png_is_read_losslessly(tmp_path):
+    rgb = RNG.integers(0, 256, (10, 14, 3), dtype=np.uint8)
+    array = read_image(save(Image.fromarray(rgb), tmp_path / "rgb.png"))
+    assert_rgb(array, 10, 14)
+    np.testing.assert_allclose(array, rgb / 255.0, atol=1e-6)
+
+
+def test_rgba_drops_alpha_without_compositing(tmp_path):
+    rgba = RNG.integers(0, 256, (8, 9, 4), dtype=np.uint8)
+    rgba[..., 3] = 0  # fully transparent: colour must still be the stored RGB, not black/white
+    array = read_image(save(Image.fromarray(rgba, mode="RGBA"), tmp_path / "rgba.png"))
+    assert_rgb(array, 8, 9)
+    np.testing.assert_allclose(array, rgba[..., :3] / 255.0, atol=1e-6)
+
+
+def test_palette_image_is_expanded_to_its_colours(tmp_path):
+    palette_image = Image.new("P", (6, 4))
+    palette = [0, 0, 0, 255, 0, 0, 0, 128, 255] + [0] * (256 * 3 - 9)
+    palette_image.putpalette(palette)
+    indices = np.array([[0, 1, 2, 1, 0, 2]] * 4, dtype=np.uint8)
+    palette_image.putdata(indices.ravel().tolist())
+    array = read_image(save(palette_image, tmp_path / "palette.png"))
+    assert_rgb(array, 4, 6)
+    colours = np.array(palette[:9], dtype=np.float32).reshape(3, 3) / 255.0
+    np.testing.assert_allclose(array, colours[indices], atol=1e-6)
+
+
+def test_16bit_grey_png_keeps_full_range(tmp_path):
+    values = np.array([[0, 32768], [65535, 1000]], dtype=np.uint16)
+    image = Image.fromarray(values)
+    assert image.mode.startswith("I;16")
+    path = save(image, tmp_path / "deep.png")
+    assert Image.open(path).mode.startswith("I")  # really stored as 16-bit
+    array = read_image(path)
+    assert_rgb(array, 2, 2)
+    assert array[1, 0, 0] == pytest.approx(1.0)
+    assert array[0, 1, 0] == pytest.approx(0.5, abs=1e-4)
+    assert array[1, 1, 0] == pytest.approx(1000 / 65535, abs=1e-6)
+    assert array[0, 0, 0] == 0.0
+    # 1000/65535 would be lost entirely by an 8-bit conversion (1000 >> 8 == 3 -> 3/255 != value)
+    assert array[1, 1, 0] != pytest.approx(3 / 255, abs=1e-4)
+
+
+def test_16bit_grey_png_with_max_side_is_downscaled(tmp_path):
+    """A large 16-bit inspection image must shrink like any other, not be called corrupt."""
+    ramp = np.tile(np.linspace(0, 65535, 200).astype(np.uint16), (100, 1))  # 200 wide, 100 high
+    path = save(Image.fromarray(ramp), tmp_path / "deep_large.png")
+    array = read_image(path, max_side=50)
+    assert_rgb(array, 25, 50)
+    assert array[:, 0, 0].mean() < 0.05 and array[:, -1, 0].mean() > 0.95  # ramp survives, full range
+
+
+def test_grey_with_alpha_drops_alpha(tmp_path):
+    la = np.stack([np.full((3, 4), 200, np.uint8), np.zeros((3, 4), np.uint8)], axis=2)
+    array = read_image(save(Image.fromarray(la, mode="LA"), tmp_path / "la.png"))
+    np.testing.assert_allclose(array, np.full((3, 4, 3), 200 / 255.0), atol=1e-6)
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    # Stored landscape 40x24 (w x h), left half black, right half white.
+    pixels = np.zeros((24, 40, 3), dtype=np.uint8)
+    pixels[:, 20:] = 255
+    image = Image.fromarray(pixels)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90 degrees clockwise to display
+    path = save(image, tmp_path / "rotated.jpg", exif=exif.tobytes(), quality=95)
+    array = read_image(path)
+    assert_rgb(array, 40, 24)  # height and width swapped
+    # Rotating 90 deg clockwise moves the stored right (white) half to the bottom.
+    assert array[:15].mean() < 0.1
+    assert array[-15:].mean() > 0.9
+
+
+def test_exif_orientation_8_rotates_the_other_way(tmp_path):
+    pixels = np.zeros((24, 40, 3), dtype=np.uint8)
+    pixels[:, 20:] = 255
+    exif = Image.Exif()
+    exif[0x0112] = 8  # rotate 90 degrees counter-clockwise to display
+    array = read_image(save(Image.fromarray(pixels), tmp_path / "r8.jpg", exif=exif.tobytes(), quality=95))
+    assert_rgb(array, 40, 24)
+    assert array[:15].mean() > 0.9  # right half goes to the top
+    assert array[-15:].mean() < 0.1
+
+
+def test_one_pixel_image(tmp_path):
+    path = save(Image.new("RGB", (1, 1), (255, 0, 51)), tmp_path / "dot.png")
+    array = read_image(path)
+    assert_rgb(array, 1, 1)
+    np.testing.assert_allclose(array[0, 0], [1.0, 0.0, 0.2], atol=1e-6)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_max_side_downscales_keeping_aspect(tmp_path, suffix):
+    path = save(Image.new("RGB", (400, 100), (10, 200, 30)), tmp_path / f"wide{suffix}")
+    array = read_image(path, max_side=80)
+    assert array.dtype == np.float32 and array.ndim == 3 and array.shape[2] == 3
+    height, width = array.shape[:2]
+    assert max(height, width) == 80
+    assert width / height == pytest.approx(4.0, rel=0.05)
+    np.testing.assert_allclose(array.mean(axis=(0, 1)), np.array([10, 200, 30]) / 255.0, atol=0.03)
+
+
+def test_max_side_leaves_small_images_alone(tmp_path):
+    path = save(Image.new("RGB", (30, 20)), tmp_path / "small.png")
+    assert read_image(path, max_side=80).shape == (20, 30, 3)
+
+
+# --- unreadable files --------------------------------------------------------------------------
+
+
+def test_random_bytes_named_png(tmp_path):
+    path = tmp_path / "noise.png"
+    path.write_bytes(RNG.integers(0, 256, 500, dtype=np.uint8).tobytes())
+    with pytest.raises(ImageReadError, match="noise.png"):
+        read_image(path)
+
+
+@pytest.mark.parametrize("fmt, suffix", [("PNG", ".png"), ("JPEG", ".jpg")])
+def test_truncated_file(tmp_path, fmt, suffix):
+    buffer = io.BytesIO()
+    Image.fromarray(RNG.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(buffer, format=fmt)
+    data = buffer.getvalue()
+    path = tmp_path / f"cut{suffix}"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageReadError, match=f"cut{suffix}"):
+        read_image(path)
+
+
+def test_text_file(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("this is not an image\n" * 10)
+    with pytest.raises(ImageReadError, match="notes.txt"):
+        read_image(path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ImageReadError, match="absent.png"):
+        read_image(tmp_path / "absent.png")
+
+
+def test_empty_file(tmp_path):
+    path = tmp_path / "empty.png"
+    path.write_bytes(b"")
+    with pytest.raises(ImageReadError, match="empty.png"):
+        read_image(path)
+
+
+# --- arrays ----------------------------------------------------------------------------------
+
+
+def test_uint8_grey_array():
+    grey = np.array([[0, 255], [51, 102]], dtype=np.uint8)
+    array = to_rgb_array(grey)
+    assert_rgb(array, 2, 2)
+    np.testing.assert_allclose(array, np.repeat((grey / 255.0)[..., None], 3, axis=2), atol=1e-6)
+
+
+def test_uint16_array_scaled_by_65535():
+    values = np.array([[65535, 32768, 0]], dtype=np.uint16)
+    array = to_rgb_array(values)
+    assert_rgb(array, 1, 3)
+    np.testing.assert_allclose(array[0, :, 0], [1.0, 32768 / 65535, 0.0], atol=1e-6)
+
+
+def test_rgba_array_drops_alpha():
+    rgba = RNG.integers(0, 256, (3, 4, 4), dtype=np.uint8)
+    np.testing.assert_allclose(to_rgb_array(rgba), rgba[..., :3] / 255.0, atol=1e-6)
+
+
+def test_single_channel_array():
+    grey = RNG.integers(0, 256, (3, 5, 1), dtype=np.uint8)
+    array = to_rgb_array(grey)
+    assert_rgb(array, 3, 5)
+    np.testing.assert_allclose(array, np.repeat(grey / 255.0, 3, axis=2), atol=1e-6)
+
+
+def test_float_array_in_unit_range_is_unchanged():
+    values = RNG.random((4, 5, 3)).astype(np.float64)
+    array = to_rgb_array(values)
+    assert_rgb(array, 4, 5)
+    np.testing.assert_allclose(array, values, atol=1e-6)
+
+
+def test_float_array_above_one_is_rescaled_by_its_maximum():
+    values = np.array([[0.0, 127.5, 255.0]], dtype=np.float32)
+    np.testing.assert_allclose(to_rgb_array(values)[0, :, 0], [0.0, 0.5, 1.0], atol=1e-6)
+
+
+def test_negative_floats_are_clipped():
+    array = to_rgb_array(np.array([[-0.5, 0.25]], dtype=np.float32))
+    np.testing.assert_allclose(array[0, :, 0], [0.0, 0.25])
+
+
+def test_nan_array_is_rejected():
+    with pytest.raises(ImageReadError):
+        to_rgb_array(np.array([[0.1, np.nan]], dtype=np.float32))
+
+
+def test_bool_array():
+    mask = np.array([[True, False], [False, True]])
+    array = to_rgb_array(mask)
+    assert_rgb(array, 2, 2)
+    np.testing.assert_array_equal(array[..., 0], mask.astype(np.float32))
+
+
+def test_pil_image_input():
+    image = Image.new("RGB", (3, 2), (0, 255, 0))
+    np.testing.assert_allclose(to_rgb_array(image), np.broadcast_to([0.0, 1.0, 0.0], (2, 3, 3)))
+
+
+def test_path_input_is_read(tmp_path):
+    path = save(Image.new("L", (5, 4), 255), tmp_path / "white.png")
+    np.testing.assert_allclose(to_rgb_array(str(path)), np.ones((4, 5, 3)))
+
+
+@pytest.mark.parametrize("shape", [(5,), (2, 3, 2), (2, 3, 5), (1, 2, 3, 3), (0, 4), (4, 0, 3), ()])
+def test_bad_array_shapes(shape):
+    with pytest.raises(ImageReadError):
+        to_rgb_array(np.zeros(shape, dtype=np.uint8))
+
+
+# --- folders ---------------------------------------------------------------------------------
+
+
+def make_tree(root):
+    """A folder with images at two depths plus things find_images must ignore."""
+    Image.new("RGB", (4, 4)).save(root / "b.png")
+    (root / "sub" / "deeper").mkdir(parents=True)
+    Image.new("RGB", (4, 4)).save(root / "sub" / "a.JPG")
+    Image.new("L", (4, 4)).save(root / "sub" / "deeper" / "c.bmp")
+    Image.new("RGB", (4, 4)).save(root / ".hidden.png")
+    (root / ".cache").mkdir()
+    Image.new("RGB", (4, 4)).save(root / ".cache" / "d.png")
+    (root / "sub" / ".git").mkdir()
+    Image.new("RGB", (4, 4)).save(root / "sub" / ".git" / "e.png")
+    (root / "readme.txt").write_text("hello")
+    (root / "data.npy").write_bytes(b"\x93NUMPY")
+    (root / "folder.png").mkdir()  # a directory with an image suffix is not a file
+
+
+def test_find_images_recursive_and_filtered(tmp_path):
+    make_tree(tmp_path)
+    found = find_images(tmp_path)
+    expected = [tmp_path / "b.png", tmp_path / "sub" / "a.JPG", tmp_path / "sub" / "deeper" / "c.bmp"]
+    assert sorted(found) == sorted(expected)
+    assert found == sorted(found)
+
+
+def test_find_images_in_hidden_parent_folder_still_works(tmp_path):
+    """Only parts below the searched folder count as hidden."""
+    root = tmp_path / ".data" / "good"
+    root.mkdir(parents=True)
+    Image.new("RGB", (4, 4)).save(root / "x.png")
+    assert find_images(root) == [root / "x.png"]
+
+
+def test_find_images_not_a_folder(tmp_path):
+    with pytest.raises(NoImagesError):
+        find_images(tmp_path / "missing")
+
+
+def test_read_images_skips_bad_files_with_one_warning(tmp_path):
+    good = [save(Image.new("RGB", (6, 5), (255, 255, 255)), tmp_path / f"good{i}.png") for i in range(2)]
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"not a png at all")
+    missing = tmp_path / "gone.jpg"
+    with pytest.warns(UserWarning, match="skipped 2") as record:
+        images, used = read_images([good[0], bad, good[1], missing])
+    assert len(record) == 1
+    message = str(record[0].message)
+    assert "broken.png" in message and "gone.jpg" in message
+    assert used == good
+    assert len(images) == 2
+    for image in images:
+        assert_rgb(image, 5, 6)
+
+
+def test_read_images_all_bad(tmp_path):
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"xx")
+    with pytest.raises(NoImagesError, match="broken.png"):
+        read_images([bad])
+
+
+def test_read_images_empty_list():
+    with pytest.raises(NoImagesError):
+        read_images([])
+
+
+def test_read_image_folder_empty(tmp_path):
+    with pytest.raises(NoImagesError):
+        read_image_folder(tmp_path)
+
+
+def test_read_image_folder_of_non_images(tmp_path):
+    (tmp_path / "a.txt").write_text("a")
+    (tmp_path / "b.csv").write_text("1,2")
+    with pytest.raises(NoImagesError):
+        read_image_folder(tmp_path)
+
+
+def test_read_image_folder_with_only_corrupt_images(tmp_path):
+    (tmp_path / "a.png").write_bytes(b"junk")
+    with pytest.raises(NoImagesError, match="a.png"):
+        read_image_folder(tmp_path)
+
+
+def test_read_image_folder_reads_all(tmp_path):
+    make_tree(tmp_path)
+    images, used = read_image_folder(tmp_path, max_side=2)
+    assert used == find_images(tmp_path)
+    assert all(image.shape == (2, 2, 3) for image in images)

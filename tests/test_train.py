@@ -1,0 +1,108 @@
+"""Training: calibration from held-out images, budgets, progress, cancellation, ablation switches."""
+
+import numpy as np
+import pytest
+import torch
+
+import rbd
+from rbd.train import split_holdout
+from conftest import TINY_MODEL
+
+FAST = dict(batch_size=4, seed=0)
+
+
+def test_detector_is_calibrated_on_held_out_images(detector):
+    c = detector.calibration
+    summary = detector.training
+    assert summary["holdout_images"] == len(c.normal_scores) == 2
+    assert summary["train_images"] + summary["holdout_images"] == summary["images"] == 10
+    assert c.threshold == pytest.approx(np.quantile(c.normal_scores, 1 - c.false_alarm_rate))
+    assert detector.threshold == c.threshold
+    assert len(c.synthetic_scores) == 2
+    assert 0.0 <= c.synthetic_catch_rate <= 1.0
+
+
+def test_trained_detector_finds_real_defects(detector, category):
+    """Dark discs (never seen in training) must outscore normal parts, and be localised."""
+    result = rbd.evaluate(detector, category)
+    assert result.image_auroc >= 0.9
+    assert result.pixel_auroc >= 0.9
+    assert result.aupro >= 0.7
+
+
+def test_holdout_split_is_seeded_and_disjoint():
+    config = rbd.TrainConfig(seed=3, holdout_fraction=0.25)
+    train_ids, holdout = split_holdout(20, config)
+    assert sorted(train_ids + holdout) == list(range(20)) and len(holdout) == 5
+    assert split_holdout(20, config) == (train_ids, holdout)
+    assert split_holdout(20, rbd.TrainConfig(seed=4, holdout_fraction=0.25)) != (train_ids, holdout)
+
+
+def test_progress_reports_every_step_until_the_budget_is_used(category):
+    seen = []
+    detector = rbd.train(category / "train" / "good", rbd.ModelConfig(**TINY_MODEL), rbd.TrainConfig(epochs=3, **FAST), progress=seen.append)
+    assert [p.step for p in seen] == list(range(1, len(seen) + 1))
+    assert len(seen) == detector.training["steps"] == 3 * 3  # 9 training images, batches of 4
+    assert seen[-1].fraction == 1.0 and seen[-1].epoch == pytest.approx(3.0)
+    assert all(np.isfinite(p.loss) for p in seen)
+
+
+def test_time_budget_stops_training_early(category):
+    detector = rbd.train(category / "train" / "good", rbd.ModelConfig(**TINY_MODEL), rbd.TrainConfig(epochs=10_000, max_minutes=0.02, **FAST))
+    assert 1 <= detector.training["steps"] < 10_000
+    assert detector.training["seconds"] < 30
+
+
+def test_cancellation_raises(category):
+    calls = []
+
+    def stop():
+        calls.append(1)
+        return len(calls) > 2
+
+    with pytest.raises(rbd.TrainingCancelled):
+        rbd.train(category / "train" / "good", rbd.ModelConfig(**TINY_MODEL), rbd.TrainConfig(epochs=50, **FAST), should_stop=stop)
+    assert len(calls) == 3
+
+
+def test_same_seed_gives_the_same_model(category):
+    def weights():
+        d = rbd.train(category / "train" / "good", rbd.ModelConfig(**TINY_MODEL), rbd.TrainConfig(epochs=2, **FAST))
+        return torch.cat([p.flatten() for p in d.model.student.parameters()])
+
+    torch.testing.assert_close(weights(), weights())
+
+
+@pytest.mark.parametrize("switch", ["corruption", "consistency"])
+def test_ablation_switches_train(category, switch):
+    config = rbd.TrainConfig(epochs=1, **FAST, **{switch: False})
+    detector = rbd.train(category / "train" / "good", rbd.ModelConfig(**TINY_MODEL), config)
+    assert detector.training["config"][switch] is False
+
+
+def test_too_few_images_is_a_clear_error(tmp_path):
+    (tmp_path / "a.png").write_bytes(b"")
+    with pytest.raises(rbd.NoImagesError):
+        rbd.train([np.zeros((32, 32, 3), np.float32)], rbd.ModelConfig(**TINY_MODEL))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(rbd.NoImagesError, match="no image files"):
+        rbd.train(empty, rbd.ModelConfig(**TINY_MODEL))
+
+
+def test_corrupt_files_are_skipped_with_a_warning(category, tmp_path):
+    folder = tmp_path / "good"
+    folder.mkdir()
+    for path in sorted((category / "train" / "good").iterdir())[:5]:
+        (folder / path.name).write_bytes(path.read_bytes())
+    (folder / "broken.png").write_bytes(b"\x89PNG not really")
+    with pytest.warns(UserWarning, match="broken.png"):
+        detector = rbd.train(folder, rbd.ModelConfig(**TINY_MODEL), rbd.TrainConfig(epochs=1, **FAST))
+    assert detector.training["images"] == 5
+
+
+def test_unknown_backbone_and_device_are_clear_errors(category):
+    with pytest.raises(rbd.BackboneError, match="unknown backbone 'vgg99'"):
+        rbd.train(category / "train" / "good", rbd.ModelConfig(backbone="vgg99"))
+    with pytest.raises(ValueError, match="device"):
+        rbd.train(category / "train" / "good", rbd.ModelConfig(**TINY_MODEL), rbd.TrainConfig(device="tpu"))
