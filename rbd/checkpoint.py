@@ -143,13 +143,20 @@ def _download(repo_id: str, revision: str | None) -> tuple[Path, Path]:
 def push_to_hub(detector: Detector, repo_id: str, token: str | None = None, private: bool = False, metrics: dict | None = None) -> str:
     """Upload the checkpoint (with its model card) to a Hub model repo; returns the commit URL."""
     from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
     api = HfApi(token=token)
-    api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = save(detector, Path(tmp) / "checkpoint", metrics)
-        commit = api.upload_folder(repo_id=repo_id, folder_path=folder, repo_type="model", commit_message=f"Upload rbd {__version__} checkpoint")
-    return str(commit.commit_url if hasattr(commit, "commit_url") else commit)
+    try:
+        api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = save(detector, Path(tmp) / "checkpoint", metrics)
+            commit = api.upload_folder(repo_id=repo_id, folder_path=folder, repo_type="model",
+                                       commit_message=f"Upload rbd {__version__} checkpoint")
+    except OfflineModeIsEnabled as err:
+        raise CheckpointError(f"cannot push to {repo_id}: the Hub is unreachable (offline mode)") from err
+    except (HfHubHTTPError, OSError, ValueError) as err:
+        raise CheckpointError(f"cannot push to {repo_id}: {err}") from err
+    return str(getattr(commit, "commit_url", commit))
 
 
 def model_card(config: dict) -> str:

@@ -17,6 +17,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .errors import ImageReadError, NoImagesError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+MAX_SIDE = 4096  # the app and CLI score larger images on a downscaled copy (the model sees <= 1024 px)
 
 ImageLike = Union[str, Path, Image.Image, np.ndarray]
 
@@ -53,6 +54,23 @@ def read_image(path: str | Path, max_side: int | None = None) -> np.ndarray:
         raise ImageReadError(f"{path}: image too large to decode safely ({err})") from err
     except (OSError, SyntaxError, ValueError) as err:  # truncated or corrupt data
         raise ImageReadError(f"{path}: corrupt or truncated image ({err})") from err
+
+
+def read_image_for_scoring(path: str | Path, max_side: int = MAX_SIDE) -> tuple[np.ndarray, str | None]:
+    """The image, downscaled if its long side exceeds `max_side`, and a notice saying so (else None).
+
+    A 10000 x 10000 photo would need 1.2 GB as a float array and its map as much again, while
+    the model only looks at about a thousand pixels a side anyway.
+    """
+    image = read_image(path, max_side)
+    try:
+        with Image.open(path) as header:
+            width, height = header.size
+    except (OSError, ValueError):
+        return image, None
+    if max(width, height) <= max_side:
+        return image, None
+    return image, f"{Path(path).name} is {width}x{height}: scored on a downscaled {image.shape[1]}x{image.shape[0]} copy"
 
 
 def to_rgb_array(image: ImageLike) -> np.ndarray:

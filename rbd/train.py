@@ -97,8 +97,13 @@ def train(
     config: TrainConfig = TrainConfig(),
     progress: Callable[[Progress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    start_from: Detector | None = None,
 ) -> Detector:
-    """Train on normal images (arrays from `rbd.images`, or a folder searched recursively)."""
+    """Train on normal images (arrays from `rbd.images`, or a folder searched recursively).
+
+    `start_from` fine-tunes: the student starts from that detector's weights (and its model
+    config is used), which converges in far fewer steps than training from scratch.
+    """
     if isinstance(images, (str, Path)):
         images, _ = read_image_folder(images)
     train_ids, holdout_ids = split_holdout(len(images), config)
@@ -106,7 +111,11 @@ def train(
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
 
+    if start_from is not None:
+        model_config = start_from.config
     model = RBD(model_config).to(device)
+    if start_from is not None:
+        model.student.load_state_dict(start_from.model.student.state_dict())
     resized = _resized([images[i] for i in train_ids], model_config)
     optimizer = torch.optim.AdamW(model.student.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     steps_per_epoch = max(1, math.ceil(len(resized) / config.batch_size))

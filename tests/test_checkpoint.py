@@ -148,3 +148,8 @@ def test_push_to_hub_uploads_the_checkpoint_folder(detector, monkeypatch):
     assert calls["create"][0] == "acme/parts" and calls["create"][1]["exist_ok"] is True
     assert calls["files"] == ["README.md", "config.json", "model.safetensors"]
     assert "| image_auroc | 1.0000 |" in calls["card"]
+
+
+def test_push_offline_is_a_clear_error(detector, hub_cache):
+    with pytest.raises(rbd.CheckpointError, match="cannot push to acme/parts"):
+        rbd.push_to_hub(detector, "acme/parts", token="hf_x")

@@ -348,3 +348,17 @@ def test_read_image_folder_reads_all(tmp_path):
     images, used = read_image_folder(tmp_path, max_side=2)
     assert used == find_images(tmp_path)
     assert all(image.shape == (2, 2, 3) for image in images)
+
+
+def test_huge_images_are_scored_on_a_downscaled_copy_with_a_notice(tmp_path):
+    from rbd.images import read_image_for_scoring
+
+    path = tmp_path / "huge.png"
+    Image.new("L", (5000, 1200), 128).save(path)
+    image, notice = read_image_for_scoring(path, max_side=1000)
+    assert image.shape == (240, 1000, 3)
+    assert "5000x1200" in notice and "1000x240" in notice
+    small = tmp_path / "small.png"
+    Image.new("L", (50, 12), 128).save(small)
+    image, notice = read_image_for_scoring(small, max_side=1000)
+    assert image.shape == (12, 50, 3) and notice is None

@@ -106,3 +106,15 @@ def test_unknown_backbone_and_device_are_clear_errors(category):
         rbd.train(category / "train" / "good", rbd.ModelConfig(backbone="vgg99"))
     with pytest.raises(ValueError, match="device"):
         rbd.train(category / "train" / "good", rbd.ModelConfig(**TINY_MODEL), rbd.TrainConfig(device="tpu"))
+
+
+def test_fine_tuning_starts_from_the_given_detector(detector, category):
+    """One step from the trained detector stays close to it; one step from scratch does not."""
+    folder = category / "train" / "good"
+    before = torch.cat([p.detach().flatten() for p in detector.model.student.parameters()]).clone()
+    tuned = rbd.train(folder, config=rbd.TrainConfig(epochs=1, learning_rate=1e-5, **FAST), start_from=detector)
+    fresh = rbd.train(folder, rbd.ModelConfig(**TINY_MODEL), rbd.TrainConfig(epochs=1, learning_rate=1e-5, **FAST))
+    assert tuned.config == detector.config
+    flat = lambda d: torch.cat([p.detach().flatten() for p in d.model.student.parameters()])  # noqa: E731
+    assert (flat(tuned) - before).norm() < 0.05 * (flat(fresh) - before).norm()
+    torch.testing.assert_close(flat(detector), before)  # the original is left untouched

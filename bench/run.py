@@ -1,0 +1,105 @@
+"""Quality benchmark: train and evaluate rbd on MVTec-layout sets, print beside anomalib's peers.
+
+    python bench/run.py --data ../shared/data --sets bottle ksdd weld --minutes 10
+    python bench/run.py --data ../shared/data --variants full no_corruption no_consistency --minutes 4
+
+Each (set, variant) trains with a wall-clock budget on this machine, is saved under
+`--out/<set>-<variant>/`, evaluated, and its metrics written to `--out/<set>-<variant>.json`.
+Runs whose JSON already exists are not repeated (delete it to rerun). The peer numbers are
+parsed from `--peers` (the best figure per column and set is the bar).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import re
+import time
+from pathlib import Path
+
+import torch
+
+import rbd
+from rbd.datasets import training_folder
+
+VARIANTS = {
+    "full": {},
+    "no_corruption": {"corruption": False},
+    "no_consistency": {"consistency": False},
+}
+COLUMNS = ("image_auroc", "pixel_auroc", "aupro")
+
+
+def run_one(data: Path, variant: str, minutes: float, out: Path, seed: int) -> dict:
+    result_path = out / f"{data.name}-{variant}.json"
+    if result_path.exists():
+        return json.loads(result_path.read_text())
+    config = rbd.TrainConfig(epochs=100_000, max_minutes=minutes, seed=seed, **VARIANTS[variant])
+    detector = rbd.train(training_folder(data), rbd.ModelConfig(), config)
+    evaluation = rbd.evaluate(detector, data)
+    result = {
+        "set": data.name, "variant": variant, **evaluation.summary(),
+        "train_s": detector.training["seconds"],
+        "steps": detector.training["steps"], "threshold": detector.threshold,
+        "synthetic_catch_rate": detector.calibration.synthetic_catch_rate,
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    rbd.save(detector, out / f"{data.name}-{variant}", metrics=evaluation.summary())
+    result_path.write_text(json.dumps(result, indent=2))
+    return result
+
+
+def peer_bars(peers_md: Path) -> dict[str, dict[str, tuple[float, str]]]:
+    """{set: {column: (best value, "model settings")}} from the peers' markdown table."""
+    bars: dict[str, dict[str, tuple[float, str]]] = {}
+    for line in peers_md.read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) < 6 or not re.fullmatch(r"[0-9.]+", cells[3]):
+            continue
+        name, model, settings = cells[0], cells[1], cells[2]
+        for column, cell in zip(COLUMNS, cells[3:6]):
+            if re.fullmatch(r"[0-9.]+", cell):
+                best = bars.setdefault(name, {}).get(column, (-1.0, ""))
+                if float(cell) > best[0]:
+                    bars[name][column] = (float(cell), f"{model} {settings}".strip())
+    return bars
+
+
+def table(results: list[dict], bars: dict) -> str:
+    lines = ["| set | variant | image AUROC | pixel AUROC | AUPRO | image F1-max | steps | train s | ms/img |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    fmt = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
+    for r in results:
+        lines.append(f"| {r['set']} | rbd {r['variant']} | " + " | ".join(fmt(r[c]) for c in COLUMNS)
+                     + f" | {fmt(r['image_f1max'])} | {r['steps']} | {r['train_s']:.0f} | {r['ms_per_image']:.1f} |")
+    for name in dict.fromkeys(r["set"] for r in results):
+        bar = bars.get(name, {})
+        lines.append(f"| {name} | best peer | " + " | ".join(f"{bar[c][0]:.3f} ({bar[c][1]})" if c in bar else "–" for c in COLUMNS) + " | | | | |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--sets", nargs="+", default=["bottle", "ksdd", "weld"])
+    parser.add_argument("--variants", nargs="+", default=["full"], choices=list(VARIANTS))
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=Path("bench/results"))
+    parser.add_argument("--peers", type=Path, default=Path("../shared/peers.md"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = []
+    for name in args.sets:
+        for variant in args.variants:
+            results.append(run_one(args.data / name, variant, args.minutes, args.out, args.seed))
+            print(json.dumps(results[-1]), flush=True)
+    print(table(results, peer_bars(args.peers) if args.peers.exists() else {}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+"""Figures the app shows and scripts can save: the calibration histogram and the ROC curve."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display: figures are rendered to images
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .calibration import Calibration  # noqa: E402
+
+
+def calibration_figure(calibration: Calibration, threshold: float | None = None) -> plt.Figure:
+    """Held-out normal scores and synthetic-defect scores, with the threshold line between them."""
+    threshold = calibration.threshold if threshold is None else threshold
+    scores = calibration.normal_scores + calibration.synthetic_scores + [threshold]
+    bins = np.linspace(min(scores), max(scores), 30)
+    figure, axes = plt.subplots(figsize=(6, 3.2), layout="constrained")
+    axes.hist(calibration.normal_scores, bins=bins, alpha=0.7, color="tab:blue", label=f"held-out normal ({len(calibration.normal_scores)})")
+    if calibration.synthetic_scores:
+        caught = np.mean(np.asarray(calibration.synthetic_scores) >= threshold)
+        axes.hist(calibration.synthetic_scores, bins=bins, alpha=0.6, color="tab:red",
+                  label=f"synthetic defects ({len(calibration.synthetic_scores)}, {100 * caught:.0f}% caught)")
+    axes.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.4f}")
+    axes.set_xlabel("anomaly score")
+    axes.set_ylabel("images")
+    axes.legend(fontsize=8)
+    return figure
+
+
+def roc_figure(roc: dict, auroc: float | None = None) -> plt.Figure:
+    """Image-level ROC curve from `rbd.metrics.roc_curve` output."""
+    figure, axes = plt.subplots(figsize=(4.2, 4), layout="constrained")
+    axes.plot(roc["fpr"], roc["tpr"], drawstyle="default", color="tab:blue", label=None if auroc is None else f"AUROC {auroc:.3f}")
+    axes.plot([0, 1], [0, 1], color="grey", linestyle=":")
+    axes.set_xlabel("false-positive rate")
+    axes.set_ylabel("true-positive rate")
+    axes.set_xlim(0, 1)
+    axes.set_ylim(0, 1.01)
+    if auroc is not None:
+        axes.legend(loc="lower right")
+    return figure

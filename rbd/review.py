@@ -1,0 +1,420 @@
+"""Reviewing a detector's verdicts: an inspector accepts, rejects or corrects each one.
+
+A session is a folder, so an app that restarts resumes where the inspector left off:
+
+    root/<session_id>/
+        items.json            one record per scored image (rewritten atomically)
+        images/               copies of the scored images, file stems unique in the session
+        maps/<id>.npy         anomaly maps at image size (float16, plain arrays: never pickled)
+        masks/<id>-<n>.png    masks drawn by the inspector, 0/255, a new file per correction
+        decisions.jsonl       append-only, one JSON line per decision; the latest line per image wins
+
+Decisions are only ever appended, each line flushed and fsynced, so a crash loses at most the
+line being written; that torn line is cut off when the session is next opened. Other files are
+written to a temporary file and renamed over the old one, so none is ever seen half-written.
+
+The threshold is not part of the session: the app's slider can move at any time. Each decision
+therefore records the verdict and threshold the inspector saw: "accept" means that verdict was
+right, "reject" that it was wrong, so a reviewed label never changes when the slider moves,
+while the model's verdicts (and so precision and recall) are judged at the current threshold.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import shutil
+import tempfile
+import threading
+import warnings
+import zipfile
+from contextlib import contextmanager, suppress
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+from PIL import Image
+
+from .calibration import Calibration, calibrate
+from .coco import CocoImage, coco_dataset
+from .errors import ImageReadError, NoImagesError
+from .images import read_image
+from .metrics import auroc
+from .visualize import mask_image
+
+SESSION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+DECISIONS = ("accept", "reject", "correct")
+FILTERS = ("all", "unreviewed", "defective", "grey")
+ITEMS_FILE = "items.json"
+DECISIONS_FILE = "decisions.jsonl"
+FORMAT_VERSION = 1
+_MASK_NAME = re.compile(r"masks/\d+-\d+\.png")
+_FLOAT16_MAX = float(np.finfo(np.float16).max)
+
+
+@dataclass(frozen=True)
+class Item:
+    """One scored image. `verdict` is the model's at scoring time (the detector's threshold then);
+    height and width are those of the upright image as `rbd.images.read_image` decodes it, which
+    is the size of its anomaly map and of any mask drawn on it."""
+
+    id: int
+    file_name: str  # the name under images/, unique in the session
+    image_path: Path
+    score: float
+    normalized_score: float
+    verdict: str
+    height: int
+    width: int
+
+
+@dataclass(frozen=True)
+class Decision:
+    id: int
+    decision: str  # one of DECISIONS
+    verdict: str  # the model's verdict the inspector saw: "defective" or "good"
+    threshold: float  # the threshold that verdict was made at
+    timestamp: str  # ISO 8601, UTC
+    mask: str | None  # "masks/<id>-<n>.png" (relative to the session folder) for "correct", else None
+
+
+class ReviewSession:
+    """A review session on disk. Use `create` (or `add`) to score images and `open` to resume."""
+
+    def __init__(self, folder: str | Path):
+        """Read whatever the folder holds (nothing yet for a new session)."""
+        self.folder = Path(folder)
+        self._lock = _folder_lock(self.folder)
+        self._items = self._read_items()
+        self._decisions, self._n_lines = self._read_decisions()
+
+    @classmethod
+    def create(cls, root: str | Path, session_id: str, detector, image_paths: Iterable[str | Path],
+               progress: Callable[[int, int], None] | None = None, batch_size: int = 8) -> "ReviewSession":
+        """Score `image_paths` into session `session_id`; an existing session gets them added, its decisions kept."""
+        session = cls(session_folder(root, session_id))
+        session.add(detector, image_paths, progress, batch_size)
+        return session
+
+    @classmethod
+    def open(cls, root: str | Path, session_id: str) -> "ReviewSession | None":
+        """The saved session, or None if there is none by that id."""
+        folder = session_folder(root, session_id)
+        return cls(folder) if (folder / ITEMS_FILE).is_file() else None
+
+    @property
+    def session_id(self) -> str:
+        return self.folder.name
+
+    @property
+    def items(self) -> list[Item]:
+        """All items in the order they were added (their ids are 0, 1, 2, ...)."""
+        return list(self._items)
+
+    def item(self, item_id: int) -> Item:
+        """The item with this id; KeyError for an unknown one."""
+        if isinstance(item_id, bool) or not isinstance(item_id, (int, np.integer)) or not 0 <= item_id < len(self._items):
+            raise KeyError(f"review session {self.session_id!r} has no item {item_id!r}")
+        return self._items[item_id]
+
+    def add(self, detector, image_paths: Iterable[str | Path], progress: Callable[[int, int], None] | None = None,
+            batch_size: int = 8) -> list[Item]:
+        """Score more images and store them; returns the new items.
+
+        Images are read and scored a batch at a time, and items.json is rewritten after each
+        batch, so a large upload neither sits in memory at once nor is lost entirely by a crash.
+        Unreadable files are skipped with one warning; NoImagesError if none is usable.
+        """
+        paths = [Path(p) for p in image_paths]
+        added, skipped = [], []
+        with self._lock:
+            self._items = self._read_items()  # another object on this folder may have added some meanwhile
+            taken = {Path(item.file_name).stem.lower() for item in self._items}
+            for start in range(0, len(paths), batch_size):
+                images, used = [], []
+                for path in paths[start : start + batch_size]:
+                    try:
+                        images.append(read_image(path))
+                        used.append(path)
+                    except ImageReadError as err:
+                        skipped.append(str(err))
+                if images:
+                    for path, prediction in zip(used, detector.predict_batch(images, batch_size=batch_size)):
+                        added.append(self._store(path, prediction, taken))
+                    self._write_items()
+                if progress is not None:
+                    progress(min(start + batch_size, len(paths)), len(paths))
+        if skipped:
+            warnings.warn(f"skipped {len(skipped)} unreadable file(s): {'; '.join(skipped)}", stacklevel=2)
+        if paths and not added:
+            raise NoImagesError(f"no usable image among {len(paths)} file(s)")
+        return added
+
+    def decision(self, item_id: int) -> Decision | None:
+        """The latest decision on this item, or None if it is unreviewed."""
+        return self._decisions.get(self.item(item_id).id)
+
+    def decide(self, item_id: int, decision: str, threshold: float, corrected_mask: np.ndarray | None = None) -> Decision:
+        """Record a decision on the verdict at `threshold`; "correct" needs the inspector's mask
+        (image size, nonzero = defect), the others none."""
+        item = self.item(item_id)
+        if decision not in DECISIONS:
+            raise ValueError(f"decision must be one of {', '.join(DECISIONS)}, got {decision!r}")
+        if (decision == "correct") != (corrected_mask is not None):
+            raise ValueError("a corrected mask goes with the decision 'correct', and only with it")
+        with self._lock:
+            mask_name = None
+            if corrected_mask is not None:
+                mask = np.asarray(corrected_mask)
+                if mask.shape != (item.height, item.width):
+                    raise ValueError(f"corrected mask shape {mask.shape} != image size {(item.height, item.width)}")
+                n = self._n_lines + 1  # a new file per correction: earlier lines keep their masks
+                while (self.folder / f"masks/{item.id}-{n}.png").exists():  # written by another object, or orphaned by a crash
+                    n += 1
+                mask_name = f"masks/{item.id}-{n}.png"
+                with _atomic(self.folder / mask_name) as f:
+                    Image.fromarray(mask_image(mask > 0)).save(f, format="PNG")
+            record = Decision(item.id, decision, _verdict(item.score >= threshold), float(threshold),
+                              datetime.now(timezone.utc).isoformat(timespec="milliseconds"), mask_name)
+            with open(self.folder / DECISIONS_FILE, "ab") as f:
+                f.write((json.dumps(asdict(record)) + "\n").encode())
+                f.flush()
+                os.fsync(f.fileno())
+            self._decisions[item.id] = record
+            self._n_lines += 1
+        return record
+
+    def anomaly_map(self, item_id: int) -> np.ndarray:
+        """The item's anomaly map, (H, W) float32."""
+        path = self.folder / "maps" / f"{self.item(item_id).id}.npy"
+        return np.load(path, allow_pickle=False).astype(np.float32)
+
+    def prediction_mask(self, item_id: int, threshold: float) -> np.ndarray:
+        """The model's defect mask at `threshold`: the pixel rule of `Prediction.mask`."""
+        return self.anomaly_map(item_id) >= threshold
+
+    def final_label(self, item_id: int) -> bool | None:
+        """True (defective) or False (good) after review, None if unreviewed.
+
+        accept keeps the verdict the inspector saw, reject flips it, correct is defective iff
+        the inspector's mask has any pixel set.
+        """
+        decision = self.decision(item_id)
+        if decision is None:
+            return None
+        if decision.decision == "correct":
+            return bool(self._read_mask(decision.mask).any())
+        flagged = decision.verdict == "defective"
+        return flagged if decision.decision == "accept" else not flagged
+
+    def final_mask(self, item_id: int) -> np.ndarray | None:
+        """The defect mask after review, (H, W) bool; None if unreviewed.
+
+        correct: the inspector's mask. accept/reject: the model's mask at the decision's threshold
+        if the final label is defective, else empty. A rejected "good" verdict therefore gets the
+        model's mask, which is empty: the inspector corrects, rather than rejects, to say where the
+        defect is.
+        """
+        decision = self.decision(item_id)
+        if decision is None:
+            return None
+        if decision.decision == "correct":
+            return self._read_mask(decision.mask)
+        if self.final_label(item_id):
+            return self.prediction_mask(item_id, decision.threshold)
+        item = self.item(item_id)
+        return np.zeros((item.height, item.width), dtype=bool)
+
+    def ordered(self, show: str = "all", threshold: float | None = None, low: float | None = None,
+                high: float | None = None) -> list[Item]:
+        """Items to show, most anomalous first (score descending, then id).
+
+        show: "all"; "unreviewed"; "defective" (flagged by the model at `threshold`); "grey"
+        (low <= score < high: the uncertain band around the threshold, where review pays most).
+        """
+        if show not in FILTERS:
+            raise ValueError(f"show must be one of {', '.join(FILTERS)}, got {show!r}")
+        if show == "defective" and threshold is None:
+            raise ValueError("show='defective' needs a threshold")
+        if show == "grey" and (low is None or high is None):
+            raise ValueError("show='grey' needs low and high")
+        keep = {
+            "all": lambda item: True,
+            "unreviewed": lambda item: item.id not in self._decisions,
+            "defective": lambda item: item.score >= threshold,
+            "grey": lambda item: low <= item.score < high,
+        }[show]
+        return sorted((item for item in self._items if keep(item)), key=lambda item: (-item.score, item.id))
+
+    def metrics(self, threshold: float) -> dict:
+        """How the model's verdicts at `threshold` compare with the reviewed labels (reviewed images only).
+
+        auroc is None unless both classes were reviewed; precision is None when the model flags
+        none of the reviewed images, recall when none of them is defective.
+        """
+        reviewed = [item for item in self._items if item.id in self._decisions]
+        labels = np.array([self.final_label(item.id) for item in reviewed], dtype=bool)
+        scores = np.array([item.score for item in reviewed], dtype=np.float64)
+        flagged = scores >= threshold
+        hits = int((flagged & labels).sum())
+        n_defective = int(labels.sum())
+        return {
+            "n_reviewed": len(reviewed),
+            "n_defective": n_defective,
+            "auroc": auroc(labels, scores) if 0 < n_defective < len(reviewed) else None,
+            "precision": hits / int(flagged.sum()) if flagged.any() else None,
+            "recall": hits / n_defective if n_defective else None,
+        }
+
+    def normal_images(self) -> list[Path]:
+        """Paths of the images reviewed as good: more normal data for fine-tuning."""
+        return [item.image_path for item in self._items if self.final_label(item.id) is False]
+
+    def recalibrated(self, calibration: Calibration, false_alarm_rate: float | None = None) -> Calibration:
+        """A calibration that also counts the images reviewed as good as held-out normal scores.
+
+        Pass the calibration the images were scored with, not one returned here, or the reviewed
+        scores count twice. The synthetic-defect scores are kept, so the catch rate stays comparable.
+        """
+        good = [item.score for item in self._items if self.final_label(item.id) is False]
+        rate = calibration.false_alarm_rate if false_alarm_rate is None else false_alarm_rate
+        return calibrate(list(calibration.normal_scores) + good, calibration.synthetic_scores, rate)
+
+    def export_zip(self, path: str | Path, threshold: float) -> Path:
+        """One zip, written atomically: decisions.csv, masks/<stem>.png and coco.json.
+
+        decisions.csv has a row per image: file, score, verdict (the model's at `threshold`),
+        decision, corrected (the verdict after review) and timestamp; the last three are empty
+        for unreviewed images. Masks (0/255, image size) and coco.json cover reviewed images only.
+        """
+        path = Path(path)
+        table = io.StringIO()
+        writer = csv.writer(table)
+        writer.writerow(["file", "score", "verdict", "decision", "corrected", "timestamp"])
+        reviewed = []
+        with _atomic(path) as f, zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as archive:
+            for item in self._items:
+                decision = self._decisions.get(item.id)
+                row = [item.file_name, f"{item.score:.6f}", _verdict(item.score >= threshold)]
+                if decision is None:
+                    writer.writerow(row + ["", "", ""])
+                    continue
+                mask = self.final_mask(item.id)
+                writer.writerow(row + [decision.decision, _verdict(self.final_label(item.id)), decision.timestamp])
+                png = io.BytesIO()
+                Image.fromarray(mask_image(mask)).save(png, format="PNG")
+                archive.writestr(f"masks/{Path(item.file_name).stem}.png", png.getvalue())
+                reviewed.append(CocoImage(item.file_name, item.height, item.width, mask))
+            archive.writestr("decisions.csv", table.getvalue())
+            archive.writestr("coco.json", json.dumps(coco_dataset(reviewed)))
+        return path
+
+    def _store(self, source: Path, prediction, taken: set[str]) -> Item:
+        """Copy the image in, save its map; `taken` holds the lower-case stems in use (masks are named by stem)."""
+        stem = source.stem if source.stem and not source.stem.startswith(".") else "image"
+        name, n = stem, 1
+        while name.lower() in taken:
+            n += 1
+            name = f"{stem}-{n}"
+        taken.add(name.lower())
+        file_name = name + source.suffix
+        item_id = len(self._items)
+        with _atomic(self.folder / "images" / file_name) as f, open(source, "rb") as original:
+            shutil.copyfileobj(original, f)
+        amap = prediction.anomaly_map
+        small = np.isfinite(amap).all() and float(np.abs(amap).max(initial=0.0)) <= _FLOAT16_MAX
+        with _atomic(self.folder / "maps" / f"{item_id}.npy") as f:
+            np.save(f, amap.astype(np.float16 if small else np.float32), allow_pickle=False)
+        height, width = amap.shape
+        item = Item(item_id, file_name, self.folder / "images" / file_name, float(prediction.score),
+                    float(prediction.normalized_score), prediction.verdict, int(height), int(width))
+        self._items.append(item)
+        return item
+
+    def _write_items(self) -> None:
+        records = []
+        for item in self._items:
+            record = asdict(item)
+            record["image_path"] = item.image_path.relative_to(self.folder).as_posix()
+            records.append(record)
+        with _atomic(self.folder / ITEMS_FILE) as f:
+            f.write(json.dumps({"format_version": FORMAT_VERSION, "items": records}, indent=1).encode())
+
+    def _read_items(self) -> list[Item]:
+        path = self.folder / ITEMS_FILE
+        if not path.is_file():
+            return []
+        records = json.loads(path.read_text())["items"]
+        return [Item(**{**record, "image_path": self.folder / record["image_path"]}) for record in records]
+
+    def _read_decisions(self) -> tuple[dict[int, Decision], int]:
+        """The latest decision per item and the number of lines; a torn last line is cut off the file."""
+        path = self.folder / DECISIONS_FILE
+        if not path.is_file():
+            return {}, 0
+        data = path.read_bytes()
+        end = data.rfind(b"\n") + 1
+        if end < len(data):  # a write cut short by a crash: the only line without its newline
+            warnings.warn(f"{path}: dropped an incomplete last line (the app stopped while writing it)", stacklevel=3)
+            with open(path, "r+b") as f:
+                f.truncate(end)
+                os.fsync(f.fileno())
+        decisions = {}
+        lines = data[:end].splitlines()
+        for number, line in enumerate(lines, start=1):
+            try:
+                record = Decision(**json.loads(line))
+                if (not isinstance(record.id, int) or record.decision not in DECISIONS or record.verdict not in ("defective", "good")
+                        or not (record.mask is None or _MASK_NAME.fullmatch(record.mask))):
+                    raise ValueError(f"unexpected values {record}")
+            except (ValueError, TypeError) as err:
+                raise ValueError(f"{path}, line {number}: not a decision record ({err})") from err
+            decisions[record.id] = record
+        return decisions, len(lines)
+
+    def _read_mask(self, name: str) -> np.ndarray:
+        with Image.open(self.folder / name) as image:
+            return np.asarray(image.convert("L")) > 0
+
+
+_FOLDER_LOCKS: dict[Path, threading.Lock] = {}
+_FOLDER_LOCKS_GUARD = threading.Lock()
+
+
+def _folder_lock(folder: Path) -> threading.Lock:
+    """One writer per session folder in this process: Gradio runs handlers in threads, often on separate objects."""
+    with _FOLDER_LOCKS_GUARD:
+        return _FOLDER_LOCKS.setdefault(folder.resolve(), threading.Lock())
+
+
+def session_folder(root: str | Path, session_id: str) -> Path:
+    """root/<session_id>; the id comes from the browser, so only a plain token is accepted."""
+    if not isinstance(session_id, str) or not SESSION_ID.fullmatch(session_id):
+        raise ValueError(f"invalid session id {session_id!r}: use 1 to 64 letters, digits, '_' or '-'")
+    return Path(root) / session_id
+
+
+def _verdict(defective: bool) -> str:
+    return "defective" if defective else "good"
+
+
+@contextmanager
+def _atomic(path: Path) -> Iterator:
+    """A binary file that replaces `path` only once fully written and synced: readers see the old file or the new."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        with suppress(FileNotFoundError):
+            os.unlink(temp)
+        raise

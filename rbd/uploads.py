@@ -1,0 +1,227 @@
+"""User uploads: zips and loose files gathered safely into a work folder.
+
+Files that come from a browser are untrusted. A zip can name members outside the folder it is
+extracted into (`../x`, `/etc/x`, `C:\\x`), hold symbolic links, or expand to far more than it
+weighs (a zip bomb); temporary upload files can vanish once the request is over. Everything here
+writes only inside the folder it is given, caps what a zip may expand to, copies loose files, and
+reports what it skipped with one warning per call.
+"""
+
+from __future__ import annotations
+
+import errno
+import shutil
+import stat
+import warnings
+import zipfile
+import zlib
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Iterable, Iterator
+
+from .errors import DatasetLayoutError, NoImagesError, RBDError
+from .images import IMAGE_EXTENSIONS
+
+MAX_TOTAL_BYTES = 2 * 1024**3  # what one zip may expand to
+MAX_MEMBERS = 20_000  # entries one zip may hold
+MAX_CATEGORY_DEPTH = 3  # how many folders down `find_mvtec_root` looks
+_CHUNK = 1024 * 1024
+# A member's name, not the disk, is at fault: it clashes with a folder (or file) of another member, or is too long.
+_BAD_NAME_ERRNOS = {errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG}
+
+
+class UploadError(RBDError):
+    """An uploaded file cannot be used: not a zip, corrupt, too large, or nothing safe inside."""
+
+
+def extract_zip(zip_path: str | Path, dest: str | Path, *, max_total_bytes: int = MAX_TOTAL_BYTES,
+                max_members: int = MAX_MEMBERS) -> list[Path]:
+    """Extract a zip into `dest`, keeping its folders; returns the extracted files, sorted.
+
+    Members that would land outside `dest` (absolute paths, drive letters, `..`), symbolic links and
+    encrypted members are skipped with one warning; macOS junk (`__MACOSX/`, `._*`, `.DS_Store`) and
+    hidden files are skipped silently. Raises `UploadError` if the file is not a readable zip, holds
+    more than `max_members` entries, expands to more than `max_total_bytes` (counted while
+    decompressing, not taken from the headers), or holds nothing but skipped members. On error,
+    the files this call wrote are removed again.
+    """
+    zip_path, dest = Path(zip_path), Path(dest)
+    name = zip_path.name
+    try:
+        archive = zipfile.ZipFile(zip_path)
+    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError) as err:
+        raise UploadError(f"{name} is not a readable zip file ({err})") from err
+    with archive:
+        members = archive.infolist()
+        if len(members) > max_members:
+            raise UploadError(f"{name} holds {len(members):,} entries; at most {max_members:,} are accepted")
+        if sum(member.file_size for member in members) > max_total_bytes:
+            raise _too_large(name, max_total_bytes)
+        dest.mkdir(parents=True, exist_ok=True)
+        root = dest.resolve()
+        written: list[Path] = []
+        skipped: list[str] = []
+        total = 0
+        try:
+            for member in members:
+                if member.is_dir():
+                    continue
+                parts = PurePosixPath(member.filename.replace("\\", "/")).parts
+                reason = _unsafe_reason(member, parts, root)
+                if reason:
+                    skipped.append(f"{member.filename} ({reason})")
+                    continue
+                if _is_junk(parts):
+                    continue
+                target = dest.joinpath(*parts)
+                written.append(target)  # before copying, so that a partly written file is removed on error
+                try:
+                    total = _copy_member(archive, member, target, total, max_total_bytes)
+                except OSError as err:
+                    if err.errno not in _BAD_NAME_ERRNOS:
+                        raise
+                    written.pop()  # nothing was written
+                    skipped.append(f"{member.filename} ({err.strerror})")
+        except BaseException:
+            for path in written:
+                path.unlink(missing_ok=True)
+            raise
+    if skipped and not written:
+        raise UploadError(f"{name}: nothing could be extracted safely; skipped {'; '.join(skipped)}")
+    if skipped:
+        warnings.warn(f"{name}: skipped {'; '.join(skipped)}", stacklevel=2)
+    return sorted(set(written))
+
+
+def gather_images(paths: Iterable[str | Path], dest: str | Path) -> list[Path]:
+    """The image files of an upload, copied or extracted into `dest`, sorted by their path in `dest`.
+
+    Each path is an image file or a zip. Zips are extracted into their own subfolder of `dest` and
+    searched recursively for images; loose images are copied into `dest` (the upload's temporary
+    files may vanish), renamed `a_1.png`, `a_2.png`... when names collide. Other files are skipped
+    with one warning. Raises `NoImagesError` if no image is left, `UploadError` for a bad zip.
+    """
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    images: list[Path] = []
+    skipped: list[str] = []
+    for path in map(Path, paths):
+        suffix = path.suffix.lower()
+        if suffix == ".zip":
+            extracted = extract_zip(path, _unused_path(dest, path.stem))
+            images += [file for file in extracted if file.suffix.lower() in IMAGE_EXTENSIONS]
+        elif suffix in IMAGE_EXTENSIONS:
+            target = _unused_path(dest, path.stem, path.suffix)
+            try:
+                shutil.copyfile(path, target)
+            except FileNotFoundError:
+                skipped.append(f"{path.name} (the uploaded file is gone)")
+                continue
+            images.append(target)
+        else:
+            skipped.append(f"{path.name} (not an image or a zip)")
+    if not images:
+        detail = f"; skipped: {'; '.join(skipped)}" if skipped else ""
+        expected = f"{', '.join(IMAGE_EXTENSIONS)} files or .zip archives of them"
+        raise NoImagesError(f"no image files in the upload: expected {expected}{detail}")
+    if skipped:
+        warnings.warn(f"skipped {len(skipped)} uploaded file(s): {'; '.join(skipped)}", stacklevel=2)
+    return sorted(images, key=lambda image: image.relative_to(dest))
+
+
+def find_mvtec_root(folder: str | Path) -> Path:
+    """The MVTec AD category (a folder with `test/good/`) in an extracted upload.
+
+    That is `folder` itself or the single folder under it, at most `MAX_CATEGORY_DEPTH` levels down,
+    that has `test/good/`, as when a user zips the category folder. Raises `DatasetLayoutError` if
+    there is none or there are several.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DatasetLayoutError(f"{folder} is not a folder")
+    if _is_category(folder):
+        return folder
+    found: list[Path] = []
+    level = [folder]
+    for _ in range(MAX_CATEGORY_DEPTH):
+        children = [child for parent in level for child in sorted(parent.iterdir()) if child.is_dir() and not _is_junk((child.name,))]
+        found += [child for child in children if _is_category(child)]
+        level = [child for child in children if not _is_category(child)]
+    if not found:
+        raise DatasetLayoutError(
+            "no MVTec AD category in the upload: expected a folder holding test/good/ and test/<defect>/ "
+            "(optionally train/good/ and ground_truth/<defect>/<name>_mask.png), "
+            f"at the top of the upload or up to {MAX_CATEGORY_DEPTH} folders down")
+    if len(found) > 1:
+        names = ", ".join(path.relative_to(folder).as_posix() for path in found)
+        raise DatasetLayoutError(f"the upload holds {len(found)} MVTec AD categories ({names}); upload one category at a time")
+    return found[0]
+
+
+def _is_category(folder: Path) -> bool:
+    return (folder / "test" / "good").is_dir()
+
+
+def _unsafe_reason(member: zipfile.ZipInfo, parts: tuple[str, ...], root: Path) -> str | None:
+    """Why a member must not be extracted under `root`, or None if it is safe."""
+    if stat.S_ISLNK(member.external_attr >> 16):
+        return "symbolic link"
+    if member.flag_bits & 0x1:
+        return "encrypted"
+    if not parts:
+        return "no name"
+    if parts[0].startswith("/") or PureWindowsPath(parts[0]).drive:
+        return "absolute path"
+    if ".." in parts or not root.joinpath(*parts).resolve().is_relative_to(root):
+        return "points outside the folder"
+    return None
+
+
+def _is_junk(parts: tuple[str, ...]) -> bool:
+    """macOS resource forks (`__MACOSX/`, `._*`), `.DS_Store` and other hidden files or folders."""
+    return any(part == "__MACOSX" or part.startswith(".") for part in parts)
+
+
+def _copy_member(archive: zipfile.ZipFile, member: zipfile.ZipInfo, target: Path, total: int, limit: int) -> int:
+    """Stream one member to `target`, adding the bytes that come out to the archive's running `total`
+    and refusing the archive once it passes `limit`; returns the new total."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with target.open("wb") as out:
+        for chunk in _read_chunks(archive, member):
+            total += len(chunk)
+            if total > limit:
+                raise _too_large(Path(archive.filename).name, limit)
+            out.write(chunk)
+    return total
+
+
+def _read_chunks(archive: zipfile.ZipFile, member: zipfile.ZipInfo) -> Iterator[bytes]:
+    """A member's decompressed bytes. A damaged archive raises `UploadError`; only reading is guarded
+    here, so that a full disk while writing is not mistaken for a bad zip."""
+    try:
+        with archive.open(member) as source:
+            while chunk := source.read(_CHUNK):
+                yield chunk
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, OSError) as err:
+        name = Path(archive.filename).name
+        raise UploadError(f"{name}: {member.filename} is corrupt or compressed in an unsupported way ({err})") from err
+
+
+def _too_large(name: str, limit: int) -> UploadError:
+    return UploadError(f"{name} expands to more than {_describe_size(limit)}; refusing it as a possible zip bomb")
+
+
+def _unused_path(folder: Path, stem: str, suffix: str = "") -> Path:
+    """`folder/stem+suffix`, or `stem_1`, `stem_2`... if that name is taken."""
+    candidate, n = folder / f"{stem}{suffix}", 0
+    while candidate.exists():
+        n += 1
+        candidate = folder / f"{stem}_{n}{suffix}"
+    return candidate
+
+
+def _describe_size(size: float) -> str:
+    for unit in ("bytes", "KB", "MB"):
+        if size < 1024:
+            return f"{size:.4g} {unit}"
+        size /= 1024
+    return f"{size:.4g} GB"

@@ -1,0 +1,327 @@
+"""Review sessions: decisions survive restarts and crashes; labels, metrics, recalibration and export follow them."""
+
+import csv
+import io
+import json
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from rbd import metrics
+from rbd.calibration import calibrate
+from rbd.coco import decode_rle
+from rbd.detector import Prediction
+from rbd.errors import NoImagesError
+from rbd.images import read_image, to_rgb_array
+from rbd.review import ReviewSession
+
+THRESHOLD = 0.5
+
+
+class BrightnessDetector:
+    """Stands in for a Detector where exact scores matter: the map is the image, the score its mean."""
+
+    def __init__(self):
+        self.calibration = calibrate([0.1, 0.2, 0.3, 0.4], [0.9], false_alarm_rate=0.25)
+        self.threshold = THRESHOLD
+
+    def predict_batch(self, images, batch_size=8):
+        predictions = []
+        for image in images:
+            amap = to_rgb_array(image)[..., 0]
+            score = float(amap.mean())
+            predictions.append(Prediction(score, self.calibration.normalize(score, self.threshold), self.threshold, amap))
+        return predictions
+
+
+def _part(path, level):
+    """An 8 x 10 part of the given grey level with a bright 2 x 2 spot: the spot is the mask of a dim part."""
+    image = np.full((8, 10), round(level * 255), np.uint8)
+    image[1:3, 1:3] = 255
+    Image.fromarray(image).save(path)
+    return path
+
+
+@pytest.fixture
+def parts(tmp_path):
+    """Four parts, brightest (most anomalous) first."""
+    folder = tmp_path / "upload"
+    folder.mkdir()
+    return [_part(folder / f"{name}.png", level) for name, level in [("a", 0.9), ("b", 0.8), ("c", 0.3), ("d", 0.1)]]
+
+
+@pytest.fixture
+def session(tmp_path, parts):
+    return ReviewSession.create(tmp_path / "sessions", "s1", BrightnessDetector(), parts)
+
+
+def _reopened(session):
+    """The same session as a restarted app sees it: a new object read from disk."""
+    return ReviewSession.open(session.folder.parent, session.session_id)
+
+
+def test_create_decide_and_resume_after_restart(detector, category, tmp_path):
+    paths = sorted((category / "test").rglob("*.png"))
+    calls = []
+    session = ReviewSession.create(tmp_path, "line-3_A", detector, paths, progress=lambda done, total: calls.append((done, total)), batch_size=4)
+    assert calls == [(4, 10), (8, 10), (10, 10)]
+    assert session.folder == tmp_path / "line-3_A"
+
+    expected = detector.predict_batch(paths)
+    for item, path, prediction in zip(session.items, paths, expected):
+        assert item.image_path.read_bytes() == path.read_bytes()
+        assert item.score == pytest.approx(prediction.score, rel=1e-5)
+        assert item.verdict == prediction.verdict and (item.height, item.width) == (64, 80)
+        assert np.load(session.folder / "maps" / f"{item.id}.npy", allow_pickle=False).dtype == np.float16
+        np.testing.assert_allclose(session.anomaly_map(item.id), prediction.anomaly_map, rtol=2e-3, atol=1e-4)
+
+    drawn = np.zeros((64, 80), bool)
+    drawn[10:20, 30:45] = True
+    session.decide(0, "accept", detector.threshold)
+    session.decide(5, "reject", detector.threshold)
+    session.decide(7, "correct", detector.threshold, drawn)
+
+    resumed = ReviewSession.open(tmp_path, "line-3_A")
+    assert resumed is not session and resumed.items == session.items
+    for item in session.items:
+        assert resumed.decision(item.id) == session.decision(item.id)
+    assert [resumed.decision(i).decision for i in (0, 5, 7)] == ["accept", "reject", "correct"]
+    assert resumed.decision(1) is None
+    np.testing.assert_array_equal(resumed.final_mask(7), drawn)
+    assert ReviewSession.open(tmp_path, "nobody") is None
+
+
+@pytest.mark.parametrize("bad", ["../x", "", "a/b", "/abs", "a\\b", ".", "..", "a b", "x" * 65, "s1\n", "é"])
+def test_session_ids_from_the_browser_are_checked(tmp_path, parts, bad):
+    with pytest.raises(ValueError, match="session id"):
+        ReviewSession.open(tmp_path, bad)
+    with pytest.raises(ValueError, match="session id"):
+        ReviewSession.create(tmp_path, bad, BrightnessDetector(), parts)
+    assert list(tmp_path.iterdir()) == [tmp_path / "upload"]
+
+
+def test_latest_decision_wins_and_the_log_only_grows(session):
+    first = session.decide(0, "accept", THRESHOLD)
+    latest = session.decide(0, "reject", THRESHOLD)
+    assert session.decision(0) == latest != first
+    assert _reopened(session).decision(0) == latest
+    lines = (session.folder / "decisions.jsonl").read_text().splitlines()
+    assert [json.loads(line)["decision"] for line in lines] == ["accept", "reject"]
+    record = json.loads(lines[1])
+    assert record.keys() == {"id", "decision", "verdict", "threshold", "timestamp", "mask"} and record["mask"] is None
+    assert record["verdict"] == "defective" and record["threshold"] == THRESHOLD
+    assert record["timestamp"].endswith("+00:00")
+
+
+def test_a_line_torn_by_a_crash_is_dropped_and_earlier_ones_kept(session):
+    session.decide(0, "accept", THRESHOLD)
+    session.decide(1, "reject", THRESHOLD)
+    log = session.folder / "decisions.jsonl"
+    intact = log.read_bytes()
+    with open(log, "ab") as f:
+        f.write(b'{"id": 2, "decision": "acc')
+    with pytest.warns(UserWarning, match="incomplete last line"):
+        resumed = _reopened(session)
+    assert [resumed.decision(i) for i in range(4)] == [session.decision(0), session.decision(1), None, None]
+    assert log.read_bytes() == intact  # cut off, so the next append starts on a line of its own
+    resumed.decide(2, "accept", THRESHOLD)
+    assert _reopened(resumed).decision(2).decision == "accept"
+
+
+def test_a_corrupt_line_before_the_last_is_an_error(session):
+    session.decide(0, "accept", THRESHOLD)
+    log = session.folder / "decisions.jsonl"
+    log.write_text("not json\n" + log.read_text())
+    with pytest.raises(ValueError, match="line 1"):
+        _reopened(session)
+
+
+def test_decisions_are_checked(session):
+    with pytest.raises(ValueError):
+        session.decide(0, "maybe", THRESHOLD)
+    with pytest.raises(ValueError):
+        session.decide(0, "correct", THRESHOLD)  # no mask
+    with pytest.raises(ValueError):
+        session.decide(0, "accept", THRESHOLD, np.zeros((8, 10), bool))
+    with pytest.raises(ValueError):
+        session.decide(0, "correct", THRESHOLD, np.zeros((10, 8), bool))  # transposed
+    with pytest.raises(KeyError):
+        session.decide(4, "accept", THRESHOLD)
+    with pytest.raises(KeyError):
+        session.decision("0")
+    assert not (session.folder / "decisions.jsonl").exists()
+
+
+def test_final_labels_and_masks(session):
+    a, b, c, d = session.items
+    assert a.score > b.score > THRESHOLD > c.score > d.score
+    spot = np.zeros((8, 10), bool)
+    spot[1:3, 1:3] = True
+    np.testing.assert_array_equal(session.prediction_mask(d.id, THRESHOLD), spot)
+    np.testing.assert_array_equal(session.prediction_mask(a.id, THRESHOLD), np.ones((8, 10), bool))
+
+    assert session.final_label(a.id) is None and session.final_mask(a.id) is None
+    session.decide(a.id, "accept", THRESHOLD)  # flagged, confirmed: the model's mask
+    session.decide(b.id, "reject", THRESHOLD)  # flagged, but good: no mask
+    session.decide(c.id, "reject", THRESHOLD)  # passed, but defective: the model's (spot) mask
+    drawn = np.zeros((8, 10), bool)
+    drawn[5:7, 6:9] = True
+    session.decide(d.id, "correct", THRESHOLD, drawn)
+
+    assert [session.final_label(i.id) for i in (a, b, c, d)] == [True, False, True, True]
+    np.testing.assert_array_equal(session.final_mask(a.id), np.ones((8, 10), bool))
+    np.testing.assert_array_equal(session.final_mask(b.id), np.zeros((8, 10), bool))
+    np.testing.assert_array_equal(session.final_mask(c.id), spot)
+    np.testing.assert_array_equal(session.final_mask(d.id), drawn)
+    saved = np.asarray(Image.open(session.folder / session.decision(d.id).mask))
+    assert saved.dtype == np.uint8 and set(np.unique(saved)) == {0, 255}
+
+    session.decide(a.id, "accept", a.score + 0.01)  # at a stricter threshold a was passed: accept means good
+    assert session.final_label(a.id) is False and not session.final_mask(a.id).any()
+    session.decide(d.id, "correct", THRESHOLD, np.zeros((8, 10), bool))  # an empty correction: good after all
+    assert session.final_label(d.id) is False
+
+
+def test_filters_and_ordering(session):
+    a, b, c, d = session.items
+    assert session.ordered("all") == [a, b, c, d]
+    session.decide(b.id, "accept", THRESHOLD)
+    assert session.ordered("unreviewed") == [a, c, d]
+    assert session.ordered("defective", THRESHOLD) == [a, b]
+    assert session.ordered("grey", THRESHOLD, low=c.score, high=a.score) == [b, c]  # low included, high not
+    with pytest.raises(ValueError):
+        session.ordered("grey", THRESHOLD)
+    with pytest.raises(ValueError):
+        session.ordered("defective")
+    with pytest.raises(ValueError):
+        session.ordered("everything", THRESHOLD)
+
+
+def test_ties_keep_upload_order(tmp_path):
+    paths = [_part(tmp_path / f"{name}.png", 0.5) for name in "zyx"]
+    session = ReviewSession.create(tmp_path / "sessions", "ties", BrightnessDetector(), paths)
+    assert [i.file_name for i in session.ordered("all")] == ["z.png", "y.png", "x.png"]
+
+
+def test_metrics_by_hand(session):
+    a, b, c, d = session.items
+    empty = {"n_reviewed": 0, "n_defective": 0, "auroc": None, "precision": None, "recall": None}
+    assert session.metrics(THRESHOLD) == empty
+
+    session.decide(d.id, "accept", THRESHOLD)  # one good image, passed: no positives anywhere
+    assert session.metrics(THRESHOLD) == {**empty, "n_reviewed": 1}
+
+    session.decide(a.id, "accept", THRESHOLD)  # defective, flagged
+    session.decide(b.id, "reject", THRESHOLD)  # good, flagged
+    session.decide(c.id, "reject", THRESHOLD)  # defective, passed
+    # Flagged {a, b}, defective {a, c}: precision 1/2, recall 1/2. Defective scores {a, c} vs good {b, d}:
+    # a beats b and d, c beats d only -> AUROC 3/4.
+    result = session.metrics(THRESHOLD)
+    assert result == {"n_reviewed": 4, "n_defective": 2, "auroc": 0.75, "precision": 0.5, "recall": 0.5}
+    assert result["auroc"] == metrics.auroc([True, False, True, False], [i.score for i in (a, b, c, d)])
+
+
+def test_recalibration_adds_images_reviewed_as_good(session):
+    a, b, c, d = session.items
+    session.decide(a.id, "accept", THRESHOLD)  # defective: not a normal score
+    session.decide(b.id, "reject", THRESHOLD)  # good
+    session.decide(c.id, "reject", THRESHOLD)  # passed at 0.5, so defective there
+    session.decide(d.id, "accept", THRESHOLD)  # good
+    calibration = BrightnessDetector().calibration
+    combined = calibration.normal_scores + [b.score, d.score]
+    assert session.normal_images() == [b.image_path, d.image_path]
+
+    updated = session.recalibrated(calibration)
+    assert updated.threshold == calibrate(combined, false_alarm_rate=0.25).threshold
+    assert sorted(updated.normal_scores) == sorted(combined)
+    assert updated.synthetic_scores == calibration.synthetic_scores and updated.false_alarm_rate == 0.25
+    assert session.recalibrated(calibration, 0.5).threshold == calibrate(combined, false_alarm_rate=0.5).threshold
+
+
+def test_export_zip(session, tmp_path):
+    a, b, c, d = session.items
+    drawn = np.zeros((8, 10), bool)
+    drawn[5:7, 6:9] = True
+    drawn[0, 9] = True  # a second region
+    session.decide(a.id, "reject", THRESHOLD)
+    session.decide(d.id, "correct", THRESHOLD, drawn)
+
+    path = session.export_zip(tmp_path / "out" / "review.zip", THRESHOLD)
+    assert path == tmp_path / "out" / "review.zip" and [p.name for p in path.parent.iterdir()] == ["review.zip"]
+    with zipfile.ZipFile(path) as archive:
+        assert sorted(archive.namelist()) == ["coco.json", "decisions.csv", "masks/a.png", "masks/d.png"]
+        rows = list(csv.DictReader(io.StringIO(archive.read("decisions.csv").decode())))
+        masks = {name: np.asarray(Image.open(io.BytesIO(archive.read(f"masks/{name}.png")))) for name in "ad"}
+        coco = json.loads(archive.read("coco.json"))
+
+    assert [(r["file"], r["verdict"], r["decision"], r["corrected"]) for r in rows] == [
+        ("a.png", "defective", "reject", "good"),
+        ("b.png", "defective", "", ""),
+        ("c.png", "good", "", ""),
+        ("d.png", "good", "correct", "defective"),
+    ]
+    assert float(rows[0]["score"]) == pytest.approx(a.score, abs=1e-6)
+    assert rows[0]["timestamp"] == session.decision(a.id).timestamp and rows[1]["timestamp"] == ""
+
+    assert masks["a"].shape == (8, 10) and not masks["a"].any()
+    np.testing.assert_array_equal(masks["d"], drawn.astype(np.uint8) * 255)
+
+    assert [image["file_name"] for image in coco["images"]] == ["a.png", "d.png"]
+    d_id = coco["images"][1]["id"]
+    regions = [decode_rle(ann["segmentation"]) for ann in coco["annotations"]]
+    assert len(regions) == 2 and all(ann["image_id"] == d_id for ann in coco["annotations"])
+    np.testing.assert_array_equal(np.logical_or.reduce(regions), drawn)
+
+
+def test_uploading_more_keeps_decisions_and_names_unique(session, tmp_path):
+    drawn = np.zeros((8, 10), bool)
+    drawn[2, 2] = True
+    session.decide(0, "accept", THRESHOLD)
+    session.decide(3, "correct", THRESHOLD, drawn)
+    more = tmp_path / "more"
+    more.mkdir()
+    extra = [_part(more / "A.png", 0.6), _part(more / "e.jpg", 0.2)]  # "A" clashes with "a" on case-blind disks
+
+    grown = ReviewSession.create(session.folder.parent, session.session_id, BrightnessDetector(), extra)
+    resumed = _reopened(session)
+    assert [i.id for i in resumed.items] == [0, 1, 2, 3, 4, 5]
+    assert [i.file_name for i in resumed.items] == ["a.png", "b.png", "c.png", "d.png", "A-2.png", "e.jpg"]
+    assert resumed.items[4].image_path.read_bytes() == extra[0].read_bytes()
+    for s in (grown, resumed):
+        assert s.decision(0).decision == "accept" and s.decision(4) is None
+        np.testing.assert_array_equal(s.final_mask(3), drawn)
+
+
+def test_two_objects_on_one_session_do_not_overwrite_each_other(session, parts):
+    """The app opens a new ReviewSession per request, so objects on one folder often overlap."""
+    other = _reopened(session)
+    first, second = np.zeros((8, 10), bool), np.zeros((8, 10), bool)
+    first[0, 0] = second[7, 9] = True
+    session.decide(0, "correct", THRESHOLD, first)
+    other.decide(0, "correct", THRESHOLD, second)  # its count of lines is stale
+    lines = [json.loads(line) for line in (session.folder / "decisions.jsonl").read_text().splitlines()]
+    assert lines[0]["mask"] != lines[1]["mask"]
+    np.testing.assert_array_equal(np.asarray(Image.open(session.folder / lines[0]["mask"])) > 0, first)
+    np.testing.assert_array_equal(_reopened(session).final_mask(0), second)
+
+    other.add(BrightnessDetector(), [parts[0]])
+    session.add(BrightnessDetector(), [parts[1]])  # its items are stale
+    assert [(i.id, i.file_name) for i in _reopened(session).items[4:]] == [(4, "a-2.png"), (5, "b-2.png")]
+
+
+def test_unreadable_uploads_are_skipped(tmp_path, parts):
+    junk = tmp_path / "notes.png"
+    junk.write_text("not an image")
+    with pytest.warns(UserWarning, match="notes.png"):
+        session = ReviewSession.create(tmp_path / "sessions", "s", BrightnessDetector(), [junk, parts[0]])
+    assert [i.file_name for i in session.items] == ["a.png"]
+    with pytest.raises(NoImagesError), pytest.warns(UserWarning):
+        ReviewSession.create(tmp_path / "sessions", "none", BrightnessDetector(), [junk])
+    assert ReviewSession.open(tmp_path / "sessions", "none") is None
+
+
+def test_item_sizes_follow_the_decoded_image(session, parts):
+    for item, path in zip(session.items, parts):
+        assert read_image(item.image_path).shape[:2] == (item.height, item.width) == session.anomaly_map(item.id).shape

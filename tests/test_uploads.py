@@ -1,0 +1,199 @@
+import io
+import shutil
+import struct
+import warnings
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from conftest import make_category
+from rbd.datasets import mvtec_test_set
+from rbd.errors import DatasetLayoutError, NoImagesError
+from rbd.uploads import UploadError, extract_zip, find_mvtec_root, gather_images
+
+
+def _zip_bytes(members, compression=zipfile.ZIP_DEFLATED) -> bytes:
+    """A zip holding `members`: (name or ZipInfo, data) pairs, names written as given (unsanitised)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression) as archive:
+        for member, data in members:
+            archive.writestr(member, data)
+    return buffer.getvalue()
+
+
+def _write_zip(path: Path, members, compression=zipfile.ZIP_DEFLATED) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(_zip_bytes(members, compression))
+    return path
+
+
+def _files_under(folder: Path) -> set[Path]:
+    return {path for path in folder.rglob("*") if path.is_file() or path.is_symlink()}
+
+
+def test_extract_keeps_nested_folders(tmp_path):
+    upload = _write_zip(tmp_path / "parts.zip", [("top.png", b"1"), ("a/b/deep.png", b"2"), ("a/empty/", b"")])
+    dest = tmp_path / "dest"
+    assert extract_zip(upload, dest) == [dest / "a" / "b" / "deep.png", dest / "top.png"]
+    assert (dest / "a" / "b" / "deep.png").read_bytes() == b"2"
+
+
+@pytest.mark.parametrize("evil", ["../x.png", "/abs/x.png", "//abs/x.png", "a/../../x.png", "..\\x.png", "C:/x.png", "C:x.png"])
+def test_members_outside_dest_are_skipped_with_a_warning(tmp_path, evil):
+    upload = _write_zip(tmp_path / "up.zip", [(evil, b"evil"), ("ok.png", b"ok")])
+    dest = tmp_path / "out" / "dest"  # `..` from dest lands in tmp_path/out, two lands in tmp_path
+    with pytest.warns(UserWarning, match="up.zip: skipped") as record:
+        assert extract_zip(upload, dest) == [dest / "ok.png"]
+    assert evil in str(record[0].message)
+    assert _files_under(tmp_path) == {upload, dest / "ok.png"}
+    assert not Path("/abs/x.png").exists()
+
+
+def test_symlink_member_is_skipped(tmp_path):
+    link = zipfile.ZipInfo("link.png")
+    link.external_attr = 0o120777 << 16
+    upload = _write_zip(tmp_path / "up.zip", [(link, "/etc/passwd"), ("ok.png", b"ok")])
+    dest = tmp_path / "dest"
+    with pytest.warns(UserWarning, match=r"link\.png \(symbolic link\)"):
+        assert extract_zip(upload, dest) == [dest / "ok.png"]
+    assert not (dest / "link.png").exists() and not (dest / "link.png").is_symlink()
+
+
+def test_zip_of_only_unsafe_members_is_refused(tmp_path):
+    upload = _write_zip(tmp_path / "up.zip", [("../x.png", b"evil")])
+    with pytest.raises(UploadError, match="nothing could be extracted safely"):
+        extract_zip(upload, tmp_path / "dest")
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_macos_junk_and_hidden_files_are_skipped_silently(tmp_path):
+    junk = ["__MACOSX/._a.png", "__MACOSX/sub/b.png", "._a.png", ".DS_Store", "sub/.DS_Store", ".git/c.png"]
+    upload = _write_zip(tmp_path / "up.zip", [(name, b"junk") for name in junk] + [("a.png", b"a"), ("sub/b.png", b"b")])
+    dest = tmp_path / "dest"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert extract_zip(upload, dest) == [dest / "a.png", dest / "sub" / "b.png"]
+    assert _files_under(dest) == {dest / "a.png", dest / "sub" / "b.png"}
+
+
+def test_zip_expanding_past_the_cap_is_refused(tmp_path):
+    upload = _write_zip(tmp_path / "bomb.zip", [("a.png", b"small"), ("b.png", bytes(5000))])
+    assert upload.stat().st_size < 1000  # small on disk, large once expanded
+    with pytest.raises(UploadError, match="bomb.zip expands to more than 1000 bytes"):
+        extract_zip(upload, tmp_path / "dest", max_total_bytes=1000)
+    assert _files_under(tmp_path) == {upload}
+
+
+def test_zip_lying_about_its_sizes_is_refused_and_cleaned_up(tmp_path):
+    """The central directory claims 10 bytes for a member that expands to 100 000."""
+    data = bytearray(_zip_bytes([("a.png", b"first"), ("b.png", bytes(100_000))]))
+    entry = data.index(b"PK\x01\x02", data.index(b"PK\x01\x02") + 1)  # b.png's central directory entry
+    struct.pack_into("<I", data, entry + 24, 10)  # its uncompressed size
+    upload = tmp_path / "liar.zip"
+    upload.write_bytes(bytes(data))
+    with pytest.raises(UploadError, match="liar.zip"):
+        extract_zip(upload, tmp_path / "dest", max_total_bytes=1000)
+    assert _files_under(tmp_path) == {upload}  # a.png, written before b.png failed, is removed too
+
+
+def test_zip_with_too_many_members_is_refused(tmp_path):
+    upload = _write_zip(tmp_path / "many.zip", [(f"{i}.png", b"x") for i in range(3)])
+    with pytest.raises(UploadError, match="3 entries; at most 2"):
+        extract_zip(upload, tmp_path / "dest", max_members=2)
+
+
+def test_corrupt_member_is_refused_and_cleaned_up(tmp_path):
+    data = _zip_bytes([("a.png", b"A" * 100), ("b.png", b"B" * 100)], compression=zipfile.ZIP_STORED)
+    upload = tmp_path / "broken.zip"
+    upload.write_bytes(data.replace(b"B" * 100, b"C" * 100))  # stored data no longer matches its CRC
+    with pytest.raises(UploadError, match="broken.zip: b.png is corrupt"):
+        extract_zip(upload, tmp_path / "dest")
+    assert _files_under(tmp_path) == {upload}
+
+
+@pytest.mark.parametrize("content", [b"this is not a zip", b""])
+def test_file_that_is_not_a_zip_raises_upload_error_naming_it(tmp_path, content):
+    upload = tmp_path / "photos.zip"
+    upload.write_bytes(content)
+    with pytest.raises(UploadError, match="photos.zip is not a readable zip file"):
+        extract_zip(upload, tmp_path / "dest")
+    with pytest.raises(UploadError, match="photos.zip"):
+        gather_images([upload], tmp_path / "dest")
+
+
+def test_gather_images_keeps_images_renames_duplicates_and_warns_about_the_rest(tmp_path):
+    uploads = tmp_path / "uploads"
+    for name, data in [("1/a.png", b"first a"), ("2/a.png", b"second a"), ("1/b.JPG", b"b"), ("1/notes.txt", b"notes")]:
+        (uploads / name).parent.mkdir(parents=True, exist_ok=True)
+        (uploads / name).write_bytes(data)
+    photos = _write_zip(uploads / "1" / "photos.zip", [("x/c.png", b"c"), ("x/readme.txt", b"r"), ("__MACOSX/x/._c.png", b"j")])
+    paths = [uploads / "2" / "a.png", uploads / "1" / "notes.txt", photos, uploads / "1" / "a.png", uploads / "1" / "b.JPG",
+             uploads / "1" / "gone.png"]
+    dest = tmp_path / "work"
+    with pytest.warns(UserWarning) as record:
+        images = gather_images([str(path) for path in paths], dest)
+    assert images == [dest / "a.png", dest / "a_1.png", dest / "b.JPG", dest / "photos" / "x" / "c.png"]
+    assert len(record) == 1
+    message = str(record[0].message)
+    assert "notes.txt" in message and "gone.png" in message and "readme" not in message
+    shutil.rmtree(uploads)  # the browser's temporary files vanish; the copies must not
+    assert [image.read_bytes() for image in images] == [b"second a", b"first a", b"b", b"c"]
+
+
+def test_gather_images_extracts_same_named_zips_into_separate_folders(tmp_path):
+    first = _write_zip(tmp_path / "1" / "data.zip", [("a.png", b"1")])
+    second = _write_zip(tmp_path / "2" / "data.zip", [("a.png", b"2")])
+    dest = tmp_path / "work"
+    assert gather_images([first, second], dest) == [dest / "data" / "a.png", dest / "data_1" / "a.png"]
+    assert (dest / "data_1" / "a.png").read_bytes() == b"2"
+
+
+@pytest.mark.parametrize("name, content", [
+    ("empty.zip", _zip_bytes([])),
+    ("docs.zip", _zip_bytes([("readme.txt", b"r"), ("sub/data.csv", b"1,2")])),
+    ("notes.txt", b"notes"),
+])
+def test_upload_without_images_raises_no_images_error(tmp_path, name, content):
+    upload = tmp_path / name
+    upload.write_bytes(content)
+    with pytest.raises(NoImagesError, match="no image files in the upload"):
+        gather_images([upload], tmp_path / "work")
+
+
+@pytest.fixture(scope="module")
+def small_category(tmp_path_factory) -> Path:
+    return make_category(tmp_path_factory.mktemp("src") / "stripes", n_train=1, n_good=1, n_bad=1)
+
+
+def _zip_folder(folder: Path, path: Path, prefix: str) -> Path:
+    """Zip `folder` the way a user would, its files named `prefix` + their path inside it."""
+    members = [(prefix + file.relative_to(folder).as_posix(), file.read_bytes()) for file in sorted(folder.rglob("*")) if file.is_file()]
+    return _write_zip(path, members + [("__MACOSX/._junk", b"j")])
+
+
+@pytest.mark.parametrize("prefix, expected", [("", "."), ("stripes/", "stripes"), ("MVTec AD/stripes/", "MVTec AD/stripes")])
+def test_find_mvtec_root_finds_the_category_in_an_extracted_zip(tmp_path, small_category, prefix, expected):
+    dest = tmp_path / "dest"
+    extract_zip(_zip_folder(small_category, tmp_path / "upload.zip", prefix), dest)
+    root = find_mvtec_root(dest)
+    assert root == dest / expected
+    assert [item.defect for item in mvtec_test_set(root)] == ["good", "hole"]
+
+
+@pytest.mark.parametrize("names", [
+    ["stripes/train/good/000.png", "stripes/test/hole/000.png"],  # no test/good
+    ["a/b/c/stripes/test/good/000.png"],  # four folders down
+])
+def test_find_mvtec_root_without_a_category_raises_layout_error(tmp_path, names):
+    dest = tmp_path / "dest"
+    extract_zip(_write_zip(tmp_path / "upload.zip", [(name, b"x") for name in names]), dest)
+    with pytest.raises(DatasetLayoutError, match="no MVTec AD category in the upload: expected a folder holding test/good/"):
+        find_mvtec_root(dest)
+
+
+def test_find_mvtec_root_with_several_categories_lists_them(tmp_path):
+    dest = tmp_path / "dest"
+    extract_zip(_write_zip(tmp_path / "upload.zip", [("mvtec/bottle/test/good/0.png", b"x"), ("mvtec/cable/test/good/0.png", b"x")]), dest)
+    with pytest.raises(DatasetLayoutError, match="2 MVTec AD categories \\(mvtec/bottle, mvtec/cable\\)"):
+        find_mvtec_root(dest)
