@@ -136,14 +136,14 @@ def build_app(work: Path = WORK, catalog: Catalog | None = None) -> gr.Blocks:
         info = (f"**{Path(key).name if Path(key).exists() else key}** · backbone `{detector.config.backbone}` · "
                 f"threshold {detector.threshold:.4f} ({100 * c.false_alarm_rate:g}% false alarms on "
                 f"{len(c.normal_scores)} held-out normal images)")
-        return key, detector.threshold, info
+        low, high = c.grey_zone(detector.threshold)
+        return key, detector.threshold, info, round(low, 4), round(high, 4)
 
     # ---------------------------------------------------------------- inspect
     def describe(detector: rbd.Detector, item: dict, threshold: float, opacity: float):
         p = detector.rethreshold(item["prediction"], threshold)
-        image = item["image"]
-        heat = overlay(image, p.anomaly_map, detector.calibration, threshold, opacity)
-        original = (image * 255).round().astype(np.uint8)
+        original = item["image"]
+        heat = overlay(original, p.anomaly_map, detector.calibration, threshold, opacity)
         regions = p.regions()
         annotations = [(p.mask.astype(np.float32), "defect")] + [(r.box, f"region {i + 1}") for i, r in enumerate(regions[:20])]
         table = pd.DataFrame([{"region": i + 1, "area px": r.area, "max score": round(r.max_score, 4),
@@ -171,7 +171,8 @@ def build_app(work: Path = WORK, catalog: Catalog | None = None) -> gr.Blocks:
             except rbd.ImageReadError as err:
                 failed.append(str(err))
                 continue
-            items.append({"name": Path(path).name, "image": image, "notice": notice, "prediction": detector.predict(image)})
+            items.append({"name": Path(path).name, "image": (image * 255).round().astype(np.uint8), "notice": notice,
+                          "prediction": detector.predict(image)})
         if failed:
             gr.Warning("skipped: " + "; ".join(failed))
         if not items:
@@ -433,7 +434,7 @@ def build_app(work: Path = WORK, catalog: Catalog | None = None) -> gr.Blocks:
 
         with gr.Tab("Review"):
             with gr.Row():
-                review_files = gr.File(file_count="multiple", label="Images or a zip to review", scale=3)
+                review_files = gr.File(file_count="multiple", label="Images or a zip to review", scale=3, elem_id="review-files")
                 with gr.Column(scale=1):
                     score_button = gr.Button("Score batch", variant="primary", elem_id="review-score")
                     review_status = gr.Markdown()
@@ -500,7 +501,7 @@ def build_app(work: Path = WORK, catalog: Catalog | None = None) -> gr.Blocks:
 
         # ------------------------------------------------------------ events
         model_inputs = [model_choice, hub_id, revision]
-        model_outputs = [model_key, threshold, model_info]
+        model_outputs = [model_key, threshold, model_info, low, high]
         app.load(load_model, model_inputs, model_outputs, api_name="load_model")
         load_button.click(load_model, model_inputs, model_outputs, api_visibility="undocumented")
         model_choice.input(lambda choice: (choice, ""), model_choice, [model_choice, hub_id], queue=False, api_visibility="private").then(

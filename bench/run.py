@@ -1,12 +1,13 @@
-"""Quality benchmark: train and evaluate rbd on MVTec-layout sets, print beside anomalib's peers.
+"""Quality benchmark: the shipped checkpoints and their ablations beside anomalib's peers.
 
-    python bench/run.py --data ../shared/data --sets bottle ksdd weld --minutes 10
-    python bench/run.py --data ../shared/data --variants full no_corruption no_consistency --minutes 4
+    python bench/run.py --data ../shared/data --checkpoints checkpoints
+    python bench/run.py --variants full no_corruption no_consistency
 
-Each (set, variant) trains with a wall-clock budget on this machine, is saved under
-`--out/<set>-<variant>/`, evaluated, and its metrics written to `--out/<set>-<variant>.json`.
-Runs whose JSON already exists are not repeated (delete it to rerun). The peer numbers are
-parsed from `--peers` (the best figure per column and set is the bar).
+`full` evaluates the shipped checkpoint of each set (built by checkpoints/build.sh). Each
+ablation retrains with exactly that checkpoint's training settings (read from its config.json)
+but one switch flipped, and is evaluated the same way. Results go to `--out/<set>-<variant>.json`;
+runs whose JSON exists are not repeated (delete it to rerun). The peers' numbers are parsed
+from `--peers`: the best figure per column and set is the bar.
 """
 
 from __future__ import annotations
@@ -23,30 +24,27 @@ import torch
 import rbd
 from rbd.datasets import training_folder
 
-VARIANTS = {
-    "full": {},
-    "no_corruption": {"corruption": False},
-    "no_consistency": {"consistency": False},
-}
+ABLATIONS = {"no_corruption": {"corruption": False}, "no_consistency": {"consistency": False}}
 COLUMNS = ("image_auroc", "pixel_auroc", "aupro")
 
 
-def run_one(data: Path, variant: str, minutes: float, out: Path, seed: int) -> dict:
+def run_one(data: Path, variant: str, shipped: rbd.Detector, out: Path) -> dict:
     result_path = out / f"{data.name}-{variant}.json"
     if result_path.exists():
         return json.loads(result_path.read_text())
-    config = rbd.TrainConfig(epochs=100_000, max_minutes=minutes, seed=seed, **VARIANTS[variant])
-    detector = rbd.train(training_folder(data), rbd.ModelConfig(), config)
+    detector = shipped
+    if variant != "full":
+        config = rbd.TrainConfig(**{**shipped.training["config"], **ABLATIONS[variant]})
+        detector = rbd.train(training_folder(data), shipped.config, config)
+        rbd.save(detector, out / f"{data.name}-{variant}")
     evaluation = rbd.evaluate(detector, data)
     result = {
         "set": data.name, "variant": variant, **evaluation.summary(),
-        "train_s": detector.training["seconds"],
-        "steps": detector.training["steps"], "threshold": detector.threshold,
+        "train_s": detector.training["seconds"], "steps": detector.training["steps"], "threshold": detector.threshold,
         "synthetic_catch_rate": detector.calibration.synthetic_catch_rate,
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
         "date": time.strftime("%Y-%m-%d"),
     }
-    rbd.save(detector, out / f"{data.name}-{variant}", metrics=evaluation.summary())
     result_path.write_text(json.dumps(result, indent=2))
     return result
 
@@ -68,7 +66,7 @@ def peer_bars(peers_md: Path) -> dict[str, dict[str, tuple[float, str]]]:
 
 
 def table(results: list[dict], bars: dict) -> str:
-    lines = ["| set | variant | image AUROC | pixel AUROC | AUPRO | image F1-max | steps | train s | ms/img |",
+    lines = ["| set | model | image AUROC | pixel AUROC | AUPRO | image F1-max | steps | train s | ms/img |",
              "|---|---|---|---|---|---|---|---|---|"]
     fmt = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
     for r in results:
@@ -83,10 +81,9 @@ def table(results: list[dict], bars: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--checkpoints", type=Path, default=Path("checkpoints"))
     parser.add_argument("--sets", nargs="+", default=["bottle", "ksdd", "weld"])
-    parser.add_argument("--variants", nargs="+", default=["full"], choices=list(VARIANTS))
-    parser.add_argument("--minutes", type=float, default=10.0)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--variants", nargs="+", default=["full"], choices=["full", *ABLATIONS])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     parser.add_argument("--peers", type=Path, default=Path("../shared/peers.md"))
@@ -95,8 +92,9 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     results = []
     for name in args.sets:
+        shipped = rbd.load(args.checkpoints / name)
         for variant in args.variants:
-            results.append(run_one(args.data / name, variant, args.minutes, args.out, args.seed))
+            results.append(run_one(args.data / name, variant, shipped, args.out))
             print(json.dumps(results[-1]), flush=True)
     print(table(results, peer_bars(args.peers) if args.peers.exists() else {}))
 

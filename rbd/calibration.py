@@ -48,6 +48,11 @@ class Calibration:
         normalized = 1.0 / (1.0 + np.exp(-z))
         return float(normalized) if normalized.ndim == 0 else normalized.astype(np.float32)
 
+    def grey_zone(self, threshold: float | None = None, width: float = 2.0) -> tuple[float, float]:
+        """Scores within `width` normal spreads of the threshold: where a human look pays most."""
+        t = self.threshold if threshold is None else threshold
+        return t - width * self.scale, t + width * self.scale
+
     def to_dict(self) -> dict:
         values = asdict(self)
         values["synthetic_catch_rate"] = self.synthetic_catch_rate

@@ -22,11 +22,12 @@ def heatmap(anomaly_map: np.ndarray, calibration: Calibration, threshold: float)
 
 
 def overlay(image: np.ndarray, anomaly_map: np.ndarray, calibration: Calibration, threshold: float, opacity: float = 0.5) -> np.ndarray:
-    """(H, W, 3) uint8: the image (float RGB in [0, 1]) blended with its heat map."""
+    """(H, W, 3) uint8: the image (RGB, uint8 or float in [0, 1]) blended with its heat map."""
     if image.shape[:2] != anomaly_map.shape:
         raise ValueError(f"image {image.shape[:2]} and map {anomaly_map.shape} differ in size")
+    base = image.astype(np.float32) / 255 if image.dtype == np.uint8 else image
     colours = heatmap(anomaly_map, calibration, threshold).astype(np.float32) / 255
-    blended = (1 - opacity) * image + opacity * colours
+    blended = (1 - opacity) * base + opacity * colours
     return (np.clip(blended, 0, 1) * 255).round().astype(np.uint8)
 
 

@@ -62,8 +62,9 @@ def test_every_action_is_a_named_endpoint(client):
 
 def test_load_model_reports_the_threshold(client, served, detector):
     key = str(served[1] / "shipped" / "stripes")
-    threshold, info = client.predict(key, "", "", api_name="/load_model")
+    threshold, info, low, high = client.predict(key, "", "", api_name="/load_model")
     assert threshold == pytest.approx(detector.threshold)
+    assert (low, high) == pytest.approx(detector.calibration.grey_zone(), abs=1e-4) and low < threshold < high
     assert "stripes" in info and f"{detector.threshold:.4f}" in info
 
 

@@ -138,3 +138,10 @@ def test_threshold_for_other_false_alarm_rate():
 def test_threshold_for_false_alarm_rate_validates():
     with pytest.raises(ValueError):
         threshold_for_false_alarm_rate(calibrate(SCORES), 1.0)
+
+
+def test_grey_zone_is_centred_on_the_threshold_in_units_of_the_normal_spread():
+    c = calibrate([0.1, 0.2, 0.3, 0.4])
+    low, high = c.grey_zone(0.5, width=2.0)
+    assert low == pytest.approx(0.5 - 2 * c.scale) and high == pytest.approx(0.5 + 2 * c.scale)
+    assert c.normalize(low, 0.5) == pytest.approx(1 / (1 + np.exp(2))) and c.normalize(high, 0.5) == pytest.approx(1 / (1 + np.exp(-2)))

@@ -1,0 +1,134 @@
+"""The app in a real browser: Debian's chromium driven by Playwright against a server launched in-process.
+
+Covers what the API tests cannot: uploads through the page's file inputs, button wiring, the rendered
+Markdown, the keyboard shortcuts attached by `launch(js=SHORTCUTS)`, and downloading the export zip.
+Needs `apt-get install -y chromium` (never `playwright install`). The steps wait generously: the
+machine may be busy with other work.
+"""
+
+import csv
+import io
+import json
+import re
+import shutil
+import socket
+import zipfile
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+import app as app_module
+from rbd.catalog import Catalog
+
+WAIT_MS = 60_000  # per step
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    path = shutil.which("chromium")
+    if path is None:
+        pytest.fail("the browser test needs Debian's chromium: run `apt-get install -y chromium` "
+                    "(do not use `playwright install`)", pytrace=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def served(checkpoint, tmp_path_factory):
+    root = tmp_path_factory.mktemp("browser-app")
+    shutil.copytree(checkpoint, root / "shipped" / "stripes")
+    demo = app_module.build_app(root / "work", Catalog(root / "shipped", root / "work" / "models"))
+    _, url, _ = app_module.launch(demo, prevent_thread_lock=True, quiet=True, server_name="127.0.0.1", server_port=free_port())
+    yield url
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def page(chromium, served):  # chromium first: fail before training and launching anything
+    messages = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, headless=True,
+                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        context = browser.new_context(accept_downloads=True, viewport={"width": 1400, "height": 1000})
+        # the machine is offline: fail requests that leave the local server at once (e.g. web fonts)
+        context.route(re.compile(r"^https?://(?!127\.0\.0\.1[:/])"), lambda route: route.abort())
+        page = context.new_page()
+        page.set_default_timeout(WAIT_MS)
+        page.on("console", lambda m: messages.append(f"console.{m.type}: {m.text}"))
+        page.on("pageerror", lambda e: messages.append(f"pageerror: {e}"))
+        page.goto(served, wait_until="domcontentloaded")
+        # app.load has loaded the model once its description (with the threshold) is shown
+        expect(page.get_by_text("held-out normal images")).to_be_visible(timeout=WAIT_MS)
+        yield page
+        print("\n".join(messages))  # browser console: pytest shows it in the last test's report if that test failed
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def parts(category):
+    return sorted((category / "test" / "good").iterdir()), sorted((category / "test" / "hole").iterdir())
+
+
+def blur(page):
+    """Shortcuts are ignored while typing in an input; move focus back to the page."""
+    page.evaluate("() => document.activeElement && document.activeElement.blur()")
+
+
+def test_inspect_an_uploaded_image(page, parts, detector):
+    _, bad = parts
+    page.get_by_role("tab", name="Inspect").click()
+    page.locator("#inspect-image input[type=file]").set_input_files(str(bad[0]))
+    expect(page.locator("#inspect-image img")).to_have_attribute("src", re.compile("."), timeout=WAIT_MS)  # uploaded
+    page.locator("#inspect-run").click()
+
+    summary = page.locator("#inspect-summary")
+    expect(summary).to_contain_text("anomaly score", timeout=WAIT_MS)
+    text = summary.inner_text()
+    assert "DEFECTIVE" in text and "000.png" in text, text
+    score = float(re.search(r"anomaly score\s+([0-9.]+)", text).group(1))
+    assert score == pytest.approx(detector.predict(bad[0]).score, abs=1e-3)
+    expect(page.locator("#inspect-overlay img")).to_have_attribute("src", re.compile("."), timeout=WAIT_MS)
+
+
+def test_review_with_keyboard_shortcuts_and_export(page, parts, tmp_path):
+    good, bad = parts
+    page.get_by_role("tab", name="Review").click()
+    review_files = page.locator("#review-files")
+    review_files.locator("input[type=file]").set_input_files([str(p) for p in good[:2] + bad[:2]])
+    expect(review_files.get_by_text("000.png").first).to_be_visible(timeout=WAIT_MS)  # uploaded
+    page.locator("#review-score").click()
+
+    text, metrics = page.locator("#review-text"), page.locator("#review-metrics")
+    expect(text).to_contain_text("1 / 4", timeout=WAIT_MS)
+    expect(metrics).to_contain_text("Reviewed 0 of 4", timeout=WAIT_MS)
+
+    blur(page)
+    page.keyboard.press("a")
+    expect(metrics).to_contain_text("Reviewed 1 of 4", timeout=WAIT_MS)
+    expect(text).to_contain_text("2 / 4", timeout=WAIT_MS)
+    page.keyboard.press("r")
+    expect(metrics).to_contain_text("Reviewed 2 of 4", timeout=WAIT_MS)
+    expect(text).to_contain_text("3 / 4", timeout=WAIT_MS)
+    page.keyboard.press("ArrowLeft")
+    expect(text).to_contain_text("2 / 4", timeout=WAIT_MS)
+    expect(text).to_contain_text("decision: reject", timeout=WAIT_MS)
+
+    page.locator("#review-export").click()
+    link = page.locator("#review-export-file a[download]").first
+    expect(link).to_be_visible(timeout=WAIT_MS)
+    with page.expect_download(timeout=WAIT_MS) as download:
+        link.click()
+    path = tmp_path / download.value.suggested_filename
+    download.value.save_as(path)
+
+    with zipfile.ZipFile(path) as z:
+        rows = list(csv.DictReader(io.StringIO(z.read("decisions.csv").decode())))
+        coco = json.loads(z.read("coco.json"))
+    decisions = sorted(r["decision"] for r in rows)
+    assert decisions == ["", "", "accept", "reject"], rows
+    assert len(coco["images"]) == 2  # the reviewed ones
