@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from .errors import InvalidInputError
+
 
 @dataclass
 class Calibration:
@@ -77,7 +79,7 @@ def calibrate(normal_scores, synthetic_scores=(), false_alarm_rate: float = 0.01
     if not np.isfinite(normal).all():
         raise ValueError("calibration scores must be finite (found NaN or inf)")
     if not 0.0 <= false_alarm_rate < 1.0:
-        raise ValueError(f"false_alarm_rate must be in [0, 1), got {false_alarm_rate}")
+        raise InvalidInputError(f"false_alarm_rate must be in [0, 1), got {false_alarm_rate}")
     threshold = float(np.quantile(normal, 1.0 - false_alarm_rate))
     spread = float(normal.std(ddof=1)) if normal.size > 1 else 0.0
     scale = max(spread, 0.05 * abs(threshold), 1e-6)  # never a zero unit, even with one image

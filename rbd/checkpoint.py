@@ -49,8 +49,15 @@ def checkpoint_config(detector: Detector, metrics: dict | None = None) -> dict:
 
 
 def save(detector: Detector, directory: str | Path, metrics: dict | None = None) -> Path:
-    """Write the checkpoint atomically: a half-written folder never replaces a good one."""
-    directory = Path(directory)
+    """Write the checkpoint folder; a half-written one never takes the place of a good one.
+
+    Everything is written and synced in a staging folder next to the target, which is then
+    renamed into place. Only an existing rbd checkpoint (or an empty folder) is replaced, so a
+    mistyped --out never deletes someone's files.
+    """
+    directory = Path(directory).resolve()
+    if directory.exists() and any(directory.iterdir()) and not _is_checkpoint(directory):
+        raise CheckpointError(f"{directory} exists and is not an rbd checkpoint: choose another folder")
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
@@ -70,6 +77,14 @@ def save(detector: Detector, directory: str | Path, metrics: dict | None = None)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return directory
+
+
+def _is_checkpoint(folder: Path) -> bool:
+    try:
+        read_config(folder / CONFIG_FILE)
+        return True
+    except CheckpointError:
+        return False
 
 
 def load(path_or_repo_id: str | Path, revision: str | None = None, device: str | torch.device = "cpu") -> Detector:

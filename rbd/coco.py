@@ -11,10 +11,10 @@ from __future__ import annotations
 from typing import Iterable, NamedTuple
 
 import numpy as np
-from scipy import ndimage
+
+from .regions import box_xyxy, connected_regions
 
 CATEGORIES = [{"id": 1, "name": "defect"}]
-_EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)  # the region rule of Prediction.regions and metrics.aupro
 
 
 class CocoImage(NamedTuple):
@@ -69,16 +69,17 @@ def coco_dataset(items: Iterable[tuple]) -> dict:
         mask = np.asarray(item.mask) > 0
         if mask.shape != (item.height, item.width):
             raise ValueError(f"{item.file_name}: mask shape {mask.shape} != image size {(item.height, item.width)}")
-        labels, _ = ndimage.label(mask, structure=_EIGHT_CONNECTED)
-        for index, box in enumerate(ndimage.find_objects(labels), start=1):
-            region = labels == index
+        for box, inside in connected_regions(mask):
+            region = np.zeros_like(mask)
+            region[box] = inside
+            x0, y0, x1, y1 = box_xyxy(box)
             annotation = {
                 "id": len(annotations) + 1,
                 "image_id": image_id,
                 "category_id": 1,
                 "segmentation": encode_rle(region),
                 "area": int(region.sum()),
-                "bbox": [box[1].start, box[0].start, box[1].stop - box[1].start, box[0].stop - box[0].start],
+                "bbox": [x0, y0, x1 - x0, y1 - y0],
                 "iscrowd": 1,
             }
             if item.score is not None:

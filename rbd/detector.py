@@ -13,14 +13,23 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from scipy import ndimage
 
 from .anomaly_map import image_score
 from .calibration import Calibration
 from .geometry import fit, to_image_size, to_input
 from .images import ImageLike, to_rgb_array
 from .model import RBD
+from .regions import box_xyxy, connected_regions
 from .runtime import autocast
+
+
+def is_defective(score: float, threshold: float) -> bool:
+    """The one decision rule, for images (their score) and pixels (their map value) alike."""
+    return score >= threshold
+
+
+def verdict(score: float, threshold: float) -> str:
+    return "defective" if is_defective(score, threshold) else "good"
 
 
 @dataclass(frozen=True)
@@ -41,24 +50,21 @@ class Prediction:
 
     @property
     def is_anomalous(self) -> bool:
-        return self.score >= self.threshold
+        return is_defective(self.score, self.threshold)
 
     @property
     def verdict(self) -> str:
-        return "defective" if self.is_anomalous else "good"
+        return verdict(self.score, self.threshold)
 
     @property
     def mask(self) -> np.ndarray:
         """Pixels at or above the threshold: the same rule as the verdict, pixel by pixel."""
-        return self.anomaly_map >= self.threshold
+        return is_defective(self.anomaly_map, self.threshold)
 
     def regions(self) -> list[Region]:
         """Connected regions of the mask (8-connectivity), largest first."""
-        labels, count = ndimage.label(self.mask, structure=np.ones((3, 3), bool))
-        regions = []
-        for index, box in enumerate(ndimage.find_objects(labels), start=1):
-            inside = labels[box] == index
-            regions.append(Region(int(inside.sum()), float(self.anomaly_map[box][inside].max()), (box[1].start, box[0].start, box[1].stop, box[0].stop)))
+        regions = [Region(int(inside.sum()), float(self.anomaly_map[box][inside].max()), box_xyxy(box))
+                   for box, inside in connected_regions(self.mask)]
         return sorted(regions, key=lambda r: -r.area)
 
 

@@ -8,6 +8,10 @@ class RBDError(Exception):
     """Base class: a problem with the user's input, explained in the message."""
 
 
+class InvalidInputError(RBDError, ValueError):
+    """A setting or argument is out of range or of the wrong kind (device, epochs, session id, ...)."""
+
+
 class ImageReadError(RBDError):
     """A file is not a readable image (not an image, corrupt, truncated, too large)."""
 

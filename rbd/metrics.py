@@ -9,11 +9,8 @@ unless one is asked for explicitly (``aupro(..., num_thresholds=n)``).
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 
-# A 3x3 ones structure (8-connectivity) is the MVTec AD convention for
-# splitting ground-truth masks into defect regions.
-_REGION_STRUCTURE = np.ones((3, 3), dtype=bool)
+from .regions import label
 
 
 def _as_labels(labels) -> np.ndarray:
@@ -210,7 +207,7 @@ def aupro(masks, maps, fpr_limit: float = 0.3, num_thresholds: int | None = None
     region_ids = []
     n_regions = 0
     for mask in masks:
-        labeled, n = ndimage.label(mask > 0, structure=_REGION_STRUCTURE)
+        labeled, n = label(mask)  # 8-connectivity, the MVTec AD convention
         labeled[labeled > 0] += n_regions
         region_ids.append(labeled.ravel())
         n_regions += n

@@ -11,8 +11,9 @@ from dataclasses import asdict, dataclass, fields
 import torch
 from torch import nn
 
-from .anomaly_map import GaussianBlur, anomaly_map
+from .anomaly_map import SCORE_RULES, GaussianBlur, anomaly_map
 from .backbones import DEFAULT_LAYERS, Teacher
+from .errors import InvalidInputError
 from .student import Student
 
 
@@ -31,6 +32,14 @@ class ModelConfig:
     blur_sigma: float = 4.0  # at image_size 256; scaled with image_size
     score_rule: str = "max"
 
+    def __post_init__(self):
+        if self.image_size < 32 or self.image_size % 32:
+            raise InvalidInputError(f"image_size must be a multiple of 32 (at least 32), got {self.image_size}")
+        if self.max_aspect < 1:
+            raise InvalidInputError(f"max_aspect must be at least 1, got {self.max_aspect}")
+        if self.score_rule not in SCORE_RULES:
+            raise InvalidInputError(f"score_rule must be one of {', '.join(SCORE_RULES)}, got {self.score_rule!r}")
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -39,7 +48,7 @@ class ModelConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(values) - known
         if unknown:
-            raise ValueError(f"unknown model settings: {', '.join(sorted(unknown))}")
+            raise InvalidInputError(f"unknown model settings: {', '.join(sorted(unknown))}")
         tuples = {k: tuple(v) for k, v in values.items() if isinstance(v, list)}
         return cls(**{**values, **tuples})
 

@@ -27,22 +27,21 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import threading
 import warnings
 import zipfile
-from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable
 
 import numpy as np
 from PIL import Image
 
 from .calibration import Calibration, calibrate
 from .coco import CocoImage, coco_dataset
-from .errors import ImageReadError, NoImagesError
+from .errors import ImageReadError, InvalidInputError, NoImagesError
+from .files import atomic_write
 from .images import read_image
 from .metrics import auroc
 from .visualize import mask_image
@@ -164,20 +163,20 @@ class ReviewSession:
         (image size, nonzero = defect), the others none."""
         item = self.item(item_id)
         if decision not in DECISIONS:
-            raise ValueError(f"decision must be one of {', '.join(DECISIONS)}, got {decision!r}")
+            raise InvalidInputError(f"decision must be one of {', '.join(DECISIONS)}, got {decision!r}")
         if (decision == "correct") != (corrected_mask is not None):
-            raise ValueError("a corrected mask goes with the decision 'correct', and only with it")
+            raise InvalidInputError("a corrected mask goes with the decision 'correct', and only with it")
         with self._lock:
             mask_name = None
             if corrected_mask is not None:
                 mask = np.asarray(corrected_mask)
                 if mask.shape != (item.height, item.width):
-                    raise ValueError(f"corrected mask shape {mask.shape} != image size {(item.height, item.width)}")
+                    raise InvalidInputError(f"corrected mask shape {mask.shape} != image size {(item.height, item.width)}")
                 n = self._n_lines + 1  # a new file per correction: earlier lines keep their masks
                 while (self.folder / f"masks/{item.id}-{n}.png").exists():  # written by another object, or orphaned by a crash
                     n += 1
                 mask_name = f"masks/{item.id}-{n}.png"
-                with _atomic(self.folder / mask_name) as f:
+                with atomic_write(self.folder / mask_name) as f:
                     Image.fromarray(mask_image(mask > 0)).save(f, format="PNG")
             record = Decision(item.id, decision, _verdict(item.score >= threshold), float(threshold),
                               datetime.now(timezone.utc).isoformat(timespec="milliseconds"), mask_name)
@@ -238,11 +237,11 @@ class ReviewSession:
         (low <= score < high: the uncertain band around the threshold, where review pays most).
         """
         if show not in FILTERS:
-            raise ValueError(f"show must be one of {', '.join(FILTERS)}, got {show!r}")
+            raise InvalidInputError(f"show must be one of {', '.join(FILTERS)}, got {show!r}")
         if show == "defective" and threshold is None:
-            raise ValueError("show='defective' needs a threshold")
+            raise InvalidInputError("show='defective' needs a threshold")
         if show == "grey" and (low is None or high is None):
-            raise ValueError("show='grey' needs low and high")
+            raise InvalidInputError("show='grey' needs low and high")
         keep = {
             "all": lambda item: True,
             "unreviewed": lambda item: item.id not in self._decisions,
@@ -297,7 +296,7 @@ class ReviewSession:
         writer = csv.writer(table)
         writer.writerow(["file", "score", "verdict", "decision", "corrected", "timestamp"])
         reviewed = []
-        with _atomic(path) as f, zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as archive:
+        with atomic_write(path) as f, zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as archive:
             for item in self._items:
                 decision = self._decisions.get(item.id)
                 row = [item.file_name, f"{item.score:.6f}", _verdict(item.score >= threshold)]
@@ -324,11 +323,11 @@ class ReviewSession:
         taken.add(name.lower())
         file_name = name + source.suffix
         item_id = len(self._items)
-        with _atomic(self.folder / "images" / file_name) as f, open(source, "rb") as original:
+        with atomic_write(self.folder / "images" / file_name) as f, open(source, "rb") as original:
             shutil.copyfileobj(original, f)
         amap = prediction.anomaly_map
         small = np.isfinite(amap).all() and float(np.abs(amap).max(initial=0.0)) <= _FLOAT16_MAX
-        with _atomic(self.folder / "maps" / f"{item_id}.npy") as f:
+        with atomic_write(self.folder / "maps" / f"{item_id}.npy") as f:
             np.save(f, amap.astype(np.float16 if small else np.float32), allow_pickle=False)
         height, width = amap.shape
         item = Item(item_id, file_name, self.folder / "images" / file_name, float(prediction.score),
@@ -342,7 +341,7 @@ class ReviewSession:
             record = asdict(item)
             record["image_path"] = item.image_path.relative_to(self.folder).as_posix()
             records.append(record)
-        with _atomic(self.folder / ITEMS_FILE) as f:
+        with atomic_write(self.folder / ITEMS_FILE) as f:
             f.write(json.dumps({"format_version": FORMAT_VERSION, "items": records}, indent=1).encode())
 
     def _read_items(self) -> list[Item]:
@@ -371,9 +370,9 @@ class ReviewSession:
                 record = Decision(**json.loads(line))
                 if (not isinstance(record.id, int) or record.decision not in DECISIONS or record.verdict not in ("defective", "good")
                         or not (record.mask is None or _MASK_NAME.fullmatch(record.mask))):
-                    raise ValueError(f"unexpected values {record}")
+                    raise InvalidInputError(f"unexpected values {record}")
             except (ValueError, TypeError) as err:
-                raise ValueError(f"{path}, line {number}: not a decision record ({err})") from err
+                raise InvalidInputError(f"{path}, line {number}: not a decision record ({err})") from err
             decisions[record.id] = record
         return decisions, len(lines)
 
@@ -395,26 +394,9 @@ def _folder_lock(folder: Path) -> threading.Lock:
 def session_folder(root: str | Path, session_id: str) -> Path:
     """root/<session_id>; the id comes from the browser, so only a plain token is accepted."""
     if not isinstance(session_id, str) or not SESSION_ID.fullmatch(session_id):
-        raise ValueError(f"invalid session id {session_id!r}: use 1 to 64 letters, digits, '_' or '-'")
+        raise InvalidInputError(f"invalid session id {session_id!r}: use 1 to 64 letters, digits, '_' or '-'")
     return Path(root) / session_id
 
 
 def _verdict(defective: bool) -> str:
     return "defective" if defective else "good"
-
-
-@contextmanager
-def _atomic(path: Path) -> Iterator:
-    """A binary file that replaces `path` only once fully written and synced: readers see the old file or the new."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        with suppress(FileNotFoundError):
-            os.unlink(temp)
-        raise

@@ -11,6 +11,8 @@ import contextlib
 
 import torch
 
+from .errors import InvalidInputError
+
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """`auto` picks CUDA when available; asking for CUDA without a GPU is a clear error."""
@@ -19,9 +21,9 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device not in ("cpu", "cuda"):
-        raise ValueError(f"device must be auto, cpu or cuda, got {device!r}")
+        raise InvalidInputError(f"device must be auto, cpu or cuda, got {device!r}")
     if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was asked for but no CUDA GPU is available")
+        raise InvalidInputError("device 'cuda' was asked for but no CUDA GPU is available")
     return torch.device(device)
 
 

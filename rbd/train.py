@@ -22,7 +22,7 @@ import torch
 from . import __version__
 from .calibration import calibrate
 from .detector import Detector, score_images
-from .errors import NoImagesError, TrainingCancelled
+from .errors import InvalidInputError, NoImagesError, TrainingCancelled
 from .geometry import fit, to_input
 from .images import read_image_folder
 from .losses import consistency_loss, reconstruction_loss
@@ -49,6 +49,22 @@ class TrainConfig:
     feature_dropout: float = 0.1  # share of teacher-feature patches hidden from the student
     corruption: bool = True  # ablation switch: False trains on clean crops only
     consistency: bool = True  # ablation switch: False drops the prediction-consistency loss
+
+    def __post_init__(self):
+        checks = {
+            "epochs must be at least 1": self.epochs >= 1,
+            "max_minutes must be positive": self.max_minutes is None or self.max_minutes > 0,
+            "batch_size must be at least 1": self.batch_size >= 1,
+            "learning_rate must be positive": self.learning_rate > 0,
+            "holdout_fraction must be in (0, 1)": 0 < self.holdout_fraction < 1,
+            "max_holdout must be at least 1": self.max_holdout >= 1,
+            "false_alarm_rate must be in [0, 1)": 0 <= self.false_alarm_rate < 1,
+            "defect_probability must be in [0, 1]": 0 <= self.defect_probability <= 1,
+            "feature_dropout must be in [0, 1)": 0 <= self.feature_dropout < 1,
+        }
+        broken = [rule for rule, ok in checks.items() if not ok]
+        if broken:
+            raise InvalidInputError("invalid training settings: " + "; ".join(broken))
 
 
 @dataclass

@@ -153,3 +153,15 @@ def test_push_to_hub_uploads_the_checkpoint_folder(detector, monkeypatch):
 def test_push_offline_is_a_clear_error(detector, hub_cache):
     with pytest.raises(rbd.CheckpointError, match="cannot push to acme/parts"):
         rbd.push_to_hub(detector, "acme/parts", token="hf_x")
+
+
+def test_saving_never_replaces_a_folder_that_is_not_a_checkpoint(detector, tmp_path):
+    documents = tmp_path / "documents"
+    documents.mkdir()
+    (documents / "thesis.txt").write_text("years of work")
+    with pytest.raises(rbd.CheckpointError, match="not an rbd checkpoint"):
+        rbd.save(detector, documents)
+    assert (documents / "thesis.txt").read_text() == "years of work"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert (rbd.save(detector, empty) / "config.json").is_file()
