@@ -1,7 +1,7 @@
 """rbd web app: inspect images, review verdicts, fine-tune and evaluate. UI only.
 
-Every number shown here is computed by the `rbd` package (also usable from Python and the
-CLI); this file only lays out components and wires events. Run `python app.py`.
+Every number and picture shown here is computed by the `rbd` package (also usable from Python
+and the command line); this file lays out components and wires events. Run `python app.py`.
 """
 
 from __future__ import annotations
@@ -10,13 +10,11 @@ import contextlib
 import functools
 import inspect
 import os
-import queue
 import secrets
 import shutil
 import tempfile
-import threading
+import time
 import uuid
-import warnings
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -27,15 +25,20 @@ import pandas as pd  # noqa: E402
 
 import rbd  # noqa: E402
 from rbd.catalog import Catalog  # noqa: E402
-from rbd.images import read_image, read_image_for_scoring  # noqa: E402
+from rbd.files import atomic_write  # noqa: E402
+from rbd.images import read_image_for_scoring, read_images  # noqa: E402
+from rbd.notices import collect  # noqa: E402
 from rbd.plots import calibration_figure, roc_figure  # noqa: E402
 from rbd.review import ReviewSession  # noqa: E402
+from rbd.train import BackgroundTraining  # noqa: E402
 from rbd.uploads import extract_zip, find_mvtec_root, gather_images  # noqa: E402
 from rbd.visualize import overlay  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 WORK = Path(os.environ.get("RBD_WORK_DIR", ROOT / "work"))
 EXAMPLES = sorted((ROOT / "examples").glob("*.jpg"))
+ON_SPACES = os.environ.get("SYSTEM") == "spaces"
+MIN_TRAINING_IMAGES = 5
 
 try:  # on a ZeroGPU Space, GPU work must run inside spaces.GPU; elsewhere it is a no-op
     import spaces
@@ -44,8 +47,6 @@ try:  # on a ZeroGPU Space, GPU work must run inside spaces.GPU; elsewhere it is
 except ImportError:
     def gpu(fn):
         return fn
-
-ON_SPACES = os.environ.get("SYSTEM") == "spaces"
 
 SHORTCUTS = """
 () => {
@@ -64,28 +65,36 @@ SHORTCUTS = """
 
 
 def user_errors(fn):
-    """Show rbd's errors as a message in the UI and its warnings as toasts, instead of crashing.
+    """Show rbd's errors as a message in the UI and its notices (skipped files, ...) as toasts.
 
     Generator handlers (streaming progress) are wrapped as generators, so Gradio still streams them.
     """
     @contextlib.contextmanager
     def reported():
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+        with collect() as notes:
             try:
                 yield
-            except (rbd.RBDError, ValueError) as err:
+            except rbd.RBDError as err:
                 raise gr.Error(str(err), print_exception=False) from err
             finally:
-                for warning in caught:
-                    if issubclass(warning.category, UserWarning):
-                        gr.Warning(str(warning.message))
+                for note in notes:
+                    gr.Warning(note)
 
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
         def stream(*args, **kwargs):
-            with reported():
-                yield from fn(*args, **kwargs)
+            # Gradio resumes a generator in a fresh context each time: collect per step
+            steps = fn(*args, **kwargs)
+            try:
+                while True:
+                    with reported():
+                        try:
+                            value = next(steps)
+                        except StopIteration:
+                            return
+                    yield value
+            finally:
+                steps.close()  # a cancelled request closes us: close the handler too
         return stream
 
     @functools.wraps(fn)
@@ -104,40 +113,52 @@ def _paths(files) -> list[str]:
 
 def _state_secret(work: Path) -> str:
     """A secret kept in the work folder, so browser-stored review ids survive restarts."""
+    if os.environ.get("RBD_STATE_SECRET"):
+        return os.environ["RBD_STATE_SECRET"]
     path = work / "browser-state-secret"
     if not path.exists():
-        work.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(secrets.token_hex(16))
-        os.replace(tmp, path)
-    return os.environ.get("RBD_STATE_SECRET") or path.read_text().strip()
+        with atomic_write(path) as f:
+            f.write(secrets.token_hex(16).encode())
+    return path.read_text().strip()
+
+
+def _metrics_text(m: dict, n_items: int, threshold: float) -> str:
+    fmt = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
+    return (f"Reviewed **{m['n_reviewed']}** of {n_items} · defective {m['n_defective']} · AUROC {fmt(m['auroc'])} · "
+            f"precision {fmt(m['precision'])} · recall {fmt(m['recall'])} at threshold {threshold:.4f}")
 
 
 def build_app(work: Path = WORK, catalog: Catalog | None = None) -> gr.Blocks:
-    """The app; `work` holds uploads, review sessions, exports and fine-tuned models."""
+    """The app; `work` holds uploads (only while a request runs), reviews, exports and fine-tuned models."""
     catalog = catalog or Catalog(ROOT / "checkpoints", work / "models")
+    reviews, exports = work / "reviews", work / "exports"
     uploads = work / "uploads"
-    reviews = work / "reviews"
+    uploads.mkdir(parents=True, exist_ok=True)
 
-    def detector_for(key: str) -> rbd.Detector:
-        if not key:
+    def detector_for(model: list) -> rbd.Detector:
+        """`model` is the [key, revision] a session has loaded."""
+        if not model or not model[0]:
             raise rbd.CheckpointError("no model is loaded: pick one or enter a Hub repo id")
-        return catalog.get(*key.split("@", 1)) if "@" in key else catalog.get(key)
+        return catalog.get(model[0], model[1])
+
+    def export_folder() -> Path:
+        """A fresh folder per export, so two users never share a file name; day-old ones are removed."""
+        exports.mkdir(parents=True, exist_ok=True)
+        for old in exports.iterdir():
+            if time.time() - old.stat().st_mtime > 86400:
+                shutil.rmtree(old, ignore_errors=True)
+        return Path(tempfile.mkdtemp(dir=exports))
 
     # ---------------------------------------------------------------- model bar
     @user_errors
     def load_model(choice: str, hub_id: str, revision: str):
-        """Load a shipped/fine-tuned checkpoint, or a Hub repo when a repo id is given."""
-        key = hub_id.strip() if hub_id and hub_id.strip() else choice
-        if hub_id and hub_id.strip() and revision and revision.strip():
-            key = f"{key}@{revision.strip()}"
-        detector = detector_for(key)
-        c = detector.calibration
-        info = (f"**{Path(key).name if Path(key).exists() else key}** · backbone `{detector.config.backbone}` · "
-                f"threshold {detector.threshold:.4f} ({100 * c.false_alarm_rate:g}% false alarms on "
-                f"{len(c.normal_scores)} held-out normal images)")
-        low, high = c.grey_zone(detector.threshold)
-        return key, detector.threshold, info, round(low, 4), round(high, 4)
+        """Load a shipped/fine-tuned checkpoint, or a Hub repo (at a revision) when a repo id is given."""
+        model = [hub_id.strip(), revision.strip() or None] if hub_id and hub_id.strip() else [choice, None]
+        detector = detector_for(model)
+        name = Path(model[0]).name if model[1] is None and not hub_id else "@".join(filter(None, model))
+        low, high = detector.calibration.grey_zone(detector.threshold)
+        info = f"**{name}** · backbone `{detector.config.backbone}` · {detector.calibration.describe(detector.threshold)}"
+        return model, detector.threshold, info, round(low, 4), round(high, 4)
 
     # ---------------------------------------------------------------- inspect
     def describe(detector: rbd.Detector, item: dict, threshold: float, opacity: float):
@@ -146,139 +167,121 @@ def build_app(work: Path = WORK, catalog: Catalog | None = None) -> gr.Blocks:
         heat = overlay(original, p.anomaly_map, detector.calibration, threshold, opacity)
         regions = p.regions()
         annotations = [(p.mask.astype(np.float32), "defect")] + [(r.box, f"region {i + 1}") for i, r in enumerate(regions[:20])]
-        table = pd.DataFrame([{"region": i + 1, "area px": r.area, "max score": round(r.max_score, 4),
-                               "box (x0, y0, x1, y1)": str(r.box)} for i, r in enumerate(regions)],
-                             columns=["region", "area px", "max score", "box (x0, y0, x1, y1)"])
-        verdict = "DEFECTIVE" if p.is_anomalous else "GOOD"
-        summary = (f"### {verdict}\n**{item['name']}** · anomaly score **{p.score:.4f}** · normalised "
+        table = pd.DataFrame([{"region": i + 1, "area px": r.area, "max score": round(r.max_score, 4), "box (x0, y0, x1, y1)": str(r.box)}
+                              for i, r in enumerate(regions)], columns=["region", "area px", "max score", "box (x0, y0, x1, y1)"])
+        summary = (f"### {p.verdict.upper()}\n**{item['name']}** · anomaly score **{p.score:.4f}** · normalised "
                    f"**{p.normalized_score:.3f}** (0.5 = threshold {threshold:.4f}) · {len(regions)} region(s)")
-        if item.get("notice"):
+        if item["notice"]:
             summary += f"\n\n_{item['notice']}_"
         return summary, heat, (original, heat), (original, annotations), table
 
-    @gpu
-    @user_errors
-    def inspect(image_path, files, key: str, threshold: float, opacity: float):
-        """Score one or more images; show the first in detail and all of them in a table."""
-        detector = detector_for(key)
-        paths = _paths(image_path) + _paths(files)
-        if not paths:
-            raise rbd.NoImagesError("upload an image (or several) first")
-        items, failed = [], []
-        for path in gather_images(paths, Path(tempfile.mkdtemp(dir=_mkdir(uploads)))):
-            try:
-                image, notice = read_image_for_scoring(path)
-            except rbd.ImageReadError as err:
-                failed.append(str(err))
-                continue
-            items.append({"name": Path(path).name, "image": (image * 255).round().astype(np.uint8), "notice": notice,
-                          "prediction": detector.predict(image)})
-        if failed:
-            gr.Warning("skipped: " + "; ".join(failed))
-        if not items:
-            raise rbd.NoImagesError("none of the uploaded files is a readable image")
-        names = [item["name"] for item in items]
-        return (items, gr.update(choices=[(n, i) for i, n in enumerate(names)], value=0),
-                _results_table(detector, items, threshold), *describe(detector, items[0], threshold, opacity))
-
-    def _results_table(detector, items, threshold):
+    def results_table(detector: rbd.Detector, items: list, threshold: float) -> pd.DataFrame:
         rows = []
         for item in items:
             p = detector.rethreshold(item["prediction"], threshold)
             rows.append({"image": item["name"], "score": round(p.score, 4), "normalised": round(p.normalized_score, 3), "verdict": p.verdict})
         return pd.DataFrame(rows, columns=["image", "score", "normalised", "verdict"])
 
+    @gpu
     @user_errors
-    def redraw(items, index, key: str, threshold: float, opacity: float):
-        """Threshold, opacity or selection changed: re-judge stored predictions, no network run."""
+    def inspect_images(image_path, files, model, threshold: float, opacity: float):
+        """Score one or more images; show the first in detail and all of them in a table."""
+        detector = detector_for(model)
+        paths = _paths(image_path) + _paths(files)
+        if not paths:
+            raise rbd.NoImagesError("upload an image (or several) first")
+        items = []
+        with tempfile.TemporaryDirectory(dir=uploads) as folder:
+            for path in gather_images(paths, folder):
+                try:
+                    image, notice = read_image_for_scoring(path)
+                except rbd.ImageReadError as err:
+                    gr.Warning(f"skipped {err}")
+                    continue
+                items.append({"name": path.name, "image": (image * 255).round().astype(np.uint8), "notice": notice,
+                              "prediction": detector.predict(image)})
+        if not items:
+            raise rbd.NoImagesError("none of the uploaded files is a readable image")
+        choices = [(item["name"], i) for i, item in enumerate(items)]
+        return (items, gr.update(choices=choices, value=0), results_table(detector, items, threshold),
+                *describe(detector, items[0], threshold, opacity))
+
+    @user_errors
+    def redraw(items, index, model, threshold: float, opacity: float):
+        """Threshold, opacity or selection changed: re-judge the stored predictions, no network run."""
         if not items:
             return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
-        detector = detector_for(key)
+        detector = detector_for(model)
         item = items[min(int(index or 0), len(items) - 1)]
-        return (_results_table(detector, items, threshold), *describe(detector, item, threshold, opacity))
+        return (results_table(detector, items, threshold), *describe(detector, item, threshold, opacity))
 
     # ---------------------------------------------------------------- review
     def session_for(session_id: str) -> ReviewSession | None:
         return ReviewSession.open(reviews, session_id) if session_id else None
 
-    def gallery(session: ReviewSession | None, key: str, threshold: float, view: str, low: float, high: float):
+    def gallery(session: ReviewSession | None, threshold: float, view: str, low: float, high: float):
         if session is None:
             return [], []
-        detector = detector_for(key)
         order = session.ordered(view, threshold, low, high)
         shown = []
         for item in order:
             decision = session.decision(item.id)
-            caption = f"{item.score:.3f} · {'defective' if item.score >= threshold else 'good'}" + (f" · {decision.decision}" if decision else "")
-            shown.append((_thumbnail(session, item, detector, threshold), caption))
+            caption = f"{item.score:.3f} · {session.verdict(item.id, threshold)}" + (f" · {decision.decision}" if decision else "")
+            shown.append((session.overlay(item.id, threshold, opacity=0.45, max_side=256), caption))
         return shown, [item.id for item in order]
 
-    def _thumbnail(session, item, detector, threshold):
-        image = read_image(item.image_path)
-        heat = overlay(image, session.anomaly_map(item.id), detector.calibration, threshold, 0.45)
-        step = max(1, max(heat.shape[:2]) // 256)
-        return heat[::step, ::step]
-
-    def review_view(session: ReviewSession | None, order: list, position: int, key: str, threshold: float):
+    def review_view(session: ReviewSession | None, order: list, position: int, threshold: float):
         if session is None or not order:
-            return "No images to review yet: upload a folder or a zip and press **Score batch**.", None, gr.update(visible=False)
+            return "No images to review yet: upload images or a zip and press **Score batch**.", None, gr.update(visible=False)
         position = max(0, min(int(position), len(order) - 1))
-        detector = detector_for(key)
         item = session.item(order[position])
-        image = read_image(item.image_path)
-        heat = overlay(image, session.anomaly_map(item.id), detector.calibration, threshold, 0.5)
         decision = session.decision(item.id)
-        verdict = "defective" if item.score >= threshold else "good"
-        text = (f"**{position + 1} / {len(order)}** · {item.file_name} · score **{item.score:.4f}** · model says **{verdict}**"
-                f" · decision: **{decision.decision if decision else 'not reviewed'}**\n\n"
+        text = (f"**{position + 1} / {len(order)}** · {item.file_name} · score **{item.score:.4f}** · model says "
+                f"**{session.verdict(item.id, threshold)}** · decision: **{decision.decision if decision else 'not reviewed'}**\n\n"
                 "Keys: **a** accept · **r** reject · **e** edit mask · **←/→** previous/next")
-        return text, heat, gr.update(visible=False)
+        return text, session.overlay(item.id, threshold), gr.update(visible=False)
 
+    def review_metrics(session: ReviewSession | None, threshold: float) -> str:
+        return "" if session is None else _metrics_text(session.metrics(threshold), len(session.items), threshold)
+
+    @gpu
     @user_errors
-    def start_review(files, session_id: str, key: str, threshold: float, progress=gr.Progress()):
-        """Score an uploaded folder or zip into this browser's review session."""
-        detector = detector_for(key)
+    def start_review(files, session_id: str, model, progress=gr.Progress()):
+        """Score uploaded images (or zips) into this browser's review session."""
+        detector = detector_for(model)
         session_id = session_id or uuid.uuid4().hex
-        images = gather_images(_paths(files), Path(tempfile.mkdtemp(dir=_mkdir(uploads))))
-        session = ReviewSession.create(reviews, session_id, detector, images,
-                                       progress=lambda done, total: progress((done, total), desc="scoring"))
+        with tempfile.TemporaryDirectory(dir=uploads) as folder:
+            images = gather_images(_paths(files), folder)
+            session = ReviewSession.create(reviews, session_id, detector, images,
+                                           progress=lambda done, total: progress((done, total), desc="scoring"))
         return session_id, f"Scored {len(images)} image(s); {len(session.items)} in this review."
 
     @user_errors
-    def refresh_review(session_id, key, threshold, view, low, high, position):
+    def refresh_review(session_id, threshold, view, low, high, position):
         session = session_for(session_id)
-        shown, order = gallery(session, key, threshold, view, low, high)
-        metrics = _review_metrics(session, threshold)
-        return (shown, order, *review_view(session, order, position or 0, key, threshold), metrics)
-
-    def _review_metrics(session, threshold):
-        if session is None:
-            return ""
-        m = session.metrics(threshold)
-        fmt = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
-        return (f"Reviewed **{m['n_reviewed']}** of {len(session.items)} · defective {m['n_defective']} · "
-                f"AUROC {fmt(m['auroc'])} · precision {fmt(m['precision'])} · recall {fmt(m['recall'])} at threshold {threshold:.4f}")
+        shown, order = gallery(session, threshold, view, low, high)
+        return (shown, order, *review_view(session, order, position or 0, threshold), review_metrics(session, threshold))
 
     @user_errors
-    def decide(decision: str, session_id, order, position, key, threshold, view, low, high):
+    def decide(decision: str, session_id, order, position, threshold, view, low, high):
         session = session_for(session_id)
         if session is None or not order:
             raise rbd.NoImagesError("nothing to review")
-        session.decide(order[int(position)], decision, threshold)
-        shown, new_order = gallery(session, key, threshold, view, low, high)
         current = order[int(position)]
-        # stay on the same image if it is still listed, else the one now at this position; then advance
+        session.decide(current, decision, threshold)
+        shown, new_order = gallery(session, threshold, view, low, high)
+        # move on from the decided image (or stay at this place if the filter dropped it)
         position = new_order.index(current) + 1 if current in new_order else int(position)
         position = min(position, max(0, len(new_order) - 1))
-        return (shown, new_order, position, *review_view(session, new_order, position, key, threshold), _review_metrics(session, threshold))
+        return (shown, new_order, position, *review_view(session, new_order, position, threshold), review_metrics(session, threshold))
 
     @user_errors
-    def step(delta: int, order, position, session_id, key, threshold):
+    def step(delta: int, order, position, session_id, threshold):
         position = max(0, min(int(position or 0) + delta, max(0, len(order or []) - 1)))
-        return (position, *review_view(session_for(session_id), order or [], position, key, threshold))
+        return (position, *review_view(session_for(session_id), order or [], position, threshold))
 
-    def select(order, position, session_id, key, threshold, event: gr.SelectData):
-        return step(event.index - int(position or 0), order, position, session_id, key, threshold)
+    def select(order, position, session_id, threshold, event: gr.SelectData):
+        return step(event.index - int(position or 0), order, position, session_id, threshold)
 
     @user_errors
     def edit_mask(session_id, order, position, threshold):
@@ -286,120 +289,106 @@ def build_app(work: Path = WORK, catalog: Catalog | None = None) -> gr.Blocks:
         if session is None or not order:
             raise rbd.NoImagesError("nothing to review")
         item = session.item(order[int(position)])
-        image = (read_image(item.image_path) * 255).round().astype(np.uint8)
-        mask = session.final_mask(item.id)
-        if mask is None:
-            mask = session.prediction_mask(item.id, threshold)
+        image = (session.image(item.id) * 255).round().astype(np.uint8)
+        mask = session.mask_to_edit(item.id, threshold)
         layer = np.zeros((*mask.shape, 4), np.uint8)
         layer[mask] = (255, 0, 0, 255)
         return gr.update(value={"background": image, "layers": [layer], "composite": None}, visible=True), gr.update(visible=True)
 
     @user_errors
-    def save_mask(edited, session_id, order, position, key, threshold, view, low, high):
+    def save_mask(edited, session_id, order, position, threshold, view, low, high):
         session = session_for(session_id)
-        if session is None or not order or edited is None:
+        if session is None or not order or not edited:
             raise rbd.NoImagesError("nothing to save: press Edit first")
-        layers = edited.get("layers") or []
         item = session.item(order[int(position)])
         mask = np.zeros((item.height, item.width), bool)
-        for layer in layers:
-            mask |= np.asarray(layer)[..., 3] > 0
+        for layer in edited.get("layers") or []:
+            painted = np.asarray(layer)[..., 3] > 0
+            if painted.shape != mask.shape:
+                raise rbd.InvalidInputError(f"the painted mask is {painted.shape[1]}x{painted.shape[0]}, the image {item.width}x{item.height}")
+            mask |= painted
         session.decide(item.id, "correct", threshold, mask)
-        shown, new_order = gallery(session, key, threshold, view, low, high)
-        return (shown, new_order, *review_view(session, new_order, position, key, threshold), gr.update(visible=False), _review_metrics(session, threshold))
+        shown, new_order = gallery(session, threshold, view, low, high)
+        return (shown, new_order, *review_view(session, new_order, position, threshold), gr.update(visible=False),
+                review_metrics(session, threshold))
 
     @user_errors
     def export_review(session_id, threshold):
         session = session_for(session_id)
         if session is None:
             raise rbd.NoImagesError("nothing to export yet")
-        return str(session.export_zip(_mkdir(work / "exports") / f"review-{session_id[:8]}.zip", threshold))
+        return str(session.export_zip(export_folder() / "review.zip", threshold))
 
     @user_errors
-    def recalibrate(session_id, key):
+    def recalibrate(session_id):
         session = session_for(session_id)
         if session is None:
             raise rbd.NoImagesError("review some images first")
-        detector = detector_for(key)
-        calibration = session.recalibrated(detector.calibration)
-        gr.Info(f"threshold from {len(calibration.normal_scores)} normal scores: {calibration.threshold:.4f}")
+        calibration = session.recalibrated()
+        gr.Info(f"new {calibration.describe()}")
         return calibration.threshold
 
     # ---------------------------------------------------------------- fine-tune
+    @gpu
     @user_errors
-    def fine_tune(files, use_reviewed: bool, session_id, start_from_current: bool, epochs: int, minutes: float, key: str,
+    def fine_tune(files, use_reviewed: bool, session_id, start_from_current: bool, epochs: int, minutes: float, model,
                   progress=gr.Progress()):
-        """Train on uploaded normal images in a background thread; stream progress and losses."""
-        images = gather_images(_paths(files), Path(tempfile.mkdtemp(dir=_mkdir(uploads)))) if files else []
-        session = session_for(session_id)
-        if use_reviewed and session is not None:
-            images += session.normal_images()
-        if len(images) < 5:
-            raise rbd.NoImagesError(f"fine-tuning needs at least 5 normal images, got {len(images)}")
-        arrays, _ = rbd.images.read_images(images)
-        start = detector_for(key) if start_from_current else None
-        config = rbd.TrainConfig(epochs=int(epochs), max_minutes=float(minutes) if minutes else None)
-        updates: queue.Queue = queue.Queue()
-        stop = threading.Event()
-        outcome: dict = {}
-
-        def run():
-            try:
-                outcome["detector"] = rbd.train(arrays, config=config, progress=updates.put, should_stop=stop.is_set, start_from=start)
-            except BaseException as err:  # reported to the user below
-                outcome["error"] = err
-            updates.put(None)
-
-        threading.Thread(target=run, daemon=True).start()
+        """Train on uploaded normal images in the background; stream progress and losses; cancellable."""
+        config = rbd.TrainConfig(epochs=int(epochs or 1), max_minutes=float(minutes) if minutes else None)
+        with tempfile.TemporaryDirectory(dir=uploads) as folder:
+            paths = gather_images(_paths(files), folder) if files else []
+            session = session_for(session_id)
+            if use_reviewed and session is not None:
+                paths += session.normal_images()
+            if not paths:
+                raise rbd.NoImagesError(f"fine-tuning needs at least {MIN_TRAINING_IMAGES} normal images: upload some")
+            images, _ = read_images(paths, rbd.images.MAX_SIDE)
+        if len(images) < MIN_TRAINING_IMAGES:
+            raise rbd.NoImagesError(f"fine-tuning needs at least {MIN_TRAINING_IMAGES} readable normal images, got {len(images)}")
+        job = BackgroundTraining(images, config=config, start_from=detector_for(model) if start_from_current else None)
         losses = []
-        try:
-            while (update := updates.get()) is not None:
-                losses.append({"step": update.step, "loss": update.loss})
-                progress(update.fraction, desc=f"step {update.step} · epoch {update.epoch:.1f} · loss {update.loss:.4f}")
-                if update.step % 5 == 1:
-                    yield pd.DataFrame(losses), gr.skip(), gr.skip(), gr.skip(), gr.skip(), f"training… step {update.step}"
-        except GeneratorExit:
-            stop.set()
-            raise
-        if "error" in outcome:
-            raise outcome["error"]
-        detector = outcome["detector"]
-        new_key = catalog.add_trained(detector)
-        archive = shutil.make_archive(str(_mkdir(work / "exports") / Path(new_key).name), "zip", new_key)
-        c = detector.calibration
-        text = (f"Trained **{Path(new_key).name}** on {detector.training['train_images']} images in {detector.training['seconds']:.0f} s; "
-                f"threshold {c.threshold:.4f}, synthetic defects caught {100 * c.synthetic_catch_rate:.0f}%. It is now the active model.")
-        yield (pd.DataFrame(losses), calibration_figure(c), archive,
-               gr.update(choices=catalog.entries(), value=new_key), new_key, text)
+        for update in job.updates():  # a cancelled request closes this generator, which stops the job
+            losses.append({"step": update.step, "loss": update.loss})
+            progress(update.fraction, desc=f"step {update.step} · epoch {update.epoch:.1f} · loss {update.loss:.4f}")
+            if update.step % 5 == 1:
+                yield pd.DataFrame(losses), gr.skip(), gr.skip(), gr.skip(), gr.skip(), f"training… step {update.step}"
+        detector = job.result()
+        key = catalog.add_trained(detector)
+        archive = shutil.make_archive(str(export_folder() / Path(key).name), "zip", key)
+        text = (f"Trained **{Path(key).name}** on {detector.training['train_images']} images in {detector.training['seconds']:.0f} s; "
+                f"{detector.calibration.describe()}. It is now the active model.")
+        yield (pd.DataFrame(losses), calibration_figure(detector.calibration), archive,
+               gr.update(choices=catalog.entries(), value=key), [key, None], text)
 
     @user_errors
-    def push(key: str, repo_id: str, token: str, oauth_token: gr.OAuthToken | None = None):
+    def push(model, repo_id: str, token: str, oauth_token: gr.OAuthToken | None = None):
         """Upload the active model to a Hub model repo."""
-        token = (oauth_token.token if oauth_token else None) or (token.strip() if token else None)
+        token = (oauth_token.token if oauth_token else None) or (token or "").strip()
         if not token:
             raise rbd.CheckpointError("a Hugging Face token with write access is needed (sign in, or paste one)")
-        if not repo_id or "/" not in repo_id:
+        if not rbd.checkpoint.is_repo_id((repo_id or "").strip()):
             raise rbd.CheckpointError("enter the target repo as owner/name")
-        return f"Pushed: {rbd.push_to_hub(detector_for(key), repo_id.strip(), token=token)}"
+        return f"Pushed: {rbd.push_to_hub(detector_for(model), repo_id.strip(), token=token)}"
 
     # ---------------------------------------------------------------- evaluate
     @gpu
     @user_errors
-    def evaluate(archive, key: str, progress=gr.Progress()):
+    def evaluate(archive, model, threshold: float, progress=gr.Progress()):
         """Metrics, ROC curve and per-image table on an uploaded MVTec-layout zip."""
         if not archive:
             raise rbd.NoImagesError("upload a zip of an MVTec-layout category first")
-        folder = Path(tempfile.mkdtemp(dir=_mkdir(uploads)))
-        extract_zip(archive, folder)
-        result = rbd.evaluate(detector_for(key), find_mvtec_root(folder), progress=lambda i, n: progress((i, n), desc="evaluating"))
-        summary = pd.DataFrame([{"metric": k, "value": "–" if v is None else round(v, 4) if isinstance(v, float) else v} for k, v in result.summary().items()])
-        rows = pd.DataFrame(result.rows).round(4)
-        return summary, roc_figure(result.roc, result.image_auroc), rows
+        with tempfile.TemporaryDirectory(dir=uploads) as folder:
+            extract_zip(archive, folder)
+            result = rbd.evaluate(detector_for(model), find_mvtec_root(folder),
+                                  progress=lambda i, n: progress((i, n), desc="evaluating"), threshold=threshold)
+        summary = pd.DataFrame([{"metric": k, "value": "–" if v is None else round(v, 4) if isinstance(v, float) else v}
+                                for k, v in result.summary().items()])
+        return summary, roc_figure(result.roc, result.image_auroc), pd.DataFrame(result.rows).round(4)
 
     # ---------------------------------------------------------------- layout
-    with gr.Blocks(title="rbd: visual anomaly detection") as app:
+    with gr.Blocks(title="rbd: visual anomaly detection", delete_cache=(3600, 86400)) as app:
         gr.Markdown("# rbd · visual anomaly detection\nLearned from good parts only: score, heat map, defect mask and verdict for every image.")
-        model_key = gr.State(catalog.default_key() or "")
+        model = gr.State([catalog.default_key(), None])
         session_id = gr.BrowserState("", storage_key="rbd-review-session", secret=_state_secret(work))
         with gr.Row():
             model_choice = gr.Dropdown(catalog.entries(), value=catalog.default_key(), label="Model", scale=2)
@@ -409,7 +398,7 @@ def build_app(work: Path = WORK, catalog: Catalog | None = None) -> gr.Blocks:
         with gr.Row():
             # anomaly scores are mean cosine distances, so they lie in [0, 2]
             threshold = gr.Slider(0, 2, value=0.5, step=0.0005, label="Threshold (anomaly score)", scale=3, elem_id="threshold")
-            model_info = gr.Markdown()
+            model_info = gr.Markdown(elem_id="model-info")
 
         with gr.Tab("Inspect"):
             with gr.Row():
@@ -459,7 +448,7 @@ def build_app(work: Path = WORK, catalog: Catalog | None = None) -> gr.Blocks:
                                             brush=gr.Brush(colors=["#ff0000"], color_mode="fixed", default_size=12),
                                             layers=gr.LayerOptions(allow_additional_layers=False, layers=["mask"]), transforms=(), sources=())
                     save_button = gr.Button("Save corrected mask", visible=False, elem_id="review-save")
-            review_metrics = gr.Markdown(elem_id="review-metrics")
+            metrics_text = gr.Markdown(elem_id="review-metrics")
             with gr.Row():
                 export_button = gr.Button("Export decisions (zip)", elem_id="review-export")
                 export_file = gr.File(label="Export", interactive=False, elem_id="review-export-file")
@@ -468,7 +457,7 @@ def build_app(work: Path = WORK, catalog: Catalog | None = None) -> gr.Blocks:
         with gr.Tab("Fine-tune"):
             with gr.Row():
                 with gr.Column():
-                    train_files = gr.File(file_count="multiple", label="Normal images (5 or more) or a zip")
+                    train_files = gr.File(file_count="multiple", label=f"Normal images ({MIN_TRAINING_IMAGES} or more) or a zip")
                     use_reviewed = gr.Checkbox(label="Add images I accepted as good in the Review tab", value=False)
                     start_current = gr.Checkbox(label="Start from the active model (faster)", value=True)
                     with gr.Row():
@@ -486,7 +475,7 @@ def build_app(work: Path = WORK, catalog: Catalog | None = None) -> gr.Blocks:
                 repo_id = gr.Textbox(label="Push to Hub repo (owner/name)")
                 if ON_SPACES:
                     gr.LoginButton()
-                token = gr.Textbox(label="Hugging Face token (write)", type="password", visible=not ON_SPACES)
+                token = gr.Textbox(label="…or a Hugging Face token with write access", type="password")
                 push_button = gr.Button("Push to Hub")
             push_status = gr.Markdown()
 
@@ -497,68 +486,67 @@ def build_app(work: Path = WORK, catalog: Catalog | None = None) -> gr.Blocks:
             with gr.Row():
                 eval_summary = gr.Dataframe(label="Metrics", interactive=False)
                 roc = gr.Plot(label="ROC curve")
-            eval_rows = gr.Dataframe(label="Per image", interactive=False)
+            eval_rows = gr.Dataframe(label="Per image (verdicts at the threshold above)", interactive=False)
 
         # ------------------------------------------------------------ events
         model_inputs = [model_choice, hub_id, revision]
-        model_outputs = [model_key, threshold, model_info, low, high]
+        model_outputs = [model, threshold, model_info, low, high]
         app.load(load_model, model_inputs, model_outputs, api_name="load_model")
         load_button.click(load_model, model_inputs, model_outputs, api_visibility="undocumented")
         model_choice.input(lambda choice: (choice, ""), model_choice, [model_choice, hub_id], queue=False, api_visibility="private").then(
             load_model, model_inputs, model_outputs, api_visibility="private")
 
         detail = [summary, heat, slider, annotated, regions]
-        inspect_button.click(inspect, [image_in, files_in, model_key, threshold, opacity], [inspected, picked, results, *detail],
+        inspect_button.click(inspect_images, [image_in, files_in, model, threshold, opacity], [inspected, picked, results, *detail],
                              api_name="inspect", concurrency_limit=8, concurrency_id="inference")
-        redraw_inputs = [inspected, picked, model_key, threshold, opacity]
+        redraw_inputs = [inspected, picked, model, threshold, opacity]
         threshold.release(redraw, redraw_inputs, [results, *detail], api_name="rethreshold", concurrency_limit=None)
         for trigger in (opacity.release, picked.input):
             trigger(redraw, redraw_inputs, [results, *detail], api_visibility="private", concurrency_limit=None)
 
         review_view_outputs = [review_text, review_image, editor]
-        refresh_inputs = [session_id, model_key, threshold, view, low, high, position]
-        refresh_outputs = [review_gallery, order, *review_view_outputs, review_metrics]
-        score_button.click(start_review, [review_files, session_id, model_key, threshold], [session_id, review_status],
+        refresh_inputs = [session_id, threshold, view, low, high, position]
+        refresh_outputs = [review_gallery, order, *review_view_outputs, metrics_text]
+        score_button.click(start_review, [review_files, session_id, model], [session_id, review_status],
                            api_name="review_score", concurrency_id="inference").then(
             refresh_review, refresh_inputs, refresh_outputs, api_name="review_list")
         for trigger in (view.change, low.submit, high.submit, threshold.release):
             trigger(refresh_review, refresh_inputs, refresh_outputs, api_visibility="private")
         app.load(refresh_review, refresh_inputs, refresh_outputs, api_visibility="private")
-        decide_inputs = [session_id, order, position, model_key, threshold, view, low, high]
-        decide_outputs = [review_gallery, order, position, *review_view_outputs, review_metrics]
-        accept_button.click(functools.partial(decide, "accept"), decide_inputs, decide_outputs, api_name="review_accept")
-        reject_button.click(functools.partial(decide, "reject"), decide_inputs, decide_outputs, api_name="review_reject")
-        step_inputs = [order, position, session_id, model_key, threshold]
+        # decisions on one review run one at a time, in the order the keys were pressed
+        decide_inputs = [session_id, order, position, threshold, view, low, high]
+        decide_outputs = [review_gallery, order, position, *review_view_outputs, metrics_text]
+        accept_button.click(functools.partial(decide, "accept"), decide_inputs, decide_outputs, api_name="review_accept",
+                            concurrency_limit=1, concurrency_id="review")
+        reject_button.click(functools.partial(decide, "reject"), decide_inputs, decide_outputs, api_name="review_reject",
+                            concurrency_limit=1, concurrency_id="review")
+        step_inputs = [order, position, session_id, threshold]
         prev_button.click(functools.partial(step, -1), step_inputs, [position, *review_view_outputs], api_name="review_previous")
         next_button.click(functools.partial(step, 1), step_inputs, [position, *review_view_outputs], api_name="review_next")
         review_gallery.select(select, step_inputs, [position, *review_view_outputs], api_visibility="private")
         edit_button.click(edit_mask, [session_id, order, position, threshold], [editor, save_button], api_name="review_edit")
-        save_button.click(save_mask, [editor, *decide_inputs], [review_gallery, order, *review_view_outputs, save_button, review_metrics],
-                          api_name="review_save_mask")
+        save_button.click(save_mask, [editor, *decide_inputs], [review_gallery, order, *review_view_outputs, save_button, metrics_text],
+                          api_name="review_save_mask", concurrency_limit=1, concurrency_id="review")
         export_button.click(export_review, [session_id, threshold], export_file, api_name="review_export")
-        recalibrate_button.click(recalibrate, [session_id, model_key], threshold, api_name="review_recalibrate")
+        recalibrate_button.click(recalibrate, [session_id], threshold, api_name="review_recalibrate")
 
         train_event = train_button.click(
-            fine_tune, [train_files, use_reviewed, session_id, start_current, epochs, minutes, model_key],
-            [loss_plot, calibration_plot, model_file, model_choice, model_key, train_status],
+            fine_tune, [train_files, use_reviewed, session_id, start_current, epochs, minutes, model],
+            [loss_plot, calibration_plot, model_file, model_choice, model, train_status],
             api_name="fine_tune", concurrency_limit=1, concurrency_id="train")
         train_event.success(load_model, [model_choice, gr.State(""), gr.State("")], model_outputs, api_visibility="private")
         cancel_button.click(None, None, None, cancels=[train_event], api_visibility="private")
-        push_button.click(push, [model_key, repo_id, token], push_status, api_name="push_to_hub")
+        push_button.click(push, [model, repo_id, token], push_status, api_name="push_to_hub")
 
-        eval_button.click(evaluate, [eval_zip, model_key], [eval_summary, roc, eval_rows], api_name="evaluate", concurrency_id="inference")
+        eval_button.click(evaluate, [eval_zip, model, threshold], [eval_summary, roc, eval_rows], api_name="evaluate",
+                          concurrency_id="inference")
     app.queue(default_concurrency_limit=4)
     return app
 
 
-def _mkdir(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 def launch(app: gr.Blocks, **kwargs):
     """Start the server with the review keyboard shortcuts (host and port from GRADIO_SERVER_NAME/PORT)."""
-    return app.launch(js=SHORTCUTS, footer_links=["api", "gradio"], **kwargs)
+    return app.launch(js=SHORTCUTS, footer_links=["api", "gradio"], max_file_size="2gb", **kwargs)
 
 
 if __name__ == "__main__":

@@ -36,19 +36,20 @@ class Calibration:
             return None
         return float(np.mean(np.asarray(self.synthetic_scores) >= self.threshold))
 
-    @property
-    def normal_pass_rate(self) -> float | None:
-        """Fraction of held-out normal images below the threshold."""
-        if not self.normal_scores:
-            return None
-        return float(np.mean(np.asarray(self.normal_scores) < self.threshold))
-
     def normalize(self, score, threshold: float | None = None):
         """Logistic map of raw scores (a float or an array): 0.5 at the threshold, the normal spread as unit."""
         t = self.threshold if threshold is None else threshold
         z = np.clip((np.asarray(score, dtype=np.float64) - t) / self.scale, -50.0, 50.0)
         normalized = 1.0 / (1.0 + np.exp(-z))
         return float(normalized) if normalized.ndim == 0 else normalized.astype(np.float32)
+
+    def describe(self, threshold: float | None = None) -> str:
+        """One line for people: the threshold and what it was calibrated for."""
+        t = self.threshold if threshold is None else threshold
+        text = (f"threshold {t:.4f} (calibrated for {100 * self.false_alarm_rate:g}% false alarms on "
+                f"{len(self.normal_scores)} held-out normal images")
+        caught = self.synthetic_catch_rate
+        return text + (f"; catches {100 * caught:.0f}% of synthetic defects)" if caught is not None else ")")
 
     def grey_zone(self, threshold: float | None = None, width: float = 2.0) -> tuple[float, float]:
         """Scores within `width` normal spreads of the threshold: where a human look pays most."""
@@ -84,8 +85,3 @@ def calibrate(normal_scores, synthetic_scores=(), false_alarm_rate: float = 0.01
     spread = float(normal.std(ddof=1)) if normal.size > 1 else 0.0
     scale = max(spread, 0.05 * abs(threshold), 1e-6)  # never a zero unit, even with one image
     return Calibration(threshold, scale, false_alarm_rate, normal.tolist(), [float(s) for s in synthetic_scores])
-
-
-def threshold_for_false_alarm_rate(calibration: Calibration, false_alarm_rate: float) -> float:
-    """The threshold the held-out normal scores give for another false-alarm rate."""
-    return calibrate(calibration.normal_scores, (), false_alarm_rate).threshold

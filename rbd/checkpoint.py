@@ -35,6 +35,11 @@ CARD_FILE = "README.md"
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
+def is_repo_id(text: str) -> bool:
+    """Whether `text` looks like a Hub model repo id, `owner/name`."""
+    return bool(_REPO_ID.match(text))
+
+
 def checkpoint_config(detector: Detector, metrics: dict | None = None) -> dict:
     return {
         "format": FORMAT,
@@ -88,21 +93,31 @@ def _is_checkpoint(folder: Path) -> bool:
 
 
 def load(path_or_repo_id: str | Path, revision: str | None = None, device: str | torch.device = "cpu") -> Detector:
-    """A `Detector` from a local checkpoint folder or a Hugging Face Hub model repo id."""
+    """A `Detector` from a local checkpoint folder or, if no such folder exists, a Hub model repo id."""
     folder = Path(path_or_repo_id)
     if folder.is_dir():
-        config_path, weights_path = folder / CONFIG_FILE, folder / WEIGHTS_FILE
-        if not config_path.is_file():
+        if not (folder / CONFIG_FILE).is_file():
             raise CheckpointError(f"{folder} has no {CONFIG_FILE}: not an rbd checkpoint")
-    elif isinstance(path_or_repo_id, str) and _REPO_ID.match(path_or_repo_id) and not folder.exists():
-        config_path, weights_path = _download(path_or_repo_id, revision)
-    else:
-        raise CheckpointError(f"{path_or_repo_id}: no such checkpoint folder, and not a Hub repo id (owner/name)")
+        return _from_files(folder / CONFIG_FILE, folder / WEIGHTS_FILE, device)
+    if isinstance(path_or_repo_id, str) and is_repo_id(path_or_repo_id) and not folder.exists():
+        return load_from_hub(path_or_repo_id, revision, device)
+    raise CheckpointError(f"{path_or_repo_id}: no such checkpoint folder, and not a Hub repo id (owner/name)")
+
+
+def load_from_hub(repo_id: str, revision: str | None = None, device: str | torch.device = "cpu") -> Detector:
+    """A `Detector` from a Hub model repo (through the local Hugging Face cache), never a local folder."""
+    if not is_repo_id(repo_id):
+        raise CheckpointError(f"{repo_id!r} is not a Hub repo id (owner/name)")
+    return _from_files(*_download(repo_id, revision), device)
+
+
+def _from_files(config_path: Path, weights_path: Path, device: str | torch.device) -> Detector:
     config = read_config(config_path)
     try:
         model = RBD(ModelConfig.from_dict(config["model"]))
-    except (TypeError, ValueError) as err:
-        raise CheckpointError(f"{config_path}: invalid model settings ({err})") from err
+        calibration = Calibration.from_dict(config["calibration"])
+    except (TypeError, ValueError, KeyError) as err:
+        raise CheckpointError(f"{config_path}: invalid model settings or calibration ({err})") from err
     try:
         weights = load_file(str(weights_path))
     except (OSError, SafetensorError) as err:
@@ -111,8 +126,8 @@ def load(path_or_repo_id: str | Path, revision: str | None = None, device: str |
         model.student.load_state_dict(weights, strict=True)
     except RuntimeError as err:
         raise CheckpointError(f"{weights_path}: weights do not match the model in {CONFIG_FILE}") from err
-    detector = Detector(model, Calibration.from_dict(config["calibration"]), config.get("training"), config.get("metrics"))
-    detector.threshold = float(config.get("threshold", detector.calibration.threshold))
+    detector = Detector(model, calibration, config.get("training"), config.get("metrics"))
+    detector.threshold = float(config.get("threshold", calibration.threshold))
     return detector.to(device)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import sys
 import warnings
@@ -15,8 +16,11 @@ from pathlib import Path
 
 from PIL import Image
 
-from .errors import NoImagesError, RBDError
-from .images import find_images, read_images
+from .errors import ImageReadError, InvalidInputError, NoImagesError, RBDError
+from .files import atomic_write
+from .images import IMAGE_EXTENSIONS, find_images, read_image_for_scoring
+from .notices import notify
+from .uploads import unique_name
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -56,39 +60,59 @@ def _predict(args: argparse.Namespace) -> None:
     from .checkpoint import load
     from .visualize import mask_image, overlay
 
+    paths = _input_images(args.images)
     detector = load(args.checkpoint, args.revision)
-    paths = []
-    for item in map(Path, args.images):
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise InvalidInputError(f"--out {out} is a file, not a folder")
+    taken: set[str] = set()
+    rows, skipped = [], []
+    for path in paths:  # one image at a time: decode, score, write, forget
+        try:
+            image, notice = read_image_for_scoring(path)
+        except ImageReadError as err:
+            skipped.append(str(err))
+            continue
+        if notice:
+            notify(notice)
+        p = detector.predict(image)
+        name = unique_name(path.stem, taken, split_suffix=False)
+        _write_png(overlay(image, p.anomaly_map, detector.calibration, p.threshold), out / f"{name}_overlay.png")
+        _write_png(mask_image(p.mask), out / f"{name}_mask.png")
+        rows.append([str(path), f"{p.score:.6f}", f"{p.normalized_score:.6f}", f"{p.threshold:.6f}", p.verdict])
+        del image, p
+    if not rows:
+        detail = f": {'; '.join(skipped[:5])}" if skipped else ""
+        raise NoImagesError(f"no usable image among {len(paths)} file(s){detail}")
+    if skipped:
+        notify(f"skipped {len(skipped)} unreadable file(s): {'; '.join(skipped)}")
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(["file", "score", "normalized_score", "threshold", "verdict"])
+    writer.writerows(rows)
+    with atomic_write(out / "results.csv") as f:
+        f.write(text.getvalue().encode("utf-8"))
+    print(f"wrote {len(rows)} overlays, masks and {out / 'results.csv'}")
+
+
+def _input_images(items: list[str]) -> list[Path]:
+    """The image files named on the command line, folders searched recursively; checked before any work starts."""
+    paths: list[Path] = []
+    for item in map(Path, items):
         if item.is_dir():
             paths += find_images(item)
         elif item.exists():
             paths.append(item)
         else:
             raise NoImagesError(f"{item}: no such file or folder")
-    images, paths = read_images(paths)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    names = unique_stems(paths)
-    with open(out / "results.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["file", "score", "normalized_score", "threshold", "verdict"])
-        for path, name, image in zip(paths, names, images):
-            p = detector.predict(image)
-            Image.fromarray(overlay(image, p.anomaly_map, detector.calibration, p.threshold)).save(out / f"{name}_overlay.png")
-            Image.fromarray(mask_image(p.mask)).save(out / f"{name}_mask.png")
-            writer.writerow([str(path), f"{p.score:.6f}", f"{p.normalized_score:.6f}", f"{p.threshold:.6f}", p.verdict])
-    print(f"wrote {len(paths)} overlays, masks and {out / 'results.csv'}")
+    if not paths:
+        raise NoImagesError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in {', '.join(items)}")
+    return paths
 
 
-def unique_stems(paths: list[Path]) -> list[str]:
-    """File stems, made unique with a numeric suffix where two files share one."""
-    seen: dict[str, int] = {}
-    names = []
-    for path in paths:
-        count = seen.get(path.stem, 0)
-        seen[path.stem] = count + 1
-        names.append(path.stem if count == 0 else f"{path.stem}_{count}")
-    return names
+def _write_png(array, path: Path) -> None:
+    with atomic_write(path) as f:
+        Image.fromarray(array).save(f, format="PNG")
 
 
 def _info(args: argparse.Namespace) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -15,6 +14,7 @@ from .datasets import mvtec_test_set
 from .detector import Detector
 from .errors import ImageReadError
 from .images import read_image
+from .notices import notify
 
 
 @dataclass
@@ -25,7 +25,7 @@ class Evaluation:
     image_f1max: float
     n_images: int
     ms_per_image: float  # median wall time per image: decode, predict, map at image size
-    rows: list[dict] = field(default_factory=list)  # file, defect, label, score, verdict
+    rows: list[dict] = field(default_factory=list)  # file, defect, label, score, normalized_score, verdict
     roc: dict = field(default_factory=dict)  # image-level false/true positive rates
 
     def summary(self) -> dict:
@@ -34,20 +34,25 @@ class Evaluation:
         return {k: getattr(self, k) for k in keys}
 
 
-def evaluate(detector: Detector, category: str | Path, progress: Callable[[int, int], None] | None = None) -> Evaluation:
-    """Score every test image; pixel metrics only when every defective image has a mask."""
+def evaluate(detector: Detector, category: str | Path, progress: Callable[[int, int], None] | None = None,
+             threshold: float | None = None) -> Evaluation:
+    """Score every test image; pixel metrics only when every defective image has a mask.
+
+    `threshold` (default: the detector's) only sets the verdict column of the rows: the metrics
+    do not depend on it.
+    """
     items = mvtec_test_set(category)
     with_masks = any(item.mask_path for item in items)
     if with_masks and not all(item.mask_path for item in items if item.is_anomalous):
-        warnings.warn("some defective images have no mask: pixel metrics skipped", stacklevel=2)
+        notify("some defective images have no mask: pixel metrics skipped")
         with_masks = False
     rows, maps, masks, times = [], [], [], []
     for index, item in enumerate(items):
         start = time.perf_counter()
         try:
-            prediction = detector.predict(read_image(item.path))
+            prediction = detector.rethreshold(detector.predict(read_image(item.path)), threshold)
         except ImageReadError as err:
-            warnings.warn(f"skipped: {err}", stacklevel=2)
+            notify(f"skipped: {err}")
             continue
         times.append(time.perf_counter() - start)
         rows.append({"file": str(item.path.relative_to(category)), "defect": item.defect, "label": int(item.is_anomalous),

@@ -7,7 +7,6 @@ with the file name; folder readers skip them with a warning as long as something
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Iterable, Union
 
@@ -15,6 +14,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageReadError, NoImagesError
+from .notices import notify
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 MAX_SIDE = 4096  # the app and CLI score larger images on a downscaled copy (the model sees <= 1024 px)
@@ -131,7 +131,7 @@ def read_images(paths: Iterable[str | Path], max_side: int | None = None) -> tup
         detail = f": {'; '.join(skipped[:5])}" if skipped else ""
         raise NoImagesError(f"no usable image among {len(paths)} file(s){detail}")
     if skipped:
-        warnings.warn(f"skipped {len(skipped)} unreadable file(s): {'; '.join(skipped)}", stacklevel=2)
+        notify(f"skipped {len(skipped)} unreadable file(s): {'; '.join(skipped)}")
     return images, used
 
 

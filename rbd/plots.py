@@ -1,26 +1,28 @@
-"""Figures the app shows and scripts can save: the calibration histogram and the ROC curve."""
+"""Figures the app shows and scripts can save: the calibration histogram and the ROC curve.
+
+Figures are built without pyplot: pyplot keeps every figure in a global registry (a leak in a
+long-running server) and is not safe to use from several request threads at once.
+"""
 
 from __future__ import annotations
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # no display: figures are rendered to images
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from .calibration import Calibration  # noqa: E402
+from .calibration import Calibration
+from .detector import is_defective
 
 
-def calibration_figure(calibration: Calibration, threshold: float | None = None) -> plt.Figure:
+def calibration_figure(calibration: Calibration, threshold: float | None = None) -> Figure:
     """Held-out normal scores and synthetic-defect scores, with the threshold line between them."""
     threshold = calibration.threshold if threshold is None else threshold
     scores = calibration.normal_scores + calibration.synthetic_scores + [threshold]
     bins = np.linspace(min(scores), max(scores), 30)
-    figure, axes = plt.subplots(figsize=(6, 3.2), layout="constrained")
+    figure = Figure(figsize=(6, 3.2), layout="constrained")
+    axes = figure.add_subplot()
     axes.hist(calibration.normal_scores, bins=bins, alpha=0.7, color="tab:blue", label=f"held-out normal ({len(calibration.normal_scores)})")
     if calibration.synthetic_scores:
-        caught = np.mean(np.asarray(calibration.synthetic_scores) >= threshold)
+        caught = np.mean(is_defective(np.asarray(calibration.synthetic_scores), threshold))
         axes.hist(calibration.synthetic_scores, bins=bins, alpha=0.6, color="tab:red",
                   label=f"synthetic defects ({len(calibration.synthetic_scores)}, {100 * caught:.0f}% caught)")
     axes.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.4f}")
@@ -30,9 +32,10 @@ def calibration_figure(calibration: Calibration, threshold: float | None = None)
     return figure
 
 
-def roc_figure(roc: dict, auroc: float | None = None) -> plt.Figure:
+def roc_figure(roc: dict, auroc: float | None = None) -> Figure:
     """Image-level ROC curve from `rbd.metrics.roc_curve` output."""
-    figure, axes = plt.subplots(figsize=(4.2, 4), layout="constrained")
+    figure = Figure(figsize=(4.2, 4), layout="constrained")
+    axes = figure.add_subplot()
     axes.plot(roc["fpr"], roc["tpr"], drawstyle="default", color="tab:blue", label=None if auroc is None else f"AUROC {auroc:.3f}")
     axes.plot([0, 1], [0, 1], color="grey", linestyle=":")
     axes.set_xlabel("false-positive rate")

@@ -3,8 +3,8 @@
 A session is a folder, so an app that restarts resumes where the inspector left off:
 
     root/<session_id>/
-        items.json            one record per scored image (rewritten atomically)
-        images/               copies of the scored images, file stems unique in the session
+        items.json            one record per scored image and the calibration they were scored with (rewritten atomically)
+        images/               copies of the uploaded files, file stems unique in the session
         maps/<id>.npy         anomaly maps at image size (float16, plain arrays: never pickled)
         masks/<id>-<n>.png    masks drawn by the inspector, 0/255, a new file per correction
         decisions.jsonl       append-only, one JSON line per decision; the latest line per image wins
@@ -17,6 +17,10 @@ The threshold is not part of the session: the app's slider can move at any time.
 therefore records the verdict and threshold the inspector saw: "accept" means that verdict was
 right, "reject" that it was wrong, so a reviewed label never changes when the slider moves,
 while the model's verdicts (and so precision and recall) are judged at the current threshold.
+
+The model is part of the session, though: its calibration is stored with the first images, and
+pictures and recalibration use it whichever model the app has loaded since. Adding images scored
+by another model is refused, so one session never mixes the scores of two.
 """
 
 from __future__ import annotations
@@ -28,7 +32,6 @@ import os
 import re
 import shutil
 import threading
-import warnings
 import zipfile
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -40,18 +43,22 @@ from PIL import Image
 
 from .calibration import Calibration, calibrate
 from .coco import CocoImage, coco_dataset
+from .detector import is_defective
+from .detector import verdict as verdict_at
 from .errors import ImageReadError, InvalidInputError, NoImagesError
 from .files import atomic_write
-from .images import read_image
+from .images import MAX_SIDE, read_image
 from .metrics import auroc
+from .notices import notify
 from .visualize import mask_image
+from .visualize import overlay as heat_overlay
 
 SESSION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 DECISIONS = ("accept", "reject", "correct")
 FILTERS = ("all", "unreviewed", "defective", "grey")
 ITEMS_FILE = "items.json"
 DECISIONS_FILE = "decisions.jsonl"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the calibration is stored next to the items
 _MASK_NAME = re.compile(r"masks/\d+-\d+\.png")
 _FLOAT16_MAX = float(np.finfo(np.float16).max)
 
@@ -59,8 +66,10 @@ _FLOAT16_MAX = float(np.finfo(np.float16).max)
 @dataclass(frozen=True)
 class Item:
     """One scored image. `verdict` is the model's at scoring time (the detector's threshold then);
-    height and width are those of the upright image as `rbd.images.read_image` decodes it, which
-    is the size of its anomaly map and of any mask drawn on it."""
+    height and width are those of the upright image as `rbd.images.read_image` decodes it with
+    `MAX_SIDE` (a huge photo is scored on a downscaled copy), which is the size of its anomaly map
+    and of any mask drawn on it. `image_path` is the uploaded file as it was: use
+    `ReviewSession.image` for the picture at the item's size."""
 
     id: int
     file_name: str  # the name under images/, unique in the session
@@ -86,16 +95,19 @@ class ReviewSession:
     """A review session on disk. Use `create` (or `add`) to score images and `open` to resume."""
 
     def __init__(self, folder: str | Path):
-        """Read whatever the folder holds (nothing yet for a new session)."""
+        """Read whatever the folder holds (nothing yet for a new session). Under the folder's lock,
+        because cutting off a torn last line must not cut off another object's append in progress."""
         self.folder = Path(folder)
         self._lock = _folder_lock(self.folder)
-        self._items = self._read_items()
-        self._decisions, self._n_lines = self._read_decisions()
+        with self._lock:
+            self._items, self._calibration = self._read_items()
+            self._decisions, self._n_lines = self._read_decisions()
 
     @classmethod
     def create(cls, root: str | Path, session_id: str, detector, image_paths: Iterable[str | Path],
                progress: Callable[[int, int], None] | None = None, batch_size: int = 8) -> "ReviewSession":
-        """Score `image_paths` into session `session_id`; an existing session gets them added, its decisions kept."""
+        """Score `image_paths` into session `session_id`; an existing session gets them added, its decisions
+        kept, if `detector` is the model that scored it."""
         session = cls(session_folder(root, session_id))
         session.add(detector, image_paths, progress, batch_size)
         return session
@@ -109,6 +121,11 @@ class ReviewSession:
     @property
     def session_id(self) -> str:
         return self.folder.name
+
+    @property
+    def calibration(self) -> Calibration | None:
+        """The calibration of the model that scored the images; None only before any image is added."""
+        return self._calibration
 
     @property
     def items(self) -> list[Item]:
@@ -128,17 +145,23 @@ class ReviewSession:
         Images are read and scored a batch at a time, and items.json is rewritten after each
         batch, so a large upload neither sits in memory at once nor is lost entirely by a crash.
         Unreadable files are skipped with one warning; NoImagesError if none is usable.
+        InvalidInputError if the session was scored with a model of another calibration.
         """
         paths = [Path(p) for p in image_paths]
         added, skipped = [], []
+        scored_with = Calibration.from_dict(detector.calibration.to_dict())  # a copy: the detector's may change
         with self._lock:
-            self._items = self._read_items()  # another object on this folder may have added some meanwhile
+            self._items, self._calibration = self._read_items()  # another object on this folder may have added some meanwhile
+            if self._calibration is None:
+                self._calibration = scored_with
+            elif _model_key(self._calibration) != _model_key(scored_with):
+                raise InvalidInputError("this review was scored with another model: start a new review for this model's images")
             taken = {Path(item.file_name).stem.lower() for item in self._items}
             for start in range(0, len(paths), batch_size):
                 images, used = [], []
                 for path in paths[start : start + batch_size]:
                     try:
-                        images.append(read_image(path))
+                        images.append(read_image(path, MAX_SIDE))
                         used.append(path)
                     except ImageReadError as err:
                         skipped.append(str(err))
@@ -149,7 +172,7 @@ class ReviewSession:
                 if progress is not None:
                     progress(min(start + batch_size, len(paths)), len(paths))
         if skipped:
-            warnings.warn(f"skipped {len(skipped)} unreadable file(s): {'; '.join(skipped)}", stacklevel=2)
+            notify(f"skipped {len(skipped)} unreadable file(s): {'; '.join(skipped)}")
         if paths and not added:
             raise NoImagesError(f"no usable image among {len(paths)} file(s)")
         return added
@@ -178,7 +201,7 @@ class ReviewSession:
                 mask_name = f"masks/{item.id}-{n}.png"
                 with atomic_write(self.folder / mask_name) as f:
                     Image.fromarray(mask_image(mask > 0)).save(f, format="PNG")
-            record = Decision(item.id, decision, _verdict(item.score >= threshold), float(threshold),
+            record = Decision(item.id, decision, verdict_at(item.score, threshold), float(threshold),
                               datetime.now(timezone.utc).isoformat(timespec="milliseconds"), mask_name)
             with open(self.folder / DECISIONS_FILE, "ab") as f:
                 f.write((json.dumps(asdict(record)) + "\n").encode())
@@ -188,6 +211,15 @@ class ReviewSession:
             self._n_lines += 1
         return record
 
+    def image(self, item_id: int) -> np.ndarray:
+        """The item's picture, (H, W, 3) float32 in [0, 1], at the size of its map.
+
+        Decoding the stored file with its long side as the limit repeats the downscaling it was
+        scored with (a no-op for an image that was not downscaled).
+        """
+        item = self.item(item_id)
+        return read_image(item.image_path, max(item.height, item.width))
+
     def anomaly_map(self, item_id: int) -> np.ndarray:
         """The item's anomaly map, (H, W) float32."""
         path = self.folder / "maps" / f"{self.item(item_id).id}.npy"
@@ -195,7 +227,29 @@ class ReviewSession:
 
     def prediction_mask(self, item_id: int, threshold: float) -> np.ndarray:
         """The model's defect mask at `threshold`: the pixel rule of `Prediction.mask`."""
-        return self.anomaly_map(item_id) >= threshold
+        return is_defective(self.anomaly_map(item_id), threshold)
+
+    def verdict(self, item_id: int, threshold: float) -> str:
+        """The model's verdict at `threshold`: "defective" or "good"."""
+        return verdict_at(self.item(item_id).score, threshold)
+
+    def overlay(self, item_id: int, threshold: float, opacity: float = 0.5, max_side: int | None = None) -> np.ndarray:
+        """(H, W, 3) uint8: the image blended with its heat map, coloured by the session's calibration.
+
+        `max_side` keeps every `step`-th pixel so the long side fits: gallery thumbnails, cheaply.
+        """
+        if max_side is not None and max_side < 1:
+            raise InvalidInputError(f"max_side must be at least 1, got {max_side}")
+        image, amap = self.image(item_id), self.anomaly_map(item_id)
+        if max_side is not None:
+            step = -(-max(amap.shape) // max_side)
+            image, amap = image[::step, ::step], amap[::step, ::step]
+        return heat_overlay(image, amap, self._calibration, threshold, opacity)
+
+    def mask_to_edit(self, item_id: int, threshold: float) -> np.ndarray:
+        """The mask the inspector starts drawing from: the final one if reviewed, else the model's at `threshold`."""
+        mask = self.final_mask(item_id)
+        return self.prediction_mask(item_id, threshold) if mask is None else mask
 
     def final_label(self, item_id: int) -> bool | None:
         """True (defective) or False (good) after review, None if unreviewed.
@@ -245,7 +299,7 @@ class ReviewSession:
         keep = {
             "all": lambda item: True,
             "unreviewed": lambda item: item.id not in self._decisions,
-            "defective": lambda item: item.score >= threshold,
+            "defective": lambda item: is_defective(item.score, threshold),
             "grey": lambda item: low <= item.score < high,
         }[show]
         return sorted((item for item in self._items if keep(item)), key=lambda item: (-item.score, item.id))
@@ -259,7 +313,7 @@ class ReviewSession:
         reviewed = [item for item in self._items if item.id in self._decisions]
         labels = np.array([self.final_label(item.id) for item in reviewed], dtype=bool)
         scores = np.array([item.score for item in reviewed], dtype=np.float64)
-        flagged = scores >= threshold
+        flagged = is_defective(scores, threshold)
         hits = int((flagged & labels).sum())
         n_defective = int(labels.sum())
         return {
@@ -274,15 +328,16 @@ class ReviewSession:
         """Paths of the images reviewed as good: more normal data for fine-tuning."""
         return [item.image_path for item in self._items if self.final_label(item.id) is False]
 
-    def recalibrated(self, calibration: Calibration, false_alarm_rate: float | None = None) -> Calibration:
-        """A calibration that also counts the images reviewed as good as held-out normal scores.
+    def recalibrated(self, false_alarm_rate: float | None = None) -> Calibration:
+        """The session's calibration, also counting the images reviewed as good as held-out normal scores.
 
-        Pass the calibration the images were scored with, not one returned here, or the reviewed
-        scores count twice. The synthetic-defect scores are kept, so the catch rate stays comparable.
+        It starts from the stored calibration, the one the images were scored with, so the scores
+        are never mixed with another model's and the reviewed ones never count twice. The
+        synthetic-defect scores are kept, so the catch rate stays comparable.
         """
         good = [item.score for item in self._items if self.final_label(item.id) is False]
-        rate = calibration.false_alarm_rate if false_alarm_rate is None else false_alarm_rate
-        return calibrate(list(calibration.normal_scores) + good, calibration.synthetic_scores, rate)
+        rate = self._calibration.false_alarm_rate if false_alarm_rate is None else false_alarm_rate
+        return calibrate(list(self._calibration.normal_scores) + good, self._calibration.synthetic_scores, rate)
 
     def export_zip(self, path: str | Path, threshold: float) -> Path:
         """One zip, written atomically: decisions.csv, masks/<stem>.png and coco.json.
@@ -299,12 +354,13 @@ class ReviewSession:
         with atomic_write(path) as f, zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as archive:
             for item in self._items:
                 decision = self._decisions.get(item.id)
-                row = [item.file_name, f"{item.score:.6f}", _verdict(item.score >= threshold)]
+                row = [item.file_name, f"{item.score:.6f}", verdict_at(item.score, threshold)]
                 if decision is None:
                     writer.writerow(row + ["", "", ""])
                     continue
                 mask = self.final_mask(item.id)
-                writer.writerow(row + [decision.decision, _verdict(self.final_label(item.id)), decision.timestamp])
+                corrected = "defective" if self.final_label(item.id) else "good"
+                writer.writerow(row + [decision.decision, corrected, decision.timestamp])
                 png = io.BytesIO()
                 Image.fromarray(mask_image(mask)).save(png, format="PNG")
                 archive.writestr(f"masks/{Path(item.file_name).stem}.png", png.getvalue())
@@ -342,14 +398,33 @@ class ReviewSession:
             record["image_path"] = item.image_path.relative_to(self.folder).as_posix()
             records.append(record)
         with atomic_write(self.folder / ITEMS_FILE) as f:
-            f.write(json.dumps({"format_version": FORMAT_VERSION, "items": records}, indent=1).encode())
+            f.write(json.dumps({"format_version": FORMAT_VERSION, "calibration": self._calibration.to_dict(),
+                                "items": records}, indent=1).encode())
 
-    def _read_items(self) -> list[Item]:
+    def _read_items(self) -> tuple[list[Item], Calibration | None]:
+        """The items and the calibration they were scored with; none yet for a new session.
+
+        Decisions without items.json would be taken for decisions on the next images added, so
+        that is an error, as is a file this version cannot read.
+        """
         path = self.folder / ITEMS_FILE
         if not path.is_file():
-            return []
-        records = json.loads(path.read_text())["items"]
-        return [Item(**{**record, "image_path": self.folder / record["image_path"]}) for record in records]
+            if (self.folder / DECISIONS_FILE).exists():
+                raise InvalidInputError(f"{path} is missing, so the decisions in this review have no images: start a new review")
+            return [], None
+        try:
+            data = json.loads(path.read_bytes())
+        except ValueError as err:  # not JSON, or not UTF-8
+            raise InvalidInputError(f"{path} is corrupt ({err}): start a new review") from err
+        version = data.get("format_version") if isinstance(data, dict) else None
+        if version != FORMAT_VERSION:
+            raise InvalidInputError(f"{path} has format_version {version!r}, and this version of rbd reads only "
+                                    f"{FORMAT_VERSION}: start a new review")
+        try:
+            items = [Item(**{**record, "image_path": self.folder / record["image_path"]}) for record in data["items"]]
+            return items, Calibration.from_dict(data["calibration"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise InvalidInputError(f"{path} is corrupt ({err!r}): start a new review") from err
 
     def _read_decisions(self) -> tuple[dict[int, Decision], int]:
         """The latest decision per item and the number of lines; a torn last line is cut off the file."""
@@ -359,7 +434,7 @@ class ReviewSession:
         data = path.read_bytes()
         end = data.rfind(b"\n") + 1
         if end < len(data):  # a write cut short by a crash: the only line without its newline
-            warnings.warn(f"{path}: dropped an incomplete last line (the app stopped while writing it)", stacklevel=3)
+            notify(f"{path}: dropped an incomplete last line (the app stopped while writing it)")
             with open(path, "r+b") as f:
                 f.truncate(end)
                 os.fsync(f.fileno())
@@ -398,5 +473,6 @@ def session_folder(root: str | Path, session_id: str) -> Path:
     return Path(root) / session_id
 
 
-def _verdict(defective: bool) -> str:
-    return "defective" if defective else "good"
+def _model_key(calibration: Calibration) -> tuple:
+    """What tells two models apart: a fine-tuned or retrained model gets new held-out scores."""
+    return calibration.threshold, calibration.scale, list(calibration.normal_scores)

@@ -11,10 +11,12 @@ threshold (calibration.py) and a ready `Detector` comes back.
 from __future__ import annotations
 
 import math
+import queue
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -186,6 +188,52 @@ def train(
         "device": device.type,
         "config": asdict(config),
     })
+
+
+class BackgroundTraining:
+    """`train()` in a worker thread, so a UI can stream its progress and cancel it.
+
+        job = BackgroundTraining(images, config=TrainConfig(epochs=30))
+        for progress in job.updates(): ...      # closing this loop early cancels training
+        detector = job.result()
+    """
+
+    def __init__(self, images, model_config: ModelConfig = ModelConfig(), config: TrainConfig = TrainConfig(),
+                 start_from: Detector | None = None):
+        self._updates: queue.Queue = queue.Queue()
+        self._stop = threading.Event()
+        self._outcome: dict = {}
+        self._thread = threading.Thread(target=self._run, args=(images, model_config, config, start_from), daemon=True)
+        self._thread.start()
+
+    def _run(self, images, model_config, config, start_from) -> None:
+        try:
+            self._outcome["detector"] = train(images, model_config, config, self._updates.put, self._stop.is_set, start_from)
+        except BaseException as err:  # handed to the caller by result()
+            self._outcome["error"] = err
+        finally:
+            self._updates.put(None)
+
+    def updates(self) -> Iterator[Progress]:
+        """Progress reports as they come; leaving the loop before the end cancels training."""
+        try:
+            while (update := self._updates.get()) is not None:
+                yield update
+        finally:
+            if self._thread.is_alive():
+                self.cancel()
+
+    def cancel(self) -> None:
+        """Stop at the next step and wait for the worker to finish."""
+        self._stop.set()
+        self._thread.join()
+
+    def result(self) -> Detector:
+        """The trained detector (waits for it); re-raises what training raised, TrainingCancelled included."""
+        self._thread.join()
+        if "error" in self._outcome:
+            raise self._outcome["error"]
+        return self._outcome["detector"]
 
 
 def _synthetic_scores(model: RBD, images: Sequence[np.ndarray], seed: int) -> list[float]:

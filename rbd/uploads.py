@@ -12,7 +12,6 @@ from __future__ import annotations
 import errno
 import shutil
 import stat
-import warnings
 import zipfile
 import zlib
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -20,6 +19,7 @@ from typing import Iterable, Iterator
 
 from .errors import DatasetLayoutError, NoImagesError, RBDError
 from .images import IMAGE_EXTENSIONS
+from .notices import notify
 
 MAX_TOTAL_BYTES = 2 * 1024**3  # what one zip may expand to
 MAX_MEMBERS = 20_000  # entries one zip may hold
@@ -88,7 +88,7 @@ def extract_zip(zip_path: str | Path, dest: str | Path, *, max_total_bytes: int 
     if skipped and not written:
         raise UploadError(f"{name}: nothing could be extracted safely; skipped {'; '.join(skipped)}")
     if skipped:
-        warnings.warn(f"{name}: skipped {'; '.join(skipped)}", stacklevel=2)
+        notify(f"{name}: skipped {'; '.join(skipped)}")
     return sorted(set(written))
 
 
@@ -97,23 +97,26 @@ def gather_images(paths: Iterable[str | Path], dest: str | Path) -> list[Path]:
 
     Each path is an image file or a zip. Zips are extracted into their own subfolder of `dest` and
     searched recursively for images; loose images are copied into `dest` (the upload's temporary
-    files may vanish), renamed `a_1.png`, `a_2.png`... when names collide. Other files are skipped
-    with one warning. Raises `NoImagesError` if no image is left, `UploadError` for a bad zip.
+    files may vanish), renamed `a_1.png`, `a_2.png`... when names collide, ignoring case (see
+    `unique_name`). Other files are skipped with one warning. Raises `NoImagesError` if no image
+    is left, `UploadError` for a bad zip.
     """
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
+    taken = {entry.name.casefold() for entry in dest.iterdir()}  # what an earlier call left there
     images: list[Path] = []
     skipped: list[str] = []
     for path in map(Path, paths):
         suffix = path.suffix.lower()
         if suffix == ".zip":
-            extracted = extract_zip(path, _unused_path(dest, path.stem))
+            extracted = extract_zip(path, dest / unique_name(path.stem, taken, split_suffix=False))
             images += [file for file in extracted if file.suffix.lower() in IMAGE_EXTENSIONS]
         elif suffix in IMAGE_EXTENSIONS:
-            target = _unused_path(dest, path.stem, path.suffix)
+            target = dest / unique_name(path.name, taken)
             try:
                 shutil.copyfile(path, target)
             except FileNotFoundError:
+                taken.discard(target.name.casefold())  # the name stays free
                 skipped.append(f"{path.name} (the uploaded file is gone)")
                 continue
             images.append(target)
@@ -124,7 +127,7 @@ def gather_images(paths: Iterable[str | Path], dest: str | Path) -> list[Path]:
         expected = f"{', '.join(IMAGE_EXTENSIONS)} files or .zip archives of them"
         raise NoImagesError(f"no image files in the upload: expected {expected}{detail}")
     if skipped:
-        warnings.warn(f"skipped {len(skipped)} uploaded file(s): {'; '.join(skipped)}", stacklevel=2)
+        notify(f"skipped {len(skipped)} uploaded file(s): {'; '.join(skipped)}")
     return sorted(images, key=lambda image: image.relative_to(dest))
 
 
@@ -210,12 +213,21 @@ def _too_large(name: str, limit: int) -> UploadError:
     return UploadError(f"{name} expands to more than {_describe_size(limit)}; refusing it as a possible zip bomb")
 
 
-def _unused_path(folder: Path, stem: str, suffix: str = "") -> Path:
-    """`folder/stem+suffix`, or `stem_1`, `stem_2`... if that name is taken."""
-    candidate, n = folder / f"{stem}{suffix}", 0
-    while candidate.exists():
+def unique_name(name: str, taken: set[str], *, split_suffix: bool = True) -> str:
+    """`name`, or `a_1.png`, `a_2.png`... for `a.png` while that name is in `taken`; records the result.
+
+    Names are compared case-insensitively (case-blind file systems such as macOS's and Windows'
+    would make `A.png` and `a.png` one file), so `taken` holds casefolded names: seed it with
+    `{name.casefold() for name in ...}`. The number goes before the suffix (`.png`); pass
+    `split_suffix=False` for names that have none, such as folders and file stems (`v1.2` -> `v1.2_1`).
+    """
+    suffix = PurePosixPath(name).suffix if split_suffix else ""
+    stem = name[:len(name) - len(suffix)]
+    candidate, n = name, 0
+    while candidate.casefold() in taken:
         n += 1
-        candidate = folder / f"{stem}_{n}{suffix}"
+        candidate = f"{stem}_{n}{suffix}"
+    taken.add(candidate.casefold())
     return candidate
 
 

@@ -231,5 +231,7 @@ def test_unknown_hub_model_is_a_clear_message(client, served, hub_cache):
     shipped = str(served[1] / "shipped" / "stripes")
     with pytest.raises(Exception, match="cannot be reached"):
         client.predict(shipped, "acme/does-not-exist", "", api_name="/load_model")
-    with pytest.raises(Exception, match="not a Hub repo id"):
+    with pytest.raises(Exception, match="neither a listed checkpoint nor a Hub repo id"):
         client.predict(shipped, "not a repo", "", api_name="/load_model")
+    with pytest.raises(Exception, match="neither a listed checkpoint"):  # no loading arbitrary server paths
+        client.predict(shipped, str(served[1] / "work"), "", api_name="/load_model")

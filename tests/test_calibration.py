@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from rbd.calibration import Calibration, calibrate, threshold_for_false_alarm_rate
+from rbd.calibration import Calibration, calibrate
 
 SCORES = np.random.default_rng(0).normal(1.0, 0.2, 200)
 
@@ -88,16 +88,16 @@ def test_synthetic_catch_rate_hand_count():
     assert calibration.synthetic_catch_rate == pytest.approx(3 / 5)  # 5.0 (equal counts), 6.0, 7.0
 
 
-def test_catch_and_pass_rates_none_without_scores():
+def test_catch_rate_is_none_without_synthetic_scores():
     calibration = Calibration(threshold=1.0, scale=1.0, false_alarm_rate=0.01)
     assert calibration.synthetic_catch_rate is None
-    assert calibration.normal_pass_rate is None
+    assert "synthetic" not in calibration.describe()
 
 
-def test_normal_pass_rate():
-    calibration = calibrate([1.0, 2.0, 3.0, 4.0], false_alarm_rate=0.5)
-    expected = np.mean(np.array([1.0, 2.0, 3.0, 4.0]) < np.quantile([1.0, 2.0, 3.0, 4.0], 0.5))
-    assert calibration.normal_pass_rate == pytest.approx(expected)
+def test_describe_states_threshold_rate_and_catch_rate():
+    calibration = calibrate([1.0, 2.0, 3.0, 4.0, 5.0], synthetic_scores=[0.5, 5.0, 6.0, 4.9, 7.0], false_alarm_rate=0.0)
+    assert calibration.describe() == ("threshold 5.0000 (calibrated for 0% false alarms on 5 held-out normal images; "
+                                      "catches 60% of synthetic defects)")
 
 
 def test_dict_round_trip_through_json():
@@ -124,20 +124,6 @@ def test_empty_scores_rejected(scores):
 def test_far_out_of_range_rejected(far):
     with pytest.raises(ValueError, match="false_alarm_rate"):
         calibrate(SCORES, false_alarm_rate=far)
-
-
-def test_threshold_for_other_false_alarm_rate():
-    calibration = calibrate(SCORES, false_alarm_rate=0.01)
-    for far in (0.0, 0.1, 0.3):
-        assert threshold_for_false_alarm_rate(calibration, far) == pytest.approx(np.quantile(SCORES, 1 - far))
-    # more tolerated false alarms -> lower threshold
-    assert threshold_for_false_alarm_rate(calibration, 0.3) < calibration.threshold
-    assert calibration.threshold == pytest.approx(np.quantile(SCORES, 0.99))  # unchanged
-
-
-def test_threshold_for_false_alarm_rate_validates():
-    with pytest.raises(ValueError):
-        threshold_for_false_alarm_rate(calibrate(SCORES), 1.0)
 
 
 def test_grey_zone_is_centred_on_the_threshold_in_units_of_the_normal_spread():

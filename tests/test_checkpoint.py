@@ -8,7 +8,7 @@ import pytest
 from safetensors.torch import load_file
 
 import rbd
-from rbd import checkpoint
+from rbd import checkpoint as checkpoint_module
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,7 @@ def test_folder_holds_safetensors_json_and_a_card_only(checkpoint, detector):
 
 
 def test_model_card_states_threshold_and_metrics(detector):
-    card = checkpoint.model_card(checkpoint.checkpoint_config(detector, metrics={"image_auroc": 0.987}))
+    card = checkpoint_module.model_card(checkpoint_module.checkpoint_config(detector, metrics={"image_auroc": 0.987}))
     assert card.startswith("---\nlibrary_name: rbd")
     assert f"{detector.threshold:.5f}" in card and "| image_auroc | 0.9870 |" in card
 
@@ -58,7 +58,7 @@ def test_saving_over_a_checkpoint_is_atomic(detector, tmp_path, monkeypatch):
     def crash(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(checkpoint, "save_file", crash)
+    monkeypatch.setattr(checkpoint_module, "save_file", crash)
     with pytest.raises(OSError, match="disk full"):
         rbd.save(detector, target)
     assert (target / "config.json").read_text() == good
@@ -165,3 +165,18 @@ def test_saving_never_replaces_a_folder_that_is_not_a_checkpoint(detector, tmp_p
     empty = tmp_path / "empty"
     empty.mkdir()
     assert (rbd.save(detector, empty) / "config.json").is_file()
+
+
+def test_a_damaged_calibration_is_a_checkpoint_error(checkpoint, tmp_path):
+    copy = shutil.copytree(checkpoint, tmp_path / "copy")
+    _edit(copy, calibration={"scale": 1.0})
+    with pytest.raises(rbd.CheckpointError, match="calibration"):
+        rbd.load(copy)
+
+
+def test_hub_loading_never_reads_a_local_folder_of_that_name(checkpoint, tmp_path, monkeypatch, hub_cache):
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(checkpoint, tmp_path / "acme" / "parts")
+    assert rbd.load("acme/parts").config is not None  # rbd.load: a folder wins
+    with pytest.raises(rbd.CheckpointError, match="cannot be reached"):
+        checkpoint_module.load_from_hub("acme/parts")

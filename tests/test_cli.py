@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rbd.cli import main, unique_stems
+import rbd.cli
+from rbd.cli import main
 
 
 def run(capsys, *args):
@@ -50,10 +51,99 @@ def test_train_evaluate_predict_info(category, tmp_path, capsys):
     assert "normal_scores" not in info["calibration"] and "loss_curve" not in info["training"]
 
 
-def test_unique_stems():
-    from pathlib import Path
+def _copy(source, target):
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(source.read_bytes())
+    return target
 
-    assert unique_stems([Path("a/x.png"), Path("b/x.png"), Path("y.jpg"), Path("c/x.bmp")]) == ["x", "x_1", "y", "x_2"]
+
+def _results(folder):
+    with open(folder / "results.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_predict_gives_every_image_its_own_output_names(category, checkpoint, tmp_path, capsys):
+    """d1/a_1.png takes `a_1`, so the second a.png must not take it too; names that differ only in case clash on macOS/Windows."""
+    good = sorted((category / "test" / "good").glob("*.png"))
+    inputs = [_copy(good[0], tmp_path / "d1" / "a.png"), _copy(good[1], tmp_path / "d1" / "a_1.png"),
+              _copy(good[2], tmp_path / "d2" / "a.png"), _copy(good[3], tmp_path / "d3" / "A.png")]
+    out = tmp_path / "pred"
+    code, _, err = run(capsys, "predict", checkpoint, *inputs, "--out", out)
+    assert code == 0, err
+    assert [row["file"] for row in _results(out)] == [str(path) for path in inputs]
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["results.csv"] + [f"{name}_{kind}.png" for name in ["a", "a_1", "a_2", "A_3"] for kind in ("overlay", "mask")])
+
+
+def test_predict_streams_one_image_at_a_time(category, checkpoint, tmp_path, capsys, monkeypatch):
+    """Each image is decoded, scored and written before the next one is decoded, all through atomic writes."""
+    from rbd.detector import Detector
+
+    out = tmp_path / "pred"
+    events = []
+    read, predict, atomic_write = rbd.cli.read_image_for_scoring, Detector.predict, rbd.cli.atomic_write
+
+    def reading(path, *a, **k):
+        events.append(("read", len(list(out.glob("*.png"))) if out.exists() else 0))
+        return read(path, *a, **k)
+
+    def predicting(self, image):
+        events.append(("predict",))
+        return predict(self, image)
+
+    def writing(path):
+        events.append(("write", path.name))
+        return atomic_write(path)
+
+    monkeypatch.setattr(rbd.cli, "read_image_for_scoring", reading)
+    monkeypatch.setattr(Detector, "predict", predicting)
+    monkeypatch.setattr(rbd.cli, "atomic_write", writing)
+    code, _, err = run(capsys, "predict", checkpoint, category / "test" / "hole", "--out", out)
+    assert code == 0, err
+    stems = [path.stem for path in sorted((category / "test" / "hole").glob("*.png"))]
+    expected = []
+    for i, stem in enumerate(stems):
+        expected += [("read", 2 * i), ("predict",), ("write", f"{stem}_overlay.png"), ("write", f"{stem}_mask.png")]
+    assert events == expected + [("write", "results.csv")]
+    assert len(_results(out)) == len(stems)
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
+
+
+def test_predict_scores_huge_images_on_a_downscaled_copy_with_a_warning(checkpoint, tmp_path, capsys):
+    from rbd.images import MAX_SIDE
+
+    wide = np.tile(np.linspace(0, 255, MAX_SIDE + 100, dtype=np.uint8), (40, 1))
+    Image.fromarray(wide).save(tmp_path / "wide.png")
+    out = tmp_path / "pred"
+    code, _, err = run(capsys, "predict", checkpoint, tmp_path / "wide.png", "--out", out)
+    assert code == 0, err
+    warning = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert len(warning) == 1 and f"wide.png is {MAX_SIDE + 100}x40: scored on a downscaled" in warning[0], err
+    assert max(Image.open(out / "wide_overlay.png").size) == MAX_SIDE == max(Image.open(out / "wide_mask.png").size)
+    assert len(_results(out)) == 1
+
+
+def test_predict_skips_unreadable_files_with_one_warning(category, checkpoint, tmp_path, capsys):
+    good = _copy(sorted((category / "test" / "good").glob("*.png"))[0], tmp_path / "in" / "good.png")
+    (tmp_path / "in" / "broken.png").write_bytes(b"garbage")
+    out = tmp_path / "pred"
+    code, out_text, err = run(capsys, "predict", checkpoint, tmp_path / "in", "--out", out)
+    assert code == 0, err
+    warning = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert len(warning) == 1 and "skipped 1 unreadable file(s)" in warning[0] and "broken.png" in warning[0], err
+    assert [row["file"] for row in _results(out)] == [str(good)]
+    assert sorted(p.name for p in out.iterdir()) == ["good_mask.png", "good_overlay.png", "results.csv"]
+    assert "wrote 1 overlays" in out_text
+
+
+def test_predict_with_no_usable_image_writes_nothing(checkpoint, tmp_path, capsys):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.png").write_bytes(b"garbage")
+    (tmp_path / "in" / "b.jpg").write_bytes(b"\xff\xd8\xff truncated")
+    code, _, err = run(capsys, "predict", checkpoint, tmp_path / "in", "--out", tmp_path / "pred")
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("error: no usable image among 2 file(s)"), err
+    assert not (tmp_path / "pred").exists()
 
 
 @pytest.mark.parametrize("make_args, message", [
@@ -65,6 +155,8 @@ def test_unique_stems():
     (lambda t, c, k: ["evaluate", c, "--checkpoint", t / "empty"], "not an rbd checkpoint"),
     (lambda t, c, k: ["predict", k, t / "missing.png", "--out", t / "p"], "no such file"),
     (lambda t, c, k: ["predict", k, t / "broken", "--out", t / "p"], "no usable image"),
+    (lambda t, c, k: ["predict", k, t / "empty", "--out", t / "p"], "no image files"),
+    (lambda t, c, k: ["predict", k, c / "test", "--out", t / "texts" / "notes.txt"], "is a file, not a folder"),
     (lambda t, c, k: ["info", t / "texts"], "not an rbd checkpoint"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(category, checkpoint, tmp_path, capsys, make_args, message):

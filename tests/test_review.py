@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+import threading
 import zipfile
 
 import numpy as np
@@ -13,9 +14,10 @@ from rbd import metrics
 from rbd.calibration import calibrate
 from rbd.coco import decode_rle
 from rbd.detector import Prediction
-from rbd.errors import NoImagesError
+from rbd.errors import InvalidInputError, NoImagesError
 from rbd.images import read_image, to_rgb_array
 from rbd.review import ReviewSession
+from rbd.visualize import overlay
 
 THRESHOLD = 0.5
 
@@ -23,8 +25,8 @@ THRESHOLD = 0.5
 class BrightnessDetector:
     """Stands in for a Detector where exact scores matter: the map is the image, the score its mean."""
 
-    def __init__(self):
-        self.calibration = calibrate([0.1, 0.2, 0.3, 0.4], [0.9], false_alarm_rate=0.25)
+    def __init__(self, normal_scores=(0.1, 0.2, 0.3, 0.4)):
+        self.calibration = calibrate(normal_scores, [0.9], false_alarm_rate=0.25)
         self.threshold = THRESHOLD
 
     def predict_batch(self, images, batch_size=8):
@@ -233,11 +235,11 @@ def test_recalibration_adds_images_reviewed_as_good(session):
     combined = calibration.normal_scores + [b.score, d.score]
     assert session.normal_images() == [b.image_path, d.image_path]
 
-    updated = session.recalibrated(calibration)
+    updated = _reopened(session).recalibrated()  # from the stored calibration: no detector needed
     assert updated.threshold == calibrate(combined, false_alarm_rate=0.25).threshold
     assert sorted(updated.normal_scores) == sorted(combined)
     assert updated.synthetic_scores == calibration.synthetic_scores and updated.false_alarm_rate == 0.25
-    assert session.recalibrated(calibration, 0.5).threshold == calibrate(combined, false_alarm_rate=0.5).threshold
+    assert session.recalibrated(0.5).threshold == calibrate(combined, false_alarm_rate=0.5).threshold
 
 
 def test_export_zip(session, tmp_path):
@@ -325,3 +327,85 @@ def test_unreadable_uploads_are_skipped(tmp_path, parts):
 def test_item_sizes_follow_the_decoded_image(session, parts):
     for item, path in zip(session.items, parts):
         assert read_image(item.image_path).shape[:2] == (item.height, item.width) == session.anomaly_map(item.id).shape
+
+
+def test_opening_waits_for_an_append_in_progress(session):
+    """Opening cuts off a torn last line; another object's line still being written is not torn."""
+    session.decide(0, "accept", THRESHOLD)
+    log = session.folder / "decisions.jsonl"
+    line = log.read_bytes().replace(b'"id": 0', b'"id": 1')
+    opened = []
+    with session._lock:  # as decide() holds it while appending
+        with open(log, "ab") as f:
+            f.write(line[:20])
+        opener = threading.Thread(target=lambda: opened.append(_reopened(session)))
+        opener.start()
+        opener.join(0.3)
+        assert opener.is_alive()  # waiting for the lock, not reading half a line
+        with open(log, "ab") as f:
+            f.write(line[20:])
+    opener.join()
+    assert opened[0].decision(1).decision == "accept"
+    assert log.read_bytes().count(b"\n") == 2
+
+
+@pytest.mark.parametrize("content", [b"{not json", b"\xff\xfe", b"[]", b'{"items": []}', b'{"format_version": 99, "items": []}',
+                                     b'{"format_version": 1, "items": []}', b'{"format_version": 2, "items": []}',
+                                     b'{"format_version": 2, "items": [{"id": 0}], "calibration": null}'])
+def test_unreadable_items_json_is_a_clear_error(session, content):
+    (session.folder / "items.json").write_bytes(content)
+    with pytest.raises(InvalidInputError, match="items.json"):
+        _reopened(session)
+
+
+def test_decisions_without_items_json_are_an_error(session, parts):
+    """Else the old decisions would be taken for decisions on the next images added."""
+    session.decide(0, "accept", THRESHOLD)
+    (session.folder / "items.json").unlink()
+    with pytest.raises(InvalidInputError, match="items.json is missing"):
+        ReviewSession.create(session.folder.parent, session.session_id, BrightnessDetector(), parts)
+
+
+def test_the_session_keeps_the_model_that_scored_it(session, parts):
+    assert _reopened(session).calibration == BrightnessDetector().calibration
+    retrained = BrightnessDetector([0.1, 0.2, 0.3, 0.45])
+    with pytest.raises(InvalidInputError, match="another model"):
+        ReviewSession.create(session.folder.parent, session.session_id, retrained, parts)
+    assert len(_reopened(session).items) == 4
+
+    moved = BrightnessDetector()
+    moved.threshold = 0.7  # the slider moved: still the same model
+    assert len(ReviewSession.create(session.folder.parent, session.session_id, moved, parts[:1]).items) == 5
+
+
+def test_huge_images_are_scored_on_a_downscaled_copy(tmp_path, parts, monkeypatch):
+    monkeypatch.setattr("rbd.review.MAX_SIDE", 6)
+    session = ReviewSession.create(tmp_path / "sessions", "huge", BrightnessDetector(), parts)
+    for item, path in zip(session.items, parts):
+        assert (item.height, item.width) == session.anomaly_map(item.id).shape == (5, 6)  # 8 x 10, long side to 6
+        assert session.image(item.id).shape == (5, 6, 3)
+        assert item.image_path.read_bytes() == path.read_bytes()
+    assert session.overlay(0, THRESHOLD).shape == session.mask_to_edit(0, THRESHOLD).shape + (3,) == (5, 6, 3)
+    session.decide(0, "correct", THRESHOLD, np.ones((5, 6), bool))
+
+
+def test_pictures_for_the_app(session, parts):
+    a, b, c, d = session.items
+    full = overlay(read_image(parts[0]), session.anomaly_map(a.id), BrightnessDetector().calibration, THRESHOLD, 0.3)
+    np.testing.assert_array_equal(session.overlay(a.id, THRESHOLD, 0.3), full)
+    np.testing.assert_array_equal(session.overlay(a.id, THRESHOLD, 0.3, max_side=5), full[::2, ::2])  # 8 x 10 -> 4 x 5
+    assert session.overlay(a.id, THRESHOLD, max_side=256).shape == (8, 10, 3)
+    assert session.overlay(a.id, THRESHOLD, max_side=1).shape == (1, 1, 3)
+    with pytest.raises(InvalidInputError):
+        session.overlay(a.id, THRESHOLD, max_side=0)
+
+    assert [session.verdict(i.id, THRESHOLD) for i in (a, b, c, d)] == ["defective", "defective", "good", "good"]
+    assert session.verdict(c.id, c.score) == "defective" and session.verdict(a.id, a.score + 0.01) == "good"
+
+    np.testing.assert_array_equal(session.mask_to_edit(d.id, THRESHOLD), session.prediction_mask(d.id, THRESHOLD))
+    drawn = np.zeros((8, 10), bool)
+    drawn[5:7, 6:9] = True
+    session.decide(d.id, "correct", THRESHOLD, drawn)
+    np.testing.assert_array_equal(session.mask_to_edit(d.id, THRESHOLD), drawn)
+    session.decide(b.id, "reject", THRESHOLD)  # good after review: nothing to start from, whatever the model says
+    assert not session.mask_to_edit(b.id, THRESHOLD).any()

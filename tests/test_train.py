@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import rbd
-from rbd.train import split_holdout
+from rbd.train import BackgroundTraining, split_holdout
 from conftest import TINY_MODEL
 
 FAST = dict(batch_size=4, seed=0)
@@ -118,3 +118,20 @@ def test_fine_tuning_starts_from_the_given_detector(detector, category):
     flat = lambda d: torch.cat([p.detach().flatten() for p in d.model.student.parameters()])  # noqa: E731
     assert (flat(tuned) - before).norm() < 0.05 * (flat(fresh) - before).norm()
     torch.testing.assert_close(flat(detector), before)  # the original is left untouched
+
+
+def test_background_training_streams_progress_and_returns_the_detector(category):
+    job = BackgroundTraining(category / "train" / "good", rbd.ModelConfig(**TINY_MODEL), rbd.TrainConfig(epochs=2, **FAST))
+    steps = [p.step for p in job.updates()]
+    assert steps == [1, 2, 3, 4, 5, 6]
+    assert job.result().training["steps"] == 6
+
+
+def test_leaving_the_progress_loop_cancels_background_training(category):
+    job = BackgroundTraining(category / "train" / "good", rbd.ModelConfig(**TINY_MODEL), rbd.TrainConfig(epochs=500, **FAST))
+    for progress in job.updates():
+        if progress.step == 2:
+            break
+    with pytest.raises(rbd.TrainingCancelled):
+        job.result()
+    assert not job._thread.is_alive()

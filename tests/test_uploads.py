@@ -10,7 +10,7 @@ import pytest
 from conftest import make_category
 from rbd.datasets import mvtec_test_set
 from rbd.errors import DatasetLayoutError, NoImagesError
-from rbd.uploads import UploadError, extract_zip, find_mvtec_root, gather_images
+from rbd.uploads import UploadError, extract_zip, find_mvtec_root, gather_images, unique_name
 
 
 def _zip_bytes(members, compression=zipfile.ZIP_DEFLATED) -> bytes:
@@ -147,6 +147,32 @@ def test_gather_images_extracts_same_named_zips_into_separate_folders(tmp_path):
     dest = tmp_path / "work"
     assert gather_images([first, second], dest) == [dest / "data" / "a.png", dest / "data_1" / "a.png"]
     assert (dest / "data_1" / "a.png").read_bytes() == b"2"
+
+
+def test_unique_name_numbers_before_the_suffix_ignoring_case_and_records_its_answer():
+    taken: set[str] = set()
+    names = [unique_name(name, taken) for name in ["a.png", "a_1.png", "a.png", "A.PNG", "b.tar.gz", "b.tar.gz", "c"]]
+    assert names == ["a.png", "a_1.png", "a_2.png", "A_3.PNG", "b.tar.gz", "b.tar_1.gz", "c"]
+    assert taken == {"a.png", "a_1.png", "a_2.png", "a_3.png", "b.tar.gz", "b.tar_1.gz", "c"}
+    folders = {"v1.2"}
+    assert unique_name("v1.2", folders, split_suffix=False) == "v1.2_1"  # a folder or stem: no suffix to keep
+    assert unique_name("V1.2", folders, split_suffix=False) == "V1.2_2" and folders == {"v1.2", "v1.2_1", "v1.2_2"}
+
+
+def test_gather_images_renames_names_that_differ_only_in_case_and_keeps_earlier_files(tmp_path):
+    uploads = tmp_path / "uploads"
+    for name in ["1/a.png", "2/A.png", "3/a.png.zip"]:
+        (uploads / name).parent.mkdir(parents=True, exist_ok=True)
+    (uploads / "1" / "a.png").write_bytes(b"a")
+    (uploads / "2" / "A.png").write_bytes(b"A")
+    _write_zip(uploads / "3" / "a.png.zip", [("z.png", b"z")])
+    dest = tmp_path / "work"
+    dest.mkdir()
+    (dest / "a.png").write_bytes(b"earlier")  # left by an earlier call: neither overwritten nor reused
+    images = gather_images([uploads / "1" / "a.png", uploads / "2" / "A.png", uploads / "3" / "a.png.zip"], dest)
+    assert images == [dest / "A_2.png", dest / "a.png_1" / "z.png", dest / "a_1.png"]
+    assert [image.read_bytes() for image in images] == [b"A", b"z", b"a"]
+    assert (dest / "a.png").read_bytes() == b"earlier"
 
 
 @pytest.mark.parametrize("name, content", [
