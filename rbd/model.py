@@ -28,9 +28,8 @@ class ModelConfig:
     bottleneck_width: int = 64
     embed_dim: int = 256
     decoder_widths: tuple[int, ...] = (128, 64, 32)
-    embed_downsample: int = 2  # the embedding is this many times coarser than the teacher's coarsest scale
     blur_sigma: float = 4.0  # at image_size 256; scaled with image_size
-    score_rule: str = "max"
+    score_rule: str = "top1"  # chosen by measurement: bench/score_rules.py
 
     def __post_init__(self):
         if self.image_size < 32 or self.image_size % 32:
@@ -61,7 +60,7 @@ class RBD(nn.Module):
         self.config = config
         self.teacher = Teacher(config.backbone, config.layers)
         self.student = Student(self.teacher.channels, self.teacher.strides, config.bottleneck_width, config.embed_dim,
-                               config.decoder_widths, config.embed_downsample)
+                               config.decoder_widths)
         self.blur = GaussianBlur(config.blur_sigma * config.image_size / 256)
         self.register_buffer("mean", torch.tensor(self.teacher.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(self.teacher.std).view(1, 3, 1, 1), persistent=False)

@@ -24,9 +24,9 @@ def conv_bn_relu(in_channels: int, out_channels: int, stride: int = 1) -> nn.Seq
 
 
 class Bottleneck(nn.Module):
-    """Fuse teacher scales (strides s_0 < ... < s_k) into one embedding at stride `downsample` * s_k."""
+    """Fuse teacher scales (strides s_0 < ... < s_k) into one embedding at stride 2 * s_k."""
 
-    def __init__(self, channels: list[int], strides: list[int], width: int, embed_dim: int, downsample: int):
+    def __init__(self, channels: list[int], strides: list[int], width: int, embed_dim: int):
         super().__init__()
         coarsest = strides[-1]
         self.align = nn.ModuleList()
@@ -38,9 +38,7 @@ class Bottleneck(nn.Module):
             if not steps:
                 layers.append(nn.Sequential(nn.Conv2d(c, width, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)))
             self.align.append(nn.Sequential(*layers))
-        if downsample not in (1, 2):
-            raise ValueError(f"the embedding can be 1 or 2 times coarser than the teacher's coarsest scale, not {downsample}")
-        self.fuse = nn.Sequential(conv_bn_relu(width * len(channels), embed_dim, stride=downsample), conv_bn_relu(embed_dim, embed_dim))
+        self.fuse = nn.Sequential(conv_bn_relu(width * len(channels), embed_dim, stride=2), conv_bn_relu(embed_dim, embed_dim))
 
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
         return self.fuse(torch.cat([align(f) for align, f in zip(self.align, features)], dim=1))
@@ -69,13 +67,13 @@ class Student(nn.Module):
     """Bottleneck + decoder. `forward(teacher_features) -> reconstructed teacher_features`."""
 
     def __init__(self, channels: list[int], strides: list[int], width: int = 64, embed_dim: int = 256,
-                 decoder_widths: tuple[int, ...] = (128, 64, 32), embed_downsample: int = 2):
+                 decoder_widths: tuple[int, ...] = (128, 64, 32)):
         super().__init__()
         if len(decoder_widths) != len(channels):
             raise ValueError(f"need one decoder width per teacher scale ({len(channels)}), got {decoder_widths}")
         if any(b != 2 * a for a, b in zip(strides, strides[1:])):
             raise ValueError(f"teacher scales must be successive powers of two, got strides {strides}")
-        self.bottleneck = Bottleneck(channels, strides, width, embed_dim, embed_downsample)
+        self.bottleneck = Bottleneck(channels, strides, width, embed_dim)
         self.decoder = Decoder(channels, embed_dim, list(decoder_widths))
 
     def forward(self, features: list[torch.Tensor]) -> list[torch.Tensor]:

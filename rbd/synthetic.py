@@ -11,6 +11,7 @@ prediction-consistency loss learns to light them up in the anomaly map.
 from __future__ import annotations
 
 import math
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -39,12 +40,21 @@ def perlin_noise(batch: int, height: int, width: int, cells: tuple[int, int], ge
     return math.sqrt(2) * (top * (1 - wy) + bottom * wy)
 
 
+def smooth_noise(height: int, width: int, cells: tuple[int, int], generator: torch.Generator, coarse: int = 4) -> torch.Tensor:
+    """(height, width) Perlin noise computed on a grid `coarse` times coarser and upsampled.
+
+    The field is smooth anyway, so this looks the same at a fraction of the cost, which matters:
+    defects are painted on every training batch, on the same two cores as the network.
+    """
+    small = perlin_noise(1, -(-height // coarse), -(-width // coarse), cells, generator)
+    return F.interpolate(small[None], size=(height, width), mode="bilinear", align_corners=False)[0, 0]
+
+
 def blob_mask(height: int, width: int, generator: torch.Generator) -> torch.Tensor:
     """A binary (height, width) mask of Perlin blobs covering a few percent of the image."""
     for _ in range(10):
         cells = tuple(2 ** int(torch.randint(1, 5, (1,), generator=generator)) for _ in range(2))
-        noise = perlin_noise(1, height, width, cells, generator)[0]
-        mask = noise > 0.5
+        mask = smooth_noise(height, width, cells, generator) > 0.5
         if mask.any():
             return mask.float()
     return mask.float()
@@ -73,7 +83,7 @@ def foreign_texture(height: int, width: int, generator: torch.Generator) -> torc
     texture = torch.zeros(3, height, width)
     for octave in range(int(torch.randint(1, 4, (1,), generator=generator))):
         cells = (2 ** (octave + 2), 2 ** (octave + 2))
-        noise = perlin_noise(1, height, width, cells, generator)[0]
+        noise = smooth_noise(height, width, cells, generator)
         colour = torch.rand(3, 1, 1, generator=generator) * 2 - 1
         texture += colour * noise / (octave + 1)
     base = torch.rand(3, 1, 1, generator=generator)
@@ -94,6 +104,22 @@ def displaced_content(images: torch.Tensor, index: int, generator: torch.Generat
     return (moved * gain + offset).clamp(0, 1)
 
 
+MIN_VISIBLE_CHANGE = 0.05  # mean absolute change per defect pixel (image range 0..1) below which we repaint
+
+
+def _grey_if(grey: bool, fill: torch.Tensor) -> torch.Tensor:
+    """Grey inputs get grey defects: a colour cast would be a give-away no real defect has."""
+    return fill.mean(dim=0, keepdim=True).expand_as(fill) if grey else fill
+
+
+def _fallback_fills(image: torch.Tensor, generator: torch.Generator) -> Iterator[torch.Tensor]:
+    """Fills for a defect that came out invisible: two fresh textures, then the image's opposite
+    (white on dark, black on bright), which always shows."""
+    for _ in range(2):
+        yield foreign_texture(image.shape[1], image.shape[2], generator)
+    yield (image < 0.5).float()
+
+
 def add_defects(images: torch.Tensor, generator: torch.Generator, probability: float = 0.7) -> tuple[torch.Tensor, torch.Tensor]:
     """Corrupt each image of a (B, 3, H, W) batch in [0, 1] with probability `probability`.
 
@@ -102,6 +128,7 @@ def add_defects(images: torch.Tensor, generator: torch.Generator, probability: f
     """
     batch, _, height, width = images.shape
     corrupted, masks = images.clone(), torch.zeros(batch, 1, height, width)
+    grey = (images.amax(dim=1) - images.amin(dim=1)).flatten(1).amax(dim=1) < 1e-3
     for i in range(batch):
         if torch.rand(1, generator=generator) >= probability:
             continue
@@ -109,10 +136,12 @@ def add_defects(images: torch.Tensor, generator: torch.Generator, probability: f
         mask = (scratch_mask if use_scratch else blob_mask)(height, width, generator)
         use_texture = torch.rand(1, generator=generator) < 0.5
         fill = foreign_texture(height, width, generator) if use_texture else displaced_content(images, i, generator)
-        if images[i].std(dim=0).max() < 1e-3:  # grey input: keep defects grey too
-            fill = fill.mean(dim=0, keepdim=True).expand_as(fill)
         opacity = 0.25 + 0.75 * torch.rand(1, generator=generator)
-        corrupted[i] = images[i] + opacity * mask * (fill - images[i])
+        fallbacks = _fallback_fills(images[i], generator)
+        change = opacity * mask * (_grey_if(grey[i], fill) - images[i])
+        while change.abs().mean(dim=0).sum() < MIN_VISIBLE_CHANGE * mask.sum():  # invisible: nothing to learn from
+            change = mask * (_grey_if(grey[i], next(fallbacks)) - images[i])
+        corrupted[i] = images[i] + change
         masks[i, 0] = mask
     return corrupted, masks
 

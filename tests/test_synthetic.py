@@ -175,3 +175,15 @@ def test_feature_dropout_non_multiple_sizes():
     features = torch.ones(2, 3, 13, 21)
     out = feature_dropout(features, gen(3), fraction=0.5)
     assert out.shape == features.shape
+
+
+def test_invisible_defects_are_repainted():
+    """A defect indistinguishable from the part would teach the model to see things that are not there."""
+    from rbd.synthetic import MIN_VISIBLE_CHANGE, add_defects
+
+    flat = torch.full((16, 3, 64, 64), 0.5)  # displaced content of a flat image changes (almost) nothing
+    for seed in range(3):
+        corrupted, masks = add_defects(flat, torch.Generator().manual_seed(seed), probability=1.0)
+        for image, mask in zip(corrupted, masks):
+            change = (image - flat[0]).abs().mean(dim=0)
+            assert change[mask[0] > 0].mean() >= MIN_VISIBLE_CHANGE * 0.999
