@@ -11,14 +11,14 @@ __version__ = "0.1.0"
 from .calibration import Calibration, calibrate
 from .checkpoint import load, push_to_hub, save
 from .detector import Detector, Prediction, Region
-from .errors import (BackboneError, CheckpointError, DatasetLayoutError, ImageReadError, NoImagesError, RBDError,
-                     TrainingCancelled)
+from .errors import (BackboneError, CheckpointError, DatasetLayoutError, ImageReadError, InvalidInputError, NoImagesError,
+                     RBDError, TrainingCancelled)
 from .evaluate import Evaluation, evaluate
 from .model import RBD, ModelConfig
 from .train import Progress, TrainConfig, train
 
 __all__ = [
     "BackboneError", "Calibration", "CheckpointError", "DatasetLayoutError", "Detector", "Evaluation", "ImageReadError",
-    "ModelConfig", "NoImagesError", "Prediction", "Progress", "RBD", "RBDError", "Region", "TrainConfig",
+    "InvalidInputError", "ModelConfig", "NoImagesError", "Prediction", "Progress", "RBD", "RBDError", "Region", "TrainConfig",
     "TrainingCancelled", "calibrate", "evaluate", "load", "push_to_hub", "save", "train",
 ]

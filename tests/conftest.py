@@ -100,3 +100,34 @@ def hub_cache(tmp_path, monkeypatch) -> Path:
     monkeypatch.setattr(hf_constants, "HF_HOME", str(cache))
     monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(cache / "hub"))
     return cache / "hub"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def app_server(checkpoint, tmp_path_factory):
+    """The app served in-process on a free port, offering the session's tiny detector as its
+    only shipped checkpoint. Yields (url, root): root holds shipped/ and the work folder."""
+    import shutil
+
+    import app as app_module
+    from rbd.catalog import Catalog
+
+    root = tmp_path_factory.mktemp("app")
+    shutil.copytree(checkpoint, root / "shipped" / "stripes")
+    demo = app_module.build_app(root / "work", Catalog(root / "shipped", root / "work" / "models"))
+    _, url, _ = app_module.launch(demo, prevent_thread_lock=True, quiet=True, server_name="127.0.0.1", server_port=free_port())
+    yield url, root
+    demo.close()
+
+
+@pytest.fixture(scope="session")
+def parts(category):
+    """(good, defective) test image paths of the synthetic category."""
+    return sorted((category / "test" / "good").iterdir()), sorted((category / "test" / "hole").iterdir())

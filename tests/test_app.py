@@ -8,49 +8,22 @@ import csv
 import io
 import json
 import shutil
-import socket
 import zipfile
 
 import numpy as np
 import pytest
+from gradio_client import Client, handle_file
 from PIL import Image
 
-import app as app_module
 import rbd
 import rbd.detector
-from rbd.catalog import Catalog
-
-from gradio_client import Client, handle_file
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def served(checkpoint, tmp_path_factory):
-    root = tmp_path_factory.mktemp("app")
-    shutil.copytree(checkpoint, root / "shipped" / "stripes")
-    demo = app_module.build_app(root / "work", Catalog(root / "shipped", root / "work" / "models"))
-    _, url, _ = app_module.launch(demo, prevent_thread_lock=True, quiet=True, server_name="127.0.0.1", server_port=free_port())
-    yield url, root
-    demo.close()
 
 
 @pytest.fixture
-def client(served, tmp_path):
-    c = Client(served[0], verbose=False, download_files=str(tmp_path / "downloads"))
+def client(app_server, tmp_path):
+    c = Client(app_server[0], verbose=False, download_files=str(tmp_path / "downloads"))
     yield c
     c.close()
-
-
-@pytest.fixture(scope="module")
-def parts(category):
-    good = sorted((category / "test" / "good").iterdir())
-    bad = sorted((category / "test" / "hole").iterdir())
-    return good, bad
 
 
 def test_every_action_is_a_named_endpoint(client):
@@ -60,8 +33,8 @@ def test_every_action_is_a_named_endpoint(client):
             "/review_recalibrate", "/fine_tune", "/push_to_hub", "/evaluate"} <= names
 
 
-def test_load_model_reports_the_threshold(client, served, detector):
-    key = str(served[1] / "shipped" / "stripes")
+def test_load_model_reports_the_threshold(client, app_server, detector):
+    key = str(app_server[1] / "shipped" / "stripes")
     threshold, info, low, high = client.predict(key, "", "", api_name="/load_model")
     assert threshold == pytest.approx(detector.threshold)
     assert (low, high) == pytest.approx(detector.calibration.grey_zone(), abs=1e-4) and low < threshold < high
@@ -117,7 +90,7 @@ def test_huge_image_is_scored_downscaled_with_a_notice(client, tmp_path):
     assert max(Image.open(overlay).size) == 4096
 
 
-def test_zip_with_traversal_names_never_writes_outside(client, served, parts, tmp_path):
+def test_zip_with_traversal_names_never_writes_outside(client, app_server, parts, tmp_path):
     good, _ = parts
     archive = tmp_path / "upload.zip"
     with zipfile.ZipFile(archive, "w") as z:
@@ -127,11 +100,17 @@ def test_zip_with_traversal_names_never_writes_outside(client, served, parts, tm
         z.writestr("readme.txt", "not an image")
     _, table, *_ = client.predict(None, [handle_file(str(archive))], 0.5, 0.5, api_name="/inspect")
     assert [row[0] for row in table["data"]] == ["a.png"]
-    root = served[1]
+    root = app_server[1]
     assert not list(root.parent.rglob("escape.png")) and not (root / "work" / "escape.png").exists()
+    assert not list(root.parent.rglob("abs")), "an absolute member name was recreated somewhere"
 
 
-def test_review_flow_persists_and_exports(client, served, parts, detector, tmp_path):
+def test_uploads_do_not_pile_up(client, app_server, parts):
+    client.predict(None, [handle_file(str(parts[0][0]))], 0.5, 0.5, api_name="/inspect")
+    assert list((app_server[1] / "work" / "uploads").iterdir()) == []
+
+
+def test_review_flow_persists_and_exports(client, app_server, parts, detector, tmp_path):
     good, bad = parts
     session = "test-session-1"
     files = [handle_file(str(p)) for p in good[:2] + bad[:2]]
@@ -155,7 +134,8 @@ def test_review_flow_persists_and_exports(client, served, parts, detector, tmp_p
     assert update["visible"] is True
     editor = update["value"]
     predicted = np.asarray(Image.open(editor["layers"][0]))[..., 3] > 0
-    np.testing.assert_array_equal(predicted, rbd.load(served[1] / "shipped" / "stripes").predict(Image.open(editor["background"]).convert("L")).mask)
+    fresh = rbd.load(app_server[1] / "shipped" / "stripes").predict(Image.open(editor["background"]).convert("L")).mask
+    assert fresh.any() and (predicted == fresh).mean() > 0.99  # the model's mask (maps are stored as float16)
     painted = np.zeros((64, 80, 4), np.uint8)
     painted[5:15, 5:25] = (255, 0, 0, 255)
     Image.fromarray(painted).save(tmp_path / "layer.png")
@@ -164,7 +144,7 @@ def test_review_flow_persists_and_exports(client, served, parts, detector, tmp_p
 
     # a restarted app (new objects on the same folder) resumes the same session
     from rbd.review import ReviewSession
-    resumed = ReviewSession.open(served[1] / "work" / "reviews", session)
+    resumed = ReviewSession.open(app_server[1] / "work" / "reviews", session)
     decisions = [resumed.decision(item.id) for item in resumed.ordered("all")]
     assert [d.decision if d else None for d in decisions][:2] == ["correct", "reject"]
 
@@ -177,7 +157,7 @@ def test_review_flow_persists_and_exports(client, served, parts, detector, tmp_p
     assert any(n.startswith("masks/") for n in names) and coco["annotations"]
 
     new_threshold = client.predict(session, api_name="/review_recalibrate")
-    assert isinstance(new_threshold, float) and new_threshold > 0
+    assert new_threshold == pytest.approx(ReviewSession.open(app_server[1] / "work" / "reviews", session).recalibrated().threshold)
 
 
 def test_review_without_uploads_is_a_clear_message(client):
@@ -187,13 +167,13 @@ def test_review_without_uploads_is_a_clear_message(client):
         client.predict("never-used", 0.5, api_name="/review_export")
 
 
-def test_fine_tune_trains_activates_and_offers_the_model(client, category, served):
+def test_fine_tune_trains_activates_and_offers_the_model(client, category, app_server):
     files = [handle_file(str(p)) for p in sorted((category / "train" / "good").iterdir())]
     loss, figure, model_zip, choice, status = client.predict(files, False, "", True, 2, 0, api_name="/fine_tune")
     assert "now the active model" in status
     assert len(loss["data"]) >= 2 and loss["columns"] == ["step", "loss"]
     assert zipfile.ZipFile(model_zip).namelist() and "model.safetensors" in zipfile.ZipFile(model_zip).namelist()
-    trained = list((served[1] / "work" / "models").iterdir())
+    trained = list((app_server[1] / "work" / "models").iterdir())
     assert trained and choice["value"] == str(trained[0])
 
 
@@ -227,11 +207,11 @@ def test_push_needs_a_token_and_reports_hub_failures(client, hub_cache):
         client.predict("acme/parts", "hf_fake", api_name="/push_to_hub")
 
 
-def test_unknown_hub_model_is_a_clear_message(client, served, hub_cache):
-    shipped = str(served[1] / "shipped" / "stripes")
+def test_unknown_hub_model_is_a_clear_message(client, app_server, hub_cache):
+    shipped = str(app_server[1] / "shipped" / "stripes")
     with pytest.raises(Exception, match="cannot be reached"):
         client.predict(shipped, "acme/does-not-exist", "", api_name="/load_model")
     with pytest.raises(Exception, match="neither a listed checkpoint nor a Hub repo id"):
         client.predict(shipped, "not a repo", "", api_name="/load_model")
     with pytest.raises(Exception, match="neither a listed checkpoint"):  # no loading arbitrary server paths
-        client.predict(shipped, str(served[1] / "work"), "", api_name="/load_model")
+        client.predict(shipped, str(app_server[1] / "work"), "", api_name="/load_model")

@@ -11,22 +11,12 @@ import io
 import json
 import re
 import shutil
-import socket
 import zipfile
 
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-import app as app_module
-from rbd.catalog import Catalog
-
 WAIT_MS = 60_000  # per step
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -39,17 +29,7 @@ def chromium() -> str:
 
 
 @pytest.fixture(scope="module")
-def served(checkpoint, tmp_path_factory):
-    root = tmp_path_factory.mktemp("browser-app")
-    shutil.copytree(checkpoint, root / "shipped" / "stripes")
-    demo = app_module.build_app(root / "work", Catalog(root / "shipped", root / "work" / "models"))
-    _, url, _ = app_module.launch(demo, prevent_thread_lock=True, quiet=True, server_name="127.0.0.1", server_port=free_port())
-    yield url
-    demo.close()
-
-
-@pytest.fixture(scope="module")
-def page(chromium, served):  # chromium first: fail before training and launching anything
+def page(chromium, app_server):  # chromium first: fail before training and launching anything
     messages = []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, headless=True,
@@ -61,17 +41,12 @@ def page(chromium, served):  # chromium first: fail before training and launchin
         page.set_default_timeout(WAIT_MS)
         page.on("console", lambda m: messages.append(f"console.{m.type}: {m.text}"))
         page.on("pageerror", lambda e: messages.append(f"pageerror: {e}"))
-        page.goto(served, wait_until="domcontentloaded")
+        page.goto(app_server[0], wait_until="domcontentloaded")
         # app.load has loaded the model once its description (with the threshold) is shown
         expect(page.get_by_text("held-out normal images")).to_be_visible(timeout=WAIT_MS)
         yield page
         print("\n".join(messages))  # browser console: pytest shows it in the last test's report if that test failed
         browser.close()
-
-
-@pytest.fixture(scope="module")
-def parts(category):
-    return sorted((category / "test" / "good").iterdir()), sorted((category / "test" / "hole").iterdir())
 
 
 def blur(page):

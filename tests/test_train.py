@@ -104,8 +104,20 @@ def test_corrupt_files_are_skipped_with_a_warning(category, tmp_path):
 def test_unknown_backbone_and_device_are_clear_errors(category):
     with pytest.raises(rbd.BackboneError, match="unknown backbone 'vgg99'"):
         rbd.train(category / "train" / "good", rbd.ModelConfig(backbone="vgg99"))
-    with pytest.raises(ValueError, match="device"):
+    with pytest.raises(rbd.InvalidInputError, match="device"):
         rbd.train(category / "train" / "good", rbd.ModelConfig(**TINY_MODEL), rbd.TrainConfig(device="tpu"))
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"epochs": 0}, "epochs must be at least 1"),
+    ({"epochs": -3}, "epochs must be at least 1"),
+    ({"max_minutes": 0}, "max_minutes must be positive"),
+    ({"holdout_fraction": 1.0}, "holdout_fraction"),
+    ({"batch_size": 0, "false_alarm_rate": 2.0}, "batch_size must be at least 1; false_alarm_rate"),
+])
+def test_invalid_training_settings_are_refused_up_front(settings, message):
+    with pytest.raises(rbd.InvalidInputError, match=message):
+        rbd.TrainConfig(**settings)
 
 
 def test_fine_tuning_starts_from_the_given_detector(detector, category):

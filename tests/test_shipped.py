@@ -1,0 +1,31 @@
+"""The shipped checkpoints: small, safetensors + JSON, offline teacher, and they tell the shipped
+examples apart (each defective example outscores the good example of its set)."""
+
+from pathlib import Path
+
+import pytest
+
+import rbd
+from rbd.catalog import Catalog
+
+ROOT = Path(__file__).resolve().parent.parent
+SETS = ("bottle", "ksdd", "weld")
+
+
+@pytest.mark.parametrize("name", SETS)
+def test_shipped_checkpoint_scores_its_examples(name):
+    folder = ROOT / "checkpoints" / name
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    assert (folder / "model.safetensors").stat().st_size < 30e6
+    detector = rbd.load(folder)
+    assert detector.config.backbone == "tf_efficientnet_lite0"
+    good = detector.predict(ROOT / "examples" / f"{name}_good.jpg")
+    defective = [detector.predict(p) for p in sorted((ROOT / "examples").glob(f"{name}_*.jpg")) if p.stem != f"{name}_good"]
+    assert defective and all(p.score > good.score for p in defective)
+    assert not good.is_anomalous
+
+
+def test_the_app_starts_on_the_bottle_checkpoint(tmp_path):
+    catalog = Catalog(ROOT / "checkpoints", tmp_path / "models")
+    assert [label for label, _ in catalog.entries()] == [f"{name} (shipped)" for name in SETS]
+    assert catalog.default_key() == str(ROOT / "checkpoints" / "bottle")
