@@ -1,7 +1,7 @@
 """Quality benchmark: the shipped checkpoints and their ablations beside anomalib's peers.
 
-    python bench/run.py --data ../shared/data --checkpoints checkpoints
-    python bench/run.py --variants full no_corruption no_consistency
+    python -m bench.run --data ../shared/data --checkpoints checkpoints
+    python -m bench.run --variants full no_corruption no_consistency
 
 `full` evaluates the shipped checkpoint of each set (built by checkpoints/build.sh). Each
 ablation retrains with exactly that checkpoint's training settings (read from its config.json)
@@ -65,10 +65,14 @@ def peer_bars(peers_md: Path) -> dict[str, dict[str, tuple[float, str]]]:
     return bars
 
 
+def fmt(value: float | None) -> str:
+    """A metric for a Markdown table: three decimals, or a dash where it does not apply."""
+    return "–" if value is None else f"{value:.3f}"
+
+
 def table(results: list[dict], bars: dict) -> str:
     lines = ["| set | model | image AUROC | pixel AUROC | AUPRO | image F1-max | steps | train s | ms/img |",
              "|---|---|---|---|---|---|---|---|---|"]
-    fmt = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
     for r in results:
         lines.append(f"| {r['set']} | rbd {r['variant']} | " + " | ".join(fmt(r[c]) for c in COLUMNS)
                      + f" | {fmt(r['image_f1max'])} | {r['steps']} | {r['train_s']:.0f} | {r['ms_per_image']:.1f} |")

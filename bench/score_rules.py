@@ -1,6 +1,6 @@
 """Which image score rule separates good from defective parts best? (How the default was chosen.)
 
-    python bench/score_rules.py --data ../shared/data --checkpoints checkpoints
+    python -m bench.score_rules --data ../shared/data --checkpoints checkpoints
 
 Evaluates each shipped checkpoint with every rule in `rbd.anomaly_map.SCORE_RULES` and prints
 the image AUROC and F1-max per set (the pixel metrics do not depend on the rule).

@@ -1,6 +1,6 @@
 """Speed and size benchmark: end-to-end milliseconds per image and checkpoint size.
 
-    python bench/speed.py --checkpoint checkpoints/bottle --threads 2
+    python -m bench.speed --checkpoint checkpoints/bottle --threads 2
 
 End to end = a decoded 256x256 RGB uint8 image in, anomaly map (at the image size) and score
 out: `Detector.predict`. Reports the median over `--repeats` runs after a warm-up, for the

@@ -72,8 +72,10 @@ def save(detector: Detector, directory: str | Path, metrics: dict | None = None)
         (staging / CONFIG_FILE).write_text(json.dumps(config, indent=2))
         (staging / CARD_FILE).write_text(model_card(config))
         for path in staging.iterdir():
+            path.chmod(0o644)  # shareable like any model file, not private like a temp file
             with open(path, "rb") as f:
                 os.fsync(f.fileno())
+        staging.chmod(0o755)
         retired = directory.with_name(f".{directory.name}.old-{uuid.uuid4().hex[:8]}")
         if directory.exists():
             directory.rename(retired)

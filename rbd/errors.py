@@ -20,6 +20,10 @@ class NoImagesError(RBDError):
     """A folder or file list holds no usable image."""
 
 
+class UploadError(RBDError):
+    """An uploaded file cannot be used: not a zip, corrupt, too large, or nothing safe inside."""
+
+
 class DatasetLayoutError(RBDError):
     """A folder does not have the MVTec AD layout that evaluation needs."""
 

@@ -50,6 +50,7 @@ from .files import atomic_write
 from .images import MAX_SIDE, read_image
 from .metrics import auroc
 from .notices import notify
+from .uploads import unique_name
 from .visualize import mask_image
 from .visualize import overlay as heat_overlay
 
@@ -156,7 +157,7 @@ class ReviewSession:
                 self._calibration = scored_with
             elif _model_key(self._calibration) != _model_key(scored_with):
                 raise InvalidInputError("this review was scored with another model: start a new review for this model's images")
-            taken = {Path(item.file_name).stem.lower() for item in self._items}
+            taken = {Path(item.file_name).stem.casefold() for item in self._items}
             for start in range(0, len(paths), batch_size):
                 images, used = [], []
                 for path in paths[start : start + batch_size]:
@@ -370,14 +371,9 @@ class ReviewSession:
         return path
 
     def _store(self, source: Path, prediction, taken: set[str]) -> Item:
-        """Copy the image in, save its map; `taken` holds the lower-case stems in use (masks are named by stem)."""
+        """Copy the image in, save its map; `taken` holds the casefolded stems in use (masks are named by stem)."""
         stem = source.stem if source.stem and not source.stem.startswith(".") else "image"
-        name, n = stem, 1
-        while name.lower() in taken:
-            n += 1
-            name = f"{stem}-{n}"
-        taken.add(name.lower())
-        file_name = name + source.suffix
+        file_name = unique_name(stem, taken, split_suffix=False) + source.suffix
         item_id = len(self._items)
         with atomic_write(self.folder / "images" / file_name) as f, open(source, "rb") as original:
             shutil.copyfileobj(original, f)

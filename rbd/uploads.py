@@ -17,7 +17,7 @@ import zlib
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Iterable, Iterator
 
-from .errors import DatasetLayoutError, NoImagesError, RBDError
+from .errors import DatasetLayoutError, NoImagesError, UploadError
 from .images import IMAGE_EXTENSIONS
 from .notices import notify
 
@@ -27,10 +27,6 @@ MAX_CATEGORY_DEPTH = 3  # how many folders down `find_mvtec_root` looks
 _CHUNK = 1024 * 1024
 # A member's name, not the disk, is at fault: it clashes with a folder (or file) of another member, or is too long.
 _BAD_NAME_ERRNOS = {errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG}
-
-
-class UploadError(RBDError):
-    """An uploaded file cannot be used: not a zip, corrupt, too large, or nothing safe inside."""
 
 
 def extract_zip(zip_path: str | Path, dest: str | Path, *, max_total_bytes: int = MAX_TOTAL_BYTES,

@@ -107,3 +107,53 @@ def test_review_with_keyboard_shortcuts_and_export(page, parts, tmp_path):
     decisions = sorted(r["decision"] for r in rows)
     assert decisions == ["", "", "accept", "reject"], rows
     assert len(coco["images"]) == 2  # the reviewed ones
+
+
+def test_a_restarted_app_resumes_the_same_review(chromium, checkpoint, parts, tmp_path):
+    """The review id lives in the browser (BrowserState), the decisions on disk: a new server on
+    the same work folder and address shows the same review with its decisions."""
+    import app as app_module
+    from conftest import free_port
+    from rbd.catalog import Catalog
+
+    shutil.copytree(checkpoint, tmp_path / "shipped" / "stripes")
+    port = free_port()
+
+    def serve():
+        demo = app_module.build_app(tmp_path / "work", Catalog(tmp_path / "shipped", tmp_path / "work" / "models"))
+        app_module.launch(demo, prevent_thread_lock=True, quiet=True, server_name="127.0.0.1", server_port=port)
+        return demo
+
+    good, bad = parts
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, headless=True,
+                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        context = browser.new_context()
+        context.route(re.compile(r"^https?://(?!127\.0\.0\.1[:/])"), lambda route: route.abort())
+        page = context.new_page()
+        page.set_default_timeout(WAIT_MS)
+        demo = serve()
+        try:
+            page.goto(f"http://127.0.0.1:{port}/", wait_until="domcontentloaded")
+            expect(page.get_by_text("held-out normal images")).to_be_visible()
+            page.get_by_role("tab", name="Review").click()
+            page.locator("#review-files input[type=file]").set_input_files([str(good[0]), str(bad[0])])
+            expect(page.locator("#review-files").get_by_text("000.png").first).to_be_visible()
+            page.locator("#review-score").click()
+            expect(page.locator("#review-text")).to_contain_text("1 / 2")
+            blur(page)
+            page.keyboard.press("a")
+            expect(page.locator("#review-metrics")).to_contain_text("Reviewed 1 of 2")
+        finally:
+            demo.close()
+
+        demo = serve()  # a new process would do the same: nothing is kept in memory between the two
+        try:
+            page.reload(wait_until="domcontentloaded")
+            expect(page.get_by_text("held-out normal images")).to_be_visible()
+            page.get_by_role("tab", name="Review").click()
+            expect(page.locator("#review-metrics")).to_contain_text("Reviewed 1 of 2")
+            expect(page.locator("#review-text")).to_contain_text("decision: accept")
+        finally:
+            demo.close()
+            browser.close()

@@ -180,3 +180,10 @@ def test_hub_loading_never_reads_a_local_folder_of_that_name(checkpoint, tmp_pat
     assert rbd.load("acme/parts").config is not None  # rbd.load: a folder wins
     with pytest.raises(rbd.CheckpointError, match="cannot be reached"):
         checkpoint_module.load_from_hub("acme/parts")
+
+
+def test_checkpoint_files_are_readable_by_others(checkpoint):
+    """Checkpoints are shared (a Space, a team folder): not private like temporary files."""
+    assert checkpoint.stat().st_mode & 0o755 == 0o755
+    for path in checkpoint.iterdir():
+        assert path.stat().st_mode & 0o644 == 0o644

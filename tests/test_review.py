@@ -289,7 +289,7 @@ def test_uploading_more_keeps_decisions_and_names_unique(session, tmp_path):
     grown = ReviewSession.create(session.folder.parent, session.session_id, BrightnessDetector(), extra)
     resumed = _reopened(session)
     assert [i.id for i in resumed.items] == [0, 1, 2, 3, 4, 5]
-    assert [i.file_name for i in resumed.items] == ["a.png", "b.png", "c.png", "d.png", "A-2.png", "e.jpg"]
+    assert [i.file_name for i in resumed.items] == ["a.png", "b.png", "c.png", "d.png", "A_1.png", "e.jpg"]
     assert resumed.items[4].image_path.read_bytes() == extra[0].read_bytes()
     for s in (grown, resumed):
         assert s.decision(0).decision == "accept" and s.decision(4) is None
@@ -310,7 +310,7 @@ def test_two_objects_on_one_session_do_not_overwrite_each_other(session, parts):
 
     other.add(BrightnessDetector(), [parts[0]])
     session.add(BrightnessDetector(), [parts[1]])  # its items are stale
-    assert [(i.id, i.file_name) for i in _reopened(session).items[4:]] == [(4, "a-2.png"), (5, "b-2.png")]
+    assert [(i.id, i.file_name) for i in _reopened(session).items[4:]] == [(4, "a_1.png"), (5, "b_1.png")]
 
 
 def test_unreadable_uploads_are_skipped(tmp_path, parts):

@@ -10,7 +10,8 @@ import pytest
 from conftest import make_category
 from rbd.datasets import mvtec_test_set
 from rbd.errors import DatasetLayoutError, NoImagesError
-from rbd.uploads import UploadError, extract_zip, find_mvtec_root, gather_images, unique_name
+from rbd.errors import UploadError
+from rbd.uploads import extract_zip, find_mvtec_root, gather_images, unique_name
 
 
 def _zip_bytes(members, compression=zipfile.ZIP_DEFLATED) -> bytes:
