@@ -246,12 +246,12 @@ def build_app(work: Path = WORK, catalog: Catalog | None = None) -> gr.Blocks:
 
     @gpu
     @user_errors
-    def start_review(files, session_id: str, model, progress=gr.Progress()):
-        """Score uploaded images (or zips) into this browser's review session."""
+    def start_review(files, folder_files, session_id: str, model, progress=gr.Progress()):
+        """Score uploaded images, zips or a whole folder into this browser's review session."""
         detector = detector_for(model)
         session_id = session_id or uuid.uuid4().hex
         with tempfile.TemporaryDirectory(dir=uploads) as folder:
-            images = gather_images(_paths(files), folder)
+            images = gather_images(_paths(files) + _paths(folder_files), folder)
             session = ReviewSession.create(reviews, session_id, detector, images,
                                            progress=lambda done, total: progress((done, total), desc="scoring"))
         return session_id, f"Scored {len(images)} image(s); {len(session.items)} in this review."
@@ -331,12 +331,13 @@ def build_app(work: Path = WORK, catalog: Catalog | None = None) -> gr.Blocks:
     # ---------------------------------------------------------------- fine-tune
     @gpu
     @user_errors
-    def fine_tune(files, use_reviewed: bool, session_id, start_from_current: bool, epochs: int, minutes: float, model,
-                  progress=gr.Progress()):
+    def fine_tune(files, folder_files, use_reviewed: bool, session_id, start_from_current: bool, epochs: int, minutes: float,
+                  model, progress=gr.Progress()):
         """Train on uploaded normal images in the background; stream progress and losses; cancellable."""
         config = rbd.TrainConfig(epochs=int(epochs or 1), max_minutes=float(minutes) if minutes else None)
         with tempfile.TemporaryDirectory(dir=uploads) as folder:
-            paths = gather_images(_paths(files), folder) if files else []
+            uploaded = _paths(files) + _paths(folder_files)
+            paths = gather_images(uploaded, folder) if uploaded else []
             session = session_for(session_id)
             if use_reviewed and session is not None:
                 paths += session.normal_images()
@@ -423,7 +424,8 @@ def build_app(work: Path = WORK, catalog: Catalog | None = None) -> gr.Blocks:
 
         with gr.Tab("Review"):
             with gr.Row():
-                review_files = gr.File(file_count="multiple", label="Images or a zip to review", scale=3, elem_id="review-files")
+                review_files = gr.File(file_count="multiple", label="Images or zips to review", scale=2, elem_id="review-files")
+                review_folder = gr.File(file_count="directory", label="…or a whole folder", scale=1, elem_id="review-folder")
                 with gr.Column(scale=1):
                     score_button = gr.Button("Score batch", variant="primary", elem_id="review-score")
                     review_status = gr.Markdown()
@@ -457,7 +459,8 @@ def build_app(work: Path = WORK, catalog: Catalog | None = None) -> gr.Blocks:
         with gr.Tab("Fine-tune"):
             with gr.Row():
                 with gr.Column():
-                    train_files = gr.File(file_count="multiple", label=f"Normal images ({MIN_TRAINING_IMAGES} or more) or a zip")
+                    train_files = gr.File(file_count="multiple", label=f"Normal images ({MIN_TRAINING_IMAGES} or more) or zips")
+                    train_folder = gr.File(file_count="directory", label="…or a whole folder of normal images")
                     use_reviewed = gr.Checkbox(label="Add images I accepted as good in the Review tab", value=False)
                     start_current = gr.Checkbox(label="Start from the active model (faster)", value=True)
                     with gr.Row():
@@ -507,7 +510,7 @@ def build_app(work: Path = WORK, catalog: Catalog | None = None) -> gr.Blocks:
         review_view_outputs = [review_text, review_image, editor]
         refresh_inputs = [session_id, threshold, view, low, high, position]
         refresh_outputs = [review_gallery, order, *review_view_outputs, metrics_text]
-        score_button.click(start_review, [review_files, session_id, model], [session_id, review_status],
+        score_button.click(start_review, [review_files, review_folder, session_id, model], [session_id, review_status],
                            api_name="review_score", concurrency_id="inference").then(
             refresh_review, refresh_inputs, refresh_outputs, api_name="review_list")
         for trigger in (view.change, low.submit, high.submit, threshold.release):
@@ -531,7 +534,7 @@ def build_app(work: Path = WORK, catalog: Catalog | None = None) -> gr.Blocks:
         recalibrate_button.click(recalibrate, [session_id], threshold, api_name="review_recalibrate")
 
         train_event = train_button.click(
-            fine_tune, [train_files, use_reviewed, session_id, start_current, epochs, minutes, model],
+            fine_tune, [train_files, train_folder, use_reviewed, session_id, start_current, epochs, minutes, model],
             [loss_plot, calibration_plot, model_file, model_choice, model, train_status],
             api_name="fine_tune", concurrency_limit=1, concurrency_id="train")
         train_event.success(load_model, [model_choice, gr.State(""), gr.State("")], model_outputs, api_visibility="private")

@@ -91,6 +91,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     parser.add_argument("--peers", type=Path, default=Path("../shared/peers.md"))
+    parser.add_argument("--record-metrics", action="store_true",
+                        help="write each shipped checkpoint's metrics into its config and model card")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -100,6 +102,8 @@ def main() -> None:
         for variant in args.variants:
             results.append(run_one(args.data / name, variant, shipped, args.out))
             print(json.dumps(results[-1]), flush=True)
+            if variant == "full" and args.record_metrics:
+                rbd.save(shipped, args.checkpoints / name, metrics={k: results[-1][k] for k in COLUMNS + ("image_f1max",)})
     print(table(results, peer_bars(args.peers) if args.peers.exists() else {}))
 
 

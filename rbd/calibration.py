@@ -15,6 +15,7 @@ threshold can be moved at run time without retraining.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from statistics import NormalDist
 
 import numpy as np
 
@@ -73,7 +74,8 @@ class Calibration:
 
 
 def calibrate(normal_scores, synthetic_scores=(), false_alarm_rate: float = 0.01) -> Calibration:
-    """Threshold = the (1 - false_alarm_rate) quantile of held-out normal scores."""
+    """Threshold = the larger of the (1 - false_alarm_rate) quantile of the held-out normal scores
+    and the same quantile of a normal distribution fitted to them (see the module docstring)."""
     normal = np.asarray(normal_scores, dtype=np.float64)
     if normal.size == 0:
         raise ValueError("calibration needs at least one held-out normal score")
@@ -83,5 +85,7 @@ def calibrate(normal_scores, synthetic_scores=(), false_alarm_rate: float = 0.01
         raise InvalidInputError(f"false_alarm_rate must be in [0, 1), got {false_alarm_rate}")
     threshold = float(np.quantile(normal, 1.0 - false_alarm_rate))
     spread = float(normal.std(ddof=1)) if normal.size > 1 else 0.0
+    if false_alarm_rate > 0 and spread > 0:
+        threshold = max(threshold, float(normal.mean()) + NormalDist().inv_cdf(1.0 - false_alarm_rate) * spread)
     scale = max(spread, 0.05 * abs(threshold), 1e-6)  # never a zero unit, even with one image
     return Calibration(threshold, scale, false_alarm_rate, normal.tolist(), [float(s) for s in synthetic_scores])

@@ -219,7 +219,7 @@ def model_card(config: dict) -> str:
                      f"{training.get('seconds')} s on {training.get('device')}, rbd {training.get('rbd_version')}")
     if config.get("metrics"):
         lines += ["", "## Metrics", "", "| metric | value |", "|---|---|"]
-        lines += [f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in config["metrics"].items()]
+        lines += [f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in config["metrics"].items() if v is not None]
     lines += ["", "## Use", "", "```python", "import rbd", "", "detector = rbd.load(\"OWNER/NAME\")",
               "prediction = detector.predict(\"part.png\")", "print(prediction.score, prediction.verdict)", "```", ""]
     return "\n".join(lines)

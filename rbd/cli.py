@@ -40,9 +40,7 @@ def _train(args: argparse.Namespace) -> None:
 
     detector = train(folder, model_config, config, progress=report)
     save(detector, args.out)
-    c = detector.calibration
-    print(f"saved {args.out}: threshold {c.threshold:.5f} ({100 * c.false_alarm_rate:g}% false alarms on "
-          f"{len(c.normal_scores)} held-out images), synthetic defects caught {100 * c.synthetic_catch_rate:.0f}%")
+    print(f"saved {args.out}: {detector.calibration.describe()}")
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -80,7 +78,6 @@ def _predict(args: argparse.Namespace) -> None:
         _write_png(overlay(image, p.anomaly_map, detector.calibration, p.threshold), out / f"{name}_overlay.png")
         _write_png(mask_image(p.mask), out / f"{name}_mask.png")
         rows.append([str(path), f"{p.score:.6f}", f"{p.normalized_score:.6f}", f"{p.threshold:.6f}", p.verdict])
-        del image, p
     if not rows:
         detail = f": {'; '.join(skipped[:5])}" if skipped else ""
         raise NoImagesError(f"no usable image among {len(paths)} file(s){detail}")

@@ -32,6 +32,13 @@ def verdict(score: float, threshold: float) -> str:
     return "defective" if is_defective(score, threshold) else "good"
 
 
+def defect_mask(anomaly_map: np.ndarray, score: float, threshold: float) -> np.ndarray:
+    """Pixels at or above the threshold, the verdict's rule pixel by pixel; empty for a good
+    image (its score, a mean over the top pixels, can stay below a threshold that single pixels
+    cross), so a mask never contradicts the verdict."""
+    return is_defective(anomaly_map, threshold) & is_defective(score, threshold)
+
+
 @dataclass(frozen=True)
 class Region:
     """One connected defect region of a mask; `box` is (x0, y0, x1, y1), x1/y1 exclusive."""
@@ -58,8 +65,7 @@ class Prediction:
 
     @property
     def mask(self) -> np.ndarray:
-        """Pixels at or above the threshold: the same rule as the verdict, pixel by pixel."""
-        return is_defective(self.anomaly_map, self.threshold)
+        return defect_mask(self.anomaly_map, self.score, self.threshold)
 
     def regions(self) -> list[Region]:
         """Connected regions of the mask (8-connectivity), largest first."""

@@ -43,7 +43,7 @@ from PIL import Image
 
 from .calibration import Calibration, calibrate
 from .coco import CocoImage, coco_dataset
-from .detector import is_defective
+from .detector import defect_mask, is_defective
 from .detector import verdict as verdict_at
 from .errors import ImageReadError, InvalidInputError, NoImagesError
 from .files import atomic_write
@@ -227,8 +227,8 @@ class ReviewSession:
         return np.load(path, allow_pickle=False).astype(np.float32)
 
     def prediction_mask(self, item_id: int, threshold: float) -> np.ndarray:
-        """The model's defect mask at `threshold`: the pixel rule of `Prediction.mask`."""
-        return is_defective(self.anomaly_map(item_id), threshold)
+        """The model's defect mask at `threshold`, as `Prediction.mask`."""
+        return defect_mask(self.anomaly_map(item_id), self.item(item_id).score, threshold)
 
     def verdict(self, item_id: int, threshold: float) -> str:
         """The model's verdict at `threshold`: "defective" or "good"."""

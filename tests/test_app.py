@@ -41,11 +41,12 @@ def test_load_model_reports_the_threshold(client, app_server, detector):
     assert "stripes" in info and f"{detector.threshold:.4f}" in info
 
 
-def test_inspect_scores_and_draws(client, parts, detector):
+def test_inspect_scores_and_draws(client, parts, detector, tmp_path):
     good, bad = parts
     threshold = detector.threshold
+    same_name = shutil.copy(good[0], tmp_path / bad[0].name)
     choices, table, summary, overlay, pair, annotated, regions = client.predict(
-        None, [handle_file(str(good[0])), handle_file(str(bad[0]))], threshold, 0.5, api_name="/inspect")
+        None, [handle_file(str(same_name)), handle_file(str(bad[0]))], threshold, 0.5, api_name="/inspect")
     (good_row, bad_row) = table["data"]  # in upload order; the second "000.png" was renamed
     assert good_row[3] == "good" and bad_row[3] == "defective"
     assert bad_row[1] == pytest.approx(detector.predict(bad[0]).score, abs=1e-3)
@@ -114,7 +115,7 @@ def test_review_flow_persists_and_exports(client, app_server, parts, detector, t
     good, bad = parts
     session = "test-session-1"
     files = [handle_file(str(p)) for p in good[:2] + bad[:2]]
-    session_out, status = client.predict(files, session, detector.threshold, api_name="/review_score")
+    session_out, status = client.predict(files, None, session, api_name="/review_score")
     assert session_out == session and "4 in this review" in status
     gallery, text, image, editor, metrics = client.predict(session, detector.threshold, "all", 0, 1, api_name="/review_list")
     assert len(gallery) == 4 and "1 / 4" in text
@@ -162,14 +163,14 @@ def test_review_flow_persists_and_exports(client, app_server, parts, detector, t
 
 def test_review_without_uploads_is_a_clear_message(client):
     with pytest.raises(Exception, match="no image files"):
-        client.predict([], "empty-session", 0.5, api_name="/review_score")
+        client.predict([], None, "empty-session", api_name="/review_score")
     with pytest.raises(Exception, match="nothing to export"):
         client.predict("never-used", 0.5, api_name="/review_export")
 
 
 def test_fine_tune_trains_activates_and_offers_the_model(client, category, app_server):
     files = [handle_file(str(p)) for p in sorted((category / "train" / "good").iterdir())]
-    loss, figure, model_zip, choice, status = client.predict(files, False, "", True, 2, 0, api_name="/fine_tune")
+    loss, figure, model_zip, choice, status = client.predict(files, None, False, "", True, 2, 0, api_name="/fine_tune")
     assert "now the active model" in status
     assert len(loss["data"]) >= 2 and loss["columns"] == ["step", "loss"]
     assert zipfile.ZipFile(model_zip).namelist() and "model.safetensors" in zipfile.ZipFile(model_zip).namelist()
@@ -180,7 +181,7 @@ def test_fine_tune_trains_activates_and_offers_the_model(client, category, app_s
 def test_fine_tune_needs_five_images(client, category):
     files = [handle_file(str(p)) for p in sorted((category / "train" / "good").iterdir())[:3]]
     with pytest.raises(Exception, match="at least 5"):
-        client.predict(files, False, "", True, 1, 0, api_name="/fine_tune")
+        client.predict(files, None, False, "", True, 1, 0, api_name="/fine_tune")
 
 
 def test_evaluate_an_mvtec_zip(client, category, detector, tmp_path):
@@ -215,3 +216,19 @@ def test_unknown_hub_model_is_a_clear_message(client, app_server, hub_cache):
         client.predict(shipped, "not a repo", "", api_name="/load_model")
     with pytest.raises(Exception, match="neither a listed checkpoint"):  # no loading arbitrary server paths
         client.predict(shipped, str(app_server[1] / "work"), "", api_name="/load_model")
+
+
+def test_fine_tune_adds_images_accepted_as_good_in_review(client, category, parts, detector):
+    good, _ = parts
+    session = "reviewed-normals"
+    client.predict([handle_file(str(p)) for p in good[:3]], None, session, api_name="/review_score")
+    client.predict(session, detector.threshold, "all", 0, 1, api_name="/review_list")
+    for _ in range(3):  # all three are passed as good by the model; accepting confirms it
+        client.predict(session, detector.threshold, "all", 0, 1, api_name="/review_accept")
+    text, _, _ = client.predict(session, detector.threshold, api_name="/review_next")
+    assert "3 / 3" in text  # next stops at the end of the list
+    two = [handle_file(str(p)) for p in sorted((category / "train" / "good").iterdir())[:2]]
+    with pytest.raises(Exception, match="at least 5"):
+        client.predict(two, None, False, session, True, 1, 0, api_name="/fine_tune")
+    *_, status = client.predict(two, None, True, session, True, 1, 0, api_name="/fine_tune")
+    assert "on 4 images" in status  # 2 uploaded + 3 reviewed, one of the five held out to calibrate

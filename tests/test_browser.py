@@ -29,24 +29,37 @@ def chromium() -> str:
 
 
 @pytest.fixture(scope="module")
-def page(chromium, app_server):  # chromium first: fail before training and launching anything
-    messages = []
+def browser(chromium):
+    """One Playwright driver and browser for the module: the sync API allows one driver per thread."""
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, headless=True,
                                     args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        context = browser.new_context(accept_downloads=True, viewport={"width": 1400, "height": 1000})
-        # the machine is offline: fail requests that leave the local server at once (e.g. web fonts)
-        context.route(re.compile(r"^https?://(?!127\.0\.0\.1[:/])"), lambda route: route.abort())
-        page = context.new_page()
-        page.set_default_timeout(WAIT_MS)
+        yield browser
+        browser.close()
+
+
+def new_page(browser, messages=None):
+    context = browser.new_context(accept_downloads=True, viewport={"width": 1400, "height": 1000})
+    # the machine is offline: fail requests that leave the local server at once (e.g. web fonts)
+    context.route(re.compile(r"^https?://(?!127\.0\.0\.1[:/])"), lambda route: route.abort())
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    if messages is not None:
         page.on("console", lambda m: messages.append(f"console.{m.type}: {m.text}"))
         page.on("pageerror", lambda e: messages.append(f"pageerror: {e}"))
-        page.goto(app_server[0], wait_until="domcontentloaded")
-        # app.load has loaded the model once its description (with the threshold) is shown
-        expect(page.get_by_text("held-out normal images")).to_be_visible(timeout=WAIT_MS)
-        yield page
-        print("\n".join(messages))  # browser console: pytest shows it in the last test's report if that test failed
-        browser.close()
+    return page
+
+
+@pytest.fixture(scope="module")
+def page(browser, app_server):  # the browser first: fail before training and launching anything
+    messages = []
+    page = new_page(browser, messages)
+    page.goto(app_server[0], wait_until="domcontentloaded")
+    # app.load has loaded the model once its description (with the threshold) is shown
+    expect(page.get_by_text("held-out normal images")).to_be_visible(timeout=WAIT_MS)
+    yield page
+    print("\n".join(messages))  # browser console: pytest shows it in the last test's report if that test failed
+    page.context.close()
 
 
 def blur(page):
@@ -75,7 +88,7 @@ def test_review_with_keyboard_shortcuts_and_export(page, parts, tmp_path):
     page.get_by_role("tab", name="Review").click()
     review_files = page.locator("#review-files")
     review_files.locator("input[type=file]").set_input_files([str(p) for p in good[:2] + bad[:2]])
-    expect(review_files.get_by_text("000.png").first).to_be_visible(timeout=WAIT_MS)  # uploaded
+    expect(review_files.get_by_role("cell", name=bad[1].name).first).to_be_visible(timeout=WAIT_MS)  # uploaded
     page.locator("#review-score").click()
 
     text, metrics = page.locator("#review-text"), page.locator("#review-metrics")
@@ -109,7 +122,7 @@ def test_review_with_keyboard_shortcuts_and_export(page, parts, tmp_path):
     assert len(coco["images"]) == 2  # the reviewed ones
 
 
-def test_a_restarted_app_resumes_the_same_review(chromium, checkpoint, parts, tmp_path):
+def test_a_restarted_app_resumes_the_same_review(browser, checkpoint, parts, tmp_path):
     """The review id lives in the browser (BrowserState), the decisions on disk: a new server on
     the same work folder and address shows the same review with its decisions."""
     import app as app_module
@@ -125,35 +138,29 @@ def test_a_restarted_app_resumes_the_same_review(chromium, checkpoint, parts, tm
         return demo
 
     good, bad = parts
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, headless=True,
-                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        context = browser.new_context()
-        context.route(re.compile(r"^https?://(?!127\.0\.0\.1[:/])"), lambda route: route.abort())
-        page = context.new_page()
-        page.set_default_timeout(WAIT_MS)
-        demo = serve()
-        try:
-            page.goto(f"http://127.0.0.1:{port}/", wait_until="domcontentloaded")
-            expect(page.get_by_text("held-out normal images")).to_be_visible()
-            page.get_by_role("tab", name="Review").click()
-            page.locator("#review-files input[type=file]").set_input_files([str(good[0]), str(bad[0])])
-            expect(page.locator("#review-files").get_by_text("000.png").first).to_be_visible()
-            page.locator("#review-score").click()
-            expect(page.locator("#review-text")).to_contain_text("1 / 2")
-            blur(page)
-            page.keyboard.press("a")
-            expect(page.locator("#review-metrics")).to_contain_text("Reviewed 1 of 2")
-        finally:
-            demo.close()
+    page = new_page(browser)
+    demo = serve()
+    try:
+        page.goto(f"http://127.0.0.1:{port}/", wait_until="domcontentloaded")
+        expect(page.get_by_text("held-out normal images")).to_be_visible()
+        page.get_by_role("tab", name="Review").click()
+        page.locator("#review-files input[type=file]").set_input_files([str(good[0]), str(bad[0])])
+        expect(page.locator("#review-files").get_by_role("cell", name=bad[0].name).first).to_be_visible()
+        page.locator("#review-score").click()
+        expect(page.locator("#review-text")).to_contain_text("1 / 2")
+        blur(page)
+        page.keyboard.press("a")
+        expect(page.locator("#review-metrics")).to_contain_text("Reviewed 1 of 2")
+    finally:
+        demo.close()
 
-        demo = serve()  # a new process would do the same: nothing is kept in memory between the two
-        try:
-            page.reload(wait_until="domcontentloaded")
-            expect(page.get_by_text("held-out normal images")).to_be_visible()
-            page.get_by_role("tab", name="Review").click()
-            expect(page.locator("#review-metrics")).to_contain_text("Reviewed 1 of 2")
-            expect(page.locator("#review-text")).to_contain_text("decision: accept")
-        finally:
-            demo.close()
-            browser.close()
+    demo = serve()  # a new process would do the same: nothing is kept in memory between the two
+    try:
+        page.reload(wait_until="domcontentloaded")
+        expect(page.get_by_text("held-out normal images")).to_be_visible()
+        page.get_by_role("tab", name="Review").click()
+        expect(page.locator("#review-metrics")).to_contain_text("Reviewed 1 of 2")
+        expect(page.locator("#review-text")).to_contain_text("decision: accept")
+    finally:
+        demo.close()
+        page.context.close()

@@ -54,8 +54,8 @@ def test_defect_is_found_where_it_is(detector, category):
     assert prediction.regions() and (prediction.mask & truth).any()
 
 
-def test_normal_part_passes(detector, category):
-    prediction = detector.predict(sorted((category / "test" / "good").iterdir())[0])
+def test_normal_part_passes(detector, parts):
+    prediction = detector.predict(parts[0][0])
     assert prediction.verdict == "good" and prediction.normalized_score < 0.5
     assert not prediction.mask.any() and prediction.regions() == []
 
