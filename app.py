@@ -45,8 +45,15 @@ try:  # on a ZeroGPU Space, GPU work must run inside spaces.GPU; elsewhere it is
 
     gpu = spaces.GPU
 except ImportError:
-    def gpu(fn):
-        return fn
+    def gpu(fn=None, duration=None):
+        return fn if fn is not None else (lambda fn: fn)
+
+
+def training_seconds(*args, **kwargs) -> int:
+    """The GPU time a fine-tune asks ZeroGPU for (its default of 60 s is too short): the time
+    budget plus a minute to load and calibrate, or ten minutes when there is no budget."""
+    minutes = kwargs.get("minutes", args[6] if len(args) > 6 else None)
+    return int(60 * float(minutes)) + 60 if minutes else 600
 
 SHORTCUTS = """
 () => {
@@ -329,7 +336,7 @@ def build_app(work: Path = WORK, catalog: Catalog | None = None) -> gr.Blocks:
         return calibration.threshold
 
     # ---------------------------------------------------------------- fine-tune
-    @gpu
+    @gpu(duration=training_seconds)
     @user_errors
     def fine_tune(files, folder_files, use_reviewed: bool, session_id, start_from_current: bool, epochs: int, minutes: float,
                   model, progress=gr.Progress()):
@@ -362,14 +369,16 @@ def build_app(work: Path = WORK, catalog: Catalog | None = None) -> gr.Blocks:
                gr.update(choices=catalog.entries(), value=key), [key, None], text)
 
     @user_errors
-    def push(model, repo_id: str, token: str, oauth_token: gr.OAuthToken | None = None):
-        """Upload the active model to a Hub model repo."""
+    def push(model, repo_id: str, token: str, evaluated: dict, oauth_token: gr.OAuthToken | None = None):
+        """Upload the active model to a Hub model repo; its card lists the metrics of this
+        browser session's last evaluation of that model, if any."""
         token = (oauth_token.token if oauth_token else None) or (token or "").strip()
         if not token:
             raise rbd.CheckpointError("a Hugging Face token with write access is needed (sign in, or paste one)")
         if not rbd.checkpoint.is_repo_id((repo_id or "").strip()):
             raise rbd.CheckpointError("enter the target repo as owner/name")
-        return f"Pushed: {rbd.push_to_hub(detector_for(model), repo_id.strip(), token=token)}"
+        metrics = evaluated["metrics"] if evaluated and evaluated["model"] == model else None
+        return f"Pushed: {rbd.push_to_hub(detector_for(model), repo_id.strip(), token=token, metrics=metrics)}"
 
     # ---------------------------------------------------------------- evaluate
     @gpu
@@ -384,12 +393,14 @@ def build_app(work: Path = WORK, catalog: Catalog | None = None) -> gr.Blocks:
                                   progress=lambda i, n: progress((i, n), desc="evaluating"), threshold=threshold)
         summary = pd.DataFrame([{"metric": k, "value": "–" if v is None else round(v, 4) if isinstance(v, float) else v}
                                 for k, v in result.summary().items()])
-        return summary, roc_figure(result.roc, result.image_auroc), pd.DataFrame(result.rows).round(4)
+        evaluated = {"model": model, "metrics": result.summary()}
+        return summary, roc_figure(result.roc, result.image_auroc), pd.DataFrame(result.rows).round(4), evaluated
 
     # ---------------------------------------------------------------- layout
     with gr.Blocks(title="rbd: visual anomaly detection", delete_cache=(3600, 86400)) as app:
         gr.Markdown("# rbd · visual anomaly detection\nLearned from good parts only: score, heat map, defect mask and verdict for every image.")
         model = gr.State([catalog.default_key(), None])
+        evaluated = gr.State(None)  # {"model": ..., "metrics": ...} of this session's last evaluation, for the model card
         session_id = gr.BrowserState("", storage_key="rbd-review-session", secret=_state_secret(work))
         with gr.Row():
             model_choice = gr.Dropdown(catalog.entries(), value=catalog.default_key(), label="Model", scale=2)
@@ -404,7 +415,9 @@ def build_app(work: Path = WORK, catalog: Catalog | None = None) -> gr.Blocks:
         with gr.Tab("Inspect"):
             with gr.Row():
                 with gr.Column(scale=1):
-                    image_in = gr.Image(type="filepath", sources=["upload", "webcam", "clipboard"], label="Image", elem_id="inspect-image")
+                    # image_mode=None hands over the uploaded file untouched (no lossy re-encode, 16-bit kept)
+                    image_in = gr.Image(type="filepath", image_mode=None, sources=["upload", "webcam", "clipboard"],
+                                        label="Image", elem_id="inspect-image")
                     files_in = gr.File(file_count="multiple", label="…or several images / a zip", elem_id="inspect-files")
                     inspect_button = gr.Button("Inspect", variant="primary", elem_id="inspect-run")
                     if EXAMPLES:
@@ -492,12 +505,19 @@ def build_app(work: Path = WORK, catalog: Catalog | None = None) -> gr.Blocks:
             eval_rows = gr.Dataframe(label="Per image (verdicts at the threshold above)", interactive=False)
 
         # ------------------------------------------------------------ events
+        review_view_outputs = [review_text, review_image, editor]
+        refresh_inputs = [session_id, threshold, view, low, high, position]
+        refresh_outputs = [review_gallery, order, *review_view_outputs, metrics_text]
         model_inputs = [model_choice, hub_id, revision]
         model_outputs = [model, threshold, model_info, low, high]
-        app.load(load_model, model_inputs, model_outputs, api_name="load_model")
-        load_button.click(load_model, model_inputs, model_outputs, api_visibility="undocumented")
+        app.load(load_model, model_inputs, model_outputs, api_name="load_model").then(
+            refresh_review, refresh_inputs, refresh_outputs, api_visibility="private")
+        app.load(lambda: gr.update(choices=catalog.entries()), None, model_choice, queue=False, api_visibility="private")
+        load_button.click(load_model, model_inputs, model_outputs, api_visibility="undocumented").then(
+            refresh_review, refresh_inputs, refresh_outputs, api_visibility="private")
         model_choice.input(lambda choice: (choice, ""), model_choice, [model_choice, hub_id], queue=False, api_visibility="private").then(
-            load_model, model_inputs, model_outputs, api_visibility="private")
+            load_model, model_inputs, model_outputs, api_visibility="private").then(
+            refresh_review, refresh_inputs, refresh_outputs, api_visibility="private")
 
         detail = [summary, heat, slider, annotated, regions]
         inspect_button.click(inspect_images, [image_in, files_in, model, threshold, opacity], [inspected, picked, results, *detail],
@@ -507,15 +527,11 @@ def build_app(work: Path = WORK, catalog: Catalog | None = None) -> gr.Blocks:
         for trigger in (opacity.release, picked.input):
             trigger(redraw, redraw_inputs, [results, *detail], api_visibility="private", concurrency_limit=None)
 
-        review_view_outputs = [review_text, review_image, editor]
-        refresh_inputs = [session_id, threshold, view, low, high, position]
-        refresh_outputs = [review_gallery, order, *review_view_outputs, metrics_text]
         score_button.click(start_review, [review_files, review_folder, session_id, model], [session_id, review_status],
                            api_name="review_score", concurrency_id="inference").then(
             refresh_review, refresh_inputs, refresh_outputs, api_name="review_list")
         for trigger in (view.change, low.submit, high.submit, threshold.release):
             trigger(refresh_review, refresh_inputs, refresh_outputs, api_visibility="private")
-        app.load(refresh_review, refresh_inputs, refresh_outputs, api_visibility="private")
         # decisions on one review run one at a time, in the order the keys were pressed
         decide_inputs = [session_id, order, position, threshold, view, low, high]
         decide_outputs = [review_gallery, order, position, *review_view_outputs, metrics_text]
@@ -531,7 +547,9 @@ def build_app(work: Path = WORK, catalog: Catalog | None = None) -> gr.Blocks:
         save_button.click(save_mask, [editor, *decide_inputs], [review_gallery, order, *review_view_outputs, save_button, metrics_text],
                           api_name="review_save_mask", concurrency_limit=1, concurrency_id="review")
         export_button.click(export_review, [session_id, threshold], export_file, api_name="review_export")
-        recalibrate_button.click(recalibrate, [session_id], threshold, api_name="review_recalibrate")
+        recalibrate_button.click(recalibrate, [session_id], threshold, api_name="review_recalibrate").then(
+            refresh_review, refresh_inputs, refresh_outputs, api_visibility="private").then(
+            redraw, redraw_inputs, [results, *detail], api_visibility="private")
 
         train_event = train_button.click(
             fine_tune, [train_files, train_folder, use_reviewed, session_id, start_current, epochs, minutes, model],
@@ -539,9 +557,9 @@ def build_app(work: Path = WORK, catalog: Catalog | None = None) -> gr.Blocks:
             api_name="fine_tune", concurrency_limit=1, concurrency_id="train")
         train_event.success(load_model, [model_choice, gr.State(""), gr.State("")], model_outputs, api_visibility="private")
         cancel_button.click(None, None, None, cancels=[train_event], api_visibility="private")
-        push_button.click(push, [model, repo_id, token], push_status, api_name="push_to_hub")
+        push_button.click(push, [model, repo_id, token, evaluated], push_status, api_name="push_to_hub")
 
-        eval_button.click(evaluate, [eval_zip, model, threshold], [eval_summary, roc, eval_rows], api_name="evaluate",
+        eval_button.click(evaluate, [eval_zip, model, threshold], [eval_summary, roc, eval_rows, evaluated], api_name="evaluate",
                           concurrency_id="inference")
     app.queue(default_concurrency_limit=4)
     return app

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Rebuild the shipped checkpoints from the development sets with the command line tool.
 #   bash checkpoints/build.sh [DATA]      (DATA defaults to ../shared/data)
-# Fixed epochs and seed make the runs repeatable; each fits in 10 minutes on 2 CPU cores.
+# Fixed epochs and seed, and at most 10 minutes each: on the 2-core development machine all three
+# stopped on the clock (see each config.json's training.steps), so another machine trains a little
+# more or less and its checkpoints differ slightly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${1:-../shared/data}

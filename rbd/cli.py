@@ -51,6 +51,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     for key, value in result.items():
         print(f"{key:<12} {'-' if value is None else f'{value:.4f}' if isinstance(value, float) else value}")
     if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2))
 
 
@@ -164,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
             warnings.simplefilter("always")
             warnings.showwarning = lambda message, *_, **__: print(f"warning: {message}", file=sys.stderr)
             args.run(args)
-    except RBDError as err:
+    except (RBDError, OSError) as err:  # bad input, or a file that cannot be written: one line, no traceback
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -8,12 +8,13 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from PIL import Image
 
 from . import metrics
 from .datasets import mvtec_test_set
 from .detector import Detector
-from .errors import ImageReadError
-from .images import read_image
+from .errors import DatasetLayoutError, ImageReadError
+from .images import read_image, read_image_for_scoring
 from .notices import notify
 
 
@@ -46,31 +47,50 @@ def evaluate(detector: Detector, category: str | Path, progress: Callable[[int, 
     if with_masks and not all(item.mask_path for item in items if item.is_anomalous):
         notify("some defective images have no mask: pixel metrics skipped")
         with_masks = False
-    rows, maps, masks, times = [], [], [], []
+    rows, maps, masks, times, skipped, downscaled = [], [], [], [], [], []
     for index, item in enumerate(items):
         start = time.perf_counter()
         try:
-            prediction = detector.rethreshold(detector.predict(read_image(item.path)), threshold)
+            image, notice = read_image_for_scoring(item.path)
+            prediction = detector.rethreshold(detector.predict(image), threshold)
+            elapsed = time.perf_counter() - start
+            mask = np.zeros(prediction.anomaly_map.shape, bool)
+            if with_masks and item.mask_path:
+                mask = _read_mask(item.mask_path, item.path, prediction.anomaly_map.shape)
         except ImageReadError as err:
-            notify(f"skipped: {err}")
+            skipped.append(str(err))
             continue
-        times.append(time.perf_counter() - start)
+        downscaled += [notice] if notice else []
+        times.append(elapsed)
         rows.append({"file": str(item.path.relative_to(category)), "defect": item.defect, "label": int(item.is_anomalous),
                      "score": prediction.score, "normalized_score": prediction.normalized_score, "verdict": prediction.verdict})
         if with_masks:
             maps.append(prediction.anomaly_map)
-            masks.append(_read_mask(item.mask_path, prediction.anomaly_map.shape) if item.mask_path else np.zeros(prediction.anomaly_map.shape, bool))
+            masks.append(mask)
         if progress is not None:
             progress(index + 1, len(items))
+    if skipped:
+        notify(f"skipped {len(skipped)} file(s): {'; '.join(skipped)}")
+    if downscaled:
+        notify("; ".join(downscaled))
     labels = np.array([r["label"] for r in rows])
+    if len(set(labels.tolist())) < 2:
+        raise DatasetLayoutError(f"{category}: image metrics need readable good and defective test images; "
+                                 f"only {len(rows)} of {len(items)} could be read, all of one class")
     scores = np.array([r["score"] for r in rows])
     summary = metrics.summarize(labels, scores, masks if with_masks else None, maps if with_masks else None)
     return Evaluation(n_images=len(rows), ms_per_image=round(1000 * float(np.median(times)), 2), rows=rows,
                       roc=metrics.roc_curve(labels, scores), **summary)
 
 
-def _read_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
+def _read_mask(path: Path, image_path: Path, shape: tuple[int, int]) -> np.ndarray:
+    """The ground-truth mask at the anomaly map's `shape`: it must match its image's size, and is
+    shrunk with it where a huge image was scored on a downscaled copy."""
     mask = read_image(path)[..., 0] > 0.5
+    with Image.open(image_path) as image:
+        width, height = image.size
+    if mask.shape != (height, width):
+        raise ImageReadError(f"{path}: mask is {mask.shape[1]}x{mask.shape[0]} but its image is {width}x{height}")
     if mask.shape != shape:
-        raise ImageReadError(f"{path}: mask is {mask.shape[1]}x{mask.shape[0]} but its image is {shape[1]}x{shape[0]}")
+        mask = np.asarray(Image.fromarray(mask).resize((shape[1], shape[0]), Image.Resampling.NEAREST))
     return mask

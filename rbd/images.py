@@ -92,6 +92,7 @@ def to_rgb_array(image: ImageLike) -> np.ndarray:
 
 
 def _pil_to_array(image: Image.Image) -> np.ndarray:
+    image = ImageOps.exif_transpose(image)  # a no-op once applied (it drops the orientation tag)
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         return to_rgb_array(np.asarray(image))  # keep the full 16-bit / float range
     if image.mode in ("LA", "La", "L", "1"):

@@ -47,7 +47,7 @@ from .detector import defect_mask, is_defective
 from .detector import verdict as verdict_at
 from .errors import ImageReadError, InvalidInputError, NoImagesError
 from .files import atomic_write
-from .images import MAX_SIDE, read_image
+from .images import MAX_SIDE, read_image, read_image_for_scoring
 from .metrics import auroc
 from .notices import notify
 from .uploads import unique_name
@@ -149,7 +149,7 @@ class ReviewSession:
         InvalidInputError if the session was scored with a model of another calibration.
         """
         paths = [Path(p) for p in image_paths]
-        added, skipped = [], []
+        added, skipped, downscaled = [], [], []
         scored_with = Calibration.from_dict(detector.calibration.to_dict())  # a copy: the detector's may change
         with self._lock:
             self._items, self._calibration = self._read_items()  # another object on this folder may have added some meanwhile
@@ -162,10 +162,13 @@ class ReviewSession:
                 images, used = [], []
                 for path in paths[start : start + batch_size]:
                     try:
-                        images.append(read_image(path, MAX_SIDE))
-                        used.append(path)
+                        image, notice = read_image_for_scoring(path, MAX_SIDE)
                     except ImageReadError as err:
                         skipped.append(str(err))
+                        continue
+                    images.append(image)
+                    used.append(path)
+                    downscaled += [notice] if notice else []
                 if images:
                     for path, prediction in zip(used, detector.predict_batch(images, batch_size=batch_size)):
                         added.append(self._store(path, prediction, taken))
@@ -174,6 +177,8 @@ class ReviewSession:
                     progress(min(start + batch_size, len(paths)), len(paths))
         if skipped:
             notify(f"skipped {len(skipped)} unreadable file(s): {'; '.join(skipped)}")
+        if downscaled:
+            notify("; ".join(downscaled))
         if paths and not added:
             raise NoImagesError(f"no usable image among {len(paths)} file(s)")
         return added
@@ -344,24 +349,25 @@ class ReviewSession:
         """One zip, written atomically: decisions.csv, masks/<stem>.png and coco.json.
 
         decisions.csv has a row per image: file, score, verdict (the model's at `threshold`),
-        decision, corrected (the verdict after review) and timestamp; the last three are empty
-        for unreviewed images. Masks (0/255, image size) and coco.json cover reviewed images only.
+        decision, corrected ("yes" where the mask was repainted), timestamp and label (good or
+        defective after review); the last four are empty for unreviewed images. Masks (0/255, image size) and coco.json cover reviewed images only.
         """
         path = Path(path)
         table = io.StringIO()
         writer = csv.writer(table)
-        writer.writerow(["file", "score", "verdict", "decision", "corrected", "timestamp"])
+        writer.writerow(["file", "score", "verdict", "decision", "corrected", "timestamp", "label"])
         reviewed = []
         with atomic_write(path) as f, zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as archive:
             for item in self._items:
                 decision = self._decisions.get(item.id)
                 row = [item.file_name, f"{item.score:.6f}", verdict_at(item.score, threshold)]
                 if decision is None:
-                    writer.writerow(row + ["", "", ""])
+                    writer.writerow(row + ["", "", "", ""])
                     continue
                 mask = self.final_mask(item.id)
-                corrected = "defective" if self.final_label(item.id) else "good"
-                writer.writerow(row + [decision.decision, corrected, decision.timestamp])
+                corrected = "yes" if decision.decision == "correct" else "no"  # the mask was repainted
+                label = "defective" if self.final_label(item.id) else "good"
+                writer.writerow(row + [decision.decision, corrected, decision.timestamp, label])
                 png = io.BytesIO()
                 Image.fromarray(mask_image(mask)).save(png, format="PNG")
                 archive.writestr(f"masks/{Path(item.file_name).stem}.png", png.getvalue())

@@ -92,8 +92,9 @@ def foreign_texture(height: int, width: int, generator: torch.Generator) -> torc
 
 
 def displaced_content(images: torch.Tensor, index: int, generator: torch.Generator) -> torch.Tensor:
-    """Another image of the batch (or the same one), shifted and brightness-jittered."""
-    source = images[int(torch.randint(0, images.shape[0], (1,), generator=generator))]
+    """Another image of the batch (the same one only in a batch of one), shifted and brightness-jittered."""
+    n = images.shape[0]
+    source = images[(index + int(torch.randint(1, n, (1,), generator=generator))) % n if n > 1 else index]
     h, w = source.shape[-2:]
     shift = (int(torch.randint(-h // 2, h // 2 + 1, (1,), generator=generator)), int(torch.randint(-w // 2, w // 2 + 1, (1,), generator=generator)))
     moved = torch.roll(source, shifts=shift, dims=(-2, -1))

@@ -193,6 +193,23 @@ def test_evaluate_an_mvtec_zip(client, category, detector, tmp_path):
     assert len(rows["data"]) == 10
 
 
+def test_a_push_after_an_evaluation_lists_its_metrics_in_the_model_card(app_server, category, tmp_path, monkeypatch):
+    from huggingface_hub import HfApi
+
+    cards = []
+    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kwargs: None)
+    monkeypatch.setattr(HfApi, "upload_folder", lambda self, repo_id, folder_path, **kwargs:
+                        cards.append((folder_path / "README.md").read_text()) or "https://huggingface.co/acme/parts/commit/abc")
+    client = Client(app_server[0], verbose=False)  # one browser session: the evaluation is remembered for the push
+    client.predict("acme/parts", "hf_x", api_name="/push_to_hub")
+    archive = shutil.make_archive(str(tmp_path / "stripes"), "zip", category.parent, category.name)
+    summary, _, _ = client.predict(handle_file(archive), api_name="/evaluate")
+    client.predict("acme/parts", "hf_x", api_name="/push_to_hub")
+    image_auroc = next(row[1] for row in summary["data"] if row[0] == "image_auroc")
+    assert "## Metrics" not in cards[0]
+    assert f"| image_auroc | {float(image_auroc):.4f} |" in cards[1] and "| n_images | 10 |" in cards[1]
+
+
 def test_evaluate_rejects_a_zip_without_mvtec_layout(client, tmp_path, parts):
     archive = tmp_path / "flat.zip"
     with zipfile.ZipFile(archive, "w") as z:
@@ -232,3 +249,21 @@ def test_fine_tune_adds_images_accepted_as_good_in_review(client, category, part
         client.predict(two, None, False, session, True, 1, 0, api_name="/fine_tune")
     *_, status = client.predict(two, None, True, session, True, 1, 0, api_name="/fine_tune")
     assert "on 4 images" in status  # 2 uploaded + 3 reviewed, one of the five held out to calibrate
+
+
+def test_a_fine_tune_asks_zerogpu_for_its_time_budget():
+    import app as app_module
+
+    assert app_module.training_seconds(None, None, False, "s", False, 30, 5, ["m", None]) == 360
+    assert app_module.training_seconds(None, None, False, "s", False, 30, 0, ["m", None]) == 600  # no budget
+    assert app_module.training_seconds(files=None, minutes=2.5) == 210
+    assert app_module.gpu(duration=app_module.training_seconds)(len) is len  # without `spaces`: unchanged
+
+
+def test_the_image_input_scores_the_uploaded_file_itself(client, detector, tmp_path):
+    """gr.Image re-encodes uploads (8-bit RGB, lossy JPEG) unless image_mode=None."""
+    deep = np.linspace(0, 65535, 64 * 80).reshape(64, 80).astype(np.uint16)
+    path = tmp_path / "deep.png"
+    Image.fromarray(deep).save(path)
+    _, table, *_ = client.predict(handle_file(str(path)), None, detector.threshold, 0.5, api_name="/inspect")
+    assert table["data"][0][1] == pytest.approx(detector.predict(path).score, abs=1e-4)

@@ -25,9 +25,9 @@ def test_train_evaluate_predict_info(category, tmp_path, capsys):
     assert code == 0, err
     assert "train/good" in err and "saved" in out and (ckpt / "model.safetensors").is_file()
 
-    code, out, err = run(capsys, "evaluate", category, "--checkpoint", ckpt, "--json", tmp_path / "m.json")
+    code, out, err = run(capsys, "evaluate", category, "--checkpoint", ckpt, "--json", tmp_path / "new" / "m.json")
     assert code == 0, err
-    metrics = json.loads((tmp_path / "m.json").read_text())
+    metrics = json.loads((tmp_path / "new" / "m.json").read_text())
     assert set(metrics) == {"image_auroc", "pixel_auroc", "aupro", "image_f1max", "n_images", "ms_per_image"}
     assert metrics["n_images"] == 10 and 0 <= metrics["pixel_auroc"] <= 1
     assert f"{metrics['image_auroc']:.4f}" in out
@@ -156,6 +156,7 @@ def test_predict_with_no_usable_image_writes_nothing(checkpoint, tmp_path, capsy
     (lambda t, c, k: ["train", c, "--out", t / "o", "--image-size", "100"], "multiple of 32"),
     (lambda t, c, k: ["evaluate", t / "empty", "--checkpoint", k], "not an MVTec AD category"),
     (lambda t, c, k: ["evaluate", c, "--checkpoint", t / "empty"], "not an rbd checkpoint"),
+    (lambda t, c, k: ["evaluate", c, "--checkpoint", k, "--json", t / "texts" / "notes.txt" / "m.json"], "notes.txt"),
     (lambda t, c, k: ["predict", k, t / "missing.png", "--out", t / "p"], "no such file"),
     (lambda t, c, k: ["predict", k, t / "broken", "--out", t / "p"], "no usable image"),
     (lambda t, c, k: ["predict", k, t / "empty", "--out", t / "p"], "no image files"),

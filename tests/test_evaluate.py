@@ -44,11 +44,37 @@ def test_training_folder_prefers_train_good(category, tmp_path):
     assert training_folder(tmp_path) == tmp_path
 
 
-def test_mask_size_mismatch_is_reported(detector, category, tmp_path):
+def test_an_image_with_a_bad_mask_is_skipped_with_a_notice(detector, category, tmp_path):
     from PIL import Image
 
     copy = shutil.copytree(category, tmp_path / "badmask")
-    mask = next((copy / "ground_truth" / "hole").iterdir())
-    Image.fromarray(np.zeros((5, 5), np.uint8)).save(mask)
-    with pytest.raises(rbd.ImageReadError, match="mask is 5x5"):
+    masks = sorted((copy / "ground_truth" / "hole").iterdir())
+    Image.fromarray(np.zeros((5, 5), np.uint8)).save(masks[0])
+    masks[1].write_bytes(b"not a png")
+    with pytest.warns(UserWarning, match=r"skipped 2 file\(s\):.*mask is 5x5.*not an image"):
+        result = rbd.evaluate(detector, copy)
+    assert result.n_images == 8 and result.pixel_auroc is not None
+    assert {r["file"] for r in result.rows}.isdisjoint({"test/hole/000.png", "test/hole/001.png"})
+
+
+def test_unreadable_classes_are_a_layout_error(detector, category, tmp_path):
+    copy = shutil.copytree(category, tmp_path / "broken")
+    for path in (copy / "test" / "hole").iterdir():
+        path.write_bytes(b"\x89PNG truncated")
+    with pytest.warns(UserWarning, match="skipped 5 file"), pytest.raises(rbd.DatasetLayoutError, match="all of one class"):
         rbd.evaluate(detector, copy)
+
+
+def test_a_huge_test_image_is_scored_downscaled_and_its_mask_shrunk(detector, category, tmp_path):
+    from PIL import Image
+
+    from rbd.images import MAX_SIDE
+
+    copy = shutil.copytree(category, tmp_path / "huge")
+    image = Image.open(copy / "test" / "hole" / "000.png").resize((MAX_SIDE * 5 // 4, MAX_SIDE), Image.Resampling.NEAREST)
+    image.save(copy / "test" / "hole" / "000.png")
+    mask = Image.open(copy / "ground_truth" / "hole" / "000_mask.png").resize(image.size, Image.Resampling.NEAREST)
+    mask.save(copy / "ground_truth" / "hole" / "000_mask.png")
+    with pytest.warns(UserWarning, match="000.png is 5120x4096: scored on a downscaled 4096x3277 copy"):
+        result = rbd.evaluate(detector, copy)
+    assert result.n_images == 10 and result.pixel_auroc > 0.5

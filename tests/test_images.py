@@ -120,6 +120,17 @@ def test_exif_orientation_8_rotates_the_other_way(tmp_path):
     assert array[-15:].mean() < 0.1
 
 
+def test_an_opened_pil_image_is_rotated_by_its_exif_too(tmp_path):
+    pixels = np.zeros((24, 40, 3), dtype=np.uint8)
+    pixels[:, 20:] = 255
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    with Image.open(save(Image.fromarray(pixels), tmp_path / "r6.jpg", exif=exif.tobytes(), quality=95)) as image:
+        array = to_rgb_array(image)
+    assert_rgb(array, 40, 24)
+    np.testing.assert_allclose(array, read_image(tmp_path / "r6.jpg"))
+
+
 def test_one_pixel_image(tmp_path):
     path = save(Image.new("RGB", (1, 1), (255, 0, 51)), tmp_path / "dot.png")
     array = read_image(path)

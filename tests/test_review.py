@@ -257,11 +257,11 @@ def test_export_zip(session, tmp_path):
         masks = {name: np.asarray(Image.open(io.BytesIO(archive.read(f"masks/{name}.png")))) for name in "ad"}
         coco = json.loads(archive.read("coco.json"))
 
-    assert [(r["file"], r["verdict"], r["decision"], r["corrected"]) for r in rows] == [
-        ("a.png", "defective", "reject", "good"),
-        ("b.png", "defective", "", ""),
-        ("c.png", "good", "", ""),
-        ("d.png", "good", "correct", "defective"),
+    assert [(r["file"], r["verdict"], r["decision"], r["corrected"], r["label"]) for r in rows] == [
+        ("a.png", "defective", "reject", "no", "good"),
+        ("b.png", "defective", "", "", ""),
+        ("c.png", "good", "", "", ""),
+        ("d.png", "good", "correct", "yes", "defective"),
     ]
     assert float(rows[0]["score"]) == pytest.approx(a.score, abs=1e-6)
     assert rows[0]["timestamp"] == session.decision(a.id).timestamp and rows[1]["timestamp"] == ""
@@ -379,7 +379,8 @@ def test_the_session_keeps_the_model_that_scored_it(session, parts):
 
 def test_huge_images_are_scored_on_a_downscaled_copy(tmp_path, parts, monkeypatch):
     monkeypatch.setattr("rbd.review.MAX_SIDE", 6)
-    session = ReviewSession.create(tmp_path / "sessions", "huge", BrightnessDetector(), parts)
+    with pytest.warns(UserWarning, match="a.png is 10x8: scored on a downscaled 6x5 copy; b.png is 10x8"):
+        session = ReviewSession.create(tmp_path / "sessions", "huge", BrightnessDetector(), parts)
     for item, path in zip(session.items, parts):
         assert (item.height, item.width) == session.anomaly_map(item.id).shape == (5, 6)  # 8 x 10, long side to 6
         assert session.image(item.id).shape == (5, 6, 3)

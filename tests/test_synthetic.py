@@ -187,3 +187,14 @@ def test_invisible_defects_are_repainted():
         for image, mask in zip(corrupted, masks):
             change = (image - flat[0]).abs().mean(dim=0)
             assert change[mask[0] > 0].mean() >= MIN_VISIBLE_CHANGE * 0.999
+
+
+def test_displaced_content_comes_from_another_image_of_the_batch():
+    from rbd.synthetic import displaced_content
+
+    images = torch.eye(3)[:, :, None, None].expand(3, 3, 8, 8)  # image k is pure colour channel k
+    generator = torch.Generator().manual_seed(0)
+    sources = {index: {int(displaced_content(images, index, generator).mean((1, 2)).argmax()) for _ in range(20)}
+               for index in range(3)}
+    assert sources == {0: {1, 2}, 1: {0, 2}, 2: {0, 1}}  # never itself, and both others in time
+    assert int(displaced_content(images[:1], 0, generator).mean((1, 2)).argmax()) == 0  # a batch of one
