@@ -10,7 +10,7 @@ __version__ = "0.1.0"
 
 from .calibration import Calibration, calibrate
 from .checkpoint import load, push_to_hub, save
-from .detector import Detector, Prediction, Region
+from .detector import Detector, Prediction, Region, predict_files
 from .errors import (BackboneError, CheckpointError, DatasetLayoutError, ImageReadError, InvalidInputError, NoImagesError,
                      RBDError, TrainingCancelled)
 from .evaluate import Evaluation, evaluate
@@ -20,5 +20,5 @@ from .train import Progress, TrainConfig, train
 __all__ = [
     "BackboneError", "Calibration", "CheckpointError", "DatasetLayoutError", "Detector", "Evaluation", "ImageReadError",
     "InvalidInputError", "ModelConfig", "NoImagesError", "Prediction", "Progress", "RBD", "RBDError", "Region", "TrainConfig",
-    "TrainingCancelled", "calibrate", "evaluate", "load", "push_to_hub", "save", "train",
+    "TrainingCancelled", "calibrate", "evaluate", "load", "predict_files", "push_to_hub", "save", "train",
 ]

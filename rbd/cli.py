@@ -16,10 +16,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from .errors import ImageReadError, InvalidInputError, NoImagesError, RBDError
+from .errors import InvalidInputError, NoImagesError, RBDError
 from .files import atomic_write
-from .images import IMAGE_EXTENSIONS, find_images, read_image_for_scoring
-from .notices import notify
+from .images import IMAGE_EXTENSIONS, find_images
 from .uploads import unique_name
 
 
@@ -57,6 +56,7 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 def _predict(args: argparse.Namespace) -> None:
     from .checkpoint import load
+    from .detector import predict_files
     from .visualize import mask_image, overlay
 
     paths = _input_images(args.images)
@@ -65,25 +65,12 @@ def _predict(args: argparse.Namespace) -> None:
     if out.exists() and not out.is_dir():
         raise InvalidInputError(f"--out {out} is a file, not a folder")
     taken: set[str] = set()
-    rows, skipped = [], []
-    for path in paths:  # one image at a time: decode, score, write, forget
-        try:
-            image, notice = read_image_for_scoring(path)
-        except ImageReadError as err:
-            skipped.append(str(err))
-            continue
-        if notice:
-            notify(notice)
-        p = detector.predict(image)
+    rows = []
+    for path, image, p in predict_files(detector, paths, args.batch_size):  # a batch at a time: decode, score, write, forget
         name = unique_name(path.stem, taken, split_suffix=False)
         _write_png(overlay(image, p.anomaly_map, detector.calibration, p.threshold), out / f"{name}_overlay.png")
         _write_png(mask_image(p.mask), out / f"{name}_mask.png")
         rows.append([str(path), f"{p.score:.6f}", f"{p.normalized_score:.6f}", f"{p.threshold:.6f}", p.verdict])
-    if not rows:
-        detail = f": {'; '.join(skipped[:5])}" if skipped else ""
-        raise NoImagesError(f"no usable image among {len(paths)} file(s){detail}")
-    if skipped:
-        notify(f"skipped {len(skipped)} unreadable file(s): {'; '.join(skipped)}")
     text = io.StringIO(newline="")
     writer = csv.writer(text)
     writer.writerow(["file", "score", "normalized_score", "threshold", "verdict"])
@@ -149,6 +136,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+", help="image files or folders")
     p.add_argument("--out", required=True)
     p.add_argument("--revision", default=None)
+    p.add_argument("--batch-size", type=int, default=8, help="images decoded and scored together (memory: one batch)")
     p.set_defaults(run=_predict)
 
     p = commands.add_parser("info", help="print a checkpoint's config and calibration")

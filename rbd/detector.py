@@ -9,7 +9,8 @@ a plain attribute: moving it changes verdicts and masks without running the netw
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -17,7 +18,7 @@ import torch
 from .anomaly_map import image_score
 from .calibration import Calibration
 from .geometry import fit, to_image_size, to_input
-from .images import ImageLike, to_rgb_array
+from .images import MAX_SIDE, ImageLike, image_batches, to_rgb_array
 from .model import RBD
 from .regions import box_xyxy, connected_regions
 from .runtime import autocast
@@ -130,3 +131,17 @@ class Detector:
     def _prediction(self, score: float, anomaly_map: np.ndarray, threshold: float | None = None) -> Prediction:
         t = self.threshold if threshold is None else float(threshold)
         return Prediction(score, self.calibration.normalize(score, t), t, anomaly_map)
+
+
+def predict_files(detector: Detector, paths: Sequence[str | Path], batch_size: int = 8, max_side: int | None = MAX_SIDE,
+                  progress: Callable[[int, int], None] | None = None) -> Iterator[tuple[Path, np.ndarray, Prediction]]:
+    """Score image files batch by batch, streaming (path, image, prediction): decode a batch,
+    score it, hand it on, forget it, so a folder of any size fits in memory. Skipped and
+    downscaled files are reported as `rbd.images.image_batches` does; `progress(files done, total)`
+    runs after each batch."""
+    for done, batch in image_batches(paths, batch_size, max_side):
+        predictions = detector.predict_batch([image for _, image in batch], batch_size) if batch else []
+        if progress is not None:
+            progress(done, len(paths))
+        for (path, image), prediction in zip(batch, predictions):
+            yield path, image, prediction

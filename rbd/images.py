@@ -8,12 +8,12 @@ with the file name; folder readers skip them with a warning as long as something
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable, Union
+from typing import Iterable, Iterator, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import ImageReadError, NoImagesError
+from .errors import ImageReadError, InvalidInputError, NoImagesError
 from .notices import notify
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -115,25 +115,44 @@ def _scale_to_unit(array: np.ndarray) -> np.ndarray:
     return np.clip(array / top if top > 1.0 else array, 0.0, 1.0)
 
 
-def read_images(paths: Iterable[str | Path], max_side: int | None = None) -> tuple[list[np.ndarray], list[Path]]:
-    """Decode many files, skipping unreadable ones with one warning that lists them.
+def image_batches(paths: Iterable[str | Path], batch_size: int, max_side: int | None = MAX_SIDE
+                  ) -> Iterator[tuple[int, list[tuple[Path, np.ndarray]]]]:
+    """Decode files `batch_size` at a time, so memory holds one batch.
 
-    Returns the images and the paths they came from. Raises `NoImagesError` if none is usable.
+    Yields (files consumed so far, [(path, image)] of the readable ones among them). Unreadable
+    files are skipped and images over `max_side` downscaled; each kind is reported in one notice
+    at the end. Raises `NoImagesError` (listing the first failures) if no file is usable.
     """
+    if batch_size < 1:
+        raise InvalidInputError(f"batch size must be at least 1, got {batch_size}")
     paths = [Path(p) for p in paths]
-    images, used, skipped = [], [], []
-    for path in paths:
-        try:
-            images.append(read_image(path, max_side))
-            used.append(path)
-        except ImageReadError as err:
-            skipped.append(str(err))
-    if not images:
+    skipped, downscaled, usable = [], [], 0
+    for start in range(0, len(paths), batch_size):
+        batch = []
+        for path in paths[start : start + batch_size]:
+            try:
+                image, notice = read_image_for_scoring(path, max_side) if max_side else (read_image(path), None)
+            except ImageReadError as err:
+                skipped.append(str(err))
+                continue
+            batch.append((path, image))
+            downscaled += [notice] if notice else []
+        usable += len(batch)
+        yield min(start + batch_size, len(paths)), batch
+    if not usable:
         detail = f": {'; '.join(skipped[:5])}" if skipped else ""
         raise NoImagesError(f"no usable image among {len(paths)} file(s){detail}")
     if skipped:
         notify(f"skipped {len(skipped)} unreadable file(s): {'; '.join(skipped)}")
-    return images, used
+    if downscaled:
+        notify("; ".join(downscaled))
+
+
+def read_images(paths: Iterable[str | Path], max_side: int | None = None) -> tuple[list[np.ndarray], list[Path]]:
+    """Decode many files at once, as `image_batches` does: returns the images and their paths."""
+    paths = list(paths)
+    decoded = [item for _, batch in image_batches(paths, max(len(paths), 1), max_side) for item in batch]
+    return [image for _, image in decoded], [path for path, _ in decoded]
 
 
 def read_image_folder(folder: str | Path, max_side: int | None = None) -> tuple[list[np.ndarray], list[Path]]:

@@ -43,11 +43,11 @@ from PIL import Image
 
 from .calibration import Calibration, calibrate
 from .coco import CocoImage, coco_dataset
-from .detector import defect_mask, is_defective
+from .detector import defect_mask, is_defective, predict_files
 from .detector import verdict as verdict_at
-from .errors import ImageReadError, InvalidInputError, NoImagesError
+from .errors import InvalidInputError
 from .files import atomic_write
-from .images import MAX_SIDE, read_image, read_image_for_scoring
+from .images import MAX_SIDE, read_image
 from .metrics import auroc
 from .notices import notify
 from .uploads import unique_name
@@ -149,7 +149,9 @@ class ReviewSession:
         InvalidInputError if the session was scored with a model of another calibration.
         """
         paths = [Path(p) for p in image_paths]
-        added, skipped, downscaled = [], [], []
+        if not paths:
+            return []
+        added = []
         scored_with = Calibration.from_dict(detector.calibration.to_dict())  # a copy: the detector's may change
         with self._lock:
             self._items, self._calibration = self._read_items()  # another object on this folder may have added some meanwhile
@@ -158,29 +160,11 @@ class ReviewSession:
             elif _model_key(self._calibration) != _model_key(scored_with):
                 raise InvalidInputError("this review was scored with another model: start a new review for this model's images")
             taken = {Path(item.file_name).stem.casefold() for item in self._items}
-            for start in range(0, len(paths), batch_size):
-                images, used = [], []
-                for path in paths[start : start + batch_size]:
-                    try:
-                        image, notice = read_image_for_scoring(path, MAX_SIDE)
-                    except ImageReadError as err:
-                        skipped.append(str(err))
-                        continue
-                    images.append(image)
-                    used.append(path)
-                    downscaled += [notice] if notice else []
-                if images:
-                    for path, prediction in zip(used, detector.predict_batch(images, batch_size=batch_size)):
-                        added.append(self._store(path, prediction, taken))
+            for path, _, prediction in predict_files(detector, paths, batch_size, MAX_SIDE, progress):
+                added.append(self._store(path, prediction, taken))
+                if len(added) % batch_size == 0:
                     self._write_items()
-                if progress is not None:
-                    progress(min(start + batch_size, len(paths)), len(paths))
-        if skipped:
-            notify(f"skipped {len(skipped)} unreadable file(s): {'; '.join(skipped)}")
-        if downscaled:
-            notify("; ".join(downscaled))
-        if paths and not added:
-            raise NoImagesError(f"no usable image among {len(paths)} file(s)")
+            self._write_items()
         return added
 
     def decision(self, item_id: int) -> Decision | None:

@@ -75,35 +75,38 @@ def test_predict_gives_every_image_its_own_output_names(category, checkpoint, tm
         ["results.csv"] + [f"{name}_{kind}.png" for name in ["a", "a_1", "a_2", "A_3"] for kind in ("overlay", "mask")])
 
 
-def test_predict_streams_one_image_at_a_time(category, checkpoint, tmp_path, capsys, monkeypatch):
-    """Each image is decoded, scored and written before the next one is decoded, all through atomic writes."""
+def test_predict_streams_a_batch_at_a_time(category, checkpoint, tmp_path, capsys, monkeypatch):
+    """Each batch is decoded, scored and written before the next one is decoded, all through atomic writes."""
+    import rbd.images
     from rbd.detector import Detector
 
     out = tmp_path / "pred"
     events = []
-    read, predict, atomic_write = rbd.cli.read_image_for_scoring, Detector.predict, rbd.cli.atomic_write
+    read, predict, atomic_write = rbd.images.read_image_for_scoring, Detector.predict_batch, rbd.cli.atomic_write
 
     def reading(path, *a, **k):
         events.append(("read", len(list(out.glob("*.png"))) if out.exists() else 0))
         return read(path, *a, **k)
 
-    def predicting(self, image):
-        events.append(("predict",))
-        return predict(self, image)
+    def predicting(self, images, *a, **k):
+        events.append(("predict", len(images)))
+        return predict(self, images, *a, **k)
 
     def writing(path):
         events.append(("write", path.name))
         return atomic_write(path)
 
-    monkeypatch.setattr(rbd.cli, "read_image_for_scoring", reading)
-    monkeypatch.setattr(Detector, "predict", predicting)
+    monkeypatch.setattr(rbd.images, "read_image_for_scoring", reading)
+    monkeypatch.setattr(Detector, "predict_batch", predicting)
     monkeypatch.setattr(rbd.cli, "atomic_write", writing)
-    code, _, err = run(capsys, "predict", checkpoint, category / "test" / "hole", "--out", out)
+    code, _, err = run(capsys, "predict", checkpoint, category / "test" / "hole", "--out", out, "--batch-size", 2)
     assert code == 0, err
     stems = [path.stem for path in sorted((category / "test" / "hole").glob("*.png"))]
     expected = []
-    for i, stem in enumerate(stems):
-        expected += [("read", 2 * i), ("predict",), ("write", f"{stem}_overlay.png"), ("write", f"{stem}_mask.png")]
+    for start in range(0, len(stems), 2):
+        batch = stems[start : start + 2]
+        expected += [("read", 2 * start)] * len(batch) + [("predict", len(batch))]
+        expected += [event for stem in batch for event in (("write", f"{stem}_overlay.png"), ("write", f"{stem}_mask.png"))]
     assert events == expected + [("write", "results.csv")]
     assert len(_results(out)) == len(stems)
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
@@ -161,6 +164,7 @@ def test_predict_with_no_usable_image_writes_nothing(checkpoint, tmp_path, capsy
     (lambda t, c, k: ["predict", k, t / "broken", "--out", t / "p"], "no usable image"),
     (lambda t, c, k: ["predict", k, t / "empty", "--out", t / "p"], "no image files"),
     (lambda t, c, k: ["predict", k, c / "test", "--out", t / "texts" / "notes.txt"], "is a file, not a folder"),
+    (lambda t, c, k: ["predict", k, c / "test", "--out", t / "p", "--batch-size", "0"], "batch size must be at least 1"),
     (lambda t, c, k: ["info", t / "texts"], "not an rbd checkpoint"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(category, checkpoint, tmp_path, capsys, make_args, message):

@@ -104,3 +104,19 @@ def test_unreadable_inputs_are_clear_errors(detector, tmp_path):
         detector.predict(tmp_path / "notes.png")
     with pytest.raises(rbd.ImageReadError):
         detector.predict(np.zeros((4, 4, 2)))
+
+
+def test_predict_files_streams_batches_and_skips_unreadable_files(detector, category, tmp_path):
+    import rbd
+
+    paths = sorted((category / "test").rglob("*.png"))[:5]
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"not an image")
+    seen = []
+    with pytest.warns(UserWarning, match=r"skipped 1 unreadable file\(s\): .*junk.png"):
+        results = list(rbd.predict_files(detector, paths[:2] + [junk] + paths[2:], batch_size=2,
+                                         progress=lambda done, total: seen.append((done, total))))
+    assert seen == [(2, 6), (4, 6), (6, 6)]
+    assert [path for path, _, _ in results] == paths
+    for (path, image, prediction), single in zip(results, detector.predict_batch(paths)):
+        assert image.shape == (64, 80, 3) and prediction.score == pytest.approx(single.score, abs=1e-4)

@@ -356,7 +356,8 @@ def test_read_image_folder_with_only_corrupt_images(tmp_path):
 
 def test_read_image_folder_reads_all(tmp_path):
     make_tree(tmp_path)
-    images, used = read_image_folder(tmp_path, max_side=2)
+    with pytest.warns(UserWarning, match="b.png is 4x4: scored on a downscaled 2x2 copy"):
+        images, used = read_image_folder(tmp_path, max_side=2)
     assert used == find_images(tmp_path)
     assert all(image.shape == (2, 2, 3) for image in images)
 
