@@ -29,7 +29,7 @@ from .geometry import fit, to_input
 from .images import read_image_folder
 from .losses import consistency_loss, reconstruction_loss
 from .model import RBD, ModelConfig
-from .runtime import autocast, resolve_device
+from .runtime import autocast, autocast_dtype, resolve_device
 from .synthetic import add_defects, feature_dropout
 
 MIN_IMAGES = 2  # one to train on, one to calibrate with; five or more is the sensible minimum
@@ -43,7 +43,7 @@ class TrainConfig:
     learning_rate: float = 5e-4  # 2e-3 over-generalised on ksdd (real cracks reconstructed): bench/sweep.py
     weight_decay: float = 1e-4
     seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda; bfloat16 autocast where the hardware has it
+    device: str = "auto"  # auto | cpu | cuda; mixed precision where the hardware has it (rbd.runtime)
     holdout_fraction: float = 0.1  # of the images, kept out of training to calibrate on
     max_holdout: int = 50
     false_alarm_rate: float = 0.01
@@ -140,6 +140,7 @@ def train(
     total_steps = config.epochs * steps_per_epoch
     budget_s = None if config.max_minutes is None else 60.0 * config.max_minutes
 
+    scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype(device) is torch.float16)  # float16 gradients underflow
     model.student.train()
     start, step, fraction, losses = time.monotonic(), 0, 0.0, []
     while fraction < 1.0:
@@ -161,8 +162,9 @@ def train(
             if config.consistency:
                 loss = loss + consistency_loss(model.map_from_features(seen, reconstruction, clean.shape[-2:]), masks)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
 
         step += 1
         losses.append(loss.item())

@@ -1,0 +1,35 @@
+"""Device and precision choice: mixed precision only where the hardware runs it natively."""
+
+import pytest
+import torch
+
+from rbd import runtime
+
+
+@pytest.mark.parametrize("bf16, expected", [(True, torch.bfloat16), (False, torch.float16)])
+def test_cuda_gets_bfloat16_where_native_else_float16(monkeypatch, bf16, expected):
+    asked = {}
+
+    def supported(including_emulation=True):
+        asked["including_emulation"] = including_emulation
+        return bf16
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", supported)
+    assert runtime.autocast_dtype(torch.device("cuda")) is expected
+    assert asked["including_emulation"] is False  # emulated bfloat16 would be slower than float32
+
+
+@pytest.mark.parametrize("native, expected", [(True, torch.bfloat16), (False, None)])
+def test_cpu_gets_bfloat16_only_where_native(monkeypatch, native, expected):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native, raising=False)
+    assert runtime.autocast_dtype(torch.device("cpu")) is expected
+    context = runtime.autocast(torch.device("cpu"))
+    with context:
+        assert torch.is_autocast_enabled("cpu") is (expected is not None)
+
+
+def test_cuda_without_a_gpu_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="no CUDA GPU"):
+        runtime.resolve_device("cuda")
+    assert runtime.resolve_device("auto") == torch.device("cpu")
