@@ -109,8 +109,15 @@ def _info(args: argparse.Namespace) -> None:
     print(json.dumps(config, indent=2))
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """Usage mistakes are bad input too: one `error:` line and exit status 2 (`--help` shows usage)."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {message}\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="python -m rbd", description="Visual anomaly detection by reconstruction-based distillation.")
+    root = _OneLineParser(prog="python -m rbd", description="Visual anomaly detection by reconstruction-based distillation.")
     commands = root.add_subparsers(dest="command", required=True)
 
     p = commands.add_parser("train", help="train on normal images")

@@ -185,3 +185,12 @@ def test_module_entry_point_exits_2_on_bad_input(tmp_path):
     result = subprocess.run([sys.executable, "-m", "rbd", "info", str(tmp_path)], capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and result.stderr.startswith("error:")
+
+
+@pytest.mark.parametrize("args", [["train"], ["predict", "ckpt"], ["evaluate", "data", "--checkpoint"], ["fly"],
+                                  ["train", "data", "--out", "o", "--epochs", "many"]])
+def test_usage_mistakes_are_one_line_and_exit_code_2(capsys, args):
+    with pytest.raises(SystemExit) as exit:
+        main(args)
+    err = capsys.readouterr().err
+    assert exit.value.code == 2 and err.count("\n") == 1 and err.startswith("error: python -m rbd"), err
