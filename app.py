@@ -213,6 +213,12 @@ def build_app(work: Path = WORK, catalog: Catalog | None = None) -> gr.Blocks:
         return (items, gr.update(choices=choices, value=0), results_table(detector, items, threshold),
                 *describe(detector, items[0], threshold, opacity))
 
+    def reinspect(image_path, files, model, threshold: float, opacity: float):
+        """After a model change: score what Inspect holds again, so no verdict mixes two models."""
+        if not _paths(image_path) + _paths(files):
+            return None, *([gr.skip()] * 7)
+        return inspect_images(image_path, files, model, threshold, opacity)
+
     @user_errors
     def redraw(items, index, model, threshold: float, opacity: float):
         """Threshold, opacity or selection changed: re-judge the stored predictions, no network run."""
@@ -257,11 +263,13 @@ def build_app(work: Path = WORK, catalog: Catalog | None = None) -> gr.Blocks:
         """Score uploaded images, zips or a whole folder into this browser's review session."""
         detector = detector_for(model)
         session_id = session_id or uuid.uuid4().hex
+        existing = session_for(session_id)
+        before = len(existing.items) if existing else 0
         with tempfile.TemporaryDirectory(dir=uploads) as folder:
             images = gather_images(_paths(files) + _paths(folder_files), folder)
             session = ReviewSession.create(reviews, session_id, detector, images,
                                            progress=lambda done, total: progress((done, total), desc="scoring"))
-        return session_id, f"Scored {len(images)} image(s); {len(session.items)} in this review."
+        return session_id, f"Scored {len(session.items) - before} image(s); {len(session.items)} in this review."
 
     @user_errors
     def refresh_review(session_id, threshold, view, low, high, position):
@@ -333,7 +341,8 @@ def build_app(work: Path = WORK, catalog: Catalog | None = None) -> gr.Blocks:
             raise rbd.NoImagesError("review some images first")
         calibration = session.recalibrated()
         gr.Info(f"new {calibration.describe()}")
-        return calibration.threshold
+        low, high = calibration.grey_zone()
+        return calibration.threshold, round(low, 4), round(high, 4)
 
     # ---------------------------------------------------------------- fine-tune
     @gpu(duration=training_seconds)
@@ -510,19 +519,24 @@ def build_app(work: Path = WORK, catalog: Catalog | None = None) -> gr.Blocks:
         refresh_outputs = [review_gallery, order, *review_view_outputs, metrics_text]
         model_inputs = [model_choice, hub_id, revision]
         model_outputs = [model, threshold, model_info, low, high]
-        app.load(load_model, model_inputs, model_outputs, api_name="load_model").then(
+        detail = [summary, heat, slider, annotated, regions]
+        inspect_inputs, inspect_outputs = [image_in, files_in, model, threshold, opacity], [inspected, picked, results, *detail]
+        redraw_inputs = [inspected, picked, model, threshold, opacity]
+
+        def after_model_change(event):
+            """A new model (and threshold): the review re-judged, the uploads in Inspect scored again."""
+            event.success(refresh_review, refresh_inputs, refresh_outputs, api_visibility="private").success(
+                reinspect, inspect_inputs, inspect_outputs, api_visibility="private", concurrency_id="inference")
+
+        app.load(load_model, model_inputs, model_outputs, api_name="load_model").success(
             refresh_review, refresh_inputs, refresh_outputs, api_visibility="private")
         app.load(lambda: gr.update(choices=catalog.entries()), None, model_choice, queue=False, api_visibility="private")
-        load_button.click(load_model, model_inputs, model_outputs, api_visibility="undocumented").then(
-            refresh_review, refresh_inputs, refresh_outputs, api_visibility="private")
-        model_choice.input(lambda choice: (choice, ""), model_choice, [model_choice, hub_id], queue=False, api_visibility="private").then(
-            load_model, model_inputs, model_outputs, api_visibility="private").then(
-            refresh_review, refresh_inputs, refresh_outputs, api_visibility="private")
+        after_model_change(load_button.click(load_model, model_inputs, model_outputs, api_visibility="undocumented"))
+        after_model_change(model_choice.input(lambda choice: (choice, ""), model_choice, [model_choice, hub_id], queue=False,
+                                              api_visibility="private").then(load_model, model_inputs, model_outputs, api_visibility="private"))
 
-        detail = [summary, heat, slider, annotated, regions]
-        inspect_button.click(inspect_images, [image_in, files_in, model, threshold, opacity], [inspected, picked, results, *detail],
-                             api_name="inspect", concurrency_limit=8, concurrency_id="inference")
-        redraw_inputs = [inspected, picked, model, threshold, opacity]
+        inspect_button.click(inspect_images, inspect_inputs, inspect_outputs, api_name="inspect", concurrency_limit=8,
+                             concurrency_id="inference")
         threshold.release(redraw, redraw_inputs, [results, *detail], api_name="rethreshold", concurrency_limit=None)
         for trigger in (opacity.release, picked.input):
             trigger(redraw, redraw_inputs, [results, *detail], api_visibility="private", concurrency_limit=None)
@@ -547,15 +561,16 @@ def build_app(work: Path = WORK, catalog: Catalog | None = None) -> gr.Blocks:
         save_button.click(save_mask, [editor, *decide_inputs], [review_gallery, order, *review_view_outputs, save_button, metrics_text],
                           api_name="review_save_mask", concurrency_limit=1, concurrency_id="review")
         export_button.click(export_review, [session_id, threshold], export_file, api_name="review_export")
-        recalibrate_button.click(recalibrate, [session_id], threshold, api_name="review_recalibrate").then(
-            refresh_review, refresh_inputs, refresh_outputs, api_visibility="private").then(
+        recalibrate_button.click(recalibrate, [session_id], [threshold, low, high], api_name="review_recalibrate").success(
+            refresh_review, refresh_inputs, refresh_outputs, api_visibility="private").success(
             redraw, redraw_inputs, [results, *detail], api_visibility="private")
 
         train_event = train_button.click(
             fine_tune, [train_files, train_folder, use_reviewed, session_id, start_current, epochs, minutes, model],
             [loss_plot, calibration_plot, model_file, model_choice, model, train_status],
             api_name="fine_tune", concurrency_limit=1, concurrency_id="train")
-        train_event.success(load_model, [model_choice, gr.State(""), gr.State("")], model_outputs, api_visibility="private")
+        after_model_change(train_event.success(load_model, [model_choice, gr.State(""), gr.State("")], model_outputs,
+                                               api_visibility="private"))
         cancel_button.click(None, None, None, cancels=[train_event], api_visibility="private")
         push_button.click(push, [model, repo_id, token, evaluated], push_status, api_name="push_to_hub")
 

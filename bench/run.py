@@ -6,7 +6,8 @@
 `full` evaluates the shipped checkpoint of each set (built by checkpoints/build.sh). Each
 ablation retrains with exactly that checkpoint's training settings (read from its config.json)
 but one switch flipped, and is evaluated the same way. Results go to `--out/<set>-<variant>.json`;
-runs whose JSON exists are not repeated (delete it to rerun). The peers' numbers are parsed
+runs whose JSON exists are not repeated (delete it to rerun), except the evaluation of the
+shipped checkpoints under `--record-metrics`. The peers' numbers are parsed
 from `--peers`: the best figure per column and set is the bar.
 """
 
@@ -28,9 +29,9 @@ ABLATIONS = {"no_corruption": {"corruption": False}, "no_consistency": {"consist
 COLUMNS = ("image_auroc", "pixel_auroc", "aupro")
 
 
-def run_one(data: Path, variant: str, shipped: rbd.Detector, out: Path) -> dict:
+def run_one(data: Path, variant: str, shipped: rbd.Detector, out: Path, reuse: bool = True) -> dict:
     result_path = out / f"{data.name}-{variant}.json"
-    if result_path.exists():
+    if reuse and result_path.exists():
         return json.loads(result_path.read_text())
     detector = shipped
     if variant != "full":
@@ -100,7 +101,8 @@ def main() -> None:
     for name in args.sets:
         shipped = rbd.load(args.checkpoints / name)
         for variant in args.variants:
-            results.append(run_one(args.data / name, variant, shipped, args.out))
+            recording = variant == "full" and args.record_metrics  # never record a cached figure of another checkpoint
+            results.append(run_one(args.data / name, variant, shipped, args.out, reuse=not recording))
             print(json.dumps(results[-1]), flush=True)
             if variant == "full" and args.record_metrics:
                 rbd.save(shipped, args.checkpoints / name, metrics={k: results[-1][k] for k in COLUMNS + ("image_f1max",)})

@@ -2,8 +2,12 @@
 
 Raw scores have no natural unit, so after training we score images the model has not seen
 (held out from training) and set the threshold at the score that only a stated fraction of
-normal images exceeds: the false-alarm rate (default 1%). With n held-out images the smallest
-rate that can be resolved is about 1/n, so the threshold then sits near their maximum.
+normal images exceeds: the false-alarm rate (default 1%). With n held-out images the empirical
+quantile cannot resolve rates below about 1/n (with 20 images its "99%" point is really their
+maximum, which one new normal image in 21 exceeds), so we also fit a normal distribution to the
+held-out scores and always take the larger of the two thresholds: with few images the fitted
+tail usually wins and the threshold lies above every held-out score; with many, a heavy right
+tail keeps the empirical quantile.
 We also score the same images with synthetic defects painted on and report how many the
 threshold catches, a rough sanity check of sensitivity before any real defect is seen.
 

@@ -109,6 +109,12 @@ def _info(args: argparse.Namespace) -> None:
     print(json.dumps(config, indent=2))
 
 
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return int(text)
+
+
 class _OneLineParser(argparse.ArgumentParser):
     """Usage mistakes are bad input too: one `error:` line and exit status 2 (`--help` shows usage)."""
 
@@ -143,7 +149,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+", help="image files or folders")
     p.add_argument("--out", required=True)
     p.add_argument("--revision", default=None)
-    p.add_argument("--batch-size", type=int, default=8, help="images decoded and scored together (memory: one batch)")
+    p.add_argument("--batch-size", type=_positive_int, default=8, help="images decoded and scored together (memory: one batch)")
     p.set_defaults(run=_predict)
 
     p = commands.add_parser("info", help="print a checkpoint's config and calibration")

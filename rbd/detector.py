@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -133,12 +133,13 @@ class Detector:
         return Prediction(score, self.calibration.normalize(score, t), t, anomaly_map)
 
 
-def predict_files(detector: Detector, paths: Sequence[str | Path], batch_size: int = 8, max_side: int | None = MAX_SIDE,
+def predict_files(detector: Detector, paths: Iterable[str | Path], batch_size: int = 8, max_side: int | None = MAX_SIDE,
                   progress: Callable[[int, int], None] | None = None) -> Iterator[tuple[Path, np.ndarray, Prediction]]:
     """Score image files batch by batch, streaming (path, image, prediction): decode a batch,
     score it, hand it on, forget it, so a folder of any size fits in memory. Skipped and
     downscaled files are reported as `rbd.images.image_batches` does; `progress(files done, total)`
-    runs after each batch."""
+    runs after each batch is scored."""
+    paths = list(paths)
     for done, batch in image_batches(paths, batch_size, max_side):
         predictions = detector.predict_batch([image for _, image in batch], batch_size) if batch else []
         if progress is not None:

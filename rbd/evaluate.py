@@ -14,7 +14,7 @@ from . import metrics
 from .datasets import mvtec_test_set
 from .detector import Detector
 from .errors import DatasetLayoutError, ImageReadError
-from .images import read_image, read_image_for_scoring
+from .images import read_image, read_image_for_scoring, upright_size
 from .notices import notify
 
 
@@ -54,9 +54,9 @@ def evaluate(detector: Detector, category: str | Path, progress: Callable[[int, 
             image, notice = read_image_for_scoring(item.path)
             prediction = detector.rethreshold(detector.predict(image), threshold)
             elapsed = time.perf_counter() - start
-            mask = np.zeros(prediction.anomaly_map.shape, bool)
-            if with_masks and item.mask_path:
-                mask = _read_mask(item.mask_path, item.path, prediction.anomaly_map.shape)
+            if with_masks:
+                shape = prediction.anomaly_map.shape
+                mask = _read_mask(item.mask_path, item.path, shape) if item.mask_path else np.zeros(shape, bool)
         except ImageReadError as err:
             skipped.append(str(err))
             continue
@@ -85,10 +85,9 @@ def evaluate(detector: Detector, category: str | Path, progress: Callable[[int, 
 
 def _read_mask(path: Path, image_path: Path, shape: tuple[int, int]) -> np.ndarray:
     """The ground-truth mask at the anomaly map's `shape`: it must match its image's size, and is
-    shrunk with it where a huge image was scored on a downscaled copy."""
+    shrunk with it where a huge image was scored downscaled."""
     mask = read_image(path)[..., 0] > 0.5
-    with Image.open(image_path) as image:
-        width, height = image.size
+    width, height = upright_size(image_path)
     if mask.shape != (height, width):
         raise ImageReadError(f"{path}: mask is {mask.shape[1]}x{mask.shape[0]} but its image is {width}x{height}")
     if mask.shape != shape:

@@ -56,6 +56,17 @@ def read_image(path: str | Path, max_side: int | None = None) -> np.ndarray:
         raise ImageReadError(f"{path}: corrupt or truncated image ({err})") from err
 
 
+def upright_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) of the image as `read_image` turns it upright, from the header alone."""
+    try:
+        with Image.open(path) as header:
+            width, height = header.size
+            turned = header.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # EXIF orientations that swap the sides
+    except (OSError, ValueError, SyntaxError) as err:
+        raise ImageReadError(f"{path}: corrupt or truncated image ({err})") from err
+    return (height, width) if turned else (width, height)
+
+
 def read_image_for_scoring(path: str | Path, max_side: int = MAX_SIDE) -> tuple[np.ndarray, str | None]:
     """The image, downscaled if its long side exceeds `max_side`, and a notice saying so (else None).
 
@@ -63,14 +74,10 @@ def read_image_for_scoring(path: str | Path, max_side: int = MAX_SIDE) -> tuple[
     the model only looks at about a thousand pixels a side anyway.
     """
     image = read_image(path, max_side)
-    try:
-        with Image.open(path) as header:
-            width, height = header.size
-    except (OSError, ValueError):
-        return image, None
+    width, height = upright_size(path)
     if max(width, height) <= max_side:
         return image, None
-    return image, f"{Path(path).name} is {width}x{height}: scored on a downscaled {image.shape[1]}x{image.shape[0]} copy"
+    return image, f"{Path(path).name} is {width}x{height}: downscaled to {image.shape[1]}x{image.shape[0]}"
 
 
 def to_rgb_array(image: ImageLike) -> np.ndarray:

@@ -143,8 +143,9 @@ class ReviewSession:
             batch_size: int = 8) -> list[Item]:
         """Score more images and store them; returns the new items.
 
-        Images are read and scored a batch at a time, and items.json is rewritten after each
-        batch, so a large upload neither sits in memory at once nor is lost entirely by a crash.
+        Images are read and scored a batch at a time, and items.json is rewritten every
+        `batch_size` stored items, so a large upload neither sits in memory at once nor is lost
+        entirely by a crash.
         Unreadable files are skipped with one warning; NoImagesError if none is usable.
         InvalidInputError if the session was scored with a model of another calibration.
         """

@@ -157,8 +157,10 @@ def test_review_flow_persists_and_exports(client, app_server, parts, detector, t
     assert {r["decision"] for r in rows} == {"correct", "reject", ""}
     assert any(n.startswith("masks/") for n in names) and coco["annotations"]
 
-    new_threshold = client.predict(session, api_name="/review_recalibrate")
-    assert new_threshold == pytest.approx(ReviewSession.open(app_server[1] / "work" / "reviews", session).recalibrated().threshold)
+    new_threshold, low, high = client.predict(session, api_name="/review_recalibrate")
+    recalibrated = ReviewSession.open(app_server[1] / "work" / "reviews", session).recalibrated()
+    assert new_threshold == pytest.approx(recalibrated.threshold)
+    assert (low, high) == pytest.approx(recalibrated.grey_zone(), abs=1e-4)  # the grey zone moves with it
 
 
 def test_review_without_uploads_is_a_clear_message(client):

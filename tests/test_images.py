@@ -131,6 +131,20 @@ def test_an_opened_pil_image_is_rotated_by_its_exif_too(tmp_path):
     np.testing.assert_allclose(array, read_image(tmp_path / "r6.jpg"))
 
 
+def test_upright_size_reads_the_exif_orientation_from_the_header(tmp_path):
+    from rbd.images import upright_size
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    turned = save(Image.new("RGB", (40, 24)), tmp_path / "r6.jpg", exif=exif.tobytes())
+    plain = save(Image.new("RGB", (40, 24)), tmp_path / "plain.jpg")
+    assert upright_size(turned) == (24, 40) == read_image(turned).shape[1::-1]
+    assert upright_size(plain) == (40, 24)
+    (tmp_path / "junk.png").write_bytes(b"junk")
+    with pytest.raises(ImageReadError, match="junk.png"):
+        upright_size(tmp_path / "junk.png")
+
+
 def test_one_pixel_image(tmp_path):
     path = save(Image.new("RGB", (1, 1), (255, 0, 51)), tmp_path / "dot.png")
     array = read_image(path)
@@ -356,7 +370,7 @@ def test_read_image_folder_with_only_corrupt_images(tmp_path):
 
 def test_read_image_folder_reads_all(tmp_path):
     make_tree(tmp_path)
-    with pytest.warns(UserWarning, match="b.png is 4x4: scored on a downscaled 2x2 copy"):
+    with pytest.warns(UserWarning, match="b.png is 4x4: downscaled to 2x2"):
         images, used = read_image_folder(tmp_path, max_side=2)
     assert used == find_images(tmp_path)
     assert all(image.shape == (2, 2, 3) for image in images)

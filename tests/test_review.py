@@ -379,7 +379,7 @@ def test_the_session_keeps_the_model_that_scored_it(session, parts):
 
 def test_huge_images_are_scored_on_a_downscaled_copy(tmp_path, parts, monkeypatch):
     monkeypatch.setattr("rbd.review.MAX_SIDE", 6)
-    with pytest.warns(UserWarning, match="a.png is 10x8: scored on a downscaled 6x5 copy; b.png is 10x8"):
+    with pytest.warns(UserWarning, match="a.png is 10x8: downscaled to 6x5; b.png is 10x8"):
         session = ReviewSession.create(tmp_path / "sessions", "huge", BrightnessDetector(), parts)
     for item, path in zip(session.items, parts):
         assert (item.height, item.width) == session.anomaly_map(item.id).shape == (5, 6)  # 8 x 10, long side to 6
