@@ -26,8 +26,8 @@ import pandas as pd  # noqa: E402
 import rbd  # noqa: E402
 from rbd.catalog import Catalog  # noqa: E402
 from rbd.files import atomic_write  # noqa: E402
-from rbd.images import read_image_for_scoring, read_images  # noqa: E402
-from rbd.notices import collect  # noqa: E402
+from rbd.images import read_images, to_uint8  # noqa: E402
+from rbd.notices import collect, notify  # noqa: E402
 from rbd.plots import calibration_figure, roc_figure  # noqa: E402
 from rbd.review import ReviewSession  # noqa: E402
 from rbd.train import BackgroundTraining  # noqa: E402
@@ -197,18 +197,12 @@ def build_app(work: Path = WORK, catalog: Catalog | None = None) -> gr.Blocks:
         paths = _paths(image_path) + _paths(files)
         if not paths:
             raise rbd.NoImagesError("upload an image (or several) first")
-        items = []
-        with tempfile.TemporaryDirectory(dir=uploads) as folder:
-            for path in gather_images(paths, folder):
-                try:
-                    image, notice = read_image_for_scoring(path)
-                except rbd.ImageReadError as err:
-                    gr.Warning(f"skipped {err}")
-                    continue
-                items.append({"name": path.name, "image": (image * 255).round().astype(np.uint8), "notice": notice,
-                              "prediction": detector.predict(image)})
-        if not items:
-            raise rbd.NoImagesError("none of the uploaded files is a readable image")
+        with tempfile.TemporaryDirectory(dir=uploads) as folder, collect() as notes:
+            scored = list(rbd.predict_files(detector, gather_images(paths, folder)))
+        for note in notes:  # skipped or downscaled files: a toast now, and a line under every summary
+            notify(note)
+        items = [{"name": path.name, "image": to_uint8(image), "notice": "; ".join(notes), "prediction": p}
+                 for path, image, p in scored]
         choices = [(item["name"], i) for i, item in enumerate(items)]
         return (items, gr.update(choices=choices, value=0), results_table(detector, items, threshold),
                 *describe(detector, items[0], threshold, opacity))
@@ -277,16 +271,20 @@ def build_app(work: Path = WORK, catalog: Catalog | None = None) -> gr.Blocks:
         shown, order = gallery(session, threshold, view, low, high)
         return (shown, order, *review_view(session, order, position or 0, threshold), review_metrics(session, threshold))
 
-    @user_errors
-    def decide(decision: str, session_id, order, position, threshold, view, low, high):
+    def shown_item(session_id, order, position, nothing: str):
+        """The review session and the item at `position` of the shown order; `nothing` says why there is none."""
         session = session_for(session_id)
         if session is None or not order:
-            raise rbd.NoImagesError("nothing to review")
-        current = order[int(position)]
-        session.decide(current, decision, threshold)
+            raise rbd.NoImagesError(nothing)
+        return session, session.item(order[int(position)])
+
+    @user_errors
+    def decide(decision: str, session_id, order, position, threshold, view, low, high):
+        session, item = shown_item(session_id, order, position, "nothing to review")
+        session.decide(item.id, decision, threshold)
         shown, new_order = gallery(session, threshold, view, low, high)
         # move on from the decided image (or stay at this place if the filter dropped it)
-        position = new_order.index(current) + 1 if current in new_order else int(position)
+        position = new_order.index(item.id) + 1 if item.id in new_order else int(position)
         position = min(position, max(0, len(new_order) - 1))
         return (shown, new_order, position, *review_view(session, new_order, position, threshold), review_metrics(session, threshold))
 
@@ -300,11 +298,8 @@ def build_app(work: Path = WORK, catalog: Catalog | None = None) -> gr.Blocks:
 
     @user_errors
     def edit_mask(session_id, order, position, threshold):
-        session = session_for(session_id)
-        if session is None or not order:
-            raise rbd.NoImagesError("nothing to review")
-        item = session.item(order[int(position)])
-        image = (session.image(item.id) * 255).round().astype(np.uint8)
+        session, item = shown_item(session_id, order, position, "nothing to review")
+        image = to_uint8(session.image(item.id))
         mask = session.mask_to_edit(item.id, threshold)
         layer = np.zeros((*mask.shape, 4), np.uint8)
         layer[mask] = (255, 0, 0, 255)
@@ -312,10 +307,9 @@ def build_app(work: Path = WORK, catalog: Catalog | None = None) -> gr.Blocks:
 
     @user_errors
     def save_mask(edited, session_id, order, position, threshold, view, low, high):
-        session = session_for(session_id)
-        if session is None or not order or not edited:
+        if not edited:
             raise rbd.NoImagesError("nothing to save: press Edit first")
-        item = session.item(order[int(position)])
+        session, item = shown_item(session_id, order, position, "nothing to save: press Edit first")
         mask = np.zeros((item.height, item.width), bool)
         for layer in edited.get("layers") or []:
             painted = np.asarray(layer)[..., 3] > 0
@@ -400,9 +394,10 @@ def build_app(work: Path = WORK, catalog: Catalog | None = None) -> gr.Blocks:
             extract_zip(archive, folder)
             result = rbd.evaluate(detector_for(model), find_mvtec_root(folder),
                                   progress=lambda i, n: progress((i, n), desc="evaluating"), threshold=threshold)
+        metrics = result.summary()
         summary = pd.DataFrame([{"metric": k, "value": "–" if v is None else round(v, 4) if isinstance(v, float) else v}
-                                for k, v in result.summary().items()])
-        evaluated = {"model": model, "metrics": result.summary()}
+                                for k, v in metrics.items()])
+        evaluated = {"model": model, "metrics": metrics}
         return summary, roc_figure(result.roc, result.image_auroc), pd.DataFrame(result.rows).round(4), evaluated
 
     # ---------------------------------------------------------------- layout

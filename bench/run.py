@@ -104,7 +104,7 @@ def main() -> None:
             recording = variant == "full" and args.record_metrics  # never record a cached figure of another checkpoint
             results.append(run_one(args.data / name, variant, shipped, args.out, reuse=not recording))
             print(json.dumps(results[-1]), flush=True)
-            if variant == "full" and args.record_metrics:
+            if recording:
                 rbd.save(shipped, args.checkpoints / name, metrics={k: results[-1][k] for k in COLUMNS + ("image_f1max",)})
     print(table(results, peer_bars(args.peers) if args.peers.exists() else {}))
 

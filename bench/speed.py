@@ -4,7 +4,7 @@
 
 End to end = a decoded 256x256 RGB uint8 image in, anomaly map (at the image size) and score
 out: `Detector.predict`. Reports the median over `--repeats` runs after a warm-up, for the
-default path (bfloat16 autocast and channels-last where the CPU has native bfloat16) and,
+default path (bfloat16 autocast where the CPU has native bfloat16; channels-last always) and,
 side by side, the float32 baseline, with their ratio.
 """
 

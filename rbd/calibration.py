@@ -26,6 +26,11 @@ import numpy as np
 from .errors import InvalidInputError
 
 
+def is_defective(score, threshold: float):
+    """The one decision rule, for images (their score) and pixels (their map value) alike."""
+    return score >= threshold
+
+
 @dataclass
 class Calibration:
     threshold: float
@@ -36,10 +41,14 @@ class Calibration:
 
     @property
     def synthetic_catch_rate(self) -> float | None:
-        """Fraction of synthetic-defect images at or above the threshold (None if none were scored)."""
+        """Fraction of synthetic-defect images caught at the calibrated threshold (None if none were scored)."""
+        return self.caught(self.threshold)
+
+    def caught(self, threshold: float) -> float | None:
+        """Fraction of synthetic-defect images at or above `threshold` (None if none were scored)."""
         if not self.synthetic_scores:
             return None
-        return float(np.mean(np.asarray(self.synthetic_scores) >= self.threshold))
+        return float(np.mean(is_defective(np.asarray(self.synthetic_scores), threshold)))
 
     def normalize(self, score, threshold: float | None = None):
         """Logistic map of raw scores (a float or an array): 0.5 at the threshold, the normal spread as unit."""
@@ -53,7 +62,7 @@ class Calibration:
         t = self.threshold if threshold is None else threshold
         text = (f"threshold {t:.4f} (calibrated for {100 * self.false_alarm_rate:g}% false alarms on "
                 f"{len(self.normal_scores)} held-out normal images")
-        caught = self.synthetic_catch_rate
+        caught = self.caught(t)
         return text + (f"; catches {100 * caught:.0f}% of synthetic defects)" if caught is not None else ")")
 
     def grey_zone(self, threshold: float | None = None, width: float = 2.0) -> tuple[float, float]:

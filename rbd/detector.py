@@ -16,17 +16,12 @@ import numpy as np
 import torch
 
 from .anomaly_map import image_score
-from .calibration import Calibration
+from .calibration import Calibration, is_defective
 from .geometry import fit, to_image_size, to_input
 from .images import MAX_SIDE, ImageLike, image_batches, to_rgb_array
 from .model import RBD
 from .regions import box_xyxy, connected_regions
 from .runtime import autocast
-
-
-def is_defective(score: float, threshold: float) -> bool:
-    """The one decision rule, for images (their score) and pixels (their map value) alike."""
-    return score >= threshold
 
 
 def verdict(score: float, threshold: float) -> str:

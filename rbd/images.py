@@ -39,7 +39,7 @@ def read_image(path: str | Path, max_side: int | None = None) -> np.ndarray:
         with Image.open(path) as image:
             if max_side is not None and max(image.size) > max_side:
                 image.draft("RGB", (max_side, max_side))  # cheap JPEG downscale; no-op for others
-            image = ImageOps.exif_transpose(image)
+            image = _upright(image)
             image.load()
             if max_side is not None and max(image.size) > max_side:
                 if image.mode.startswith("I;16"):
@@ -98,8 +98,18 @@ def to_rgb_array(image: ImageLike) -> np.ndarray:
     return _scale_to_unit(array)
 
 
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """A float image in [0, 1] as uint8, for display and PNG files."""
+    return (np.clip(image, 0.0, 1.0) * 255).round().astype(np.uint8)
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    """The image turned as its EXIF orientation says (exif_transpose copies even when upright)."""
+    return ImageOps.exif_transpose(image) if image.getexif().get(0x0112, 1) != 1 else image
+
+
 def _pil_to_array(image: Image.Image) -> np.ndarray:
-    image = ImageOps.exif_transpose(image)  # a no-op once applied (it drops the orientation tag)
+    image = _upright(image)  # images opened by the caller
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         return to_rgb_array(np.asarray(image))  # keep the full 16-bit / float range
     if image.mode in ("LA", "La", "L", "1"):

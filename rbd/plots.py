@@ -10,7 +10,6 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from .calibration import Calibration
-from .detector import is_defective
 
 
 def calibration_figure(calibration: Calibration, threshold: float | None = None) -> Figure:
@@ -22,7 +21,7 @@ def calibration_figure(calibration: Calibration, threshold: float | None = None)
     axes = figure.add_subplot()
     axes.hist(calibration.normal_scores, bins=bins, alpha=0.7, color="tab:blue", label=f"held-out normal ({len(calibration.normal_scores)})")
     if calibration.synthetic_scores:
-        caught = np.mean(is_defective(np.asarray(calibration.synthetic_scores), threshold))
+        caught = calibration.caught(threshold)
         axes.hist(calibration.synthetic_scores, bins=bins, alpha=0.6, color="tab:red",
                   label=f"synthetic defects ({len(calibration.synthetic_scores)}, {100 * caught:.0f}% caught)")
     axes.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.4f}")

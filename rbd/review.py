@@ -47,7 +47,7 @@ from .detector import defect_mask, is_defective, predict_files
 from .detector import verdict as verdict_at
 from .errors import InvalidInputError
 from .files import atomic_write
-from .images import MAX_SIDE, read_image
+from .images import MAX_SIDE, read_image, to_uint8
 from .metrics import auroc
 from .notices import notify
 from .uploads import unique_name
@@ -62,6 +62,7 @@ DECISIONS_FILE = "decisions.jsonl"
 FORMAT_VERSION = 2  # 2: the calibration is stored next to the items
 _MASK_NAME = re.compile(r"masks/\d+-\d+\.png")
 _FLOAT16_MAX = float(np.finfo(np.float16).max)
+THUMB_SIDE = 256  # gallery size: a thumbnail is stored at scoring time, as the gallery redraws on every decision
 
 
 @dataclass(frozen=True)
@@ -161,8 +162,8 @@ class ReviewSession:
             elif _model_key(self._calibration) != _model_key(scored_with):
                 raise InvalidInputError("this review was scored with another model: start a new review for this model's images")
             taken = {Path(item.file_name).stem.casefold() for item in self._items}
-            for path, _, prediction in predict_files(detector, paths, batch_size, MAX_SIDE, progress):
-                added.append(self._store(path, prediction, taken))
+            for path, image, prediction in predict_files(detector, paths, batch_size, MAX_SIDE, progress):
+                added.append(self._store(path, image, prediction, taken))
                 if len(added) % batch_size == 0:
                     self._write_items()
             self._write_items()
@@ -227,15 +228,22 @@ class ReviewSession:
     def overlay(self, item_id: int, threshold: float, opacity: float = 0.5, max_side: int | None = None) -> np.ndarray:
         """(H, W, 3) uint8: the image blended with its heat map, coloured by the session's calibration.
 
-        `max_side` keeps every `step`-th pixel so the long side fits: gallery thumbnails, cheaply.
+        `max_side` keeps every `step`-th pixel so the long side fits; at `THUMB_SIDE` the picture
+        is the thumbnail stored at scoring time, so the gallery never decodes the full images.
         """
         if max_side is not None and max_side < 1:
             raise InvalidInputError(f"max_side must be at least 1, got {max_side}")
-        image, amap = self.image(item_id), self.anomaly_map(item_id)
+        amap = self.anomaly_map(item_id)
+        thumbnail = self._thumbnail_path(item_id)
+        if max_side == THUMB_SIDE and thumbnail.is_file():
+            return heat_overlay(read_image(thumbnail), _subsample(amap, max_side), self._calibration, threshold, opacity)
+        image = self.image(item_id)
         if max_side is not None:
-            step = -(-max(amap.shape) // max_side)
-            image, amap = image[::step, ::step], amap[::step, ::step]
+            image, amap = _subsample(image, max_side), _subsample(amap, max_side)
         return heat_overlay(image, amap, self._calibration, threshold, opacity)
+
+    def _thumbnail_path(self, item_id: int) -> Path:
+        return self.folder / "thumbs" / f"{self.item(item_id).id}.png"
 
     def mask_to_edit(self, item_id: int, threshold: float) -> np.ndarray:
         """The mask the inspector starts drawing from: the final one if reviewed, else the model's at `threshold`."""
@@ -361,8 +369,9 @@ class ReviewSession:
             archive.writestr("coco.json", json.dumps(coco_dataset(reviewed)))
         return path
 
-    def _store(self, source: Path, prediction, taken: set[str]) -> Item:
-        """Copy the image in, save its map; `taken` holds the casefolded stems in use (masks are named by stem)."""
+    def _store(self, source: Path, image: np.ndarray, prediction, taken: set[str]) -> Item:
+        """Copy the image in, save its map and thumbnail; `taken` holds the casefolded stems in use
+        (masks are named by stem)."""
         stem = source.stem if source.stem and not source.stem.startswith(".") else "image"
         file_name = unique_name(stem, taken, split_suffix=False) + source.suffix
         item_id = len(self._items)
@@ -372,6 +381,8 @@ class ReviewSession:
         small = np.isfinite(amap).all() and float(np.abs(amap).max(initial=0.0)) <= _FLOAT16_MAX
         with atomic_write(self.folder / "maps" / f"{item_id}.npy") as f:
             np.save(f, amap.astype(np.float16 if small else np.float32), allow_pickle=False)
+        with atomic_write(self.folder / "thumbs" / f"{item_id}.png") as f:
+            Image.fromarray(to_uint8(_subsample(image, THUMB_SIDE))).save(f, format="PNG")
         height, width = amap.shape
         item = Item(item_id, file_name, self.folder / "images" / file_name, float(prediction.score),
                     float(prediction.normalized_score), prediction.verdict, int(height), int(width))
@@ -463,3 +474,9 @@ def session_folder(root: str | Path, session_id: str) -> Path:
 def _model_key(calibration: Calibration) -> tuple:
     """What tells two models apart: a fine-tuned or retrained model gets new held-out scores."""
     return calibration.threshold, calibration.scale, list(calibration.normal_scores)
+
+
+def _subsample(array: np.ndarray, max_side: int) -> np.ndarray:
+    """Every `step`-th pixel, so the long side is at most `max_side`: a cheap, exact-colour shrink."""
+    step = -(-max(array.shape[:2]) // max_side)
+    return array[::step, ::step]

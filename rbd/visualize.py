@@ -11,6 +11,7 @@ import matplotlib
 import numpy as np
 
 from .calibration import Calibration
+from .images import to_uint8
 
 COLORMAP = "turbo"
 
@@ -28,7 +29,7 @@ def overlay(image: np.ndarray, anomaly_map: np.ndarray, calibration: Calibration
     base = image.astype(np.float32) / 255 if image.dtype == np.uint8 else image
     colours = heatmap(anomaly_map, calibration, threshold).astype(np.float32) / 255
     blended = (1 - opacity) * base + opacity * colours
-    return (np.clip(blended, 0, 1) * 255).round().astype(np.uint8)
+    return to_uint8(blended)
 
 
 def mask_image(mask: np.ndarray) -> np.ndarray:

@@ -115,6 +115,8 @@ def test_describe_states_threshold_rate_and_catch_rate():
     calibration = calibrate([1.0, 2.0, 3.0, 4.0, 5.0], synthetic_scores=[0.5, 5.0, 6.0, 4.9, 7.0], false_alarm_rate=0.0)
     assert calibration.describe() == ("threshold 5.0000 (calibrated for 0% false alarms on 5 held-out normal images; "
                                       "catches 60% of synthetic defects)")
+    # at a moved threshold the catch rate is counted at that threshold: 4.9, 5.0, 6.0, 7.0
+    assert calibration.describe(4.9).startswith("threshold 4.9000") and "catches 80% of synthetic" in calibration.describe(4.9)
 
 
 def test_dict_round_trip_through_json():

@@ -389,6 +389,20 @@ def test_huge_images_are_scored_on_a_downscaled_copy(tmp_path, parts, monkeypatc
     session.decide(0, "correct", THRESHOLD, np.ones((5, 6), bool))
 
 
+def test_the_gallery_reads_thumbnails_stored_at_scoring_time(tmp_path, monkeypatch):
+    from rbd.review import THUMB_SIDE
+
+    path = tmp_path / "wide.png"
+    pixels = np.random.default_rng(0).integers(0, 256, (300, 700, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path)
+    session = ReviewSession.create(tmp_path / "sessions", "t", BrightnessDetector(), [path])
+    full = session.overlay(0, THRESHOLD, 0.3)
+    monkeypatch.setattr(ReviewSession, "image", lambda *a: pytest.fail("the full image was decoded"))
+    thumb = session.overlay(0, THRESHOLD, 0.3, max_side=THUMB_SIDE)
+    np.testing.assert_array_equal(thumb, full[::3, ::3])  # 700 px long side -> every 3rd pixel: 100 x 234
+    assert thumb.shape == (100, 234, 3)
+
+
 def test_pictures_for_the_app(session, parts):
     a, b, c, d = session.items
     full = overlay(read_image(parts[0]), session.anomaly_map(a.id), BrightnessDetector().calibration, THRESHOLD, 0.3)
