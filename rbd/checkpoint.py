@@ -3,8 +3,9 @@
 The teacher is not stored: its name is in the config and its ImageNet weights come from
 their own source (see backbones.py), which keeps checkpoints small. Nothing is pickled, so a
 checkpoint from a stranger cannot run code. The same folder is a Hugging Face Hub model repo:
-`load("owner/name")` downloads through `hf_hub_download`, `push_to_hub` uploads through
-`upload_folder` with a generated model card.
+`load("owner/name")` downloads both files from one commit through `snapshot_download`,
+`push_to_hub` uploads through `upload_folder` with a model card whose metadata (licence,
+teacher as base model, evaluation results) the Hub shows.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from safetensors.torch import load_file, save_file
 from . import __version__
 from .calibration import Calibration
 from .detector import Detector
-from .errors import CheckpointError
+from .backbones import hub_repo
+from .errors import CheckpointError, HubError
 from .model import RBD, ModelConfig
 
 FORMAT = "rbd-checkpoint"
@@ -70,7 +72,7 @@ def save(detector: Detector, directory: str | Path, metrics: dict | None = None)
         weights = {k: v.detach().cpu().contiguous() for k, v in detector.model.student.state_dict().items()}
         save_file(weights, str(staging / WEIGHTS_FILE), metadata={"format": FORMAT})
         (staging / CONFIG_FILE).write_text(json.dumps(config, indent=2))
-        (staging / CARD_FILE).write_text(model_card(config))
+        model_card(config).save(staging / CARD_FILE)
         for path in staging.iterdir():
             path.chmod(0o644)  # shareable like any model file, not private like a temp file
             with open(path, "rb") as f:
@@ -154,26 +156,37 @@ def read_config(path: Path) -> dict:
 
 
 def _download(repo_id: str, revision: str | None) -> tuple[Path, Path]:
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+    """Config and weights from one commit of the repo (through the local cache), so a push that
+    lands between two downloads can never pair one version's config with another's weights."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 
     at = f"{repo_id}@{revision}" if revision else repo_id
-    try:  # LocalEntryNotFoundError subclasses EntryNotFoundError, so it is caught first
-        return tuple(Path(hf_hub_download(repo_id, name, revision=revision)) for name in (CONFIG_FILE, WEIGHTS_FILE))
+    try:  # the not-found errors subclass HfHubHTTPError, and LocalEntryNotFoundError OSError: they are caught first
+        folder = Path(snapshot_download(repo_id, revision=revision, allow_patterns=[CONFIG_FILE, WEIGHTS_FILE]))
     except RepositoryNotFoundError as err:
         raise CheckpointError(f"{at}: no such model repo on the Hugging Face Hub (or it is private)") from err
     except RevisionNotFoundError as err:
         raise CheckpointError(f"{at}: no such revision") from err
     except LocalEntryNotFoundError as err:
-        raise CheckpointError(f"{at}: the Hub cannot be reached and the checkpoint is not in the local cache") from err
-    except EntryNotFoundError as err:
-        raise CheckpointError(f"{at}: the repo has no {CONFIG_FILE} or {WEIGHTS_FILE}: not an rbd checkpoint") from err
-    except (OSError, ValueError) as err:
-        raise CheckpointError(f"{at}: download failed ({err})") from err
+        raise HubError(f"{at}: the Hub cannot be reached and the checkpoint is not in the local cache") from err
+    except (HfHubHTTPError, OSError) as err:
+        raise HubError(f"{at}: download failed ({err})") from err
+    except ValueError as err:
+        raise CheckpointError(f"{at}: {err}") from err
+    missing = [name for name in (CONFIG_FILE, WEIGHTS_FILE) if not (folder / name).is_file()]
+    if missing:
+        raise CheckpointError(f"{at}: the repo has no {' or '.join(missing)}: not an rbd checkpoint")
+    return folder / CONFIG_FILE, folder / WEIGHTS_FILE
 
 
-def push_to_hub(detector: Detector, repo_id: str, token: str | None = None, private: bool = False, metrics: dict | None = None) -> str:
-    """Upload the checkpoint (with its model card) to a Hub model repo; returns the commit URL."""
+def push_to_hub(detector: Detector, repo_id: str, token: str | None = None, private: bool = False, metrics: dict | None = None,
+                license: str = "other", datasets: list[str] | None = None) -> str:
+    """Upload the checkpoint (with its model card) to a Hub model repo; returns the commit URL.
+
+    `license` is a Hub licence id for the card (the trained weights are yours to license, "other"
+    until you say); `datasets` are the Hub ids of the data it was trained and evaluated on, if any.
+    """
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
@@ -182,28 +195,47 @@ def push_to_hub(detector: Detector, repo_id: str, token: str | None = None, priv
         api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
         with tempfile.TemporaryDirectory() as tmp:
             folder = save(detector, Path(tmp) / "checkpoint", metrics)
+            model_card(read_config(folder / CONFIG_FILE), repo_id, license, datasets).save(folder / CARD_FILE)
             commit = api.upload_folder(repo_id=repo_id, folder_path=folder, repo_type="model",
                                        commit_message=f"Upload rbd {__version__} checkpoint")
     except OfflineModeIsEnabled as err:
-        raise CheckpointError(f"cannot push to {repo_id}: the Hub is unreachable (offline mode)") from err
-    except (HfHubHTTPError, OSError, ValueError) as err:
+        raise HubError(f"cannot push to {repo_id}: the Hub is unreachable (offline mode)") from err
+    except (HfHubHTTPError, OSError) as err:
+        raise HubError(f"cannot push to {repo_id}: {err}") from err
+    except ValueError as err:
         raise CheckpointError(f"cannot push to {repo_id}: {err}") from err
     return str(getattr(commit, "commit_url", commit))
 
 
-def model_card(config: dict) -> str:
-    """A Hub model card that states what the model is, how it was calibrated and how it scores."""
+# (key in the metrics, Hub task type, metric type, display name): image-level metrics judge the
+# good/defective classification, pixel-level ones the defect segmentation.
+_HUB_METRICS = [
+    ("image_auroc", "image-classification", "roc_auc", "Image AUROC"),
+    ("image_f1max", "image-classification", "f1", "Image F1-max"),
+    ("pixel_auroc", "image-segmentation", "roc_auc", "Pixel AUROC"),
+    ("aupro", "image-segmentation", "aupro", "AUPRO (FPR up to 30%)"),
+]
+
+
+def model_card(config: dict, repo_id: str | None = None, license: str = "other", datasets: list[str] | None = None):
+    """A Hub model card (`huggingface_hub.ModelCard`): metadata the Hub indexes (licence, library,
+    tags, the teacher's repo as base model, evaluation results), then what the model is, how it
+    was calibrated and how to use it."""
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
     model, calibration, training = config["model"], config["calibration"], config.get("training") or {}
+    metrics = config.get("metrics") or {}
+    name = repo_id.split("/")[-1] if repo_id else "rbd anomaly detector"
+    dataset = datasets[0] if datasets else None
+    results = [EvalResult(task_type=task, task_name="Visual anomaly detection", dataset_type=dataset or "local",
+                          dataset_name=dataset or "local MVTec-layout test set", metric_type=kind, metric_name=label,
+                          metric_value=float(metrics[key]))
+               for key, task, kind, label in _HUB_METRICS if metrics.get(key) is not None]
+    data = ModelCardData(license=license, library_name="rbd", tags=["anomaly-detection", "industrial-inspection", "rbd"],
+                         base_model=hub_repo(model["backbone"]), datasets=datasets, model_name=name,
+                         eval_results=results or None)
     lines = [
-        "---",
-        "library_name: rbd",
-        "tags:",
-        "- anomaly-detection",
-        "- industrial-inspection",
-        "- rbd",
-        "---",
-        "",
-        "# rbd anomaly detector",
+        f"# {name}",
         "",
         "Reconstruction-based distillation (Zhao and Guo, Computers & Graphics 132, 2025), trained on normal images only.",
         "",
@@ -217,9 +249,9 @@ def model_card(config: dict) -> str:
     if training:
         lines.append(f"- Training: {training.get('train_images')} images, {training.get('steps')} steps, "
                      f"{training.get('seconds')} s on {training.get('device')}, rbd {training.get('rbd_version')}")
-    if config.get("metrics"):
+    if metrics:
         lines += ["", "## Metrics", "", "| metric | value |", "|---|---|"]
-        lines += [f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in config["metrics"].items() if v is not None]
-    lines += ["", "## Use", "", "```python", "import rbd", "", "detector = rbd.load(\"OWNER/NAME\")",
+        lines += [f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in metrics.items() if v is not None]
+    lines += ["", "## Use", "", "```python", "import rbd", "", f"detector = rbd.load(\"{repo_id or 'path/to/this/folder'}\")",
               "prediction = detector.predict(\"part.png\")", "print(prediction.score, prediction.verdict)", "```", ""]
-    return "\n".join(lines)
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines))

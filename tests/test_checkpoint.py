@@ -39,8 +39,30 @@ def test_folder_holds_safetensors_json_and_a_card_only(checkpoint, detector):
 
 def test_model_card_states_threshold_and_metrics(detector):
     card = checkpoint_module.model_card(checkpoint_module.checkpoint_config(detector, metrics={"image_auroc": 0.987}))
-    assert card.startswith("---\nlibrary_name: rbd")
-    assert f"{detector.threshold:.5f}" in card and "| image_auroc | 0.9870 |" in card
+    assert f"{detector.threshold:.5f}" in card.text and "| image_auroc | 0.9870 |" in card.text
+    assert 'rbd.load("path/to/this/folder")' in card.text
+
+
+def test_model_card_metadata_is_what_the_hub_reads(detector):
+    """The card is parsed back as the Hub parses it: licence, library, tags, teacher, data and model-index results."""
+    from huggingface_hub import ModelCard
+
+    metrics = {"image_auroc": 0.9, "pixel_auroc": 0.8, "aupro": None, "image_f1max": 0.7, "n_images": 10, "ms_per_image": 12.5}
+    config = checkpoint_module.checkpoint_config(detector, metrics)
+    card = ModelCard(str(checkpoint_module.model_card(config, "acme/parts", "apache-2.0", ["acme/parts-images"])))
+    data = card.data
+    assert data.license == "apache-2.0" and data.library_name == "rbd" and "anomaly-detection" in data.tags
+    assert data.datasets == ["acme/parts-images"] and data.base_model is None  # the packaged teacher has no Hub repo
+    found = {(r.task_type, r.metric_type, r.metric_name): r.metric_value for r in data.eval_results}
+    assert found == {("image-classification", "roc_auc", "Image AUROC"): 0.9, ("image-classification", "f1", "Image F1-max"): 0.7,
+                     ("image-segmentation", "roc_auc", "Pixel AUROC"): 0.8}  # aupro unknown: no entry
+    assert {r.dataset_type for r in data.eval_results} == {"acme/parts-images"}
+    assert 'rbd.load("acme/parts")' in card.text and "OWNER" not in card.text
+
+    config["model"]["backbone"] = "resnet18.tv_in1k"
+    config["metrics"] = {}
+    data = ModelCard(str(checkpoint_module.model_card(config))).data
+    assert data.base_model == "timm/resnet18.tv_in1k" and data.license == "other" and not data.eval_results
 
 
 def test_a_changed_threshold_is_saved(detector, tmp_path, probe):
@@ -123,8 +145,17 @@ def test_hub_revision_is_honoured(hub_cache, checkpoint, tmp_path):
 
 
 def test_hub_miss_offline_is_a_clear_error(hub_cache):
-    with pytest.raises(rbd.CheckpointError, match="cannot be reached"):
+    with pytest.raises(rbd.HubError, match="cannot be reached"):
         rbd.load("acme/never-downloaded")
+
+
+def test_hub_files_come_from_one_snapshot(hub_cache, checkpoint, tmp_path):
+    """The revision names one commit; its snapshot lacking the weights is an error, never another commit's weights."""
+    _cached_repo(hub_cache, "acme/parts", checkpoint.iterdir(), "main", "a" * 40)
+    _cached_repo(hub_cache, "acme/parts", [checkpoint / "config.json"], "v2", "b" * 40)
+    with pytest.raises(rbd.CheckpointError, match="has no model.safetensors: not an rbd checkpoint"):
+        rbd.load("acme/parts", revision="v2")
+    assert rbd.load("acme/parts").config is not None
 
 
 def test_push_to_hub_uploads_the_checkpoint_folder(detector, monkeypatch):
@@ -143,15 +174,16 @@ def test_push_to_hub_uploads_the_checkpoint_folder(detector, monkeypatch):
 
     monkeypatch.setattr(HfApi, "create_repo", create_repo)
     monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
-    url = rbd.push_to_hub(detector, "acme/parts", token="hf_x", metrics={"image_auroc": 1.0})
+    url = rbd.push_to_hub(detector, "acme/parts", token="hf_x", metrics={"image_auroc": 1.0}, license="mit")
     assert url.endswith("/commit/abc")
     assert calls["create"][0] == "acme/parts" and calls["create"][1]["exist_ok"] is True
     assert calls["files"] == ["README.md", "config.json", "model.safetensors"]
-    assert "| image_auroc | 1.0000 |" in calls["card"]
+    assert "| image_auroc | 1.0000 |" in calls["card"] and 'rbd.load("acme/parts")' in calls["card"]
+    assert "\nlicense: mit\n" in calls["card"]
 
 
-def test_push_offline_is_a_clear_error(detector, hub_cache):
-    with pytest.raises(rbd.CheckpointError, match="cannot push to acme/parts"):
+def test_push_offline_is_a_hub_error(detector, hub_cache):
+    with pytest.raises(rbd.HubError, match="cannot push to acme/parts"):
         rbd.push_to_hub(detector, "acme/parts", token="hf_x")
 
 
@@ -178,7 +210,7 @@ def test_hub_loading_never_reads_a_local_folder_of_that_name(checkpoint, tmp_pat
     monkeypatch.chdir(tmp_path)
     shutil.copytree(checkpoint, tmp_path / "acme" / "parts")
     assert rbd.load("acme/parts").config is not None  # rbd.load: a folder wins
-    with pytest.raises(rbd.CheckpointError, match="cannot be reached"):
+    with pytest.raises(rbd.HubError, match="cannot be reached"):
         checkpoint_module.load_from_hub("acme/parts")
 
 
