@@ -12,9 +12,9 @@ from PIL import Image
 
 from . import metrics
 from .datasets import mvtec_test_set
-from .detector import Detector
+from .detector import Detector, predict_files
 from .errors import DatasetLayoutError, ImageReadError
-from .images import read_image, read_image_for_scoring, upright_size
+from .images import read_image, upright_size
 from .notices import notify
 
 
@@ -39,6 +39,8 @@ def evaluate(detector: Detector, category: str | Path, progress: Callable[[int, 
              threshold: float | None = None) -> Evaluation:
     """Score every test image; pixel metrics only when every defective image has a mask.
 
+    Images are read and scored as `predict_files` does (unreadable ones skipped, huge ones
+    downscaled, each with one notice); a test image whose mask is unusable is skipped too.
     `threshold` (default: the detector's) only sets the verdict column of the rows: the metrics
     do not depend on it.
     """
@@ -47,32 +49,26 @@ def evaluate(detector: Detector, category: str | Path, progress: Callable[[int, 
     if with_masks and not all(item.mask_path for item in items if item.is_anomalous):
         notify("some defective images have no mask: pixel metrics skipped")
         with_masks = False
-    rows, maps, masks, times, skipped, downscaled = [], [], [], [], [], []
-    for index, item in enumerate(items):
-        start = time.perf_counter()
+    truth, bad_masks = {}, []
+    for item in items:
         try:
-            image, notice = read_image_for_scoring(item.path)
-            prediction = detector.rethreshold(detector.predict(image), threshold)
-            elapsed = time.perf_counter() - start
-            if with_masks:
-                shape = prediction.anomaly_map.shape
-                mask = _read_mask(item.mask_path, item.path, shape) if item.mask_path else np.zeros(shape, bool)
+            truth[item.path] = _read_mask(item.mask_path, item.path) if with_masks and item.mask_path else None
         except ImageReadError as err:
-            skipped.append(str(err))
-            continue
-        downscaled += [notice] if notice else []
-        times.append(elapsed)
-        rows.append({"file": str(item.path.relative_to(category)), "defect": item.defect, "label": int(item.is_anomalous),
+            bad_masks.append(str(err))
+    if bad_masks:
+        notify(f"skipped {len(bad_masks)} test image(s) with an unusable mask: {'; '.join(bad_masks)}")
+    by_path = {item.path: item for item in items if item.path in truth}
+    rows, maps, masks, times = [], [], [], []
+    start = time.perf_counter()
+    for path, _, prediction in predict_files(detector, list(by_path), batch_size=1, progress=progress):
+        times.append(time.perf_counter() - start)  # decode, predict, map at image size
+        item, prediction = by_path[path], detector.rethreshold(prediction, threshold)
+        rows.append({"file": str(path.relative_to(category)), "defect": item.defect, "label": int(item.is_anomalous),
                      "score": prediction.score, "normalized_score": prediction.normalized_score, "verdict": prediction.verdict})
         if with_masks:
             maps.append(prediction.anomaly_map)
-            masks.append(mask)
-        if progress is not None:
-            progress(index + 1, len(items))
-    if skipped:
-        notify(f"skipped {len(skipped)} file(s): {'; '.join(skipped)}")
-    if downscaled:
-        notify("; ".join(downscaled))
+            masks.append(_at_size(truth[path], prediction.anomaly_map.shape))
+        start = time.perf_counter()
     labels = np.array([r["label"] for r in rows])
     if len(set(labels.tolist())) < 2:
         raise DatasetLayoutError(f"{category}: image metrics need readable good and defective test images; "
@@ -83,13 +79,24 @@ def evaluate(detector: Detector, category: str | Path, progress: Callable[[int, 
                       roc=metrics.roc_curve(labels, scores), **summary)
 
 
-def _read_mask(path: Path, image_path: Path, shape: tuple[int, int]) -> np.ndarray:
-    """The ground-truth mask at the anomaly map's `shape`: it must match its image's size, and is
-    shrunk with it where a huge image was scored downscaled."""
+def _read_mask(path: Path, image_path: Path) -> np.ndarray | None:
+    """The ground-truth mask, which must match its image's (upright) size; None if the image
+    itself is unreadable (scoring skips it, with its own notice)."""
+    try:
+        width, height = upright_size(image_path)
+    except ImageReadError:
+        return None
     mask = read_image(path)[..., 0] > 0.5
-    width, height = upright_size(image_path)
     if mask.shape != (height, width):
         raise ImageReadError(f"{path}: mask is {mask.shape[1]}x{mask.shape[0]} but its image is {width}x{height}")
+    return mask
+
+
+def _at_size(mask: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
+    """The mask at the anomaly map's `shape` (shrunk where a huge image was scored downscaled); all
+    normal for a good image."""
+    if mask is None:
+        return np.zeros(shape, bool)
     if mask.shape != shape:
         mask = np.asarray(Image.fromarray(mask).resize((shape[1], shape[0]), Image.Resampling.NEAREST))
     return mask

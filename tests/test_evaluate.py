@@ -51,7 +51,7 @@ def test_an_image_with_a_bad_mask_is_skipped_with_a_notice(detector, category, t
     masks = sorted((copy / "ground_truth" / "hole").iterdir())
     Image.fromarray(np.zeros((5, 5), np.uint8)).save(masks[0])
     masks[1].write_bytes(b"not a png")
-    with pytest.warns(UserWarning, match=r"skipped 2 file\(s\):.*mask is 5x5.*not an image"):
+    with pytest.warns(UserWarning, match=r"skipped 2 test image\(s\) with an unusable mask:.*mask is 5x5.*not an image"):
         result = rbd.evaluate(detector, copy)
     assert result.n_images == 8 and result.pixel_auroc is not None
     assert {r["file"] for r in result.rows}.isdisjoint({"test/hole/000.png", "test/hole/001.png"})
@@ -61,7 +61,7 @@ def test_unreadable_classes_are_a_layout_error(detector, category, tmp_path):
     copy = shutil.copytree(category, tmp_path / "broken")
     for path in (copy / "test" / "hole").iterdir():
         path.write_bytes(b"\x89PNG truncated")
-    with pytest.warns(UserWarning, match="skipped 5 file"), pytest.raises(rbd.DatasetLayoutError, match="all of one class"):
+    with pytest.warns(UserWarning, match=r"skipped 5 unreadable file\(s\)"), pytest.raises(rbd.DatasetLayoutError, match="all of one class"):
         rbd.evaluate(detector, copy)
 
 
