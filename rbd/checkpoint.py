@@ -62,9 +62,7 @@ def save(detector: Detector, directory: str | Path, metrics: dict | None = None)
     renamed into place. Only an existing rbd checkpoint (or an empty folder) is replaced, so a
     mistyped --out never deletes someone's files.
     """
-    directory = Path(directory).resolve()
-    if directory.exists() and any(directory.iterdir()) and not _is_checkpoint(directory):
-        raise CheckpointError(f"{directory} exists and is not an rbd checkpoint: choose another folder")
+    directory = writable_target(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
@@ -85,6 +83,15 @@ def save(detector: Detector, directory: str | Path, metrics: dict | None = None)
         shutil.rmtree(retired, ignore_errors=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    return directory
+
+
+def writable_target(directory: str | Path) -> Path:
+    """`directory` as an absolute path `save` may write, checked before any work: only a new or
+    empty folder or an existing rbd checkpoint, never a folder of someone's files."""
+    directory = Path(directory).resolve()
+    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())) and not _is_checkpoint(directory):
+        raise CheckpointError(f"{directory} exists and is not an rbd checkpoint: choose another folder")
     return directory
 
 

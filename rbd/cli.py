@@ -1,52 +1,66 @@
-"""Command line: `python -m rbd train | evaluate | predict | info`.
+"""Command line: `rbd train | evaluate | predict | info` (or `python -m rbd ...`).
 
-Other tools call these commands, so their arguments and outputs are a contract (see README).
-A user mistake prints one line, `error: ...`, and exits with status 2.
+Other tools call these commands, so their arguments, outputs and exit statuses are a contract
+(see README): 0 on success, 2 for usage mistakes and bad input (one line, `error: ...`), 1 for a
+failure while running, such as a Hub that cannot be reached. Long work shows a progress bar on
+stderr unless `--quiet`.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import inspect
 import io
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
+from typing import Callable
 
 from PIL import Image
+from tqdm import tqdm
 
+from . import __version__
+from .backbones import BACKBONES
+from .checkpoint import checkpoint_config, load, save, writable_target
+from .datasets import training_folder
+from .detector import predict_files
 from .errors import InvalidInputError, NoImagesError, RBDError
+from .evaluate import evaluate
 from .files import atomic_write
 from .images import IMAGE_EXTENSIONS, find_images
+from .model import ModelConfig
+from .train import Progress, TrainConfig, train
 from .uploads import unique_name
+from .visualize import mask_image, overlay
 
 
 def _train(args: argparse.Namespace) -> None:
-    from .checkpoint import save
-    from .datasets import training_folder
-    from .model import ModelConfig
-    from .train import TrainConfig, train
-
+    writable_target(_writable(args.out, "--out"))  # refuse a bad --out now, not after training
     model_config = ModelConfig(backbone=args.backbone, image_size=args.image_size)
     config = TrainConfig(epochs=args.epochs, max_minutes=args.max_minutes, seed=args.seed, device=args.device)
     folder = training_folder(args.data)
     print(f"training on {folder}", file=sys.stderr)
+    with _bar(args, "step", "training") as bar:
+        count = _counter(bar)
 
-    def report(p):
-        if p.step % 25 == 0:
-            print(f"step {p.step:5d}  epoch {p.epoch:6.1f}  loss {p.loss:.4f}  {p.elapsed_s:6.0f} s", file=sys.stderr)
+        def report(p: Progress) -> None:  # the budget is epochs or minutes: its total in steps is projected
+            bar.set_postfix(epoch=f"{p.epoch:.1f}", loss=f"{p.loss:.4f}", refresh=False)
+            count(p.step, max(p.step, round(p.step / p.fraction)))
 
-    detector = train(folder, model_config, config, progress=report)
+        detector = train(folder, model_config, config, progress=report)
     save(detector, args.out)
     print(f"saved {args.out}: {detector.calibration.describe()}")
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    from .checkpoint import load
-    from .evaluate import evaluate
-
-    result = evaluate(load(args.checkpoint, args.revision), args.data).summary()
+    if args.json:
+        _writable(args.json, "--json")
+    detector = load(args.checkpoint, args.revision)
+    with _bar(args, "image", "evaluating") as bar:
+        result = evaluate(detector, args.data, progress=_counter(bar)).summary()
     for key, value in result.items():
         print(f"{key:<12} {'-' if value is None else f'{value:.4f}' if isinstance(value, float) else value}")
     if args.json:
@@ -55,22 +69,19 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 
 def _predict(args: argparse.Namespace) -> None:
-    from .checkpoint import load
-    from .detector import predict_files
-    from .visualize import mask_image, overlay
-
-    paths = _input_images(args.images)
-    detector = load(args.checkpoint, args.revision)
-    out = Path(args.out)
+    out = _writable(args.out, "--out")
     if out.exists() and not out.is_dir():
         raise InvalidInputError(f"--out {out} is a file, not a folder")
+    paths = _input_images(args.images)
+    detector = load(args.checkpoint, args.revision)
     taken: set[str] = set()
     rows = []
-    for path, image, p in predict_files(detector, paths, args.batch_size):  # a batch at a time: decode, score, write, forget
-        name = unique_name(path.stem, taken, split_suffix=False)
-        _write_png(overlay(image, p.anomaly_map, detector.calibration, p.threshold), out / f"{name}_overlay.png")
-        _write_png(mask_image(p.mask), out / f"{name}_mask.png")
-        rows.append([str(path), f"{p.score:.6f}", f"{p.normalized_score:.6f}", f"{p.threshold:.6f}", p.verdict])
+    with _bar(args, "image", "scoring") as bar:  # a batch at a time: decode, score, write, forget
+        for path, image, p in predict_files(detector, paths, args.batch_size, progress=_counter(bar)):
+            name = unique_name(path.stem, taken, split_suffix=False)
+            _write_png(overlay(image, p.anomaly_map, detector.calibration, p.threshold), out / f"{name}_overlay.png")
+            _write_png(mask_image(p.mask), out / f"{name}_mask.png")
+            rows.append([str(path), f"{p.score:.6f}", f"{p.normalized_score:.6f}", f"{p.threshold:.6f}", p.verdict])
     text = io.StringIO(newline="")
     writer = csv.writer(text)
     writer.writerow(["file", "score", "normalized_score", "threshold", "verdict"])
@@ -78,6 +89,13 @@ def _predict(args: argparse.Namespace) -> None:
     with atomic_write(out / "results.csv") as f:
         f.write(text.getvalue().encode("utf-8"))
     print(f"wrote {len(rows)} overlays, masks and {out / 'results.csv'}")
+
+
+def _info(args: argparse.Namespace) -> None:
+    config = checkpoint_config(load(args.checkpoint, args.revision))
+    config["calibration"] = {k: v for k, v in config["calibration"].items() if not k.endswith("_scores")}
+    config["training"] = {k: v for k, v in config["training"].items() if k != "loss_curve"}
+    print(json.dumps(config, indent=2))
 
 
 def _input_images(items: list[str]) -> list[Path]:
@@ -95,24 +113,45 @@ def _input_images(items: list[str]) -> list[Path]:
     return paths
 
 
+def _writable(path: str, option: str) -> Path:
+    """`path`, checked to be creatable before the long work starts: a bad output path is bad input
+    (exit 2), while a write that fails later (a full disk) is a failure while running (exit 1)."""
+    path = Path(path)
+    existing = next(p for p in [path.parent, *path.parent.parents] if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise InvalidInputError(f"{option} {path}: {existing} is not a folder this user can write in")
+    return path
+
+
 def _write_png(array, path: Path) -> None:
     with atomic_write(path) as f:
         Image.fromarray(array).save(f, format="PNG")
 
 
-def _info(args: argparse.Namespace) -> None:
-    from .checkpoint import checkpoint_config, load
+def _bar(args: argparse.Namespace, unit: str, description: str) -> tqdm:
+    """A progress bar on stderr (counts, rate, time left); `--quiet` turns it off."""
+    return tqdm(desc=description, unit=unit, disable=args.quiet, file=sys.stderr, dynamic_ncols=True)
 
-    config = checkpoint_config(load(args.checkpoint, args.revision))
-    config["calibration"] = {k: v for k, v in config["calibration"].items() if not k.endswith("_scores")}
-    config["training"] = {k: v for k, v in config["training"].items() if k != "loss_curve"}
-    print(json.dumps(config, indent=2))
+
+def _counter(bar: tqdm) -> Callable[[int, int], None]:
+    """A `progress(done, total)` callback that moves `bar`."""
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    return progress
 
 
 def _positive_int(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
     return int(text)
+
+
+def _default(api: Callable, name: str):
+    """A setting's default as the config class or function declares it, so the command line never repeats it."""
+    return inspect.signature(api).parameters[name].default
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -123,38 +162,51 @@ class _OneLineParser(argparse.ArgumentParser):
 
 
 def parser() -> argparse.ArgumentParser:
-    root = _OneLineParser(prog="python -m rbd", description="Visual anomaly detection by reconstruction-based distillation.")
-    commands = root.add_subparsers(dest="command", required=True)
+    prog = "rbd" if Path(sys.argv[0]).name == "rbd" else "python -m rbd"  # the console script, or the module
+    root = _OneLineParser(prog=prog, description="Visual anomaly detection by reconstruction-based distillation.",
+                          epilog="Exit status: 0 on success, 2 for usage mistakes and bad input, 1 for a failure while "
+                                 "running (for example a Hugging Face Hub that cannot be reached).")
+    root.add_argument("--version", action="version", version=f"rbd {__version__}")
+    commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    quiet = _OneLineParser(add_help=False)
+    quiet.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
+    revision = _OneLineParser(add_help=False)
+    revision.add_argument("--revision", default=None, help="branch, tag or commit of a Hub repo (default: main)")
 
-    p = commands.add_parser("train", help="train on normal images")
-    p.add_argument("data", help="MVTec-layout category (uses train/good) or any folder of normal images")
-    p.add_argument("--out", required=True, help="checkpoint folder to write")
-    p.add_argument("--backbone", default="tf_efficientnet_lite0")
-    p.add_argument("--image-size", type=int, default=256)
-    p.add_argument("--epochs", type=int, default=200)
-    p.add_argument("--max-minutes", type=float, default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p = commands.add_parser("train", parents=[quiet], help="train on normal images, write a checkpoint folder")
+    p.add_argument("data", help="MVTec-layout category (uses train/good) or any folder of normal images, searched recursively")
+    p.add_argument("--out", required=True, help="checkpoint folder to write (new, empty, or an rbd checkpoint to replace)")
+    p.add_argument("--backbone", default=_default(ModelConfig, "backbone"), choices=list(BACKBONES), metavar="NAME",
+                   help="frozen ImageNet teacher: %(choices)s (default: %(default)s; the EfficientNet-Lite ones work "
+                        "offline, the others download from the Hugging Face Hub once)")
+    p.add_argument("--image-size", type=int, default=_default(ModelConfig, "image_size"),
+                   help="short side of the model input in pixels, a multiple of 32 (default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=_default(TrainConfig, "epochs"),
+                   help="passes over the images; training stops at this or --max-minutes, whichever comes first "
+                        "(default: %(default)s)")
+    p.add_argument("--max-minutes", type=float, default=_default(TrainConfig, "max_minutes"),
+                   help="time budget for the training steps; None: no limit (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=_default(TrainConfig, "seed"), help="random seed (default: %(default)s)")
+    p.add_argument("--device", default=_default(TrainConfig, "device"), choices=["auto", "cpu", "cuda"],
+                   help="where to train: %(choices)s; auto picks a CUDA GPU when there is one (default: %(default)s)")
     p.set_defaults(run=_train)
 
-    p = commands.add_parser("evaluate", help="metrics on an MVTec-layout category")
-    p.add_argument("data")
-    p.add_argument("--checkpoint", required=True, help="checkpoint folder or Hub repo id")
-    p.add_argument("--revision", default=None)
-    p.add_argument("--json", default=None, help="also write the metrics to this JSON file")
+    p = commands.add_parser("evaluate", parents=[quiet, revision], help="metrics on an MVTec-layout category")
+    p.add_argument("data", help="MVTec-layout category: test/good, test/<defect>, optional ground_truth/<defect> masks")
+    p.add_argument("--checkpoint", required=True, help="checkpoint folder or Hub repo id (owner/name)")
+    p.add_argument("--json", default=None, help="also write the metrics to this JSON file (default: none)")
     p.set_defaults(run=_evaluate)
 
-    p = commands.add_parser("predict", help="score images, write overlays, masks and results.csv")
-    p.add_argument("checkpoint", help="checkpoint folder or Hub repo id")
-    p.add_argument("images", nargs="+", help="image files or folders")
-    p.add_argument("--out", required=True)
-    p.add_argument("--revision", default=None)
-    p.add_argument("--batch-size", type=_positive_int, default=8, help="images decoded and scored together (memory: one batch)")
+    p = commands.add_parser("predict", parents=[quiet, revision], help="score images, write overlays, masks and results.csv")
+    p.add_argument("checkpoint", help="checkpoint folder or Hub repo id (owner/name)")
+    p.add_argument("images", nargs="+", help="image files or folders (searched recursively)")
+    p.add_argument("--out", required=True, help="folder for the overlays, masks and results.csv")
+    p.add_argument("--batch-size", type=_positive_int, default=_default(predict_files, "batch_size"),
+                   help="images decoded and scored together; memory holds one batch (default: %(default)s)")
     p.set_defaults(run=_predict)
 
-    p = commands.add_parser("info", help="print a checkpoint's config and calibration")
-    p.add_argument("checkpoint")
-    p.add_argument("--revision", default=None)
+    p = commands.add_parser("info", parents=[revision], help="print a checkpoint's config and calibration as JSON")
+    p.add_argument("checkpoint", help="checkpoint folder or Hub repo id (owner/name)")
     p.set_defaults(run=_info)
     return root
 
@@ -164,12 +216,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("always")
-            warnings.showwarning = lambda message, *_, **__: print(f"warning: {message}", file=sys.stderr)
+            # tqdm.write keeps a warning from tearing a progress bar line
+            warnings.showwarning = lambda message, *_, **__: tqdm.write(f"warning: {message}", file=sys.stderr)
             args.run(args)
     except RBDError as err:  # explained: one line, no traceback
         print(f"error: {err}", file=sys.stderr)
         return err.exit_status
-    except OSError as err:  # a file that cannot be written or read
+    except OSError as err:  # a read or write that failed while running (outputs were checked before)
         print(f"error: {err}", file=sys.stderr)
-        return 2
+        return 1
     return 0

@@ -1,5 +1,7 @@
-"""The command line is a contract other tools call: train, evaluate, predict, info, and exit code 2 on bad input."""
+"""The command line is a contract other tools call: train, evaluate, predict, info; progress on stderr;
+exit status 2 on bad input, 1 on a failure while running."""
 
+import argparse
 import csv
 import json
 import subprocess
@@ -9,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import rbd
 import rbd.cli
 from rbd.cli import main
 
@@ -24,17 +27,19 @@ def test_train_evaluate_predict_info(category, tmp_path, capsys):
     code, out, err = run(capsys, "train", category, "--out", ckpt, "--image-size", 64, "--epochs", 3, "--seed", 1, "--device", "cpu")
     assert code == 0, err
     assert "train/good" in err and "saved" in out and (ckpt / "model.safetensors").is_file()
+    assert "training: 100%" in err and "6/6 [" in err and "step/s" in err and "loss=" in err  # 3 epochs of 2 batches of 9 images
 
     code, out, err = run(capsys, "evaluate", category, "--checkpoint", ckpt, "--json", tmp_path / "new" / "m.json")
     assert code == 0, err
+    assert "evaluating: 100%" in err and "10/10 [" in err
     metrics = json.loads((tmp_path / "new" / "m.json").read_text())
     assert set(metrics) == {"image_auroc", "pixel_auroc", "aupro", "image_f1max", "n_images", "ms_per_image"}
     assert metrics["n_images"] == 10 and 0 <= metrics["pixel_auroc"] <= 1
     assert f"{metrics['image_auroc']:.4f}" in out
 
     images = sorted((category / "test").rglob("*.png"))
-    code, out, err = run(capsys, "predict", ckpt, images[0], category / "test" / "good", "--out", tmp_path / "pred")
-    assert code == 0, err
+    code, out, err = run(capsys, "predict", ckpt, images[0], category / "test" / "good", "--out", tmp_path / "pred", "--quiet")
+    assert code == 0 and err == "", err  # --quiet: no progress bar
     with open(tmp_path / "pred" / "results.csv") as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == ["file", "score", "normalized_score", "threshold", "verdict"]
@@ -143,7 +148,7 @@ def test_predict_with_no_usable_image_writes_nothing(checkpoint, tmp_path, capsy
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "a.png").write_bytes(b"garbage")
     (tmp_path / "in" / "b.jpg").write_bytes(b"\xff\xd8\xff truncated")
-    code, _, err = run(capsys, "predict", checkpoint, tmp_path / "in", "--out", tmp_path / "pred")
+    code, _, err = run(capsys, "predict", checkpoint, tmp_path / "in", "--out", tmp_path / "pred", "--quiet")
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("error: no usable image among 2 file(s)"), err
     assert not (tmp_path / "pred").exists()
@@ -153,7 +158,8 @@ def test_predict_with_no_usable_image_writes_nothing(checkpoint, tmp_path, capsy
     (lambda t, c, k: ["train", t / "empty", "--out", t / "o"], "no image files"),
     (lambda t, c, k: ["train", t / "texts", "--out", t / "o"], "no image files"),
     (lambda t, c, k: ["train", t / "broken", "--out", t / "o"], "no usable image"),
-    (lambda t, c, k: ["train", c, "--out", t / "o", "--backbone", "vgg99"], "unknown backbone"),
+    (lambda t, c, k: ["train", c, "--out", t / "texts", "--epochs", "1"], "not an rbd checkpoint"),
+    (lambda t, c, k: ["train", c, "--out", t / "texts" / "notes.txt" / "o", "--epochs", "1"], "notes.txt is not a folder"),
     (lambda t, c, k: ["train", c, "--out", t / "o", "--device", "cuda"], "no CUDA GPU"),
     (lambda t, c, k: ["train", c, "--out", t / "o", "--epochs", "0"], "epochs must be at least 1"),
     (lambda t, c, k: ["train", c, "--out", t / "o", "--image-size", "100"], "multiple of 32"),
@@ -188,9 +194,68 @@ def test_module_entry_point_exits_2_on_bad_input(tmp_path):
 
 @pytest.mark.parametrize("args", [["train"], ["predict", "ckpt"], ["evaluate", "data", "--checkpoint"], ["fly"],
                                   ["train", "data", "--out", "o", "--epochs", "many"],
+                                  ["train", "data", "--out", "o", "--backbone", "vgg99"],
                                   ["predict", "ckpt", "x.png", "--out", "o", "--batch-size", "0"]])
 def test_usage_mistakes_are_one_line_and_exit_code_2(capsys, args):
     with pytest.raises(SystemExit) as exit:
         main(args)
     err = capsys.readouterr().err
     assert exit.value.code == 2 and err.count("\n") == 1 and err.startswith("error: python -m rbd"), err
+
+
+def test_predict_shows_progress_with_counts_rate_and_time_left(category, checkpoint, tmp_path, capsys):
+    code, _, err = run(capsys, "predict", checkpoint, category / "test" / "hole", "--out", tmp_path / "p", "--batch-size", 2)
+    assert code == 0, err
+    final = err.replace("\r", "\n").splitlines()[-1]
+    assert final.startswith("scoring: 100%") and "5/5 [" in final and "<00:00" in final and "image/s]" in final, err
+
+
+def test_a_hub_that_cannot_be_reached_exits_1(hub_cache, category, tmp_path, capsys):
+    code, _, err = run(capsys, "predict", "acme/never-downloaded", category / "test" / "good", "--out", tmp_path / "p")
+    assert code == 1
+    assert err.count("\n") == 1 and err.startswith("error: acme/never-downloaded: the Hub cannot be reached"), err
+
+
+def test_a_write_that_fails_while_running_exits_1(category, checkpoint, tmp_path, capsys, monkeypatch):
+    import errno
+
+    def full(path):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(rbd.cli, "atomic_write", full)
+    code, _, err = run(capsys, "predict", checkpoint, category / "test" / "good", "--out", tmp_path / "p", "--quiet")
+    assert code == 1 and err.count("\n") == 1 and "No space left on device" in err, err
+
+
+def test_help_documents_every_option_its_default_and_the_backbones(capsys):
+    from rbd.backbones import BACKBONES
+    from rbd.cli import parser
+
+    for command, subparser in parser()._subparsers._group_actions[0].choices.items():
+        with pytest.raises(SystemExit) as exit:
+            main([command, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        assert exit.value.code == 0
+        for action in subparser._actions:
+            assert action.help, (command, action.dest)
+            for option in action.option_strings:
+                assert option in text, (command, option)
+            if action.option_strings and action.default not in (None, False, argparse.SUPPRESS) and not action.required:
+                assert f"default: {action.default}" in text, (command, action.dest)
+        if command == "train":
+            assert all(name in text for name in BACKBONES) and "default: tf_efficientnet_lite0" in text
+
+
+def test_defaults_are_the_config_classes_own(tmp_path):
+    from rbd.cli import parser
+
+    args = parser().parse_args(["train", "data", "--out", "o"])
+    model, training = rbd.ModelConfig(), rbd.TrainConfig()
+    assert (args.backbone, args.image_size) == (model.backbone, model.image_size)
+    assert (args.epochs, args.max_minutes, args.seed, args.device) == (training.epochs, training.max_minutes, training.seed, training.device)
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit:
+        main(["--version"])
+    assert exit.value.code == 0 and capsys.readouterr().out.strip() == f"rbd {rbd.__version__}"
