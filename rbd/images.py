@@ -1,8 +1,10 @@
 """Reading images of any kind into one form: float32 RGB arrays in [0, 1], shape (H, W, 3).
 
 Inspection cameras produce grey, 16-bit, RGBA and EXIF-rotated files; all of them become the
-same array here so nothing downstream has to care. Unreadable files raise `ImageReadError`
-with the file name; folder readers skip them with a warning as long as something usable is left.
+same array here so nothing downstream has to care. Pillow decodes most of them; 16-bit colour
+PNG and TIFF files, which Pillow would cut to their high byte, are decoded at full depth by
+imagecodecs (PNG) and tifffile (TIFF). Unreadable files raise `ImageReadError` with the file
+name; folder readers skip them with a warning as long as something usable is left.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable, Iterator, Union
 
+import imagecodecs
 import numpy as np
+import tifffile
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageReadError, InvalidInputError, NoImagesError
@@ -37,6 +41,8 @@ def read_image(path: str | Path, max_side: int | None = None) -> np.ndarray:
     """Decode one file; `max_side` downscales huge images while decoding (JPEG draft mode)."""
     try:
         with Image.open(path) as image:
+            if _is_deep_colour(image):
+                return _read_deep_colour(path, image, max_side)
             if max_side is not None and max(image.size) > max_side:
                 image.draft("RGB", (max_side, max_side))  # cheap JPEG downscale; no-op for others
             image = _upright(image)
@@ -52,8 +58,42 @@ def read_image(path: str | Path, max_side: int | None = None) -> np.ndarray:
         raise ImageReadError(f"{path}: not an image file") from err
     except Image.DecompressionBombError as err:
         raise ImageReadError(f"{path}: image too large to decode safely ({err})") from err
-    except (OSError, SyntaxError, ValueError) as err:  # truncated or corrupt data
+    except (OSError, SyntaxError, ValueError, RuntimeError, IndexError) as err:  # truncated or corrupt data
         raise ImageReadError(f"{path}: corrupt or truncated image ({err})") from err
+
+
+def _is_deep_colour(image: Image.Image) -> bool:
+    """Whether the file is colour with more than 8 bits a channel, which Pillow (no such mode) would cut to 8."""
+    if image.mode not in ("RGB", "RGBA"):
+        return False
+    if image.format == "TIFF":
+        return max(image.tag_v2.get(258, (8,))) > 8  # BitsPerSample
+    return image.format == "PNG" and bool(image.tile) and str(image.tile[0][3]).endswith(";16B")  # raw mode of 16-bit data
+
+
+# EXIF orientation -> the same turn as ImageOps.exif_transpose, on an (H, W, C) array
+_TURNS = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1], 5: lambda a: a.swapaxes(0, 1),
+          6: lambda a: np.rot90(a, -1), 7: lambda a: np.rot90(a, 2).swapaxes(0, 1), 8: lambda a: np.rot90(a)}
+
+
+def _read_deep_colour(path: str | Path, header: Image.Image, max_side: int | None) -> np.ndarray:
+    """A 16-bit colour PNG or TIFF at full depth, upright and (with `max_side`) shrunk like Pillow's images."""
+    if header.format == "PNG":
+        array = imagecodecs.png_decode(Path(path).read_bytes())
+    else:
+        with tifffile.TiffFile(path) as tiff:
+            page = tiff.pages[0]  # the frame Pillow shows
+            array = page.asarray()
+            if page.axes.startswith("S"):  # planar: one plane per channel
+                array = np.moveaxis(array, 0, -1)
+    turn = _TURNS.get(header.getexif().get(0x0112, 1))
+    image = to_rgb_array(turn(array) if turn else array)
+    if max_side is None or max(image.shape[:2]) <= max_side:
+        return image
+    channels = [Image.fromarray(np.ascontiguousarray(image[..., c])) for c in range(3)]  # 32-bit float planes
+    for channel in channels:
+        channel.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    return np.clip(np.stack([np.asarray(c) for c in channels], axis=-1), 0.0, 1.0)
 
 
 def upright_size(path: str | Path) -> tuple[int, int]:

@@ -88,6 +88,64 @@ def test_16bit_grey_png_with_max_side_is_downscaled(tmp_path):
     assert array[:, 0, 0].mean() < 0.05 and array[:, -1, 0].mean() > 0.95  # ramp survives, full range
 
 
+# 16-bit colour: Pillow has no such mode and keeps only the high byte, so these files are decoded at full depth.
+# The low bytes below differ while the high bytes are equal: an 8-bit reading could not tell them apart.
+DEEP = np.array([[[0x1200, 0x1280, 0x12FF], [65535, 0, 1]], [[0x8001, 0x8002, 0x8003], [1000, 2000, 3000]]], np.uint16)
+
+
+def _deep_png(array, path):
+    import imagecodecs
+
+    path.write_bytes(imagecodecs.png_encode(array))
+    assert Image.open(path).mode in ("RGB", "RGBA")  # what Pillow makes of it: 8 bits a channel
+    return path
+
+
+@pytest.mark.parametrize("write", [
+    lambda a, path: _deep_png(a, path.with_suffix(".png")),
+    lambda a, path: _deep_png(np.dstack([a, np.zeros_like(a[..., :1])]), path.with_suffix(".png")),  # alpha 0 is dropped
+    lambda a, path: _tiff(a, path, photometric="rgb"),
+    lambda a, path: _tiff(a, path, photometric="rgb", compression="zlib"),
+    lambda a, path: _tiff(np.moveaxis(a, 2, 0), path, photometric="rgb", planarconfig="separate"),  # one plane per channel
+], ids=["png", "png-rgba", "tiff", "tiff-zlib", "tiff-planar"])
+def test_16bit_colour_is_read_at_full_depth(tmp_path, write):
+    array = read_image(write(DEEP, tmp_path / "deep.tif"))
+    assert_rgb(array, 2, 2)
+    np.testing.assert_allclose(array, DEEP / 65535.0, atol=1e-7)
+    assert len(np.unique(array[0, 0])) == 3  # 0x1200, 0x1280, 0x12FF: one value at 8 bits
+
+
+def _tiff(array, path, **kwargs):
+    import tifffile
+
+    tifffile.imwrite(path, array, **kwargs)
+    return path
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_16bit_colour_turns_upright_as_pillow_turns_8bit(tmp_path, orientation):
+    pixels = RNG.integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    tag = [(0x0112, "H", 1, orientation, False)]
+    eight = read_image(_tiff(pixels, tmp_path / "8.tif", photometric="rgb", extratags=tag))  # Pillow's exif_transpose
+    sixteen = read_image(_tiff(pixels.astype(np.uint16) * 257, tmp_path / "16.tif", photometric="rgb", extratags=tag))
+    assert sixteen.shape == eight.shape == ((5, 7, 3) if orientation < 5 else (7, 5, 3))
+    np.testing.assert_allclose(sixteen, eight, atol=1e-6)
+
+
+def test_16bit_colour_with_max_side_is_downscaled(tmp_path):
+    ramp = np.tile(np.linspace(0, 65535, 200).astype(np.uint16)[None, :, None], (100, 1, 3))  # 200 wide, 100 high
+    array = read_image(_deep_png(ramp, tmp_path / "wide.png"), max_side=50)
+    assert_rgb(array, 25, 50)
+    assert array[:, 0].mean() < 0.05 and array[:, -1].mean() > 0.95 and np.allclose(array[..., 0], array[..., 2])
+
+
+def test_truncated_16bit_colour_png_is_an_image_read_error(tmp_path):
+    path = _deep_png(DEEP, tmp_path / "deep.png")
+    path.write_bytes(path.read_bytes()[:60])
+    with pytest.raises(ImageReadError, match="deep.png: corrupt or truncated"):
+        read_image(path)
+
+
 def test_grey_with_alpha_drops_alpha(tmp_path):
     la = np.stack([np.full((3, 4), 200, np.uint8), np.zeros((3, 4), np.uint8)], axis=2)
     array = read_image(save(Image.fromarray(la, mode="LA"), tmp_path / "la.png"))
