@@ -57,8 +57,8 @@ def coco_dataset(items: Iterable[tuple]) -> dict:
 
     Each item is (file_name, height, width, mask or None[, score]), as `CocoImage`. Regions are
     split with 8-connectivity, like `Prediction.regions`, so two separate scratches on one part
-    are two instances; `iscrowd` is 1 because COCO pairs RLE segmentations with crowd
-    annotations. Image and annotation ids count from 1.
+    are two instances. `iscrowd` is 0: each region is one object, so COCO evaluation matches it
+    (pycocotools reads RLE segmentations of single objects as well). Image and annotation ids count from 1.
     """
     images, annotations = [], []
     for image_id, fields in enumerate(items, start=1):
@@ -80,7 +80,7 @@ def coco_dataset(items: Iterable[tuple]) -> dict:
                 "segmentation": encode_rle(region),
                 "area": int(region.sum()),
                 "bbox": [x0, y0, x1 - x0, y1 - y0],
-                "iscrowd": 1,
+                "iscrowd": 0,
             }
             if item.score is not None:
                 annotation["score"] = float(item.score)

@@ -5,6 +5,10 @@ import json
 import numpy as np
 import pytest
 
+import pycocotools.mask as mask_util
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
 from rbd.coco import coco_dataset, decode_rle, encode_rle
 
 
@@ -66,7 +70,7 @@ def test_dataset_has_one_annotation_per_region_with_bbox_and_area():
     assert [a["id"] for a in data["annotations"]] == [1, 2]
     assert [(a["bbox"], a["area"]) for a in annotations] == [([0, 0, 2, 2], 2), ([4, 3, 3, 2], 6)]
     for a in annotations:
-        assert (a["image_id"], a["category_id"], a["iscrowd"], a["score"]) == (1, 1, 1, 0.7)
+        assert (a["image_id"], a["category_id"], a["iscrowd"], a["score"]) == (1, 1, 0, 0.7)
     union = np.zeros_like(mask)
     for a in annotations:
         region = decode_rle(a["segmentation"])
@@ -80,3 +84,34 @@ def test_dataset_without_scores_and_with_a_wrong_mask_size():
     assert "score" not in data["annotations"][0]
     with pytest.raises(ValueError, match="a.png"):
         coco_dataset([("a.png", 3, 2, np.ones((2, 2), bool))])
+
+
+def test_rle_matches_pycocotools():
+    rng = np.random.default_rng(1)
+    for shape in [(1, 1), (3, 2), (17, 23), (64, 9)]:
+        for density in (0.0, 0.1, 0.6, 1.0):
+            mask = rng.random(shape) < density
+            ours = mask_util.frPyObjects(encode_rle(mask), *shape)  # our counts, compressed by pycocotools
+            assert ours["counts"] == mask_util.encode(np.asfortranarray(mask.astype(np.uint8)))["counts"]
+            np.testing.assert_array_equal(mask_util.decode(ours).astype(bool), mask)
+
+
+def test_the_export_evaluates_to_ap_1_against_itself(tmp_path):
+    """COCO evaluation ignores crowd annotations: an export pycocotools cannot score is no use."""
+    rng = np.random.default_rng(2)
+    items = []
+    for i in range(4):
+        mask = np.zeros((40, 50), bool)
+        for _ in range(2):
+            y, x = rng.integers(0, 30), rng.integers(0, 40)
+            mask[y:y + rng.integers(3, 10), x:x + rng.integers(3, 10)] = True
+        items.append((f"{i}.png", 40, 50, mask))
+    data = coco_dataset(items)
+    (tmp_path / "coco.json").write_text(json.dumps(data))
+    truth = COCO(str(tmp_path / "coco.json"))
+    found = truth.loadRes([{**a, "score": 1.0} for a in data["annotations"]])
+    evaluation = COCOeval(truth, found, "segm")
+    evaluation.evaluate()
+    evaluation.accumulate()
+    evaluation.summarize()
+    assert evaluation.stats[0] == pytest.approx(1.0)  # AP at IoU 0.50:0.95
