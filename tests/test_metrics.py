@@ -1,8 +1,10 @@
 """Tests for rbd.metrics against independently computed values.
 
 scikit-learn is used here only as a reference implementation for AUROC and
-F1-max; AUPRO is checked against hand-derived cases and a slow brute-force
-reference written below with plain numpy loops.
+F1-max; AUPRO is checked against hand-derived cases, a slow brute-force
+reference written below with plain numpy loops, and the procedure of the
+MVTec AD evaluation code (per-pixel increments, sorted and summed), written
+from its description without rbd's code.
 """
 
 import numpy as np
@@ -222,6 +224,71 @@ def test_aupro_matches_brute_force_reference(seed, ties):
     assert aupro(masks, maps, fpr_limit=0.1) == pytest.approx(
         reference_aupro(masks, maps, fpr_limit=0.1), abs=1e-9
     )
+
+
+def mvtec_reference_aupro(masks, maps, fpr_limit=0.3):
+    """AUPRO as the MVTec AD evaluation script computes it (Bergmann et al., IJCV 2021).
+
+    Every normal pixel adds 1 / (normal pixels) to the FPR and every pixel of a connected
+    defect region adds 1 / (regions * region size) to the PRO once the threshold reaches its
+    score. All pixels are sorted by score, high to low, and the increments summed; of each run of
+    tied scores only the last sum is kept (one threshold cannot split ties). The curve starts at
+    (0, 0); its area up to fpr_limit, with the segment crossing fpr_limit cut by linear
+    interpolation, is divided by fpr_limit.
+    """
+    fp_step, pro_step = [], []
+    components = [ndimage.label(np.asarray(mask) > 0, structure=np.ones((3, 3), int)) for mask in masks]
+    n_components = sum(n for _, n in components)
+    n_normal = sum(int((labels == 0).sum()) for labels, _ in components)
+    for labels, n in components:
+        sizes = np.bincount(labels.ravel(), minlength=n + 1).astype(float)
+        fp_step.append(np.where(labels == 0, 1.0 / n_normal, 0.0).ravel())
+        per_region = np.concatenate(([0.0], 1.0 / (n_components * sizes[1:])))
+        pro_step.append(per_region[labels].ravel())
+    scores = np.concatenate([np.asarray(m, dtype=np.float64).ravel() for m in maps])
+    order = np.argsort(scores, kind="stable")[::-1]
+    scores = scores[order]
+    fprs = np.cumsum(np.concatenate(fp_step)[order])
+    pros = np.cumsum(np.concatenate(pro_step)[order])
+    last_of_tie = np.append(np.diff(scores) != 0, True)
+    fprs = np.concatenate(([0.0], np.clip(fprs[last_of_tie], 0, 1)))
+    pros = np.concatenate(([0.0], np.clip(pros[last_of_tie], 0, 1)))
+
+    inside = fprs <= fpr_limit
+    area = np.sum((fprs[inside][1:] - fprs[inside][:-1]) * (pros[inside][1:] + pros[inside][:-1]) / 2)
+    beyond = np.flatnonzero(~inside)
+    if beyond.size:  # the segment that crosses fpr_limit, up to fpr_limit
+        i = beyond[0]
+        x0, x1, y0, y1 = fprs[i - 1], fprs[i], pros[i - 1], pros[i]
+        y_limit = y0 + (y1 - y0) * (fpr_limit - x0) / (x1 - x0)
+        area += (fpr_limit - x0) * (y0 + y_limit) / 2
+    return area / fpr_limit
+
+
+def random_masks_and_maps(seed, levels):
+    """Images of several sizes: speckled masks with many small regions (one image all normal) and
+    maps weakly related to them, rounded to `levels` values per unit so ties are common."""
+    rng = np.random.default_rng(seed)
+    masks, maps = [], []
+    for i in range(6):
+        shape = tuple(rng.integers(8, 30, size=2))
+        mask = ndimage.gaussian_filter(rng.normal(size=shape), 1.0) > 0.35 if i else np.zeros(shape, bool)
+        mask |= rng.random(shape) > 0.97  # single-pixel regions
+        amap = rng.normal(size=shape) + 1.5 * mask
+        masks.append(mask)
+        maps.append(np.round(amap * levels) / levels if levels else amap)
+    return masks, maps
+
+
+@pytest.mark.parametrize("levels", [None, 10, 2])
+@pytest.mark.parametrize("seed", range(4))
+def test_aupro_matches_the_mvtec_reference_procedure(seed, levels):
+    masks, maps = random_masks_and_maps(seed, levels)
+    assert sum(ndimage.label(m, structure=np.ones((3, 3)))[1] for m in masks) > 10  # many regions to weigh
+    for fpr_limit in (0.3, 0.05, 1.0):
+        assert aupro(masks, maps, fpr_limit=fpr_limit) == pytest.approx(
+            mvtec_reference_aupro(masks, maps, fpr_limit), abs=1e-9
+        ), fpr_limit
 
 
 def test_aupro_threshold_grid():
