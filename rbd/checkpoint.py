@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 from . import __version__
 from .calibration import Calibration
 from .detector import Detector
-from .backbones import hub_repo
+from .backbones import hub_repo, pretrained_name
 from .errors import CheckpointError, HubError
 from .model import RBD, ModelConfig
 
@@ -47,7 +47,7 @@ def checkpoint_config(detector: Detector, metrics: dict | None = None) -> dict:
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "rbd_version": __version__,
-        "model": detector.config.to_dict(),
+        "model": {**detector.config.to_dict(), "backbone": pretrained_name(detector.config.backbone)},  # with its tag
         "threshold": detector.threshold,
         "calibration": detector.calibration.to_dict(),
         "training": detector.training,

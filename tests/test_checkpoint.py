@@ -65,6 +65,16 @@ def test_model_card_metadata_is_what_the_hub_reads(detector):
     assert data.base_model == "timm/resnet18.tv_in1k" and data.license == "other" and not data.eval_results
 
 
+def test_config_names_the_teacher_with_its_pretrained_tag(detector, monkeypatch):
+    """An untagged Hub teacher name is stored with the tag it stands for, so the weights stay the same
+    whatever timm's default becomes; packaged teachers keep their plain name."""
+    from dataclasses import replace
+
+    assert checkpoint_module.checkpoint_config(detector)["model"]["backbone"] == "tf_efficientnet_lite0"
+    monkeypatch.setattr(detector.model, "config", replace(detector.config, backbone="resnet18"))
+    assert checkpoint_module.checkpoint_config(detector)["model"]["backbone"] == "resnet18.a1_in1k"
+
+
 def test_a_changed_threshold_is_saved(detector, tmp_path, probe):
     loaded = rbd.load(rbd.save(detector, tmp_path / "a"))
     loaded.threshold = loaded.threshold * 2
