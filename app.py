@@ -29,6 +29,8 @@ from rbd.files import atomic_write  # noqa: E402
 from rbd.images import read_images, to_uint8  # noqa: E402
 from rbd.notices import collect, notify  # noqa: E402
 from rbd.plots import calibration_figure, roc_figure  # noqa: E402
+from rbd import review  # noqa: E402
+from rbd.detector import verdict as verdict_at  # noqa: E402
 from rbd.review import ReviewSession  # noqa: E402
 from rbd.train import BackgroundTraining  # noqa: E402
 from rbd.uploads import extract_zip, find_mvtec_root, gather_images  # noqa: E402
@@ -229,12 +231,12 @@ def build_app(work: Path = WORK, catalog: Catalog | None = None) -> gr.Blocks:
     def gallery(session: ReviewSession | None, threshold: float, view: str, low: float, high: float):
         if session is None:
             return [], []
-        order = session.ordered(view, threshold, low, high)
+        order = [session.item(int(i)) for i in review.ordered(session, view, threshold, low, high)]
         shown = []
         for item in order:
             decision = session.decision(item.id)
-            caption = f"{item.score:.3f} · {session.verdict(item.id, threshold)}" + (f" · {decision.decision}" if decision else "")
-            shown.append((session.overlay(item.id, threshold, opacity=0.45, max_side=256), caption))
+            caption = f"{item.score:.3f} · {verdict_at(item.score, threshold)}" + (f" · {decision.decision}" if decision else "")
+            shown.append((review.overlay(session, item.id, threshold, opacity=0.45, max_side=256), caption))
         return shown, [item.id for item in order]
 
     def review_view(session: ReviewSession | None, order: list, position: int, threshold: float):
@@ -244,12 +246,12 @@ def build_app(work: Path = WORK, catalog: Catalog | None = None) -> gr.Blocks:
         item = session.item(order[position])
         decision = session.decision(item.id)
         text = (f"**{position + 1} / {len(order)}** · {item.file_name} · score **{item.score:.4f}** · model says "
-                f"**{session.verdict(item.id, threshold)}** · decision: **{decision.decision if decision else 'not reviewed'}**\n\n"
+                f"**{verdict_at(item.score, threshold)}** · decision: **{decision.decision if decision else 'not reviewed'}**\n\n"
                 "Keys: **a** accept · **r** reject · **e** edit mask · **←/→** previous/next")
-        return text, session.overlay(item.id, threshold), gr.update(visible=False)
+        return text, review.overlay(session, item.id, threshold), gr.update(visible=False)
 
     def review_metrics(session: ReviewSession | None, threshold: float) -> str:
-        return "" if session is None else _metrics_text(session.metrics(threshold), len(session.items), threshold)
+        return "" if session is None else _metrics_text(review.metrics(session, threshold), len(session.items), threshold)
 
     @gpu
     @user_errors
@@ -300,7 +302,7 @@ def build_app(work: Path = WORK, catalog: Catalog | None = None) -> gr.Blocks:
     def edit_mask(session_id, order, position, threshold):
         session, item = shown_item(session_id, order, position, "nothing to review")
         image = to_uint8(session.image(item.id))
-        mask = session.mask_to_edit(item.id, threshold)
+        mask = review.mask_to_edit(session, item.id, threshold)
         layer = np.zeros((*mask.shape, 4), np.uint8)
         layer[mask] = (255, 0, 0, 255)
         return gr.update(value={"background": image, "layers": [layer], "composite": None}, visible=True), gr.update(visible=True)
@@ -326,14 +328,14 @@ def build_app(work: Path = WORK, catalog: Catalog | None = None) -> gr.Blocks:
         session = session_for(session_id)
         if session is None:
             raise rbd.NoImagesError("nothing to export yet")
-        return str(session.export_zip(export_folder() / "review.zip", threshold))
+        return str(review.export_zip(session, export_folder() / "review.zip", threshold))
 
     @user_errors
     def recalibrate(session_id):
         session = session_for(session_id)
         if session is None:
             raise rbd.NoImagesError("review some images first")
-        calibration = session.recalibrated()
+        calibration = review.recalibrated(session)
         gr.Info(f"new {calibration.describe()}")
         low, high = calibration.grey_zone()
         return calibration.threshold, round(low, 4), round(high, 4)
@@ -350,7 +352,7 @@ def build_app(work: Path = WORK, catalog: Catalog | None = None) -> gr.Blocks:
             paths = gather_images(uploaded, folder) if uploaded else []
             session = session_for(session_id)
             if use_reviewed and session is not None:
-                paths += session.normal_images()
+                paths += review.normal_images(session)
             if not paths:
                 raise rbd.NoImagesError(f"fine-tuning needs at least {MIN_TRAINING_IMAGES} normal images: upload some")
             images, _ = read_images(paths, rbd.images.MAX_SIDE)

@@ -144,9 +144,10 @@ def test_review_flow_persists_and_exports(client, app_server, parts, detector, t
                    session, detector.threshold, "all", 0, 1, api_name="/review_save_mask")
 
     # a restarted app (new objects on the same folder) resumes the same session
+    from rbd import review
     from rbd.review import ReviewSession
     resumed = ReviewSession.open(app_server[1] / "work" / "reviews", session)
-    decisions = [resumed.decision(item.id) for item in resumed.ordered("all")]
+    decisions = [resumed.decision(int(i)) for i in review.ordered(resumed, "all")]
     assert [d.decision if d else None for d in decisions][:2] == ["correct", "reject"]
 
     exported = client.predict(session, detector.threshold, api_name="/review_export")
@@ -158,7 +159,7 @@ def test_review_flow_persists_and_exports(client, app_server, parts, detector, t
     assert any(n.startswith("masks/") for n in names) and coco["annotations"]
 
     new_threshold, low, high = client.predict(session, api_name="/review_recalibrate")
-    recalibrated = ReviewSession.open(app_server[1] / "work" / "reviews", session).recalibrated()
+    recalibrated = review.recalibrated(ReviewSession.open(app_server[1] / "work" / "reviews", session))
     assert new_threshold == pytest.approx(recalibrated.threshold)
     assert (low, high) == pytest.approx(recalibrated.grey_zone(), abs=1e-4)  # the grey zone moves with it
 

@@ -16,7 +16,8 @@ from rbd.coco import decode_rle
 from rbd.detector import Prediction
 from rbd.errors import InvalidInputError, NoImagesError
 from rbd.images import read_image, to_rgb_array
-from rbd.review import ReviewSession
+from rbd import review
+from rbd.review import ReviewSession, ScoredBy
 from rbd.visualize import overlay
 
 THRESHOLD = 0.5
@@ -91,7 +92,7 @@ def test_create_decide_and_resume_after_restart(detector, category, tmp_path):
         assert resumed.decision(item.id) == session.decision(item.id)
     assert [resumed.decision(i).decision for i in (0, 5, 7)] == ["accept", "reject", "correct"]
     assert resumed.decision(1) is None
-    np.testing.assert_array_equal(resumed.final_mask(7), drawn)
+    np.testing.assert_array_equal(review.final_mask(resumed, 7), drawn)
     assert ReviewSession.open(tmp_path, "nobody") is None
 
 
@@ -163,7 +164,7 @@ def test_final_labels_and_masks(session):
     assert not session.prediction_mask(d.id, THRESHOLD).any()  # a passed part has no defect mask
     np.testing.assert_array_equal(session.prediction_mask(a.id, THRESHOLD), np.ones((8, 10), bool))
 
-    assert session.final_label(a.id) is None and session.final_mask(a.id) is None
+    assert review.final_label(session, a.id) is None and review.final_mask(session, a.id) is None
     session.decide(a.id, "accept", THRESHOLD)  # flagged, confirmed: the model's mask
     session.decide(b.id, "reject", THRESHOLD)  # flagged, but good: no mask
     session.decide(c.id, "reject", THRESHOLD)  # passed, but defective: the model's mask, empty
@@ -171,55 +172,55 @@ def test_final_labels_and_masks(session):
     drawn[5:7, 6:9] = True
     session.decide(d.id, "correct", THRESHOLD, drawn)
 
-    assert [session.final_label(i.id) for i in (a, b, c, d)] == [True, False, True, True]
-    np.testing.assert_array_equal(session.final_mask(a.id), np.ones((8, 10), bool))
-    np.testing.assert_array_equal(session.final_mask(b.id), np.zeros((8, 10), bool))
-    np.testing.assert_array_equal(session.final_mask(c.id), np.zeros((8, 10), bool))
-    np.testing.assert_array_equal(session.final_mask(d.id), drawn)
+    assert [review.final_label(session, i.id) for i in (a, b, c, d)] == [True, False, True, True]
+    np.testing.assert_array_equal(review.final_mask(session, a.id), np.ones((8, 10), bool))
+    np.testing.assert_array_equal(review.final_mask(session, b.id), np.zeros((8, 10), bool))
+    np.testing.assert_array_equal(review.final_mask(session, c.id), np.zeros((8, 10), bool))
+    np.testing.assert_array_equal(review.final_mask(session, d.id), drawn)
     saved = np.asarray(Image.open(session.folder / session.decision(d.id).mask))
     assert saved.dtype == np.uint8 and set(np.unique(saved)) == {0, 255}
 
     session.decide(a.id, "accept", a.score + 0.01)  # at a stricter threshold a was passed: accept means good
-    assert session.final_label(a.id) is False and not session.final_mask(a.id).any()
+    assert review.final_label(session, a.id) is False and not review.final_mask(session, a.id).any()
     session.decide(d.id, "correct", THRESHOLD, np.zeros((8, 10), bool))  # an empty correction: good after all
-    assert session.final_label(d.id) is False
+    assert review.final_label(session, d.id) is False
 
 
 def test_filters_and_ordering(session):
     a, b, c, d = session.items
-    assert session.ordered("all") == [a, b, c, d]
+    assert review.ordered(session, "all").tolist() == [a.id, b.id, c.id, d.id]
     session.decide(b.id, "accept", THRESHOLD)
-    assert session.ordered("unreviewed") == [a, c, d]
-    assert session.ordered("defective", THRESHOLD) == [a, b]
-    assert session.ordered("grey", THRESHOLD, low=c.score, high=a.score) == [b, c]  # low included, high not
+    assert review.ordered(session, "unreviewed").tolist() == [a.id, c.id, d.id]
+    assert review.ordered(session, "defective", THRESHOLD).tolist() == [a.id, b.id]
+    assert review.ordered(session, "grey", THRESHOLD, low=c.score, high=a.score).tolist() == [b.id, c.id]  # low included, high not
     with pytest.raises(ValueError):
-        session.ordered("grey", THRESHOLD)
+        review.ordered(session, "grey", THRESHOLD)
     with pytest.raises(ValueError):
-        session.ordered("defective")
+        review.ordered(session, "defective")
     with pytest.raises(ValueError):
-        session.ordered("everything", THRESHOLD)
+        review.ordered(session, "everything", THRESHOLD)
 
 
 def test_ties_keep_upload_order(tmp_path):
     paths = [_part(tmp_path / f"{name}.png", 0.5) for name in "zyx"]
     session = ReviewSession.create(tmp_path / "sessions", "ties", BrightnessDetector(), paths)
-    assert [i.file_name for i in session.ordered("all")] == ["z.png", "y.png", "x.png"]
+    assert [session.item(i).file_name for i in review.ordered(session, "all")] == ["z.png", "y.png", "x.png"]
 
 
 def test_metrics_by_hand(session):
     a, b, c, d = session.items
     empty = {"n_reviewed": 0, "n_defective": 0, "auroc": None, "precision": None, "recall": None}
-    assert session.metrics(THRESHOLD) == empty
+    assert review.metrics(session, THRESHOLD) == empty
 
     session.decide(d.id, "accept", THRESHOLD)  # one good image, passed: no positives anywhere
-    assert session.metrics(THRESHOLD) == {**empty, "n_reviewed": 1}
+    assert review.metrics(session, THRESHOLD) == {**empty, "n_reviewed": 1}
 
     session.decide(a.id, "accept", THRESHOLD)  # defective, flagged
     session.decide(b.id, "reject", THRESHOLD)  # good, flagged
     session.decide(c.id, "reject", THRESHOLD)  # defective, passed
     # Flagged {a, b}, defective {a, c}: precision 1/2, recall 1/2. Defective scores {a, c} vs good {b, d}:
     # a beats b and d, c beats d only -> AUROC 3/4.
-    result = session.metrics(THRESHOLD)
+    result = review.metrics(session, THRESHOLD)
     assert result == {"n_reviewed": 4, "n_defective": 2, "auroc": 0.75, "precision": 0.5, "recall": 0.5}
     assert result["auroc"] == metrics.auroc([True, False, True, False], [i.score for i in (a, b, c, d)])
 
@@ -232,13 +233,13 @@ def test_recalibration_adds_images_reviewed_as_good(session):
     session.decide(d.id, "accept", THRESHOLD)  # good
     calibration = BrightnessDetector().calibration
     combined = calibration.normal_scores + [b.score, d.score]
-    assert session.normal_images() == [b.image_path, d.image_path]
+    assert review.normal_images(session) == [b.image_path, d.image_path]
 
-    updated = _reopened(session).recalibrated()  # from the stored calibration: no detector needed
+    updated = review.recalibrated(_reopened(session))  # from the stored calibration: no detector needed
     assert updated.threshold == calibrate(combined, false_alarm_rate=0.25).threshold
     assert sorted(updated.normal_scores) == sorted(combined)
     assert updated.synthetic_scores == calibration.synthetic_scores and updated.false_alarm_rate == 0.25
-    assert session.recalibrated(0.5).threshold == calibrate(combined, false_alarm_rate=0.5).threshold
+    assert review.recalibrated(session, 0.5).threshold == calibrate(combined, false_alarm_rate=0.5).threshold
 
 
 def test_export_zip(session, tmp_path):
@@ -249,7 +250,7 @@ def test_export_zip(session, tmp_path):
     session.decide(a.id, "reject", THRESHOLD)
     session.decide(d.id, "correct", THRESHOLD, drawn)
 
-    path = session.export_zip(tmp_path / "out" / "review.zip", THRESHOLD)
+    path = review.export_zip(session, tmp_path / "out" / "review.zip", THRESHOLD)
     assert path == tmp_path / "out" / "review.zip" and [p.name for p in path.parent.iterdir()] == ["review.zip"]
     with zipfile.ZipFile(path) as archive:
         assert sorted(archive.namelist()) == ["coco.json", "decisions.csv", "masks/a.png", "masks/d.png"]
@@ -292,7 +293,7 @@ def test_uploading_more_keeps_decisions_and_names_unique(session, tmp_path):
     assert resumed.items[4].image_path.read_bytes() == extra[0].read_bytes()
     for s in (grown, resumed):
         assert s.decision(0).decision == "accept" and s.decision(4) is None
-        np.testing.assert_array_equal(s.final_mask(3), drawn)
+        np.testing.assert_array_equal(review.final_mask(s, 3), drawn)
 
 
 def test_two_objects_on_one_session_do_not_overwrite_each_other(session, parts):
@@ -305,7 +306,7 @@ def test_two_objects_on_one_session_do_not_overwrite_each_other(session, parts):
     lines = [json.loads(line) for line in (session.folder / "decisions.jsonl").read_text().splitlines()]
     assert lines[0]["mask"] != lines[1]["mask"]
     np.testing.assert_array_equal(np.asarray(Image.open(session.folder / lines[0]["mask"])) > 0, first)
-    np.testing.assert_array_equal(_reopened(session).final_mask(0), second)
+    np.testing.assert_array_equal(review.final_mask(_reopened(session), 0), second)
 
     other.add(BrightnessDetector(), [parts[0]])
     session.add(BrightnessDetector(), [parts[1]])  # its items are stale
@@ -350,7 +351,8 @@ def test_opening_waits_for_an_append_in_progress(session):
 
 @pytest.mark.parametrize("content", [b"{not json", b"\xff\xfe", b"[]", b'{"items": []}', b'{"format_version": 99, "items": []}',
                                      b'{"format_version": 1, "items": []}', b'{"format_version": 2, "items": []}',
-                                     b'{"format_version": 2, "items": [{"id": 0}], "calibration": null}'])
+                                     b'{"format_version": 2, "items": [{"id": 0}], "calibration": null}',
+                                     b'{"format_version": 3, "items": [], "calibration": null}'])
 def test_unreadable_items_json_is_a_clear_error(session, content):
     (session.folder / "items.json").write_bytes(content)
     with pytest.raises(InvalidInputError, match="items.json"):
@@ -368,7 +370,7 @@ def test_decisions_without_items_json_are_an_error(session, parts):
 def test_the_session_keeps_the_model_that_scored_it(session, parts):
     assert _reopened(session).calibration == BrightnessDetector().calibration
     retrained = BrightnessDetector([0.1, 0.2, 0.3, 0.45])
-    with pytest.raises(InvalidInputError, match="another model"):
+    with pytest.raises(InvalidInputError, match="scored by unnamed model: re-score it"):
         ReviewSession.create(session.folder.parent, session.session_id, retrained, parts)
     assert len(_reopened(session).items) == 4
 
@@ -377,15 +379,65 @@ def test_the_session_keeps_the_model_that_scored_it(session, parts):
     assert len(ReviewSession.create(session.folder.parent, session.session_id, moved, parts[:1]).items) == 5
 
 
+def test_a_named_model_is_recorded_and_told_apart_by_its_key(tmp_path, parts):
+    bottle = ScoredBy("bottle", "checkpoints/bottle")
+    session = ReviewSession.create(tmp_path, "named", BrightnessDetector(), parts[:2], model=bottle)
+    assert _reopened(session).scored_by == bottle
+    with pytest.raises(InvalidInputError, match="scored by bottle"):  # same calibration, another model
+        session.add(BrightnessDetector(), parts[2:], model=ScoredBy("weld", "checkpoints/weld"))
+    session.add(BrightnessDetector([0.1, 0.2, 0.3, 0.45]), parts[2:], model=bottle)  # the same key: the same model
+    assert len(_reopened(session).items) == 4
+
+
+def test_rescoring_keeps_decisions_and_freezes_the_old_models_masks(session, parts):
+    a, b, c, d = session.items
+    session.decide(a.id, "accept", THRESHOLD)  # defective: the model's mask at 0.5, all ones
+    session.decide(b.id, "reject", THRESHOLD)  # good: no mask
+    old_mask = review.final_mask(session, a.id)
+    assert old_mask.all()
+
+    class Dimmer(BrightnessDetector):
+        """Another model: every score and map a quarter of the first's."""
+
+        def predict_batch(self, images, batch_size=8):
+            return [Prediction(p.score / 4, p.normalized_score, p.threshold, p.anomaly_map / 4)
+                    for p in super().predict_batch(images, batch_size)]
+
+    dimmer = Dimmer([0.01, 0.02, 0.03, 0.04])
+    session.rescore(dimmer, ScoredBy("dimmer", "dimmer"))
+    for s in (session, _reopened(session)):
+        assert [i.score for i in s.items] == pytest.approx([i.score / 4 for i in (a, b, c, d)])
+        assert s.scored_by.name == "dimmer" and s.calibration == dimmer.calibration
+        assert [s.decision(i).decision if s.decision(i) else None for i in range(4)] == ["accept", "reject", None, None]
+        assert review.final_label(s, a.id) is True and review.final_label(s, b.id) is False
+        np.testing.assert_array_equal(review.final_mask(s, a.id), old_mask)  # not the new map at 0.5 (all below)
+        np.testing.assert_allclose(s.anomaly_map(a.id), session.anomaly_map(a.id), atol=1e-3)
+    assert not session.prediction_mask(a.id, THRESHOLD).any()
+    session.add(dimmer, parts[:1], model=ScoredBy("dimmer", "dimmer"))  # images scored by the new model are welcome
+
+
+def test_sessions_written_before_models_were_recorded_still_open(session):
+    session.decide(0, "accept", THRESHOLD)
+    path = session.folder / "items.json"
+    data = json.loads(path.read_text())
+    del data["model"]
+    path.write_text(json.dumps({**data, "format_version": 2}))
+    old = _reopened(session)
+    assert old.items == session.items and old.decision(0).decision == "accept"
+    assert "before rbd named them" in old.scored_by.name
+    old.add(BrightnessDetector(), session.items[0].image_path.parent.glob("a.png"))  # told apart by calibration, as then
+    assert len(_reopened(session).items) == 5
+
+
 def test_huge_images_are_scored_on_a_downscaled_copy(tmp_path, parts, monkeypatch):
-    monkeypatch.setattr("rbd.review.MAX_SIDE", 6)
+    monkeypatch.setattr("rbd.review.store.MAX_SIDE", 6)
     with pytest.warns(UserWarning, match="a.png is 10x8: downscaled to 6x5; b.png is 10x8"):
         session = ReviewSession.create(tmp_path / "sessions", "huge", BrightnessDetector(), parts)
     for item, path in zip(session.items, parts):
         assert (item.height, item.width) == session.anomaly_map(item.id).shape == (5, 6)  # 8 x 10, long side to 6
         assert session.image(item.id).shape == (5, 6, 3)
         assert item.image_path.read_bytes() == path.read_bytes()
-    assert session.overlay(0, THRESHOLD).shape == session.mask_to_edit(0, THRESHOLD).shape + (3,) == (5, 6, 3)
+    assert review.overlay(session, 0, THRESHOLD).shape == review.mask_to_edit(session, 0, THRESHOLD).shape + (3,) == (5, 6, 3)
     session.decide(0, "correct", THRESHOLD, np.ones((5, 6), bool))
 
 
@@ -396,9 +448,9 @@ def test_the_gallery_reads_thumbnails_stored_at_scoring_time(tmp_path, monkeypat
     pixels = np.random.default_rng(0).integers(0, 256, (300, 700, 3), dtype=np.uint8)
     Image.fromarray(pixels).save(path)
     session = ReviewSession.create(tmp_path / "sessions", "t", BrightnessDetector(), [path])
-    full = session.overlay(0, THRESHOLD, 0.3)
+    full = review.overlay(session, 0, THRESHOLD, 0.3)
     monkeypatch.setattr(ReviewSession, "image", lambda *a: pytest.fail("the full image was decoded"))
-    thumb = session.overlay(0, THRESHOLD, 0.3, max_side=THUMB_SIDE)
+    thumb = review.overlay(session, 0, THRESHOLD, 0.3, max_side=THUMB_SIDE)
     np.testing.assert_array_equal(thumb, full[::3, ::3])  # 700 px long side -> every 3rd pixel: 100 x 234
     assert thumb.shape == (100, 234, 3)
 
@@ -406,20 +458,17 @@ def test_the_gallery_reads_thumbnails_stored_at_scoring_time(tmp_path, monkeypat
 def test_pictures_for_the_app(session, parts):
     a, b, c, d = session.items
     full = overlay(read_image(parts[0]), session.anomaly_map(a.id), BrightnessDetector().calibration, THRESHOLD, 0.3)
-    np.testing.assert_array_equal(session.overlay(a.id, THRESHOLD, 0.3), full)
-    np.testing.assert_array_equal(session.overlay(a.id, THRESHOLD, 0.3, max_side=5), full[::2, ::2])  # 8 x 10 -> 4 x 5
-    assert session.overlay(a.id, THRESHOLD, max_side=256).shape == (8, 10, 3)
-    assert session.overlay(a.id, THRESHOLD, max_side=1).shape == (1, 1, 3)
+    np.testing.assert_array_equal(review.overlay(session, a.id, THRESHOLD, 0.3), full)
+    np.testing.assert_array_equal(review.overlay(session, a.id, THRESHOLD, 0.3, max_side=5), full[::2, ::2])  # 8 x 10 -> 4 x 5
+    assert review.overlay(session, a.id, THRESHOLD, max_side=256).shape == (8, 10, 3)
+    assert review.overlay(session, a.id, THRESHOLD, max_side=1).shape == (1, 1, 3)
     with pytest.raises(InvalidInputError):
-        session.overlay(a.id, THRESHOLD, max_side=0)
+        review.overlay(session, a.id, THRESHOLD, max_side=0)
 
-    assert [session.verdict(i.id, THRESHOLD) for i in (a, b, c, d)] == ["defective", "defective", "good", "good"]
-    assert session.verdict(c.id, c.score) == "defective" and session.verdict(a.id, a.score + 0.01) == "good"
-
-    np.testing.assert_array_equal(session.mask_to_edit(d.id, THRESHOLD), session.prediction_mask(d.id, THRESHOLD))
+    np.testing.assert_array_equal(review.mask_to_edit(session, d.id, THRESHOLD), session.prediction_mask(d.id, THRESHOLD))
     drawn = np.zeros((8, 10), bool)
     drawn[5:7, 6:9] = True
     session.decide(d.id, "correct", THRESHOLD, drawn)
-    np.testing.assert_array_equal(session.mask_to_edit(d.id, THRESHOLD), drawn)
+    np.testing.assert_array_equal(review.mask_to_edit(session, d.id, THRESHOLD), drawn)
     session.decide(b.id, "reject", THRESHOLD)  # good after review: nothing to start from, whatever the model says
-    assert not session.mask_to_edit(b.id, THRESHOLD).any()
+    assert not review.mask_to_edit(session, b.id, THRESHOLD).any()

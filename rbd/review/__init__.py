@@ -1,0 +1,17 @@
+"""Reviewing a detector's verdicts: an inspector accepts, rejects or corrects each one.
+
+Three jobs, one module each:
+
+- `store`: the session on disk (items, the model that scored them, the decision log, recovery
+  after a crash) and its in-memory score and label arrays;
+- `rules`: what decisions mean (labels, final masks, filters, metrics, recalibration);
+- `export`: the export zip and the pictures the app shows.
+"""
+
+from .export import export_zip, overlay
+from .rules import FILTERS, final_label, final_mask, mask_to_edit, metrics, normal_images, ordered, recalibrated
+from .store import DECISIONS, THUMB_SIDE, Decision, Item, ReviewSession, ScoredBy, session_folder
+
+__all__ = ["DECISIONS", "FILTERS", "THUMB_SIDE", "Decision", "Item", "ReviewSession", "ScoredBy", "export_zip",
+           "final_label", "final_mask", "mask_to_edit", "metrics", "normal_images", "ordered", "overlay",
+           "recalibrated", "session_folder"]

@@ -1,0 +1,73 @@
+"""What leaves a review session: the export zip (CSV, PNG masks, COCO) and the pictures the app shows."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..coco import CocoImage, coco_dataset
+from ..detector import verdict as verdict_at
+from ..errors import InvalidInputError
+from ..files import atomic_write
+from ..images import read_image
+from ..visualize import mask_image
+from ..visualize import overlay as heat_overlay
+from .rules import final_label, final_mask
+from .store import THUMB_SIDE, subsample
+
+
+def export_zip(session, path: str | Path, threshold: float) -> Path:
+    """One zip, written atomically: decisions.csv, masks/<stem>.png and coco.json.
+
+    decisions.csv has a row per image: file, score, verdict (the model's at `threshold`),
+    decision, corrected ("yes" where the mask was repainted), timestamp and label (good or
+    defective after review); the last four are empty for unreviewed images. Masks (0/255, image
+    size) and coco.json cover reviewed images only.
+    """
+    path = Path(path)
+    table = io.StringIO()
+    writer = csv.writer(table)
+    writer.writerow(["file", "score", "verdict", "decision", "corrected", "timestamp", "label"])
+    reviewed = []
+    with atomic_write(path) as f, zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as archive:
+        for item in session.items:
+            decision = session.decision(item.id)
+            row = [item.file_name, f"{item.score:.6f}", verdict_at(item.score, threshold)]
+            if decision is None:
+                writer.writerow(row + ["", "", "", ""])
+                continue
+            mask = final_mask(session, item.id)
+            corrected = "yes" if decision.decision == "correct" else "no"  # the mask was repainted
+            label = "defective" if final_label(session, item.id) else "good"
+            writer.writerow(row + [decision.decision, corrected, decision.timestamp, label])
+            png = io.BytesIO()
+            Image.fromarray(mask_image(mask)).save(png, format="PNG")
+            archive.writestr(f"masks/{Path(item.file_name).stem}.png", png.getvalue())
+            reviewed.append(CocoImage(item.file_name, item.height, item.width, mask))
+        archive.writestr("decisions.csv", table.getvalue())
+        archive.writestr("coco.json", json.dumps(coco_dataset(reviewed)))
+    return path
+
+
+def overlay(session, item_id: int, threshold: float, opacity: float = 0.5, max_side: int | None = None) -> np.ndarray:
+    """(H, W, 3) uint8: the image blended with its heat map, coloured by the session's calibration.
+
+    `max_side` keeps every `step`-th pixel so the long side fits; at `THUMB_SIDE` the picture
+    is the thumbnail stored at scoring time, so nothing decodes the full image.
+    """
+    if max_side is not None and max_side < 1:
+        raise InvalidInputError(f"max_side must be at least 1, got {max_side}")
+    amap = session.anomaly_map(item_id)
+    thumbnail = session.thumbnail_path(item_id)
+    if max_side == THUMB_SIDE and thumbnail.is_file():
+        return heat_overlay(read_image(thumbnail), subsample(amap, max_side), session.calibration, threshold, opacity)
+    image = session.image(item_id)
+    if max_side is not None:
+        image, amap = subsample(image, max_side), subsample(amap, max_side)
+    return heat_overlay(image, amap, session.calibration, threshold, opacity)

@@ -1,0 +1,127 @@
+"""What a review's decisions mean: labels, final masks, what to show next, metrics and recalibration.
+
+The threshold is not part of a session: the app's control can move at any time. Each decision
+therefore records the verdict and threshold the inspector saw: "accept" means that verdict was
+right, "reject" that it was wrong, so a reviewed label never changes when the threshold moves,
+while the model's verdicts (and so precision and recall) are judged at the current threshold.
+
+Everything here reads the session's score and label arrays, or one item's files: nothing grows
+with the number of images beyond a vectorised pass over those arrays.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..calibration import Calibration, calibrate, is_defective
+from ..errors import InvalidInputError
+from ..metrics import auroc
+
+FILTERS = ("all", "unreviewed", "defective", "grey")
+
+
+def label_of(decision, painted: bool | None) -> bool:
+    """True (defective) or False (good) for a decision. accept keeps the verdict the inspector saw,
+    reject flips it, correct is defective iff the inspector's mask (`painted`) has any pixel set."""
+    if decision.decision == "correct":
+        return bool(painted)
+    flagged = decision.verdict == "defective"
+    return flagged if decision.decision == "accept" else not flagged
+
+
+def final_label(session, item_id: int) -> bool | None:
+    """True (defective) or False (good) after review, None if unreviewed."""
+    label = session.labels[session.item(item_id).id]
+    return None if np.isnan(label) else bool(label)
+
+
+def final_mask(session, item_id: int) -> np.ndarray | None:
+    """The defect mask after review, (H, W) bool; None if unreviewed.
+
+    correct: the inspector's mask. accept/reject: the model's mask at the decision's threshold
+    (frozen into a file if the session was re-scored since) if the final label is defective, else
+    empty. A rejected "good" verdict therefore gets the model's mask, which is empty: the inspector
+    corrects, rather than rejects, to say where the defect is.
+    """
+    decision = session.decision(item_id)
+    if decision is None:
+        return None
+    if decision.mask is not None:
+        return session.read_mask(decision.mask)
+    if final_label(session, item_id):
+        return session.prediction_mask(item_id, decision.threshold)
+    item = session.item(item_id)
+    return np.zeros((item.height, item.width), dtype=bool)
+
+
+def mask_to_edit(session, item_id: int, threshold: float) -> np.ndarray:
+    """The mask the inspector starts drawing from: the final one if reviewed, else the model's at `threshold`."""
+    mask = final_mask(session, item_id)
+    return session.prediction_mask(item_id, threshold) if mask is None else mask
+
+
+def ordered(session, show: str = "all", threshold: float | None = None, low: float | None = None,
+            high: float | None = None) -> np.ndarray:
+    """Ids of the items to show, most anomalous first (score descending, then id).
+
+    show: "all"; "unreviewed"; "defective" (flagged by the model at `threshold`); "grey"
+    (low <= score < high: the uncertain band around the threshold, where review pays most).
+    """
+    if show not in FILTERS:
+        raise InvalidInputError(f"show must be one of {', '.join(FILTERS)}, got {show!r}")
+    if show == "defective" and threshold is None:
+        raise InvalidInputError("show='defective' needs a threshold")
+    if show == "grey" and (low is None or high is None):
+        raise InvalidInputError("show='grey' needs low and high")
+    scores = session.scores
+    keep = {
+        "all": lambda: np.ones(scores.shape, bool),
+        "unreviewed": lambda: np.isnan(session.labels),
+        "defective": lambda: is_defective(scores, threshold),
+        "grey": lambda: (low <= scores) & (scores < high),
+    }[show]()
+    ids = np.flatnonzero(keep)
+    return ids[np.lexsort((ids, -scores[ids]))]
+
+
+def metrics(session, threshold: float) -> dict:
+    """How the model's verdicts at `threshold` compare with the reviewed labels (reviewed images only).
+
+    auroc is None unless both classes were reviewed; precision is None when the model flags
+    none of the reviewed images, recall when none of them is defective.
+    """
+    reviewed = ~np.isnan(session.labels)
+    labels = session.labels[reviewed] == 1.0
+    scores = session.scores[reviewed]
+    flagged = is_defective(scores, threshold)
+    hits = int((flagged & labels).sum())
+    n_defective = int(labels.sum())
+    return {
+        "n_reviewed": int(reviewed.sum()),
+        "n_defective": n_defective,
+        "auroc": auroc(labels, scores) if 0 < n_defective < labels.size else None,
+        "precision": hits / int(flagged.sum()) if flagged.any() else None,
+        "recall": hits / n_defective if n_defective else None,
+    }
+
+
+def normal_images(session) -> list[Path]:
+    """Paths of the images reviewed as good: more normal data for fine-tuning."""
+    return [session.item(int(i)).image_path for i in np.flatnonzero(session.labels == 0.0)]
+
+
+def recalibrated(session, false_alarm_rate: float | None = None) -> Calibration:
+    """The session's calibration, also counting the images reviewed as good as held-out normal scores.
+
+    It starts from the stored calibration, the one the images were scored with, so the scores
+    are never mixed with another model's and the reviewed ones never count twice. The
+    synthetic-defect scores are kept, so the catch rate stays comparable.
+    """
+    if session.calibration is None:
+        raise InvalidInputError("this review holds no images yet")
+    good = session.scores[session.labels == 0.0].tolist()
+    calibration = session.calibration
+    rate = calibration.false_alarm_rate if false_alarm_rate is None else false_alarm_rate
+    return calibrate(list(calibration.normal_scores) + good, calibration.synthetic_scores, rate)
