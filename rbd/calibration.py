@@ -50,6 +50,23 @@ class Calibration:
             return None
         return float(np.mean(is_defective(np.asarray(self.synthetic_scores), threshold)))
 
+    def expected_false_alarm_rate(self, threshold: float | None = None) -> float:
+        """The share of normal images expected at or above `threshold`, by the same rule that set it:
+        the larger of the empirical share of the calibration scores and the fitted normal tail."""
+        t = self.threshold if threshold is None else threshold
+        normal = np.asarray(self.normal_scores, dtype=np.float64)
+        if normal.size == 0:
+            raise ValueError("this calibration stores no normal scores")
+        rate = float(np.mean(is_defective(normal, t)))
+        spread = float(normal.std(ddof=1)) if normal.size > 1 else 0.0
+        if spread > 0:
+            rate = max(rate, 1.0 - NormalDist(float(normal.mean()), spread).cdf(t))
+        return rate
+
+    def threshold_for(self, false_alarm_rate: float) -> float:
+        """The threshold this calibration's scores give for another false-alarm rate."""
+        return calibrate(self.normal_scores, (), false_alarm_rate).threshold
+
     def normalize(self, score, threshold: float | None = None):
         """Logistic map of raw scores (a float or an array): 0.5 at the threshold, the normal spread as unit."""
         t = self.threshold if threshold is None else threshold
