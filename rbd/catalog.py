@@ -1,12 +1,21 @@
-"""The checkpoints an app offers: shipped ones, ones trained in its work folder, and Hub repos.
+"""The checkpoints an app offers: shipped ones, fine-tuned ones, and Hub repos.
+
+A fine-tune is private to the browser session that made it (its owner) until it is published
+to every user of the app (or pushed to the Hub):
+
+    shipped/<name>/                 checkpoints that come with the app
+    trained/shared/<name>/          published fine-tunes (and fine-tunes of older versions, at trained/<name>/)
+    trained/private/<owner>/<name>/ one browser session's fine-tunes
 
 Loaded detectors are cached and shared (inference never changes them: callers pass their own
-threshold to `Detector.rethreshold`), so switching back to a model is instant. Only listed
-folders and Hub repo ids are loaded: a browser cannot make the server open arbitrary paths.
+threshold to `Detector.rethreshold`), so switching back to a model is instant. Only folders
+listed for the caller and Hub repo ids are loaded: a browser cannot make the server open
+arbitrary paths, nor another session's private models.
 """
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 import uuid
@@ -15,42 +24,64 @@ from pathlib import Path
 
 from .checkpoint import CONFIG_FILE, is_repo_id, load, load_from_hub, save
 from .detector import Detector
-from .errors import CheckpointError
-from .runtime import resolve_device
+from .errors import CheckpointError, InvalidInputError
+from .expiry import mark_used
+from .review.store import SESSION_ID
 
 CACHE_SIZE = 6  # loaded detectors kept in memory (about 10 MB each with the default teacher)
 
 
+def model_name(key: str, revision: str | None = None) -> str:
+    """A model's name for people: a folder's name, or a Hub repo id with its revision."""
+    return Path(key).name if Path(key).is_absolute() or not is_repo_id(key) else "@".join(filter(None, (key, revision)))
+
+
 class Catalog:
     def __init__(self, shipped: str | Path, trained: str | Path, device: str = "auto"):
+        from .runtime import resolve_device
+
         self.shipped, self.trained = Path(shipped), Path(trained)
+        self.shared, self.private = self.trained / "shared", self.trained / "private"
         self.device = resolve_device(device)
         self._cache: OrderedDict[tuple[str, str | None], Detector] = OrderedDict()
         self._locks: dict[tuple[str, str | None], threading.Lock] = {}
         self._guard = threading.Lock()
 
-    def entries(self) -> list[tuple[str, str]]:
-        """(label, key) pairs for a picker: shipped checkpoints first, then trained ones, newest first."""
+    def entries(self, owner: str | None = None) -> list[tuple[str, str]]:
+        """(label, key) pairs for a picker: shipped checkpoints first, then published fine-tunes and
+        `owner`'s own, newest first."""
         def folders(root: Path) -> list[Path]:
             return [p for p in root.iterdir() if (p / CONFIG_FILE).is_file()] if root.is_dir() else []
 
+        def newest_first(paths: list[Path]) -> list[Path]:
+            return sorted(paths, key=lambda p: p.stat().st_mtime, reverse=True)
+
         shipped = [(f"{p.name} (shipped)", str(p)) for p in sorted(folders(self.shipped))]
-        trained = [(f"{p.name} (fine-tuned)", str(p)) for p in sorted(folders(self.trained), key=lambda p: p.stat().st_mtime, reverse=True)]
-        return shipped + trained
+        shared = [(f"{p.name} (fine-tuned, shared)", str(p)) for p in newest_first(folders(self.shared) + folders(self.trained))]
+        mine = [(f"{p.name} (fine-tuned, yours)", str(p)) for p in newest_first(folders(self.owner_folder(owner)))] if owner else []
+        return shipped + mine + shared
 
     def default_key(self) -> str | None:
         entries = self.entries()
         return entries[0][1] if entries else None
 
-    def get(self, key: str, revision: str | None = None) -> Detector:
-        """A listed checkpoint folder or a Hub repo id (`owner/name`, at `revision`), loaded once.
+    def owner_folder(self, owner: str) -> Path:
+        """Where `owner`'s private fine-tunes live; the owner id comes from the browser, so it is checked."""
+        if not isinstance(owner, str) or not SESSION_ID.fullmatch(owner):
+            raise InvalidInputError(f"invalid browser session id {owner!r}")
+        return self.private / owner
+
+    def get(self, key: str, revision: str | None = None, owner: str | None = None) -> Detector:
+        """A checkpoint folder listed for `owner` or a Hub repo id (`owner/name`, at `revision`), loaded once.
 
         Loading one model never blocks requests for another (one lock per key).
         """
         key, revision = key.strip(), (revision or "").strip() or None
-        listed = key in {k for _, k in self.entries()}
+        listed = key in {k for _, k in self.entries(owner)}
         if listed:
             revision = None  # local folders have no revisions
+            if owner and Path(key).parent == self.owner_folder(owner):
+                mark_used(self.owner_folder(owner))
         elif not is_repo_id(key):
             raise CheckpointError(f"{key!r} is neither a listed checkpoint nor a Hub repo id (owner/name)")
         slot = (key, revision)
@@ -65,11 +96,29 @@ class Catalog:
             self._remember(slot, detector)
             return detector
 
-    def add_trained(self, detector: Detector) -> str:
-        """Save a newly trained detector (atomically) under a fresh name and return its key."""
-        folder = save(detector, self.trained / f"model-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}")
-        self._remember((str(folder), None), detector)
-        return str(folder)
+    def add_trained(self, detector: Detector, owner: str) -> str:
+        """Save a newly trained detector (atomically) as `owner`'s, under a fresh name, and return its key."""
+        folder = self.owner_folder(owner)
+        key = save(detector, folder / f"model-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}")
+        mark_used(folder)
+        self._remember((str(key), None), detector)
+        return str(key)
+
+    def publish(self, key: str, owner: str) -> str:
+        """Offer `owner`'s fine-tune to every user of the app; returns its new key."""
+        source = Path(key)
+        if source.parent != self.owner_folder(owner) or not (source / CONFIG_FILE).is_file():
+            raise CheckpointError("only a fine-tune made in this browser session can be shared")
+        self.shared.mkdir(parents=True, exist_ok=True)
+        target = self.shared / source.name
+        shutil.copytree(source, self.shared / f".{source.name}.tmp", dirs_exist_ok=True)
+        (self.shared / f".{source.name}.tmp").rename(target)  # appears whole, or not at all
+        shutil.rmtree(source)
+        with self._guard:
+            detector = self._cache.pop((key, None), None)
+        if detector is not None:
+            self._remember((str(target), None), detector)
+        return str(target)
 
     def _remember(self, slot: tuple[str, str | None], detector: Detector) -> None:
         with self._guard:

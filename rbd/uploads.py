@@ -10,6 +10,7 @@ reports what it skipped with one warning per call.
 from __future__ import annotations
 
 import errno
+import re
 import shutil
 import stat
 import zipfile
@@ -207,6 +208,15 @@ def _read_chunks(archive: zipfile.ZipFile, member: zipfile.ZipInfo) -> Iterator[
 
 def _too_large(name: str, limit: int) -> UploadError:
     return UploadError(f"{name} expands to more than {_describe_size(limit)}; refusing it as a possible zip bomb")
+
+
+def as_uploaded(message: str, folders: Iterable[str | Path]) -> str:
+    """`message` with its files named as the user knows them, never by a server path: each upload
+    lands in a temporary folder of its own under one of `folders` (the web server's upload cache,
+    the app's per-request folder), and that much of every path is cut."""
+    for folder in folders:
+        message = re.sub(re.escape(str(folder).rstrip("/")) + r"/[^/\s]+/", "", message)
+    return message
 
 
 def unique_name(name: str, taken: set[str], *, split_suffix: bool = True) -> str:

@@ -35,3 +35,29 @@ def overlay(image: np.ndarray, anomaly_map: np.ndarray, calibration: Calibration
 def mask_image(mask: np.ndarray) -> np.ndarray:
     """(H, W) uint8, 255 on defect pixels: the PNG masks rbd writes."""
     return mask.astype(np.uint8) * 255
+
+
+def colour_scale(stops: int = 11) -> list[tuple[float, str]]:
+    """(normalised score, "#rrggbb") at evenly spaced points of the heat map's colours, for a legend:
+    0.5, the middle, is the threshold."""
+    positions = np.linspace(0.0, 1.0, stops)
+    colours = (matplotlib.colormaps[COLORMAP](positions)[:, :3] * 255).round().astype(int)
+    return [(float(p), "#{:02x}{:02x}{:02x}".format(*c)) for p, c in zip(positions, colours)]
+
+
+def fold(image: np.ndarray, max_aspect: float = 4.0, gap: int = 6, fill=255) -> np.ndarray:
+    """A long strip cut into equal pieces laid below (or, for a tall one, beside) each other with a
+    `gap` of `fill` between them, so a 2000 x 50 weld seam shows as a block a person can read
+    instead of a sliver; an image within `max_aspect` comes back as it is. Works on images and masks."""
+    height, width = image.shape[:2]
+    if height > width:  # a tall strip: fold its transpose, so the pieces stand side by side
+        return np.swapaxes(fold(np.swapaxes(image, 0, 1), max_aspect, gap, fill), 0, 1)
+    pieces = int(np.ceil(np.sqrt(width / height / max_aspect)))
+    if pieces <= 1:
+        return image
+    step = -(-width // pieces)
+    out = np.full((pieces * height + (pieces - 1) * gap, step, *image.shape[2:]), fill, dtype=image.dtype)
+    for i in range(pieces):
+        piece = image[:, i * step:(i + 1) * step]
+        out[i * (height + gap):i * (height + gap) + height, :piece.shape[1]] = piece
+    return out

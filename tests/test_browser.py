@@ -1,24 +1,36 @@
 """The app in a real browser: Debian's chromium driven by Playwright against a server launched in-process.
 
 Covers what the API tests cannot: uploads through the page's file inputs, button wiring, the rendered
-Markdown, the keyboard shortcuts attached by `launch(js=SHORTCUTS)`, and downloading the export zip.
-Needs `apt-get install -y chromium` (never `playwright install`). The steps wait generously: the
-machine may be busy with other work.
+Markdown, the keyboard shortcuts attached by `launch(js=SHORTCUTS)`, the mask editor's canvas, and
+downloading the export zip. The tests share one page and run in order (the fine-tune comes last, as
+it changes the active model). Needs `apt-get install -y chromium` (never `playwright install`).
+The steps wait generously: the machine may be busy with other work.
 """
 
 import csv
 import io
 import json
+import os
 import re
 import shutil
+import time
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
+from conftest import _defective_image, _normal_image, _save
+from PIL import Image
 from playwright.sync_api import expect, sync_playwright
 
+from rbd import review
+from rbd.review import ReviewSession
+from rbd.thresholds import threshold_at
+
 WAIT_MS = 60_000  # per step
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+expect.set_options(timeout=WAIT_MS)
+MODEL_RATE = "0.1"  # % : the session detector's calibrated false-alarm rate
+SCREENSHOTS = Path(os.environ.get("RBD_SCREENSHOTS", "")) if os.environ.get("RBD_SCREENSHOTS") else None
 
 
 @pytest.fixture(scope="module")
@@ -52,16 +64,32 @@ def new_page(browser, messages=None):
     return page
 
 
+def loaded(page):
+    """app.load has loaded the model once its line (with the raw threshold) is shown."""
+    expect(page.locator("#model-info")).to_contain_text("raw threshold")
+
+
 @pytest.fixture(scope="module")
 def page(browser, app_server):  # the browser first: fail before training and launching anything
     messages = []
     page = new_page(browser, messages)
     page.goto(app_server[0], wait_until="domcontentloaded")
-    # app.load has loaded the model once its description (with the threshold) is shown
-    expect(page.get_by_text("held-out normal images")).to_be_visible(timeout=WAIT_MS)
+    loaded(page)
     yield page
     print("\n".join(messages))  # browser console: pytest shows it in the last test's report if that test failed
     page.context.close()
+
+
+@pytest.fixture(scope="module")
+def pictures(tmp_path_factory):
+    """Images the app has never seen: a tall defective part, a tall good one of the same size, and a long strip."""
+    folder = tmp_path_factory.mktemp("pictures")
+    rng = np.random.default_rng(7)
+    tall, _ = _defective_image(rng, 160, 48)
+    _save(tall, folder / "tall_part.png")
+    _save(_normal_image(rng, 160, 48), folder / "tall_other.png")
+    _save(_normal_image(rng, 50, 2000), folder / "strip.png")
+    return folder
 
 
 def blur(page):
@@ -69,60 +97,302 @@ def blur(page):
     page.evaluate("() => document.activeElement && document.activeElement.blur()")
 
 
-def test_inspect_an_uploaded_image(page, detector):
-    example = EXAMPLES / "ksdd_crack.jpg"  # any image works with the session's tiny model
+def shot(page, name):
+    """A full-page screenshot for a person to look at, when RBD_SCREENSHOTS names a folder."""
+    if SCREENSHOTS:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def clear(page, box: str):
+    """Empty an upload box (an image box's button is "Remove Image", a file box's "Clear")."""
+    button = page.locator(f"{box} button[aria-label='Remove Image'], {box} button[aria-label='Clear']")
+    if button.count():
+        button.first.click()
+
+
+def set_rate(page, rate: str):
+    """Type a rate in the threshold's box and press Enter, without leaving the box."""
+    box = page.locator("#threshold input[type=number]")
+    box.fill(rate)
+    box.press("Enter")
+
+
+def inspect(page, files, box="#inspect-files"):
     page.get_by_role("tab", name="Inspect").click()
-    page.locator("#inspect-image input[type=file]").set_input_files(str(example))
-    expect(page.locator("#inspect-image img")).to_have_attribute("src", re.compile("."), timeout=WAIT_MS)  # uploaded
+    page.locator(f"{box} input[type=file]").set_input_files([str(f) for f in files])
+    if box == "#inspect-files":
+        expect(page.locator(box).get_by_role("cell", name=Path(files[-1]).name).first).to_be_visible()
     page.locator("#inspect-run").click()
 
+
+def review_session(app_server, file_name) -> ReviewSession:
+    """The review (on disk) holding an image of this name."""
+    for folder in (app_server[1] / "work" / "reviews").iterdir():
+        session = ReviewSession.open(folder.parent, folder.name)
+        if session is not None and any(item.file_name == file_name for item in session.items):
+            return session
+    raise AssertionError(f"no review holds {file_name}")
+
+
+def test_an_empty_inspect_panel_says_what_to_do(page):
+    expect(page.locator("#inspect-summary")).to_contain_text("press Inspect")
+    expect(page.locator("#heat-legend")).to_contain_text("at the threshold")
+    expect(page.get_by_text("bottle broken large")).to_be_visible()  # examples carry names
+    shot(page, "1-inspect-empty")
+
+
+def test_inspect_an_uploaded_image(page, detector, parts):
+    example = parts[1][0]
+    page.locator("#inspect-image input[type=file]").set_input_files(str(example))
+    expect(page.locator("#inspect-image img")).to_have_attribute("src", re.compile("."))  # uploaded
+    page.locator("#inspect-run").click()
     summary = page.locator("#inspect-summary")
-    expect(summary).to_contain_text("anomaly score", timeout=WAIT_MS)
+    expect(summary).to_contain_text(example.name)
     text = summary.inner_text()
     expected = detector.predict(example)
     assert expected.verdict.upper() in text and example.name in text, text
     score = float(re.search(r"anomaly score\s+([0-9.]+)", text).group(1))
     assert score == pytest.approx(expected.score, abs=1e-4)  # the file itself was scored, not a re-encoded copy
-    expect(page.locator("#inspect-overlay img")).to_have_attribute("src", re.compile("."), timeout=WAIT_MS)
+    expect(page.locator("#inspect-overlay img")).to_have_attribute("src", re.compile("."))
+    shot(page, "2-inspect")
 
 
-def test_review_with_keyboard_shortcuts_and_export(page, parts, tmp_path):
+@pytest.mark.parametrize("name, content", [("text.png", b"not an image at all"), ("empty.png", b"")])
+def test_a_bad_file_in_the_image_box_is_named(page, tmp_path, name, content):
+    (tmp_path / name).write_bytes(content)
+    clear(page, "#inspect-image")
+    page.locator("#inspect-image input[type=file]").set_input_files(str(tmp_path / name))
+    page.locator("#inspect-run").click()
+    toast = page.locator(".toast-body").filter(has_text=name).first
+    expect(toast).to_contain_text(f"{name}: ")
+    assert "/" not in toast.inner_text().split("\n", 1)[-1], toast.inner_text()  # no server path
+    page.locator(".toast-body .toast-close").first.click()
+
+
+def test_a_second_drop_scores_each_file_once(page, parts):
+    good, bad = parts
+    clear(page, "#inspect-image")
+    files = page.locator("#inspect-files input[type=file]")
+    files.set_input_files([str(good[0]), str(good[1])])
+    expect(page.locator("#inspect-files").get_by_role("cell", name=good[1].name).first).to_be_visible()
+    files.set_input_files([str(good[0]), str(good[1])])  # dropped again: the list holds each twice
+    expect(page.locator("#inspect-files").get_by_role("cell", name=good[0].name)).to_have_count(2)
+    page.locator("#inspect-run").click()
+    results = page.locator("#inspect-results")
+    expect(results).to_contain_text(good[1].name)
+    expect(results).to_contain_text(good[0].name)
+    text = results.inner_text()
+    assert "_1.png" not in text and text.count(good[0].name) == text.count(good[1].name) == 1, text
+
+
+def test_typing_a_rate_rejudges_at_once_and_reset_restores_the_models(page, parts, detector):
+    good, bad = parts
+    clear(page, "#inspect-files")
+    inspect(page, [bad[0]])
+    summary = page.locator("#inspect-summary")
+    expect(summary).to_contain_text(f"raw threshold {detector.threshold:.4f}")
+    slider = page.locator("#threshold input[type=range]")
+    assert (slider.get_attribute("min"), slider.get_attribute("max")) == ("0.01", "30")  # % of good parts flagged
+    set_rate(page, "20")  # no blur: the verdicts follow while the box still has the focus
+    loose = threshold_at(detector.calibration, 0.20)
+    expect(summary).to_contain_text(f"raw threshold {loose:.4f}")
+    expect(page.locator("#model-info")).to_contain_text(f"raw threshold {loose:.4f} for 20% expected false alarms")
+    slider.focus()
+    slider.press("ArrowRight")  # the arrow keys move the verdicts too
+    expect(summary).to_contain_text(f"raw threshold {threshold_at(detector.calibration, 0.2001):.4f}")
+    page.locator("#threshold-reset").click()
+    expect(page.locator("#threshold input[type=number]")).to_have_value(MODEL_RATE)
+    expect(summary).to_contain_text(f"raw threshold {detector.threshold:.4f}")
+
+
+def test_a_long_strip_is_not_squashed(page, pictures):
+    clear(page, "#inspect-files")
+    inspect(page, [pictures / "strip.png"])
+    expect(page.locator("#inspect-summary")).to_contain_text("strip.png")
+    image = page.locator("#inspect-overlay img")
+    expect(image).to_have_attribute("src", re.compile("."))
+    box = image.bounding_box()
+    assert box["height"] >= 100, box  # folded into a block, not a 2000 x 50 sliver
+    shot(page, "3-inspect-strip")
+
+
+def test_a_failed_model_load_leaves_no_error_badges(page):
+    page.get_by_label("…or Hub repo id (owner/name)").fill("acme/does-not-exist")
+    page.locator("#load-model").click()
+    expect(page.locator(".toast-body").filter(has_text="acme/does-not-exist").first).to_be_visible()
+    time.sleep(1)
+    for place in ("#threshold", "#model-info"):
+        expect(page.locator(place).get_by_text("Error", exact=True)).to_have_count(0)
+    page.locator(".toast-body .toast-close").first.click()
+    page.get_by_label("…or Hub repo id (owner/name)").fill("")
+
+
+def test_review_with_keyboard_shortcuts_and_an_export_coco_can_evaluate(page, parts, tmp_path):
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
     good, bad = parts
     page.get_by_role("tab", name="Review").click()
     review_files = page.locator("#review-files")
     review_files.locator("input[type=file]").set_input_files([str(p) for p in good[:2] + bad[:2]])
-    expect(review_files.get_by_role("cell", name=bad[1].name).first).to_be_visible(timeout=WAIT_MS)  # uploaded
+    expect(review_files.get_by_role("cell", name=bad[1].name).first).to_be_visible()  # uploaded
     page.locator("#review-score").click()
 
     text, metrics = page.locator("#review-text"), page.locator("#review-metrics")
-    expect(text).to_contain_text("1 / 4", timeout=WAIT_MS)
-    expect(metrics).to_contain_text("Reviewed 0 of 4", timeout=WAIT_MS)
+    expect(text).to_contain_text("1 / 4")
+    expect(metrics).to_contain_text("Reviewed 0 of 4")
+    expect(page.locator("#review-model")).to_contain_text("scored by stripes")
 
     blur(page)
     page.keyboard.press("a")
-    expect(metrics).to_contain_text("Reviewed 1 of 4", timeout=WAIT_MS)
-    expect(text).to_contain_text("2 / 4", timeout=WAIT_MS)
-    page.keyboard.press("r")
-    expect(metrics).to_contain_text("Reviewed 2 of 4", timeout=WAIT_MS)
-    expect(text).to_contain_text("3 / 4", timeout=WAIT_MS)
+    expect(metrics).to_contain_text("Reviewed 1 of 4")
+    expect(text).to_contain_text("2 / 4")
+    page.keyboard.press("a")
+    expect(metrics).to_contain_text("Reviewed 2 of 4")
+    expect(text).to_contain_text("3 / 4")
     page.keyboard.press("ArrowLeft")
-    expect(text).to_contain_text("2 / 4", timeout=WAIT_MS)
-    expect(text).to_contain_text("decision: reject", timeout=WAIT_MS)
+    expect(text).to_contain_text("2 / 4")
+    expect(text).to_contain_text("decision: accept")
+    captions = page.locator("#review-gallery").inner_text()
+    assert captions.count("✓ accepted") == 2 and ".png" in captions, captions  # file names and decisions, not cut
+    shot(page, "4-review")
 
     page.locator("#review-export").click()
     link = page.locator("#review-export-file a[download]").first
-    expect(link).to_be_visible(timeout=WAIT_MS)
-    with page.expect_download(timeout=WAIT_MS) as download:
+    expect(link).to_be_visible()
+    with page.expect_download() as download:
         link.click()
     path = tmp_path / download.value.suggested_filename
     download.value.save_as(path)
-
     with zipfile.ZipFile(path) as z:
         rows = list(csv.DictReader(io.StringIO(z.read("decisions.csv").decode())))
         coco = json.loads(z.read("coco.json"))
-    decisions = sorted(r["decision"] for r in rows)
-    assert decisions == ["", "", "accept", "reject"], rows
-    assert len(coco["images"]) == 2  # the reviewed ones
+    assert sorted(r["decision"] for r in rows) == ["", "", "accept", "accept"], rows
+    assert len(coco["images"]) == 2 and coco["annotations"]  # the two accepted defective parts
+    (tmp_path / "coco.json").write_text(json.dumps(coco))
+    truth = COCO(str(tmp_path / "coco.json"))
+    evaluation = COCOeval(truth, truth.loadRes([{**a, "score": 1.0} for a in coco["annotations"]]), "segm")
+    evaluation.evaluate()
+    evaluation.accumulate()
+    evaluation.summarize()
+    assert evaluation.stats[0] == pytest.approx(1.0)
+
+
+def test_an_empty_filter_says_so(page):
+    page.locator("#review-filter").get_by_text("grey zone (near the threshold)").click()
+    page.locator("#review-filter").get_by_text("all", exact=True).click()
+    expect(page.locator("#review-text")).to_contain_text(" / 4")
+    blur(page)
+    for _ in range(3):  # quick presses: each one counts, each from where the one before ended
+        page.keyboard.press("ArrowRight")
+    expect(page.locator("#review-text")).to_contain_text("4 / 4")
+    page.locator("#review-filter").get_by_text("flagged defective").click()  # the image shown is not flagged:
+    expect(page.locator("#review-text")).to_contain_text(re.compile(r"1 / [12] "))  # the first of them, not a place past the end
+    page.locator("#review-filter").get_by_text("unreviewed").click()
+    blur(page)
+    page.keyboard.press("a")
+    page.keyboard.press("a")
+    expect(page.locator("#review-text")).to_contain_text("No image is unreviewed (4 scored)")
+    shot(page, "4b-review-filter-empty")
+
+
+def test_the_mask_editor_opens_on_the_image_and_saves_on_it(page, app_server, pictures, detector):
+    page.locator("#review-filter").get_by_text("all", exact=True).click()
+    clear(page, "#review-files")
+    page.locator("#review-files input[type=file]").set_input_files([str(pictures / "tall_part.png"), str(pictures / "tall_other.png")])
+    expect(page.locator("#review-files").get_by_role("cell", name="tall_other.png").first).to_be_visible()
+    page.locator("#review-score").click()
+    expect(page.locator("#review-status")).to_contain_text("Scored 2 image(s)")
+    text = page.locator("#review-text")
+    while "tall_part.png" not in text.inner_text():
+        blur(page)
+        page.keyboard.press("ArrowRight")
+        time.sleep(0.5)
+    session = review_session(app_server, "tall_part.png")
+    item = next(i for i in session.items if i.file_name == "tall_part.png")
+    model_mask = review.mask_to_edit(session, item.id, detector.threshold)
+    assert 0 < model_mask.mean() < 1
+
+    blur(page)
+    page.keyboard.press("e")
+    editor = page.locator("#review-editor")
+    expect(editor).to_be_visible()
+    page.locator("#review-save").click()  # nothing painted: exactly the model's mask
+    expect(page.locator("#review-text")).to_contain_text("decision: correct")
+    saved = lambda: review.final_mask(review_session(app_server, "tall_part.png"), item.id)  # noqa: E731
+    np.testing.assert_array_equal(saved(), model_mask)
+
+    blur(page)
+    page.keyboard.press("e")
+    expect(editor).to_contain_text("Paint the defect on tall_part.png")
+    time.sleep(2)  # the canvas is drawn anew for the image
+    canvas = editor.locator("canvas").first
+    canvas.scroll_into_view_if_needed()
+    editor.locator("button[aria-label=Brush]").click()
+    box = canvas.bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(x - 4, y)
+    page.mouse.down()
+    page.mouse.move(x + 4, y, steps=4)
+    page.mouse.up()
+    shot(page, "5-review-editor")
+    page.locator("#review-save").click()
+    expect(editor).to_be_hidden()
+    time.sleep(1)
+    painted = saved()
+    centre = (item.height // 2, item.width // 2)
+    assert painted[centre[0] - 1:centre[0] + 2, centre[1] - 1:centre[1] + 2].all()  # the stroke is where it was painted
+    assert (painted | model_mask == painted).all()  # the model's mask stayed where it was
+    extra = np.argwhere(painted & ~model_mask)
+    if len(extra):
+        assert (np.abs(extra - centre) <= (item.height // 3, item.width // 2)).all()  # nothing landed elsewhere
+
+    blur(page)
+    page.keyboard.press("e")
+    expect(page.locator("#review-save")).to_be_visible()
+    page.keyboard.press("ArrowRight")  # moving on closes the editor: a save belongs to the image it was opened on
+    expect(page.locator("#review-save")).to_be_hidden()
+    expect(editor).to_be_hidden()
+    np.testing.assert_array_equal(saved(), painted)
+
+
+def test_cancel_stops_training_at_once_and_says_the_model_is_unchanged(page, category):
+    page.get_by_role("tab", name="Fine-tune").click()
+    page.locator("#train-files input[type=file]").set_input_files([str(p) for p in sorted((category / "train" / "good").iterdir())])
+    expect(page.locator("#train-files").get_by_role("cell", name="009.png").first).to_be_visible()
+    page.locator("#train-epochs input").fill("100000")
+    page.locator("#train-minutes input").fill("0")
+    page.locator("#train-run").click()
+    status = page.locator("#train-status")
+    expect(status).to_contain_text("training… step")
+    expect(page.locator("#train-loss")).to_be_visible()
+    page.locator("#train-cancel").click()
+    start = time.monotonic()
+    expect(status).to_contain_text("Training cancelled after", timeout=20_000)
+    assert time.monotonic() - start < 15
+    expect(status).to_contain_text("the active model is unchanged: stripes")
+    expect(page.locator("#model-info")).to_contain_text("stripes")
+
+
+def test_after_a_fine_tune_the_review_shows_its_model_and_can_be_rescored(page):
+    page.locator("#train-epochs input").fill("2")
+    page.locator("#train-run").click()
+    expect(page.locator("#train-status")).to_contain_text("now the active model")
+    expect(page.locator("#model-info")).to_contain_text("model-")
+    shot(page, "6-fine-tune")
+    page.get_by_role("tab", name="Review").click()
+    about = page.locator("#review-model")
+    expect(about).to_contain_text("scored by stripes")
+    expect(about).to_contain_text("The active model is model-")
+    page.locator("#review-rescore").click()
+    expect(page.locator("#review-status")).to_contain_text("decisions are kept")
+    expect(about).to_contain_text("scored by model-")
+    expect(about).not_to_contain_text("The active model is")
+    page.locator("#review-new").click()
+    expect(page.locator("#review-text")).to_contain_text("No images to review yet")
+    page.get_by_role("tab", name="Evaluate").click()
+    shot(page, "7-evaluate")
 
 
 def test_a_restarted_app_resumes_the_same_review(browser, checkpoint, parts, tmp_path):
@@ -145,7 +415,7 @@ def test_a_restarted_app_resumes_the_same_review(browser, checkpoint, parts, tmp
     demo = serve()
     try:
         page.goto(f"http://127.0.0.1:{port}/", wait_until="domcontentloaded")
-        expect(page.get_by_text("held-out normal images")).to_be_visible()
+        loaded(page)
         page.get_by_role("tab", name="Review").click()
         page.locator("#review-files input[type=file]").set_input_files([str(good[0]), str(bad[0])])
         expect(page.locator("#review-files").get_by_role("cell", name=bad[0].name).first).to_be_visible()
@@ -160,7 +430,7 @@ def test_a_restarted_app_resumes_the_same_review(browser, checkpoint, parts, tmp
     demo = serve()  # a new process would do the same: nothing is kept in memory between the two
     try:
         page.reload(wait_until="domcontentloaded")
-        expect(page.get_by_text("held-out normal images")).to_be_visible()
+        loaded(page)
         page.get_by_role("tab", name="Review").click()
         expect(page.locator("#review-metrics")).to_contain_text("Reviewed 1 of 2")
         expect(page.locator("#review-text")).to_contain_text("decision: accept")

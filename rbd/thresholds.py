@@ -1,0 +1,33 @@
+"""The threshold as a person sets it: the share of good parts one accepts to see flagged.
+
+A raw anomaly score means nothing outside its model (0.3345 for one, 0.52 for another), while
+"1% of good parts flagged" means the same for every model. Each model's calibration turns
+that expected false-alarm rate into its own raw threshold, so one setting judges a review
+scored by one model and an Inspect upload scored by another alike.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .calibration import Calibration
+
+RATE_RANGE = (0.0001, 0.30)  # the rates a control offers: one in 10,000 good parts flagged, up to 30%
+
+
+def threshold_at(calibration: Calibration, rate: float) -> float:
+    """The raw threshold for an expected false-alarm rate (a fraction). At the rate the model was
+    calibrated for this is exactly its stored threshold, whatever rule a checkpoint was made with."""
+    if math.isclose(rate, calibration.false_alarm_rate, rel_tol=1e-9, abs_tol=1e-12):
+        return calibration.threshold
+    return calibration.threshold_for(rate)
+
+
+def describe(calibration: Calibration, rate: float) -> str:
+    """One line for people: the raw threshold for `rate`, what calibrates it and the synthetic
+    defects it catches."""
+    threshold = threshold_at(calibration, rate)
+    text = (f"raw threshold {threshold:.4f} for {100 * rate:.3g}% expected false alarms "
+            f"({len(calibration.normal_scores)} normal images calibrate it)")
+    caught = calibration.caught(threshold)
+    return text + (f" · catches {100 * caught:.0f}% of synthetic defects" if caught is not None else "")

@@ -1,0 +1,77 @@
+"""The app: a model bar over four tabs, each laid out and wired in its own module."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import gradio as gr
+
+from rbd.catalog import Catalog
+
+from . import evaluation, fine_tune, inspection, model_bar, review
+from .context import Context
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = Path(os.environ.get("RBD_WORK_DIR", ROOT / "work"))
+SWEEP_S = 3600  # how often idle reviews and private models are looked for
+CSS = """
+.rbd-gallery .caption-label { white-space: pre-line !important; overflow: visible !important; text-overflow: clip !important;
+                              max-width: 100% !important; font-size: 0.75em; line-height: 1.2; }
+"""
+SHORTCUTS = """
+() => {
+  const keys = {a: "review-accept", r: "review-reject", e: "review-edit", ArrowLeft: "review-prev",
+                ArrowRight: "review-next", j: "review-next", k: "review-prev"};
+  document.addEventListener("keydown", (event) => {
+    const target = event.target;
+    if (target && (["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName) || target.isContentEditable)) return;
+    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    const id = keys[event.key];
+    const button = id && document.getElementById(id);
+    if (button && !button.disabled && button.offsetParent !== null) { event.preventDefault(); button.click(); }
+  });
+}
+"""
+
+
+def build_app(work: Path = WORK, catalog: Catalog | None = None) -> gr.Blocks:
+    """The app; `work` holds uploads (only while a request runs), reviews, exports and fine-tuned models."""
+    ctx = Context(work, catalog or Catalog(ROOT / "checkpoints", Path(work) / "models"))
+    with gr.Blocks(title="rbd: visual anomaly detection", delete_cache=(3600, 86400)) as app:
+        gr.Markdown("# rbd · visual anomaly detection\nLearned from good parts only: score, heat map, defect mask and verdict "
+                    "for every image.")
+        bar = model_bar.layout(ctx)
+        review_id = review.review_id_state(ctx)
+        with gr.Tab("Inspect"):
+            inspect_area = inspection.layout(ctx)
+        with gr.Tab("Review"):
+            review_area = review.layout(ctx, review_id)
+        with gr.Tab("Fine-tune"):
+            tune_area = fine_tune.layout(ctx)
+        with gr.Tab("Evaluate"):
+            eval_area = evaluation.layout(ctx)
+
+        def rejudge(trigger, api: bool = False):
+            """A new model or threshold: every tab judges what it shows again."""
+            inspection.rejudge(ctx, inspect_area, bar, trigger, api)
+            review.rejudge(ctx, review_area, bar, trigger, api)
+            evaluation.rejudge(ctx, eval_area, bar, trigger, api)
+
+        model_bar.wire(ctx, bar, app, rejudge)
+        inspection.wire(ctx, inspect_area, bar)
+        review.wire(ctx, review_area, bar, rejudge)
+        fine_tune.wire(ctx, tune_area, bar, review_area.review_id, eval_area.evaluated, rejudge)
+        evaluation.wire(ctx, eval_area, bar)
+    app.queue(default_concurrency_limit=4)
+    app.rbd_context = ctx
+    return app
+
+
+def launch(app: gr.Blocks, **kwargs):
+    """Start the server with the review keyboard shortcuts (host and port from GRADIO_SERVER_NAME/PORT);
+    idle reviews and private models are removed while it runs."""
+    ctx = app.rbd_context
+    ctx.sweep_every(SWEEP_S)
+    return app.launch(js=SHORTCUTS, css=CSS, footer_links=["api", "gradio"], max_file_size="2gb",
+                      allowed_paths=[str(ctx.reviews)], **kwargs)

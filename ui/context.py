@@ -1,0 +1,149 @@
+"""What every handler of one app shares: the catalog of models, the work folder and what is open.
+
+Nothing here is per browser: each browser's model, review id and uploads travel with its requests
+(Gradio states), and the objects kept here are looked up by them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import rbd
+from rbd.catalog import Catalog
+from rbd.expiry import mark_used, remove_idle
+from rbd.files import atomic_write
+from rbd.review import ReviewSession, session_folder
+from rbd.train import BackgroundTraining
+
+IDLE_DAYS = float(os.environ.get("RBD_IDLE_DAYS", "30"))  # reviews and private models unused this long are removed
+OPEN_REVIEWS = 32  # review sessions kept open in memory (the least recently used is closed first)
+EXPORTS_KEPT_S = 86400
+CURSORS_KEPT_S = 86400  # a tab's place in its review is forgotten after a day without a request
+
+
+@dataclass
+class Cursor:
+    """The review image a browser tab has on screen. Its lock makes that tab's key presses run one
+    at a time, each from where the one before left off (the browser's own copy may lag behind)."""
+
+    item: int | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    used: float = field(default_factory=time.time)
+
+
+class Context:
+    """The app's shared objects: `work` holds uploads (only while a request runs), reviews, exports and
+    fine-tuned models."""
+
+    def __init__(self, work: Path, catalog: Catalog, idle_days: float = IDLE_DAYS):
+        self.work, self.catalog = Path(work), catalog
+        self.reviews, self.exports, self.uploads = self.work / "reviews", self.work / "exports", self.work / "uploads"
+        self.uploads.mkdir(parents=True, exist_ok=True)
+        self.idle_s = 86400 * idle_days
+        self.jobs: dict[str, BackgroundTraining] = {}  # the running fine-tune of each browser tab
+        self._open: OrderedDict[str, tuple[ReviewSession, float]] = OrderedDict()
+        self._cursors: dict[str, Cursor] = {}
+        self._guard = threading.Lock()
+
+    @property
+    def state_secret(self) -> str:
+        """The key browser-stored ids are signed with, kept in the work folder so that they survive restarts."""
+        if os.environ.get("RBD_STATE_SECRET"):
+            return os.environ["RBD_STATE_SECRET"]
+        path = self.work / "browser-state-secret"
+        if not path.exists():
+            with atomic_write(path) as f:
+                f.write(secrets.token_hex(16).encode())
+        return path.read_text().strip()
+
+    @property
+    def upload_folders(self) -> list[Path]:
+        """Where uploads are copied (one temporary folder each): never named in a message."""
+        import gradio.utils
+
+        return [self.uploads, Path(gradio.utils.get_upload_folder())]
+
+    def detector(self, model: dict) -> rbd.Detector:
+        """The detector of a browser's model state ({"key", "revision", "owner", ...})."""
+        if not model or not model.get("key"):
+            raise rbd.CheckpointError("no model is loaded: pick one or enter a Hub repo id")
+        return self.catalog.get(model["key"], model.get("revision"), model.get("owner"))
+
+    def review(self, review_id: str, create: bool = False) -> ReviewSession | None:
+        """The open review session of this id (read from disk once); None if there is none, unless
+        `create` asks for a new, empty one."""
+        if not review_id:
+            return None
+        with self._guard:
+            if review_id in self._open:
+                session, marked = self._open.pop(review_id)
+                self._open[review_id] = (session, marked)
+                if time.time() - marked > 60:  # the idle clock, touched at most once a minute
+                    self._mark(review_id, session)
+                return session
+        session = ReviewSession(session_folder(self.reviews, review_id)) if create else ReviewSession.open(self.reviews, review_id)
+        if session is not None:
+            with self._guard:
+                self._mark(review_id, session)
+                while len(self._open) > OPEN_REVIEWS:
+                    self._open.popitem(last=False)
+        return session
+
+    def _mark(self, review_id: str, session: ReviewSession) -> None:
+        if session.folder.is_dir():  # a new review has no folder until its first images
+            mark_used(session.folder)
+        self._open[review_id] = (session, time.time())
+
+    def cursor(self, request) -> Cursor:
+        """The cursor of the browser tab (Gradio session) that sent `request`."""
+        now = time.time()
+        with self._guard:
+            for key in [key for key, cursor in self._cursors.items() if now - cursor.used > CURSORS_KEPT_S]:
+                del self._cursors[key]
+            cursor = self._cursors.setdefault(request.session_hash if request is not None else "", Cursor())
+            cursor.used = now
+            return cursor
+
+    @contextlib.contextmanager
+    def upload_folder(self) -> Iterator[Path]:
+        """A temporary folder for one request's uploads, removed afterwards."""
+        with tempfile.TemporaryDirectory(dir=self.uploads) as folder:
+            yield Path(folder)
+
+    def export_folder(self) -> Path:
+        """A fresh folder per export, so two users never share a file name; day-old ones are removed."""
+        self.exports.mkdir(parents=True, exist_ok=True)
+        for old in self.exports.iterdir():
+            if time.time() - old.stat().st_mtime > EXPORTS_KEPT_S:
+                shutil.rmtree(old, ignore_errors=True)
+        return Path(tempfile.mkdtemp(dir=self.exports))
+
+    def remove_idle(self) -> list[Path]:
+        """Remove the reviews and private models of sessions idle longer than allowed."""
+        removed = remove_idle(self.reviews, self.idle_s) + remove_idle(self.catalog.private, self.idle_s)
+        with self._guard:
+            for folder in removed:
+                self._open.pop(folder.name, None)
+        return removed
+
+    def sweep_every(self, seconds: float) -> threading.Event:
+        """Run `remove_idle` now and then every `seconds` in a daemon thread; set the event to stop."""
+        stop = threading.Event()
+
+        def sweep():
+            while True:
+                self.remove_idle()
+                if stop.wait(seconds):
+                    return
+        threading.Thread(target=sweep, daemon=True, name="rbd-expiry").start()
+        return stop

@@ -1,0 +1,79 @@
+"""Evaluate: metrics, ROC curve and per-image verdicts of the active model on an MVTec-layout zip.
+
+The per-image verdicts follow the threshold control, like every other verdict in the app.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gradio as gr
+import pandas as pd
+
+import rbd
+from rbd.detector import verdict
+from rbd.plots import roc_figure
+from rbd.uploads import extract_zip, find_mvtec_root
+
+from . import model_bar
+from .inspection import INFERENCE_LIMIT
+from .wiring import endpoint, gpu, on
+
+
+@dataclass
+class Evaluate:
+    archive: gr.File
+    run: gr.Button
+    summary: gr.Dataframe
+    roc: gr.Plot
+    rows: gr.Dataframe
+    evaluated: gr.State  # {"model": key, "metrics": ..., "rows": ...} of this browser's last evaluation
+
+
+@gpu
+def evaluate(ctx, archive, model: dict, rate: float, progress=gr.Progress()) -> dict:
+    """Metrics, ROC curve and per-image table on an uploaded MVTec-layout zip."""
+    if not archive:
+        raise rbd.NoImagesError("upload a zip of an MVTec-layout category first")
+    with ctx.upload_folder() as folder:
+        extract_zip(archive, folder)
+        result = rbd.evaluate(ctx.detector(model), find_mvtec_root(folder), progress=lambda i, n: progress((i, n), desc="evaluating"))
+    metrics = result.summary()
+    summary = pd.DataFrame([{"metric": k, "value": "–" if v is None else round(v, 4) if isinstance(v, float) else v}
+                            for k, v in metrics.items()])
+    evaluated = {"model": model["key"], "metrics": metrics, "rows": result.rows}
+    return {"summary": summary, "roc": roc_figure(result.roc, result.image_auroc), "evaluated": evaluated,
+            **rows(ctx, evaluated, model, rate)}
+
+
+def rows(ctx, evaluated: dict | None, model: dict, rate: float) -> dict:
+    """The per-image table with verdicts at the current threshold of the model that was evaluated."""
+    if not evaluated or evaluated["model"] != model["key"]:
+        return {}
+    calibration = model_bar.calibration(ctx, model)
+    threshold = model_bar.threshold(ctx, model, rate)
+    table = [{**row, "normalized_score": calibration.normalize(row["score"], threshold), "verdict": verdict(row["score"], threshold)}
+             for row in evaluated["rows"]]
+    return {"rows": pd.DataFrame(table).round(4)}
+
+
+def layout(ctx) -> Evaluate:
+    with gr.Row():
+        archive = gr.File(label="MVTec-layout category (zip)", file_types=[".zip"], elem_id="eval-zip")
+        run = gr.Button("Evaluate", variant="primary", elem_id="eval-run")
+    with gr.Row():
+        summary = gr.Dataframe(label="Metrics", interactive=False)
+        roc = gr.Plot(label="ROC curve")
+    table = gr.Dataframe(label="Per image (verdicts at the threshold above)", interactive=False, elem_id="eval-rows")
+    return Evaluate(archive, run, summary, roc, table, gr.State(None))
+
+
+def wire(ctx, area: Evaluate, bar: model_bar.ModelBar) -> None:
+    on(area.run.click, evaluate, ctx, [area.archive, bar.model, bar.rate],
+       {"summary": area.summary, "roc": area.roc, "rows": area.rows, "evaluated": area.evaluated}, api_name="evaluate",
+       concurrency_limit=INFERENCE_LIMIT, concurrency_id="inference")
+
+
+def rejudge(ctx, area: Evaluate, bar: model_bar.ModelBar, trigger, api: bool = False) -> None:
+    on(trigger, rows, ctx, [area.evaluated, bar.model, bar.rate], {"rows": area.rows}, show_progress="hidden",
+       **endpoint(api, "evaluate_rethreshold"))

@@ -1,0 +1,183 @@
+"""Fine-tune: train on uploaded normal images in the background, then share or push the model.
+
+A fine-tune is private to the browser that made it until it is shared with every user of the
+app or pushed to the Hub. Cancel stops training at the next step (a fraction of a second) and
+says that the active model is unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+import rbd
+from rbd import review as rules
+from rbd.images import MAX_SIDE, read_images
+from rbd.plots import calibration_figure
+from rbd.train import BackgroundTraining
+from rbd.uploads import gather_images
+
+from . import model_bar
+from .wiring import gpu, on, paths
+
+MIN_IMAGES = 5
+ON_SPACES = os.environ.get("SYSTEM") == "spaces"
+
+
+@dataclass
+class FineTune:
+    files: gr.File
+    folder: gr.File
+    use_reviewed: gr.Checkbox
+    start_current: gr.Checkbox
+    epochs: gr.Number
+    minutes: gr.Number
+    train: gr.Button
+    cancel: gr.Button
+    status: gr.Markdown
+    loss: gr.LinePlot
+    calibration: gr.Plot
+    model_file: gr.File
+    share: gr.Button
+    repo_id: gr.Textbox
+    token: gr.Textbox
+    push: gr.Button
+    push_status: gr.Markdown
+
+
+def training_seconds(*args, **kwargs) -> int:
+    """The GPU time a fine-tune asks ZeroGPU for (its default of 60 s is too short): the time
+    budget plus a minute to load and calibrate, or ten minutes when there is no budget."""
+    minutes = kwargs.get("minutes", args[7] if len(args) > 7 else None)
+    return int(60 * float(minutes)) + 60 if minutes else 600
+
+
+def _owner(browser: str, request: gr.Request | None) -> str:
+    """Whose fine-tunes these are: the browser's id, or for an API client its session's."""
+    return browser or (request.session_hash if request is not None else "") or "anonymous"
+
+
+@gpu(duration=training_seconds)
+def fine_tune(ctx, files, folder, use_reviewed: bool, review_id: str, start_current: bool, epochs: int, minutes: float,
+              model: dict, browser: str, request: gr.Request = None, progress=gr.Progress()):
+    """Train on uploaded normal images in the background; stream progress and losses; cancellable."""
+    config = rbd.TrainConfig(epochs=int(epochs or 1), max_minutes=float(minutes) if minutes else None)
+    with ctx.upload_folder() as upload:
+        uploaded = paths(files) + paths(folder)
+        images = gather_images(uploaded, upload) if uploaded else []
+        session = ctx.review(review_id)
+        if use_reviewed and session is not None:
+            images += rules.normal_images(session)
+        if not images:
+            raise rbd.NoImagesError(f"fine-tuning needs at least {MIN_IMAGES} normal images: upload some")
+        pictures, _ = read_images(images, MAX_SIDE)
+    if len(pictures) < MIN_IMAGES:
+        raise rbd.NoImagesError(f"fine-tuning needs at least {MIN_IMAGES} readable normal images, got {len(pictures)}")
+    job = BackgroundTraining(pictures, config=config, start_from=ctx.detector(model) if start_current else None)
+    running = ctx.jobs[request.session_hash if request is not None else id(job)] = {"job": job, "step": 0}
+    losses = []
+    for update in job.updates():  # a cancelled request closes this generator, which stops the job
+        losses.append({"step": update.step, "loss": update.loss})
+        running["step"] = update.step
+        progress(update.fraction, desc=f"step {update.step} · epoch {update.epoch:.1f} · loss {update.loss:.4f}")
+        if update.step % 5 == 1:
+            yield {"loss": pd.DataFrame(losses), "status": f"training… step {update.step}"}
+    try:
+        detector = job.result()
+    except rbd.TrainingCancelled:
+        yield {"status": cancelled(model, running["step"])}
+        return
+    owner = _owner(browser, request)
+    key = ctx.catalog.add_trained(detector, owner)
+    archive = shutil.make_archive(str(ctx.export_folder() / Path(key).name), "zip", key)
+    text = (f"Trained **{Path(key).name}** on {detector.training['train_images']} images in {detector.training['seconds']:.0f} s. "
+            "It is now the active model, yours only until you share it or push it to the Hub.")
+    yield {"loss": pd.DataFrame(losses), "calibration": calibration_figure(detector.calibration), "model_file": archive,
+           "choice": gr.update(choices=ctx.catalog.entries(owner), value=key), "status": text,
+           **model_bar.load_model(ctx, key, "", "", owner)}
+
+
+def cancelled(model: dict, steps: int) -> str:
+    return f"Training cancelled after {steps} steps; the active model is unchanged: **{model['name']}**."
+
+
+def cancel(ctx, model: dict, request: gr.Request = None) -> dict:
+    """Stop this browser's training at its next step (and wait for it)."""
+    running = ctx.jobs.pop(request.session_hash, None) if request is not None else None
+    if running is None:
+        return {"status": "No training is running."}
+    running["job"].cancel()
+    return {"status": cancelled(model, running["step"])}
+
+
+def share(ctx, model: dict, browser: str, request: gr.Request = None) -> dict:
+    """Offer the active fine-tune to every user of this app."""
+    owner = _owner(browser, request)
+    key = ctx.catalog.publish(model["key"], owner)
+    return {"status": f"**{Path(key).name}** is now offered to every user of this app.",
+            "choice": gr.update(choices=ctx.catalog.entries(owner), value=key), **model_bar.load_model(ctx, key, "", "", owner)}
+
+
+def push(ctx, model: dict, repo_id: str, token: str, evaluated: dict | None, oauth_token: gr.OAuthToken | None = None) -> dict:
+    """Upload the active model to a Hub model repo; its card lists the metrics of this browser
+    session's last evaluation of that model, if any."""
+    token = (oauth_token.token if oauth_token else None) or (token or "").strip()
+    if not token:
+        raise rbd.CheckpointError("a Hugging Face token with write access is needed (sign in, or paste one)")
+    if not rbd.checkpoint.is_repo_id((repo_id or "").strip()):
+        raise rbd.CheckpointError("enter the target repo as owner/name")
+    metrics = evaluated["metrics"] if evaluated and evaluated["model"] == model["key"] else None
+    return {"push_status": f"Pushed: {rbd.push_to_hub(ctx.detector(model), repo_id.strip(), token=token, metrics=metrics)}"}
+
+
+def layout(ctx) -> FineTune:
+    with gr.Row():
+        with gr.Column():
+            files = gr.File(file_count="multiple", label=f"Normal images ({MIN_IMAGES} or more) or zips", elem_id="train-files")
+            folder = gr.File(file_count="directory", label="…or a whole folder of normal images")
+            use_reviewed = gr.Checkbox(label="Add images I accepted as good in the Review tab", value=False)
+            start_current = gr.Checkbox(label="Start from the active model (faster)", value=True)
+            with gr.Row():
+                epochs = gr.Number(value=30, precision=0, label="Epochs", minimum=1, elem_id="train-epochs")
+                minutes = gr.Number(value=5, label="Time budget (minutes, 0 = none)", minimum=0, elem_id="train-minutes")
+            with gr.Row():
+                train = gr.Button("Train", variant="primary", elem_id="train-run")
+                cancel_button = gr.Button("Cancel", variant="stop", elem_id="train-cancel")
+            status = gr.Markdown(elem_id="train-status")
+        with gr.Column():
+            loss = gr.LinePlot(x="step", y="loss", label="Training loss", height=220, elem_id="train-loss")
+            calibration = gr.Plot(label="Calibration")
+            model_file = gr.File(label="Download the model", interactive=False)
+    with gr.Row():
+        share_button = gr.Button("Share the active fine-tune with every user of this app", elem_id="train-share")
+        repo_id = gr.Textbox(label="Push to Hub repo (owner/name)")
+        if ON_SPACES:
+            gr.LoginButton()
+        token = gr.Textbox(label="…or a Hugging Face token with write access", type="password")
+        push_button = gr.Button("Push to Hub")
+    push_status = gr.Markdown()
+    return FineTune(files, folder, use_reviewed, start_current, epochs, minutes, train, cancel_button, status, loss, calibration,
+                    model_file, share_button, repo_id, token, push_button, push_status)
+
+
+def wire(ctx, area: FineTune, bar: model_bar.ModelBar, review_id, evaluated, rejudge) -> None:
+    trained = on(area.train.click, fine_tune, ctx,
+                 [area.files, area.folder, area.use_reviewed, review_id, area.start_current, area.epochs, area.minutes,
+                  bar.model, bar.browser],
+                 {"loss": area.loss, "calibration": area.calibration, "model_file": area.model_file, "choice": bar.choice,
+                  "status": area.status, "model": bar.model, "rate": bar.rate, "info": bar.info},
+                 api_name="fine_tune", concurrency_limit=1, concurrency_id="train", show_progress_on=[area.status])
+    rejudge(trained.success)
+    on(area.cancel.click, cancel, ctx, [bar.model], {"status": area.status}, api_name="cancel_training", concurrency_limit=None,
+       cancels=[trained])
+    shared = on(area.share.click, share, ctx, [bar.model, bar.browser],
+                {"status": area.status, "choice": bar.choice, "model": bar.model, "rate": bar.rate, "info": bar.info},
+                api_name="share_model")
+    rejudge(shared.success)
+    on(area.push.click, push, ctx, [bar.model, area.repo_id, area.token, evaluated], {"push_status": area.push_status},
+       api_name="push_to_hub")

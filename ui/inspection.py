@@ -1,0 +1,208 @@
+"""Inspect: score a few images and look at one in detail (verdict, heat map, mask, regions).
+
+A browser holds at most `MAX_IMAGES` scored images (uint8 pictures and float16 maps), freed an
+hour after it was last used; the same file dropped twice is scored once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import pandas as pd
+
+import rbd
+from rbd.detector import Prediction
+from rbd.images import to_uint8
+from rbd.notices import collect, notify
+from rbd.uploads import gather_images
+from rbd.visualize import colour_scale, fold, overlay
+
+from . import model_bar
+from .wiring import endpoint, gpu, on, paths
+
+MAX_IMAGES = 20  # per browser; the Review tab takes any number
+KEPT_S = 3600  # a browser's images are freed this long after its last request
+INFERENCE_LIMIT = 8  # scoring requests served at once (Inspect, review scoring, evaluation share it)
+EMPTY = ("Drop an image (or several, or a zip) on the left and press **Inspect**: you get its verdict, its "
+         "score, a heat map and the defect mask. Or pick one of the examples.")
+EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.jpg"))
+REGION_COLUMNS = ["region", "area px", "max score", "box (x0, y0, x1, y1)"]
+RESULT_COLUMNS = ["image", "score", "normalised", "verdict"]
+
+
+class ImageFile(gr.Image):
+    """An image box that hands the uploaded file over untouched, even one that is not an image:
+    Gradio's own decoding would fail with a bare "Error"; rbd names the file and says what is wrong.
+    (Untouched also means no lossy re-encode, and 16-bit files keep their depth.)"""
+
+    is_template = True  # drawn by the browser as a gr.Image
+
+    def preprocess(self, payload):
+        if payload is not None and payload.path and not (payload.url or "").startswith("data:"):
+            return str(payload.path)
+        return super().preprocess(payload)
+
+
+@dataclass
+class Inspect:
+    image: ImageFile
+    files: gr.File
+    run: gr.Button
+    held: gr.State
+    picked: gr.Dropdown
+    opacity: gr.Slider
+    summary: gr.Markdown
+    heat: gr.Image
+    pair: gr.ImageSlider
+    annotated: gr.AnnotatedImage
+    regions: gr.Dataframe
+    results: gr.Dataframe
+
+
+def _digest(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.sha1(f.read()).hexdigest()
+
+
+@gpu
+def inspect_images(ctx, image, files, model: dict, rate: float, opacity: float, held: list | None) -> dict:
+    """Score the uploaded images (a file dropped twice counts once, and one scored before by this model
+    is not scored again); show the first in detail and all of them in a table."""
+    detector = ctx.detector(model)
+    uploads = paths(image) + paths(files)
+    if not uploads:
+        raise rbd.NoImagesError("upload an image (or several) first")
+    known = {(item["digest"], item["model"]): item for item in held or []}
+    model_id = (model["key"], model.get("revision"))
+    with ctx.upload_folder() as folder, collect() as notes:
+        order, seen = [], set()
+        for path in gather_images(uploads, folder):
+            digest = _digest(path)
+            if digest not in seen:
+                seen.add(digest)
+                order.append((path, digest))
+        if len(order) > MAX_IMAGES:
+            notify(f"Inspect holds {MAX_IMAGES} images at a time: showing the first {MAX_IMAGES} of {len(order)}; "
+                   "the Review tab scores any number")
+            order = order[:MAX_IMAGES]
+        fresh = [path for path, digest in order if (digest, model_id) not in known]
+        scored = {path: (image, p) for path, image, p in rbd.predict_files(detector, fresh)} if fresh else {}
+    for note in notes:  # skipped or downscaled files: a toast now, and a line under every summary
+        notify(note)
+    items = []
+    for path, digest in order:
+        if (digest, model_id) in known:
+            items.append(known[(digest, model_id)])
+        elif path in scored:
+            picture, p = scored[path]
+            items.append({"name": path.name, "digest": digest, "model": model_id, "image": to_uint8(picture),
+                          "score": p.score, "map": p.anomaly_map.astype(np.float16), "notice": "; ".join(notes)})
+    choices = [(item["name"], i) for i, item in enumerate(items)]
+    return {"held": items, "picked": gr.update(choices=choices, value=0), **redraw(ctx, items, 0, model, rate, opacity)}
+
+
+def redraw(ctx, held: list | None, picked, model: dict, rate: float, opacity: float) -> dict:
+    """Threshold, opacity or selection changed: re-judge the held scores, no network run."""
+    if not held:
+        return {}
+    calibration = model_bar.calibration(ctx, model)
+    threshold = model_bar.threshold(ctx, model, rate)
+    predictions = [_judged(calibration, item, threshold) for item in held]
+    table = pd.DataFrame([{"image": item["name"], "score": round(p.score, 4), "normalised": round(p.normalized_score, 3),
+                           "verdict": p.verdict} for item, p in zip(held, predictions)], columns=RESULT_COLUMNS)
+    index = min(int(picked or 0), len(held) - 1)
+    return {"results": table, **_detail(held[index], predictions[index], calibration, opacity)}
+
+
+def _judged(calibration, item: dict, threshold: float) -> Prediction:
+    amap = item["map"].astype(np.float32)
+    return Prediction(item["score"], calibration.normalize(item["score"], threshold), threshold, amap)
+
+
+def _detail(item: dict, p: Prediction, calibration, opacity: float) -> dict:
+    """One image in detail. Long strips are folded into a block, so no view squashes them to a sliver."""
+    original = item["image"]
+    heat = overlay(original, p.anomaly_map, calibration, p.threshold, opacity)
+    regions = p.regions()
+    mask = p.mask
+    folded = fold(mask, fill=False)
+    boxes = [(r.box, f"region {i + 1}") for i, r in enumerate(regions[:20])] if folded is mask else []
+    table = pd.DataFrame([{"region": i + 1, "area px": r.area, "max score": round(r.max_score, 4), "box (x0, y0, x1, y1)": str(r.box)}
+                          for i, r in enumerate(regions)], columns=REGION_COLUMNS)
+    lines = [f"### {p.verdict.upper()}",
+             f"**{item['name']}** · anomaly score **{p.score:.4f}** · normalised **{p.normalized_score:.3f}** "
+             f"(0.5 = raw threshold {p.threshold:.4f}) · {len(regions)} region(s)"]
+    if item["notice"]:
+        lines.append(f"_{item['notice']}_")
+    return {"summary": "\n\n".join(lines), "heat": fold(heat), "pair": (fold(original), fold(heat)),
+            "annotated": (fold(original), [(folded.astype(np.float32), "defect"), *boxes]), "regions": table}
+
+
+def legend() -> str:
+    """The heat map's colour scale as HTML: the middle colour is the threshold."""
+    stops = ", ".join(f"{colour} {100 * position:.0f}%" for position, colour in colour_scale())
+    return (f'<div id="heat-legend" style="font-size:0.85em"><div style="height:12px;border-radius:3px;'
+            f'background:linear-gradient(to right, {stops})"></div><div style="display:flex;justify-content:space-between">'
+            "<span>normal</span><span>at the threshold</span><span>far above it</span></div></div>")
+
+
+def layout(ctx) -> Inspect:
+    with gr.Row():
+        with gr.Column(scale=1):
+            image = ImageFile(type="filepath", image_mode=None, sources=["upload", "webcam", "clipboard"],
+                              label="Image", elem_id="inspect-image")
+            files = gr.File(file_count="multiple", label="…or several images / a zip", elem_id="inspect-files")
+            run = gr.Button("Inspect", variant="primary", elem_id="inspect-run")
+            if EXAMPLES:
+                gr.Examples([[str(p)] for p in EXAMPLES], inputs=[image], example_labels=[p.stem.replace("_", " ") for p in EXAMPLES],
+                            label="Examples (see examples/README.md for sources)")
+        with gr.Column(scale=2):
+            summary = gr.Markdown(EMPTY, elem_id="inspect-summary")
+            with gr.Row():
+                picked = gr.Dropdown(choices=[], label="Image shown", type="value", scale=2)
+                opacity = gr.Slider(0, 1, value=0.5, step=0.05, label="Heat-map opacity", scale=1)
+            heat = gr.Image(label="Heat-map overlay", format="png", elem_id="inspect-overlay", height=420)
+            gr.HTML(legend())
+            with gr.Row():
+                pair = gr.ImageSlider(label="Original / overlay", format="png", height=320)
+                annotated = gr.AnnotatedImage(label="Predicted mask and regions", format="png", color_map={"defect": "#ff2020"},
+                                              height=320)
+            regions = gr.Dataframe(label="Defect regions", interactive=False)
+            results = gr.Dataframe(label="All images", interactive=False, elem_id="inspect-results")
+    held = gr.State([], time_to_live=KEPT_S)
+    return Inspect(image, files, run, held, picked, opacity, summary, heat, pair, annotated, regions, results)
+
+
+def wire(ctx, area: Inspect, bar: model_bar.ModelBar) -> None:
+    detail = {"results": area.results, "summary": area.summary, "heat": area.heat, "pair": area.pair,
+              "annotated": area.annotated, "regions": area.regions}
+    on(area.run.click, inspect_images, ctx, [area.image, area.files, bar.model, bar.rate, area.opacity, area.held],
+       {"held": area.held, "picked": area.picked, **detail}, api_name="inspect",
+       concurrency_limit=INFERENCE_LIMIT, concurrency_id="inference")
+    inputs = [area.held, area.picked, bar.model, bar.rate, area.opacity]
+    on(area.opacity.release, redraw, ctx, inputs, detail, api_visibility="private", concurrency_limit=None)
+    on(area.picked.input, redraw, ctx, inputs, detail, api_visibility="private", concurrency_limit=None)
+
+
+def rejudge(ctx, area: Inspect, bar: model_bar.ModelBar, trigger, api: bool = False) -> None:
+    """After the threshold or the model changed: the held images judged again (scored again by a new model)."""
+    on(trigger, rescore, ctx, [area.image, area.files, area.held, area.picked, bar.model, bar.rate, area.opacity],
+       {"held": area.held, "picked": area.picked, "results": area.results, "summary": area.summary, "heat": area.heat,
+        "pair": area.pair, "annotated": area.annotated, "regions": area.regions},
+       concurrency_limit=INFERENCE_LIMIT, concurrency_id="inference", **endpoint(api, "rethreshold"))
+
+
+def rescore(ctx, image, files, held: list | None, picked, model: dict, rate: float, opacity: float) -> dict:
+    """Judge the held images at the current threshold; a model that did not score them scores them first."""
+    if not held:
+        return {}
+    model_id = (model["key"], model.get("revision"))
+    if all(item["model"] == model_id for item in held):
+        return redraw(ctx, held, picked, model, rate, opacity)
+    if not paths(image) + paths(files):  # the uploads are gone: nothing to score with the new model
+        return {"held": [], "results": pd.DataFrame(columns=RESULT_COLUMNS), "summary": EMPTY}
+    return inspect_images(ctx, image, files, model, rate, opacity, held)

@@ -1,0 +1,125 @@
+"""The model bar: which model is active, and the threshold every tab judges by.
+
+The threshold is set as an expected false-alarm rate (% of good parts flagged), which means the
+same for every model; each model's calibration turns it into a raw score, shown beside it.
+A browser's model is a state: {"key", "revision", "owner", "name", "calibration"}, where
+"calibration" is None for the model's own, or the one a review recalibrated.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import gradio as gr
+
+from rbd.calibration import Calibration
+from rbd.catalog import model_name
+from rbd.review import ScoredBy
+from rbd.thresholds import RATE_RANGE, describe, threshold_at
+
+from .wiring import on
+
+
+@dataclass
+class ModelBar:
+    browser: gr.BrowserState
+    model: gr.State
+    choice: gr.Dropdown
+    hub_id: gr.Textbox
+    revision: gr.Textbox
+    load: gr.Button
+    rate: gr.Slider
+    reset: gr.Button
+    info: gr.Markdown
+
+
+def calibration(ctx, model: dict) -> Calibration:
+    """The calibration a browser judges its active model by: recalibrated by a review, or the model's own."""
+    if model and model.get("calibration"):
+        return Calibration.from_dict(model["calibration"])
+    return ctx.detector(model).calibration
+
+
+def threshold(ctx, model: dict, rate: float) -> float:
+    """The active model's raw threshold for the control's rate (in %)."""
+    return threshold_at(calibration(ctx, model), rate / 100)
+
+
+def scored_by(model: dict) -> ScoredBy:
+    """The active model as a review records it."""
+    return ScoredBy(model["name"], model["key"], model.get("revision"))
+
+
+def start(ctx, browser: str) -> dict:
+    """A new browser gets an id of its own (its fine-tunes are private to it) and the picker its models."""
+    browser = browser or uuid.uuid4().hex
+    return {"browser": browser, "choice": gr.update(choices=ctx.catalog.entries(browser))}
+
+
+def load_model(ctx, choice: str, hub_id: str, revision: str, browser: str) -> dict:
+    """Load a shipped or fine-tuned checkpoint, or a Hub repo (at a revision) when a repo id is given;
+    the threshold goes to the rate the model was calibrated for."""
+    hub_id, revision = (hub_id or "").strip(), (revision or "").strip() or None
+    key, revision = (hub_id, revision) if hub_id else (choice, None)
+    model = {"key": key, "revision": revision, "owner": browser or None, "name": model_name(key, revision), "calibration": None}
+    rate = 100 * ctx.detector(model).calibration.false_alarm_rate
+    return {"model": model, "rate": rate, "info": info(ctx, model, rate)}
+
+
+def reset(ctx, model: dict) -> dict:
+    """Back to the rate the active model's calibration was made for."""
+    rate = 100 * calibration(ctx, model).false_alarm_rate
+    return {"rate": rate, "info": info(ctx, model, rate)}
+
+
+def show(ctx, model: dict, rate: float) -> dict:
+    return {"info": info(ctx, model, rate)}
+
+
+def info(ctx, model: dict, rate: float) -> str:
+    detector = ctx.detector(model)
+    text = f"**{model['name']}** · backbone `{detector.config.backbone}` · {describe(calibration(ctx, model), rate / 100)}"
+    if model.get("calibration"):
+        text += " · _recalibrated with the images reviewed as good_"
+    return text
+
+
+def layout(ctx) -> ModelBar:
+    browser = gr.BrowserState("", storage_key="rbd-browser", secret=ctx.state_secret)
+    key = ctx.catalog.default_key()
+    model = gr.State({"key": key, "revision": None, "owner": None, "name": model_name(key), "calibration": None} if key else None)
+    with gr.Row():
+        # the catalog, not the picker's list, decides what a browser may load (the list differs per browser)
+        choice = gr.Dropdown(ctx.catalog.entries(), value=ctx.catalog.default_key(), label="Model", scale=2, elem_id="model-choice",
+                             allow_custom_value=True)
+        hub_id = gr.Textbox(label="…or Hub repo id (owner/name)", placeholder="owner/name", scale=2)
+        revision = gr.Textbox(label="revision", placeholder="main", scale=1)
+        load = gr.Button("Load model", scale=1, elem_id="load-model")
+    with gr.Row(equal_height=True):
+        low, high = RATE_RANGE
+        rate = gr.Slider(100 * low, 100 * high, value=1.0, step=0.01, buttons=[], scale=3, elem_id="threshold",
+                         label="Threshold: expected false alarms (% of good parts flagged)")
+        reset = gr.Button("↺ model's threshold", size="sm", scale=0, min_width=160, elem_id="threshold-reset")
+        info = gr.Markdown(elem_id="model-info")
+    return ModelBar(browser, model, choice, hub_id, revision, load, rate, reset, info)
+
+
+def wire(ctx, bar: ModelBar, app: gr.Blocks, rejudge) -> None:
+    """Events of the bar; `rejudge(trigger)` wires what every tab re-judges when the model or threshold changes
+    (`api=True` names those events as endpoints)."""
+    loaded = {"model": bar.model, "rate": bar.rate, "info": bar.info}
+    inputs = [bar.choice, bar.hub_id, bar.revision, bar.browser]
+    # a failed load shows its message by the button, never as badges over the threshold and model line
+    rejudge(on(bar.load.click, load_model, ctx, inputs, loaded, api_name="load_model", show_progress_on=[bar.load]).success)
+    first = on(app.load, start, ctx, [bar.browser], {"browser": bar.browser, "choice": bar.choice}, api_visibility="private")
+    rejudge(on(first.then, load_model, ctx, inputs, loaded, api_visibility="private").success)
+    picked = bar.choice.input(lambda: "", None, bar.hub_id, queue=False, api_visibility="private")
+    rejudge(on(picked.then, load_model, ctx, inputs, loaded, api_visibility="private", show_progress_on=[bar.choice]).success)
+    rejudge(on(bar.reset.click, reset, ctx, [bar.model], {"rate": bar.rate, "info": bar.info}, api_name="reset_threshold",
+               show_progress_on=[bar.reset]).success)
+    # typing (each key), arrow keys and dragging all fire `input`: the last value wins
+    rejudge(lambda *args, **kwargs: bar.rate.input(*args, trigger_mode="always_last", **kwargs), api=True)
+    on(bar.rate.input, show, ctx, [bar.model, bar.rate], {"info": bar.info}, api_visibility="private",
+       trigger_mode="always_last", show_progress="hidden")
+

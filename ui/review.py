@@ -1,0 +1,373 @@
+"""Review: score a folder, go through the verdicts with the keyboard, correct masks, export.
+
+A decision reads and draws one image: the gallery shows one page of stored thumbnails around the
+current image, and counts and metrics come from the session's arrays, so a review of 5,000
+images answers as fast as one of 50. Decisions act on the image on screen (the tab's cursor, kept
+on the server so that quick key presses each start where the one before ended), and a mask is
+saved on the image its editor was opened for (`editing`), or refused.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+import uuid
+from dataclasses import dataclass
+
+import gradio as gr
+import numpy as np
+
+import rbd
+from rbd import review as rules
+from rbd.detector import verdict as verdict_at
+from rbd.images import to_uint8
+from rbd.review import ReviewSession
+from rbd.thresholds import threshold_at
+from rbd.uploads import gather_images
+from rbd.visualize import fold
+
+from . import model_bar
+from .inspection import INFERENCE_LIMIT
+from .wiring import endpoint, gpu, on, paths
+
+PAGE = 24  # thumbnails in the gallery at once
+FILTERS = [("all", "all"), ("unreviewed", "unreviewed"), ("flagged defective", "defective"),
+           ("grey zone (near the threshold)", "grey")]
+NO_REVIEW = "No images to review yet: upload images, a zip or a folder and press **Score images**."
+KEYS = "Keys: **a** accept · **r** reject · **e** edit mask · **←/→** previous/next"
+DONE = {"accept": "✓ accepted", "reject": "✗ rejected", "correct": "✎ corrected"}
+
+
+@dataclass
+class Review:
+    review_id: gr.BrowserState
+    editing: gr.State
+    files: gr.File
+    folder: gr.File
+    score: gr.Button
+    new: gr.Button
+    rescore: gr.Button
+    status: gr.Markdown
+    scored_by: gr.Markdown
+    show: gr.Radio
+    gallery: gr.Gallery
+    text: gr.Markdown
+    image: gr.Image
+    prev: gr.Button
+    accept: gr.Button
+    reject: gr.Button
+    edit: gr.Button
+    next: gr.Button
+    editor: gr.ImageEditor
+    save: gr.Button
+    metrics: gr.Markdown
+    export: gr.Button
+    export_file: gr.File
+    recalibrate: gr.Button
+
+
+def judged_by(ctx, session: ReviewSession, model: dict):
+    """The calibration a review is judged by: the active model's (recalibrated, if it was) when that
+    model scored it, else that of the model that did, so a verdict never mixes two models."""
+    active = ctx.detector(model)
+    if session.is_scored_by(model_bar.scored_by(model), active.calibration):
+        return model_bar.calibration(ctx, model)
+    return session.calibration
+
+
+def view(ctx, cursor, review_id: str, model: dict, rate: float, show: str, item_id: int | None, fallback: int = 0) -> dict:
+    """The review as the browser shows it, at `item_id` (or at position `fallback` when the filter hides it);
+    the cursor moves there."""
+    cursor.item = None
+    session = ctx.review(review_id)
+    closed = {"editor": gr.update(visible=False), "save": gr.update(visible=False), "editing": None}
+    if session is None or not session.items:
+        return {"gallery": [], "text": NO_REVIEW, "image": None, "metrics": "", "scored_by": "", **closed}
+    calibration = judged_by(ctx, session, model)
+    threshold = threshold_at(calibration, rate / 100)
+    low, high = calibration.grey_zone(threshold)
+    order = rules.ordered(session, show, threshold, low, high)
+    metrics = _metrics(session, threshold)
+    about = _scored_by(ctx, session, model, threshold, rate)
+    if not len(order):
+        label = dict((value, name) for name, value in FILTERS)[show]
+        return {"gallery": [], "text": f"No image is **{label}** ({len(session.items)} scored): choose **all** to see them all.",
+                "image": None, "metrics": metrics, "scored_by": about, **closed}
+    hits = np.flatnonzero(order == item_id) if item_id is not None else []
+    position = int(hits[0]) if len(hits) else min(max(int(fallback), 0), len(order) - 1)
+    start = position // PAGE * PAGE
+    page = [int(i) for i in order[start:start + PAGE]]
+    item = session.item(int(order[position]))
+    decision = session.decision(item.id)
+    text = (f"**{position + 1} / {len(order)}** · **{item.file_name}** · score **{item.score:.4f}** · model says "
+            f"**{verdict_at(item.score, threshold)}** · decision: **{decision.decision if decision else 'not reviewed'}**"
+            f" · page {start // PAGE + 1} of {-(-len(order) // PAGE)}\n\n{KEYS}")
+    gallery = gr.update(value=[(str(session.thumbnail_path(i)), _caption(session, i, threshold)) for i in page],
+                        selected_index=position - start)
+    picture = fold(rules.overlay(session, item.id, threshold))
+    cursor.item = item.id
+    return {"gallery": gallery, "text": text, "image": picture, "metrics": metrics, "scored_by": about, **closed}
+
+
+def _caption(session: ReviewSession, item_id: int, threshold: float) -> str:
+    item, decision = session.item(item_id), session.decision(item_id)
+    return f"{item.file_name}\n{item.score:.3f} {verdict_at(item.score, threshold)}" + (f" · {DONE[decision.decision]}" if decision else "")
+
+
+def _metrics(session: ReviewSession, threshold: float) -> str:
+    m = rules.metrics(session, threshold)
+    fmt = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
+    return (f"Reviewed **{m['n_reviewed']}** of {len(session.items)} · defective {m['n_defective']} · AUROC {fmt(m['auroc'])} · "
+            f"precision {fmt(m['precision'])} · recall {fmt(m['recall'])} at raw threshold {threshold:.4f}")
+
+
+def _scored_by(ctx, session: ReviewSession, model: dict, threshold: float, rate: float) -> str:
+    text = (f"This review: **{len(session.items)}** images scored by **{session.scored_by.name}**, judged at raw threshold "
+            f"{threshold:.4f} ({rate:.3g}% expected false alarms).")
+    if not session.is_scored_by(model_bar.scored_by(model), ctx.detector(model).calibration):
+        text += (f"\n\n⚠ The active model is **{model['name']}**; these verdicts are still {session.scored_by.name}'s. "
+                 "**Re-score with the active model**, or **start a new review**.")
+    return text
+
+
+def _shown_item(ctx, review_id: str, item_id, nothing: str):
+    session = ctx.review(review_id)
+    if session is None or item_id is None:
+        raise rbd.NoImagesError(nothing)
+    return session, session.item(int(item_id))
+
+
+def _position(ctx, review_id, model, rate, show, item_id) -> tuple[np.ndarray, int]:
+    """The shown order and the place of `item_id` in it (0 if it is not there)."""
+    session = ctx.review(review_id)
+    calibration = judged_by(ctx, session, model)
+    threshold = threshold_at(calibration, rate / 100)
+    order = rules.ordered(session, show, threshold, *calibration.grey_zone(threshold))
+    hits = np.flatnonzero(order == item_id)
+    return order, int(hits[0]) if len(hits) else 0
+
+
+@gpu
+def score(ctx, files, folder, review_id: str, model: dict, progress=gr.Progress()) -> dict:
+    """Score uploaded images, zips or a whole folder into this browser's review, a batch at a time."""
+    detector = ctx.detector(model)
+    review_id = review_id or uuid.uuid4().hex
+    session = ctx.review(review_id, create=True)
+    before = len(session.items)
+    with ctx.upload_folder() as upload:
+        images = gather_images(paths(files) + paths(folder), upload)
+        session.add(detector, images, lambda done, total: progress((done, total), desc="scoring"),
+                    model=model_bar.scored_by(model))
+    return {"review_id": review_id, "status": f"Scored {len(session.items) - before} image(s); {len(session.items)} in this review."}
+
+
+@gpu
+def rescore(ctx, review_id: str, model: dict, progress=gr.Progress()) -> dict:
+    """Score this review's images again with the active model, keeping the decisions."""
+    session = ctx.review(review_id)
+    if session is None:
+        raise rbd.NoImagesError("nothing to re-score yet: score some images first")
+    session.rescore(ctx.detector(model), model_bar.scored_by(model), lambda done, total: progress((done, total), desc="re-scoring"))
+    return {"status": f"Re-scored {len(session.items)} image(s) with {model['name']}; the decisions are kept."}
+
+
+def new_review(ctx) -> dict:
+    """A fresh review for this browser; the old one stays on disk until it expires."""
+    return {"review_id": uuid.uuid4().hex, "status": "Started a new review: upload images and press **Score images**."}
+
+
+def show(ctx, review_id: str, model: dict, rate: float, show: str, request: gr.Request = None) -> dict:
+    cursor = ctx.cursor(request)
+    with cursor.lock:
+        return view(ctx, cursor, review_id, model, rate, show, cursor.item)
+
+
+def decide(ctx, decision: str, review_id: str, model: dict, rate: float, show: str, request: gr.Request = None) -> dict:
+    """Record a decision on the image on screen and move on to the one after it."""
+    cursor = ctx.cursor(request)
+    with cursor.lock:
+        session, item = _shown_item(ctx, review_id, cursor.item, "nothing to review")
+        order, position = _position(ctx, review_id, model, rate, show, item.id)
+        threshold = threshold_at(judged_by(ctx, session, model), rate / 100)
+        session.decide(item.id, decision, threshold)
+        after = int(order[position + 1]) if position + 1 < len(order) else item.id
+        return view(ctx, cursor, review_id, model, rate, show, after, fallback=position)
+
+
+def step(ctx, delta: int, review_id: str, model: dict, rate: float, show: str, request: gr.Request = None) -> dict:
+    cursor = ctx.cursor(request)
+    with cursor.lock:
+        if ctx.review(review_id) is None or cursor.item is None:
+            return view(ctx, cursor, review_id, model, rate, show, None)
+        order, position = _position(ctx, review_id, model, rate, show, cursor.item)
+        position = max(0, min(position + delta, len(order) - 1))
+        return view(ctx, cursor, review_id, model, rate, show, int(order[position]))
+
+
+def select(ctx, review_id: str, model: dict, rate: float, show: str, event: gr.SelectData, request: gr.Request = None) -> dict:
+    """A click on a thumbnail of the page shown."""
+    cursor = ctx.cursor(request)
+    with cursor.lock:
+        order, position = _position(ctx, review_id, model, rate, show, cursor.item)
+        index = position // PAGE * PAGE + event.index
+        return view(ctx, cursor, review_id, model, rate, show, int(order[min(index, len(order) - 1)]))
+
+
+def edit(ctx, review_id: str, model: dict, rate: float, request: gr.Request = None) -> dict:
+    """Open the mask editor on the image on screen, with the mask to start from as its layer."""
+    session, item = _shown_item(ctx, review_id, ctx.cursor(request).item, "nothing to review")
+    threshold = threshold_at(judged_by(ctx, session, model), rate / 100)
+    image = to_uint8(session.image(item.id))
+    mask = rules.mask_to_edit(session, item.id, threshold)
+    layer = np.zeros((*mask.shape, 4), np.uint8)
+    layer[mask] = (255, 0, 0, 255)
+    # the canvas takes the image's size, or the layer is drawn (and saved) off the image
+    editor = gr.update(value={"background": image, "layers": [layer], "composite": None}, canvas_size=(item.width, item.height),
+                       visible=True, label=f"Paint the defect on {item.file_name}")
+    return {"editor": editor, "save": gr.update(visible=True), "editing": item.id}
+
+
+def save_mask(ctx, edited: dict | None, review_id: str, model: dict, rate: float, show: str, editing,
+              request: gr.Request = None) -> dict:
+    """Store the painted mask on the image the editor was opened for, as a correction."""
+    if editing is None or not edited:
+        raise rbd.NoImagesError("nothing to save: press Edit mask (e) on the image first")
+    session, item = _shown_item(ctx, review_id, editing, "nothing to save: press Edit mask (e) on the image first")
+    mask = np.zeros((item.height, item.width), bool)
+    for layer in edited.get("layers") or []:
+        painted = np.asarray(layer)[..., 3] > 0
+        if painted.shape != mask.shape:
+            raise rbd.InvalidInputError(f"the painted mask is {painted.shape[1]}x{painted.shape[0]}, "
+                                        f"{item.file_name} is {item.width}x{item.height}")
+        mask |= painted
+    threshold = threshold_at(judged_by(ctx, session, model), rate / 100)
+    cursor = ctx.cursor(request)
+    with cursor.lock:
+        session.decide(item.id, "correct", threshold, mask)
+        return view(ctx, cursor, review_id, model, rate, show, item.id)
+
+
+def export(ctx, review_id: str, model: dict, rate: float) -> dict:
+    session = ctx.review(review_id)
+    if session is None:
+        raise rbd.NoImagesError("nothing to export yet")
+    threshold = threshold_at(judged_by(ctx, session, model), rate / 100)
+    return {"export_file": str(rules.export_zip(session, ctx.export_folder() / "review.zip", threshold))}
+
+
+def recalibrate(ctx, review_id: str, model: dict) -> dict:
+    """The active model judged by a calibration that also counts the images reviewed as good."""
+    session = ctx.review(review_id)
+    if session is None or not session.items:
+        raise rbd.NoImagesError("review some images first")
+    if not session.is_scored_by(model_bar.scored_by(model), ctx.detector(model).calibration):
+        raise rbd.InvalidInputError(f"this review was scored by {session.scored_by.name}, not the active model: "
+                                    "re-score it with the active model first")
+    calibration = rules.recalibrated(session)
+    recalibrated = {**model, "calibration": calibration.to_dict()}
+    rate = 100 * calibration.false_alarm_rate
+    gr.Info(f"recalibrated: raw threshold {calibration.threshold:.4f} for {rate:.3g}% expected false alarms")
+    return {"model": recalibrated, "rate": rate, "info": model_bar.info(ctx, recalibrated, rate)}
+
+
+def review_id_state(ctx) -> gr.BrowserState:
+    """The browser's review id, kept in its storage. It must be created outside the tabs: a state in a
+    tab not yet opened is not restored when the page loads."""
+    return gr.BrowserState("", storage_key="rbd-review-session", secret=ctx.state_secret)
+
+
+def layout(ctx, review_id: gr.BrowserState) -> Review:
+    editing = gr.State(None)
+    with gr.Row():
+        files = gr.File(file_count="multiple", label="Images or zips to review", scale=2, elem_id="review-files")
+        folder = gr.File(file_count="directory", label="…or a whole folder", scale=1, elem_id="review-folder")
+        with gr.Column(scale=1):
+            score_button = gr.Button("Score images", variant="primary", elem_id="review-score")
+            with gr.Row():
+                new = gr.Button("Start a new review", size="sm", elem_id="review-new")
+                rescore_button = gr.Button("Re-score with the active model", size="sm", elem_id="review-rescore")
+            status = gr.Markdown(elem_id="review-status")
+    scored_by = gr.Markdown(elem_id="review-model")
+    show_filter = gr.Radio(FILTERS, value="all", label="Show", elem_id="review-filter")
+    with gr.Row():
+        gallery = gr.Gallery(label="Sorted by score (this page)", columns=4, height=520, allow_preview=False, scale=2,
+                             object_fit="contain", elem_id="review-gallery", elem_classes=["rbd-gallery"])
+        with gr.Column(scale=2):
+            text = gr.Markdown(elem_id="review-text")
+            image = gr.Image(label="Current image", format="png", interactive=False, height=420, elem_id="review-image")
+            with gr.Row():
+                prev = gr.Button("← Previous", elem_id="review-prev", size="sm")
+                accept = gr.Button("Accept (a)", variant="primary", elem_id="review-accept", size="sm")
+                reject = gr.Button("Reject (r)", variant="stop", elem_id="review-reject", size="sm")
+                edit_button = gr.Button("Edit mask (e)", elem_id="review-edit", size="sm")
+                next_button = gr.Button("Next →", elem_id="review-next", size="sm")
+            editor = gr.ImageEditor(type="numpy", format="png", image_mode="RGBA", visible=False, label="Paint the defect",
+                                    brush=gr.Brush(colors=["#ff0000"], color_mode="fixed", default_size=12),
+                                    layers=gr.LayerOptions(allow_additional_layers=False, layers=["mask"]), transforms=(), sources=(),
+                                    elem_id="review-editor")
+            save = gr.Button("Save corrected mask", visible=False, elem_id="review-save")
+    metrics = gr.Markdown(elem_id="review-metrics")
+    with gr.Row():
+        export_button = gr.Button("Export decisions (zip)", elem_id="review-export")
+        export_file = gr.File(label="Export", interactive=False, elem_id="review-export-file")
+        recalibrate_button = gr.Button("Recalibrate threshold from reviewed images", elem_id="review-recalibrate")
+    return Review(review_id, editing, files, folder, score_button, new, rescore_button, status, scored_by, show_filter,
+                  gallery, text, image, prev, accept, reject, edit_button, next_button, editor, save, metrics, export_button,
+                  export_file, recalibrate_button)
+
+
+def _view_outputs(area: Review) -> dict:
+    return {"gallery": area.gallery, "text": area.text, "image": area.image, "metrics": area.metrics, "scored_by": area.scored_by,
+            "editor": area.editor, "save": area.save, "editing": area.editing}
+
+
+def wire(ctx, area: Review, bar: model_bar.ModelBar, rejudge) -> None:
+    outputs = _view_outputs(area)
+    state = [area.review_id, bar.model, bar.rate, area.show]
+    scored = on(area.score.click, score, ctx, [area.files, area.folder, area.review_id, bar.model],
+                {"review_id": area.review_id, "status": area.status}, api_name="review_score",
+                concurrency_limit=INFERENCE_LIMIT, concurrency_id="inference", show_progress_on=[area.status])
+    on(scored.then, show, ctx, state, outputs, api_name="review_list")
+    rescored = on(area.rescore.click, rescore, ctx, [area.review_id, bar.model], {"status": area.status}, api_name="review_rescore",
+                  concurrency_limit=INFERENCE_LIMIT, concurrency_id="inference", show_progress_on=[area.status])
+    on(rescored.then, show, ctx, state, outputs, api_visibility="private")
+    started = on(area.new.click, new_review, ctx, [], {"review_id": area.review_id, "status": area.status}, api_name="review_new")
+    on(started.then, show, ctx, state, outputs, api_visibility="private")
+    on(area.show.change, show, ctx, state, outputs, api_visibility="private")
+
+    # decisions never wait for another browser's (no shared queue), and every key press counts (the tab's cursor orders them)
+    fast = dict(concurrency_limit=None, show_progress="hidden", trigger_mode="multiple")
+    for button, decision in ((area.accept, "accept"), (area.reject, "reject")):
+        on(button.click, _bound(decide, decision), ctx, state, outputs, api_name=f"review_{decision}", **fast)
+    for button, delta, name in ((area.prev, -1, "review_previous"), (area.next, 1, "review_next")):
+        on(button.click, _bound(step, delta), ctx, state, outputs, api_name=name, **fast)
+    on(area.gallery.select, select, ctx, state, outputs, api_visibility="private", **fast)
+    on(area.edit.click, edit, ctx, [area.review_id, bar.model, bar.rate],
+       {"editor": area.editor, "save": area.save, "editing": area.editing}, api_name="review_edit", **fast)
+    on(area.save.click, save_mask, ctx, [area.editor, area.review_id, bar.model, bar.rate, area.show, area.editing], outputs,
+       api_name="review_save_mask", **fast)
+    on(area.export.click, export, ctx, [area.review_id, bar.model, bar.rate], {"export_file": area.export_file},
+       api_name="review_export")
+    recalibrated = on(area.recalibrate.click, recalibrate, ctx, [area.review_id, bar.model],
+                      {"model": bar.model, "rate": bar.rate, "info": bar.info}, api_name="review_recalibrate",
+                      show_progress_on=[area.recalibrate])
+    rejudge(recalibrated.success)
+
+
+def rejudge(ctx, area: Review, bar: model_bar.ModelBar, trigger, api: bool = False) -> None:
+    """After the threshold or the model changed: the review shown again, judged anew."""
+    on(trigger, show, ctx, [area.review_id, bar.model, bar.rate, area.show], _view_outputs(area),
+       show_progress="hidden", **endpoint(api, "review_rethreshold"))
+
+
+def _bound(fn, first):
+    """`fn` with its first argument after the context fixed (which decision, which direction)."""
+    def handler(ctx, *args, **kwargs):
+        return fn(ctx, first, *args, **kwargs)
+    parameters = list(inspect.signature(fn).parameters.values())
+    del parameters[1]
+    handler.__name__ = f"{fn.__name__}_{first}"
+    handler.__signature__ = inspect.Signature(parameters)
+    handler.__annotations__ = {name: hint for name, hint in typing.get_type_hints(fn).items()
+                               if name in {p.name for p in parameters}}
+    return handler

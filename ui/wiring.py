@@ -1,0 +1,108 @@
+"""How the app's handlers meet Gradio.
+
+Handlers are plain top-level functions: they take the app's `Context` first, then the values of
+their inputs, and return a dict from output names to values, so a test calls them without a
+server. `on` binds the context, names the outputs and turns rbd's errors into messages.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import typing
+from typing import Callable, Iterable
+
+import gradio as gr
+
+import rbd
+from rbd.notices import collect
+from rbd.uploads import as_uploaded
+
+try:  # on a ZeroGPU Space, GPU work must run inside spaces.GPU; elsewhere it is a no-op
+    import spaces
+
+    gpu = spaces.GPU
+except ImportError:
+    def gpu(fn=None, duration=None):
+        return fn if fn is not None else (lambda fn: fn)
+
+
+def user_errors(fn: Callable, upload_folders: Iterable = ()) -> Callable:
+    """Show rbd's errors as a message in the UI and its notices (skipped files, ...) as toasts,
+    naming uploaded files as the user knows them (never by a server path).
+
+    Generator handlers (streaming progress) are wrapped as generators, so Gradio still streams them.
+    """
+    folders = list(upload_folders)
+
+    @contextlib.contextmanager
+    def reported():
+        with collect() as notes:
+            try:
+                yield
+            except rbd.RBDError as err:
+                raise gr.Error(as_uploaded(str(err), folders), print_exception=False) from err
+            finally:
+                for note in notes:
+                    gr.Warning(as_uploaded(note, folders))
+
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def stream(*args, **kwargs):
+            # Gradio resumes a generator in a fresh context each time: collect per step
+            steps = fn(*args, **kwargs)
+            try:
+                while True:
+                    with reported():
+                        try:
+                            value = next(steps)
+                        except StopIteration:
+                            return
+                    yield value
+            finally:
+                steps.close()  # a cancelled request closes us: close the handler too
+        return stream
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        with reported():
+            return fn(*args, **kwargs)
+    return call
+
+
+def on(trigger, fn: Callable, ctx, inputs: list, outputs: dict, **kwargs):
+    """`trigger(...)` with `fn(ctx, *inputs)`, whose returned dict names its outputs (a subset of
+    `outputs`; the others stay as they are). Extra keyword arguments go to the event."""
+    bound = functools.partial(fn, ctx)
+    signature = inspect.signature(bound)  # Gradio finds gr.Request, gr.Progress and event data here
+
+    def named(result: dict) -> dict:
+        if not result:  # nothing to change (Gradio reads an empty dict as a missing value)
+            return {next(iter(outputs.values())): gr.skip()}
+        return {outputs[name]: value for name, value in result.items()}
+
+    if inspect.isgeneratorfunction(fn):
+        def handler(*args, **kw):
+            for result in bound(*args, **kw):
+                yield named(result)
+    else:
+        def handler(*args, **kw):
+            return named(bound(*args, **kw))
+    handler.__signature__ = signature
+    handler.__annotations__ = {name: hint for name, hint in typing.get_type_hints(fn).items() if name in signature.parameters}
+    handler.__name__ = fn.__name__
+    handler.__doc__ = fn.__doc__
+    return trigger(user_errors(handler, ctx.upload_folders), inputs, list(outputs.values()), **kwargs)
+
+
+def endpoint(api: bool, name: str) -> dict:
+    """An event's API settings: named `name` when `api`, else kept out of the API."""
+    return {"api_name": name} if api else {"api_visibility": "private"}
+
+
+def paths(files) -> list[str]:
+    """Gradio hands over one path, a list of paths, or None."""
+    if files is None:
+        return []
+    return [str(f) for f in (files if isinstance(files, list) else [files])]
