@@ -1,0 +1,156 @@
+"""The app's pieces without a server: handlers called as plain functions, the event wiring, and the
+rbd helpers behind them (thresholds as rates, folded strips, file names in messages, idle expiry,
+private fine-tunes)."""
+
+import importlib
+import os
+import sys
+import time
+import types
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import rbd
+from rbd.catalog import Catalog
+from rbd.expiry import mark_used, remove_idle
+from rbd.thresholds import describe, threshold_at
+from rbd.uploads import as_uploaded
+from rbd.visualize import colour_scale, fold
+
+
+@pytest.fixture
+def ctx(checkpoint, tmp_path):
+    from ui.context import Context
+
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    os.symlink(checkpoint, shipped / "stripes")
+    return Context(tmp_path / "work", Catalog(shipped, tmp_path / "work" / "models"))
+
+
+@pytest.fixture
+def model(ctx):
+    from ui import model_bar
+
+    return model_bar.load_model(ctx, ctx.catalog.default_key(), "", "", "browser-1")["model"]
+
+
+def test_a_rate_is_each_models_own_raw_threshold(detector):
+    calibration = detector.calibration
+    assert threshold_at(calibration, calibration.false_alarm_rate) == calibration.threshold  # exactly the stored one
+    assert threshold_at(calibration, 0.2) < threshold_at(calibration, 0.01) < threshold_at(calibration, 0.0001)
+    assert f"raw threshold {calibration.threshold:.4f} for 0.1% expected false alarms" in describe(calibration, 0.001)
+
+
+def test_long_strips_fold_into_blocks_and_others_stay():
+    strip = np.arange(50 * 2000).reshape(50, 2000)
+    folded = fold(strip, gap=2, fill=-1)
+    assert folded.shape == (4 * 50 + 3 * 2, 500) and folded.shape[1] / folded.shape[0] <= 4
+    np.testing.assert_array_equal(folded[52:102], strip[:, 500:1000])  # the second piece below the first
+    assert (folded[50:52] == -1).all()
+    assert fold(strip.T, gap=2, fill=-1).shape == (500, 206)  # a tall strip: pieces side by side
+    square = np.zeros((64, 80, 3))
+    assert fold(square) is square
+    assert colour_scale(3)[1][0] == 0.5 and all(c.startswith("#") for _, c in colour_scale())
+
+
+def test_messages_name_uploads_as_the_user_knows_them():
+    message = "no usable image among 2 file(s): /srv/work/uploads/tmpa1b2/x.png: not an image; /tmp/gradio/9f8e/sub dir.png"
+    assert as_uploaded(message, ["/srv/work/uploads", "/tmp/gradio/"]) == "no usable image among 2 file(s): x.png: not an image; sub dir.png"
+
+
+def test_idle_folders_are_removed_and_used_ones_kept(tmp_path):
+    old, fresh, marked = (tmp_path / name for name in ("old", "fresh", "marked"))
+    for folder in (old, fresh, marked):
+        folder.mkdir()
+    os.utime(old, (time.time() - 100, time.time() - 100))
+    os.utime(marked, (time.time() - 100, time.time() - 100))
+    mark_used(marked)
+    assert remove_idle(tmp_path, 50) == [old]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fresh", "marked"]
+    assert remove_idle(tmp_path / "none", 50) == []
+
+
+def test_fine_tunes_are_private_until_published(detector, tmp_path):
+    catalog = Catalog(tmp_path / "shipped", tmp_path / "models")
+    key = catalog.add_trained(detector, "alice")
+    assert [k for _, k in catalog.entries("alice")] == [key] and catalog.entries("bob") == []
+    assert catalog.get(key, owner="alice") is not None
+    with pytest.raises(rbd.CheckpointError, match="neither a listed checkpoint"):
+        catalog.get(key, owner="bob")
+    with pytest.raises(rbd.CheckpointError, match="only a fine-tune made in this browser"):
+        catalog.publish(key, "bob")
+    shared = catalog.publish(key, "alice")
+    assert catalog.get(shared, owner="bob") is not None and [k for _, k in catalog.entries("bob")] == [shared]
+    with pytest.raises(rbd.InvalidInputError):
+        catalog.entries("../alice")
+
+
+def test_review_handlers_without_a_server(ctx, model, parts):
+    from ui import review
+
+    good, bad = parts
+    out = review.score(ctx, [str(p) for p in good[:2] + bad[:2]], None, "", model, progress=lambda *a, **k: None)
+    review_id = out["review_id"]
+    assert "4 in this review" in out["status"] and list(ctx.uploads.iterdir()) == []
+    shown = review.show(ctx, review_id, model, 0.1, "all")
+    assert "**1 / 4**" in shown["text"] and len(shown["gallery"]["value"]) == 4
+    first = ctx.cursor(None).item
+    after = review.decide(ctx, "accept", review_id, model, 0.1, "unreviewed")
+    assert "**1 / 3**" in after["text"] and ctx.cursor(None).item != first  # the decided image left the filter
+    assert "Reviewed **1** of 4" in after["metrics"]
+    opened = review.edit(ctx, review_id, model, 0.1)
+    assert opened["editing"] == ctx.cursor(None).item and opened["editor"]["canvas_size"] == (80, 64)
+    review.step(ctx, 1, review_id, model, 0.1, "all")  # moving on: the save still belongs to the opened image
+    layer = np.zeros((64, 80, 4), np.uint8)
+    layer[:5, :5, 3] = 255
+    review.save_mask(ctx, {"layers": [layer]}, review_id, model, 0.1, "all", opened["editing"])
+    session = ctx.review(review_id)
+    assert session.decision(opened["editing"]).decision == "correct"
+    with pytest.raises(rbd.NoImagesError, match="press Edit mask"):
+        review.save_mask(ctx, {"layers": [layer]}, review_id, model, 0.1, "all", None)
+
+
+def test_inference_events_share_one_limit_and_decisions_have_none(app_server):
+    import app as app_module
+
+    demo = app_module.build_app(app_server[1] / "work-wiring", Catalog(app_server[1] / "shipped", app_server[1] / "work-wiring" / "m"))
+    fns = list(demo.fns.values())
+    inference = {fn.concurrency_limit for fn in fns if fn.concurrency_id == "inference"}
+    assert inference == {8}  # the lowest limit of a group wins: every member states the same one
+    decisions = [fn for fn in fns if fn.api_name in ("review_accept", "review_reject", "review_next", "review_previous")]
+    assert len(decisions) == 4 and all(fn.concurrency_limit is None for fn in decisions)
+    assert {fn.concurrency_id for fn in decisions}.isdisjoint({"inference", "train"})
+
+
+def test_a_fine_tune_asks_zerogpu_for_its_time_budget():
+    from ui.fine_tune import training_seconds
+
+    assert training_seconds(None, None, None, False, "s", False, 30, 5, {}, "") == 360
+    assert training_seconds(None, None, None, False, "s", False, 30, 0, {}, "") == 600  # no budget
+    assert training_seconds(files=None, minutes=2.5) == 210
+
+
+def test_on_a_space_gpu_work_runs_inside_spaces_gpu(monkeypatch):
+    """On a ZeroGPU Space `gpu` is `spaces.GPU`; a recording stand-in shows what each handler asks for."""
+    requests = []
+
+    def GPU(fn=None, duration=None):
+        requests.append(duration)
+        return fn if fn is not None else (lambda fn: fn)
+
+    monkeypatch.setitem(sys.modules, "spaces", types.SimpleNamespace(GPU=GPU))
+    modules = ["ui.wiring", "ui.inspection", "ui.review", "ui.fine_tune", "ui.evaluation"]
+    try:
+        for name in modules:
+            importlib.reload(importlib.import_module(name))
+        from ui.fine_tune import training_seconds
+
+        assert requests.count(training_seconds) == 1  # the fine-tune
+        assert requests.count(None) == 4  # inspect, review scoring and re-scoring, evaluation: the default duration
+    finally:
+        monkeypatch.delitem(sys.modules, "spaces")
+        for name in modules:
+            importlib.reload(importlib.import_module(name))
