@@ -1,0 +1,44 @@
+"""bench/compare.py's scoring: every model's maps judged by rbd.metrics at the image's own size.
+anomalib is not needed (nor imported) here."""
+
+import numpy as np
+import pytest
+
+from bench.compare import at_size, score_outputs
+from rbd import metrics
+
+
+def _mask(shape=(60, 90)):
+    mask = np.zeros(shape, bool)
+    mask[20:35, 40:70] = True
+    return mask
+
+
+def test_maps_are_brought_to_the_mask_size_before_rbd_metrics():
+    rng = np.random.default_rng(0)
+    masks = [np.zeros((60, 90), bool), _mask()]
+    maps = [rng.random((32, 32)).astype(np.float32) for _ in masks]  # a peer's map, coarser and square
+    result = score_outputs([0, 1], [0.2, 0.9], masks, maps)
+    upsized = [at_size(amap, mask.shape) for amap, mask in zip(maps, masks)]
+    assert upsized[0].shape == (60, 90) and upsized[0].dtype == np.float32
+    assert result == metrics.summarize(np.array([0, 1]), np.array([0.2, 0.9]), masks, upsized)
+
+
+def test_a_map_that_marks_the_defect_scores_perfectly_at_any_resolution():
+    mask = _mask()
+    coarse = at_size(mask.astype(np.float32), (30, 45))  # the defect, seen at half resolution
+    result = score_outputs([0, 1], [0.1, 5.0], [np.zeros_like(mask), mask], [np.zeros((30, 45), np.float32), coarse])
+    assert result["image_auroc"] == result["image_f1max"] == 1.0
+    assert result["pixel_auroc"] > 0.99 and result["aupro"] > 0.9
+
+
+def test_maps_already_at_image_size_are_used_as_they_are():
+    amap = np.arange(12, dtype=np.float32).reshape(3, 4)
+    assert at_size(amap, (3, 4)) is amap
+
+
+def test_without_masks_only_image_metrics():
+    result = score_outputs([0, 0, 1], [1e3, 2e3, 3e3])  # raw, unnormalised scores
+    assert result == {"image_auroc": 1.0, "image_f1max": 1.0, "pixel_auroc": None, "aupro": None}
+    with pytest.raises(ValueError):
+        score_outputs([0, 1], [0.1, 0.2], [np.zeros((4, 4), bool)], [np.zeros((4, 4))])  # one mask, two images
