@@ -1,14 +1,17 @@
 """Turning raw anomaly scores into decisions, from normal images only.
 
-Raw scores have no natural unit, so after training we score images the model has not seen
-(held out from training) and set the threshold at the score that only a stated fraction of
-normal images exceeds: the false-alarm rate (default 1%). With n held-out images the empirical
-quantile cannot resolve rates below about 1/n (with 20 images its "99%" point is really their
-maximum, which one new normal image in 21 exceeds), so we also fit a normal distribution to the
-held-out scores and always take the larger of the two thresholds: with few images the fitted
-tail usually wins and the threshold lies above every held-out score; with many, a heavy right
-tail keeps the empirical quantile.
-We also score the same images with synthetic defects painted on and report how many the
+Raw scores have no natural unit, so after training we score every normal image as one the
+model has not seen (held-out images, and training images with the memory blind to their own
+patches: train.py) and set the threshold at the score that only a stated fraction of normal
+images exceeds: the false-alarm rate (default 1%). With n images the empirical quantile cannot
+resolve rates below about 1/n (with 20 images its "99%" point is really their maximum, which one
+new normal image in 21 exceeds), so we also fit a normal distribution to the scores and always
+take the larger of the two thresholds: with few images the fitted tail usually wins and the
+threshold lies above every score; with many, a heavy right tail keeps the empirical quantile.
+How much the threshold would move with other images of the same kind is estimated by applying
+the same rule to bootstrap resamples of the scores, and by the normal fit's standard error where
+that is wider (few images): its 95% interval is shown with it.
+We also score some of the images with synthetic defects painted on and report how many the
 threshold catches, a rough sanity check of sensitivity before any real defect is seen.
 
 The normalised score maps the raw score through a logistic curve centred on the threshold,
@@ -34,10 +37,11 @@ def is_defective(score, threshold: float):
 @dataclass
 class Calibration:
     threshold: float
-    scale: float  # spread (std) of the held-out normal scores
+    scale: float  # spread (std) of the normal scores
     false_alarm_rate: float
     normal_scores: list[float] = field(default_factory=list)
     synthetic_scores: list[float] = field(default_factory=list)
+    interval: tuple[float, float] | None = None  # 95% bootstrap interval of the threshold; None from one image
 
     @property
     def synthetic_catch_rate(self) -> float | None:
@@ -75,12 +79,26 @@ class Calibration:
         return float(normalized) if normalized.ndim == 0 else normalized.astype(np.float32)
 
     def describe(self, threshold: float | None = None) -> str:
-        """One line for people: the threshold and what it was calibrated for."""
+        """One line for people: the threshold, what it was calibrated for and how sure it is."""
         t = self.threshold if threshold is None else threshold
         text = (f"threshold {t:.4f} (calibrated for {100 * self.false_alarm_rate:g}% false alarms on "
-                f"{len(self.normal_scores)} held-out normal images")
+                f"{len(self.normal_scores)} normal images")
+        if self.interval is not None and t == self.threshold:
+            text += f", 95% interval {self.interval[0]:.4f}-{self.interval[1]:.4f}"
         caught = self.caught(t)
         return text + (f"; catches {100 * caught:.0f}% of synthetic defects)" if caught is not None else ")")
+
+    def problems(self, threshold: float | None = None) -> list[str]:
+        """What a person should know before trusting `threshold` (default: the calibrated one)."""
+        t = self.threshold if threshold is None else threshold
+        found = []
+        if len(self.normal_scores) < 10:
+            found.append(f"the threshold rests on only {len(self.normal_scores)} normal images: it is a rough guess")
+        elif self.interval is not None and self.interval[1] - self.interval[0] > 2 * self.scale:
+            found.append(f"the threshold is uncertain (95% interval {self.interval[0]:.4f}-{self.interval[1]:.4f})")
+        if self.caught(t) == 0.0:
+            found.append("it flags none of the synthetic defects: the model may see no defect at all")
+        return found
 
     def grey_zone(self, threshold: float | None = None, width: float = 2.0) -> tuple[float, float]:
         """Scores within `width` normal spreads of the threshold: where a human look pays most."""
@@ -100,22 +118,47 @@ class Calibration:
             false_alarm_rate=float(values["false_alarm_rate"]),
             normal_scores=[float(s) for s in values.get("normal_scores", [])],
             synthetic_scores=[float(s) for s in values.get("synthetic_scores", [])],
+            interval=tuple(float(v) for v in values["interval"]) if values.get("interval") else None,
         )
 
 
-def calibrate(normal_scores, synthetic_scores=(), false_alarm_rate: float = 0.01) -> Calibration:
-    """Threshold = the larger of the (1 - false_alarm_rate) quantile of the held-out normal scores
-    and the same quantile of a normal distribution fitted to them (see the module docstring)."""
-    normal = np.asarray(normal_scores, dtype=np.float64)
-    if normal.size == 0:
-        raise ValueError("calibration needs at least one held-out normal score")
-    if not np.isfinite(normal).all():
-        raise ValueError("calibration scores must be finite (found NaN or inf)")
-    if not 0.0 <= false_alarm_rate < 1.0:
-        raise InvalidInputError(f"false_alarm_rate must be in [0, 1), got {false_alarm_rate}")
+def threshold_rule(normal: np.ndarray, false_alarm_rate: float) -> float:
+    """The larger of the (1 - false_alarm_rate) quantile of `normal` scores and the same quantile
+    of a normal distribution fitted to them (see the module docstring)."""
     threshold = float(np.quantile(normal, 1.0 - false_alarm_rate))
     spread = float(normal.std(ddof=1)) if normal.size > 1 else 0.0
     if false_alarm_rate > 0 and spread > 0:
         threshold = max(threshold, float(normal.mean()) + NormalDist().inv_cdf(1.0 - false_alarm_rate) * spread)
+    return threshold
+
+
+def threshold_interval(normal: np.ndarray, false_alarm_rate: float, resamples: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """95% interval of `threshold_rule`: the bootstrap's, widened to at least the normal fit's own
+    (mean + z * std has standard error std * sqrt(1/n + z^2 / (2(n-1)))), since with a dozen
+    scores the bootstrap alone is far too sure."""
+    rng = np.random.default_rng(seed)
+    thresholds = [threshold_rule(rng.choice(normal, normal.size), false_alarm_rate) for _ in range(resamples)]
+    low, high = np.quantile(thresholds, [0.025, 0.975])
+    threshold = threshold_rule(normal, false_alarm_rate)
+    if false_alarm_rate > 0:
+        z, n = NormalDist().inv_cdf(1.0 - false_alarm_rate), normal.size
+        half = 1.96 * float(normal.std(ddof=1)) * np.sqrt(1 / n + z * z / (2 * (n - 1)))
+        low, high = min(low, threshold - half), max(high, threshold + half)
+    return float(low), float(high)
+
+
+def calibrate(normal_scores, synthetic_scores=(), false_alarm_rate: float = 0.01) -> Calibration:
+    """Calibration from normal scores of images the model did not learn from: the threshold by
+    `threshold_rule`, its bootstrap interval, and the normal spread as the unit of normalised scores."""
+    normal = np.asarray(normal_scores, dtype=np.float64)
+    if normal.size == 0:
+        raise ValueError("calibration needs at least one normal score")
+    if not np.isfinite(normal).all():
+        raise ValueError("calibration scores must be finite (found NaN or inf)")
+    if not 0.0 <= false_alarm_rate < 1.0:
+        raise InvalidInputError(f"false_alarm_rate must be in [0, 1), got {false_alarm_rate}")
+    threshold = threshold_rule(normal, false_alarm_rate)
+    spread = float(normal.std(ddof=1)) if normal.size > 1 else 0.0
     scale = max(spread, 0.05 * abs(threshold), 1e-6)  # never a zero unit, even with one image
-    return Calibration(threshold, scale, false_alarm_rate, normal.tolist(), [float(s) for s in synthetic_scores])
+    interval = threshold_interval(normal, false_alarm_rate) if normal.size > 1 else None
+    return Calibration(threshold, scale, false_alarm_rate, normal.tolist(), [float(s) for s in synthetic_scores], interval)

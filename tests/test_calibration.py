@@ -113,8 +113,8 @@ def test_catch_rate_is_none_without_synthetic_scores():
 
 def test_describe_states_threshold_rate_and_catch_rate():
     calibration = calibrate([1.0, 2.0, 3.0, 4.0, 5.0], synthetic_scores=[0.5, 5.0, 6.0, 4.9, 7.0], false_alarm_rate=0.0)
-    assert calibration.describe() == ("threshold 5.0000 (calibrated for 0% false alarms on 5 held-out normal images; "
-                                      "catches 60% of synthetic defects)")
+    assert calibration.describe() == ("threshold 5.0000 (calibrated for 0% false alarms on 5 normal images, "
+                                      "95% interval 3.0000-5.0000; catches 60% of synthetic defects)")
     # at a moved threshold the catch rate is counted at that threshold: 4.9, 5.0, 6.0, 7.0
     assert calibration.describe(4.9).startswith("threshold 4.9000") and "catches 80% of synthetic" in calibration.describe(4.9)
 
@@ -150,3 +150,34 @@ def test_grey_zone_is_centred_on_the_threshold_in_units_of_the_normal_spread():
     low, high = c.grey_zone(0.5, width=2.0)
     assert low == pytest.approx(0.5 - 2 * c.scale) and high == pytest.approx(0.5 + 2 * c.scale)
     assert c.normalize(low, 0.5) == pytest.approx(1 / (1 + np.exp(2))) and c.normalize(high, 0.5) == pytest.approx(1 / (1 + np.exp(-2)))
+
+
+def test_threshold_interval_covers_the_true_quantile_even_from_few_images():
+    """Normal scores with a known 99% point: from 15 images the interval must still hold it most of the time."""
+    true_threshold = 1.0 + 2.3263479 * 0.2
+    covered = [calibrate(np.random.default_rng(seed).normal(1.0, 0.2, 15)).interval for seed in range(40)]
+    assert np.mean([low <= true_threshold <= high for low, high in covered]) >= 0.85
+    few, many = calibrate(np.random.default_rng(1).normal(1.0, 0.2, 15)), calibrate(np.random.default_rng(1).normal(1.0, 0.2, 300))
+    for c in (few, many):
+        assert c.interval[0] <= c.threshold <= c.interval[1]
+    assert many.interval[1] - many.interval[0] < few.interval[1] - few.interval[0]
+    assert calibrate(SCORES).interval == calibrate(SCORES).interval  # seeded: the same scores, the same interval
+    assert calibrate([1.0]).interval is None
+
+
+def test_threshold_for_a_rate_and_the_rate_at_a_threshold_agree():
+    calibration = calibrate(SCORES, false_alarm_rate=0.01)
+    for rate in (0.005, 0.01, 0.05, 0.2):
+        threshold = calibration.threshold_for(rate)
+        assert calibration.expected_false_alarm_rate(threshold) == pytest.approx(rate, abs=0.006)
+    assert calibration.threshold_for(0.01) == pytest.approx(calibration.threshold)
+    assert calibration.threshold_for(0.05) < calibration.threshold_for(0.01)
+
+
+def test_problems_name_few_images_and_a_threshold_that_catches_nothing():
+    assert calibrate(SCORES, synthetic_scores=[5.0, 6.0]).problems() == []
+    few = calibrate([1.0, 1.1, 0.9], synthetic_scores=[5.0])
+    assert any("only 3 normal images" in p for p in few.problems())
+    blind = calibrate(SCORES, synthetic_scores=[0.1, 0.2])
+    assert any("none of the synthetic defects" in p for p in blind.problems())
+    assert not any("synthetic" in p for p in blind.problems(threshold=0.05))
