@@ -1,9 +1,16 @@
 """The anomaly map and the image score: one definition, used by training and inference alike.
 
-Map = mean over scales of the per-pixel cosine distance between teacher and student features,
-upsampled to the input size and smoothed with a Gaussian (sigma 4 at 256 px, as in the
-STFPM/RD4AD family). The prediction-consistency loss trains on exactly this function, so
-what training optimises is what inference reports.
+Each teacher scale gives a distance map, the per-pixel cosine distance between teacher and
+student features; the patch memory (memory.py) gives one more. Raw distances of different
+scales are not on one footing: a scale whose features the student rebuilds less exactly has a
+higher floor on every normal pixel and would drown out the others. So each distance map is
+standardised by its mean and spread on normal images (set after training, model.py), the
+student's scales are averaged, the memory's map is added, and the sum is upsampled to the
+input size and smoothed with a Gaussian (sigma 4 at 256 px, as in the STFPM/RD4AD family).
+
+The prediction-consistency loss trains the student's part of this map (`student_map`): the
+mean over scales of the raw distances, which the standardisation only shifts and rescales
+scale by scale.
 """
 
 from __future__ import annotations
@@ -37,17 +44,34 @@ class GaussianBlur(nn.Module):
         return F.conv2d(x, k.view(1, 1, -1, 1))
 
 
-def anomaly_map(teacher: list[torch.Tensor], student: list[torch.Tensor], size: tuple[int, int], blur: GaussianBlur) -> torch.Tensor:
-    """(B, 1, *size) map: mean over scales of 1 - cos(teacher, student), upsampled and blurred.
-
-    Always float32, also under bfloat16 autocast: its 8-bit mantissa would tie many scores.
-    """
+def distance_maps(teacher: list[torch.Tensor], student: list[torch.Tensor]) -> list[torch.Tensor]:
+    """(B, 1, h_s, w_s) per scale: 1 - cos(teacher, student), in float32 also under bfloat16 autocast
+    (its 8-bit mantissa would tie many scores)."""
     with torch.autocast(teacher[0].device.type, enabled=False):
-        total = 0.0
-        for t, s in zip(teacher, student):
-            distance = 1 - F.cosine_similarity(t.float(), s.float(), dim=1, eps=1e-6).unsqueeze(1)
-            total = total + F.interpolate(distance, size=size, mode="bilinear", align_corners=False)
-        return blur(total / len(teacher))
+        return [1 - F.cosine_similarity(t.float(), s.float(), dim=1, eps=1e-6).unsqueeze(1) for t, s in zip(teacher, student)]
+
+
+def _upsampled(maps: list[torch.Tensor], size: tuple[int, int]) -> list[torch.Tensor]:
+    return [F.interpolate(m, size=size, mode="bilinear", align_corners=False) for m in maps]
+
+
+def student_map(teacher: list[torch.Tensor], student: list[torch.Tensor], size: tuple[int, int], blur: GaussianBlur) -> torch.Tensor:
+    """(B, 1, *size): mean over scales of the raw distances, upsampled and blurred; what the
+    prediction-consistency loss trains."""
+    with torch.autocast(teacher[0].device.type, enabled=False):
+        return blur(sum(_upsampled(distance_maps(teacher, student), size)) / len(teacher))
+
+
+def anomaly_map(scale_maps: list[torch.Tensor], memory_map: torch.Tensor | None, mean: torch.Tensor, std: torch.Tensor,
+                size: tuple[int, int], blur: GaussianBlur) -> torch.Tensor:
+    """(B, 1, *size): the student's per-scale distance maps, each standardised by its normal `mean`
+    and `std` (one per scale, then one for the memory), averaged; plus the memory's map, standardised
+    the same way, if there is one; upsampled and blurred."""
+    with torch.autocast(scale_maps[0].device.type, enabled=False):
+        total = sum((m - mu) / sd for m, mu, sd in zip(_upsampled(scale_maps, size), mean, std)) / len(scale_maps)
+        if memory_map is not None:
+            total = total + (_upsampled([memory_map], size)[0] - mean[-1]) / std[-1]
+        return blur(total)
 
 
 def image_score(maps: torch.Tensor, rule: str) -> torch.Tensor:

@@ -30,7 +30,8 @@ from .errors import CheckpointError, HubError
 from .model import RBD, ModelConfig
 
 FORMAT = "rbd-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the weights hold the student, the patch memory and the normal statistics
+READABLE_VERSIONS = (1, 2)  # 1: the student alone (its map is the plain mean of the distances)
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "README.md"
@@ -67,7 +68,7 @@ def save(detector: Detector, directory: str | Path, metrics: dict | None = None)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
         config = checkpoint_config(detector, metrics)
-        weights = {k: v.detach().cpu().contiguous() for k, v in detector.model.student.state_dict().items()}
+        weights = {k: v.detach().cpu().contiguous() for k, v in detector.model.trained_state().items()}
         save_file(weights, str(staging / WEIGHTS_FILE), metadata={"format": FORMAT})
         (staging / CONFIG_FILE).write_text(json.dumps(config, indent=2))
         model_card(config).save(staging / CARD_FILE)
@@ -124,8 +125,9 @@ def load_from_hub(repo_id: str, revision: str | None = None, device: str | torch
 
 def _from_files(config_path: Path, weights_path: Path, device: str | torch.device) -> Detector:
     config = read_config(config_path)
+    version_1 = config["format_version"] == 1
     try:
-        model = RBD(ModelConfig.from_dict(config["model"]))
+        model = RBD(ModelConfig.from_dict({"memory_size": 0, **config["model"]} if version_1 else config["model"]))
         calibration = Calibration.from_dict(config["calibration"])
     except (TypeError, ValueError, KeyError) as err:
         raise CheckpointError(f"{config_path}: invalid model settings or calibration ({err})") from err
@@ -134,7 +136,10 @@ def _from_files(config_path: Path, weights_path: Path, device: str | torch.devic
     except (OSError, SafetensorError) as err:
         raise CheckpointError(f"{weights_path}: unreadable weights ({err})") from err
     try:
-        model.student.load_state_dict(weights, strict=True)
+        if version_1:
+            model.student.load_state_dict(weights, strict=True)
+        else:
+            model.load_trained_state(weights)
     except RuntimeError as err:
         raise CheckpointError(f"{weights_path}: weights do not match the model in {CONFIG_FILE}") from err
     detector = Detector(model, calibration, config.get("training"), config.get("metrics"))
@@ -151,10 +156,10 @@ def read_config(path: Path) -> dict:
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an rbd checkpoint (no \"format\": \"{FORMAT}\")")
     version = config.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise CheckpointError(
             f"{path}: checkpoint format {version} (made by rbd {config.get('rbd_version', '?')}) "
-            f"cannot be read by rbd {__version__}, which reads format {FORMAT_VERSION}"
+            f"cannot be read by rbd {__version__}, which reads formats {', '.join(map(str, READABLE_VERSIONS))}"
         )
     for key in ("model", "calibration"):
         if not isinstance(config.get(key), dict):

@@ -44,12 +44,22 @@ class Region:
     box: tuple[int, int, int, int]
 
 
+FAMILIAR_MIN = 0.5  # an image with less than this share of familiar patches is out of the model's domain
+
+
 @dataclass(frozen=True)
 class Prediction:
     score: float
     normalized_score: float  # 0.5 at the threshold
     threshold: float
     anomaly_map: np.ndarray  # (H, W) float32, the input image's size
+    familiarity: float | None = None  # share of patches like the training images' (None: the model has no memory)
+
+    @property
+    def out_of_domain(self) -> bool:
+        """Most of the image is unlike every training image: it shows something else than the
+        product the model learned, and its score says little."""
+        return self.familiarity is not None and self.familiarity < FAMILIAR_MIN
 
     @property
     def is_anomalous(self) -> bool:
@@ -71,8 +81,9 @@ class Prediction:
 
 
 @torch.inference_mode()
-def score_images(model: RBD, images: Sequence[np.ndarray], batch_size: int = 8, maps: bool = True) -> list[tuple[float, np.ndarray | None]]:
-    """(score, map at image size or None) per image; equal-shaped inputs are batched together."""
+def score_images(model: RBD, images: Sequence[np.ndarray], batch_size: int = 8,
+                 maps: bool = True) -> list[tuple[float, np.ndarray | None, float | None]]:
+    """(score, map at image size or None, familiarity or None) per image; equal-shaped inputs are batched together."""
     config = model.config
     device = next(model.student.parameters()).device
     fits = [fit(im.shape[0], im.shape[1], config.image_size, config.max_aspect) for im in images]
@@ -85,12 +96,13 @@ def score_images(model: RBD, images: Sequence[np.ndarray], batch_size: int = 8, 
             chunk = indices[start : start + batch_size]
             batch = torch.stack([to_input(images[i], fits[i]) for i in chunk]).to(device)
             with autocast(device):
-                out = model(batch)[:, 0].float()
+                scale_maps, memory_map = model.distances(batch)
+            out = model.combine(scale_maps, memory_map, batch.shape[-2:])[:, 0]
             scores = image_score(out, config.score_rule).tolist()
+            familiar = model.memory.familiarity(memory_map).tolist() if memory_map is not None else [None] * len(chunk)
             for row, i in enumerate(chunk):
-                score = scores[row]
                 full = to_image_size(out[row], fits[i]).cpu().numpy() if maps else None
-                results[i] = (score, full)
+                results[i] = (scores[row], full, familiar[row])
     return results
 
 
@@ -117,15 +129,16 @@ class Detector:
 
     def predict_batch(self, images: Sequence[ImageLike], batch_size: int = 8) -> list[Prediction]:
         arrays = [to_rgb_array(im) for im in images]
-        return [self._prediction(score, amap) for score, amap in score_images(self.model, arrays, batch_size)]
+        return [self._prediction(score, amap, familiar) for score, amap, familiar in score_images(self.model, arrays, batch_size)]
 
     def rethreshold(self, prediction: Prediction, threshold: float | None = None) -> Prediction:
         """The same prediction judged at another threshold (default: the detector's current one)."""
-        return self._prediction(prediction.score, prediction.anomaly_map, threshold)
+        return self._prediction(prediction.score, prediction.anomaly_map, prediction.familiarity, threshold)
 
-    def _prediction(self, score: float, anomaly_map: np.ndarray, threshold: float | None = None) -> Prediction:
+    def _prediction(self, score: float, anomaly_map: np.ndarray, familiarity: float | None,
+                    threshold: float | None = None) -> Prediction:
         t = self.threshold if threshold is None else float(threshold)
-        return Prediction(score, self.calibration.normalize(score, t), t, anomaly_map)
+        return Prediction(score, self.calibration.normalize(score, t), t, anomaly_map, familiarity)
 
 
 def predict_files(detector: Detector, paths: Iterable[str | Path], batch_size: int = 8, max_side: int | None = MAX_SIDE,

@@ -1,4 +1,4 @@
-"""The whole model as one pure-torch module: frozen teacher, reconstructing student, anomaly map.
+"""The whole model as one pure-torch module: frozen teacher, reconstructing student, patch memory, anomaly map.
 
 No data loading, calibration or files here (those live in train.py, calibration.py and
 checkpoint.py), so the module can be exported, scripted or wrapped by other tools.
@@ -11,9 +11,10 @@ from dataclasses import asdict, dataclass, fields
 import torch
 from torch import nn
 
-from .anomaly_map import SCORE_RULES, GaussianBlur, anomaly_map
+from .anomaly_map import SCORE_RULES, GaussianBlur, anomaly_map, distance_maps, student_map
 from .backbones import DEFAULT_LAYERS, Teacher
 from .errors import InvalidInputError
+from .memory import PatchMemory, patch_features
 from .student import Student
 
 
@@ -30,12 +31,15 @@ class ModelConfig:
     decoder_widths: tuple[int, ...] = (128, 64, 32)
     blur_sigma: float = 4.0  # at image_size 256; scaled with image_size
     score_rule: str = "top1"  # chosen by measurement: bench/score_rules.py
+    memory_size: int = 1024  # normal patch features kept (memory.py); 0: the student's map alone
 
     def __post_init__(self):
         if self.image_size < 32 or self.image_size % 32:
             raise InvalidInputError(f"image_size must be a multiple of 32 (at least 32), got {self.image_size}")
         if self.max_aspect < 1:
             raise InvalidInputError(f"max_aspect must be at least 1, got {self.max_aspect}")
+        if self.memory_size < 0:
+            raise InvalidInputError(f"memory_size must be 0 (no memory) or more, got {self.memory_size}")
         if self.score_rule not in SCORE_RULES:
             raise InvalidInputError(f"score_rule must be one of {', '.join(SCORE_RULES)}, got {self.score_rule!r}")
 
@@ -53,7 +57,13 @@ class ModelConfig:
 
 
 class RBD(nn.Module):
-    """Reconstruction-based distillation. `forward(images in [0, 1]) -> (B, 1, H, W) anomaly map`."""
+    """Reconstruction-based distillation. `forward(images in [0, 1]) -> (B, 1, H, W) anomaly map`.
+
+    Besides the student's weights, a trained model holds the memory's bank and each distance
+    map's mean and spread on normal images (`normal_mean`, `normal_std`: one per teacher scale,
+    then the memory's), which training sets after the student has learned. Until then they are
+    0 and 1, and the map is the plain mean of the student's distances.
+    """
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -61,6 +71,9 @@ class RBD(nn.Module):
         self.teacher = Teacher(config.backbone, config.layers)
         self.student = Student(self.teacher.channels, self.teacher.strides, config.bottleneck_width, config.embed_dim,
                                config.decoder_widths)
+        self.memory = PatchMemory(sum(self.teacher.channels[-2:]), config.memory_size) if config.memory_size else None
+        self.register_buffer("normal_mean", torch.zeros(len(self.teacher.channels) + 1))
+        self.register_buffer("normal_std", torch.ones(len(self.teacher.channels) + 1))
         self.blur = GaussianBlur(config.blur_sigma * config.image_size / 256)
         self.register_buffer("mean", torch.tensor(self.teacher.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(self.teacher.std).view(1, 3, 1, 1), persistent=False)
@@ -70,9 +83,33 @@ class RBD(nn.Module):
         """Teacher features of (B, 3, H, W) images in [0, 1]."""
         return self.teacher(((images - self.mean) / self.std).contiguous(memory_format=torch.channels_last))
 
-    def map_from_features(self, teacher: list[torch.Tensor], student: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
-        return anomaly_map(teacher, student, size, self.blur)
+    def student_map(self, teacher: list[torch.Tensor], student: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+        """The student's raw map, which the prediction-consistency loss trains (anomaly_map.py)."""
+        return student_map(teacher, student, size, self.blur)
+
+    def distances(self, images: torch.Tensor, exclude: torch.Tensor | None = None) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+        """The raw distance maps at feature resolution: one per teacher scale, and the memory's (or None).
+        `exclude` leaves bank entries out of the memory (see PatchMemory.forward)."""
+        return self.distances_from_features(self.features(images), exclude)
+
+    def distances_from_features(self, teacher: list[torch.Tensor], exclude: torch.Tensor | None = None):
+        scale_maps = distance_maps(teacher, self.student(teacher))
+        memory_map = self.memory(patch_features(teacher), exclude) if self.memory is not None else None
+        return scale_maps, memory_map
+
+    def combine(self, scale_maps: list[torch.Tensor], memory_map: torch.Tensor | None, size: tuple[int, int]) -> torch.Tensor:
+        return anomaly_map(scale_maps, memory_map, self.normal_mean, self.normal_std, size, self.blur)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        teacher = self.features(images)
-        return self.map_from_features(teacher, self.student(teacher), images.shape[-2:])
+        return self.combine(*self.distances(images), images.shape[-2:])
+
+    def trained_state(self) -> dict[str, torch.Tensor]:
+        """Everything training made (student, memory bank, normal statistics): what a checkpoint stores."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("teacher.")}
+
+    def load_trained_state(self, state: dict[str, torch.Tensor]) -> None:
+        """The inverse of `trained_state`; every key must match (RuntimeError otherwise)."""
+        missing, unexpected = self.load_state_dict(state, strict=False)
+        missing = [k for k in missing if not k.startswith("teacher.")]
+        if missing or unexpected:
+            raise RuntimeError(f"missing {missing[:5]}, unexpected {unexpected[:5]}")

@@ -1,11 +1,18 @@
-"""Training: learn "normal" from good images, then calibrate the threshold on held-out ones.
+"""Training: learn "normal" from good images, then standardise the maps and calibrate the threshold.
 
-The whole loop is in `train()`; read it top to bottom. Each step takes random square crops
-of the (aspect-preserving) resized images, paints synthetic defects on some of them, and
-optimises reconstruction + prediction consistency (see losses.py). Training stops after
-`epochs` passes or `max_minutes`, whichever comes first; the learning rate follows a cosine
-over whichever budget is closer to running out. Then the held-out images calibrate the
-threshold (calibration.py) and a ready `Detector` comes back.
+The whole procedure is `train()`; read it top to bottom:
+
+1. Every training image, resized (short side = image_size), goes through the frozen teacher
+   once (`TeacherCache`). Those features are the clean targets of every training crop, so a
+   step runs the teacher only on crops it has painted a defect on, and they are the candidates
+   the patch memory keeps its bank from.
+2. Each step takes random square crops, paints synthetic defects on some of them, and optimises
+   reconstruction + prediction consistency (losses.py). Training stops after `epochs` passes or
+   `max_minutes`, whichever comes first (the minutes include every phase); the learning rate
+   follows a cosine over whichever budget is closer to running out.
+3. Every image then gives normal statistics: the held-out ones, and the training ones with the
+   memory blind to their own patches. They set each distance map's mean and spread (anomaly_map.py)
+   and the threshold (calibration.py), and a ready `Detector` comes back.
 """
 
 from __future__ import annotations
@@ -22,17 +29,24 @@ import numpy as np
 import torch
 
 from . import __version__
+from .anomaly_map import image_score
 from .calibration import calibrate
-from .detector import Detector, score_images
+from .detector import Detector
 from .errors import InvalidInputError, NoImagesError, TrainingCancelled
 from .geometry import fit, to_input
 from .images import read_image_folder
 from .losses import consistency_loss, reconstruction_loss
+from .memory import flatten_patches, patch_features
 from .model import RBD, ModelConfig
 from .runtime import autocast, autocast_dtype, resolve_device
 from .synthetic import add_defects, feature_dropout
 
-MIN_IMAGES = 2  # one to train on, one to calibrate with; five or more is the sensible minimum
+MIN_IMAGES = 5  # the fewest normal images training accepts (everywhere: API, CLI, app)
+CONTEXT = 32  # pixels of real image around a painted crop, so its features match the cached ones
+CROP_GRID = 32  # crops start on this pixel grid (the student's stride), so cached features slice exactly
+CACHE_LIMIT_BYTES = 2 * 1024**3  # teacher features kept in memory; beyond, clean crops are computed each step
+MAX_CALIBRATION_IMAGES = 300  # normal images scored for the statistics and the threshold
+MAX_SYNTHETIC_IMAGES = 50  # of those, painted with a synthetic defect to estimate the catch rate
 
 
 @dataclass
@@ -44,7 +58,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda; mixed precision where the hardware has it (rbd.runtime)
-    holdout_fraction: float = 0.1  # of the images, kept out of training to calibrate on
+    holdout_fraction: float = 0.1  # of the images, kept out of training: normal images no part of the model saw
     max_holdout: int = 50
     false_alarm_rate: float = 0.01
     defect_probability: float = 0.7  # share of training crops that get a synthetic defect
@@ -80,39 +94,104 @@ class Progress:
     elapsed_s: float
 
 
-def _resized(images: Sequence[np.ndarray], config: ModelConfig) -> list[torch.Tensor]:
-    """Each image at model resolution (short side = image_size), kept as compact uint8."""
-    out = []
-    for image in images:
-        x = to_input(image, fit(image.shape[0], image.shape[1], config.image_size, config.max_aspect))
-        out.append((x * 255).round().to(torch.uint8))
-    return out
-
-
-def _random_crops(images: list[torch.Tensor], size: int, count: int, generator: torch.Generator) -> torch.Tensor:
-    """(count, 3, size, size) float crops of randomly chosen images, in [0, 1]."""
-    crops = []
-    for i in torch.randint(0, len(images), (count,), generator=generator).tolist():
-        image = images[i]
-        top = int(torch.randint(0, image.shape[1] - size + 1, (1,), generator=generator))
-        left = int(torch.randint(0, image.shape[2] - size + 1, (1,), generator=generator))
-        crops.append(image[:, top : top + size, left : left + size])
-    return torch.stack(crops).float() / 255
-
-
 def split_holdout(count: int, config: TrainConfig) -> tuple[list[int], list[int]]:
-    """Indices to train on and to calibrate on (a seeded random split)."""
+    """Indices to train on and to hold out (a seeded random split)."""
     if count < MIN_IMAGES:
-        raise NoImagesError(f"training needs at least {MIN_IMAGES} normal images (5 or more recommended), got {count}")
+        raise NoImagesError(f"training needs at least {MIN_IMAGES} normal images, got {count}")
     n_holdout = min(config.max_holdout, max(1, round(count * config.holdout_fraction)))
     order = np.random.default_rng(config.seed).permutation(count).tolist()
     return sorted(order[n_holdout:]), sorted(order[:n_holdout])
 
 
+def resized(image: np.ndarray, config: ModelConfig) -> torch.Tensor:
+    """(3, h, w) uint8: the image at model resolution (short side = image_size), kept compact."""
+    x = to_input(image, fit(image.shape[0], image.shape[1], config.image_size, config.max_aspect))
+    return (x * 255).round().to(torch.uint8)
+
+
+class TeacherCache:
+    """The teacher's features of every training image at model resolution, computed once.
+
+    A crop that starts on the CROP_GRID has as clean features a slice of its image's features,
+    so no step runs the teacher on clean crops. Features are kept as float16 while they fit in
+    CACHE_LIMIT_BYTES; a larger set keeps none and computes each clean crop in context instead.
+    `patches` are a random sample of every image's memory patch features, for the memory's bank.
+    """
+
+    def __init__(self, model: RBD, images: list[torch.Tensor], device: torch.device, generator: torch.Generator,
+                 max_patches: int):
+        self.model, self.images, self.device = model, images, device
+        self.features: list[list[torch.Tensor]] | None = []
+        patches, sources, used = [], [], 0
+        per_image = max(1, math.ceil(max_patches / len(images)))
+        for index, image in enumerate(images):
+            with torch.no_grad(), autocast(device):
+                features = [f.float() for f in model.features(image[None].to(device).float() / 255)]
+            if model.memory is not None:
+                flat = flatten_patches(patch_features(features)).cpu()
+                patches.append(flat[torch.randperm(flat.shape[0], generator=generator)[:per_image]])
+                sources.append(torch.full((patches[-1].shape[0],), index))
+            used += sum(f.numel() * 2 for f in features)
+            if self.features is not None:
+                self.features.append([f.to(torch.float16) for f in features])
+                if used > CACHE_LIMIT_BYTES:
+                    self.features = None  # too large a set: compute clean crops in context (slower, same result)
+        self.patches = torch.cat(patches) if patches else None
+        self.patch_sources = torch.cat(sources) if sources else None
+
+    def crops(self, picks: list[tuple[int, int, int]], size: int, pixels: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """Features of the crops `picks` = (image, top, left) of side `size`: sliced from the cache,
+        or, for `pixels` (painted crops) or without a cache, computed with CONTEXT pixels around."""
+        if pixels is None and self.features is not None:
+            strides = self.model.teacher.strides
+            return [torch.stack([self.features[i][s][0, :, t // st : (t + size) // st, l // st : (l + size) // st]
+                                 for i, t, l in picks]).to(self.device, torch.float32)
+                    for s, st in enumerate(strides)]
+        if pixels is None:
+            pixels = torch.stack([self.images[i][:, t : t + size, l : l + size] for i, t, l in picks]).float() / 255
+        return self._in_context(picks, size, pixels)
+
+    def _in_context(self, picks, size, pixels) -> list[torch.Tensor]:
+        """Teacher features of crop pixels pasted into their image with CONTEXT pixels around (fewer at
+        the image's edges, as in the cached features), sliced back to the crop. Windows of one shape
+        share a teacher pass."""
+        windows: dict[tuple[int, int], list[int]] = {}
+        placed = []
+        for k, (i, t, l) in enumerate(picks):
+            h, w = self.images[i].shape[1:]
+            top, left = max(0, t - CONTEXT), max(0, l - CONTEXT)
+            bottom, right = min(h, t + size + CONTEXT), min(w, l + size + CONTEXT)
+            window = self.images[i][:, top:bottom, left:right].float() / 255
+            window[:, t - top : t - top + size, l - left : l - left + size] = pixels[k]
+            placed.append((window, t - top, l - left))
+            windows.setdefault(tuple(window.shape[1:]), []).append(k)
+        out = [torch.empty(0)] * len(self.model.teacher.strides)
+        result: list[list[torch.Tensor | None]] = [[None] * len(picks) for _ in out]
+        for members in windows.values():
+            with torch.no_grad(), autocast(self.device):
+                features = self.model.features(torch.stack([placed[k][0] for k in members]).to(self.device))
+            for s, (f, st) in enumerate(zip(features, self.model.teacher.strides)):
+                for row, k in enumerate(members):
+                    _, dt, dl = placed[k]
+                    result[s][k] = f[row, :, dt // st : (dt + size) // st, dl // st : (dl + size) // st].float()
+        return [torch.stack(scale) for scale in result]
+
+
+def _random_picks(images: list[torch.Tensor], size: int, count: int, generator: torch.Generator) -> list[tuple[int, int, int]]:
+    """`count` random (image, top, left) square crops of side `size`, starting on the CROP_GRID."""
+    picks = []
+    for i in torch.randint(0, len(images), (count,), generator=generator).tolist():
+        h, w = images[i].shape[1:]
+        top = CROP_GRID * int(torch.randint(0, (h - size) // CROP_GRID + 1, (1,), generator=generator))
+        left = CROP_GRID * int(torch.randint(0, (w - size) // CROP_GRID + 1, (1,), generator=generator))
+        picks.append((i, top, left))
+    return picks
+
+
 def train(
     images: Sequence[np.ndarray] | str | Path,
-    model_config: ModelConfig = ModelConfig(),
-    config: TrainConfig = TrainConfig(),
+    model_config: ModelConfig | None = None,
+    config: TrainConfig | None = None,
     progress: Callable[[Progress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     start_from: Detector | None = None,
@@ -122,45 +201,65 @@ def train(
     `start_from` fine-tunes: the student starts from that detector's weights (and its model
     config is used), which converges in far fewer steps than training from scratch.
     """
+    config = config or TrainConfig()
+    model_config = start_from.config if start_from is not None else (model_config or ModelConfig())
     if isinstance(images, (str, Path)):
         images, _ = read_image_folder(images)
     train_ids, holdout_ids = split_holdout(len(images), config)
     device = resolve_device(config.device)
+    start = time.monotonic()
+    budget_s = None if config.max_minutes is None else 60.0 * config.max_minutes
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
 
-    if start_from is not None:
-        model_config = start_from.config
     model = RBD(model_config).to(device)
     if start_from is not None:
         model.student.load_state_dict(start_from.model.student.state_dict())
-    resized = _resized([images[i] for i in train_ids], model_config)
-    optimizer = torch.optim.AdamW(model.student.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    steps_per_epoch = max(1, math.ceil(len(resized) / config.batch_size))
-    total_steps = config.epochs * steps_per_epoch
-    budget_s = None if config.max_minutes is None else 60.0 * config.max_minutes
+    pictures = [resized(images[i], model_config) for i in train_ids]
+    cache = TeacherCache(model, pictures, device, generator, max_patches=100_000)
+    per_image_s = (time.monotonic() - start) / len(pictures)
+    bank_sources = None
+    if model.memory is not None:
+        kept = model.memory.fit(cache.patches, generator)
+        bank_sources = cache.patch_sources[kept]
+    prepared_s = time.monotonic() - start
+    # keep time for the end: a teacher pass for each held-out and synthetic-defect image, a lighter one for the rest
+    finish_s = per_image_s * (len(holdout_ids) + MAX_SYNTHETIC_IMAGES + 0.5 * min(len(pictures), MAX_CALIBRATION_IMAGES))
+    loop_budget_s = None if budget_s is None else max(1e-3, budget_s - prepared_s - finish_s)
 
+    optimizer = torch.optim.AdamW(model.student.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    steps_per_epoch = max(1, math.ceil(len(pictures) / config.batch_size))
+    total_steps = config.epochs * steps_per_epoch
     scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype(device) is torch.float16)  # float16 gradients underflow
+    size = model_config.image_size
     model.student.train()
-    start, step, fraction, losses = time.monotonic(), 0, 0.0, []
+    loop_start, step, fraction, losses = time.monotonic(), 0, 0.0, []
     while fraction < 1.0:
         if should_stop is not None and should_stop():
             raise TrainingCancelled(f"training cancelled after {step} steps")
         for group in optimizer.param_groups:  # cosine decay over the budget used so far
             group["lr"] = config.learning_rate * 0.5 * (1 + math.cos(math.pi * fraction))
 
-        clean = _random_crops(resized, model_config.image_size, config.batch_size, generator)
-        corrupted, masks = add_defects(clean, generator, config.defect_probability) if config.corruption else (clean, torch.zeros_like(clean[:, :1]))
-        clean, corrupted, masks = clean.to(device), corrupted.to(device), masks.to(device)
+        picks = _random_picks(pictures, size, config.batch_size, generator)
+        target = cache.crops(picks, size)
+        seen, masks = target, torch.zeros(len(picks), 1, size, size)
+        if config.corruption:
+            clean = torch.stack([pictures[i][:, t : t + size, l : l + size] for i, t, l in picks]).float() / 255
+            corrupted, masks = add_defects(clean, generator, config.defect_probability)
+            painted = masks.flatten(1).amax(dim=1) > 0
+            if painted.any():
+                rows = painted.nonzero()[:, 0].tolist()
+                repainted = cache.crops([picks[k] for k in rows], size, corrupted[painted])
+                seen = [t.clone() for t in target]
+                for s, r in zip(seen, repainted):
+                    s[painted.to(device)] = r
+        masks = masks.to(device)
         with autocast(device):
-            with torch.no_grad():
-                target = model.features(clean)
-                seen = model.features(corrupted) if config.corruption else target
             student_in = [feature_dropout(f, generator, config.feature_dropout) for f in seen] if config.feature_dropout else seen
             reconstruction = model.student(student_in)
             loss = reconstruction_loss(reconstruction, target)
             if config.consistency:
-                loss = loss + consistency_loss(model.map_from_features(seen, reconstruction, clean.shape[-2:]), masks)
+                loss = loss + consistency_loss(model.student_map(seen, reconstruction, (size, size)), masks)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
@@ -168,15 +267,14 @@ def train(
 
         step += 1
         losses.append(loss.item())
-        elapsed = time.monotonic() - start
-        fraction = min(1.0, max(step / total_steps, elapsed / budget_s if budget_s else 0.0))
+        elapsed = time.monotonic() - loop_start
+        fraction = min(1.0, max(step / total_steps, elapsed / loop_budget_s if loop_budget_s else 0.0))
         if progress is not None:
-            progress(Progress(step, step / steps_per_epoch, fraction, losses[-1], elapsed))
+            progress(Progress(step, step / steps_per_epoch, fraction, losses[-1], time.monotonic() - start))
 
     model.eval()
-    held_out = [images[i] for i in holdout_ids]
-    normal_scores = [score for score, _ in score_images(model, held_out, maps=False)]
-    calibration = calibrate(normal_scores, _synthetic_scores(model, held_out, config.seed), config.false_alarm_rate)
+    loop_s = time.monotonic() - loop_start
+    calibration = _standardise_and_calibrate(model, cache, bank_sources, [images[i] for i in holdout_ids], config)
     return Detector(model, calibration, training={
         "rbd_version": __version__,
         "images": len(images),
@@ -185,11 +283,56 @@ def train(
         "steps": step,
         "epochs": round(step / steps_per_epoch, 2),
         "seconds": round(time.monotonic() - start, 1),
+        "seconds_by_phase": {"teacher_cache_and_memory": round(prepared_s, 1), "steps": round(loop_s, 1),
+                             "calibration": round(time.monotonic() - start - prepared_s - loop_s, 1)},
         "final_loss": float(np.mean(losses[-steps_per_epoch:])),
         "loss_curve": _downsample(losses, 200),
         "device": device.type,
         "config": asdict(config),
     })
+
+
+@torch.inference_mode()
+def _standardise_and_calibrate(model: RBD, cache: TeacherCache, bank_sources: torch.Tensor | None,
+                               held_out: Sequence[np.ndarray], config: TrainConfig):
+    """Set each distance map's normal mean and spread, then calibrate the threshold, from every
+    normal image: the held-out ones and (up to MAX_CALIBRATION_IMAGES in all) training ones, each
+    scored with the memory blind to the patches it gave, so no image is judged by its own copy."""
+    device = next(model.student.parameters()).device
+    n_train = min(len(cache.images), max(0, MAX_CALIBRATION_IMAGES - len(held_out)))
+    rows = sorted(np.random.default_rng(config.seed).permutation(len(cache.images))[:n_train].tolist())
+    inputs = [(resized(image, model.config), None) for image in held_out]
+    inputs += [(cache.images[row], bank_sources == row if bank_sources is not None else None) for row in rows]
+
+    def distances(picture: torch.Tensor, exclude, row=None):
+        with autocast(device):
+            if row is not None and cache.features is not None:
+                teacher = [f.to(device, torch.float32) for f in cache.features[row]]
+                return model.distances_from_features(teacher, exclude)
+            return model.distances(picture[None].to(device).float() / 255, exclude)
+
+    components = [distances(picture, exclude, None if k < len(held_out) else rows[k - len(held_out)])
+                  for k, (picture, exclude) in enumerate(inputs)]
+    per_map = [torch.cat([scale_maps[c].flatten() for scale_maps, _ in components]) for c in range(len(model.teacher.strides))]
+    if model.memory is not None:
+        per_map.append(torch.cat([memory_map.flatten() for _, memory_map in components]))
+        model.memory.familiar_distance.fill_(torch.quantile(per_map[-1][:: max(1, per_map[-1].numel() // 1_000_000)], 0.99))
+    for c, values in enumerate(per_map):
+        model.normal_mean[c], model.normal_std[c] = values.mean(), values.std().clamp_min(1e-6)
+    normal_scores = [_score(model, maps, picture.shape[-2:]) for maps, (picture, _) in zip(components, inputs)]
+
+    generator = torch.Generator().manual_seed(config.seed + 1)
+    synthetic_scores = []
+    for picture, exclude in inputs[:MAX_SYNTHETIC_IMAGES]:
+        painted, _ = add_defects(picture[None].float() / 255, generator, probability=1.0)
+        with autocast(device):
+            maps = model.distances(painted.to(device), exclude)
+        synthetic_scores.append(_score(model, maps, picture.shape[-2:]))
+    return calibrate(normal_scores, synthetic_scores, config.false_alarm_rate)
+
+
+def _score(model: RBD, maps, size) -> float:
+    return float(image_score(model.combine(*maps, tuple(size)), model.config.score_rule)[0])
 
 
 class BackgroundTraining:
@@ -200,7 +343,7 @@ class BackgroundTraining:
         detector = job.result()
     """
 
-    def __init__(self, images, model_config: ModelConfig = ModelConfig(), config: TrainConfig = TrainConfig(),
+    def __init__(self, images, model_config: ModelConfig | None = None, config: TrainConfig | None = None,
                  start_from: Detector | None = None):
         self._updates: queue.Queue = queue.Queue()
         self._stop = threading.Event()
@@ -236,16 +379,6 @@ class BackgroundTraining:
         if "error" in self._outcome:
             raise self._outcome["error"]
         return self._outcome["detector"]
-
-
-def _synthetic_scores(model: RBD, images: Sequence[np.ndarray], seed: int) -> list[float]:
-    """Scores of held-out images with a synthetic defect painted on each (fixed seed)."""
-    generator = torch.Generator().manual_seed(seed + 1)
-    corrupted = []
-    for x in _resized(images, model.config):
-        defective, _ = add_defects(x[None].float() / 255, generator, probability=1.0)
-        corrupted.append(defective[0].permute(1, 2, 0).numpy())
-    return [score for score, _ in score_images(model, corrupted, maps=False)]
 
 
 def _downsample(values: list[float], count: int) -> list[float]:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from rbd.anomaly_map import SCORE_RULES, GaussianBlur, anomaly_map, image_score
+from rbd.anomaly_map import SCORE_RULES, GaussianBlur, anomaly_map, distance_maps, image_score, student_map
 
 
 @pytest.mark.parametrize("sigma", [0.5, 1.0, 2.5, 4.0])
@@ -72,7 +72,7 @@ SHAPES = [(8, 16, 24), (12, 8, 12), (16, 4, 6)]
 
 def test_map_is_zero_when_features_agree():
     teacher = features(SHAPES)
-    maps = anomaly_map(teacher, [t.clone() for t in teacher], (64, 96), GaussianBlur(2.0))
+    maps = student_map(teacher, [t.clone() for t in teacher], (64, 96), GaussianBlur(2.0))
     assert maps.shape == (2, 1, 64, 96)
     assert float(maps.abs().max()) < 1e-5
 
@@ -81,15 +81,15 @@ def test_map_is_scale_invariant_in_the_student():
     teacher = features(SHAPES)
     student = features(SHAPES, seed=1)
     blur = GaussianBlur(1.0)
-    a = anomaly_map(teacher, student, (32, 48), blur)
-    b = anomaly_map(teacher, [3.0 * s for s in student], (32, 48), blur)
+    a = student_map(teacher, student, (32, 48), blur)
+    b = student_map(teacher, [3.0 * s for s in student], (32, 48), blur)
     torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("size", [(64, 96), (50, 70), (16, 16)])
 def test_map_has_requested_size(size):
     teacher = features(SHAPES)
-    maps = anomaly_map(teacher, features(SHAPES, seed=1), size, GaussianBlur(1.0))
+    maps = student_map(teacher, features(SHAPES, seed=1), size, GaussianBlur(1.0))
     assert maps.shape == (2, 1, *size)
     assert maps.dtype == torch.float32
 
@@ -98,7 +98,7 @@ def test_map_matches_cosine_distance_without_blur_effect():
     """Single scale at full resolution with a tiny blur: the map is 1 - cos per pixel."""
     teacher = features([(5, 12, 12)])
     student = features([(5, 12, 12)], seed=3)
-    maps = anomaly_map(teacher, student, (12, 12), GaussianBlur(1e-3))
+    maps = student_map(teacher, student, (12, 12), GaussianBlur(1e-3))
     t, s = teacher[0].numpy(), student[0].numpy()
     cos = (t * s).sum(1) / (np.linalg.norm(t, axis=1) * np.linalg.norm(s, axis=1))
     np.testing.assert_allclose(maps[:, 0].numpy(), 1 - cos, atol=1e-5)
@@ -107,7 +107,7 @@ def test_map_matches_cosine_distance_without_blur_effect():
 def test_map_averages_scales():
     """Two scales, one identical and one opposite: mean of distances 0 and 2 is 1."""
     t = features([(4, 8, 8), (4, 8, 8)])
-    maps = anomaly_map(t, [t[0].clone(), -t[1]], (8, 8), GaussianBlur(1e-3))
+    maps = student_map(t, [t[0].clone(), -t[1]], (8, 8), GaussianBlur(1e-3))
     torch.testing.assert_close(maps, torch.ones_like(maps))
 
 
@@ -119,7 +119,7 @@ def test_map_peaks_where_features_differ():
     for s in student:
         h, w = s.shape[-2:]
         s[1, :, h // 4 : h // 2, w // 2 : 3 * w // 4] = torch.randn(s.shape[1], h // 4, w // 4, generator=g)
-    maps = anomaly_map(teacher, student, (64, 96), GaussianBlur(2.0))
+    maps = student_map(teacher, student, (64, 96), GaussianBlur(2.0))
     assert float(maps[0].abs().max()) < 1e-5  # image 0 untouched
     row, col = np.unravel_index(int(maps[1, 0].argmax()), (64, 96))
     assert 16 <= row < 32 and 48 <= col < 72
@@ -162,3 +162,30 @@ def test_score_rules_listed():
 def test_unknown_rule():
     with pytest.raises(ValueError, match="median"):
         image_score(torch.rand(1, 1, 4, 4), "median")
+
+
+def test_unit_statistics_give_the_students_raw_map():
+    """Mean 0 and spread 1 (an untrained model, a format-1 checkpoint): the map is the plain mean of the distances."""
+    teacher, student = features(SHAPES), features(SHAPES, seed=1)
+    blur = GaussianBlur(1.0)
+    combined = anomaly_map(distance_maps(teacher, student), None, torch.zeros(4), torch.ones(4), (32, 48), blur)
+    torch.testing.assert_close(combined, student_map(teacher, student, (32, 48), blur))
+
+
+def test_each_scale_is_standardised_before_the_scales_are_averaged():
+    """A scale with a high floor of distance on every pixel must not drown out the others."""
+    scale_maps = [torch.full((1, 1, 4, 4), 0.5), torch.full((1, 1, 4, 4), 0.1)]
+    scale_maps[1][0, 0, 1, 1] = 0.3  # one unusual pixel on the low-floor scale
+    mean, std = torch.tensor([0.5, 0.1, 0.0]), torch.tensor([0.05, 0.05, 1.0])
+    combined = anomaly_map(scale_maps, None, mean, std, (4, 4), GaussianBlur(1e-3))
+    expected = torch.zeros(1, 1, 4, 4)
+    expected[0, 0, 1, 1] = (0.3 - 0.1) / 0.05 / 2  # (0 + 4) / 2 scales
+    torch.testing.assert_close(combined, expected)
+
+
+def test_the_memory_map_is_standardised_and_added():
+    scale_maps = [torch.zeros(2, 1, 4, 4)]
+    memory_map = torch.arange(32, dtype=torch.float32).view(2, 1, 4, 4)
+    mean, std = torch.tensor([0.0, 10.0]), torch.tensor([1.0, 4.0])
+    combined = anomaly_map(scale_maps, memory_map, mean, std, (4, 4), GaussianBlur(1e-3))
+    torch.testing.assert_close(combined, (memory_map - 10.0) / 4.0)

@@ -29,7 +29,9 @@ def test_round_trip_gives_identical_predictions(detector, checkpoint, probe):
 def test_folder_holds_safetensors_json_and_a_card_only(checkpoint, detector):
     assert sorted(p.name for p in checkpoint.iterdir()) == ["README.md", "config.json", "model.safetensors"]
     weights = load_file(str(checkpoint / "model.safetensors"))
-    assert set(weights) == set(detector.model.student.state_dict())  # the teacher is not stored
+    assert set(weights) == set(detector.model.trained_state())  # student, memory bank, normal statistics
+    assert not any(key.startswith("teacher.") for key in weights)  # the teacher is not stored
+    assert "memory.bank" in weights and "normal_mean" in weights
     config = json.loads((checkpoint / "config.json").read_text())
     assert config["format"] == "rbd-checkpoint" and config["rbd_version"] == rbd.__version__
     assert config["model"]["backbone"] == "tf_efficientnet_lite0"
@@ -229,3 +231,25 @@ def test_checkpoint_files_are_readable_by_others(checkpoint):
     assert checkpoint.stat().st_mode & 0o755 == 0o755
     for path in checkpoint.iterdir():
         assert path.stat().st_mode & 0o644 == 0o644
+
+
+def test_a_format_1_checkpoint_still_loads_and_scores_with_the_plain_student_map(detector, tmp_path):
+    """rbd 0.1 stored the student alone; its map was the mean of the raw distances, with no memory."""
+    from safetensors.torch import save_file
+
+    folder = tmp_path / "old"
+    folder.mkdir()
+    save_file({k: v.contiguous() for k, v in detector.model.student.state_dict().items()}, str(folder / "model.safetensors"))
+    config = rbd.checkpoint.checkpoint_config(detector)
+    config["format_version"] = 1
+    config["model"] = {k: v for k, v in config["model"].items() if k != "memory_size"}
+    (folder / "config.json").write_text(json.dumps(config))
+    old = rbd.load(folder)
+    assert old.model.memory is None and old.config.memory_size == 0
+    probe = np.random.default_rng(0).random((64, 64, 3)).astype(np.float32)  # at model size: no resizing either way
+    import torch
+    x = torch.from_numpy(probe).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        teacher = old.model.features(x)
+        expected = old.model.student_map(teacher, old.model.student(teacher), x.shape[-2:])
+    np.testing.assert_allclose(old.predict(probe).anomaly_map, expected[0, 0].numpy(), atol=1e-5)

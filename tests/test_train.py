@@ -12,17 +12,28 @@ from conftest import TINY_MODEL
 FAST = dict(batch_size=4, seed=0)
 
 
-def test_detector_is_calibrated_on_held_out_images(detector):
+def test_detector_is_calibrated_on_every_image(detector):
+    """Held-out images and training images (the memory blind to their own patches) all count."""
     c = detector.calibration
     summary = detector.training
-    assert summary["holdout_images"] == len(c.normal_scores) == 4  # 40% of 10
-    assert summary["train_images"] + summary["holdout_images"] == summary["images"] == 10
+    assert summary["holdout_images"] == 4  # 40% of 10
+    assert summary["train_images"] + summary["holdout_images"] == summary["images"] == len(c.normal_scores) == 10
     scores, tail = np.asarray(c.normal_scores), 1 - c.false_alarm_rate
     assert c.threshold == pytest.approx(max(np.quantile(scores, tail), norm.ppf(tail, scores.mean(), scores.std(ddof=1))))
     assert c.threshold >= max(c.normal_scores)
     assert detector.threshold == c.threshold
-    assert len(c.synthetic_scores) == 4
+    assert len(c.synthetic_scores) == 10
     assert 0.0 <= c.synthetic_catch_rate <= 1.0
+    assert c.interval[0] < c.interval[1]
+
+
+def test_maps_are_standardised_on_normal_images(detector):
+    """After training each distance map has its normal mean and spread, not the untrained 0 and 1."""
+    model = detector.model
+    assert model.normal_mean.shape == (len(model.teacher.strides) + 1,)
+    assert (model.normal_mean > 0).all() and (model.normal_std > 0).all()
+    assert not torch.equal(model.normal_std, torch.ones_like(model.normal_std))
+    assert np.isfinite(float(model.memory.familiar_distance))
 
 
 def test_trained_detector_finds_real_defects(detector, category):

@@ -1,0 +1,101 @@
+"""A memory of normal patch features: has any normal image a patch like this one?
+
+The student answers "does this look like what I learned to rebuild?". It generalises, which is
+its strength on thin cracks, but it can also rebuild a defect that resembles normal texture.
+The memory answers a plainer question (PatchCore, Roth et al. 2022): how far is each patch's
+teacher feature from the nearest patch feature seen in the training images? It needs no
+training, only one teacher pass over the images, and it keeps rare normal patterns that a
+student trained for a few minutes has not learned yet. The two maps are standardised on normal
+images and added (model.py), so each covers what the other misses.
+
+A patch feature is the last two teacher scales, each averaged over its 3x3 neighbourhood (a
+little context, some robustness to misalignment), brought to the finer scale's grid. The bank
+keeps a fixed number of them, chosen by greedy k-centre selection so that every training patch
+lies near a kept one; its size bounds the cost of a prediction whatever the set's size.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+PROJECTION_DIM = 128  # the greedy selection compares random projections: distances are kept roughly, cheaper
+MAX_CANDIDATES = 100_000  # patches the selection chooses from (a random sample when there are more)
+
+
+def patch_features(features: list[torch.Tensor]) -> torch.Tensor:
+    """(B, D, h, w) patch features from teacher feature maps (finest first): the last two scales,
+    3x3-averaged, at the grid of the finer of the two."""
+    finer, coarser = (F.avg_pool2d(f.float(), 3, stride=1, padding=1) for f in features[-2:])
+    coarser = F.interpolate(coarser, size=finer.shape[-2:], mode="bilinear", align_corners=False)
+    return torch.cat([finer, coarser], dim=1)
+
+
+def flatten_patches(patches: torch.Tensor) -> torch.Tensor:
+    """(B, D, h, w) -> (B * h * w, D)."""
+    return patches.permute(0, 2, 3, 1).reshape(-1, patches.shape[1])
+
+
+def greedy_coreset(points: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
+    """Indices of `size` rows of `points` (N, D) such that every row lies near a chosen one:
+    each step adds the row farthest from all rows chosen so far (k-centre greedy)."""
+    n = points.shape[0]
+    if n <= size:
+        return torch.arange(n)
+    projection = torch.randn(points.shape[1], PROJECTION_DIM, generator=generator) / math.sqrt(PROJECTION_DIM)
+    z = points.float() @ projection
+    squared = (z * z).sum(dim=1)
+    chosen = torch.empty(size, dtype=torch.long)
+    chosen[0] = int(torch.randint(0, n, (1,), generator=generator))
+    nearest = squared - 2 * z @ z[chosen[0]] + squared[chosen[0]]
+    for k in range(1, size):
+        chosen[k] = nearest.argmax()
+        nearest = torch.minimum(nearest, squared - 2 * z @ z[chosen[k]] + squared[chosen[k]])
+    return chosen
+
+
+class PatchMemory(nn.Module):
+    """A bank of normal patch features; `forward(patches) -> (B, 1, h, w)` distance to the nearest."""
+
+    def __init__(self, dim: int, size: int):
+        super().__init__()
+        self.register_buffer("bank", torch.zeros(size, dim))
+        # the distance that 99% of normal patches stay within (set by training): farther patches are unfamiliar
+        self.register_buffer("familiar_distance", torch.tensor(float("inf")))
+
+    @property
+    def size(self) -> int:
+        return self.bank.shape[0]
+
+    def fit(self, candidates: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Fill the bank from (N, D) candidate patches; returns the indices of the kept candidates."""
+        if candidates.shape[0] > MAX_CANDIDATES:
+            sample = torch.randperm(candidates.shape[0], generator=generator)[:MAX_CANDIDATES]
+        else:
+            sample = torch.arange(candidates.shape[0])
+        kept = sample[greedy_coreset(candidates[sample], self.size, generator)]
+        if kept.numel() < self.size:  # fewer candidates than slots: repeat some (duplicates change no distance)
+            kept = kept[torch.arange(self.size) % kept.numel()]
+        self.bank.copy_(candidates[kept].to(self.bank))
+        return kept
+
+    def familiarity(self, distances: torch.Tensor) -> torch.Tensor:
+        """(B,) share of each image's patches within the familiar distance: near 1 for the product
+        the memory was built from, near 0 for an image of something else."""
+        return (distances <= self.familiar_distance).flatten(1).float().mean(dim=1)
+
+    def forward(self, patches: torch.Tensor, exclude: torch.Tensor | None = None) -> torch.Tensor:
+        """Euclidean distance of each patch to its nearest bank entry, in float32 (|q|^2 + |b|^2 - 2 q.b
+        cancels badly in low precision). `exclude` (bank-size bool) leaves entries out, for scoring a
+        training image without the patches it gave."""
+        batch, dim, h, w = patches.shape
+        with torch.autocast(patches.device.type, enabled=False):
+            bank = self.bank.float()
+            if exclude is not None:
+                bank = bank[~exclude]
+            queries = flatten_patches(patches.float())
+            squared = (queries * queries).sum(dim=1, keepdim=True) - 2 * queries @ bank.T + (bank * bank).sum(dim=1)
+            return squared.amin(dim=1).clamp_min_(0).sqrt_().view(batch, 1, h, w)
