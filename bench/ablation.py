@@ -1,5 +1,6 @@
 """Ablation of the anomaly map: the student alone, standardised, the memory alone, and both.
 
+    python -m bench.ablation --models bench/results/models     # the models bench.compare trained
     python -m bench.ablation --sets bottle ksdd weld bsd_pitting elpv_mono --minutes 10
     python -m bench.ablation --sets weld --steps 1000        # a fixed number of steps instead
 
@@ -45,12 +46,25 @@ def variant(detector: rbd.Detector, name: str) -> rbd.Detector:
     return rbd.Detector(model, detector.calibration, detector.training)
 
 
+def train(data: Path, args: argparse.Namespace) -> rbd.Detector:
+    """The default recipe on the set, for --minutes or (about) --steps steps; saved beside the results."""
+    images, _ = read_image_folder(training_folder(data))
+    config = rbd.TrainConfig(max_minutes=args.minutes)
+    if args.steps:
+        steps_per_epoch = math.ceil(len(split_holdout(len(images), config)[0]) / config.batch_size)
+        config = rbd.TrainConfig(epochs=math.ceil(args.steps / steps_per_epoch), max_minutes=None)
+    detector = rbd.train(images, config=config)
+    rbd.save(detector, args.out / f"ablation-{data.name}")
+    return detector
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     parser.add_argument("--sets", nargs="+", default=["bottle", "ksdd", "weld", "bsd_pitting", "elpv_mono"])
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--steps", type=int, default=None, help="train this many steps (about) instead of --minutes")
+    parser.add_argument("--models", type=Path, default=None, help="evaluate the checkpoint <set> of this folder instead of training")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     args = parser.parse_args()
@@ -59,14 +73,7 @@ def main() -> None:
     rows = []
     for name in args.sets:
         data = args.data / name
-        images, _ = read_image_folder(training_folder(data))
-        if args.steps:
-            steps_per_epoch = math.ceil(len(split_holdout(len(images), rbd.TrainConfig())[0]) / rbd.TrainConfig().batch_size)
-            config = rbd.TrainConfig(epochs=math.ceil(args.steps / steps_per_epoch))
-        else:
-            config = rbd.TrainConfig(max_minutes=args.minutes)
-        detector = rbd.train(images, config=config)
-        rbd.save(detector, args.out / f"ablation-{name}")
+        detector = rbd.load(args.models / name) if args.models is not None else train(data, args)
         result = {"set": name, "steps": detector.training["steps"], "train_s": detector.training["seconds"],
                   "date": time.strftime("%Y-%m-%d"), "variants": {}}
         for v in VARIANTS:

@@ -59,17 +59,29 @@ PEER_SETTINGS_BY_SET = {name: {"coreset": 0.01, "padim_strides": (8, 16)} for na
 
 
 class RbdModel:
-    """rbd with its default settings and a time budget; score and map from `detector.predict`."""
+    """rbd with its default settings and a time budget; score and map from `detector.predict`.
+
+    With `trained` (a folder of <set> checkpoints, e.g. the shipped ones) a checkpoint found there
+    is used instead of training; every model used is saved to `keep/<set>` for the other benches
+    (ablation, calibration) to evaluate the same models."""
 
     name = "rbd"
 
-    def __init__(self, minutes: float):
+    def __init__(self, minutes: float, trained: Path | None, keep: Path):
         self.settings = {"max_minutes": minutes}
+        self.trained, self.keep = trained, keep
         self.facts: dict = {}
 
     def fit(self, folder: Path) -> None:
-        self.detector = rbd.train(folder, config=rbd.TrainConfig(max_minutes=self.settings["max_minutes"], device="cpu"))
-        self.facts = {key: self.detector.training[key] for key in ("train_images", "steps", "epochs")}
+        name = folder.parent.parent.name if folder.name == "good" else folder.name
+        found = self.trained / name if self.trained else None
+        if found is not None and found.is_dir():
+            self.detector = rbd.load(found)
+            self.settings = {"checkpoint": str(found), "max_minutes": self.detector.training["config"]["max_minutes"]}
+        else:
+            self.detector = rbd.train(folder, config=rbd.TrainConfig(max_minutes=self.settings["max_minutes"], device="cpu"))
+        rbd.save(self.detector, self.keep / name)
+        self.facts = {key: self.detector.training[key] for key in ("train_images", "steps", "epochs", "seconds")}
 
     def predict(self, image: np.ndarray) -> tuple[float, np.ndarray]:
         prediction = self.detector.predict(image)
@@ -78,7 +90,7 @@ class RbdModel:
 
 def build(model: str, set_name: str, args: argparse.Namespace):
     if model == "rbd":
-        return RbdModel(args.minutes)
+        return RbdModel(args.minutes, args.rbd_models, args.out / "models")
     from bench import anomalib_models  # anomalib is needed for the peers only
 
     settings = {**PEER_SETTINGS, **PEER_SETTINGS_BY_SET.get(set_name, {})}
@@ -135,7 +147,7 @@ def run(model, category: Path) -> dict:
     return {
         "set": category.name, "model": model.name, "settings": model.settings,
         **score_outputs(labels, scores, masks if with_masks else None, maps if with_masks else None),
-        "train_s": round(train_s, 1), "ms_per_image": round(1000 * statistics.median(times), 1), "n_test": len(items),
+        "train_s": round(model.facts.get("seconds", train_s), 1),  # a loaded rbd checkpoint: its own training time "ms_per_image": round(1000 * statistics.median(times), 1), "n_test": len(items),
         **model.facts,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads",
         "versions": {name: _version(name) for name in ("torch", "timm", "anomalib")} | {"rbd": rbd.__version__},
@@ -181,6 +193,8 @@ def main() -> None:
     parser.add_argument("--coreset", type=float, help="PatchCore coreset ratio for every set (default: peers.md's, 0.1; 0.01 on bsd_pitting, elpv_mono)")
     parser.add_argument("--padim-strides", type=int, nargs="+", choices=(4, 8, 16),
                         help="PaDiM's teacher stages for every set (default: peers.md's, 4 8 16; 8 16 on bsd_pitting, elpv_mono)")
+    parser.add_argument("--rbd-models", type=Path, default=None,
+                        help="use the rbd checkpoint <set> of this folder where there is one, instead of training")
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

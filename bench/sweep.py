@@ -33,7 +33,7 @@ def main() -> None:
     rows = []
     for learning_rate in args.learning_rate:
         for epochs in args.epochs:
-            detector = rbd.train(training_folder(data), config=rbd.TrainConfig(epochs=epochs, learning_rate=learning_rate))
+            detector = rbd.train(training_folder(data), config=rbd.TrainConfig(epochs=epochs, max_minutes=None, learning_rate=learning_rate))
             result = {"set": args.set, "epochs": epochs, "learning_rate": learning_rate, "steps": detector.training["steps"],
                       "train_s": detector.training["seconds"], **rbd.evaluate(detector, data).summary()}
             rows.append(result)

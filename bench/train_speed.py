@@ -42,7 +42,7 @@ def main() -> None:
     profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) if args.profile else None
     if profiler:
         profiler.start()
-    detector = rbd.train(images, config=rbd.TrainConfig(epochs=max(1, math.ceil(args.steps / steps_per_epoch))),
+    detector = rbd.train(images, config=rbd.TrainConfig(epochs=max(1, math.ceil(args.steps / steps_per_epoch)), max_minutes=None),
                          progress=lambda p: stamps.append(time.perf_counter()))
     if profiler:
         profiler.stop()

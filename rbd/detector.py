@@ -44,7 +44,9 @@ class Region:
     box: tuple[int, int, int, int]
 
 
-FAMILIAR_MIN = 0.5  # an image with less than this share of familiar patches is out of the model's domain
+# An image with less than this share of familiar patches is out of the model's domain. On the development
+# sets normal test images had 0.85-0.97, images with large defects down to 0.4, other products 0-0.05.
+FAMILIAR_MIN = 0.25
 
 
 @dataclass(frozen=True)

@@ -120,3 +120,23 @@ def test_predict_files_streams_batches_and_skips_unreadable_files(detector, cate
     assert [path for path, _, _ in results] == paths
     for (path, image, prediction), single in zip(results, detector.predict_batch(paths)):
         assert image.shape == (64, 80, 3) and prediction.score == pytest.approx(single.score, abs=1e-4)
+
+
+def test_an_image_of_another_product_is_out_of_domain(detector, parts):
+    """Striped parts are what the model knows; a checkerboard of bright and dark squares is not."""
+    good, _ = parts  # (at this tiny model's 64 px every feature sees the whole part, so a defect changes them all)
+    assert not detector.predict(good[0]).out_of_domain and detector.predict(good[0]).familiarity > 0.8
+    yy, xx = np.mgrid[:64, :80]
+    checkerboard = (((yy // 8) + (xx // 8)) % 2).astype(np.float32)
+    other = detector.predict(np.stack([checkerboard, 1 - checkerboard, checkerboard], axis=-1))
+    assert other.out_of_domain and other.familiarity < 0.25
+    assert detector.rethreshold(other, 0.0).familiarity == other.familiarity
+
+
+def test_a_model_without_memory_never_claims_out_of_domain(detector, parts):
+    import copy
+
+    plain = copy.deepcopy(detector)
+    plain.model.memory = None
+    prediction = plain.predict(parts[0][0])
+    assert prediction.familiarity is None and not prediction.out_of_domain
