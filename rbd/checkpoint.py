@@ -105,15 +105,20 @@ def _is_checkpoint(folder: Path) -> bool:
 
 
 def load(path_or_repo_id: str | Path, revision: str | None = None, device: str | torch.device = "cpu") -> Detector:
-    """A `Detector` from a local checkpoint folder or, if no such folder exists, a Hub model repo id."""
+    """A `Detector` from a local checkpoint folder, an ONNX export (`.onnx`, run by onnxruntime) or,
+    if no such folder or file exists, a Hub model repo id."""
     folder = Path(path_or_repo_id)
     if folder.is_dir():
         if not (folder / CONFIG_FILE).is_file():
             raise CheckpointError(f"{folder} has no {CONFIG_FILE}: not an rbd checkpoint")
         return _from_files(folder / CONFIG_FILE, folder / WEIGHTS_FILE, device)
+    if folder.is_file() and folder.suffix.lower() == ".onnx":
+        from .onnx_runtime import load_onnx  # onnxruntime is needed only here
+
+        return load_onnx(folder, device)
     if isinstance(path_or_repo_id, str) and is_repo_id(path_or_repo_id) and not folder.exists():
         return load_from_hub(path_or_repo_id, revision, device)
-    raise CheckpointError(f"{path_or_repo_id}: no such checkpoint folder, and not a Hub repo id (owner/name)")
+    raise CheckpointError(f"{path_or_repo_id}: no such checkpoint folder or .onnx file, and not a Hub repo id (owner/name)")
 
 
 def load_from_hub(repo_id: str, revision: str | None = None, device: str | torch.device = "cpu") -> Detector:
@@ -125,45 +130,65 @@ def load_from_hub(repo_id: str, revision: str | None = None, device: str | torch
 
 def _from_files(config_path: Path, weights_path: Path, device: str | torch.device) -> Detector:
     config = read_config(config_path)
-    version_1 = config["format_version"] == 1
-    try:
-        model = RBD(ModelConfig.from_dict({"memory_size": 0, **config["model"]} if version_1 else config["model"]))
-        calibration = Calibration.from_dict(config["calibration"])
-    except (TypeError, ValueError, KeyError) as err:
-        raise CheckpointError(f"{config_path}: invalid model settings or calibration ({err})") from err
+    model_config, calibration = settings(config, config_path)
+    model = RBD(model_config)
     try:
         weights = load_file(str(weights_path))
     except (OSError, SafetensorError) as err:
         raise CheckpointError(f"{weights_path}: unreadable weights ({err})") from err
     try:
-        if version_1:
+        if config["format_version"] == 1:
             model.student.load_state_dict(weights, strict=True)
         else:
             model.load_trained_state(weights)
     except RuntimeError as err:
         raise CheckpointError(f"{weights_path}: weights do not match the model in {CONFIG_FILE}") from err
-    detector = Detector(model, calibration, config.get("training"), config.get("metrics"))
+    return assemble(model, calibration, config).to(device)
+
+
+def settings(config: dict, source: str | Path) -> tuple[ModelConfig, Calibration]:
+    """The model settings and calibration of a checked config (`parse_config`)."""
+    model = config["model"]
+    try:
+        return (ModelConfig.from_dict({"memory_size": 0, **model} if config["format_version"] == 1 else model),
+                Calibration.from_dict(config["calibration"]))
+    except (TypeError, ValueError, KeyError) as err:
+        raise CheckpointError(f"{source}: invalid model settings or calibration ({err})") from err
+
+
+def assemble(network, calibration: Calibration, config: dict) -> Detector:
+    """A `Detector` of a torch model or a `Network` with the calibration, threshold and summaries of `config`."""
+    detector = Detector(network, calibration, config.get("training"), config.get("metrics"))
     detector.threshold = float(config.get("threshold", calibration.threshold))
-    return detector.to(device)
+    return detector
 
 
 def read_config(path: Path) -> dict:
     """The parsed config.json, checked to be an rbd checkpoint this version can read."""
     try:
-        config = json.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as err:
         raise CheckpointError(f"{path}: not a readable JSON config ({err})") from err
+    return parse_config(text, path)
+
+
+def parse_config(text: str, source: str | Path) -> dict:
+    """A checkpoint config from its JSON text (config.json, or an ONNX export's metadata), checked."""
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{source}: not a readable JSON config ({err})") from err
     if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not an rbd checkpoint (no \"format\": \"{FORMAT}\")")
+        raise CheckpointError(f"{source}: not an rbd checkpoint (no \"format\": \"{FORMAT}\")")
     version = config.get("format_version")
     if version not in READABLE_VERSIONS:
         raise CheckpointError(
-            f"{path}: checkpoint format {version} (made by rbd {config.get('rbd_version', '?')}) "
+            f"{source}: checkpoint format {version} (made by rbd {config.get('rbd_version', '?')}) "
             f"cannot be read by rbd {__version__}, which reads formats {', '.join(map(str, READABLE_VERSIONS))}"
         )
     for key in ("model", "calibration"):
         if not isinstance(config.get(key), dict):
-            raise CheckpointError(f"{path}: the \"{key}\" section is missing")
+            raise CheckpointError(f"{source}: the \"{key}\" section is missing")
     return config
 
 

@@ -1,4 +1,4 @@
-"""Command line: `rbd train | evaluate | predict | info` (or `python -m rbd ...`).
+"""Command line: `rbd train | evaluate | predict | export | info` (or `python -m rbd ...`).
 
 Other tools call these commands, so their arguments, outputs and exit statuses are a contract
 (see README): 0 on success, 2 for usage mistakes and bad input (one line, `error: ...`), 1 for a
@@ -89,6 +89,20 @@ def _predict(args: argparse.Namespace) -> None:
     with atomic_write(out / "results.csv") as f:
         f.write(text.getvalue().encode("utf-8"))
     print(f"wrote {len(rows)} overlays, masks and {out / 'results.csv'}")
+
+
+def _export(args: argparse.Namespace) -> None:
+    from .export import export_onnx  # imports the ONNX exporter only for this command
+
+    out = _writable(args.out, "--out")
+    if out.suffix.lower() != ".onnx" or out.is_dir():
+        raise InvalidInputError(f"--out {out}: the ONNX file to write, a name ending in .onnx")
+    detector = load(args.checkpoint, args.revision)
+    if not args.quiet:
+        print(f"exporting {args.checkpoint} to ONNX (a minute or two on a CPU)", file=sys.stderr)
+    export_onnx(detector, out)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): image (batch, 3, height, width) in [0, 1] -> "
+          f"anomaly_map, score{', familiarity' if detector.config.memory_size else ''}; calibration in its metadata")
 
 
 def _info(args: argparse.Namespace) -> None:
@@ -193,20 +207,26 @@ def parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("evaluate", parents=[quiet, revision], help="metrics on an MVTec-layout category")
     p.add_argument("data", help="MVTec-layout category: test/good, test/<defect>, optional ground_truth/<defect> masks")
-    p.add_argument("--checkpoint", required=True, help="checkpoint folder or Hub repo id (owner/name)")
+    p.add_argument("--checkpoint", required=True, help="checkpoint folder, ONNX export (.onnx) or Hub repo id (owner/name)")
     p.add_argument("--json", default=None, help="also write the metrics to this JSON file (default: none)")
     p.set_defaults(run=_evaluate)
 
     p = commands.add_parser("predict", parents=[quiet, revision], help="score images, write overlays, masks and results.csv")
-    p.add_argument("checkpoint", help="checkpoint folder or Hub repo id (owner/name)")
+    p.add_argument("checkpoint", help="checkpoint folder, ONNX export (.onnx) or Hub repo id (owner/name)")
     p.add_argument("images", nargs="+", help="image files or folders (searched recursively)")
     p.add_argument("--out", required=True, help="folder for the overlays, masks and results.csv")
     p.add_argument("--batch-size", type=_positive_int, default=_default(predict_files, "batch_size"),
                    help="images decoded and scored together; memory holds one batch (default: %(default)s)")
     p.set_defaults(run=_predict)
 
-    p = commands.add_parser("info", parents=[revision], help="print a checkpoint's config and calibration as JSON")
+    p = commands.add_parser("export", parents=[quiet, revision], help="write a checkpoint as one ONNX file for deployment")
     p.add_argument("checkpoint", help="checkpoint folder or Hub repo id (owner/name)")
+    p.add_argument("--format", default="onnx", choices=["onnx"], help="file format: %(choices)s (default: %(default)s)")
+    p.add_argument("--out", required=True, help="file to write, ending in .onnx")
+    p.set_defaults(run=_export)
+
+    p = commands.add_parser("info", parents=[revision], help="print a checkpoint's config and calibration as JSON")
+    p.add_argument("checkpoint", help="checkpoint folder, ONNX export (.onnx) or Hub repo id (owner/name)")
     p.set_defaults(run=_info)
     return root
 

@@ -15,11 +15,12 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
-from .anomaly_map import image_score
 from .calibration import Calibration, is_defective
 from .geometry import fit, to_image_size, to_input
 from .images import MAX_SIDE, ImageLike, image_batches, to_rgb_array
-from .model import RBD
+from .errors import InvalidInputError
+from .model import RBD, ModelConfig
+from .network import Network, ScoringNetwork
 from .regions import box_xyxy, connected_regions
 from .runtime import autocast
 
@@ -83,11 +84,11 @@ class Prediction:
 
 
 @torch.inference_mode()
-def score_images(model: RBD, images: Sequence[np.ndarray], batch_size: int = 8,
+def score_images(network: Network, images: Sequence[np.ndarray], batch_size: int = 8,
                  maps: bool = True) -> list[tuple[float, np.ndarray | None, float | None]]:
-    """(score, map at image size or None, familiarity or None) per image; equal-shaped inputs are batched together."""
-    config = model.config
-    device = next(model.student.parameters()).device
+    """(score, map at image size or None, familiarity or None) per image; equal-shaped inputs are batched together.
+    `network` is a torch model's `ScoringNetwork` or an ONNX session (onnx_runtime.py): the rest is the same."""
+    config, device = network.config, network.device
     fits = [fit(im.shape[0], im.shape[1], config.image_size, config.max_aspect) for im in images]
     results: list = [None] * len(images)
     by_shape: dict[tuple[int, int], list[int]] = {}
@@ -98,32 +99,43 @@ def score_images(model: RBD, images: Sequence[np.ndarray], batch_size: int = 8,
             chunk = indices[start : start + batch_size]
             batch = torch.stack([to_input(images[i], fits[i]) for i in chunk]).to(device)
             with autocast(device):
-                scale_maps, memory_map = model.distances(batch)
-            out = model.combine(scale_maps, memory_map, batch.shape[-2:])[:, 0]
-            scores = image_score(out, config.score_rule).tolist()
-            familiar = model.memory.familiarity(memory_map).tolist() if memory_map is not None else [None] * len(chunk)
+                out = network(batch)
+            scores = out.score.tolist()
+            familiar = out.familiarity.tolist() if out.familiarity is not None else [None] * len(chunk)
             for row, i in enumerate(chunk):
-                full = to_image_size(out[row], fits[i]).cpu().numpy() if maps else None
+                full = to_image_size(out.anomaly_map[row, 0], fits[i]).cpu().numpy() if maps else None
                 results[i] = (scores[row], full, familiar[row])
     return results
 
 
 class Detector:
-    """A trained RBD model, its calibration, its training summary and (optionally) test metrics."""
+    """A trained network, its calibration, its training summary and (optionally) test metrics.
 
-    def __init__(self, model: RBD, calibration: Calibration, training: dict | None = None, metrics: dict | None = None):
-        self.model = model.eval()
+    The network is a torch `RBD` (trained or loaded from a checkpoint) or an ONNX export run by
+    onnxruntime (`rbd.load("model.onnx")`); both give the same outputs (network.py).
+    """
+
+    def __init__(self, model: RBD | Network, calibration: Calibration, training: dict | None = None, metrics: dict | None = None):
+        self.network: Network = ScoringNetwork(model.eval()) if isinstance(model, RBD) else model
         self.calibration = calibration
         self.threshold = calibration.threshold
         self.training = training or {}
         self.metrics = metrics or {}
 
     @property
-    def config(self):
-        return self.model.config
+    def model(self) -> RBD:
+        """The torch model, which saving, fine-tuning and the benches need; an ONNX export has none."""
+        if not isinstance(self.network, ScoringNetwork):
+            raise InvalidInputError("this detector runs an ONNX export, which has no torch model: "
+                                    "use the checkpoint it was exported from")
+        return self.network.model
+
+    @property
+    def config(self) -> ModelConfig:
+        return self.network.config
 
     def to(self, device: str | torch.device) -> "Detector":
-        self.model.to(device)
+        self.network.to(device)
         return self
 
     def predict(self, image: ImageLike) -> Prediction:
@@ -131,7 +143,7 @@ class Detector:
 
     def predict_batch(self, images: Sequence[ImageLike], batch_size: int = 8) -> list[Prediction]:
         arrays = [to_rgb_array(im) for im in images]
-        return [self._prediction(score, amap, familiar) for score, amap, familiar in score_images(self.model, arrays, batch_size)]
+        return [self._prediction(score, amap, familiar) for score, amap, familiar in score_images(self.network, arrays, batch_size)]
 
     def rethreshold(self, prediction: Prediction, threshold: float | None = None) -> Prediction:
         """The same prediction judged at another threshold (default: the detector's current one)."""

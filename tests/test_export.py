@@ -1,0 +1,102 @@
+"""ONNX export: the whole scoring network in one file, run by onnxruntime with torch's outputs, the
+calibration in its metadata, and `rbd.load` / `rbd predict` taking the file like a checkpoint."""
+
+import csv
+import json
+
+import numpy as np
+import onnx
+import onnxruntime
+import pytest
+import torch
+
+import rbd
+from rbd.checkpoint import checkpoint_config
+from rbd.cli import main
+from rbd.network import ScoringNetwork
+
+
+@pytest.fixture(scope="module")
+def exported(checkpoint, tmp_path_factory):
+    """The session's checkpoint exported by the command line (once: an export takes half a minute)."""
+    path = tmp_path_factory.mktemp("onnx") / "stripes.onnx"
+    assert main(["export", str(checkpoint), "--format", "onnx", "--out", str(path), "--quiet"]) == 0
+    return path
+
+
+@pytest.fixture
+def float32_torch(monkeypatch):
+    """torch in float32 like the ONNX file, also on a CPU where rbd would use bfloat16 autocast."""
+    monkeypatch.setattr(rbd.runtime, "autocast_dtype", lambda device: None)
+
+
+def test_the_file_has_named_dynamic_inputs_outputs_and_the_checkpoint_config(exported, detector):
+    model = onnx.load(str(exported))
+    shape = lambda value: [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]  # noqa: E731
+    assert [(v.name, shape(v)) for v in model.graph.input] == [("image", ["batch", 3, "height", "width"])]
+    assert [(v.name, shape(v)) for v in model.graph.output] == [
+        ("anomaly_map", ["batch", 1, "height", "width"]), ("score", ["batch"]), ("familiarity", ["batch"])]
+    metadata = json.loads({p.key: p.value for p in model.metadata_props}["rbd"])
+    assert metadata == json.loads(json.dumps(checkpoint_config(detector)))  # threshold, calibration, model settings
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 64, 64), (3, 3, 96, 160)])
+def test_onnxruntime_gives_torchs_map_score_and_familiarity(exported, detector, shape):
+    """Two sizes and batch sizes, neither the one the export was traced with (2 x 64 x 96)."""
+    images = torch.rand(*shape, generator=torch.Generator().manual_seed(0))
+    session = onnxruntime.InferenceSession(str(exported), providers=["CPUExecutionProvider"])
+    anomaly_map, score, familiarity = session.run(None, {"image": images.numpy()})
+    with torch.no_grad():
+        expected = ScoringNetwork(detector.model)(images)
+    assert anomaly_map.shape == (shape[0], 1, *shape[2:]) and score.shape == familiarity.shape == (shape[0],)
+    assert np.abs(anomaly_map - expected.anomaly_map.numpy()).max() <= 1e-3
+    np.testing.assert_allclose(score, expected.score.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(familiarity, expected.familiarity.numpy(), atol=1e-6)
+
+
+def test_load_gives_a_detector_with_the_checkpoints_predictions(exported, checkpoint, category, float32_torch):
+    torch_detector, onnx_detector = rbd.load(checkpoint), rbd.load(exported)
+    assert onnx_detector.config == torch_detector.config
+    assert onnx_detector.threshold == torch_detector.threshold and onnx_detector.calibration == torch_detector.calibration
+    assert onnx_detector.training == torch_detector.training
+    paths = sorted((category / "test").rglob("*.png"))
+    for ours, theirs in zip(onnx_detector.predict_batch(paths, batch_size=3), torch_detector.predict_batch(paths, batch_size=3)):
+        assert ours.score == pytest.approx(theirs.score, rel=1e-4, abs=1e-4)
+        assert ours.normalized_score == pytest.approx(theirs.normalized_score, abs=1e-4)
+        assert ours.familiarity == pytest.approx(theirs.familiarity)
+        assert ours.verdict == theirs.verdict and ours.anomaly_map.shape == theirs.anomaly_map.shape
+        assert np.abs(ours.anomaly_map - theirs.anomaly_map).max() <= 1e-3
+
+
+def test_predict_and_info_take_the_onnx_file(exported, checkpoint, category, tmp_path, capsys, float32_torch):
+    images = category / "test" / "hole"
+    rows = {}
+    for name, model in (("torch", checkpoint), ("onnx", exported)):
+        assert main(["predict", str(model), str(images), "--out", str(tmp_path / name), "--quiet"]) == 0
+        with open(tmp_path / name / "results.csv", newline="") as f:
+            rows[name] = list(csv.DictReader(f))
+    assert [r["file"] for r in rows["onnx"]] == [r["file"] for r in rows["torch"]] and len(rows["onnx"]) == 5
+    for ours, theirs in zip(rows["onnx"], rows["torch"]):
+        assert float(ours["score"]) == pytest.approx(float(theirs["score"]), rel=1e-4, abs=1e-4)
+        assert ours["verdict"] == theirs["verdict"] and ours["threshold"] == theirs["threshold"]
+    assert sorted(p.name for p in (tmp_path / "onnx").iterdir()) == sorted(p.name for p in (tmp_path / "torch").iterdir())
+    capsys.readouterr()
+    assert main(["info", str(exported)]) == 0
+    assert json.loads(capsys.readouterr().out)["threshold"] == rbd.load(checkpoint).threshold
+
+
+def test_bad_exports_and_files_are_one_line_errors(exported, checkpoint, tmp_path, capsys):
+    assert main(["export", str(checkpoint), "--out", str(tmp_path / "model.bin")]) == 2
+    assert "--out" in capsys.readouterr().err and not (tmp_path / "model.bin").exists()
+    assert main(["export", str(exported), "--out", str(tmp_path / "again.onnx")]) == 2
+    assert "ONNX export, which has no torch model" in capsys.readouterr().err
+    (tmp_path / "broken.onnx").write_bytes(b"not a protobuf")
+    with pytest.raises(rbd.CheckpointError, match="not a readable ONNX model"):
+        rbd.load(tmp_path / "broken.onnx")
+    stranger = onnx.load(str(exported))
+    del stranger.metadata_props[:]
+    onnx.save(stranger, str(tmp_path / "stranger.onnx"))
+    with pytest.raises(rbd.CheckpointError, match="not exported by rbd"):
+        rbd.load(tmp_path / "stranger.onnx")
+    with pytest.raises(rbd.InvalidInputError, match="no torch model"):
+        rbd.save(rbd.load(exported), tmp_path / "ckpt")
