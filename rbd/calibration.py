@@ -56,12 +56,12 @@ class Calibration:
 
     def expected_false_alarm_rate(self, threshold: float | None = None) -> float:
         """The share of normal images expected at or above `threshold`, by the same rule that set it:
-        the larger of the empirical share of the calibration scores and the fitted normal tail."""
+        the larger of the empirical share of calibration scores above it and the fitted normal tail."""
         t = self.threshold if threshold is None else threshold
         normal = np.asarray(self.normal_scores, dtype=np.float64)
         if normal.size == 0:
             raise ValueError("this calibration stores no normal scores")
-        rate = float(np.mean(is_defective(normal, t)))
+        rate = float(np.mean(normal > t))  # the calibration's own highest score is not a new normal image at it
         spread = float(normal.std(ddof=1)) if normal.size > 1 else 0.0
         if spread > 0:
             rate = max(rate, 1.0 - NormalDist(float(normal.mean()), spread).cdf(t))

@@ -24,10 +24,14 @@ def threshold_at(calibration: Calibration, rate: float) -> float:
 
 
 def describe(calibration: Calibration, rate: float) -> str:
-    """One line for people: the raw threshold for `rate`, what calibrates it and the synthetic
-    defects it catches."""
+    """One line for people: the raw threshold for `rate`, what calibrates it, how sure it is, the
+    synthetic defects it catches, and any problem a person should know of."""
     threshold = threshold_at(calibration, rate)
     text = (f"raw threshold {threshold:.4f} for {100 * rate:.3g}% expected false alarms "
-            f"({len(calibration.normal_scores)} normal images calibrate it)")
+            f"({len(calibration.normal_scores)} normal images calibrate it")
+    if calibration.interval is not None and threshold == calibration.threshold:
+        text += f"; 95% interval {calibration.interval[0]:.4f}-{calibration.interval[1]:.4f}"
+    text += ")"
     caught = calibration.caught(threshold)
-    return text + (f" · catches {100 * caught:.0f}% of synthetic defects" if caught is not None else "")
+    text += f" · catches {100 * caught:.0f}% of synthetic defects" if caught is not None else ""
+    return text + "".join(f" · ⚠️ {problem}" for problem in calibration.problems(threshold))

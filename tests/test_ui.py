@@ -154,3 +154,25 @@ def test_on_a_space_gpu_work_runs_inside_spaces_gpu(monkeypatch):
         monkeypatch.delitem(sys.modules, "spaces")
         for name in modules:
             importlib.reload(importlib.import_module(name))
+
+
+def test_a_recalibration_that_catches_no_synthetic_defect_waits_for_confirmation(ctx, model, parts):
+    """Defective parts marked good by mistake (their "defective" verdict rejected) push the threshold above every synthetic defect:
+    the app says so and keeps the old threshold until the user applies it anyway."""
+    from ui import review
+
+    _, bad = parts
+    review_id = review.score(ctx, [str(p) for p in bad[:3]], None, "", model, progress=lambda *a, **k: None)["review_id"]
+    review.show(ctx, review_id, model, 0.1, "unreviewed")
+    for _ in range(3):
+        review.decide(ctx, "reject", review_id, model, 0.1, "unreviewed")
+    held = review.recalibrate(ctx, review_id, model)
+    assert "model" not in held  # not applied
+    assert "none of the synthetic defects" in held["warning"]["value"] and held["anyway"]["visible"]
+    applied = review.recalibrate_anyway(ctx, review_id, model)
+    assert applied["model"]["calibration"]["threshold"] > model_threshold(ctx, model)
+    assert applied["warning"]["visible"] is False
+
+
+def model_threshold(ctx, model) -> float:
+    return ctx.detector(model).calibration.threshold

@@ -100,7 +100,8 @@ def inspect_images(ctx, image, files, model: dict, rate: float, opacity: float, 
         elif path in scored:
             picture, p = scored[path]
             items.append({"name": path.name, "digest": digest, "model": model_id, "image": to_uint8(picture),
-                          "score": p.score, "map": p.anomaly_map.astype(np.float16), "notice": "; ".join(notes)})
+                          "score": p.score, "map": p.anomaly_map.astype(np.float16), "familiarity": p.familiarity,
+                          "notice": "; ".join(notes)})
     choices = [(item["name"], i) for i, item in enumerate(items)]
     return {"held": items, "picked": gr.update(choices=choices, value=0), **redraw(ctx, items, 0, model, rate, opacity)}
 
@@ -120,7 +121,7 @@ def redraw(ctx, held: list | None, picked, model: dict, rate: float, opacity: fl
 
 def _judged(calibration, item: dict, threshold: float) -> Prediction:
     amap = item["map"].astype(np.float32)
-    return Prediction(item["score"], calibration.normalize(item["score"], threshold), threshold, amap)
+    return Prediction(item["score"], calibration.normalize(item["score"], threshold), threshold, amap, item.get("familiarity"))
 
 
 def _detail(item: dict, p: Prediction, calibration, opacity: float) -> dict:
@@ -136,6 +137,9 @@ def _detail(item: dict, p: Prediction, calibration, opacity: float) -> dict:
     lines = [f"### {p.verdict.upper()}",
              f"**{item['name']}** · anomaly score **{p.score:.4f}** · normalised **{p.normalized_score:.3f}** "
              f"(0.5 = raw threshold {p.threshold:.4f}) · {len(regions)} region(s)"]
+    if p.out_of_domain:
+        lines.insert(1, f"⚠️ **Out of domain**: only {100 * p.familiarity:.0f}% of this image looks like the images this "
+                        "model was trained on. It probably shows another product or view, and the verdict says little.")
     if item["notice"]:
         lines.append(f"_{item['notice']}_")
     return {"summary": "\n\n".join(lines), "heat": fold(heat), "pair": (fold(original), fold(heat)),

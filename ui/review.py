@@ -64,6 +64,8 @@ class Review:
     export: gr.Button
     export_file: gr.File
     recalibrate: gr.Button
+    recalibrate_warning: gr.Markdown
+    recalibrate_anyway: gr.Button
 
 
 def judged_by(ctx, session: ReviewSession, model: dict):
@@ -255,8 +257,9 @@ def export(ctx, review_id: str, model: dict, rate: float) -> dict:
     return {"export_file": str(rules.export_zip(session, ctx.export_folder() / "review.zip", threshold))}
 
 
-def recalibrate(ctx, review_id: str, model: dict) -> dict:
-    """The active model judged by a calibration that also counts the images reviewed as good."""
+def recalibrate(ctx, review_id: str, model: dict, confirmed: bool = False) -> dict:
+    """The active model judged by a calibration that also counts the images reviewed as good. One
+    that would flag none of the synthetic defects is held back with a warning until confirmed."""
     session = ctx.review(review_id)
     if session is None or not session.items:
         raise rbd.NoImagesError("review some images first")
@@ -264,10 +267,21 @@ def recalibrate(ctx, review_id: str, model: dict) -> dict:
         raise rbd.InvalidInputError(f"this review was scored by {session.scored_by.name}, not the active model: "
                                     "re-score it with the active model first")
     calibration = rules.recalibrated(session)
+    if calibration.caught(calibration.threshold) == 0.0 and not confirmed:
+        warning = (f"⚠️ Not applied: the recalibrated raw threshold {calibration.threshold:.4f} would flag none of the "
+                   "synthetic defects, so it would likely miss real ones too. Check that the images accepted as good "
+                   "really are good, or apply it anyway.")
+        return {"warning": gr.update(value=warning, visible=True), "anyway": gr.update(visible=True)}
     recalibrated = {**model, "calibration": calibration.to_dict()}
     rate = 100 * calibration.false_alarm_rate
     gr.Info(f"recalibrated: raw threshold {calibration.threshold:.4f} for {rate:.3g}% expected false alarms")
-    return {"model": recalibrated, "rate": rate, "info": model_bar.info(ctx, recalibrated, rate)}
+    return {"model": recalibrated, "rate": rate, "info": model_bar.info(ctx, recalibrated, rate),
+            "warning": gr.update(value="", visible=False), "anyway": gr.update(visible=False)}
+
+
+def recalibrate_anyway(ctx, review_id: str, model: dict) -> dict:
+    """A recalibration applied despite its warning."""
+    return recalibrate(ctx, review_id, model, confirmed=True)
 
 
 def review_id_state(ctx) -> gr.BrowserState:
@@ -311,9 +325,11 @@ def layout(ctx, review_id: gr.BrowserState) -> Review:
         export_button = gr.Button("Export decisions (zip)", elem_id="review-export")
         export_file = gr.File(label="Export", interactive=False, elem_id="review-export-file")
         recalibrate_button = gr.Button("Recalibrate threshold from reviewed images", elem_id="review-recalibrate")
+    recalibrate_warning = gr.Markdown(visible=False, elem_id="review-recalibrate-warning")
+    recalibrate_anyway = gr.Button("Apply this threshold anyway", visible=False, variant="stop", elem_id="review-recalibrate-anyway")
     return Review(review_id, editing, files, folder, score_button, new, rescore_button, status, scored_by, show_filter,
                   gallery, text, image, prev, accept, reject, edit_button, next_button, editor, save, metrics, export_button,
-                  export_file, recalibrate_button)
+                  export_file, recalibrate_button, recalibrate_warning, recalibrate_anyway)
 
 
 def _view_outputs(area: Review) -> dict:
@@ -348,10 +364,14 @@ def wire(ctx, area: Review, bar: model_bar.ModelBar, rejudge) -> None:
        api_name="review_save_mask", **fast)
     on(area.export.click, export, ctx, [area.review_id, bar.model, bar.rate], {"export_file": area.export_file},
        api_name="review_export")
-    recalibrated = on(area.recalibrate.click, recalibrate, ctx, [area.review_id, bar.model],
-                      {"model": bar.model, "rate": bar.rate, "info": bar.info}, api_name="review_recalibrate",
-                      show_progress_on=[area.recalibrate])
+    recalibrated_outputs = {"model": bar.model, "rate": bar.rate, "info": bar.info, "warning": area.recalibrate_warning,
+                            "anyway": area.recalibrate_anyway}
+    recalibrated = on(area.recalibrate.click, recalibrate, ctx, [area.review_id, bar.model], recalibrated_outputs,
+                      api_name="review_recalibrate", show_progress_on=[area.recalibrate])
     rejudge(recalibrated.success)
+    confirmed = on(area.recalibrate_anyway.click, recalibrate_anyway, ctx, [area.review_id, bar.model],
+                   recalibrated_outputs, api_name="review_recalibrate_anyway", show_progress_on=[area.recalibrate_anyway])
+    rejudge(confirmed.success)
 
 
 def rejudge(ctx, area: Review, bar: model_bar.ModelBar, trigger, api: bool = False) -> None:
