@@ -22,7 +22,7 @@ from typing import Callable
 from PIL import Image
 from tqdm import tqdm
 
-from . import __version__
+from . import __version__, distributed
 from .backbones import BACKBONES
 from .checkpoint import checkpoint_config, load, save, writable_target
 from .datasets import training_folder
@@ -38,21 +38,25 @@ from .visualize import mask_image, overlay
 
 
 def _train(args: argparse.Namespace) -> None:
+    """Under torchrun every process runs this; rank 0 reports, calibrates and saves (distributed.py)."""
     writable_target(_writable(args.out, "--out"))  # refuse a bad --out now, not after training
     model_config = ModelConfig(backbone=args.backbone, image_size=args.image_size)
     config = TrainConfig(epochs=args.epochs, max_minutes=args.max_minutes, seed=args.seed, device=args.device)
     folder = training_folder(args.data)
-    print(f"training on {folder}", file=sys.stderr)
-    with _bar(args, "step", "training") as bar:
-        count = _counter(bar)
+    with distributed.process_group(args.device) as processes:
+        if processes.is_main:
+            print(f"training on {folder}" + (f" with {processes.size} processes" if processes.size > 1 else ""), file=sys.stderr)
+        with _bar(args, "step", "training", disable=not processes.is_main) as bar:
+            count = _counter(bar)
 
-        def report(p: Progress) -> None:  # the budget is epochs or minutes: its total in steps is projected
-            bar.set_postfix(epoch=f"{p.epoch:.1f}", loss=f"{p.loss:.4f}", refresh=False)
-            count(p.step, max(p.step, round(p.step / p.fraction)))
+            def report(p: Progress) -> None:  # the budget is epochs or minutes: its total in steps is projected
+                bar.set_postfix(epoch=f"{p.epoch:.1f}", loss=f"{p.loss:.4f}", refresh=False)
+                count(p.step, max(p.step, round(p.step / p.fraction)))
 
-        detector = train(folder, model_config, config, progress=report)
-    save(detector, args.out)
-    print(f"saved {args.out}: {detector.calibration.describe()}")
+            detector = train(folder, model_config, config, progress=report)
+        if processes.is_main:
+            save(detector, args.out)
+            print(f"saved {args.out}: {detector.calibration.describe()}")
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -142,9 +146,9 @@ def _write_png(array, path: Path) -> None:
         Image.fromarray(array).save(f, format="PNG")
 
 
-def _bar(args: argparse.Namespace, unit: str, description: str) -> tqdm:
+def _bar(args: argparse.Namespace, unit: str, description: str, disable: bool = False) -> tqdm:
     """A progress bar on stderr (counts, rate, time left); `--quiet` turns it off."""
-    return tqdm(desc=description, unit=unit, disable=args.quiet, file=sys.stderr, dynamic_ncols=True)
+    return tqdm(desc=description, unit=unit, disable=args.quiet or disable, file=sys.stderr, dynamic_ncols=True)
 
 
 def _counter(bar: tqdm) -> Callable[[int, int], None]:

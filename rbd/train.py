@@ -13,6 +13,9 @@ The whole procedure is `train()`; read it top to bottom:
 3. Every image then gives normal statistics: the held-out ones, and the training ones with the
    memory blind to their own patches. They set each distance map's mean and spread (anomaly_map.py)
    and the threshold (calibration.py), and a ready `Detector` comes back.
+
+Under torchrun the processes share step 2 (distributed.py): each draws its own crops, gradients
+are averaged, rank 0's clock ends the loop for all, and rank 0 alone does step 3.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 import torch
 
-from . import __version__
+from . import __version__, distributed
 from .anomaly_map import image_score
 from .calibration import calibrate
 from .detector import Detector
@@ -56,7 +59,7 @@ class TrainConfig:
 
     epochs: int | None = None  # passes over the training images; None: no limit but the minutes
     max_minutes: float | None = 10.0  # the whole of training: teacher pass, steps and calibration
-    batch_size: int = 8
+    batch_size: int = 8  # crops per step and process (under torchrun a step takes batch_size x processes)
     learning_rate: float = 5e-4  # 2e-3 over-generalised on ksdd (real cracks reconstructed): bench/sweep.py
     weight_decay: float = 1e-4
     seed: int = 0
@@ -199,11 +202,13 @@ def train(
     progress: Callable[[Progress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     start_from: Detector | None = None,
-) -> Detector:
+) -> Detector | None:
     """Train on normal images (arrays from `rbd.images`, or a folder searched recursively).
 
     `start_from` fine-tunes: the student starts from that detector's weights (and its model
-    config is used), which converges in far fewer steps than training from scratch.
+    config is used), which converges in far fewer steps than training from scratch. In a process
+    group (torchrun, distributed.py) every process trains and rank 0 returns the detector; the
+    others return None.
     """
     config = config or TrainConfig()
     model_config = start_from.config if start_from is not None else (model_config or ModelConfig())
@@ -215,6 +220,7 @@ def train(
     budget_s = None if config.max_minutes is None else 60.0 * config.max_minutes
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
+    processes = distributed.current()
 
     model = RBD(model_config).to(device)
     if start_from is not None:
@@ -227,19 +233,22 @@ def train(
         kept = model.memory.fit(cache.patches, generator)
         bank_sources = cache.patch_sources[kept]
     prepared_s = time.monotonic() - start
+    if processes.size > 1:  # every process has the same memory, split and cache, and draws its own crops from here on
+        generator.manual_seed(processes.seed(config.seed))
     # keep time for the end: a teacher pass for each held-out and synthetic-defect image, a lighter one for the rest
     finish_s = per_image_s * (len(holdout_ids) + MAX_SYNTHETIC_IMAGES + 0.5 * min(len(pictures), MAX_CALIBRATION_IMAGES))
     loop_budget_s = None if budget_s is None else max(1e-3, budget_s - prepared_s - finish_s)
 
     optimizer = torch.optim.AdamW(model.student.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    steps_per_epoch = max(1, math.ceil(len(pictures) / config.batch_size))
+    steps_per_epoch = max(1, math.ceil(len(pictures) / (config.batch_size * processes.size)))
     total_steps = math.inf if config.epochs is None else config.epochs * steps_per_epoch
     scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype(device) is torch.float16)  # float16 gradients underflow
     size = model_config.image_size
-    model.student.train()
+    student = processes.wrap(model.student)  # averages gradients over the processes
+    student.train()
     loop_start, step, fraction, losses = time.monotonic(), 0, 0.0, []
     while fraction < 1.0:
-        if should_stop is not None and should_stop():
+        if processes.from_main(should_stop is not None and should_stop()):
             raise TrainingCancelled(f"training cancelled after {step} steps")
         for group in optimizer.param_groups:  # cosine decay over the budget used so far
             group["lr"] = config.learning_rate * 0.5 * (1 + math.cos(math.pi * fraction))
@@ -260,7 +269,7 @@ def train(
         masks = masks.to(device)
         with autocast(device):
             student_in = [feature_dropout(f, generator, config.feature_dropout) for f in seen] if config.feature_dropout else seen
-            reconstruction = model.student(student_in)
+            reconstruction = student(student_in)
             loss = reconstruction_loss(reconstruction, target)
             if config.consistency:
                 loss = loss + consistency_loss(model.student_map(seen, reconstruction, (size, size)), masks)
@@ -272,12 +281,14 @@ def train(
         step += 1
         losses.append(loss.item())
         elapsed = time.monotonic() - loop_start
-        fraction = min(1.0, max(step / total_steps, elapsed / loop_budget_s if loop_budget_s else 0.0))
+        fraction = processes.from_main(min(1.0, max(step / total_steps, elapsed / loop_budget_s if loop_budget_s else 0.0)))
         if progress is not None:
             progress(Progress(step, step / steps_per_epoch, fraction, losses[-1], time.monotonic() - start))
 
     model.eval()
     loop_s = time.monotonic() - loop_start
+    if not processes.is_main:
+        return None
     calibration = _standardise_and_calibrate(model, cache, bank_sources, [images[i] for i in holdout_ids], config)
     return Detector(model, calibration, training={
         "rbd_version": __version__,
@@ -292,6 +303,7 @@ def train(
         "final_loss": float(np.mean(losses[-steps_per_epoch:])),
         "loss_curve": _downsample(losses, 200),
         "device": device.type,
+        "processes": processes.size,
         "config": asdict(config),
     })
 
