@@ -19,6 +19,7 @@ from typing import Callable
 
 import timm
 import torch
+from timm.layers import BatchNormAct2d
 from timm.models import get_pretrained_cfg
 from torch import nn
 
@@ -123,11 +124,31 @@ def load_classifier(name: str) -> nn.Module:
         ) from err
 
 
+def fold_batchnorm(module: nn.Module) -> None:
+    """Fold every BatchNorm into the convolution registered just before it, in place (frozen
+    models only): the same features without a normalisation pass per layer, which costs about a
+    fifth of a teacher's time on a CPU. A BatchNorm with a built-in activation (timm's) leaves
+    the activation behind."""
+    previous = None
+    for name, child in list(module.named_children()):
+        if isinstance(child, nn.BatchNorm2d) and isinstance(previous, nn.Conv2d):
+            scale = child.weight / torch.sqrt(child.running_var + child.eps)
+            shift = child.bias - child.running_mean * scale
+            previous.weight.data.mul_(scale.view(-1, 1, 1, 1))
+            bias = shift if previous.bias is None else previous.bias * scale + shift
+            previous.bias = nn.Parameter(bias.detach().clone(), requires_grad=False)
+            setattr(module, name, nn.Sequential(child.drop, child.act) if isinstance(child, BatchNormAct2d) else nn.Identity())
+        elif not isinstance(child, nn.Conv2d):
+            fold_batchnorm(child)
+        previous = child
+
+
 class Teacher(nn.Module):
     """A frozen backbone that returns the feature maps of `layers` (timm feature_info indices).
 
     The classifier head and stages after the last layer are pruned, so inference pays only for
-    the stages it uses. `train()` is a no-op: BatchNorm statistics must stay ImageNet's.
+    the stages it uses, and its BatchNorms are folded into its convolutions (`fold_batchnorm`).
+    `train()` is a no-op: the network must stay ImageNet's.
     """
 
     def __init__(self, name: str, layers: tuple[int, ...] = DEFAULT_LAYERS):
@@ -143,8 +164,9 @@ class Teacher(nn.Module):
         self.mean = tuple(self.model.pretrained_cfg["mean"])
         self.std = tuple(self.model.pretrained_cfg["std"])
         self.model.prune_intermediate_layers(list(self.layers), prune_head=True)
-        self.requires_grad_(False)
+        fold_batchnorm(self.model)
         self.model.eval()
+        self.requires_grad_(False)
 
     def train(self, mode: bool = True) -> "Teacher":
         return self

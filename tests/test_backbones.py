@@ -195,3 +195,18 @@ def test_hub_teachers_are_pinned_and_old_untagged_names_keep_their_weights():
     assert hub_repo(NAME) is None  # packaged weights have no Hub repo
     with pytest.raises(BackboneError, match="unknown backbone 'resnet18.fb_ssl'"):
         pretrained_name("resnet18.fb_ssl")
+
+
+@pytest.mark.parametrize("name", ["tf_efficientnet_lite0", "tf_efficientnet_lite2"])
+def test_folded_batchnorms_give_the_unfolded_features(name):
+    """The teacher folds its BatchNorms into its convolutions: same features, no normalisation pass."""
+    teacher = Teacher(name)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in teacher.modules())
+    reference = load_classifier(name)
+    reference.prune_intermediate_layers(list(teacher.layers), prune_head=True)
+    x = torch.rand(2, 3, 96, 128, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        folded = teacher(x)
+        unfolded = reference.forward_intermediates(x, indices=list(teacher.layers), intermediates_only=True, stop_early=True)
+    for f, u in zip(folded, unfolded):
+        torch.testing.assert_close(f, u, atol=1e-4 * float(u.abs().max()), rtol=1e-4)
