@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 PROJECTION_DIM = 128  # the greedy selection compares random projections: distances are kept roughly, cheaper
-MAX_CANDIDATES = 100_000  # patches the selection chooses from (a random sample when there are more)
+MAX_CANDIDATES = 50_000  # patches the selection chooses from (training samples each image evenly to this)
 
 
 def patch_features(features: list[torch.Tensor]) -> torch.Tensor:

@@ -39,7 +39,7 @@ from .errors import InvalidInputError, NoImagesError, TrainingCancelled
 from .geometry import fit, to_input
 from .images import read_image_folder
 from .losses import consistency_loss, reconstruction_loss
-from .memory import flatten_patches, patch_features
+from .memory import MAX_CANDIDATES, flatten_patches, patch_features
 from .model import RBD, ModelConfig
 from .runtime import autocast, autocast_dtype, resolve_device
 from .synthetic import add_defects, feature_dropout
@@ -48,8 +48,8 @@ MIN_IMAGES = 5  # the fewest normal images training accepts (everywhere: API, CL
 CONTEXT = 32  # pixels of real image around a painted crop, so its features match the cached ones
 CROP_GRID = 32  # crops start on this pixel grid (the student's stride), so cached features slice exactly
 CACHE_LIMIT_BYTES = 2 * 1024**3  # teacher features kept in memory; beyond, clean crops are computed each step
-MAX_CALIBRATION_IMAGES = 300  # normal images scored for the statistics and the threshold
-MAX_SYNTHETIC_IMAGES = 50  # of those, painted with a synthetic defect to estimate the catch rate
+MAX_CALIBRATION_IMAGES = 200  # normal images scored for the statistics and the threshold
+MAX_SYNTHETIC_IMAGES = 30  # of those, painted with a synthetic defect to estimate the catch rate
 
 
 @dataclass
@@ -226,7 +226,7 @@ def train(
     if start_from is not None:
         model.student.load_state_dict(start_from.model.student.state_dict())
     pictures = [resized(images[i], model_config) for i in train_ids]
-    cache = TeacherCache(model, pictures, device, generator, max_patches=100_000)
+    cache = TeacherCache(model, pictures, device, generator, max_patches=MAX_CANDIDATES)
     per_image_s = (time.monotonic() - start) / len(pictures)
     bank_sources = None
     if model.memory is not None:
@@ -235,8 +235,9 @@ def train(
     prepared_s = time.monotonic() - start
     if processes.size > 1:  # every process has the same memory, split and cache, and draws its own crops from here on
         generator.manual_seed(processes.seed(config.seed))
-    # keep time for the end: a teacher pass for each held-out and synthetic-defect image, a lighter one for the rest
-    finish_s = per_image_s * (len(holdout_ids) + MAX_SYNTHETIC_IMAGES + 0.5 * min(len(pictures), MAX_CALIBRATION_IMAGES))
+    # keep time for the end: a whole network pass (about two teacher passes) for each held-out and synthetic-defect
+    # image, student and memory alone (cached teacher features) for the training images scored
+    finish_s = per_image_s * (2 * (len(holdout_ids) + MAX_SYNTHETIC_IMAGES) + 0.75 * min(len(pictures), MAX_CALIBRATION_IMAGES))
     loop_budget_s = None if budget_s is None else max(1e-3, budget_s - prepared_s - finish_s)
 
     optimizer = torch.optim.AdamW(model.student.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
