@@ -147,7 +147,8 @@ def run(model, category: Path) -> dict:
     return {
         "set": category.name, "model": model.name, "settings": model.settings,
         **score_outputs(labels, scores, masks if with_masks else None, maps if with_masks else None),
-        "train_s": round(model.facts.get("seconds", train_s), 1),  # a loaded rbd checkpoint: its own training time "ms_per_image": round(1000 * statistics.median(times), 1), "n_test": len(items),
+        "train_s": round(model.facts.get("seconds", train_s), 1),  # a loaded rbd checkpoint: its own training time
+        "ms_per_image": round(1000 * statistics.median(times), 1), "n_test": len(items),
         **model.facts,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads",
         "versions": {name: _version(name) for name in ("torch", "timm", "anomalib")} | {"rbd": rbd.__version__},

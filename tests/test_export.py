@@ -61,8 +61,9 @@ def test_load_gives_a_detector_with_the_checkpoints_predictions(exported, checkp
     assert onnx_detector.training == torch_detector.training
     paths = sorted((category / "test").rglob("*.png"))
     for ours, theirs in zip(onnx_detector.predict_batch(paths, batch_size=3), torch_detector.predict_batch(paths, batch_size=3)):
-        assert ours.score == pytest.approx(theirs.score, rel=1e-4, abs=1e-4)
-        assert ours.normalized_score == pytest.approx(theirs.normalized_score, abs=1e-4)
+        # maps are standardised (divided by small normal spreads), so float32 rounding differences of the two runtimes grow
+        assert ours.score == pytest.approx(theirs.score, rel=1e-3)
+        assert ours.normalized_score == pytest.approx(theirs.normalized_score, rel=1e-3)
         assert ours.familiarity == pytest.approx(theirs.familiarity)
         assert ours.verdict == theirs.verdict and ours.anomaly_map.shape == theirs.anomaly_map.shape
         assert np.abs(ours.anomaly_map - theirs.anomaly_map).max() <= 1e-3
