@@ -19,13 +19,12 @@ import rbd
 from rbd import review as rules
 from rbd.images import MAX_SIDE, read_images
 from rbd.plots import calibration_figure
-from rbd.train import BackgroundTraining
+from rbd.train import MIN_IMAGES, BackgroundTraining
 from rbd.uploads import gather_images
 
 from . import model_bar
 from .wiring import gpu, on, paths
 
-MIN_IMAGES = 5
 ON_SPACES = os.environ.get("SYSTEM") == "spaces"
 
 
