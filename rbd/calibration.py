@@ -148,7 +148,7 @@ def threshold_interval(normal: np.ndarray, false_alarm_rate: float, resamples: i
 
 
 def calibrate(normal_scores, synthetic_scores=(), false_alarm_rate: float = 0.01) -> Calibration:
-    """Calibration from normal scores of images the model did not learn from: the threshold by
+    """Calibration from normal scores of images scored as unseen (module docstring): the threshold by
     `threshold_rule`, its bootstrap interval, and the normal spread as the unit of normalised scores."""
     normal = np.asarray(normal_scores, dtype=np.float64)
     if normal.size == 0:

@@ -279,7 +279,7 @@ def model_card(config: dict, repo_id: str | None = None, license: str = "other",
         f"- Teacher backbone: `{model['backbone']}` (frozen, ImageNet), layers {model['layers']}",
         f"- Input: short side {model['image_size']} px, aspect ratio kept; image score rule: `{model['score_rule']}`",
         f"- Threshold: {config['threshold']:.5f} (calibrated for a {100 * calibration['false_alarm_rate']:g}% false-alarm rate "
-        f"on {len(calibration['normal_scores'])} normal images the model did not learn from"
+        f"on {len(calibration['normal_scores'])} normal images: held-out ones, and training images scored by a memory blind to their own patches"
         + (f"; 95% interval {calibration['interval'][0]:.5f}-{calibration['interval'][1]:.5f})" if calibration.get("interval") else ")"),
         f"- Anomaly map: the student's per-scale distances{' and a memory of ' + str(model['memory_size']) + ' normal patches' if model.get('memory_size') else ''}, "
         "each standardised on normal images",

@@ -19,7 +19,7 @@ def calibration_figure(calibration: Calibration, threshold: float | None = None)
     bins = np.linspace(min(scores), max(scores), 30)
     figure = Figure(figsize=(6, 3.2), layout="constrained")
     axes = figure.add_subplot()
-    axes.hist(calibration.normal_scores, bins=bins, alpha=0.7, color="tab:blue", label=f"held-out normal ({len(calibration.normal_scores)})")
+    axes.hist(calibration.normal_scores, bins=bins, alpha=0.7, color="tab:blue", label=f"normal ({len(calibration.normal_scores)})")
     if calibration.synthetic_scores:
         caught = calibration.caught(threshold)
         axes.hist(calibration.synthetic_scores, bins=bins, alpha=0.6, color="tab:red",
