@@ -84,8 +84,8 @@ class Prediction:
 
 
 @torch.inference_mode()
-def score_images(network: Network, images: Sequence[np.ndarray], batch_size: int = 8,
-                 maps: bool = True) -> list[tuple[float, np.ndarray | None, float | None]]:
+def score_images(network: Network, images: Sequence[np.ndarray], batch_size: int = 8, maps: bool = True,
+                 precision: str = "auto") -> list[tuple[float, np.ndarray | None, float | None]]:
     """(score, map at image size or None, familiarity or None) per image; equal-shaped inputs are batched together.
     `network` is a torch model's `ScoringNetwork` or an ONNX session (onnx_runtime.py): the rest is the same."""
     config, device = network.config, network.device
@@ -98,7 +98,7 @@ def score_images(network: Network, images: Sequence[np.ndarray], batch_size: int
         for start in range(0, len(indices), batch_size):
             chunk = indices[start : start + batch_size]
             batch = torch.stack([to_input(images[i], fits[i]) for i in chunk]).to(device)
-            with autocast(device):
+            with autocast(device, precision):
                 out = network(batch)
             scores = out.score.tolist()
             familiar = out.familiarity.tolist() if out.familiarity is not None else [None] * len(chunk)
@@ -112,7 +112,8 @@ class Detector:
     """A trained network, its calibration, its training summary and (optionally) test metrics.
 
     The network is a torch `RBD` (trained or loaded from a checkpoint) or an ONNX export run by
-    onnxruntime (`rbd.load("model.onnx")`); both give the same outputs (network.py).
+    onnxruntime (`rbd.load("model.onnx")`); both give the same outputs (network.py). `precision`
+    ("auto" or "float32", rbd.runtime) says whether predictions may use mixed precision.
     """
 
     def __init__(self, model: RBD | Network, calibration: Calibration, training: dict | None = None, metrics: dict | None = None):
@@ -121,6 +122,7 @@ class Detector:
         self.threshold = calibration.threshold
         self.training = training or {}
         self.metrics = metrics or {}
+        self.precision = "auto"
 
     @property
     def model(self) -> RBD:
@@ -143,7 +145,7 @@ class Detector:
 
     def predict_batch(self, images: Sequence[ImageLike], batch_size: int = 8) -> list[Prediction]:
         arrays = [to_rgb_array(im) for im in images]
-        return [self._prediction(score, amap, familiar) for score, amap, familiar in score_images(self.network, arrays, batch_size)]
+        return [self._prediction(score, amap, familiar) for score, amap, familiar in score_images(self.network, arrays, batch_size, precision=self.precision)]
 
     def rethreshold(self, prediction: Prediction, threshold: float | None = None) -> Prediction:
         """The same prediction judged at another threshold (default: the detector's current one)."""

@@ -36,7 +36,12 @@ def autocast_dtype(device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if check and check() else None
 
 
-def autocast(device: torch.device) -> contextlib.AbstractContextManager:
-    """Mixed-precision autocast as `autocast_dtype` chooses, or a no-op."""
-    dtype = autocast_dtype(device)
+PRECISIONS = ("auto", "float32")  # auto: autocast as `autocast_dtype` chooses; float32: never (a baseline, or bit-exact maps)
+
+
+def autocast(device: torch.device, precision: str = "auto") -> contextlib.AbstractContextManager:
+    """Mixed-precision autocast as `autocast_dtype` chooses, or a no-op (none native, or `precision="float32"`)."""
+    if precision not in PRECISIONS:
+        raise InvalidInputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    dtype = autocast_dtype(device) if precision == "auto" else None
     return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)

@@ -33,3 +33,29 @@ def test_cuda_without_a_gpu_is_a_clear_error(monkeypatch):
     with pytest.raises(ValueError, match="no CUDA GPU"):
         runtime.resolve_device("cuda")
     assert runtime.resolve_device("auto") == torch.device("cpu")
+
+
+def test_float32_precision_never_autocasts_and_unknown_ones_are_refused(monkeypatch):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
+    with runtime.autocast(torch.device("cpu"), "float32"):
+        assert not torch.is_autocast_enabled("cpu")
+    with runtime.autocast(torch.device("cpu"), "auto"):
+        assert torch.is_autocast_enabled("cpu")
+    with pytest.raises(ValueError, match="precision must be one of auto, float32"):
+        runtime.autocast(torch.device("cpu"), "float8")
+
+
+def test_a_float32_detector_runs_its_network_without_autocast(monkeypatch, checkpoint):
+    """`Detector.precision` reaches the network: with "float32" no op runs under autocast."""
+    import rbd
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
+    detector = rbd.load(checkpoint)
+    seen = []
+    detector.network.register_forward_pre_hook(lambda module, args: seen.append(torch.is_autocast_enabled("cpu")))
+    image = torch.rand(64, 64, 3).numpy()
+    detector.precision = "float32"
+    detector.predict(image)
+    detector.precision = "auto"
+    detector.predict(image)
+    assert seen == [False, True]
