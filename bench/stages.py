@@ -31,7 +31,7 @@ from PIL import Image
 import rbd
 from rbd.anomaly_map import distance_maps, image_score
 from rbd.detector import defect_mask
-from rbd.geometry import fit, to_image_size, to_input
+from rbd.geometry import to_image_size, to_input
 from rbd.images import read_image
 from rbd.memory import patch_features
 from rbd.runtime import autocast
@@ -78,7 +78,7 @@ def staged(detector: rbd.Detector, encoded: list[bytes], clock: Clock) -> None:
     """One prediction per image, stage by stage; `encoded` share one model input shape."""
     model, config = detector.model, detector.config
     images = [clock.time("decode", read_image, io.BytesIO(data)) for data in encoded]
-    fits = [fit(im.shape[0], im.shape[1], config.image_size, config.max_aspect) for im in images]
+    fits = [config.fit(im.shape[0], im.shape[1]) for im in images]
     batch = clock.time("resize", lambda: torch.stack([to_input(im, f) for im, f in zip(images, fits)]))
     with autocast(batch.device):
         teacher = clock.time("teacher", model.features, batch)
@@ -100,14 +100,14 @@ def end_to_end(detector: rbd.Detector, encoded: list[bytes], clock: Clock) -> No
     images = [read_image(io.BytesIO(data)) for data in encoded]
     clock.time("predict", detector.predict_batch, images, len(images))
     config = detector.config
-    batch = torch.stack([to_input(im, fit(im.shape[0], im.shape[1], config.image_size, config.max_aspect)) for im in images])
+    batch = torch.stack([to_input(im, config.fit(im.shape[0], im.shape[1])) for im in images])
     with autocast(batch.device):
         clock.time("teacher alone", detector.model.features, batch)
 
 
 def _input_shape(data: bytes, config) -> tuple[int, int]:
     with Image.open(io.BytesIO(data)) as image:
-        return fit(image.height, image.width, config.image_size, config.max_aspect).input
+        return config.fit(image.height, image.width).input
 
 
 def groups(encoded: list[bytes], batch: int, config) -> list[list[bytes]]:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .calibration import Calibration, is_defective
-from .geometry import fit, to_image_size, to_input
+from .geometry import to_image_size, to_input
 from .images import MAX_SIDE, ImageLike, image_batches, to_rgb_array
 from .errors import InvalidInputError
 from .model import RBD, ModelConfig
@@ -89,7 +89,7 @@ def score_images(network: Network, images: Sequence[np.ndarray], batch_size: int
     """(score, map at image size or None, familiarity or None) per image; equal-shaped inputs are batched together.
     `network` is a torch model's `ScoringNetwork` or an ONNX session (onnx_runtime.py): the rest is the same."""
     config, device = network.config, network.device
-    fits = [fit(im.shape[0], im.shape[1], config.image_size, config.max_aspect) for im in images]
+    fits = [config.fit(im.shape[0], im.shape[1]) for im in images]
     results: list = [None] * len(images)
     by_shape: dict[tuple[int, int], list[int]] = {}
     for i, f in enumerate(fits):

@@ -28,7 +28,6 @@ from torch import nn
 from .checkpoint import checkpoint_config
 from .detector import Detector
 from .files import atomic_write
-from .geometry import STRIDE_MULTIPLE
 from .network import ScoringNetwork
 from .onnx_runtime import INPUT, METADATA_KEY, OUTPUTS
 
@@ -41,9 +40,9 @@ def export_onnx(detector: Detector, path: str | Path) -> Path:
 
     path = Path(path)
     network = ScoringNetwork(_with_constant_padding(copy.deepcopy(detector.model).cpu().float())).eval()
-    side = detector.config.image_size
-    example = torch.rand(2, 3, side, side + STRIDE_MULTIPLE)  # unequal sides and batch > 1: nothing gets fixed to the example
-    blocks = {2: STRIDE_MULTIPLE * Dim("height_blocks", min=1), 3: STRIDE_MULTIPLE * Dim("width_blocks", min=1)}
+    side, multiple = detector.config.image_size, detector.config.input_multiple
+    example = torch.rand(2, 3, side, side + multiple)  # unequal sides and batch > 1: nothing gets fixed to the example
+    blocks = {2: multiple * Dim("height_blocks", min=1), 3: multiple * Dim("width_blocks", min=1)}
     outputs = list(OUTPUTS if detector.model.memory is not None else OUTPUTS[:2])
     with torch.no_grad():
         program = torch.onnx.export(network, (example,), input_names=[INPUT], output_names=outputs, dynamo=True,

@@ -3,7 +3,8 @@
 Squashing a long strip (ksdd parts are about 1:2.5) into a square makes thin cracks thinner
 still, so we keep the aspect ratio: the short side is resized to `image_size` and the long
 side follows (capped at `max_aspect` times the short side). Both sides are then rounded to a
-multiple of the network's coarsest stride, a stretch of at most a few percent. We resize
+multiple of the network's coarsest stride (`ModelConfig.input_multiple`), a stretch of at most a
+few percent. We resize
 rather than pad because padding puts content at the image edge that training never saw,
 and the map lights up there.
 """
@@ -16,9 +17,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-STRIDE_MULTIPLE = 32  # the student's embedding stride; model inputs must divide by it
-
-
 @dataclass(frozen=True)
 class Fit:
     """An image of `size` (h, w) is fed to the model at `input` (h, w)."""
@@ -27,15 +25,11 @@ class Fit:
     input: tuple[int, int]
 
 
-def _round_to_stride(side: float) -> int:
-    return max(STRIDE_MULTIPLE, round(side / STRIDE_MULTIPLE) * STRIDE_MULTIPLE)
-
-
-def fit(height: int, width: int, image_size: int, max_aspect: float = 4.0) -> Fit:
-    """Short side -> `image_size`, long side in proportion up to `max_aspect`, both stride multiples."""
+def fit(height: int, width: int, image_size: int, max_aspect: float, multiple: int) -> Fit:
+    """Short side -> `image_size`, long side in proportion up to `max_aspect`, both multiples of `multiple`."""
     short, long = min(height, width), max(height, width)
     long_scaled = min(long * image_size / short, image_size * max_aspect)
-    sides = (_round_to_stride(image_size), _round_to_stride(long_scaled))
+    sides = tuple(max(multiple, round(side / multiple) * multiple) for side in (image_size, long_scaled))
     return Fit((height, width), sides if height <= width else sides[::-1])
 
 

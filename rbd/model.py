@@ -14,6 +14,7 @@ from torch import nn
 from .anomaly_map import SCORE_RULES, GaussianBlur, anomaly_map, distance_maps, student_map
 from .backbones import DEFAULT_LAYERS, Teacher
 from .errors import InvalidInputError
+from .geometry import Fit, fit
 from .memory import PatchMemory, patch_features
 from .student import Student
 
@@ -34,14 +35,26 @@ class ModelConfig:
     memory_size: int = 1024  # normal patch features kept (memory.py); 0: the student's map alone
 
     def __post_init__(self):
-        if self.image_size < 32 or self.image_size % 32:
-            raise InvalidInputError(f"image_size must be a multiple of 32 (at least 32), got {self.image_size}")
+        m = self.input_multiple
+        if self.image_size < m or self.image_size % m:
+            raise InvalidInputError(f"image_size must be a multiple of {m} (at least {m}) for layers {self.layers}, got {self.image_size}")
         if self.max_aspect < 1:
             raise InvalidInputError(f"max_aspect must be at least 1, got {self.max_aspect}")
         if self.memory_size < 0:
             raise InvalidInputError(f"memory_size must be 0 (no memory) or more, got {self.memory_size}")
         if self.score_rule not in SCORE_RULES:
             raise InvalidInputError(f"score_rule must be one of {', '.join(SCORE_RULES)}, got {self.score_rule!r}")
+
+    @property
+    def input_multiple(self) -> int:
+        """What the model input's sides must divide by: the student's embedding stride, twice the
+        deepest teacher layer's. In every registered backbone feature_info layer i has stride
+        2^(i+1); `RBD` checks that against the teacher it builds."""
+        return 2 ** (max(self.layers) + 2)
+
+    def fit(self, height: int, width: int) -> Fit:
+        """The model input size for an image of `height` x `width` (geometry.py)."""
+        return fit(height, width, self.image_size, self.max_aspect, self.input_multiple)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -69,6 +82,9 @@ class RBD(nn.Module):
         super().__init__()
         self.config = config
         self.teacher = Teacher(config.backbone, config.layers)
+        if 2 * self.teacher.strides[-1] != config.input_multiple:
+            raise InvalidInputError(f"backbone {config.backbone!r} layer {max(config.layers)} has stride {self.teacher.strides[-1]}, "
+                                    f"not the {config.input_multiple // 2} that ModelConfig.input_multiple assumes")
         self.student = Student(self.teacher.channels, self.teacher.strides, config.bottleneck_width, config.embed_dim,
                                config.decoder_widths)
         self.memory = PatchMemory(sum(self.teacher.channels[-2:]), config.memory_size) if config.memory_size else None

@@ -36,7 +36,7 @@ from .anomaly_map import image_score
 from .calibration import calibrate
 from .detector import Detector
 from .errors import InvalidInputError, NoImagesError, TrainingCancelled
-from .geometry import fit, to_input
+from .geometry import to_input
 from .images import read_image_folder
 from .losses import consistency_loss, reconstruction_loss
 from .memory import MAX_CANDIDATES, flatten_patches, patch_features
@@ -46,7 +46,6 @@ from .synthetic import add_defects, feature_dropout
 
 MIN_IMAGES = 5  # the fewest normal images training accepts (everywhere: API, CLI, app)
 CONTEXT = 32  # pixels of real image around a painted crop, so its features match the cached ones
-CROP_GRID = 32  # crops start on this pixel grid (the student's stride), so cached features slice exactly
 CACHE_LIMIT_BYTES = 2 * 1024**3  # teacher features kept in memory; beyond, clean crops are computed each step
 MAX_CALIBRATION_IMAGES = 200  # normal images scored for the statistics and the threshold
 MAX_SYNTHETIC_IMAGES = 30  # of those, painted with a synthetic defect to estimate the catch rate
@@ -112,15 +111,16 @@ def split_holdout(count: int, config: TrainConfig) -> tuple[list[int], list[int]
 
 def resized(image: np.ndarray, config: ModelConfig) -> torch.Tensor:
     """(3, h, w) uint8: the image at model resolution (short side = image_size), kept compact."""
-    x = to_input(image, fit(image.shape[0], image.shape[1], config.image_size, config.max_aspect))
+    x = to_input(image, config.fit(image.shape[0], image.shape[1]))
     return (x * 255).round().to(torch.uint8)
 
 
 class TeacherCache:
     """The teacher's features of every training image at model resolution, computed once.
 
-    A crop that starts on the CROP_GRID has as clean features a slice of its image's features,
-    so no step runs the teacher on clean crops. Features are kept as float16 while they fit in
+    A crop that starts on the model's input grid (`ModelConfig.input_multiple`, the student's
+    stride) has as clean features a slice of its image's features, so no step runs the teacher on
+    clean crops. Features are kept as float16 while they fit in
     CACHE_LIMIT_BYTES; a larger set keeps none and computes each clean crop in context instead.
     `patches` are a random sample of every image's memory patch features, for the memory's bank.
     """
@@ -184,13 +184,14 @@ class TeacherCache:
         return [torch.stack(scale) for scale in result]
 
 
-def _random_picks(images: list[torch.Tensor], size: int, count: int, generator: torch.Generator) -> list[tuple[int, int, int]]:
-    """`count` random (image, top, left) square crops of side `size`, starting on the CROP_GRID."""
+def _random_picks(images: list[torch.Tensor], size: int, count: int, grid: int,
+                  generator: torch.Generator) -> list[tuple[int, int, int]]:
+    """`count` random (image, top, left) square crops of side `size`, starting on a `grid`-pixel grid."""
     picks = []
     for i in torch.randint(0, len(images), (count,), generator=generator).tolist():
         h, w = images[i].shape[1:]
-        top = CROP_GRID * int(torch.randint(0, (h - size) // CROP_GRID + 1, (1,), generator=generator))
-        left = CROP_GRID * int(torch.randint(0, (w - size) // CROP_GRID + 1, (1,), generator=generator))
+        top = grid * int(torch.randint(0, (h - size) // grid + 1, (1,), generator=generator))
+        left = grid * int(torch.randint(0, (w - size) // grid + 1, (1,), generator=generator))
         picks.append((i, top, left))
     return picks
 
@@ -254,7 +255,7 @@ def train(
         for group in optimizer.param_groups:  # cosine decay over the budget used so far
             group["lr"] = config.learning_rate * 0.5 * (1 + math.cos(math.pi * fraction))
 
-        picks = _random_picks(pictures, size, config.batch_size, generator)
+        picks = _random_picks(pictures, size, config.batch_size, model.config.input_multiple, generator)
         target = cache.crops(picks, size)
         seen, masks = target, torch.zeros(len(picks), 1, size, size)
         if config.corruption:
