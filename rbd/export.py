@@ -2,7 +2,8 @@
 
 The file holds the whole scoring network (network.py: teacher, student, patch memory, anomaly
 map, image score, familiarity). Input `image`: (batch, 3, height, width) float32 RGB in [0, 1],
-both sides multiples of 32, as `geometry.fit` makes every model input. Outputs: `anomaly_map`
+both sides multiples of `ModelConfig.input_multiple` (32 for the default layers), as
+`ModelConfig.fit` makes every model input. Outputs: `anomaly_map`
 (batch, 1, height, width), `score` (batch) and, where the model has a patch memory,
 `familiarity` (batch). Batch and sides are dynamic. The metadata entry `rbd` holds the
 checkpoint's config.json (model settings, threshold, calibration, training summary), so
