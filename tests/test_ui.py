@@ -176,3 +176,41 @@ def test_a_recalibration_that_catches_no_synthetic_defect_waits_for_confirmation
 
 def model_threshold(ctx, model) -> float:
     return ctx.detector(model).calibration.threshold
+
+
+def test_of_overlapping_key_presses_only_the_last_sends_its_view():
+    """Views of presses that finish together can reach the browser out of order: only the last is sent."""
+    import threading
+
+    from ui.context import Cursor
+
+    cursor, second_waits, results = Cursor(), threading.Event(), {}
+
+    def first_move():
+        second_waits.wait(5)  # the second press arrives while this one runs
+        cursor.item = 1
+        return {"text": "1"}
+
+    def second_move():
+        cursor.item = 2
+        return {"text": "2"}
+
+    first = threading.Thread(target=lambda: results.update(first=cursor.press(first_move)))
+    first.start()
+    while cursor.waiting < 1:
+        pass
+    second = threading.Thread(target=lambda: results.update(second=cursor.press(second_move)))
+    second.start()
+    while cursor.waiting < 2:
+        pass
+    second_waits.set()
+    first.join(5)
+    second.join(5)
+    assert results == {"first": {}, "second": {"text": "2"}} and cursor.item == 2 and cursor.waiting == 0
+
+    def failing():
+        raise ValueError("no image")
+
+    with pytest.raises(ValueError):
+        cursor.press(failing)
+    assert cursor.waiting == 0 and cursor.press(second_move) == {"text": "2"}  # a failed press leaves none waiting

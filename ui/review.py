@@ -180,39 +180,44 @@ def new_review(ctx) -> dict:
 
 def show(ctx, review_id: str, model: dict, rate: float, show: str, request: gr.Request = None) -> dict:
     cursor = ctx.cursor(request)
-    with cursor.lock:
-        return view(ctx, cursor, review_id, model, rate, show, cursor.item)
+    return cursor.press(lambda: view(ctx, cursor, review_id, model, rate, show, cursor.item))
 
 
 def decide(ctx, decision: str, review_id: str, model: dict, rate: float, show: str, request: gr.Request = None) -> dict:
     """Record a decision on the image on screen and move on to the one after it."""
     cursor = ctx.cursor(request)
-    with cursor.lock:
+
+    def move() -> dict:
         session, item = _shown_item(ctx, review_id, cursor.item, "nothing to review")
         order, position = _position(ctx, review_id, model, rate, show, item.id)
         threshold = threshold_at(judged_by(ctx, session, model), rate / 100)
         session.decide(item.id, decision, threshold)
         after = int(order[position + 1]) if position + 1 < len(order) else item.id
         return view(ctx, cursor, review_id, model, rate, show, after, fallback=position)
+    return cursor.press(move)
 
 
 def step(ctx, delta: int, review_id: str, model: dict, rate: float, show: str, request: gr.Request = None) -> dict:
     cursor = ctx.cursor(request)
-    with cursor.lock:
+
+    def move() -> dict:
         if ctx.review(review_id) is None or cursor.item is None:
             return view(ctx, cursor, review_id, model, rate, show, None)
         order, position = _position(ctx, review_id, model, rate, show, cursor.item)
         position = max(0, min(position + delta, len(order) - 1))
         return view(ctx, cursor, review_id, model, rate, show, int(order[position]))
+    return cursor.press(move)
 
 
 def select(ctx, review_id: str, model: dict, rate: float, show: str, event: gr.SelectData, request: gr.Request = None) -> dict:
     """A click on a thumbnail of the page shown."""
     cursor = ctx.cursor(request)
-    with cursor.lock:
+
+    def move() -> dict:
         order, position = _position(ctx, review_id, model, rate, show, cursor.item)
         index = position // PAGE * PAGE + event.index
         return view(ctx, cursor, review_id, model, rate, show, int(order[min(index, len(order) - 1)]))
+    return cursor.press(move)
 
 
 def edit(ctx, review_id: str, model: dict, rate: float, request: gr.Request = None) -> dict:
@@ -244,9 +249,11 @@ def save_mask(ctx, edited: dict | None, review_id: str, model: dict, rate: float
         mask |= painted
     threshold = threshold_at(judged_by(ctx, session, model), rate / 100)
     cursor = ctx.cursor(request)
-    with cursor.lock:
+
+    def move() -> dict:
         session.decide(item.id, "correct", threshold, mask)
         return view(ctx, cursor, review_id, model, rate, show, item.id)
+    return cursor.press(move)
 
 
 def export(ctx, review_id: str, model: dict, rate: float) -> dict:
