@@ -20,9 +20,9 @@ import math
 import time
 from pathlib import Path
 
-import torch
 
 import rbd
+from bench import options
 from rbd.datasets import training_folder
 from rbd.images import read_image_folder
 from rbd.train import split_holdout
@@ -59,17 +59,11 @@ def train(data: Path, args: argparse.Namespace) -> rbd.Detector:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
-    parser.add_argument("--sets", nargs="+", default=["bottle", "ksdd", "weld", "bsd_pitting", "elpv_mono"])
+    parser = options.parser(__doc__)
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--steps", type=int, default=None, help="train this many steps (about) instead of --minutes")
     parser.add_argument("--models", type=Path, default=None, help="evaluate the checkpoint <set> of this folder instead of training")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=Path("bench/results"))
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    args.out.mkdir(parents=True, exist_ok=True)
+    args = options.parse(parser)
     rows = []
     for name in args.sets:
         data = args.data / name

@@ -13,15 +13,14 @@ and the share of synthetic defects it catches. Results go to `--out/calibration-
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 import rbd
+from bench import options
 from rbd.datasets import training_folder
 from rbd.images import read_image_folder
 
@@ -46,17 +45,11 @@ def measure(detector: rbd.Detector, data: Path) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
-    parser.add_argument("--sets", nargs="+", default=["bottle", "ksdd", "weld", "bsd_pitting", "elpv_mono"])
+    parser = options.parser(__doc__)
     parser.add_argument("--images", nargs="+", default=["10", "30", "all"])
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--models", type=Path, default=None, help="folder of <set> checkpoints trained on all images")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=Path("bench/results"))
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    args.out.mkdir(parents=True, exist_ok=True)
+    args = options.parse(parser)
     rows = []
     for name in args.sets:
         data = args.data / name

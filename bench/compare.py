@@ -46,11 +46,11 @@ import torch
 import torch.nn.functional as F
 
 import rbd
+from bench import options
 from rbd import metrics
 from rbd.datasets import TestImage, mvtec_test_set, training_folder
 from rbd.images import read_image
 
-SETS = ("bottle", "ksdd", "weld", "bsd_pitting", "elpv_mono")
 MODELS = ("rbd", "patchcore", "padim")
 COLUMNS = ("image_auroc", "pixel_auroc", "aupro", "image_f1max")
 PEER_SETTINGS = {"coreset": 0.1, "padim_strides": (4, 8, 16)}
@@ -185,21 +185,15 @@ def table(results: list[dict]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
-    parser.add_argument("--sets", nargs="+", default=list(SETS))
+    parser = options.parser(__doc__)
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     parser.add_argument("--minutes", type=float, default=10.0, help="rbd's training budget (default 10)")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads for every model (default 2)")
     parser.add_argument("--coreset", type=float, help="PatchCore coreset ratio for every set (default: peers.md's, 0.1; 0.01 on bsd_pitting, elpv_mono)")
     parser.add_argument("--padim-strides", type=int, nargs="+", choices=(4, 8, 16),
                         help="PaDiM's teacher stages for every set (default: peers.md's, 4 8 16; 8 16 on bsd_pitting, elpv_mono)")
     parser.add_argument("--rbd-models", type=Path, default=None,
                         help="use the rbd checkpoint <set> of this folder where there is one, instead of training")
-    parser.add_argument("--out", type=Path, default=Path("bench/results"))
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    args.out.mkdir(parents=True, exist_ok=True)
+    args = options.parse(parser)
     results = []
     for set_name in args.sets:
         for model in args.models:

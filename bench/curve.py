@@ -11,7 +11,6 @@ to rerun) and the plot to `--plot`.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -20,9 +19,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
 
 import rbd  # noqa: E402
+from bench import options  # noqa: E402
 from rbd.datasets import training_folder  # noqa: E402
 
 COLUMNS = {"image_auroc": "image AUROC", "pixel_auroc": "pixel AUROC", "aupro": "AUPRO"}
@@ -60,17 +59,11 @@ def plot(results: list[dict], path: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
-    parser.add_argument("--sets", nargs="+", default=["bottle", "ksdd", "weld", "bsd_pitting", "elpv_mono"])
+    parser = options.parser(__doc__)
     parser.add_argument("--minutes", type=float, nargs="+", default=[1, 2, 5, 10, 20])
     parser.add_argument("--models", type=Path, default=None, help="reuse checkpoints <set> of this folder where their budget matches")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=Path("bench/results"))
     parser.add_argument("--plot", type=Path, default=Path("bench/time_to_quality.png"))
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    args.out.mkdir(parents=True, exist_ok=True)
+    args = options.parse(parser)
     results = []
     for name in args.sets:
         for minutes in args.minutes:
