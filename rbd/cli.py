@@ -16,10 +16,10 @@ import json
 import os
 import sys
 import warnings
+from dataclasses import fields
 from pathlib import Path
 from typing import Callable
 
-from PIL import Image
 from tqdm import tqdm
 
 from . import __version__, distributed
@@ -32,9 +32,10 @@ from .evaluate import evaluate
 from .files import atomic_write
 from .images import IMAGE_EXTENSIONS, find_images
 from .model import ModelConfig
+from .outputs import CSV_COLUMNS, ScoredFile, scored_file
+from .ray_engine import is_uri, list_uri, score_files
 from .train import Progress, TrainConfig, train
 from .uploads import unique_name
-from .visualize import mask_image, overlay
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -76,23 +77,44 @@ def _predict(args: argparse.Namespace) -> None:
     out = _writable(args.out, "--out")
     if out.exists() and not out.is_dir():
         raise InvalidInputError(f"--out {out} is a file, not a folder")
-    paths = _input_images(args.images)
-    detector = load(args.checkpoint, args.revision)
+    if args.address is not None and args.engine != "ray":
+        raise InvalidInputError("--address names a Ray cluster: it goes with --engine ray")
+    files = _input_images(args.images, uris=args.engine == "ray")
+    detector = load(args.checkpoint, args.revision)  # the Ray engine's actors load their own: this checks it first
     taken: set[str] = set()
-    rows = []
+    written: list[ScoredFile] = []
     with _bar(args, "image", "scoring") as bar:  # a batch at a time: decode, score, write, forget
-        for path, image, p in predict_files(detector, paths, args.batch_size, progress=_counter(bar)):
-            name = unique_name(path.stem, taken, split_suffix=False)
-            _write_png(overlay(image, p.anomaly_map, detector.calibration, p.threshold), out / f"{name}_overlay.png")
-            _write_png(mask_image(p.mask), out / f"{name}_mask.png")
-            rows.append([str(path), f"{p.score:.6f}", f"{p.normalized_score:.6f}", f"{p.threshold:.6f}", p.verdict])
+        if args.engine == "ray":
+            results = score_files(args.checkpoint, files, args.batch_size, args.address, args.revision, _counter(bar))
+        else:
+            results = (scored_file(str(path), image, prediction, detector.calibration)
+                       for path, image, prediction in predict_files(detector, files, args.batch_size, progress=_counter(bar)))
+        for result in results:
+            written.append(result)
+            if result.error is None:
+                name = unique_name(Path(result.file).stem, taken, split_suffix=False)
+                _write(result.overlay_png, out / f"{name}_overlay.png")
+                _write(result.mask_png, out / f"{name}_mask.png")
+    scored = [result for result in written if result.error is None]
     text = io.StringIO(newline="")
     writer = csv.writer(text)
-    writer.writerow(["file", "score", "normalized_score", "threshold", "verdict"])
-    writer.writerows(rows)
-    with atomic_write(out / "results.csv") as f:
-        f.write(text.getvalue().encode("utf-8"))
-    print(f"wrote {len(rows)} overlays, masks and {out / 'results.csv'}")
+    writer.writerow(CSV_COLUMNS)
+    writer.writerows(result.csv_row() for result in scored)
+    _write(text.getvalue().encode("utf-8"), out / "results.csv")
+    if args.engine == "ray":
+        _write(_parquet(written), out / "results.parquet")
+    print(f"wrote {len(scored)} overlays, masks and {out / 'results.csv'}" + (" and results.parquet" if args.engine == "ray" else ""))
+
+
+def _parquet(results: list[ScoredFile]) -> bytes:
+    """Every file's row, unreadable ones with their error, as a Parquet file."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns = [field.name for field in fields(ScoredFile) if not field.name.endswith("_png")]
+    buffer = pa.BufferOutputStream()
+    pq.write_table(pa.Table.from_pylist([{c: getattr(r, c) for c in columns} for r in results]), buffer)
+    return buffer.getvalue().to_pybytes()
 
 
 def _export(args: argparse.Namespace) -> None:
@@ -116,19 +138,22 @@ def _info(args: argparse.Namespace) -> None:
     print(json.dumps(config, indent=2))
 
 
-def _input_images(items: list[str]) -> list[Path]:
-    """The image files named on the command line, folders searched recursively; checked before any work starts."""
-    paths: list[Path] = []
-    for item in map(Path, items):
-        if item.is_dir():
-            paths += find_images(item)
-        elif item.exists():
-            paths.append(item)
+def _input_images(items: list[str], uris: bool = False) -> list[str]:
+    """The image files named on the command line, folders searched recursively, and with `uris` (the
+    Ray engine) files and folders of any filesystem pyarrow reaches; checked before any work starts."""
+    files: list[str] = []
+    for item in items:
+        if uris and is_uri(item):
+            files += list_uri(item)
+        elif Path(item).is_dir():
+            files += map(str, find_images(item))
+        elif Path(item).exists():
+            files.append(str(Path(item)))
         else:
             raise NoImagesError(f"{item}: no such file or folder")
-    if not paths:
+    if not files:
         raise NoImagesError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in {', '.join(items)}")
-    return paths
+    return files
 
 
 def _writable(path: str, option: str) -> Path:
@@ -141,9 +166,9 @@ def _writable(path: str, option: str) -> Path:
     return path
 
 
-def _write_png(array, path: Path) -> None:
+def _write(data: bytes, path: Path) -> None:
     with atomic_write(path) as f:
-        Image.fromarray(array).save(f, format="PNG")
+        f.write(data)
 
 
 def _bar(args: argparse.Namespace, unit: str, description: str, disable: bool = False) -> tqdm:
@@ -217,10 +242,16 @@ def parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("predict", parents=[quiet, revision], help="score images, write overlays, masks and results.csv")
     p.add_argument("checkpoint", help="checkpoint folder, ONNX export (.onnx) or Hub repo id (owner/name)")
-    p.add_argument("images", nargs="+", help="image files or folders (searched recursively)")
+    p.add_argument("images", nargs="+", help="image files or folders (searched recursively); with --engine ray also "
+                                             "URIs pyarrow reaches (s3://, gs://, hdfs://, file://)")
     p.add_argument("--out", required=True, help="folder for the overlays, masks and results.csv")
     p.add_argument("--batch-size", type=_positive_int, default=_default(predict_files, "batch_size"),
                    help="images decoded and scored together; memory holds one batch (default: %(default)s)")
+    p.add_argument("--engine", default="local", choices=["local", "ray"],
+                   help="local: this process; ray: Ray Data with a pool of actors, one detector (and GPU, where the "
+                        "cluster has them) each, also writing results.parquet (default: %(default)s)")
+    p.add_argument("--address", default=None,
+                   help="with --engine ray, the Ray cluster to join (default: none, start a local Ray instance)")
     p.set_defaults(run=_predict)
 
     p = commands.add_parser("export", parents=[quiet, revision], help="write a checkpoint as one ONNX file for deployment")

@@ -1,0 +1,52 @@
+"""What `rbd predict` makes of one image, whichever engine scored it: the results row and the
+overlay and mask as PNG files' bytes.
+
+The local engine renders them in the command's process, the Ray engine in its actors (so the
+drawing is spread over the cluster too); the command writes both the same way, so the two
+engines give the same files.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from .calibration import Calibration
+from .detector import Prediction
+from .visualize import mask_image, overlay
+
+CSV_COLUMNS = ("file", "score", "normalized_score", "threshold", "verdict")
+
+
+@dataclass(frozen=True)
+class ScoredFile:
+    """One input file's outcome; a file that could not be read or decoded has only its `error`."""
+
+    file: str
+    score: float | None = None
+    normalized_score: float | None = None
+    threshold: float | None = None
+    verdict: str | None = None
+    familiarity: float | None = None
+    overlay_png: bytes | None = None
+    mask_png: bytes | None = None
+    error: str | None = None
+
+    def csv_row(self) -> list[str]:
+        return [self.file, f"{self.score:.6f}", f"{self.normalized_score:.6f}", f"{self.threshold:.6f}", self.verdict]
+
+
+def scored_file(file: str, image: np.ndarray, prediction: Prediction, calibration: Calibration) -> ScoredFile:
+    """The row and pictures of one scored image."""
+    return ScoredFile(file, prediction.score, prediction.normalized_score, prediction.threshold, prediction.verdict,
+                      prediction.familiarity, _png(overlay(image, prediction.anomaly_map, calibration, prediction.threshold)),
+                      _png(mask_image(prediction.mask)))
+
+
+def _png(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()

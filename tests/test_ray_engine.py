@@ -1,0 +1,97 @@
+"""`rbd predict --engine ray`: Ray Data and a pool of detector actors write what the local engine
+writes (plus results.parquet), from local folders and pyarrow URIs, listing unreadable files
+without stopping; with --address it joins a running cluster."""
+
+import csv
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from rbd.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _rows(folder):
+    with open(folder / "results.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture
+def inputs(category, tmp_path):
+    """Test images in two folders (one read through a file:// URI), a stem twice, and an unreadable file."""
+    local, remote = tmp_path / "local", tmp_path / "remote"
+    shutil.copytree(category / "test" / "good", local / "good")
+    (local / "good" / "broken.png").write_bytes(b"not an image")
+    shutil.copytree(category / "test" / "hole", remote / "hole")
+    shutil.copy(category / "test" / "good" / "000.png", remote / "000.png")  # the stem 000 again
+    return local, remote
+
+
+def _assert_same_outputs(ray_out, local_out, uri_of=lambda file: file):
+    ours, theirs = _rows(ray_out), _rows(local_out)
+    assert [r["file"] for r in ours] == [uri_of(r["file"]) for r in theirs] and len(ours) == 11
+    for a, b in zip(ours, theirs):
+        assert float(a["score"]) == pytest.approx(float(b["score"]), abs=1e-4)
+        assert float(a["normalized_score"]) == pytest.approx(float(b["normalized_score"]), abs=1e-4)
+        assert a["threshold"] == b["threshold"] and a["verdict"] == b["verdict"]
+    pictures = sorted(p.name for p in local_out.glob("*.png"))
+    assert pictures == sorted(p.name for p in ray_out.glob("*.png")) and len(pictures) == 22
+    for name in pictures:
+        a, b = (np.asarray(Image.open(folder / name), dtype=int) for folder in (ray_out, local_out))
+        assert np.abs(a - b).max() <= 1, name  # overlays: maps equal to float rounding; masks: equal
+
+
+def test_ray_engine_writes_what_the_local_engine_writes(checkpoint, inputs, tmp_path, capsys):
+    local, remote = inputs
+    assert main(["predict", str(checkpoint), str(local), str(remote), "--out", str(tmp_path / "by_local"), "--batch-size", "3"]) == 0
+    local_warning = capsys.readouterr().err
+    remote_uri = remote.as_uri()
+    code = main(["predict", str(checkpoint), str(local), remote_uri, "--out", str(tmp_path / "by_ray"),
+                 "--engine", "ray", "--batch-size", "3"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "results.parquet" in out
+    skipped = [line for line in err.splitlines() if "skipped 1 unreadable file(s)" in line]
+    assert len(skipped) == 1 and "broken.png: not an image file" in skipped[0] and "broken.png" in local_warning
+    _assert_same_outputs(tmp_path / "by_ray", tmp_path / "by_local",
+                         lambda file: file.replace(str(remote), remote_uri) if file.startswith(str(remote)) else file)
+
+    table = pq.read_table(tmp_path / "by_ray" / "results.parquet").to_pylist()
+    assert len(table) == 12 and {r["file"] for r in table} >= {str(local / "good" / "broken.png")}
+    broken = next(r for r in table if r["file"].endswith("broken.png"))
+    assert broken["score"] is None and "not an image file" in broken["error"]
+    scored = {r["file"]: r for r in table if r["error"] is None}
+    for row in _rows(tmp_path / "by_ray"):
+        assert scored[row["file"]]["score"] == pytest.approx(float(row["score"]), abs=1e-6)
+        assert 0 <= scored[row["file"]]["familiarity"] <= 1
+
+
+def test_ray_engine_joins_a_running_cluster(checkpoint, inputs, tmp_path):
+    """A cluster this test starts (and stops); the command, another process, joins it by its address."""
+    import ray
+
+    local, remote = inputs
+    context = ray.init(num_cpus=2, include_dashboard=False)
+    try:
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        done = subprocess.run([sys.executable, "-m", "rbd", "predict", str(checkpoint), str(local), str(remote),
+                               "--out", str(tmp_path / "by_ray"), "--engine", "ray", "--address", context.address_info["address"],
+                               "--batch-size", "4", "--quiet"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    finally:
+        ray.shutdown()
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert main(["predict", str(checkpoint), str(local), str(remote), "--out", str(tmp_path / "by_local"), "--quiet"]) == 0
+    _assert_same_outputs(tmp_path / "by_ray", tmp_path / "by_local")
+
+
+def test_address_without_the_ray_engine_is_a_usage_mistake(checkpoint, inputs, tmp_path, capsys):
+    assert main(["predict", str(checkpoint), str(inputs[0]), "--out", str(tmp_path / "o"), "--address", "127.0.0.1:1"]) == 2
+    assert "--address" in capsys.readouterr().err and not (tmp_path / "o").exists()
