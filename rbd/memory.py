@@ -97,5 +97,7 @@ class PatchMemory(nn.Module):
             if exclude is not None:
                 bank = bank[~exclude]
             queries = flatten_patches(patches.float())
-            squared = (queries * queries).sum(dim=1, keepdim=True) - 2 * queries @ bank.T + (bank * bank).sum(dim=1)
-            return squared.amin(dim=1).clamp_min_(0).sqrt_().view(batch, 1, h, w)
+            # |q|^2 is the same for every entry, so it is added after the minimum: one pass over the (patches, bank) matrix
+            nearest = torch.addmm((bank * bank).sum(dim=1), queries, bank.T, alpha=-2).amin(dim=1)
+            squared = nearest + (queries * queries).sum(dim=1)
+            return squared.clamp_min_(0).sqrt_().view(batch, 1, h, w)

@@ -27,6 +27,24 @@ def test_kernel_spans_four_sigma():
     assert GaussianBlur(0.1).radius >= 1
 
 
+@pytest.mark.parametrize("shape", [(2, 1, 64, 64), (1, 1, 24, 90), (3, 1, 5, 7)])  # square, strip, smaller than the kernel
+def test_blur_by_matrices_equals_the_convolution_that_exports_trace(shape):
+    blur = GaussianBlur(4.0)
+    maps = torch.rand(*shape, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(blur(maps), blur.convolved(maps), rtol=0, atol=1e-6)
+
+
+def test_blur_passes_gradients_also_after_being_used_for_inference():
+    blur, maps = GaussianBlur(2.0), torch.rand(1, 1, 16, 16)
+    with torch.inference_mode():
+        blur(maps)  # the cached smoothing matrices are made here
+    weights = torch.rand(1, 1, 16, 16)
+    by_matrices, by_convolution = maps.clone().requires_grad_(), maps.clone().requires_grad_()
+    (blur(by_matrices) * weights).sum().backward()  # training's consistency loss backpropagates through the blur
+    (blur.convolved(by_convolution) * weights).sum().backward()
+    torch.testing.assert_close(by_matrices.grad, by_convolution.grad, rtol=0, atol=1e-6)
+
+
 def test_blur_preserves_constant_map():
     maps = torch.full((2, 1, 20, 33), 0.37)
     out = GaussianBlur(3.0)(maps)
@@ -189,3 +207,21 @@ def test_the_memory_map_is_standardised_and_added():
     mean, std = torch.tensor([0.0, 10.0]), torch.tensor([1.0, 4.0])
     combined = anomaly_map(scale_maps, memory_map, mean, std, (4, 4), GaussianBlur(1e-3))
     torch.testing.assert_close(combined, (memory_map - 10.0) / 4.0)
+
+
+def test_maps_of_one_grid_are_combined_before_upsampling_with_the_same_result():
+    """The map is defined at full size (each map upsampled, standardised, averaged, the memory added,
+    blurred); it is computed with maps of one grid added first. Both must agree."""
+    generator = torch.Generator().manual_seed(0)
+    grids = [(16, 24), (8, 12), (4, 6)]  # strides 4, 8, 16 of a 64 x 96 input
+    scale_maps = [torch.rand(2, 1, *g, generator=generator) for g in grids]
+    memory_map = 3 * torch.rand(2, 1, *grids[1], generator=generator)  # the memory's grid is the stride-8 scale's
+    mean, std = torch.tensor([0.2, 0.3, 0.4, 1.5]), torch.tensor([0.05, 0.1, 0.2, 0.7])
+    size, blur = (64, 96), GaussianBlur(1.0)
+
+    def upsampled(m):
+        return torch.nn.functional.interpolate(m, size=size, mode="bilinear", align_corners=False)
+
+    definition = sum((upsampled(m) - mu) / sd for m, mu, sd in zip(scale_maps, mean, std)) / 3
+    definition = blur(definition + (upsampled(memory_map) - mean[-1]) / std[-1])
+    torch.testing.assert_close(anomaly_map(scale_maps, memory_map, mean, std, size, blur), definition, rtol=0, atol=1e-5)
