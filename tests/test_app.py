@@ -65,7 +65,9 @@ def test_inspect_scores_and_draws(client, parts, detector, tmp_path):
     shown = np.asarray(Image.open(overlay))
     assert shown.shape[:2] == (64, 80)
     assert len(pair) == 2 and np.asarray(Image.open(pair[0])).shape[:2] == (64, 80)
-    assert annotated["annotations"][0]["label"] == "defect"
+    assert annotated["annotations"] == []  # a good image: an empty mask, and no "defect" in the legend
+    *_, annotated, _ = client.predict(None, [handle_file(str(bad[0]))], MODEL_RATE, 0.5, api_name="/inspect")
+    assert [a["label"] for a in annotated["annotations"]][0] == "defect"
 
 
 def test_the_same_file_dropped_twice_is_scored_once(client, parts, monkeypatch):

@@ -142,8 +142,9 @@ def _detail(item: dict, p: Prediction, calibration, opacity: float) -> dict:
                         "model was trained on. It probably shows another product or view, and the verdict says little.")
     if item["notice"]:
         lines.append(f"_{item['notice']}_")
+    defect = [(folded.astype(np.float32), "defect")] if folded.any() else []  # no "defect" legend on a good image
     return {"summary": "\n\n".join(lines), "heat": fold(heat), "pair": (fold(original), fold(heat)),
-            "annotated": (fold(original), [(folded.astype(np.float32), "defect"), *boxes]), "regions": table}
+            "annotated": (fold(original), [*defect, *boxes]), "regions": table}
 
 
 def legend() -> str:
