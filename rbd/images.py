@@ -9,7 +9,7 @@ name; folder readers skip them with a warning as long as something usable is lef
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Iterable, Iterator, Union
 
 import imagecodecs
@@ -26,15 +26,18 @@ MAX_SIDE = 4096  # the app and CLI score larger images on a downscaled copy (the
 ImageLike = Union[str, Path, Image.Image, np.ndarray]
 
 
+def is_image_name(relative: PurePath) -> bool:
+    """Whether a file found under a searched folder (its path relative to that folder) is taken as
+    an image: an image extension, and no hidden file or folder on the way."""
+    return relative.suffix.lower() in IMAGE_EXTENSIONS and not any(part.startswith(".") for part in relative.parts)
+
+
 def find_images(folder: str | Path) -> list[Path]:
-    """All files with an image extension under `folder` (recursively), sorted, hidden files skipped."""
+    """All image files under `folder` (recursively, `is_image_name`), sorted."""
     folder = Path(folder)
     if not folder.is_dir():
         raise NoImagesError(f"{folder} is not a folder")
-    return sorted(
-        p for p in folder.rglob("*")
-        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-    )
+    return sorted(p for p in folder.rglob("*") if p.is_file() and is_image_name(p.relative_to(folder)))
 
 
 def read_image(path: str | Path, max_side: int | None = None) -> np.ndarray:
@@ -196,9 +199,15 @@ def image_batches(paths: Iterable[str | Path], batch_size: int, max_side: int | 
             downscaled += [notice] if notice else []
         usable += len(batch)
         yield min(start + batch_size, len(paths)), batch
+    report_files(len(paths), usable, skipped, downscaled)
+
+
+def report_files(total: int, usable: int, skipped: list[str], downscaled: list[str]) -> None:
+    """The end of a batch job over `total` files: `NoImagesError` (listing the first failures) if
+    none was usable, else one notice for the `skipped` (unreadable) ones and one for the `downscaled`."""
     if not usable:
         detail = f": {'; '.join(skipped[:5])}" if skipped else ""
-        raise NoImagesError(f"no usable image among {len(paths)} file(s){detail}")
+        raise NoImagesError(f"no usable image among {total} file(s){detail}")
     if skipped:
         notify(f"skipped {len(skipped)} unreadable file(s): {'; '.join(skipped)}")
     if downscaled:

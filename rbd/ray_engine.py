@@ -26,8 +26,7 @@ import torch
 
 from .checkpoint import load
 from .errors import ImageReadError, InvalidInputError, NoImagesError
-from .images import IMAGE_EXTENSIONS, MAX_SIDE, read_image_for_scoring
-from .notices import notify
+from .images import MAX_SIDE, is_image_name, read_image_for_scoring, report_files
 from .outputs import ScoredFile, scored_file
 
 
@@ -50,14 +49,13 @@ def list_uri(uri: str) -> list[str]:
     except (ArrowException, OSError) as err:
         raise InvalidInputError(f"{uri}: cannot be listed ({err})") from err
     relative = [PurePosixPath(f.path).relative_to(PurePosixPath(path)) for f in found if f.is_file]
-    images = [r for r in relative if r.suffix.lower() in IMAGE_EXTENSIONS and not any(p.startswith(".") for p in r.parts)]
-    return [f"{uri.rstrip('/')}/{r}" for r in sorted(images)]
+    return [f"{uri.rstrip('/')}/{r}" for r in sorted(filter(is_image_name, relative))]
 
 
 def score_files(checkpoint: str, files: list[str], batch_size: int, address: str | None = None, revision: str | None = None,
                 progress: Callable[[int, int], None] | None = None) -> Iterator[ScoredFile]:
     """Score `files` on a local Ray instance, or on the cluster at `address`; results stream back in
-    the order of `files`. Unreadable files are reported as `rbd.images.image_batches` reports them.
+    the order of `files`. Unreadable and downscaled files are reported as the local engine reports them.
     Every actor loads the checkpoint: load it once first (as the command does), so a bad one is one clear error."""
     import ray
     import ray.data
@@ -88,12 +86,7 @@ def score_files(checkpoint: str, files: list[str], batch_size: int, address: str
                 progress(done, len(files))
     finally:
         ray.shutdown()
-    if len(skipped) == len(files):
-        raise NoImagesError(f"no usable image among {len(files)} file(s): {'; '.join(skipped[:5])}")
-    if skipped:
-        notify(f"skipped {len(skipped)} unreadable file(s): {'; '.join(skipped)}")
-    if notices:
-        notify("; ".join(notices))
+    report_files(len(files), len(files) - len(skipped), skipped, notices)
 
 
 def _quiet_ray() -> None:
