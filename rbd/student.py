@@ -64,10 +64,10 @@ class Decoder(nn.Module):
 
 
 class Student(nn.Module):
-    """Bottleneck + decoder. `forward(teacher_features) -> reconstructed teacher_features`."""
+    """Bottleneck + decoder. `forward(teacher_features) -> reconstructed teacher_features`.
+    Its sizes are `ModelConfig`'s (model.py), which says why they are what they are."""
 
-    def __init__(self, channels: list[int], strides: list[int], width: int = 64, embed_dim: int = 256,
-                 decoder_widths: tuple[int, ...] = (128, 64, 32)):
+    def __init__(self, channels: list[int], strides: list[int], width: int, embed_dim: int, decoder_widths: tuple[int, ...]):
         super().__init__()
         if len(decoder_widths) != len(channels):
             raise ValueError(f"need one decoder width per teacher scale ({len(channels)}), got {decoder_widths}")

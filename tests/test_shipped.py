@@ -1,4 +1,4 @@
-"""The shipped checkpoints: small, safetensors + JSON, offline teacher, and they tell the shipped
+"""The shipped checkpoints: small (under 6.1 MB), safetensors + JSON, offline teacher, and they tell the shipped
 examples apart (each defective example outscores the good example of its set)."""
 
 from pathlib import Path
@@ -16,7 +16,7 @@ SETS = ("bottle", "ksdd", "weld")
 def test_shipped_checkpoint_scores_its_examples(name):
     folder = ROOT / "checkpoints" / name
     assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
-    assert (folder / "model.safetensors").stat().st_size < 30e6
+    assert sum(p.stat().st_size for p in folder.iterdir()) < 6.1e6  # issue 6's size target
     detector = rbd.load(folder)
     assert detector.config.backbone == "tf_efficientnet_lite0"
     good = detector.predict(ROOT / "examples" / f"{name}_good.jpg")
