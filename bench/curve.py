@@ -44,11 +44,12 @@ def point(data: Path, minutes: float, models: Path | None, out: Path) -> dict:
 
 def plot(results: list[dict], path: Path) -> None:
     figure, axes = plt.subplots(1, 3, figsize=(13, 4), constrained_layout=True)
+    names = list(dict.fromkeys(r["set"] for r in results))  # one colour per set in every panel, as the legend says
     for axis, (key, title) in zip(axes, COLUMNS.items()):
-        for name in dict.fromkeys(r["set"] for r in results):
+        for colour, name in enumerate(names):
             points = sorted((r["minutes"], r[key]) for r in results if r["set"] == name and r[key] is not None)
             if points:
-                axis.plot(*zip(*points), marker="o", label=name)
+                axis.plot(*zip(*points), marker="o", label=name, color=f"C{colour}")
         axis.set_xscale("log")
         axis.set_xticks([1, 2, 5, 10, 20], labels=["1", "2", "5", "10", "20"])
         axis.set_xlabel("training minutes (2-core CPU)")
