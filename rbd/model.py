@@ -29,7 +29,7 @@ class ModelConfig:
     max_aspect: float = 4.0  # long side is at most this many times the short side
     # The student's sizes: 0.13 G multiply-adds at 256x256, a third of the earlier embed_dim 256 and
     # decoder (128, 64, 32); within 0.006 of it in every metric on the development sets, with more
-    # steps in the same minutes and half the time per prediction (BENCHMARKS.md)
+    # steps in the same minutes and half the student's time per prediction (BENCHMARKS.md)
     bottleneck_width: int = 64
     embed_dim: int = 128
     decoder_widths: tuple[int, ...] = (64, 32, 24)
