@@ -34,29 +34,16 @@ CURSORS_KEPT_S = 86400  # a tab's place in its review is forgotten after a day w
 @dataclass
 class Cursor:
     """The review image a browser tab has on screen. Its key presses run one at a time, each from
-    where the one before left off (the browser's own copy may lag behind). Of presses that overlap
-    only the last sends its view: views of requests that finish together can reach the browser out
-    of order and leave it showing an earlier image than the cursor's."""
+    where the one before left off (the browser's own copy may lag behind)."""
 
     item: int | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
     used: float = field(default_factory=time.time)
-    waiting: int = 0  # presses received and not yet applied
-    counting: threading.Lock = field(default_factory=threading.Lock)
 
     def press(self, move: Callable[[], dict]) -> dict:
-        """Apply `move` (it moves `item` and returns the view) in turn; the view, or {} (nothing to
-        send) when another press waits behind this one."""
-        with self.counting:
-            self.waiting += 1
+        """Apply `move` (it moves `item` and returns the view) in turn."""
         with self.lock:
-            try:
-                view = move()
-            finally:
-                with self.counting:
-                    self.waiting -= 1
-                    last = self.waiting == 0
-            return view if last else {}
+            return move()
 
 
 class Context:

@@ -36,6 +36,10 @@ FILTERS = [("all", "all"), ("unreviewed", "unreviewed"), ("flagged defective", "
 NO_REVIEW = "No images to review yet: upload images, a zip or a folder and press **Score images**."
 KEYS = "Keys: **a** accept · **r** reject · **e** edit mask · **←/→** previous/next"
 DONE = {"accept": "✓ accepted", "reject": "✗ rejected", "correct": "✎ corrected"}
+# Every event that draws the review runs in one lane, one at a time: a view reaches the browser only
+# after the one before it (two finished together could arrive out of order and leave the browser
+# showing an earlier image than the cursor's). Each takes milliseconds, so no one waits for long.
+IN_ORDER = dict(concurrency_limit=1, concurrency_id="review-view")
 
 
 @dataclass
@@ -350,16 +354,16 @@ def wire(ctx, area: Review, bar: model_bar.ModelBar, rejudge) -> None:
     scored = on(area.score.click, score, ctx, [area.files, area.folder, area.review_id, bar.model],
                 {"review_id": area.review_id, "status": area.status}, api_name="review_score",
                 concurrency_limit=INFERENCE_LIMIT, concurrency_id="inference", show_progress_on=[area.status])
-    on(scored.then, show, ctx, state, outputs, api_name="review_list")
+    on(scored.then, show, ctx, state, outputs, api_name="review_list", **IN_ORDER)
     rescored = on(area.rescore.click, rescore, ctx, [area.review_id, bar.model], {"status": area.status}, api_name="review_rescore",
                   concurrency_limit=INFERENCE_LIMIT, concurrency_id="inference", show_progress_on=[area.status])
-    on(rescored.then, show, ctx, state, outputs, api_visibility="private")
+    on(rescored.then, show, ctx, state, outputs, api_visibility="private", **IN_ORDER)
     started = on(area.new.click, new_review, ctx, [], {"review_id": area.review_id, "status": area.status}, api_name="review_new")
-    on(started.then, show, ctx, state, outputs, api_visibility="private")
-    on(area.show.change, show, ctx, state, outputs, api_visibility="private")
+    on(started.then, show, ctx, state, outputs, api_visibility="private", **IN_ORDER)
+    on(area.show.change, show, ctx, state, outputs, api_visibility="private", **IN_ORDER)
 
-    # decisions never wait for another browser's (no shared queue), and every key press counts (the tab's cursor orders them)
-    fast = dict(concurrency_limit=None, show_progress="hidden", trigger_mode="multiple")
+    # every key press counts (the tab's cursor orders them) and its view is drawn in turn
+    fast = dict(show_progress="hidden", trigger_mode="multiple", **IN_ORDER)
     for button, decision in ((area.accept, "accept"), (area.reject, "reject")):
         on(button.click, _bound(decide, decision), ctx, state, outputs, api_name=f"review_{decision}", **fast)
     for button, delta, name in ((area.prev, -1, "review_previous"), (area.next, 1, "review_next")):
@@ -384,7 +388,7 @@ def wire(ctx, area: Review, bar: model_bar.ModelBar, rejudge) -> None:
 def rejudge(ctx, area: Review, bar: model_bar.ModelBar, trigger, api: bool = False) -> None:
     """After the threshold or the model changed: the review shown again, judged anew."""
     on(trigger, show, ctx, [area.review_id, bar.model, bar.rate, area.show], _view_outputs(area),
-       show_progress="hidden", **endpoint(api, "review_rethreshold"))
+       show_progress="hidden", **IN_ORDER, **endpoint(api, "review_rethreshold"))
 
 
 def _bound(fn, first):
