@@ -3,12 +3,18 @@
     python -m bench.ablation --models bench/results/models     # the models bench.compare trained
     python -m bench.ablation --sets bottle ksdd weld bsd_pitting elpv_mono --minutes 10
     python -m bench.ablation --sets weld --steps 1000        # a fixed number of steps instead
+    python -m bench.ablation --models bench/results/models --bank-seeds 3   # each map over 3 draws of the memory
 
-Trains the default recipe once per set, then evaluates four maps of that one model, so the
+Trains the default recipe once per set, then evaluates five maps of that one model, so the
 rows differ only in how the map is made (anomaly_map.py):
 `raw` the mean of the student's distances (rbd 0.1's map), `student` the same with each scale
-standardised on normal images, `memory` the patch memory's map alone, `full` the default (both).
-Results go to `--out/ablation-<set>.json`; the table prints at the end.
+standardised on normal images, `memory` the patch memory's map alone, `full` the default (both),
+`half` both with the student's part at half weight.
+With --bank-seeds N the memory's bank is drawn again N times (other random patches, as training
+draws them, with the standardisation and threshold set again) and every map is evaluated on each
+draw: how far a figure moves with the bank's random draw alone, and whether a difference between
+maps holds on every draw. Results go to `--out/ablation-<set>.json`; the table prints at the end.
+
 """
 
 from __future__ import annotations
@@ -19,17 +25,21 @@ import json
 import math
 import time
 from pathlib import Path
+from statistics import median
 
+
+import torch
 
 import rbd
 from bench import options
 from rbd.datasets import training_folder
 from rbd.images import read_image_folder
-from rbd.train import split_holdout
+from rbd.memory import MAX_CANDIDATES
+from rbd.train import TeacherCache, fit_memory, resized, split_holdout, standardise_and_calibrate
 
 from .run import fmt
 
-VARIANTS = ("raw", "student", "memory", "full")
+VARIANTS = ("raw", "student", "memory", "full", "half")
 
 
 def variant(detector: rbd.Detector, name: str) -> rbd.Detector:
@@ -43,7 +53,23 @@ def variant(detector: rbd.Detector, name: str) -> rbd.Detector:
         model.normal_std.fill_(1.0)
     if name == "memory":  # an infinite spread weighs the student's scales to zero
         model.normal_std[:scales] = math.inf
+    if name == "half":
+        model.normal_std[:scales] *= 2
     return rbd.Detector(model, detector.calibration, detector.training)
+
+
+def with_new_bank(detector: rbd.Detector, data: Path, seed: int) -> rbd.Detector:
+    """A copy of `detector` whose memory bank is drawn again (with `seed`) from its training images,
+    and whose standardisation and threshold are set again, as training does."""
+    model = copy.deepcopy(detector.model)
+    images, _ = read_image_folder(training_folder(data))
+    config = rbd.TrainConfig(**detector.training["config"])  # the hold-out split and false-alarm rate of training
+    train_ids, holdout_ids = split_holdout(len(images), config)
+    generator = torch.Generator().manual_seed(seed)
+    cache = TeacherCache(model, [resized(images[i], model.config) for i in train_ids], torch.device("cpu"), generator, MAX_CANDIDATES)
+    sources = fit_memory(model, cache, generator)
+    calibration = standardise_and_calibrate(model, cache, sources, [images[i] for i in holdout_ids], config)
+    return rbd.Detector(model, calibration, detector.training)
 
 
 def train(data: Path, args: argparse.Namespace) -> rbd.Detector:
@@ -63,6 +89,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--steps", type=int, default=None, help="train this many steps (about) instead of --minutes")
     parser.add_argument("--models", type=Path, default=None, help="evaluate the checkpoint <set> of this folder instead of training")
+    parser.add_argument("--bank-seeds", type=int, default=0, help="evaluate the maps with the memory on this many new draws of its bank")
     args = options.parse(parser)
     rows = []
     for name in args.sets:
@@ -70,18 +97,28 @@ def main() -> None:
         detector = rbd.load(args.models / name) if args.models is not None else train(data, args)
         result = {"set": name, "steps": detector.training["steps"], "train_s": detector.training["seconds"],
                   "date": time.strftime("%Y-%m-%d"), "variants": {}}
+        draws = [with_new_bank(detector, data, seed) for seed in range(args.bank_seeds)] or [detector]
         for v in VARIANTS:
-            if v in ("memory", "full") and detector.model.memory is None:
-                continue
-            result["variants"][v] = rbd.evaluate(variant(detector, v), data).summary()
-            print(name, v, json.dumps(result["variants"][v]), flush=True)
-        (args.out / f"ablation-{name}.json").write_text(json.dumps(result, indent=2))
+            if v in ("memory", "full", "half") and detector.model.memory is None or args.bank_seeds and v in ("raw", "student"):
+                continue  # the student's maps do not depend on the bank
+            runs = [rbd.evaluate(variant(d, v), data).summary() for d in draws]
+            result["variants"][v] = {k: median([r[k] for r in runs]) if runs[0][k] is not None else None for k in runs[0]}
+            result["variants"][v]["draws"] = runs
+            print(name, v, json.dumps(runs), flush=True)
+        (args.out / f"ablation-{name}{'-banks' if args.bank_seeds else ''}.json").write_text(json.dumps(result, indent=2))
         rows.append(result)
     print("| set | map | image AUROC | pixel AUROC | AUPRO | steps |\n|---|---|---|---|---|---|")
     for r in rows:
         for v, m in r["variants"].items():
-            print(f"| {r['set']} | {v} | {fmt(m['image_auroc'])} | {fmt(m['pixel_auroc'])} | {fmt(m['aupro'])} | {r['steps']} |")
+            cells = [spread([d[k] for d in m["draws"]]) for k in ("image_auroc", "pixel_auroc", "aupro")]
+            print(f"| {r['set']} | {v} | {' | '.join(cells)} | {r['steps']} |")
 
+
+def spread(values: list[float | None]) -> str:
+    """One figure, or the median and range of several draws."""
+    if len(values) == 1 or values[0] is None:
+        return fmt(values[0])
+    return f"{fmt(median(values))} ({fmt(min(values))}-{fmt(max(values))})"
 
 if __name__ == "__main__":
     main()

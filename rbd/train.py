@@ -229,10 +229,7 @@ def train(
     pictures = [resized(images[i], model_config) for i in train_ids]
     cache = TeacherCache(model, pictures, device, generator, max_patches=MAX_CANDIDATES)
     per_image_s = (time.monotonic() - start) / len(pictures)
-    bank_sources = None
-    if model.memory is not None:
-        kept = model.memory.fit(cache.patches, generator)
-        bank_sources = cache.patch_sources[kept]
+    bank_sources = fit_memory(model, cache, generator)
     prepared_s = time.monotonic() - start
     if processes.size > 1:  # every process has the same memory, split and cache, and draws its own crops from here on
         generator.manual_seed(processes.seed(config.seed))
@@ -291,7 +288,7 @@ def train(
     loop_s = time.monotonic() - loop_start
     if not processes.is_main:
         return None
-    calibration = _standardise_and_calibrate(model, cache, bank_sources, [images[i] for i in holdout_ids], config)
+    calibration = standardise_and_calibrate(model, cache, bank_sources, [images[i] for i in holdout_ids], config)
     return Detector(model, calibration, training={
         "rbd_version": __version__,
         "images": len(images),
@@ -310,9 +307,17 @@ def train(
     })
 
 
+def fit_memory(model: RBD, cache: TeacherCache, generator: torch.Generator) -> torch.Tensor | None:
+    """Fill the memory's bank from the cached patches; which training image each kept patch came
+    from (for scoring that image blind to them), or None without a memory."""
+    if model.memory is None:
+        return None
+    return cache.patch_sources[model.memory.fit(cache.patches, generator)]
+
+
 @torch.inference_mode()
-def _standardise_and_calibrate(model: RBD, cache: TeacherCache, bank_sources: torch.Tensor | None,
-                               held_out: Sequence[np.ndarray], config: TrainConfig):
+def standardise_and_calibrate(model: RBD, cache: TeacherCache, bank_sources: torch.Tensor | None,
+                              held_out: Sequence[np.ndarray], config: TrainConfig):
     """Set each distance map's normal mean and spread, then calibrate the threshold, from every
     normal image: the held-out ones and (up to MAX_CALIBRATION_IMAGES in all) training ones, each
     scored with the memory blind to the patches it gave, so no image is judged by its own copy."""

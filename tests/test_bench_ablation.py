@@ -1,0 +1,32 @@
+"""bench/ablation.py's new draws of the memory bank: the student kept, the bank and threshold made again
+as training makes them, the same draw for the same seed."""
+
+import torch
+
+from bench.ablation import variant, with_new_bank
+
+
+def test_a_new_bank_keeps_the_student_and_is_drawn_again_reproducibly(detector, category):
+    before = {k: v.clone() for k, v in detector.model.trained_state().items()}
+    drawn = with_new_bank(detector, category, seed=1)
+    again = with_new_bank(detector, category, seed=1)
+    after = detector.model.trained_state()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # the detector itself is untouched
+    student = {k: v for k, v in drawn.model.trained_state().items() if k.startswith("student.")}
+    assert student and all(torch.equal(v, before[k]) for k, v in student.items())
+    assert torch.equal(drawn.model.memory.bank, again.model.memory.bank)
+    assert drawn.calibration.threshold == again.calibration.threshold
+    # this set has fewer patches than the bank has places: every draw keeps them all, so the
+    # standardisation and threshold made again must be training's own (the same images, split and rules)
+    assert torch.equal(torch.unique(drawn.model.memory.bank, dim=0), torch.unique(before["memory.bank"], dim=0))
+    assert torch.allclose(drawn.model.normal_mean, before["normal_mean"]) and torch.allclose(drawn.model.normal_std, before["normal_std"])
+    assert abs(drawn.calibration.threshold - detector.calibration.threshold) < 1e-5
+
+
+def test_the_half_map_weighs_the_students_part_at_half(detector, category):
+    image = torch.rand(1, 3, 64, 64)
+    model, half = detector.model, variant(detector, "half").model
+    scale_maps, memory_map = model.distances(image)
+    student_only = model.combine(scale_maps, None, (64, 64))
+    memory_only = variant(detector, "memory").model.combine(scale_maps, memory_map, (64, 64))
+    assert torch.allclose(half.combine(scale_maps, memory_map, (64, 64)), student_only / 2 + memory_only, atol=1e-5)
