@@ -4,12 +4,14 @@
     python -m bench.ablation --sets bottle ksdd weld bsd_pitting elpv_mono --minutes 10
     python -m bench.ablation --sets weld --steps 1000        # a fixed number of steps instead
     python -m bench.ablation --models bench/results/models --bank-seeds 3   # each map over 3 draws of the memory
+    python -m bench.ablation --models bench/results/models --maps full default   # some of the maps
 
-Trains the default recipe once per set, then evaluates five maps of that one model, so the
-rows differ only in how the map is made (anomaly_map.py):
+Trains the default recipe once per set, then evaluates five maps of that one model, each also
+ranking the images by its own top, so the rows differ only in how the map is made (anomaly_map.py):
 `raw` the mean of the student's distances (rbd 0.1's map), `student` the same with each scale
-standardised on normal images, `memory` the patch memory's map alone, `full` the default (both),
-`half` both with the student's part at half weight.
+standardised on normal images, `memory` the patch memory's map alone, `full` the anomaly map
+(both), `half` both with the student's part at half weight; and `default`, the model as it
+ships: the full map localises, the memory's map ranks the images (ModelConfig.score_from).
 With --bank-seeds N the memory's bank is drawn again N times (other random patches, as training
 draws them, with the standardisation and threshold set again) and every map is evaluated on each
 draw: how far a figure moves with the bank's random draw alone, and whether a difference between
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import math
 import time
@@ -39,12 +42,16 @@ from rbd.train import TeacherCache, fit_memory, resized, split_holdout, standard
 
 from .run import fmt
 
-VARIANTS = ("raw", "student", "memory", "full", "half")
+VARIANTS = ("raw", "student", "memory", "full", "half", "default")
 
 
 def variant(detector: rbd.Detector, name: str) -> rbd.Detector:
-    """A copy of `detector` whose map is made the `name` way (its threshold is meaningless)."""
+    """A copy of `detector` whose map is made the `name` way, and ranks the images but for `default`
+    (its threshold is meaningless)."""
     model = copy.deepcopy(detector.model)
+    if name == "default":
+        return rbd.Detector(model, detector.calibration, detector.training)
+    model.config = dataclasses.replace(model.config, score_from="map")
     scales = len(model.teacher.strides)
     if name in ("raw", "student"):
         model.memory = None
@@ -60,8 +67,10 @@ def variant(detector: rbd.Detector, name: str) -> rbd.Detector:
 
 def with_new_bank(detector: rbd.Detector, data: Path, seed: int) -> rbd.Detector:
     """A copy of `detector` whose memory bank is drawn again (with `seed`) from its training images,
-    and whose standardisation and threshold are set again, as training does."""
+    and whose standardisation, score and threshold are set again as training does today (with
+    today's `score_from`, also for a model saved before it existed)."""
     model = copy.deepcopy(detector.model)
+    model.config = dataclasses.replace(model.config, score_from=rbd.ModelConfig.score_from)
     images, _ = read_image_folder(training_folder(data))
     config = rbd.TrainConfig(**detector.training["config"])  # the hold-out split and false-alarm rate of training
     train_ids, holdout_ids = split_holdout(len(images), config)
@@ -90,6 +99,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="train this many steps (about) instead of --minutes")
     parser.add_argument("--models", type=Path, default=None, help="evaluate the checkpoint <set> of this folder instead of training")
     parser.add_argument("--bank-seeds", type=int, default=0, help="evaluate the maps with the memory on this many new draws of its bank")
+    parser.add_argument("--maps", nargs="+", choices=VARIANTS, default=list(VARIANTS), help="the maps to evaluate (default: all)")
     args = options.parse(parser)
     rows = []
     for name in args.sets:
@@ -98,8 +108,8 @@ def main() -> None:
         result = {"set": name, "steps": detector.training["steps"], "train_s": detector.training["seconds"],
                   "date": time.strftime("%Y-%m-%d"), "variants": {}}
         draws = [with_new_bank(detector, data, seed) for seed in range(args.bank_seeds)] or [detector]
-        for v in VARIANTS:
-            if v in ("memory", "full", "half") and detector.model.memory is None or args.bank_seeds and v in ("raw", "student"):
+        for v in args.maps:
+            if v in ("memory", "full", "half", "default") and detector.model.memory is None or args.bank_seeds and v in ("raw", "student"):
                 continue  # the student's maps do not depend on the bank
             runs = [rbd.evaluate(variant(d, v), data).summary() for d in draws]
             result["variants"][v] = {k: median([r[k] for r in runs]) if runs[0][k] is not None else None for k in runs[0]}

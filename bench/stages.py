@@ -29,7 +29,7 @@ import torch
 from PIL import Image
 
 import rbd
-from rbd.anomaly_map import distance_maps, image_score
+from rbd.anomaly_map import distance_maps
 from rbd.detector import defect_mask
 from rbd.geometry import to_image_size, to_input
 from rbd.images import read_image
@@ -86,7 +86,7 @@ def staged(detector: rbd.Detector, encoded: list[bytes], clock: Clock) -> None:
         scale_maps = clock.time("distances", distance_maps, teacher, student)
         memory_map = clock.time("memory", lambda: model.memory(patch_features(teacher)) if model.memory is not None else None)
         maps = clock.time("map", model.combine, scale_maps, memory_map, batch.shape[-2:])
-        scores = clock.time("score", image_score, maps, config.score_rule)
+        scores = clock.time("score", model.score, maps, memory_map, batch.shape[-2:])
         if memory_map is not None:
             clock.time("score", model.memory.familiarity, memory_map)
     for row, f in enumerate(fits):

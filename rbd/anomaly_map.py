@@ -8,6 +8,9 @@ standardised by its mean and spread on normal images (set after training, model.
 student's scales are averaged, the memory's map is added, and the sum is upsampled to the
 input size and smoothed with a Gaussian (sigma 4 at 256 px, as in the STFPM/RD4AD family).
 
+The image score is the mean of a map's hottest 1% (`image_score`); which maps rank images is
+the model's choice (`RBD.scored`).
+
 The prediction-consistency loss trains the student's part of this map (`student_map`): the
 mean over scales of the raw distances, which the standardisation only shifts and rescales
 scale by scale.
@@ -100,12 +103,12 @@ def anomaly_map(scale_maps: list[torch.Tensor], memory_map: torch.Tensor | None,
                 size: tuple[int, int], blur: GaussianBlur) -> torch.Tensor:
     """(B, 1, *size): the student's per-scale distance maps, each standardised by its normal `mean`
     and `std` (one per scale, then one for the memory), averaged; plus the memory's map, standardised
-    the same way, if there is one; upsampled and blurred.
+    the same way, if there is one; upsampled and blurred. With no scale maps, the memory's part alone.
 
     Bilinear upsampling is linear with weights that sum to one, so standardising and adding maps of
     one grid before upsampling gives the same map as after: the work at full size is one upsampling
     per grid and the blur."""
-    with torch.autocast(scale_maps[0].device.type, enabled=False):
+    with torch.autocast((scale_maps[0] if scale_maps else memory_map).device.type, enabled=False):
         parts = [(m - mu) / (sd * len(scale_maps)) for m, mu, sd in zip(scale_maps, mean, std)]
         if memory_map is not None:
             parts.append((memory_map - mean[-1]) / std[-1])

@@ -30,8 +30,9 @@ from .errors import CheckpointError, HubError
 from .model import RBD, ModelConfig
 
 FORMAT = "rbd-checkpoint"
-FORMAT_VERSION = 2  # 2: the weights hold the student, the patch memory and the normal statistics
-READABLE_VERSIONS = (1, 2)  # 1: the student alone (its map is the plain mean of the distances)
+FORMAT_VERSION = 3  # 3: the memory's own map takes part in ranking images (ModelConfig.score_from, score_affine)
+READABLE_VERSIONS = (1, 2, 3)  # 1: the student alone (its map is the plain mean of the distances);
+# 2: the student, the patch memory and the normal statistics, the map ranking images
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "README.md"
@@ -140,7 +141,7 @@ def _from_files(config_path: Path, weights_path: Path, device: str | torch.devic
         if config["format_version"] == 1:
             model.student.load_state_dict(weights, strict=True)
         else:
-            model.load_trained_state(weights)
+            model.load_trained_state({"score_affine": model.score_affine, **weights} if config["format_version"] == 2 else weights)
     except RuntimeError as err:
         raise CheckpointError(f"{weights_path}: weights do not match the model in {CONFIG_FILE}") from err
     return assemble(model, calibration, config).to(device)
@@ -150,7 +151,8 @@ def settings(config: dict, source: str | Path) -> tuple[ModelConfig, Calibration
     """The model settings and calibration of a checked config (`parse_config`)."""
     model = config["model"]
     try:
-        return (ModelConfig.from_dict({"memory_size": 0, **model} if config["format_version"] == 1 else model),
+        earlier = {1: {"memory_size": 0, "score_from": "map"}, 2: {"score_from": "map"}}.get(config["format_version"], {})
+        return (ModelConfig.from_dict({**earlier, **model}),
                 Calibration.from_dict(config["calibration"]))
     except (TypeError, ValueError, KeyError) as err:
         raise CheckpointError(f"{source}: invalid model settings or calibration ({err})") from err
@@ -277,7 +279,9 @@ def model_card(config: dict, repo_id: str | None = None, license: str = "other",
         "Reconstruction-based distillation (Zhao and Guo, Computers & Graphics 132, 2025), trained on normal images only.",
         "",
         f"- Teacher backbone: `{model['backbone']}` (frozen, ImageNet), layers {model['layers']}",
-        f"- Input: short side {model['image_size']} px, aspect ratio kept; image score rule: `{model['score_rule']}`",
+        f"- Input: short side {model['image_size']} px, aspect ratio kept; image score rule: `{model['score_rule']}` of "
+        + {"both": "the anomaly map averaged with the same of the memory's own map (in the map's units)",
+           "memory": "the memory's own map (in the anomaly map's units)"}.get(model.get("score_from"), "the anomaly map"),
         f"- Threshold: {config['threshold']:.5f} (calibrated for a {100 * calibration['false_alarm_rate']:g}% false-alarm rate "
         f"on {len(calibration['normal_scores'])} normal images: held-out ones, and training images scored by a memory blind to their own patches"
         + (f"; 95% interval {calibration['interval'][0]:.5f}-{calibration['interval'][1]:.5f})" if calibration.get("interval") else ")"),

@@ -11,12 +11,15 @@ from dataclasses import asdict, dataclass, fields
 import torch
 from torch import nn
 
-from .anomaly_map import SCORE_RULES, GaussianBlur, anomaly_map, distance_maps, student_map
+from .anomaly_map import SCORE_RULES, GaussianBlur, anomaly_map, distance_maps, image_score, student_map
 from .backbones import DEFAULT_LAYERS, Teacher
 from .errors import InvalidInputError
 from .geometry import Fit, fit
 from .memory import PatchMemory, patch_features
 from .student import Student
+
+
+SCORE_SOURCES = ("both", "memory", "map")
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,10 @@ class ModelConfig:
     blur_sigma: float = 4.0  # at image_size 256; scaled with image_size
     score_rule: str = "top1"  # chosen by measurement: bench/score_rules.py
     memory_size: int = 1024  # normal patch features kept (memory.py); 0: the student's map alone
+    # What ranks images: "map", the top of the anomaly map; "memory", the top of the memory's own map
+    # (PatchCore's ranking); "both", the mean of the two, the memory's put in the map's units. The map
+    # localises best, but the memory ranks some products better (bench.ablation); "both" holds on all
+    score_from: str = "both"
 
     def __post_init__(self):
         m = self.input_multiple
@@ -47,6 +54,10 @@ class ModelConfig:
             raise InvalidInputError(f"memory_size must be 0 (no memory) or more, got {self.memory_size}")
         if self.score_rule not in SCORE_RULES:
             raise InvalidInputError(f"score_rule must be one of {', '.join(SCORE_RULES)}, got {self.score_rule!r}")
+        if self.score_from not in SCORE_SOURCES:
+            raise InvalidInputError(f"score_from must be one of {', '.join(SCORE_SOURCES)}, got {self.score_from!r}")
+        if self.score_from != "map" and not self.memory_size:
+            raise InvalidInputError(f'score_from "{self.score_from}" needs a memory (memory_size > 0); use score_from "map" without one')
 
     @property
     def input_multiple(self) -> int:
@@ -75,10 +86,12 @@ class ModelConfig:
 class RBD(nn.Module):
     """Reconstruction-based distillation. `forward(images in [0, 1]) -> (B, 1, H, W) anomaly map`.
 
-    Besides the student's weights, a trained model holds the memory's bank and each distance
-    map's mean and spread on normal images (`normal_mean`, `normal_std`: one per teacher scale,
-    then the memory's), which training sets after the student has learned. Until then they are
-    0 and 1, and the map is the plain mean of the student's distances.
+    Besides the student's weights, a trained model holds the memory's bank, each distance map's
+    mean and spread on normal images (`normal_mean`, `normal_std`: one per teacher scale, then the
+    memory's) and the affine map that puts the memory's own score in the anomaly map's units
+    (`score_affine`: scale, shift) for ranking images with it, so that one threshold judges both the
+    image and its pixels. Training sets them after the student has learned; until then the map is the plain mean
+    of the student's distances and the score is unscaled.
     """
 
     def __init__(self, config: ModelConfig):
@@ -93,6 +106,7 @@ class RBD(nn.Module):
         self.memory = PatchMemory(sum(self.teacher.channels[-2:]), config.memory_size) if config.memory_size else None
         self.register_buffer("normal_mean", torch.zeros(len(self.teacher.channels) + 1))
         self.register_buffer("normal_std", torch.ones(len(self.teacher.channels) + 1))
+        self.register_buffer("score_affine", torch.tensor([1.0, 0.0]))
         self.blur = GaussianBlur(config.blur_sigma * config.image_size / 256)
         self.register_buffer("mean", torch.tensor(self.teacher.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(self.teacher.std).view(1, 3, 1, 1), persistent=False)
@@ -121,6 +135,26 @@ class RBD(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.combine(*self.distances(images), images.shape[-2:])
+
+    def scored(self, scale_maps: list[torch.Tensor], memory_map: torch.Tensor | None,
+               size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The anomaly map (B, 1, *size) and the image score (B,)."""
+        maps = self.combine(scale_maps, memory_map, size)
+        return maps, self.score(maps, memory_map, size)
+
+    def score(self, maps: torch.Tensor, memory_map: torch.Tensor | None, size: tuple[int, int]) -> torch.Tensor:
+        """(B,) image scores in the map's units, from the anomaly map `maps`, the memory's own map or both (`score_from`)."""
+        map_score = image_score(maps, self.config.score_rule)
+        if self.config.score_from == "map":
+            return map_score
+        scale, shift = self.score_affine
+        memory_score = self.memory_score(memory_map, size) * scale + shift
+        return memory_score if self.config.score_from == "memory" else (map_score + memory_score) / 2
+
+    def memory_score(self, memory_map: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """(B,) the score of the memory's own map (standardised, upsampled and blurred as in the
+        anomaly map), before `score_affine`."""
+        return image_score(anomaly_map([], memory_map, self.normal_mean, self.normal_std, size, self.blur), self.config.score_rule)
 
     def trained_state(self) -> dict[str, torch.Tensor]:
         """Everything training made (student, memory bank, normal statistics): what a checkpoint stores."""

@@ -13,7 +13,6 @@ from typing import NamedTuple, Protocol
 import torch
 from torch import nn
 
-from .anomaly_map import image_score
 from .model import RBD, ModelConfig
 
 
@@ -56,6 +55,6 @@ class ScoringNetwork(nn.Module):
     def forward(self, images: torch.Tensor) -> Outputs:
         """(B, 3, H, W) in [0, 1] -> Outputs."""
         scale_maps, memory_map = self.model.distances(images)
-        maps = self.model.combine(scale_maps, memory_map, images.shape[-2:])
+        maps, scores = self.model.scored(scale_maps, memory_map, images.shape[-2:])
         familiarity = self.model.memory.familiarity(memory_map) if memory_map is not None else None
-        return Outputs(maps, image_score(maps, self.config.score_rule), familiarity)
+        return Outputs(maps, scores, familiarity)

@@ -342,7 +342,10 @@ def standardise_and_calibrate(model: RBD, cache: TeacherCache, bank_sources: tor
         model.memory.familiar_distance.fill_(torch.quantile(per_map[-1][:: max(1, per_map[-1].numel() // 1_000_000)], 0.99))
     for c, values in enumerate(per_map):
         model.normal_mean[c], model.normal_std[c] = values.mean(), values.std().clamp_min(1e-6)
-    normal_scores = [_score(model, maps, picture.shape[-2:]) for maps, (picture, _) in zip(components, inputs)]
+    sizes = [tuple(picture.shape[-2:]) for picture, _ in inputs]
+    if model.config.score_from != "map":
+        _fit_score_affine(model, components, sizes)
+    normal_scores = [_score(model, maps, size) for maps, size in zip(components, sizes)]
 
     generator = torch.Generator().manual_seed(config.seed + 1)
     synthetic_scores = []
@@ -354,8 +357,19 @@ def standardise_and_calibrate(model: RBD, cache: TeacherCache, bank_sources: tor
     return calibrate(normal_scores, synthetic_scores, config.false_alarm_rate)
 
 
+def _fit_score_affine(model: RBD, components, sizes) -> None:
+    """Put the memory's own score in the anomaly map's units: the affine map under which the memory's
+    scores of the normal images have the mean and spread of their map scores. One threshold then
+    judges the image (by a score the memory ranks) and its pixels (by the map)."""
+    map_scores = torch.tensor([float(image_score(model.combine(*maps, size), model.config.score_rule)[0])
+                               for maps, size in zip(components, sizes)])
+    memory_scores = torch.tensor([float(model.memory_score(memory_map, size)[0]) for (_, memory_map), size in zip(components, sizes)])
+    scale = map_scores.std() / memory_scores.std().clamp_min(1e-6) if len(sizes) > 1 else torch.tensor(1.0)
+    model.score_affine.copy_(torch.stack([scale, map_scores.mean() - scale * memory_scores.mean()]))
+
+
 def _score(model: RBD, maps, size) -> float:
-    return float(image_score(model.combine(*maps, tuple(size)), model.config.score_rule)[0])
+    return float(model.scored(*maps, tuple(size))[1][0])
 
 
 class BackgroundTraining:

@@ -233,6 +233,30 @@ def test_checkpoint_files_are_readable_by_others(checkpoint):
         assert path.stat().st_mode & 0o644 == 0o644
 
 
+def test_a_format_2_checkpoint_still_loads_and_ranks_images_by_its_map(detector, tmp_path):
+    """rbd before format 3 scored an image by the top of its anomaly map, and stored no score_affine."""
+    from safetensors.torch import save_file
+
+    from rbd.anomaly_map import image_score
+
+    folder = tmp_path / "v2"
+    folder.mkdir()
+    weights = {k: v.contiguous() for k, v in detector.model.trained_state().items() if k != "score_affine"}
+    save_file(weights, str(folder / "model.safetensors"))
+    config = rbd.checkpoint.checkpoint_config(detector)
+    config["format_version"] = 2
+    config["model"] = {k: v for k, v in config["model"].items() if k != "score_from"}
+    (folder / "config.json").write_text(json.dumps(config))
+    old = rbd.load(folder)
+    assert old.config.score_from == "map" and old.model.memory is not None
+    probe = np.random.default_rng(0).random((64, 64, 3)).astype(np.float32)
+    prediction = old.predict(probe)
+    import torch
+    expected = image_score(torch.from_numpy(prediction.anomaly_map)[None], old.config.score_rule)
+    assert prediction.score == pytest.approx(float(expected), abs=1e-5)
+    np.testing.assert_allclose(prediction.anomaly_map, detector.predict(probe).anomaly_map, atol=1e-5)  # the same map
+
+
 def test_a_format_1_checkpoint_still_loads_and_scores_with_the_plain_student_map(detector, tmp_path):
     """rbd 0.1 stored the student alone; its map was the mean of the raw distances, with no memory."""
     from safetensors.torch import save_file
@@ -242,7 +266,7 @@ def test_a_format_1_checkpoint_still_loads_and_scores_with_the_plain_student_map
     save_file({k: v.contiguous() for k, v in detector.model.student.state_dict().items()}, str(folder / "model.safetensors"))
     config = rbd.checkpoint.checkpoint_config(detector)
     config["format_version"] = 1
-    config["model"] = {k: v for k, v in config["model"].items() if k != "memory_size"}
+    config["model"] = {k: v for k, v in config["model"].items() if k not in ("memory_size", "score_from")}  # later settings
     (folder / "config.json").write_text(json.dumps(config))
     old = rbd.load(folder)
     assert old.model.memory is None and old.config.memory_size == 0

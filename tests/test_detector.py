@@ -135,8 +135,10 @@ def test_an_image_of_another_product_is_out_of_domain(detector, parts):
 
 def test_a_model_without_memory_never_claims_out_of_domain(detector, parts):
     import copy
+    import dataclasses
 
     plain = copy.deepcopy(detector)
     plain.model.memory = None
+    plain.model.config = dataclasses.replace(plain.config, memory_size=0, score_from="map")
     prediction = plain.predict(parts[0][0])
     assert prediction.familiarity is None and not prediction.out_of_domain

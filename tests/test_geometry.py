@@ -96,7 +96,7 @@ def test_portrait_and_landscape_are_treated_alike(height, width):
 def test_the_input_multiple_follows_the_deepest_teacher_layer(layers, multiple):
     from rbd.model import RBD
 
-    config = ModelConfig(layers=layers, memory_size=0)
+    config = ModelConfig(layers=layers, memory_size=0, score_from="map")
     model = RBD(config)
     assert config.input_multiple == multiple == 2 * model.teacher.strides[-1]
     fitted = config.fit(100, 300)

@@ -36,6 +36,33 @@ def test_maps_are_standardised_on_normal_images(detector):
     assert np.isfinite(float(model.memory.familiar_distance))
 
 
+def test_the_memory_ranks_images_in_the_maps_units(detector, category):
+    """The image score averages the map's score and the memory's own map's, the latter put by
+    `score_affine` in the map's units (on the normal images it has the mean and spread of the
+    map's scores), so one threshold judges the image and its pixels."""
+    from rbd.anomaly_map import image_score
+    from rbd.geometry import to_input
+    from rbd.images import read_image_folder
+
+    model = detector.model
+    assert model.config.score_from == "both" and not torch.equal(model.score_affine, torch.tensor([1.0, 0.0]))
+    images, _ = read_image_folder(category / "test" / "good")
+    map_scores, scores = [], []
+    with torch.no_grad():
+        for image in images:
+            x = to_input(image, model.config.fit(*image.shape[:2]))[None]
+            scale_maps, memory_map = model.distances(x)
+            maps, score = model.scored(scale_maps, memory_map, x.shape[-2:])
+            scale, shift = model.score_affine
+            map_scores.append(float(image_score(maps, model.config.score_rule)))
+            memory_score = float(model.memory_score(memory_map, x.shape[-2:]) * scale + shift)
+            assert float(score) == pytest.approx((map_scores[-1] + memory_score) / 2, abs=1e-5)
+            scores.append(float(score))
+            assert float(score) == pytest.approx(detector.predict(image).score, abs=1e-4)  # what a prediction says
+    # unseen normal images: the two scales agree roughly (exactly only on the calibration images)
+    assert abs(np.mean(scores) - np.mean(map_scores)) < 2 * np.std(map_scores) + 0.1
+
+
 def test_trained_detector_finds_real_defects(detector, category):
     """Dark discs (never seen in training) must outscore normal parts, and be localised."""
     result = rbd.evaluate(detector, category)
