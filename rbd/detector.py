@@ -32,7 +32,8 @@ def verdict(score: float, threshold: float) -> str:
 def defect_mask(anomaly_map: np.ndarray, score: float, threshold: float) -> np.ndarray:
     """Pixels at or above the threshold, the verdict's rule pixel by pixel; empty for a good
     image (its score, a mean over the top pixels, can stay below a threshold that single pixels
-    cross), so a mask never contradicts the verdict."""
+    cross), so a mask never marks a good image. A defective image's mask can be empty where the
+    memory's part of the score made the verdict that the map's pixels do not reach."""
     return is_defective(anomaly_map, threshold) & is_defective(score, threshold)
 
 

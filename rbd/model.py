@@ -89,9 +89,9 @@ class RBD(nn.Module):
     Besides the student's weights, a trained model holds the memory's bank, each distance map's
     mean and spread on normal images (`normal_mean`, `normal_std`: one per teacher scale, then the
     memory's) and the affine map that puts the memory's own score in the anomaly map's units
-    (`score_affine`: scale, shift) for ranking images with it, so that one threshold judges both the
-    image and its pixels. Training sets them after the student has learned; until then the map is the plain mean
-    of the student's distances and the score is unscaled.
+    (`score_affine`: scale, shift), so that one threshold judges both the image and its pixels.
+    Training sets them after the student has learned; until then the map is the plain mean of the
+    student's distances and the memory's score is unscaled.
     """
 
     def __init__(self, config: ModelConfig):
@@ -157,7 +157,7 @@ class RBD(nn.Module):
         return image_score(anomaly_map([], memory_map, self.normal_mean, self.normal_std, size, self.blur), self.config.score_rule)
 
     def trained_state(self) -> dict[str, torch.Tensor]:
-        """Everything training made (student, memory bank, normal statistics): what a checkpoint stores."""
+        """Everything training made (student, memory bank, normal statistics, score affine): what a checkpoint stores."""
         return {k: v for k, v in self.state_dict().items() if not k.startswith("teacher.")}
 
     def load_trained_state(self, state: dict[str, torch.Tensor]) -> None:
