@@ -11,12 +11,12 @@ ranking the images by its own top, so the rows differ only in how the map is mad
 `raw` the mean of the student's distances (rbd 0.1's map), `student` the same with each scale
 standardised on normal images, `memory` the patch memory's map alone, `full` the anomaly map
 (both), `half` both with the student's part at half weight; and `default`, the model as it
-ships: the full map localises, the memory's map ranks the images (ModelConfig.score_from).
+ships: the full map, its images ranked as `ModelConfig.score_from` says (today the map's score
+averaged with the memory's own).
 With --bank-seeds N the memory's bank is drawn again N times (other random patches, as training
 draws them, with the standardisation and threshold set again) and every map is evaluated on each
 draw: how far a figure moves with the bank's random draw alone, and whether a difference between
 maps holds on every draw. Results go to `--out/ablation-<set>.json`; the table prints at the end.
-
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ import math
 import time
 from pathlib import Path
 from statistics import median
-
 
 import torch
 
@@ -129,6 +128,7 @@ def spread(values: list[float | None]) -> str:
     if len(values) == 1 or values[0] is None:
         return fmt(values[0])
     return f"{fmt(median(values))} ({fmt(min(values))}-{fmt(max(values))})"
+
 
 if __name__ == "__main__":
     main()
