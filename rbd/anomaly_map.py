@@ -37,24 +37,34 @@ def gaussian_kernel(sigma: float) -> torch.Tensor:
 
 
 @functools.lru_cache(maxsize=32)
-def smoothing_matrix(n: int, sigma: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """(n, n): entry (i, j) is the weight of sample i in smoothed sample j, with edge replication
-    folded in (a tap that falls off an edge weighs the edge sample). Made once per side length."""
+def smoothing_matrix(n: int, sigma: float) -> torch.Tensor:
+    """(n, n) float64: entry (i, j) is the weight of sample i in smoothed sample j, with edge
+    replication folded in (a tap that falls off an edge weighs the edge sample)."""
+    kernel = gaussian_kernel(sigma).double()
+    radius = kernel.numel() // 2
+    sources = (torch.arange(n)[None, :] + torch.arange(-radius, radius + 1)[:, None]).clamp_(0, n - 1)
+    targets = torch.arange(n).expand_as(sources)
+    return torch.zeros(n, n, dtype=torch.float64).index_put_((sources, targets), kernel[:, None].expand_as(sources), accumulate=True)
+
+
+@functools.lru_cache(maxsize=64)
+def resampling_matrix(n_in: int, n_out: int, sigma: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """(n_out, n_in): bilinear upsampling of n_in samples to n_out (F.interpolate's, align_corners
+    False) followed by Gaussian smoothing (`smoothing_matrix`), as one matrix. Made once per pair of sides."""
     with torch.inference_mode(False), torch.no_grad():  # a plain tensor: training's autograd may use it too
-        kernel = gaussian_kernel(sigma)
-        radius = kernel.numel() // 2
-        sources = (torch.arange(n)[None, :] + torch.arange(-radius, radius + 1)[:, None]).clamp_(0, n - 1)
-        targets = torch.arange(n).expand_as(sources)
-        matrix = torch.zeros(n, n).index_put_((sources, targets), kernel[:, None].expand_as(sources), accumulate=True)
-        return matrix.to(device, dtype)
+        identity = torch.eye(n_in, dtype=torch.float64)[None, None]
+        upsampling = F.interpolate(identity, size=(n_out, n_in), mode="bilinear", align_corners=False)[0, 0]
+        return (smoothing_matrix(n_out, sigma).T @ upsampling).to(device, dtype)
 
 
-class GaussianBlur(nn.Module):
-    """Separable Gaussian smoothing with edge replication (weights: `gaussian_kernel`).
+class UpsampleBlur(nn.Module):
+    """Bilinear upsampling of maps to one size, their sum, and separable Gaussian smoothing with
+    edge replication (weights: `gaussian_kernel`), the last step of every anomaly map.
 
-    Each axis is smoothed by a product with its `smoothing_matrix`: on a CPU about twice as fast as
-    a one-channel convolution, and equal to it but for float rounding. An export traces the
-    convolution instead, which holds no matrix of one side length, so ONNX models keep dynamic sides.
+    All three are linear, so a map of h x w becomes `resampling_matrix(h, H) @ map @
+    resampling_matrix(w, W).T` at size H x W: equal to upsampling, then smoothing at full size but for
+    float rounding, with a fraction of the multiply-adds (at 256 px about a sixth). An export traces
+    `convolved` instead, which holds no matrix of one side length, so ONNX models keep dynamic sides.
     """
 
     def __init__(self, sigma: float):
@@ -63,19 +73,24 @@ class GaussianBlur(nn.Module):
         self.register_buffer("kernel", gaussian_kernel(sigma), persistent=False)
         self.radius = self.kernel.numel() // 2
 
-    def forward(self, maps: torch.Tensor) -> torch.Tensor:
-        """(B, 1, H, W) -> (B, 1, H, W)."""
+    def forward(self, maps: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+        """(B, 1, h_i, w_i) maps, each on its own grid -> (B, 1, *size)."""
         if torch.compiler.is_exporting():
-            return self.convolved(maps)
-        height, width = maps.shape[-2:]
-        rows = smoothing_matrix(height, self.sigma, maps.dtype, maps.device)
-        columns = rows if width == height else smoothing_matrix(width, self.sigma, maps.dtype, maps.device)
-        return rows.T @ maps @ columns
+            return self.convolved(maps, size)
+        height, width = size
+        smoothed = []
+        for m in maps:
+            rows = resampling_matrix(m.shape[-2], height, self.sigma, m.dtype, m.device)
+            columns = resampling_matrix(m.shape[-1], width, self.sigma, m.dtype, m.device)
+            smoothed.append(rows @ m @ columns.T)
+        return sum(smoothed)
 
-    def convolved(self, maps: torch.Tensor) -> torch.Tensor:
-        """The same smoothing as two one-dimensional convolutions of the replicate-padded maps."""
-        r, k = self.radius, self.kernel.to(maps.dtype)
-        x = F.pad(maps, (r, r, 0, 0), mode="replicate")
+    def convolved(self, maps: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+        """The same: each map upsampled by F.interpolate, the sum smoothed by two one-dimensional
+        convolutions of its replicate-padded self."""
+        total = sum(F.interpolate(m, size=size, mode="bilinear", align_corners=False) for m in maps)
+        r, k = self.radius, self.kernel.to(total.dtype)
+        x = F.pad(total, (r, r, 0, 0), mode="replicate")
         x = F.conv2d(x, k.view(1, 1, 1, -1))
         x = F.pad(x, (0, 0, r, r), mode="replicate")
         return F.conv2d(x, k.view(1, 1, -1, 1))
@@ -88,26 +103,22 @@ def distance_maps(teacher: list[torch.Tensor], student: list[torch.Tensor]) -> l
         return [1 - F.cosine_similarity(t.float(), s.float(), dim=1, eps=1e-6).unsqueeze(1) for t, s in zip(teacher, student)]
 
 
-def _upsampled(maps: list[torch.Tensor], size: tuple[int, int]) -> list[torch.Tensor]:
-    return [F.interpolate(m, size=size, mode="bilinear", align_corners=False) for m in maps]
-
-
-def student_map(teacher: list[torch.Tensor], student: list[torch.Tensor], size: tuple[int, int], blur: GaussianBlur) -> torch.Tensor:
+def student_map(teacher: list[torch.Tensor], student: list[torch.Tensor], size: tuple[int, int], blur: UpsampleBlur) -> torch.Tensor:
     """(B, 1, *size): mean over scales of the raw distances, upsampled and blurred; what the
     prediction-consistency loss trains."""
     with torch.autocast(teacher[0].device.type, enabled=False):
-        return blur(sum(_upsampled(distance_maps(teacher, student), size)) / len(teacher))
+        return blur([m / len(teacher) for m in distance_maps(teacher, student)], size)
 
 
 def anomaly_map(scale_maps: list[torch.Tensor], memory_map: torch.Tensor | None, mean: torch.Tensor, std: torch.Tensor,
-                size: tuple[int, int], blur: GaussianBlur) -> torch.Tensor:
+                size: tuple[int, int], blur: UpsampleBlur) -> torch.Tensor:
     """(B, 1, *size): the student's per-scale distance maps, each standardised by its normal `mean`
     and `std` (one per scale, then one for the memory), averaged; plus the memory's map, standardised
     the same way, if there is one; upsampled and blurred. With no scale maps, the memory's part alone.
 
     Bilinear upsampling is linear with weights that sum to one, so standardising and adding maps of
-    one grid before upsampling gives the same map as after: the work at full size is one upsampling
-    per grid and the blur."""
+    one grid before upsampling gives the same map as after: the work at full size is one product
+    with `UpsampleBlur`'s matrices per grid."""
     with torch.autocast((scale_maps[0] if scale_maps else memory_map).device.type, enabled=False):
         parts = [(m - mu) / (sd * len(scale_maps)) for m, mu, sd in zip(scale_maps, mean, std)]
         if memory_map is not None:
@@ -116,7 +127,7 @@ def anomaly_map(scale_maps: list[torch.Tensor], memory_map: torch.Tensor | None,
         for part in parts:
             grid = tuple(part.shape[-2:])
             by_grid[grid] = by_grid[grid] + part if grid in by_grid else part
-        return blur(sum(_upsampled(list(by_grid.values()), size)))
+        return blur(list(by_grid.values()), size)
 
 
 def image_score(maps: torch.Tensor, rule: str) -> torch.Tensor:

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, fields
 import torch
 from torch import nn
 
-from .anomaly_map import SCORE_RULES, GaussianBlur, anomaly_map, distance_maps, image_score, student_map
+from .anomaly_map import SCORE_RULES, UpsampleBlur, anomaly_map, distance_maps, image_score, student_map
 from .backbones import DEFAULT_LAYERS, Teacher
 from .errors import InvalidInputError
 from .geometry import Fit, fit
@@ -108,7 +108,7 @@ class RBD(nn.Module):
         self.register_buffer("normal_mean", torch.zeros(len(self.teacher.channels) + 1))
         self.register_buffer("normal_std", torch.ones(len(self.teacher.channels) + 1))
         self.register_buffer("score_affine", torch.tensor([1.0, 0.0]))
-        self.blur = GaussianBlur(config.blur_sigma * config.image_size / 256)
+        self.blur = UpsampleBlur(config.blur_sigma * config.image_size / 256)
         self.register_buffer("mean", torch.tensor(self.teacher.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(self.teacher.std).view(1, 3, 1, 1), persistent=False)
         self.to(memory_format=torch.channels_last)  # faster convolutions on CPU and GPU

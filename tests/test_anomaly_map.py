@@ -1,4 +1,4 @@
-"""Tests for rbd.anomaly_map: Gaussian smoothing, the cosine-distance map, and image scores."""
+"""Tests for rbd.anomaly_map: upsampling and Gaussian smoothing, the cosine-distance map, and image scores."""
 
 import math
 
@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from rbd.anomaly_map import SCORE_RULES, GaussianBlur, anomaly_map, distance_maps, image_score, student_map
+from rbd.anomaly_map import SCORE_RULES, UpsampleBlur, anomaly_map, distance_maps, image_score, student_map
 
 
 @pytest.mark.parametrize("sigma", [0.5, 1.0, 2.5, 4.0])
 def test_kernel_is_normalised_symmetric_gaussian(sigma):
-    blur = GaussianBlur(sigma)
+    blur = UpsampleBlur(sigma)
     kernel = blur.kernel
     assert kernel.ndim == 1 and len(kernel) == 2 * blur.radius + 1
     assert float(kernel.sum()) == pytest.approx(1.0, abs=1e-6)
@@ -23,31 +23,42 @@ def test_kernel_is_normalised_symmetric_gaussian(sigma):
 
 
 def test_kernel_spans_four_sigma():
-    assert GaussianBlur(4.0).radius == 16
-    assert GaussianBlur(0.1).radius >= 1
+    assert UpsampleBlur(4.0).radius == 16
+    assert UpsampleBlur(0.1).radius >= 1
 
 
 @pytest.mark.parametrize("shape", [(2, 1, 64, 64), (1, 1, 24, 90), (3, 1, 5, 7)])  # square, strip, smaller than the kernel
 def test_blur_by_matrices_equals_the_convolution_that_exports_trace(shape):
-    blur = GaussianBlur(4.0)
+    blur = UpsampleBlur(4.0)
     maps = torch.rand(*shape, generator=torch.Generator().manual_seed(0))
-    torch.testing.assert_close(blur(maps), blur.convolved(maps), rtol=0, atol=1e-6)
+    torch.testing.assert_close(blur([maps], maps.shape[-2:]), blur.convolved([maps], maps.shape[-2:]), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("size", [(256, 256), (208, 512), (50, 70)])  # square, strip, sides no multiple of the grids'
+def test_upsampling_folded_into_the_matrices_equals_upsampling_then_smoothing(size):
+    """The anomaly map's last step: maps on the grids of strides 4, 8 and 16 (standardised values,
+    a few units) upsampled to the input size, added and smoothed, as F.interpolate and the
+    convolution do it (the map before the two were folded together, and what an export traces)."""
+    generator = torch.Generator().manual_seed(1)
+    maps = [3 * torch.randn(2, 1, -(-size[0] // s), -(-size[1] // s), generator=generator) for s in (4, 8, 16)]
+    blur = UpsampleBlur(4.0 * min(size) / 256)
+    torch.testing.assert_close(blur(maps, size), blur.convolved(maps, size), rtol=1e-5, atol=1e-5)  # float rounding; issue 10 allows 1e-3
 
 
 def test_blur_passes_gradients_also_after_being_used_for_inference():
-    blur, maps = GaussianBlur(2.0), torch.rand(1, 1, 16, 16)
+    blur, maps = UpsampleBlur(2.0), torch.rand(1, 1, 8, 12)
     with torch.inference_mode():
-        blur(maps)  # the cached smoothing matrices are made here
-    weights = torch.rand(1, 1, 16, 16)
+        blur([maps], (32, 48))  # the cached matrices are made here
+    weights = torch.rand(1, 1, 32, 48)
     by_matrices, by_convolution = maps.clone().requires_grad_(), maps.clone().requires_grad_()
-    (blur(by_matrices) * weights).sum().backward()  # training's consistency loss backpropagates through the blur
-    (blur.convolved(by_convolution) * weights).sum().backward()
-    torch.testing.assert_close(by_matrices.grad, by_convolution.grad, rtol=0, atol=1e-6)
+    (blur([by_matrices], (32, 48)) * weights).sum().backward()  # training's consistency loss backpropagates through the blur
+    (blur.convolved([by_convolution], (32, 48)) * weights).sum().backward()
+    torch.testing.assert_close(by_matrices.grad, by_convolution.grad, rtol=1e-5, atol=1e-6)
 
 
 def test_blur_preserves_constant_map():
     maps = torch.full((2, 1, 20, 33), 0.37)
-    out = GaussianBlur(3.0)(maps)
+    out = UpsampleBlur(3.0)([maps], maps.shape[-2:])
     assert out.shape == maps.shape
     torch.testing.assert_close(out, maps)
 
@@ -55,11 +66,11 @@ def test_blur_preserves_constant_map():
 def test_blur_keeps_mass_and_peak_of_interior_impulse():
     maps = torch.zeros(1, 1, 64, 64)
     maps[0, 0, 30, 40] = 1.0
-    out = GaussianBlur(2.0)(maps)  # radius 8: the impulse is well inside
+    out = UpsampleBlur(2.0)([maps], maps.shape[-2:])  # radius 8: the impulse is well inside
     assert float(out.sum()) == pytest.approx(1.0, abs=1e-5)
     assert np.unravel_index(int(out.argmax()), (64, 64)) == (30, 40)
     # separable: the result is the outer product of the 1-D kernel with itself
-    k = GaussianBlur(2.0).kernel
+    k = UpsampleBlur(2.0).kernel
     torch.testing.assert_close(out[0, 0, 22:39, 32:49], torch.outer(k, k))
     assert float(out.max()) < 1.0
 
@@ -67,7 +78,7 @@ def test_blur_keeps_mass_and_peak_of_interior_impulse():
 def test_blur_of_off_centre_impulse_near_edge_peaks_at_impulse():
     maps = torch.zeros(1, 1, 24, 24)
     maps[0, 0, 1, 22] = 5.0
-    out = GaussianBlur(1.5)(maps)
+    out = UpsampleBlur(1.5)([maps], maps.shape[-2:])
     assert np.unravel_index(int(out.argmax()), (24, 24)) == (1, 22)
     assert float(out.min()) >= 0.0
 
@@ -75,7 +86,7 @@ def test_blur_of_off_centre_impulse_near_edge_peaks_at_impulse():
 def test_blur_handles_batches_independently():
     maps = torch.zeros(2, 1, 32, 32)
     maps[1, 0, 16, 16] = 1.0
-    out = GaussianBlur(2.0)(maps)
+    out = UpsampleBlur(2.0)([maps], maps.shape[-2:])
     assert float(out[0].abs().max()) == 0.0
     assert float(out[1].max()) > 0.0
 
@@ -90,7 +101,7 @@ SHAPES = [(8, 16, 24), (12, 8, 12), (16, 4, 6)]
 
 def test_map_is_zero_when_features_agree():
     teacher = features(SHAPES)
-    maps = student_map(teacher, [t.clone() for t in teacher], (64, 96), GaussianBlur(2.0))
+    maps = student_map(teacher, [t.clone() for t in teacher], (64, 96), UpsampleBlur(2.0))
     assert maps.shape == (2, 1, 64, 96)
     assert float(maps.abs().max()) < 1e-5
 
@@ -98,7 +109,7 @@ def test_map_is_zero_when_features_agree():
 def test_map_is_scale_invariant_in_the_student():
     teacher = features(SHAPES)
     student = features(SHAPES, seed=1)
-    blur = GaussianBlur(1.0)
+    blur = UpsampleBlur(1.0)
     a = student_map(teacher, student, (32, 48), blur)
     b = student_map(teacher, [3.0 * s for s in student], (32, 48), blur)
     torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
@@ -107,7 +118,7 @@ def test_map_is_scale_invariant_in_the_student():
 @pytest.mark.parametrize("size", [(64, 96), (50, 70), (16, 16)])
 def test_map_has_requested_size(size):
     teacher = features(SHAPES)
-    maps = student_map(teacher, features(SHAPES, seed=1), size, GaussianBlur(1.0))
+    maps = student_map(teacher, features(SHAPES, seed=1), size, UpsampleBlur(1.0))
     assert maps.shape == (2, 1, *size)
     assert maps.dtype == torch.float32
 
@@ -116,7 +127,7 @@ def test_map_matches_cosine_distance_without_blur_effect():
     """Single scale at full resolution with a tiny blur: the map is 1 - cos per pixel."""
     teacher = features([(5, 12, 12)])
     student = features([(5, 12, 12)], seed=3)
-    maps = student_map(teacher, student, (12, 12), GaussianBlur(1e-3))
+    maps = student_map(teacher, student, (12, 12), UpsampleBlur(1e-3))
     t, s = teacher[0].numpy(), student[0].numpy()
     cos = (t * s).sum(1) / (np.linalg.norm(t, axis=1) * np.linalg.norm(s, axis=1))
     np.testing.assert_allclose(maps[:, 0].numpy(), 1 - cos, atol=1e-5)
@@ -125,7 +136,7 @@ def test_map_matches_cosine_distance_without_blur_effect():
 def test_map_averages_scales():
     """Two scales, one identical and one opposite: mean of distances 0 and 2 is 1."""
     t = features([(4, 8, 8), (4, 8, 8)])
-    maps = student_map(t, [t[0].clone(), -t[1]], (8, 8), GaussianBlur(1e-3))
+    maps = student_map(t, [t[0].clone(), -t[1]], (8, 8), UpsampleBlur(1e-3))
     torch.testing.assert_close(maps, torch.ones_like(maps))
 
 
@@ -137,7 +148,7 @@ def test_map_peaks_where_features_differ():
     for s in student:
         h, w = s.shape[-2:]
         s[1, :, h // 4 : h // 2, w // 2 : 3 * w // 4] = torch.randn(s.shape[1], h // 4, w // 4, generator=g)
-    maps = student_map(teacher, student, (64, 96), GaussianBlur(2.0))
+    maps = student_map(teacher, student, (64, 96), UpsampleBlur(2.0))
     assert float(maps[0].abs().max()) < 1e-5  # image 0 untouched
     row, col = np.unravel_index(int(maps[1, 0].argmax()), (64, 96))
     assert 16 <= row < 32 and 48 <= col < 72
@@ -185,7 +196,7 @@ def test_unknown_rule():
 def test_unit_statistics_give_the_students_raw_map():
     """Mean 0 and spread 1 (an untrained model, a format-1 checkpoint): the map is the plain mean of the distances."""
     teacher, student = features(SHAPES), features(SHAPES, seed=1)
-    blur = GaussianBlur(1.0)
+    blur = UpsampleBlur(1.0)
     combined = anomaly_map(distance_maps(teacher, student), None, torch.zeros(4), torch.ones(4), (32, 48), blur)
     torch.testing.assert_close(combined, student_map(teacher, student, (32, 48), blur))
 
@@ -195,7 +206,7 @@ def test_each_scale_is_standardised_before_the_scales_are_averaged():
     scale_maps = [torch.full((1, 1, 4, 4), 0.5), torch.full((1, 1, 4, 4), 0.1)]
     scale_maps[1][0, 0, 1, 1] = 0.3  # one unusual pixel on the low-floor scale
     mean, std = torch.tensor([0.5, 0.1, 0.0]), torch.tensor([0.05, 0.05, 1.0])
-    combined = anomaly_map(scale_maps, None, mean, std, (4, 4), GaussianBlur(1e-3))
+    combined = anomaly_map(scale_maps, None, mean, std, (4, 4), UpsampleBlur(1e-3))
     expected = torch.zeros(1, 1, 4, 4)
     expected[0, 0, 1, 1] = (0.3 - 0.1) / 0.05 / 2  # (0 + 4) / 2 scales
     torch.testing.assert_close(combined, expected)
@@ -205,7 +216,7 @@ def test_the_memory_map_is_standardised_and_added():
     scale_maps = [torch.zeros(2, 1, 4, 4)]
     memory_map = torch.arange(32, dtype=torch.float32).view(2, 1, 4, 4)
     mean, std = torch.tensor([0.0, 10.0]), torch.tensor([1.0, 4.0])
-    combined = anomaly_map(scale_maps, memory_map, mean, std, (4, 4), GaussianBlur(1e-3))
+    combined = anomaly_map(scale_maps, memory_map, mean, std, (4, 4), UpsampleBlur(1e-3))
     torch.testing.assert_close(combined, (memory_map - 10.0) / 4.0)
 
 
@@ -217,11 +228,11 @@ def test_maps_of_one_grid_are_combined_before_upsampling_with_the_same_result():
     scale_maps = [torch.rand(2, 1, *g, generator=generator) for g in grids]
     memory_map = 3 * torch.rand(2, 1, *grids[1], generator=generator)  # the memory's grid is the stride-8 scale's
     mean, std = torch.tensor([0.2, 0.3, 0.4, 1.5]), torch.tensor([0.05, 0.1, 0.2, 0.7])
-    size, blur = (64, 96), GaussianBlur(1.0)
+    size, blur = (64, 96), UpsampleBlur(1.0)
 
     def upsampled(m):
         return torch.nn.functional.interpolate(m, size=size, mode="bilinear", align_corners=False)
 
     definition = sum((upsampled(m) - mu) / sd for m, mu, sd in zip(scale_maps, mean, std)) / 3
-    definition = blur(definition + (upsampled(memory_map) - mean[-1]) / std[-1])
+    definition = blur.convolved([definition + (upsampled(memory_map) - mean[-1]) / std[-1]], size)
     torch.testing.assert_close(anomaly_map(scale_maps, memory_map, mean, std, size, blur), definition, rtol=0, atol=1e-5)
