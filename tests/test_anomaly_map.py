@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from rbd.anomaly_map import SCORE_RULES, UpsampleBlur, anomaly_map, distance_maps, image_score, student_map
+from rbd.anomaly_map import SCORE_RULES, UpsampleBlur, anomaly_map, distance_maps, image_score, student_map, top_mean
 
 
 @pytest.mark.parametrize("sigma", [0.5, 1.0, 2.5, 4.0])
@@ -236,3 +236,17 @@ def test_maps_of_one_grid_are_combined_before_upsampling_with_the_same_result():
     definition = sum((upsampled(m) - mu) / sd for m, mu, sd in zip(scale_maps, mean, std)) / 3
     definition = blur.convolved([definition + (upsampled(memory_map) - mean[-1]) / std[-1]], size)
     torch.testing.assert_close(anomaly_map(scale_maps, memory_map, mean, std, size, blur), definition, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("k", [1, 7, 656])
+def test_top_mean_by_numpy_selection_equals_torch_topk(k):
+    """The CPU's fast path (numpy's partition) and topk (other devices, gradients, exports) agree,
+    also where values tie across the k-th place."""
+    generator = torch.Generator().manual_seed(k)
+    rows = torch.randn(3, 65536, generator=generator)
+    rows[1] = torch.randint(0, 5, (65536,), generator=generator).float()  # many ties
+    expected = rows.topk(k, dim=1).values.mean(dim=1)
+    torch.testing.assert_close(top_mean(rows, k), expected, rtol=1e-6, atol=1e-6)
+    with_gradients = rows.clone().requires_grad_()
+    top_mean(with_gradients, k).sum().backward()
+    assert int((with_gradients.grad > 0).sum()) == 3 * k  # topk's path: each of the k largest gets 1/k
