@@ -148,8 +148,12 @@ class RBD(nn.Module):
         map_score = image_score(maps, self.config.score_rule)
         if self.config.score_from == "map":
             return map_score
+        return self.blended_score(map_score, self.memory_score(memory_map, size))
+
+    def blended_score(self, map_score: torch.Tensor, memory_score: torch.Tensor) -> torch.Tensor:
+        """The image score from the map's score and the memory's own (before `score_affine`), as `score_from` says."""
         scale, shift = self.score_affine
-        memory_score = self.memory_score(memory_map, size) * scale + shift
+        memory_score = memory_score * scale + shift
         return memory_score if self.config.score_from == "memory" else (map_score + memory_score) / 2
 
     def memory_score(self, memory_map: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -343,9 +343,13 @@ def standardise_and_calibrate(model: RBD, cache: TeacherCache, bank_sources: tor
     for c, values in enumerate(per_map):
         model.normal_mean[c], model.normal_std[c] = values.mean(), values.std().clamp_min(1e-6)
     sizes = [tuple(picture.shape[-2:]) for picture, _ in inputs]
-    if model.config.score_from != "map":
-        _fit_score_affine(model, components, sizes)
-    normal_scores = [_score(model, maps, size) for maps, size in zip(components, sizes)]
+    map_scores = torch.cat([image_score(model.combine(*maps, size), model.config.score_rule) for maps, size in zip(components, sizes)])
+    if model.config.score_from == "map":
+        normal_scores = map_scores.tolist()
+    else:
+        memory_scores = torch.cat([model.memory_score(memory_map, size) for (_, memory_map), size in zip(components, sizes)])
+        _fit_score_affine(model, map_scores, memory_scores)
+        normal_scores = model.blended_score(map_scores, memory_scores).tolist()
 
     generator = torch.Generator().manual_seed(config.seed + 1)
     synthetic_scores = []
@@ -357,14 +361,11 @@ def standardise_and_calibrate(model: RBD, cache: TeacherCache, bank_sources: tor
     return calibrate(normal_scores, synthetic_scores, config.false_alarm_rate)
 
 
-def _fit_score_affine(model: RBD, components, sizes) -> None:
+def _fit_score_affine(model: RBD, map_scores: torch.Tensor, memory_scores: torch.Tensor) -> None:
     """Put the memory's own score in the anomaly map's units: the affine map under which the memory's
     scores of the normal images have the mean and spread of their map scores. One threshold then
     judges the image (by a score the memory ranks) and its pixels (by the map)."""
-    map_scores = torch.tensor([float(image_score(model.combine(*maps, size), model.config.score_rule)[0])
-                               for maps, size in zip(components, sizes)])
-    memory_scores = torch.tensor([float(model.memory_score(memory_map, size)[0]) for (_, memory_map), size in zip(components, sizes)])
-    scale = map_scores.std() / memory_scores.std().clamp_min(1e-6) if len(sizes) > 1 else torch.tensor(1.0)
+    scale = map_scores.std() / memory_scores.std().clamp_min(1e-6) if len(map_scores) > 1 else torch.tensor(1.0)
     model.score_affine.copy_(torch.stack([scale, map_scores.mean() - scale * memory_scores.mean()]))
 
 

@@ -27,6 +27,20 @@ def test_detector_is_calibrated_on_every_image(detector):
     assert c.interval[0] < c.interval[1]
 
 
+def test_held_out_images_are_calibrated_by_the_scores_predictions_give(detector, category):
+    """The threshold rests on the normal images' scores; the held-out ones (first in the list) must
+    be the very scores `predict` gives those images (as training keeps them: 8-bit, at model
+    resolution), or the threshold would judge another scale."""
+    from rbd.images import read_image_folder
+    from rbd.train import resized
+
+    images, _ = read_image_folder(category / "train" / "good")
+    _, holdout = split_holdout(len(images), rbd.TrainConfig(seed=0, holdout_fraction=0.4))
+    kept = [resized(images[i], detector.config).permute(1, 2, 0).numpy() for i in holdout]
+    predicted = [p.score for p in detector.predict_batch(kept)]
+    np.testing.assert_allclose(detector.calibration.normal_scores[: len(holdout)], predicted, rtol=1e-5, atol=1e-5)
+
+
 def test_maps_are_standardised_on_normal_images(detector):
     """After training each distance map has its normal mean and spread, not the untrained 0 and 1."""
     model = detector.model
@@ -71,15 +85,15 @@ def test_the_score_affine_gives_the_memorys_scores_the_maps_mean_and_spread(dete
     images, _ = read_image_folder(category / "test" / "good")
     inputs = [to_input(image, model.config.fit(*image.shape[:2]))[None] for image in images]
     with torch.no_grad():
-        components = [model.distances(x) for x in inputs]
-        sizes = [tuple(x.shape[-2:]) for x in inputs]
-        _fit_score_affine(model, components, sizes)  # fitted on these images
+        components = [(model.distances(x), tuple(x.shape[-2:])) for x in inputs]
+        map_scores = torch.cat([image_score(model.combine(*c, size), model.config.score_rule) for c, size in components])
+        memory_scores = torch.cat([model.memory_score(m, size) for (_, m), size in components])
+        _fit_score_affine(model, map_scores, memory_scores)  # fitted on these images
         scale, shift = model.score_affine
-        mapped = np.array([float(model.memory_score(m, size) * scale + shift) for (_, m), size in zip(components, sizes)])
-        map_scores = np.array([float(image_score(model.combine(*c, size), model.config.score_rule)) for c, size in zip(components, sizes)])
+        mapped = (memory_scores * scale + shift).numpy()
     assert float(scale) > 0
-    assert mapped.mean() == pytest.approx(map_scores.mean(), abs=1e-4)
-    assert mapped.std() == pytest.approx(map_scores.std(), rel=1e-3)
+    assert mapped.mean() == pytest.approx(float(map_scores.mean()), abs=1e-4)
+    assert mapped.std() == pytest.approx(float(map_scores.std(unbiased=False)), rel=1e-3)
 
 
 def test_trained_detector_finds_real_defects(detector, category):
