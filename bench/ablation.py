@@ -4,6 +4,7 @@
     python -m bench.ablation --sets bottle ksdd weld bsd_pitting elpv_mono --minutes 10
     python -m bench.ablation --sets weld --steps 1000        # a fixed number of steps instead
     python -m bench.ablation --models bench/results/models --bank-seeds 3   # each map over 3 draws of the memory
+    python -m bench.ablation --models bench/results/models --bank-seeds 1 --memory-size 4096 --maps default   # a larger bank
     python -m bench.ablation --models bench/results/models --maps full default   # some of the maps
 
 Trains the default recipe once per set, then evaluates five maps of that one model, each also
@@ -16,7 +17,8 @@ averaged with the memory's own).
 With --bank-seeds N the memory's bank is drawn again N times (other random patches, as training
 draws them, with the standardisation and threshold set again) and every map is evaluated on each
 draw: how far a figure moves with the bank's random draw alone, and whether a difference between
-maps holds on every draw. Results go to `--out/ablation-<set>.json`; the table prints at the end.
+maps holds on every draw; with --memory-size the new banks hold that many patches instead of the
+model's number. Results go to `--out/ablation-<set>.json`; the table prints at the end.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ import rbd
 from bench import options
 from rbd.datasets import training_folder
 from rbd.images import read_image_folder
-from rbd.memory import MAX_CANDIDATES
+from rbd.memory import MAX_CANDIDATES, PatchMemory
 from rbd.train import TeacherCache, fit_memory, resized, split_holdout, standardise_and_calibrate
 
 from .run import fmt
@@ -64,12 +66,15 @@ def variant(detector: rbd.Detector, name: str) -> rbd.Detector:
     return rbd.Detector(model, detector.calibration, detector.training)
 
 
-def with_new_bank(detector: rbd.Detector, data: Path, seed: int) -> rbd.Detector:
-    """A copy of `detector` whose memory bank is drawn again (with `seed`) from its training images,
-    and whose standardisation, score and threshold are set again as training does today (with
-    today's `score_from`, also for a model saved before it existed)."""
+def with_new_bank(detector: rbd.Detector, data: Path, seed: int, memory_size: int | None = None) -> rbd.Detector:
+    """A copy of `detector` whose memory bank is drawn again (with `seed`, and `memory_size` patches
+    if given) from its training images, and whose standardisation, score and threshold are set again
+    as training does today (with today's `score_from`, also for a model saved before it existed)."""
     model = copy.deepcopy(detector.model)
     model.config = dataclasses.replace(model.config, score_from=rbd.ModelConfig.score_from)
+    if memory_size is not None:
+        model.config = dataclasses.replace(model.config, memory_size=memory_size)
+        model.memory = PatchMemory(model.memory.bank.shape[1], memory_size)
     images, _ = read_image_folder(training_folder(data))
     config = rbd.TrainConfig(**detector.training["config"])  # the hold-out split and false-alarm rate of training
     train_ids, holdout_ids = split_holdout(len(images), config)
@@ -98,6 +103,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="train this many steps (about) instead of --minutes")
     parser.add_argument("--models", type=Path, default=None, help="evaluate the checkpoint <set> of this folder instead of training")
     parser.add_argument("--bank-seeds", type=int, default=0, help="evaluate the maps with the memory on this many new draws of its bank")
+    parser.add_argument("--memory-size", type=int, default=None, help="with --bank-seeds: patches in each new bank (default: the model's)")
     parser.add_argument("--maps", nargs="+", choices=VARIANTS, default=list(VARIANTS), help="the maps to evaluate (default: all)")
     args = options.parse(parser)
     rows = []
@@ -106,7 +112,7 @@ def main() -> None:
         detector = rbd.load(args.models / name) if args.models is not None else train(data, args)
         result = {"set": name, "steps": detector.training["steps"], "train_s": detector.training["seconds"],
                   "date": time.strftime("%Y-%m-%d"), "variants": {}}
-        draws = [with_new_bank(detector, data, seed) for seed in range(args.bank_seeds)] or [detector]
+        draws = [with_new_bank(detector, data, seed, args.memory_size) for seed in range(args.bank_seeds)] or [detector]
         for v in args.maps:
             if v in ("memory", "full", "half", "default") and detector.model.memory is None or args.bank_seeds and v in ("raw", "student"):
                 continue  # the student's maps do not depend on the bank
@@ -114,7 +120,8 @@ def main() -> None:
             result["variants"][v] = {k: median([r[k] for r in runs]) if runs[0][k] is not None else None for k in runs[0]}
             result["variants"][v]["draws"] = runs
             print(name, v, json.dumps(runs), flush=True)
-        (args.out / f"ablation-{name}{'-banks' if args.bank_seeds else ''}.json").write_text(json.dumps(result, indent=2))
+        suffix = (f"-banks-{args.memory_size}" if args.memory_size else "-banks") if args.bank_seeds else ""
+        (args.out / f"ablation-{name}{suffix}.json").write_text(json.dumps(result, indent=2))
         rows.append(result)
     print("| set | map | image AUROC | pixel AUROC | AUPRO | steps |\n|---|---|---|---|---|---|")
     for r in rows:

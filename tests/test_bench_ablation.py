@@ -30,3 +30,10 @@ def test_the_half_map_weighs_the_students_part_at_half(detector, category):
     student_only = model.combine(scale_maps, None, (64, 64))
     memory_only = variant(detector, "memory").model.combine(scale_maps, memory_map, (64, 64))
     assert torch.allclose(half.combine(scale_maps, memory_map, (64, 64)), student_only / 2 + memory_only, atol=1e-5)
+
+
+def test_a_new_bank_can_hold_another_number_of_patches(detector, category):
+    drawn = with_new_bank(detector, category, seed=0, memory_size=8)
+    assert drawn.model.memory.bank.shape == (8, detector.model.memory.bank.shape[1])
+    assert drawn.model.config.memory_size == 8 and detector.model.config.memory_size != 8
+    assert drawn.predict(torch.rand(64, 64, 3).numpy()).anomaly_map.shape == (64, 64)  # a working detector with it
