@@ -63,9 +63,10 @@ class UpsampleBlur(nn.Module):
     edge replication (weights: `gaussian_kernel`), the last step of every anomaly map.
 
     All three are linear, so a map of h x w becomes `resampling_matrix(h, H) @ map @
-    resampling_matrix(w, W).T` at size H x W: equal to upsampling, then smoothing at full size but for
-    float rounding, with a fraction of the multiply-adds (at 256 px about a sixth). An export traces
-    `convolved` instead, which holds no matrix of one side length, so ONNX models keep dynamic sides.
+    resampling_matrix(w, W).T` at size H x W: equal to upsampling, then smoothing at full size but
+    for float rounding, with a fraction of the multiply-adds (a quarter for a 256 x 256 map of three
+    grids). An export traces `convolved` instead, which holds no matrix of one side length, so ONNX
+    models keep dynamic sides.
     """
 
     def __init__(self, sigma: float):
