@@ -37,10 +37,10 @@ def gaussian_kernel(sigma: float) -> torch.Tensor:
     return kernel / kernel.sum()
 
 
-@functools.lru_cache(maxsize=32)
 def smoothing_matrix(n: int, sigma: float) -> torch.Tensor:
     """(n, n) float64: entry (i, j) is the weight of sample i in smoothed sample j, with edge
-    replication folded in (a tap that falls off an edge weighs the edge sample)."""
+    replication folded in (a tap that falls off an edge weighs the edge sample). Not cached: only
+    `resampling_matrix`, which is, needs it, and at 1024 px it holds 8 MB."""
     kernel = gaussian_kernel(sigma).double()
     radius = kernel.numel() // 2
     sources = (torch.arange(n)[None, :] + torch.arange(-radius, radius + 1)[:, None]).clamp_(0, n - 1)
@@ -144,7 +144,7 @@ def image_score(maps: torch.Tensor, rule: str) -> torch.Tensor:
 
 def top_mean(rows: torch.Tensor, k: int) -> torch.Tensor:
     """(B, N) -> (B,): the mean of each row's k largest values. On a CPU numpy's selection finds
-    them about eight times faster than torch.topk (0.1 vs 0.8 ms for a 256 x 256 map); tensors on
+    them several times faster than torch.topk (the score stage of bench/stages.py); tensors on
     other devices, of other types, with gradients or being exported take topk."""
     plain_cpu_float = rows.device.type == "cpu" and rows.dtype == torch.float32 and not rows.requires_grad
     if plain_cpu_float and not torch.compiler.is_exporting():

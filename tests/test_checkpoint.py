@@ -235,6 +235,7 @@ def test_checkpoint_files_are_readable_by_others(checkpoint):
 
 def test_a_format_2_checkpoint_still_loads_and_ranks_images_by_its_map(detector, tmp_path):
     """rbd before format 3 scored an image by the top of its anomaly map, and stored no score_affine."""
+    import torch
     from safetensors.torch import save_file
 
     from rbd.anomaly_map import image_score
@@ -251,7 +252,6 @@ def test_a_format_2_checkpoint_still_loads_and_ranks_images_by_its_map(detector,
     assert old.config.score_from == "map" and old.model.memory is not None
     probe = np.random.default_rng(0).random((64, 64, 3)).astype(np.float32)
     prediction = old.predict(probe)
-    import torch
     expected = image_score(torch.from_numpy(prediction.anomaly_map)[None], old.config.score_rule)
     assert prediction.score == pytest.approx(float(expected), abs=1e-5)
     np.testing.assert_allclose(prediction.anomaly_map, detector.predict(probe).anomaly_map, atol=1e-5)  # the same map
