@@ -6,7 +6,8 @@
 Each point is its own training run with the default settings and that budget (the learning-rate
 schedule follows the budget, so a snapshot of a longer run would not be what a user gets), then
 `rbd.evaluate`. Results go to `--out/curve-<set>-<minutes>.json` (existing ones are reused: delete
-to rerun) and the plot to `--plot`.
+to rerun) and the plot of every point in `--out` to `--plot`, so a curve can be run in parts (some
+sets with other budgets) and drawn whole.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def main() -> None:
         for minutes in args.minutes:
             results.append(point(args.data / name, minutes, args.models, args.out))
             print(json.dumps(results[-1]), flush=True)
-    plot(results, args.plot)
+    plot([json.loads(p.read_text()) for p in sorted(args.out.glob("curve-*.json"))], args.plot)
     print("| set | minutes | steps | image AUROC | pixel AUROC | AUPRO |\n|---|---|---|---|---|---|")
     for r in results:
         cells = " | ".join("–" if r[k] is None else f"{r[k]:.3f}" for k in COLUMNS)
