@@ -138,8 +138,13 @@ def image_score(maps: torch.Tensor, rule: str) -> torch.Tensor:
     if rule == "max":
         return flat.amax(dim=1)
     if rule == "top1":
-        return top_mean(flat, max(1, math.ceil(flat.shape[1] / 100)))
+        return top_mean(flat, top_count(flat.shape[1]))
     raise ValueError(f"unknown score rule {rule!r}; choose one of {SCORE_RULES}")
+
+
+def top_count(pixels: int) -> int:
+    """How many of a map's `pixels` are its hottest 1 % (at least one): what the `top1` rule averages."""
+    return max(1, math.ceil(pixels / 100))
 
 
 def top_mean(rows: torch.Tensor, k: int) -> torch.Tensor:

@@ -15,6 +15,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
+from .anomaly_map import top_count
 from .calibration import Calibration, is_defective
 from .geometry import to_image_size, to_input
 from .images import MAX_SIDE, ImageLike, image_batches, to_rgb_array
@@ -32,9 +33,16 @@ def verdict(score: float, threshold: float) -> str:
 def defect_mask(anomaly_map: np.ndarray, score: float, threshold: float) -> np.ndarray:
     """Pixels at or above the threshold, the verdict's rule pixel by pixel; empty for a good
     image (its score, a mean over the top pixels, can stay below a threshold that single pixels
-    cross), so a mask never marks a good image. A defective image's mask can be empty where the
-    memory's part of the score made the verdict that the map's pixels do not reach."""
-    return is_defective(anomaly_map, threshold) & is_defective(score, threshold)
+    cross), so a mask never marks a good image. Where the memory's part of the score made a
+    defective verdict that no pixel of the map reaches, the mask marks the map's hottest 1 %
+    (the pixels its score averages), so a defective image always shows where it looks wrong."""
+    if not is_defective(score, threshold):
+        return np.zeros(anomaly_map.shape, dtype=bool)
+    mask = is_defective(anomaly_map, threshold)
+    if mask.any():
+        return mask
+    k = top_count(anomaly_map.size)
+    return anomaly_map >= np.partition(anomaly_map, -k, axis=None)[-k]
 
 
 @dataclass(frozen=True)

@@ -98,6 +98,20 @@ def test_regions_are_the_connected_parts_of_the_mask():
     assert regions[2].box == (0, 15, 1, 16)
 
 
+def test_a_defective_image_always_has_a_mask():
+    """The memory's half of the score can make a verdict no pixel of the map reaches: the mask then
+    marks the map's hottest 1 %, not nothing; a good image still gets no mask."""
+    amap = np.zeros((40, 50), np.float32)  # 2000 pixels: the hottest 1 % are 20
+    amap[30:34, 10:15] = np.arange(20, dtype=np.float32).reshape(4, 5) / 100 + 0.3  # 0.30-0.49, all below 0.5
+    defective = Prediction(score=0.6, normalized_score=0.6, threshold=0.5, anomaly_map=amap)
+    assert defective.is_anomalous and defective.mask.sum() == 20 and defective.mask[30:34, 10:15].all()
+    assert [r.box for r in defective.regions()] == [(10, 30, 15, 34)]
+    good = Prediction(score=0.4, normalized_score=0.4, threshold=0.5, anomaly_map=amap)
+    assert not good.mask.any()
+    amap[31, 11] = 0.7  # a pixel at the threshold: the mask is the threshold's again
+    assert Prediction(score=0.6, normalized_score=0.6, threshold=0.5, anomaly_map=amap).mask.sum() == 1
+
+
 def test_unreadable_inputs_are_clear_errors(detector, tmp_path):
     (tmp_path / "notes.png").write_text("not an image")
     with pytest.raises(rbd.ImageReadError, match="notes.png"):
