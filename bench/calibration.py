@@ -8,7 +8,8 @@ detector is trained with default settings (at most `--minutes`), or, for `all`, 
 `--models/<set>` when that checkpoint exists. At its calibrated threshold we count the false
 alarms on test/good (the target is 0-5 %) and the recall on the test defects, beside what the
 calibration itself knew: how many normal images it rested on, the threshold's bootstrap interval
-and the share of synthetic defects it catches. Results go to `--out/calibration-<set>-<n>.json`.
+and the share of synthetic defects it catches. Results go to `--out/calibration-<set>-<n>.json`,
+with the normal test images the threshold flagged (one unusual part, or scattered ones?).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ def measure(detector: rbd.Detector, data: Path) -> dict:
         "synthetic_catch_rate": c.synthetic_catch_rate,
         "false_alarm_rate": float(np.mean(good >= detector.threshold)), "false_alarms": int(np.sum(good >= detector.threshold)),
         "good_images": len(good), "recall": float(np.mean(bad >= detector.threshold)), "defective_images": len(bad),
+        "false_alarm_files": [r["file"] for r in rows if r["label"] == 0 and r["score"] >= detector.threshold],
     }
 
 
