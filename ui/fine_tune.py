@@ -28,7 +28,7 @@ from .wiring import gpu, on, paths
 ON_SPACES = os.environ.get("SYSTEM") == "spaces"
 # bench.curve on the five development sets, 2-core CPU (BENCHMARKS.md, "Time to quality")
 TRAINING_TIME_ADVICE = ("On a 2-core CPU one minute already ranked images within 0.02 AUROC of ten (the patch memory "
-                        "needs no training); maps sharpened up to ten minutes and twenty added little. A GPU needs far less.")
+                        "needs no training); maps sharpened up to ten minutes and twenty added little.")
 
 
 @dataclass
