@@ -34,7 +34,7 @@ from rbd.detector import defect_mask
 from rbd.geometry import to_image_size, to_input
 from rbd.images import read_image
 from rbd.memory import patch_features
-from rbd.runtime import autocast
+from rbd.runtime import scoring_autocast
 
 STAGES = ("decode", "resize", "teacher", "student", "distances", "memory", "map", "score", "to image size", "mask")
 
@@ -80,7 +80,7 @@ def staged(detector: rbd.Detector, encoded: list[bytes], clock: Clock) -> None:
     images = [clock.time("decode", read_image, io.BytesIO(data)) for data in encoded]
     fits = [config.fit(im.shape[0], im.shape[1]) for im in images]
     batch = clock.time("resize", lambda: torch.stack([to_input(im, f) for im, f in zip(images, fits)]))
-    with autocast(batch.device):
+    with scoring_autocast(batch.device):
         teacher = clock.time("teacher", model.features, batch)
         student = clock.time("student", model.student, teacher)
         scale_maps = clock.time("distances", distance_maps, teacher, student)
@@ -101,7 +101,7 @@ def end_to_end(detector: rbd.Detector, encoded: list[bytes], clock: Clock) -> No
     clock.time("predict", detector.predict_batch, images, len(images))
     config = detector.config
     batch = torch.stack([to_input(im, config.fit(im.shape[0], im.shape[1])) for im in images])
-    with autocast(batch.device):
+    with scoring_autocast(batch.device):
         clock.time("teacher alone", detector.model.features, batch)
 
 

@@ -23,7 +23,7 @@ from .errors import InvalidInputError
 from .model import RBD, ModelConfig
 from .network import Network, ScoringNetwork
 from .regions import box_xyxy, connected_regions
-from .runtime import autocast
+from .runtime import scoring_autocast
 
 
 def verdict(score: float, threshold: float) -> str:
@@ -107,7 +107,7 @@ def score_images(network: Network, images: Sequence[np.ndarray], batch_size: int
         for start in range(0, len(indices), batch_size):
             chunk = indices[start : start + batch_size]
             batch = torch.stack([to_input(images[i], fits[i]) for i in chunk]).to(device)
-            with autocast(device, precision):
+            with scoring_autocast(device, precision):
                 out = network(batch)
             scores = out.score.tolist()
             familiar = out.familiarity.tolist() if out.familiarity is not None else [None] * len(chunk)
@@ -122,7 +122,8 @@ class Detector:
 
     The network is a torch `RBD` (trained or loaded from a checkpoint) or an ONNX export run by
     onnxruntime (`rbd.load("model.onnx")`); both give the same outputs (network.py). `precision`
-    ("auto" or "float32", rbd.runtime) says whether predictions may use mixed precision.
+    ("auto" or "float32", rbd.runtime) says whether predictions on a GPU may use mixed precision;
+    on a CPU they are float32 either way.
     """
 
     def __init__(self, model: RBD | Network, calibration: Calibration, training: dict | None = None, metrics: dict | None = None):

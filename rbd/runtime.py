@@ -1,9 +1,12 @@
 """Where and how precisely the network runs: device choice and mixed-precision autocast.
 
-bfloat16 autocast (with channels-last tensors) runs this model 2-2.5x faster on CPUs with
-native bfloat16 (AVX512-BF16/AMX) and on recent GPUs; where the hardware lacks it, emulation
-would be slower than float32, so we use it only where it is native. Older CUDA GPUs (e.g. T4,
-V100) get float16 instead, which training pairs with a gradient scaler.
+Mixed precision runs only where the hardware has it natively (emulation would be slower than
+float32): bfloat16 on CPUs with AVX512-BF16/AMX and on recent GPUs, float16 on older CUDA GPUs
+(e.g. T4, V100), which training pairs with a gradient scaler. It never reaches the teacher
+(`RBD.features` says why), and on a CPU it is for training steps only: maps and scores
+(predictions, calibration) stay float32 there (`scoring_autocast`), because bfloat16 would save
+a CPU prediction about 2 % and move its map by up to 0.015 (BENCHMARKS.md), so a checkpoint
+judges alike on every CPU.
 """
 
 from __future__ import annotations
@@ -45,3 +48,8 @@ def autocast(device: torch.device, precision: str = "auto") -> contextlib.Abstra
         raise InvalidInputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     dtype = autocast_dtype(device) if precision == "auto" else None
     return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
+
+
+def scoring_autocast(device: torch.device, precision: str = "auto") -> contextlib.AbstractContextManager:
+    """`autocast` for computing maps and scores: on a CPU always float32, elsewhere as `precision` says."""
+    return autocast(device, "float32" if device.type == "cpu" else precision)

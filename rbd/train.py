@@ -41,7 +41,7 @@ from .images import read_image_folder
 from .losses import consistency_loss, reconstruction_loss
 from .memory import MAX_CANDIDATES, flatten_patches, patch_features
 from .model import RBD, ModelConfig
-from .runtime import autocast, autocast_dtype, resolve_device
+from .runtime import autocast, autocast_dtype, resolve_device, scoring_autocast
 from .synthetic import add_defects, feature_dropout
 
 MIN_IMAGES = 5  # the fewest normal images training accepts (everywhere: API, CLI, app)
@@ -132,8 +132,8 @@ class TeacherCache:
         patches, sources, used = [], [], 0
         per_image = max(1, math.ceil(max_patches / len(images)))
         for index, image in enumerate(images):
-            with torch.no_grad(), autocast(device):
-                features = [f.float() for f in model.features(image[None].to(device).float() / 255)]
+            with torch.no_grad():
+                features = model.features(image[None].to(device).float() / 255)
             if model.memory is not None:
                 flat = flatten_patches(patch_features(features)).cpu()
                 patches.append(flat[torch.randperm(flat.shape[0], generator=generator)[:per_image]])
@@ -175,12 +175,12 @@ class TeacherCache:
         out = [torch.empty(0)] * len(self.model.teacher.strides)
         result: list[list[torch.Tensor | None]] = [[None] * len(picks) for _ in out]
         for members in windows.values():
-            with torch.no_grad(), autocast(self.device):
+            with torch.no_grad():
                 features = self.model.features(torch.stack([placed[k][0] for k in members]).to(self.device))
             for s, (f, st) in enumerate(zip(features, self.model.teacher.strides)):
                 for row, k in enumerate(members):
                     _, dt, dl = placed[k]
-                    result[s][k] = f[row, :, dt // st : (dt + size) // st, dl // st : (dl + size) // st].float()
+                    result[s][k] = f[row, :, dt // st : (dt + size) // st, dl // st : (dl + size) // st]
         return [torch.stack(scale) for scale in result]
 
 
@@ -328,7 +328,7 @@ def standardise_and_calibrate(model: RBD, cache: TeacherCache, bank_sources: tor
     inputs += [(cache.images[row], bank_sources == row if bank_sources is not None else None) for row in rows]
 
     def distances(picture: torch.Tensor, exclude, row=None):
-        with autocast(device):
+        with scoring_autocast(device):
             if row is not None and cache.features is not None:
                 teacher = [f.to(device, torch.float32) for f in cache.features[row]]
                 return model.distances_from_features(teacher, exclude)
@@ -355,7 +355,7 @@ def standardise_and_calibrate(model: RBD, cache: TeacherCache, bank_sources: tor
     synthetic_scores = []
     for picture, exclude in inputs[:MAX_SYNTHETIC_IMAGES]:
         painted, _ = add_defects(picture[None].float() / 255, generator, probability=1.0)
-        with autocast(device):
+        with scoring_autocast(device):
             maps = model.distances(painted.to(device), exclude)
         synthetic_scores.append(_score(model, maps, picture.shape[-2:]))
     return calibrate(normal_scores, synthetic_scores, config.false_alarm_rate)

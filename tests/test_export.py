@@ -24,12 +24,6 @@ def exported(checkpoint, tmp_path_factory):
     return path
 
 
-@pytest.fixture
-def float32_torch(monkeypatch):
-    """torch in float32 like the ONNX file, also on a CPU where rbd would use bfloat16 autocast."""
-    monkeypatch.setattr(rbd.runtime, "autocast_dtype", lambda device: None)
-
-
 def test_the_file_has_named_dynamic_inputs_outputs_and_the_checkpoint_config(exported, detector):
     model = onnx.load(str(exported))
     shape = lambda value: [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]  # noqa: E731
@@ -54,7 +48,7 @@ def test_onnxruntime_gives_torchs_map_score_and_familiarity(exported, detector, 
     np.testing.assert_allclose(familiarity, expected.familiarity.numpy(), atol=1e-6)
 
 
-def test_load_gives_a_detector_with_the_checkpoints_predictions(exported, checkpoint, category, float32_torch):
+def test_load_gives_a_detector_with_the_checkpoints_predictions(exported, checkpoint, category):
     torch_detector, onnx_detector = rbd.load(checkpoint), rbd.load(exported)
     assert onnx_detector.config == torch_detector.config
     assert onnx_detector.threshold == torch_detector.threshold and onnx_detector.calibration == torch_detector.calibration
@@ -69,7 +63,7 @@ def test_load_gives_a_detector_with_the_checkpoints_predictions(exported, checkp
         assert np.abs(ours.anomaly_map - theirs.anomaly_map).max() <= 1e-3
 
 
-def test_predict_and_info_take_the_onnx_file(exported, checkpoint, category, tmp_path, capsys, float32_torch):
+def test_predict_and_info_take_the_onnx_file(exported, checkpoint, category, tmp_path, capsys):
     images = category / "test" / "hole"
     rows = {}
     for name, model in (("torch", checkpoint), ("onnx", exported)):

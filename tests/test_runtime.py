@@ -45,17 +45,28 @@ def test_float32_precision_never_autocasts_and_unknown_ones_are_refused(monkeypa
         runtime.autocast(torch.device("cpu"), "float8")
 
 
-def test_a_float32_detector_runs_its_network_without_autocast(monkeypatch, checkpoint):
-    """`Detector.precision` reaches the network: with "float32" no op runs under autocast."""
+def test_scoring_on_a_cpu_never_autocasts_elsewhere_as_precision_says(monkeypatch):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
+    for precision in runtime.PRECISIONS:
+        with runtime.scoring_autocast(torch.device("cpu"), precision):
+            assert not torch.is_autocast_enabled("cpu")
+    asked = []
+    monkeypatch.setattr(runtime, "autocast", lambda device, precision="auto": asked.append((device.type, precision)))
+    runtime.scoring_autocast(torch.device("cuda"), "auto")
+    assert asked == [("cuda", "auto")]
+
+
+def test_a_prediction_on_a_bfloat16_cpu_is_the_float32_path(monkeypatch, checkpoint):
+    """Maps and scores stay float32 on a CPU whatever it runs natively, so a checkpoint judges
+    alike on every CPU: no op of the network runs under autocast, and the teacher is float32
+    even when a caller autocasts."""
     import rbd
 
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
     detector = rbd.load(checkpoint)
     seen = []
     detector.network.register_forward_pre_hook(lambda module, args: seen.append(torch.is_autocast_enabled("cpu")))
-    image = torch.rand(64, 64, 3).numpy()
-    detector.precision = "float32"
-    detector.predict(image)
-    detector.precision = "auto"
-    detector.predict(image)
-    assert seen == [False, True]
+    detector.predict(torch.rand(64, 64, 3).numpy())
+    assert seen == [False]
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert all(f.dtype == torch.float32 for f in detector.model.features(torch.rand(1, 3, 64, 64)))
