@@ -4,8 +4,8 @@
     python -m bench.gpu --device cpu --batches 1 2 --minutes 0.1 --sets S  # CPU mode: what CI runs
 
 1. Throughput: images per second of `Detector.predict_batch` on 256x256 images at each
-   `--batches` size, with the default precision (bfloat16/float16 autocast where the device has
-   it) and in float32.
+   `--batches` size, with the default precision (bfloat16/float16 autocast of the student where
+   the device has it; the teacher is always float32) and in float32.
 2. Agreement: the largest difference of maps and scores between this device and the CPU's float32
    path on the same images (float32 on the device should agree to 1e-3; mixed precision less).
 3. Quality: on each of `--sets`, training for `--minutes` on the device, then `rbd.evaluate`.
