@@ -22,6 +22,7 @@ import numpy as np
 
 import rbd
 from bench import options
+from rbd import metrics
 from rbd.datasets import training_folder
 from rbd.images import read_image_folder
 
@@ -34,15 +35,11 @@ def subset(images: list, count: str, seed: int = 0) -> list:
 
 def measure(detector: rbd.Detector, data: Path) -> dict:
     rows = rbd.evaluate(detector, data).rows
-    good = np.array([r["score"] for r in rows if r["label"] == 0])
-    bad = np.array([r["score"] for r in rows if r["label"] == 1])
     c = detector.calibration
     return {
-        "normal_images": len(c.normal_scores), "threshold": c.threshold, "interval": c.interval,
-        "synthetic_catch_rate": c.synthetic_catch_rate,
-        "false_alarm_rate": float(np.mean(good >= detector.threshold)), "false_alarms": int(np.sum(good >= detector.threshold)),
-        "good_images": len(good), "recall": float(np.mean(bad >= detector.threshold)), "defective_images": len(bad),
-        "false_alarm_files": [r["file"] for r in rows if r["label"] == 0 and r["score"] >= detector.threshold],
+        "normal_images": len(c.normal_scores), "interval": c.interval, "synthetic_catch_rate": c.synthetic_catch_rate,
+        **metrics.at_threshold([r["label"] for r in rows], [r["score"] for r in rows], detector.threshold),
+        "false_alarm_files": [r["file"] for r in rows if r["label"] == 0 and r["verdict"] == "defective"],
     }
 
 

@@ -21,6 +21,7 @@ import torch
 import rbd
 from bench import options
 from bench.compare import read_mask, score_outputs
+from rbd import metrics
 from rbd.anomaly_map import distance_maps
 from rbd.datasets import mvtec_test_set
 from rbd.geometry import to_image_size, to_input
@@ -70,7 +71,7 @@ def measure(detector: rbd.Detector, category) -> dict:
         moved = np.abs(s - np.array(scores["float32"]))
         rows[variant] = {
             **score_outputs(labels, s, masks or None, maps[variant] if with_masks else None),
-            "false_alarm_rate": float(np.mean(s[labels == 0] >= threshold)), "recall": float(np.mean(s[labels == 1] >= threshold)),
+            **metrics.at_threshold(labels, s, threshold),
             "score_moved_max": float(moved.max()), "score_moved_median": float(np.median(moved)),
             "map_moved_max": max(float(np.abs(a - b).max()) for a, b in zip(maps[variant], maps["float32"])),
         }

@@ -67,7 +67,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     with _bar(args, "image", "evaluating") as bar:
         result = evaluate(detector, args.data, progress=_counter(bar)).summary()
     for key, value in result.items():
-        print(f"{key:<12} {'-' if value is None else f'{value:.4f}' if isinstance(value, float) else value}")
+        print(f"{key:<16} {'-' if value is None else f'{value:.4f}' if isinstance(value, float) else value}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2))

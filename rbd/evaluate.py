@@ -24,6 +24,9 @@ class Evaluation:
     pixel_auroc: float | None
     aupro: float | None
     image_f1max: float
+    threshold: float  # the verdicts' threshold (the detector's unless another was given)
+    false_alarm_rate: float  # share of the normal test images flagged at it
+    recall: float  # share of the defective test images found at it
     n_images: int
     ms_per_image: float  # median wall time per image: decode, predict, map at image size
     rows: list[dict] = field(default_factory=list)  # file, defect, label, score, normalized_score, verdict
@@ -31,7 +34,8 @@ class Evaluation:
 
     def summary(self) -> dict:
         """The JSON written by `rbd evaluate --json`."""
-        keys = ("image_auroc", "pixel_auroc", "aupro", "image_f1max", "n_images", "ms_per_image")
+        keys = ("image_auroc", "pixel_auroc", "aupro", "image_f1max", "threshold", "false_alarm_rate", "recall",
+                "n_images", "ms_per_image")
         return {k: getattr(self, k) for k in keys}
 
 
@@ -41,8 +45,8 @@ def evaluate(detector: Detector, category: str | Path, progress: Callable[[int, 
 
     Images are read and scored as `predict_files` does (unreadable ones skipped, huge ones
     downscaled, each with one notice); a test image whose mask is unusable is skipped too.
-    `threshold` (default: the detector's) only sets the verdict column of the rows: the metrics
-    do not depend on it.
+    `threshold` (default: the detector's) sets the verdicts: the rows' and the false-alarm rate
+    and recall they add up to; the other metrics do not depend on it.
     """
     items = mvtec_test_set(category)
     with_masks = any(item.mask_path for item in items)
@@ -75,8 +79,10 @@ def evaluate(detector: Detector, category: str | Path, progress: Callable[[int, 
                                  f"only {len(rows)} of {len(items)} could be read, all of one class")
     scores = np.array([r["score"] for r in rows])
     summary = metrics.summarize(labels, scores, masks if with_masks else None, maps if with_masks else None)
+    verdicts = metrics.at_threshold(labels, scores, detector.threshold if threshold is None else threshold)
     return Evaluation(n_images=len(rows), ms_per_image=round(1000 * float(np.median(times)), 2), rows=rows,
-                      roc=metrics.roc_curve(labels, scores), **summary)
+                      roc=metrics.roc_curve(labels, scores), **summary,
+                      **{k: verdicts[k] for k in ("threshold", "false_alarm_rate", "recall")})
 
 
 def _read_mask(path: Path, image_path: Path) -> np.ndarray | None:

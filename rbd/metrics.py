@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .calibration import is_defective
 from .regions import label
 
 
@@ -109,6 +110,18 @@ def f1_max(labels, scores) -> float:
     tp, fp = np.cumsum(pos), np.cumsum(neg)
     # F1 = 2 TP / (2 TP + FP + FN) and TP + FN = n_pos.
     return float(np.max(2 * tp / (tp + fp + n_pos)))
+
+
+def at_threshold(labels, scores, threshold: float) -> dict:
+    """What verdicts at `threshold` get right and wrong: the share of normal images flagged (false
+    alarms) and of defective images found (recall), with their counts; a score at the threshold
+    is defective (`calibration.is_defective`). A rate is None when its class is absent."""
+    labels, scores, n_pos, n_neg = _labels_and_scores(labels, scores)
+    flagged = is_defective(scores, threshold)
+    false_alarms, found = int((flagged & ~labels).sum()), int((flagged & labels).sum())
+    return {"threshold": float(threshold), "false_alarm_rate": false_alarms / n_neg if n_neg else None,
+            "false_alarms": false_alarms, "good_images": n_neg,
+            "recall": found / n_pos if n_pos else None, "found": found, "defective_images": n_pos}
 
 
 def _as_images(images, name: str) -> list[np.ndarray]:

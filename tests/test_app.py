@@ -320,7 +320,7 @@ def test_evaluate_an_mvtec_zip_and_rejudge_its_rows(client, category, tmp_path):
     archive = shutil.make_archive(str(tmp_path / "stripes"), "zip", category.parent, category.name)
     summary, roc, rows = client.predict(handle_file(archive), MODEL_RATE, api_name="/evaluate")
     metrics = {row[0]: row[1] for row in summary["data"]}
-    assert set(metrics) == {"image_auroc", "pixel_auroc", "aupro", "image_f1max", "n_images", "ms_per_image"}
+    assert set(metrics) == {"image_auroc", "pixel_auroc", "aupro", "image_f1max", "threshold", "false_alarm_rate", "recall", "n_images", "ms_per_image"}
     assert float(metrics["image_auroc"]) >= 0.9 and int(metrics["n_images"]) == 10
     assert len(rows["data"]) == 10
     verdict = rows["headers"].index("verdict")

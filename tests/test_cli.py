@@ -33,7 +33,7 @@ def test_train_evaluate_predict_info(category, tmp_path, capsys):
     assert code == 0, err
     assert "evaluating: 100%" in err and "10/10 [" in err
     metrics = json.loads((tmp_path / "new" / "m.json").read_text())
-    assert set(metrics) == {"image_auroc", "pixel_auroc", "aupro", "image_f1max", "n_images", "ms_per_image"}
+    assert set(metrics) == {"image_auroc", "pixel_auroc", "aupro", "image_f1max", "threshold", "false_alarm_rate", "recall", "n_images", "ms_per_image"}
     assert metrics["n_images"] == 10 and 0 <= metrics["pixel_auroc"] <= 1
     assert f"{metrics['image_auroc']:.4f}" in out
 

@@ -20,6 +20,16 @@ def test_evaluation_matches_metrics_on_its_own_rows(detector, category):
     assert result.roc["fpr"][0] == 0 and result.roc["tpr"][-1] == 1
     assert result.ms_per_image > 0
     assert {r["verdict"] for r in result.rows} <= {"good", "defective"}
+    flagged = [r["label"] for r in result.rows if r["verdict"] == "defective"]
+    assert result.threshold == detector.threshold
+    assert result.false_alarm_rate == flagged.count(0) / 5 and result.recall == flagged.count(1) / 5
+
+
+def test_another_threshold_moves_the_verdicts_and_their_rates_not_the_ranking(detector, category):
+    lenient = rbd.evaluate(detector, category, threshold=-1e9)
+    assert lenient.threshold == -1e9 and lenient.false_alarm_rate == lenient.recall == 1.0
+    assert {r["verdict"] for r in lenient.rows} == {"defective"}
+    assert lenient.image_auroc == rbd.evaluate(detector, category).image_auroc
 
 
 def test_without_masks_pixel_metrics_are_none(detector, category, tmp_path):

@@ -12,7 +12,7 @@ import pytest
 from scipy import ndimage
 from sklearn.metrics import precision_recall_curve, roc_auc_score
 
-from rbd.metrics import aupro, auroc, f1_max, pixel_auroc, summarize
+from rbd.metrics import at_threshold, aupro, auroc, f1_max, pixel_auroc, summarize
 
 
 def sklearn_f1_max(labels, scores):
@@ -104,6 +104,17 @@ def test_auroc_errors():
 
 
 # --- F1-max -----------------------------------------------------------------
+
+
+def test_at_threshold_counts_verdicts_with_ties_on_the_defective_side():
+    labels = [0, 0, 0, 0, 1, 1, 1]
+    scores = [0.1, 0.5, 0.7, 0.2, 0.5, 0.9, 0.3]
+    result = at_threshold(labels, scores, 0.5)  # 0.5 itself is defective: one normal flagged, two defects found
+    assert result == {"threshold": 0.5, "false_alarm_rate": 0.5, "false_alarms": 2, "good_images": 4,
+                      "recall": 2 / 3, "found": 2, "defective_images": 3}
+    assert at_threshold(labels, scores, 1.0)["false_alarm_rate"] == at_threshold(labels, scores, 1.0)["recall"] == 0.0
+    only_normal = at_threshold([0, 0], [0.2, 0.8], 0.5)
+    assert only_normal["recall"] is None and only_normal["false_alarm_rate"] == 0.5
 
 
 def test_f1_max_hand_cases():
