@@ -24,6 +24,9 @@ from torch import nn
 
 PROJECTION_DIM = 128  # the greedy selection compares random projections: distances are kept roughly, cheaper
 MAX_CANDIDATES = 50_000  # patches the selection chooses from (training samples each image evenly to this)
+# Distances held at once by the search (4 MB): a batch's whole (patches, bank) matrix, 32 MB for eight
+# 256x256 images, took twice as long to fill and reduce on a 2-core CPU as the same work in blocks (BENCHMARKS.md)
+SEARCH_BLOCK = 1 << 20
 
 
 def patch_features(features: list[torch.Tensor]) -> torch.Tensor:
@@ -97,7 +100,9 @@ class PatchMemory(nn.Module):
             if exclude is not None:
                 bank = bank[~exclude]
             queries = flatten_patches(patches.float())
+            norms = (bank * bank).sum(dim=1)
             # |q|^2 is the same for every entry, so it is added after the minimum: one pass over the (patches, bank) matrix
-            nearest = torch.addmm((bank * bank).sum(dim=1), queries, bank.T, alpha=-2).amin(dim=1)
+            blocks = [queries] if torch.compiler.is_exporting() else queries.split(max(1, SEARCH_BLOCK // bank.shape[0]))
+            nearest = torch.cat([torch.addmm(norms, block, bank.T, alpha=-2).amin(dim=1) for block in blocks])
             squared = nearest + (queries * queries).sum(dim=1)
             return squared.clamp_min_(0).sqrt_().view(batch, 1, h, w)

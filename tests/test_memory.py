@@ -36,6 +36,19 @@ def test_distances_are_those_to_the_nearest_bank_entry():
     torch.testing.assert_close(memory(patches), expected, atol=1e-4, rtol=1e-4)
 
 
+def test_a_search_in_blocks_gives_the_distances_of_one_pass(monkeypatch):
+    """More patches than one block of the search holds: split, the distances are the same."""
+    import rbd.memory
+
+    g = torch.Generator().manual_seed(4)
+    memory = PatchMemory(dim=6, size=30)
+    memory.fit(torch.randn(500, 6, generator=g), g)
+    patches = torch.randn(3, 6, 7, 9, generator=g)
+    expected = torch.cdist(flatten_patches(patches), memory.bank).amin(dim=1).view(3, 1, 7, 9)
+    monkeypatch.setattr(rbd.memory, "SEARCH_BLOCK", 30 * 16)  # blocks of 16 of the 189 patches
+    torch.testing.assert_close(memory(patches), expected, atol=1e-4, rtol=1e-4)
+
+
 def test_a_patch_in_the_bank_has_distance_zero_unless_excluded():
     g = torch.Generator().manual_seed(3)
     memory = PatchMemory(dim=4, size=8)
