@@ -5,7 +5,7 @@ float32): bfloat16 on CPUs with AVX512-BF16/AMX and on recent GPUs, float16 on o
 (e.g. T4, V100), which training pairs with a gradient scaler. It never reaches the teacher
 (`RBD.features` says why), and on a CPU it is for training steps only: maps and scores
 (predictions, calibration) stay float32 there (`scoring_autocast`), because bfloat16 would save
-a CPU prediction about 2 % and move its map by up to 0.015 (BENCHMARKS.md), so a checkpoint
+a CPU prediction 3-5 % and move its map by up to 0.022 (BENCHMARKS.md), so a checkpoint
 judges alike on every CPU.
 """
 
