@@ -22,11 +22,9 @@ import rbd
 from bench import options
 from bench.compare import read_mask, score_outputs
 from rbd import metrics
-from rbd.anomaly_map import distance_maps
 from rbd.datasets import mvtec_test_set
 from rbd.geometry import to_image_size, to_input
 from rbd.images import read_image
-from rbd.memory import patch_features
 
 VARIANTS = {"float32": (False, False), "teacher bfloat16": (True, False), "student bfloat16": (False, True), "both bfloat16": (True, True)}
 
@@ -39,11 +37,10 @@ def bfloat16(enabled: bool):
 def outputs(model: rbd.RBD, x: torch.Tensor, teacher_bf16: bool, student_bf16: bool) -> tuple[float, torch.Tensor]:
     """The score and map of `RBD.scored`, with the teacher and the student each in bfloat16 or not."""
     with bfloat16(teacher_bf16):  # the teacher module itself: `RBD.features` would keep it float32
-        teacher = [f.float() for f in model.teacher(((x - model.mean) / model.std).contiguous(memory_format=torch.channels_last))]
-    with bfloat16(student_bf16):
-        student = model.student(teacher)
-    memory_map = model.memory(patch_features(teacher)) if model.memory is not None else None
-    maps, score = model.scored(distance_maps(teacher, student), memory_map, x.shape[-2:])
+        teacher = [f.float() for f in model.teacher(model.teacher_input(x))]
+    with bfloat16(student_bf16):  # reaches the student only: distances and memory are float32 inside
+        scale_maps, memory_map = model.distances_from_features(teacher)
+    maps, score = model.scored(scale_maps, memory_map, x.shape[-2:])
     return float(score[0]), maps[0, 0]
 
 

@@ -120,7 +120,11 @@ class RBD(nn.Module):
         its threshold of 7.9 (BENCHMARKS.md), so a checkpoint would judge differently on CPUs with
         and without native bfloat16."""
         with torch.autocast(images.device.type, enabled=False):
-            return self.teacher(((images.float() - self.mean) / self.std).contiguous(memory_format=torch.channels_last))
+            return self.teacher(self.teacher_input(images))
+
+    def teacher_input(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) images in [0, 1] as the teacher takes them: float32, its normalisation, channels-last."""
+        return ((images.float() - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
 
     def student_map(self, teacher: list[torch.Tensor], student: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
         """The student's raw map, which the prediction-consistency loss trains (anomaly_map.py)."""
