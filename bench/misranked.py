@@ -1,0 +1,81 @@
+"""Where is image AUROC lost? The normal test images a model scores highest and the defective ones it scores lowest.
+
+    python -m bench.misranked --models MODELS --sets bsd_pitting elpv_mono --count 6
+
+For each `--models/<set>` checkpoint: the `--count` highest-scoring normal and lowest-scoring
+defective test images, with their scores, the calibrated threshold and the defect's area in the
+truth mask (a defect of a few pixels is below what a stride-4 feature can resolve), as a table and
+as a contact sheet `--out/misranked-<set>.png` (each image beside its heat map, colours as in the
+app, with the truth mask outlined), so a person can see whether the misranked images are the
+model's blind spots or the labels' edge cases.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from matplotlib.figure import Figure
+
+import rbd
+from bench import options
+from rbd.datasets import mvtec_test_set
+from rbd.images import read_image
+from rbd.visualize import overlay
+
+
+def misranked(detector: rbd.Detector, category, count: int) -> list[dict]:
+    """The `count` highest-scoring normal and `count` lowest-scoring defective test images of
+    `category`: file, label, score, and the truth mask's area in pixels (None without a mask)."""
+    items = {str(item.path.relative_to(category)): item for item in mvtec_test_set(category)}
+    rows = rbd.evaluate(detector, category).rows
+    normal = sorted((r for r in rows if r["label"] == 0), key=lambda r: -r["score"])[:count]
+    defective = sorted((r for r in rows if r["label"] == 1), key=lambda r: r["score"])[:count]
+    found = []
+    for row in normal + defective:
+        mask_path = items[row["file"]].mask_path
+        area = int((read_image(mask_path)[..., 0] > 0.5).sum()) if mask_path else None
+        found.append({"file": row["file"], "label": row["label"], "score": row["score"], "mask_area": area,
+                      "mask_path": str(mask_path) if mask_path else None})
+    return found
+
+
+def contact_sheet(detector: rbd.Detector, category, found: list[dict], path) -> None:
+    """One row per image: the image, and its heat-map overlay with the truth mask outlined."""
+    figure = Figure(figsize=(8, 2.2 * len(found)))
+    axes = figure.subplots(len(found), 2, squeeze=False)
+    for (left, right), row in zip(axes, found):
+        image = read_image(category / row["file"])
+        prediction = detector.predict(image)
+        left.imshow(image)
+        right.imshow(overlay(image, prediction.anomaly_map, detector.calibration, detector.threshold))
+        if row["mask_path"]:
+            right.contour(read_image(row["mask_path"])[..., 0] > 0.5, levels=[0.5], colors="white", linewidths=0.8)
+        kind = "normal" if row["label"] == 0 else "defective"
+        left.set_title(f"{kind}: {row['file']}", fontsize=7)
+        right.set_title(f"score {row['score']:.2f} (threshold {detector.threshold:.2f})", fontsize=7)
+        for axis in (left, right):
+            axis.axis("off")
+    figure.tight_layout()
+    figure.savefig(path, dpi=80)
+
+
+def main() -> None:
+    parser = options.parser(__doc__)
+    parser.add_argument("--models", type=Path, required=True, help="folder of <set> checkpoints")
+    parser.add_argument("--count", type=int, default=6, help="images of each kind (default 6)")
+    args = options.parse(parser)
+    print("| set | kind | file | score | threshold | defect area, px |\n|---|---|---|---|---|---|")
+    for name in args.sets:
+        detector, category = rbd.load(args.models / name), args.data / name
+        found = misranked(detector, category, args.count)
+        contact_sheet(detector, category, found, args.out / f"misranked-{name}.png")
+        (args.out / f"misranked-{name}.json").write_text(json.dumps(found, indent=2))
+        for row in found:
+            kind = "normal, highest" if row["label"] == 0 else "defective, lowest"
+            area = "–" if row["mask_area"] is None else row["mask_area"]
+            print(f"| {name} | {kind} | {row['file']} | {row['score']:.2f} | {detector.threshold:.2f} | {area} |")
+
+
+if __name__ == "__main__":
+    main()
