@@ -306,6 +306,17 @@ def test_fine_tune_trains_activates_and_offers_the_model_privately(client, categ
     other.close()
 
 
+def test_a_new_fine_tune_takes_the_chosen_teacher_and_one_from_the_active_model_keeps_its_own(client, category, app_server):
+    files = [handle_file(str(p)) for p in sorted((category / "train" / "good").iterdir())]
+    private = app_server[1] / "work" / "models" / "private" / "browser-t"
+    for start_current, expected in ((False, "tf_efficientnet_lite2"), (True, "tf_efficientnet_lite0")):
+        *_, status, _, info = client.predict(files, None, False, "", start_current, 1, 0, "browser-t", "tf_efficientnet_lite2",
+                                             api_name="/fine_tune")
+        name = info.split("**")[1]
+        assert rbd.load(private / name).config.backbone == expected and f"(teacher {expected})" in status
+        client.predict(str(app_server[1] / "shipped" / "stripes"), "", "", "browser-t", api_name="/load_model")  # lite0, active again
+
+
 def test_fine_tune_needs_five_images(client, category):
     files = [handle_file(str(p)) for p in sorted((category / "train" / "good").iterdir())[:3]]
     with pytest.raises(Exception, match="at least 5"):

