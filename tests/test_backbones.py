@@ -9,7 +9,8 @@ import timm
 import torch
 import torch.nn.functional as F
 
-from rbd.backbones import BACKBONES, Teacher, _blocks_per_stage, _remap_lukemelas_keys, hub_repo, load_classifier, pretrained_name
+from rbd.backbones import (BACKBONES, Teacher, _blocks_per_stage, _remap_lukemelas_keys, hub_repo, load_classifier, offline_backbones,
+                           pretrained_name)
 from rbd.errors import BackboneError, HubError
 
 NAME = "tf_efficientnet_lite0"
@@ -193,6 +194,7 @@ def test_hub_teachers_are_pinned_and_old_untagged_names_keep_their_weights():
     # a checkpoint from before the pin says "resnet18": timm's default tag then, whatever timm's default is now
     assert pretrained_name("resnet18") == "resnet18.a1_in1k" and hub_repo("resnet18") == "timm/resnet18.a1_in1k"
     assert hub_repo(NAME) is None  # packaged weights have no Hub repo
+    assert offline_backbones() == [f"tf_efficientnet_lite{n}" for n in range(3)]  # the ones the Fine-tune tab offers
     with pytest.raises(BackboneError, match="unknown backbone 'resnet18.fb_ssl'"):
         pretrained_name("resnet18.fb_ssl")
 

