@@ -23,7 +23,7 @@ from typing import Callable
 from tqdm import tqdm
 
 from . import __version__, distributed
-from .backbones import BACKBONES
+from .backbones import BACKBONES, offline_backbones
 from .checkpoint import checkpoint_config, load, save, writable_target
 from .datasets import training_folder
 from .detector import predict_files
@@ -220,7 +220,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("data", help="MVTec-layout category (uses train/good) or any folder of normal images, searched recursively")
     p.add_argument("--out", required=True, help="checkpoint folder to write (new, empty, or an rbd checkpoint to replace)")
     p.add_argument("--backbone", default=_default(ModelConfig, "backbone"), choices=list(BACKBONES), metavar="NAME",
-                   help="frozen ImageNet teacher: %(choices)s (default: %(default)s; the EfficientNet-Lite ones work "
+                   help=f"frozen ImageNet teacher: %(choices)s (default: %(default)s; {', '.join(offline_backbones())} work "
                         "offline, the others download from the Hugging Face Hub once)")
     p.add_argument("--image-size", type=int, default=_default(ModelConfig, "image_size"),
                    help="short side of the model input in pixels, a multiple of 32 for the default layers (default: %(default)s)")
