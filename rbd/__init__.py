@@ -8,6 +8,10 @@
 
 __version__ = "0.1.0"
 
+from .allocator import keep_freed_memory
+
+keep_freed_memory()  # every forward pass reuses the last one's memory (allocator.py)
+
 from .calibration import Calibration, calibrate
 from .checkpoint import load, push_to_hub, save
 from .detector import Detector, Prediction, Region, predict_files
