@@ -1,4 +1,4 @@
-"""Where and how precisely the network runs: device choice and mixed-precision autocast.
+"""Where and how the network runs: device choice, mixed-precision autocast, and on which thread.
 
 Mixed precision runs only where the hardware has it natively (emulation would be slower than
 float32): bfloat16 on CPUs with AVX512-BF16/AMX and on recent GPUs, float16 on older CUDA GPUs
@@ -7,15 +7,23 @@ float32): bfloat16 on CPUs with AVX512-BF16/AMX and on recent GPUs, float16 on o
 (predictions, calibration) stay float32 there (`scoring_autocast`), because bfloat16 would save
 a CPU prediction 3-5 % and move its map by up to 0.022 (BENCHMARKS.md), so a checkpoint
 judges alike on every CPU.
+
+A server runs the network from its worker threads, which must not keep CPU kernels' thread teams
+alive between requests (`in_own_thread`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import threading
+from typing import Callable, TypeVar
 
 import torch
 
 from .errors import InvalidInputError
+
+T = TypeVar("T")
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -53,3 +61,32 @@ def autocast(device: torch.device, precision: str = "auto") -> contextlib.Abstra
 def scoring_autocast(device: torch.device, precision: str = "auto") -> contextlib.AbstractContextManager:
     """`autocast` for computing maps and scores: on a CPU always float32, elsewhere as `precision` says."""
     return autocast(device, "float32" if device.type == "cpu" else precision)
+
+
+def in_own_thread(fn: Callable[..., T], *args, **kwargs) -> T:
+    """`fn(*args, **kwargs)` on a new thread that ends with it, in a copy of the caller's context
+    (context variables: a server's per-request state); its result or exception is the caller's.
+
+    torch's CPU kernels run on an OpenMP thread team owned by the thread that calls them, and GNU
+    OpenMP keeps that team until its thread exits. While two threads own teams (a server's worker
+    thread that scored an image, and a training thread), OpenMP counts more threads than cores,
+    stops spinning at its barriers, and every kernel of both runs at about one core's speed: a
+    fine-tune in the app made 0.6x the steps when an image had been inspected just before it
+    (BENCHMARKS.md). A server's worker threads outlive their requests, so a request's network work
+    runs here instead, and its team goes when it is done.
+    """
+    context = contextvars.copy_context()
+    outcome: dict = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = context.run(fn, *args, **kwargs)
+        except BaseException as err:  # re-raised on the caller's thread, StopIteration included
+            outcome["error"] = err
+
+    thread = threading.Thread(target=run, name=f"rbd-{getattr(fn, '__name__', 'call')}", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]

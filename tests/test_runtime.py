@@ -70,3 +70,29 @@ def test_a_prediction_on_a_bfloat16_cpu_is_the_float32_path(monkeypatch, checkpo
     assert seen == [False]
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         assert all(f.dtype == torch.float32 for f in detector.model.features(torch.rand(1, 3, 64, 64)))
+
+
+def test_in_own_thread_runs_on_a_thread_that_ends_with_the_call_in_the_callers_context():
+    import contextvars
+    import threading
+
+    request = contextvars.ContextVar("request")
+    request.set("user-7")
+    seen = {}
+
+    def work(x, scale=1):
+        seen["thread"] = threading.current_thread()
+        seen["request"] = request.get()
+        return x * scale
+
+    assert runtime.in_own_thread(work, 3, scale=2) == 6
+    assert seen["thread"] is not threading.current_thread() and not seen["thread"].is_alive()
+    assert seen["request"] == "user-7"
+
+    def fail():
+        raise ValueError("bad input")
+
+    with pytest.raises(ValueError, match="bad input"):
+        runtime.in_own_thread(fail)
+    with pytest.raises(StopIteration):  # a generator's end reaches the caller, who resumes it there
+        runtime.in_own_thread(next, iter([]))

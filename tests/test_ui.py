@@ -61,6 +61,35 @@ def test_messages_name_uploads_as_the_user_knows_them():
     assert as_uploaded(message, ["/srv/work/uploads", "/tmp/gradio/"]) == "no usable image among 2 file(s): x.png: not an image; sub dir.png"
 
 
+def test_handlers_and_each_step_of_a_streaming_one_run_on_threads_that_end_with_them(monkeypatch):
+    import threading
+
+    import gradio as gr
+
+    from rbd.notices import notify
+    from ui.wiring import user_errors
+
+    threads = []
+
+    def handler(x):
+        threads.append(threading.current_thread())
+        return x + 1
+
+    def streaming(n):
+        for i in range(n):
+            threads.append(threading.current_thread())
+            notify(f"step {i}")  # a notice raised on the handler's thread still reaches the request's toasts
+            yield i
+
+    assert user_errors(handler)(1) == 2
+    warnings = []
+    monkeypatch.setattr(gr, "Warning", warnings.append)
+    assert list(user_errors(streaming)(3)) == [0, 1, 2]
+    assert warnings == ["step 0", "step 1", "step 2"]
+    assert len(set(threads)) == 4 and threading.current_thread() not in threads
+    assert not any(thread.is_alive() for thread in threads)
+
+
 def test_idle_folders_are_removed_and_used_ones_kept(tmp_path):
     old, fresh, marked = (tmp_path / name for name in ("old", "fresh", "marked"))
     for folder in (old, fresh, marked):

@@ -17,6 +17,7 @@ import gradio as gr
 
 import rbd
 from rbd.notices import collect
+from rbd.runtime import in_own_thread
 from rbd.uploads import as_uploaded
 
 try:  # on a ZeroGPU Space, GPU work must run inside spaces.GPU; elsewhere it is a no-op
@@ -33,6 +34,8 @@ def user_errors(fn: Callable, upload_folders: Iterable = ()) -> Callable:
     naming uploaded files as the user knows them (never by a server path).
 
     Generator handlers (streaming progress) are wrapped as generators, so Gradio still streams them.
+    Each call, and each step of a generator, runs on a thread of its own (`rbd.runtime.in_own_thread`
+    says why): Gradio's worker threads outlive their requests.
     """
     folders = list(upload_folders)
 
@@ -56,7 +59,7 @@ def user_errors(fn: Callable, upload_folders: Iterable = ()) -> Callable:
                 while True:
                     with reported():
                         try:
-                            value = next(steps)
+                            value = in_own_thread(next, steps)
                         except StopIteration:
                             return
                     yield value
@@ -67,7 +70,7 @@ def user_errors(fn: Callable, upload_folders: Iterable = ()) -> Callable:
     @functools.wraps(fn)
     def call(*args, **kwargs):
         with reported():
-            return fn(*args, **kwargs)
+            return in_own_thread(fn, *args, **kwargs)
     return call
 
 
