@@ -3,10 +3,12 @@
 glibc's malloc gives a large block (above its mmap threshold, 128 KiB at first) fresh pages from
 the kernel and returns it on free; blocks below the threshold come from the heap, whose top is
 returned to the kernel once more than the trim threshold of it is free. A forward pass allocates
-and frees the same activations every time (6 MB for one of the teacher's 256x256 maps), so
-either rule makes every prediction fault those pages in again: on a 2-core Xeon a third of the
-teacher's time went to zeroing the padding of one fresh 6 MB tensor (BENCHMARKS.md). With both
-thresholds raised, activations up to `MMAP_THRESHOLD` come from the heap and stay there.
+and frees the same activations every time (6 MB for one of the teacher's maps of a 256x256
+image), and glibc returns them, so every prediction faulted their pages in again: on a 2-core
+Xeon, zeroing the TF padding of one such fresh tensor took 2 ms of the teacher's 17. With both
+thresholds raised, blocks up to `MMAP_THRESHOLD` come from the heap and stay there: a single
+256x256 prediction 22 % faster, its teacher 27 % (BENCHMARKS.md). Batches and training steps,
+whose blocks are larger, are unchanged.
 
 Setting either threshold turns off glibc's own adjustment of both, so both are set. Other
 platforms, other C libraries, and a process whose user set the thresholds (the MALLOC_*_
