@@ -19,13 +19,12 @@ import argparse
 import json
 import tempfile
 import time
-import zipfile
 from pathlib import Path
 
 import psutil
 from gradio_client import Client, handle_file
 
-from .app_server import parts_zip, served
+from .app_server import parts_images, served
 
 SCENARIOS = ("fresh", "after-inspect")
 
@@ -34,9 +33,7 @@ def fine_tune(scenario: str, minutes: float) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
         (folder / "work").mkdir()
-        with zipfile.ZipFile(parts_zip(folder / "parts.zip", 33, size=256, seed=3)) as archive:
-            archive.extractall(folder / "parts")
-        images = sorted((folder / "parts" / "parts").glob("*.png"))
+        images = parts_images(folder, 33, size=256, seed=3)
         with served(folder / "work") as (url, pid):
             client = Client(url, verbose=False, download_files=False)
             if scenario == "after-inspect":

@@ -18,12 +18,11 @@ import statistics
 import tempfile
 import threading
 import time
-import zipfile
 from pathlib import Path
 
 from gradio_client import Client, handle_file
 
-from .app_server import parts_zip, served
+from .app_server import parts_images, served
 
 RATE = 1.0
 
@@ -66,9 +65,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
         (folder / "work").mkdir()
-        with zipfile.ZipFile(parts_zip(folder / "pool.zip", 600, size=256, seed=3)) as archive:
-            archive.extractall(folder / "pool")
-        images = sorted((folder / "pool" / "parts").glob("*.png"))
+        images = parts_images(folder, 600, size=256, seed=3)
         with served(folder / "work") as (url, _):
             trainer = Client(url, verbose=False, download_files=False)
             training = trainer.submit([handle_file(str(p)) for p in images[:10]], None, False, "", True, 100000, 0, "bench",

@@ -66,3 +66,10 @@ def parts_zip(path: Path, count: int, size: int = 128, seed: int = 0) -> Path:
             Image.fromarray((np.clip(image, 0, 1) * 255).astype(np.uint8)).save(png)
             archive.write(png, f"parts/{i:05d}.png")
     return path
+
+
+def parts_images(folder: Path, count: int, size: int = 128, seed: int = 0) -> list[Path]:
+    """`parts_zip`'s parts as PNG files under `folder`, in order."""
+    with zipfile.ZipFile(parts_zip(folder / "parts.zip", count, size, seed)) as archive:
+        archive.extractall(folder)
+    return sorted((folder / "parts").glob("*.png"))
