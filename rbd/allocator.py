@@ -4,8 +4,8 @@ glibc's malloc gives a large block (above its mmap threshold, 128 KiB at first) 
 the kernel and returns it on free; blocks below the threshold come from the heap, whose top is
 returned to the kernel once more than the trim threshold of it is free. A forward pass allocates
 and frees the same activations every time (6 MB for one of the teacher's maps of a 256x256
-image), and glibc returns them, so every prediction faulted their pages in again: on a 2-core
-Xeon, zeroing the TF padding of one such fresh tensor took 2 ms of the teacher's 17. With both
+image), and glibc returned them, so every prediction faulted their pages in again (zeroing the
+TF padding of one such fresh tensor was among the teacher's costliest operations). With both
 thresholds raised, blocks up to `MMAP_THRESHOLD` come from the heap and stay there: a single
 256x256 prediction 22 % faster, its teacher 27 % (BENCHMARKS.md). Batches and training steps,
 whose blocks are larger, are unchanged.
