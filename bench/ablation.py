@@ -6,6 +6,7 @@
     python -m bench.ablation --models bench/results/models --bank-seeds 3   # each map over 3 draws of the memory
     python -m bench.ablation --models bench/results/models --bank-seeds 1 --memory-size 4096 --maps default   # a larger bank
     python -m bench.ablation --models bench/results/models --maps full default   # some of the maps
+    python -m bench.ablation --models bench/results/models --bank-seeds 1 --centre student   # maps centred per image
 
 Trains the default recipe once per set, then evaluates five maps of that one model, each also
 ranking the images by its own top, so the rows differ only in how the map is made (anomaly_map.py):
@@ -18,7 +19,10 @@ With --bank-seeds N the memory's bank is drawn again N times (other random patch
 draws them, with the standardisation and threshold set again) and every map is evaluated on each
 draw: how far a figure moves with the bank's random draw alone, and whether a difference between
 maps holds on every draw; with --memory-size the new banks hold that many patches instead of the
-model's number. Results go to `--out/ablation-<set>.json`; the table prints at the end.
+model's number. With --centre (needs --bank-seeds, which sets the standardisation again) every
+distance map of an image has that image's own median subtracted first: `student` the student's
+scales, `all` the memory's too; a lighting that raises an image's distances everywhere is taken
+out while a defect, a small part of the image, stays. Results go to `--out/ablation-<set>.json`; the table prints at the end.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from bench import options
 from rbd.datasets import training_folder
 from rbd.images import read_image_folder
 from rbd.memory import MAX_CANDIDATES, PatchMemory
+from rbd.model import RBD
 from rbd.train import TeacherCache, fit_memory, resized, split_holdout, standardise_and_calibrate
 
 from .run import fmt
@@ -66,11 +71,38 @@ def variant(detector: rbd.Detector, name: str) -> rbd.Detector:
     return rbd.Detector(model, detector.calibration, detector.training)
 
 
-def with_new_bank(detector: rbd.Detector, data: Path, seed: int, memory_size: int | None = None) -> rbd.Detector:
+def below_median(m: torch.Tensor) -> torch.Tensor:
+    """(B, 1, h, w) maps less each image's own median."""
+    return m - m.flatten(1).median(dim=1).values.view(-1, 1, 1, 1)
+
+
+class CentredStudent(RBD):
+    """The model with each of the student's distance maps centred on its image's median."""
+
+    def distances_from_features(self, teacher, exclude=None):
+        scale_maps, memory_map = super().distances_from_features(teacher, exclude)
+        return [below_median(m) for m in scale_maps], memory_map
+
+
+class CentredAll(CentredStudent):
+    """The same, and the memory's map too."""
+
+    def distances_from_features(self, teacher, exclude=None):
+        scale_maps, memory_map = super().distances_from_features(teacher, exclude)
+        return scale_maps, below_median(memory_map) if memory_map is not None else None
+
+
+CENTRED = {"student": CentredStudent, "all": CentredAll}
+
+
+def with_new_bank(detector: rbd.Detector, data: Path, seed: int, memory_size: int | None = None,
+                  centre: str | None = None) -> rbd.Detector:
     """A copy of `detector` whose memory bank is drawn again (with `seed`, and `memory_size` patches
     if given) from its training images, and whose standardisation, score and threshold are set again
     as training does today (with today's `score_from`, also for a model saved before it existed)."""
     model = copy.deepcopy(detector.model)
+    if centre is not None:
+        model.__class__ = CENTRED[centre]
     model.config = dataclasses.replace(model.config, score_from=rbd.ModelConfig.score_from)
     if memory_size is not None:
         model.config = dataclasses.replace(model.config, memory_size=memory_size)
@@ -104,15 +136,19 @@ def main() -> None:
     parser.add_argument("--models", type=Path, default=None, help="evaluate the checkpoint <set> of this folder instead of training")
     parser.add_argument("--bank-seeds", type=int, default=0, help="evaluate the maps with the memory on this many new draws of its bank")
     parser.add_argument("--memory-size", type=int, default=None, help="with --bank-seeds: patches in each new bank (default: the model's)")
+    parser.add_argument("--centre", choices=sorted(CENTRED), default=None,
+                        help="with --bank-seeds: centre each image's distance maps on their median (the student's, or all)")
     parser.add_argument("--maps", nargs="+", choices=VARIANTS, default=list(VARIANTS), help="the maps to evaluate (default: all)")
     args = options.parse(parser)
+    if args.centre and not args.bank_seeds:
+        parser.error("--centre needs --bank-seeds (the standardisation is set again on the centred maps)")
     rows = []
     for name in args.sets:
         data = args.data / name
         detector = rbd.load(args.models / name) if args.models is not None else train(data, args)
         result = {"set": name, "steps": detector.training["steps"], "train_s": detector.training["seconds"],
                   "date": time.strftime("%Y-%m-%d"), "variants": {}}
-        draws = [with_new_bank(detector, data, seed, args.memory_size) for seed in range(args.bank_seeds)] or [detector]
+        draws = [with_new_bank(detector, data, seed, args.memory_size, args.centre) for seed in range(args.bank_seeds)] or [detector]
         for v in args.maps:
             if v in ("memory", "full", "half", "default") and detector.model.memory is None or args.bank_seeds and v in ("raw", "student"):
                 continue  # the student's maps do not depend on the bank
@@ -121,6 +157,7 @@ def main() -> None:
             result["variants"][v]["draws"] = runs
             print(name, v, json.dumps(runs), flush=True)
         suffix = (f"-banks-{args.memory_size}" if args.memory_size else "-banks") if args.bank_seeds else ""
+        suffix += f"-centred-{args.centre}" if args.centre else ""
         (args.out / f"ablation-{name}{suffix}.json").write_text(json.dumps(result, indent=2))
         rows.append(result)
     print("| set | map | image AUROC | pixel AUROC | AUPRO | steps |\n|---|---|---|---|---|---|")

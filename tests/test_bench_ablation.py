@@ -37,3 +37,16 @@ def test_a_new_bank_can_hold_another_number_of_patches(detector, category):
     assert drawn.model.memory.bank.shape == (8, detector.model.memory.bank.shape[1])
     assert drawn.model.config.memory_size == 8 and detector.model.config.memory_size != 8
     assert drawn.predict(torch.rand(64, 64, 3).numpy()).anomaly_map.shape == (64, 64)  # a working detector with it
+
+
+def test_centred_maps_sit_on_their_image_median_and_are_standardised_again(detector, category):
+    image = torch.rand(1, 3, 64, 64)
+    plain = with_new_bank(detector, category, seed=0)
+    centred = with_new_bank(detector, category, seed=0, centre="all")
+    scale_maps, memory_map = centred.model.distances(image)
+    assert all(abs(float(m.median())) < 1e-6 for m in scale_maps + [memory_map])  # every map on its own median
+    plain_maps, plain_memory = plain.model.distances(image)
+    assert torch.allclose(scale_maps[0], plain_maps[0] - plain_maps[0].median(), atol=1e-6)
+    assert not torch.allclose(centred.model.normal_mean, plain.model.normal_mean)  # the standardisation set on centred maps
+    student_only = with_new_bank(detector, category, seed=0, centre="student").model.distances(image)[1]
+    assert torch.allclose(student_only, plain_memory)  # "student" leaves the memory's map as it was
