@@ -99,7 +99,8 @@ def with_new_bank(detector: rbd.Detector, data: Path, seed: int, memory_size: in
                   centre: str | None = None) -> rbd.Detector:
     """A copy of `detector` whose memory bank is drawn again (with `seed`, and `memory_size` patches
     if given) from its training images, and whose standardisation, score and threshold are set again
-    as training does today (with today's `score_from`, also for a model saved before it existed)."""
+    as training does today (with today's `score_from`, also for a model saved before it existed);
+    `centre` ("student" or "all") makes it a model whose distance maps are centred (CENTRED)."""
     model = copy.deepcopy(detector.model)
     if centre is not None:
         model.__class__ = CENTRED[centre]
