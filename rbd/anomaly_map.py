@@ -153,6 +153,24 @@ def top_mean(rows: torch.Tensor, k: int) -> torch.Tensor:
     other devices, of other types, with gradients or being exported take topk."""
     plain_cpu_float = rows.device.type == "cpu" and rows.dtype == torch.float32 and not rows.requires_grad
     if plain_cpu_float and not torch.compiler.is_exporting():
-        largest = np.partition(rows.numpy(), -k, axis=1)[:, -k:]
-        return torch.from_numpy(largest.mean(axis=1, dtype=np.float64).astype(np.float32))
+        means = [largest(row, k).mean(dtype=np.float64) for row in rows.numpy()]
+        return torch.from_numpy(np.array(means, dtype=np.float32))
     return rows.topk(k, dim=1).values.mean(dim=1)
+
+
+SAMPLE_STRIDE = 8  # `largest` estimates its bound from every 8th value
+
+
+def largest(values: np.ndarray, k: int) -> np.ndarray:
+    """The k largest of a 1-D array, in no order. Selecting among all N values costs a few ns each
+    (0.6 ms for a 256x256 map, paid twice a prediction), so a bound is first taken from a strided
+    sample, set to let about 2k values through; if at least k pass, the k largest are among them
+    (the k-th largest is at least the bound) and only those are selected from. Otherwise, and for
+    rows too short to sample, all N are."""
+    sampled = -(-2 * k // SAMPLE_STRIDE)  # about 2k of the row above the bound
+    sample = values[::SAMPLE_STRIDE]
+    if sampled < sample.size:
+        passed = values[values >= np.partition(sample, -sampled)[-sampled]]
+        if passed.size >= k:
+            values = passed
+    return np.partition(values, -k)[-k:]

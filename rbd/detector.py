@@ -15,7 +15,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
-from .anomaly_map import top_count
+from .anomaly_map import largest, top_count
 from .calibration import Calibration, is_defective
 from .geometry import to_image_size, to_input
 from .images import MAX_SIDE, ImageLike, image_batches, to_rgb_array
@@ -42,7 +42,7 @@ def defect_mask(anomaly_map: np.ndarray, score: float, threshold: float) -> np.n
     if mask.any():
         return mask
     k = top_count(anomaly_map.size)
-    return anomaly_map >= np.partition(anomaly_map, -k, axis=None)[-k]
+    return anomaly_map >= largest(anomaly_map.ravel(), k).min()
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from rbd.anomaly_map import SCORE_RULES, UpsampleBlur, anomaly_map, distance_maps, image_score, student_map, top_mean
+from rbd.anomaly_map import SAMPLE_STRIDE, SCORE_RULES, UpsampleBlur, anomaly_map, distance_maps, image_score, largest, student_map, top_mean
 
 
 @pytest.mark.parametrize("sigma", [0.5, 1.0, 2.5, 4.0])
@@ -250,3 +250,27 @@ def test_top_mean_by_numpy_selection_equals_torch_topk(k):
     with_gradients = rows.clone().requires_grad_()
     top_mean(with_gradients, k).sum().backward()
     assert int((with_gradients.grad > 0).sum()) == 3 * k  # topk's path: each of the k largest gets 1/k
+
+
+@pytest.mark.parametrize("layout", ["hot where sampled", "hot where not sampled", "ties", "short", "k is all"])
+def test_largest_equals_a_full_selection_wherever_the_hot_values_lie(layout):
+    """`largest` selects from values above a bound set on a strided sample; the k largest must be the
+    same as a selection from every value, also where the sample sees only the hottest values (fewer
+    than k pass its bound, so it falls back to all) or none of them."""
+    rng = np.random.default_rng(0)
+    n, k = 65536, 656
+    values = rng.random(n, dtype=np.float32)
+    sampled = np.arange(n) % SAMPLE_STRIDE == 0
+    if layout == "hot where sampled":
+        values[sampled] += 10
+    elif layout == "hot where not sampled":
+        values[~sampled] += 10
+    elif layout == "ties":
+        values = rng.integers(0, 3, n).astype(np.float32)
+    elif layout == "short":
+        n, k = 5, 2
+        values = values[:n]
+    else:
+        k = n
+    expected = np.sort(values)[-k:]
+    np.testing.assert_array_equal(np.sort(largest(values, k)), expected)
