@@ -32,8 +32,8 @@ TRAINING_TIME_ADVICE = ("On a 2-core CPU one minute already ranked images within
                         "needs no training); maps sharpened up to ten minutes and twenty added little.")
 # BENCHMARKS.md, "Teachers": lite2 against the default lite0
 TEACHER_ADVICE = ("For a new model (starting from the active model keeps its teacher). tf_efficientnet_lite2 "
-                  "localised ksdd's thin cracks better (AUPRO 0.81-0.82 against 0.74-0.75 over two seeds), matched the default elsewhere and "
-                  "costs 1.05-1.2x the time per image.")
+                  "localised ksdd's thin cracks better (AUPRO 0.80-0.82 against 0.73-0.75 over three trainings), ranked weld's "
+                  "images under mixed lighting slightly worse (-0.006 AUROC) and costs 1.05-1.3x the time per image.")
 
 
 @dataclass
