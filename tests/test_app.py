@@ -70,16 +70,19 @@ def test_inspect_scores_and_draws(client, parts, detector, tmp_path):
     assert [a["label"] for a in annotated["annotations"]][0] == "defect"
 
 
-def test_the_same_file_dropped_twice_is_scored_once(client, parts, monkeypatch):
+def test_the_same_file_dropped_twice_is_scored_once(client, parts, monkeypatch, tmp_path):
     good, bad = parts
-    files = [handle_file(str(p)) for p in (good[0], bad[0], good[0], bad[0])]  # a second drop adds the same files
+    # named so that their order by name (the table's: rbd.uploads.gather_images) is good, defective, good;
+    # the parts' own names depend on which good image the session's detector scores lowest
+    first, defect, second = (shutil.copy(p, tmp_path / name) for p, name in ((good[0], "a.png"), (bad[0], "b.png"), (good[1], "c.png")))
+    files = [handle_file(str(p)) for p in (first, defect, first, defect)]  # a second drop adds the same files
     _, table, *_ = client.predict(None, files, MODEL_RATE, 0.5, api_name="/inspect")
-    assert [row[3] for row in table["data"]] == ["good", "defective"]  # each file once, in upload order
+    assert [row[3] for row in table["data"]] == ["good", "defective"]  # each file once
 
     calls = []
     real = rbd.detector.score_images
     monkeypatch.setattr(rbd.detector, "score_images", lambda model, images, *a, **k: calls.append(len(images)) or real(model, images, *a, **k))
-    _, table, *_ = client.predict(None, files + [handle_file(str(good[1]))], MODEL_RATE, 0.5, api_name="/inspect")
+    _, table, *_ = client.predict(None, files + [handle_file(str(second))], MODEL_RATE, 0.5, api_name="/inspect")
     assert [row[3] for row in table["data"]] == ["good", "defective", "good"]
     assert calls == [1]  # only the new file ran through the network
 
