@@ -92,20 +92,30 @@ class Prediction:
         return sorted(regions, key=lambda r: -r.area)
 
 
+# A CPU forward pass takes at most this many input pixels. The teacher's widest activation holds about
+# 96 bytes per input pixel (96 channels at stride 2), so a pass over up to five 256x256 inputs keeps
+# every block under glibc's largest mmap threshold (32 MB), where allocator.py makes it reuse freed
+# memory; larger blocks are faulted in afresh on every pass, and a batch of eight strips cost 1.2x
+# more per image than one strip at a time (bench.files, BENCHMARKS.md).
+MAX_CPU_BATCH_PIXELS = 5 * 256 * 256
+
+
 @torch.inference_mode()
 def score_images(network: Network, images: Sequence[np.ndarray], batch_size: int = 8, maps: bool = True,
                  precision: str = "auto") -> list[tuple[float, np.ndarray | None, float | None]]:
-    """(score, map at image size or None, familiarity or None) per image; equal-shaped inputs are batched together.
-    `network` is a torch model's `ScoringNetwork` or an ONNX session (onnx_runtime.py): the rest is the same."""
+    """(score, map at image size or None, familiarity or None) per image; equal-shaped inputs are batched together,
+    `batch_size` at a time (on a CPU fewer where they are large: MAX_CPU_BATCH_PIXELS). `network` is a torch
+    model's `ScoringNetwork` or an ONNX session (onnx_runtime.py): the rest is the same."""
     config, device = network.config, network.device
     fits = [config.fit(im.shape[0], im.shape[1]) for im in images]
     results: list = [None] * len(images)
     by_shape: dict[tuple[int, int], list[int]] = {}
     for i, f in enumerate(fits):
         by_shape.setdefault(f.input, []).append(i)
-    for indices in by_shape.values():
-        for start in range(0, len(indices), batch_size):
-            chunk = indices[start : start + batch_size]
+    for (height, width), indices in by_shape.items():
+        step = batch_size if device.type != "cpu" else max(1, min(batch_size, MAX_CPU_BATCH_PIXELS // (height * width)))
+        for start in range(0, len(indices), step):
+            chunk = indices[start : start + step]
             batch = torch.stack([to_input(images[i], fits[i]) for i in chunk]).to(device)
             with scoring_autocast(device, precision):
                 out = network(batch)

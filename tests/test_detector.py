@@ -69,6 +69,30 @@ def test_batch_equals_one_by_one(detector, category):
         np.testing.assert_allclose(prediction.anomaly_map, single.anomaly_map, atol=1e-3)
 
 
+def test_a_cpu_pass_holds_at_most_the_pixel_budget_and_gives_the_same_predictions(detector, category, monkeypatch):
+    """Large inputs go through the network fewer at a time than `batch_size` on a CPU (their blocks
+    stay where the allocator reuses memory); the chunking changes no prediction."""
+    paths = sorted((category / "test").rglob("*.png"))[:5]
+    height, width = detector.config.fit(*rbd.images.read_image(paths[0]).shape[:2]).input  # the set's one input shape
+    whole = detector.predict_batch(paths, batch_size=8)
+
+    class Counting:
+        def __init__(self, network):
+            self.network, self.config, self.device, self.batches = network, network.config, network.device, []
+
+        def __call__(self, batch):
+            self.batches.append(batch.shape[0])
+            return self.network(batch)
+
+    monkeypatch.setattr(rbd.detector, "MAX_CPU_BATCH_PIXELS", 2 * height * width + 1)  # two inputs a pass
+    monkeypatch.setattr(detector, "network", Counting(detector.network))
+    chunked = detector.predict_batch(paths, batch_size=8)
+    assert detector.network.batches == [2, 2, 1]
+    for a, b in zip(whole, chunked):
+        assert a.score == pytest.approx(b.score, abs=1e-5)
+        np.testing.assert_allclose(a.anomaly_map, b.anomaly_map, atol=1e-5)
+
+
 def test_rethreshold_moves_verdict_and_mask_without_the_network(detector, category, monkeypatch):
     prediction = detector.predict(sorted((category / "test" / "hole").iterdir())[0])
 
