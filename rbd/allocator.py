@@ -7,8 +7,9 @@ and frees the same activations every time (6 MB for one of the teacher's maps of
 image), and glibc returned them, so every prediction faulted their pages in again (zeroing the
 TF padding of one such fresh tensor was among the teacher's costliest operations). With both
 thresholds raised, blocks up to `MMAP_THRESHOLD` come from the heap and stay there: a single
-256x256 prediction 22 % faster, its teacher 27 % (BENCHMARKS.md). Batches and training steps,
-whose blocks are larger, are unchanged.
+256x256 prediction 22 % faster, its teacher 27 % (BENCHMARKS.md). Larger blocks are not kept,
+which is why a CPU prediction's batch holds at most `rbd.detector.MAX_CPU_BATCH_PIXELS` of input; training
+steps, whose blocks are larger, are unchanged.
 
 Setting either threshold turns off glibc's own adjustment of both, so both are set. Other
 platforms, other C libraries, and a process whose user set the thresholds (the MALLOC_*_

@@ -162,8 +162,8 @@ SAMPLE_STRIDE = 8  # `largest` estimates its bound from every 8th value
 
 
 def largest(values: np.ndarray, k: int) -> np.ndarray:
-    """The k largest of a 1-D array, in no order. Selecting among all N values costs a few ns each
-    (0.6 ms for a 256x256 map, paid twice a prediction), so a bound is first taken from a strided
+    """The k largest of a 1-D array, in no order. Selecting among all N values costs a few ns each,
+    paid twice a prediction (most of bench/stages.py's score stage before), so a bound is first taken from a strided
     sample, set to let about 2k values through; if at least k pass, the k largest are among them
     (the k-th largest is at least the bound) and only those are selected from. Otherwise, and for
     rows too short to sample, all N are."""

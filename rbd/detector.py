@@ -15,6 +15,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
+from .allocator import MMAP_THRESHOLD
 from .anomaly_map import largest, top_count
 from .calibration import Calibration, is_defective
 from .geometry import to_image_size, to_input
@@ -93,11 +94,11 @@ class Prediction:
 
 
 # A CPU forward pass takes at most this many input pixels. The teacher's widest activation holds about
-# 96 bytes per input pixel (96 channels at stride 2), so a pass over up to five 256x256 inputs keeps
-# every block under glibc's largest mmap threshold (32 MB), where allocator.py makes it reuse freed
-# memory; larger blocks are faulted in afresh on every pass, and a batch of eight strips cost 1.2x
-# more per image than one strip at a time (bench.files, BENCHMARKS.md).
-MAX_CPU_BATCH_PIXELS = 5 * 256 * 256
+# 100 bytes per input pixel (96 channels at stride 2, TF-padded), so every block of a pass stays under
+# glibc's largest mmap threshold, where allocator.py makes it reuse freed memory (five 256x256 inputs, two
+# 256x640 strips); larger blocks are faulted in afresh on every pass, and batches of eight strips cost
+# 1.1-1.35x more per image than one strip at a time (bench.files, BENCHMARKS.md).
+MAX_CPU_BATCH_PIXELS = MMAP_THRESHOLD // 100
 
 
 @torch.inference_mode()
