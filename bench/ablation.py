@@ -7,6 +7,7 @@
     python -m bench.ablation --models bench/results/models --bank-seeds 1 --memory-size 4096 --maps default   # a larger bank
     python -m bench.ablation --models bench/results/models --maps full default   # some of the maps
     python -m bench.ablation --models bench/results/models --bank-seeds 1 --centre student   # maps centred per image
+    python -m bench.ablation --models bench/results/models --bank-seeds 1 --whiten 0.5   # the memory searched by Mahalanobis distance
 
 Trains the default recipe once per set, then evaluates five maps of that one model, each also
 ranking the images by its own top, so the rows differ only in how the map is made (anomaly_map.py):
@@ -22,7 +23,8 @@ maps holds on every draw; with --memory-size the new banks hold that many patche
 model's number. With --centre (needs --bank-seeds, which sets the standardisation again) every
 distance map of an image has that image's own median subtracted first: `student` the student's
 scales, `all` the memory's too; a lighting that raises an image's distances everywhere is taken
-out while a defect, a small part of the image, stays. Results go to `--out/ablation-<set>.json`; the table prints at the end.
+out while a defect, a small part of the image, stays. With --whiten (needs --bank-seeds) the memory is
+searched in whitened coordinates (`WhitenedMemory`). Results go to `--out/ablation-<set>.json`; the table prints at the end.
 """
 
 from __future__ import annotations
@@ -95,8 +97,41 @@ class CentredAll(CentredStudent):
 CENTRED = {"student": CentredStudent, "all": CentredAll}
 
 
+class WhitenedMemory(PatchMemory):
+    """The patch memory searched in whitened coordinates: the nearest normal patch by Mahalanobis
+    distance under the training patches' covariance, shrunk towards a multiple of the identity by
+    `shrinkage` (1: the plain Euclidean search, up to scale; 0: full whitening). PaDiM's distance,
+    which outranks rbd's on textures, weighs every direction by its normal spread; the Euclidean
+    search lets the features' few widest directions decide."""
+
+    def __init__(self, dim: int, size: int, shrinkage: float):
+        super().__init__(dim, size)
+        self.shrinkage = shrinkage
+        self.register_buffer("centre", torch.zeros(dim))
+        self.register_buffer("whitening", torch.eye(dim))
+
+    def fit(self, candidates, generator):
+        x = candidates.double()
+        mean = x.mean(dim=0)
+        covariance = torch.cov((x - mean).T)
+        dim = covariance.shape[0]
+        covariance = (1 - self.shrinkage) * covariance + self.shrinkage * covariance.trace() / dim * torch.eye(dim, dtype=x.dtype)
+        values, vectors = torch.linalg.eigh(covariance)
+        self.centre.copy_(mean.float())
+        self.whitening.copy_((vectors * values.rsqrt()) @ vectors.T)
+        return super().fit(self.transform(flat=candidates), generator)
+
+    def transform(self, flat):
+        return (flat.float() - self.centre) @ self.whitening
+
+    def forward(self, patches, exclude=None):
+        b, d, h, w = patches.shape
+        whitened = self.transform(patches.float().permute(0, 2, 3, 1).reshape(-1, d))
+        return super().forward(whitened.view(b, h, w, d).permute(0, 3, 1, 2), exclude)
+
+
 def with_new_bank(detector: rbd.Detector, data: Path, seed: int, memory_size: int | None = None,
-                  centre: str | None = None) -> rbd.Detector:
+                  centre: str | None = None, whiten: float | None = None) -> rbd.Detector:
     """A copy of `detector` whose memory bank is drawn again (with `seed`, and `memory_size` patches
     if given) from its training images, and whose standardisation, score and threshold are set again
     as training does today (with today's `score_from`, also for a model saved before it existed);
@@ -108,6 +143,8 @@ def with_new_bank(detector: rbd.Detector, data: Path, seed: int, memory_size: in
     if memory_size is not None:
         model.config = dataclasses.replace(model.config, memory_size=memory_size)
         model.memory = PatchMemory(model.memory.bank.shape[1], memory_size)
+    if whiten is not None:
+        model.memory = WhitenedMemory(*model.memory.bank.shape[::-1], whiten)
     images, _ = read_image_folder(training_folder(data))
     config = rbd.TrainConfig(**detector.training["config"])  # the hold-out split and false-alarm rate of training
     train_ids, holdout_ids = split_holdout(len(images), config)
@@ -139,17 +176,21 @@ def main() -> None:
     parser.add_argument("--memory-size", type=int, default=None, help="with --bank-seeds: patches in each new bank (default: the model's)")
     parser.add_argument("--centre", choices=sorted(CENTRED), default=None,
                         help="with --bank-seeds: centre each image's distance maps on their median (the student's, or all)")
+    parser.add_argument("--whiten", type=float, default=None,
+                        help="with --bank-seeds: search the memory by Mahalanobis distance, covariance shrunk by this share (WhitenedMemory)")
     parser.add_argument("--maps", nargs="+", choices=VARIANTS, default=list(VARIANTS), help="the maps to evaluate (default: all)")
     args = options.parse(parser)
     if args.centre and not args.bank_seeds:
         parser.error("--centre needs --bank-seeds (the standardisation is set again on the centred maps)")
+    if args.whiten is not None and not args.bank_seeds:
+        parser.error("--whiten needs --bank-seeds (the bank is drawn again in whitened coordinates)")
     rows = []
     for name in args.sets:
         data = args.data / name
         detector = rbd.load(args.models / name) if args.models is not None else train(data, args)
         result = {"set": name, "steps": detector.training["steps"], "train_s": detector.training["seconds"],
                   "date": time.strftime("%Y-%m-%d"), "variants": {}}
-        draws = [with_new_bank(detector, data, seed, args.memory_size, args.centre) for seed in range(args.bank_seeds)] or [detector]
+        draws = [with_new_bank(detector, data, seed, args.memory_size, args.centre, args.whiten) for seed in range(args.bank_seeds)] or [detector]
         for v in args.maps:
             if v in ("memory", "full", "half", "default") and detector.model.memory is None or args.bank_seeds and v in ("raw", "student"):
                 continue  # the student's maps do not depend on the bank
@@ -159,6 +200,7 @@ def main() -> None:
             print(name, v, json.dumps(runs), flush=True)
         suffix = (f"-banks-{args.memory_size}" if args.memory_size else "-banks") if args.bank_seeds else ""
         suffix += f"-centred-{args.centre}" if args.centre else ""
+        suffix += f"-whitened-{args.whiten}" if args.whiten is not None else ""
         (args.out / f"ablation-{name}{suffix}.json").write_text(json.dumps(result, indent=2))
         rows.append(result)
     print("| set | map | image AUROC | pixel AUROC | AUPRO | steps |\n|---|---|---|---|---|---|")
