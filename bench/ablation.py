@@ -44,7 +44,7 @@ import rbd
 from bench import options
 from rbd.datasets import training_folder
 from rbd.images import read_image_folder
-from rbd.memory import MAX_CANDIDATES, PatchMemory
+from rbd.memory import MAX_CANDIDATES, PatchMemory, flatten_patches, patch_features
 from rbd.model import RBD
 from rbd.train import TeacherCache, fit_memory, resized, split_holdout, standardise_and_calibrate
 
@@ -124,10 +124,12 @@ class WhitenedMemory(PatchMemory):
     def transform(self, flat):
         return (flat.float() - self.centre) @ self.whitening
 
-    def forward(self, patches, exclude=None):
-        b, d, h, w = patches.shape
-        whitened = self.transform(patches.float().permute(0, 2, 3, 1).reshape(-1, d))
-        return super().forward(whitened.view(b, h, w, d).permute(0, 3, 1, 2), exclude)
+    def forward(self, features, exclude=None):
+        """Whitening mixes the two grids' dimensions, so the whitened patches are searched whole (torch.cdist)."""
+        patches = patch_features(features)
+        b, _, h, w = patches.shape
+        bank = self.bank if exclude is None else self.bank[~exclude]
+        return torch.cdist(self.transform(flatten_patches(patches)), bank).amin(dim=1).view(b, 1, h, w)
 
 
 def with_new_bank(detector: rbd.Detector, data: Path, seed: int, memory_size: int | None = None,

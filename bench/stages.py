@@ -33,7 +33,6 @@ from rbd.anomaly_map import distance_maps
 from rbd.detector import defect_mask
 from rbd.geometry import to_image_size, to_input
 from rbd.images import read_image
-from rbd.memory import patch_features
 from rbd.runtime import scoring_autocast
 
 STAGES = ("decode", "resize", "teacher", "student", "distances", "memory", "map", "score", "to image size", "mask")
@@ -84,7 +83,7 @@ def staged(detector: rbd.Detector, encoded: list[bytes], clock: Clock) -> None:
         teacher = clock.time("teacher", model.features, batch)
         student = clock.time("student", model.student, teacher)
         scale_maps = clock.time("distances", distance_maps, teacher, student)
-        memory_map = clock.time("memory", lambda: model.memory(patch_features(teacher)) if model.memory is not None else None)
+        memory_map = clock.time("memory", lambda: model.memory(teacher) if model.memory is not None else None)
         maps = clock.time("map", model.combine, scale_maps, memory_map, batch.shape[-2:])
         scores = clock.time("score", model.score, maps, memory_map, batch.shape[-2:])
         if memory_map is not None:

@@ -24,17 +24,28 @@ from torch import nn
 
 PROJECTION_DIM = 128  # the greedy selection compares random projections: distances are kept roughly, cheaper
 MAX_CANDIDATES = 50_000  # patches the selection chooses from (training samples each image evenly to this)
-# Distances held at once by the search (4 MB): a batch's whole (patches, bank) matrix, 32 MB for eight
-# 256x256 images, took twice as long to fill and reduce on a 2-core CPU as the same work in blocks (BENCHMARKS.md)
+# Distances held at once by the search (4 MB, rows of one image at a time): a batch's whole (patches, bank)
+# matrix, 32 MB for eight 256x256 images, took twice as long to fill and reduce on a 2-core CPU as the
+# same work in blocks (BENCHMARKS.md)
 SEARCH_BLOCK = 1 << 20
 
 
-def patch_features(features: list[torch.Tensor]) -> torch.Tensor:
-    """(B, D, h, w) patch features from teacher feature maps (finest first): the last two scales,
-    3x3-averaged, at the grid of the finer of the two."""
+def pooled_scales(features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The memory's two grids from teacher feature maps (finest first): the last two scales, each
+    3x3-averaged, the coarser at half the finer's resolution."""
     finer, coarser = (F.avg_pool2d(f.float(), 3, stride=1, padding=1) for f in features[-2:])
-    coarser = F.interpolate(coarser, size=finer.shape[-2:], mode="bilinear", align_corners=False)
-    return torch.cat([finer, coarser], dim=1)
+    return finer, coarser
+
+
+def upsampled(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    return F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
+
+
+def patch_features(features: list[torch.Tensor]) -> torch.Tensor:
+    """(B, D, h, w) patch features from teacher feature maps (finest first): `pooled_scales`, the
+    coarser brought to the finer grid."""
+    finer, coarser = pooled_scales(features)
+    return torch.cat([finer, upsampled(coarser, finer.shape[-2:])], dim=1)
 
 
 def flatten_patches(patches: torch.Tensor) -> torch.Tensor:
@@ -90,19 +101,50 @@ class PatchMemory(nn.Module):
         the memory was built from, near 0 for an image of something else."""
         return (distances <= self.familiar_distance).flatten(1).float().mean(dim=1)
 
-    def forward(self, patches: torch.Tensor, exclude: torch.Tensor | None = None) -> torch.Tensor:
-        """Euclidean distance of each patch to its nearest bank entry, in float32 (|q|^2 + |b|^2 - 2 q.b
-        cancels badly in low precision). `exclude` (bank-size bool) leaves entries out, for scoring a
-        training image without the patches it gave."""
-        batch, dim, h, w = patches.shape
-        with torch.autocast(patches.device.type, enabled=False):
-            bank = self.bank.float()
-            if exclude is not None:
-                bank = bank[~exclude]
-            queries = flatten_patches(patches.float())
-            norms = (bank * bank).sum(dim=1)
-            # |q|^2 is the same for every entry, so it is added after the minimum: one pass over the (patches, bank) matrix
-            blocks = [queries] if torch.compiler.is_exporting() else queries.split(max(1, SEARCH_BLOCK // bank.shape[0]))
-            nearest = torch.cat([torch.addmm(norms, block, bank.T, alpha=-2).amin(dim=1) for block in blocks])
-            squared = nearest + (queries * queries).sum(dim=1)
-            return squared.clamp_min_(0).sqrt_().view(batch, 1, h, w)
+    def forward(self, features: list[torch.Tensor], exclude: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, 1, h, w): each patch's (`patch_features` of the teacher's `features`) Euclidean distance
+        to its nearest bank entry, in float32 (|q|^2 + |b|^2 - 2 q.b cancels badly in low precision).
+        `exclude` (bank-size bool) leaves entries out, for scoring a training image without the
+        patches it gave."""
+        finer, coarser = pooled_scales(features)
+        with torch.autocast(finer.device.type, enabled=False):
+            return self.search(finer, coarser, exclude)
+
+    def search(self, finer: torch.Tensor, coarser: torch.Tensor, exclude: torch.Tensor | None = None) -> torch.Tensor:
+        """The distances of the patches `cat([finer, upsampled(coarser)])` without making them.
+
+        Upsampling is linear, so the coarser part's dot products with the bank can be taken on the
+        coarser grid, a quarter of the patches, and upsampled instead: the same distances (to float
+        rounding) for about half the multiply-adds of the search, most of the memory's time. The
+        rows of one image are searched a block at a time (SEARCH_BLOCK); an export takes the whole
+        batch at once, so ONNX models keep a dynamic batch."""
+        batch, fine_dim, h, w = finer.shape
+        if (h, w) != (2 * coarser.shape[-2], 2 * coarser.shape[-1]):
+            raise ValueError(f"the memory's coarser grid must be half its finer one, got {tuple(coarser.shape[-2:])} and {(h, w)}")
+        bank = self.bank.float() if exclude is None else self.bank.float()[~exclude]
+        fine_bank, coarse_bank, norms = bank[:, :fine_dim], bank[:, fine_dim:], (bank * bank).sum(dim=1)
+        if torch.compiler.is_exporting():
+            nearest = _nearest(finer, coarser, 0, h // 2, fine_bank, coarse_bank, norms)
+        else:
+            rows = max(1, SEARCH_BLOCK // (2 * w * bank.shape[0]))  # coarser rows a block, two finer ones each
+            nearest = torch.cat([torch.cat([_nearest(finer[i : i + 1], coarser[i : i + 1], top, min(top + rows, h // 2),
+                                                     fine_bank, coarse_bank, norms)
+                                            for top in range(0, h // 2, rows)], dim=1) for i in range(batch)])
+        # |q|^2 is the same for every entry, so it is added after the minimum
+        squared = nearest + (finer * finer).sum(dim=1) + (upsampled(coarser, (h, w)) ** 2).sum(dim=1)
+        return squared.clamp_min_(0).sqrt_().unsqueeze(1)
+
+
+def _nearest(finer: torch.Tensor, coarser: torch.Tensor, top: int, bottom: int, fine_bank: torch.Tensor,
+             coarse_bank: torch.Tensor, norms: torch.Tensor) -> torch.Tensor:
+    """(B, 2 (bottom - top), w): min over the bank of |b|^2 - 2 q.b for the finer rows that coarser rows
+    top..bottom cover. The coarser dot products are upsampled with one more coarser row on each side
+    where the image has one, so every kept row has the same neighbours as in the whole image's upsampling."""
+    batch, fine_dim, h, w = finer.shape
+    start, stop = max(0, top - 1), min(coarser.shape[-2], bottom + 1)
+    queries = finer[:, :, 2 * top : 2 * bottom].permute(0, 2, 3, 1).flatten(0, 2)
+    distances = torch.addmm(norms, queries, fine_bank.T, alpha=-2).view(batch, 2 * (bottom - top), w, -1)
+    window = coarser[:, :, start:stop]
+    dots = (window.permute(0, 2, 3, 1).flatten(0, 2) @ coarse_bank.T).view(batch, stop - start, w // 2, -1)
+    dots = upsampled(dots.permute(0, 3, 1, 2), (2 * (stop - start), w))[:, :, 2 * (top - start) : 2 * (bottom - start)]
+    return distances.add_(dots.permute(0, 2, 3, 1), alpha=-2).amin(dim=-1)

@@ -15,7 +15,7 @@ from .anomaly_map import SCORE_RULES, UpsampleBlur, anomaly_map, distance_maps, 
 from .backbones import DEFAULT_LAYERS, Teacher
 from .errors import InvalidInputError
 from .geometry import Fit, fit
-from .memory import PatchMemory, patch_features
+from .memory import PatchMemory
 from .student import Student
 
 
@@ -137,7 +137,7 @@ class RBD(nn.Module):
 
     def distances_from_features(self, teacher: list[torch.Tensor], exclude: torch.Tensor | None = None):
         scale_maps = distance_maps(teacher, self.student(teacher))
-        memory_map = self.memory(patch_features(teacher), exclude) if self.memory is not None else None
+        memory_map = self.memory(teacher, exclude) if self.memory is not None else None
         return scale_maps, memory_map
 
     def combine(self, scale_maps: list[torch.Tensor], memory_map: torch.Tensor | None, size: tuple[int, int]) -> torch.Tensor:

@@ -4,7 +4,7 @@ as training makes them, the same draw for the same seed."""
 import torch
 
 from bench.ablation import WhitenedMemory, variant, with_new_bank
-from rbd.memory import PatchMemory, flatten_patches
+from rbd.memory import PatchMemory, flatten_patches, patch_features
 
 
 def test_a_new_bank_keeps_the_student_and_is_drawn_again_reproducibly(detector, category):
@@ -56,14 +56,17 @@ def test_centred_maps_sit_on_their_image_median_and_are_standardised_again(detec
 def test_the_whitened_memory_searches_by_mahalanobis_distance():
     spreads = torch.tensor([10.0, 3.0, 1.0, 0.1])
     candidates = torch.randn(4000, 4, generator=torch.Generator().manual_seed(0)) * spreads
-    queries = torch.randn(2, 4, 3, 5, generator=torch.Generator().manual_seed(1)) * spreads.view(1, 4, 1, 1)
+    # teacher-like features whose patches (patch_features: 3x3 means) are the queries; two dimensions a grid
+    features = [torch.zeros(1), torch.randn(2, 2, 6, 10, generator=torch.Generator().manual_seed(1)) * spreads[:2].view(1, 2, 1, 1) * 3,
+                torch.randn(2, 2, 3, 5, generator=torch.Generator().manual_seed(1)) * spreads[2:].view(1, 2, 1, 1) * 3]
+    queries = patch_features(features)
     whitened = WhitenedMemory(4, 4000, shrinkage=0.0)  # a bank of every candidate: the exact nearest one
     whitened.fit(candidates, torch.Generator().manual_seed(2))
     assert torch.allclose(torch.cov(whitened.transform(candidates).T), torch.eye(4), atol=1e-4)
-    mahalanobis = torch.cdist(flatten_patches(queries) / spreads, candidates / spreads).amin(dim=1).view(2, 1, 3, 5)
-    assert torch.allclose(whitened(queries), mahalanobis, rtol=0.05)  # the sample's spreads, not the true ones
+    mahalanobis = torch.cdist(flatten_patches(queries) / spreads, candidates / spreads).amin(dim=1).view(2, 1, 6, 10)
+    assert torch.allclose(whitened(features), mahalanobis, rtol=0.05)  # the sample's spreads, not the true ones
     # shrunk all the way, the search is the plain one up to a scale, the same nearest patches
     plain, shrunk = PatchMemory(4, 4000), WhitenedMemory(4, 4000, shrinkage=1.0)
     plain.fit(candidates, torch.Generator().manual_seed(2)), shrunk.fit(candidates, torch.Generator().manual_seed(2))
-    ratio = shrunk(queries) / plain(queries)
+    ratio = shrunk(features) / plain(features)
     assert torch.allclose(ratio, ratio.flatten()[0].expand_as(ratio), rtol=1e-3)

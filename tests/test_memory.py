@@ -25,39 +25,56 @@ def test_coreset_of_fewer_points_than_asked_keeps_them_all():
     assert sorted(greedy_coreset(points, 10, torch.Generator()).tolist()) == list(range(7))
 
 
+def _teacher_features(batch, fine_dim, coarse_dim, coarse_h, coarse_w, generator):
+    """Teacher-like features, finest first: the memory reads the last two (strides 8 and 16)."""
+    return [torch.randn(batch, 2, 4 * coarse_h, 4 * coarse_w, generator=generator),
+            torch.randn(batch, fine_dim, 2 * coarse_h, 2 * coarse_w, generator=generator),
+            torch.randn(batch, coarse_dim, coarse_h, coarse_w, generator=generator)]
+
+
+def _nearest_by_cdist(memory, features):
+    patches = patch_features(features)
+    b, _, h, w = patches.shape
+    return torch.cdist(flatten_patches(patches).double(), memory.bank.double()).amin(dim=1).view(b, 1, h, w).float()
+
+
 def test_distances_are_those_to_the_nearest_bank_entry():
     g = torch.Generator().manual_seed(2)
     memory = PatchMemory(dim=6, size=30)
     candidates = torch.randn(500, 6, generator=g)
     kept = memory.fit(candidates, g)
     torch.testing.assert_close(memory.bank, candidates[kept])
-    patches = torch.randn(2, 6, 3, 5, generator=g)
-    expected = torch.cdist(flatten_patches(patches), memory.bank).amin(dim=1).view(2, 1, 3, 5)
-    torch.testing.assert_close(memory(patches), expected, atol=1e-4, rtol=1e-4)
+    features = _teacher_features(2, 2, 4, 3, 5, g)
+    torch.testing.assert_close(memory(features), _nearest_by_cdist(memory, features), atol=1e-4, rtol=1e-4)
 
 
-def test_a_search_in_blocks_gives_the_distances_of_one_pass(monkeypatch):
-    """More patches than one block of the search holds: split, the distances are the same."""
+def test_a_search_in_blocks_of_rows_gives_the_distances_of_one_pass(monkeypatch):
+    """More patches than one block of the search holds: split into rows, whose coarser dot products are
+    upsampled beside their neighbours, the distances are those of the whole images' patches, edges included."""
     import rbd.memory
 
     g = torch.Generator().manual_seed(4)
-    memory = PatchMemory(dim=6, size=30)
-    memory.fit(torch.randn(500, 6, generator=g), g)
-    patches = torch.randn(3, 6, 7, 9, generator=g)
-    expected = torch.cdist(flatten_patches(patches), memory.bank).amin(dim=1).view(3, 1, 7, 9)
-    monkeypatch.setattr(rbd.memory, "SEARCH_BLOCK", 30 * 16)  # blocks of 16 of the 189 patches
-    torch.testing.assert_close(memory(patches), expected, atol=1e-4, rtol=1e-4)
+    memory = PatchMemory(dim=9, size=30)
+    memory.fit(torch.randn(500, 9, generator=g) * 0.3, g)
+    features = _teacher_features(3, 4, 5, 7, 5, g)  # 14 x 10 patches an image
+    expected = _nearest_by_cdist(memory, features)
+    for rows in (1, 2, 3, 7):  # coarser rows a block: 7 is the whole image
+        monkeypatch.setattr(rbd.memory, "SEARCH_BLOCK", 30 * 2 * 10 * rows)
+        torch.testing.assert_close(memory(features), expected, atol=1e-4, rtol=1e-4)
 
 
 def test_a_patch_in_the_bank_has_distance_zero_unless_excluded():
     g = torch.Generator().manual_seed(3)
-    memory = PatchMemory(dim=4, size=8)
-    memory.fit(torch.randn(8, 4, generator=g), g)
-    patch = memory.bank[3].view(1, 4, 1, 1)
-    assert float(memory(patch)) < 1e-3
-    exclude = torch.zeros(8, dtype=torch.bool)
-    exclude[3] = True
-    assert float(memory(patch, exclude)) > 0.1
+    features = _teacher_features(1, 2, 3, 2, 2, g)
+    memory = PatchMemory(dim=5, size=16)  # every one of the 4 x 4 patches
+    memory.fit(flatten_patches(patch_features(features)), g)
+    assert float(memory(features).max()) < 1e-3
+    exclude = torch.zeros(16, dtype=torch.bool)
+    exclude[memory.bank.sub(flatten_patches(patch_features(features))[5]).abs().sum(dim=1).argmin()] = True
+    distances = memory(features, exclude).flatten()
+    others = torch.cdist(flatten_patches(patch_features(features))[5:6], memory.bank[~exclude]).min()
+    assert float(others) > 0.01 and abs(float(distances[5] - others)) < 1e-4  # now it is the nearest other patch's
+    assert float(distances[torch.arange(16) != 5].max()) < 1e-3
 
 
 def test_fewer_candidates_than_slots_fill_the_bank_with_repeats():
