@@ -24,10 +24,6 @@ from torch import nn
 
 PROJECTION_DIM = 128  # the greedy selection compares random projections: distances are kept roughly, cheaper
 MAX_CANDIDATES = 50_000  # patches the selection chooses from (training samples each image evenly to this)
-# Distances held at once by the search (4 MB, rows of one image at a time): a batch's whole (patches, bank)
-# matrix, 32 MB for eight 256x256 images, took twice as long to fill and reduce on a 2-core CPU as the
-# same work in blocks (BENCHMARKS.md)
-SEARCH_BLOCK = 1 << 20
 
 
 def pooled_scales(features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -115,36 +111,30 @@ class PatchMemory(nn.Module):
 
         Upsampling is linear, so the coarser part's dot products with the bank can be taken on the
         coarser grid, a quarter of the patches, and upsampled instead: the same distances (to float
-        rounding) for about half the multiply-adds of the search, most of the memory's time. The
-        rows of one image are searched a block at a time (SEARCH_BLOCK); an export takes the whole
-        batch at once, so ONNX models keep a dynamic batch."""
-        batch, fine_dim, h, w = finer.shape
+        rounding) for about half the multiply-adds of the search, most of the memory's time. Images
+        are searched one at a time (a batch's whole (patches, bank) matrix, 32 MB for eight 256x256
+        images, took twice as long to fill and reduce on a 2-core CPU; BENCHMARKS.md); an export
+        takes the whole batch at once, so ONNX models keep a dynamic batch."""
+        h, w = finer.shape[-2:]
         if (h, w) != (2 * coarser.shape[-2], 2 * coarser.shape[-1]):
             raise ValueError(f"the memory's coarser grid must be half its finer one, got {tuple(coarser.shape[-2:])} and {(h, w)}")
         bank = self.bank.float() if exclude is None else self.bank.float()[~exclude]
-        fine_bank, coarse_bank, norms = bank[:, :fine_dim], bank[:, fine_dim:], (bank * bank).sum(dim=1)
+        fine_bank, coarse_bank = bank[:, : finer.shape[1]], bank[:, finer.shape[1] :]
+        norms = (bank * bank).sum(dim=1)
         if torch.compiler.is_exporting():
-            nearest = _nearest(finer, coarser, 0, h // 2, fine_bank, coarse_bank, norms)
+            nearest = _nearest(finer, coarser, fine_bank, coarse_bank, norms)
         else:
-            rows = max(1, SEARCH_BLOCK // (2 * w * bank.shape[0]))  # coarser rows a block, two finer ones each
-            nearest = torch.cat([torch.cat([_nearest(finer[i : i + 1], coarser[i : i + 1], top, min(top + rows, h // 2),
-                                                     fine_bank, coarse_bank, norms)
-                                            for top in range(0, h // 2, rows)], dim=1) for i in range(batch)])
+            nearest = torch.cat([_nearest(f[None], c[None], fine_bank, coarse_bank, norms) for f, c in zip(finer, coarser)])
         # |q|^2 is the same for every entry, so it is added after the minimum
         squared = nearest + (finer * finer).sum(dim=1) + (upsampled(coarser, (h, w)) ** 2).sum(dim=1)
         return squared.clamp_min_(0).sqrt_().unsqueeze(1)
 
 
-def _nearest(finer: torch.Tensor, coarser: torch.Tensor, top: int, bottom: int, fine_bank: torch.Tensor,
-             coarse_bank: torch.Tensor, norms: torch.Tensor) -> torch.Tensor:
-    """(B, 2 (bottom - top), w): min over the bank of |b|^2 - 2 q.b for the finer rows that coarser rows
-    top..bottom cover. The coarser dot products are upsampled with one more coarser row on each side
-    where the image has one, so every kept row has the same neighbours as in the whole image's upsampling."""
-    batch, fine_dim, h, w = finer.shape
-    start, stop = max(0, top - 1), min(coarser.shape[-2], bottom + 1)
-    queries = finer[:, :, 2 * top : 2 * bottom].permute(0, 2, 3, 1).flatten(0, 2)
-    distances = torch.addmm(norms, queries, fine_bank.T, alpha=-2).view(batch, 2 * (bottom - top), w, -1)
-    window = coarser[:, :, start:stop]
-    dots = (window.permute(0, 2, 3, 1).flatten(0, 2) @ coarse_bank.T).view(batch, stop - start, w // 2, -1)
-    dots = upsampled(dots.permute(0, 3, 1, 2), (2 * (stop - start), w))[:, :, 2 * (top - start) : 2 * (bottom - start)]
+def _nearest(finer: torch.Tensor, coarser: torch.Tensor, fine_bank: torch.Tensor, coarse_bank: torch.Tensor,
+             norms: torch.Tensor) -> torch.Tensor:
+    """(B, h, w): the minimum over bank entries b of |b|^2 - 2 q.b for every patch q of `search`."""
+    batch, _, h, w = finer.shape
+    distances = torch.addmm(norms, finer.permute(0, 2, 3, 1).flatten(0, 2), fine_bank.T, alpha=-2).view(batch, h, w, -1)
+    dots = (coarser.permute(0, 2, 3, 1).flatten(0, 2) @ coarse_bank.T).view(batch, h // 2, w // 2, -1)
+    dots = upsampled(dots.permute(0, 3, 1, 2), (h, w))  # channels-last, as `distances`
     return distances.add_(dots.permute(0, 2, 3, 1), alpha=-2).amin(dim=-1)

@@ -1,8 +1,9 @@
 """Tests for rbd.memory: patch features, the greedy coreset and nearest-neighbour distances."""
 
+import pytest
 import torch
 
-from rbd.memory import PatchMemory, flatten_patches, greedy_coreset, patch_features
+from rbd.memory import PatchMemory, _nearest, flatten_patches, greedy_coreset, patch_features, pooled_scales
 
 
 def _covering_radius(points, chosen):
@@ -48,19 +49,20 @@ def test_distances_are_those_to_the_nearest_bank_entry():
     torch.testing.assert_close(memory(features), _nearest_by_cdist(memory, features), atol=1e-4, rtol=1e-4)
 
 
-def test_a_search_in_blocks_of_rows_gives_the_distances_of_one_pass(monkeypatch):
-    """More patches than one block of the search holds: split into rows, whose coarser dot products are
-    upsampled beside their neighbours, the distances are those of the whole images' patches, edges included."""
-    import rbd.memory
-
+def test_the_search_takes_the_coarser_grid_at_its_own_resolution_and_needs_it_at_half_the_finer():
+    """Images searched one by one or (exporting) as one batch: the distances of the whole patches, edges
+    included; and a coarser grid that is not half the finer one is refused, not misread."""
     g = torch.Generator().manual_seed(4)
     memory = PatchMemory(dim=9, size=30)
     memory.fit(torch.randn(500, 9, generator=g) * 0.3, g)
     features = _teacher_features(3, 4, 5, 7, 5, g)  # 14 x 10 patches an image
     expected = _nearest_by_cdist(memory, features)
-    for rows in (1, 2, 3, 7):  # coarser rows a block: 7 is the whole image
-        monkeypatch.setattr(rbd.memory, "SEARCH_BLOCK", 30 * 2 * 10 * rows)
-        torch.testing.assert_close(memory(features), expected, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(memory(features), expected, atol=1e-4, rtol=1e-4)
+    finer, coarser = pooled_scales(features)
+    batch = _nearest(finer, coarser, memory.bank[:, :4], memory.bank[:, 4:], (memory.bank ** 2).sum(dim=1))
+    torch.testing.assert_close((batch + (patch_features(features) ** 2).sum(dim=1)).sqrt(), expected[:, 0], atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="half"):
+        memory.search(finer, coarser[:, :, :-1])
 
 
 def test_a_patch_in_the_bank_has_distance_zero_unless_excluded():
