@@ -100,9 +100,9 @@ CENTRED = {"student": CentredStudent, "all": CentredAll}
 class WhitenedMemory(PatchMemory):
     """The patch memory searched in whitened coordinates: the nearest normal patch by Mahalanobis
     distance under the training patches' covariance, shrunk towards a multiple of the identity by
-    `shrinkage` (1: the plain Euclidean search, up to scale; 0: full whitening). PaDiM's distance,
-    which outranks rbd's on textures, weighs every direction by its normal spread; the Euclidean
-    search lets the features' few widest directions decide."""
+    `shrinkage` (1: the plain Euclidean search, up to scale; 0: full whitening). PaDiM, which
+    outranks rbd on textures, measures this kind of distance (one Gaussian per position there): every
+    direction weighed by its normal spread, where the Euclidean search lets the widest directions decide."""
 
     def __init__(self, dim: int, size: int, shrinkage: float):
         super().__init__(dim, size)
