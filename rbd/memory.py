@@ -28,7 +28,7 @@ MAX_CANDIDATES = 50_000  # patches the selection chooses from (training samples 
 
 def pooled_scales(features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """The memory's two grids from teacher feature maps (finest first): the last two scales, each
-    3x3-averaged, the coarser at half the finer's resolution."""
+    3x3-averaged, each at its own resolution."""
     finer, coarser = (F.avg_pool2d(f.float(), 3, stride=1, padding=1) for f in features[-2:])
     return finer, coarser
 
@@ -116,8 +116,6 @@ class PatchMemory(nn.Module):
         images, took twice as long to fill and reduce on a 2-core CPU; BENCHMARKS.md); an export
         takes the whole batch at once, so ONNX models keep a dynamic batch."""
         h, w = finer.shape[-2:]
-        if (h, w) != (2 * coarser.shape[-2], 2 * coarser.shape[-1]):
-            raise ValueError(f"the memory's coarser grid must be half its finer one, got {tuple(coarser.shape[-2:])} and {(h, w)}")
         bank = self.bank.float() if exclude is None else self.bank.float()[~exclude]
         fine_bank, coarse_bank = bank[:, : finer.shape[1]], bank[:, finer.shape[1] :]
         norms = (bank * bank).sum(dim=1)
@@ -135,6 +133,6 @@ def _nearest(finer: torch.Tensor, coarser: torch.Tensor, fine_bank: torch.Tensor
     """(B, h, w): the minimum over bank entries b of |b|^2 - 2 q.b for every patch q of `search`."""
     batch, _, h, w = finer.shape
     distances = torch.addmm(norms, finer.permute(0, 2, 3, 1).flatten(0, 2), fine_bank.T, alpha=-2).view(batch, h, w, -1)
-    dots = (coarser.permute(0, 2, 3, 1).flatten(0, 2) @ coarse_bank.T).view(batch, h // 2, w // 2, -1)
+    dots = (coarser.permute(0, 2, 3, 1).flatten(0, 2) @ coarse_bank.T).view(batch, *coarser.shape[-2:], -1)
     dots = upsampled(dots.permute(0, 3, 1, 2), (h, w))  # channels-last, as `distances`
     return distances.add_(dots.permute(0, 2, 3, 1), alpha=-2).amin(dim=-1)

@@ -1,6 +1,5 @@
 """Tests for rbd.memory: patch features, the greedy coreset and nearest-neighbour distances."""
 
-import pytest
 import torch
 
 from rbd.memory import PatchMemory, _nearest, flatten_patches, greedy_coreset, patch_features, pooled_scales
@@ -49,9 +48,9 @@ def test_distances_are_those_to_the_nearest_bank_entry():
     torch.testing.assert_close(memory(features), _nearest_by_cdist(memory, features), atol=1e-4, rtol=1e-4)
 
 
-def test_the_search_takes_the_coarser_grid_at_its_own_resolution_and_needs_it_at_half_the_finer():
-    """Images searched one by one or (exporting) as one batch: the distances of the whole patches, edges
-    included; and a coarser grid that is not half the finer one is refused, not misread."""
+def test_the_search_takes_the_coarser_grid_at_its_own_resolution():
+    """Images searched one by one or (exporting) as one batch, and grids of any two sizes (an input whose
+    sides are not multiples of the strides): the distances of the whole patches, edges included."""
     g = torch.Generator().manual_seed(4)
     memory = PatchMemory(dim=9, size=30)
     memory.fit(torch.randn(500, 9, generator=g) * 0.3, g)
@@ -61,8 +60,8 @@ def test_the_search_takes_the_coarser_grid_at_its_own_resolution_and_needs_it_at
     finer, coarser = pooled_scales(features)
     batch = _nearest(finer, coarser, memory.bank[:, :4], memory.bank[:, 4:], (memory.bank ** 2).sum(dim=1))
     torch.testing.assert_close((batch + (patch_features(features) ** 2).sum(dim=1)).sqrt(), expected[:, 0], atol=1e-4, rtol=1e-4)
-    with pytest.raises(ValueError, match="half"):
-        memory.search(finer, coarser[:, :, :-1])
+    odd = [features[0], features[1][:, :, :13, :9], features[2]]  # finer 13 x 9, coarser 7 x 5
+    torch.testing.assert_close(memory(odd), _nearest_by_cdist(memory, odd), atol=1e-4, rtol=1e-4)
 
 
 def test_a_patch_in_the_bank_has_distance_zero_unless_excluded():
