@@ -2,6 +2,7 @@
 images, every model scored by the same metric code (rbd.metrics) at the same resolution.
 
     python -m bench.compare                     # five sets, three models, rbd 10 minutes, 2 threads
+    python -m bench.compare --models rbd --rbd-settings '{"embed_dim": 96}'   # rbd with other model settings
     nice -n 15 python -m bench.compare --sets weld --models rbd padim --minutes 1 --threads 1
 
 Install: anomalib 2.7.0 goes into the main venv without changing torch, torchvision, timm or
@@ -67,9 +68,10 @@ class RbdModel:
 
     name = "rbd"
 
-    def __init__(self, minutes: float, trained: Path | None, keep: Path):
-        self.settings = {"max_minutes": minutes}
+    def __init__(self, minutes: float, trained: Path | None, keep: Path, model_settings: dict | None = None):
+        self.settings = {"max_minutes": minutes, **({"model": model_settings} if model_settings else {})}
         self.trained, self.keep = trained, keep
+        self.model_config = rbd.ModelConfig.from_dict({**rbd.ModelConfig().to_dict(), **(model_settings or {})})
         self.facts: dict = {}
 
     def fit(self, folder: Path) -> None:
@@ -79,7 +81,7 @@ class RbdModel:
             self.detector = rbd.load(found)
             self.settings = {"checkpoint": str(found), "max_minutes": self.detector.training["config"]["max_minutes"]}
         else:
-            self.detector = rbd.train(folder, config=rbd.TrainConfig(max_minutes=self.settings["max_minutes"], device="cpu"))
+            self.detector = rbd.train(folder, self.model_config, rbd.TrainConfig(max_minutes=self.settings["max_minutes"], device="cpu"))
         rbd.save(self.detector, self.keep / name)
         self.facts = {key: self.detector.training[key] for key in ("train_images", "steps", "epochs", "seconds")}
 
@@ -90,7 +92,7 @@ class RbdModel:
 
 def build(model: str, set_name: str, args: argparse.Namespace):
     if model == "rbd":
-        return RbdModel(args.minutes, args.rbd_models, args.out / "models")
+        return RbdModel(args.minutes, args.rbd_models, args.out / "models", args.rbd_settings)
     from bench import anomalib_models  # anomalib is needed for the peers only
 
     settings = {**PEER_SETTINGS, **PEER_SETTINGS_BY_SET.get(set_name, {})}
@@ -193,6 +195,8 @@ def main() -> None:
                         help="PaDiM's teacher stages for every set (default: peers.md's, 4 8 16; 8 16 on bsd_pitting, elpv_mono)")
     parser.add_argument("--rbd-models", type=Path, default=None,
                         help="use the rbd checkpoint <set> of this folder where there is one, instead of training")
+    parser.add_argument("--rbd-settings", type=json.loads, default=None,
+                        help='rbd trains with these ModelConfig settings instead of the defaults, as JSON: \'{"embed_dim": 96}\'')
     args = options.parse(parser)
     results = []
     for set_name in args.sets:
