@@ -1,6 +1,8 @@
 """bench/compare.py's scoring: every model's maps judged by rbd.metrics at the image's own size.
 anomalib is not needed (nor imported) here."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -42,3 +44,20 @@ def test_without_masks_only_image_metrics():
     assert result == {"image_auroc": 1.0, "image_f1max": 1.0, "pixel_auroc": None, "aupro": None}
     with pytest.raises(ValueError):
         score_outputs([0, 1], [0.1, 0.2], [np.zeros((4, 4), bool)], [np.zeros((4, 4))])  # one mask, two images
+
+
+def test_rbd_can_be_trained_with_other_model_settings(monkeypatch, tmp_path):
+    import rbd
+    from bench.compare import RbdModel
+
+    calls = []
+    trained = SimpleNamespace(training={"train_images": 3, "steps": 1, "epochs": 1, "seconds": 0.1})
+    monkeypatch.setattr(rbd, "train", lambda folder, model_config, config: calls.append((model_config, config)) or trained)
+    monkeypatch.setattr(rbd, "save", lambda detector, path: None)
+    model = RbdModel(4.0, None, tmp_path, {"embed_dim": 96, "decoder_widths": [48, 24, 16]})
+    model.fit(tmp_path / "weld" / "train" / "good")
+    (model_config, config), = calls
+    assert model_config == rbd.ModelConfig(embed_dim=96, decoder_widths=(48, 24, 16))  # the rest are the defaults
+    assert config.max_minutes == 4.0 and model.settings["model"] == {"embed_dim": 96, "decoder_widths": [48, 24, 16]}
+    with pytest.raises(rbd.InvalidInputError, match="unknown model settings"):
+        RbdModel(4.0, None, tmp_path, {"embed_dims": 96})
