@@ -68,8 +68,8 @@ class RbdModel:
 
     name = "rbd"
 
-    def __init__(self, minutes: float, trained: Path | None, keep: Path, model_settings: dict | None = None):
-        self.settings = {"max_minutes": minutes, **({"model": model_settings} if model_settings else {})}
+    def __init__(self, minutes: float, trained: Path | None, keep: Path, model_settings: dict | None = None, seed: int = 0):
+        self.settings = {"max_minutes": minutes, "seed": seed, **({"model": model_settings} if model_settings else {})}
         self.trained, self.keep = trained, keep
         self.model_config = rbd.ModelConfig.from_dict({**rbd.ModelConfig().to_dict(), **(model_settings or {})})
         self.facts: dict = {}
@@ -81,7 +81,7 @@ class RbdModel:
             self.detector = rbd.load(found)
             self.settings = {"checkpoint": str(found), "max_minutes": self.detector.training["config"]["max_minutes"]}
         else:
-            self.detector = rbd.train(folder, self.model_config, rbd.TrainConfig(max_minutes=self.settings["max_minutes"], device="cpu"))
+            self.detector = rbd.train(folder, self.model_config, rbd.TrainConfig(max_minutes=self.settings["max_minutes"], seed=self.settings["seed"], device="cpu"))
         rbd.save(self.detector, self.keep / name)
         self.facts = {key: self.detector.training[key] for key in ("train_images", "steps", "epochs", "seconds")}
 
@@ -92,7 +92,7 @@ class RbdModel:
 
 def build(model: str, set_name: str, args: argparse.Namespace):
     if model == "rbd":
-        return RbdModel(args.minutes, args.rbd_models, args.out / "models", args.rbd_settings)
+        return RbdModel(args.minutes, args.rbd_models, args.out / "models", args.rbd_settings, args.seed)
     from bench import anomalib_models  # anomalib is needed for the peers only
 
     settings = {**PEER_SETTINGS, **PEER_SETTINGS_BY_SET.get(set_name, {})}
@@ -195,6 +195,7 @@ def main() -> None:
                         help="PaDiM's teacher stages for every set (default: peers.md's, 4 8 16; 8 16 on bsd_pitting, elpv_mono)")
     parser.add_argument("--rbd-models", type=Path, default=None,
                         help="use the rbd checkpoint <set> of this folder where there is one, instead of training")
+    parser.add_argument("--seed", type=int, default=0, help="rbd's training seed (default 0)")
     parser.add_argument("--rbd-settings", type=json.loads, default=None,
                         help='rbd trains with these ModelConfig settings instead of the defaults, as JSON: \'{"embed_dim": 96}\'')
     args = options.parse(parser)

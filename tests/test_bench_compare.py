@@ -54,10 +54,10 @@ def test_rbd_can_be_trained_with_other_model_settings(monkeypatch, tmp_path):
     trained = SimpleNamespace(training={"train_images": 3, "steps": 1, "epochs": 1, "seconds": 0.1})
     monkeypatch.setattr(rbd, "train", lambda folder, model_config, config: calls.append((model_config, config)) or trained)
     monkeypatch.setattr(rbd, "save", lambda detector, path: None)
-    model = RbdModel(4.0, None, tmp_path, {"embed_dim": 96, "decoder_widths": [48, 24, 16]})
+    model = RbdModel(4.0, None, tmp_path, {"embed_dim": 96, "decoder_widths": [48, 24, 16]}, seed=3)
     model.fit(tmp_path / "weld" / "train" / "good")
     (model_config, config), = calls
     assert model_config == rbd.ModelConfig(embed_dim=96, decoder_widths=(48, 24, 16))  # the rest are the defaults
-    assert config.max_minutes == 4.0 and model.settings["model"] == {"embed_dim": 96, "decoder_widths": [48, 24, 16]}
+    assert config.max_minutes == 4.0 and config.seed == 3 and model.settings["model"] == {"embed_dim": 96, "decoder_widths": [48, 24, 16]}
     with pytest.raises(rbd.InvalidInputError, match="unknown model settings"):
         RbdModel(4.0, None, tmp_path, {"embed_dims": 96})
