@@ -8,6 +8,7 @@
     python -m bench.ablation --models bench/results/models --maps full default   # some of the maps
     python -m bench.ablation --models bench/results/models --bank-seeds 1 --centre student   # maps centred per image
     python -m bench.ablation --models bench/results/models --bank-seeds 1 --whiten 0.5   # the memory searched by Mahalanobis distance
+    python -m bench.ablation --models bench/results/models --bank-seeds 1 --neighbours 3   # the mean distance to 3 nearest entries
 
 Trains the default recipe once per set, then evaluates five maps of that one model, each also
 ranking the images by its own top, so the rows differ only in how the map is made (anomaly_map.py):
@@ -24,7 +25,8 @@ model's number. With --centre (needs --bank-seeds, which sets the standardisatio
 distance map of an image has that image's own median subtracted first: `student` the student's
 scales, `all` the memory's too; a lighting that raises an image's distances everywhere is taken
 out while a defect, a small part of the image, stays. With --whiten (needs --bank-seeds) the memory is
-searched in whitened coordinates (`WhitenedMemory`). Results go to `--out/ablation-<set>.json`; the table prints at the end.
+searched in whitened coordinates (`WhitenedMemory`); with --neighbours K (needs --bank-seeds) a
+patch's memory distance is the mean over its K nearest entries (`NeighbourMemory`). Results go to `--out/ablation-<set>.json`; the table prints at the end.
 """
 
 from __future__ import annotations
@@ -97,15 +99,37 @@ class CentredAll(CentredStudent):
 CENTRED = {"student": CentredStudent, "all": CentredAll}
 
 
-class WhitenedMemory(PatchMemory):
+class NeighbourMemory(PatchMemory):
+    """The patch memory with each patch's distance the mean over its `neighbours` nearest bank
+    entries (1: the plain search). The greedy selection keeps the farthest training patches first,
+    so a bank holds isolated, rare ones; a patch that only one of them resembles stays far from the
+    next few, while a common normal patch has several entries about as near. Searched whole (torch.cdist)."""
+
+    def __init__(self, dim: int, size: int, neighbours: int = 1):
+        super().__init__(dim, size)
+        self.neighbours = neighbours
+
+    def transform(self, flat):
+        return flat
+
+    def forward(self, features, exclude=None):
+        patches = patch_features(features)
+        b, _, h, w = patches.shape
+        bank = self.bank if exclude is None else self.bank[~exclude]
+        distances = torch.cdist(self.transform(flatten_patches(patches)), bank)
+        return distances.topk(self.neighbours, dim=1, largest=False).values.mean(dim=1).view(b, 1, h, w)
+
+
+class WhitenedMemory(NeighbourMemory):
     """The patch memory searched in whitened coordinates: the nearest normal patch by Mahalanobis
     distance under the training patches' covariance, shrunk towards a multiple of the identity by
     `shrinkage` (1: the plain Euclidean search, up to scale; 0: full whitening). PaDiM, which
     outranks rbd on textures, measures this kind of distance (one Gaussian per position there): every
-    direction weighed by its normal spread, where the Euclidean search lets the widest directions decide."""
+    direction weighed by its normal spread, where the Euclidean search lets the widest directions decide.
+    Whitening mixes the two grids' dimensions, so the whitened patches are searched whole."""
 
-    def __init__(self, dim: int, size: int, shrinkage: float):
-        super().__init__(dim, size)
+    def __init__(self, dim: int, size: int, shrinkage: float, neighbours: int = 1):
+        super().__init__(dim, size, neighbours)
         self.shrinkage = shrinkage
         self.register_buffer("centre", torch.zeros(dim))
         self.register_buffer("whitening", torch.eye(dim))
@@ -124,20 +148,14 @@ class WhitenedMemory(PatchMemory):
     def transform(self, flat):
         return (flat.float() - self.centre) @ self.whitening
 
-    def forward(self, features, exclude=None):
-        """Whitening mixes the two grids' dimensions, so the whitened patches are searched whole (torch.cdist)."""
-        patches = patch_features(features)
-        b, _, h, w = patches.shape
-        bank = self.bank if exclude is None else self.bank[~exclude]
-        return torch.cdist(self.transform(flatten_patches(patches)), bank).amin(dim=1).view(b, 1, h, w)
-
 
 def with_new_bank(detector: rbd.Detector, data: Path, seed: int, memory_size: int | None = None,
-                  centre: str | None = None, whiten: float | None = None) -> rbd.Detector:
+                  centre: str | None = None, whiten: float | None = None, neighbours: int = 1) -> rbd.Detector:
     """A copy of `detector` whose memory bank is drawn again (with `seed`, and `memory_size` patches
     if given) from its training images, and whose standardisation, score and threshold are set again
     as training does today (with today's `score_from`, also for a model saved before it existed);
-    `centre` ("student" or "all") makes it a model whose distance maps are centred (CENTRED)."""
+    `centre` ("student" or "all") makes it a model whose distance maps are centred (CENTRED);
+    `whiten` and `neighbours` search its memory otherwise (WhitenedMemory, NeighbourMemory)."""
     model = copy.deepcopy(detector.model)
     if centre is not None:
         model.__class__ = CENTRED[centre]
@@ -146,7 +164,9 @@ def with_new_bank(detector: rbd.Detector, data: Path, seed: int, memory_size: in
         model.config = dataclasses.replace(model.config, memory_size=memory_size)
         model.memory = PatchMemory(model.memory.bank.shape[1], memory_size)
     if whiten is not None:
-        model.memory = WhitenedMemory(*model.memory.bank.shape[::-1], whiten)
+        model.memory = WhitenedMemory(*model.memory.bank.shape[::-1], whiten, neighbours)
+    elif neighbours != 1:
+        model.memory = NeighbourMemory(*model.memory.bank.shape[::-1], neighbours)
     images, _ = read_image_folder(training_folder(data))
     config = rbd.TrainConfig(**detector.training["config"])  # the hold-out split and false-alarm rate of training
     train_ids, holdout_ids = split_holdout(len(images), config)
@@ -180,19 +200,23 @@ def main() -> None:
                         help="with --bank-seeds: centre each image's distance maps on their median (the student's, or all)")
     parser.add_argument("--whiten", type=float, default=None,
                         help="with --bank-seeds: search the memory by Mahalanobis distance, covariance shrunk by this share (WhitenedMemory)")
+    parser.add_argument("--neighbours", type=int, default=1,
+                        help="with --bank-seeds: a patch's memory distance is the mean over this many nearest entries (NeighbourMemory)")
     parser.add_argument("--maps", nargs="+", choices=VARIANTS, default=list(VARIANTS), help="the maps to evaluate (default: all)")
     args = options.parse(parser)
     if args.centre and not args.bank_seeds:
         parser.error("--centre needs --bank-seeds (the standardisation is set again on the centred maps)")
     if args.whiten is not None and not args.bank_seeds:
         parser.error("--whiten needs --bank-seeds (the bank is drawn again in whitened coordinates)")
+    if args.neighbours != 1 and not args.bank_seeds:
+        parser.error("--neighbours needs --bank-seeds (the standardisation is set again on the new distances)")
     rows = []
     for name in args.sets:
         data = args.data / name
         detector = rbd.load(args.models / name) if args.models is not None else train(data, args)
         result = {"set": name, "steps": detector.training["steps"], "train_s": detector.training["seconds"],
                   "date": time.strftime("%Y-%m-%d"), "variants": {}}
-        draws = [with_new_bank(detector, data, seed, args.memory_size, args.centre, args.whiten) for seed in range(args.bank_seeds)] or [detector]
+        draws = [with_new_bank(detector, data, seed, args.memory_size, args.centre, args.whiten, args.neighbours) for seed in range(args.bank_seeds)] or [detector]
         for v in args.maps:
             if v in ("memory", "full", "half", "default") and detector.model.memory is None or args.bank_seeds and v in ("raw", "student"):
                 continue  # the student's maps do not depend on the bank
@@ -203,6 +227,7 @@ def main() -> None:
         suffix = (f"-banks-{args.memory_size}" if args.memory_size else "-banks") if args.bank_seeds else ""
         suffix += f"-centred-{args.centre}" if args.centre else ""
         suffix += f"-whitened-{args.whiten}" if args.whiten is not None else ""
+        suffix += f"-neighbours-{args.neighbours}" if args.neighbours != 1 else ""
         (args.out / f"ablation-{name}{suffix}.json").write_text(json.dumps(result, indent=2))
         rows.append(result)
     print("| set | map | image AUROC | pixel AUROC | AUPRO | steps |\n|---|---|---|---|---|---|")

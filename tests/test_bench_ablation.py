@@ -3,7 +3,7 @@ as training makes them, the same draw for the same seed."""
 
 import torch
 
-from bench.ablation import WhitenedMemory, variant, with_new_bank
+from bench.ablation import NeighbourMemory, WhitenedMemory, variant, with_new_bank
 from rbd.memory import PatchMemory, flatten_patches, patch_features
 
 
@@ -70,3 +70,27 @@ def test_the_whitened_memory_searches_by_mahalanobis_distance():
     plain.fit(candidates, torch.Generator().manual_seed(2)), shrunk.fit(candidates, torch.Generator().manual_seed(2))
     ratio = shrunk(features) / plain(features)
     assert torch.allclose(ratio, ratio.flatten()[0].expand_as(ratio), rtol=1e-3)
+
+
+def test_the_neighbour_memory_averages_the_nearest_entries():
+    features = [torch.zeros(1), torch.randn(2, 3, 6, 10, generator=torch.Generator().manual_seed(1)),
+                torch.randn(2, 2, 3, 5, generator=torch.Generator().manual_seed(2))]
+    candidates = torch.randn(500, 5, generator=torch.Generator().manual_seed(0))
+    plain, one, three = PatchMemory(5, 64), NeighbourMemory(5, 64, neighbours=1), NeighbourMemory(5, 64, neighbours=3)
+    for memory in (plain, one, three):
+        memory.fit(candidates, torch.Generator().manual_seed(3))
+    assert torch.allclose(one(features), plain(features), atol=1e-4)  # one neighbour: the plain search
+    distances = torch.cdist(flatten_patches(patch_features(features)), three.bank)
+    expected = distances.sort(dim=1).values[:, :3].mean(dim=1).view(2, 1, 6, 10)
+    assert torch.allclose(three(features), expected, atol=1e-5)
+    assert (three(features) > one(features) + 1e-3).all()  # three distinct draws: the mean lies above the nearest
+    exclude = torch.zeros(64, dtype=torch.bool)
+    exclude[:32] = True
+    kept = torch.cdist(flatten_patches(patch_features(features)), three.bank[32:]).sort(dim=1).values[:, :3].mean(dim=1)
+    assert torch.allclose(three(features, exclude).flatten(), kept, atol=1e-5)
+
+
+def test_a_new_bank_can_be_searched_by_neighbours(detector, category):
+    drawn = with_new_bank(detector, category, seed=0, neighbours=2)
+    assert isinstance(drawn.model.memory, NeighbourMemory) and drawn.model.memory.neighbours == 2
+    assert drawn.predict(torch.rand(64, 64, 3).numpy()).anomaly_map.shape == (64, 64)
