@@ -293,6 +293,7 @@ def test_fine_tune_trains_activates_and_offers_the_model_privately(client, categ
     assert "now the active model" in status and info.startswith("**model-")
     assert len(loss["data"]) >= 2 and loss["columns"] == ["step", "loss"]
     assert "model.safetensors" in zipfile.ZipFile(model_zip).namelist()
+    assert client.predict(api_name="/cancel_training") == "No training is running."  # finished: nothing to cancel
     trained = list((app_server[1] / "work" / "models" / "private" / "browser-a").glob("model-*"))
     assert len(trained) == 1 and choice["value"] == str(trained[0])
 

@@ -23,7 +23,6 @@ from rbd.catalog import Catalog
 from rbd.expiry import mark_used, remove_idle
 from rbd.files import atomic_write
 from rbd.review import ReviewSession, session_folder
-from rbd.train import BackgroundTraining
 
 IDLE_DAYS = float(os.environ.get("RBD_IDLE_DAYS", "30"))  # reviews and private models unused this long are removed
 OPEN_REVIEWS = 32  # review sessions kept open in memory (the least recently used is closed first)
@@ -55,7 +54,8 @@ class Context:
         self.reviews, self.exports, self.uploads = self.work / "reviews", self.work / "exports", self.work / "uploads"
         self.uploads.mkdir(parents=True, exist_ok=True)
         self.idle_s = 86400 * idle_days
-        self.jobs: dict[str, BackgroundTraining] = {}  # the running fine-tune of each browser tab
+        # the running fine-tune of each browser tab (keyed by its session; by the job's id without one)
+        self.jobs: dict[str | int, dict] = {}  # {"job": BackgroundTraining, "step": the last step reported}
         self._open: OrderedDict[str, tuple[ReviewSession, float]] = OrderedDict()
         self._cursors: dict[str, Cursor] = {}
         self._guard = threading.Lock()

@@ -90,19 +90,23 @@ def fine_tune(ctx, files, folder, use_reviewed: bool, review_id: str, start_curr
     if len(pictures) < MIN_IMAGES:
         raise rbd.NoImagesError(f"fine-tuning needs at least {MIN_IMAGES} readable normal images, got {len(pictures)}")
     job = BackgroundTraining(pictures, model_config, config, start_from=ctx.detector(model) if start_current else None)
-    running = ctx.jobs[request.session_hash if request is not None else id(job)] = {"job": job, "step": 0}
+    key = request.session_hash if request is not None else id(job)
+    running = ctx.jobs[key] = {"job": job, "step": 0}
     losses = []
-    for update in job.updates():  # a cancelled request closes this generator, which stops the job
-        losses.append({"step": update.step, "loss": update.loss})
-        running["step"] = update.step
-        progress(update.fraction, desc=f"step {update.step} · epoch {update.epoch:.1f} · loss {update.loss:.4f}")
-        if update.step % 5 == 1:
-            yield {"loss": pd.DataFrame(losses), "status": f"training… step {update.step}"}
     try:
+        for update in job.updates():  # a cancelled request closes this generator, which stops the job
+            losses.append({"step": update.step, "loss": update.loss})
+            running["step"] = update.step
+            progress(update.fraction, desc=f"step {update.step} · epoch {update.epoch:.1f} · loss {update.loss:.4f}")
+            if update.step % 5 == 1:
+                yield {"loss": pd.DataFrame(losses), "status": f"training… step {update.step}"}
         detector = job.result()
     except rbd.TrainingCancelled:
         yield {"status": cancelled(model, running["step"])}
         return
+    finally:  # a finished training is no longer this browser's to cancel
+        if ctx.jobs.get(key) is running:
+            del ctx.jobs[key]
     owner = _owner(browser, request)
     key = ctx.catalog.add_trained(detector, owner)
     archive = shutil.make_archive(str(ctx.export_folder() / Path(key).name), "zip", key)
