@@ -10,12 +10,14 @@ from typing import BinaryIO, Iterator
 
 
 @contextmanager
-def atomic_write(path: str | Path) -> Iterator[BinaryIO]:
-    """A binary file that replaces `path` only once fully written and synced: readers see the old file or the new."""
+def atomic_write(path: str | Path, mode: int = 0o644) -> Iterator[BinaryIO]:
+    """A binary file that replaces `path` only once fully written and synced: readers see the old file or the new.
+    It gets `mode` (readable by all, as any saved file; a temporary file alone would be its owner's only)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()

@@ -239,3 +239,13 @@ def test_key_presses_apply_one_at_a_time_each_from_where_the_last_left():
     with pytest.raises(ValueError):
         cursor.press(failing)
     assert cursor.press(move) == {"text": "9"}  # a failed press leaves the cursor usable
+
+
+def test_the_browser_state_secret_survives_a_restart_and_is_the_servers_alone(ctx, monkeypatch):
+    from ui.context import Context
+
+    monkeypatch.delenv("RBD_STATE_SECRET", raising=False)
+    secret = ctx.state_secret
+    path = ctx.work / "browser-state-secret"
+    assert len(secret) == 32 and (path.stat().st_mode & 0o777) == 0o600
+    assert Context(ctx.work, ctx.catalog).state_secret == secret

@@ -67,7 +67,7 @@ class Context:
             return os.environ["RBD_STATE_SECRET"]
         path = self.work / "browser-state-secret"
         if not path.exists():
-            with atomic_write(path) as f:
+            with atomic_write(path, mode=0o600) as f:  # the server's alone
                 f.write(secrets.token_hex(16).encode())
         return path.read_text().strip()
 
@@ -129,7 +129,11 @@ class Context:
         """A fresh folder per export, so two users never share a file name; day-old ones are removed."""
         self.exports.mkdir(parents=True, exist_ok=True)
         for old in self.exports.iterdir():
-            if time.time() - old.stat().st_mtime > EXPORTS_KEPT_S:
+            try:
+                stale = time.time() - old.stat().st_mtime > EXPORTS_KEPT_S
+            except FileNotFoundError:  # another request removed it meanwhile
+                continue
+            if stale:
                 shutil.rmtree(old, ignore_errors=True)
         return Path(tempfile.mkdtemp(dir=self.exports))
 

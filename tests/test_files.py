@@ -1,0 +1,29 @@
+"""rbd.files.atomic_write: a file appears whole or not at all, readable as any saved file."""
+
+import stat
+
+import pytest
+
+from rbd.files import atomic_write
+
+
+def test_a_written_file_replaces_the_old_one_and_is_readable_by_all(tmp_path):
+    path = tmp_path / "out" / "result.json"
+    for text in (b"first", b"second"):
+        with atomic_write(path) as f:
+            f.write(text)
+    assert path.read_bytes() == b"second" and list(path.parent.iterdir()) == [path]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644  # not the temporary file's 0600
+    with atomic_write(tmp_path / "secret", mode=0o600) as f:
+        f.write(b"key")
+    assert stat.S_IMODE((tmp_path / "secret").stat().st_mode) == 0o600
+
+
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary_one(tmp_path):
+    path = tmp_path / "result.json"
+    path.write_bytes(b"old")
+    with pytest.raises(RuntimeError):
+        with atomic_write(path) as f:
+            f.write(b"half")
+            raise RuntimeError("disk full")
+    assert path.read_bytes() == b"old" and list(tmp_path.iterdir()) == [path]
