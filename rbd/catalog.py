@@ -40,7 +40,8 @@ class Catalog:
     def __init__(self, shipped: str | Path, trained: str | Path, device: str = "auto"):
         from .runtime import resolve_device
 
-        self.shipped, self.trained = Path(shipped), Path(trained)
+        # absolute, as the keys that saving returns are: a relative work folder must list the same keys
+        self.shipped, self.trained = Path(shipped).resolve(), Path(trained).resolve()
         self.shared, self.private = self.trained / "shared", self.trained / "private"
         self.device = resolve_device(device)
         self._cache: OrderedDict[tuple[str, str | None], Detector] = OrderedDict()

@@ -7,6 +7,7 @@ import os
 import sys
 import time
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -115,6 +116,14 @@ def test_fine_tunes_are_private_until_published(detector, tmp_path):
     assert catalog.get(shared, owner="bob") is not None and [k for _, k in catalog.entries("bob")] == [shared]
     with pytest.raises(rbd.InvalidInputError):
         catalog.entries("../alice")
+
+
+def test_a_relative_work_folder_lists_the_keys_that_saving_returns(detector, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    catalog = Catalog("shipped", "work/models")
+    key = catalog.add_trained(detector, "alice")
+    assert [k for _, k in catalog.entries("alice")] == [key] and catalog.get(key, owner="alice") is not None
+    assert Path(catalog.publish(key, "alice")).parent == tmp_path / "work" / "models" / "shared"
 
 
 def test_review_handlers_without_a_server(ctx, model, parts):
