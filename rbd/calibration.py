@@ -68,8 +68,9 @@ class Calibration:
         return rate
 
     def threshold_for(self, false_alarm_rate: float) -> float:
-        """The threshold this calibration's scores give for another false-alarm rate."""
-        return calibrate(self.normal_scores, (), false_alarm_rate).threshold
+        """The threshold this calibration's scores give for another false-alarm rate (the rule
+        alone: a review's rate control asks on every key press, and the interval costs 1000 resamples)."""
+        return threshold_rule(checked_scores(self.normal_scores), checked_rate(false_alarm_rate))
 
     def normalize(self, score, threshold: float | None = None):
         """Logistic map of raw scores (a float or an array): 0.5 at the threshold, the normal spread as unit."""
@@ -147,16 +148,26 @@ def threshold_interval(normal: np.ndarray, false_alarm_rate: float, resamples: i
     return float(low), float(high)
 
 
-def calibrate(normal_scores, synthetic_scores=(), false_alarm_rate: float = 0.01) -> Calibration:
-    """Calibration from normal scores of images scored as unseen (module docstring): the threshold by
-    `threshold_rule`, its bootstrap interval, and the normal spread as the unit of normalised scores."""
+def checked_scores(normal_scores) -> np.ndarray:
+    """The normal scores as a float64 array; at least one, all finite (ValueError otherwise)."""
     normal = np.asarray(normal_scores, dtype=np.float64)
     if normal.size == 0:
         raise ValueError("calibration needs at least one normal score")
     if not np.isfinite(normal).all():
         raise ValueError("calibration scores must be finite (found NaN or inf)")
+    return normal
+
+
+def checked_rate(false_alarm_rate: float) -> float:
     if not 0.0 <= false_alarm_rate < 1.0:
         raise InvalidInputError(f"false_alarm_rate must be in [0, 1), got {false_alarm_rate}")
+    return false_alarm_rate
+
+
+def calibrate(normal_scores, synthetic_scores=(), false_alarm_rate: float = 0.01) -> Calibration:
+    """Calibration from normal scores of images scored as unseen (module docstring): the threshold by
+    `threshold_rule`, its bootstrap interval, and the normal spread as the unit of normalised scores."""
+    normal, false_alarm_rate = checked_scores(normal_scores), checked_rate(false_alarm_rate)
     threshold = threshold_rule(normal, false_alarm_rate)
     spread = float(normal.std(ddof=1)) if normal.size > 1 else 0.0
     scale = max(spread, 0.05 * abs(threshold), 1e-6)  # never a zero unit, even with one image

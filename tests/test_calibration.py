@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from rbd.calibration import Calibration, calibrate
+from rbd.errors import InvalidInputError
 
 SCORES = np.random.default_rng(0).normal(1.0, 0.2, 200)
 
@@ -172,6 +173,9 @@ def test_threshold_for_a_rate_and_the_rate_at_a_threshold_agree():
         assert calibration.expected_false_alarm_rate(threshold) == pytest.approx(rate, abs=0.006)
     assert calibration.threshold_for(0.01) == pytest.approx(calibration.threshold)
     assert calibration.threshold_for(0.05) < calibration.threshold_for(0.01)
+    assert calibration.threshold_for(0.05) == calibrate(SCORES, false_alarm_rate=0.05).threshold  # calibration's own rule
+    with pytest.raises(InvalidInputError, match="false_alarm_rate"):
+        calibration.threshold_for(1.0)
 
 
 def test_problems_name_few_images_and_a_threshold_that_catches_nothing():
