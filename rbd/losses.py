@@ -5,8 +5,9 @@
    terms per scale: a per-pixel one (every location must point the right way) and a global one
    over the whole flattened map (the ReContrast/RD++ "global cosine", which keeps the student
    from settling for locally plausible but globally drifting features).
-2. Prediction consistency (`consistency_loss`). The anomaly map of the corrupted image, computed
-   by the very function inference uses, is supervised with the synthetic defect mask: a focal
+2. Prediction consistency (`consistency_loss`). The student's part of the anomaly map of the
+   corrupted image (`anomaly_map.student_map`: the mean of its raw distances, which inference
+   standardises scale by scale and adds the memory's map to) is supervised with the synthetic defect mask: a focal
    term (hard, rare defect pixels dominate) plus an L1 term (normal pixels are pushed to a
    distance of 0 and defect pixels to 1). Without it, the student only learns to reconstruct;
    with it, it also learns to disagree with the teacher where, and only where, something is wrong.
@@ -37,6 +38,6 @@ def focal_loss(probability: torch.Tensor, target: torch.Tensor, gamma: float = 2
 
 
 def consistency_loss(anomaly_map: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Focal + L1 between the inference-style anomaly map (read as a probability) and the mask."""
+    """Focal + L1 between the student's map (read as a probability) and the mask."""
     p = anomaly_map.clamp(0, 1)
     return focal_loss(p, mask) + (p - mask).abs().mean()
