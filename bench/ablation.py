@@ -182,8 +182,7 @@ def train(data: Path, args: argparse.Namespace) -> rbd.Detector:
     images, _ = read_image_folder(training_folder(data))
     config = rbd.TrainConfig(max_minutes=args.minutes)
     if args.steps:
-        steps_per_epoch = math.ceil(len(split_holdout(len(images), config)[0]) / config.batch_size)
-        config = rbd.TrainConfig(epochs=math.ceil(args.steps / steps_per_epoch), max_minutes=None)
+        config = rbd.TrainConfig(epochs=options.epochs_for(args.steps, len(images)), max_minutes=None)
     detector = rbd.train(images, config=config)
     rbd.save(detector, args.out / f"ablation-{data.name}")
     return detector

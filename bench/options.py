@@ -4,9 +4,13 @@ torch threads, and where results go; one definition for the benches that share i
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 import torch
+
+import rbd
+from rbd.train import split_holdout
 
 SETS = ("bottle", "ksdd", "weld", "bsd_pitting", "elpv_mono")
 
@@ -27,3 +31,11 @@ def parse(p: argparse.ArgumentParser) -> argparse.Namespace:
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     return args
+
+
+def epochs_for(steps: int, image_count: int) -> int:
+    """The epochs of about `steps` training steps on a set of `image_count` images (the default
+    recipe: its hold-out split and batch size), for a bench that trains by steps, not minutes."""
+    config = rbd.TrainConfig()
+    per_epoch = math.ceil(len(split_holdout(image_count, config)[0]) / config.batch_size)
+    return max(1, math.ceil(steps / per_epoch))

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 import torch
 
 import rbd
+from bench import options
 from rbd.datasets import training_folder
 from rbd.images import read_image_folder
 
@@ -36,13 +36,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     images, _ = read_image_folder(training_folder(args.data / args.set))
-    config = rbd.TrainConfig()
-    steps_per_epoch = math.ceil(len(images) * (1 - config.holdout_fraction) / config.batch_size)
     stamps = []
     profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) if args.profile else None
     if profiler:
         profiler.start()
-    detector = rbd.train(images, config=rbd.TrainConfig(epochs=max(1, math.ceil(args.steps / steps_per_epoch)), max_minutes=None),
+    detector = rbd.train(images, config=rbd.TrainConfig(epochs=options.epochs_for(args.steps, len(images)), max_minutes=None),
                          progress=lambda p: stamps.append(time.perf_counter()))
     if profiler:
         profiler.stop()
