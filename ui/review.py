@@ -81,6 +81,17 @@ def judged_by(ctx, session: ReviewSession, model: dict):
     return session.calibration
 
 
+def judged_at(ctx, session: ReviewSession, model: dict, rate: float):
+    """(`judged_by`'s calibration, its raw threshold for `rate` % expected false alarms)."""
+    calibration = judged_by(ctx, session, model)
+    return calibration, threshold_at(calibration, rate / 100)
+
+
+def shown_order(session: ReviewSession, show: str, calibration, threshold: float) -> np.ndarray:
+    """The item ids the filter `show` lets through, in review order."""
+    return rules.ordered(session, show, threshold, *calibration.grey_zone(threshold))
+
+
 def view(ctx, cursor, review_id: str, model: dict, rate: float, show: str, item_id: int | None, fallback: int = 0) -> dict:
     """The review as the browser shows it, at `item_id` (or at position `fallback` when the filter hides it);
     the cursor moves there."""
@@ -89,10 +100,8 @@ def view(ctx, cursor, review_id: str, model: dict, rate: float, show: str, item_
     closed = {"editor": gr.update(visible=False), "save": gr.update(visible=False), "editing": None}
     if session is None or not session.items:
         return {"gallery": [], "text": NO_REVIEW, "image": None, "metrics": "", "scored_by": "", **closed}
-    calibration = judged_by(ctx, session, model)
-    threshold = threshold_at(calibration, rate / 100)
-    low, high = calibration.grey_zone(threshold)
-    order = rules.ordered(session, show, threshold, low, high)
+    calibration, threshold = judged_at(ctx, session, model, rate)
+    order = shown_order(session, show, calibration, threshold)
     metrics = _metrics(session, threshold)
     about = _scored_by(ctx, session, model, threshold, rate)
     if not len(order):
@@ -146,9 +155,7 @@ def _shown_item(ctx, review_id: str, item_id, nothing: str):
 def _position(ctx, review_id, model, rate, show, item_id) -> tuple[np.ndarray, int]:
     """The shown order and the place of `item_id` in it (0 if it is not there)."""
     session = ctx.review(review_id)
-    calibration = judged_by(ctx, session, model)
-    threshold = threshold_at(calibration, rate / 100)
-    order = rules.ordered(session, show, threshold, *calibration.grey_zone(threshold))
+    order = shown_order(session, show, *judged_at(ctx, session, model, rate))
     hits = np.flatnonzero(order == item_id)
     return order, int(hits[0]) if len(hits) else 0
 
@@ -194,7 +201,7 @@ def decide(ctx, decision: str, review_id: str, model: dict, rate: float, show: s
     def move() -> dict:
         session, item = _shown_item(ctx, review_id, cursor.item, "nothing to review")
         order, position = _position(ctx, review_id, model, rate, show, item.id)
-        threshold = threshold_at(judged_by(ctx, session, model), rate / 100)
+        _, threshold = judged_at(ctx, session, model, rate)
         session.decide(item.id, decision, threshold)
         after = int(order[position + 1]) if position + 1 < len(order) else item.id
         return view(ctx, cursor, review_id, model, rate, show, after, fallback=position)
@@ -227,7 +234,7 @@ def select(ctx, review_id: str, model: dict, rate: float, show: str, event: gr.S
 def edit(ctx, review_id: str, model: dict, rate: float, request: gr.Request = None) -> dict:
     """Open the mask editor on the image on screen, with the mask to start from as its layer."""
     session, item = _shown_item(ctx, review_id, ctx.cursor(request).item, "nothing to review")
-    threshold = threshold_at(judged_by(ctx, session, model), rate / 100)
+    _, threshold = judged_at(ctx, session, model, rate)
     image = to_uint8(session.image(item.id))
     mask = rules.mask_to_edit(session, item.id, threshold)
     layer = np.zeros((*mask.shape, 4), np.uint8)
@@ -251,7 +258,7 @@ def save_mask(ctx, edited: dict | None, review_id: str, model: dict, rate: float
             raise rbd.InvalidInputError(f"the painted mask is {painted.shape[1]}x{painted.shape[0]}, "
                                         f"{item.file_name} is {item.width}x{item.height}")
         mask |= painted
-    threshold = threshold_at(judged_by(ctx, session, model), rate / 100)
+    _, threshold = judged_at(ctx, session, model, rate)
     cursor = ctx.cursor(request)
 
     def move() -> dict:
@@ -264,7 +271,7 @@ def export(ctx, review_id: str, model: dict, rate: float) -> dict:
     session = ctx.review(review_id)
     if session is None:
         raise rbd.NoImagesError("nothing to export yet")
-    threshold = threshold_at(judged_by(ctx, session, model), rate / 100)
+    _, threshold = judged_at(ctx, session, model, rate)
     return {"export_file": str(rules.export_zip(session, ctx.export_folder() / "review.zip", threshold))}
 
 
