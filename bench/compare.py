@@ -13,9 +13,10 @@ numpy, but never into requirements.txt or requirements-dev.txt:
 For each set (MVTec AD layout) and model:
 - train on train/good; `train s` is the wall time of reading those images and fitting. rbd
   trains with its defaults (`rbd.TrainConfig(max_minutes=M)`: held-out images and up to 200
-  training images, each scored blind to its own memory patches, calibrate its threshold); the peers fit on all of them (bench/anomalib_models.py: rbd's offline
-  teacher, checked tensor by tensor, settings of ../shared/peers.md, whose per-set PatchCore
-  coreset ratio and PaDiM stages are the defaults here);
+  training images, each scored blind to its own memory patches, calibrate its threshold); the
+  peers fit on all of them (bench/anomalib_models.py: rbd's offline teacher, checked tensor by
+  tensor, settings of ../shared/peers.md, whose per-set PatchCore coreset ratio and PaDiM stages
+  are the defaults here);
 - score every test image at batch 1; `ms/img` is the median wall time from the decoded image
   to the model's score and map as its library returns them (rbd's at the image's size,
   anomalib's at 256x256). Image scores are each model's own: rbd's `prediction.score`,
