@@ -39,6 +39,23 @@ class BrightnessDetector:
         return predictions
 
 
+class Dimmer(BrightnessDetector):
+    """Another model: every score and map a quarter of the first's; `fail_after` batches, it raises
+    (a crash, as far as the session can tell)."""
+
+    def __init__(self, fail_after=None):
+        super().__init__([0.01, 0.02, 0.03, 0.04])
+        self.fail_after = fail_after
+
+    def predict_batch(self, images, batch_size=8):
+        if self.fail_after is not None:
+            if self.fail_after == 0:
+                raise RuntimeError("the app stopped")
+            self.fail_after -= 1
+        return [Prediction(p.score / 4, p.normalized_score, p.threshold, p.anomaly_map / 4)
+                for p in super().predict_batch(images, batch_size)]
+
+
 def _part(path, level):
     """An 8 x 10 part of the given grey level with a bright 2 x 2 spot: the spot is the mask of a dim part."""
     image = np.full((8, 10), round(level * 255), np.uint8)
@@ -396,14 +413,7 @@ def test_rescoring_keeps_decisions_and_freezes_the_old_models_masks(session, par
     old_mask = review.final_mask(session, a.id)
     assert old_mask.all()
 
-    class Dimmer(BrightnessDetector):
-        """Another model: every score and map a quarter of the first's."""
-
-        def predict_batch(self, images, batch_size=8):
-            return [Prediction(p.score / 4, p.normalized_score, p.threshold, p.anomaly_map / 4)
-                    for p in super().predict_batch(images, batch_size)]
-
-    dimmer = Dimmer([0.01, 0.02, 0.03, 0.04])
+    dimmer = Dimmer()
     session.rescore(dimmer, ScoredBy("dimmer", "dimmer"))
     for s in (session, _reopened(session)):
         assert [i.score for i in s.items] == pytest.approx([i.score / 4 for i in (a, b, c, d)])
@@ -414,6 +424,47 @@ def test_rescoring_keeps_decisions_and_freezes_the_old_models_masks(session, par
         np.testing.assert_allclose(s.anomaly_map(a.id), session.anomaly_map(a.id), atol=1e-3)
     assert not session.prediction_mask(a.id, THRESHOLD).any()
     session.add(dimmer, parts[:1], model=ScoredBy("dimmer", "dimmer"))  # images scored by the new model are welcome
+
+
+def _state(session):
+    """What a re-score changes: model, calibration, scores and maps."""
+    return (session.scored_by, session.calibration, [i.score for i in session.items],
+            [session.anomaly_map(i.id).tolist() for i in session.items])
+
+
+def test_a_rescore_cut_short_leaves_the_session_as_the_old_model_scored_it(session):
+    before = _state(session)
+    with pytest.raises(RuntimeError, match="stopped"):
+        session.rescore(Dimmer(fail_after=1), ScoredBy("dimmer", "dimmer"), batch_size=2)  # the second batch fails
+    for s in (session, _reopened(session)):
+        assert _state(s) == before
+    assert sorted(p.name for p in session.folder.glob("maps*")) == ["maps"]
+
+
+def test_a_rescore_with_an_unreadable_image_changes_nothing_and_says_which(session):
+    before = _state(session)
+    session.items[2].image_path.write_bytes(b"not an image any more")
+    with pytest.warns(UserWarning), pytest.raises(InvalidInputError, match=r"1 of this review's images can no longer be read \(c.png\)"):
+        session.rescore(Dimmer(), ScoredBy("dimmer", "dimmer"))
+    assert _state(_reopened(session)) == _state(session) == before
+
+
+def test_maps_left_by_a_crashed_rescore_are_cleared_by_the_next(session):
+    (session.folder / "maps-1").mkdir()
+    (session.folder / "maps-1" / "0.npy").write_bytes(b"half a map")  # a crash before items.json switched to it
+    session.rescore(Dimmer(), ScoredBy("dimmer", "dimmer"))
+    session.rescore(BrightnessDetector(), ScoredBy("bright", "bright"))  # and back: each re-score in a new folder
+    assert sorted(p.name for p in session.folder.glob("maps*")) == ["maps-2"]
+    reopened = _reopened(session)
+    assert _state(reopened) == _state(session) and reopened.scored_by.name == "bright"
+    assert reopened.anomaly_map(0).max() == pytest.approx(1.0, abs=1e-3)  # the bright spot, at full strength again
+
+
+def test_an_items_file_naming_a_maps_folder_outside_the_session_is_refused(session):
+    path = session.folder / "items.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "maps": "../../elsewhere"}))
+    with pytest.raises(InvalidInputError, match="corrupt"):
+        _reopened(session)
 
 
 def test_sessions_written_before_models_were_recorded_still_open(session):

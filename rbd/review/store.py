@@ -3,9 +3,11 @@
 A session is a folder, so an app that restarts resumes where the inspector left off:
 
     root/<session_id>/
-        items.json            the model that scored the images, its calibration and one record per image (rewritten atomically)
+        items.json            the model that scored the images, its calibration, its maps' folder and one record per image
+                              (rewritten atomically)
         images/               copies of the uploaded files, file stems unique in the session
-        maps/<id>.npy         anomaly maps at image size (float16, plain arrays: never pickled)
+        maps/<id>.npy         anomaly maps at image size (float16, plain arrays: never pickled); a re-score writes
+                              maps-<n>/ and items.json switches to it, so scores and maps always belong to one model
         thumbs/<id>.png       gallery thumbnails, long side at most THUMB_SIDE
         masks/<id>-<n>.png    masks, 0/255: drawn by the inspector, or the model's frozen by a re-score
         decisions.jsonl       append-only, one JSON line per decision; the latest line per image wins
@@ -49,11 +51,13 @@ SESSION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 DECISIONS = ("accept", "reject", "correct")
 ITEMS_FILE = "items.json"
 DECISIONS_FILE = "decisions.jsonl"
-FORMAT_VERSION = 3  # 2: the calibration is stored next to the items; 3: and the model's name and key
-READABLE_VERSIONS = (2, 3)
+FORMAT_VERSION = 4  # 2: the calibration is stored next to the items; 3: and the model's name and key; 4: and its maps' folder
+READABLE_VERSIONS = (2, 3, 4)
+MAPS = "maps"  # the first model's maps' folder; a re-score's are MAPS-<n>
 THUMB_SIDE = 256  # the gallery shows these, stored at scoring time, and never decodes a full image
 SAVE_EVERY_S = 5.0  # while scoring, items.json is rewritten at most this often (and at the end)
 _MASK_NAME = re.compile(r"masks/\d+-\d+\.png")
+_MAPS_NAME = re.compile(rf"{MAPS}(-\d+)?")
 _FLOAT16_MAX = float(np.finfo(np.float16).max)
 
 
@@ -199,7 +203,10 @@ class ReviewSession:
 
         A decision whose final mask was the old model's (accepting or rejecting into a defective
         label) first gets that mask frozen into a file, so the reviewed masks do not move with the
-        new model's maps. Images that can no longer be read keep their old scores, with a warning.
+        new model's maps. The new maps go to a new folder and one atomic rewrite of items.json
+        switches scores, maps and model together: a crash midway leaves the session as the old
+        model scored it. So does an image that can no longer be read (InvalidInputError): a score
+        of the old model beside the new model's threshold would be judged in the wrong units.
         """
         from .rules import final_mask  # the rule that says which mask a decision stands for
 
@@ -208,16 +215,37 @@ class ReviewSession:
             for item_id, decision in sorted(self._decisions.items()):
                 if decision.mask is None and self._labels[item_id] == 1.0:
                     self._append(replace(decision, mask=self._write_mask(item_id, final_mask(self, item_id))))
+            old_maps, new_maps = self._maps, self._unused_maps_folder()
             by_path = {item.image_path: item for item in self._items}
-            for path, image, prediction in predict_files(detector, list(by_path), batch_size, MAX_SIDE, progress):
-                item = by_path[path]
-                self._write_pictures(item.id, image, prediction.anomaly_map)
-                self._items[item.id] = replace(item, score=float(prediction.score),
-                                               normalized_score=float(prediction.normalized_score), verdict=prediction.verdict)
+            items = list(self._items)
+            try:
+                for path, _, prediction in predict_files(detector, list(by_path), batch_size, MAX_SIDE, progress):
+                    item = by_path.pop(path)
+                    self._write_map(new_maps, item.id, prediction.anomaly_map)
+                    items[item.id] = replace(item, score=float(prediction.score),
+                                             normalized_score=float(prediction.normalized_score), verdict=prediction.verdict)
+                if by_path:
+                    names = ", ".join(item.file_name for item in list(by_path.values())[:5])
+                    raise InvalidInputError(f"{len(by_path)} of this review's images can no longer be read ({names}), so nothing "
+                                            f"was re-scored: the review stays scored by {self._model.name}; start a new review "
+                                            "for the active model")
+            except BaseException:
+                shutil.rmtree(self.folder / new_maps, ignore_errors=True)
+                raise
+            self._items, self._maps = items, new_maps
             self._calibration = Calibration.from_dict(detector.calibration.to_dict())
             self._model = model
             self._write_items()
             self._index()
+            shutil.rmtree(self.folder / old_maps, ignore_errors=True)
+
+    def _unused_maps_folder(self) -> str:
+        """A maps folder name no items.json has pointed at: MAPS-<n>, after removing any left by a re-score cut short."""
+        for folder in self.folder.glob(f"{MAPS}-*"):
+            if folder.name != self._maps:
+                shutil.rmtree(folder, ignore_errors=True)
+        current = int(self._maps.rpartition("-")[2]) if self._maps != MAPS else 0
+        return f"{MAPS}-{current + 1}"
 
     def is_scored_by(self, model: ScoredBy | None, calibration: Calibration) -> bool:
         """Whether this is the model that scored the session: by key and revision where both are known,
@@ -259,7 +287,7 @@ class ReviewSession:
 
     def anomaly_map(self, item_id: int) -> np.ndarray:
         """The item's anomaly map, (H, W) float32."""
-        path = self.folder / "maps" / f"{self.item(item_id).id}.npy"
+        path = self.folder / self._maps / f"{self.item(item_id).id}.npy"
         return np.load(path, allow_pickle=False).astype(np.float32)
 
     def prediction_mask(self, item_id: int, threshold: float) -> np.ndarray:
@@ -313,7 +341,9 @@ class ReviewSession:
         item_id = len(self._items)
         with atomic_write(self.folder / "images" / file_name) as f, open(source, "rb") as original:
             shutil.copyfileobj(original, f)
-        self._write_pictures(item_id, image, prediction.anomaly_map)
+        self._write_map(self._maps, item_id, prediction.anomaly_map)
+        with atomic_write(self.folder / "thumbs" / f"{item_id}.png") as f:
+            Image.fromarray(to_uint8(subsample(image, THUMB_SIDE))).save(f, format="PNG")
         height, width = prediction.anomaly_map.shape
         item = Item(item_id, file_name, self.folder / "images" / file_name, float(prediction.score),
                     float(prediction.normalized_score), prediction.verdict, int(height), int(width))
@@ -322,12 +352,10 @@ class ReviewSession:
         self._labels = np.append(self._labels, np.nan)
         return item
 
-    def _write_pictures(self, item_id: int, image: np.ndarray, amap: np.ndarray) -> None:
+    def _write_map(self, maps: str, item_id: int, amap: np.ndarray) -> None:
         small = np.isfinite(amap).all() and float(np.abs(amap).max(initial=0.0)) <= _FLOAT16_MAX
-        with atomic_write(self.folder / "maps" / f"{item_id}.npy") as f:
+        with atomic_write(self.folder / maps / f"{item_id}.npy") as f:
             np.save(f, amap.astype(np.float16 if small else np.float32), allow_pickle=False)
-        with atomic_write(self.folder / "thumbs" / f"{item_id}.png") as f:
-            Image.fromarray(to_uint8(subsample(image, THUMB_SIDE))).save(f, format="PNG")
 
     def _write_items(self) -> None:
         records = []
@@ -336,12 +364,12 @@ class ReviewSession:
             record["image_path"] = item.image_path.relative_to(self.folder).as_posix()
             records.append(record)
         with atomic_write(self.folder / ITEMS_FILE) as f:
-            f.write(json.dumps({"format_version": FORMAT_VERSION, "model": asdict(self._model),
+            f.write(json.dumps({"format_version": FORMAT_VERSION, "model": asdict(self._model), "maps": self._maps,
                                 "calibration": self._calibration.to_dict(), "items": records}, indent=1).encode())
 
     def _load(self) -> None:
         """(Re)read the items and the decision log; the caller holds the lock."""
-        self._items, self._calibration, self._model = self._read_items()
+        self._items, self._calibration, self._model, self._maps = self._read_items()
         self._decisions, self._n_lines = self._read_decisions()
         self._index()
 
@@ -352,8 +380,8 @@ class ReviewSession:
             if item_id < len(self._items):
                 self._labels[item_id] = self._label(record)
 
-    def _read_items(self) -> tuple[list[Item], Calibration | None, ScoredBy | None]:
-        """The items, the calibration they were scored with and the model; none yet for a new session.
+    def _read_items(self) -> tuple[list[Item], Calibration | None, ScoredBy | None, str]:
+        """The items, the calibration they were scored with, the model and its maps' folder; none yet for a new session.
 
         Decisions without items.json would be taken for decisions on the next images added, so
         that is an error, as is a file this version cannot read.
@@ -362,7 +390,7 @@ class ReviewSession:
         if not path.is_file():
             if (self.folder / DECISIONS_FILE).exists():
                 raise InvalidInputError(f"{path} is missing, so the decisions in this review have no images: start a new review")
-            return [], None, None
+            return [], None, None, MAPS
         try:
             data = json.loads(path.read_bytes())
         except ValueError as err:  # not JSON, or not UTF-8
@@ -374,7 +402,10 @@ class ReviewSession:
         try:
             items = [Item(**{**record, "image_path": self.folder / record["image_path"]}) for record in data["items"]]
             model = ScoredBy(**data["model"]) if version >= 3 else ScoredBy("a model (recorded before rbd named them)")
-            return items, Calibration.from_dict(data["calibration"]), model
+            maps = data["maps"] if version >= 4 else MAPS
+            if not isinstance(maps, str) or not _MAPS_NAME.fullmatch(maps):
+                raise ValueError(f"maps folder {maps!r}")
+            return items, Calibration.from_dict(data["calibration"]), model, maps
         except (KeyError, TypeError, ValueError) as err:
             raise InvalidInputError(f"{path} is corrupt ({err!r}): start a new review") from err
 
