@@ -79,16 +79,6 @@ class Calibration:
         normalized = 1.0 / (1.0 + np.exp(-z))
         return float(normalized) if normalized.ndim == 0 else normalized.astype(np.float32)
 
-    def describe(self, threshold: float | None = None) -> str:
-        """One line for people: the threshold, what it was calibrated for and how sure it is."""
-        t = self.threshold if threshold is None else threshold
-        text = (f"threshold {t:.4f} (calibrated for {100 * self.false_alarm_rate:g}% false alarms on "
-                f"{len(self.normal_scores)} normal images")
-        if self.interval is not None and t == self.threshold:
-            text += f", 95% interval {self.interval[0]:.4f}-{self.interval[1]:.4f}"
-        caught = self.caught(t)
-        return text + (f"; catches {100 * caught:.0f}% of synthetic defects)" if caught is not None else ")")
-
     def problems(self, threshold: float | None = None) -> list[str]:
         """What a person should know before trusting `threshold` (default: the calibrated one)."""
         t = self.threshold if threshold is None else threshold

@@ -34,6 +34,7 @@ from .images import IMAGE_EXTENSIONS, find_images
 from .model import ModelConfig
 from .outputs import CSV_COLUMNS, ScoredFile, scored_file
 from .ray_engine import is_uri, list_uri, score_files
+from .thresholds import describe
 from .train import Progress, TrainConfig, train
 from .uploads import unique_name
 
@@ -57,7 +58,7 @@ def _train(args: argparse.Namespace) -> None:
             detector = train(folder, model_config, config, progress=report)
         if processes.is_main:
             save(detector, args.out)
-            print(f"saved {args.out}: {detector.calibration.describe()}")
+            print(f"saved {args.out}: {describe(detector.calibration, detector.calibration.false_alarm_rate)}")
 
 
 def _evaluate(args: argparse.Namespace) -> None:

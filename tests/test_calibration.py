@@ -7,6 +7,7 @@ import pytest
 
 from rbd.calibration import Calibration, calibrate
 from rbd.errors import InvalidInputError
+from rbd.thresholds import describe
 
 SCORES = np.random.default_rng(0).normal(1.0, 0.2, 200)
 
@@ -109,15 +110,15 @@ def test_synthetic_catch_rate_hand_count():
 def test_catch_rate_is_none_without_synthetic_scores():
     calibration = Calibration(threshold=1.0, scale=1.0, false_alarm_rate=0.01)
     assert calibration.synthetic_catch_rate is None
-    assert "synthetic" not in calibration.describe()
+    assert "synthetic" not in describe(calibration, 0.01)
 
 
 def test_describe_states_threshold_rate_and_catch_rate():
     calibration = calibrate([1.0, 2.0, 3.0, 4.0, 5.0], synthetic_scores=[0.5, 5.0, 6.0, 4.9, 7.0], false_alarm_rate=0.0)
-    assert calibration.describe() == ("threshold 5.0000 (calibrated for 0% false alarms on 5 normal images, "
-                                      "95% interval 3.0000-5.0000; catches 60% of synthetic defects)")
-    # at a moved threshold the catch rate is counted at that threshold: 4.9, 5.0, 6.0, 7.0
-    assert calibration.describe(4.9).startswith("threshold 4.9000") and "catches 80% of synthetic" in calibration.describe(4.9)
+    assert describe(calibration, 0.0) == ("raw threshold 5.0000 for 0% expected false alarms (5 normal images calibrate it; "
+                                          "95% interval 3.0000-5.0000) · catches 60% of synthetic defects"
+                                          " · ⚠️ the threshold rests on only 5 normal images: it is a rough guess")
+    assert calibration.caught(4.9) == pytest.approx(4 / 5)  # at a moved threshold, counted there: 4.9, 5.0, 6.0, 7.0
 
 
 def test_dict_round_trip_through_json():

@@ -27,6 +27,7 @@ def test_train_evaluate_predict_info(category, tmp_path, capsys):
     code, out, err = run(capsys, "train", category, "--out", ckpt, "--image-size", 64, "--epochs", 3, "--seed", 1, "--device", "cpu")
     assert code == 0, err
     assert "train/good" in err and "saved" in out and (ckpt / "model.safetensors").is_file()
+    assert "normal images calibrate it" in out and "⚠️" in out  # a tiny set's threshold is flagged as it is saved
     assert "training: 100%" in err and "6/6 [" in err and "step/s" in err and "loss=" in err  # 3 epochs of 2 batches of 9 images
 
     code, out, err = run(capsys, "evaluate", category, "--checkpoint", ckpt, "--json", tmp_path / "new" / "m.json")
