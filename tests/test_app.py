@@ -57,33 +57,33 @@ def test_inspect_scores_and_draws(client, parts, detector, tmp_path):
     same_name = shutil.copy(good[0], tmp_path / bad[0].name)
     choices, table, summary, overlay, pair, annotated, regions = client.predict(
         None, [handle_file(str(same_name)), handle_file(str(bad[0]))], MODEL_RATE, 0.5, api_name="/inspect")
-    (good_row, bad_row) = table["data"]  # in upload order; the second "000.png" was renamed
+    (bad_row, good_row) = table["data"]  # most anomalous first; the second "000.png" (uploaded second) was renamed
     assert good_row[3] == "good" and bad_row[3] == "defective"
     assert bad_row[1] == pytest.approx(detector.predict(bad[0]).score, abs=1e-3)
-    assert [c[0] for c in choices["choices"]] == ["000.png", "000_1.png"]
-    assert "GOOD" in summary and f"raw threshold {detector.threshold:.4f}" in summary  # the first image in detail
+    assert [c[0] for c in choices["choices"]] == ["000_1.png", "000.png"]
+    assert "DEFECTIVE" in summary and f"raw threshold {detector.threshold:.4f}" in summary  # the first row in detail
     shown = np.asarray(Image.open(overlay))
     assert shown.shape[:2] == (64, 80)
     assert len(pair) == 2 and np.asarray(Image.open(pair[0])).shape[:2] == (64, 80)
-    assert annotated["annotations"] == []  # a good image: an empty mask, and no "defect" in the legend
-    *_, annotated, _ = client.predict(None, [handle_file(str(bad[0]))], MODEL_RATE, 0.5, api_name="/inspect")
     assert [a["label"] for a in annotated["annotations"]][0] == "defect"
+    *_, annotated, _ = client.predict(None, [handle_file(str(good[0]))], MODEL_RATE, 0.5, api_name="/inspect")
+    assert annotated["annotations"] == []  # a good image: an empty mask, and no "defect" in the legend
 
 
 def test_the_same_file_dropped_twice_is_scored_once(client, parts, monkeypatch, tmp_path):
     good, bad = parts
-    # named so that their order by name (the table's: rbd.uploads.gather_images) is good, defective, good;
-    # the parts' own names depend on which good image the session's detector scores lowest
     first, defect, second = (shutil.copy(p, tmp_path / name) for p, name in ((good[0], "a.png"), (bad[0], "b.png"), (good[1], "c.png")))
     files = [handle_file(str(p)) for p in (first, defect, first, defect)]  # a second drop adds the same files
     _, table, *_ = client.predict(None, files, MODEL_RATE, 0.5, api_name="/inspect")
-    assert [row[3] for row in table["data"]] == ["good", "defective"]  # each file once
+    assert sorted(row[0] for row in table["data"]) == ["a.png", "b.png"]  # each file once
 
     calls = []
     real = rbd.detector.score_images
     monkeypatch.setattr(rbd.detector, "score_images", lambda model, images, *a, **k: calls.append(len(images)) or real(model, images, *a, **k))
     _, table, *_ = client.predict(None, files + [handle_file(str(second))], MODEL_RATE, 0.5, api_name="/inspect")
-    assert [row[3] for row in table["data"]] == ["good", "defective", "good"]
+    assert sorted(row[0] for row in table["data"]) == ["a.png", "b.png", "c.png"]
+    scores = [row[1] for row in table["data"]]
+    assert scores == sorted(scores, reverse=True) and table["data"][0][:4:3] == ["b.png", "defective"]  # most anomalous first
     assert calls == [1]  # only the new file ran through the network
 
 

@@ -71,7 +71,7 @@ def _digest(path: Path) -> str:
 @gpu
 def inspect_images(ctx, image, files, model: dict, rate: float, opacity: float, held: list | None) -> dict:
     """Score the uploaded images (a file dropped twice counts once, and one scored before by this model
-    is not scored again); show the first in detail and all of them in a table."""
+    is not scored again); show all of them in a table, most anomalous first, and that one in detail."""
     detector = ctx.detector(model)
     uploads = paths(image) + paths(files)
     if not uploads:
@@ -102,6 +102,7 @@ def inspect_images(ctx, image, files, model: dict, rate: float, opacity: float, 
             items.append({"name": path.name, "digest": digest, "model": model_id, "image": to_uint8(picture),
                           "score": p.score, "map": p.anomaly_map.astype(np.float16), "familiarity": p.familiarity,
                           "notice": "; ".join(notes)})
+    items.sort(key=lambda item: item["score"], reverse=True)  # a batch's likely defects first; ties in upload order
     choices = [(item["name"], i) for i, item in enumerate(items)]
     return {"held": items, "picked": gr.update(choices=choices, value=0), **redraw(ctx, items, 0, model, rate, opacity)}
 
