@@ -450,14 +450,37 @@ def test_a_rescore_with_an_unreadable_image_changes_nothing_and_says_which(sessi
 
 
 def test_maps_left_by_a_crashed_rescore_are_cleared_by_the_next(session):
-    (session.folder / "maps-1").mkdir()
-    (session.folder / "maps-1" / "0.npy").write_bytes(b"half a map")  # a crash before items.json switched to it
+    (session.folder / "maps-7").mkdir()
+    (session.folder / "maps-7" / "0.npy").write_bytes(b"half a map")  # a crash before items.json switched to it
     session.rescore(Dimmer(), ScoredBy("dimmer", "dimmer"))
+    assert sorted(p.name for p in session.folder.glob("maps*")) == ["maps-1"]
+    (session.folder / "maps").mkdir()  # a crash after the switch, before the old folder was removed
     session.rescore(BrightnessDetector(), ScoredBy("bright", "bright"))  # and back: each re-score in a new folder
     assert sorted(p.name for p in session.folder.glob("maps*")) == ["maps-2"]
     reopened = _reopened(session)
     assert _state(reopened) == _state(session) and reopened.scored_by.name == "bright"
     assert reopened.anomaly_map(0).max() == pytest.approx(1.0, abs=1e-3)  # the bright spot, at full strength again
+
+
+def test_a_failed_switch_keeps_memory_and_disk_alike(session, monkeypatch):
+    before = _state(session)
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ReviewSession, "_write_items", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        session.rescore(Dimmer(), ScoredBy("dimmer", "dimmer"))
+    monkeypatch.undo()
+    assert _state(session) == _state(_reopened(session)) == before
+    assert sorted(p.name for p in session.folder.glob("maps*")) == ["maps"]
+
+
+def test_another_object_on_the_folder_follows_a_rescore(session):
+    other = _reopened(session)  # as a request that still holds the session while another re-scores it
+    session.rescore(Dimmer(), ScoredBy("dimmer", "dimmer"))
+    np.testing.assert_array_equal(other.anomaly_map(0), session.anomaly_map(0))
+    assert other.scored_by.name == "dimmer"
 
 
 def test_an_items_file_naming_a_maps_folder_outside_the_session_is_refused(session):

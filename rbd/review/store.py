@@ -215,7 +215,8 @@ class ReviewSession:
             for item_id, decision in sorted(self._decisions.items()):
                 if decision.mask is None and self._labels[item_id] == 1.0:
                     self._append(replace(decision, mask=self._write_mask(item_id, final_mask(self, item_id))))
-            old_maps, new_maps = self._maps, self._unused_maps_folder()
+            before = self._items, self._maps, self._calibration, self._model
+            new_maps = self._unused_maps_folder()
             by_path = {item.image_path: item for item in self._items}
             items = list(self._items)
             try:
@@ -229,20 +230,21 @@ class ReviewSession:
                     raise InvalidInputError(f"{len(by_path)} of this review's images can no longer be read ({names}), so nothing "
                                             f"was re-scored: the review stays scored by {self._model.name}; start a new review "
                                             "for the active model")
+                self._items, self._maps, self._model = items, new_maps, model
+                self._calibration = Calibration.from_dict(detector.calibration.to_dict())
+                self._write_items()  # the switch
             except BaseException:
+                self._items, self._maps, self._calibration, self._model = before
                 shutil.rmtree(self.folder / new_maps, ignore_errors=True)
                 raise
-            self._items, self._maps = items, new_maps
-            self._calibration = Calibration.from_dict(detector.calibration.to_dict())
-            self._model = model
-            self._write_items()
             self._index()
-            shutil.rmtree(self.folder / old_maps, ignore_errors=True)
+            shutil.rmtree(self.folder / before[1], ignore_errors=True)
 
     def _unused_maps_folder(self) -> str:
-        """A maps folder name no items.json has pointed at: MAPS-<n>, after removing any left by a re-score cut short."""
-        for folder in self.folder.glob(f"{MAPS}-*"):
-            if folder.name != self._maps:
+        """A maps folder name no items.json has pointed at: MAPS-<n>, after removing every maps folder but
+        the current one (left by a re-score cut short before or after its switch)."""
+        for folder in self.folder.glob(f"{MAPS}*"):
+            if folder.name != self._maps and _MAPS_NAME.fullmatch(folder.name):
                 shutil.rmtree(folder, ignore_errors=True)
         current = int(self._maps.rpartition("-")[2]) if self._maps != MAPS else 0
         return f"{MAPS}-{current + 1}"
@@ -287,6 +289,14 @@ class ReviewSession:
 
     def anomaly_map(self, item_id: int) -> np.ndarray:
         """The item's anomaly map, (H, W) float32."""
+        try:
+            return self._read_map(item_id)
+        except FileNotFoundError:  # another object on this folder re-scored it: its maps moved to a new folder
+            with self._lock:
+                self._load()
+            return self._read_map(item_id)
+
+    def _read_map(self, item_id: int) -> np.ndarray:
         path = self.folder / self._maps / f"{self.item(item_id).id}.npy"
         return np.load(path, allow_pickle=False).astype(np.float32)
 
