@@ -12,7 +12,9 @@ from typing import BinaryIO, Iterator
 @contextmanager
 def atomic_write(path: str | Path, mode: int = 0o644) -> Iterator[BinaryIO]:
     """A binary file that replaces `path` only once fully written and synced: readers see the old file or the new.
-    It gets `mode` (readable by all, as any saved file; a temporary file alone would be its owner's only)."""
+    It gets `mode` (readable by all, as any saved file; a temporary file alone would be its owner's only).
+    The folder is synced after the rename too, so that after a power cut the writes that survive are
+    the earlier ones: a file that names others (a review's items.json, its maps) never outlives them."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -23,7 +25,20 @@ def atomic_write(path: str | Path, mode: int = 0o644) -> Iterator[BinaryIO]:
             f.flush()
             os.fsync(f.fileno())
         os.replace(temp, path)
+        _sync_folder(path.parent)
     except BaseException:
         with suppress(FileNotFoundError):
             os.unlink(temp)
         raise
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make a folder's entries durable; a no-op where folders cannot be opened (Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,5 +1,6 @@
 """rbd.files.atomic_write: a file appears whole or not at all, readable as any saved file."""
 
+import os
 import stat
 
 import pytest
@@ -27,3 +28,12 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary_one(tmp_path)
             f.write(b"half")
             raise RuntimeError("disk full")
     assert path.read_bytes() == b"old" and list(tmp_path.iterdir()) == [path]
+
+
+def test_the_folder_is_synced_after_the_rename(tmp_path, monkeypatch):
+    synced = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append((stat.S_ISDIR(os.fstat(fd).st_mode), os.listdir(tmp_path))) or real(fd))
+    with atomic_write(tmp_path / "items.json") as f:
+        f.write(b"{}")
+    assert synced[-1] == (True, ["items.json"])  # the folder, once the file has its name
