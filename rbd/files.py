@@ -33,12 +33,11 @@ def atomic_write(path: str | Path, mode: int = 0o644) -> Iterator[BinaryIO]:
 
 
 def _sync_folder(folder: Path) -> None:
-    """Make a folder's entries durable; a no-op where folders cannot be opened (Windows)."""
-    try:
+    """Make a folder's entries durable, where the system can: folders cannot be opened on Windows and
+    some file systems refuse to sync them; the file is in place either way, so that is no error."""
+    with suppress(OSError):
         fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

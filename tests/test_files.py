@@ -37,3 +37,17 @@ def test_the_folder_is_synced_after_the_rename(tmp_path, monkeypatch):
     with atomic_write(tmp_path / "items.json") as f:
         f.write(b"{}")
     assert synced[-1] == (True, ["items.json"])  # the folder, once the file has its name
+
+
+def test_a_folder_that_cannot_be_synced_still_gets_the_file(tmp_path, monkeypatch):
+    real = os.fsync
+
+    def refuse_folders(fd):
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise OSError(22, "Invalid argument")  # as some network file systems answer
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", refuse_folders)
+    with atomic_write(tmp_path / "items.json") as f:
+        f.write(b"{}")
+    assert (tmp_path / "items.json").read_bytes() == b"{}"
