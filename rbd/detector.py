@@ -60,6 +60,12 @@ class Region:
 FAMILIAR_MIN = 0.25
 
 
+def is_out_of_domain(familiarity: float | None) -> bool:
+    """Most of the image is unlike every training image: it shows something else than the product
+    the model learned, and its score says little. Never for a model without memory (None)."""
+    return familiarity is not None and familiarity < FAMILIAR_MIN
+
+
 @dataclass(frozen=True)
 class Prediction:
     score: float
@@ -70,9 +76,7 @@ class Prediction:
 
     @property
     def out_of_domain(self) -> bool:
-        """Most of the image is unlike every training image: it shows something else than the
-        product the model learned, and its score says little."""
-        return self.familiarity is not None and self.familiarity < FAMILIAR_MIN
+        return is_out_of_domain(self.familiarity)
 
     @property
     def is_anomalous(self) -> bool:

@@ -56,6 +56,14 @@ class Dimmer(BrightnessDetector):
                 for p in super().predict_batch(images, batch_size)]
 
 
+class Familiar(BrightnessDetector):
+    """A model with a patch memory: the brighter a part, the less of it looks familiar."""
+
+    def predict_batch(self, images, batch_size=8):
+        return [Prediction(p.score, p.normalized_score, p.threshold, p.anomaly_map, familiarity=1 - p.score)
+                for p in super().predict_batch(images, batch_size)]
+
+
 def _part(path, level):
     """An 8 x 10 part of the given grey level with a bright 2 x 2 spot: the spot is the mask of a dim part."""
     image = np.full((8, 10), round(level * 255), np.uint8)
@@ -216,6 +224,31 @@ def test_filters_and_ordering(session):
         review.ordered(session, "defective")
     with pytest.raises(ValueError):
         review.ordered(session, "everything", THRESHOLD)
+
+
+def test_images_out_of_the_models_domain_are_kept_and_shown_apart(tmp_path, parts):
+    session = ReviewSession.create(tmp_path / "sessions", "other", Familiar(), parts)
+    a, b, c, d = session.items  # familiarity 0.09 and 0.19 (out of domain), 0.67 and 0.86
+    for s in (session, _reopened(session)):
+        assert [i.familiarity for i in s.items] == pytest.approx([1 - i.score for i in (a, b, c, d)])
+        assert s.out_of_domain.tolist() == [True, True, False, False]
+        assert review.ordered(s, "out-of-domain").tolist() == [a.id, b.id]
+    session.rescore(Dimmer(), ScoredBy("dimmer", "dimmer"))  # a model without memory claims nothing
+    for s in (session, _reopened(session)):
+        assert [i.familiarity for i in s.items] == [None] * 4 and not s.out_of_domain.any()
+        assert review.ordered(s, "out-of-domain").tolist() == []
+
+
+def test_sessions_written_before_familiarity_was_recorded_still_open(tmp_path, parts):
+    session = ReviewSession.create(tmp_path / "sessions", "old", Familiar(), parts)
+    path = session.folder / "items.json"
+    data = json.loads(path.read_text())
+    for record in data["items"]:
+        del record["familiarity"]
+    path.write_text(json.dumps({**data, "format_version": 4}))
+    old = _reopened(session)
+    assert [i.score for i in old.items] == [i.score for i in session.items]
+    assert [i.familiarity for i in old.items] == [None] * 4 and not old.out_of_domain.any()
 
 
 def test_ties_keep_upload_order(tmp_path):

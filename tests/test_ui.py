@@ -151,6 +151,23 @@ def test_review_handlers_without_a_server(ctx, model, parts):
         review.save_mask(ctx, {"layers": [layer]}, review_id, model, 0.1, "all", None)
 
 
+def test_a_review_says_which_images_are_out_of_the_models_domain(ctx, model, parts, tmp_path):
+    from ui import review
+
+    yy, xx = np.mgrid[:64, :80]
+    checkerboard = ((((yy // 8) + (xx // 8)) % 2) * 255).astype(np.uint8)  # not the striped parts the model knows
+    other = tmp_path / "other.png"
+    Image.fromarray(np.stack([checkerboard, 255 - checkerboard, checkerboard], axis=-1)).save(other)
+    good, _ = parts
+    review_id = review.score(ctx, [str(good[0]), str(other)], None, "", model, progress=lambda *a, **k: None)["review_id"]
+    shown = review.show(ctx, review_id, model, 0.1, "out-of-domain")
+    assert "**1** of them look unlike" in shown["scored_by"]
+    assert "**1 / 1**" in shown["text"] and "other.png" in shown["text"] and "Out of domain" in shown["text"]
+    assert shown["gallery"]["value"][0][1].startswith("other.png\n⚠ ")
+    everything = review.show(ctx, review_id, model, 0.1, "all")
+    assert [caption.startswith("other.png") for _, caption in everything["gallery"]["value"] if "⚠" in caption] == [True]
+
+
 def test_inference_events_share_one_limit_and_review_views_are_drawn_in_turn(app_server):
     import app as app_module
 

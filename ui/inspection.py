@@ -139,13 +139,17 @@ def _detail(item: dict, p: Prediction, calibration, opacity: float) -> dict:
              f"**{item['name']}** · anomaly score **{p.score:.4f}** · normalised **{p.normalized_score:.3f}** "
              f"(0.5 = raw threshold {p.threshold:.4f}) · {len(regions)} region(s)"]
     if p.out_of_domain:
-        lines.insert(1, f"⚠️ **Out of domain**: only {100 * p.familiarity:.0f}% of this image looks like the images this "
-                        "model was trained on. It probably shows another product or view, and the verdict says little.")
+        lines.insert(1, out_of_domain_note(p.familiarity))
     if item["notice"]:
         lines.append(f"_{item['notice']}_")
     defect = [(folded.astype(np.float32), "defect")] if folded.any() else []  # no "defect" legend on a good image
     return {"summary": "\n\n".join(lines), "heat": fold(heat), "pair": (fold(original), fold(heat)),
             "annotated": (fold(original), [*defect, *boxes]), "regions": table}
+
+
+def out_of_domain_note(familiarity: float) -> str:
+    return (f"⚠️ **Out of domain**: only {100 * familiarity:.0f}% of this image looks like the images the model was "
+            "trained on. It probably shows another product or view, and the verdict says little.")
 
 
 def legend() -> str:

@@ -27,12 +27,12 @@ from rbd.uploads import gather_images
 from rbd.visualize import fold
 
 from . import model_bar
-from .inspection import INFERENCE_LIMIT
+from .inspection import INFERENCE_LIMIT, out_of_domain_note
 from .wiring import endpoint, gpu, on, paths
 
 PAGE = 24  # thumbnails in the gallery at once
 FILTERS = [("all", "all"), ("unreviewed", "unreviewed"), ("flagged defective", "defective"),
-           ("grey zone (near the threshold)", "grey")]
+           ("grey zone (near the threshold)", "grey"), ("out of domain", "out-of-domain")]
 NO_REVIEW = "No images to review yet: upload images, a zip or a folder and press **Score images**."
 KEYS = "Keys: **a** accept · **r** reject · **e** edit mask · **←/→** previous/next"
 DONE = {"accept": "✓ accepted", "reject": "✗ rejected", "correct": "✎ corrected"}
@@ -117,6 +117,8 @@ def view(ctx, cursor, review_id: str, model: dict, rate: float, show: str, item_
     text = (f"**{position + 1} / {len(order)}** · **{item.file_name}** · score **{item.score:.4f}** · model says "
             f"**{verdict_at(item.score, threshold)}** · decision: **{decision.decision if decision else 'not reviewed'}**"
             f" · page {start // PAGE + 1} of {-(-len(order) // PAGE)}\n\n{KEYS}")
+    if item.out_of_domain:
+        text = f"{out_of_domain_note(item.familiarity)}\n\n{text}"
     gallery = gr.update(value=[(str(session.thumbnail_path(i)), _caption(session, i, threshold)) for i in page],
                         selected_index=position - start)
     picture = fold(rules.overlay(session, item.id, threshold))
@@ -126,7 +128,8 @@ def view(ctx, cursor, review_id: str, model: dict, rate: float, show: str, item_
 
 def _caption(session: ReviewSession, item_id: int, threshold: float) -> str:
     item, decision = session.item(item_id), session.decision(item_id)
-    return f"{item.file_name}\n{item.score:.3f} {verdict_at(item.score, threshold)}" + (f" · {DONE[decision.decision]}" if decision else "")
+    return (f"{item.file_name}\n{'⚠ ' if item.out_of_domain else ''}{item.score:.3f} {verdict_at(item.score, threshold)}"
+            + (f" · {DONE[decision.decision]}" if decision else ""))
 
 
 def _metrics(session: ReviewSession, threshold: float) -> str:
@@ -139,6 +142,10 @@ def _metrics(session: ReviewSession, threshold: float) -> str:
 def _scored_by(ctx, session: ReviewSession, model: dict, threshold: float, rate: float) -> str:
     text = (f"This review: **{len(session.items)}** images scored by **{session.scored_by.name}**, judged at raw threshold "
             f"{threshold:.4f} ({rate:.3g}% expected false alarms).")
+    unfamiliar = int(session.out_of_domain.sum())
+    if unfamiliar:
+        text += (f"\n\n⚠ **{unfamiliar}** of them look unlike the training images of {session.scored_by.name} (out of domain), "
+                 "so their verdicts say little: choose **out of domain** to see them, and score them with a model of their product.")
     if not session.is_scored_by(model_bar.scored_by(model), ctx.detector(model).calibration):
         text += (f"\n\n⚠ The active model is **{model['name']}**; these verdicts are still {session.scored_by.name}'s. "
                  "**Re-score with the active model**, or **start a new review**.")

@@ -19,7 +19,7 @@ from ..calibration import Calibration, calibrate, is_defective
 from ..errors import InvalidInputError
 from ..metrics import auroc
 
-FILTERS = ("all", "unreviewed", "defective", "grey")
+FILTERS = ("all", "unreviewed", "defective", "grey", "out-of-domain")
 
 
 def label_of(decision, painted: bool | None) -> bool:
@@ -67,7 +67,8 @@ def ordered(session, show: str = "all", threshold: float | None = None, low: flo
     """Ids of the items to show, most anomalous first (score descending, then id).
 
     show: "all"; "unreviewed"; "defective" (flagged by the model at `threshold`); "grey"
-    (low <= score < high: the uncertain band around the threshold, where review pays most).
+    (low <= score < high: the uncertain band around the threshold, where review pays most);
+    "out-of-domain" (unlike the scoring model's training images, so its verdicts say little).
     """
     if show not in FILTERS:
         raise InvalidInputError(f"show must be one of {', '.join(FILTERS)}, got {show!r}")
@@ -81,6 +82,7 @@ def ordered(session, show: str = "all", threshold: float | None = None, low: flo
         "unreviewed": lambda: np.isnan(session.labels),
         "defective": lambda: is_defective(scores, threshold),
         "grey": lambda: (low <= scores) & (scores < high),
+        "out-of-domain": lambda: session.out_of_domain,
     }[show]()
     ids = np.flatnonzero(keep)
     return ids[np.lexsort((ids, -scores[ids]))]

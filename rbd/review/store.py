@@ -37,7 +37,7 @@ import numpy as np
 from PIL import Image
 
 from ..calibration import Calibration
-from ..detector import defect_mask, predict_files
+from ..detector import defect_mask, is_out_of_domain, predict_files
 from ..detector import verdict as verdict_at
 from ..errors import InvalidInputError
 from ..files import atomic_write
@@ -51,8 +51,9 @@ SESSION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 DECISIONS = ("accept", "reject", "correct")
 ITEMS_FILE = "items.json"
 DECISIONS_FILE = "decisions.jsonl"
-FORMAT_VERSION = 4  # 2: the calibration is stored next to the items; 3: and the model's name and key; 4: and its maps' folder
-READABLE_VERSIONS = (2, 3, 4)
+FORMAT_VERSION = 5  # 2: the calibration is stored next to the items; 3: and the model's name and key; 4: and its maps'
+# folder; 5: and each image's familiarity
+READABLE_VERSIONS = (2, 3, 4, 5)
 MAPS = "maps"  # the first model's maps' folder; a re-score's are MAPS-<n>
 THUMB_SIDE = 256  # the gallery shows these, stored at scoring time, and never decodes a full image
 SAVE_EVERY_S = 5.0  # while scoring, items.json is rewritten at most this often (and at the end)
@@ -77,6 +78,11 @@ class Item:
     verdict: str
     height: int
     width: int
+    familiarity: float | None = None  # as `Prediction.familiarity`; None for a model without memory, or before format 5
+
+    @property
+    def out_of_domain(self) -> bool:
+        return is_out_of_domain(self.familiarity)
 
 
 @dataclass(frozen=True)
@@ -152,6 +158,11 @@ class ReviewSession:
         return self._scores
 
     @property
+    def out_of_domain(self) -> np.ndarray:
+        """Whether each item is out of the scoring model's domain, bool by id (read-only)."""
+        return self._out_of_domain
+
+    @property
     def labels(self) -> np.ndarray:
         """The reviewed labels by id: 1.0 defective, 0.0 good, NaN unreviewed (read-only)."""
         return self._labels
@@ -223,8 +234,8 @@ class ReviewSession:
                 for path, _, prediction in predict_files(detector, list(by_path), batch_size, MAX_SIDE, progress):
                     item = by_path.pop(path)
                     self._write_map(new_maps, item.id, prediction.anomaly_map)
-                    items[item.id] = replace(item, score=float(prediction.score),
-                                             normalized_score=float(prediction.normalized_score), verdict=prediction.verdict)
+                    items[item.id] = replace(item, score=float(prediction.score), normalized_score=float(prediction.normalized_score),
+                                             verdict=prediction.verdict, familiarity=_familiarity(prediction))
                 if by_path:
                     names = ", ".join(item.file_name for item in list(by_path.values())[:5])
                     raise InvalidInputError(f"{len(by_path)} of this review's images can no longer be read ({names}), so nothing "
@@ -356,9 +367,10 @@ class ReviewSession:
             Image.fromarray(to_uint8(subsample(image, THUMB_SIDE))).save(f, format="PNG")
         height, width = prediction.anomaly_map.shape
         item = Item(item_id, file_name, self.folder / "images" / file_name, float(prediction.score),
-                    float(prediction.normalized_score), prediction.verdict, int(height), int(width))
+                    float(prediction.normalized_score), prediction.verdict, int(height), int(width), _familiarity(prediction))
         self._items.append(item)
         self._scores = np.append(self._scores, item.score)
+        self._out_of_domain = np.append(self._out_of_domain, item.out_of_domain)
         self._labels = np.append(self._labels, np.nan)
         return item
 
@@ -385,6 +397,7 @@ class ReviewSession:
 
     def _index(self) -> None:
         self._scores = np.array([item.score for item in self._items], dtype=np.float64)
+        self._out_of_domain = np.array([item.out_of_domain for item in self._items], dtype=bool)
         self._labels = np.full(len(self._items), np.nan)
         for item_id, record in self._decisions.items():
             if item_id < len(self._items):
@@ -461,6 +474,10 @@ def session_folder(root: str | Path, session_id: str) -> Path:
     if not isinstance(session_id, str) or not SESSION_ID.fullmatch(session_id):
         raise InvalidInputError(f"invalid session id {session_id!r}: use 1 to 64 letters, digits, '_' or '-'")
     return Path(root) / session_id
+
+
+def _familiarity(prediction) -> float | None:
+    return None if prediction.familiarity is None else float(prediction.familiarity)
 
 
 def _calibration_key(calibration: Calibration) -> tuple:
