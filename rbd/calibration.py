@@ -80,12 +80,13 @@ class Calibration:
         return float(normalized) if normalized.ndim == 0 else normalized.astype(np.float32)
 
     def problems(self, threshold: float | None = None) -> list[str]:
-        """What a person should know before trusting `threshold` (default: the calibrated one)."""
+        """What a person should know before trusting `threshold` (default: the calibrated one). The
+        interval is the calibrated threshold's, so only that threshold is called uncertain by it."""
         t = self.threshold if threshold is None else threshold
         found = []
         if len(self.normal_scores) < 10:
             found.append(f"the threshold rests on only {len(self.normal_scores)} normal images: it is a rough guess")
-        elif self.interval is not None and self.interval[1] - self.interval[0] > 2 * self.scale:
+        elif t == self.threshold and self.interval is not None and self.interval[1] - self.interval[0] > 2 * self.scale:
             found.append(f"the threshold is uncertain (95% interval {self.interval[0]:.4f}-{self.interval[1]:.4f})")
         if self.caught(t) == 0.0:
             found.append("it flags none of the synthetic defects: the model may see no defect at all")

@@ -186,3 +186,10 @@ def test_problems_name_few_images_and_a_threshold_that_catches_nothing():
     blind = calibrate(SCORES, synthetic_scores=[0.1, 0.2])
     assert any("none of the synthetic defects" in p for p in blind.problems())
     assert not any("synthetic" in p for p in blind.problems(threshold=0.05))
+
+
+def test_only_the_calibrated_threshold_is_called_uncertain_by_its_interval():
+    spread = calibrate(np.random.default_rng(0).normal(1.0, 0.2, 12).tolist() + [3.0])  # one far normal image: a wide interval
+    assert spread.interval[1] - spread.interval[0] > 2 * spread.scale
+    assert any("uncertain" in p for p in spread.problems())
+    assert not any("uncertain" in p for p in spread.problems(threshold=spread.threshold_for(0.1)))  # another rate's
