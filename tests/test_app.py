@@ -342,10 +342,10 @@ def test_evaluate_an_mvtec_zip_and_rejudge_its_rows(client, category, tmp_path):
     assert len(rows["data"]) == 10
     verdict = rows["headers"].index("verdict")
     assert {row[verdict] for row in rows["data"]} == {"good", "defective"}
-    (rows,) = [client.predict(30, api_name="/evaluate_rethreshold")]
+    rows, *_ = client.predict(30, api_name="/evaluate_rethreshold")
     strict = [row[verdict] for row in rows["data"]]
     assert strict.count("defective") >= 5  # at 30% false alarms more is flagged
-    (rows,) = [client.predict(0.01, api_name="/evaluate_rethreshold")]
+    rows, *_ = client.predict(0.01, api_name="/evaluate_rethreshold")
     assert [row[verdict] for row in rows["data"]].count("defective") <= strict.count("defective")
 
 

@@ -292,6 +292,11 @@ def test_recalibration_adds_images_reviewed_as_good(session):
     assert review.recalibrated(session, 0.5).threshold == calibrate(combined, false_alarm_rate=0.5).threshold
 
 
+def _exported_rows(path):
+    with zipfile.ZipFile(path) as archive:
+        return list(csv.DictReader(io.StringIO(archive.read("decisions.csv").decode())))
+
+
 def test_export_zip(session, tmp_path):
     a, b, c, d = session.items
     drawn = np.zeros((8, 10), bool)
@@ -308,12 +313,14 @@ def test_export_zip(session, tmp_path):
         masks = {name: np.asarray(Image.open(io.BytesIO(archive.read(f"masks/{name}.png")))) for name in "ad"}
         coco = json.loads(archive.read("coco.json"))
 
-    assert [(r["file"], r["verdict"], r["decision"], r["corrected"], r["label"]) for r in rows] == [
-        ("a.png", "defective", "reject", "no", "good"),
-        ("b.png", "defective", "", "", ""),
-        ("c.png", "good", "", "", ""),
-        ("d.png", "good", "correct", "yes", "defective"),
+    assert [(r["file"], r["verdict"], r["decision"], r["corrected"], r["label"], r["decided_on"]) for r in rows] == [
+        ("a.png", "defective", "reject", "no", "good", "defective"),
+        ("b.png", "defective", "", "", "", ""),
+        ("c.png", "good", "", "", "", ""),
+        ("d.png", "good", "correct", "yes", "defective", "good"),
     ]
+    rows = _exported_rows(review.export_zip(session, tmp_path / "later.zip", a.score + 0.01))  # a threshold above a's score
+    assert (rows[0]["verdict"], rows[0]["decision"], rows[0]["label"], rows[0]["decided_on"]) == ("good", "reject", "good", "defective")
     assert float(rows[0]["score"]) == pytest.approx(a.score, abs=1e-6)
     assert rows[0]["timestamp"] == session.decision(a.id).timestamp and rows[1]["timestamp"] == ""
 

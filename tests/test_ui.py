@@ -275,3 +275,100 @@ def test_the_browser_state_secret_survives_a_restart_and_is_the_servers_alone(ct
     path = ctx.work / "browser-state-secret"
     assert len(secret) == 32 and (path.stat().st_mode & 0o777) == 0o600
     assert Context(ctx.work, ctx.catalog).state_secret == secret
+
+
+def _unreadable(folder: Path) -> list[Path]:
+    folder.mkdir(exist_ok=True)
+    (folder / "text.png").write_text("not an image")
+    return [folder / "text.png"]
+
+
+def test_inspect_names_what_it_leaves_out_and_a_second_press_keeps_its_images(ctx, model, parts, tmp_path, monkeypatch):
+    from ui import inspection
+
+    good, bad = parts
+    monkeypatch.setattr(inspection, "MAX_IMAGES", 2)
+    named = []
+    for name, source in zip(["b.png", "a.png", "z.png"], good[:2] + bad[:1]):
+        named.append(tmp_path / name)
+        named[-1].write_bytes(source.read_bytes())
+    with pytest.warns(UserWarning) as shown:  # gr.Warning outside a request warns
+        out = inspection.inspect_images(ctx, None, [str(p) for p in named], model, 0.1, 0.5, None)
+    assert sorted(item["name"] for item in out["held"]) == ["a.png", "b.png"]
+    message = next(str(w.message) for w in shown if "holds 2 images" in str(w.message))
+    assert "not scored: z.png." in message
+    # the same upload again, with an unreadable file: the held images stay, the bad file is named, nothing breaks
+    monkeypatch.setattr(inspection, "MAX_IMAGES", 3)
+    uploads = [str(p) for p in named[:2] + _unreadable(tmp_path / "junk")]
+    with pytest.warns(UserWarning):
+        again = inspection.inspect_images(ctx, None, uploads, model, 0.1, 0.5, out["held"])
+    assert [item["name"] for item in again["held"]] == [item["name"] for item in out["held"]]
+    assert "text.png: not an image" in again["summary"] and str(ctx.uploads) not in again["summary"]
+
+
+def test_inspect_cleared_when_a_new_model_has_nothing_to_score(ctx, model, parts):
+    from ui import inspection
+
+    held = inspection.inspect_images(ctx, None, [str(parts[0][0])], model, 0.1, 0.5, None)["held"]
+    other = {**model, "key": "another"}
+    out = inspection.rescore(ctx, None, None, held, 0, other, 0.1, 0.5)
+    assert out["held"] == [] and out["heat"] is None and out["pair"] is None and out["annotated"] is None
+    assert out["regions"].empty and out["results"].empty and out["picked"]["choices"] == []
+
+
+def test_an_evaluation_is_cleared_once_another_model_is_active(ctx, model):
+    from ui import evaluation
+
+    evaluated = {"model": model["key"], "metrics": {}, "rows": [{"image": "a.png", "label": 0, "score": 1.0}]}
+    assert set(evaluation.rows(ctx, evaluated, model, 1.0)) == {"rows"}
+    assert evaluation.rows(ctx, evaluated, {**model, "key": "another"}, 1.0) == {"summary": None, "roc": None, "rows": None,
+                                                                                  "evaluated": None}
+
+
+def test_toasts_escape_what_html_would_swallow(tmp_path):
+    from ui.wiring import toast
+
+    message = f"expected test/<defect>/ under {tmp_path}/tmpab12/data.zip"
+    assert toast(message, [tmp_path]) == "expected test/&lt;defect&gt;/ under data.zip"
+
+
+def test_review_keys_with_nothing_on_screen_do_nothing(ctx, model, parts):
+    from ui import review
+
+    good, bad = parts
+    review_id = review.score(ctx, [str(good[0])], None, "", model, progress=lambda *a, **k: None)["review_id"]
+    review.show(ctx, review_id, model, 0.1, "all")
+    review.decide(ctx, "accept", review_id, model, 0.1, "all")  # the only image: now reviewed
+    empty = review.show(ctx, review_id, model, 0.1, "unreviewed")
+    assert "No image is **unreviewed**" in empty["text"]
+    assert "No image is **unreviewed**" in review.decide(ctx, "reject", review_id, model, 0.1, "unreviewed")["text"]
+    assert ctx.review(review_id).decision(0).decision == "accept"  # not turned into a reject
+
+
+def test_a_caption_says_what_the_decision_made_of_the_image(ctx, model, parts):
+    from ui import review
+
+    good, _ = parts
+    review_id = review.score(ctx, [str(good[0])], None, "", model, progress=lambda *a, **k: None)["review_id"]
+    review.show(ctx, review_id, model, 0.1, "all")
+    shown = review.decide(ctx, "accept", review_id, model, 0.1, "all")
+    assert shown["gallery"]["value"][0][1].endswith("good · ✓ accepted → good") and "→ good" in shown["text"]
+    review.show(ctx, review_id, model, 0.1, "all")
+    rejected = review.decide(ctx, "reject", review_id, model, 0.1, "all")  # the verdict "good" was wrong: a defect
+    assert rejected["gallery"]["value"][0][1].endswith("good · ✗ rejected → defective")
+
+
+def test_recalibrating_without_an_image_reviewed_as_good_is_refused(ctx, model, parts):
+    from ui import review
+
+    _, bad = parts
+    review_id = review.score(ctx, [str(bad[0])], None, "", model, progress=lambda *a, **k: None)["review_id"]
+    with pytest.raises(rbd.NoImagesError, match="nothing to recalibrate"):
+        review.recalibrate(ctx, review_id, model)
+
+
+def test_a_failed_load_puts_the_active_model_back_in_the_picker(ctx, model):
+    from ui import model_bar
+
+    assert model_bar.active_choice(ctx, model) == {"choice": model["key"]}
+    assert model_bar.active_choice(ctx, None) == {}

@@ -47,9 +47,12 @@ def evaluate(ctx, archive, model: dict, rate: float, progress=gr.Progress()) -> 
 
 
 def rows(ctx, evaluated: dict | None, model: dict, rate: float) -> dict:
-    """The per-image table with verdicts at the current threshold of the model that was evaluated."""
-    if not evaluated or evaluated["model"] != model["key"]:
+    """The per-image table with verdicts at the current threshold of the model that was evaluated; once
+    another model is active, the evaluation is cleared (its metrics and verdicts are not that model's)."""
+    if not evaluated:
         return {}
+    if evaluated["model"] != model["key"]:
+        return {"summary": None, "roc": None, "rows": None, "evaluated": None}
     calibration = model_bar.calibration(ctx, model)
     threshold = model_bar.threshold(ctx, model, rate)
     table = [{**row, "normalized_score": calibration.normalize(row["score"], threshold), "verdict": verdict(row["score"], threshold)}
@@ -75,5 +78,6 @@ def wire(ctx, area: Evaluate, bar: model_bar.ModelBar) -> None:
 
 
 def rejudge(ctx, area: Evaluate, bar: model_bar.ModelBar, trigger, api: bool = False) -> None:
-    on(trigger, rows, ctx, [area.evaluated, bar.model, bar.rate], {"rows": area.rows}, show_progress="hidden",
+    on(trigger, rows, ctx, [area.evaluated, bar.model, bar.rate],
+       {"rows": area.rows, "summary": area.summary, "roc": area.roc, "evaluated": area.evaluated}, show_progress="hidden",
        **endpoint(api, "evaluate_rethreshold"))

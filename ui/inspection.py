@@ -18,7 +18,7 @@ import rbd
 from rbd.detector import Prediction
 from rbd.images import to_uint8
 from rbd.notices import collect, notify
-from rbd.uploads import gather_images
+from rbd.uploads import as_uploaded, gather_images
 from rbd.visualize import colour_scale, fold, overlay
 
 from . import model_bar
@@ -86,17 +86,26 @@ def inspect_images(ctx, image, files, model: dict, rate: float, opacity: float, 
                 seen.add(digest)
                 order.append((path, digest))
         if len(order) > MAX_IMAGES:
-            notify(f"Inspect holds {MAX_IMAGES} images at a time: showing the first {MAX_IMAGES} of {len(order)}; "
-                   "the Review tab scores any number")
+            left_out = [path.relative_to(folder).as_posix() for path, _ in order[MAX_IMAGES:]]
+            notify(f"Inspect holds {MAX_IMAGES} images at a time: scored the first {MAX_IMAGES} of {len(order)} by name; "
+                   f"not scored: {', '.join(left_out[:10])}{' and more' if len(left_out) > 10 else ''}. "
+                   "The Review tab scores any number")
             order = order[:MAX_IMAGES]
         fresh = [path for path, digest in order if (digest, model_id) not in known]
-        scored = {path: (image, p) for path, image, p in rbd.predict_files(detector, fresh)} if fresh else {}
+        scored = {}
+        try:
+            scored = {path: (image, p) for path, image, p in rbd.predict_files(detector, fresh)} if fresh else {}
+        except rbd.NoImagesError as err:
+            if len(fresh) == len(order):
+                raise
+            notify(str(err))  # only new files, all unreadable, beside images scored before: show those
+    notes = [as_uploaded(note, ctx.upload_folders) for note in notes]
     for note in notes:  # skipped or downscaled files: a toast now, and a line under every summary
         notify(note)
     items = []
     for path, digest in order:
         if (digest, model_id) in known:
-            items.append(known[(digest, model_id)])
+            items.append({**known[(digest, model_id)], "notice": "; ".join(notes)})  # this upload's notes, not an earlier one's
         elif path in scored:
             picture, p = scored[path]
             items.append({"name": path.name, "digest": digest, "model": model_id, "image": to_uint8(picture),
@@ -105,6 +114,12 @@ def inspect_images(ctx, image, files, model: dict, rate: float, opacity: float, 
     items.sort(key=lambda item: item["score"], reverse=True)  # a batch's likely defects first; ties in upload order
     choices = [(item["name"], i) for i, item in enumerate(items)]
     return {"held": items, "picked": gr.update(choices=choices, value=0), **redraw(ctx, items, 0, model, rate, opacity)}
+
+
+def cleared() -> dict:
+    """Nothing held, nothing shown."""
+    return {"held": [], "picked": gr.update(choices=[], value=None), "results": pd.DataFrame(columns=RESULT_COLUMNS),
+            "summary": EMPTY, "heat": None, "pair": None, "annotated": None, "regions": pd.DataFrame(columns=REGION_COLUMNS)}
 
 
 def redraw(ctx, held: list | None, picked, model: dict, rate: float, opacity: float) -> dict:
@@ -194,7 +209,9 @@ def wire(ctx, area: Inspect, bar: model_bar.ModelBar) -> None:
        {"held": area.held, "picked": area.picked, **detail}, api_name="inspect",
        concurrency_limit=INFERENCE_LIMIT, concurrency_id="inference")
     inputs = [area.held, area.picked, bar.model, bar.rate, area.opacity]
-    on(area.opacity.release, redraw, ctx, inputs, detail, api_visibility="private", concurrency_limit=None)
+    # typing, arrow keys and dragging all fire `input` (`release` missed the first two): the last value wins
+    on(area.opacity.input, redraw, ctx, inputs, detail, api_visibility="private", concurrency_limit=None,
+       trigger_mode="always_last", show_progress="hidden")
     on(area.picked.input, redraw, ctx, inputs, detail, api_visibility="private", concurrency_limit=None)
 
 
@@ -214,5 +231,5 @@ def rescore(ctx, image, files, held: list | None, picked, model: dict, rate: flo
     if all(item["model"] == model_id for item in held):
         return redraw(ctx, held, picked, model, rate, opacity)
     if not paths(image) + paths(files):  # the uploads are gone: nothing to score with the new model
-        return {"held": [], "results": pd.DataFrame(columns=RESULT_COLUMNS), "summary": EMPTY}
+        return cleared()
     return inspect_images(ctx, image, files, model, rate, opacity, held)

@@ -67,6 +67,11 @@ def load_model(ctx, choice: str, hub_id: str, revision: str, browser: str) -> di
     return {"model": model, "rate": rate, "info": info(ctx, model, rate)}
 
 
+def active_choice(ctx, model: dict | None) -> dict:
+    """After a failed load the picker shows the model still active, not the name that failed."""
+    return {"choice": model["key"]} if model else {}
+
+
 def reset(ctx, model: dict) -> dict:
     """Back to the rate the active model's calibration was made for."""
     rate = 100 * calibration(ctx, model).false_alarm_rate
@@ -115,7 +120,9 @@ def wire(ctx, bar: ModelBar, app: gr.Blocks, rejudge) -> None:
     first = on(app.load, start, ctx, [bar.browser], {"browser": bar.browser, "choice": bar.choice}, api_visibility="private")
     rejudge(on(first.then, load_model, ctx, inputs, loaded, api_visibility="private").success)
     picked = bar.choice.input(lambda: "", None, bar.hub_id, queue=False, api_visibility="private")
-    rejudge(on(picked.then, load_model, ctx, inputs, loaded, api_visibility="private", show_progress_on=[bar.choice]).success)
+    chosen = on(picked.then, load_model, ctx, inputs, loaded, api_visibility="private", show_progress_on=[bar.choice])
+    rejudge(chosen.success)
+    on(chosen.failure, active_choice, ctx, [bar.model], {"choice": bar.choice}, api_visibility="private")
     rejudge(on(bar.reset.click, reset, ctx, [bar.model], {"rate": bar.rate, "info": bar.info}, api_name="reset_threshold",
                show_progress_on=[bar.reset]).success)
     # typing (each key), arrow keys and dragging all fire `input`: the last value wins

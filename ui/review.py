@@ -115,7 +115,7 @@ def view(ctx, cursor, review_id: str, model: dict, rate: float, show: str, item_
     item = session.item(int(order[position]))
     decision = session.decision(item.id)
     text = (f"**{position + 1} / {len(order)}** · **{item.file_name}** · score **{item.score:.4f}** · model says "
-            f"**{verdict_at(item.score, threshold)}** · decision: **{decision.decision if decision else 'not reviewed'}**"
+            f"**{verdict_at(item.score, threshold)}** · decision: **{decision.decision if decision else 'not reviewed'}**{_label(session, item.id)}"
             f" · page {start // PAGE + 1} of {-(-len(order) // PAGE)}\n\n")
     text += (f"{out_of_domain_note(item.familiarity)}\n\n" if item.out_of_domain else "") + KEYS
     gallery = gr.update(value=[(str(session.thumbnail_path(i)), _caption(session, i, threshold)) for i in page],
@@ -127,8 +127,15 @@ def view(ctx, cursor, review_id: str, model: dict, rate: float, show: str, item_
 
 def _caption(session: ReviewSession, item_id: int, threshold: float) -> str:
     item, decision = session.item(item_id), session.decision(item_id)
-    return (f"{item.file_name}\n{'⚠ ' if item.out_of_domain else ''}{item.score:.3f} {verdict_at(item.score, threshold)}"
-            + (f" · {DONE[decision.decision]}" if decision else ""))
+    done = f" · {DONE[decision.decision]}{_label(session, item_id)}" if decision else ""
+    return f"{item.file_name}\n{'⚠ ' if item.out_of_domain else ''}{item.score:.3f} {verdict_at(item.score, threshold)}{done}"
+
+
+def _label(session: ReviewSession, item_id: int) -> str:
+    """What the inspector's decision made of the image (" → good" or " → defective"); its verdict may since have
+    changed with the threshold or a re-score, the label does not."""
+    label = rules.final_label(session, item_id)
+    return "" if label is None else f" → {'defective' if label else 'good'}"
 
 
 def _metrics(session: ReviewSession, threshold: float) -> str:
@@ -205,6 +212,8 @@ def decide(ctx, decision: str, review_id: str, model: dict, rate: float, show: s
     cursor = ctx.cursor(request)
 
     def move() -> dict:
+        if ctx.review(review_id) is None or cursor.item is None:  # nothing on screen (an empty filter): nothing to decide
+            return view(ctx, cursor, review_id, model, rate, show, None)
         session, item = _shown_item(ctx, review_id, cursor.item, "nothing to review")
         order, position = _position(ctx, review_id, model, rate, show, item.id)
         _, threshold = judged_at(ctx, session, model, rate)
@@ -290,6 +299,9 @@ def recalibrate(ctx, review_id: str, model: dict, confirmed: bool = False) -> di
     if not session.is_scored_by(model_bar.scored_by(model), ctx.detector(model).calibration):
         raise rbd.InvalidInputError(f"this review was scored by {session.scored_by.name}, not the active model: "
                                     "re-score it with the active model first")
+    if not rules.normal_images(session):
+        raise rbd.NoImagesError("no image is reviewed as good yet, so there is nothing to recalibrate with: accept good "
+                                "verdicts (or reject wrong defective ones) first; the threshold is unchanged")
     calibration = rules.recalibrated(session)
     if calibration.caught(calibration.threshold) == 0.0 and not confirmed:
         warning = (f"⚠️ Not applied: the recalibrated raw threshold {calibration.threshold:.4f} would flag none of the "

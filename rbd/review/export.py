@@ -26,26 +26,27 @@ def export_zip(session, path: str | Path, threshold: float) -> Path:
     """One zip, written atomically: decisions.csv, masks/<stem>.png and coco.json.
 
     decisions.csv has a row per image: file, score, verdict (the model's at `threshold`),
-    decision, corrected ("yes" where the mask was repainted), timestamp and label (good or
-    defective after review); the last four are empty for unreviewed images. Masks (0/255, image
+    decision, corrected ("yes" where the mask was repainted), timestamp, label (good or
+    defective after review) and decided_on (the verdict the decision was made on, which a later
+    threshold or re-score may have changed since); the last five are empty for unreviewed images. Masks (0/255, image
     size) and coco.json cover reviewed images only.
     """
     path = Path(path)
     table = io.StringIO()
     writer = csv.writer(table)
-    writer.writerow(["file", "score", "verdict", "decision", "corrected", "timestamp", "label"])
+    writer.writerow(["file", "score", "verdict", "decision", "corrected", "timestamp", "label", "decided_on"])
     reviewed = []
     with atomic_write(path) as f, zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as archive:
         for item in session.items:
             decision = session.decision(item.id)
             row = [item.file_name, f"{item.score:.6f}", verdict_at(item.score, threshold)]
             if decision is None:
-                writer.writerow(row + ["", "", "", ""])
+                writer.writerow(row + ["", "", "", "", ""])
                 continue
             mask = final_mask(session, item.id)
             corrected = "yes" if decision.decision == "correct" else "no"  # the mask was repainted
             label = "defective" if final_label(session, item.id) else "good"
-            writer.writerow(row + [decision.decision, corrected, decision.timestamp, label])
+            writer.writerow(row + [decision.decision, corrected, decision.timestamp, label, decision.verdict])
             png = io.BytesIO()
             Image.fromarray(mask_image(mask)).save(png, format="PNG")
             archive.writestr(f"masks/{Path(item.file_name).stem}.png", png.getvalue())
