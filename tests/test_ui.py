@@ -319,10 +319,11 @@ def test_inspect_cleared_when_a_new_model_has_nothing_to_score(ctx, model, parts
 def test_an_evaluation_is_cleared_once_another_model_is_active(ctx, model):
     from ui import evaluation
 
-    evaluated = {"model": model["key"], "metrics": {}, "rows": [{"image": "a.png", "label": 0, "score": 1.0}]}
+    evaluated = {"model": model["key"], "name": model["name"], "metrics": {}, "rows": [{"image": "a.png", "label": 0, "score": 1.0}]}
     assert set(evaluation.rows(ctx, evaluated, model, 1.0)) == {"rows"}
-    assert evaluation.rows(ctx, evaluated, {**model, "key": "another"}, 1.0) == {"summary": None, "roc": None, "rows": None,
-                                                                                  "evaluated": None}
+    cleared = evaluation.rows(ctx, evaluated, {**model, "key": "another", "name": "another"}, 1.0)
+    assert cleared["evaluated"] is None and cleared["roc"] is None and cleared["rows"].empty
+    assert cleared["summary"]["value"].tolist() == [f"the evaluation shown was of {model['name']}: press Evaluate for another"]
 
 
 def test_toasts_escape_what_html_would_swallow(tmp_path):

@@ -41,7 +41,7 @@ def evaluate(ctx, archive, model: dict, rate: float, progress=gr.Progress()) -> 
     metrics = result.summary()
     summary = pd.DataFrame([{"metric": k, "value": "–" if v is None else round(v, 4) if isinstance(v, float) else v}
                             for k, v in metrics.items()])
-    evaluated = {"model": model["key"], "metrics": metrics, "rows": result.rows}
+    evaluated = {"model": model["key"], "name": model["name"], "metrics": metrics, "rows": result.rows}
     return {"summary": summary, "roc": roc_figure(result.roc, result.image_auroc), "evaluated": evaluated,
             **rows(ctx, evaluated, model, rate)}
 
@@ -52,7 +52,9 @@ def rows(ctx, evaluated: dict | None, model: dict, rate: float) -> dict:
     if not evaluated:
         return {}
     if evaluated["model"] != model["key"]:
-        return {"summary": None, "roc": None, "rows": None, "evaluated": None}
+        note = f"the evaluation shown was of {evaluated.get('name', 'another model')}: press Evaluate for {model['name']}"
+        return {"summary": pd.DataFrame([{"metric": "cleared", "value": note}]), "roc": None, "rows": pd.DataFrame(),
+                "evaluated": None}
     calibration = model_bar.calibration(ctx, model)
     threshold = model_bar.threshold(ctx, model, rate)
     table = [{**row, "normalized_score": calibration.normalize(row["score"], threshold), "verdict": verdict(row["score"], threshold)}
