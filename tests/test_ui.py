@@ -373,3 +373,25 @@ def test_a_failed_load_puts_the_active_model_back_in_the_picker(ctx, model):
 
     assert model_bar.active_choice(ctx, model) == {"choice": model["key"]}
     assert model_bar.active_choice(ctx, None) == {}
+
+
+def test_a_fine_tune_trains_for_its_budget_and_needs_one(ctx, model, monkeypatch):
+    from ui import fine_tune
+
+    made = []
+
+    class Started(Exception):
+        """Training would start here: the test needs only the settings it was given."""
+
+    def start(pictures, model_config, config, start_from):
+        made.append(config)
+        raise Started
+
+    monkeypatch.setattr(fine_tune, "BackgroundTraining", start)
+    monkeypatch.setattr(fine_tune, "read_images", lambda images, side: ([np.zeros((8, 8, 3))] * 6, images))
+    monkeypatch.setattr(fine_tune, "gather_images", lambda uploaded, folder: [Path(f"{i}.png") for i in range(6)])
+    with pytest.raises(Started):
+        next(fine_tune.fine_tune(ctx, ["upload.zip"], None, False, "", True, 0, 5, model, "browser-1"))
+    assert made[0].epochs is None and made[0].max_minutes == 5  # the form's defaults: the budget ends training
+    with pytest.raises(rbd.InvalidInputError, match="a budget"):
+        next(fine_tune.fine_tune(ctx, ["upload.zip"], None, False, "", True, 0, 0, model, "browser-1"))

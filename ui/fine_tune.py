@@ -76,7 +76,7 @@ def fine_tune(ctx, files, folder, use_reviewed: bool, review_id: str, start_curr
               progress=gr.Progress()):
     """Train on uploaded normal images in the background; stream progress and losses; cancellable.
     A new model gets `teacher`; one started from the active model keeps the active model's."""
-    config = rbd.TrainConfig(epochs=int(epochs or 1), max_minutes=float(minutes) if minutes else None)
+    config = rbd.TrainConfig(epochs=int(epochs) if epochs else None, max_minutes=float(minutes) if minutes else None)
     model_config = None if start_current else rbd.ModelConfig(backbone=teacher)
     with ctx.upload_folder() as upload:
         uploaded = paths(files) + paths(folder)
@@ -159,7 +159,9 @@ def layout(ctx) -> FineTune:
             use_reviewed = gr.Checkbox(label="Add images I accepted as good in the Review tab", value=False)
             start_current = gr.Checkbox(label="Start from the active model (faster)", value=True)
             with gr.Row():
-                epochs = gr.Number(value=30, precision=0, label="Epochs", minimum=1, elem_id="train-epochs")
+                # by default the budget alone ends training, whatever the number of images (the recipe's schedule follows it)
+                epochs = gr.Number(value=0, precision=0, label="Epochs (0 = as many as the time budget allows)", minimum=0,
+                                   elem_id="train-epochs")
                 minutes = gr.Number(value=5, label="Time budget (minutes, 0 = none)", minimum=0, elem_id="train-minutes",
                                     info=TRAINING_TIME_ADVICE)
             teacher = gr.Dropdown(offline_backbones(), value=rbd.ModelConfig.backbone, label="Teacher", info=TEACHER_ADVICE,
