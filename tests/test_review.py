@@ -586,3 +586,23 @@ def test_pictures_for_the_app(session, parts):
     np.testing.assert_array_equal(review.mask_to_edit(session, d.id, THRESHOLD), drawn)
     session.decide(b.id, "reject", THRESHOLD)  # good after review: nothing to start from, whatever the model says
     assert not review.mask_to_edit(session, b.id, THRESHOLD).any()
+
+
+def test_a_large_image_is_edited_at_a_smaller_size_and_its_mask_saved_at_full_size(session, monkeypatch):
+    a, b, c, d = session.items  # 8 x 10 parts; an editor at most 5 px long makes them "large"
+    monkeypatch.setattr("rbd.review.export.EDITOR_SIDE", 5)
+    assert review.editor_size(8, 10) == (4, 5) and review.editor_size(3, 4) == (3, 4)
+    drawn = np.zeros((8, 10), bool)
+    drawn[4:8, 6:10] = True  # the lower right quarter
+    session.decide(d.id, "correct", THRESHOLD, drawn)
+    picture, mask = review.editor_canvas(session, d.id, THRESHOLD)
+    assert picture.shape == (4, 5, 3) and picture.dtype == np.uint8
+    np.testing.assert_array_equal(mask, drawn[::2, ::2])  # the mask to start from, at the editor's size
+    layer = np.zeros((4, 5, 4), np.uint8)
+    layer[:2, :2, 3] = 255  # painted: the upper left of the canvas
+    full = review.painted_mask(session, d.id, [layer, np.zeros((4, 5, 4), np.uint8)])
+    assert full.shape == (8, 10) and full[:4, :4].all() and full.sum() == 16  # back at the image's size, in place
+    with pytest.raises(InvalidInputError, match="the editor for d.png is 5x4"):
+        review.painted_mask(session, d.id, [np.zeros((8, 10, 4), np.uint8)])
+    monkeypatch.setattr("rbd.review.export.EDITOR_SIDE", 1024)
+    np.testing.assert_array_equal(review.painted_mask(session, d.id, [np.dstack([np.zeros((8, 10, 3)), 255 * drawn])]), drawn)

@@ -395,3 +395,21 @@ def test_a_fine_tune_trains_for_its_budget_and_needs_one(ctx, model, monkeypatch
     assert made[0].epochs is None and made[0].max_minutes == 5  # the form's defaults: the budget ends training
     with pytest.raises(rbd.InvalidInputError, match="a budget"):
         next(fine_tune.fine_tune(ctx, ["upload.zip"], None, False, "", True, 0, 0, model, "browser-1"))
+
+
+def test_a_large_image_is_shown_and_edited_at_a_bounded_size(ctx, model, parts, monkeypatch):
+    from ui import review
+
+    monkeypatch.setattr(review, "SHOWN_SIDE", 40)
+    monkeypatch.setattr("rbd.review.export.EDITOR_SIDE", 40)
+    good, _ = parts  # 64 x 80 parts: "large" here
+    review_id = review.score(ctx, [str(good[0])], None, "", model, progress=lambda *a, **k: None)["review_id"]
+    assert review.show(ctx, review_id, model, 0.1, "all")["image"].shape == (32, 40, 3)
+    opened = review.edit(ctx, review_id, model, 0.1)
+    assert opened["editor"]["canvas_size"] == (40, 32) and opened["editor"]["value"]["background"].shape == (32, 40, 3)
+    layer = np.zeros((32, 40, 4), np.uint8)
+    layer[:4, :4, 3] = 255
+    review.save_mask(ctx, {"layers": [layer]}, review_id, model, 0.1, "all", opened["editing"])
+    session = ctx.review(review_id)
+    saved = session.read_mask(session.decision(0).mask)
+    assert saved.shape == (64, 80) and saved[:8, :8].all() and saved.sum() == 64  # at the image's size, where painted

@@ -110,8 +110,10 @@ def fine_tune(ctx, files, folder, use_reviewed: bool, review_id: str, start_curr
     owner = _owner(browser, request)
     key = ctx.catalog.add_trained(detector, owner)
     archive = shutil.make_archive(str(ctx.export_folder() / Path(key).name), "zip", key)
-    text = (f"Trained **{Path(key).name}** on {detector.training['train_images']} images in {detector.training['seconds']:.0f} s "
-            f"(teacher {detector.config.backbone}). "
+    training = detector.training
+    text = (f"Trained **{Path(key).name}** on {training['train_images']} of {training['images']} images "
+            f"({training['holdout_images']} held out of training, for calibration) in "
+            f"{training['seconds']:.0f} s, {training['steps']} steps (teacher {detector.config.backbone}). "
             "It is now the active model, yours only until you share it or push it to the Hub.")
     yield {"loss": pd.DataFrame(losses), "calibration": calibration_figure(detector.calibration), "model_file": archive,
            "choice": gr.update(choices=ctx.catalog.entries(owner), value=key), "status": text,

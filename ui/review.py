@@ -20,7 +20,6 @@ import numpy as np
 import rbd
 from rbd import review as rules
 from rbd.detector import verdict as verdict_at
-from rbd.images import to_uint8
 from rbd.review import ReviewSession
 from rbd.thresholds import threshold_at
 from rbd.uploads import gather_images
@@ -31,6 +30,9 @@ from .inspection import INFERENCE_LIMIT, out_of_domain_note
 from .wiring import endpoint, gpu, on, paths
 
 PAGE = 24  # thumbnails in the gallery at once
+# the image on screen's long side at most (every n-th pixel): a 4096 x 3277 overlay took 10 s to draw, which held up
+# every key press behind it; the view is 420 px high
+SHOWN_SIDE = 1024
 FILTERS = [("all", "all"), ("unreviewed", "unreviewed"), ("flagged defective", "defective"),
            ("grey zone (near the threshold)", "grey"), ("out of domain", "out-of-domain")]
 NO_REVIEW = "No images to review yet: upload images, a zip or a folder and press **Score images**."
@@ -120,7 +122,7 @@ def view(ctx, cursor, review_id: str, model: dict, rate: float, show: str, item_
     text += (f"{out_of_domain_note(item.familiarity)}\n\n" if item.out_of_domain else "") + KEYS
     gallery = gr.update(value=[(str(session.thumbnail_path(i)), _caption(session, i, threshold)) for i in page],
                         selected_index=position - start)
-    picture = fold(rules.overlay(session, item.id, threshold))
+    picture = fold(rules.overlay(session, item.id, threshold, max_side=SHOWN_SIDE))
     cursor.item = item.id
     return {"gallery": gallery, "text": text, "image": picture, "metrics": metrics, "scored_by": about, **closed}
 
@@ -250,12 +252,11 @@ def edit(ctx, review_id: str, model: dict, rate: float, request: gr.Request = No
     """Open the mask editor on the image on screen, with the mask to start from as its layer."""
     session, item = _shown_item(ctx, review_id, ctx.cursor(request).item, "nothing to review")
     _, threshold = judged_at(ctx, session, model, rate)
-    image = to_uint8(session.image(item.id))
-    mask = rules.mask_to_edit(session, item.id, threshold)
+    image, mask = rules.editor_canvas(session, item.id, threshold)  # a large image is edited at a smaller size
     layer = np.zeros((*mask.shape, 4), np.uint8)
     layer[mask] = (255, 0, 0, 255)
-    # the canvas takes the image's size, or the layer is drawn (and saved) off the image
-    editor = gr.update(value={"background": image, "layers": [layer], "composite": None}, canvas_size=(item.width, item.height),
+    # the canvas takes the picture's size, or the layer is drawn (and saved) off the image
+    editor = gr.update(value={"background": image, "layers": [layer], "composite": None}, canvas_size=mask.shape[::-1],
                        visible=True, label=f"Paint the defect on {item.file_name}")
     return {"editor": editor, "save": gr.update(visible=True), "editing": item.id}
 
@@ -266,13 +267,7 @@ def save_mask(ctx, edited: dict | None, review_id: str, model: dict, rate: float
     if editing is None or not edited:
         raise rbd.NoImagesError("nothing to save: press Edit mask (e) on the image first")
     session, item = _shown_item(ctx, review_id, editing, "nothing to save: press Edit mask (e) on the image first")
-    mask = np.zeros((item.height, item.width), bool)
-    for layer in edited.get("layers") or []:
-        painted = np.asarray(layer)[..., 3] > 0
-        if painted.shape != mask.shape:
-            raise rbd.InvalidInputError(f"the painted mask is {painted.shape[1]}x{painted.shape[0]}, "
-                                        f"{item.file_name} is {item.width}x{item.height}")
-        mask |= painted
+    mask = rules.painted_mask(session, item.id, edited.get("layers") or [])
     _, threshold = judged_at(ctx, session, model, rate)
     cursor = ctx.cursor(request)
 

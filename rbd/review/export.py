@@ -15,11 +15,15 @@ from ..coco import CocoImage, coco_dataset
 from ..detector import verdict as verdict_at
 from ..errors import InvalidInputError
 from ..files import atomic_write
-from ..images import read_image
+from ..images import read_image, to_uint8
 from ..visualize import mask_image
 from ..visualize import overlay as heat_overlay
-from .rules import final_label, final_mask
+from .rules import final_label, final_mask, mask_to_edit
 from .store import THUMB_SIDE, subsample
+
+# The mask editor's long side at most: a browser took half a minute to open a 4096 x 3277 canvas
+# and over a minute to send it back; a mask is drawn by hand, so this many pixels are plenty.
+EDITOR_SIDE = 1024
 
 
 def export_zip(session, path: str | Path, threshold: float) -> Path:
@@ -72,3 +76,39 @@ def overlay(session, item_id: int, threshold: float, opacity: float = 0.5, max_s
     if max_side is not None:
         image, amap = subsample(image, max_side), subsample(amap, max_side)
     return heat_overlay(image, amap, session.calibration, threshold, opacity)
+
+
+def editor_size(height: int, width: int) -> tuple[int, int]:
+    """(height, width) of the mask editor's canvas for an image: its own size, or shrunk to EDITOR_SIDE."""
+    scale = min(1.0, EDITOR_SIDE / max(height, width))
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def editor_canvas(session, item_id: int, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """(picture (h, w, 3) uint8, mask (h, w) bool) to open the mask editor with, at `editor_size`:
+    the image and the mask to start from (`mask_to_edit`)."""
+    item = session.item(item_id)
+    size = editor_size(item.height, item.width)
+    picture = Image.fromarray(to_uint8(session.image(item_id)))
+    mask = Image.fromarray(mask_to_edit(session, item_id, threshold))
+    if size != (item.height, item.width):
+        picture = picture.resize(size[::-1], Image.Resampling.BILINEAR)
+        mask = mask.resize(size[::-1], Image.Resampling.NEAREST)
+    return np.asarray(picture), np.asarray(mask)
+
+
+def painted_mask(session, item_id: int, layers: list[np.ndarray]) -> np.ndarray:
+    """The inspector's mask at the item's size, (H, W) bool: every painted pixel (alpha > 0) of the
+    editor's RGBA `layers`, which are at `editor_size`. InvalidInputError for layers of another size."""
+    item = session.item(item_id)
+    size = editor_size(item.height, item.width)
+    painted = np.zeros(size, bool)
+    for layer in layers:
+        alpha = np.asarray(layer)[..., 3] > 0
+        if alpha.shape != size:
+            raise InvalidInputError(f"the painted mask is {alpha.shape[1]}x{alpha.shape[0]}, the editor for "
+                                    f"{item.file_name} is {size[1]}x{size[0]}")
+        painted |= alpha
+    if size == (item.height, item.width):
+        return painted
+    return np.asarray(Image.fromarray(painted).resize((item.width, item.height), Image.Resampling.NEAREST))
