@@ -41,7 +41,7 @@ def fine_tune(scenario: str, minutes: float) -> dict:
                     client.predict(None, [handle_file(str(image))], 0.5, 0.5, api_name="/inspect")
             server, start = psutil.Process(pid), time.perf_counter()
             cpu = sum(server.cpu_times()[:2])
-            client.predict([handle_file(str(p)) for p in images[:30]], None, False, "", False, 100_000, minutes, "bench",
+            client.predict([handle_file(str(p)) for p in images[:30]], None, False, "", False, 0, minutes, "bench",
                            api_name="/fine_tune")
             cores_busy = (sum(server.cpu_times()[:2]) - cpu) / (time.perf_counter() - start)
         training = json.loads(next((folder / "work" / "models").rglob("config.json")).read_text())["training"]

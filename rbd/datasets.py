@@ -38,7 +38,8 @@ def mvtec_test_set(category: str | Path) -> list[TestImage]:
     category = Path(category)
     test = category / "test"
     if not test.is_dir() or not (test / "good").is_dir():
-        raise DatasetLayoutError(f"{category} is not an MVTec AD category: expected {test}/good/ and {test}/<defect>/ folders")
+        raise DatasetLayoutError(f"{category} is not an MVTec AD category: expected {test}/good/ and {test}/DEFECT/ folders "
+                                 "(one per defect, by any name)")
     truth = category / "ground_truth"
     items = []
     for folder in sorted(p for p in test.iterdir() if p.is_dir()):

@@ -148,8 +148,8 @@ def find_mvtec_root(folder: str | Path) -> Path:
         level = [child for child in children if not _is_category(child)]
     if not found:
         raise DatasetLayoutError(
-            "no MVTec AD category in the upload: expected a folder holding test/good/ and test/<defect>/ "
-            "(optionally train/good/ and ground_truth/<defect>/<name>_mask.png), "
+            "no MVTec AD category in the upload: expected a folder holding test/good/ and test/DEFECT/ "
+            "(optionally train/good/ and ground_truth/DEFECT/NAME_mask.png, where DEFECT is any defect's name), "
             f"at the top of the upload or up to {MAX_CATEGORY_DEPTH} folders down")
     if len(found) > 1:
         names = ", ".join(path.relative_to(folder).as_posix() for path in found)

@@ -404,4 +404,4 @@ def test_fine_tune_adds_images_accepted_as_good_in_review(client, category, part
     with pytest.raises(Exception, match="at least 5"):
         client.predict(two, None, False, session, True, 1, 0, "", api_name="/fine_tune")
     *_, status, _, _ = client.predict(two, None, True, session, True, 1, 0, "", api_name="/fine_tune")
-    assert "on 4 images" in status  # 2 uploaded + 3 reviewed, one of the five held out to calibrate
+    assert "on 4 of 5 images (1 held out" in status  # 2 uploaded + 3 reviewed, one of the five held out to calibrate

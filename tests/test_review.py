@@ -589,20 +589,44 @@ def test_pictures_for_the_app(session, parts):
 
 
 def test_a_large_image_is_edited_at_a_smaller_size_and_its_mask_saved_at_full_size(session, monkeypatch):
-    a, b, c, d = session.items  # 8 x 10 parts; an editor at most 5 px long makes them "large"
-    monkeypatch.setattr("rbd.review.export.EDITOR_SIDE", 5)
-    assert review.editor_size(8, 10) == (4, 5) and review.editor_size(3, 4) == (3, 4)
+    a, b, c, d = session.items  # 8 x 10 parts; an editor of at most 20 pixels makes them "large"
+    monkeypatch.setattr("rbd.review.export.SHOWN_PIXELS", 20)
+    assert review.shown_size(8, 10) == (4, 5) and review.shown_size(3, 4) == (3, 4)
+    assert review.shown_size(2, 40) == (1, 20)  # a strip is shrunk by its area, not its long side
     drawn = np.zeros((8, 10), bool)
     drawn[4:8, 6:10] = True  # the lower right quarter
     session.decide(d.id, "correct", THRESHOLD, drawn)
     picture, mask = review.editor_canvas(session, d.id, THRESHOLD)
     assert picture.shape == (4, 5, 3) and picture.dtype == np.uint8
-    np.testing.assert_array_equal(mask, drawn[::2, ::2])  # the mask to start from, at the editor's size
+    np.testing.assert_array_equal(mask, drawn.reshape(4, 2, 5, 2).any(axis=(1, 3)))  # the mask to start from, at the editor's size
     layer = np.zeros((4, 5, 4), np.uint8)
     layer[:2, :2, 3] = 255  # painted: the upper left of the canvas
     full = review.painted_mask(session, d.id, [layer, np.zeros((4, 5, 4), np.uint8)])
     assert full.shape == (8, 10) and full[:4, :4].all() and full.sum() == 16  # back at the image's size, in place
     with pytest.raises(InvalidInputError, match="the editor for d.png is 5x4"):
         review.painted_mask(session, d.id, [np.zeros((8, 10, 4), np.uint8)])
-    monkeypatch.setattr("rbd.review.export.EDITOR_SIDE", 1024)
+    monkeypatch.setattr("rbd.review.export.SHOWN_PIXELS", 1024 * 1024)
     np.testing.assert_array_equal(review.painted_mask(session, d.id, [np.dstack([np.zeros((8, 10, 3)), 255 * drawn])]), drawn)
+
+
+def test_a_thin_defect_survives_opening_and_saving_the_editor_at_a_smaller_size(session, monkeypatch):
+    d = session.items[3]
+    monkeypatch.setattr("rbd.review.export.SHOWN_PIXELS", 20)
+    crack = np.zeros((8, 10), bool)
+    crack[5, :] = True  # one pixel high, on an odd row that every-other-row shrinking would skip
+    session.decide(d.id, "correct", THRESHOLD, crack)
+    _, mask = review.editor_canvas(session, d.id, THRESHOLD)
+    assert mask[2].all() and mask.sum() == 5
+    layer = np.zeros((4, 5, 4), np.uint8)
+    layer[mask, 3] = 255  # saved as opened
+    assert review.painted_mask(session, d.id, [layer])[5].all()
+
+
+def test_images_out_of_domain_are_not_normal_data_for_this_product(tmp_path, parts):
+    session = ReviewSession.create(tmp_path / "sessions", "other", Familiar(), parts)
+    a, b, c, d = session.items  # a and b out of domain
+    for item in (a, b, c, d):
+        session.decide(item.id, "reject" if item.verdict == "defective" else "accept", THRESHOLD)  # all reviewed as good
+    assert review.normal_images(session) == [c.image_path, d.image_path]
+    combined = list(session.calibration.normal_scores) + [c.score, d.score]
+    assert review.recalibrated(session).threshold == calibrate(combined, false_alarm_rate=0.25).threshold

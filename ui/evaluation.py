@@ -27,7 +27,7 @@ class Evaluate:
     summary: gr.Dataframe
     roc: gr.Plot
     rows: gr.Dataframe
-    evaluated: gr.State  # {"model": key, "metrics": ..., "rows": ...} of this browser's last evaluation
+    evaluated: gr.State  # {"model": [key, revision], "name", "metrics", "rows"} of this browser's last evaluation
 
 
 @gpu
@@ -41,9 +41,18 @@ def evaluate(ctx, archive, model: dict, rate: float, progress=gr.Progress()) -> 
     metrics = result.summary()
     summary = pd.DataFrame([{"metric": k, "value": "–" if v is None else round(v, 4) if isinstance(v, float) else v}
                             for k, v in metrics.items()])
-    evaluated = {"model": model["key"], "name": model["name"], "metrics": metrics, "rows": result.rows}
+    evaluated = {"model": model_id(model), "name": model["name"], "metrics": metrics, "rows": result.rows}
     return {"summary": summary, "roc": roc_figure(result.roc, result.image_auroc), "evaluated": evaluated,
             **rows(ctx, evaluated, model, rate)}
+
+
+def model_id(model: dict) -> list:
+    return [model["key"], model.get("revision")]
+
+
+def is_of(evaluated: dict | None, model: dict) -> bool:
+    """Whether `evaluated` is an evaluation of `model` (the same key and revision)."""
+    return bool(evaluated) and evaluated["model"] == model_id(model)
 
 
 def rows(ctx, evaluated: dict | None, model: dict, rate: float) -> dict:
@@ -51,7 +60,7 @@ def rows(ctx, evaluated: dict | None, model: dict, rate: float) -> dict:
     another model is active, the evaluation is cleared (its metrics and verdicts are not that model's)."""
     if not evaluated:
         return {}
-    if evaluated["model"] != model["key"]:
+    if not is_of(evaluated, model):
         note = f"the evaluation shown was of {evaluated.get('name', 'another model')}: press Evaluate for {model['name']}"
         return {"summary": pd.DataFrame([{"metric": "cleared", "value": note}]), "roc": None, "rows": pd.DataFrame(),
                 "evaluated": None}

@@ -23,7 +23,7 @@ from rbd.plots import calibration_figure
 from rbd.train import MIN_IMAGES, BackgroundTraining
 from rbd.uploads import gather_images
 
-from . import model_bar
+from . import evaluation, model_bar
 from .wiring import gpu, on, paths
 
 ON_SPACES = os.environ.get("SYSTEM") == "spaces"
@@ -149,7 +149,7 @@ def push(ctx, model: dict, repo_id: str, token: str, evaluated: dict | None, oau
         raise rbd.CheckpointError("a Hugging Face token with write access is needed (sign in, or paste one)")
     if not rbd.checkpoint.is_repo_id((repo_id or "").strip()):
         raise rbd.CheckpointError("enter the target repo as owner/name")
-    metrics = evaluated["metrics"] if evaluated and evaluated["model"] == model["key"] else None
+    metrics = evaluated["metrics"] if evaluation.is_of(evaluated, model) else None
     return {"push_status": f"Pushed: {rbd.push_to_hub(ctx.detector(model), repo_id.strip(), token=token, metrics=metrics)}"}
 
 

@@ -87,8 +87,8 @@ def inspect_images(ctx, image, files, model: dict, rate: float, opacity: float, 
                 order.append((path, digest))
         if len(order) > MAX_IMAGES:
             left_out = [path.relative_to(folder).as_posix() for path, _ in order[MAX_IMAGES:]]
-            notify(f"Inspect holds {MAX_IMAGES} images at a time: scored the first {MAX_IMAGES} of {len(order)} by name; "
-                   f"not scored: {', '.join(left_out[:10])}{' and more' if len(left_out) > 10 else ''}. "
+            notify(f"Inspect holds {MAX_IMAGES} images at a time: kept the first {MAX_IMAGES} of {len(order)} by name; "
+                   f"left out: {', '.join(left_out[:10])}{' and more' if len(left_out) > 10 else ''}. "
                    "The Review tab scores any number")
             order = order[:MAX_IMAGES]
         fresh = [path for path, digest in order if (digest, model_id) not in known]

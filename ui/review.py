@@ -30,9 +30,6 @@ from .inspection import INFERENCE_LIMIT, out_of_domain_note
 from .wiring import endpoint, gpu, on, paths
 
 PAGE = 24  # thumbnails in the gallery at once
-# the image on screen's long side at most (every n-th pixel): a 4096 x 3277 overlay took 10 s to draw, which held up
-# every key press behind it; the view is 420 px high
-SHOWN_SIDE = 1024
 FILTERS = [("all", "all"), ("unreviewed", "unreviewed"), ("flagged defective", "defective"),
            ("grey zone (near the threshold)", "grey"), ("out of domain", "out-of-domain")]
 NO_REVIEW = "No images to review yet: upload images, a zip or a folder and press **Score images**."
@@ -122,7 +119,7 @@ def view(ctx, cursor, review_id: str, model: dict, rate: float, show: str, item_
     text += (f"{out_of_domain_note(item.familiarity)}\n\n" if item.out_of_domain else "") + KEYS
     gallery = gr.update(value=[(str(session.thumbnail_path(i)), _caption(session, i, threshold)) for i in page],
                         selected_index=position - start)
-    picture = fold(rules.overlay(session, item.id, threshold, max_side=SHOWN_SIDE))
+    picture = fold(rules.overlay(session, item.id, threshold, max_side=max(rules.shown_size(item.height, item.width))))
     cursor.item = item.id
     return {"gallery": gallery, "text": text, "image": picture, "metrics": metrics, "scored_by": about, **closed}
 
@@ -158,6 +155,11 @@ def _scored_by(ctx, session: ReviewSession, model: dict, threshold: float, rate:
         text += (f"\n\n⚠ The active model is **{model['name']}**; these verdicts are still {session.scored_by.name}'s. "
                  "**Re-score with the active model**, or **start a new review**.")
     return text
+
+
+def _nothing_on_screen(ctx, review_id: str, item_id) -> bool:
+    """No review, or a filter that shows no image: a key press has nothing to act on, and does nothing."""
+    return ctx.review(review_id) is None or item_id is None
 
 
 def _shown_item(ctx, review_id: str, item_id, nothing: str):
@@ -214,7 +216,7 @@ def decide(ctx, decision: str, review_id: str, model: dict, rate: float, show: s
     cursor = ctx.cursor(request)
 
     def move() -> dict:
-        if ctx.review(review_id) is None or cursor.item is None:  # nothing on screen (an empty filter): nothing to decide
+        if _nothing_on_screen(ctx, review_id, cursor.item):
             return view(ctx, cursor, review_id, model, rate, show, None)
         session, item = _shown_item(ctx, review_id, cursor.item, "nothing to review")
         order, position = _position(ctx, review_id, model, rate, show, item.id)
@@ -229,7 +231,7 @@ def step(ctx, delta: int, review_id: str, model: dict, rate: float, show: str, r
     cursor = ctx.cursor(request)
 
     def move() -> dict:
-        if ctx.review(review_id) is None or cursor.item is None:
+        if _nothing_on_screen(ctx, review_id, cursor.item):
             return view(ctx, cursor, review_id, model, rate, show, None)
         order, position = _position(ctx, review_id, model, rate, show, cursor.item)
         position = max(0, min(position + delta, len(order) - 1))
@@ -249,7 +251,9 @@ def select(ctx, review_id: str, model: dict, rate: float, show: str, event: gr.S
 
 
 def edit(ctx, review_id: str, model: dict, rate: float, request: gr.Request = None) -> dict:
-    """Open the mask editor on the image on screen, with the mask to start from as its layer."""
+    """Open the mask editor on the image on screen, with the mask to start from as its layer (nothing on screen: nothing)."""
+    if _nothing_on_screen(ctx, review_id, ctx.cursor(request).item):
+        return {}
     session, item = _shown_item(ctx, review_id, ctx.cursor(request).item, "nothing to review")
     _, threshold = judged_at(ctx, session, model, rate)
     image, mask = rules.editor_canvas(session, item.id, threshold)  # a large image is edited at a smaller size

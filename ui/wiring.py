@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import html
 import inspect
 import typing
 from typing import Callable, Iterable
@@ -46,10 +45,10 @@ def user_errors(fn: Callable, upload_folders: Iterable = ()) -> Callable:
             try:
                 yield
             except rbd.RBDError as err:
-                raise gr.Error(toast(str(err), folders), print_exception=False) from err
+                raise gr.Error(as_uploaded(str(err), folders), print_exception=False) from err
             finally:
                 for note in notes:
-                    gr.Warning(toast(note, folders))
+                    gr.Warning(as_uploaded(note, folders))
 
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
@@ -73,12 +72,6 @@ def user_errors(fn: Callable, upload_folders: Iterable = ()) -> Callable:
         with reported():
             return in_own_thread(fn, *args, **kwargs)
     return call
-
-
-def toast(message: str, upload_folders: Iterable) -> str:
-    """A message as a toast shows it: uploads named as the user knows them, and escaped, since a toast
-    renders HTML (a layout hint such as `test/<defect>/` would vanish as a tag)."""
-    return html.escape(as_uploaded(message, upload_folders), quote=False)
 
 
 def on(trigger, fn: Callable, ctx, inputs: list, outputs: dict, **kwargs):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import json
 import zipfile
 from pathlib import Path
@@ -21,9 +22,11 @@ from ..visualize import overlay as heat_overlay
 from .rules import final_label, final_mask, mask_to_edit
 from .store import THUMB_SIDE, subsample
 
-# The mask editor's long side at most: a browser took half a minute to open a 4096 x 3277 canvas
-# and over a minute to send it back; a mask is drawn by hand, so this many pixels are plenty.
-EDITOR_SIDE = 1024
+# What the app shows of one image and lets the inspector paint on, at most: a browser took half a
+# minute to open a 4096 x 3277 mask editor and over a minute to send it back, and the overlay took
+# 10 s to draw; a mask is drawn by hand, so a megapixel is plenty. A pixel budget, not a side, so
+# that a long strip keeps its height.
+SHOWN_PIXELS = 1024 * 1024
 
 
 def export_zip(session, path: str | Path, threshold: float) -> Path:
@@ -78,30 +81,32 @@ def overlay(session, item_id: int, threshold: float, opacity: float = 0.5, max_s
     return heat_overlay(image, amap, session.calibration, threshold, opacity)
 
 
-def editor_size(height: int, width: int) -> tuple[int, int]:
-    """(height, width) of the mask editor's canvas for an image: its own size, or shrunk to EDITOR_SIDE."""
-    scale = min(1.0, EDITOR_SIDE / max(height, width))
+def shown_size(height: int, width: int) -> tuple[int, int]:
+    """(height, width) at which the app shows and edits an image: its own size, or shrunk to SHOWN_PIXELS."""
+    scale = min(1.0, math.sqrt(SHOWN_PIXELS / (height * width)))
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
 def editor_canvas(session, item_id: int, threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    """(picture (h, w, 3) uint8, mask (h, w) bool) to open the mask editor with, at `editor_size`:
-    the image and the mask to start from (`mask_to_edit`)."""
+    """(picture (h, w, 3) uint8, mask (h, w) bool) to open the mask editor with, at `shown_size`:
+    the image and the mask to start from (`mask_to_edit`). A shrunk mask keeps every pixel that
+    covers some of the mask, so a one-pixel crack is not lost by opening and saving."""
     item = session.item(item_id)
-    size = editor_size(item.height, item.width)
+    size = shown_size(item.height, item.width)
     picture = Image.fromarray(to_uint8(session.image(item_id)))
-    mask = Image.fromarray(mask_to_edit(session, item_id, threshold))
-    if size != (item.height, item.width):
+    mask = Image.fromarray(mask_to_edit(session, item_id, threshold).astype(np.uint8) * 255)
+    if picture.size != size[::-1]:
         picture = picture.resize(size[::-1], Image.Resampling.BILINEAR)
-        mask = mask.resize(size[::-1], Image.Resampling.NEAREST)
-    return np.asarray(picture), np.asarray(mask)
+    if mask.size != size[::-1]:
+        mask = mask.resize(size[::-1], Image.Resampling.BOX)
+    return np.asarray(picture), np.asarray(mask) > 0
 
 
 def painted_mask(session, item_id: int, layers: list[np.ndarray]) -> np.ndarray:
     """The inspector's mask at the item's size, (H, W) bool: every painted pixel (alpha > 0) of the
-    editor's RGBA `layers`, which are at `editor_size`. InvalidInputError for layers of another size."""
+    editor's RGBA `layers`, which are at `shown_size`. InvalidInputError for layers of another size."""
     item = session.item(item_id)
-    size = editor_size(item.height, item.width)
+    size = shown_size(item.height, item.width)
     painted = np.zeros(size, bool)
     for layer in layers:
         alpha = np.asarray(layer)[..., 3] > 0

@@ -109,13 +109,19 @@ def metrics(session, threshold: float) -> dict:
     }
 
 
+def reviewed_normal(session) -> np.ndarray:
+    """By id: reviewed as good and like the scoring model's training images. An image of another
+    product rejected as "no defect" is good, but not normal data for this product."""
+    return (session.labels == 0.0) & ~session.out_of_domain
+
+
 def normal_images(session) -> list[Path]:
-    """Paths of the images reviewed as good: more normal data for fine-tuning."""
-    return [session.item(int(i)).image_path for i in np.flatnonzero(session.labels == 0.0)]
+    """Paths of the images reviewed as good (`reviewed_normal`): more normal data for fine-tuning."""
+    return [session.item(int(i)).image_path for i in np.flatnonzero(reviewed_normal(session))]
 
 
 def recalibrated(session, false_alarm_rate: float | None = None) -> Calibration:
-    """The session's calibration, also counting the images reviewed as good as held-out normal scores.
+    """The session's calibration, also counting the images reviewed as good (`reviewed_normal`) as held-out normal scores.
 
     It starts from the stored calibration, the one the images were scored with, so the scores
     are never mixed with another model's and the reviewed ones never count twice. The
@@ -123,7 +129,7 @@ def recalibrated(session, false_alarm_rate: float | None = None) -> Calibration:
     """
     if session.calibration is None:
         raise InvalidInputError("this review holds no images yet")
-    good = session.scores[session.labels == 0.0].tolist()
+    good = session.scores[reviewed_normal(session)].tolist()
     calibration = session.calibration
     rate = calibration.false_alarm_rate if false_alarm_rate is None else false_alarm_rate
     return calibrate(list(calibration.normal_scores) + good, calibration.synthetic_scores, rate)
