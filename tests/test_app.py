@@ -225,6 +225,11 @@ def test_review_flow_persists_and_exports(client, app_server, parts, detector, t
     assert {r["decision"] for r in rows} == {"correct", "reject", ""}
     assert any(n.startswith("masks/") for n in names) and coco["annotations"]
 
+    # the rejected part is out of this tiny model's domain, so no normal image is reviewed yet: a good part accepted
+    client.predict(session, MODEL_RATE, "all", api_name="/review_next")
+    _, text, *_ = client.predict(session, MODEL_RATE, "all", api_name="/review_next")
+    assert "3 / 4" in text and "model says **good**" in text
+    client.predict(session, MODEL_RATE, "all", api_name="/review_accept")
     # applied even where it would flag no synthetic defect (the warning itself: test_ui.py)
     rate, info, *_ = client.predict(session, api_name="/review_recalibrate_anyway")
     recalibrated = review.recalibrated(ReviewSession.open(app_server[1] / "work" / "reviews", session))
