@@ -161,7 +161,7 @@ def test_a_review_says_which_images_are_out_of_the_models_domain(ctx, model, par
     good, _ = parts
     review_id = review.score(ctx, [str(good[0]), str(other)], None, "", model, progress=lambda *a, **k: None)["review_id"]
     shown = review.show(ctx, review_id, model, 0.1, "out-of-domain")
-    assert "**1** of them look unlike" in shown["scored_by"]
+    assert "**1** of them looks unlike" in shown["scored_by"]
     assert "**1 / 1**" in shown["text"] and "other.png" in shown["text"] and "Out of domain" in shown["text"]
     assert shown["gallery"]["value"][0][1].startswith("other.png\n⚠ ")
     everything = review.show(ctx, review_id, model, 0.1, "all")

@@ -149,7 +149,8 @@ def _scored_by(ctx, session: ReviewSession, model: dict, threshold: float, rate:
             f"{threshold:.4f} ({rate:.3g}% expected false alarms).")
     unfamiliar = int(session.out_of_domain.sum())
     if unfamiliar:
-        text += (f"\n\n⚠ **{unfamiliar}** of them look unlike the training images of {session.scored_by.name} (out of domain), "
+        text += (f"\n\n⚠ **{unfamiliar}** of them {'looks' if unfamiliar == 1 else 'look'} unlike the training images of "
+                 f"{session.scored_by.name} (out of domain), "
                  "so their verdicts say little: choose **out of domain** to see them, and score them with a model of their product.")
     if not session.is_scored_by(model_bar.scored_by(model), ctx.detector(model).calibration):
         text += (f"\n\n⚠ The active model is **{model['name']}**; these verdicts are still {session.scored_by.name}'s. "
