@@ -7,6 +7,8 @@ of the colour map is exactly "at the threshold", whatever the image's own range.
 
 from __future__ import annotations
 
+import math
+
 import matplotlib
 import numpy as np
 
@@ -14,6 +16,25 @@ from .calibration import Calibration
 from .images import to_uint8
 
 COLORMAP = "turbo"
+# What the app shows of one image and lets the inspector paint on, at most: a browser took half a
+# minute to open a 4096 x 3277 mask editor and over a minute to send it back, and the overlay took
+# 10 s to draw; a mask is drawn by hand, so a megapixel is plenty. A pixel budget, not a side, so
+# that a long strip keeps its height.
+SHOWN_PIXELS = 1024 * 1024
+
+
+def shown_size(height: int, width: int) -> tuple[int, int]:
+    """(height, width) at which the app shows and edits an image: its own size, or shrunk to SHOWN_PIXELS."""
+    scale = min(1.0, math.sqrt(SHOWN_PIXELS / (height * width)))
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def subsample(array: np.ndarray, max_side: int) -> np.ndarray:
+    """Every `step`-th pixel, so the long side is at most `max_side`: a cheap, exact-colour shrink
+    (fine for smooth maps and the masks cut from them; `rbd.review.editor_canvas` shrinks a hand-drawn
+    mask so that a one-pixel line survives)."""
+    step = -(-max(array.shape[:2]) // max_side)
+    return array[::step, ::step]
 
 
 def heatmap(anomaly_map: np.ndarray, calibration: Calibration, threshold: float) -> np.ndarray:

@@ -18,7 +18,7 @@ from rbd.errors import InvalidInputError, NoImagesError
 from rbd.images import read_image, to_rgb_array
 from rbd import review
 from rbd.review import ReviewSession, ScoredBy
-from rbd.visualize import overlay
+from rbd.visualize import overlay, shown_size
 
 THRESHOLD = 0.5
 
@@ -590,9 +590,9 @@ def test_pictures_for_the_app(session, parts):
 
 def test_a_large_image_is_edited_at_a_smaller_size_and_its_mask_saved_at_full_size(session, monkeypatch):
     a, b, c, d = session.items  # 8 x 10 parts; an editor of at most 20 pixels makes them "large"
-    monkeypatch.setattr("rbd.review.export.SHOWN_PIXELS", 20)
-    assert review.shown_size(8, 10) == (4, 5) and review.shown_size(3, 4) == (3, 4)
-    assert review.shown_size(2, 40) == (1, 20)  # a strip is shrunk by its area, not its long side
+    monkeypatch.setattr("rbd.visualize.SHOWN_PIXELS", 20)
+    assert shown_size(8, 10) == (4, 5) and shown_size(3, 4) == (3, 4)
+    assert shown_size(2, 40) == (1, 20)  # a strip is shrunk by its area, not its long side
     drawn = np.zeros((8, 10), bool)
     drawn[4:8, 6:10] = True  # the lower right quarter
     session.decide(d.id, "correct", THRESHOLD, drawn)
@@ -605,13 +605,13 @@ def test_a_large_image_is_edited_at_a_smaller_size_and_its_mask_saved_at_full_si
     assert full.shape == (8, 10) and full[:4, :4].all() and full.sum() == 16  # back at the image's size, in place
     with pytest.raises(InvalidInputError, match="the editor for d.png is 5x4"):
         review.painted_mask(session, d.id, [np.zeros((8, 10, 4), np.uint8)])
-    monkeypatch.setattr("rbd.review.export.SHOWN_PIXELS", 1024 * 1024)
+    monkeypatch.setattr("rbd.visualize.SHOWN_PIXELS", 1024 * 1024)
     np.testing.assert_array_equal(review.painted_mask(session, d.id, [np.dstack([np.zeros((8, 10, 3)), 255 * drawn])]), drawn)
 
 
 def test_a_thin_defect_survives_opening_and_saving_the_editor_at_a_smaller_size(session, monkeypatch):
     d = session.items[3]
-    monkeypatch.setattr("rbd.review.export.SHOWN_PIXELS", 20)
+    monkeypatch.setattr("rbd.visualize.SHOWN_PIXELS", 20)
     crack = np.zeros((8, 10), bool)
     crack[5, :] = True  # one pixel high, on an odd row that every-other-row shrinking would skip
     session.decide(d.id, "correct", THRESHOLD, crack)

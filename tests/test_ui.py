@@ -2,6 +2,7 @@
 rbd helpers behind them (thresholds as rates, folded strips, file names in messages, idle expiry,
 private fine-tunes)."""
 
+import ast
 import importlib
 import os
 import sys
@@ -407,7 +408,7 @@ def test_a_fine_tune_trains_for_its_budget_and_needs_one(ctx, model, monkeypatch
 def test_a_large_image_is_shown_and_edited_at_a_bounded_size(ctx, model, parts, monkeypatch):
     from ui import review
 
-    monkeypatch.setattr("rbd.review.export.SHOWN_PIXELS", 32 * 40)
+    monkeypatch.setattr("rbd.visualize.SHOWN_PIXELS", 32 * 40)
     good, _ = parts  # 64 x 80 parts: "large" here, shown at half their size
     review_id = review.score(ctx, [str(good[0])], None, "", model, progress=lambda *a, **k: None)["review_id"]
     assert review.show(ctx, review_id, model, 0.1, "all")["image"].shape == (32, 40, 3)
@@ -419,3 +420,20 @@ def test_a_large_image_is_shown_and_edited_at_a_bounded_size(ctx, model, parts, 
     session = ctx.review(review_id)
     saved = session.read_mask(session.decision(0).mask)
     assert saved.shape == (64, 80) and saved[:8, :8].all() and saved.sum() == 64  # at the image's size, where painted
+
+
+def test_inspect_draws_a_large_image_smaller_and_keeps_regions_in_its_pixels(ctx, model, parts, monkeypatch):
+    from ui import inspection
+
+    _, bad = parts
+    full = inspection.inspect_images(ctx, None, [str(bad[0])], model, 0.1, 0.5, None)
+    monkeypatch.setattr("rbd.visualize.SHOWN_PIXELS", 32 * 40)  # the 64 x 80 part is "large": drawn at every 2nd pixel
+    small = inspection.redraw(ctx, full["held"], 0, model, 0.1, 0.5)
+    assert small["heat"].shape == (32, 40, 3) and small["annotated"][0].shape == (32, 40, 3)
+    np.testing.assert_array_equal(small["heat"], full["heat"][::2, ::2])
+    assert small["regions"].equals(full["regions"])  # the table in the image's own pixels
+    (mask, _), *boxes = small["annotated"][1]
+    assert mask.shape == (32, 40) and boxes
+    for (box, _), row in zip(boxes, full["regions"]["box (x0, y0, x1, y1)"]):
+        x0, y0, x1, y1 = ast.literal_eval(row)
+        assert box == (x0 // 2, y0 // 2, -(-x1 // 2), -(-y1 // 2))

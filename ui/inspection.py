@@ -19,7 +19,7 @@ from rbd.detector import Prediction
 from rbd.images import to_uint8
 from rbd.notices import collect, notify
 from rbd.uploads import as_uploaded, gather_images
-from rbd.visualize import colour_scale, fold, overlay
+from rbd.visualize import colour_scale, fold, overlay, shown_size, subsample
 
 from . import model_bar
 from .wiring import endpoint, gpu, on, paths
@@ -142,12 +142,14 @@ def _judged(calibration, item: dict, threshold: float) -> Prediction:
 
 def _detail(item: dict, p: Prediction, calibration, opacity: float) -> dict:
     """One image in detail. Long strips are folded into a block, so no view squashes them to a sliver."""
-    original = item["image"]
-    heat = overlay(original, p.anomaly_map, calibration, p.threshold, opacity)
+    side = max(shown_size(*item["image"].shape[:2]))  # a large photo is drawn smaller; regions stay in its pixels
+    step = -(-max(item["image"].shape[:2]) // side)
+    original = subsample(item["image"], side)
+    heat = overlay(original, subsample(p.anomaly_map, side), calibration, p.threshold, opacity)
     regions = p.regions()
-    mask = p.mask
+    mask = subsample(p.mask, side)
     folded = fold(mask, fill=False)
-    boxes = [(r.box, f"region {i + 1}") for i, r in enumerate(regions[:20])] if folded is mask else []
+    boxes = [(_shrunk(r.box, step), f"region {i + 1}") for i, r in enumerate(regions[:20])] if folded is mask else []
     table = pd.DataFrame([{"region": i + 1, "area px": r.area, "max score": round(r.max_score, 4), "box (x0, y0, x1, y1)": str(r.box)}
                           for i, r in enumerate(regions)], columns=REGION_COLUMNS)
     lines = [f"### {p.verdict.upper()}",
@@ -160,6 +162,12 @@ def _detail(item: dict, p: Prediction, calibration, opacity: float) -> dict:
     defect = [(folded.astype(np.float32), "defect")] if folded.any() else []  # no "defect" legend on a good image
     return {"summary": "\n\n".join(lines), "heat": fold(heat), "pair": (fold(original), fold(heat)),
             "annotated": (fold(original), [*defect, *boxes]), "regions": table}
+
+
+def _shrunk(box: tuple[int, int, int, int], step: int) -> tuple[int, int, int, int]:
+    """A region's box (x0, y0, x1, y1; x1, y1 exclusive) on a picture that keeps every `step`-th pixel."""
+    x0, y0, x1, y1 = box
+    return x0 // step, y0 // step, -(-x1 // step), -(-y1 // step)
 
 
 def out_of_domain_note(familiarity: float) -> str:

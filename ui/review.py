@@ -23,7 +23,7 @@ from rbd.detector import verdict as verdict_at
 from rbd.review import ReviewSession
 from rbd.thresholds import threshold_at
 from rbd.uploads import gather_images
-from rbd.visualize import fold
+from rbd.visualize import fold, shown_size
 
 from . import model_bar
 from .inspection import INFERENCE_LIMIT, out_of_domain_note
@@ -119,7 +119,7 @@ def view(ctx, cursor, review_id: str, model: dict, rate: float, show: str, item_
     text += (f"{out_of_domain_note(item.familiarity)}\n\n" if item.out_of_domain else "") + KEYS
     gallery = gr.update(value=[(str(session.thumbnail_path(i)), _caption(session, i, threshold)) for i in page],
                         selected_index=position - start)
-    picture = fold(rules.overlay(session, item.id, threshold, max_side=max(rules.shown_size(item.height, item.width))))
+    picture = fold(rules.overlay(session, item.id, threshold, max_side=max(shown_size(item.height, item.width))))
     cursor.item = item.id
     return {"gallery": gallery, "text": text, "image": picture, "metrics": metrics, "scored_by": about, **closed}
 

@@ -8,10 +8,10 @@ Three jobs, one module each:
 - `export`: the export zip and the pictures the app shows.
 """
 
-from .export import editor_canvas, export_zip, overlay, painted_mask, shown_size
+from .export import editor_canvas, export_zip, overlay, painted_mask
 from .rules import FILTERS, final_label, final_mask, mask_to_edit, metrics, normal_images, ordered, recalibrated
 from .store import DECISIONS, THUMB_SIDE, Decision, Item, ReviewSession, ScoredBy, session_folder
 
 __all__ = ["DECISIONS", "FILTERS", "THUMB_SIDE", "Decision", "Item", "ReviewSession", "ScoredBy", "editor_canvas",
            "export_zip", "final_label", "final_mask", "mask_to_edit", "metrics", "normal_images", "ordered",
-           "overlay", "painted_mask", "recalibrated", "session_folder", "shown_size"]
+           "overlay", "painted_mask", "recalibrated", "session_folder"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 import json
 import zipfile
 from pathlib import Path
@@ -17,16 +16,11 @@ from ..detector import verdict as verdict_at
 from ..errors import InvalidInputError
 from ..files import atomic_write
 from ..images import read_image, to_uint8
-from ..visualize import mask_image
+from ..visualize import mask_image, shown_size, subsample
 from ..visualize import overlay as heat_overlay
 from .rules import final_label, final_mask, mask_to_edit
-from .store import THUMB_SIDE, subsample
+from .store import THUMB_SIDE
 
-# What the app shows of one image and lets the inspector paint on, at most: a browser took half a
-# minute to open a 4096 x 3277 mask editor and over a minute to send it back, and the overlay took
-# 10 s to draw; a mask is drawn by hand, so a megapixel is plenty. A pixel budget, not a side, so
-# that a long strip keeps its height.
-SHOWN_PIXELS = 1024 * 1024
 
 
 def export_zip(session, path: str | Path, threshold: float) -> Path:
@@ -79,12 +73,6 @@ def overlay(session, item_id: int, threshold: float, opacity: float = 0.5, max_s
     if max_side is not None:
         image, amap = subsample(image, max_side), subsample(amap, max_side)
     return heat_overlay(image, amap, session.calibration, threshold, opacity)
-
-
-def shown_size(height: int, width: int) -> tuple[int, int]:
-    """(height, width) at which the app shows and edits an image: its own size, or shrunk to SHOWN_PIXELS."""
-    scale = min(1.0, math.sqrt(SHOWN_PIXELS / (height * width)))
-    return max(1, round(height * scale)), max(1, round(width * scale))
 
 
 def editor_canvas(session, item_id: int, threshold: float) -> tuple[np.ndarray, np.ndarray]:

@@ -44,7 +44,7 @@ from ..files import atomic_write
 from ..images import MAX_SIDE, read_image, to_uint8
 from ..notices import notify
 from ..uploads import unique_name
-from ..visualize import mask_image
+from ..visualize import mask_image, subsample
 from .rules import label_of
 
 SESSION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -483,9 +483,3 @@ def _familiarity(prediction) -> float | None:
 def _calibration_key(calibration: Calibration) -> tuple:
     """What tells two models apart when their keys are unknown: a retrained model gets new held-out scores."""
     return calibration.threshold, calibration.scale, list(calibration.normal_scores)
-
-
-def subsample(array: np.ndarray, max_side: int) -> np.ndarray:
-    """Every `step`-th pixel, so the long side is at most `max_side`: a cheap, exact-colour shrink."""
-    step = -(-max(array.shape[:2]) // max_side)
-    return array[::step, ::step]
