@@ -437,3 +437,18 @@ def test_inspect_draws_a_large_image_smaller_and_keeps_regions_in_its_pixels(ctx
     for (box, _), row in zip(boxes, full["regions"]["box (x0, y0, x1, y1)"]):
         x0, y0, x1, y1 = ast.literal_eval(row)
         assert box == (x0 // 2, y0 // 2, -(-x1 // 2), -(-y1 // 2))
+
+
+def test_recalibrating_with_only_out_of_domain_good_images_says_so(ctx, model, parts, tmp_path):
+    from ui import review
+
+    yy, xx = np.mgrid[:64, :80]
+    checkerboard = ((((yy // 8) + (xx // 8)) % 2) * 255).astype(np.uint8)
+    other = tmp_path / "other.png"
+    Image.fromarray(np.stack([checkerboard] * 3, axis=-1)).save(other)
+    review_id = review.score(ctx, [str(other)], None, "", model, progress=lambda *a, **k: None)["review_id"]
+    review.show(ctx, review_id, model, 0.1, "all")
+    decision = "accept" if ctx.review(review_id).items[0].verdict == "good" else "reject"
+    review.decide(ctx, decision, review_id, model, 0.1, "all")  # reviewed as good, but another product
+    with pytest.raises(rbd.NoImagesError, match="1 image.s. reviewed as good are all out of this model's domain"):
+        review.recalibrate(ctx, review_id, model)

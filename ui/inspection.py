@@ -89,7 +89,7 @@ def inspect_images(ctx, image, files, model: dict, rate: float, opacity: float, 
             left_out = [path.relative_to(folder).as_posix() for path, _ in order[MAX_IMAGES:]]
             notify(f"Inspect holds {MAX_IMAGES} images at a time: kept the first {MAX_IMAGES} of {len(order)} by name; "
                    f"left out: {', '.join(left_out[:10])}{' and more' if len(left_out) > 10 else ''}. "
-                   "The Review tab scores any number")
+                   "The Review tab scores any number.")
             order = order[:MAX_IMAGES]
         fresh = [path for path, digest in order if (digest, model_id) not in known]
         scored = {}
@@ -98,7 +98,7 @@ def inspect_images(ctx, image, files, model: dict, rate: float, opacity: float, 
         except rbd.NoImagesError as err:
             if len(fresh) == len(order):
                 raise
-            notify(str(err))  # only new files, all unreadable, beside images scored before: show those
+            notify(f"{len(fresh)} new file(s) not scored: {err}")  # beside images scored before, which are shown
     notes = [as_uploaded(note, ctx.upload_folders) for note in notes]
     for note in notes:  # skipped or downscaled files: a toast now, and a line under every summary
         notify(note)
