@@ -29,11 +29,16 @@ def shown_size(height: int, width: int) -> tuple[int, int]:
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
+def subsample_step(height: int, width: int, max_side: int) -> int:
+    """The `step` of `subsample` for an array of height x width."""
+    return -(-max(height, width) // max_side)
+
+
 def subsample(array: np.ndarray, max_side: int) -> np.ndarray:
     """Every `step`-th pixel, so the long side is at most `max_side`: a cheap, exact-colour shrink
     (fine for smooth maps and the masks cut from them; `rbd.review.editor_canvas` shrinks a hand-drawn
     mask so that a one-pixel line survives)."""
-    step = -(-max(array.shape[:2]) // max_side)
+    step = subsample_step(*array.shape[:2], max_side)
     return array[::step, ::step]
 
 

@@ -630,3 +630,13 @@ def test_images_out_of_domain_are_not_normal_data_for_this_product(tmp_path, par
     assert review.normal_images(session) == [c.image_path, d.image_path]
     combined = list(session.calibration.normal_scores) + [c.score, d.score]
     assert review.recalibrated(session).threshold == calibrate(combined, false_alarm_rate=0.25).threshold
+
+
+def test_a_recalibration_from_no_normal_image_is_refused_and_says_why(tmp_path, parts, session):
+    with pytest.raises(NoImagesError, match="no image is reviewed as good yet"):
+        review.recalibrated(session)
+    other = ReviewSession.create(tmp_path / "sessions", "foreign", Familiar(), parts[:2])  # both out of domain
+    for item in other.items:
+        other.decide(item.id, "reject", THRESHOLD)  # flagged, reviewed as good
+    with pytest.raises(NoImagesError, match="the 2 image.s. reviewed as good are all out of this model's domain"):
+        review.recalibrated(other)

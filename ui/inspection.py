@@ -19,7 +19,7 @@ from rbd.detector import Prediction
 from rbd.images import to_uint8
 from rbd.notices import collect, notify
 from rbd.uploads import as_uploaded, gather_images
-from rbd.visualize import colour_scale, fold, overlay, shown_size, subsample
+from rbd.visualize import colour_scale, fold, overlay, shown_size, subsample, subsample_step
 
 from . import model_bar
 from .wiring import endpoint, gpu, on, paths
@@ -143,7 +143,7 @@ def _judged(calibration, item: dict, threshold: float) -> Prediction:
 def _detail(item: dict, p: Prediction, calibration, opacity: float) -> dict:
     """One image in detail. Long strips are folded into a block, so no view squashes them to a sliver."""
     side = max(shown_size(*item["image"].shape[:2]))  # a large photo is drawn smaller; regions stay in its pixels
-    step = -(-max(item["image"].shape[:2]) // side)
+    step = subsample_step(*item["image"].shape[:2], side)
     original = subsample(item["image"], side)
     heat = overlay(original, subsample(p.anomaly_map, side), calibration, p.threshold, opacity)
     regions = p.regions()

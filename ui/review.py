@@ -299,12 +299,6 @@ def recalibrate(ctx, review_id: str, model: dict, confirmed: bool = False) -> di
     if not session.is_scored_by(model_bar.scored_by(model), ctx.detector(model).calibration):
         raise rbd.InvalidInputError(f"this review was scored by {session.scored_by.name}, not the active model: "
                                     "re-score it with the active model first")
-    if not rules.normal_images(session):
-        good = int((session.labels == 0.0).sum())
-        why = (f"the {good} image(s) reviewed as good are all out of this model's domain, so none of them is normal data for it"
-               if good else "no image is reviewed as good yet, so there is nothing to recalibrate with: accept good verdicts "
-                            "(or reject wrong defective ones) first")
-        raise rbd.NoImagesError(f"{why}; the threshold is unchanged")
     calibration = rules.recalibrated(session)
     if calibration.caught(calibration.threshold) == 0.0 and not confirmed:
         warning = (f"⚠️ Not applied: the recalibrated raw threshold {calibration.threshold:.4f} would flag none of the "

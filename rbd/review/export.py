@@ -22,7 +22,6 @@ from .rules import final_label, final_mask, mask_to_edit
 from .store import THUMB_SIDE
 
 
-
 def export_zip(session, path: str | Path, threshold: float) -> Path:
     """One zip, written atomically: decisions.csv, masks/<stem>.png and coco.json.
 

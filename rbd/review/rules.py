@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..calibration import Calibration, calibrate, is_defective
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, NoImagesError
 from ..metrics import auroc
 
 FILTERS = ("all", "unreviewed", "defective", "grey", "out-of-domain")
@@ -125,11 +125,19 @@ def recalibrated(session, false_alarm_rate: float | None = None) -> Calibration:
 
     It starts from the stored calibration, the one the images were scored with, so the scores
     are never mixed with another model's and the reviewed ones never count twice. The
-    synthetic-defect scores are kept, so the catch rate stays comparable.
+    synthetic-defect scores are kept, so the catch rate stays comparable. NoImagesError, saying
+    why, when no image counts: a recalibration from nothing would only repeat the old threshold.
     """
     if session.calibration is None:
         raise InvalidInputError("this review holds no images yet")
-    good = session.scores[reviewed_normal(session)].tolist()
+    normal = reviewed_normal(session)
+    if not normal.any():
+        good = int((session.labels == 0.0).sum())
+        why = (f"the {good} image(s) reviewed as good are all out of this model's domain, so none of them is normal data for it"
+               if good else "no image is reviewed as good yet, so there is nothing to recalibrate with: accept good verdicts "
+                            "(or reject wrong defective ones) first")
+        raise NoImagesError(f"{why}; the threshold is unchanged")
+    good = session.scores[normal].tolist()
     calibration = session.calibration
     rate = calibration.false_alarm_rate if false_alarm_rate is None else false_alarm_rate
     return calibrate(list(calibration.normal_scores) + good, calibration.synthetic_scores, rate)

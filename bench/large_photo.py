@@ -1,0 +1,97 @@
+"""What the app spends drawing one large photo, with and without the display's pixel budget.
+
+    python -m bench.large_photo --checkpoint checkpoints/bottle --side 4096 --repeats 3
+
+A synthetic photo (side x 0.8 side, blocky texture) is scored into a review session; then, in one
+run, each step is timed with `rbd.visualize.SHOWN_PIXELS` unbounded ("full", the code before the
+budget) and at its default, alternately: a review step's picture (`rbd.review.overlay` at the
+shown side, then folded), opening the mask editor (`rbd.review.editor_canvas`), turning a painted
+layer back into a mask (`rbd.review.painted_mask`) and an Inspect redraw (`ui.inspection.redraw`).
+Server side only: PNG encoding and the browser's part are not included. Median seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+import rbd
+import rbd.visualize
+from rbd import review
+from rbd.catalog import Catalog
+from rbd.review import ReviewSession
+from rbd.visualize import fold, shown_size
+from ui import inspection
+from ui.context import Context
+
+BUDGETS = {"full": 10**12, "budget": rbd.visualize.SHOWN_PIXELS}
+
+
+def photo(path: Path, side: int) -> Path:
+    rng = np.random.default_rng(0)
+    height = int(side * 0.8)
+    blocks = rng.integers(0, 256, (height // 32, side // 32, 3), dtype=np.uint8)
+    Image.fromarray(blocks).resize((side, height), Image.Resampling.BILINEAR).save(path, quality=90)
+    return path
+
+
+def steps(session: ReviewSession, threshold: float, held: list, ctx, model: dict) -> dict:
+    item = session.item(0)
+    timings = {}
+
+    def timed(name, fn):
+        start = time.perf_counter()
+        result = fn()
+        timings[name] = time.perf_counter() - start
+        return result
+
+    timed("review step picture", lambda: fold(review.overlay(session, 0, threshold, max_side=max(shown_size(item.height, item.width)))))
+    _, mask = timed("open editor", lambda: review.editor_canvas(session, 0, threshold))
+    layer = np.zeros((*mask.shape, 4), np.uint8)
+    layer[mask] = 255
+    timed("save painted mask", lambda: review.painted_mask(session, 0, [layer]))
+    timed("Inspect redraw", lambda: inspection.redraw(ctx, held, 0, model, 1.0, 0.5))
+    return timings
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", type=Path, default=Path("checkpoints/bottle"))
+    parser.add_argument("--side", type=int, default=4096)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        (tmp / "shipped").mkdir()
+        (tmp / "shipped" / "model").symlink_to(args.checkpoint.resolve())
+        ctx = Context(tmp / "work", Catalog(tmp / "shipped", tmp / "work" / "models"))
+        model = {"key": ctx.catalog.default_key(), "revision": None, "owner": None, "name": "model", "calibration": None}
+        detector = ctx.detector(model)
+        path = photo(tmp / "photo.jpg", args.side)
+        session = ReviewSession.create(tmp / "reviews", "bench", detector, [path])
+        held = inspection.inspect_images(ctx, None, [str(path)], model, 1.0, 0.5, None)["held"]
+        seconds: dict[str, dict[str, list[float]]] = {name: {} for name in BUDGETS}
+        for _ in range(args.repeats):
+            for name, pixels in BUDGETS.items():  # alternately, so load on the machine touches both alike
+                rbd.visualize.SHOWN_PIXELS = pixels
+                for step, s in steps(session, detector.threshold, held, ctx, model).items():
+                    seconds[name].setdefault(step, []).append(s)
+    item = session.item(0)
+    print(f"photo {item.width}x{item.height}, edited at {shown_size(item.height, item.width)[::-1]} within the budget; "
+          f"median seconds of {args.repeats}, {time.strftime('%Y-%m-%d')}")
+    print("| step | full size | within a megapixel | ratio |\n|---|---|---|---|")
+    for step in seconds["full"]:
+        full, bounded = (statistics.median(seconds[name][step]) for name in BUDGETS)
+        print(f"| {step} | {full:.2f} | {bounded:.2f} | {full / bounded:.1f}x |")
+
+
+if __name__ == "__main__":
+    main()
