@@ -40,19 +40,24 @@ def find_images(folder: str | Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and is_image_name(p.relative_to(folder)))
 
 
-def read_image(path: str | Path, max_side: int | None = None) -> np.ndarray:
-    """Decode one file; `max_side` downscales huge images while decoding (JPEG draft mode)."""
+def read_image(path: str | Path, max_side: int | None = None, size: tuple[int, int] | None = None) -> np.ndarray:
+    """Decode one file. `max_side` downscales a huge image, keeping its aspect ratio; `size`, (height,
+    width), resizes the upright image to exactly that, for showing it. Both decode a JPEG at the
+    smallest of its 1/1 to 1/8 scales that still covers the result (draft mode): a 20-megapixel
+    photo shown at a megapixel decodes in 0.04 s instead of 2-3 s."""
     try:
         with Image.open(path) as image:
             if _is_deep_colour(image):
-                return _read_deep_colour(path, image, max_side)
-            if max_side is not None and max(image.size) > max_side:
-                image.draft("RGB", (max_side, max_side))  # cheap JPEG downscale; no-op for others
+                return _read_deep_colour(path, image, max_side, size)
+            if size is not None or (max_side is not None and max(image.size) > max_side):
+                image.draft("RGB", _draft_size(image, max_side, size))  # no-op for other formats
             image = _upright(image)
             image.load()
-            if max_side is not None and max(image.size) > max_side:
-                if image.mode.startswith("I;16"):
-                    image = image.convert("I")  # PIL cannot shrink 16-bit images in place
+            if image.mode.startswith("I;16") and (size is not None or max_side is not None):
+                image = image.convert("I")  # PIL cannot resize 16-bit images in place
+            if size is not None and image.size != size[::-1]:
+                image = image.resize(size[::-1], Image.Resampling.BILINEAR)
+            elif size is None and max_side is not None and max(image.size) > max_side:
                 image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
             return to_rgb_array(image)
     except FileNotFoundError as err:
@@ -63,6 +68,14 @@ def read_image(path: str | Path, max_side: int | None = None) -> np.ndarray:
         raise ImageReadError(f"{path}: image too large to decode safely ({err})") from err
     except (OSError, SyntaxError, ValueError, RuntimeError, IndexError) as err:  # truncated or corrupt data
         raise ImageReadError(f"{path}: corrupt or truncated image ({err})") from err
+
+
+def _draft_size(image: Image.Image, max_side: int | None, size: tuple[int, int] | None) -> tuple[int, int]:
+    """The (width, height) a draft must cover, in the file's own orientation (before any EXIF turn)."""
+    if size is None:
+        return max_side, max_side  # as before `size` existed: the scoring path decodes what it always did
+    height, width = size
+    return (height, width) if image.getexif().get(0x0112, 1) in (5, 6, 7, 8) else (width, height)
 
 
 def _is_deep_colour(image: Image.Image) -> bool:
@@ -79,8 +92,8 @@ _TURNS = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::
           6: lambda a: np.rot90(a, -1), 7: lambda a: np.rot90(a, 2).swapaxes(0, 1), 8: lambda a: np.rot90(a)}
 
 
-def _read_deep_colour(path: str | Path, header: Image.Image, max_side: int | None) -> np.ndarray:
-    """A 16-bit colour PNG or TIFF at full depth, upright and (with `max_side`) shrunk like Pillow's images."""
+def _read_deep_colour(path: str | Path, header: Image.Image, max_side: int | None, size: tuple[int, int] | None) -> np.ndarray:
+    """A 16-bit colour PNG or TIFF at full depth, upright and (with `max_side` or `size`) shrunk like Pillow's images."""
     if header.format == "PNG":
         array = imagecodecs.png_decode(Path(path).read_bytes())
     else:
@@ -91,11 +104,14 @@ def _read_deep_colour(path: str | Path, header: Image.Image, max_side: int | Non
                 array = np.moveaxis(array, 0, -1)
     turn = _TURNS.get(header.getexif().get(0x0112, 1))
     image = to_rgb_array(turn(array) if turn else array)
-    if max_side is None or max(image.shape[:2]) <= max_side:
+    if size is None and (max_side is None or max(image.shape[:2]) <= max_side):
         return image
     channels = [Image.fromarray(np.ascontiguousarray(image[..., c])) for c in range(3)]  # 32-bit float planes
-    for channel in channels:
-        channel.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    if size is not None:
+        channels = [channel.resize(size[::-1], Image.Resampling.BILINEAR) for channel in channels]
+    else:
+        for channel in channels:
+            channel.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     return np.clip(np.stack([np.asarray(c) for c in channels], axis=-1), 0.0, 1.0)
 
 

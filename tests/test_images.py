@@ -226,6 +226,49 @@ def test_max_side_leaves_small_images_alone(tmp_path):
     assert read_image(path, max_side=80).shape == (20, 30, 3)
 
 
+
+@pytest.mark.parametrize("orientation", [1, 6])
+def test_size_decodes_a_jpeg_at_a_reduced_scale_that_covers_it(tmp_path, orientation, monkeypatch):
+    from PIL import JpegImagePlugin
+
+    pixels = np.zeros((400, 640, 3), dtype=np.uint8)  # stored 640 wide, 400 high; right half white
+    pixels[:, 320:] = 255
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = save(Image.fromarray(pixels), tmp_path / "photo.jpg", exif=exif.tobytes(), quality=95)
+    drafted = []
+    draft = JpegImagePlugin.JpegImageFile.draft
+
+    def spy(self, mode, size):
+        result = draft(self, mode, size)
+        drafted.append(self.size)
+        return result
+
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", spy)
+    size = (100, 150) if orientation == 1 else (150, 100)  # (height, width) of the upright picture
+    array = read_image(path, size=size)
+    assert_rgb(array, *size)
+    assert drafted == [(160, 100)]  # a quarter of the stored sides: the smallest scale still covering 150 x 100
+    full = read_image(path)
+    expected = np.asarray(Image.fromarray((full * 255).round().astype(np.uint8)).resize(size[::-1], Image.Resampling.BILINEAR))
+    assert np.abs(array * 255 - expected).mean() < 3  # the same picture as a full decode, resized
+
+
+def test_size_resizes_16bit_grey_and_colour_at_full_depth(tmp_path):
+    ramp = np.tile(np.linspace(0, 65535, 200).astype(np.uint16)[None, :], (100, 1))  # 200 wide, 100 high
+    grey = save(Image.fromarray(ramp), tmp_path / "grey16.png")
+    colour = _deep_png(np.dstack([ramp] * 3), tmp_path / "colour16.png")
+    for path in (grey, colour):
+        array = read_image(path, size=(30, 40))
+        assert_rgb(array, 30, 40)
+        assert array[:, 0].mean() < 0.05 and array[:, -1].mean() > 0.95
+        assert len(np.unique(array[0])) == 40  # a smooth ramp, not cut to 8 bits
+
+
+def test_size_of_the_image_itself_is_the_plain_decode(tmp_path):
+    path = save(Image.fromarray(RNG.integers(0, 256, (20, 30, 3), dtype=np.uint8)), tmp_path / "small.png")
+    np.testing.assert_array_equal(read_image(path, size=(20, 30)), read_image(path))
+
 # --- unreadable files --------------------------------------------------------------------------
 
 

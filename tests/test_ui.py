@@ -428,7 +428,9 @@ def test_inspect_draws_a_large_image_smaller_and_keeps_regions_in_its_pixels(ctx
     _, bad = parts
     full = inspection.inspect_images(ctx, None, [str(bad[0])], model, 0.1, 0.5, None)
     monkeypatch.setattr("rbd.visualize.SHOWN_PIXELS", 32 * 40)  # the 64 x 80 part is "large": drawn at every 2nd pixel
-    small = inspection.redraw(ctx, full["held"], 0, model, 0.1, 0.5)
+    held = inspection.inspect_images(ctx, None, [str(bad[0])], model, 0.1, 0.5, None)["held"]
+    assert held[0]["image"].shape == (32, 40, 3) and held[0]["map"].shape == (64, 80)  # the picture held as drawn
+    small = inspection.redraw(ctx, held, 0, model, 0.1, 0.5)
     assert small["heat"].shape == (32, 40, 3) and small["annotated"][0].shape == (32, 40, 3)
     np.testing.assert_array_equal(small["heat"], full["heat"][::2, ::2])
     assert small["regions"].equals(full["regions"])  # the table in the image's own pixels

@@ -1,7 +1,8 @@
 """Inspect: score a few images and look at one in detail (verdict, heat map, mask, regions).
 
-A browser holds at most `MAX_IMAGES` scored images (uint8 pictures and float16 maps), freed an
-hour after it was last used; the same file dropped twice is scored once.
+A browser holds at most `MAX_IMAGES` scored images (uint8 pictures at the size they are shown,
+float16 maps at the image's), freed an hour after it was last used; the same file dropped twice is
+scored once.
 """
 
 from __future__ import annotations
@@ -108,7 +109,8 @@ def inspect_images(ctx, image, files, model: dict, rate: float, opacity: float, 
             items.append({**known[(digest, model_id)], "notice": "; ".join(notes)})  # this upload's notes, not an earlier one's
         elif path in scored:
             picture, p = scored[path]
-            items.append({"name": path.name, "digest": digest, "model": model_id, "image": to_uint8(picture),
+            shown = subsample(picture, max(shown_size(*picture.shape[:2])))  # all that is ever drawn of it
+            items.append({"name": path.name, "digest": digest, "model": model_id, "image": to_uint8(shown),
                           "score": p.score, "map": p.anomaly_map.astype(np.float16), "familiarity": p.familiarity,
                           "notice": "; ".join(notes)})
     items.sort(key=lambda item: item["score"], reverse=True)  # a batch's likely defects first; ties in upload order
@@ -142,9 +144,9 @@ def _judged(calibration, item: dict, threshold: float) -> Prediction:
 
 def _detail(item: dict, p: Prediction, calibration, opacity: float) -> dict:
     """One image in detail. Long strips are folded into a block, so no view squashes them to a sliver."""
-    side = max(shown_size(*item["image"].shape[:2]))  # a large photo is drawn smaller; regions stay in its pixels
-    step = subsample_step(*item["image"].shape[:2], side)
-    original = subsample(item["image"], side)
+    side = max(shown_size(*p.anomaly_map.shape))  # a large photo is drawn smaller; regions stay in its pixels
+    step = subsample_step(*p.anomaly_map.shape, side)
+    original = item["image"]  # held at that smaller size
     heat = overlay(original, subsample(p.anomaly_map, side), calibration, p.threshold, opacity)
     regions = p.regions()
     mask = subsample(p.mask, side)

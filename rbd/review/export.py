@@ -68,10 +68,9 @@ def overlay(session, item_id: int, threshold: float, opacity: float = 0.5, max_s
     thumbnail = session.thumbnail_path(item_id)
     if max_side == THUMB_SIDE and thumbnail.is_file():
         return heat_overlay(read_image(thumbnail), subsample(amap, max_side), session.calibration, threshold, opacity)
-    image = session.image(item_id)
     if max_side is not None:
-        image, amap = subsample(image, max_side), subsample(amap, max_side)
-    return heat_overlay(image, amap, session.calibration, threshold, opacity)
+        amap = subsample(amap, max_side)
+    return heat_overlay(session.image(item_id, amap.shape), amap, session.calibration, threshold, opacity)
 
 
 def editor_canvas(session, item_id: int, threshold: float) -> tuple[np.ndarray, np.ndarray]:
@@ -80,13 +79,10 @@ def editor_canvas(session, item_id: int, threshold: float) -> tuple[np.ndarray, 
     covers some of the mask, so a one-pixel crack is not lost by opening and saving."""
     item = session.item(item_id)
     size = shown_size(item.height, item.width)
-    picture = Image.fromarray(to_uint8(session.image(item_id)))
     mask = Image.fromarray(mask_to_edit(session, item_id, threshold).astype(np.uint8) * 255)
-    if picture.size != size[::-1]:
-        picture = picture.resize(size[::-1], Image.Resampling.BILINEAR)
     if mask.size != size[::-1]:
         mask = mask.resize(size[::-1], Image.Resampling.BOX)
-    return np.asarray(picture), np.asarray(mask) > 0
+    return to_uint8(session.image(item_id, size)), np.asarray(mask) > 0
 
 
 def painted_mask(session, item_id: int, layers: list[np.ndarray]) -> np.ndarray:

@@ -289,14 +289,12 @@ class ReviewSession:
             self._append(record)
         return record
 
-    def image(self, item_id: int) -> np.ndarray:
-        """The item's picture, (H, W, 3) float32 in [0, 1], at the size of its map.
-
-        Decoding the stored file with its long side as the limit repeats the downscaling it was
-        scored with (a no-op for an image that was not downscaled).
-        """
+    def image(self, item_id: int, size: tuple[int, int] | None = None) -> np.ndarray:
+        """The item's picture, (H, W, 3) float32 in [0, 1], at the size of its map (that of the
+        image as scored, after any downscaling) or at `size` (height, width) for showing it smaller:
+        a large JPEG then decodes at a reduced scale."""
         item = self.item(item_id)
-        return read_image(item.image_path, max(item.height, item.width))
+        return read_image(item.image_path, size=size or (item.height, item.width))
 
     def anomaly_map(self, item_id: int) -> np.ndarray:
         """The item's anomaly map, (H, W) float32."""
