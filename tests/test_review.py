@@ -249,6 +249,9 @@ def test_sessions_written_before_familiarity_was_recorded_still_open(tmp_path, p
     old = _reopened(session)
     assert [i.score for i in old.items] == [i.score for i in session.items]
     assert [i.familiarity for i in old.items] == [None] * 4 and not old.out_of_domain.any()
+    assert old.domain_unchecked.all() and not session.domain_unchecked.any()
+    old.rescore(Familiar(), ScoredBy("familiar", "familiar"))  # a re-score measures it
+    assert not old.domain_unchecked.any()
 
 
 def test_ties_keep_upload_order(tmp_path):

@@ -4,6 +4,7 @@ private fine-tunes)."""
 
 import ast
 import importlib
+import json
 import os
 import sys
 import time
@@ -167,6 +168,23 @@ def test_a_review_says_which_images_are_out_of_the_models_domain(ctx, model, par
     assert shown["gallery"]["value"][0][1].startswith("other.png\n⚠ ")
     everything = review.show(ctx, review_id, model, 0.1, "all")
     assert [caption.startswith("other.png") for _, caption in everything["gallery"]["value"] if "⚠" in caption] == [True]
+
+
+def test_a_review_scored_before_familiarity_was_recorded_says_a_re_score_checks_it(ctx, model, parts):
+    from ui import review
+    from ui.context import Context
+
+    good, _ = parts
+    review_id = review.score(ctx, [str(p) for p in good[:2]], None, "", model, progress=lambda *a, **k: None)["review_id"]
+    path = ctx.review(review_id).folder / "items.json"
+    data = json.loads(path.read_text())
+    for record in data["items"]:
+        del record["familiarity"]
+    path.write_text(json.dumps({**data, "format_version": 4}))  # as rbd wrote it before format 5
+    restarted = Context(ctx.work, ctx.catalog)  # the app started again, on the old review
+    assert "2 of them were scored before rbd checked" in review.show(restarted, review_id, model, 0.1, "all")["scored_by"]
+    review.rescore(restarted, review_id, model, progress=lambda *a, **k: None)
+    assert "scored before rbd checked" not in review.show(restarted, review_id, model, 0.1, "all")["scored_by"]
 
 
 def test_inference_events_share_one_limit_and_review_views_are_drawn_in_turn(app_server):

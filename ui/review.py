@@ -152,7 +152,13 @@ def _scored_by(ctx, session: ReviewSession, model: dict, threshold: float, rate:
         text += (f"\n\n⚠ **{unfamiliar}** of them {'looks' if unfamiliar == 1 else 'look'} unlike the training images of "
                  f"{session.scored_by.name} (out of domain), "
                  "so their verdicts say little: choose **out of domain** to see them, and score them with a model of their product.")
-    if not session.is_scored_by(model_bar.scored_by(model), ctx.detector(model).calibration):
+    scored_by_active = session.is_scored_by(model_bar.scored_by(model), ctx.detector(model).calibration)
+    unchecked = int(session.domain_unchecked.sum())
+    if scored_by_active and unchecked and ctx.detector(model).config.memory_size:
+        text += (f"\n\n{unchecked} of them {'was' if unchecked == 1 else 'were'} scored before rbd checked whether images look "
+                 "like the model's training images, so none of those is marked out of domain: **Re-score with the active "
+                 "model** to check them (the decisions are kept).")
+    if not scored_by_active:
         text += (f"\n\n⚠ The active model is **{model['name']}**; these verdicts are still {session.scored_by.name}'s. "
                  "**Re-score with the active model**, or **start a new review**.")
     return text

@@ -163,6 +163,12 @@ class ReviewSession:
         return self._out_of_domain
 
     @property
+    def domain_unchecked(self) -> np.ndarray:
+        """Whether each item's familiarity was never measured, bool by id: scored before review format 5
+        (a re-score measures it) or by a model without memory (which cannot)."""
+        return np.array([item.familiarity is None for item in self._items], dtype=bool)
+
+    @property
     def labels(self) -> np.ndarray:
         """The reviewed labels by id: 1.0 defective, 0.0 good, NaN unreviewed (read-only)."""
         return self._labels
