@@ -31,9 +31,14 @@ from .review.store import SESSION_ID
 CACHE_SIZE = 6  # loaded detectors kept in memory (about 10 MB each with the default teacher)
 
 
+def is_hub_key(key: str) -> bool:
+    """Whether a model's key names a Hub repo (owner/name) rather than a checkpoint folder (an absolute path)."""
+    return not Path(key).is_absolute() and is_repo_id(key)
+
+
 def model_name(key: str, revision: str | None = None) -> str:
     """A model's name for people: a folder's name, or a Hub repo id with its revision."""
-    return Path(key).name if Path(key).is_absolute() or not is_repo_id(key) else "@".join(filter(None, (key, revision)))
+    return "@".join(filter(None, (key, revision))) if is_hub_key(key) else Path(key).name
 
 
 class Catalog:

@@ -397,7 +397,9 @@ def test_recalibrating_without_an_image_reviewed_as_good_is_refused(ctx, model, 
 def test_a_failed_load_puts_the_active_model_back_in_the_picker(ctx, model):
     from ui import model_bar
 
-    assert model_bar.active_choice(ctx, model) == {"choice": model["key"]}
+    assert model_bar.active_choice(ctx, model) == {"choice": model["key"], "hub_id": "", "revision": ""}
+    hub = {**model, "key": "owner/parts", "revision": "v2", "name": "owner/parts@v2"}
+    assert model_bar.active_choice(ctx, hub) == {"choice": "owner/parts", "hub_id": "owner/parts", "revision": "v2"}
     assert model_bar.active_choice(ctx, None) == {}
 
 

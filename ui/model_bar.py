@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from rbd.calibration import Calibration
-from rbd.catalog import model_name
+from rbd.catalog import is_hub_key, model_name
 from rbd.review import ScoredBy
 from rbd.thresholds import RATE_RANGE, describe, threshold_at
 
@@ -68,8 +68,12 @@ def load_model(ctx, choice: str, hub_id: str, revision: str, browser: str) -> di
 
 
 def active_choice(ctx, model: dict | None) -> dict:
-    """After a failed load the picker shows the model still active, not the name that failed."""
-    return {"choice": model["key"]} if model else {}
+    """After a failed load the picker shows the model still active, not the name that failed; a Hub
+    model also in the repo id and revision boxes, so its revision shows and loading it again needs no typing."""
+    if not model:
+        return {}
+    hub = is_hub_key(model["key"])
+    return {"choice": model["key"], "hub_id": model["key"] if hub else "", "revision": (model.get("revision") or "") if hub else ""}
 
 
 def reset(ctx, model: dict) -> dict:
@@ -122,7 +126,8 @@ def wire(ctx, bar: ModelBar, app: gr.Blocks, rejudge) -> None:
     picked = bar.choice.input(lambda: "", None, bar.hub_id, queue=False, api_visibility="private")
     chosen = on(picked.then, load_model, ctx, inputs, loaded, api_visibility="private", show_progress_on=[bar.choice])
     rejudge(chosen.success)
-    on(chosen.failure, active_choice, ctx, [bar.model], {"choice": bar.choice}, api_visibility="private")
+    on(chosen.failure, active_choice, ctx, [bar.model], {"choice": bar.choice, "hub_id": bar.hub_id, "revision": bar.revision},
+       api_visibility="private")
     rejudge(on(bar.reset.click, reset, ctx, [bar.model], {"rate": bar.rate, "info": bar.info}, api_name="reset_threshold",
                show_progress_on=[bar.reset]).success)
     # typing (each key), arrow keys and dragging all fire `input`: the last value wins
