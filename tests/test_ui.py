@@ -153,8 +153,8 @@ def test_review_handlers_without_a_server(ctx, model, parts):
         review.save_mask(ctx, {"layers": [layer]}, review_id, model, 0.1, "all", None)
 
 
-def test_a_review_says_which_images_are_out_of_the_models_domain(ctx, model, parts, tmp_path):
-    from ui import review
+def test_the_app_says_which_images_are_out_of_the_models_domain(ctx, model, parts, tmp_path):
+    from ui import inspection, review
 
     yy, xx = np.mgrid[:64, :80]
     checkerboard = ((((yy // 8) + (xx // 8)) % 2) * 255).astype(np.uint8)  # not the striped parts the model knows
@@ -168,6 +168,8 @@ def test_a_review_says_which_images_are_out_of_the_models_domain(ctx, model, par
     assert shown["gallery"]["value"][0][1].startswith("other.png\n⚠ ")
     everything = review.show(ctx, review_id, model, 0.1, "all")
     assert [caption.startswith("other.png") for _, caption in everything["gallery"]["value"] if "⚠" in caption] == [True]
+    inspected = inspection.inspect_images(ctx, None, [str(good[0]), str(other)], model, 0.1, 0.5, None)["results"]
+    assert dict(zip(inspected["image"], inspected["out of domain"])) == {good[0].name: "", "other.png": "⚠"}
 
 
 def test_a_review_scored_before_familiarity_was_recorded_says_a_re_score_checks_it(ctx, model, parts):

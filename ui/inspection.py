@@ -32,7 +32,7 @@ EMPTY = ("Drop an image (or several, or a zip) on the left and press **Inspect**
          "score, a heat map and the defect mask. Or pick one of the examples.")
 EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.jpg"))
 REGION_COLUMNS = ["region", "area px", "max score", "box (x0, y0, x1, y1)"]
-RESULT_COLUMNS = ["image", "score", "normalised", "verdict"]
+RESULT_COLUMNS = ["image", "score", "normalised", "verdict", "out of domain"]
 
 
 class ImageFile(gr.Image):
@@ -132,7 +132,8 @@ def redraw(ctx, held: list | None, picked, model: dict, rate: float, opacity: fl
     threshold = model_bar.threshold(ctx, model, rate)
     predictions = [_judged(calibration, item, threshold) for item in held]
     table = pd.DataFrame([{"image": item["name"], "score": round(p.score, 4), "normalised": round(p.normalized_score, 3),
-                           "verdict": p.verdict} for item, p in zip(held, predictions)], columns=RESULT_COLUMNS)
+                           "verdict": p.verdict, "out of domain": "⚠" if p.out_of_domain else ""}
+                          for item, p in zip(held, predictions)], columns=RESULT_COLUMNS)
     index = min(int(picked or 0), len(held) - 1)
     return {"results": table, **_detail(held[index], predictions[index], calibration, opacity)}
 
@@ -160,7 +161,7 @@ def _detail(item: dict, p: Prediction, calibration, opacity: float) -> dict:
     if p.out_of_domain:
         lines.insert(1, out_of_domain_note(p.familiarity))
     if item["notice"]:
-        lines.append(f"_{item['notice']}_")
+        lines.append(f"_This upload: {item['notice']}_")  # its notes name their files, which may be other images
     defect = [(folded.astype(np.float32), "defect")] if folded.any() else []  # no "defect" legend on a good image
     return {"summary": "\n\n".join(lines), "heat": fold(heat), "pair": (fold(original), fold(heat)),
             "annotated": (fold(original), [*defect, *boxes]), "regions": table}
@@ -206,8 +207,8 @@ def layout(ctx) -> Inspect:
                 pair = gr.ImageSlider(label="Original / overlay", format="png", height=320)
                 annotated = gr.AnnotatedImage(label="Predicted mask and regions", format="png", color_map={"defect": "#ff2020"},
                                               height=320)
-            regions = gr.Dataframe(label="Defect regions", interactive=False)
-            results = gr.Dataframe(label="All images", interactive=False, elem_id="inspect-results")
+            regions = gr.Dataframe(pd.DataFrame(columns=REGION_COLUMNS), label="Defect regions", interactive=False)
+            results = gr.Dataframe(pd.DataFrame(columns=RESULT_COLUMNS), label="All images", interactive=False, elem_id="inspect-results")
     held = gr.State([], time_to_live=KEPT_S)
     return Inspect(image, files, run, held, picked, opacity, summary, heat, pair, annotated, regions, results)
 

@@ -123,7 +123,7 @@ def wire(ctx, bar: ModelBar, app: gr.Blocks, rejudge) -> None:
     rejudge(on(bar.load.click, load_model, ctx, inputs, loaded, api_name="load_model", show_progress_on=[bar.load]).success)
     first = on(app.load, start, ctx, [bar.browser], {"browser": bar.browser, "choice": bar.choice}, api_visibility="private")
     rejudge(on(first.then, load_model, ctx, inputs, loaded, api_visibility="private").success)
-    picked = bar.choice.input(lambda: "", None, bar.hub_id, queue=False, api_visibility="private")
+    picked = bar.choice.input(lambda: ("", ""), None, [bar.hub_id, bar.revision], queue=False, api_visibility="private")
     chosen = on(picked.then, load_model, ctx, inputs, loaded, api_visibility="private", show_progress_on=[bar.choice])
     rejudge(chosen.success)
     on(chosen.failure, active_choice, ctx, [bar.model], {"choice": bar.choice, "hub_id": bar.hub_id, "revision": bar.revision},

@@ -354,7 +354,7 @@ def layout(ctx, review_id: gr.BrowserState) -> Review:
                 reject = gr.Button("Reject (r)", variant="stop", elem_id="review-reject", size="sm")
                 edit_button = gr.Button("Edit mask (e)", elem_id="review-edit", size="sm")
                 next_button = gr.Button("Next →", elem_id="review-next", size="sm")
-            editor = gr.ImageEditor(type="numpy", format="png", image_mode="RGBA", visible=False, label="Paint the defect",
+            editor = gr.ImageEditor(type="numpy", format="png", image_mode="RGBA", visible=False, label="Paint the defect", height=600,
                                     brush=gr.Brush(colors=["#ff0000"], color_mode="fixed", default_size=12),
                                     layers=gr.LayerOptions(allow_additional_layers=False, layers=["mask"]), transforms=(), sources=(),
                                     elem_id="review-editor")
