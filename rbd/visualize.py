@@ -78,12 +78,37 @@ def fold(image: np.ndarray, max_aspect: float = 4.0, gap: int = 6, fill=255) -> 
     height, width = image.shape[:2]
     if height > width:  # a tall strip: fold its transpose, so the pieces stand side by side
         return np.swapaxes(fold(np.swapaxes(image, 0, 1), max_aspect, gap, fill), 0, 1)
-    pieces = int(np.ceil(np.sqrt(width / height / max_aspect)))
+    pieces, step = _folding(height, width, max_aspect)
     if pieces <= 1:
         return image
-    step = -(-width // pieces)
-    out = np.full((pieces * height + (pieces - 1) * gap, step, *image.shape[2:]), fill, dtype=image.dtype)
+    out = np.full((*folded_shape(height, width, max_aspect, gap), *image.shape[2:]), fill, dtype=image.dtype)
     for i in range(pieces):
         piece = image[:, i * step:(i + 1) * step]
         out[i * (height + gap):i * (height + gap) + height, :piece.shape[1]] = piece
     return out
+
+
+def unfold(folded: np.ndarray, height: int, width: int, max_aspect: float = 4.0, gap: int = 6) -> np.ndarray:
+    """The inverse of `fold` for an image of `height` x `width`: the pieces laid end to end again
+    (whatever was drawn in the gaps is dropped), e.g. a mask painted on a folded strip."""
+    if height > width:
+        return np.swapaxes(unfold(np.swapaxes(folded, 0, 1), width, height, max_aspect, gap), 0, 1)
+    pieces, step = _folding(height, width, max_aspect)
+    if pieces <= 1:
+        return folded
+    return np.concatenate([folded[i * (height + gap):i * (height + gap) + height, :min(step, width - i * step)]
+                           for i in range(pieces)], axis=1)
+
+
+def folded_shape(height: int, width: int, max_aspect: float = 4.0, gap: int = 6) -> tuple[int, int]:
+    """(height, width) of `fold` of an image of `height` x `width`."""
+    if height > width:
+        return folded_shape(width, height, max_aspect, gap)[::-1]
+    pieces, step = _folding(height, width, max_aspect)
+    return (height, width) if pieces <= 1 else (pieces * height + (pieces - 1) * gap, step)
+
+
+def _folding(height: int, width: int, max_aspect: float) -> tuple[int, int]:
+    """(pieces, width of each) that `fold` cuts a wide image of height x width into."""
+    pieces = int(np.ceil(np.sqrt(width / height / max_aspect)))
+    return pieces, -(-width // max(pieces, 1))

@@ -628,6 +628,24 @@ def test_a_thin_defect_survives_opening_and_saving_the_editor_at_a_smaller_size(
     assert review.painted_mask(session, d.id, [layer])[5].all()
 
 
+
+def test_a_long_strip_is_painted_folded_and_its_mask_saved_unfolded(tmp_path):
+    path = tmp_path / "seam.png"
+    Image.fromarray(np.full((10, 200), 128, np.uint8)).save(path)  # 20:1, folded into 3 pieces of 67 columns
+    session = ReviewSession.create(tmp_path / "sessions", "seam", BrightnessDetector(), [path])
+    picture, mask = review.editor_canvas(session, 0, THRESHOLD)
+    assert picture.shape == (3 * 10 + 2 * 6, 67, 3) and mask.shape == picture.shape[:2]  # as the review view shows it
+    assert (picture[10:16] == 255).all()  # the gap between the first two pieces
+    layer = np.zeros((*mask.shape, 4), np.uint8)
+    layer[16 + 2:16 + 5, 10:20, 3] = 255  # painted on the second piece, which holds columns 67-133
+    layer[12, :, 3] = 255  # and in a gap, which is no part of the image
+    painted = review.painted_mask(session, 0, [layer])
+    expected = np.zeros((10, 200), bool)
+    expected[2:5, 67 + 10:67 + 20] = True
+    np.testing.assert_array_equal(painted, expected)
+    with pytest.raises(InvalidInputError, match="the editor for seam.png is 67x42"):
+        review.painted_mask(session, 0, [np.zeros((10, 200, 4), np.uint8)])
+
 def test_images_out_of_domain_are_not_normal_data_for_this_product(tmp_path, parts):
     session = ReviewSession.create(tmp_path / "sessions", "other", Familiar(), parts)
     a, b, c, d = session.items  # a and b out of domain

@@ -20,7 +20,7 @@ from rbd.catalog import Catalog
 from rbd.expiry import mark_used, remove_idle
 from rbd.thresholds import describe, threshold_at
 from rbd.uploads import as_uploaded
-from rbd.visualize import colour_scale, fold
+from rbd.visualize import colour_scale, fold, folded_shape, unfold
 
 
 @pytest.fixture
@@ -54,6 +54,9 @@ def test_long_strips_fold_into_blocks_and_others_stay():
     np.testing.assert_array_equal(folded[52:102], strip[:, 500:1000])  # the second piece below the first
     assert (folded[50:52] == -1).all()
     assert fold(strip.T, gap=2, fill=-1).shape == (500, 206)  # a tall strip: pieces side by side
+    for image in (strip, strip.T, strip[:, :1001], strip[:1, :100]):  # unfold undoes fold, also with a shorter last piece
+        np.testing.assert_array_equal(unfold(fold(image, gap=2), *image.shape, gap=2), image)
+        assert fold(image, gap=2).shape == folded_shape(*image.shape, gap=2)
     square = np.zeros((64, 80, 3))
     assert fold(square) is square
     assert colour_scale(3)[1][0] == 0.5 and all(c.startswith("#") for _, c in colour_scale())

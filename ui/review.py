@@ -267,8 +267,9 @@ def edit(ctx, review_id: str, model: dict, rate: float, request: gr.Request = No
     layer = np.zeros((*mask.shape, 4), np.uint8)
     layer[mask] = (255, 0, 0, 255)
     # the canvas takes the picture's size, or the layer is drawn (and saved) off the image
+    folded = " (a long strip, cut into pieces laid one after the other)" if mask.shape != shown_size(item.height, item.width) else ""
     editor = gr.update(value={"background": image, "layers": [layer], "composite": None}, canvas_size=mask.shape[::-1],
-                       visible=True, label=f"Paint the defect on {item.file_name}")
+                       visible=True, label=f"Paint the defect on {item.file_name}{folded}")
     return {"editor": editor, "save": gr.update(visible=True), "editing": item.id}
 
 

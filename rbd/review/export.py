@@ -16,7 +16,7 @@ from ..detector import verdict as verdict_at
 from ..errors import InvalidInputError
 from ..files import atomic_write
 from ..images import read_image, to_uint8
-from ..visualize import mask_image, shown_size, subsample
+from ..visualize import fold, folded_shape, mask_image, shown_size, subsample, unfold
 from ..visualize import overlay as heat_overlay
 from .rules import final_label, final_mask, mask_to_edit
 from .store import THUMB_SIDE
@@ -74,29 +74,33 @@ def overlay(session, item_id: int, threshold: float, opacity: float = 0.5, max_s
 
 
 def editor_canvas(session, item_id: int, threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    """(picture (h, w, 3) uint8, mask (h, w) bool) to open the mask editor with, at `shown_size`:
-    the image and the mask to start from (`mask_to_edit`). A shrunk mask keeps every pixel that
-    covers some of the mask, so a one-pixel crack is not lost by opening and saving."""
+    """(picture (h, w, 3) uint8, mask (h, w) bool) to open the mask editor with: the image and the
+    mask to start from (`mask_to_edit`) at `shown_size`, a long strip folded into a block (`fold`)
+    as the review shows it, so that it is not painted on as a sliver. A shrunk mask keeps every
+    pixel that covers some of the mask, so a one-pixel crack is not lost by opening and saving."""
     item = session.item(item_id)
     size = shown_size(item.height, item.width)
     mask = Image.fromarray(mask_to_edit(session, item_id, threshold).astype(np.uint8) * 255)
     if mask.size != size[::-1]:
         mask = mask.resize(size[::-1], Image.Resampling.BOX)
-    return to_uint8(session.image(item_id, size)), np.asarray(mask) > 0
+    return fold(to_uint8(session.image(item_id, size))), fold(np.asarray(mask) > 0, fill=False)
 
 
 def painted_mask(session, item_id: int, layers: list[np.ndarray]) -> np.ndarray:
     """The inspector's mask at the item's size, (H, W) bool: every painted pixel (alpha > 0) of the
-    editor's RGBA `layers`, which are at `shown_size`. InvalidInputError for layers of another size."""
+    editor's RGBA `layers`, which are as `editor_canvas` drew them (paint in a folded strip's gaps
+    is dropped). InvalidInputError for layers of another size."""
     item = session.item(item_id)
     size = shown_size(item.height, item.width)
-    painted = np.zeros(size, bool)
+    canvas = folded_shape(*size)
+    painted = np.zeros(canvas, bool)
     for layer in layers:
         alpha = np.asarray(layer)[..., 3] > 0
-        if alpha.shape != size:
+        if alpha.shape != canvas:
             raise InvalidInputError(f"the painted mask is {alpha.shape[1]}x{alpha.shape[0]}, the editor for "
-                                    f"{item.file_name} is {size[1]}x{size[0]}")
+                                    f"{item.file_name} is {canvas[1]}x{canvas[0]}")
         painted |= alpha
+    painted = unfold(painted, *size)
     if size == (item.height, item.width):
         return painted
     return np.asarray(Image.fromarray(painted).resize((item.width, item.height), Image.Resampling.NEAREST))
