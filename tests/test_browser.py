@@ -366,6 +366,60 @@ def test_the_mask_editor_opens_on_the_image_and_saves_on_it(page, app_server, pi
     np.testing.assert_array_equal(saved(), painted)
 
 
+
+def test_a_long_strip_is_painted_folded_and_saved_where_it_was_painted(page, app_server, pictures, detector):
+    clear(page, "#review-files")
+    page.locator("#review-files input[type=file]").set_input_files([str(pictures / "strip.png")])
+    expect(page.locator("#review-files").get_by_role("cell", name="strip.png").first).to_be_visible()
+    page.locator("#review-score").click()
+    expect(page.locator("#review-status")).to_contain_text("Scored 1 image(s)")
+    text = page.locator("#review-text")
+    expect(text).to_contain_text(re.compile(r"^\s*\d / 7 "))  # the view holds the new image too
+    thumbnail = page.locator("#review-gallery .caption-label").filter(has_text=re.compile(r"^strip\.png"))
+    thumbnail.first.click()
+    expect(text).to_contain_text(re.compile(r"^\s*\d / 7 · strip\.png"))
+    blur(page)
+    page.keyboard.press("r")  # the model flags it; rejected, the editor opens on an empty mask
+    expect(text).not_to_contain_text("strip.png")
+    thumbnail.first.click()
+    expect(text).to_contain_text(re.compile(r"^\s*\d / 7 · strip\.png .* decision: reject"))
+    session = review_session(app_server, "strip.png")
+    item = next(i for i in session.items if i.file_name == "strip.png")  # 50 x 2000: 4 pieces of 500, 6 px apart
+    assert not review.mask_to_edit(session, item.id, detector.threshold).any()
+
+    blur(page)
+    page.keyboard.press("e")
+    editor = page.locator("#review-editor")
+    expect(editor).to_contain_text("Paint the defect on strip.png (a long strip")
+    time.sleep(2)  # the canvas is drawn anew for the image
+    canvas = editor.locator("canvas").first
+    canvas.scroll_into_view_if_needed()
+    editor.locator("button[aria-label=Brush]").click()
+    box = canvas.bounding_box()
+    shown = np.asarray(Image.open(io.BytesIO(page.screenshot(clip=box))).convert("L"))  # screen pixels, maybe more than CSS px
+    picture = shown < 250  # the picture on white, its gaps white too
+    rows = np.flatnonzero(picture.mean(axis=1) > 0.5)  # the picture's, and the label bar's above it
+    rows = max(np.split(rows, np.flatnonzero(np.diff(rows) > 12) + 1), key=len)  # the picture: the tallest block
+    columns = np.flatnonzero(picture[rows[0]:rows[-1] + 1].mean(axis=0) > 0.5)
+    scale = shown.shape[1] / box["width"]
+    top, left = box["y"] + rows[0] / scale, box["x"] + columns[0] / scale
+    height, width = (rows[-1] - rows[0] + 1) / scale, (columns[-1] - columns[0] + 1) / scale
+    assert width / height == pytest.approx(500 / 218, rel=0.1)  # a block of four pieces, not a 40:1 sliver
+    y = top + height * 25 / 218  # the middle row of the first piece; x from 40 % to 60 % of it: columns 200-300
+    page.mouse.move(left + 0.4 * width, y)
+    page.mouse.down()
+    page.mouse.move(left + 0.6 * width, y, steps=8)
+    page.mouse.up()
+    shot(page, "5b-review-editor-strip")
+    page.locator("#review-save").click()
+    expect(editor).to_be_hidden()
+    time.sleep(1)
+    painted = review.final_mask(review_session(app_server, "strip.png"), item.id)
+    assert painted.shape == (50, 2000) and painted[23:28, 215:285].all()  # in the first piece, where it was painted
+    rows, columns = np.nonzero(painted)
+    # a brush's width around it and nowhere else: painted on another piece it would lie 500 columns away
+    assert abs(rows.mean() - 25) <= 8 and columns.min() >= 170 and columns.max() <= 330
+
 def test_cancel_stops_training_at_once_and_says_the_model_is_unchanged(page, category):
     page.get_by_role("tab", name="Fine-tune").click()
     page.locator("#train-files input[type=file]").set_input_files([str(p) for p in sorted((category / "train" / "good").iterdir())])
