@@ -41,10 +41,11 @@ class Evaluation:
 
 def evaluate(detector: Detector, category: str | Path, progress: Callable[[int, int], None] | None = None,
              threshold: float | None = None) -> Evaluation:
-    """Score every test image; pixel metrics only when every defective image has a mask.
+    """Score every test image; pixel metrics only when every defective image has a usable mask.
 
     Images are read and scored as `predict_files` does (unreadable ones skipped, huge ones
-    downscaled, each with one notice); a test image whose mask is unusable is skipped too.
+    downscaled, each with one notice). A missing or unusable mask (unreadable, or not its image's
+    size) costs the pixel metrics, with a notice naming it, and never the image metrics.
     `threshold` (default: the detector's) sets the verdicts: the rows' and the false-alarm rate
     and recall they add up to; the other metrics do not depend on it.
     """
@@ -60,8 +61,9 @@ def evaluate(detector: Detector, category: str | Path, progress: Callable[[int, 
         except ImageReadError as err:
             bad_masks.append(str(err))
     if bad_masks:
-        notify(f"skipped {len(bad_masks)} test image(s) with an unusable mask: {'; '.join(bad_masks)}")
-    by_path = {item.path: item for item in items if item.path in truth}
+        notify(f"{len(bad_masks)} unusable mask(s): pixel metrics skipped ({'; '.join(bad_masks)})")
+        with_masks = False
+    by_path = {item.path: item for item in items}
     rows, maps, masks, times = [], [], [], []
     start = time.perf_counter()
     for path, _, prediction in predict_files(detector, list(by_path), batch_size=1, progress=progress):

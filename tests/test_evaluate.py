@@ -54,17 +54,19 @@ def test_training_folder_prefers_train_good(category, tmp_path):
     assert training_folder(tmp_path) == tmp_path
 
 
-def test_an_image_with_a_bad_mask_is_skipped_with_a_notice(detector, category, tmp_path):
+@pytest.mark.parametrize("bad", [2, 5])  # some masks, or every defect's
+def test_unusable_masks_cost_the_pixel_metrics_with_a_notice_and_no_image(detector, category, tmp_path, bad):
     from PIL import Image
 
     copy = shutil.copytree(category, tmp_path / "badmask")
     masks = sorted((copy / "ground_truth" / "hole").iterdir())
-    Image.fromarray(np.zeros((5, 5), np.uint8)).save(masks[0])
+    for mask in masks[:bad]:
+        Image.fromarray(np.zeros((5, 5), np.uint8)).save(mask)
     masks[1].write_bytes(b"not a png")
-    with pytest.warns(UserWarning, match=r"skipped 2 test image\(s\) with an unusable mask:.*mask is 5x5.*not an image"):
+    with pytest.warns(UserWarning, match=rf"{bad} unusable mask\(s\): pixel metrics skipped .*mask is 5x5.*not an image"):
         result = rbd.evaluate(detector, copy)
-    assert result.n_images == 8 and result.pixel_auroc is not None
-    assert {r["file"] for r in result.rows}.isdisjoint({"test/hole/000.png", "test/hole/001.png"})
+    assert result.n_images == 10 and result.pixel_auroc is None and result.aupro is None
+    assert result.image_auroc == rbd.evaluate(detector, category).image_auroc  # the images ranked as with good masks
 
 
 def test_unreadable_classes_are_a_layout_error(detector, category, tmp_path):
