@@ -347,9 +347,13 @@ def test_evaluate_an_mvtec_zip_and_rejudge_its_rows(client, category, tmp_path):
     assert len(rows["data"]) == 10
     verdict = rows["headers"].index("verdict")
     assert {row[verdict] for row in rows["data"]} == {"good", "defective"}
-    rows, *_ = client.predict(30, api_name="/evaluate_rethreshold")
+    rows, judged, *_ = client.predict(30, api_name="/evaluate_rethreshold")
     strict = [row[verdict] for row in rows["data"]]
     assert strict.count("defective") >= 5  # at 30% false alarms more is flagged
+    label, judged = rows["headers"].index("label"), {row[0]: row[1] for row in judged["data"]}
+    found = [row[verdict] == "defective" for row in rows["data"] if int(row[label]) == 1]
+    assert float(judged["recall"]) == pytest.approx(sum(found) / len(found), abs=1e-4)  # the metrics follow the threshold too
+    assert float(judged["threshold"]) < float(metrics["threshold"]) and judged["image_auroc"] == metrics["image_auroc"]
     rows, *_ = client.predict(0.01, api_name="/evaluate_rethreshold")
     assert [row[verdict] for row in rows["data"]].count("defective") <= strict.count("defective")
 

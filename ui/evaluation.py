@@ -1,6 +1,7 @@
 """Evaluate: metrics, ROC curve and per-image verdicts of the active model on an MVTec-layout zip.
 
-The per-image verdicts follow the threshold control, like every other verdict in the app.
+The per-image verdicts, and the false-alarm rate and recall they add up to, follow the threshold control,
+like every other verdict in the app; the other metrics do not depend on it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import pandas as pd
 
 import rbd
 from rbd.detector import verdict
+from rbd.metrics import at_threshold
 from rbd.plots import roc_figure
 from rbd.uploads import extract_zip, find_mvtec_root
 
@@ -38,12 +40,8 @@ def evaluate(ctx, archive, model: dict, rate: float, progress=gr.Progress()) -> 
     with ctx.upload_folder() as folder:
         extract_zip(archive, folder)
         result = rbd.evaluate(ctx.detector(model), find_mvtec_root(folder), progress=lambda i, n: progress((i, n), desc="evaluating"))
-    metrics = result.summary()
-    summary = pd.DataFrame([{"metric": k, "value": "–" if v is None else round(v, 4) if isinstance(v, float) else v}
-                            for k, v in metrics.items()])
-    evaluated = {"model": model_id(model), "name": model["name"], "metrics": metrics, "rows": result.rows}
-    return {"summary": summary, "roc": roc_figure(result.roc, result.image_auroc), "evaluated": evaluated,
-            **rows(ctx, evaluated, model, rate)}
+    evaluated = {"model": model_id(model), "name": model["name"], "metrics": result.summary(), "rows": result.rows}
+    return {"roc": roc_figure(result.roc, result.image_auroc), "evaluated": evaluated, **rows(ctx, evaluated, model, rate)}
 
 
 def model_id(model: dict) -> list:
@@ -56,7 +54,7 @@ def is_of(evaluated: dict | None, model: dict) -> bool:
 
 
 def rows(ctx, evaluated: dict | None, model: dict, rate: float) -> dict:
-    """The per-image table with verdicts at the current threshold of the model that was evaluated; once
+    """The metrics and the per-image table, with verdicts at the current threshold of the model that was evaluated; once
     another model is active, the evaluation is cleared (its metrics and verdicts are not that model's)."""
     if not evaluated:
         return {}
@@ -68,7 +66,11 @@ def rows(ctx, evaluated: dict | None, model: dict, rate: float) -> dict:
     threshold = model_bar.threshold(ctx, model, rate)
     table = [{**row, "normalized_score": calibration.normalize(row["score"], threshold), "verdict": verdict(row["score"], threshold)}
              for row in evaluated["rows"]]
-    return {"rows": pd.DataFrame(table).round(4)}
+    judged = at_threshold([row["label"] for row in table], [row["score"] for row in table], threshold)
+    metrics = {**evaluated["metrics"], **{k: judged[k] for k in ("threshold", "false_alarm_rate", "recall")}}
+    summary = pd.DataFrame([{"metric": k, "value": "–" if v is None else round(v, 4) if isinstance(v, float) else v}
+                            for k, v in metrics.items()])
+    return {"summary": summary, "rows": pd.DataFrame(table).round(4)}
 
 
 def layout(ctx) -> Evaluate:
