@@ -114,7 +114,8 @@ class Catalog:
         """Offer `owner`'s fine-tune to every user of the app; returns its new key."""
         source = Path(key)
         if source.parent != self.owner_folder(owner) or not (source / CONFIG_FILE).is_file():
-            raise CheckpointError("only a fine-tune made in this browser session can be shared")
+            raise CheckpointError(f"{model_name(key)} is not a fine-tune made in this browser: only those can be shared "
+                                  "(pick one in the model list, or fine-tune one)")
         self.shared.mkdir(parents=True, exist_ok=True)
         target = self.shared / source.name
         shutil.copytree(source, self.shared / f".{source.name}.tmp", dirs_exist_ok=True)

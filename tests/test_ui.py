@@ -115,7 +115,7 @@ def test_fine_tunes_are_private_until_published(detector, tmp_path):
     assert catalog.get(key, owner="alice") is not None
     with pytest.raises(rbd.CheckpointError, match="neither a listed checkpoint"):
         catalog.get(key, owner="bob")
-    with pytest.raises(rbd.CheckpointError, match="only a fine-tune made in this browser"):
+    with pytest.raises(rbd.CheckpointError, match="is not a fine-tune made in this browser: only those can be shared"):
         catalog.publish(key, "bob")
     shared = catalog.publish(key, "alice")
     assert catalog.get(shared, owner="bob") is not None and [k for _, k in catalog.entries("bob")] == [shared]
@@ -348,7 +348,7 @@ def test_an_evaluation_is_cleared_once_another_model_is_active(ctx, model):
 
     evaluated = {"model": evaluation.model_id(model), "name": model["name"], "metrics": {},
                  "rows": [{"image": "a.png", "label": 0, "score": 1.0}]}
-    assert set(evaluation.rows(ctx, evaluated, model, 1.0)) == {"rows"}
+    assert set(evaluation.rows(ctx, evaluated, model, 1.0)) == {"rows", "summary"}  # the same model: re-judged, kept
     assert evaluation.rows(ctx, evaluated, {**model, "revision": "v2"}, 1.0)["evaluated"] is None  # another revision
     cleared = evaluation.rows(ctx, evaluated, {**model, "key": "another", "name": "another"}, 1.0)
     assert cleared["evaluated"] is None and cleared["roc"] is None and cleared["rows"].empty

@@ -78,6 +78,7 @@ def fine_tune(ctx, files, folder, use_reviewed: bool, review_id: str, start_curr
     A new model gets `teacher`; one started from the active model keeps the active model's."""
     config = rbd.TrainConfig(epochs=int(epochs) if epochs else None, max_minutes=float(minutes) if minutes else None)
     model_config = None if start_current else rbd.ModelConfig(backbone=teacher)
+    progress(0, desc="reading the images")
     with ctx.upload_folder() as upload:
         uploaded = paths(files) + paths(folder)
         images = gather_images(uploaded, upload) if uploaded else []
@@ -89,6 +90,7 @@ def fine_tune(ctx, files, folder, use_reviewed: bool, review_id: str, start_curr
         pictures, _ = read_images(images, MAX_SIDE)
     if len(pictures) < MIN_IMAGES:
         raise rbd.NoImagesError(f"fine-tuning needs at least {MIN_IMAGES} readable normal images, got {len(pictures)}")
+    progress(0, desc=f"preparing to train on {len(pictures)} images")
     job = BackgroundTraining(pictures, model_config, config, start_from=ctx.detector(model) if start_current else None)
     key = request.session_hash if request is not None else id(job)
     running = ctx.jobs[key] = {"job": job, "step": 0}
@@ -171,7 +173,7 @@ def layout(ctx) -> FineTune:
             with gr.Row():
                 train = gr.Button("Train", variant="primary", elem_id="train-run")
                 cancel_button = gr.Button("Cancel", variant="stop", elem_id="train-cancel")
-            status = gr.Markdown(elem_id="train-status")
+            status = gr.Markdown(elem_id="train-status", min_height=48)  # room for the queue and progress it shows
         with gr.Column():
             loss = gr.LinePlot(x="step", y="loss", label="Training loss", height=220, elem_id="train-loss")
             calibration = gr.Plot(label="Calibration")
@@ -189,7 +191,9 @@ def layout(ctx) -> FineTune:
 
 
 def wire(ctx, area: FineTune, bar: model_bar.ModelBar, review_id, evaluated, rejudge) -> None:
-    trained = on(area.train.click, fine_tune, ctx,
+    # an earlier run's message goes at once: a failure must not leave a success standing beside its error
+    pressed = area.train.click(lambda: "", None, area.status, queue=False, api_visibility="private")
+    trained = on(pressed.then, fine_tune, ctx,
                  [area.files, area.folder, area.use_reviewed, review_id, area.start_current, area.epochs, area.minutes,
                   bar.model, bar.browser, area.teacher],
                  {"loss": area.loss, "calibration": area.calibration, "model_file": area.model_file, "choice": bar.choice,
