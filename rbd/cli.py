@@ -32,6 +32,7 @@ from .evaluate import evaluate
 from .files import atomic_write
 from .images import IMAGE_EXTENSIONS, find_images
 from .model import ModelConfig
+from .notices import notify
 from .outputs import CSV_COLUMNS, ScoredFile, scored_file
 from .ray_engine import is_uri, list_uri, score_files
 from .thresholds import describe
@@ -104,7 +105,11 @@ def _predict(args: argparse.Namespace) -> None:
     _write(text.getvalue().encode("utf-8"), out / "results.csv")
     if args.engine == "ray":
         _write(_parquet(written), out / "results.parquet")
-    print(f"wrote {len(scored)} overlays, masks and {out / 'results.csv'}" + (" and results.parquet" if args.engine == "ray" else ""))
+    print(f"wrote {len(scored)} overlay(s), mask(s) and {out / 'results.csv'}" + (" and results.parquet" if args.engine == "ray" else ""))
+    unfamiliar = sum(result.out_of_domain for result in scored)
+    if unfamiliar:
+        notify(f"{unfamiliar} of {len(scored)} image(s) look unlike the model's training images, so their verdicts say little "
+               "(out_of_domain in results.csv): score them with a model of their product")
 
 
 def _parquet(results: list[ScoredFile]) -> bytes:

@@ -15,10 +15,12 @@ import numpy as np
 from PIL import Image
 
 from .calibration import Calibration
-from .detector import Prediction
+from .detector import Prediction, is_out_of_domain
 from .visualize import mask_image, overlay
 
-CSV_COLUMNS = ("file", "score", "normalized_score", "threshold", "verdict")
+# out_of_domain: "yes" where the image looks unlike the model's training images (its verdict says little);
+# familiarity and out_of_domain are empty for a model without memory, which cannot tell
+CSV_COLUMNS = ("file", "score", "normalized_score", "threshold", "verdict", "familiarity", "out_of_domain")
 
 
 @dataclass(frozen=True)
@@ -35,8 +37,14 @@ class ScoredFile:
     mask_png: bytes | None = None
     error: str | None = None
 
+    @property
+    def out_of_domain(self) -> bool:
+        return is_out_of_domain(self.familiarity)
+
     def csv_row(self) -> list[str]:
-        return [self.file, f"{self.score:.6f}", f"{self.normalized_score:.6f}", f"{self.threshold:.6f}", self.verdict]
+        known = self.familiarity is not None
+        return [self.file, f"{self.score:.6f}", f"{self.normalized_score:.6f}", f"{self.threshold:.6f}", self.verdict,
+                f"{self.familiarity:.4f}" if known else "", ("yes" if self.out_of_domain else "no") if known else ""]
 
 
 def scored_file(file: str, image: np.ndarray, prediction: Prediction, calibration: Calibration) -> ScoredFile:

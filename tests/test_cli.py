@@ -43,8 +43,9 @@ def test_train_evaluate_predict_info(category, tmp_path, capsys):
     assert code == 0 and err == "", err  # --quiet: no progress bar
     with open(tmp_path / "pred" / "results.csv") as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["file", "score", "normalized_score", "threshold", "verdict"]
+    assert list(rows[0]) == ["file", "score", "normalized_score", "threshold", "verdict", "familiarity", "out_of_domain"]
     assert len(rows) == 1 + 5 and {r["verdict"] for r in rows} <= {"good", "defective"}
+    assert all(0 <= float(r["familiarity"]) <= 1 and r["out_of_domain"] in ("yes", "no") for r in rows)
     assert all(float(r["threshold"]) == float(rows[0]["threshold"]) for r in rows)
     names = sorted(p.name for p in (tmp_path / "pred").iterdir())
     assert len(names) == 1 + 2 * 6  # results.csv + overlay and mask per image (one stem twice -> made unique)
@@ -126,7 +127,7 @@ def test_predict_scores_huge_images_on_a_downscaled_copy_with_a_warning(checkpoi
     out = tmp_path / "pred"
     code, _, err = run(capsys, "predict", checkpoint, tmp_path / "wide.png", "--out", out)
     assert code == 0, err
-    warning = [line for line in err.splitlines() if line.startswith("warning:")]
+    warning = [line for line in err.splitlines() if line.startswith("warning:") and "downscaled" in line]  # (a gradient is no striped part either)
     assert len(warning) == 1 and f"wide.png is {MAX_SIDE + 100}x40: downscaled to" in warning[0], err
     assert max(Image.open(out / "wide_overlay.png").size) == MAX_SIDE == max(Image.open(out / "wide_mask.png").size)
     assert len(_results(out)) == 1
@@ -142,8 +143,19 @@ def test_predict_skips_unreadable_files_with_one_warning(category, checkpoint, t
     assert len(warning) == 1 and "skipped 1 unreadable file(s)" in warning[0] and "broken.png" in warning[0], err
     assert [row["file"] for row in _results(out)] == [str(good)]
     assert sorted(p.name for p in out.iterdir()) == ["good_mask.png", "good_overlay.png", "results.csv"]
-    assert "wrote 1 overlays" in out_text
+    assert "wrote 1 overlay(s)" in out_text
 
+
+
+def test_predict_marks_images_unlike_the_training_images_with_a_warning(category, checkpoint, tmp_path, capsys):
+    good = _copy(sorted((category / "test" / "good").glob("*.png"))[0], tmp_path / "in" / "good.png")
+    yy, xx = np.mgrid[:64, :80]
+    Image.fromarray((((yy // 8 + xx // 8) % 2) * 255).astype(np.uint8)).save(tmp_path / "in" / "other.png")  # not a striped part
+    code, _, err = run(capsys, "predict", checkpoint, tmp_path / "in", "--out", tmp_path / "pred")
+    assert code == 0, err
+    assert {row["file"]: row["out_of_domain"] for row in _results(tmp_path / "pred")} == {str(good): "no", str(tmp_path / "in" / "other.png"): "yes"}
+    warning = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert len(warning) == 1 and "1 of 2 image(s) look unlike the model's training images" in warning[0], err
 
 def test_predict_with_no_usable_image_writes_nothing(checkpoint, tmp_path, capsys):
     (tmp_path / "in").mkdir()
@@ -207,7 +219,7 @@ def test_usage_mistakes_are_one_line_and_exit_code_2(capsys, args):
 def test_predict_shows_progress_with_counts_rate_and_time_left(category, checkpoint, tmp_path, capsys):
     code, _, err = run(capsys, "predict", checkpoint, category / "test" / "hole", "--out", tmp_path / "p", "--batch-size", 2)
     assert code == 0, err
-    final = err.replace("\r", "\n").splitlines()[-1]
+    final = [line for line in err.replace("\r", "\n").splitlines() if line.startswith("scoring:")][-1]
     assert final.startswith("scoring: 100%") and "5/5 [" in final and "<00:00" in final and "image/s]" in final, err
 
 
