@@ -173,7 +173,7 @@ def layout(ctx) -> FineTune:
             with gr.Row():
                 train = gr.Button("Train", variant="primary", elem_id="train-run")
                 cancel_button = gr.Button("Cancel", variant="stop", elem_id="train-cancel")
-            status = gr.Markdown(elem_id="train-status", min_height=48)  # room for the queue and progress it shows
+            status = gr.Markdown(elem_id="train-status", min_height=64)  # room for the queue and progress it shows
         with gr.Column():
             loss = gr.LinePlot(x="step", y="loss", label="Training loss", height=220, elem_id="train-loss")
             calibration = gr.Plot(label="Calibration")
