@@ -111,6 +111,20 @@ def clear(page, box: str):
         button.first.click()
 
 
+
+def open_editor(page, label: str) -> dict:
+    """Press `e` on the review image shown, wait for the mask editor labelled `label`, take its brush;
+    returns the canvas's box on the page."""
+    blur(page)
+    page.keyboard.press("e")
+    editor = page.locator("#review-editor")
+    expect(editor).to_contain_text(label)
+    time.sleep(2)  # the canvas is drawn anew for the image
+    canvas = editor.locator("canvas").first
+    canvas.scroll_into_view_if_needed()
+    editor.locator("button[aria-label=Brush]").click()
+    return canvas.bounding_box()
+
 def set_rate(page, rate: str):
     """Type a rate in the threshold's box and press Enter, without leaving the box."""
     box = page.locator("#threshold input[type=number]")
@@ -332,14 +346,7 @@ def test_the_mask_editor_opens_on_the_image_and_saves_on_it(page, app_server, pi
     saved = lambda: review.final_mask(review_session(app_server, "tall_part.png"), item.id)  # noqa: E731
     np.testing.assert_array_equal(saved(), model_mask)
 
-    blur(page)
-    page.keyboard.press("e")
-    expect(editor).to_contain_text("Paint the defect on tall_part.png")
-    time.sleep(2)  # the canvas is drawn anew for the image
-    canvas = editor.locator("canvas").first
-    canvas.scroll_into_view_if_needed()
-    editor.locator("button[aria-label=Brush]").click()
-    box = canvas.bounding_box()
+    box = open_editor(page, "Paint the defect on tall_part.png")
     x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
     page.mouse.move(x - 4, y)
     page.mouse.down()
@@ -387,15 +394,8 @@ def test_a_long_strip_is_painted_folded_and_saved_where_it_was_painted(page, app
     item = next(i for i in session.items if i.file_name == "strip.png")  # 50 x 2000: 4 pieces of 500, 6 px apart
     assert not review.mask_to_edit(session, item.id, detector.threshold).any()
 
-    blur(page)
-    page.keyboard.press("e")
+    box = open_editor(page, "Paint the defect on strip.png (a long strip")
     editor = page.locator("#review-editor")
-    expect(editor).to_contain_text("Paint the defect on strip.png (a long strip")
-    time.sleep(2)  # the canvas is drawn anew for the image
-    canvas = editor.locator("canvas").first
-    canvas.scroll_into_view_if_needed()
-    editor.locator("button[aria-label=Brush]").click()
-    box = canvas.bounding_box()
     shown = np.asarray(Image.open(io.BytesIO(page.screenshot(clip=box))).convert("L"))  # screen pixels, maybe more than CSS px
     picture = shown < 250  # the picture on white, its gaps white too
     rows = np.flatnonzero(picture.mean(axis=1) > 0.5)  # the picture's, and the label bar's above it
