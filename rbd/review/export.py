@@ -59,8 +59,8 @@ def export_zip(session, path: str | Path, threshold: float) -> Path:
 def overlay(session, item_id: int, threshold: float, opacity: float = 0.5, max_side: int | None = None) -> np.ndarray:
     """(H, W, 3) uint8: the image blended with its heat map, coloured by the session's calibration.
 
-    `max_side` keeps every `step`-th pixel so the long side fits; at `THUMB_SIDE` the picture
-    is the thumbnail stored at scoring time, so nothing decodes the full image.
+    `max_side` keeps every `step`-th pixel of the map so the long side fits, and decodes the picture
+    at that size; at `THUMB_SIDE` the picture is the thumbnail stored at scoring time.
     """
     if max_side is not None and max_side < 1:
         raise InvalidInputError(f"max_side must be at least 1, got {max_side}")
