@@ -458,6 +458,13 @@ def test_after_a_fine_tune_the_review_shows_its_model_and_can_be_rescored(page):
     shot(page, "7-evaluate")
 
 
+def test_a_reload_keeps_the_fine_tuned_model_active(page):
+    page.reload(wait_until="domcontentloaded")
+    loaded(page)
+    expect(page.locator("#model-info")).to_contain_text("model-")
+    expect(page.locator("#model-choice input")).to_have_value(re.compile("model-"))
+
+
 def test_a_restarted_app_resumes_the_same_review(browser, checkpoint, parts, tmp_path):
     """The review id lives in the browser (BrowserState), the decisions on disk: a new server on
     the same work folder and address shows the same review with its decisions."""

@@ -408,6 +408,24 @@ def test_a_failed_load_puts_the_active_model_back_in_the_picker(ctx, model):
     assert model_bar.active_choice(ctx, None) == {}
 
 
+def test_a_page_load_restores_the_model_the_browser_left_active_or_says_why_not(ctx, model, hub_cache):
+    from rbd.notices import collect
+    from ui import model_bar
+
+    default = ctx.catalog.default_key()
+    recalibrated = {**model, "calibration": {**ctx.detector(model).calibration.to_dict(), "false_alarm_rate": 0.05}}
+    with collect() as notes:
+        restored = model_bar.restore(ctx, recalibrated, default, "browser-1")
+        fresh = model_bar.restore(ctx, None, default, "browser-1")
+        gone = model_bar.restore(ctx, {**model, "key": "owner/gone", "name": "owner/gone"}, default, "browser-1")
+    assert restored["model"] == recalibrated and restored["rate"] == pytest.approx(5.0)  # a review's recalibration survives
+    assert "recalibrated" in restored["info"] and restored["choice"] == model["key"]
+    for result in (fresh, gone):  # nothing stored, or a Hub model out of reach: the default, at its own rate
+        assert result["model"]["key"] == default and result["model"]["calibration"] is None
+        assert result["rate"] == pytest.approx(100 * ctx.detector(model).calibration.false_alarm_rate)
+    assert len(notes) == 1 and notes[0].startswith("owner/gone, the model active before, could not be loaded again")
+
+
 def test_a_fine_tune_trains_for_its_budget_and_needs_one(ctx, model, monkeypatch):
     from ui import fine_tune
 

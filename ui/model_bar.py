@@ -3,7 +3,8 @@
 The threshold is set as an expected false-alarm rate (% of good parts flagged), which means the
 same for every model; each model's calibration turns it into a raw score, shown beside it.
 A browser's model is a state: {"key", "revision", "owner", "name", "calibration"}, where
-"calibration" is None for the model's own, or the one a review recalibrated.
+"calibration" is None for the model's own, or the one a review recalibrated. A copy lives in the
+browser (signed), so a reload or a restarted server finds the model it left active.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import gradio as gr
 
 from rbd.calibration import Calibration
 from rbd.catalog import is_hub_key, model_name
+from rbd.errors import RBDError
+from rbd.notices import notify
 from rbd.review import ScoredBy
 from rbd.thresholds import RATE_RANGE, describe, threshold_at
 
@@ -25,6 +28,7 @@ from .wiring import on
 class ModelBar:
     browser: gr.BrowserState
     model: gr.State
+    stored: gr.BrowserState  # the browser's copy of `model`, read once when the page loads
     choice: gr.Dropdown
     hub_id: gr.Textbox
     revision: gr.Textbox
@@ -67,6 +71,23 @@ def load_model(ctx, choice: str, hub_id: str, revision: str, browser: str) -> di
     return {"model": model, "rate": rate, "info": info(ctx, model, rate)}
 
 
+def restore(ctx, stored: dict | None, choice: str, browser: str) -> dict:
+    """On page load: the model this browser left active (with a review's recalibration), or `choice`
+    (the default) when there is none or it cannot be loaded any more (an expired fine-tune, an
+    unreachable Hub), which a warning names."""
+    if stored and stored.get("key"):
+        model = {**stored, "owner": browser or None}
+        try:
+            ctx.detector(model)
+        except RBDError as err:
+            notify(f"{model.get('name') or model['key']}, the model active before, could not be loaded again ({err}); "
+                   "the default model is active")
+        else:
+            rate = 100 * calibration(ctx, model).false_alarm_rate
+            return {"model": model, "rate": rate, "info": info(ctx, model, rate), **active_choice(ctx, model)}
+    return load_model(ctx, choice, "", "", browser)
+
+
 def active_choice(ctx, model: dict | None) -> dict:
     """After a failed load the picker shows the model still active, not the name that failed; a Hub
     model also in the repo id and revision boxes, so its revision shows and loading it again needs no typing."""
@@ -98,6 +119,7 @@ def layout(ctx) -> ModelBar:
     browser = gr.BrowserState("", storage_key="rbd-browser", secret=ctx.state_secret)
     key = ctx.catalog.default_key()
     model = gr.State({"key": key, "revision": None, "owner": None, "name": model_name(key), "calibration": None} if key else None)
+    stored = gr.BrowserState(None, storage_key="rbd-model", secret=ctx.state_secret)
     with gr.Row():
         # the catalog, not the picker's list, decides what a browser may load (the list differs per browser)
         choice = gr.Dropdown(ctx.catalog.entries(), value=ctx.catalog.default_key(), label="Model", scale=2, elem_id="model-choice",
@@ -111,7 +133,7 @@ def layout(ctx) -> ModelBar:
                          label="Threshold: expected false alarms (% of good parts flagged)")
         reset = gr.Button("↺ model's threshold", size="sm", scale=0, min_width=160, elem_id="threshold-reset")
         info = gr.Markdown(elem_id="model-info")
-    return ModelBar(browser, model, choice, hub_id, revision, load, rate, reset, info)
+    return ModelBar(browser, model, stored, choice, hub_id, revision, load, rate, reset, info)
 
 
 def wire(ctx, bar: ModelBar, app: gr.Blocks, rejudge) -> None:
@@ -122,7 +144,10 @@ def wire(ctx, bar: ModelBar, app: gr.Blocks, rejudge) -> None:
     # a failed load shows its message by the button, never as badges over the threshold and model line
     rejudge(on(bar.load.click, load_model, ctx, inputs, loaded, api_name="load_model", show_progress_on=[bar.load]).success)
     first = on(app.load, start, ctx, [bar.browser], {"browser": bar.browser, "choice": bar.choice}, api_visibility="private")
-    rejudge(on(first.then, load_model, ctx, inputs, loaded, api_visibility="private").success)
+    restored = {**loaded, "choice": bar.choice, "hub_id": bar.hub_id, "revision": bar.revision}
+    rejudge(on(first.then, restore, ctx, [bar.stored, bar.choice, bar.browser], restored, api_visibility="private").success)
+    # whatever makes a model active (the bar, a fine-tune, a review's recalibration) is kept in the browser
+    bar.model.change(lambda model: model, bar.model, bar.stored, queue=False, api_visibility="private")
     picked = bar.choice.input(lambda: ("", ""), None, [bar.hub_id, bar.revision], queue=False, api_visibility="private")
     chosen = on(picked.then, load_model, ctx, inputs, loaded, api_visibility="private", show_progress_on=[bar.choice])
     rejudge(chosen.success)
