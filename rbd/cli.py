@@ -283,6 +283,9 @@ def main(argv: list[str] | None = None) -> int:
     except RBDError as err:  # explained: one line, no traceback
         print(f"error: {err}", file=sys.stderr)
         return err.exit_status
+    except BrokenPipeError:  # the reader stopped early (`| head`): nothing to report, and nothing left to flush
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except OSError as err:  # a read or write that failed while running (outputs were checked before)
         print(f"error: {err}", file=sys.stderr)
         return 1

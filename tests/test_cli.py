@@ -205,6 +205,14 @@ def test_module_entry_point_exits_2_on_bad_input(tmp_path):
     assert result.stderr.strip().count("\n") == 0 and result.stderr.startswith("error:")
 
 
+def test_a_reader_that_stops_early_gets_no_error_text(checkpoint):
+    """`rbd info ckpt | head -1`: the closed pipe is not an error to print, here or at the interpreter's exit."""
+    process = subprocess.Popen([sys.executable, "-m", "rbd", "info", str(checkpoint)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()  # the reader is gone before rbd writes
+    assert process.wait(timeout=120) == 1
+    assert process.stderr.read() == b""
+
+
 @pytest.mark.parametrize("args", [["train"], ["predict", "ckpt"], ["evaluate", "data", "--checkpoint"], ["fly"],
                                   ["train", "data", "--out", "o", "--epochs", "many"],
                                   ["train", "data", "--out", "o", "--backbone", "vgg99"],
