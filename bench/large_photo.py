@@ -57,7 +57,7 @@ def steps(session: ReviewSession, threshold: float, held: list, ctx, model: dict
     _, mask = timed("open editor", lambda: review.editor_canvas(session, 0, threshold))
     layer = np.zeros((*mask.shape, 4), np.uint8)
     layer[mask] = 255
-    timed("save painted mask", lambda: review.painted_mask(session, 0, [layer]))
+    timed("save painted mask", lambda: review.painted_mask(session, 0, [layer], threshold))
     timed("Inspect redraw", lambda: inspection.redraw(ctx, held, 0, model, 1.0, 0.5))
     return timings
 

@@ -607,15 +607,15 @@ def test_a_large_image_is_edited_at_a_smaller_size_and_its_mask_saved_at_full_si
     np.testing.assert_array_equal(mask, drawn.reshape(4, 2, 5, 2).any(axis=(1, 3)))  # the mask to start from, at the editor's size
     layer = np.zeros((4, 5, 4), np.uint8)
     layer[:2, :2, 3] = 255  # painted: the upper left of the canvas
-    full = review.painted_mask(session, d.id, [layer, np.zeros((4, 5, 4), np.uint8)])
+    full = review.painted_mask(session, d.id, [layer, np.zeros((4, 5, 4), np.uint8)], THRESHOLD)
     assert full.shape == (8, 10) and full[:4, :4].all() and full.sum() == 16  # back at the image's size, in place
     with pytest.raises(InvalidInputError, match="the editor for d.png is 5x4"):
-        review.painted_mask(session, d.id, [np.zeros((8, 10, 4), np.uint8)])
+        review.painted_mask(session, d.id, [np.zeros((8, 10, 4), np.uint8)], THRESHOLD)
     monkeypatch.setattr("rbd.visualize.SHOWN_PIXELS", 1024 * 1024)
-    np.testing.assert_array_equal(review.painted_mask(session, d.id, [np.dstack([np.zeros((8, 10, 3)), 255 * drawn])]), drawn)
+    np.testing.assert_array_equal(review.painted_mask(session, d.id, [np.dstack([np.zeros((8, 10, 3)), 255 * drawn])], THRESHOLD), drawn)
 
 
-def test_a_thin_defect_survives_opening_and_saving_the_editor_at_a_smaller_size(session, monkeypatch):
+def test_opening_and_saving_the_editor_at_a_smaller_size_changes_only_what_was_painted(session, monkeypatch):
     d = session.items[3]
     monkeypatch.setattr("rbd.visualize.SHOWN_PIXELS", 20)
     crack = np.zeros((8, 10), bool)
@@ -624,8 +624,14 @@ def test_a_thin_defect_survives_opening_and_saving_the_editor_at_a_smaller_size(
     _, mask = review.editor_canvas(session, d.id, THRESHOLD)
     assert mask[2].all() and mask.sum() == 5
     layer = np.zeros((4, 5, 4), np.uint8)
-    layer[mask, 3] = 255  # saved as opened
-    assert review.painted_mask(session, d.id, [layer])[5].all()
+    layer[mask, 3] = 255  # saved as opened: exactly the mask it opened with, not two rows of it
+    np.testing.assert_array_equal(review.painted_mask(session, d.id, [layer], THRESHOLD), crack)
+    layer[0, 0, 3] = 255  # a stroke elsewhere: that part enlarged, the crack still one pixel high
+    expected = crack.copy()
+    expected[:2, :2] = True
+    np.testing.assert_array_equal(review.painted_mask(session, d.id, [layer], THRESHOLD), expected)
+    layer[2, :, 3] = 0  # the crack erased
+    np.testing.assert_array_equal(review.painted_mask(session, d.id, [layer], THRESHOLD), expected & ~crack)
 
 
 
@@ -639,12 +645,12 @@ def test_a_long_strip_is_painted_folded_and_its_mask_saved_unfolded(tmp_path):
     layer = np.zeros((*mask.shape, 4), np.uint8)
     layer[16 + 2:16 + 5, 10:20, 3] = 255  # painted on the second piece, which holds columns 67-133
     layer[12, :, 3] = 255  # and in a gap, which is no part of the image
-    painted = review.painted_mask(session, 0, [layer])
+    painted = review.painted_mask(session, 0, [layer], THRESHOLD)
     expected = np.zeros((10, 200), bool)
     expected[2:5, 67 + 10:67 + 20] = True
     np.testing.assert_array_equal(painted, expected)
     with pytest.raises(InvalidInputError, match="the editor for seam.png is 67x42"):
-        review.painted_mask(session, 0, [np.zeros((10, 200, 4), np.uint8)])
+        review.painted_mask(session, 0, [np.zeros((10, 200, 4), np.uint8)], THRESHOLD)
 
 def test_images_out_of_domain_are_not_normal_data_for_this_product(tmp_path, parts):
     session = ReviewSession.create(tmp_path / "sessions", "other", Familiar(), parts)

@@ -279,8 +279,8 @@ def save_mask(ctx, edited: dict | None, review_id: str, model: dict, rate: float
     if editing is None or not edited:
         raise rbd.NoImagesError("nothing to save: press Edit mask (e) on the image first")
     session, item = _shown_item(ctx, review_id, editing, "nothing to save: press Edit mask (e) on the image first")
-    mask = rules.painted_mask(session, item.id, edited.get("layers") or [])
     _, threshold = judged_at(ctx, session, model, rate)
+    mask = rules.painted_mask(session, item.id, edited.get("layers") or [], threshold)
     cursor = ctx.cursor(request)
 
     def move() -> dict:

@@ -76,20 +76,18 @@ def overlay(session, item_id: int, threshold: float, opacity: float = 0.5, max_s
 def editor_canvas(session, item_id: int, threshold: float) -> tuple[np.ndarray, np.ndarray]:
     """(picture (h, w, 3) uint8, mask (h, w) bool) to open the mask editor with: the image and the
     mask to start from (`mask_to_edit`) at `shown_size`, a long strip folded into a block (`fold`)
-    as the review shows it, so that it is not painted on as a sliver. A shrunk mask keeps every
-    pixel that covers some of the mask, so a one-pixel crack is not lost by opening and saving."""
+    as the review shows it, so that it is not painted on as a sliver."""
     item = session.item(item_id)
     size = shown_size(item.height, item.width)
-    mask = Image.fromarray(mask_to_edit(session, item_id, threshold).astype(np.uint8) * 255)
-    if mask.size != size[::-1]:
-        mask = mask.resize(size[::-1], Image.Resampling.BOX)
-    return fold(to_uint8(session.image(item_id, size))), fold(np.asarray(mask) > 0, fill=False)
+    return fold(to_uint8(session.image(item_id, size))), fold(_shrunk(mask_to_edit(session, item_id, threshold), size), fill=False)
 
 
-def painted_mask(session, item_id: int, layers: list[np.ndarray]) -> np.ndarray:
-    """The inspector's mask at the item's size, (H, W) bool: every painted pixel (alpha > 0) of the
-    editor's RGBA `layers`, which are as `editor_canvas` drew them (paint in a folded strip's gaps
-    is dropped). InvalidInputError for layers of another size."""
+def painted_mask(session, item_id: int, layers: list[np.ndarray], threshold: float) -> np.ndarray:
+    """The inspector's mask at the item's size, (H, W) bool, from the editor's RGBA `layers` as
+    `editor_canvas` drew them at `threshold`: every painted pixel (alpha > 0; paint in a folded
+    strip's gaps is dropped). On an image edited smaller, only what the painting changed is
+    enlarged: the rest keeps the mask the editor opened with at full size, so opening and saving
+    changes nothing. InvalidInputError for layers of another size."""
     item = session.item(item_id)
     size = shown_size(item.height, item.width)
     canvas = folded_shape(*size)
@@ -103,4 +101,20 @@ def painted_mask(session, item_id: int, layers: list[np.ndarray]) -> np.ndarray:
     painted = unfold(painted, *size)
     if size == (item.height, item.width):
         return painted
-    return np.asarray(Image.fromarray(painted).resize((item.width, item.height), Image.Resampling.NEAREST))
+    opened = mask_to_edit(session, item_id, threshold)
+    changed = painted != _shrunk(opened, size)
+    full = (item.height, item.width)
+    return np.where(_enlarged(changed, full), _enlarged(painted, full), opened)
+
+
+def _shrunk(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """`mask` at `size` (h, w), every pixel that covers some of the mask kept, so that a one-pixel
+    crack is not lost in the editor."""
+    if mask.shape == size:
+        return mask
+    return np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize(size[::-1], Image.Resampling.BOX)) > 0
+
+
+def _enlarged(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """`mask` at the larger `size` (h, w), each pixel repeated."""
+    return np.asarray(Image.fromarray(mask).resize(size[::-1], Image.Resampling.NEAREST))
