@@ -46,7 +46,7 @@ import rbd
 from bench import options
 from rbd.datasets import training_folder
 from rbd.images import read_image_folder
-from rbd.memory import MAX_CANDIDATES, PatchMemory, flatten_patches, patch_features
+from rbd.memory import MAX_CANDIDATES, PROJECTION_DIM, PatchMemory, flatten_patches, patch_features
 from rbd.model import RBD
 from rbd.train import TeacherCache, fit_memory, resized, split_holdout, standardise_and_calibrate
 
@@ -149,8 +149,25 @@ class WhitenedMemory(NeighbourMemory):
         return (flat.float() - self.centre) @ self.whitening
 
 
+def isolation(points: torch.Tensor, sources: torch.Tensor, generator: torch.Generator, block: int = 1024) -> torch.Tensor:
+    """(N,) each patch's distance to the nearest patch of another training image (random projections,
+    as the greedy selection compares them): a normal pattern recurs across images, a defect or a
+    speck of dirt in one training image does not."""
+    projection = torch.randn(points.shape[1], PROJECTION_DIM, generator=generator) / math.sqrt(PROJECTION_DIM)
+    z = points.float() @ projection
+    squared = (z * z).sum(dim=1)
+    nearest = torch.empty(len(z))
+    for start in range(0, len(z), block):
+        rows = slice(start, start + block)
+        d = squared[rows, None] - 2 * z[rows] @ z.T + squared[None]
+        d[sources[rows, None] == sources[None]] = float("inf")
+        nearest[rows] = d.amin(dim=1)
+    return nearest.clamp_min(0).sqrt()
+
+
 def with_new_bank(detector: rbd.Detector, data: Path, seed: int, memory_size: int | None = None,
-                  centre: str | None = None, whiten: float | None = None, neighbours: int = 1) -> rbd.Detector:
+                  centre: str | None = None, whiten: float | None = None, neighbours: int = 1,
+                  drop_isolated: float = 0.0) -> rbd.Detector:
     """A copy of `detector` whose memory bank is drawn again (with `seed`, and `memory_size` patches
     if given) from its training images, and whose standardisation, score and threshold are set again
     as training does today (with today's `score_from`, also for a model saved before it existed);
@@ -172,6 +189,10 @@ def with_new_bank(detector: rbd.Detector, data: Path, seed: int, memory_size: in
     train_ids, holdout_ids = split_holdout(len(images), config)
     generator = torch.Generator().manual_seed(seed)
     cache = TeacherCache(model, [resized(images[i], model.config) for i in train_ids], torch.device("cpu"), generator, MAX_CANDIDATES)
+    if drop_isolated:
+        keep = isolation(cache.patches, cache.patch_sources, torch.Generator().manual_seed(seed))  # the bank's draws untouched
+        keep = keep <= torch.quantile(keep, 1 - drop_isolated)
+        cache.patches, cache.patch_sources = cache.patches[keep], cache.patch_sources[keep]
     sources = fit_memory(model, cache, generator)
     calibration = standardise_and_calibrate(model, cache, sources, [images[i] for i in holdout_ids], config)
     return rbd.Detector(model, calibration, detector.training)
@@ -201,6 +222,8 @@ def main() -> None:
                         help="with --bank-seeds: search the memory by Mahalanobis distance, covariance shrunk by this share (WhitenedMemory)")
     parser.add_argument("--neighbours", type=int, default=1,
                         help="with --bank-seeds: a patch's memory distance is the mean over this many nearest entries (NeighbourMemory)")
+    parser.add_argument("--drop-isolated", type=float, default=0.0,
+                        help="with --bank-seeds: leave out of the bank's candidates this share of patches farthest from any patch of another image")
     parser.add_argument("--maps", nargs="+", choices=VARIANTS, default=list(VARIANTS), help="the maps to evaluate (default: all)")
     args = options.parse(parser)
     if args.centre and not args.bank_seeds:
@@ -215,7 +238,7 @@ def main() -> None:
         detector = rbd.load(args.models / name) if args.models is not None else train(data, args)
         result = {"set": name, "steps": detector.training["steps"], "train_s": detector.training["seconds"],
                   "date": time.strftime("%Y-%m-%d"), "variants": {}}
-        draws = [with_new_bank(detector, data, seed, args.memory_size, args.centre, args.whiten, args.neighbours) for seed in range(args.bank_seeds)] or [detector]
+        draws = [with_new_bank(detector, data, seed, args.memory_size, args.centre, args.whiten, args.neighbours, args.drop_isolated) for seed in range(args.bank_seeds)] or [detector]
         for v in args.maps:
             if v in ("memory", "full", "half", "default") and detector.model.memory is None or args.bank_seeds and v in ("raw", "student"):
                 continue  # the student's maps do not depend on the bank
@@ -227,6 +250,7 @@ def main() -> None:
         suffix += f"-centred-{args.centre}" if args.centre else ""
         suffix += f"-whitened-{args.whiten}" if args.whiten is not None else ""
         suffix += f"-neighbours-{args.neighbours}" if args.neighbours != 1 else ""
+        suffix += f"-isolated-{args.drop_isolated}" if args.drop_isolated else ""
         (args.out / f"ablation-{name}{suffix}.json").write_text(json.dumps(result, indent=2))
         rows.append(result)
     print("| set | map | image AUROC | pixel AUROC | AUPRO | steps |\n|---|---|---|---|---|---|")

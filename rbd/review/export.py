@@ -98,12 +98,11 @@ def painted_mask(session, item_id: int, layers: list[np.ndarray], threshold: flo
             raise InvalidInputError(f"the painted mask is {alpha.shape[1]}x{alpha.shape[0]}, the editor for "
                                     f"{item.file_name} is {canvas[1]}x{canvas[0]}")
         painted |= alpha
-    painted = unfold(painted, *size)
-    if size == (item.height, item.width):
+    painted, full = unfold(painted, *size), (item.height, item.width)
+    if size == full:
         return painted
     opened = mask_to_edit(session, item_id, threshold)
     changed = painted != _shrunk(opened, size)
-    full = (item.height, item.width)
     return np.where(_enlarged(changed, full), _enlarged(painted, full), opened)
 
 
