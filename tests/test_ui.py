@@ -418,12 +418,15 @@ def test_a_page_load_restores_the_model_the_browser_left_active_or_says_why_not(
         restored = model_bar.restore(ctx, recalibrated, default, "browser-1")
         fresh = model_bar.restore(ctx, None, default, "browser-1")
         gone = model_bar.restore(ctx, {**model, "key": "owner/gone", "name": "owner/gone"}, default, "browser-1")
+        expired = model_bar.restore(ctx, {**model, "key": str(ctx.catalog.private / "model-gone"), "name": "model-gone"}, default,
+                                    "browser-1")
     assert restored["model"] == recalibrated and restored["rate"] == pytest.approx(5.0)  # a review's recalibration survives
     assert "recalibrated" in restored["info"] and restored["choice"] == model["key"]
-    for result in (fresh, gone):  # nothing stored, or a Hub model out of reach: the default, at its own rate
+    for result in (fresh, gone, expired):  # nothing stored, or a Hub model out of reach: the default, at its own rate
         assert result["model"]["key"] == default and result["model"]["calibration"] is None
         assert result["rate"] == pytest.approx(100 * ctx.detector(model).calibration.false_alarm_rate)
-    assert len(notes) == 1 and notes[0].startswith("owner/gone, the model active before, could not be loaded again")
+    assert len(notes) == 2 and notes[0].startswith("owner/gone, the model active before, could not be loaded again (")
+    assert notes[1] == "model-gone, the model active before, could not be loaded again; the default model is active"  # no server path
 
 
 def test_a_fine_tune_trains_for_its_budget_and_needs_one(ctx, model, monkeypatch):

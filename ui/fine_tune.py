@@ -123,7 +123,7 @@ def fine_tune(ctx, files, folder, use_reviewed: bool, review_id: str, start_curr
 
 
 def cancelled(model: dict, steps: int) -> str:
-    return f"Training cancelled after {steps} steps; the active model is unchanged: **{model['name']}**."
+    return f"Training cancelled after {steps} step(s); the active model is unchanged: **{model['name']}**."
 
 
 def cancel(ctx, model: dict, request: gr.Request = None) -> dict:

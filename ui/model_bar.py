@@ -80,7 +80,8 @@ def restore(ctx, stored: dict | None, choice: str, browser: str) -> dict:
         try:
             ctx.detector(model)
         except RBDError as err:
-            notify(f"{model.get('name') or model['key']}, the model active before, could not be loaded again ({err}); "
+            why = f" ({err})" if is_hub_key(model["key"]) else ""  # a local model's error names a server path
+            notify(f"{model.get('name') or model['key']}, the model active before, could not be loaded again{why}; "
                    "the default model is active")
         else:
             rate = 100 * calibration(ctx, model).false_alarm_rate
@@ -132,7 +133,7 @@ def layout(ctx) -> ModelBar:
         rate = gr.Slider(100 * low, 100 * high, value=1.0, step=0.01, buttons=[], scale=3, elem_id="threshold",
                          label="Threshold: expected false alarms (% of good parts flagged)")
         reset = gr.Button("↺ model's threshold", size="sm", scale=0, min_width=160, elem_id="threshold-reset")
-        info = gr.Markdown(elem_id="model-info")
+    info = gr.Markdown(elem_id="model-info")  # the whole width: beside the slider it wrapped into a tall column
     return ModelBar(browser, model, stored, choice, hub_id, revision, load, rate, reset, info)
 
 

@@ -29,6 +29,7 @@ from . import model_bar
 from .inspection import INFERENCE_LIMIT, out_of_domain_note
 from .wiring import endpoint, gpu, on, paths
 
+MASK_ALPHA = 120  # the editor paints the mask see-through, so the defect under it stays visible; any alpha counts as mask
 PAGE = 24  # thumbnails in the gallery at once
 FILTERS = [("all", "all"), ("unreviewed", "unreviewed"), ("flagged defective", "defective"),
            ("grey zone (near the threshold)", "grey"), ("out of domain", "out-of-domain")]
@@ -265,7 +266,7 @@ def edit(ctx, review_id: str, model: dict, rate: float, request: gr.Request = No
     _, threshold = judged_at(ctx, session, model, rate)
     image, mask = rules.editor_canvas(session, item.id, threshold)  # a large image is edited at a smaller size
     layer = np.zeros((*mask.shape, 4), np.uint8)
-    layer[mask] = (255, 0, 0, 255)
+    layer[mask] = (255, 0, 0, MASK_ALPHA)
     # the canvas takes the picture's size, or the layer is drawn (and saved) off the image
     folded = " (a long strip, cut into pieces laid one after the other)" if mask.shape != shown_size(item.height, item.width) else ""
     editor = gr.update(value={"background": image, "layers": [layer], "composite": None}, canvas_size=mask.shape[::-1],
@@ -356,7 +357,7 @@ def layout(ctx, review_id: gr.BrowserState) -> Review:
                 edit_button = gr.Button("Edit mask (e)", elem_id="review-edit", size="sm")
                 next_button = gr.Button("Next →", elem_id="review-next", size="sm")
             editor = gr.ImageEditor(type="numpy", format="png", image_mode="RGBA", visible=False, label="Paint the defect", height=600,
-                                    brush=gr.Brush(colors=["#ff0000"], color_mode="fixed", default_size=12),
+                                    brush=gr.Brush(colors=[("#ff0000", MASK_ALPHA / 255)], color_mode="fixed", default_size=12),
                                     layers=gr.LayerOptions(allow_additional_layers=False, layers=["mask"]), transforms=(), sources=(),
                                     elem_id="review-editor")
             save = gr.Button("Save corrected mask", visible=False, elem_id="review-save")
