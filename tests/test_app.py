@@ -298,6 +298,8 @@ def test_fine_tune_trains_activates_and_offers_the_model_privately(client, categ
     loss, figure, model_zip, choice, status, rate, info = client.predict(files, None, False, "", True, 2, 0, "browser-a",
                                                                          api_name="/fine_tune")
     assert "now the active model" in status and info.startswith("**model-")
+    calibrated = re.search(r"; (\d+) calibrate its threshold\)", status)  # the number the model line gives too
+    assert calibrated and f"({calibrated[1]} normal images calibrate it" in info
     assert len(loss["data"]) >= 2 and loss["columns"] == ["step", "loss"]
     assert "model.safetensors" in zipfile.ZipFile(model_zip).namelist()
     assert client.predict(api_name="/cancel_training") == "No training is running."  # finished: nothing to cancel

@@ -114,7 +114,7 @@ def fine_tune(ctx, files, folder, use_reviewed: bool, review_id: str, start_curr
     archive = shutil.make_archive(str(ctx.export_folder() / Path(key).name), "zip", key)
     training = detector.training
     text = (f"Trained **{Path(key).name}** on {training['train_images']} of {training['images']} images "
-            f"({training['holdout_images']} held out of training, for calibration) in "
+            f"({training['holdout_images']} held out of training; {len(detector.calibration.normal_scores)} calibrate its threshold) in "
             f"{training['seconds']:.0f} s, {training['steps']} steps (teacher {detector.config.backbone}). "
             "It is now the active model, yours only until you share it or push it to the Hub.")
     yield {"loss": pd.DataFrame(losses), "calibration": calibration_figure(detector.calibration), "model_file": archive,

@@ -34,7 +34,8 @@ PAGE = 24  # thumbnails in the gallery at once
 FILTERS = [("all", "all"), ("unreviewed", "unreviewed"), ("flagged defective", "defective"),
            ("grey zone (near the threshold)", "grey"), ("out of domain", "out-of-domain")]
 NO_REVIEW = "No images to review yet: upload images, a zip or a folder and press **Score images**."
-KEYS = "Keys: **a** accept · **r** reject · **e** edit mask · **←/→** previous/next"
+KEYS = ("Keys: **a** accept the model's verdict · **r** reject it (the image is the other way) · **e** edit mask · "
+        "**←/→** previous/next")
 DONE = {"accept": "✓ accepted", "reject": "✗ rejected", "correct": "✎ corrected"}
 # Every event that draws the review runs in one lane, one at a time: a view reaches the browser only
 # after the one before it (two finished together could arrive out of order and leave the browser
@@ -352,8 +353,8 @@ def layout(ctx, review_id: gr.BrowserState) -> Review:
             image = gr.Image(label="Current image", format="png", interactive=False, height=420, elem_id="review-image")
             with gr.Row():
                 prev = gr.Button("← Previous", elem_id="review-prev", size="sm")
-                accept = gr.Button("Accept (a)", variant="primary", elem_id="review-accept", size="sm")
-                reject = gr.Button("Reject (r)", variant="stop", elem_id="review-reject", size="sm")
+                accept = gr.Button("Accept verdict (a)", variant="primary", elem_id="review-accept", size="sm")
+                reject = gr.Button("Reject verdict (r)", variant="stop", elem_id="review-reject", size="sm")
                 edit_button = gr.Button("Edit mask (e)", elem_id="review-edit", size="sm")
                 next_button = gr.Button("Next →", elem_id="review-next", size="sm")
             editor = gr.ImageEditor(type="numpy", format="png", image_mode="RGBA", visible=False, label="Paint the defect", height=600,
