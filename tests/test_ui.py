@@ -451,6 +451,20 @@ def test_a_fine_tune_trains_for_its_budget_and_needs_one(ctx, model, monkeypatch
         next(fine_tune.fine_tune(ctx, ["upload.zip"], None, False, "", True, 0, 0, model, "browser-1"))
 
 
+def test_cancel_reaches_a_training_still_in_the_queue_and_its_own_stream_says_so(ctx, model, monkeypatch):
+    from ui import fine_tune
+
+    request = types.SimpleNamespace(session_hash="tab-1")
+    assert fine_tune.cancel(ctx, model, request) == {"status": "No training is running."}
+    fine_tune.pressed(ctx, request)  # Train clicked: the training waits in the queue
+    assert fine_tune.cancel(ctx, model, request) == {"status": fine_tune.cancelled(model, 0)}
+    monkeypatch.setattr(fine_tune, "gather_images", lambda *args: pytest.fail("a cancelled training reads no images"))
+    stream = list(fine_tune.fine_tune(ctx, ["upload.zip"], None, False, "", True, 0, 5, model, "browser-1", request=request))
+    assert stream == [{"status": fine_tune.cancelled(model, 0)}] and "tab-1" not in ctx.jobs
+    fine_tune.pressed(ctx, request)
+    assert ctx.jobs["tab-1"] == fine_tune.pending()  # a later Train is not cancelled by the earlier Cancel
+
+
 def test_a_large_image_is_shown_and_edited_at_a_bounded_size(ctx, model, parts, monkeypatch):
     from ui import review
 

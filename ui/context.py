@@ -54,8 +54,8 @@ class Context:
         self.reviews, self.exports, self.uploads = self.work / "reviews", self.work / "exports", self.work / "uploads"
         self.uploads.mkdir(parents=True, exist_ok=True)
         self.idle_s = 86400 * idle_days
-        # the running fine-tune of each browser tab (keyed by its session; by the job's id without one)
-        self.jobs: dict[str | int, dict] = {}  # {"job": BackgroundTraining, "step": the last step reported}
+        # the fine-tune of each browser tab, from Train's click on (keyed by its session): ui.fine_tune.pending
+        self.jobs: dict[object, dict] = {}
         self._open: OrderedDict[str, tuple[ReviewSession, float]] = OrderedDict()
         self._cursors: dict[str, Cursor] = {}
         self._guard = threading.Lock()

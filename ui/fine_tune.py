@@ -78,25 +78,29 @@ def fine_tune(ctx, files, folder, use_reviewed: bool, review_id: str, start_curr
     A new model gets `teacher`; one started from the active model keeps the active model's."""
     config = rbd.TrainConfig(epochs=int(epochs) if epochs else None, max_minutes=float(minutes) if minutes else None)
     model_config = None if start_current else rbd.ModelConfig(backbone=teacher)
-    progress(0, desc="reading the images")
-    with ctx.upload_folder() as upload:
-        uploaded = paths(files) + paths(folder)
-        images = gather_images(uploaded, upload) if uploaded else []
-        session = ctx.review(review_id)
-        if use_reviewed and session is not None:
-            images += rules.normal_images(session)
-        if not images:
-            raise rbd.NoImagesError(f"fine-tuning needs at least {MIN_IMAGES} normal images: upload some")
-        pictures, _ = read_images(images, MAX_SIDE)
-    if len(pictures) < MIN_IMAGES:
-        raise rbd.NoImagesError(f"fine-tuning needs at least {MIN_IMAGES} readable normal images, got {len(pictures)}")
-    progress(0, desc=f"preparing to train on {len(pictures)} images")
-    job = BackgroundTraining(pictures, model_config, config, start_from=ctx.detector(model) if start_current else None)
-    key = request.session_hash if request is not None else id(job)
-    running = ctx.jobs[key] = {"job": job, "step": 0}
-    losses = []
+    key = request.session_hash if request is not None else object()
+    running = ctx.jobs.setdefault(key, pending())  # Train's click made it, or an API client calls directly
     try:
-        for update in job.updates():  # a cancelled request closes this generator, which stops the job
+        if running["cancelled"]:  # Cancel pressed while it waited in the queue
+            raise rbd.TrainingCancelled("cancelled before it started")
+        progress(0, desc="reading the images")
+        with ctx.upload_folder() as upload:
+            uploaded = paths(files) + paths(folder)
+            images = gather_images(uploaded, upload) if uploaded else []
+            session = ctx.review(review_id)
+            if use_reviewed and session is not None:
+                images += rules.normal_images(session)
+            if not images:
+                raise rbd.NoImagesError(f"fine-tuning needs at least {MIN_IMAGES} normal images: upload some")
+            pictures, _ = read_images(images, MAX_SIDE)
+        if len(pictures) < MIN_IMAGES:
+            raise rbd.NoImagesError(f"fine-tuning needs at least {MIN_IMAGES} readable normal images, got {len(pictures)}")
+        progress(0, desc=f"preparing to train on {len(pictures)} images")
+        running["job"] = job = BackgroundTraining(pictures, model_config, config, start_from=ctx.detector(model) if start_current else None)
+        if running["cancelled"]:  # Cancel pressed while queued, reading or preparing
+            job.cancel()
+        losses = []
+        for update in job.updates():  # a closed request closes this generator, which stops the job
             losses.append({"step": update.step, "loss": update.loss})
             running["step"] = update.step
             progress(update.fraction, desc=f"step {update.step} · epoch {update.epoch:.1f} · loss {update.loss:.4f}")
@@ -126,12 +130,32 @@ def cancelled(model: dict, steps: int) -> str:
     return f"Training cancelled after {steps} step(s); the active model is unchanged: **{model['name']}**."
 
 
+def pending() -> dict:
+    """A browser tab's training as `ctx.jobs` holds it, from Train's click on (so that Cancel reaches
+    it while it waits in the queue or reads its images): its job once started, its last step."""
+    return {"job": None, "step": 0, "cancelled": False}
+
+
+def pressed(ctx, request: gr.Request = None) -> dict:
+    """Train's click, before the training queues: an earlier run's message goes (a failure must not
+    leave a success standing beside its error), and Cancel can reach the training from now on."""
+    if request is not None:
+        running = ctx.jobs.get(request.session_hash)
+        if running is None or running["job"] is None and running["cancelled"]:  # none, or one that never started
+            ctx.jobs[request.session_hash] = pending()
+    return {"status": ""}
+
+
 def cancel(ctx, model: dict, request: gr.Request = None) -> dict:
-    """Stop this browser's training at its next step (and wait for it)."""
-    running = ctx.jobs.pop(request.session_hash, None) if request is not None else None
-    if running is None:
+    """Stop this browser tab's training at its next step (and wait for it), or before it starts.
+    The training's own stream then ends with the same message: Gradio's `cancels` would cut it off
+    mid-stream and mark the status as an error over this message."""
+    running = ctx.jobs.get(request.session_hash) if request is not None else None
+    if running is None or running["cancelled"]:
         return {"status": "No training is running."}
-    running["job"].cancel()
+    running["cancelled"] = True
+    if running["job"] is not None:
+        running["job"].cancel()
     return {"status": cancelled(model, running["step"])}
 
 
@@ -191,17 +215,15 @@ def layout(ctx) -> FineTune:
 
 
 def wire(ctx, area: FineTune, bar: model_bar.ModelBar, review_id, evaluated, rejudge) -> None:
-    # an earlier run's message goes at once: a failure must not leave a success standing beside its error
-    pressed = area.train.click(lambda: "", None, area.status, queue=False, api_visibility="private")
-    trained = on(pressed.then, fine_tune, ctx,
+    clicked = on(area.train.click, pressed, ctx, [], {"status": area.status}, queue=False, api_visibility="private")
+    trained = on(clicked.then, fine_tune, ctx,
                  [area.files, area.folder, area.use_reviewed, review_id, area.start_current, area.epochs, area.minutes,
                   bar.model, bar.browser, area.teacher],
                  {"loss": area.loss, "calibration": area.calibration, "model_file": area.model_file, "choice": bar.choice,
                   "status": area.status, "model": bar.model, "rate": bar.rate, "info": bar.info},
                  api_name="fine_tune", concurrency_limit=1, concurrency_id="train", show_progress_on=[area.status])
     rejudge(trained.success)
-    on(area.cancel.click, cancel, ctx, [bar.model], {"status": area.status}, api_name="cancel_training", concurrency_limit=None,
-       cancels=[trained])
+    on(area.cancel.click, cancel, ctx, [bar.model], {"status": area.status}, api_name="cancel_training", concurrency_limit=None)
     shared = on(area.share.click, share, ctx, [bar.model, bar.browser],
                 {"status": area.status, "choice": bar.choice, "model": bar.model, "rate": bar.rate, "info": bar.info},
                 api_name="share_model")
