@@ -16,7 +16,7 @@ import stat
 import zipfile
 import zlib
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Mapping, Sequence
 
 from .errors import DatasetLayoutError, NoImagesError, UploadError
 from .images import IMAGE_EXTENSIONS
@@ -89,34 +89,37 @@ def extract_zip(zip_path: str | Path, dest: str | Path, *, max_total_bytes: int 
     return sorted(set(written))
 
 
-def gather_images(paths: Iterable[str | Path], dest: str | Path) -> list[Path]:
-    """The image files of an upload, copied or extracted into `dest`, sorted by their path in `dest`.
+def gather_images(paths: Iterable[str | Path], dest: str | Path, names: Mapping[str, str] | None = None) -> list[Path]:
+    """The image files of an upload, copied or extracted into `dest`, sorted by their path in `dest`,
+    which is the path the user knows each image by (`path.relative_to(dest)`).
 
     Each path is an image file or a zip. Zips are extracted into their own subfolder of `dest` and
-    searched recursively for images; loose images are copied into `dest` (the upload's temporary
-    files may vanish), renamed `a_1.png`, `a_2.png`... when names collide, ignoring case (see
-    `unique_name`). Other files are skipped with one warning. Raises `NoImagesError` if no image
-    is left, `UploadError` for a bad zip.
+    searched recursively for images. Loose images are copied (the upload's temporary files may
+    vanish) to `dest/names[path]` where `names` gives the path a browser picked the file at within
+    its folder (`picked_names`), else to `dest/<its name>`; a path that is taken, ignoring case, is
+    renamed `a_1.png`, `a_2.png`... (see `unique_name`). Hidden files in a picked folder are skipped
+    silently, as in zips; other files with one warning. Raises `NoImagesError` if no image is
+    left, `UploadError` for a bad zip.
     """
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
-    taken = {entry.name.casefold() for entry in dest.iterdir()}  # what an earlier call left there
+    taken = {entry.relative_to(dest).as_posix().casefold() for entry in dest.rglob("*")}  # what an earlier call left there
+    names = names or {}
     images: list[Path] = []
     skipped: list[str] = []
     for path in map(Path, paths):
         suffix = path.suffix.lower()
+        name = _safe_relative(names.get(str(path), ""))
+        if name and _is_junk(PurePosixPath(name).parts):
+            continue
         if suffix == ".zip":
             extracted = extract_zip(path, dest / unique_name(path.stem, taken, split_suffix=False))
             images += [file for file in extracted if file.suffix.lower() in IMAGE_EXTENSIONS]
         elif suffix in IMAGE_EXTENSIONS:
-            target = dest / unique_name(path.name, taken)
             try:
-                shutil.copyfile(path, target)
+                images.append(_copy_upload(path, dest, name or path.name, taken))
             except FileNotFoundError:
-                taken.discard(target.name.casefold())  # the name stays free
                 skipped.append(f"{path.name} (the uploaded file is gone)")
-                continue
-            images.append(target)
         else:
             skipped.append(f"{path.name} (not an image or a zip)")
     if not images:
@@ -126,6 +129,54 @@ def gather_images(paths: Iterable[str | Path], dest: str | Path) -> list[Path]:
     if skipped:
         notify(f"skipped {len(skipped)} uploaded file(s): {'; '.join(skipped)}")
     return sorted(images, key=lambda image: image.relative_to(dest))
+
+
+def picked_names(paths: Iterable[str | Path], picked: Iterable[Sequence] | None) -> dict[str, str]:
+    """Which uploaded file is which file of a folder a browser picked: {uploaded path: its path in the folder}.
+
+    A browser knows each picked file's path in its folder (`webkitRelativePath`) but uploads it
+    under its name alone, so the app's page records `picked` as [path in the folder, size in bytes]
+    pairs. An uploaded file takes the first unclaimed pair with its name and size; one without a
+    match (a stale or missing record) gets no entry and keeps its name."""
+    unclaimed: dict[tuple[str, int], list[str]] = {}
+    for entry in picked or []:
+        if isinstance(entry, (list, tuple)) and len(entry) == 2 and isinstance(entry[0], str) and isinstance(entry[1], int):
+            unclaimed.setdefault((PurePosixPath(entry[0]).name, entry[1]), []).append(entry[0])
+    names = {}
+    for path in map(Path, paths):
+        try:
+            matches = unclaimed.get((path.name, path.stat().st_size))
+        except OSError:
+            continue
+        if matches:
+            names[str(path)] = matches.pop(0)
+    return names
+
+
+def _safe_relative(name: str) -> str:
+    """`name` as a relative POSIX path that stays inside any folder it is joined to, or "" if it cannot."""
+    parts = PurePosixPath(name.replace("\\", "/")).parts
+    if not parts or parts[0].startswith("/") or PureWindowsPath(parts[0]).drive or any(p in ("..", ".") for p in parts):
+        return ""
+    return PurePosixPath(*parts).as_posix()
+
+
+def _copy_upload(path: Path, dest: Path, name: str, taken: set[str]) -> Path:
+    """Copy an uploaded file to `dest/name`, numbered if that is taken (see `unique_name`), and record
+    the folders it made in `taken`. A name that clashes with a file or folder there (`a/b.png` where
+    `a` is a file) falls back to the file's own name."""
+    target = dest / unique_name(name, taken)
+    relative = target.relative_to(dest)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+    except OSError as err:
+        taken.discard(relative.as_posix().casefold())  # the name stays free
+        if err.errno in _BAD_NAME_ERRNOS and name != path.name:
+            return _copy_upload(path, dest, path.name, taken)
+        raise
+    taken.update(parent.as_posix().casefold() for parent in relative.parents if parent.parts)
+    return target
 
 
 def find_mvtec_root(folder: str | Path) -> Path:

@@ -163,7 +163,7 @@ def test_zip_with_traversal_names_never_writes_outside(client, app_server, parts
         z.writestr(zipfile.ZipInfo("/abs/escape.png"), good[2].read_bytes())
         z.writestr("readme.txt", "not an image")
     _, table, *_ = client.predict(None, [handle_file(str(archive))], 1, 0.5, api_name="/inspect")
-    assert [row[0] for row in table["data"]] == ["a.png"]
+    assert [row[0] for row in table["data"]] == ["upload/nested/deeper/a.png"]  # its path in the upload
     root = app_server[1]
     assert not list(root.parent.rglob("escape.png")) and not (root / "work" / "escape.png").exists()
     assert not list(root.parent.rglob("abs")), "an absolute member name was recreated somewhere"

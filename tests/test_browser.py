@@ -1,7 +1,7 @@
 """The app in a real browser: Debian's chromium driven by Playwright against a server launched in-process.
 
 Covers what the API tests cannot: uploads through the page's file inputs, button wiring, the rendered
-Markdown, the keyboard shortcuts attached by `launch(js=SHORTCUTS)`, the mask editor's canvas, and
+Markdown, the keyboard shortcuts attached by `launch(js=PAGE_SCRIPT)`, the mask editor's canvas, and
 downloading the export zip. The tests share one page and run in order (the fine-tune comes last, as
 it changes the active model). Needs `apt-get install -y chromium` (never `playwright install`).
 The steps wait generously: the machine may be busy with other work.
@@ -468,7 +468,8 @@ def test_a_reload_keeps_the_fine_tuned_model_active(page):
 
 def test_a_restarted_app_resumes_the_same_review(browser, checkpoint, parts, tmp_path):
     """The review id lives in the browser (BrowserState), the decisions on disk: a new server on
-    the same work folder and address shows the same review with its decisions."""
+    the same work folder and address shows the same review with its decisions. The review is of a
+    picked folder whose two images share a name: they keep their paths in it."""
     import app as app_module
     from conftest import free_port
     from rbd.catalog import Catalog
@@ -482,16 +483,22 @@ def test_a_restarted_app_resumes_the_same_review(browser, checkpoint, parts, tmp
         return demo
 
     good, bad = parts
+    picked = tmp_path / "line"
+    for folder, image in (("good", good[0]), ("broken", bad[0])):
+        (picked / folder).mkdir(parents=True)
+        shutil.copy(image, picked / folder / "000.png")
     page = new_page(browser)
     demo = serve()
     try:
         page.goto(f"http://127.0.0.1:{port}/", wait_until="domcontentloaded")
         loaded(page)
         page.get_by_role("tab", name="Review").click()
-        page.locator("#review-files input[type=file]").set_input_files([str(good[0]), str(bad[0])])
-        expect(page.locator("#review-files").get_by_role("cell", name=bad[0].name).first).to_be_visible()
+        page.locator("#review-folder input[type=file]").set_input_files(str(picked))
+        expect(page.locator("#review-folder").get_by_role("cell", name="000.png")).to_have_count(2)
         page.locator("#review-score").click()
         expect(page.locator("#review-text")).to_contain_text("1 / 2")
+        expect(page.locator("#review-gallery")).to_contain_text("line/good/000.png")
+        expect(page.locator("#review-gallery")).to_contain_text("line/broken/000.png")
         blur(page)
         page.keyboard.press("a")
         expect(page.locator("#review-metrics")).to_contain_text("Reviewed 1 of 2")
@@ -505,6 +512,7 @@ def test_a_restarted_app_resumes_the_same_review(browser, checkpoint, parts, tmp
         page.get_by_role("tab", name="Review").click()
         expect(page.locator("#review-metrics")).to_contain_text("Reviewed 1 of 2")
         expect(page.locator("#review-text")).to_contain_text("decision: accept")
+        expect(page.locator("#review-gallery")).to_contain_text("line/broken/000.png")
     finally:
         demo.close()
         page.context.close()

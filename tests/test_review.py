@@ -356,6 +356,32 @@ def test_uploading_more_keeps_decisions_and_names_unique(session, tmp_path):
         np.testing.assert_array_equal(review.final_mask(s, 3), drawn)
 
 
+def test_images_keep_their_folders_in_the_upload_through_the_export(tmp_path):
+    upload = tmp_path / "upload"
+    for folder in ("line/good", "line/broken", "line/v1.2"):
+        (upload / folder).mkdir(parents=True)
+    paths = [_part(upload / "line/good/000.png", 0.1), _part(upload / "line/broken/000.png", 0.9),
+             _part(upload / "line/v1.2/000.png", 0.5), _part(tmp_path / "elsewhere.png", 0.3)]
+    session = ReviewSession.create(tmp_path / "sessions", "tree", BrightnessDetector(), paths, upload=upload)
+    more = tmp_path / "later"
+    (more / "line/good").mkdir(parents=True)
+    _part(more / "line/good/000.png", 0.2)  # the same path in a second upload: numbered
+    session.add(BrightnessDetector(), [more / "line/good/000.png"], upload=more)
+    names = ["line/good/000.png", "line/broken/000.png", "line/v1.2/000.png", "elsewhere.png", "line/good/000_1.png"]
+    assert [item.file_name for item in _reopened(session).items] == names
+    assert [item.image_path.relative_to(session.folder / "images").as_posix() for item in session.items] == names
+    for item in session.items[:2]:
+        session.decide(item.id, "accept", THRESHOLD)
+
+    with zipfile.ZipFile(review.export_zip(session, tmp_path / "review.zip", THRESHOLD)) as archive:
+        rows = list(csv.DictReader(io.StringIO(archive.read("decisions.csv").decode())))
+        coco = json.loads(archive.read("coco.json"))
+        masks = sorted(name for name in archive.namelist() if name.startswith("masks/"))
+    assert [row["file"] for row in rows] == names
+    assert masks == ["masks/line/broken/000.png", "masks/line/good/000.png"]
+    assert [image["file_name"] for image in coco["images"]] == names[:2]
+
+
 def test_two_objects_on_one_session_do_not_overwrite_each_other(session, parts):
     """The app opens a new ReviewSession per request, so objects on one folder often overlap."""
     other = _reopened(session)

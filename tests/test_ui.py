@@ -6,9 +6,11 @@ import ast
 import importlib
 import json
 import os
+import shutil
 import sys
 import time
 import types
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -154,6 +156,28 @@ def test_review_handlers_without_a_server(ctx, model, parts):
     assert session.decision(opened["editing"]).decision == "correct"
     with pytest.raises(rbd.NoImagesError, match="press Edit mask"):
         review.save_mask(ctx, {"layers": [layer]}, review_id, model, 0.1, "all", None)
+
+
+def test_a_picked_folder_and_a_zip_keep_their_folders_in_review_and_inspect(ctx, model, parts, tmp_path):
+    from ui import inspection, review
+
+    good, bad = parts
+    uploaded = []  # as a browser uploads a picked folder: each file under its name alone
+    for i, source in enumerate([good[0], bad[0]]):
+        (tmp_path / str(i)).mkdir()
+        uploaded.append(shutil.copy(source, tmp_path / str(i) / "000.png"))
+    picked = [["line/good/000.png", good[0].stat().st_size], ["line/broken/000.png", bad[0].stat().st_size]]
+    review_id = review.score(ctx, None, uploaded, "", model, picked, progress=lambda *a, **k: None)["review_id"]
+    assert sorted(item.file_name for item in ctx.review(review_id).items) == ["line/broken/000.png", "line/good/000.png"]
+    unpicked = review.score(ctx, None, uploaded, "", model, progress=lambda *a, **k: None)["review_id"]  # no record: by name
+    assert sorted(item.file_name for item in ctx.review(unpicked).items) == ["000.png", "000_1.png"]
+
+    archive = tmp_path / "line.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.write(good[0], "good/000.png")
+        z.write(bad[0], "broken/000.png")
+    inspected = inspection.inspect_images(ctx, None, [str(archive)], model, 0.1, 0.5, None)["results"]
+    assert sorted(inspected["image"]) == ["line/broken/000.png", "line/good/000.png"]
 
 
 def test_the_app_says_which_images_are_out_of_the_models_domain(ctx, model, parts, tmp_path):

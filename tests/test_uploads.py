@@ -11,7 +11,7 @@ from conftest import make_category
 from rbd.datasets import mvtec_test_set
 from rbd.errors import DatasetLayoutError, NoImagesError
 from rbd.errors import UploadError
-from rbd.uploads import extract_zip, find_mvtec_root, gather_images, unique_name
+from rbd.uploads import extract_zip, find_mvtec_root, gather_images, picked_names, unique_name
 
 
 def _zip_bytes(members, compression=zipfile.ZIP_DEFLATED) -> bytes:
@@ -148,6 +148,63 @@ def test_gather_images_extracts_same_named_zips_into_separate_folders(tmp_path):
     dest = tmp_path / "work"
     assert gather_images([first, second], dest) == [dest / "data" / "a.png", dest / "data_1" / "a.png"]
     assert (dest / "data_1" / "a.png").read_bytes() == b"2"
+
+
+def _browser_upload(root: Path, files: dict[str, bytes]) -> list[Path]:
+    """Files as a browser uploads a picked folder: each under its name alone, in a temporary folder of its own."""
+    uploaded = []
+    for i, (name, data) in enumerate(files.items()):
+        path = root / str(i) / Path(name).name
+        path.parent.mkdir(parents=True)
+        path.write_bytes(data)
+        uploaded.append(path)
+    return uploaded
+
+
+def test_a_picked_folder_keeps_its_folders_so_same_named_images_stay_apart(tmp_path):
+    files = {"bottle/good/000.png": b"good 0", "bottle/broken/000.png": b"broken 0", "bottle/good/001.png": b"good 1",
+             "bottle/.thumbs/000.png": b"hidden", "bottle/good/notes.txt": b"notes"}
+    uploaded = _browser_upload(tmp_path / "uploads", files)
+    picked = [[name, len(data)] for name, data in files.items()]
+    names = picked_names(uploaded, picked)
+    assert [names[str(path)] for path in uploaded] == list(files)
+    dest = tmp_path / "work"
+    with pytest.warns(UserWarning, match="notes.txt"):
+        images = gather_images(uploaded, dest, names)
+    assert [image.relative_to(dest).as_posix() for image in images] == [
+        "bottle/broken/000.png", "bottle/good/000.png", "bottle/good/001.png"]  # the hidden folder's file skipped, as in zips
+    assert [image.read_bytes() for image in images] == [b"broken 0", b"good 0", b"good 1"]
+
+
+def test_picked_names_pairs_files_by_name_and_size_and_ignores_what_does_not_match(tmp_path):
+    uploaded = _browser_upload(tmp_path, {"a/x.png": b"12", "b/x.png": b"1234", "c/y.png": b"1"})
+    picked = [["d/x.png", 4], ["e/x.png", 2], "junk", ["f/x.png", "2"], ["g/z.png", 1], ["h/y.png", 5]]
+    assert picked_names(uploaded, picked) == {str(uploaded[0]): "e/x.png", str(uploaded[1]): "d/x.png"}
+    same = _browser_upload(tmp_path / "same", {"a/s.png": b"1", "b/s.png": b"2"})  # equal names and sizes: in order
+    assert list(picked_names(same, [["a/s.png", 1], ["b/s.png", 1]]).values()) == ["a/s.png", "b/s.png"]
+    assert picked_names(uploaded, None) == {} and picked_names(uploaded + [tmp_path / "gone.png"], []) == {}
+
+
+@pytest.mark.parametrize("name", ["../../escape.png", "/etc/escape.png", "C:/escape.png", "a/../../escape.png", ""])
+def test_a_picked_path_that_would_leave_the_upload_folder_is_not_followed(tmp_path, name):
+    uploaded = _browser_upload(tmp_path / "uploads", {"escape.png": b"x"})
+    dest = tmp_path / "deep" / "work"
+    assert gather_images(uploaded, dest, {str(uploaded[0]): name}) == [dest / "escape.png"]
+    assert not (tmp_path / "escape.png").exists() and not (tmp_path / "deep" / "escape.png").exists()
+
+
+def test_a_picked_path_that_clashes_with_an_upload_falls_back_to_its_name(tmp_path):
+    uploads = _browser_upload(tmp_path / "uploads", {"a.png": b"file", "b.png": b"nested"})
+    dest = tmp_path / "work"
+    images = gather_images(uploads, dest, {str(uploads[1]): "a.png/b.png"})  # a folder where a file is
+    assert images == [dest / "a.png", dest / "b.png"] and images[1].read_bytes() == b"nested"
+    again = _browser_upload(tmp_path / "again", {"c.png": b"c"})
+    assert gather_images(again, dest, {str(again[0]): "good/c.png"}) == [dest / "good" / "c.png"]
+    clash = _browser_upload(tmp_path / "clash", {"good.zip": b""})  # a zip named as a folder made before: its own folder
+    _write_zip(clash[0], [("d.png", b"d")])
+    mixed = _browser_upload(tmp_path / "mixed", {"e.png": b"e"})
+    images = gather_images(mixed + clash, tmp_path / "fresh", {str(mixed[0]): "good/e.png"})
+    assert [image.relative_to(tmp_path / "fresh").as_posix() for image in images] == ["good/e.png", "good_1/d.png"]
 
 
 def test_unique_name_numbers_before_the_suffix_ignoring_case_and_records_its_answer():

@@ -19,8 +19,9 @@ CSS = """
 .rbd-gallery .caption-label { white-space: pre-line !important; overflow: visible !important; text-overflow: clip !important;
                               max-width: 100% !important; font-size: 0.75em; line-height: 1.2; }
 """
-SHORTCUTS = """
+PAGE_SCRIPT = """
 () => {
+  // The review's keyboard shortcuts
   const keys = {a: "review-accept", r: "review-reject", e: "review-edit", ArrowLeft: "review-prev",
                 ArrowRight: "review-next", j: "review-next", k: "review-prev"};
   document.addEventListener("keydown", (event) => {
@@ -31,6 +32,13 @@ SHORTCUTS = """
     const button = id && document.getElementById(id);
     if (button && !button.disabled && button.offsetParent !== null) { event.preventDefault(); button.click(); }
   });
+  // A picked folder's files as [path in the folder, size] by upload box (rbd.uploads.picked_names): Gradio uploads
+  // them by name alone. Captured before Gradio's own listener reads and clears the picker.
+  window.rbdPicked = {};
+  document.addEventListener("change", (event) => {
+    const input = event.target, box = input.closest && input.closest(".rbd-folder");
+    if (box && input.webkitdirectory) window.rbdPicked[box.id] = Array.from(input.files, (f) => [f.webkitRelativePath || f.name, f.size]);
+  }, true);
 }
 """
 
@@ -69,9 +77,9 @@ def build_app(work: Path = WORK, catalog: Catalog | None = None) -> gr.Blocks:
 
 
 def launch(app: gr.Blocks, **kwargs):
-    """Start the server with the review keyboard shortcuts (host and port from GRADIO_SERVER_NAME/PORT);
+    """Start the server with the page's script (review shortcuts, picked folders' paths) (host and port from GRADIO_SERVER_NAME/PORT);
     idle reviews and private models are removed while it runs."""
     ctx = app.rbd_context
     ctx.sweep_every(SWEEP_S)
-    return app.launch(js=SHORTCUTS, css=CSS, footer_links=["api", "gradio"], max_file_size="2gb",
+    return app.launch(js=PAGE_SCRIPT, css=CSS, footer_links=["api", "gradio"], max_file_size="2gb",
                       allowed_paths=[str(ctx.reviews)], **kwargs)

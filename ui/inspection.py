@@ -110,7 +110,7 @@ def inspect_images(ctx, image, files, model: dict, rate: float, opacity: float, 
         elif path in scored:
             picture, p = scored[path]
             shown = subsample(picture, max(shown_size(*picture.shape[:2])))  # all that is ever drawn of it
-            items.append({"name": path.name, "digest": digest, "model": model_id, "image": to_uint8(shown),
+            items.append({"name": path.relative_to(folder).as_posix(), "digest": digest, "model": model_id, "image": to_uint8(shown),
                           "score": p.score, "map": p.anomaly_map.astype(np.float16), "familiarity": p.familiarity,
                           "notice": "; ".join(notes)})
     items.sort(key=lambda item: item["score"], reverse=True)  # a batch's likely defects first; ties in upload order

@@ -22,7 +22,7 @@ from rbd import review as rules
 from rbd.detector import verdict as verdict_at
 from rbd.review import ReviewSession
 from rbd.thresholds import threshold_at
-from rbd.uploads import gather_images
+from rbd.uploads import gather_images, picked_names
 from rbd.visualize import fold, shown_size
 
 from . import model_bar
@@ -41,6 +41,8 @@ DONE = {"accept": "✓ accepted", "reject": "✗ rejected", "correct": "✎ corr
 # after the one before it (two finished together could arrive out of order and leave the browser
 # showing an earlier image than the cursor's). Each takes milliseconds, so no one waits for long.
 IN_ORDER = dict(concurrency_limit=1, concurrency_id="review-view")
+# Score's last input, `picked`, takes what the page recorded of the picked folder (ui.app.PAGE_SCRIPT)
+PICKED = "(...values) => [...values.slice(0, -1), (window.rbdPicked || {})['review-folder'] || null]"
 
 
 @dataclass
@@ -49,6 +51,7 @@ class Review:
     editing: gr.State
     files: gr.File
     folder: gr.File
+    picked: gr.JSON
     score: gr.Button
     new: gr.Button
     rescore: gr.Button
@@ -187,16 +190,18 @@ def _position(ctx, review_id, model, rate, show, item_id) -> tuple[np.ndarray, i
 
 
 @gpu
-def score(ctx, files, folder, review_id: str, model: dict, progress=gr.Progress()) -> dict:
-    """Score uploaded images, zips or a whole folder into this browser's review, a batch at a time."""
+def score(ctx, files, folder, review_id: str, model: dict, picked: list | None = None, progress=gr.Progress()) -> dict:
+    """Score uploaded images, zips or a whole folder into this browser's review, a batch at a time.
+    `picked` is what the page recorded of the folder the browser picked (`rbd.uploads.picked_names`),
+    so that its images keep their paths in it."""
     detector = ctx.detector(model)
     review_id = review_id or uuid.uuid4().hex
     session = ctx.review(review_id, create=True)
     before = len(session.items)
     with ctx.upload_folder() as upload:
-        images = gather_images(paths(files) + paths(folder), upload)
+        images = gather_images(paths(files) + paths(folder), upload, picked_names(paths(folder), picked))
         session.add(detector, images, lambda done, total: progress((done, total), desc="scoring"),
-                    model=model_bar.scored_by(model))
+                    model=model_bar.scored_by(model), upload=upload)
     return {"review_id": review_id, "status": f"Scored {len(session.items) - before} image(s); {len(session.items)} in this review."}
 
 
@@ -336,7 +341,9 @@ def layout(ctx, review_id: gr.BrowserState) -> Review:
     editing = gr.State(None)
     with gr.Row():
         files = gr.File(file_count="multiple", label="Images or zips to review", scale=2, elem_id="review-files")
-        folder = gr.File(file_count="directory", label="…or a whole folder", scale=1, elem_id="review-folder")
+        folder = gr.File(file_count="directory", label="…or a whole folder", scale=1, elem_id="review-folder",
+                         elem_classes=["rbd-folder"])
+        picked = gr.JSON(visible=False)  # the picked folder's paths, filled in by the page when Score is pressed
         with gr.Column(scale=1):
             score_button = gr.Button("Score images", variant="primary", elem_id="review-score")
             with gr.Row():
@@ -369,7 +376,7 @@ def layout(ctx, review_id: gr.BrowserState) -> Review:
         recalibrate_button = gr.Button("Recalibrate threshold from reviewed images", elem_id="review-recalibrate")
     recalibrate_warning = gr.Markdown(visible=False, elem_id="review-recalibrate-warning")
     recalibrate_anyway = gr.Button("Apply this threshold anyway", visible=False, variant="stop", elem_id="review-recalibrate-anyway")
-    return Review(review_id, editing, files, folder, score_button, new, rescore_button, status, scored_by, show_filter,
+    return Review(review_id, editing, files, folder, picked, score_button, new, rescore_button, status, scored_by, show_filter,
                   gallery, text, image, prev, accept, reject, edit_button, next_button, editor, save, metrics, export_button,
                   export_file, recalibrate_button, recalibrate_warning, recalibrate_anyway)
 
@@ -382,8 +389,8 @@ def _view_outputs(area: Review) -> dict:
 def wire(ctx, area: Review, bar: model_bar.ModelBar, rejudge) -> None:
     outputs = _view_outputs(area)
     state = [area.review_id, bar.model, bar.rate, area.show]
-    scored = on(area.score.click, score, ctx, [area.files, area.folder, area.review_id, bar.model],
-                {"review_id": area.review_id, "status": area.status}, api_name="review_score",
+    scored = on(area.score.click, score, ctx, [area.files, area.folder, area.review_id, bar.model, area.picked],
+                {"review_id": area.review_id, "status": area.status}, js=PICKED, api_name="review_score",
                 concurrency_limit=INFERENCE_LIMIT, concurrency_id="inference", show_progress_on=[area.status])
     on(scored.then, show, ctx, state, outputs, api_name="review_list", **IN_ORDER)
     rescored = on(area.rescore.click, rescore, ctx, [area.review_id, bar.model], {"status": area.status}, api_name="review_rescore",

@@ -6,7 +6,7 @@ import csv
 import io
 import json
 import zipfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 from PIL import Image
@@ -23,7 +23,8 @@ from .store import THUMB_SIDE
 
 
 def export_zip(session, path: str | Path, threshold: float) -> Path:
-    """One zip, written atomically: decisions.csv, masks/<stem>.png and coco.json.
+    """One zip, written atomically: decisions.csv, masks/<name>.png and coco.json, each image named by
+    its path in its upload (`Item.file_name`, e.g. `good/000.png`, whose mask is `masks/good/000.png`).
 
     decisions.csv has a row per image: file, score, verdict (the model's at `threshold`),
     decision, corrected ("yes" where the mask was repainted), timestamp, label (good or
@@ -49,7 +50,7 @@ def export_zip(session, path: str | Path, threshold: float) -> Path:
             writer.writerow(row + [decision.decision, corrected, decision.timestamp, label, decision.verdict])
             png = io.BytesIO()
             Image.fromarray(mask_image(mask)).save(png, format="PNG")
-            archive.writestr(f"masks/{Path(item.file_name).stem}.png", png.getvalue())
+            archive.writestr(f"masks/{PurePosixPath(item.file_name).with_suffix('')}.png", png.getvalue())
             reviewed.append(CocoImage(item.file_name, item.height, item.width, mask))
         archive.writestr("decisions.csv", table.getvalue())
         archive.writestr("coco.json", json.dumps(coco_dataset(reviewed)))

@@ -5,7 +5,7 @@ A session is a folder, so an app that restarts resumes where the inspector left 
     root/<session_id>/
         items.json            the model that scored the images, its calibration, its maps' folder and one record per image
                               (rewritten atomically)
-        images/               copies of the uploaded files, file stems unique in the session
+        images/<name>         copies of the uploaded files under the names the user knows them by (`Item.file_name`)
         maps/<id>.npy         anomaly maps at image size (float16, plain arrays: never pickled); a re-score writes
                               maps-<n>/ and items.json switches to it, so scores and maps always belong to one model
         thumbs/<id>.png       gallery thumbnails, long side at most THUMB_SIDE
@@ -30,7 +30,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Callable, Iterable
 
 import numpy as np
@@ -71,7 +71,7 @@ class Item:
     `ReviewSession.image` for the picture at the item's size."""
 
     id: int
-    file_name: str  # the name under images/, unique in the session
+    file_name: str  # the image's path in its upload, folders kept (`good/000.png`), unique in the session less its suffix
     image_path: Path
     score: float
     normalized_score: float
@@ -120,11 +120,11 @@ class ReviewSession:
     @classmethod
     def create(cls, root: str | Path, session_id: str, detector, image_paths: Iterable[str | Path],
                progress: Callable[[int, int], None] | None = None, batch_size: int = 8,
-               model: ScoredBy | None = None) -> "ReviewSession":
+               model: ScoredBy | None = None, upload: str | Path | None = None) -> "ReviewSession":
         """Score `image_paths` into session `session_id`; an existing session gets them added, its decisions
         kept, if `detector` is the model that scored it."""
         session = cls(session_folder(root, session_id))
-        session.add(detector, image_paths, progress, batch_size, model)
+        session.add(detector, image_paths, progress, batch_size, model, upload)
         return session
 
     @classmethod
@@ -184,8 +184,12 @@ class ReviewSession:
         return self._decisions.get(self.item(item_id).id)
 
     def add(self, detector, image_paths: Iterable[str | Path], progress: Callable[[int, int], None] | None = None,
-            batch_size: int = 8, model: ScoredBy | None = None) -> list[Item]:
+            batch_size: int = 8, model: ScoredBy | None = None, upload: str | Path | None = None) -> list[Item]:
         """Score more images and store them; returns the new items.
+
+        Each image is named by its path in `upload`, the folder it was uploaded into (folders kept,
+        so `good/000.png` and `broken/000.png` stay apart in the review and its export), or by its
+        file name where there is no such folder; a name already in the session is numbered.
 
         Images are read and scored a batch at a time and items.json is rewritten every few
         seconds, so a large upload neither sits in memory at once nor is lost entirely by a crash.
@@ -204,10 +208,10 @@ class ReviewSession:
             elif not self.is_scored_by(model, scored_with):
                 raise InvalidInputError(f"this review was scored by {self._model.name}: re-score it with the active model, "
                                         "or start a new review, before adding images scored by another")
-            taken = {Path(item.file_name).stem.casefold() for item in self._items}
+            taken = {_unsuffixed(item.file_name).casefold() for item in self._items}
             saved = time.monotonic()
             for path, image, prediction in predict_files(detector, paths, batch_size, MAX_SIDE, progress):
-                added.append(self._store(path, image, prediction, taken))
+                added.append(self._store(path, _upload_name(path, upload), image, prediction, taken))
                 if time.monotonic() - saved > SAVE_EVERY_S:
                     self._write_items()
                     saved = time.monotonic()
@@ -358,11 +362,11 @@ class ReviewSession:
         self._painted[name] = bool(mask.any())
         return name
 
-    def _store(self, source: Path, image: np.ndarray, prediction, taken: set[str]) -> Item:
-        """Copy the image in, save its map and thumbnail; `taken` holds the casefolded stems in use
-        (masks are named by stem)."""
-        stem = source.stem if source.stem and not source.stem.startswith(".") else "image"
-        file_name = unique_name(stem, taken, split_suffix=False) + source.suffix
+    def _store(self, source: Path, name: PurePosixPath, image: np.ndarray, prediction, taken: set[str]) -> Item:
+        """Copy the image in as `name`, save its map and thumbnail; `taken` holds the casefolded names
+        in use less their suffixes (an export names masks so)."""
+        stem = name.stem if name.stem and not name.stem.startswith(".") else "image"
+        file_name = unique_name(name.with_name(stem).as_posix(), taken, split_suffix=False) + name.suffix
         item_id = len(self._items)
         with atomic_write(self.folder / "images" / file_name) as f, open(source, "rb") as original:
             shutil.copyfileobj(original, f)
@@ -478,6 +482,19 @@ def session_folder(root: str | Path, session_id: str) -> Path:
     if not isinstance(session_id, str) or not SESSION_ID.fullmatch(session_id):
         raise InvalidInputError(f"invalid session id {session_id!r}: use 1 to 64 letters, digits, '_' or '-'")
     return Path(root) / session_id
+
+
+def _upload_name(path: Path, upload: str | Path | None) -> PurePosixPath:
+    """The name the user knows an uploaded image by: its path in `upload`, else its file name."""
+    if upload is not None and path.is_relative_to(upload):
+        return PurePosixPath(path.relative_to(upload).as_posix())
+    return PurePosixPath(path.name)
+
+
+def _unsuffixed(name: str) -> str:
+    """`good/000.png` -> `good/000`."""
+    suffix = PurePosixPath(name).suffix
+    return name[:len(name) - len(suffix)]
 
 
 def _familiarity(prediction) -> float | None:
