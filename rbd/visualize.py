@@ -16,6 +16,7 @@ from .calibration import Calibration
 from .images import to_uint8
 
 COLORMAP = "turbo"
+OUTLINE = (255, 0, 255)  # magenta: a colour the heat map never takes, for masks drawn over it
 # What the app shows of one image and lets the inspector paint on, at most: a browser took half a
 # minute to open a 4096 x 3277 mask editor and over a minute to send it back, and the overlay took
 # 10 s to draw; a mask is drawn by hand, so a megapixel is plenty. A pixel budget, not a side, so
@@ -56,6 +57,18 @@ def overlay(image: np.ndarray, anomaly_map: np.ndarray, calibration: Calibration
     colours = heatmap(anomaly_map, calibration, threshold).astype(np.float32) / 255
     blended = (1 - opacity) * base + opacity * colours
     return to_uint8(blended)
+
+
+def outlined(image: np.ndarray, mask: np.ndarray, width: int = 2) -> np.ndarray:
+    """(H, W, 3) uint8: `image` with the edge of `mask` drawn in OUTLINE, `width` pixels inside the
+    mask, so that a mask one pixel wide is drawn whole and nothing outside it is covered."""
+    inner = mask
+    for _ in range(width):
+        padded = np.pad(inner, 1, constant_values=False)
+        inner = padded[1:-1, 1:-1] & padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+    drawn = image.copy()
+    drawn[mask & ~inner] = OUTLINE
+    return drawn
 
 
 def mask_image(mask: np.ndarray) -> np.ndarray:

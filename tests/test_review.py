@@ -18,7 +18,7 @@ from rbd.errors import InvalidInputError, NoImagesError
 from rbd.images import read_image, to_rgb_array
 from rbd import review
 from rbd.review import ReviewSession, ScoredBy
-from rbd.visualize import overlay, shown_size
+from rbd.visualize import OUTLINE, outlined, overlay, shown_size
 
 THRESHOLD = 0.5
 
@@ -596,6 +596,37 @@ def test_the_gallery_reads_thumbnails_stored_at_scoring_time(tmp_path, monkeypat
     thumb = review.overlay(session, 0, THRESHOLD, 0.3, max_side=THUMB_SIDE)
     np.testing.assert_array_equal(thumb, full[::3, ::3])  # 700 px long side -> every 3rd pixel: 100 x 234
     assert thumb.shape == (100, 234, 3)
+
+
+def test_outlined_draws_a_masks_edge_inside_it_and_a_thin_line_whole():
+    image = np.zeros((12, 14, 3), np.uint8)
+    mask = np.zeros((12, 14), bool)
+    mask[2:9, 3:11] = True  # a block 7 x 8
+    mask[11, :] = True  # a line one pixel high along the bottom edge
+    drawn = outlined(image, mask, width=2)
+    coloured = (drawn == OUTLINE).all(axis=-1)
+    assert not coloured[~mask].any() and (drawn[~coloured] == 0).all()  # nothing outside the mask, nothing else changed
+    inner = np.zeros_like(mask)
+    inner[4:7, 5:9] = True  # two pixels in from every side of the block
+    np.testing.assert_array_equal(coloured, mask & ~inner)
+    assert coloured[11].all()
+    assert (image == 0).all()  # drawn on a copy
+
+
+def test_a_painted_mask_is_outlined_on_the_review_picture_until_another_decision(session):
+    a = session.items[0]
+    before = review.overlay(session, a.id, THRESHOLD, max_side=256)
+    assert not (before == OUTLINE).all(axis=-1).any()
+    drawn = np.zeros((8, 10), bool)
+    drawn[4, 1:9] = True  # a crack one pixel high
+    session.decide(a.id, "correct", THRESHOLD, drawn)
+    picture = review.overlay(session, a.id, THRESHOLD, max_side=256)
+    np.testing.assert_array_equal((picture == OUTLINE).all(axis=-1), drawn)
+    np.testing.assert_array_equal(picture[~drawn], before[~drawn])
+    smaller = review.overlay(session, a.id, THRESHOLD, max_side=5)  # every 2nd pixel: row 4 would be kept, row 5 not
+    assert (smaller == OUTLINE).all(axis=-1)[2, :].sum() >= 4
+    session.decide(a.id, "accept", THRESHOLD)
+    np.testing.assert_array_equal(review.overlay(session, a.id, THRESHOLD, max_side=256), before)
 
 
 def test_pictures_for_the_app(session, parts):

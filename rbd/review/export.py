@@ -16,7 +16,7 @@ from ..detector import verdict as verdict_at
 from ..errors import InvalidInputError
 from ..files import atomic_write
 from ..images import read_image, to_uint8
-from ..visualize import fold, folded_shape, mask_image, shown_size, subsample, unfold
+from ..visualize import fold, folded_shape, mask_image, outlined, shown_size, subsample, unfold
 from ..visualize import overlay as heat_overlay
 from .rules import final_label, final_mask, mask_to_edit
 from .store import THUMB_SIDE
@@ -58,7 +58,9 @@ def export_zip(session, path: str | Path, threshold: float) -> Path:
 
 
 def overlay(session, item_id: int, threshold: float, opacity: float = 0.5, max_side: int | None = None) -> np.ndarray:
-    """(H, W, 3) uint8: the image blended with its heat map, coloured by the session's calibration.
+    """(H, W, 3) uint8: the image blended with its heat map, coloured by the session's calibration,
+    with the edge of the inspector's mask outlined once one was painted (`outlined`), so that what
+    was saved is seen.
 
     `max_side` keeps every `step`-th pixel of the map so the long side fits, and decodes the picture
     at that size; at `THUMB_SIDE` the picture is the thumbnail stored at scoring time.
@@ -66,12 +68,15 @@ def overlay(session, item_id: int, threshold: float, opacity: float = 0.5, max_s
     if max_side is not None and max_side < 1:
         raise InvalidInputError(f"max_side must be at least 1, got {max_side}")
     amap = session.anomaly_map(item_id)
-    thumbnail = session.thumbnail_path(item_id)
-    if max_side == THUMB_SIDE and thumbnail.is_file():
-        return heat_overlay(read_image(thumbnail), subsample(amap, max_side), session.calibration, threshold, opacity)
     if max_side is not None:
         amap = subsample(amap, max_side)
-    return heat_overlay(session.image(item_id, amap.shape), amap, session.calibration, threshold, opacity)
+    thumbnail = session.thumbnail_path(item_id)
+    picture = read_image(thumbnail) if max_side == THUMB_SIDE and thumbnail.is_file() else session.image(item_id, amap.shape)
+    drawn = heat_overlay(picture, amap, session.calibration, threshold, opacity)
+    decision = session.decision(item_id)
+    if decision is None or decision.decision != "correct":
+        return drawn
+    return outlined(drawn, _shrunk(session.read_mask(decision.mask), amap.shape))
 
 
 def editor_canvas(session, item_id: int, threshold: float) -> tuple[np.ndarray, np.ndarray]:
