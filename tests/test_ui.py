@@ -230,6 +230,32 @@ def test_inference_events_share_one_limit_and_review_views_are_drawn_in_turn(app
     assert len(decisions) == 4
 
 
+def test_a_closed_tab_cancels_and_forgets_its_training(app_server):
+    """Gradio drops a closed tab's queued events, so the tab's `pending` entry would stay for good."""
+    import gradio as gr
+    from gradio.helpers import special_args
+
+    import app as app_module
+    from ui import fine_tune
+
+    demo = app_module.build_app(app_server[1] / "work-unload", Catalog(app_server[1] / "shipped", app_server[1] / "work-unload" / "m"))
+    ctx = demo.rbd_context
+    unload = [fn for fn in demo.fns.values() if any(target[1] == "unload" for target in fn.targets)]
+    assert len(unload) == 1
+    queued, started = types.SimpleNamespace(session_hash="tab-q"), types.SimpleNamespace(session_hash="tab-s")
+    fine_tune.pressed(ctx, queued)
+    fine_tune.pressed(ctx, started)
+    cancels = []
+    ctx.jobs["tab-s"]["job"] = types.SimpleNamespace(cancel=lambda: cancels.append("tab-s"))
+    waiting = ctx.jobs["tab-q"]
+    inputs, *_ = special_args(unload[0].fn, [], request=gr.Request(session_hash="tab-q"))  # as Gradio calls it
+    unload[0].fn(*inputs)
+    assert "tab-q" not in ctx.jobs and waiting["cancelled"] and "tab-s" in ctx.jobs
+    fine_tune.closed(ctx, started)
+    assert ctx.jobs == {} and cancels == ["tab-s"]
+    fine_tune.closed(ctx, queued)  # closed again, or a tab that never trained: nothing to do
+
+
 def test_a_fine_tune_asks_zerogpu_for_its_time_budget():
     from ui.fine_tune import training_seconds
 

@@ -69,7 +69,7 @@ def build_app(work: Path = WORK, catalog: Catalog | None = None) -> gr.Blocks:
         model_bar.wire(ctx, bar, app, rejudge)
         inspection.wire(ctx, inspect_area, bar)
         review.wire(ctx, review_area, bar, rejudge)
-        fine_tune.wire(ctx, tune_area, bar, review_area.review_id, eval_area.evaluated, rejudge)
+        fine_tune.wire(ctx, app, tune_area, bar, review_area.review_id, eval_area.evaluated, rejudge)
         evaluation.wire(ctx, eval_area, bar)
     app.queue(default_concurrency_limit=4)
     app.rbd_context = ctx

@@ -159,6 +159,16 @@ def cancel(ctx, model: dict, request: gr.Request = None) -> dict:
     return {"status": cancelled(model, running["step"])}
 
 
+def closed(ctx, request: gr.Request = None) -> None:
+    """The tab closed: its training is cancelled and forgotten. Gradio drops a training still queued
+    for it, which would otherwise leave its `pending` entry behind for good."""
+    running = ctx.jobs.pop(request.session_hash, None) if request is not None else None
+    if running is not None:
+        running["cancelled"] = True
+        if running["job"] is not None:
+            running["job"].cancel()
+
+
 def share(ctx, model: dict, browser: str, request: gr.Request = None) -> dict:
     """Offer the active fine-tune to every user of this app."""
     owner = _owner(browser, request)
@@ -214,7 +224,7 @@ def layout(ctx) -> FineTune:
                     model_file, share_button, repo_id, token, push_button, push_status)
 
 
-def wire(ctx, area: FineTune, bar: model_bar.ModelBar, review_id, evaluated, rejudge) -> None:
+def wire(ctx, app: gr.Blocks, area: FineTune, bar: model_bar.ModelBar, review_id, evaluated, rejudge) -> None:
     clicked = on(area.train.click, pressed, ctx, [], {"status": area.status}, queue=False, api_visibility="private")
     trained = on(clicked.then, fine_tune, ctx,
                  [area.files, area.folder, area.use_reviewed, review_id, area.start_current, area.epochs, area.minutes,
@@ -224,6 +234,10 @@ def wire(ctx, area: FineTune, bar: model_bar.ModelBar, review_id, evaluated, rej
                  api_name="fine_tune", concurrency_limit=1, concurrency_id="train", show_progress_on=[area.status])
     rejudge(trained.success)
     on(area.cancel.click, cancel, ctx, [bar.model], {"status": area.status}, api_name="cancel_training", concurrency_limit=None)
+
+    def tab_closed(request: gr.Request):  # Gradio hands a request only to a function that names it so
+        closed(ctx, request)
+    app.unload(tab_closed)
     shared = on(area.share.click, share, ctx, [bar.model, bar.browser],
                 {"status": area.status, "choice": bar.choice, "model": bar.model, "rate": bar.rate, "info": bar.info},
                 api_name="share_model")
