@@ -17,7 +17,7 @@ import os
 import sys
 import warnings
 from dataclasses import fields
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Callable
 
 from tqdm import tqdm
@@ -37,7 +37,7 @@ from .outputs import CSV_COLUMNS, ScoredFile, scored_file
 from .ray_engine import is_uri, list_uri, score_files
 from .thresholds import describe
 from .train import Progress, TrainConfig, train
-from .uploads import unique_name
+from .uploads import unique_name, unsuffixed
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -81,7 +81,11 @@ def _predict(args: argparse.Namespace) -> None:
         raise InvalidInputError(f"--out {out} is a file, not a folder")
     if args.address is not None and args.engine != "ray":
         raise InvalidInputError("--address names a Ray cluster: it goes with --engine ray")
-    files = _input_images(args.images, uris=args.engine == "ray")
+    named = _input_images(args.images, uris=args.engine == "ray")
+    files = [file for file, _ in named]
+    names: dict[str, list[str]] = {}  # a file named twice is scored twice, its outputs named each time as then
+    for file, name in named:
+        names.setdefault(file, []).append(name)
     detector = load(args.checkpoint, args.revision)  # the Ray engine's actors load their own: this checks it first
     taken: set[str] = set()
     written: list[ScoredFile] = []
@@ -94,7 +98,7 @@ def _predict(args: argparse.Namespace) -> None:
         for result in results:
             written.append(result)
             if result.error is None:
-                name = unique_name(Path(result.file).stem, taken, split_suffix=False)
+                name = unique_name(names[result.file].pop(0), taken, split_suffix=False)
                 _write(result.overlay_png, out / f"{name}_overlay.png")
                 _write(result.mask_png, out / f"{name}_mask.png")
     scored = [result for result in written if result.error is None]
@@ -144,17 +148,21 @@ def _info(args: argparse.Namespace) -> None:
     print(json.dumps(config, indent=2))
 
 
-def _input_images(items: list[str], uris: bool = False) -> list[str]:
+def _input_images(items: list[str], uris: bool = False) -> list[tuple[str, str]]:
     """The image files named on the command line, folders searched recursively, and with `uris` (the
-    Ray engine) files and folders of any filesystem pyarrow reaches; checked before any work starts."""
-    files: list[str] = []
+    Ray engine) files and folders of any filesystem pyarrow reaches; checked before any work starts.
+    Each comes with the name its outputs take: its path in the folder named, less its suffix
+    (`good/000`), so that a folder's tree is kept; a file named itself goes by its stem."""
+    files: list[tuple[str, str]] = []
     for item in items:
         if uris and is_uri(item):
-            files += list_uri(item)
+            folder = item.rstrip("/") + "/"
+            files += [(uri, unsuffixed(uri[len(folder):] if uri.startswith(folder) else PurePosixPath(uri).name))
+                      for uri in list_uri(item)]
         elif Path(item).is_dir():
-            files += map(str, find_images(item))
+            files += [(str(path), unsuffixed(path.relative_to(item).as_posix())) for path in find_images(item)]
         elif Path(item).exists():
-            files.append(str(Path(item)))
+            files.append((str(Path(item)), Path(item).stem))
         else:
             raise NoImagesError(f"{item}: no such file or folder")
     if not files:

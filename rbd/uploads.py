@@ -288,6 +288,11 @@ def unique_name(name: str, taken: set[str], *, split_suffix: bool = True) -> str
     return candidate
 
 
+def unsuffixed(name: str) -> str:
+    """A relative path less its suffix, `good/000.png` -> `good/000`: what names derived files (masks, overlays)."""
+    return PurePosixPath(name).with_suffix("").as_posix()
+
+
 def _describe_size(size: float) -> str:
     for unit in ("bytes", "KB", "MB"):
         if size < 1024:

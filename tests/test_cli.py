@@ -147,6 +147,22 @@ def test_predict_skips_unreadable_files_with_one_warning(category, checkpoint, t
 
 
 
+def test_predict_writes_a_folders_outputs_in_its_tree(category, checkpoint, tmp_path, capsys):
+    """bottle/test holds good/000.png and broken/000.png: their outputs must not become 000 and 000_1."""
+    test = category / "test"
+    single = _copy(sorted((test / "good").glob("*.png"))[1], tmp_path / "single" / "part.v2.png")
+    out = tmp_path / "pred"
+    code, _, err = run(capsys, "predict", checkpoint, test, single, test / "good", "--out", out, "--quiet")
+    assert code == 0, err
+    inputs = sorted(test.rglob("*.png"))
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*_overlay.png"))
+    from_folder = [f"{p.relative_to(test).with_suffix('').as_posix()}_overlay.png" for p in inputs]
+    again = [f"{p.stem}_overlay.png" for p in sorted((test / "good").glob("*.png"))]  # good/ named itself
+    assert written == sorted(from_folder + ["part.v2_overlay.png"] + again), written
+    assert len({name.rsplit("/", 1)[-1] for name in from_folder}) < len(from_folder)  # the tree does repeat file names
+    assert sorted(row["file"] for row in _results(out)) == sorted(map(str, inputs + [single] + sorted((test / "good").glob("*.png"))))
+
+
 def test_predict_marks_images_unlike_the_training_images_with_a_warning(category, checkpoint, tmp_path, capsys):
     good = _copy(sorted((category / "test" / "good").glob("*.png"))[0], tmp_path / "in" / "good.png")
     yy, xx = np.mgrid[:64, :80]

@@ -42,8 +42,9 @@ def _assert_same_outputs(ray_out, local_out, uri_of=lambda file: file):
         assert float(a["score"]) == pytest.approx(float(b["score"]), abs=1e-4)
         assert float(a["normalized_score"]) == pytest.approx(float(b["normalized_score"]), abs=1e-4)
         assert a["threshold"] == b["threshold"] and a["verdict"] == b["verdict"]
-    pictures = sorted(p.name for p in local_out.glob("*.png"))
-    assert pictures == sorted(p.name for p in ray_out.glob("*.png")) and len(pictures) == 22
+    pictures = sorted(p.relative_to(local_out).as_posix() for p in local_out.rglob("*.png"))
+    assert pictures == sorted(p.relative_to(ray_out).as_posix() for p in ray_out.rglob("*.png")) and len(pictures) == 22
+    assert "hole/000_overlay.png" in pictures and "good/000_overlay.png" in pictures  # each folder's tree kept
     for name in pictures:
         a, b = (np.asarray(Image.open(folder / name), dtype=int) for folder in (ray_out, local_out))
         assert np.abs(a - b).max() <= 1, name  # overlays: maps equal to float rounding; masks: equal

@@ -6,7 +6,7 @@ import csv
 import io
 import json
 import zipfile
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -16,6 +16,7 @@ from ..detector import verdict as verdict_at
 from ..errors import InvalidInputError
 from ..files import atomic_write
 from ..images import read_image, to_uint8
+from ..uploads import unsuffixed
 from ..visualize import fold, folded_shape, mask_image, outlined, shown_size, subsample, unfold
 from ..visualize import overlay as heat_overlay
 from .rules import final_label, final_mask, mask_to_edit
@@ -50,7 +51,7 @@ def export_zip(session, path: str | Path, threshold: float) -> Path:
             writer.writerow(row + [decision.decision, corrected, decision.timestamp, label, decision.verdict])
             png = io.BytesIO()
             Image.fromarray(mask_image(mask)).save(png, format="PNG")
-            archive.writestr(f"masks/{PurePosixPath(item.file_name).with_suffix('')}.png", png.getvalue())
+            archive.writestr(f"masks/{unsuffixed(item.file_name)}.png", png.getvalue())
             reviewed.append(CocoImage(item.file_name, item.height, item.width, mask))
         archive.writestr("decisions.csv", table.getvalue())
         archive.writestr("coco.json", json.dumps(coco_dataset(reviewed)))

@@ -43,7 +43,7 @@ from ..errors import InvalidInputError
 from ..files import atomic_write
 from ..images import MAX_SIDE, read_image, to_uint8
 from ..notices import notify
-from ..uploads import unique_name
+from ..uploads import unique_name, unsuffixed
 from ..visualize import mask_image, subsample
 from .rules import label_of
 
@@ -208,7 +208,7 @@ class ReviewSession:
             elif not self.is_scored_by(model, scored_with):
                 raise InvalidInputError(f"this review was scored by {self._model.name}: re-score it with the active model, "
                                         "or start a new review, before adding images scored by another")
-            taken = {_unsuffixed(item.file_name).casefold() for item in self._items}
+            taken = {unsuffixed(item.file_name).casefold() for item in self._items}
             saved = time.monotonic()
             for path, image, prediction in predict_files(detector, paths, batch_size, MAX_SIDE, progress):
                 added.append(self._store(path, _upload_name(path, upload), image, prediction, taken))
@@ -489,12 +489,6 @@ def _upload_name(path: Path, upload: str | Path | None) -> PurePosixPath:
     if upload is not None and path.is_relative_to(upload):
         return PurePosixPath(path.relative_to(upload).as_posix())
     return PurePosixPath(path.name)
-
-
-def _unsuffixed(name: str) -> str:
-    """`good/000.png` -> `good/000`."""
-    suffix = PurePosixPath(name).suffix
-    return name[:len(name) - len(suffix)]
 
 
 def _familiarity(prediction) -> float | None:
