@@ -9,6 +9,7 @@ reports what it skipped with one warning per call.
 
 from __future__ import annotations
 
+import collections
 import errno
 import re
 import shutil
@@ -16,7 +17,7 @@ import stat
 import zipfile
 import zlib
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Iterable, Iterator, Mapping, Sequence
+from typing import Iterable, Iterator, Sequence
 
 from .errors import DatasetLayoutError, NoImagesError, UploadError
 from .images import IMAGE_EXTENSIONS
@@ -89,39 +90,38 @@ def extract_zip(zip_path: str | Path, dest: str | Path, *, max_total_bytes: int 
     return sorted(set(written))
 
 
-def gather_images(paths: Iterable[str | Path], dest: str | Path, names: Mapping[str, str] | None = None) -> list[Path]:
+def gather_images(paths: Iterable[str | Path], dest: str | Path, names: Sequence[str | None] = ()) -> list[Path]:
     """The image files of an upload, copied or extracted into `dest`, sorted by their path in `dest`,
     which is the path the user knows each image by (`path.relative_to(dest)`).
 
     Each path is an image file or a zip. Zips are extracted into their own subfolder of `dest` and
     searched recursively for images. Loose images are copied (the upload's temporary files may
-    vanish) to `dest/names[path]` where `names` gives the path a browser picked the file at within
-    its folder (`picked_names`), else to `dest/<its name>`; a path that is taken, ignoring case, is
-    renamed `a_1.png`, `a_2.png`... (see `unique_name`). Hidden files in a picked folder are skipped
-    silently, as in zips; other files with one warning. Raises `NoImagesError` if no image is
-    left, `UploadError` for a bad zip.
+    vanish) to `dest/<name>`, where `names[i]`, if given, is the path a browser picked `paths[i]`
+    at within its folder (`picked_names`), else the file's own name; a path that is taken, ignoring
+    case, is renamed `a_1.png`, `a_2.png`... (see `unique_name`). Hidden files in a picked folder are
+    skipped silently, as in zips; other files with one warning. Raises `NoImagesError` if no image
+    is left, `UploadError` for a bad zip.
     """
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     taken = {entry.relative_to(dest).as_posix().casefold() for entry in dest.rglob("*")}  # what an earlier call left there
-    names = names or {}
     images: list[Path] = []
     skipped: list[str] = []
-    for path in map(Path, paths):
-        suffix = path.suffix.lower()
-        name = _safe_relative(names.get(str(path), ""))
-        if name and _is_junk(PurePosixPath(name).parts):
+    for i, path in enumerate(map(Path, paths)):
+        name = _safe_relative(names[i] or "") if i < len(names) else ""
+        name = name or path.name
+        if _is_junk(PurePosixPath(name).parts):
             continue
-        if suffix == ".zip":
+        if path.suffix.lower() == ".zip":
             extracted = extract_zip(path, dest / unique_name(path.stem, taken, split_suffix=False))
             images += [file for file in extracted if file.suffix.lower() in IMAGE_EXTENSIONS]
-        elif suffix in IMAGE_EXTENSIONS:
+        elif path.suffix.lower() in IMAGE_EXTENSIONS:
             try:
-                images.append(_copy_upload(path, dest, name or path.name, taken))
+                images.append(_copy_upload(path, dest, name, taken))
             except FileNotFoundError:
-                skipped.append(f"{path.name} (the uploaded file is gone)")
+                skipped.append(f"{name} (the uploaded file is gone)")
         else:
-            skipped.append(f"{path.name} (not an image or a zip)")
+            skipped.append(f"{name} (not an image or a zip)")
     if not images:
         detail = f"; skipped: {'; '.join(skipped)}" if skipped else ""
         expected = f"{', '.join(IMAGE_EXTENSIONS)} files or .zip archives of them"
@@ -131,26 +131,31 @@ def gather_images(paths: Iterable[str | Path], dest: str | Path, names: Mapping[
     return sorted(images, key=lambda image: image.relative_to(dest))
 
 
-def picked_names(paths: Iterable[str | Path], picked: Iterable[Sequence] | None) -> dict[str, str]:
-    """Which uploaded file is which file of a folder a browser picked: {uploaded path: its path in the folder}.
+def picked_names(paths: Iterable[str | Path], picked: Iterable[Sequence] | None) -> list[str | None]:
+    """Which uploaded file is which file of the folders a browser picked: for each of `paths`, its path
+    in its folder, or None where that cannot be told.
 
     A browser knows each picked file's path in its folder (`webkitRelativePath`) but uploads it
-    under its name alone, so the app's page records `picked` as [path in the folder, size in bytes]
-    pairs. An uploaded file takes the first unclaimed pair with its name and size; one without a
-    match (a stale or missing record) gets no entry and keeps its name."""
-    unclaimed: dict[tuple[str, int], list[str]] = {}
+    under its name alone, in the order picked, so the app's page records `picked` as [path in the
+    folder, size in bytes] pairs, in that order. Files are matched by name and size, in order, where
+    as many were uploaded as picked; where the counts differ (a file removed from the upload box,
+    and another with its name and size left) no guess is made and they keep their names."""
+    paths = [Path(p) for p in paths]
+    recorded: dict[tuple[str, int], list[str]] = {}
     for entry in picked or []:
-        if isinstance(entry, (list, tuple)) and len(entry) == 2 and isinstance(entry[0], str) and isinstance(entry[1], int):
-            unclaimed.setdefault((PurePosixPath(entry[0]).name, entry[1]), []).append(entry[0])
-    names = {}
-    for path in map(Path, paths):
-        try:
-            matches = unclaimed.get((path.name, path.stat().st_size))
-        except OSError:
-            continue
-        if matches:
-            names[str(path)] = matches.pop(0)
-    return names
+        if isinstance(entry, (list, tuple)) and len(entry) == 2 and isinstance(entry[0], str) and type(entry[1]) is int:
+            recorded.setdefault((PurePosixPath(entry[0]).name, entry[1]), []).append(entry[0])
+    keys = [_name_and_size(path) for path in paths]
+    uploaded = collections.Counter(keys)
+    matched = {key: iter(names) for key, names in recorded.items() if len(names) == uploaded[key]}
+    return [next(matched[key]) if key in matched else None for key in keys]
+
+
+def _name_and_size(path: Path) -> tuple[str, int] | None:
+    try:
+        return path.name, path.stat().st_size
+    except OSError:
+        return None
 
 
 def _safe_relative(name: str) -> str:

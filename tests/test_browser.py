@@ -499,6 +499,8 @@ def test_a_restarted_app_resumes_the_same_review(browser, checkpoint, parts, tmp
         expect(page.locator("#review-text")).to_contain_text("1 / 2")
         expect(page.locator("#review-gallery")).to_contain_text("line/good/000.png")
         expect(page.locator("#review-gallery")).to_contain_text("line/broken/000.png")
+        expect(page.locator("#review-folder").get_by_role("cell", name="000.png")).to_have_count(0)  # scored: the box is emptied
+        assert page.evaluate("JSON.stringify(window.rbdPicked)") == "{}"  # and the folder's record forgotten
         blur(page)
         page.keyboard.press("a")
         expect(page.locator("#review-metrics")).to_contain_text("Reviewed 1 of 2")

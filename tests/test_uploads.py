@@ -167,43 +167,48 @@ def test_a_picked_folder_keeps_its_folders_so_same_named_images_stay_apart(tmp_p
     uploaded = _browser_upload(tmp_path / "uploads", files)
     picked = [[name, len(data)] for name, data in files.items()]
     names = picked_names(uploaded, picked)
-    assert [names[str(path)] for path in uploaded] == list(files)
+    assert names == list(files)
     dest = tmp_path / "work"
-    with pytest.warns(UserWarning, match="notes.txt"):
+    with pytest.warns(UserWarning, match="bottle/good/notes.txt"):  # named as in the folder
         images = gather_images(uploaded, dest, names)
     assert [image.relative_to(dest).as_posix() for image in images] == [
         "bottle/broken/000.png", "bottle/good/000.png", "bottle/good/001.png"]  # the hidden folder's file skipped, as in zips
     assert [image.read_bytes() for image in images] == [b"broken 0", b"good 0", b"good 1"]
 
 
-def test_picked_names_pairs_files_by_name_and_size_and_ignores_what_does_not_match(tmp_path):
+def test_picked_names_pairs_files_by_name_and_size_in_order_and_never_guesses(tmp_path):
     uploaded = _browser_upload(tmp_path, {"a/x.png": b"12", "b/x.png": b"1234", "c/y.png": b"1"})
     picked = [["d/x.png", 4], ["e/x.png", 2], "junk", ["f/x.png", "2"], ["g/z.png", 1], ["h/y.png", 5]]
-    assert picked_names(uploaded, picked) == {str(uploaded[0]): "e/x.png", str(uploaded[1]): "d/x.png"}
-    same = _browser_upload(tmp_path / "same", {"a/s.png": b"1", "b/s.png": b"2"})  # equal names and sizes: in order
-    assert list(picked_names(same, [["a/s.png", 1], ["b/s.png", 1]]).values()) == ["a/s.png", "b/s.png"]
-    assert picked_names(uploaded, None) == {} and picked_names(uploaded + [tmp_path / "gone.png"], []) == {}
+    assert picked_names(uploaded, picked) == ["e/x.png", "d/x.png", None]
+    twins = _browser_upload(tmp_path / "twins", {"a/s.png": b"1", "b/s.png": b"2"})  # equal names and sizes
+    assert picked_names(twins, [["a/s.png", 1], ["b/s.png", 1]]) == ["a/s.png", "b/s.png"]  # in the order picked
+    # one of two twins removed from the upload box: which one is left cannot be told, so neither is named
+    assert picked_names(twins[1:], [["a/s.png", 1], ["b/s.png", 1]]) == [None]
+    assert picked_names(twins[1:], [["a/s.png", 1], ["b/s.png", 1], ["c/t.png", 1]]) == [None]
+    # byte-identical files share one temporary upload: each occurrence still takes its own path
+    assert picked_names([twins[0], twins[0]], [["a/s.png", 1], ["b/s.png", 1]]) == ["a/s.png", "b/s.png"]
+    assert picked_names(uploaded, None) == [None] * 3 and picked_names([tmp_path / "gone.png"], [["gone.png", 1]]) == [None]
 
 
-@pytest.mark.parametrize("name", ["../../escape.png", "/etc/escape.png", "C:/escape.png", "a/../../escape.png", ""])
+@pytest.mark.parametrize("name", ["../../escape.png", "/etc/escape.png", "C:/escape.png", "a/../../escape.png", "", None])
 def test_a_picked_path_that_would_leave_the_upload_folder_is_not_followed(tmp_path, name):
     uploaded = _browser_upload(tmp_path / "uploads", {"escape.png": b"x"})
     dest = tmp_path / "deep" / "work"
-    assert gather_images(uploaded, dest, {str(uploaded[0]): name}) == [dest / "escape.png"]
+    assert gather_images(uploaded, dest, [name]) == [dest / "escape.png"]
     assert not (tmp_path / "escape.png").exists() and not (tmp_path / "deep" / "escape.png").exists()
 
 
 def test_a_picked_path_that_clashes_with_an_upload_falls_back_to_its_name(tmp_path):
     uploads = _browser_upload(tmp_path / "uploads", {"a.png": b"file", "b.png": b"nested"})
     dest = tmp_path / "work"
-    images = gather_images(uploads, dest, {str(uploads[1]): "a.png/b.png"})  # a folder where a file is
+    images = gather_images(uploads, dest, [None, "a.png/b.png"])  # a folder where a file is
     assert images == [dest / "a.png", dest / "b.png"] and images[1].read_bytes() == b"nested"
     again = _browser_upload(tmp_path / "again", {"c.png": b"c"})
-    assert gather_images(again, dest, {str(again[0]): "good/c.png"}) == [dest / "good" / "c.png"]
+    assert gather_images(again, dest, ["good/c.png"]) == [dest / "good" / "c.png"]
     clash = _browser_upload(tmp_path / "clash", {"good.zip": b""})  # a zip named as a folder made before: its own folder
     _write_zip(clash[0], [("d.png", b"d")])
     mixed = _browser_upload(tmp_path / "mixed", {"e.png": b"e"})
-    images = gather_images(mixed + clash, tmp_path / "fresh", {str(mixed[0]): "good/e.png"})
+    images = gather_images(mixed + clash, tmp_path / "fresh", ["good/e.png"])
     assert [image.relative_to(tmp_path / "fresh").as_posix() for image in images] == ["good/e.png", "good_1/d.png"]
 
 

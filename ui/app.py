@@ -17,6 +17,7 @@ WORK = Path(os.environ.get("RBD_WORK_DIR", ROOT / "work"))
 SWEEP_S = 3600  # how often idle reviews and private models are looked for
 CSS = """
 .rbd-gallery .caption-label { white-space: pre-line !important; overflow: visible !important; text-overflow: clip !important;
+                              overflow-wrap: anywhere;
                               max-width: 100% !important; font-size: 0.75em; line-height: 1.2; }
 """
 PAGE_SCRIPT = """
@@ -32,12 +33,15 @@ PAGE_SCRIPT = """
     const button = id && document.getElementById(id);
     if (button && !button.disabled && button.offsetParent !== null) { event.preventDefault(); button.click(); }
   });
-  // A picked folder's files as [path in the folder, size] by upload box (rbd.uploads.picked_names): Gradio uploads
-  // them by name alone. Captured before Gradio's own listener reads and clears the picker.
+  // Picked folders' files as [path in the folder, size], in the order picked, by upload box (rbd.uploads.picked_names):
+  // Gradio uploads them by name alone. Captured before Gradio's own listener reads and clears the picker; a box
+  // adds each folder picked to its list, and so does this record, until the box is emptied (ui.review.SCORED, FORGET_PICKED).
   window.rbdPicked = {};
   document.addEventListener("change", (event) => {
     const input = event.target, box = input.closest && input.closest(".rbd-folder");
-    if (box && input.webkitdirectory) window.rbdPicked[box.id] = Array.from(input.files, (f) => [f.webkitRelativePath || f.name, f.size]);
+    if (box && input.webkitdirectory) {
+      (window.rbdPicked[box.id] ||= []).push(...Array.from(input.files, (f) => [f.webkitRelativePath || f.name, f.size]));
+    }
   }, true);
 }
 """

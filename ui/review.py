@@ -41,8 +41,12 @@ DONE = {"accept": "✓ accepted", "reject": "✗ rejected", "correct": "✎ corr
 # after the one before it (two finished together could arrive out of order and leave the browser
 # showing an earlier image than the cursor's). Each takes milliseconds, so no one waits for long.
 IN_ORDER = dict(concurrency_limit=1, concurrency_id="review-view")
-# Score's last input, `picked`, takes what the page recorded of the picked folder (ui.app.PAGE_SCRIPT)
+# Score's last input, `picked`, takes what the page recorded of the picked folders (ui.app.PAGE_SCRIPT); the record
+# goes with the files it describes when the folder box is emptied, by its Clear or once they are scored
 PICKED = "(...values) => [...values.slice(0, -1), (window.rbdPicked || {})['review-folder'] || null]"
+_FORGET = "delete (window.rbdPicked || {})['review-folder'];"
+FORGET_PICKED = f"() => {{ {_FORGET} }}"
+SCORED = f"() => {{ {_FORGET} return [null, null]; }}"  # and both upload boxes emptied
 
 
 @dataclass
@@ -200,7 +204,8 @@ def score(ctx, files, folder, review_id: str, model: dict, picked: list | None =
     session = ctx.review(review_id, create=True)
     before = len(session.items)
     with ctx.upload_folder() as upload:
-        images = gather_images(paths(files) + paths(folder), upload, picked_names(paths(folder), picked))
+        loose, picked_files = paths(files), paths(folder)
+        images = gather_images(loose + picked_files, upload, [None] * len(loose) + picked_names(picked_files, picked))
         session.add(detector, images, lambda done, total: progress((done, total), desc="scoring"),
                     model=model_bar.scored_by(model), upload=upload)
     return {"review_id": review_id, "status": f"Scored {len(session.items) - before} image(s); {len(session.items)} in this review."}
@@ -394,6 +399,9 @@ def wire(ctx, area: Review, bar: model_bar.ModelBar, rejudge) -> None:
                 {"review_id": area.review_id, "status": area.status}, js=PICKED, api_name="review_score",
                 concurrency_limit=INFERENCE_LIMIT, concurrency_id="inference", show_progress_on=[area.status])
     on(scored.then, show, ctx, state, outputs, api_name="review_list", **IN_ORDER)
+    # scored images leave the upload boxes, so that pressing Score again does not add them twice
+    scored.success(None, [], [area.files, area.folder], js=SCORED, api_visibility="private")
+    area.folder.clear(None, [], [], js=FORGET_PICKED, api_visibility="private")
     rescored = on(area.rescore.click, rescore, ctx, [area.review_id, bar.model], {"status": area.status}, api_name="review_rescore",
                   concurrency_limit=INFERENCE_LIMIT, concurrency_id="inference", show_progress_on=[area.status])
     on(rescored.then, show, ctx, state, outputs, api_visibility="private", **IN_ORDER)
