@@ -363,8 +363,8 @@ def layout(ctx, review_id: gr.BrowserState) -> Review:
                              object_fit="contain", elem_id="review-gallery", elem_classes=["rbd-gallery"])
         with gr.Column(scale=2):
             text = gr.Markdown(elem_id="review-text")
-            # JPEG: a key press's picture encodes in a millisecond, where PNG took 60 ms at 512 x 512 and 4 times that at a
-            # megapixel (BENCHMARKS.md); masks are read from the decisions, never from this picture
+            # JPEG: a key press's picture encodes in a millisecond, where PNG took 60 ms at 512 x 512 (BENCHMARKS.md); masks
+            # are read from the decisions, never from this picture
             image = gr.Image(label="Current image", format="jpeg", interactive=False, height=420, elem_id="review-image")
             with gr.Row():
                 prev = gr.Button("← Previous", elem_id="review-prev", size="sm")
