@@ -199,12 +199,14 @@ def score(ctx, files, folder, review_id: str, model: dict, picked: list | None =
     """Score uploaded images, zips or a whole folder into this browser's review, a batch at a time.
     `picked` is what the page recorded of the folder the browser picked (`rbd.uploads.picked_names`),
     so that its images keep their paths in it."""
+    loose, picked_files = paths(files), paths(folder)
+    if not loose + picked_files:  # e.g. Score pressed again: scored images leave the boxes
+        raise rbd.NoImagesError("no image files in the upload: upload images, a zip or a folder, then press Score images")
     detector = ctx.detector(model)
     review_id = review_id or uuid.uuid4().hex
     session = ctx.review(review_id, create=True)
     before = len(session.items)
     with ctx.upload_folder() as upload:
-        loose, picked_files = paths(files), paths(folder)
         images = gather_images(loose + picked_files, upload, [None] * len(loose) + picked_names(picked_files, picked))
         session.add(detector, images, lambda done, total: progress((done, total), desc="scoring"),
                     model=model_bar.scored_by(model), upload=upload)
