@@ -197,8 +197,8 @@ def _position(ctx, review_id, model, rate, show, item_id) -> tuple[np.ndarray, i
 @gpu
 def score(ctx, files, folder, review_id: str, model: dict, picked: list | None = None, progress=gr.Progress()) -> dict:
     """Score uploaded images, zips or a whole folder into this browser's review, a batch at a time.
-    `picked` is what the page recorded of the folder the browser picked (`rbd.uploads.picked_names`),
-    so that its images keep their paths in it."""
+    `picked` is what the page recorded of the folders picked into the folder box (`rbd.uploads.picked_names`),
+    so that their images keep their paths in them."""
     loose, picked_files = paths(files), paths(folder)
     if not loose + picked_files:  # e.g. Score pressed again: scored images leave the boxes
         raise rbd.NoImagesError("no image files in the upload: upload images, a zip or a folder, then press Score images")
@@ -351,7 +351,7 @@ def layout(ctx, review_id: gr.BrowserState) -> Review:
         files = gr.File(file_count="multiple", label="Images or zips to review", scale=2, elem_id="review-files")
         folder = gr.File(file_count="directory", label="…or a whole folder", scale=1, elem_id="review-folder",
                          elem_classes=["rbd-folder"])
-        picked = gr.JSON(visible=False)  # the picked folder's paths, filled in by the page when Score is pressed
+        picked = gr.JSON(visible=False)  # the picked folders' paths, filled in by the page when Score is pressed
         with gr.Column(scale=1):
             score_button = gr.Button("Score images", variant="primary", elem_id="review-score")
             with gr.Row():
