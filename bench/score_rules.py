@@ -28,11 +28,13 @@ def source_scores(detector: rbd.Detector, category: Path) -> tuple[np.ndarray, d
     """The test images' labels, and their scores from the map, the memory, and the two combined."""
     config = detector.config
     scores = {}
-    for source in ("map", "memory"):
-        detector.model.config = dataclasses.replace(config, score_from=source)
-        rows = rbd.evaluate(detector, category).rows
-        scores[source] = np.array([row["score"] for row in rows])
-    detector.model.config = config
+    try:
+        for source in ("map", "memory"):
+            detector.model.config = dataclasses.replace(config, score_from=source)
+            rows = rbd.evaluate(detector, category).rows
+            scores[source] = np.array([row["score"] for row in rows])
+    finally:
+        detector.model.config = config
     scores["mean (default)"] = (scores["map"] + scores["memory"]) / 2
     scores["max"] = np.maximum(scores["map"], scores["memory"])
     return np.array([row["label"] for row in rows]), scores

@@ -104,12 +104,13 @@ def gather_images(paths: Iterable[str | Path], dest: str | Path, names: Sequence
     """
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
+    root = dest.resolve()
     taken = {entry.relative_to(dest).as_posix().casefold() for entry in dest.rglob("*")}  # what an earlier call left there
     images: list[Path] = []
     skipped: list[str] = []
     for i, path in enumerate(map(Path, paths)):
-        name = _safe_relative(names[i] or "") if i < len(names) else ""
-        name = name or path.name
+        picked = PurePosixPath((names[i] if i < len(names) else None) or path.name)  # from the browser: untrusted
+        name = path.name if _outside_reason(picked.parts, root) else picked.as_posix()
         if _is_junk(PurePosixPath(name).parts):
             continue
         if path.suffix.lower() == ".zip":
@@ -156,14 +157,6 @@ def _name_and_size(path: Path) -> tuple[str, int] | None:
         return path.name, path.stat().st_size
     except OSError:
         return None
-
-
-def _safe_relative(name: str) -> str:
-    """`name` as a relative POSIX path that stays inside any folder it is joined to, or "" if it cannot."""
-    parts = PurePosixPath(name.replace("\\", "/")).parts
-    if not parts or parts[0].startswith("/") or PureWindowsPath(parts[0]).drive or any(p in ("..", ".") for p in parts):
-        return ""
-    return PurePosixPath(*parts).as_posix()
 
 
 def _copy_upload(path: Path, dest: Path, name: str, taken: set[str]) -> Path:
@@ -223,6 +216,11 @@ def _unsafe_reason(member: zipfile.ZipInfo, parts: tuple[str, ...], root: Path) 
         return "symbolic link"
     if member.flag_bits & 0x1:
         return "encrypted"
+    return _outside_reason(parts, root)
+
+
+def _outside_reason(parts: tuple[str, ...], root: Path) -> str | None:
+    """Why a relative name (its `PurePosixPath` parts) would not land inside the folder `root`, or None."""
     if not parts:
         return "no name"
     if parts[0].startswith("/") or PureWindowsPath(parts[0]).drive:

@@ -365,7 +365,7 @@ def layout(ctx, review_id: gr.BrowserState) -> Review:
                              object_fit="contain", elem_id="review-gallery", elem_classes=["rbd-gallery"])
         with gr.Column(scale=2):
             text = gr.Markdown(elem_id="review-text")
-            # JPEG: a key press's picture encodes in a millisecond, where PNG took 60 ms at 512 x 512 (BENCHMARKS.md); masks
+            # JPEG: PNG's encoding was most of a key press's cost on the server (bench.app_review, BENCHMARKS.md); masks
             # are read from the decisions, never from this picture
             image = gr.Image(label="Current image", format="jpeg", interactive=False, height=420, elem_id="review-image")
             with gr.Row():
