@@ -43,6 +43,14 @@ def photo(path: Path, side: int) -> Path:
     return path
 
 
+def app_context(folder: Path, checkpoint: Path) -> tuple[Context, dict]:
+    """The app's context on a work folder under `folder`, offering only `checkpoint`, and that model as the bar holds it."""
+    (folder / "shipped").mkdir()
+    (folder / "shipped" / "model").symlink_to(checkpoint.resolve())
+    ctx = Context(folder / "work", Catalog(folder / "shipped", folder / "work" / "models"))
+    return ctx, {"key": ctx.catalog.default_key(), "revision": None, "owner": None, "name": "model", "calibration": None}
+
+
 def steps(session: ReviewSession, threshold: float, held: list, ctx, model: dict) -> dict:
     item = session.item(0)
     timings = {}
@@ -71,10 +79,7 @@ def main() -> None:
     torch.set_num_threads(2)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        (tmp / "shipped").mkdir()
-        (tmp / "shipped" / "model").symlink_to(args.checkpoint.resolve())
-        ctx = Context(tmp / "work", Catalog(tmp / "shipped", tmp / "work" / "models"))
-        model = {"key": ctx.catalog.default_key(), "revision": None, "owner": None, "name": "model", "calibration": None}
+        ctx, model = app_context(tmp, args.checkpoint)
         detector = ctx.detector(model)
         path = photo(tmp / "photo.jpg", args.side)
         session = ReviewSession.create(tmp / "reviews", "bench", detector, [path])

@@ -553,6 +553,34 @@ def test_inspect_draws_a_large_image_smaller_and_keeps_regions_in_its_pixels(ctx
         assert box == (x0 // 2, y0 // 2, -(-x1 // 2), -(-y1 // 2))
 
 
+def test_an_opacity_change_draws_only_the_two_heat_pictures_and_draws_them_as_a_full_redraw_does(ctx, model, parts, monkeypatch):
+    from ui import inspection
+
+    _, bad = parts
+    monkeypatch.setattr("rbd.visualize.SHOWN_PIXELS", 32 * 40)  # drawn from every 2nd pixel of the held map
+    held = inspection.inspect_images(ctx, None, [str(bad[0])], model, 0.1, 0.5, None)["held"]
+    full = inspection.redraw(ctx, held, 0, model, 0.1, 0.8)
+    restyled = inspection.restyle(ctx, held, 0, model, 0.1, 0.8)
+    assert set(restyled) == {"heat", "pair"}  # no regions, mask or tables: an opacity does not change them
+    np.testing.assert_array_equal(restyled["heat"], full["heat"])
+    np.testing.assert_array_equal(restyled["pair"][1], full["heat"])
+    np.testing.assert_array_equal(restyled["pair"][0], held[0]["image"])
+    assert not np.array_equal(inspection.restyle(ctx, held, 0, model, 0.1, 0.2)["heat"], full["heat"])
+    assert inspection.restyle(ctx, [], 0, model, 0.1, 0.5) == {}
+
+
+def test_inspect_sends_its_pictures_as_jpeg_and_an_opacity_change_only_the_two_it_changes(app_server):
+    import app as app_module
+
+    demo = app_module.build_app(app_server[1] / "work-wiring", Catalog(app_server[1] / "shipped", app_server[1] / "work-wiring" / "m"))
+    blocks = {getattr(block, "label", None): block for block in demo.blocks.values()}
+    heat, pair, annotated = blocks["Heat-map overlay"], blocks["Original / overlay"], blocks["Predicted mask and regions"]
+    assert heat.format == pair.format == annotated.format == "jpeg"  # PNG's encoding cost a second a redraw (BENCHMARKS.md)
+    opacity = blocks["Heat-map opacity"]
+    fns = [fn for fn in demo.fns.values() if any(block_id == opacity._id for block_id, _ in fn.targets)]
+    assert len(fns) == 1 and list(fns[0].outputs) == [heat, pair]
+
+
 def test_recalibrating_with_only_out_of_domain_good_images_says_so(ctx, model, parts, tmp_path):
     from ui import review
 

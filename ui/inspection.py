@@ -125,7 +125,7 @@ def cleared() -> dict:
 
 
 def redraw(ctx, held: list | None, picked, model: dict, rate: float, opacity: float) -> dict:
-    """Threshold, opacity or selection changed: re-judge the held scores, no network run."""
+    """Threshold or selection changed: re-judge the held scores, no network run."""
     if not held:
         return {}
     calibration = model_bar.calibration(ctx, model)
@@ -143,12 +143,26 @@ def _judged(calibration, item: dict, threshold: float) -> Prediction:
     return Prediction(item["score"], calibration.normalize(item["score"], threshold), threshold, amap, item.get("familiarity"))
 
 
+def restyle(ctx, held: list | None, picked, model: dict, rate: float, opacity: float) -> dict:
+    """Opacity changed: only the two pictures with the heat map are drawn again, from the held map
+    subsampled to the picture's size (no regions, mask or table: they do not change)."""
+    if not held:
+        return {}
+    item = held[min(int(picked or 0), len(held) - 1)]
+    return _pictures(item, item["map"], model_bar.calibration(ctx, model), model_bar.threshold(ctx, model, rate), opacity)
+
+
+def _pictures(item: dict, anomaly_map: np.ndarray, calibration, threshold: float, opacity: float) -> dict:
+    """The heat-map overlay and the original/overlay pair, at the size the picture is held."""
+    shown = subsample(anomaly_map, max(shown_size(*anomaly_map.shape))).astype(np.float32)
+    heat = overlay(item["image"], shown, calibration, threshold, opacity)
+    return {"heat": fold(heat), "pair": (fold(item["image"]), fold(heat))}
+
+
 def _detail(item: dict, p: Prediction, calibration, opacity: float) -> dict:
     """One image in detail. Long strips are folded into a block, so no view squashes them to a sliver."""
     side = max(shown_size(*p.anomaly_map.shape))  # a large photo is drawn smaller; regions stay in its pixels
     step = subsample_step(*p.anomaly_map.shape, side)
-    original = item["image"]  # held at that smaller size
-    heat = overlay(original, subsample(p.anomaly_map, side), calibration, p.threshold, opacity)
     regions = p.regions()
     mask = subsample(p.mask, side)
     folded = fold(mask, fill=False)
@@ -163,8 +177,8 @@ def _detail(item: dict, p: Prediction, calibration, opacity: float) -> dict:
     if item["notice"]:
         lines.append(f"_This upload: {item['notice']}_")  # its notes name their files, which may be other images
     defect = [(folded.astype(np.float32), "defect")] if folded.any() else []  # no "defect" legend on a good image
-    return {"summary": "\n\n".join(lines), "heat": fold(heat), "pair": (fold(original), fold(heat)),
-            "annotated": (fold(original), [*defect, *boxes]), "regions": table}
+    return {"summary": "\n\n".join(lines), **_pictures(item, p.anomaly_map, calibration, p.threshold, opacity),
+            "annotated": (fold(item["image"]), [*defect, *boxes]), "regions": table}
 
 
 def _shrunk(box: tuple[int, int, int, int], step: int) -> tuple[int, int, int, int]:
@@ -201,11 +215,11 @@ def layout(ctx) -> Inspect:
             with gr.Row():
                 picked = gr.Dropdown(choices=[], label="Image shown", type="value", scale=2)
                 opacity = gr.Slider(0, 1, value=0.5, step=0.05, label="Heat-map opacity", scale=1)
-            heat = gr.Image(label="Heat-map overlay", format="png", elem_id="inspect-overlay", height=420)
+            heat = gr.Image(label="Heat-map overlay", format="jpeg", elem_id="inspect-overlay", height=420)
             gr.HTML(legend())
             with gr.Row():
-                pair = gr.ImageSlider(label="Original / overlay", format="png", height=320)
-                annotated = gr.AnnotatedImage(label="Predicted mask and regions", format="png", color_map={"defect": "#ff2020"},
+                pair = gr.ImageSlider(label="Original / overlay", format="jpeg", height=320)
+                annotated = gr.AnnotatedImage(label="Predicted mask and regions", format="jpeg", color_map={"defect": "#ff2020"},
                                               height=320)
             regions = gr.Dataframe(pd.DataFrame(columns=REGION_COLUMNS), label="Defect regions", interactive=False)
             results = gr.Dataframe(pd.DataFrame(columns=RESULT_COLUMNS), label="All images", interactive=False, elem_id="inspect-results")
@@ -221,7 +235,7 @@ def wire(ctx, area: Inspect, bar: model_bar.ModelBar) -> None:
        concurrency_limit=INFERENCE_LIMIT, concurrency_id="inference")
     inputs = [area.held, area.picked, bar.model, bar.rate, area.opacity]
     # typing, arrow keys and dragging all fire `input` (`release` missed the first two): the last value wins
-    on(area.opacity.input, redraw, ctx, inputs, detail, api_visibility="private", concurrency_limit=None,
+    on(area.opacity.input, restyle, ctx, inputs, {"heat": area.heat, "pair": area.pair}, api_visibility="private", concurrency_limit=None,
        trigger_mode="always_last", show_progress="hidden")
     on(area.picked.input, redraw, ctx, inputs, detail, api_visibility="private", concurrency_limit=None)
 
