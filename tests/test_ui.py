@@ -160,6 +160,24 @@ def test_review_handlers_without_a_server(ctx, model, parts):
         review.save_mask(ctx, {"layers": [layer]}, review_id, model, 0.1, "all", None)
 
 
+def test_after_scoring_more_images_the_review_shows_the_first_of_them(ctx, model, parts):
+    from ui import review
+
+    good, bad = parts
+    quiet = {"progress": lambda *a, **k: None}
+    review_id = review.score(ctx, [str(p) for p in bad[:2]], None, "", model, **quiet)["review_id"]
+    review.show(ctx, review_id, model, 0.1, "all")
+    review.step(ctx, 1, review_id, model, 0.1, "all")  # on the second defect when more are added
+    review.score(ctx, [str(p) for p in good[:2]], None, review_id, model, **quiet)
+    session = ctx.review(review_id)
+    first_new = max(session.items[2:], key=lambda item: item.score)
+    assert first_new.score < min(item.score for item in session.items[:2])  # below both defects: not the review's top
+    shown = review.show(ctx, review_id, model, 0.1, "all")
+    assert f"**3 / 4** · **{first_new.file_name}**" in shown["text"] and ctx.cursor(None).item == first_new.id
+    shown = review.show(ctx, review_id, model, 0.1, "defective")  # a filter that hides it: its first image instead
+    assert "**1 / " in shown["text"]
+
+
 def test_a_picked_folder_and_a_zip_keep_their_folders_in_review_and_inspect(ctx, model, parts, tmp_path):
     from ui import inspection, review
 

@@ -195,8 +195,10 @@ def _position(ctx, review_id, model, rate, show, item_id) -> tuple[np.ndarray, i
 
 
 @gpu
-def score(ctx, files, folder, review_id: str, model: dict, picked: list | None = None, progress=gr.Progress()) -> dict:
-    """Score uploaded images, zips or a whole folder into this browser's review, a batch at a time.
+def score(ctx, files, folder, review_id: str, model: dict, picked: list | None = None, progress=gr.Progress(),
+          request: gr.Request = None) -> dict:
+    """Score uploaded images, zips or a whole folder into this browser's review, a batch at a time; the
+    view then moves to the first of them in the review's order (the most anomalous), not where it was.
     `picked` is what the page recorded of the folders picked into the folder box (`rbd.uploads.picked_names`),
     so that their images keep their paths in them."""
     loose, picked_files = paths(files), paths(folder)
@@ -210,7 +212,12 @@ def score(ctx, files, folder, review_id: str, model: dict, picked: list | None =
         images = gather_images(loose + picked_files, upload, [None] * len(loose) + picked_names(picked_files, picked))
         session.add(detector, images, lambda done, total: progress((done, total), desc="scoring"),
                     model=model_bar.scored_by(model), upload=upload)
-    return {"review_id": review_id, "status": f"Scored {len(session.items) - before} image(s); {len(session.items)} in this review."}
+    added = session.items[before:]
+    if added:
+        cursor = ctx.cursor(request)
+        with cursor.lock:  # after any key press already sent; a filter that hides the image shows its first instead
+            cursor.item = min(added, key=lambda item: (-item.score, item.id)).id
+    return {"review_id": review_id, "status": f"Scored {len(added)} image(s); {len(session.items)} in this review."}
 
 
 @gpu
