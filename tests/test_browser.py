@@ -7,6 +7,7 @@ it changes the active model). Needs `apt-get install -y chromium` (never `playwr
 The steps wait generously: the machine may be busy with other work.
 """
 
+import base64
 import csv
 import io
 import json
@@ -311,6 +312,50 @@ def test_an_empty_filter_says_so(page):
     page.keyboard.press("a")
     expect(page.locator("#review-text")).to_contain_text("No image is unreviewed (4 scored)")
     shot(page, "4b-review-filter-empty")
+
+
+DROP_FOLDER = """([entries, box]) => {
+  // The entries of a folder dropped from the desktop, as Chromium hands them over: a folder's reader gives its
+  // children a batch at a time (here one per batch), then an empty batch. A page cannot make real ones.
+  const bytes = (b64) => Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+  const entry = (path, content) => {
+    const name = path.split("/").pop();
+    if (typeof content === "string") {
+      return {isFile: true, isDirectory: false, name, fullPath: "/" + path, file: (done) => done(new File([bytes(content)], name))};
+    }
+    const children = Object.entries(content).map(([child, inner]) => entry(path + "/" + child, inner));
+    return {isFile: false, isDirectory: true, name, fullPath: "/" + path,
+            createReader: () => { let next = 0; return {readEntries: (done) => done(children.slice(next, ++next))}; }};
+  };
+  const items = Object.entries(entries).map(([name, content]) => ({webkitGetAsEntry: () => entry(name, content)}));
+  const zone = document.querySelector(box + " input[type=file]").parentElement;
+  const drop = new Event("drop", {bubbles: true, cancelable: true});
+  Object.defineProperty(drop, "dataTransfer", {value: {items, files: items.map(() => new File([], "line"))}});
+  zone.dispatchEvent(drop);
+}"""
+
+
+def test_a_folder_dropped_on_the_folder_box_is_scored_with_its_paths(browser, app_server, parts):
+    """Gradio takes a drop's files, where a dropped folder is one entry and none of its files; the page
+    reads the folder's files from the drop's entries and hands them to the box with their paths."""
+    good, bad = parts
+    encoded = lambda path: base64.b64encode(path.read_bytes()).decode()  # noqa: E731
+    page = new_page(browser)  # a review of its own, so the shared page's counts stay as they are
+    try:
+        page.goto(app_server[0], wait_until="domcontentloaded")
+        loaded(page)
+        page.get_by_role("tab", name="Review").click()
+        tree = {"line": {"good": {"000.png": encoded(good[0]), "001.png": encoded(good[1])}, "broken": {"000.png": encoded(bad[0])}}}
+        page.evaluate(DROP_FOLDER, [tree, "#review-folder"])
+        expect(page.locator("#review-folder").get_by_role("cell", name="000.png")).to_have_count(2)
+        expect(page.locator("#review-folder").get_by_role("cell", name="001.png")).to_have_count(1)
+        page.locator("#review-score").click()
+        expect(page.locator("#review-status")).to_contain_text("Scored 3 image(s)")
+        for path in ("line/good/000.png", "line/good/001.png", "line/broken/000.png"):
+            expect(page.locator("#review-gallery")).to_contain_text(path)
+        assert page.evaluate("JSON.stringify(window.rbdPicked)") == "{}"  # the record forgotten once scored
+    finally:
+        page.context.close()
 
 
 def test_the_mask_editor_opens_on_the_image_and_saves_on_it(page, app_server, pictures, detector):

@@ -40,8 +40,41 @@ PAGE_SCRIPT = """
   document.addEventListener("change", (event) => {
     const input = event.target, box = input.closest && input.closest(".rbd-folder");
     if (box && input.webkitdirectory) {
-      (window.rbdPicked[box.id] ||= []).push(...Array.from(input.files, (f) => [f.webkitRelativePath || f.name, f.size]));
+      const paths = input.rbdPaths || Array.from(input.files, (f) => f.webkitRelativePath || f.name);
+      (window.rbdPicked[box.id] ||= []).push(...Array.from(input.files, (f, i) => [paths[i], f.size]));
     }
+  }, true);
+  // A folder dropped on a folder box: Gradio takes the drop's `files`, where a folder is one entry and none of its
+  // files. Its files (and those of any folder in it) are read from the drop's entries instead and handed to the
+  // box's picker as if picked there, with their paths in the drop; a drop of files alone is left to Gradio.
+  const read = (reader) => new Promise((done, failed) => reader.readEntries(done, failed));
+  const walk = async (entry, found) => {
+    if (entry.isFile) {
+      found.push([await new Promise((done, failed) => entry.file(done, failed)), entry.fullPath.replace(/^[/]/, "")]);
+    } else if (entry.isDirectory) {
+      const reader = entry.createReader();
+      for (let batch = await read(reader); batch.length; batch = await read(reader)) {  // a batch at a time until empty
+        for (const child of batch) await walk(child, found);
+      }
+    }
+  };
+  document.addEventListener("drop", async (event) => {
+    const block = event.target.closest && event.target.closest(".block");
+    const input = block && block.querySelector("input[type=file][webkitdirectory]");
+    const entries = Array.from(event.dataTransfer?.items || [], (item) => item.webkitGetAsEntry?.()).filter(Boolean);
+    if (!input || !entries.some((entry) => entry.isDirectory)) return;
+    event.preventDefault();
+    event.stopPropagation();
+    event.target.dispatchEvent(new Event("dragleave", {bubbles: true}));  // Gradio's own drop would end its highlight
+    const found = [];
+    for (const entry of entries) await walk(entry, found);
+    if (!found.length) return;
+    const files = new DataTransfer();
+    found.forEach(([file]) => files.items.add(file));
+    input.files = files.files;
+    input.rbdPaths = found.map(([, path]) => path);
+    input.dispatchEvent(new Event("change", {bubbles: true}));
+    delete input.rbdPaths;
   }, true);
 }
 """
@@ -81,7 +114,7 @@ def build_app(work: Path = WORK, catalog: Catalog | None = None) -> gr.Blocks:
 
 
 def launch(app: gr.Blocks, **kwargs):
-    """Start the server with the page's script (review shortcuts, picked folders' paths) (host and port from GRADIO_SERVER_NAME/PORT);
+    """Start the server with the page's script (review shortcuts, picked and dropped folders' paths) (host and port from GRADIO_SERVER_NAME/PORT);
     idle reviews and private models are removed while it runs."""
     ctx = app.rbd_context
     ctx.sweep_every(SWEEP_S)
