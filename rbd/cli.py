@@ -33,7 +33,7 @@ from .files import atomic_write
 from .images import IMAGE_EXTENSIONS, find_images
 from .model import ModelConfig
 from .notices import notify
-from .outputs import CSV_COLUMNS, ScoredFile, scored_file
+from .outputs import CSV_COLUMNS, ScoredFile, picture_names, scored_file
 from .ray_engine import is_uri, list_uri, score_files
 from .thresholds import describe
 from .train import Progress, TrainConfig, train
@@ -88,7 +88,7 @@ def _predict(args: argparse.Namespace) -> None:
         names.setdefault(file, []).append(name)
     detector = load(args.checkpoint, args.revision)  # the Ray engine's actors load their own: this checks it first
     taken: set[str] = set()
-    written: list[ScoredFile] = []
+    written: list[tuple[ScoredFile, str | None]] = []  # each result and the output name of its pictures (None: unreadable)
     with _bar(args, "image", "scoring") as bar:  # a batch at a time: decode, score, write, forget
         if args.engine == "ray":
             results = score_files(args.checkpoint, files, args.batch_size, args.address, args.revision, _counter(bar))
@@ -96,34 +96,39 @@ def _predict(args: argparse.Namespace) -> None:
             results = (scored_file(str(path), image, prediction, detector.calibration)
                        for path, image, prediction in predict_files(detector, files, args.batch_size, progress=_counter(bar)))
         for result in results:
-            written.append(result)
+            name = None
             if result.error is None:
                 name = unique_name(names[result.file].pop(0), taken, split_suffix=False)
-                _write(result.overlay_png, out / f"{name}_overlay.png")
-                _write(result.mask_png, out / f"{name}_mask.png")
-    scored = [result for result in written if result.error is None]
+                for picture, file_name in zip((result.overlay_png, result.mask_png), picture_names(name)):
+                    _write(picture, out / file_name)
+            written.append((result, name))
+    scored = [(result, name) for result, name in written if name is not None]
     text = io.StringIO(newline="")
     writer = csv.writer(text)
     writer.writerow(CSV_COLUMNS)
-    writer.writerows(result.csv_row() for result in scored)
+    writer.writerows(result.csv_row(name) for result, name in scored)
     _write(text.getvalue().encode("utf-8"), out / "results.csv")
     if args.engine == "ray":
         _write(_parquet(written), out / "results.parquet")
     print(f"wrote {len(scored)} overlay(s), mask(s) and {out / 'results.csv'}" + (" and results.parquet" if args.engine == "ray" else ""))
-    unfamiliar = sum(result.out_of_domain for result in scored)
+    unfamiliar = sum(result.out_of_domain for result, _ in scored)
     if unfamiliar:
         notify(f"{unfamiliar} of {len(scored)} image(s) look unlike the model's training images, so their verdicts say little "
                "(out_of_domain in results.csv): score them with a model of their product")
 
 
-def _parquet(results: list[ScoredFile]) -> bytes:
-    """Every file's row, unreadable ones with their error, as a Parquet file."""
+def _parquet(results: list[tuple[ScoredFile, str | None]]) -> bytes:
+    """Every file's row with its pictures' names, unreadable ones with their error instead, as a Parquet file."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     columns = [field.name for field in fields(ScoredFile) if not field.name.endswith("_png")]
+    rows = []
+    for result, name in results:
+        overlay, mask = picture_names(name) if name else (None, None)
+        rows.append({**{c: getattr(result, c) for c in columns}, "overlay": overlay, "mask": mask})
     buffer = pa.BufferOutputStream()
-    pq.write_table(pa.Table.from_pylist([{c: getattr(r, c) for c in columns} for r in results]), buffer)
+    pq.write_table(pa.Table.from_pylist(rows), buffer)
     return buffer.getvalue().to_pybytes()
 
 

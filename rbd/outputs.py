@@ -19,8 +19,14 @@ from .detector import Prediction, is_out_of_domain
 from .visualize import mask_image, overlay
 
 # out_of_domain: "yes" where the image looks unlike the model's training images (its verdict says little);
-# familiarity and out_of_domain are empty for a model without memory, which cannot tell
-CSV_COLUMNS = ("file", "score", "normalized_score", "threshold", "verdict", "familiarity", "out_of_domain")
+# familiarity and out_of_domain are empty for a model without memory, which cannot tell; overlay and mask:
+# the row's pictures, relative to the output folder (two inputs of one name get different ones)
+CSV_COLUMNS = ("file", "score", "normalized_score", "threshold", "verdict", "familiarity", "out_of_domain", "overlay", "mask")
+
+
+def picture_names(name: str) -> tuple[str, str]:
+    """The overlay's and the mask's file names for an output `name` (a path relative to the output folder)."""
+    return f"{name}_overlay.png", f"{name}_mask.png"
 
 
 @dataclass(frozen=True)
@@ -41,10 +47,12 @@ class ScoredFile:
     def out_of_domain(self) -> bool:
         return is_out_of_domain(self.familiarity)
 
-    def csv_row(self) -> list[str]:
+    def csv_row(self, name: str) -> list[str]:
+        """The results.csv row of a scored file whose pictures were written under the output `name`."""
         known = self.familiarity is not None
         return [self.file, f"{self.score:.6f}", f"{self.normalized_score:.6f}", f"{self.threshold:.6f}", self.verdict,
-                f"{self.familiarity:.4f}" if known else "", ("yes" if self.out_of_domain else "no") if known else ""]
+                f"{self.familiarity:.4f}" if known else "", ("yes" if self.out_of_domain else "no") if known else "",
+                *picture_names(name)]
 
 
 def scored_file(file: str, image: np.ndarray, prediction: Prediction, calibration: Calibration) -> ScoredFile:

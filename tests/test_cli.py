@@ -43,7 +43,7 @@ def test_train_evaluate_predict_info(category, tmp_path, capsys):
     assert code == 0 and err == "", err  # --quiet: no progress bar
     with open(tmp_path / "pred" / "results.csv") as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["file", "score", "normalized_score", "threshold", "verdict", "familiarity", "out_of_domain"]
+    assert list(rows[0]) == ["file", "score", "normalized_score", "threshold", "verdict", "familiarity", "out_of_domain", "overlay", "mask"]
     assert len(rows) == 1 + 5 and {r["verdict"] for r in rows} <= {"good", "defective"}
     assert all(0 <= float(r["familiarity"]) <= 1 and r["out_of_domain"] in ("yes", "no") for r in rows)
     assert all(float(r["threshold"]) == float(rows[0]["threshold"]) for r in rows)
@@ -77,9 +77,12 @@ def test_predict_gives_every_image_its_own_output_names(category, checkpoint, tm
     out = tmp_path / "pred"
     code, _, err = run(capsys, "predict", checkpoint, *inputs, "--out", out)
     assert code == 0, err
-    assert [row["file"] for row in _results(out)] == [str(path) for path in inputs]
+    rows = _results(out)
+    assert [row["file"] for row in rows] == [str(path) for path in inputs]
     assert sorted(p.name for p in out.iterdir()) == sorted(
         ["results.csv"] + [f"{name}_{kind}.png" for name in ["a", "a_1", "a_2", "A_3"] for kind in ("overlay", "mask")])
+    # each row names its own pictures: d2/a.png's are a_2's, not a's or a_1's
+    assert [(row["overlay"], row["mask"]) for row in rows] == [(f"{n}_overlay.png", f"{n}_mask.png") for n in ["a", "a_1", "a_2", "A_3"]]
 
 
 def test_predict_streams_a_batch_at_a_time(category, checkpoint, tmp_path, capsys, monkeypatch):

@@ -42,6 +42,7 @@ def _assert_same_outputs(ray_out, local_out, uri_of=lambda file: file):
         assert float(a["score"]) == pytest.approx(float(b["score"]), abs=1e-4)
         assert float(a["normalized_score"]) == pytest.approx(float(b["normalized_score"]), abs=1e-4)
         assert a["threshold"] == b["threshold"] and a["verdict"] == b["verdict"]
+        assert (a["overlay"], a["mask"]) == (b["overlay"], b["mask"]) and (ray_out / a["overlay"]).is_file()
     pictures = sorted(p.relative_to(local_out).as_posix() for p in local_out.rglob("*.png"))
     assert pictures == sorted(p.relative_to(ray_out).as_posix() for p in ray_out.rglob("*.png")) and len(pictures) == 22
     assert "hole/000_overlay.png" in pictures and "good/000_overlay.png" in pictures  # each folder's tree kept
@@ -68,10 +69,11 @@ def test_ray_engine_writes_what_the_local_engine_writes(checkpoint, inputs, tmp_
     table = pq.read_table(tmp_path / "by_ray" / "results.parquet").to_pylist()
     assert len(table) == 12 and {r["file"] for r in table} >= {str(local / "good" / "broken.png")}
     broken = next(r for r in table if r["file"].endswith("broken.png"))
-    assert broken["score"] is None and "not an image file" in broken["error"]
+    assert broken["score"] is None and "not an image file" in broken["error"] and broken["overlay"] is None
     scored = {r["file"]: r for r in table if r["error"] is None}
     for row in _rows(tmp_path / "by_ray"):
         assert scored[row["file"]]["score"] == pytest.approx(float(row["score"]), abs=1e-6)
+        assert (scored[row["file"]]["overlay"], scored[row["file"]]["mask"]) == (row["overlay"], row["mask"])
         assert 0 <= scored[row["file"]]["familiarity"] <= 1
 
 
