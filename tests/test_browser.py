@@ -201,6 +201,47 @@ def test_a_second_drop_scores_each_file_once(page, parts):
     assert "_1.png" not in text and text.count(good[0].name) == text.count(good[1].name) == 1, text
 
 
+DROP_FOLDER = """([entries, box]) => {
+  // The entries of a folder dropped from the desktop, as Chromium hands them over: a folder's reader gives its
+  // children a batch at a time (here one per batch), then an empty batch. A page cannot make real ones.
+  const bytes = (b64) => Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+  const entry = (path, content) => {
+    const name = path.split("/").pop();
+    if (typeof content === "string") {
+      return {isFile: true, isDirectory: false, name, fullPath: "/" + path, file: (done) => done(new File([bytes(content)], name))};
+    }
+    const children = Object.entries(content).map(([child, inner]) => entry(path + "/" + child, inner));
+    return {isFile: false, isDirectory: true, name, fullPath: "/" + path,
+            createReader: () => { let next = 0; return {readEntries: (done) => done(children.slice(next, ++next))}; }};
+  };
+  const items = Object.entries(entries).map(([name, content]) => ({webkitGetAsEntry: () => entry(name, content)}));
+  const zone = document.querySelector(box + " input[type=file]").parentElement;
+  const drop = new Event("drop", {bubbles: true, cancelable: true});
+  Object.defineProperty(drop, "dataTransfer", {value: {items, files: items.map(() => new File([], "line"))}});
+  zone.dispatchEvent(drop);
+}"""
+
+
+def _encoded(path):
+    return base64.b64encode(path.read_bytes()).decode()
+
+
+def test_a_folder_dropped_on_inspects_files_box_scores_its_images(page, parts):
+    """Inspect has no folder box: a folder dropped on its files box gives that box the folder's files."""
+    good, bad = parts
+    page.get_by_role("tab", name="Inspect").click()
+    clear(page, "#inspect-image")
+    clear(page, "#inspect-files")
+    tree = {"line": {"good": {"dropped_good.png": _encoded(good[2])}, "broken": {"dropped_bad.png": _encoded(bad[1])}}}
+    page.evaluate(DROP_FOLDER, [tree, "#inspect-files"])
+    expect(page.locator("#inspect-files").get_by_role("cell", name="dropped_bad.png")).to_have_count(1)
+    expect(page.locator("#inspect-files").get_by_role("cell", name="line")).to_have_count(0)  # not the folder as one file
+    page.locator("#inspect-run").click()
+    results = page.locator("#inspect-results")
+    expect(results).to_contain_text("dropped_good.png")
+    expect(results).to_contain_text("dropped_bad.png")
+
+
 def test_typing_a_rate_rejudges_at_once_and_reset_restores_the_models(page, parts, detector):
     good, bad = parts
     clear(page, "#inspect-files")
@@ -314,39 +355,19 @@ def test_an_empty_filter_says_so(page):
     shot(page, "4b-review-filter-empty")
 
 
-DROP_FOLDER = """([entries, box]) => {
-  // The entries of a folder dropped from the desktop, as Chromium hands them over: a folder's reader gives its
-  // children a batch at a time (here one per batch), then an empty batch. A page cannot make real ones.
-  const bytes = (b64) => Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
-  const entry = (path, content) => {
-    const name = path.split("/").pop();
-    if (typeof content === "string") {
-      return {isFile: true, isDirectory: false, name, fullPath: "/" + path, file: (done) => done(new File([bytes(content)], name))};
-    }
-    const children = Object.entries(content).map(([child, inner]) => entry(path + "/" + child, inner));
-    return {isFile: false, isDirectory: true, name, fullPath: "/" + path,
-            createReader: () => { let next = 0; return {readEntries: (done) => done(children.slice(next, ++next))}; }};
-  };
-  const items = Object.entries(entries).map(([name, content]) => ({webkitGetAsEntry: () => entry(name, content)}));
-  const zone = document.querySelector(box + " input[type=file]").parentElement;
-  const drop = new Event("drop", {bubbles: true, cancelable: true});
-  Object.defineProperty(drop, "dataTransfer", {value: {items, files: items.map(() => new File([], "line"))}});
-  zone.dispatchEvent(drop);
-}"""
-
-
-def test_a_folder_dropped_on_the_folder_box_is_scored_with_its_paths(browser, app_server, parts):
+@pytest.mark.parametrize("box", ["#review-folder", "#review-files"])
+def test_a_folder_dropped_on_reviews_boxes_is_scored_with_its_paths(browser, app_server, parts, box):
     """Gradio takes a drop's files, where a dropped folder is one entry and none of its files; the page
-    reads the folder's files from the drop's entries and hands them to the box with their paths."""
+    reads the folder's files from the drop's entries and hands them to the folder box with their paths,
+    also when the folder is dropped on the box of loose files beside it."""
     good, bad = parts
-    encoded = lambda path: base64.b64encode(path.read_bytes()).decode()  # noqa: E731
     page = new_page(browser)  # a review of its own, so the shared page's counts stay as they are
     try:
         page.goto(app_server[0], wait_until="domcontentloaded")
         loaded(page)
         page.get_by_role("tab", name="Review").click()
-        tree = {"line": {"good": {"000.png": encoded(good[0]), "001.png": encoded(good[1])}, "broken": {"000.png": encoded(bad[0])}}}
-        page.evaluate(DROP_FOLDER, [tree, "#review-folder"])
+        tree = {"line": {"good": {"000.png": _encoded(good[0]), "001.png": _encoded(good[1])}, "broken": {"000.png": _encoded(bad[0])}}}
+        page.evaluate(DROP_FOLDER, [tree, box])
         expect(page.locator("#review-folder").get_by_role("cell", name="000.png")).to_have_count(2)
         expect(page.locator("#review-folder").get_by_role("cell", name="001.png")).to_have_count(1)
         page.locator("#review-score").click()

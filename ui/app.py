@@ -44,9 +44,11 @@ PAGE_SCRIPT = """
       (window.rbdPicked[box.id] ||= []).push(...Array.from(input.files, (f, i) => [paths[i], f.size]));
     }
   }, true);
-  // A folder dropped on a folder box: Gradio takes the drop's `files`, where a folder is one entry and none of its
-  // files. Its files (and those of any folder in it) are read from the drop's entries instead and handed to the
-  // box's picker as if picked there, with their paths in the drop; a drop of files alone is left to Gradio.
+  // A folder dropped on an upload box of several files: Gradio takes the drop's `files`, where a folder is one empty
+  // entry and none of its files. Its files (and those of any folder in it) are read from the drop's entries instead
+  // and handed to a picker as if picked there, with their paths in the drop: a folder box's own, or, dropped on a
+  // box of loose files, the folder box of its tab (which keeps the paths) or else its own. A drop of files alone,
+  // and any drop on a box of one file, is left to Gradio.
   const read = (reader) => new Promise((done, failed) => reader.readEntries(done, failed));
   const walk = async (entry, found) => {
     if (entry.isFile) {
@@ -60,9 +62,11 @@ PAGE_SCRIPT = """
   };
   document.addEventListener("drop", async (event) => {
     const block = event.target.closest && event.target.closest(".block");
-    const input = block && block.querySelector("input[type=file][webkitdirectory]");
+    const own = block && block.querySelector("input[type=file]");
     const entries = Array.from(event.dataTransfer?.items || [], (item) => item.webkitGetAsEntry?.()).filter(Boolean);
-    if (!input || !entries.some((entry) => entry.isDirectory)) return;
+    if (!own || !(own.webkitdirectory || own.multiple) || !entries.some((entry) => entry.isDirectory)) return;
+    const folderBox = own.webkitdirectory ? own : block.closest("[role=tabpanel]")?.querySelector("input[type=file][webkitdirectory]");
+    const input = folderBox || own;
     event.preventDefault();
     event.stopPropagation();
     event.target.dispatchEvent(new Event("dragleave", {bubbles: true}));  // Gradio's own drop would end its highlight
