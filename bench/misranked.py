@@ -5,9 +5,9 @@
 For each `--models/<set>` checkpoint: the `--count` highest-scoring normal and lowest-scoring
 defective test images, with their scores, the calibrated threshold and the defect's area in the
 truth mask (a defect of a few pixels is below what a stride-4 feature can resolve), as a table and
-as a contact sheet `--out/misranked-<set>.png` (each image beside its heat map, colours as in the
-app, with the truth mask outlined), so a person can see whether the misranked images are the
-model's blind spots or the labels' edge cases.
+as a contact sheet `--out/misranked-<set>.png` (each image beside its heat map with the truth mask
+outlined, drawn as `rbd evaluate --misranked` and the app's Evaluate tab draw them), so a person can
+see whether the misranked images are the model's blind spots or the labels' edge cases.
 """
 
 from __future__ import annotations
@@ -20,37 +20,31 @@ from matplotlib.figure import Figure
 import rbd
 from bench import options
 from rbd.datasets import mvtec_test_set
+from rbd.evaluate import evaluation_picture
 from rbd.images import read_image
-from rbd.visualize import overlay
 
 
 def misranked(detector: rbd.Detector, category, count: int) -> list[dict]:
-    """The `count` highest-scoring normal and `count` lowest-scoring defective test images of
-    `category`: file, label, score, and the truth mask's area in pixels (None without a mask)."""
+    """`rbd.Evaluation.misranked`'s rows (the `count` highest-scoring normal and `count` lowest-scoring
+    defective test images of `category`): file, label, score, and the truth mask's area in pixels
+    (None without a mask)."""
     items = {str(item.path.relative_to(category)): item for item in mvtec_test_set(category)}
-    rows = rbd.evaluate(detector, category).rows
-    normal = sorted((r for r in rows if r["label"] == 0), key=lambda r: -r["score"])[:count]
-    defective = sorted((r for r in rows if r["label"] == 1), key=lambda r: r["score"])[:count]
+    good, defective = rbd.evaluate(detector, category).misranked(count)
     found = []
-    for row in normal + defective:
+    for row in good + defective:
         mask_path = items[row["file"]].mask_path
         area = int((read_image(mask_path)[..., 0] > 0.5).sum()) if mask_path else None
-        found.append({"file": row["file"], "label": row["label"], "score": row["score"], "mask_area": area,
-                      "mask_path": str(mask_path) if mask_path else None})
+        found.append({"file": row["file"], "label": row["label"], "score": row["score"], "mask_area": area})
     return found
 
 
 def contact_sheet(detector: rbd.Detector, category, found: list[dict], path) -> None:
-    """One row per image: the image, and its heat-map overlay with the truth mask outlined."""
+    """One row per image: the image, and its heat-map overlay with the truth mask outlined (`rbd.evaluation_picture`)."""
     figure = Figure(figsize=(8, 2.2 * len(found)))
     axes = figure.subplots(len(found), 2, squeeze=False)
     for (left, right), row in zip(axes, found):
-        image = read_image(category / row["file"])
-        prediction = detector.predict(image)
-        left.imshow(image)
-        right.imshow(overlay(image, prediction.anomaly_map, detector.calibration, detector.threshold))
-        if row["mask_path"]:
-            right.contour(read_image(row["mask_path"])[..., 0] > 0.5, levels=[0.5], colors="white", linewidths=0.8)
+        left.imshow(read_image(category / row["file"]))
+        right.imshow(evaluation_picture(detector, category, row["file"]))
         kind = "normal" if row["label"] == 0 else "defective"
         left.set_title(f"{kind}: {row['file']}", fontsize=7)
         right.set_title(f"score {row['score']:.2f} (threshold {detector.threshold:.2f})", fontsize=7)

@@ -28,12 +28,12 @@ from .checkpoint import checkpoint_config, load, save, writable_target
 from .datasets import training_folder
 from .detector import predict_files
 from .errors import InvalidInputError, NoImagesError, RBDError
-from .evaluate import evaluate
+from .evaluate import MISRANKED_COUNT, evaluate, evaluation_picture
 from .files import atomic_write
 from .images import IMAGE_EXTENSIONS, find_images
 from .model import ModelConfig
 from .notices import notify
-from .outputs import CSV_COLUMNS, ScoredFile, picture_names, scored_file
+from .outputs import CSV_COLUMNS, ScoredFile, picture_names, png_bytes, scored_file
 from .ray_engine import is_uri, list_uri, score_files
 from .thresholds import describe
 from .train import Progress, TrainConfig, train
@@ -65,20 +65,27 @@ def _train(args: argparse.Namespace) -> None:
 def _evaluate(args: argparse.Namespace) -> None:
     if args.json:
         _writable(args.json, "--json")
+    pictures = _output_folder(args.misranked, "--misranked") if args.misranked else None
     detector = load(args.checkpoint, args.revision)
     with _bar(args, "image", "evaluating") as bar:
-        result = evaluate(detector, args.data, progress=_counter(bar)).summary()
+        evaluation = evaluate(detector, args.data, progress=_counter(bar))
+    result = evaluation.summary()
     for key, value in result.items():
         print(f"{key:<16} {'-' if value is None else f'{value:.4f}' if isinstance(value, float) else value}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2))
+    if pictures:
+        good, defective = evaluation.misranked()
+        for kind, rows in (("good", good), ("defective", defective)):
+            for rank, row in enumerate(rows, 1):
+                picture = evaluation_picture(detector, args.data, row["file"])
+                _write(png_bytes(picture), pictures / f"{kind}_{rank}_{Path(row['file']).stem}.png")
+        print(f"wrote pictures of the {len(good)} highest-scoring good and {len(defective)} lowest-scoring defective images to {pictures}")
 
 
 def _predict(args: argparse.Namespace) -> None:
-    out = _writable(args.out, "--out")
-    if out.exists() and not out.is_dir():
-        raise InvalidInputError(f"--out {out} is a file, not a folder")
+    out = _output_folder(args.out, "--out")
     if args.address is not None and args.engine != "ray":
         raise InvalidInputError("--address names a Ray cluster: it goes with --engine ray")
     named = _input_images(args.images, uris=args.engine == "ray")
@@ -185,6 +192,14 @@ def _writable(path: str, option: str) -> Path:
     return path
 
 
+def _output_folder(path: str, option: str) -> Path:
+    """`path` checked (see `_writable`) to be a folder that can be made or written in."""
+    folder = _writable(path, option)
+    if folder.exists() and not folder.is_dir():
+        raise InvalidInputError(f"{option} {folder} is a file, not a folder")
+    return folder
+
+
 def _write(data: bytes, path: Path) -> None:
     with atomic_write(path) as f:
         f.write(data)
@@ -257,6 +272,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("data", help="MVTec-layout category: test/good, test/<defect>, optional ground_truth/<defect> masks")
     p.add_argument("--checkpoint", required=True, help="checkpoint folder, ONNX export (.onnx) or Hub repo id (owner/name)")
     p.add_argument("--json", default=None, help="also write the metrics to this JSON file (default: none)")
+    p.add_argument("--misranked", default=None, metavar="DIR",
+                   help=f"also write the {MISRANKED_COUNT} highest-scoring good and {MISRANKED_COUNT} lowest-scoring defective "
+                        "test images under their heat maps, truth masks outlined, to this folder: where the ranking "
+                        "goes wrong (default: none)")
     p.set_defaults(run=_evaluate)
 
     p = commands.add_parser("predict", parents=[quiet, revision], help="score images, write overlays, masks and results.csv")

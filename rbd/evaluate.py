@@ -16,6 +16,9 @@ from .detector import Detector, predict_files
 from .errors import DatasetLayoutError, ImageReadError
 from .images import read_image, upright_size
 from .notices import notify
+from .visualize import outlined, overlay
+
+MISRANKED_COUNT = 5  # images of each kind `Evaluation.misranked` picks
 
 
 @dataclass
@@ -37,6 +40,28 @@ class Evaluation:
         keys = ("image_auroc", "pixel_auroc", "aupro", "image_f1max", "threshold", "false_alarm_rate", "recall",
                 "n_images", "ms_per_image")
         return {k: getattr(self, k) for k in keys}
+
+    def misranked(self, count: int = MISRANKED_COUNT) -> tuple[list[dict], list[dict]]:
+        """Where the ranking goes wrong: the rows of the `count` highest-scoring good images, highest
+        first, and of the `count` lowest-scoring defective ones, lowest first. Image AUROC is lost
+        exactly where these two groups overlap."""
+        good = sorted((row for row in self.rows if row["label"] == 0), key=lambda row: -row["score"])
+        defective = sorted((row for row in self.rows if row["label"] == 1), key=lambda row: row["score"])
+        return good[:count], defective[:count]
+
+
+def evaluation_picture(detector: Detector, category: str | Path, file: str, threshold: float | None = None) -> np.ndarray:
+    """(H, W, 3) uint8: the test image `file` (a row's, relative to `category`) under its heat map at
+    `threshold` (default: the detector's), its truth mask outlined where it has one: what the model
+    saw beside what is there."""
+    path = Path(category) / file
+    [(_, image, prediction)] = predict_files(detector, [path], batch_size=1)  # read and scored as `evaluate` did
+    threshold = detector.threshold if threshold is None else threshold
+    picture = overlay(image, prediction.anomaly_map, detector.calibration, threshold)
+    mask = next((item.mask_path for item in mvtec_test_set(category) if item.path == path), None)
+    if mask is None:
+        return picture
+    return outlined(picture, _at_size(_read_mask(mask, path), picture.shape[:2]))
 
 
 def evaluate(detector: Detector, category: str | Path, progress: Callable[[int, int], None] | None = None,

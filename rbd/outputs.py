@@ -58,11 +58,11 @@ class ScoredFile:
 def scored_file(file: str, image: np.ndarray, prediction: Prediction, calibration: Calibration) -> ScoredFile:
     """The row and pictures of one scored image."""
     return ScoredFile(file, prediction.score, prediction.normalized_score, prediction.threshold, prediction.verdict,
-                      prediction.familiarity, _png(overlay(image, prediction.anomaly_map, calibration, prediction.threshold)),
-                      _png(mask_image(prediction.mask)))
+                      prediction.familiarity, png_bytes(overlay(image, prediction.anomaly_map, calibration, prediction.threshold)),
+                      png_bytes(mask_image(prediction.mask)))
 
 
-def _png(array: np.ndarray) -> bytes:
+def png_bytes(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(array).save(buffer, format="PNG")
     return buffer.getvalue()

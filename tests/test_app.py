@@ -342,7 +342,10 @@ def test_cancel_without_a_training_says_so(client):
 
 def test_evaluate_an_mvtec_zip_and_rejudge_its_rows(client, category, tmp_path):
     archive = shutil.make_archive(str(tmp_path / "stripes"), "zip", category.parent, category.name)
-    summary, roc, rows = client.predict(handle_file(archive), MODEL_RATE, api_name="/evaluate")
+    summary, roc, rows, misranked = client.predict(handle_file(archive), MODEL_RATE, api_name="/evaluate")
+    captions = [picture["caption"] for picture in misranked]
+    assert len(captions) == 10 and captions[0].startswith("good #1 · score ") and "· test/good/" in captions[0], captions
+    assert captions[5].startswith("defective #1 · ") and "· test/hole/" in captions[5] and all(p["image"] for p in misranked)
     metrics = {row[0]: row[1] for row in summary["data"]}
     assert set(metrics) == {"image_auroc", "pixel_auroc", "aupro", "image_f1max", "threshold", "false_alarm_rate", "recall", "n_images", "ms_per_image"}
     assert float(metrics["image_auroc"]) >= 0.9 and int(metrics["n_images"]) == 10
@@ -370,7 +373,7 @@ def test_a_push_after_an_evaluation_lists_its_metrics_in_the_model_card(app_serv
     client = Client(app_server[0], verbose=False)  # one browser session: the evaluation is remembered for the push
     client.predict("acme/parts", "hf_x", api_name="/push_to_hub")
     archive = shutil.make_archive(str(tmp_path / "stripes"), "zip", category.parent, category.name)
-    summary, _, _ = client.predict(handle_file(archive), MODEL_RATE, api_name="/evaluate")
+    summary, *_ = client.predict(handle_file(archive), MODEL_RATE, api_name="/evaluate")
     client.predict("acme/parts", "hf_x", api_name="/push_to_hub")
     image_auroc = next(row[1] for row in summary["data"] if row[0] == "image_auroc")
     assert "image_auroc" not in cards[0]

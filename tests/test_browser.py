@@ -284,6 +284,19 @@ def test_a_failed_model_load_leaves_no_error_badges(page):
     page.get_by_label("…or Hub repo id (owner/name)").fill("")
 
 
+def test_evaluate_shows_where_the_ranking_goes_wrong(page, category, tmp_path):
+    archive = shutil.make_archive(str(tmp_path / "stripes"), "zip", category.parent, category.name)
+    page.get_by_role("tab", name="Evaluate").click()
+    page.locator("#eval-zip input[type=file]").set_input_files(archive)
+    expect(page.locator("#eval-zip").get_by_role("cell", name="stripes.zip").first).to_be_visible()
+    page.locator("#eval-run").click()
+    gallery = page.locator("#eval-misranked")
+    expect(gallery.locator("img")).to_have_count(10)  # five good, five defective
+    expect(gallery).to_contain_text("good #1 · score")
+    expect(gallery).to_contain_text("defective #5 · score")
+    shot(page, "3b-evaluate")
+
+
 def test_review_with_keyboard_shortcuts_and_an_export_coco_can_evaluate(page, parts, tmp_path):
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval

@@ -38,6 +38,16 @@ def test_train_evaluate_predict_info(category, tmp_path, capsys):
     assert metrics["n_images"] == 10 and 0 <= metrics["pixel_auroc"] <= 1
     assert f"{metrics['image_auroc']:.4f}" in out
 
+    code, out, err = run(capsys, "evaluate", category, "--checkpoint", ckpt, "--misranked", tmp_path / "misranked", "--quiet")
+    assert code == 0, err
+    written = sorted(p.name for p in (tmp_path / "misranked").iterdir())
+    assert len(written) == 10 and sum(name.startswith("good_") for name in written) == 5, written
+    assert {name.split("_")[1] for name in written} == {"1", "2", "3", "4", "5"} and "misranked" in out
+    picture = np.asarray(Image.open(tmp_path / "misranked" / next(n for n in written if n.startswith("defective_1_"))))
+    assert picture.ndim == 3 and picture.shape[2] == 3
+    code, _, err = run(capsys, "evaluate", category, "--checkpoint", ckpt, "--misranked", tmp_path / "new" / "m.json")
+    assert code == 2 and "is a file, not a folder" in err
+
     images = sorted((category / "test").rglob("*.png"))
     code, out, err = run(capsys, "predict", ckpt, images[0], category / "test" / "good", "--out", tmp_path / "pred", "--quiet")
     assert code == 0 and err == "", err  # --quiet: no progress bar

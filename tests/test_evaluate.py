@@ -32,6 +32,34 @@ def test_another_threshold_moves_the_verdicts_and_their_rates_not_the_ranking(de
     assert lenient.image_auroc == rbd.evaluate(detector, category).image_auroc
 
 
+def test_the_misranked_are_the_highest_scoring_good_and_lowest_scoring_defective_images(detector, category):
+    result = rbd.evaluate(detector, category)
+    good, defective = result.misranked(2)
+    assert [r["score"] for r in good] == sorted((r["score"] for r in result.rows if r["label"] == 0), reverse=True)[:2]
+    assert [r["score"] for r in defective] == sorted(r["score"] for r in result.rows if r["label"] == 1)[:2]
+    good, defective = result.misranked()
+    assert len(good) == len(defective) == 5  # all there are: the category holds five of each
+
+
+def test_an_evaluation_picture_outlines_the_truth_mask_on_the_heat_map(detector, category):
+    from PIL import Image
+
+    from rbd.visualize import OUTLINE, overlay
+
+    good, defective = rbd.evaluate(detector, category).misranked(1)
+    row = defective[0]
+    picture = rbd.evaluation_picture(detector, category, row["file"])
+    truth = np.asarray(Image.open(category / "ground_truth" / "hole" / (row["file"].split("/")[-1][:-4] + "_mask.png"))) > 127
+    drawn = (picture == OUTLINE).all(axis=-1)
+    assert drawn.any() and not (drawn & ~truth).any()  # the outline lies on the truth mask's edge, inside it
+    assert drawn.sum() < truth.sum()  # an outline, not the filled mask
+    image = np.asarray(Image.open(category / good[0]["file"]).convert("RGB"))
+    expected = overlay(image, detector.predict(image).anomaly_map, detector.calibration, detector.threshold)
+    np.testing.assert_array_equal(rbd.evaluation_picture(detector, category, good[0]["file"]), expected)  # no mask: nothing drawn
+    lenient = rbd.evaluation_picture(detector, category, good[0]["file"], threshold=-1e9)
+    assert not np.array_equal(lenient, expected)  # the heat map's colours follow the threshold
+
+
 def test_without_masks_pixel_metrics_are_none(detector, category, tmp_path):
     copy = shutil.copytree(category, tmp_path / "nomasks")
     shutil.rmtree(copy / "ground_truth")

@@ -1,4 +1,4 @@
-"""Evaluate: metrics, ROC curve and per-image verdicts of the active model on an MVTec-layout zip.
+"""Evaluate: metrics, ROC curve, per-image verdicts and the misranked images of the active model on an MVTec-layout zip.
 
 The per-image verdicts, and the false-alarm rate and recall they add up to, follow the threshold control,
 like every other verdict in the app; the other metrics do not depend on it.
@@ -13,13 +13,18 @@ import pandas as pd
 
 import rbd
 from rbd.detector import verdict
+from rbd.evaluate import MISRANKED_COUNT, evaluation_picture
 from rbd.metrics import at_threshold
 from rbd.plots import roc_figure
 from rbd.uploads import extract_zip, find_mvtec_root
+from rbd.visualize import fold, subsample
 
 from . import model_bar
 from .inspection import INFERENCE_LIMIT
 from .wiring import endpoint, gpu, on
+
+
+PICTURE_SIDE = 512  # the misranked images' pictures are shown within this many pixels a side
 
 
 @dataclass
@@ -29,19 +34,27 @@ class Evaluate:
     summary: gr.Dataframe
     roc: gr.Plot
     rows: gr.Dataframe
+    misranked: gr.Gallery
     evaluated: gr.State  # {"model": [key, revision], "name", "metrics", "rows"} of this browser's last evaluation
 
 
 @gpu
 def evaluate(ctx, archive, model: dict, rate: float, progress=gr.Progress()) -> dict:
-    """Metrics, ROC curve and per-image table on an uploaded MVTec-layout zip."""
+    """Metrics, ROC curve, per-image table and the misranked images' pictures on an uploaded MVTec-layout zip."""
     if not archive:
         raise rbd.NoImagesError("upload a zip of an MVTec-layout category first")
-    with ctx.upload_folder() as folder:
+    detector, threshold = ctx.detector(model), model_bar.threshold(ctx, model, rate)
+    with ctx.upload_folder() as folder:  # the pictures are drawn while the images are there
         extract_zip(archive, folder)
-        result = rbd.evaluate(ctx.detector(model), find_mvtec_root(folder), progress=lambda i, n: progress((i, n), desc="evaluating"))
+        category = find_mvtec_root(folder)
+        result = rbd.evaluate(detector, category, progress=lambda i, n: progress((i, n), desc="evaluating"))
+        good, defective = result.misranked()
+        pictures = [(subsample(fold(evaluation_picture(detector, category, row["file"], threshold)), PICTURE_SIDE),
+                     f"{kind} #{rank} · score {row['score']:.4f} · {row['file']}")
+                    for kind, found in (("good", good), ("defective", defective)) for rank, row in enumerate(found, 1)]
     evaluated = {"model": model_id(model), "name": model["name"], "metrics": result.summary(), "rows": result.rows}
-    return {"roc": roc_figure(result.roc, result.image_auroc), "evaluated": evaluated, **rows(ctx, evaluated, model, rate)}
+    return {"roc": roc_figure(result.roc, result.image_auroc), "evaluated": evaluated, "misranked": pictures,
+            **rows(ctx, evaluated, model, rate)}
 
 
 def model_id(model: dict) -> list:
@@ -61,7 +74,7 @@ def rows(ctx, evaluated: dict | None, model: dict, rate: float) -> dict:
     if not is_of(evaluated, model):
         note = f"the evaluation shown was of {evaluated.get('name', 'another model')}: press Evaluate for {model['name']}"
         return {"summary": pd.DataFrame([{"metric": "cleared", "value": note}]), "roc": None, "rows": pd.DataFrame(),
-                "evaluated": None}
+                "misranked": None, "evaluated": None}
     calibration = model_bar.calibration(ctx, model)
     threshold = model_bar.threshold(ctx, model, rate)
     table = [{**row, "normalized_score": calibration.normalize(row["score"], threshold), "verdict": verdict(row["score"], threshold)}
@@ -81,16 +94,19 @@ def layout(ctx) -> Evaluate:
         summary = gr.Dataframe(label="Metrics", interactive=False)
         roc = gr.Plot(label="ROC curve")
     table = gr.Dataframe(label="Per image (verdicts at the threshold above)", interactive=False, elem_id="eval-rows")
-    return Evaluate(archive, run, summary, roc, table, gr.State(None))
+    misranked = gr.Gallery(label=f"Where the ranking goes wrong: the {MISRANKED_COUNT} highest-scoring good and lowest-scoring "
+                                 "defective images, heat maps at the threshold when evaluated, truth masks outlined in magenta",
+                           columns=5, height="auto", object_fit="contain", format="jpeg", elem_id="eval-misranked")
+    return Evaluate(archive, run, summary, roc, table, misranked, gr.State(None))
 
 
 def wire(ctx, area: Evaluate, bar: model_bar.ModelBar) -> None:
     on(area.run.click, evaluate, ctx, [area.archive, bar.model, bar.rate],
-       {"summary": area.summary, "roc": area.roc, "rows": area.rows, "evaluated": area.evaluated}, api_name="evaluate",
-       concurrency_limit=INFERENCE_LIMIT, concurrency_id="inference")
+       {"summary": area.summary, "roc": area.roc, "rows": area.rows, "misranked": area.misranked, "evaluated": area.evaluated},
+       api_name="evaluate", concurrency_limit=INFERENCE_LIMIT, concurrency_id="inference")
 
 
 def rejudge(ctx, area: Evaluate, bar: model_bar.ModelBar, trigger, api: bool = False) -> None:
     on(trigger, rows, ctx, [area.evaluated, bar.model, bar.rate],
-       {"rows": area.rows, "summary": area.summary, "roc": area.roc, "evaluated": area.evaluated}, show_progress="hidden",
-       **endpoint(api, "evaluate_rethreshold"))
+       {"rows": area.rows, "summary": area.summary, "roc": area.roc, "misranked": area.misranked, "evaluated": area.evaluated},
+       show_progress="hidden", **endpoint(api, "evaluate_rethreshold"))
