@@ -260,6 +260,7 @@ def test_typing_a_rate_rejudges_at_once_and_reset_restores_the_models(page, part
     page.locator("#threshold-reset").click()
     expect(page.locator("#threshold input[type=number]")).to_have_value(MODEL_RATE)
     expect(summary).to_contain_text(f"raw threshold {detector.threshold:.4f}")
+    expect(page.locator("#model-info")).to_contain_text(f"raw threshold {detector.threshold:.4f} for {MODEL_RATE}% expected")
 
 
 def test_a_long_strip_is_not_squashed(page, pictures):

@@ -154,10 +154,13 @@ def wire(ctx, bar: ModelBar, app: gr.Blocks, rejudge) -> None:
     rejudge(chosen.success)
     on(chosen.failure, active_choice, ctx, [bar.model], {"choice": bar.choice, "hub_id": bar.hub_id, "revision": bar.revision},
        api_visibility="private")
-    rejudge(on(bar.reset.click, reset, ctx, [bar.model], {"rate": bar.rate, "info": bar.info}, api_name="reset_threshold",
-               show_progress_on=[bar.reset]).success)
-    # typing (each key), arrow keys and dragging all fire `input`: the last value wins
-    rejudge(lambda *args, **kwargs: bar.rate.input(*args, trigger_mode="always_last", **kwargs), api=True)
-    on(bar.rate.input, show, ctx, [bar.model, bar.rate], {"info": bar.info}, api_visibility="private",
+    on(bar.reset.click, reset, ctx, [bar.model], {"rate": bar.rate, "info": bar.info}, api_name="reset_threshold",
+       show_progress_on=[bar.reset])
+    # Every move of the rate (typing, arrow keys, dragging, the reset, a model's load) fires `change`, and each
+    # listener runs one at a time, the last value last: a move's answers arrive after those of the moves before it.
+    # (The reset and its own re-judging, as separate events, could arrive before a slower answer to the move the
+    # reset undid, leaving verdicts and the model line at the old rate beside the reset slider.)
+    rejudge(lambda *args, **kwargs: bar.rate.change(*args, trigger_mode="always_last", **kwargs), api=True)
+    on(bar.rate.change, show, ctx, [bar.model, bar.rate], {"info": bar.info}, api_visibility="private",
        trigger_mode="always_last", show_progress="hidden")
 
