@@ -19,6 +19,7 @@ from .notices import notify
 from .visualize import outlined, overlay
 
 MISRANKED_COUNT = 5  # images of each kind `Evaluation.misranked` picks
+ROW_COLUMNS = ("file", "defect", "label", "score", "normalized_score", "verdict")  # of `Evaluation.rows`
 
 
 @dataclass
@@ -32,7 +33,7 @@ class Evaluation:
     recall: float  # share of the defective test images found at it
     n_images: int
     ms_per_image: float  # median wall time per image: decode, predict, map at image size
-    rows: list[dict] = field(default_factory=list)  # file, defect, label, score, normalized_score, verdict
+    rows: list[dict] = field(default_factory=list)  # one per image, keyed by ROW_COLUMNS
     roc: dict = field(default_factory=dict)  # image-level false/true positive rates
 
     def summary(self) -> dict:
@@ -94,8 +95,8 @@ def evaluate(detector: Detector, category: str | Path, progress: Callable[[int, 
     for path, _, prediction in predict_files(detector, list(by_path), batch_size=1, progress=progress):
         times.append(time.perf_counter() - start)  # decode, predict, map at image size
         item, prediction = by_path[path], detector.rethreshold(prediction, threshold)
-        rows.append({"file": str(path.relative_to(category)), "defect": item.defect, "label": int(item.is_anomalous),
-                     "score": prediction.score, "normalized_score": prediction.normalized_score, "verdict": prediction.verdict})
+        rows.append(dict(zip(ROW_COLUMNS, (str(path.relative_to(category)), item.defect, int(item.is_anomalous), prediction.score,
+                                           prediction.normalized_score, prediction.verdict))))
         if with_masks:
             maps.append(prediction.anomaly_map)
             masks.append(_at_size(truth[path], prediction.anomaly_map.shape))

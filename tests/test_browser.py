@@ -288,6 +288,7 @@ def test_a_failed_model_load_leaves_no_error_badges(page):
 def test_evaluate_shows_where_the_ranking_goes_wrong(page, category, tmp_path):
     archive = shutil.make_archive(str(tmp_path / "stripes"), "zip", category.parent, category.name)
     page.get_by_role("tab", name="Evaluate").click()
+    expect(page.locator("#eval-rows")).to_contain_text("normalized_score")  # an empty table, headed by its columns
     page.locator("#eval-zip input[type=file]").set_input_files(archive)
     expect(page.locator("#eval-zip").get_by_role("cell", name="stripes.zip").first).to_be_visible()
     page.locator("#eval-run").click()

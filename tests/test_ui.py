@@ -423,6 +423,7 @@ def test_an_evaluation_is_cleared_once_another_model_is_active(ctx, model):
     cleared = evaluation.rows(ctx, evaluated, {**model, "key": "another", "name": "another"}, 1.0)
     assert cleared["evaluated"] is None and cleared["roc"] is None and cleared["misranked"] is None and cleared["rows"].empty
     assert cleared["summary"]["value"].tolist() == [f"the evaluation shown was of {model['name']}: press Evaluate for another"]
+    assert tuple(cleared["rows"].columns) == evaluation.ROW_COLUMNS  # headed by its columns, not 1, 2, 3
 
 
 def test_layout_hints_hold_no_angle_brackets_that_a_toast_would_take_for_html(tmp_path):

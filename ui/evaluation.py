@@ -13,7 +13,7 @@ import pandas as pd
 
 import rbd
 from rbd.detector import verdict
-from rbd.evaluate import MISRANKED_COUNT, evaluation_picture
+from rbd.evaluate import MISRANKED_COUNT, ROW_COLUMNS, evaluation_picture
 from rbd.metrics import at_threshold
 from rbd.plots import roc_figure
 from rbd.uploads import extract_zip, find_mvtec_root
@@ -25,6 +25,7 @@ from .wiring import endpoint, gpu, on
 
 
 PICTURE_SIDE = 512  # the misranked images' pictures are shown within this many pixels a side
+NO_METRICS, NO_ROWS = pd.DataFrame(columns=["metric", "value"]), pd.DataFrame(columns=ROW_COLUMNS)  # empty tables, headed
 
 
 @dataclass
@@ -73,7 +74,7 @@ def rows(ctx, evaluated: dict | None, model: dict, rate: float) -> dict:
         return {}
     if not is_of(evaluated, model):
         note = f"the evaluation shown was of {evaluated.get('name', 'another model')}: press Evaluate for {model['name']}"
-        return {"summary": pd.DataFrame([{"metric": "cleared", "value": note}]), "roc": None, "rows": pd.DataFrame(),
+        return {"summary": pd.DataFrame([{"metric": "cleared", "value": note}]), "roc": None, "rows": NO_ROWS,
                 "misranked": None, "evaluated": None}
     calibration = model_bar.calibration(ctx, model)
     threshold = model_bar.threshold(ctx, model, rate)
@@ -91,9 +92,9 @@ def layout(ctx) -> Evaluate:
         archive = gr.File(label="MVTec-layout category (zip)", file_types=[".zip"], elem_id="eval-zip")
         run = gr.Button("Evaluate", variant="primary", elem_id="eval-run")
     with gr.Row():
-        summary = gr.Dataframe(label="Metrics", interactive=False)
+        summary = gr.Dataframe(NO_METRICS, label="Metrics", interactive=False)
         roc = gr.Plot(label="ROC curve")
-    table = gr.Dataframe(label="Per image (verdicts at the threshold above)", interactive=False, elem_id="eval-rows")
+    table = gr.Dataframe(NO_ROWS, label="Per image (verdicts at the threshold above)", interactive=False, elem_id="eval-rows")
     misranked = gr.Gallery(label=f"Where the ranking goes wrong: the {MISRANKED_COUNT} highest-scoring good and lowest-scoring "
                                  "defective images, heat maps at the threshold when evaluated, truth masks outlined in magenta",
                            columns=5, height="auto", object_fit="contain", format="jpeg", elem_id="eval-misranked")
