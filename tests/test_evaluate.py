@@ -58,6 +58,8 @@ def test_an_evaluation_picture_outlines_the_truth_mask_on_the_heat_map(detector,
     np.testing.assert_array_equal(rbd.evaluation_picture(detector, category, good[0]["file"]), expected)  # no mask: nothing drawn
     lenient = rbd.evaluation_picture(detector, category, good[0]["file"], threshold=-1e9)
     assert not np.array_equal(lenient, expected)  # the heat map's colours follow the threshold
+    with pytest.raises(rbd.NoImagesError, match="missing.png: no such file"):  # a file that cannot be read is named
+        rbd.evaluation_picture(detector, category, "test/good/missing.png")
 
 
 def test_without_masks_pixel_metrics_are_none(detector, category, tmp_path):
