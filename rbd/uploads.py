@@ -291,6 +291,14 @@ def unique_name(name: str, taken: set[str], *, split_suffix: bool = True) -> str
     return candidate
 
 
+def is_renumbered(name: str, original: str) -> bool:
+    """Whether `name` is `original` as `unique_name` numbers it (`a_1.png` for `a.png`, either case):
+    the name a second upload of the same file gets."""
+    suffix = PurePosixPath(original).suffix
+    stem = original[:len(original) - len(suffix)]
+    return re.fullmatch(f"{re.escape(stem)}_[0-9]+{re.escape(suffix)}", name, re.IGNORECASE) is not None
+
+
 def unsuffixed(name: str) -> str:
     """A relative path less its suffix, `good/000.png` -> `good/000`: what names derived files (masks, overlays)."""
     return PurePosixPath(name).with_suffix("").as_posix()

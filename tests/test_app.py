@@ -75,8 +75,9 @@ def test_the_same_file_dropped_twice_is_scored_once(client, parts, monkeypatch, 
     good, bad = parts
     first, defect, second = (shutil.copy(p, tmp_path / name) for p, name in ((good[0], "a.png"), (bad[0], "b.png"), (good[1], "c.png")))
     files = [handle_file(str(p)) for p in (first, defect, first, defect)]  # a second drop adds the same files
-    _, table, *_ = client.predict(None, files, MODEL_RATE, 0.5, api_name="/inspect")
+    _, table, summary, *_ = client.predict(None, files, MODEL_RATE, 0.5, api_name="/inspect")
     assert sorted(row[0] for row in table["data"]) == ["a.png", "b.png"]  # each file once
+    assert "same bytes" not in summary  # a second drop of one file needs no word
 
     calls = []
     real = rbd.detector.score_images
@@ -87,6 +88,11 @@ def test_the_same_file_dropped_twice_is_scored_once(client, parts, monkeypatch, 
     first = table["data"][0]
     assert scores == sorted(scores, reverse=True) and (first[0], first[3]) == ("b.png", "defective")  # most anomalous first
     assert calls == [1]  # only the new file ran through the network
+
+    copy = shutil.copy(good[0], tmp_path / "a copy.png")  # the same bytes under another name: said, not lost silently
+    _, table, summary, *_ = client.predict(None, [handle_file(str(tmp_path / "a.png")), handle_file(str(copy))], MODEL_RATE, 0.5,
+                                           api_name="/inspect")
+    assert [row[0] for row in table["data"]] == ["a.png"] and "a copy.png and a.png hold the same bytes: taken once" in summary
 
 
 def test_threshold_moves_verdicts_without_rerunning(client, parts, monkeypatch):

@@ -11,7 +11,7 @@ from conftest import make_category
 from rbd.datasets import mvtec_test_set
 from rbd.errors import DatasetLayoutError, NoImagesError
 from rbd.errors import UploadError
-from rbd.uploads import extract_zip, find_mvtec_root, gather_images, picked_names, unique_name
+from rbd.uploads import extract_zip, find_mvtec_root, gather_images, is_renumbered, picked_names, unique_name
 
 
 def _zip_bytes(members, compression=zipfile.ZIP_DEFLATED) -> bytes:
@@ -210,6 +210,15 @@ def test_a_picked_path_that_clashes_with_an_upload_falls_back_to_its_name(tmp_pa
     mixed = _browser_upload(tmp_path / "mixed", {"e.png": b"e"})
     images = gather_images(mixed + clash, tmp_path / "fresh", ["good/e.png"])
     assert [image.relative_to(tmp_path / "fresh").as_posix() for image in images] == ["good/e.png", "good_1/d.png"]
+
+
+def test_a_renumbered_name_is_told_from_another_name():
+    taken = set()
+    first, second = unique_name("dir/A.png", taken), unique_name("dir/a.png", taken)
+    assert is_renumbered(second, first) and second == "dir/a_1.png"
+    assert not is_renumbered("dir/a copy.png", "dir/a.png") and not is_renumbered("dir/a.png", "dir/a.png")
+    assert not is_renumbered("dir/a_1.jpg", "dir/a.png") and not is_renumbered("other/a_1.png", "dir/a.png")
+    assert not is_renumbered("a.b_1.png", "a+b.png")  # the name is matched literally, not as a pattern
 
 
 def test_unique_name_numbers_before_the_suffix_ignoring_case_and_records_its_answer():

@@ -2,7 +2,7 @@
 
 A browser holds at most `MAX_IMAGES` scored images (uint8 pictures at the size they are shown,
 float16 maps at the image's), freed an hour after it was last used; the same file dropped twice is
-scored once.
+scored once, and so is a copy of it under another name, with a message naming both.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import rbd
 from rbd.detector import Prediction
 from rbd.images import to_uint8
 from rbd.notices import collect, notify
-from rbd.uploads import as_uploaded, gather_images
+from rbd.uploads import as_uploaded, gather_images, is_renumbered
 from rbd.visualize import colour_scale, fold, overlay, shown_size, subsample, subsample_step
 
 from . import model_bar
@@ -80,12 +80,16 @@ def inspect_images(ctx, image, files, model: dict, rate: float, opacity: float, 
     known = {(item["digest"], item["model"]): item for item in held or []}
     model_id = (model["key"], model.get("revision"))
     with ctx.upload_folder() as folder, collect() as notes:
-        order, seen = [], set()
+        order, first = [], {}  # each upload's path and digest; the first path of each digest
         for path in gather_images(uploads, folder):
             digest = _digest(path)
-            if digest not in seen:
-                seen.add(digest)
+            if digest not in first:
+                first[digest] = path
                 order.append((path, digest))
+            else:  # the same bytes again: silent for a second drop of one file, said for a copy under another name
+                name, kept = (p.relative_to(folder).as_posix() for p in (path, first[digest]))
+                if not is_renumbered(name, kept):
+                    notify(f"{kept} and {name} hold the same bytes: taken once")
         if len(order) > MAX_IMAGES:
             left_out = [path.relative_to(folder).as_posix() for path, _ in order[MAX_IMAGES:]]
             notify(f"Inspect holds {MAX_IMAGES} images at a time: kept the first {MAX_IMAGES} of {len(order)} by name; "
