@@ -14,7 +14,6 @@ Median milliseconds.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import tempfile
@@ -26,17 +25,13 @@ import torch
 
 from ui import inspection
 
-from .large_photo import app_context, photo
+from .large_photo import app_context, photo, photo_options
 
 RATE, OPACITY = 1.0, 0.5
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", type=Path, default=Path("checkpoints/bottle"))
-    parser.add_argument("--side", type=int, default=4096, help="the photo's long side, in pixels")
-    parser.add_argument("--repeats", type=int, default=10)
-    args = parser.parse_args()
+    args = photo_options(__doc__, repeats=10)
     torch.set_num_threads(2)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -70,12 +70,17 @@ def steps(session: ReviewSession, threshold: float, held: list, ctx, model: dict
     return timings
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def photo_options(description: str, repeats: int) -> argparse.Namespace:
+    """The options of the large-photo benchmarks: --checkpoint, --side (the photo's long side), --repeats."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", type=Path, default=Path("checkpoints/bottle"))
-    parser.add_argument("--side", type=int, default=4096)
-    parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
+    parser.add_argument("--side", type=int, default=4096, help="the photo's long side, in pixels")
+    parser.add_argument("--repeats", type=int, default=repeats)
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = photo_options(__doc__, repeats=3)
     torch.set_num_threads(2)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

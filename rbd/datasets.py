@@ -33,6 +33,12 @@ class TestImage:
         return self.defect != "good"
 
 
+def truth_mask(category: str | Path, image: Path) -> Path | None:
+    """The ground-truth mask of the test image `image` (`CATEGORY/test/<defect>/<stem>.*`), if there is one."""
+    mask = Path(category) / "ground_truth" / image.parent.name / f"{image.stem}_mask.png"
+    return mask if mask.is_file() else None
+
+
 def mvtec_test_set(category: str | Path) -> list[TestImage]:
     """The labelled test images of an MVTec-layout category, with their masks where present."""
     category = Path(category)
@@ -40,12 +46,10 @@ def mvtec_test_set(category: str | Path) -> list[TestImage]:
     if not test.is_dir() or not (test / "good").is_dir():
         raise DatasetLayoutError(f"{category} is not an MVTec AD category: expected {test}/good/ and {test}/DEFECT/ folders "
                                  "(one per defect, by any name)")
-    truth = category / "ground_truth"
     items = []
     for folder in sorted(p for p in test.iterdir() if p.is_dir()):
         for path in find_images(folder):
-            mask = truth / folder.name / f"{path.stem}_mask.png"
-            items.append(TestImage(path, folder.name, mask if mask.is_file() else None))
+            items.append(TestImage(path, folder.name, truth_mask(category, path)))
     if not any(item.is_anomalous for item in items):
         raise DatasetLayoutError(f"{test} has no defect folder with images (only test/good): image metrics need both classes")
     if not any(not item.is_anomalous for item in items):

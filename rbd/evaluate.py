@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 
 from . import metrics
-from .datasets import mvtec_test_set
+from .datasets import mvtec_test_set, truth_mask
 from .detector import Detector, predict_files
 from .errors import DatasetLayoutError, ImageReadError
 from .images import read_image, upright_size
@@ -59,7 +59,7 @@ def evaluation_picture(detector: Detector, category: str | Path, file: str, thre
     [(_, image, prediction)] = predict_files(detector, [path], batch_size=1)  # read and scored as `evaluate` did
     threshold = detector.threshold if threshold is None else threshold
     picture = overlay(image, prediction.anomaly_map, detector.calibration, threshold)
-    mask = next((item.mask_path for item in mvtec_test_set(category) if item.path == path), None)
+    mask = truth_mask(category, path)
     if mask is None:
         return picture
     return outlined(picture, _at_size(_read_mask(mask, path), picture.shape[:2]))

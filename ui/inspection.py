@@ -138,8 +138,13 @@ def redraw(ctx, held: list | None, picked, model: dict, rate: float, opacity: fl
     table = pd.DataFrame([{"image": item["name"], "score": round(p.score, 4), "normalised": round(p.normalized_score, 3),
                            "verdict": p.verdict, "out of domain": "⚠" if p.out_of_domain else ""}
                           for item, p in zip(held, predictions)], columns=RESULT_COLUMNS)
-    index = min(int(picked or 0), len(held) - 1)
+    index = _shown(held, picked)
     return {"results": table, **_detail(held[index], predictions[index], calibration, opacity)}
+
+
+def _shown(held: list, picked) -> int:
+    """The index of the held image shown in detail: the one picked, or the last if the pick is past the end."""
+    return min(int(picked or 0), len(held) - 1)
 
 
 def _judged(calibration, item: dict, threshold: float) -> Prediction:
@@ -152,7 +157,7 @@ def restyle(ctx, held: list | None, picked, model: dict, rate: float, opacity: f
     subsampled to the picture's size (no regions, mask or table: they do not change)."""
     if not held:
         return {}
-    item = held[min(int(picked or 0), len(held) - 1)]
+    item = held[_shown(held, picked)]
     return _pictures(item, item["map"], model_bar.calibration(ctx, model), model_bar.threshold(ctx, model, rate), opacity)
 
 
