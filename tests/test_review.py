@@ -1,8 +1,10 @@
 """Review sessions: decisions survive restarts and crashes; labels, metrics, recalibration and export follow them."""
 
 import csv
+import errno
 import io
 import json
+import os
 import threading
 import zipfile
 
@@ -17,7 +19,7 @@ from rbd.detector import Prediction
 from rbd.errors import InvalidInputError, NoImagesError
 from rbd.images import read_image, to_rgb_array
 from rbd import review
-from rbd.review import ReviewSession, ScoredBy
+from rbd.review import ReviewSession, ScoredBy, store
 from rbd.visualize import OUTLINE, outlined, overlay, shown_size
 
 THRESHOLD = 0.5
@@ -156,6 +158,47 @@ def test_a_line_torn_by_a_crash_is_dropped_and_earlier_ones_kept(session):
     assert log.read_bytes() == intact  # cut off, so the next append starts on a line of its own
     resumed.decide(2, "accept", THRESHOLD)
     assert _reopened(resumed).decision(2).decision == "accept"
+
+
+def test_a_decision_whose_write_fails_is_cut_off_and_the_next_one_is_read(session, monkeypatch):
+    """A full disk takes half the line, then fails: the half line must not stay in front of the next decision."""
+    session.decide(0, "accept", THRESHOLD)
+    intact = (session.folder / "decisions.jsonl").read_bytes()
+
+    class FullDisk:
+        def __getattr__(self, name):
+            return getattr(os, name)
+
+        @staticmethod
+        def write(fd, data):
+            os.write(fd, bytes(data[: len(data) // 2]))
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(store, "os", FullDisk())
+    with pytest.raises(OSError, match="No space"):
+        session.decide(1, "reject", THRESHOLD)
+    monkeypatch.undo()
+    assert (session.folder / "decisions.jsonl").read_bytes() == intact
+    session.decide(2, "accept", THRESHOLD)
+    resumed = _reopened(session)
+    assert [resumed.decision(i) and resumed.decision(i).decision for i in range(3)] == ["accept", None, "accept"]
+
+
+def test_images_scored_before_a_failure_stay_in_the_session_on_disk_too(tmp_path, parts):
+    """Scoring that fails on its second batch keeps the first batch's images, in memory and in items.json alike,
+    so a decision on one of them stays on that image after more are added."""
+    with pytest.raises(RuntimeError, match="stopped"):
+        ReviewSession.create(tmp_path / "sessions", "new", Dimmer(fail_after=0), parts)
+    assert ReviewSession.open(tmp_path / "sessions", "new") is None  # nothing stored: still no session
+    session = ReviewSession(tmp_path / "sessions" / "cut")
+    with pytest.raises(RuntimeError, match="stopped"):
+        session.add(Dimmer(fail_after=1), parts, batch_size=2)
+    assert [item.file_name for item in _reopened(session).items] == [item.file_name for item in session.items] == ["a.png", "b.png"]
+    session.decide(1, "accept", THRESHOLD)
+    session.add(Dimmer(), parts[2:])
+    resumed = _reopened(session)
+    assert [item.file_name for item in resumed.items] == ["a.png", "b.png", "c.png", "d.png"]
+    assert resumed.decision(1).decision == "accept" and resumed.decision(2) is None
 
 
 def test_a_corrupt_line_before_the_last_is_an_error(session):

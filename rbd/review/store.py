@@ -12,8 +12,9 @@ A session is a folder, so an app that restarts resumes where the inspector left 
         masks/<id>-<n>.png    masks, 0/255: drawn by the inspector, or the model's frozen by a re-score
         decisions.jsonl       append-only, one JSON line per decision; the latest line per image wins
 
-Decisions are only ever appended, each line flushed and fsynced, so a crash loses at most the
-line being written; that torn line is cut off when the session is next opened. Other files are
+Decisions are only ever appended, each line fsynced, so a crash loses at most the line being
+written; that torn line is cut off when the session is next opened (and at once, where the write
+itself failed). Other files are
 written to a temporary file and renamed over the old one, so none is ever seen half-written.
 
 One object per session serves every request: it keeps the scores and reviewed labels as arrays,
@@ -192,7 +193,8 @@ class ReviewSession:
         file name where there is no such folder; a name already in the session is numbered.
 
         Images are read and scored a batch at a time and items.json is rewritten every few
-        seconds, so a large upload neither sits in memory at once nor is lost entirely by a crash.
+        seconds, so a large upload neither sits in memory at once nor is lost entirely by a crash;
+        if scoring fails midway, the images stored before the failure stay in the session.
         Unreadable files are skipped with one warning; NoImagesError if none is usable.
         InvalidInputError if the session was scored by another model: `rescore` it first.
         """
@@ -210,12 +212,18 @@ class ReviewSession:
                                         "or start a new review, before adding images scored by another")
             taken = {unsuffixed(item.file_name).casefold() for item in self._items}
             saved = time.monotonic()
-            for path, image, prediction in predict_files(detector, paths, batch_size, MAX_SIDE, progress):
-                added.append(self._store(path, _upload_name(path, upload), image, prediction, taken))
-                if time.monotonic() - saved > SAVE_EVERY_S:
+            try:
+                for path, image, prediction in predict_files(detector, paths, batch_size, MAX_SIDE, progress):
+                    added.append(self._store(path, _upload_name(path, upload), image, prediction, taken))
+                    if time.monotonic() - saved > SAVE_EVERY_S:
+                        self._write_items()
+                        saved = time.monotonic()
+            finally:  # also when scoring fails midway: the images stored so far are kept, so no decision is
+                # ever made on an item that items.json lacks (its id would go to the next image added)
+                if self._items:
                     self._write_items()
-                    saved = time.monotonic()
-            self._write_items()
+                else:
+                    self._load()  # a new session that stored nothing stays without items.json (and without a model)
         return added
 
     def rescore(self, detector, model: ScoredBy, progress: Callable[[int, int], None] | None = None,
@@ -338,11 +346,22 @@ class ReviewSession:
         return self._painted[name]
 
     def _append(self, record: Decision) -> None:
-        """Append a decision line (flushed and fsynced) and update the labels; the caller holds the lock."""
-        with open(self.folder / DECISIONS_FILE, "ab") as f:
-            f.write((json.dumps(asdict(record)) + "\n").encode())
-            f.flush()
-            os.fsync(f.fileno())
+        """Append a decision line (fsynced) and update the labels; the caller holds the lock. A write that
+        fails (a full disk) is cut off the file again: the next decision must not land after half a line,
+        where the log could no longer be read."""
+        line = memoryview((json.dumps(asdict(record)) + "\n").encode())
+        fd = os.open(self.folder / DECISIONS_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        try:
+            end = os.lseek(fd, 0, os.SEEK_END)
+            try:
+                while line:
+                    line = line[os.write(fd, line):]
+                os.fsync(fd)
+            except BaseException:
+                os.ftruncate(fd, end)
+                raise
+        finally:
+            os.close(fd)
         self._decisions[record.id] = record
         self._n_lines += 1
         self._labels[record.id] = self._label(record)
