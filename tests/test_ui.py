@@ -160,6 +160,33 @@ def test_review_handlers_without_a_server(ctx, model, parts):
         review.save_mask(ctx, {"layers": [layer]}, review_id, model, 0.1, "all", None)
 
 
+def test_requests_opening_one_review_at_once_share_one_session(ctx, model, parts, monkeypatch):
+    """After a restart a key press and an export can open a review together; a decision made through a second
+    object would never reach the one that later requests get."""
+    import threading
+
+    from ui import context, review
+
+    review_id = review.score(ctx, [str(p) for p in parts[0][:2]], None, "", model, progress=lambda *a, **k: None)["review_id"]
+    restarted = context.Context(ctx.work, ctx.catalog)
+    both_read = threading.Barrier(2, timeout=10)
+    read = context.ReviewSession.open
+
+    def read_together(root, session_id):
+        session = read(root, session_id)
+        both_read.wait()
+        return session
+
+    monkeypatch.setattr(context.ReviewSession, "open", staticmethod(read_together))
+    opened = []
+    requests = [threading.Thread(target=lambda: opened.append(restarted.review(review_id))) for _ in range(2)]
+    for request in requests:
+        request.start()
+    for request in requests:
+        request.join()
+    assert len(opened) == 2 and opened[0] is opened[1] is restarted.review(review_id)
+
+
 def test_after_scoring_more_images_the_review_shows_the_first_of_them(ctx, model, parts):
     from ui import review
 

@@ -99,6 +99,8 @@ class Context:
         session = ReviewSession(session_folder(self.reviews, review_id)) if create else ReviewSession.open(self.reviews, review_id)
         if session is not None:
             with self._guard:
+                if review_id in self._open:  # another request opened it meanwhile: one object serves them all, or
+                    return self._open[review_id][0]  # a decision made through the other would never reach this one
                 self._mark(review_id, session)
                 while len(self._open) > OPEN_REVIEWS:
                     self._open.popitem(last=False)
