@@ -11,6 +11,7 @@ teacher as base model, evaluation results) the Hub shows.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -132,11 +133,16 @@ def load_from_hub(repo_id: str, revision: str | None = None, device: str | torch
 def _from_files(config_path: Path, weights_path: Path, device: str | torch.device) -> Detector:
     config = read_config(config_path)
     model_config, calibration = settings(config, config_path)
-    model = RBD(model_config)
+    try:
+        model = RBD(model_config)
+    except ValueError as err:  # settings of the right kinds that still make no network (a decoder width short)
+        raise CheckpointError(f"{config_path}: the model settings make no network ({err})") from err
     try:
         weights = load_file(str(weights_path))
     except (OSError, SafetensorError) as err:
         raise CheckpointError(f"{weights_path}: unreadable weights ({err})") from err
+    target = model.student if config["format_version"] == 1 else model
+    _check_tensors(weights, target.state_dict(), weights_path)
     try:
         if config["format_version"] == 1:
             model.student.load_state_dict(weights, strict=True)
@@ -147,15 +153,29 @@ def _from_files(config_path: Path, weights_path: Path, device: str | torch.devic
     return assemble(model, calibration, config).to(device)
 
 
+def _check_tensors(weights: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], source: Path) -> None:
+    """Every tensor of the model's type and finite: loading would convert an integer spread silently (to zero
+    spreads and NaN scores), and a NaN score is below every threshold, so every image would pass as good."""
+    for name, tensor in weights.items():
+        if name in expected and tensor.dtype != expected[name].dtype:
+            raise CheckpointError(f"{source}: {name} is {tensor.dtype}, not the model's {expected[name].dtype}")
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise CheckpointError(f"{source}: {name} holds NaN or infinite values")
+
+
 def settings(config: dict, source: str | Path) -> tuple[ModelConfig, Calibration]:
     """The model settings and calibration of a checked config (`parse_config`)."""
     model = config["model"]
     try:
         earlier = {1: {"memory_size": 0, "score_from": "map"}, 2: {"score_from": "map"}}.get(config["format_version"], {})
-        return (ModelConfig.from_dict({**earlier, **model}),
-                Calibration.from_dict(config["calibration"]))
+        model_config, calibration = ModelConfig.from_dict({**earlier, **model}), Calibration.from_dict(config["calibration"])
     except (TypeError, ValueError, KeyError) as err:
         raise CheckpointError(f"{source}: invalid model settings or calibration ({err})") from err
+    threshold = config.get("threshold", calibration.threshold)
+    numbers = [threshold, calibration.threshold, calibration.scale, *calibration.normal_scores, *(calibration.interval or ())]
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in numbers):
+        raise CheckpointError(f"{source}: the threshold and the calibration's scores must be finite numbers")
+    return model_config, calibration
 
 
 def assemble(network, calibration: Calibration, config: dict) -> Detector:
@@ -191,6 +211,9 @@ def parse_config(text: str, source: str | Path) -> dict:
     for key in ("model", "calibration"):
         if not isinstance(config.get(key), dict):
             raise CheckpointError(f"{source}: the \"{key}\" section is missing")
+    for key in ("training", "metrics"):  # summaries: optional, but what `rbd info` and the model card read as sections
+        if not isinstance(config.get(key), (dict, type(None))):
+            raise CheckpointError(f"{source}: the \"{key}\" section must be an object")
     return config
 
 

@@ -49,6 +49,10 @@ class ModelConfig:
     score_from: str = "both"
 
     def __post_init__(self):
+        wrong = [f"{f.name} must be {_kind_name(f.default)}, got {getattr(self, f.name)!r}"
+                 for f in fields(self) if not _is_kind_of(getattr(self, f.name), f.default)]
+        if wrong:  # before the checks below do arithmetic on them
+            raise InvalidInputError("invalid model settings: " + "; ".join(wrong))
         m = self.input_multiple
         if self.image_size < m or self.image_size % m:
             raise InvalidInputError(f"image_size must be a multiple of {m} (at least {m}) for layers {self.layers}, got {self.image_size}")
@@ -85,6 +89,25 @@ class ModelConfig:
             raise InvalidInputError(f"unknown model settings: {', '.join(sorted(unknown))}")
         tuples = {k: tuple(v) for k, v in values.items() if isinstance(v, list)}
         return cls(**{**values, **tuples})
+
+
+def _is_kind_of(value, default) -> bool:
+    """Whether a setting has the kind of its default: an int, a number (an int or a float), a string, or a
+    non-empty tuple of such. A checkpoint's config.json is edited by hand at times, and a string or a
+    fraction where a count belongs would otherwise fail deep inside the network's construction."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(default, tuple):
+        return isinstance(value, tuple) and len(value) > 0 and all(_is_kind_of(v, default[0]) for v in value)
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    return isinstance(value, type(default))
+
+
+def _kind_name(default) -> str:
+    if isinstance(default, tuple):
+        return "a list of " + {int: "whole numbers", float: "numbers", str: "strings"}[type(default[0])]
+    return {int: "a whole number", float: "a number", str: "a string"}[type(default)]
 
 
 class RBD(nn.Module):

@@ -5,7 +5,8 @@ import shutil
 
 import numpy as np
 import pytest
-from safetensors.torch import load_file
+import torch
+from safetensors.torch import load_file, save_file
 
 import rbd
 from rbd import checkpoint as checkpoint_module
@@ -108,6 +109,14 @@ def test_saving_over_a_checkpoint_is_atomic(detector, tmp_path, monkeypatch):
     (lambda d: _edit(d, model={"colour": "red"}), "invalid model settings"),
     (lambda d: (d / "model.safetensors").write_bytes(b"\x00" * 64), "unreadable weights"),
     (lambda d: (d / "model.safetensors").unlink(), "unreadable weights"),
+    (lambda d: _edit_model(d, image_size="256"), "image_size must be a whole number"),
+    (lambda d: _edit_model(d, memory_size=2048.5), "memory_size must be a whole number"),
+    (lambda d: _edit_model(d, decoder_widths=[64, 32]), "make no network"),
+    (lambda d: _edit(d, threshold="high"), "must be finite numbers"),
+    (lambda d: _edit(d, threshold=float("nan")), "must be finite numbers"),
+    (lambda d: _edit(d, training=[1]), '"training" section must be an object'),
+    (lambda d: _edit_weights(d, "normal_std", lambda t: t.to(torch.int64)), "normal_std is torch.int64"),
+    (lambda d: _edit_weights(d, "normal_mean", lambda t: t * float("nan")), "normal_mean holds NaN"),
 ])
 def test_broken_checkpoints_are_clear_errors(checkpoint, tmp_path, damage, message):
     copy = shutil.copytree(checkpoint, tmp_path / "copy")
@@ -120,6 +129,17 @@ def _edit(folder, **changes):
     config = json.loads((folder / "config.json").read_text())
     config.update(changes)
     (folder / "config.json").write_text(json.dumps(config))
+
+
+def _edit_model(folder, **changes):
+    config = json.loads((folder / "config.json").read_text())
+    _edit(folder, model={**config["model"], **changes})
+
+
+def _edit_weights(folder, name, change):
+    weights = load_file(str(folder / "model.safetensors"))
+    weights[name] = change(weights[name])
+    save_file(weights, str(folder / "model.safetensors"))
 
 
 def test_unknown_paths_are_clear_errors(tmp_path):

@@ -194,6 +194,20 @@ def test_invalid_training_settings_are_refused_up_front(settings, message):
         rbd.TrainConfig(**settings)
 
 
+@pytest.mark.parametrize("settings, message", [
+    ({"image_size": 256.0}, "image_size must be a whole number, got 256.0"),
+    ({"embed_dim": True}, "embed_dim must be a whole number"),
+    ({"blur_sigma": "4"}, "blur_sigma must be a number"),
+    ({"layers": (1, "2", 3)}, "layers must be a list of whole numbers"),
+    ({"decoder_widths": ()}, "decoder_widths must be a list of whole numbers"),
+    ({"backbone": None, "score_rule": 1}, "backbone must be a string, got None; score_rule must be a string"),
+])
+def test_model_settings_of_the_wrong_kind_are_refused_up_front(settings, message):
+    with pytest.raises(rbd.InvalidInputError, match=message):
+        rbd.ModelConfig(**settings)
+    assert rbd.ModelConfig(blur_sigma=4, max_aspect=2).blur_sigma == 4  # a whole number is a number
+
+
 def test_fine_tuning_starts_from_the_given_detector(detector, category):
     """One step from the trained detector stays close to it; one step from scratch does not."""
     folder = category / "train" / "good"
