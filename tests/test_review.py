@@ -624,7 +624,16 @@ def test_huge_images_are_scored_on_a_downscaled_copy(tmp_path, parts, monkeypatc
         assert session.image(item.id).shape == (5, 6, 3)
         assert item.image_path.read_bytes() == path.read_bytes()
     assert review.overlay(session, 0, THRESHOLD).shape == review.mask_to_edit(session, 0, THRESHOLD).shape + (3,) == (5, 6, 3)
-    session.decide(0, "correct", THRESHOLD, np.ones((5, 6), bool))
+    painted = np.zeros((5, 6), bool)
+    painted[:, 3:] = True  # the right half
+    session.decide(0, "correct", THRESHOLD, painted)
+
+    with zipfile.ZipFile(review.export_zip(session, tmp_path / "review.zip", THRESHOLD)) as archive:  # at the file's own size
+        exported = np.asarray(Image.open(io.BytesIO(archive.read("masks/a.png")))) > 0
+        coco = json.loads(archive.read("coco.json"))
+    assert exported.shape == (8, 10) and exported[:, 5:].all() and not exported[:, :5].any()
+    assert (coco["images"][0]["height"], coco["images"][0]["width"]) == (8, 10)
+    np.testing.assert_array_equal(decode_rle(coco["annotations"][0]["segmentation"]), exported)
 
 
 def test_the_gallery_reads_thumbnails_stored_at_scoring_time(tmp_path, monkeypatch):

@@ -13,9 +13,9 @@ from PIL import Image
 
 from ..coco import CocoImage, coco_dataset
 from ..detector import verdict as verdict_at
-from ..errors import InvalidInputError
+from ..errors import ImageReadError, InvalidInputError
 from ..files import atomic_write
-from ..images import read_image, to_uint8
+from ..images import read_image, to_uint8, upright_size
 from ..uploads import unsuffixed
 from ..visualize import fold, folded_shape, mask_image, outlined, shown_size, subsample, unfold
 from ..visualize import overlay as heat_overlay
@@ -30,8 +30,8 @@ def export_zip(session, path: str | Path, threshold: float) -> Path:
     decisions.csv has a row per image: file, score, verdict (the model's at `threshold`),
     decision, corrected ("yes" where the mask was repainted), timestamp, label (good or
     defective after review) and decided_on (the verdict the decision was made on, which a later
-    threshold or re-score may have changed since); the last five are empty for unreviewed images. Masks (0/255, image
-    size) and coco.json cover reviewed images only.
+    threshold or re-score may have changed since); the last five are empty for unreviewed images. Masks (0/255, at
+    the image file's size, also where a huge image was scored on a downscaled copy) and coco.json cover reviewed images only.
     """
     path = Path(path)
     table = io.StringIO()
@@ -49,13 +49,26 @@ def export_zip(session, path: str | Path, threshold: float) -> Path:
             corrected = "yes" if decision.decision == "correct" else "no"  # the mask was repainted
             label = "defective" if final_label(session, item.id) else "good"
             writer.writerow(row + [decision.decision, corrected, decision.timestamp, label, decision.verdict])
+            mask = _at_image_size(mask, item.image_path)
             png = io.BytesIO()
             Image.fromarray(mask_image(mask)).save(png, format="PNG")
             archive.writestr(f"masks/{unsuffixed(item.file_name)}.png", png.getvalue())
-            reviewed.append(CocoImage(item.file_name, item.height, item.width, mask))
+            reviewed.append(CocoImage(item.file_name, *mask.shape, mask))
         archive.writestr("decisions.csv", table.getvalue())
         archive.writestr("coco.json", json.dumps(coco_dataset(reviewed)))
     return path
+
+
+def _at_image_size(mask: np.ndarray, image_path: Path) -> np.ndarray:
+    """A mask of an image scored on a downscaled copy (over `MAX_SIDE`) brought to the image file's own upright
+    size, nearest neighbour, so that it lies on the file it names; the mask as it is where the file is unreadable."""
+    try:
+        width, height = upright_size(image_path)
+    except ImageReadError:
+        return mask
+    if mask.shape == (height, width):
+        return mask
+    return np.asarray(Image.fromarray(mask).resize((width, height), Image.Resampling.NEAREST))
 
 
 def overlay(session, item_id: int, threshold: float, opacity: float = 0.5, max_side: int | None = None) -> np.ndarray:
