@@ -412,7 +412,8 @@ def test_images_keep_their_folders_in_the_upload_through_the_export(tmp_path):
     session.add(BrightnessDetector(), [more / "line/good/000.png"], upload=more)
     names = ["line/good/000.png", "line/broken/000.png", "line/v1.2/000.png", "elsewhere.png", "line/good/000_1.png"]
     assert [item.file_name for item in _reopened(session).items] == names
-    assert [item.image_path.relative_to(session.folder / "images").as_posix() for item in session.items] == names
+    assert [item.image_path.relative_to(session.folder / "images").as_posix() for item in session.items] == [
+        f"{i}.png" for i in range(5)]  # copies by id: no name clashes with another upload's folder (`photo.png/`)
     for item in session.items[:2]:
         session.decide(item.id, "accept", THRESHOLD)
 
@@ -423,6 +424,18 @@ def test_images_keep_their_folders_in_the_upload_through_the_export(tmp_path):
     assert [row["file"] for row in rows] == names
     assert masks == ["masks/line/broken/000.png", "masks/line/good/000.png"]
     assert [image["file_name"] for image in coco["images"]] == names[:2]
+
+
+def test_an_uploaded_folder_named_as_a_stored_image_is_stored_too(tmp_path):
+    """macOS zips one file as `photo.png.zip`, which unpacks to a folder `photo.png/`."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    (second / "photo.png").mkdir(parents=True)
+    first.mkdir()
+    session = ReviewSession.create(tmp_path / "sessions", "clash", BrightnessDetector(), [_part(first / "photo.png", 0.9)], upload=first)
+    session.add(BrightnessDetector(), [_part(second / "photo.png/photo.png", 0.2)], upload=second)
+    resumed = _reopened(session)
+    assert [item.file_name for item in resumed.items] == ["photo.png", "photo.png/photo.png"]
+    assert resumed.image(1).mean() < resumed.image(0).mean()
 
 
 def test_two_objects_on_one_session_do_not_overwrite_each_other(session, parts):
@@ -611,7 +624,7 @@ def test_sessions_written_before_models_were_recorded_still_open(session):
     old = _reopened(session)
     assert old.items == session.items and old.decision(0).decision == "accept"
     assert "before rbd named them" in old.scored_by.name
-    old.add(BrightnessDetector(), session.items[0].image_path.parent.glob("a.png"))  # told apart by calibration, as then
+    old.add(BrightnessDetector(), [session.items[0].image_path])  # told apart by calibration, as then
     assert len(_reopened(session).items) == 5
 
 

@@ -5,7 +5,8 @@ A session is a folder, so an app that restarts resumes where the inspector left 
     root/<session_id>/
         items.json            the model that scored the images, its calibration, its maps' folder and one record per image
                               (rewritten atomically)
-        images/<name>         copies of the uploaded files under the names the user knows them by (`Item.file_name`)
+        images/<id><suffix>   copies of the uploaded files, by id so that no upload's names clash with another's
+                              folders (older sessions' copies keep the uploads' names: items.json holds each path)
         maps/<id>.npy         anomaly maps at image size (float16, plain arrays: never pickled); a re-score writes
                               maps-<n>/ and items.json switches to it, so scores and maps always belong to one model
         thumbs/<id>.png       gallery thumbnails, long side at most THUMB_SIDE
@@ -382,18 +383,19 @@ class ReviewSession:
         return name
 
     def _store(self, source: Path, name: PurePosixPath, image: np.ndarray, prediction, taken: set[str]) -> Item:
-        """Copy the image in as `name`, save its map and thumbnail; `taken` holds the casefolded names
-        in use less their suffixes (an export names masks so)."""
+        """Copy the image in, save its map and thumbnail, and name it `name` (numbered where it is taken); `taken`
+        holds the casefolded names in use less their suffixes (an export names masks so)."""
         stem = name.stem if name.stem and not name.stem.startswith(".") else "image"
         file_name = unique_name(name.with_name(stem).as_posix(), taken, split_suffix=False) + name.suffix
         item_id = len(self._items)
-        with atomic_write(self.folder / "images" / file_name) as f, open(source, "rb") as original:
+        copy = self.folder / "images" / f"{item_id}{name.suffix}"
+        with atomic_write(copy) as f, open(source, "rb") as original:
             shutil.copyfileobj(original, f)
         self._write_map(self._maps, item_id, prediction.anomaly_map)
         with atomic_write(self.folder / "thumbs" / f"{item_id}.png") as f:
             Image.fromarray(to_uint8(subsample(image, THUMB_SIDE))).save(f, format="PNG")
         height, width = prediction.anomaly_map.shape
-        item = Item(item_id, file_name, self.folder / "images" / file_name, float(prediction.score),
+        item = Item(item_id, file_name, copy, float(prediction.score),
                     float(prediction.normalized_score), prediction.verdict, int(height), int(width), _familiarity(prediction))
         self._items.append(item)
         self._scores = np.append(self._scores, item.score)
