@@ -63,7 +63,12 @@ def read_image(path: str | Path, max_side: int | None = None, size: tuple[int, i
     except FileNotFoundError as err:
         raise ImageReadError(f"{path}: no such file") from err
     except UnidentifiedImageError as err:
-        raise ImageReadError(f"{path}: not an image file") from err
+        if not _is_tiff(path):
+            raise ImageReadError(f"{path}: not an image file") from err
+        try:  # a TIFF Pillow has no mode for (32-bit float colour, from scientific cameras)
+            return _read_tiff(path, max_side, size)
+        except (tifffile.TiffFileError, ValueError, IndexError, OSError) as tiff_err:
+            raise ImageReadError(f"{path}: corrupt or unsupported TIFF ({tiff_err})") from tiff_err
     except Image.DecompressionBombError as err:
         raise ImageReadError(f"{path}: image too large to decode safely ({err})") from err
     except (OSError, SyntaxError, ValueError, RuntimeError, IndexError) as err:  # truncated or corrupt data
@@ -94,15 +99,30 @@ _TURNS = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::
 
 def _read_deep_colour(path: str | Path, header: Image.Image, max_side: int | None, size: tuple[int, int] | None) -> np.ndarray:
     """A 16-bit colour PNG or TIFF at full depth, upright and (with `max_side` or `size`) shrunk like Pillow's images."""
-    if header.format == "PNG":
-        array = imagecodecs.png_decode(Path(path).read_bytes())
-    else:
-        with tifffile.TiffFile(path) as tiff:
-            page = tiff.pages[0]  # the frame Pillow shows
-            array = page.asarray()
-            if page.axes.startswith("S"):  # planar: one plane per channel
-                array = np.moveaxis(array, 0, -1)
-    turn = _TURNS.get(header.getexif().get(0x0112, 1))
+    if header.format != "PNG":
+        return _read_tiff(path, max_side, size)
+    return _upright_and_shrunk(imagecodecs.png_decode(Path(path).read_bytes()), header.getexif().get(0x0112, 1), max_side, size)
+
+
+def _is_tiff(path: str | Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(4) in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF, either byte order
+
+
+def _read_tiff(path: str | Path, max_side: int | None, size: tuple[int, int] | None) -> np.ndarray:
+    """A TIFF's first frame (the one Pillow shows) by tifffile, at full depth: 16-bit colour, and float colour,
+    which Pillow cannot open at all."""
+    with tifffile.TiffFile(path) as tiff:
+        page = tiff.pages[0]
+        array = page.asarray()
+        if page.axes.startswith("S"):  # planar: one plane per channel
+            array = np.moveaxis(array, 0, -1)
+        orientation = page.tags.get(0x0112)  # the TIFF tag Pillow reads as EXIF orientation
+    return _upright_and_shrunk(array, int(orientation.value) if orientation else 1, max_side, size)
+
+
+def _upright_and_shrunk(array: np.ndarray, orientation: int, max_side: int | None, size: tuple[int, int] | None) -> np.ndarray:
+    turn = _TURNS.get(orientation)
     image = to_rgb_array(turn(array) if turn else array)
     if size is None and (max_side is None or max(image.shape[:2]) <= max_side):
         return image
@@ -118,12 +138,16 @@ def _read_deep_colour(path: str | Path, header: Image.Image, max_side: int | Non
 def upright_size(path: str | Path) -> tuple[int, int]:
     """(width, height) of the image as `read_image` turns it upright, from the header alone."""
     try:
-        with Image.open(path) as header:
-            width, height = header.size
-            turned = header.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # EXIF orientations that swap the sides
-    except (OSError, ValueError, SyntaxError) as err:
+        if _is_tiff(path):  # also those Pillow cannot open (`_read_tiff`)
+            with tifffile.TiffFile(path) as tiff:
+                page, orientation = tiff.pages[0], tiff.pages[0].tags.get(0x0112)
+                (height, width), turn = (page.imagelength, page.imagewidth), int(orientation.value) if orientation else 1
+        else:
+            with Image.open(path) as header:
+                (width, height), turn = header.size, header.getexif().get(0x0112, 1)
+    except (OSError, ValueError, SyntaxError, IndexError, tifffile.TiffFileError) as err:
         raise ImageReadError(f"{path}: corrupt or truncated image ({err})") from err
-    return (height, width) if turned else (width, height)
+    return (height, width) if turn in (5, 6, 7, 8) else (width, height)  # EXIF orientations that swap the sides
 
 
 def read_image_for_scoring(path: str | Path, max_side: int = MAX_SIDE) -> tuple[np.ndarray, str | None]:

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from rbd.errors import ImageReadError, NoImagesError
-from rbd.images import find_images, read_image, read_image_folder, read_images, to_rgb_array
+from rbd.images import find_images, read_image, read_image_folder, read_image_for_scoring, read_images, to_rgb_array, upright_size
 
 RNG = np.random.default_rng(0)
 
@@ -130,6 +130,21 @@ def test_16bit_colour_turns_upright_as_pillow_turns_8bit(tmp_path, orientation):
     sixteen = read_image(_tiff(pixels.astype(np.uint16) * 257, tmp_path / "16.tif", photometric="rgb", extratags=tag))
     assert sixteen.shape == eight.shape == ((5, 7, 3) if orientation < 5 else (7, 5, 3))
     np.testing.assert_allclose(sixteen, eight, atol=1e-6)
+
+
+@pytest.mark.parametrize("orientation", [1, 6])
+def test_float_colour_tiff_which_pillow_cannot_open_is_read(tmp_path, orientation):
+    pixels = RNG.random((5, 7, 3)).astype(np.float32)
+    path = _tiff(pixels, tmp_path / "float.tif", photometric="rgb", extratags=[(0x0112, "H", 1, orientation, False)])
+    with pytest.raises(OSError):
+        Image.open(path)
+    upright = pixels if orientation == 1 else np.rot90(pixels, -1)
+    np.testing.assert_allclose(read_image(path), upright, atol=1e-7)
+    assert upright_size(path) == upright.shape[1::-1]
+    assert read_image_for_scoring(path, max_side=3)[0].shape == ((3, 2, 3) if orientation == 6 else (2, 3, 3))
+    path.write_bytes(b"II*\x00" + b"\xff" * 40)  # a TIFF's signature, then nothing readable
+    with pytest.raises(ImageReadError, match="float.tif: corrupt or"):
+        read_image(path)
 
 
 def test_16bit_colour_with_max_side_is_downscaled(tmp_path):
