@@ -6,8 +6,9 @@ patches: train.py) and set the threshold at the score that only a stated fractio
 images exceeds: the false-alarm rate (default 1%). With n images the empirical quantile cannot
 resolve rates below about 1/n (with 20 images its "99%" point is really their maximum, which one
 new normal image in 21 exceeds), so we also fit a normal distribution to the scores and always
-take the larger of the two thresholds: with few images the fitted tail usually wins and the
-threshold lies above every score; with many, a heavy right tail keeps the empirical quantile.
+take the larger of the two thresholds: with few images the fitted tail usually wins; with many,
+a heavy right tail keeps the empirical quantile. Where the rate is below 1/n the threshold lies
+above every score (an outlier cannot pull the fitted quantile under itself).
 How much the threshold would move with other images of the same kind is estimated by applying
 the same rule to bootstrap resamples of the scores, and by the normal fit's standard error where
 that is wider (few images): its 95% interval is shown with it.
@@ -30,8 +31,10 @@ from .errors import InvalidInputError
 
 
 def is_defective(score, threshold: float):
-    """The one decision rule, for images (their score) and pixels (their map value) alike."""
-    return score >= threshold
+    """The one decision rule, for images (their score) and pixels (their map value) alike: at or above the
+    threshold. A NaN (a broken number, never a normal part's) counts as defective, so no part passes on one."""
+    flagged = np.logical_not(np.less(score, threshold))
+    return bool(flagged) if np.ndim(flagged) == 0 else flagged
 
 
 @dataclass
@@ -61,7 +64,7 @@ class Calibration:
         normal = np.asarray(self.normal_scores, dtype=np.float64)
         if normal.size == 0:
             raise ValueError("this calibration stores no normal scores")
-        rate = float(np.mean(normal > t))  # the calibration's own highest score is not a new normal image at it
+        rate = float(np.mean(is_defective(normal, t)))
         spread = float(normal.std(ddof=1)) if normal.size > 1 else 0.0
         if spread > 0:
             rate = max(rate, 1.0 - NormalDist(float(normal.mean()), spread).cdf(t))
@@ -116,11 +119,17 @@ class Calibration:
 
 def threshold_rule(normal: np.ndarray, false_alarm_rate: float) -> float:
     """The larger of the (1 - false_alarm_rate) quantile of `normal` scores and the same quantile
-    of a normal distribution fitted to them (see the module docstring)."""
+    of a normal distribution fitted to them (see the module docstring); above every score where the
+    rate is below 1/n, which n scores cannot resolve (an outlier would otherwise pull the fitted
+    quantile under the highest one); and never on a score itself, whose ties `is_defective` would flag."""
     threshold = float(np.quantile(normal, 1.0 - false_alarm_rate))
     spread = float(normal.std(ddof=1)) if normal.size > 1 else 0.0
     if false_alarm_rate > 0 and spread > 0:
         threshold = max(threshold, float(normal.mean()) + NormalDist().inv_cdf(1.0 - false_alarm_rate) * spread)
+    if false_alarm_rate * normal.size < 1:
+        threshold = max(threshold, float(normal.max()))
+    if np.any(normal == threshold):
+        threshold = float(np.nextafter(threshold, np.inf))
     return threshold
 
 
@@ -161,6 +170,6 @@ def calibrate(normal_scores, synthetic_scores=(), false_alarm_rate: float = 0.01
     normal, false_alarm_rate = checked_scores(normal_scores), checked_rate(false_alarm_rate)
     threshold = threshold_rule(normal, false_alarm_rate)
     spread = float(normal.std(ddof=1)) if normal.size > 1 else 0.0
-    scale = max(spread, 0.05 * abs(threshold), 1e-6)  # never a zero unit, even with one image
+    scale = spread if spread > 0 else max(0.05 * abs(threshold), 1e-6)  # never a zero unit, even with one image
     interval = threshold_interval(normal, false_alarm_rate) if normal.size > 1 else None
     return Calibration(threshold, scale, false_alarm_rate, normal.tolist(), [float(s) for s in synthetic_scores], interval)

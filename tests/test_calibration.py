@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from rbd.calibration import Calibration, calibrate
+from rbd.calibration import Calibration, calibrate, is_defective
+from rbd.detector import defect_mask, verdict
 from rbd.errors import InvalidInputError
 from rbd.thresholds import describe
 
@@ -103,8 +104,9 @@ def test_moving_the_threshold_moves_the_midpoint():
 
 def test_synthetic_catch_rate_hand_count():
     calibration = calibrate([1.0, 2.0, 3.0, 4.0, 5.0], synthetic_scores=[0.5, 5.0, 6.0, 4.9, 7.0], false_alarm_rate=0.0)
-    assert calibration.threshold == 5.0
-    assert calibration.synthetic_catch_rate == pytest.approx(3 / 5)  # 5.0 (equal counts), 6.0, 7.0
+    assert calibration.threshold == np.nextafter(5.0, np.inf)  # rate 0: just above the highest normal score, flagging none
+    assert calibration.synthetic_catch_rate == pytest.approx(2 / 5)  # 6.0, 7.0; 5.0 is as normal as the highest normal image
+    assert calibration.caught(5.0) == pytest.approx(3 / 5)  # a score equal to the threshold counts
 
 
 def test_catch_rate_is_none_without_synthetic_scores():
@@ -116,9 +118,38 @@ def test_catch_rate_is_none_without_synthetic_scores():
 def test_describe_states_threshold_rate_and_catch_rate():
     calibration = calibrate([1.0, 2.0, 3.0, 4.0, 5.0], synthetic_scores=[0.5, 5.0, 6.0, 4.9, 7.0], false_alarm_rate=0.0)
     assert describe(calibration, 0.0) == ("raw threshold 5.0000 for 0% expected false alarms (5 normal images calibrate it; "
-                                          "95% interval 3.0000-5.0000) · catches 60% of synthetic defects"
+                                          "95% interval 3.0000-5.0000) · catches 40% of synthetic defects"
                                           " · ⚠️ the threshold rests on only 5 normal images: it is a rough guess")
     assert calibration.caught(4.9) == pytest.approx(4 / 5)  # at a moved threshold, counted there: 4.9, 5.0, 6.0, 7.0
+
+
+def test_a_threshold_never_flags_the_calibration_scores_a_rate_below_one_in_n_cannot_resolve():
+    """One outlier among 20 scores pulls the fitted normal's 1 % point under it, and tied scores all sit on a
+    quantile: neither may flag more of the calibration images than the rate."""
+    outlier = np.r_[np.linspace(1.0, 1.2, 19), 5.0]
+    for rate in (0.01, 0.001):
+        assert calibrate(outlier, false_alarm_rate=rate).threshold > 5.0
+    assert calibrate(outlier, false_alarm_rate=0.10).threshold < 5.0  # 2 of 20: the scores can show it
+    tied = calibrate([0.5] * 12, false_alarm_rate=0.01)
+    assert tied.threshold > 0.5 and tied.expected_false_alarm_rate() == 0.0
+    steps = calibrate([0.0] * 97 + [10.0] * 3, false_alarm_rate=0.01)
+    assert not is_defective(10.0, steps.threshold) and steps.expected_false_alarm_rate(10.0) == 0.03  # ties count at it
+
+
+def test_the_normal_spread_is_the_unit_whatever_the_scores_offset():
+    scores = np.linspace(0.0, 1.0, 12)
+    near, far = calibrate(scores), calibrate(scores + 100)
+    assert far.scale == pytest.approx(near.scale) and len(far.problems()) == len(near.problems()) == 1  # "uncertain", both
+    assert far.normalize(scores.mean() + 100) == pytest.approx(near.normalize(scores.mean()))
+    assert calibrate([3.0]).scale == pytest.approx(0.15)  # one image: no spread, 5 % of the threshold
+
+
+def test_a_nan_score_or_pixel_is_judged_defective():
+    assert is_defective(float("nan"), 1.0) is True and is_defective(0.5, 1.0) is False
+    assert verdict(float("nan"), 1.0) == "defective"
+    anomaly_map = np.zeros((4, 4), np.float32)
+    anomaly_map[1, 2] = np.nan
+    assert defect_mask(anomaly_map, float("nan"), 1.0)[1, 2]
 
 
 def test_dict_round_trip_through_json():

@@ -49,6 +49,17 @@ def test_a_rate_is_each_models_own_raw_threshold(detector):
     assert f"raw threshold {calibration.threshold:.4f} for 0.1% expected false alarms" in describe(calibration, 0.001)
 
 
+@pytest.mark.parametrize("calibrated, shown", [(0.0, 0.01), (0.00005, 0.01), (0.01, 1.0), (0.5, 30.0)])
+def test_a_model_calibrated_outside_the_sliders_range_starts_at_its_nearest_end(calibrated, shown):
+    """The API trains at any rate, and Gradio refuses a slider value out of its range (every re-judge would fail)."""
+    from ui import model_bar
+
+    rate = model_bar.model_rate(rbd.Calibration(threshold=1.0, scale=1.0, false_alarm_rate=calibrated))
+    assert rate == pytest.approx(shown)
+    low, high = (100 * r for r in model_bar.RATE_RANGE)
+    assert low <= rate <= high
+
+
 def test_long_strips_fold_into_blocks_and_others_stay():
     strip = np.arange(50 * 2000).reshape(50, 2000)
     folded = fold(strip, gap=2, fill=-1)

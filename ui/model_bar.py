@@ -67,7 +67,7 @@ def load_model(ctx, choice: str, hub_id: str, revision: str, browser: str) -> di
     hub_id, revision = (hub_id or "").strip(), (revision or "").strip() or None
     key, revision = (hub_id, revision) if hub_id else (choice, None)
     model = {"key": key, "revision": revision, "owner": browser or None, "name": model_name(key, revision), "calibration": None}
-    rate = 100 * ctx.detector(model).calibration.false_alarm_rate
+    rate = model_rate(ctx.detector(model).calibration)
     return {"model": model, "rate": rate, "info": info(ctx, model, rate)}
 
 
@@ -84,7 +84,7 @@ def restore(ctx, stored: dict | None, choice: str, browser: str) -> dict:
             notify(f"{model.get('name') or model['key']}, the model active before, could not be loaded again{why}; "
                    "the default model is active")
         else:
-            rate = 100 * calibration(ctx, model).false_alarm_rate
+            rate = model_rate(calibration(ctx, model))
             return {"model": model, "rate": rate, "info": info(ctx, model, rate), **active_choice(ctx, model)}
     return load_model(ctx, choice, "", "", browser)
 
@@ -100,8 +100,15 @@ def active_choice(ctx, model: dict | None) -> dict:
 
 def reset(ctx, model: dict) -> dict:
     """Back to the rate the active model's calibration was made for."""
-    rate = 100 * calibration(ctx, model).false_alarm_rate
+    rate = model_rate(calibration(ctx, model))
     return {"rate": rate, "info": info(ctx, model, rate)}
+
+
+def model_rate(calibration: Calibration) -> float:
+    """The slider's value (%) for the rate a model was calibrated for; one outside the slider's range (the
+    API trains at any rate) starts at the nearest end, whose threshold the model line then gives."""
+    low, high = RATE_RANGE
+    return 100 * min(max(calibration.false_alarm_rate, low), high)
 
 
 def show(ctx, model: dict, rate: float) -> dict:
