@@ -52,12 +52,13 @@ class Catalog:
         self._cache: OrderedDict[tuple[str, str | None], Detector] = OrderedDict()
         self._locks: dict[tuple[str, str | None], threading.Lock] = {}
         self._guard = threading.Lock()
+        self._publishing = threading.Lock()
 
     def entries(self, owner: str | None = None) -> list[tuple[str, str]]:
         """(label, key) pairs for a picker: shipped checkpoints first, then published fine-tunes and
         `owner`'s own, newest first."""
-        def folders(root: Path) -> list[Path]:
-            return [p for p in root.iterdir() if (p / CONFIG_FILE).is_file()] if root.is_dir() else []
+        def folders(root: Path) -> list[Path]:  # not the hidden ones: a save's or a publish's staging, left by a crash
+            return [p for p in root.iterdir() if not p.name.startswith(".") and (p / CONFIG_FILE).is_file()] if root.is_dir() else []
 
         def newest_first(paths: list[Path]) -> list[Path]:
             return sorted(paths, key=lambda p: p.stat().st_mtime, reverse=True)
@@ -84,12 +85,15 @@ class Catalog:
         """
         key, revision = key.strip(), (revision or "").strip() or None
         listed = key in {k for _, k in self.entries(owner)}
+        mine = bool(owner) and Path(key).parent == self.owner_folder(owner)
+        if not listed and mine and (self.shared / Path(key).name / CONFIG_FILE).is_file():
+            key, listed, mine = str(self.shared / Path(key).name), True, False  # shared from another tab since
         if listed:
             revision = None  # local folders have no revisions
-            if owner and Path(key).parent == self.owner_folder(owner):
+            if mine:
                 mark_used(self.owner_folder(owner))
-        elif not is_repo_id(key):
-            raise CheckpointError(f"{key!r} is neither a listed checkpoint nor a Hub repo id (owner/name)")
+        elif not is_repo_id(key):  # named, not its server path
+            raise CheckpointError(f"{model_name(key)!r} is neither a listed checkpoint nor a Hub repo id (owner/name)")
         slot = (key, revision)
         with self._guard:
             lock = self._locks.setdefault(slot, threading.Lock())
@@ -105,22 +109,30 @@ class Catalog:
     def add_trained(self, detector: Detector, owner: str) -> str:
         """Save a newly trained detector (atomically) as `owner`'s, under a fresh name, and return its key."""
         folder = self.owner_folder(owner)
+        folder.mkdir(parents=True, exist_ok=True)
+        mark_used(folder)  # before saving: an expiry sweep must not take the folder while the model is written into it
         key = save(detector, folder / f"model-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}")
-        mark_used(folder)
         self._remember((str(key), None), detector)
         return str(key)
 
     def publish(self, key: str, owner: str) -> str:
         """Offer `owner`'s fine-tune to every user of the app; returns its new key."""
         source = Path(key)
-        if source.parent != self.owner_folder(owner) or not (source / CONFIG_FILE).is_file():
+        if source.parent != self.owner_folder(owner):
             raise CheckpointError(f"{model_name(key)} is not a fine-tune made in this browser: only those can be shared "
                                   "(pick one in the model list, or fine-tune one)")
-        self.shared.mkdir(parents=True, exist_ok=True)
         target = self.shared / source.name
-        shutil.copytree(source, self.shared / f".{source.name}.tmp", dirs_exist_ok=True)
-        (self.shared / f".{source.name}.tmp").rename(target)  # appears whole, or not at all
-        shutil.rmtree(source)
+        with self._publishing:  # two tabs sharing one model: the second finds it shared, not half moved
+            if (target / CONFIG_FILE).is_file() and not source.exists():
+                return str(target)
+            if not (source / CONFIG_FILE).is_file():
+                raise CheckpointError(f"{model_name(key)} is not a fine-tune made in this browser: only those can be shared "
+                                      "(pick one in the model list, or fine-tune one)")
+            self.shared.mkdir(parents=True, exist_ok=True)
+            staging = self.shared / f".{source.name}.tmp"
+            shutil.copytree(source, staging, dirs_exist_ok=True)
+            staging.rename(target)  # appears whole, or not at all
+            shutil.rmtree(source)
         with self._guard:
             detector = self._cache.pop((key, None), None)
         if detector is not None:

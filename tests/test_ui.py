@@ -130,10 +130,43 @@ def test_fine_tunes_are_private_until_published(detector, tmp_path):
         catalog.get(key, owner="bob")
     with pytest.raises(rbd.CheckpointError, match="is not a fine-tune made in this browser: only those can be shared"):
         catalog.publish(key, "bob")
+    with pytest.raises(rbd.CheckpointError) as refused:
+        catalog.get(key, owner="bob")
+    assert str(tmp_path) not in str(refused.value)  # the model's name, never its server path
     shared = catalog.publish(key, "alice")
     assert catalog.get(shared, owner="bob") is not None and [k for _, k in catalog.entries("bob")] == [shared]
+    assert catalog.get(key, owner="alice") is catalog.get(shared)  # another tab of alice's still on the private key
     with pytest.raises(rbd.InvalidInputError):
         catalog.entries("../alice")
+
+
+def test_folders_left_by_a_crash_are_offered_to_nobody(detector, tmp_path):
+    """A publish killed between its copy and its rename leaves `.<name>.tmp` in the shared folder; a save, its staging."""
+    catalog = Catalog(tmp_path / "shipped", tmp_path / "models")
+    key = catalog.add_trained(detector, "alice")
+    shutil.copytree(key, catalog.shared / f".{Path(key).name}.tmp")
+    shutil.copytree(key, catalog.owner_folder("alice") / ".model-x.abcd")
+    assert catalog.entries("bob") == [] and [k for _, k in catalog.entries("alice")] == [key]
+
+
+def test_two_requests_sharing_one_model_both_end_with_it_shared(detector, tmp_path):
+    import threading
+
+    catalog = Catalog(tmp_path / "shipped", tmp_path / "models")
+    key = catalog.add_trained(detector, "alice")
+    results, start = [], threading.Barrier(2, timeout=10)
+
+    def share():
+        start.wait()
+        results.append(catalog.publish(key, "alice"))
+
+    requests = [threading.Thread(target=share) for _ in range(2)]
+    for request in requests:
+        request.start()
+    for request in requests:
+        request.join()
+    assert len(results) == 2 and results[0] == results[1] == str(catalog.shared / Path(key).name)
+    assert [k for _, k in catalog.entries("bob")] == results[:1]
 
 
 def test_a_relative_work_folder_lists_the_keys_that_saving_returns(detector, tmp_path, monkeypatch):
