@@ -607,6 +607,48 @@ def test_cancel_reaches_a_training_still_in_the_queue_and_its_own_stream_says_so
     assert ctx.jobs["tab-1"] == fine_tune.pending()  # a later Train is not cancelled by the earlier Cancel
 
 
+def test_a_cancelled_training_still_queued_stays_cancelled_when_train_is_pressed_again(ctx, model, monkeypatch):
+    """Its run takes the tab's entry when it starts: a fresh entry made by the second click would let it train."""
+    from ui import fine_tune
+
+    request = types.SimpleNamespace(session_hash="tab-1")
+    fine_tune.pressed(ctx, request)
+    fine_tune.cancel(ctx, model, request)
+    fine_tune.pressed(ctx, request)  # Train again while the first run still waits in the queue
+    monkeypatch.setattr(fine_tune, "gather_images", lambda *args: pytest.fail("a cancelled training reads no images"))
+    stream = list(fine_tune.fine_tune(ctx, ["upload.zip"], None, False, "", True, 0, 5, model, "browser-1", request=request))
+    assert stream == [{"status": fine_tune.cancelled(model, 0)}] and "tab-1" not in ctx.jobs
+
+
+def test_a_cancel_after_the_last_step_saves_nothing_as_it_said(ctx, model, detector, category, monkeypatch):
+    """Cancel pressed while the trained model is calibrated says the active model is unchanged: so it must stay."""
+    from ui import fine_tune
+
+    request = types.SimpleNamespace(session_hash="tab-1")
+
+    class CancelledWhileCalibrating:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def updates(self):
+            yield rbd.Progress(step=1, epoch=1.0, fraction=1.0, loss=0.5, elapsed_s=1.0)
+            assert fine_tune.cancel(ctx, model, request) == {"status": fine_tune.cancelled(model, 1)}
+
+        def cancel(self):
+            pass
+
+        def result(self):
+            return detector  # the training finished its steps before the cancel reached it
+
+    monkeypatch.setattr(fine_tune, "BackgroundTraining", CancelledWhileCalibrating)
+    fine_tune.pressed(ctx, request)
+    files = [str(p) for p in sorted((category / "train" / "good").iterdir())]
+    stream = list(fine_tune.fine_tune(ctx, files, None, False, "", True, 0, 1, model, "browser-1", request=request,
+                                      progress=lambda *a, **k: None))
+    assert stream[-1] == {"status": fine_tune.cancelled(model, 1)}
+    assert not any("yours" in label for label, _ in ctx.catalog.entries("browser-1"))
+
+
 def test_a_large_image_is_shown_and_edited_at_a_bounded_size(ctx, model, parts, monkeypatch):
     from ui import review
 

@@ -107,6 +107,8 @@ def fine_tune(ctx, files, folder, use_reviewed: bool, review_id: str, start_curr
             if update.step % 5 == 1:
                 yield {"loss": pd.DataFrame(losses), "status": f"training… step {update.step}"}
         detector = job.result()
+        if running["cancelled"]:  # pressed after the last step, while the model was calibrated: Cancel said "unchanged"
+            raise rbd.TrainingCancelled("cancelled while calibrating")
     except rbd.TrainingCancelled:
         yield {"status": cancelled(model, running["step"])}
         return
@@ -138,11 +140,11 @@ def pending() -> dict:
 
 def pressed(ctx, request: gr.Request = None) -> dict:
     """Train's click, before the training queues: an earlier run's message goes (a failure must not
-    leave a success standing beside its error), and Cancel can reach the training from now on."""
+    leave a success standing beside its error), and Cancel can reach the training from now on. A
+    cancelled training still waiting in the queue keeps its entry, so that it ends cancelled: a fresh
+    entry here would be the one it takes when it starts, and it would train after all."""
     if request is not None:
-        running = ctx.jobs.get(request.session_hash)
-        if running is None or running["job"] is None and running["cancelled"]:  # none, or one that never started
-            ctx.jobs[request.session_hash] = pending()
+        ctx.jobs.setdefault(request.session_hash, pending())
     return {"status": ""}
 
 
