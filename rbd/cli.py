@@ -63,9 +63,11 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    if args.json:
-        _writable(args.json, "--json")
+    if args.json and _writable(args.json, "--json").is_dir():
+        raise InvalidInputError(f"--json {args.json} is a folder, not a file")
     pictures = _output_folder(args.misranked, "--misranked") if args.misranked else None
+    if pictures and pictures.resolve().is_relative_to(Path(args.data).resolve()):
+        raise InvalidInputError(f"--misranked {pictures} is inside {args.data}: its pictures would be test images of the next evaluation")
     detector = load(args.checkpoint, args.revision)
     with _bar(args, "image", "evaluating") as bar:
         evaluation = evaluate(detector, args.data, progress=_counter(bar))
@@ -73,8 +75,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     for key, value in result.items():
         print(f"{key:<16} {'-' if value is None else f'{value:.4f}' if isinstance(value, float) else value}")
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2))
+        _write(json.dumps(result, indent=2).encode(), Path(args.json))
     if pictures:
         good, defective = evaluation.misranked()
         for kind, rows in (("good", good), ("defective", defective)):
@@ -88,7 +89,7 @@ def _predict(args: argparse.Namespace) -> None:
     out = _output_folder(args.out, "--out")
     if args.address is not None and args.engine != "ray":
         raise InvalidInputError("--address names a Ray cluster: it goes with --engine ray")
-    named = _input_images(args.images, uris=args.engine == "ray")
+    named = _input_images(args.images, uris=args.engine == "ray", leave_out=out)
     files = [file for file, _ in named]
     names: dict[str, list[str]] = {}  # a file named twice is scored twice, its outputs named each time as then
     for file, name in named:
@@ -160,11 +161,13 @@ def _info(args: argparse.Namespace) -> None:
     print(json.dumps(config, indent=2))
 
 
-def _input_images(items: list[str], uris: bool = False) -> list[tuple[str, str]]:
+def _input_images(items: list[str], uris: bool = False, leave_out: Path | None = None) -> list[tuple[str, str]]:
     """The image files named on the command line, folders searched recursively, and with `uris` (the
     Ray engine) files and folders of any filesystem pyarrow reaches; checked before any work starts.
     Each comes with the name its outputs take: its path in the folder named, less its suffix
-    (`good/000`), so that a folder's tree is kept; a file named itself goes by its stem."""
+    (`good/000`), so that a folder's tree is kept; a file named itself goes by its stem. Found in a
+    folder searched, the files under `leave_out` (the output folder: an earlier run's pictures) are not inputs."""
+    skipped = leave_out.resolve() if leave_out is not None else None
     files: list[tuple[str, str]] = []
     for item in items:
         if uris and is_uri(item):
@@ -172,7 +175,8 @@ def _input_images(items: list[str], uris: bool = False) -> list[tuple[str, str]]
             files += [(uri, unsuffixed(uri[len(folder):] if uri.startswith(folder) else PurePosixPath(uri).name))
                       for uri in list_uri(item)]
         elif Path(item).is_dir():
-            files += [(str(path), unsuffixed(path.relative_to(item).as_posix())) for path in find_images(item)]
+            files += [(str(path), unsuffixed(path.relative_to(item).as_posix())) for path in find_images(item)
+                      if skipped is None or not path.resolve().is_relative_to(skipped)]
         elif Path(item).exists():
             files.append((str(Path(item)), Path(item).stem))
         else:

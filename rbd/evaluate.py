@@ -62,7 +62,11 @@ def evaluation_picture(detector: Detector, category: str | Path, file: str, thre
     mask = truth_mask(category, path)
     if mask is None:
         return picture
-    return outlined(picture, _at_size(_read_mask(mask, path), picture.shape[:2]))
+    try:
+        return outlined(picture, _at_size(_read_mask(mask, path), picture.shape[:2]))
+    except ImageReadError as err:  # `evaluate` already named it and scored without it: the picture goes without its outline
+        notify(f"{err}: {file} is drawn without its truth mask")
+        return picture
 
 
 def evaluate(detector: Detector, category: str | Path, progress: Callable[[int, int], None] | None = None,

@@ -4,6 +4,7 @@ exit status 2 on bad input, 1 on a failure while running."""
 import argparse
 import csv
 import json
+import shutil
 import subprocess
 import sys
 
@@ -186,6 +187,27 @@ def test_predict_marks_images_unlike_the_training_images_with_a_warning(category
     warning = [line for line in err.splitlines() if line.startswith("warning:")]
     assert len(warning) == 1 and "1 of 2 image(s) look unlike the model's training images" in warning[0], err
 
+def test_an_output_folder_inside_the_input_folder_is_not_read_as_input(category, checkpoint, tmp_path, capsys):
+    """A second run would otherwise score the first one's overlays and masks."""
+    parts = tmp_path / "parts"
+    shutil.copytree(category / "test" / "good", parts)
+    for _ in range(2):
+        code, _, err = run(capsys, "predict", checkpoint, parts, "--out", parts / "results", "--quiet")
+        assert code == 0, err
+    assert [row["file"] for row in _results(parts / "results")] == [str(p) for p in sorted(parts.glob("*.png"))]
+
+
+def test_misranked_pictures_are_drawn_where_a_truth_mask_is_unusable(category, checkpoint, tmp_path, capsys):
+    """`evaluate` scores without a mask of the wrong size (losing the pixel metrics); its picture goes without the outline."""
+    data = tmp_path / "cat"
+    shutil.copytree(category, data)
+    mask = sorted((data / "ground_truth").rglob("*.png"))[0]
+    Image.new("L", (3, 3)).save(mask)
+    code, out, err = run(capsys, "evaluate", data, "--checkpoint", checkpoint, "--misranked", tmp_path / "m", "--quiet")
+    assert code == 0, err
+    assert len(list((tmp_path / "m").iterdir())) == 10 and mask.name.removesuffix("_mask.png") in err
+
+
 def test_predict_with_no_usable_image_writes_nothing(checkpoint, tmp_path, capsys):
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "a.png").write_bytes(b"garbage")
@@ -213,6 +235,8 @@ def test_predict_with_no_usable_image_writes_nothing(checkpoint, tmp_path, capsy
     (lambda t, c, k: ["predict", k, t / "empty", "--out", t / "p"], "no image files"),
     (lambda t, c, k: ["predict", k, c / "test", "--out", t / "texts" / "notes.txt"], "is a file, not a folder"),
     (lambda t, c, k: ["info", t / "texts"], "not an rbd checkpoint"),
+    (lambda t, c, k: ["evaluate", c, "--checkpoint", k, "--json", t / "texts"], "is a folder, not a file"),
+    (lambda t, c, k: ["evaluate", c, "--checkpoint", k, "--misranked", c / "test" / "good" / "m"], "would be test images"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(category, checkpoint, tmp_path, capsys, make_args, message):
     (tmp_path / "empty").mkdir()
