@@ -135,6 +135,14 @@ def _upright_and_shrunk(array: np.ndarray, orientation: int, max_side: int | Non
     return np.clip(np.stack([np.asarray(c) for c in channels], axis=-1), 0.0, 1.0)
 
 
+def mask_at_size(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A bool mask brought to `size` (height, width) by nearest neighbour: the mask of an image scored on
+    a downscaled copy (over `MAX_SIDE`), laid on the image file itself."""
+    if mask.shape == tuple(size):
+        return mask
+    return np.asarray(Image.fromarray(mask).resize(size[::-1], Image.Resampling.NEAREST))
+
+
 def upright_size(path: str | Path) -> tuple[int, int]:
     """(width, height) of the image as `read_image` turns it upright, from the header alone."""
     try:

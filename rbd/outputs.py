@@ -16,6 +16,7 @@ from PIL import Image
 
 from .calibration import Calibration
 from .detector import Prediction, is_out_of_domain
+from .images import mask_at_size
 from .visualize import mask_image, overlay
 
 # out_of_domain: "yes" where the image looks unlike the model's training images (its verdict says little);
@@ -55,11 +56,13 @@ class ScoredFile:
                 *picture_names(name)]
 
 
-def scored_file(file: str, image: np.ndarray, prediction: Prediction, calibration: Calibration) -> ScoredFile:
-    """The row and pictures of one scored image."""
+def scored_file(file: str, image: np.ndarray, prediction: Prediction, calibration: Calibration,
+                size: tuple[int, int]) -> ScoredFile:
+    """The row and pictures of one scored image whose file is `size` (height, width, upright): its mask at
+    that size also where the image was scored on a downscaled copy, so that it lies on the file."""
     return ScoredFile(file, prediction.score, prediction.normalized_score, prediction.threshold, prediction.verdict,
                       prediction.familiarity, png_bytes(overlay(image, prediction.anomaly_map, calibration, prediction.threshold)),
-                      png_bytes(mask_image(prediction.mask)))
+                      png_bytes(mask_image(mask_at_size(prediction.mask, size))))
 
 
 def png_bytes(array: np.ndarray) -> bytes:

@@ -26,7 +26,7 @@ import torch
 
 from .checkpoint import load
 from .errors import ImageReadError, InvalidInputError, NoImagesError
-from .images import MAX_SIDE, is_image_name, read_image_for_scoring, report_files
+from .images import MAX_SIDE, is_image_name, read_image_for_scoring, report_files, upright_size
 from .outputs import ScoredFile, scored_file
 
 
@@ -144,22 +144,23 @@ class _Scorer:
                 outcomes[row["index"]] = ScoredFile(row["file"], error=row["error"]), None
                 continue
             try:
-                image, notice = self._decode(row["file"], row["data"])
+                image, notice, size = self._decode(row["file"], row["data"])
             except ImageReadError as err:
                 outcomes[row["index"]] = ScoredFile(row["file"], error=str(err)), None
                 continue
-            decoded.append((row, image, notice))
-        predictions = self.detector.predict_batch([image for _, image, _ in decoded], self.batch_size) if decoded else []
-        for (row, image, notice), prediction in zip(decoded, predictions):
-            outcomes[row["index"]] = scored_file(row["file"], image, prediction, self.detector.calibration), notice
+            decoded.append((row, image, notice, size))
+        predictions = self.detector.predict_batch([image for _, image, _, _ in decoded], self.batch_size) if decoded else []
+        for (row, image, notice, size), prediction in zip(decoded, predictions):
+            outcomes[row["index"]] = scored_file(row["file"], image, prediction, self.detector.calibration, size), notice
         return pa.Table.from_pylist([{"index": index, **asdict(result), "notice": notice}
                                      for index, (result, notice) in sorted(outcomes.items())])
 
     def _decode(self, file: str, data: bytes):
+        """The image as scored, its notice (if downscaled) and the file's upright (height, width)."""
         copy = self.scratch / PurePosixPath(file).name
         copy.write_bytes(data)
         try:
-            return read_image_for_scoring(copy, MAX_SIDE)
+            return *read_image_for_scoring(copy, MAX_SIDE), upright_size(copy)[::-1]
         except ImageReadError as err:
             raise ImageReadError(str(err).replace(str(copy), file)) from err
         finally:

@@ -143,7 +143,9 @@ def test_predict_scores_huge_images_on_a_downscaled_copy_with_a_warning(checkpoi
     assert code == 0, err
     warning = [line for line in err.splitlines() if line.startswith("warning:") and "downscaled" in line]  # (a gradient is no striped part either)
     assert len(warning) == 1 and f"wide.png is {MAX_SIDE + 100}x40: downscaled to" in warning[0], err
-    assert max(Image.open(out / "wide_overlay.png").size) == MAX_SIDE == max(Image.open(out / "wide_mask.png").size)
+    assert max(Image.open(out / "wide_overlay.png").size) == MAX_SIDE  # a picture: the copy scored
+    mask = np.asarray(Image.open(out / "wide_mask.png"))
+    assert mask.shape == wide.shape and set(np.unique(mask)) <= {0, 255}  # a label: on the file itself
     assert len(_results(out)) == 1
 
 

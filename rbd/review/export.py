@@ -15,7 +15,7 @@ from ..coco import CocoImage, coco_dataset
 from ..detector import verdict as verdict_at
 from ..errors import ImageReadError, InvalidInputError
 from ..files import atomic_write
-from ..images import read_image, to_uint8, upright_size
+from ..images import mask_at_size, read_image, to_uint8, upright_size
 from ..uploads import unsuffixed
 from ..visualize import fold, folded_shape, mask_image, outlined, shown_size, subsample, unfold
 from ..visualize import overlay as heat_overlay
@@ -60,15 +60,12 @@ def export_zip(session, path: str | Path, threshold: float) -> Path:
 
 
 def _at_image_size(mask: np.ndarray, image_path: Path) -> np.ndarray:
-    """A mask of an image scored on a downscaled copy (over `MAX_SIDE`) brought to the image file's own upright
-    size, nearest neighbour, so that it lies on the file it names; the mask as it is where the file is unreadable."""
+    """`mask_at_size` the image file's own upright size, so that it lies on the file it names; the mask as it
+    is where the file is unreadable."""
     try:
-        width, height = upright_size(image_path)
+        return mask_at_size(mask, upright_size(image_path)[::-1])
     except ImageReadError:
         return mask
-    if mask.shape == (height, width):
-        return mask
-    return np.asarray(Image.fromarray(mask).resize((width, height), Image.Resampling.NEAREST))
 
 
 def overlay(session, item_id: int, threshold: float, opacity: float = 0.5, max_side: int | None = None) -> np.ndarray:
