@@ -19,6 +19,7 @@ import warnings
 from dataclasses import fields
 from pathlib import Path, PurePosixPath
 from typing import Callable
+from urllib.parse import unquote
 
 from tqdm import tqdm
 
@@ -172,7 +173,7 @@ def _input_images(items: list[str], uris: bool = False, leave_out: Path | None =
     for item in items:
         if uris and is_uri(item):
             folder = item.rstrip("/") + "/"
-            files += [(uri, unsuffixed(uri[len(folder):] if uri.startswith(folder) else PurePosixPath(uri).name))
+            files += [(uri, unsuffixed(unquote(uri[len(folder):] if uri.startswith(folder) else PurePosixPath(uri).name)))
                       for uri in list_uri(item)]
         elif Path(item).is_dir():
             files += [(str(path), unsuffixed(path.relative_to(item).as_posix())) for path in find_images(item)

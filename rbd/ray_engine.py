@@ -21,6 +21,7 @@ import warnings
 from dataclasses import asdict, fields
 from pathlib import Path, PurePosixPath
 from typing import Callable, Iterator
+from urllib.parse import quote
 
 import torch
 
@@ -49,7 +50,8 @@ def list_uri(uri: str) -> list[str]:
     except (ArrowException, OSError) as err:
         raise InvalidInputError(f"{uri}: cannot be listed ({err})") from err
     relative = [PurePosixPath(f.path).relative_to(PurePosixPath(path)) for f in found if f.is_file]
-    return [f"{uri.rstrip('/')}/{r}" for r in sorted(filter(is_image_name, relative))]
+    # percent-encoded: a name's space, '%' or '#' would otherwise be read as URI syntax (`c%41.jpg` as `cA.jpg`)
+    return [f"{uri.rstrip('/')}/{quote(r.as_posix())}" for r in sorted(filter(is_image_name, relative))]
 
 
 def score_files(checkpoint: str, files: list[str], batch_size: int, address: str | None = None, revision: str | None = None,

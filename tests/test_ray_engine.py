@@ -77,6 +77,24 @@ def test_ray_engine_writes_what_the_local_engine_writes(checkpoint, inputs, tmp_
         assert 0 <= scored[row["file"]]["familiarity"] <= 1
 
 
+def test_a_uri_folder_lists_names_with_uri_syntax_in_them_as_the_files_they_are(tmp_path):
+    """A space, '%' or '#' in a file name must not be read as URI syntax (`c%41.jpg` opened as `cA.jpg`)."""
+    from pyarrow import fs
+
+    from rbd.cli import _input_images
+    from rbd.ray_engine import list_uri
+
+    names = ["a b.png", "c%41.png", "cA.png", "d#1.png"]
+    for i, name in enumerate(names):
+        (tmp_path / name).write_bytes(bytes([i]) * 8)
+    uris = list_uri(tmp_path.as_uri())
+    for uri, name in zip(uris, sorted(names)):
+        filesystem, path = fs.FileSystem.from_uri(uri)
+        with filesystem.open_input_stream(path) as stream:
+            assert stream.readall() == (tmp_path / name).read_bytes(), uri
+    assert [name for _, name in _input_images([tmp_path.as_uri()], uris=True)] == [n.removesuffix(".png") for n in sorted(names)]
+
+
 def test_ray_engine_joins_a_running_cluster(checkpoint, inputs, tmp_path):
     """A cluster this test starts (and stops); the command, another process, joins it by its address."""
     import ray
