@@ -126,12 +126,15 @@ class TeacherCache:
     """
 
     def __init__(self, model: RBD, images: list[torch.Tensor], device: torch.device, generator: torch.Generator,
-                 max_patches: int):
+                 max_patches: int, should_stop: Callable[[], bool] = lambda: False):
+        """`should_stop` is asked before each image: a large set's teacher pass takes long enough to cancel."""
         self.model, self.images, self.device = model, images, device
         self.features: list[list[torch.Tensor]] | None = []
         patches, sources, used = [], [], 0
         per_image = max(1, math.ceil(max_patches / len(images)))
         for index, image in enumerate(images):
+            if should_stop():
+                raise TrainingCancelled("training cancelled while the teacher read the images, after 0 steps")
             with torch.no_grad():
                 features = model.features(image[None].to(device).float() / 255)
             if model.memory is not None:
@@ -227,7 +230,8 @@ def train(
     if start_from is not None:
         model.student.load_state_dict(start_from.model.student.state_dict())
     pictures = [resized(images[i], model_config) for i in train_ids]
-    cache = TeacherCache(model, pictures, device, generator, max_patches=MAX_CANDIDATES)
+    stop_asked = lambda: processes.from_main(should_stop is not None and should_stop())  # noqa: E731 - every process stops together
+    cache = TeacherCache(model, pictures, device, generator, max_patches=MAX_CANDIDATES, should_stop=stop_asked)
     per_image_s = (time.monotonic() - start) / len(pictures)
     bank_sources = fit_memory(model, cache, generator)
     prepared_s = time.monotonic() - start
@@ -247,7 +251,7 @@ def train(
     student.train()
     loop_start, step, fraction, losses = time.monotonic(), 0, 0.0, []
     while fraction < 1.0:
-        if processes.from_main(should_stop is not None and should_stop()):
+        if stop_asked():
             raise TrainingCancelled(f"training cancelled after {step} steps")
         for group in optimizer.param_groups:  # cosine decay over the budget used so far
             group["lr"] = config.learning_rate * 0.5 * (1 + math.cos(math.pi * fraction))

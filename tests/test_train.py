@@ -139,6 +139,15 @@ def test_cancellation_raises(category):
     assert len(calls) == 3
 
 
+def test_a_cancel_reaches_the_teacher_pass_before_any_step(category):
+    """A large set's teacher pass takes long: Cancel must not wait for it to end."""
+    steps = []
+    with pytest.raises(rbd.TrainingCancelled, match="while the teacher read the images"):
+        rbd.train(category / "train" / "good", rbd.ModelConfig(**TINY_MODEL), rbd.TrainConfig(epochs=50, **FAST),
+                  progress=steps.append, should_stop=lambda: True)
+    assert steps == []
+
+
 def test_same_seed_gives_the_same_model(category):
     def weights():
         d = rbd.train(category / "train" / "good", rbd.ModelConfig(**TINY_MODEL), rbd.TrainConfig(epochs=2, **FAST))

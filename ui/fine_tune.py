@@ -1,8 +1,9 @@
 """Fine-tune: train on uploaded normal images in the background, then share or push the model.
 
 A fine-tune is private to the browser that made it until it is shared with every user of the
-app or pushed to the Hub. Cancel stops training at the next step (a fraction of a second) and
-says that the active model is unchanged.
+app or pushed to the Hub. Cancel stops training at its next step, or at the next image of the
+teacher's first pass (a fraction of a second either way), and says that the active model is
+unchanged; one pressed while the trained model is calibrated lets that finish and saves nothing.
 """
 
 from __future__ import annotations
