@@ -135,7 +135,8 @@ def _parquet(results: list[tuple[ScoredFile, str | None]]) -> bytes:
     rows = []
     for result, name in results:
         overlay, mask = picture_names(name) if name else (None, None)
-        rows.append({**{c: getattr(result, c) for c in columns}, "overlay": overlay, "mask": mask})
+        out_of_domain = result.out_of_domain if result.familiarity is not None else None  # as results.csv's column
+        rows.append({**{c: getattr(result, c) for c in columns}, "out_of_domain": out_of_domain, "overlay": overlay, "mask": mask})
     buffer = pa.BufferOutputStream()
     pq.write_table(pa.Table.from_pylist(rows), buffer)
     return buffer.getvalue().to_pybytes()

@@ -75,6 +75,7 @@ def test_ray_engine_writes_what_the_local_engine_writes(checkpoint, inputs, tmp_
         assert scored[row["file"]]["score"] == pytest.approx(float(row["score"]), abs=1e-6)
         assert (scored[row["file"]]["overlay"], scored[row["file"]]["mask"]) == (row["overlay"], row["mask"])
         assert 0 <= scored[row["file"]]["familiarity"] <= 1
+        assert scored[row["file"]]["out_of_domain"] == {"yes": True, "no": False}[row["out_of_domain"]]
 
 
 def test_a_uri_folder_lists_names_with_uri_syntax_in_them_as_the_files_they_are(tmp_path):
