@@ -111,6 +111,9 @@ def load(path_or_repo_id: str | Path, revision: str | None = None, device: str |
     if no such folder or file exists, a Hub model repo id."""
     folder = Path(path_or_repo_id)
     if folder.is_dir():
+        if revision is not None:  # a Hub repo id that names a local folder too: which was meant is not clear
+            raise CheckpointError(f"{path_or_repo_id} is a local folder, which has no revision {revision!r}: "
+                                  "name the Hub repo from another working folder, or drop the revision")
         if not (folder / CONFIG_FILE).is_file():
             raise CheckpointError(f"{folder} has no {CONFIG_FILE}: not an rbd checkpoint")
         return _from_files(folder / CONFIG_FILE, folder / WEIGHTS_FILE, device)
@@ -221,7 +224,7 @@ def _download(repo_id: str, revision: str | None) -> tuple[Path, Path]:
     """Config and weights from one commit of the repo (through the local cache), so a push that
     lands between two downloads can never pair one version's config with another's weights."""
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+    from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 
     at = f"{repo_id}@{revision}" if revision else repo_id
     try:  # the not-found errors subclass HfHubHTTPError, and LocalEntryNotFoundError OSError: they are caught first
@@ -232,8 +235,8 @@ def _download(repo_id: str, revision: str | None) -> tuple[Path, Path]:
         raise CheckpointError(f"{at}: no such revision") from err
     except LocalEntryNotFoundError as err:
         raise HubError(f"{at}: the Hub cannot be reached and the checkpoint is not in the local cache") from err
-    except (HfHubHTTPError, OSError) as err:
-        raise HubError(f"{at}: download failed ({err})") from err
+    except _hub_failures() as err:
+        raise HubError(f"{at}: download failed ({_hub_failure(err)})") from err
     except ValueError as err:
         raise CheckpointError(f"{at}: {err}") from err
     missing = [name for name in (CONFIG_FILE, WEIGHTS_FILE) if not (folder / name).is_file()]
@@ -250,8 +253,11 @@ def push_to_hub(detector: Detector, repo_id: str, token: str | None = None, priv
     until you say); `datasets` are the Hub ids of the data it was trained and evaluated on, if any.
     """
     from huggingface_hub import HfApi
-    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+    from huggingface_hub.errors import OfflineModeIsEnabled
 
+    token = token.strip() if token else None  # a token read from a file ends in a newline
+    if token and any(ord(c) < 32 or ord(c) == 127 for c in token):
+        raise CheckpointError("the Hub token holds a line break or another control character: paste it again")
     api = HfApi(token=token)
     try:
         api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
@@ -262,11 +268,29 @@ def push_to_hub(detector: Detector, repo_id: str, token: str | None = None, priv
                                        commit_message=f"Upload rbd {__version__} checkpoint")
     except OfflineModeIsEnabled as err:
         raise HubError(f"cannot push to {repo_id}: the Hub is unreachable (offline mode)") from err
-    except (HfHubHTTPError, OSError) as err:
-        raise HubError(f"cannot push to {repo_id}: {err}") from err
+    except _hub_failures() as err:
+        raise HubError(f"cannot push to {repo_id}: {_hub_failure(err)}") from err
     except ValueError as err:
         raise CheckpointError(f"cannot push to {repo_id}: {err}") from err
     return str(getattr(commit, "commit_url", commit))
+
+
+def _hub_failures() -> tuple[type[Exception], ...]:
+    """What a Hub call raises when the network or the server fails: huggingface_hub's HTTP error, the
+    errors of the HTTP client it extends (a proxy or a dropped connection raise those unwrapped), OSError."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    return HfHubHTTPError.__bases__[0], OSError
+
+
+def _hub_failure(err: Exception) -> str:
+    """One line on a failed Hub call that never quotes a request, whose headers hold the token: the
+    server's status line, a file's error, or the kind of connection failure."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    if isinstance(err, HfHubHTTPError):
+        return str(err).splitlines()[0]
+    return str(err) if isinstance(err, OSError) else f"the connection failed ({type(err).__name__})"
 
 
 # (key in the metrics, Hub task type, metric type, display name): image-level metrics judge the

@@ -3,6 +3,7 @@
 import json
 import shutil
 
+import httpx2
 import numpy as np
 import pytest
 import torch
@@ -217,6 +218,44 @@ def test_push_to_hub_uploads_the_checkpoint_folder(detector, monkeypatch):
 def test_push_offline_is_a_hub_error(detector, hub_cache):
     with pytest.raises(rbd.HubError, match="cannot push to acme/parts"):
         rbd.push_to_hub(detector, "acme/parts", token="hf_x")
+
+
+@pytest.mark.parametrize("failure", [
+    lambda: httpx2.LocalProtocolError("Illegal header value b'Bearer hf_SECRET\\n'"),  # quotes the request's header
+    lambda: httpx2.ProxyError("proxy refused"),
+])
+def test_a_failed_push_is_one_line_that_never_quotes_the_token(detector, monkeypatch, failure):
+    from huggingface_hub import HfApi
+
+    def create_repo(self, repo_id, **kwargs):
+        raise failure()
+
+    monkeypatch.setattr(HfApi, "create_repo", create_repo)
+    with pytest.raises(rbd.HubError, match="cannot push to acme/parts: the connection failed") as raised:
+        rbd.push_to_hub(detector, "acme/parts", token="hf_SECRET\n")  # read from a file: its newline is stripped
+    assert "SECRET" not in str(raised.value) and "\n" not in str(raised.value)
+    with pytest.raises(rbd.CheckpointError, match="control character") as raised:
+        rbd.push_to_hub(detector, "acme/parts", token="hf_SEC\nRET")
+    assert "SEC" not in str(raised.value)
+
+
+def test_a_revision_is_never_ignored_for_a_local_folder_of_the_repos_name(checkpoint, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(checkpoint, tmp_path / "acme" / "parts")
+    assert rbd.load("acme/parts").config is not None
+    with pytest.raises(rbd.CheckpointError, match="is a local folder, which has no revision 'v1'"):
+        rbd.load("acme/parts", revision="v1")
+
+
+def test_a_download_the_connection_drops_is_a_hub_error(monkeypatch):
+    import huggingface_hub
+
+    def drop(*args, **kwargs):
+        raise httpx2.ReadError("connection reset by peer")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", drop)
+    with pytest.raises(rbd.HubError, match="acme/parts: download failed"):
+        rbd.load("acme/parts")
 
 
 def test_saving_never_replaces_a_folder_that_is_not_a_checkpoint(detector, tmp_path):
