@@ -106,6 +106,12 @@ class Catalog:
             self._remember(slot, detector)
             return detector
 
+    def forget(self, key: str, revision: str | None = None) -> None:
+        """Drop a loaded Hub model, so that the next `get` downloads the commit its revision names now: a
+        branch moves on when someone pushes, while the cache keeps the commit it first loaded."""
+        with self._guard:
+            self._cache.pop((key.strip(), (revision or "").strip() or None), None)
+
     def add_trained(self, detector: Detector, owner: str) -> str:
         """Save a newly trained detector (atomically) as `owner`'s, under a fresh name, and return its key."""
         folder = self.owner_folder(owner)

@@ -550,6 +550,22 @@ def test_a_failed_load_puts_the_active_model_back_in_the_picker(ctx, model):
     assert model_bar.active_choice(ctx, None) == {}
 
 
+def test_loading_a_hub_repo_again_fetches_what_its_branch_names_now(ctx, checkpoint, hub_cache, tmp_path):
+    """Someone pushed to main since: Load model must not keep serving the commit it loaded first."""
+    from test_checkpoint import _cached_repo
+    from ui import model_bar
+
+    _cached_repo(hub_cache, "acme/parts", checkpoint.iterdir(), "main", "a" * 40)
+    first = model_bar.load_model(ctx, "", "acme/parts", "", "browser-1")["model"]
+    assert ctx.detector(first).threshold == rbd.load(checkpoint).threshold
+    pushed = shutil.copytree(checkpoint, tmp_path / "pushed")
+    config = json.loads((pushed / "config.json").read_text())
+    (pushed / "config.json").write_text(json.dumps({**config, "threshold": 123.0}))
+    _cached_repo(hub_cache, "acme/parts", pushed.iterdir(), "main", "b" * 40)  # main moved to commit b
+    again = model_bar.load_model(ctx, "", "acme/parts", "", "browser-1")["model"]
+    assert ctx.detector(again).threshold == 123.0
+
+
 def test_a_page_load_restores_the_model_the_browser_left_active_or_says_why_not(ctx, model, hub_cache):
     from rbd.notices import collect
     from ui import model_bar

@@ -66,6 +66,8 @@ def load_model(ctx, choice: str, hub_id: str, revision: str, browser: str) -> di
     the threshold goes to the rate the model was calibrated for."""
     hub_id, revision = (hub_id or "").strip(), (revision or "").strip() or None
     key, revision = (hub_id, revision) if hub_id else (choice, None)
+    if is_hub_key(key):  # loading a Hub repo again fetches what its revision names now
+        ctx.catalog.forget(key, revision)
     model = {"key": key, "revision": revision, "owner": browser or None, "name": model_name(key, revision), "calibration": None}
     rate = model_rate(ctx.detector(model).calibration)
     return {"model": model, "rate": rate, "info": info(ctx, model, rate)}
