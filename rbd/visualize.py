@@ -89,11 +89,11 @@ def fold(image: np.ndarray, max_aspect: float = 4.0, gap: int = 6, fill=255) -> 
     `gap` of `fill` between them, so a 2000 x 50 weld seam shows as a block a person can read
     instead of a sliver; an image within `max_aspect` comes back as it is. Works on images and masks."""
     height, width = image.shape[:2]
+    if _folding(min(height, width), max(height, width), max_aspect)[0] <= 1:
+        return image  # itself, also when tall: callers tell "not folded" by identity
     if height > width:  # a tall strip: fold its transpose, so the pieces stand side by side
         return np.swapaxes(fold(np.swapaxes(image, 0, 1), max_aspect, gap, fill), 0, 1)
     pieces, step = _folding(height, width, max_aspect)
-    if pieces <= 1:
-        return image
     out = np.full((*folded_shape(height, width, max_aspect, gap), *image.shape[2:]), fill, dtype=image.dtype)
     for i in range(pieces):
         piece = image[:, i * step:(i + 1) * step]

@@ -474,6 +474,30 @@ def test_inspect_names_what_it_leaves_out_and_a_second_press_keeps_its_images(ct
     assert "text.png: not an image" in again["summary"] and str(ctx.uploads) not in again["summary"]
 
 
+def test_an_image_held_before_shows_under_the_name_it_is_uploaded_by_now(ctx, model, parts, tmp_path):
+    from ui import inspection
+
+    first = inspection.inspect_images(ctx, None, [str(parts[1][0])], model, 0.1, 0.5, None)
+    renamed = tmp_path / "line7_part42.png"
+    renamed.write_bytes(parts[1][0].read_bytes())
+    again = inspection.inspect_images(ctx, None, [str(renamed)], model, 0.1, 0.5, first["held"])
+    assert [item["name"] for item in again["held"]] == ["line7_part42.png"] and "**line7_part42.png**" in again["summary"]
+
+
+def test_a_portrait_image_gets_its_region_boxes_as_a_landscape_one(ctx, model, parts, tmp_path):
+    """fold() handed a tall image back as a transposed view, which the boxes took for a folded strip."""
+    from ui import inspection
+
+    image = np.asarray(Image.open(parts[1][0]))
+    layers = {}
+    for name, pixels in (("landscape.png", image), ("portrait.png", np.ascontiguousarray(np.swapaxes(image, 0, 1)))):
+        Image.fromarray(pixels).save(tmp_path / name)
+        out = inspection.inspect_images(ctx, None, [str(tmp_path / name)], model, 0.1, 0.5, None)
+        layers[name] = [label for _, label in out["annotated"][1]]
+        assert len(out["regions"]) >= 1
+    assert layers["portrait.png"] == layers["landscape.png"] and "region 1" in layers["portrait.png"]
+
+
 def test_inspect_cleared_when_a_new_model_has_nothing_to_score(ctx, model, parts):
     from ui import inspection
 

@@ -110,7 +110,8 @@ def inspect_images(ctx, image, files, model: dict, rate: float, opacity: float, 
     items = []
     for path, digest in order:
         if (digest, model_id) in known:
-            items.append({**known[(digest, model_id)], "notice": "; ".join(notes)})  # this upload's notes, not an earlier one's
+            items.append({**known[(digest, model_id)], "name": path.relative_to(folder).as_posix(),  # as uploaded now
+                          "notice": "; ".join(notes)})  # this upload's notes, not an earlier one's
         elif path in scored:
             picture, p = scored[path]
             shown = subsample(picture, max(shown_size(*picture.shape[:2])))  # all that is ever drawn of it
