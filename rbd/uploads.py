@@ -35,8 +35,8 @@ def extract_zip(zip_path: str | Path, dest: str | Path, *, max_total_bytes: int 
                 max_members: int = MAX_MEMBERS) -> list[Path]:
     """Extract a zip into `dest`, keeping its folders; returns the extracted files, sorted.
 
-    Members that would land outside `dest` (absolute paths, drive letters, `..`), symbolic links and
-    encrypted members are skipped with one warning; macOS junk (`__MACOSX/`, `._*`, `.DS_Store`) and
+    Members that would land outside `dest` (absolute paths, drive letters, `..`), symbolic links,
+    encrypted or damaged members and a second member of one name are skipped with one warning; macOS junk (`__MACOSX/`, `._*`, `.DS_Store`) and
     hidden files are skipped silently. Raises `UploadError` if the file is not a readable zip, holds
     more than `max_members` entries, expands to more than `max_total_bytes` (counted while
     decompressing, not taken from the headers), or holds nothing but skipped members. On error,
@@ -71,9 +71,15 @@ def extract_zip(zip_path: str | Path, dest: str | Path, *, max_total_bytes: int 
                 if _is_junk(parts):
                     continue
                 target = dest.joinpath(*parts)
+                if target in written:  # the zip format allows it; the second would silently replace the first
+                    skipped.append(f"{member.filename} (a second member of that name)")
+                    continue
                 written.append(target)  # before copying, so that a partly written file is removed on error
                 try:
                     total = _copy_member(archive, member, target, total, max_total_bytes)
+                except _DamagedMember:  # one bad member costs that member, not the upload
+                    written.pop().unlink(missing_ok=True)
+                    skipped.append(f"{member.filename} (corrupt or compressed in an unsupported way)")
                 except OSError as err:
                     if err.errno not in _BAD_NAME_ERRNOS:
                         raise
@@ -116,6 +122,9 @@ def gather_images(paths: Iterable[str | Path], dest: str | Path, names: Sequence
         if path.suffix.lower() == ".zip":
             extracted = extract_zip(path, dest / unique_name(path.stem, taken, split_suffix=False))
             images += [file for file in extracted if file.suffix.lower() in IMAGE_EXTENSIONS]
+            # other files beside a zip's images (a readme) pass silently; a zip's images would be lost unseen
+            skipped += [f"{file.relative_to(dest).as_posix()} (a zip inside the zip: unzip it first)"
+                        for file in extracted if file.suffix.lower() == ".zip"]
         elif path.suffix.lower() in IMAGE_EXTENSIONS:
             try:
                 images.append(_copy_upload(path, dest, name, taken))
@@ -249,7 +258,7 @@ def _copy_member(archive: zipfile.ZipFile, member: zipfile.ZipInfo, target: Path
 
 
 def _read_chunks(archive: zipfile.ZipFile, member: zipfile.ZipInfo) -> Iterator[bytes]:
-    """A member's decompressed bytes. A damaged archive raises `UploadError`; only reading is guarded
+    """A member's decompressed bytes. A damaged member raises `_DamagedMember`; only reading is guarded
     here, so that a full disk while writing is not mistaken for a bad zip."""
     try:
         with archive.open(member) as source:
@@ -257,7 +266,11 @@ def _read_chunks(archive: zipfile.ZipFile, member: zipfile.ZipInfo) -> Iterator[
                 yield chunk
     except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, OSError) as err:
         name = Path(archive.filename).name
-        raise UploadError(f"{name}: {member.filename} is corrupt or compressed in an unsupported way ({err})") from err
+        raise _DamagedMember(f"{name}: {member.filename} is corrupt or compressed in an unsupported way ({err})") from err
+
+
+class _DamagedMember(UploadError):
+    """One member of a zip cannot be decompressed (the others may be fine)."""
 
 
 def _too_large(name: str, limit: int) -> UploadError:
@@ -292,11 +305,15 @@ def unique_name(name: str, taken: set[str], *, split_suffix: bool = True) -> str
 
 
 def is_renumbered(name: str, original: str) -> bool:
-    """Whether `name` is `original` as `unique_name` numbers it (`a_1.png` for `a.png`, either case):
-    the name a second upload of the same file gets."""
+    """Whether `name` is `original` as `unique_name` numbers it (`a_1.png` for `a.png`, either case), or
+    lies in its numbered top folder (`batch_1/x.png` for `batch/x.png`): what a second upload of the same
+    file or zip gets."""
     suffix = PurePosixPath(original).suffix
     stem = original[:len(original) - len(suffix)]
-    return re.fullmatch(f"{re.escape(stem)}_[0-9]+{re.escape(suffix)}", name, re.IGNORECASE) is not None
+    if re.fullmatch(f"{re.escape(stem)}_[0-9]+{re.escape(suffix)}", name, re.IGNORECASE) is not None:
+        return True
+    (top, _, rest), (original_top, _, original_rest) = name.partition("/"), original.partition("/")
+    return bool(rest) and rest == original_rest and re.fullmatch(f"{re.escape(original_top)}_[0-9]+", top, re.IGNORECASE) is not None
 
 
 def unsuffixed(name: str) -> str:

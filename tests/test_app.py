@@ -92,7 +92,8 @@ def test_the_same_file_dropped_twice_is_scored_once(client, parts, monkeypatch, 
     copy = shutil.copy(good[0], tmp_path / "a copy.png")  # the same bytes under another name: said, not lost silently
     _, table, summary, *_ = client.predict(None, [handle_file(str(tmp_path / "a.png")), handle_file(str(copy))], MODEL_RATE, 0.5,
                                            api_name="/inspect")
-    assert [row[0] for row in table["data"]] == ["a.png"] and "a copy.png and a.png hold the same bytes: taken once" in summary
+    assert [row[0] for row in table["data"]] == ["a copy.png"]  # the upload's first name for them, held before as a.png
+    assert "a copy.png and a.png hold the same bytes: taken once" in summary
 
 
 def test_threshold_moves_verdicts_without_rerunning(client, parts, monkeypatch):

@@ -86,16 +86,17 @@ def test_zip_expanding_past_the_cap_is_refused(tmp_path):
     assert _files_under(tmp_path) == {upload}
 
 
-def test_zip_lying_about_its_sizes_is_refused_and_cleaned_up(tmp_path):
-    """The central directory claims 10 bytes for a member that expands to 100 000."""
+def test_a_member_lying_about_its_size_is_skipped_unexpanded(tmp_path):
+    """The central directory claims 10 bytes for a member that expands to 100 000: no more than 10 come out,
+    their checksum fails, and the member is skipped as corrupt."""
     data = bytearray(_zip_bytes([("a.png", b"first"), ("b.png", bytes(100_000))]))
     entry = data.index(b"PK\x01\x02", data.index(b"PK\x01\x02") + 1)  # b.png's central directory entry
     struct.pack_into("<I", data, entry + 24, 10)  # its uncompressed size
     upload = tmp_path / "liar.zip"
     upload.write_bytes(bytes(data))
-    with pytest.raises(UploadError, match="liar.zip"):
-        extract_zip(upload, tmp_path / "dest", max_total_bytes=1000)
-    assert _files_under(tmp_path) == {upload}  # a.png, written before b.png failed, is removed too
+    with pytest.warns(UserWarning, match=r"liar.zip: skipped b.png \(corrupt"):
+        assert extract_zip(upload, tmp_path / "dest", max_total_bytes=1000) == [tmp_path / "dest" / "a.png"]
+    assert _files_under(tmp_path) == {upload, tmp_path / "dest" / "a.png"}
 
 
 def test_zip_with_too_many_members_is_refused(tmp_path):
@@ -104,13 +105,17 @@ def test_zip_with_too_many_members_is_refused(tmp_path):
         extract_zip(upload, tmp_path / "dest", max_members=2)
 
 
-def test_corrupt_member_is_refused_and_cleaned_up(tmp_path):
+def test_a_corrupt_member_costs_only_itself_and_is_named(tmp_path):
     data = _zip_bytes([("a.png", b"A" * 100), ("b.png", b"B" * 100)], compression=zipfile.ZIP_STORED)
     upload = tmp_path / "broken.zip"
     upload.write_bytes(data.replace(b"B" * 100, b"C" * 100))  # stored data no longer matches its CRC
-    with pytest.raises(UploadError, match="broken.zip: b.png is corrupt"):
-        extract_zip(upload, tmp_path / "dest")
-    assert _files_under(tmp_path) == {upload}
+    with pytest.warns(UserWarning, match=r"broken.zip: skipped b.png \(corrupt or compressed in an unsupported way\)"):
+        assert extract_zip(upload, tmp_path / "dest") == [tmp_path / "dest" / "a.png"]
+    assert _files_under(tmp_path) == {upload, tmp_path / "dest" / "a.png"}  # no partly written b.png
+    only = tmp_path / "only.zip"
+    only.write_bytes(_zip_bytes([("b.png", b"B" * 100)], compression=zipfile.ZIP_STORED).replace(b"B" * 100, b"C" * 100))
+    with pytest.raises(UploadError, match="nothing could be extracted safely"):
+        extract_zip(only, tmp_path / "dest2")
 
 
 @pytest.mark.parametrize("content", [b"this is not a zip", b""])
@@ -219,6 +224,26 @@ def test_a_renumbered_name_is_told_from_another_name():
     assert not is_renumbered("dir/a copy.png", "dir/a.png") and not is_renumbered("dir/a.png", "dir/a.png")
     assert not is_renumbered("dir/a_1.jpg", "dir/a.png") and not is_renumbered("other/a_1.png", "dir/a.png")
     assert not is_renumbered("a.b_1.png", "a+b.png")  # the name is matched literally, not as a pattern
+    assert is_renumbered("batch_1/x.png", "batch/x.png")  # a zip dropped twice
+    assert not is_renumbered("batch_1/y.png", "batch/x.png") and not is_renumbered("other_1/x.png", "batch/x.png")
+
+
+def test_a_second_member_of_one_name_is_skipped_and_named_not_written_over_the_first(tmp_path):
+    upload = _write_zip(tmp_path / "parts.zip", [("part.png", b"first"), ("part.png", b"second")])
+    with pytest.warns(UserWarning, match=r"parts.zip: skipped part.png \(a second member of that name\)"):
+        assert extract_zip(upload, tmp_path / "dest") == [tmp_path / "dest" / "part.png"]
+    assert (tmp_path / "dest" / "part.png").read_bytes() == b"first"
+
+
+def test_a_zip_inside_a_zip_is_named_its_other_files_are_not(tmp_path):
+    """Its images would be lost unseen; a readme beside the images is no news."""
+    inner = _zip_bytes([("c.png", b"c")])
+    upload = _write_zip(tmp_path / "outer.zip", [("a.png", b"a"), ("more/inner.zip", inner), ("notes.pdf", b"%PDF")])
+    with pytest.warns(UserWarning) as warned:
+        images = gather_images([upload], tmp_path / "dest")
+    assert images == [tmp_path / "dest" / "outer" / "a.png"]
+    message = " ".join(str(w.message) for w in warned)
+    assert "outer/more/inner.zip (a zip inside the zip: unzip it first)" in message and "notes.pdf" not in message
 
 
 def test_unique_name_numbers_before_the_suffix_ignoring_case_and_records_its_answer():
