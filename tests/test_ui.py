@@ -498,6 +498,17 @@ def test_a_portrait_image_gets_its_region_boxes_as_a_landscape_one(ctx, model, p
     assert layers["portrait.png"] == layers["landscape.png"] and "region 1" in layers["portrait.png"]
 
 
+def test_a_threshold_moved_while_inspect_ran_judges_its_images_once_it_ends(ctx, model, parts):
+    """The move's own re-judge saw the images held before; the Inspect answer was judged at its click's rate."""
+    from ui import inspection, model_bar
+
+    out = inspection.inspect_images(ctx, None, [str(parts[1][0])], model, 0.1, 0.5, None)
+    assert inspection.judged_again(ctx, out["held"], 0, model, 0.1, 0.5) == {}  # not moved: nothing drawn twice
+    again = inspection.judged_again(ctx, out["held"], 0, model, 30.0, 0.5)
+    moved = model_bar.threshold(ctx, model, 30.0)
+    assert moved != model_bar.threshold(ctx, model, 0.1) and f"raw threshold {moved:.4f}" in again["summary"]
+
+
 def test_inspect_cleared_when_a_new_model_has_nothing_to_score(ctx, model, parts):
     from ui import inspection
 

@@ -119,8 +119,18 @@ def inspect_images(ctx, image, files, model: dict, rate: float, opacity: float, 
                           "score": p.score, "map": p.anomaly_map.astype(np.float16), "familiarity": p.familiarity,
                           "notice": "; ".join(notes)})
     items.sort(key=lambda item: item["score"], reverse=True)  # a batch's likely defects first; ties in upload order
+    items = [{**item, "judged_at": rate} for item in items]  # `judged_again` compares it with the slider once this returns
     choices = [(item["name"], i) for i, item in enumerate(items)]
     return {"held": items, "picked": gr.update(choices=choices, value=0), **redraw(ctx, items, 0, model, rate, opacity)}
+
+
+def judged_again(ctx, held: list | None, picked, model: dict, rate: float, opacity: float) -> dict:
+    """After an Inspect: the held images judged at the slider's rate if it moved while they were scored.
+    That move's own re-judge ran on the images held before, and the Inspect's answer, judged at the
+    rate of its click, came after it."""
+    if not held or held[0].get("judged_at") == rate:
+        return {}
+    return redraw(ctx, held, picked, model, rate, opacity)
 
 
 def cleared() -> dict:
@@ -240,10 +250,11 @@ def layout(ctx) -> Inspect:
 def wire(ctx, area: Inspect, bar: model_bar.ModelBar) -> None:
     detail = {"results": area.results, "summary": area.summary, "heat": area.heat, "pair": area.pair,
               "annotated": area.annotated, "regions": area.regions}
-    on(area.run.click, inspect_images, ctx, [area.image, area.files, bar.model, bar.rate, area.opacity, area.held],
-       {"held": area.held, "picked": area.picked, **detail}, api_name="inspect",
-       concurrency_limit=INFERENCE_LIMIT, concurrency_id="inference")
+    inspected = on(area.run.click, inspect_images, ctx, [area.image, area.files, bar.model, bar.rate, area.opacity, area.held],
+                   {"held": area.held, "picked": area.picked, **detail}, api_name="inspect",
+                   concurrency_limit=INFERENCE_LIMIT, concurrency_id="inference")
     inputs = [area.held, area.picked, bar.model, bar.rate, area.opacity]
+    on(inspected.success, judged_again, ctx, inputs, detail, api_visibility="private", concurrency_limit=None, show_progress="hidden")
     # typing, arrow keys and dragging all fire `input` (`release` missed the first two): the last value wins
     on(area.opacity.input, restyle, ctx, inputs, {"heat": area.heat, "pair": area.pair}, api_visibility="private", concurrency_limit=None,
        trigger_mode="always_last", show_progress="hidden")
