@@ -124,14 +124,12 @@ class Catalog:
     def publish(self, key: str, owner: str) -> str:
         """Offer `owner`'s fine-tune to every user of the app; returns its new key."""
         source = Path(key)
-        if source.parent != self.owner_folder(owner):
-            raise CheckpointError(f"{model_name(key)} is not a fine-tune made in this browser: only those can be shared "
-                                  "(pick one in the model list, or fine-tune one)")
         target = self.shared / source.name
         with self._publishing:  # two tabs sharing one model: the second finds it shared, not half moved
-            if (target / CONFIG_FILE).is_file() and not source.exists():
+            mine = source.parent == self.owner_folder(owner)
+            if mine and (target / CONFIG_FILE).is_file() and not source.exists():
                 return str(target)
-            if not (source / CONFIG_FILE).is_file():
+            if not mine or not (source / CONFIG_FILE).is_file():
                 raise CheckpointError(f"{model_name(key)} is not a fine-tune made in this browser: only those can be shared "
                                       "(pick one in the model list, or fine-tune one)")
             self.shared.mkdir(parents=True, exist_ok=True)

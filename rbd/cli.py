@@ -31,7 +31,7 @@ from .detector import predict_files
 from .errors import InvalidInputError, NoImagesError, RBDError
 from .evaluate import MISRANKED_COUNT, evaluate, evaluation_picture
 from .files import atomic_write
-from .images import IMAGE_EXTENSIONS, find_images, upright_size
+from .images import IMAGE_EXTENSIONS, file_shape, find_images
 from .model import ModelConfig
 from .notices import notify
 from .outputs import CSV_COLUMNS, ScoredFile, picture_names, png_bytes, scored_file
@@ -102,7 +102,7 @@ def _predict(args: argparse.Namespace) -> None:
         if args.engine == "ray":
             results = score_files(args.checkpoint, files, args.batch_size, args.address, args.revision, _counter(bar))
         else:
-            results = (scored_file(str(path), image, prediction, detector.calibration, upright_size(path)[::-1])
+            results = (scored_file(str(path), image, prediction, detector.calibration, file_shape(path))
                        for path, image, prediction in predict_files(detector, files, args.batch_size, progress=_counter(bar)))
         for result in results:
             name = None

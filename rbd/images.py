@@ -135,9 +135,15 @@ def _upright_and_shrunk(array: np.ndarray, orientation: int, max_side: int | Non
     return np.clip(np.stack([np.asarray(c) for c in channels], axis=-1), 0.0, 1.0)
 
 
+def file_shape(path: str | Path) -> tuple[int, int]:
+    """(height, width) of the upright image in `path`, from its header: the shape of the arrays `read_image`
+    makes of it at full size (`upright_size` gives width first, as Pillow does)."""
+    return upright_size(path)[::-1]
+
+
 def mask_at_size(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """A bool mask brought to `size` (height, width) by nearest neighbour: the mask of an image scored on
-    a downscaled copy (over `MAX_SIDE`), laid on the image file itself."""
+    a downscaled copy, laid on the image file itself (`file_shape`)."""
     if mask.shape == tuple(size):
         return mask
     return np.asarray(Image.fromarray(mask).resize(size[::-1], Image.Resampling.NEAREST))
@@ -146,13 +152,15 @@ def mask_at_size(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 def upright_size(path: str | Path) -> tuple[int, int]:
     """(width, height) of the image as `read_image` turns it upright, from the header alone."""
     try:
-        if _is_tiff(path):  # also those Pillow cannot open (`_read_tiff`)
-            with tifffile.TiffFile(path) as tiff:
-                page, orientation = tiff.pages[0], tiff.pages[0].tags.get(0x0112)
-                (height, width), turn = (page.imagelength, page.imagewidth), int(orientation.value) if orientation else 1
-        else:
+        try:
             with Image.open(path) as header:
                 (width, height), turn = header.size, header.getexif().get(0x0112, 1)
+        except UnidentifiedImageError:
+            if not _is_tiff(path):
+                raise
+            with tifffile.TiffFile(path) as tiff:  # one Pillow cannot open (`_read_tiff`)
+                page, orientation = tiff.pages[0], tiff.pages[0].tags.get(0x0112)
+                (height, width), turn = (page.imagelength, page.imagewidth), int(orientation.value) if orientation else 1
     except (OSError, ValueError, SyntaxError, IndexError, tifffile.TiffFileError) as err:
         raise ImageReadError(f"{path}: corrupt or truncated image ({err})") from err
     return (height, width) if turn in (5, 6, 7, 8) else (width, height)  # EXIF orientations that swap the sides

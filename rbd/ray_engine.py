@@ -27,7 +27,7 @@ import torch
 
 from .checkpoint import load
 from .errors import ImageReadError, InvalidInputError, NoImagesError
-from .images import MAX_SIDE, is_image_name, read_image_for_scoring, report_files, upright_size
+from .images import MAX_SIDE, file_shape, is_image_name, read_image_for_scoring, report_files
 from .outputs import ScoredFile, scored_file
 
 
@@ -162,7 +162,7 @@ class _Scorer:
         copy = self.scratch / PurePosixPath(file).name
         copy.write_bytes(data)
         try:
-            return *read_image_for_scoring(copy, MAX_SIDE), upright_size(copy)[::-1]
+            return *read_image_for_scoring(copy, MAX_SIDE), file_shape(copy)
         except ImageReadError as err:
             raise ImageReadError(str(err).replace(str(copy), file)) from err
         finally:

@@ -15,7 +15,7 @@ from ..coco import CocoImage, coco_dataset
 from ..detector import verdict as verdict_at
 from ..errors import ImageReadError, InvalidInputError
 from ..files import atomic_write
-from ..images import mask_at_size, read_image, to_uint8, upright_size
+from ..images import file_shape, mask_at_size, read_image, to_uint8
 from ..uploads import unsuffixed
 from ..visualize import fold, folded_shape, mask_image, outlined, shown_size, subsample, unfold
 from ..visualize import overlay as heat_overlay
@@ -63,7 +63,7 @@ def _at_image_size(mask: np.ndarray, image_path: Path) -> np.ndarray:
     """`mask_at_size` the image file's own upright size, so that it lies on the file it names; the mask as it
     is where the file is unreadable."""
     try:
-        return mask_at_size(mask, upright_size(image_path)[::-1])
+        return mask_at_size(mask, file_shape(image_path))
     except ImageReadError:
         return mask
 
