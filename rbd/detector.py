@@ -19,11 +19,11 @@ from .allocator import MMAP_THRESHOLD
 from .anomaly_map import largest, top_count
 from .calibration import Calibration, is_defective
 from .geometry import to_image_size, to_input
-from .images import MAX_SIDE, ImageLike, image_batches, to_rgb_array
+from .images import MAX_SIDE, ImageLike, image_batches, nearest_sources, to_rgb_array
 from .errors import InvalidInputError
 from .model import RBD, ModelConfig
 from .network import Network, ScoringNetwork
-from .regions import box_xyxy, connected_regions
+from .regions import connected_regions
 from .runtime import scoring_autocast
 
 
@@ -90,11 +90,21 @@ class Prediction:
     def mask(self) -> np.ndarray:
         return defect_mask(self.anomaly_map, self.score, self.threshold)
 
-    def regions(self) -> list[Region]:
-        """Connected regions of the mask (8-connectivity), largest first."""
-        regions = [Region(int(inside.sum()), float(self.anomaly_map[box][inside].max()), box_xyxy(box))
-                   for box, inside in connected_regions(self.mask)]
-        return sorted(regions, key=lambda r: -r.area)
+    def regions(self, size: tuple[int, int] | None = None) -> list[Region]:
+        """Connected regions of the mask (8-connectivity), largest first. `size`: the (height, width)
+        of the image file, where it was scored on a downscaled copy (`rbd.images.file_shape`); areas
+        and boxes are then those of the mask `mask_at_size` lays on the file, in the file's pixels,
+        and the order stays that of the scored size, so region k is the same region at either size."""
+        height, width = self.anomaly_map.shape if size is None else size
+        rows, columns = nearest_sources(self.anomaly_map.shape[0], height), nearest_sources(self.anomaly_map.shape[1], width)
+        row_weight, column_weight = (np.bincount(s, minlength=n) for s, n in zip((rows, columns), self.anomaly_map.shape))
+        regions = []
+        for (ys, xs), inside in connected_regions(self.mask):
+            box = [int(np.searchsorted(sources, edge)) for sources, edge in
+                   ((columns, xs.start), (rows, ys.start), (columns, xs.stop), (rows, ys.stop))]
+            region = Region(int(row_weight[ys] @ inside @ column_weight[xs]), float(self.anomaly_map[ys, xs][inside].max()), tuple(box))
+            regions.append((-int(inside.sum()), len(regions), region))
+        return [region for *_, region in sorted(regions)]
 
 
 # A CPU forward pass takes at most this many input pixels. The teacher's widest activation holds about

@@ -149,6 +149,13 @@ def mask_at_size(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(Image.fromarray(mask).resize(size[::-1], Image.Resampling.NEAREST))
 
 
+def nearest_sources(n: int, size: int) -> np.ndarray:
+    """(size,) int: the index among `n` samples that each of `size` samples takes in `mask_at_size`'s
+    nearest-neighbour resizing (non-decreasing), found by resizing the indices themselves."""
+    indices = Image.fromarray(np.arange(n, dtype=np.int32)[None, :])
+    return np.asarray(indices.resize((size, 1), Image.Resampling.NEAREST))[0].astype(np.int64)
+
+
 def upright_size(path: str | Path) -> tuple[int, int]:
     """(width, height) of the image as `read_image` turns it upright, from the header alone."""
     try:

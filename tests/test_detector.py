@@ -7,6 +7,7 @@ from scipy import ndimage
 
 import rbd
 from rbd.detector import Prediction
+from rbd.images import mask_at_size
 
 
 @pytest.fixture(scope="module")
@@ -121,6 +122,26 @@ def test_regions_are_the_connected_parts_of_the_mask():
     assert regions[1].box == (20, 10, 23, 12) and regions[1].max_score == pytest.approx(0.9)
     assert regions[2].box == (0, 15, 1, 16)
 
+
+
+@pytest.mark.parametrize("size", [(20, 30), (61, 97), (200, 300), (45, 31)])
+def test_regions_at_the_file_size_are_those_of_the_mask_laid_on_the_file(size):
+    """An image over MAX_SIDE is scored on a downscaled copy: its regions, told at the file's size,
+    are the connected parts of the mask that `mask_at_size` lays on the file (what a review exports),
+    in the same order as at the scored size."""
+    amap = np.zeros((20, 30), np.float32)
+    amap[2:5, 3:9] = 0.8
+    amap[10:12, 20:22] = 0.9
+    amap[11, 22] = 0.7
+    amap[15, 0] = amap[19, 29] = 0.6
+    prediction = Prediction(score=0.9, normalized_score=0.9, threshold=0.5, anomaly_map=amap)
+    laid = mask_at_size(prediction.mask, size)
+    labels, count = ndimage.label(laid, structure=np.ones((3, 3)))
+    expected = {(int((labels == k).sum()), (xs.start, ys.start, xs.stop, ys.stop))
+                for k, (ys, xs) in enumerate(ndimage.find_objects(labels), start=1)}
+    at_file = prediction.regions(size)
+    assert count == 4 and {(r.area, r.box) for r in at_file} == expected
+    assert [r.max_score for r in at_file] == [r.max_score for r in prediction.regions()]  # region k is the same region
 
 def test_a_defective_image_always_has_a_mask():
     """The memory's half of the score can make a verdict no pixel of the map reaches: the mask then

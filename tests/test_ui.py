@@ -399,6 +399,10 @@ def test_a_recalibration_that_catches_no_synthetic_defect_waits_for_confirmation
     assert applied["warning"]["visible"] is False
 
 
+def model_bar_calibration(ctx, model):
+    return ctx.detector(model).calibration
+
+
 def model_threshold(ctx, model) -> float:
     return ctx.detector(model).calibration.threshold
 
@@ -735,6 +739,27 @@ def test_inspect_draws_a_large_image_smaller_and_keeps_regions_in_its_pixels(ctx
         x0, y0, x1, y1 = ast.literal_eval(row)
         assert box == (x0 // 2, y0 // 2, -(-x1 // 2), -(-y1 // 2))
 
+
+
+def test_inspect_tells_the_regions_of_a_photo_scored_downscaled_in_the_files_pixels(ctx, model, parts, tmp_path):
+    """A photo past MAX_SIDE is scored on a downscaled copy; its region table is in the photo's own
+    pixels: the connected parts of the mask laid on the file, as a review exports it."""
+    from scipy import ndimage
+
+    from rbd.images import MAX_SIDE, mask_at_size
+    from ui import inspection
+
+    _, bad = parts
+    photo = tmp_path / "photo.png"
+    Image.open(bad[0]).resize((MAX_SIDE + 64, (MAX_SIDE + 64) * 4 // 5), Image.Resampling.NEAREST).save(photo)
+    out = inspection.inspect_images(ctx, None, [str(photo)], model, 0.1, 0.5, None)
+    item = out["held"][0]
+    assert item["size"] == ((MAX_SIDE + 64) * 4 // 5, MAX_SIDE + 64) and max(item["map"].shape) == MAX_SIDE
+    judged = inspection._judged(model_bar_calibration(ctx, model), item, model_threshold(ctx, model))
+    labels, count = ndimage.label(mask_at_size(judged.mask, item["size"]), structure=np.ones((3, 3)))
+    laid = {(int((labels == k).sum()), str((xs.start, ys.start, xs.stop, ys.stop)))
+            for k, (ys, xs) in enumerate(ndimage.find_objects(labels), start=1)}
+    assert count >= 1 and set(zip(out["regions"]["area px"], out["regions"]["box (x0, y0, x1, y1)"])) == laid
 
 def test_an_opacity_change_draws_only_the_two_heat_pictures_and_draws_them_as_a_full_redraw_does(ctx, model, parts, monkeypatch):
     from ui import inspection

@@ -17,7 +17,7 @@ import pandas as pd
 
 import rbd
 from rbd.detector import Prediction
-from rbd.images import to_uint8
+from rbd.images import file_shape, to_uint8
 from rbd.notices import collect, notify
 from rbd.uploads import as_uploaded, gather_images, is_renumbered
 from rbd.visualize import colour_scale, fold, overlay, shown_size, subsample, subsample_step
@@ -99,7 +99,7 @@ def inspect_images(ctx, image, files, model: dict, rate: float, opacity: float, 
         fresh = [path for path, digest in order if (digest, model_id) not in known]
         scored = {}
         try:
-            scored = {path: (image, p) for path, image, p in rbd.predict_files(detector, fresh)} if fresh else {}
+            scored = {path: (image, p, file_shape(path)) for path, image, p in rbd.predict_files(detector, fresh)} if fresh else {}
         except rbd.NoImagesError as err:
             if len(fresh) == len(order):
                 raise
@@ -113,11 +113,11 @@ def inspect_images(ctx, image, files, model: dict, rate: float, opacity: float, 
             items.append({**known[(digest, model_id)], "name": path.relative_to(folder).as_posix(),  # as uploaded now
                           "notice": "; ".join(notes)})  # this upload's notes, not an earlier one's
         elif path in scored:
-            picture, p = scored[path]
+            picture, p, size = scored[path]
             shown = subsample(picture, max(shown_size(*picture.shape[:2])))  # all that is ever drawn of it
             items.append({"name": path.relative_to(folder).as_posix(), "digest": digest, "model": model_id, "image": to_uint8(shown),
                           "score": p.score, "map": p.anomaly_map.astype(np.float16), "familiarity": p.familiarity,
-                          "notice": "; ".join(notes)})
+                          "size": size, "notice": "; ".join(notes)})  # the map's size, or more past MAX_SIDE
     items.sort(key=lambda item: item["score"], reverse=True)  # a batch's likely defects first; ties in upload order
     items = [{**item, "judged_at": rate} for item in items]  # `judged_again` compares it with the slider once this returns
     choices = [(item["name"], i) for i, item in enumerate(items)]
@@ -187,8 +187,9 @@ def _detail(item: dict, p: Prediction, calibration, opacity: float) -> dict:
     mask = subsample(p.mask, side)
     folded = fold(mask, fill=False)
     boxes = [(_shrunk(r.box, step), f"region {i + 1}") for i, r in enumerate(regions[:20])] if folded is mask else []
+    in_file = p.regions(item.get("size"))  # the table in the file's pixels, also for a photo scored downscaled
     table = pd.DataFrame([{"region": i + 1, "area px": r.area, "max score": round(r.max_score, 4), "box (x0, y0, x1, y1)": str(r.box)}
-                          for i, r in enumerate(regions)], columns=REGION_COLUMNS)
+                          for i, r in enumerate(in_file)], columns=REGION_COLUMNS)
     lines = [f"### {p.verdict.upper()}",
              f"**{item['name']}** · anomaly score **{p.score:.4f}** · normalised **{p.normalized_score:.3f}** "
              f"(0.5 = raw threshold {p.threshold:.4f}) · {len(regions)} region(s)"]
