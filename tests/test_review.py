@@ -359,11 +359,11 @@ def test_export_zip(session, tmp_path):
         masks = {name: np.asarray(Image.open(io.BytesIO(archive.read(f"masks/{name}.png")))) for name in "ad"}
         coco = json.loads(archive.read("coco.json"))
 
-    assert [(r["file"], r["verdict"], r["decision"], r["corrected"], r["label"], r["decided_on"]) for r in rows] == [
-        ("a.png", "defective", "reject", "no", "good", "defective"),
-        ("b.png", "defective", "", "", "", ""),
-        ("c.png", "good", "", "", "", ""),
-        ("d.png", "good", "correct", "yes", "defective", "good"),
+    assert [(r["file"], r["verdict"], r["decision"], r["corrected"], r["label"], r["decided_on"], r["mask"]) for r in rows] == [
+        ("a.png", "defective", "reject", "no", "good", "defective", "masks/a.png"),
+        ("b.png", "defective", "", "", "", "", ""),
+        ("c.png", "good", "", "", "", "", ""),
+        ("d.png", "good", "correct", "yes", "defective", "good", "masks/d.png"),
     ]
     rows = _exported_rows(review.export_zip(session, tmp_path / "later.zip", a.score + 0.01))  # a threshold above a's score
     assert (rows[0]["verdict"], rows[0]["decision"], rows[0]["label"], rows[0]["decided_on"]) == ("good", "reject", "good", "defective")
@@ -425,6 +425,27 @@ def test_images_keep_their_folders_in_the_upload_through_the_export(tmp_path):
     assert masks == ["masks/line/broken/000.png", "masks/line/good/000.png"]
     assert [image["file_name"] for image in coco["images"]] == names[:2]
 
+
+
+def test_a_mask_named_as_a_folder_of_another_mask_is_numbered_so_the_zip_unpacks(tmp_path):
+    """`photo.png` beside a folder `photo.png/` (macOS zips a file as `photo.png.zip`): its mask
+    `masks/photo.png` would also be a folder of `masks/photo.png/photo.png`, and unzipping fails on one."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    (second / "photo.png").mkdir(parents=True)
+    first.mkdir()
+    session = ReviewSession.create(tmp_path / "sessions", "clash", BrightnessDetector(),
+                                   [_part(first / "photo.png", 0.9), _part(first / "photo_1.png", 0.8)], upload=first)
+    session.add(BrightnessDetector(), [_part(second / "photo.png/photo.png", 0.2)], upload=second)
+    for item in session.items:
+        session.decide(item.id, "accept", THRESHOLD)
+    path = review.export_zip(session, tmp_path / "review.zip", THRESHOLD)
+    with zipfile.ZipFile(path) as archive:
+        rows = list(csv.DictReader(io.StringIO(archive.read("decisions.csv").decode())))
+        archive.extractall(tmp_path / "unpacked")
+    assert [(row["file"], row["mask"]) for row in rows] == [
+        ("photo.png", "masks/photo_2.png"), ("photo_1.png", "masks/photo_1.png"), ("photo.png/photo.png", "masks/photo.png/photo.png")]
+    for row in rows:
+        assert Image.open(tmp_path / "unpacked" / row["mask"]).size == (10, 8)
 
 def test_an_uploaded_folder_named_as_a_stored_image_is_stored_too(tmp_path):
     """macOS zips one file as `photo.png.zip`, which unpacks to a folder `photo.png/`."""

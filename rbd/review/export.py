@@ -6,7 +6,7 @@ import csv
 import io
 import json
 import zipfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 from PIL import Image
@@ -16,7 +16,7 @@ from ..detector import verdict as verdict_at
 from ..errors import ImageReadError, InvalidInputError
 from ..files import atomic_write
 from ..images import file_shape, mask_at_size, read_image, to_uint8
-from ..uploads import unsuffixed
+from ..uploads import unique_name, unsuffixed
 from ..visualize import fold, folded_shape, mask_image, outlined, shown_size, subsample, unfold
 from ..visualize import overlay as heat_overlay
 from .rules import final_label, final_mask, mask_to_edit
@@ -29,34 +29,46 @@ def export_zip(session, path: str | Path, threshold: float) -> Path:
 
     decisions.csv has a row per image: file, score, verdict (the model's at `threshold`),
     decision, corrected ("yes" where the mask was repainted), timestamp, label (good or
-    defective after review) and decided_on (the verdict the decision was made on, which a later
-    threshold or re-score may have changed since); the last five are empty for unreviewed images. Masks (0/255, at
-    the image file's size, also where a huge image was scored on a downscaled copy) and coco.json cover reviewed images only.
+    defective after review), decided_on (the verdict the decision was made on, which a later
+    threshold or re-score may have changed since) and mask (its path in the zip); the last six are empty
+    for unreviewed images. Masks (0/255, at the image file's size, also where a huge image was scored on
+    a downscaled copy) and coco.json cover reviewed images only.
     """
     path = Path(path)
     table = io.StringIO()
     writer = csv.writer(table)
-    writer.writerow(["file", "score", "verdict", "decision", "corrected", "timestamp", "label", "decided_on"])
+    writer.writerow(["file", "score", "verdict", "decision", "corrected", "timestamp", "label", "decided_on", "mask"])
     reviewed = []
+    masks = mask_names([item.file_name for item in session.items if session.decision(item.id) is not None])
     with atomic_write(path) as f, zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as archive:
         for item in session.items:
             decision = session.decision(item.id)
             row = [item.file_name, f"{item.score:.6f}", verdict_at(item.score, threshold)]
             if decision is None:
-                writer.writerow(row + ["", "", "", "", ""])
+                writer.writerow(row + ["", "", "", "", "", ""])
                 continue
             mask = final_mask(session, item.id)
             corrected = "yes" if decision.decision == "correct" else "no"  # the mask was repainted
             label = "defective" if final_label(session, item.id) else "good"
-            writer.writerow(row + [decision.decision, corrected, decision.timestamp, label, decision.verdict])
+            writer.writerow(row + [decision.decision, corrected, decision.timestamp, label, decision.verdict, masks[item.file_name]])
             mask = _at_image_size(mask, item.image_path)
             png = io.BytesIO()
             Image.fromarray(mask_image(mask)).save(png, format="PNG")
-            archive.writestr(f"masks/{unsuffixed(item.file_name)}.png", png.getvalue())
+            archive.writestr(masks[item.file_name], png.getvalue())
             reviewed.append(CocoImage(item.file_name, *mask.shape, mask))
         archive.writestr("decisions.csv", table.getvalue())
         archive.writestr("coco.json", json.dumps(coco_dataset(reviewed)))
     return path
+
+
+def mask_names(file_names: list[str]) -> dict[str, str]:
+    """Each image's mask path in the export: `masks/<its name less its suffix>.png`, numbered (`photo_1.png`)
+    where that path is also a folder of another mask's (`photo.png` beside `photo.png/x.png`, from a folder
+    macOS zipped as `photo.png.zip`), which no unzip could make both of."""
+    paths = {name: f"masks/{unsuffixed(name)}.png" for name in file_names}
+    folders = {parent.as_posix().casefold() for path in paths.values() for parent in PurePosixPath(path).parents}
+    taken = {path.casefold() for path in paths.values()} | folders
+    return {name: unique_name(path, taken) if path.casefold() in folders else path for name, path in paths.items()}
 
 
 def _at_image_size(mask: np.ndarray, image_path: Path) -> np.ndarray:
