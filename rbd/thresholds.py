@@ -27,8 +27,10 @@ def describe(calibration: Calibration, rate: float) -> str:
     """One line for people: the raw threshold for `rate`, what calibrates it, how sure it is, the
     synthetic defects it catches, and any problem a person should know of."""
     threshold = threshold_at(calibration, rate)
-    text = (f"raw threshold {threshold:.4f} for {100 * rate:.3g}% expected false alarms "
-            f"({len(calibration.normal_scores)} normal images calibrate it")
+    n = len(calibration.normal_scores)
+    text = f"raw threshold {threshold:.4f} for {100 * rate:.3g}% expected false alarms ({n} normal images calibrate it"
+    if 0 < rate * n < 1:  # the rule still puts it above every one of them (calibration.threshold_rule)
+        text += f"; {100 * rate:.3g}% is rarer than 1 in {n}, so it is extrapolated from them"
     if calibration.interval is not None and threshold == calibration.threshold:
         text += f"; 95% interval {calibration.interval[0]:.4f}-{calibration.interval[1]:.4f}"
     text += ")"
