@@ -378,6 +378,22 @@ def test_on_a_space_gpu_work_runs_inside_spaces_gpu(monkeypatch):
             importlib.reload(importlib.import_module(name))
 
 
+
+def test_a_push_shares_the_model_as_the_bar_judges_by_it(ctx, model, monkeypatch):
+    """After a review's recalibration the bar judges by the new threshold: a push uploads that one."""
+    from ui import fine_tune
+
+    pushed = []
+    monkeypatch.setattr(rbd, "push_to_hub", lambda detector, repo_id, **kwargs: pushed.append(detector) or f"https://hf.co/{repo_id}")
+    own = ctx.detector(model).calibration
+    assert fine_tune.push(ctx, model, "acme/parts", "hf_x", None)["push_status"] == "Pushed: https://hf.co/acme/parts"
+    recalibrated = {**model, "calibration": {**own.to_dict(), "threshold": own.threshold + 1.0, "normal_scores": [0.1, 0.2, 0.3]}}
+    status = fine_tune.push(ctx, recalibrated, "acme/parts", "hf_x", None)["push_status"]
+    assert status.endswith("(with the threshold recalibrated from the review)")
+    assert pushed[0].calibration is own and pushed[1].calibration.threshold == own.threshold + 1.0
+    assert pushed[1].calibration.normal_scores == [0.1, 0.2, 0.3] and pushed[1].model is pushed[0].model
+    assert ctx.detector(model).calibration is own  # the loaded model itself is unchanged
+
 def test_a_recalibration_that_catches_no_synthetic_defect_waits_for_confirmation(ctx, model, parts):
     """Defective parts marked good by mistake (their "defective" verdict rejected) push the threshold above every synthetic defect:
     the app says so and keeps the old threshold until the user applies it anyway."""

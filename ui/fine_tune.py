@@ -181,15 +181,20 @@ def share(ctx, model: dict, browser: str, request: gr.Request = None) -> dict:
 
 
 def push(ctx, model: dict, repo_id: str, token: str, evaluated: dict | None, oauth_token: gr.OAuthToken | None = None) -> dict:
-    """Upload the active model to a Hub model repo; its card lists the metrics of this browser
-    session's last evaluation of that model, if any."""
+    """Upload the active model to a Hub model repo as the model bar judges by it (with a review's
+    recalibration, where one was applied); its card lists the metrics of this browser session's last
+    evaluation of that model, if any."""
     token = (oauth_token.token if oauth_token else None) or (token or "").strip()
     if not token:
         raise rbd.CheckpointError("a Hugging Face token with write access is needed (sign in, or paste one)")
     if not rbd.checkpoint.is_repo_id((repo_id or "").strip()):
         raise rbd.CheckpointError("enter the target repo as owner/name")
     metrics = evaluated["metrics"] if evaluation.is_of(evaluated, model) else None
-    return {"push_status": f"Pushed: {rbd.push_to_hub(ctx.detector(model), repo_id.strip(), token=token, metrics=metrics)}"}
+    detector = ctx.detector(model)
+    if model.get("calibration"):  # the shared model judges as this browser saw it judge
+        detector = rbd.Detector(detector.model, model_bar.calibration(ctx, model), detector.training, detector.metrics)
+    url = rbd.push_to_hub(detector, repo_id.strip(), token=token, metrics=metrics)
+    return {"push_status": f"Pushed: {url}" + (" (with the threshold recalibrated from the review)" if model.get("calibration") else "")}
 
 
 def layout(ctx) -> FineTune:
