@@ -50,7 +50,7 @@ import torch.nn.functional as F
 import rbd
 from bench import options
 from rbd import metrics
-from rbd.datasets import TestImage, mvtec_test_set, training_folder
+from rbd.datasets import TestImage, mvtec_test_set, read_truth_mask, training_folder
 from rbd.images import read_image
 
 MODELS = ("rbd", "patchcore", "padim")
@@ -122,7 +122,7 @@ def read_mask(item: TestImage, shape: tuple[int, int]) -> np.ndarray:
     """The ground truth at the image's size; all normal for a good image."""
     if item.mask_path is None:
         return np.zeros(shape, bool)
-    mask = read_image(item.mask_path)[..., 0] > 0.5
+    mask = read_truth_mask(item.mask_path)
     if mask.shape != shape:
         raise ValueError(f"{item.mask_path}: mask is {mask.shape}, its image {shape}")
     return mask

@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 
 import rbd
 from bench import options
-from rbd.datasets import mvtec_test_set
+from rbd.datasets import mvtec_test_set, read_truth_mask
 from rbd.evaluate import evaluation_picture
 from rbd.images import read_image
 
@@ -33,7 +33,7 @@ def misranked(detector: rbd.Detector, category, count: int) -> list[dict]:
     found = []
     for row in good + defective:
         mask_path = items[row["file"]].mask_path
-        area = int((read_image(mask_path)[..., 0] > 0.5).sum()) if mask_path else None
+        area = int(read_truth_mask(mask_path).sum()) if mask_path else None
         found.append({"file": row["file"], "label": row["label"], "score": row["score"], "mask_area": area})
     return found
 

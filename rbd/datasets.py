@@ -4,6 +4,9 @@ MVTec AD layout:
     CATEGORY/train/good/*.png
     CATEGORY/test/good/*.png, CATEGORY/test/<defect>/*.png
     CATEGORY/ground_truth/<defect>/<stem>_mask.png   (optional: image-level metrics only)
+A defect folder may hold folders of its own (`test/<defect>/lot1/000.png`); their masks mirror them
+(`ground_truth/<defect>/lot1/000_mask.png`) or lie flat in `ground_truth/<defect>/`. Hidden folders
+(`.thumbnails`, `.ipynb_checkpoints`) are no defect, as hidden files are no image (`find_images`).
 """
 
 from __future__ import annotations
@@ -11,8 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from .errors import DatasetLayoutError
-from .images import find_images
+from .images import find_images, read_image
 
 
 def training_folder(data: str | Path) -> Path:
@@ -34,9 +39,18 @@ class TestImage:
 
 
 def truth_mask(category: str | Path, image: Path) -> Path | None:
-    """The ground-truth mask of the test image `image` (`CATEGORY/test/<defect>/<stem>.*`), if there is one."""
-    mask = Path(category) / "ground_truth" / image.parent.name / f"{image.stem}_mask.png"
-    return mask if mask.is_file() else None
+    """The ground-truth mask of the test image `image` (`CATEGORY/test/<defect>/[<folders>/]<stem>.*`), if
+    there is one: `ground_truth/<defect>/[<folders>/]<stem>_mask.png`, or flat in `ground_truth/<defect>/`."""
+    category = Path(category)
+    relative = image.relative_to(category / "test")
+    folders = [relative.parent, Path(relative.parts[0])]
+    return next((mask for mask in (category / "ground_truth" / f / f"{image.stem}_mask.png" for f in folders) if mask.is_file()), None)
+
+
+def read_truth_mask(path: Path) -> np.ndarray:
+    """A ground-truth mask file as a bool array: a pixel is defective where any colour channel is above
+    0, so 0/255, 0/1, 16-bit and coloured masks all read alike (`metrics.pixel_auroc`'s rule)."""
+    return read_image(path).max(axis=-1) > 0
 
 
 def mvtec_test_set(category: str | Path) -> list[TestImage]:
@@ -47,7 +61,7 @@ def mvtec_test_set(category: str | Path) -> list[TestImage]:
         raise DatasetLayoutError(f"{category} is not an MVTec AD category: expected {test}/good/ and {test}/DEFECT/ folders "
                                  "(one per defect, by any name)")
     items = []
-    for folder in sorted(p for p in test.iterdir() if p.is_dir()):
+    for folder in sorted(p for p in test.iterdir() if p.is_dir() and not p.name.startswith(".")):
         for path in find_images(folder):
             items.append(TestImage(path, folder.name, truth_mask(category, path)))
     if not any(item.is_anomalous for item in items):

@@ -11,10 +11,10 @@ import numpy as np
 from PIL import Image
 
 from . import metrics
-from .datasets import mvtec_test_set, truth_mask
+from .datasets import mvtec_test_set, read_truth_mask, truth_mask
 from .detector import Detector, predict_files
 from .errors import DatasetLayoutError, ImageReadError
-from .images import read_image, upright_size
+from .images import find_images, upright_size
 from .notices import notify
 from .visualize import outlined, overlay
 
@@ -81,6 +81,11 @@ def evaluate(detector: Detector, category: str | Path, progress: Callable[[int, 
     """
     items = mvtec_test_set(category)
     with_masks = any(item.mask_path for item in items)
+    truth_folder = Path(category) / "ground_truth"
+    if not with_masks and truth_folder.is_dir() and find_images(truth_folder):
+        example = next(item for item in items if item.is_anomalous).path.relative_to(Path(category) / "test")
+        notify(f"no file in ground_truth/ is named as a mask of a test image (for test/{example.as_posix()}: "
+               f"ground_truth/{example.with_name(example.stem + '_mask.png').as_posix()}): pixel metrics skipped")
     if with_masks and not all(item.mask_path for item in items if item.is_anomalous):
         notify("some defective images have no mask: pixel metrics skipped")
         with_masks = False
@@ -124,17 +129,19 @@ def _read_mask(path: Path, image_path: Path) -> np.ndarray | None:
         width, height = upright_size(image_path)
     except ImageReadError:
         return None
-    mask = read_image(path)[..., 0] > 0.5
+    mask = read_truth_mask(path)
     if mask.shape != (height, width):
         raise ImageReadError(f"{path}: mask is {mask.shape[1]}x{mask.shape[0]} but its image is {width}x{height}")
     return mask
 
 
 def _at_size(mask: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
-    """The mask at the anomaly map's `shape` (shrunk where a huge image was scored downscaled); all
-    normal for a good image."""
+    """The mask at the anomaly map's `shape`, all normal for a good image. Where a huge image was scored
+    downscaled, a pixel of the smaller mask is defective if any pixel it covers is, so a hairline
+    defect stays one unbroken region (keeping every n-th row would drop or break it)."""
     if mask is None:
         return np.zeros(shape, bool)
     if mask.shape != shape:
-        mask = np.asarray(Image.fromarray(mask).resize((shape[1], shape[0]), Image.Resampling.NEAREST))
+        covered = Image.fromarray(mask.astype(np.uint8) * 255).resize((shape[1], shape[0]), Image.Resampling.BOX)
+        mask = np.asarray(covered) > 0
     return mask

@@ -120,3 +120,74 @@ def test_a_huge_test_image_is_scored_downscaled_and_its_mask_shrunk(detector, ca
     with pytest.warns(UserWarning, match="000.png is 5120x4096: downscaled to 4096x3277"):
         result = rbd.evaluate(detector, copy)
     assert result.n_images == 10 and result.pixel_auroc > 0.5
+
+
+@pytest.mark.parametrize("write", ["0/1", "16-bit", "green", "rgba"])
+def test_masks_read_alike_whatever_their_values_or_colours(detector, category, tmp_path, write):
+    """A mask marks a pixel defective where any colour channel is above 0: 0/1 masks from numpy, 16-bit
+    masks and coloured masks give the pixel metrics of the 0/255 masks, not an empty truth."""
+    from PIL import Image
+
+    reference = rbd.evaluate(detector, category)
+    copy = shutil.copytree(category, tmp_path / write)
+    for path in (copy / "ground_truth").rglob("*_mask.png"):
+        defect = np.asarray(Image.open(path).convert("L")) > 0
+        if write == "0/1":
+            Image.fromarray(defect.astype(np.uint8)).save(path)
+        elif write == "16-bit":
+            Image.fromarray(defect.astype(np.uint16) * 255).save(path)
+        else:
+            colour = np.zeros((*defect.shape, 4 if write == "rgba" else 3), np.uint8)
+            colour[defect, 1] = 255
+            if write == "rgba":
+                colour[..., 3] = 255
+            Image.fromarray(colour).save(path)
+    result = rbd.evaluate(detector, copy)
+    assert reference.pixel_auroc is not None
+    assert (result.pixel_auroc, result.aupro) == (reference.pixel_auroc, reference.aupro)
+
+
+def test_a_hairline_defect_of_a_huge_image_stays_one_region_at_the_scored_size():
+    from rbd.evaluate import _at_size
+    from scipy import ndimage
+
+    mask = np.zeros((500, 6000), bool)
+    mask[480, 100:5900] = True  # one pixel high: keeping every n-th row would drop it
+    mask[np.arange(50, 450), np.arange(1000, 1400)] = True  # a diagonal scratch: it would break apart
+    shrunk = _at_size(mask, (341, 4096))
+    labels, count = ndimage.label(shrunk, structure=np.ones((3, 3)))
+    assert count == 2 and shrunk.any(axis=1).sum() >= 270  # both kept, each whole
+
+
+def test_a_hidden_folder_under_test_is_no_defect(detector, category, tmp_path):
+    copy = shutil.copytree(category, tmp_path / "hidden")
+    shutil.copytree(copy / "test" / "good", copy / "test" / ".thumbnails")
+    assert {item.defect for item in mvtec_test_set(copy)} == {"good", "hole"}
+    assert rbd.evaluate(detector, copy).n_images == 10
+
+
+@pytest.mark.parametrize("truth", ["mirrored", "flat"])
+def test_a_defect_folder_may_hold_folders_whose_masks_mirror_them_or_lie_flat(detector, category, tmp_path, truth):
+    reference = rbd.evaluate(detector, category)
+    copy = shutil.copytree(category, tmp_path / truth)
+    hole, masks = copy / "test" / "hole", copy / "ground_truth" / "hole"
+    (hole / "lot1").mkdir()
+    for path in sorted(hole.glob("*.png"))[:2]:
+        path.rename(hole / "lot1" / path.name)
+        if truth == "mirrored":
+            (masks / "lot1").mkdir(exist_ok=True)
+            (masks / f"{path.stem}_mask.png").rename(masks / "lot1" / f"{path.stem}_mask.png")
+    items = [item for item in mvtec_test_set(copy) if item.path.parent.name == "lot1"]
+    assert len(items) == 2 and all(item.defect == "hole" and item.mask_path.name == f"{item.path.stem}_mask.png" for item in items)
+    result = rbd.evaluate(detector, copy)
+    assert (result.pixel_auroc, result.aupro) == (reference.pixel_auroc, reference.aupro)
+
+
+def test_masks_named_otherwise_are_said_to_be_unmatched(detector, category, tmp_path):
+    copy = shutil.copytree(category, tmp_path / "renamed")
+    for path in (copy / "ground_truth").rglob("*_mask.png"):
+        path.rename(path.with_name(path.name.replace("_mask", "")))
+    with pytest.warns(UserWarning, match=r"no file in ground_truth/ is named as a mask of a test image \(for test/hole/000.png: "
+                                         r"ground_truth/hole/000_mask.png\): pixel metrics skipped"):
+        result = rbd.evaluate(detector, copy)
+    assert result.pixel_auroc is None and result.image_auroc is not None
