@@ -37,6 +37,7 @@ READABLE_VERSIONS = (1, 2, 3)  # 1: the student alone (its map is the plain mean
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "README.md"
+CHECKPOINT_FILES = (CONFIG_FILE, WEIGHTS_FILE, CARD_FILE)  # all a checkpoint folder holds
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -91,10 +92,15 @@ def save(detector: Detector, directory: str | Path, metrics: dict | None = None)
 
 def writable_target(directory: str | Path) -> Path:
     """`directory` as an absolute path `save` may write, checked before any work: only a new or
-    empty folder or an existing rbd checkpoint, never a folder of someone's files."""
+    empty folder or an existing rbd checkpoint holding nothing else, never a folder of someone's files
+    (a clone of a Hub repo keeps `.git` beside the checkpoint; an evaluation may have written there)."""
     directory = Path(directory).resolve()
     if directory.exists() and (not directory.is_dir() or any(directory.iterdir())) and not _is_checkpoint(directory):
         raise CheckpointError(f"{directory} exists and is not an rbd checkpoint: choose another folder")
+    others = sorted(p.name for p in directory.iterdir() if p.name not in CHECKPOINT_FILES) if directory.is_dir() else []
+    if others:
+        raise CheckpointError(f"{directory} holds other files beside its checkpoint ({', '.join(others[:5])}), which "
+                              "replacing it would delete: choose another folder")
     return directory
 
 

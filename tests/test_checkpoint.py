@@ -270,6 +270,18 @@ def test_saving_never_replaces_a_folder_that_is_not_a_checkpoint(detector, tmp_p
     assert (rbd.save(detector, empty) / "config.json").is_file()
 
 
+
+def test_saving_never_replaces_a_checkpoint_folder_that_holds_other_files(detector, checkpoint, tmp_path):
+    """A clone of a Hub model repo keeps `.git` beside the checkpoint; retraining into it must not delete it."""
+    clone = shutil.copytree(checkpoint, tmp_path / "clone")
+    (clone / ".git").mkdir()
+    (clone / "metrics.json").write_text("{}")
+    with pytest.raises(rbd.CheckpointError, match=r"holds other files beside its checkpoint \(\.git, metrics\.json\)"):
+        rbd.save(detector, clone)
+    assert (clone / ".git").is_dir() and (clone / "metrics.json").is_file()
+    assert (rbd.save(detector, checkpoint_copy := shutil.copytree(checkpoint, tmp_path / "plain")) / "config.json").is_file()
+    assert sorted(p.name for p in checkpoint_copy.iterdir()) == sorted(rbd.checkpoint.CHECKPOINT_FILES)
+
 def test_a_damaged_calibration_is_a_checkpoint_error(checkpoint, tmp_path):
     copy = shutil.copytree(checkpoint, tmp_path / "copy")
     _edit(copy, calibration={"scale": 1.0})
