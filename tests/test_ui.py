@@ -678,6 +678,16 @@ def test_cancel_reaches_a_training_still_in_the_queue_and_its_own_stream_says_so
     assert ctx.jobs["tab-1"] == fine_tune.pending()  # a later Train is not cancelled by the earlier Cancel
 
 
+
+def test_a_train_refused_for_its_settings_leaves_no_entry_to_cancel_the_next(ctx, model):
+    from ui import fine_tune
+
+    request = types.SimpleNamespace(session_hash="tab-1")
+    fine_tune.pressed(ctx, request)
+    with pytest.raises(rbd.InvalidInputError, match="a budget"):  # no epochs and no minutes
+        next(fine_tune.fine_tune(ctx, ["upload.zip"], None, False, "", True, 0, 0, model, "browser-1", request=request))
+    assert "tab-1" not in ctx.jobs and fine_tune.cancel(ctx, model, request) == {"status": "No training is running."}
+
 def test_a_cancelled_training_still_queued_stays_cancelled_when_train_is_pressed_again(ctx, model, monkeypatch):
     """Its run takes the tab's entry when it starts: a fresh entry made by the second click would let it train."""
     from ui import fine_tune

@@ -77,11 +77,11 @@ def fine_tune(ctx, files, folder, use_reviewed: bool, review_id: str, start_curr
               progress=gr.Progress()):
     """Train on uploaded normal images in the background; stream progress and losses; cancellable.
     A new model gets `teacher`; one started from the active model keeps the active model's."""
-    config = rbd.TrainConfig(epochs=int(epochs) if epochs else None, max_minutes=float(minutes) if minutes else None)
-    model_config = None if start_current else rbd.ModelConfig(backbone=teacher)
     key = request.session_hash if request is not None else object()
     running = ctx.jobs.setdefault(key, pending())  # Train's click made it, or an API client calls directly
-    try:
+    try:  # from here on, whatever happens, `finally` forgets this training (a stale entry would cancel the next)
+        config = rbd.TrainConfig(epochs=int(epochs) if epochs else None, max_minutes=float(minutes) if minutes else None)
+        model_config = None if start_current else rbd.ModelConfig(backbone=teacher)
         if running["cancelled"]:  # Cancel pressed while it waited in the queue
             raise rbd.TrainingCancelled("cancelled before it started")
         progress(0, desc="reading the images")
