@@ -9,6 +9,7 @@
     python -m bench.ablation --models bench/results/models --bank-seeds 1 --centre student   # maps centred per image
     python -m bench.ablation --models bench/results/models --bank-seeds 1 --whiten 0.5   # the memory searched by Mahalanobis distance
     python -m bench.ablation --models bench/results/models --bank-seeds 1 --neighbours 3   # the mean distance to 3 nearest entries
+    python -m bench.ablation --models bench/results/models --bank-seeds 1 --pool 1   # memory patches without their neighbourhood
 
 Trains the default recipe once per set, then evaluates five maps of that one model, each also
 ranking the images by its own top, so the rows differ only in how the map is made (anomaly_map.py):
@@ -26,7 +27,8 @@ distance map of an image has that image's own median subtracted first: `student`
 scales, `all` the memory's too; a lighting that raises an image's distances everywhere is taken
 out while a defect, a small part of the image, stays. With --whiten (needs --bank-seeds) the memory is
 searched in whitened coordinates (`WhitenedMemory`); with --neighbours K (needs --bank-seeds) a
-patch's memory distance is the mean over its K nearest entries (`NeighbourMemory`). Results go to `--out/ablation-<set>.json`; the table prints at the end.
+patch's memory distance is the mean over its K nearest entries (`NeighbourMemory`); with --pool K (needs
+--bank-seeds) the memory's patches average each scale over K x K cells instead of 3 x 3 (`rbd.memory.POOL`). Results go to `--out/ablation-<set>.json`; the table prints at the end.
 """
 
 from __future__ import annotations
@@ -44,11 +46,12 @@ import torch
 
 import rbd
 from bench import options
+from rbd import memory
 from rbd.datasets import training_folder
 from rbd.images import read_image_folder
 from rbd.memory import MAX_CANDIDATES, PROJECTION_DIM, PatchMemory, flatten_patches, patch_features
 from rbd.model import RBD
-from rbd.train import TeacherCache, fit_memory, resized, split_holdout, standardise_and_calibrate
+from rbd.train import TeacherCache, fit_memory, model_pictures, split_holdout, standardise_and_calibrate
 
 from .run import fmt
 
@@ -184,17 +187,17 @@ def with_new_bank(detector: rbd.Detector, data: Path, seed: int, memory_size: in
         model.memory = WhitenedMemory(*model.memory.bank.shape[::-1], whiten, neighbours)
     elif neighbours != 1:
         model.memory = NeighbourMemory(*model.memory.bank.shape[::-1], neighbours)
-    images, _ = read_image_folder(training_folder(data))
+    pictures = model_pictures(training_folder(data), model.config)
     config = rbd.TrainConfig(**detector.training["config"])  # the hold-out split and false-alarm rate of training
-    train_ids, holdout_ids = split_holdout(len(images), config)
+    train_ids, holdout_ids = split_holdout(len(pictures), config)
     generator = torch.Generator().manual_seed(seed)
-    cache = TeacherCache(model, [resized(images[i], model.config) for i in train_ids], torch.device("cpu"), generator, MAX_CANDIDATES)
+    cache = TeacherCache(model, [pictures[i] for i in train_ids], torch.device("cpu"), generator, MAX_CANDIDATES)
     if drop_isolated:
         keep = isolation(cache.patches, cache.patch_sources, torch.Generator().manual_seed(seed))  # the bank's draws untouched
         keep = keep <= torch.quantile(keep, 1 - drop_isolated)
         cache.patches, cache.patch_sources = cache.patches[keep], cache.patch_sources[keep]
     sources = fit_memory(model, cache, generator)
-    calibration = standardise_and_calibrate(model, cache, sources, [images[i] for i in holdout_ids], config)
+    calibration = standardise_and_calibrate(model, cache, sources, [pictures[i] for i in holdout_ids], config)
     return rbd.Detector(model, calibration, detector.training)
 
 
@@ -224,6 +227,8 @@ def main() -> None:
                         help="with --bank-seeds: a patch's memory distance is the mean over this many nearest entries (NeighbourMemory)")
     parser.add_argument("--drop-isolated", type=float, default=0.0,
                         help="with --bank-seeds: leave out of the bank's candidates this share of patches farthest from any patch of another image")
+    parser.add_argument("--pool", type=int, default=memory.POOL,
+                        help="with --bank-seeds: the memory averages each scale over this many cells a side (odd; default %(default)s)")
     parser.add_argument("--maps", nargs="+", choices=VARIANTS, default=list(VARIANTS), help="the maps to evaluate (default: all)")
     args = options.parse(parser)
     if args.centre and not args.bank_seeds:
@@ -232,6 +237,9 @@ def main() -> None:
         parser.error("--whiten needs --bank-seeds (the bank is drawn again in whitened coordinates)")
     if args.neighbours != 1 and not args.bank_seeds:
         parser.error("--neighbours needs --bank-seeds (the standardisation is set again on the new distances)")
+    if args.pool != parser.get_default("pool") and not (args.bank_seeds and args.pool % 2):
+        parser.error("--pool needs --bank-seeds (the bank is drawn again from patches pooled so) and an odd size")
+    memory.POOL = args.pool  # for the new banks and every search of them
     rows = []
     for name in args.sets:
         data = args.data / name
@@ -251,6 +259,7 @@ def main() -> None:
         suffix += f"-whitened-{args.whiten}" if args.whiten is not None else ""
         suffix += f"-neighbours-{args.neighbours}" if args.neighbours != 1 else ""
         suffix += f"-isolated-{args.drop_isolated}" if args.drop_isolated else ""
+        suffix += f"-pool-{args.pool}" if args.pool != parser.get_default("pool") else ""
         (args.out / f"ablation-{name}{suffix}.json").write_text(json.dumps(result, indent=2))
         rows.append(result)
     print("| set | map | image AUROC | pixel AUROC | AUPRO | steps |\n|---|---|---|---|---|---|")

@@ -21,10 +21,16 @@ from .images import find_images, read_image
 
 
 def training_folder(data: str | Path) -> Path:
-    """`DATA/train/good` for an MVTec category, otherwise DATA itself (searched recursively)."""
+    """`DATA/train/good` for an MVTec category, otherwise DATA itself (searched recursively). A folder with
+    `test/` or `ground_truth/` but no `train/good` is refused: searched whole, it would train on its defects."""
     data = Path(data)
     mvtec = data / "train" / "good"
-    return mvtec if mvtec.is_dir() else data
+    if mvtec.is_dir():
+        return mvtec
+    if (data / "test").is_dir() or (data / "ground_truth").is_dir():
+        raise DatasetLayoutError(f"{data} has test/ or ground_truth/ folders but no train/good/: put the normal training "
+                                 "images in train/good/ (MVTec AD layout), or point at a folder of normal images only")
+    return data
 
 
 @dataclass(frozen=True)

@@ -286,7 +286,12 @@ def read_images(paths: Iterable[str | Path], max_side: int | None = None) -> tup
 
 def read_image_folder(folder: str | Path, max_side: int | None = None) -> tuple[list[np.ndarray], list[Path]]:
     """All readable images under a folder (recursively); `NoImagesError` if there are none."""
+    return read_images(folder_images(folder), max_side)
+
+
+def folder_images(folder: str | Path) -> list[Path]:
+    """The image files under a folder (`find_images`); `NoImagesError` if there are none."""
     paths = find_images(folder)
     if not paths:
         raise NoImagesError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) under {folder}")
-    return read_images(paths, max_side)
+    return paths

@@ -24,12 +24,13 @@ from torch import nn
 
 PROJECTION_DIM = 128  # the greedy selection compares random projections: distances are kept roughly, cheaper
 MAX_CANDIDATES = 50_000  # patches the selection chooses from (training samples each image evenly to this)
+POOL = 3  # each scale's features averaged over this many cells a side: a patch's context (PatchCore's 3)
 
 
 def pooled_scales(features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """The memory's two grids from teacher feature maps (finest first): the last two scales, each
-    3x3-averaged, each at its own resolution."""
-    finer, coarser = (F.avg_pool2d(f.float(), 3, stride=1, padding=1) for f in features[-2:])
+    averaged over its POOL x POOL neighbourhood, each at its own resolution."""
+    finer, coarser = (F.avg_pool2d(f.float(), POOL, stride=1, padding=POOL // 2) for f in features[-2:])
     return finer, coarser
 
 
@@ -50,8 +51,9 @@ def flatten_patches(patches: torch.Tensor) -> torch.Tensor:
 
 
 def greedy_coreset(points: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
-    """Indices of `size` rows of `points` (N, D) such that every row lies near a chosen one:
-    each step adds the row farthest from all rows chosen so far (k-centre greedy)."""
+    """Indices of up to `size` rows of `points` (N, D) such that every row lies near a chosen one:
+    each step adds the row farthest from all rows chosen so far (k-centre greedy). Fewer once every
+    row is at distance 0 from a chosen one (copies of one image), where more would only repeat them."""
     n = points.shape[0]
     if n <= size:
         return torch.arange(n)
@@ -61,8 +63,12 @@ def greedy_coreset(points: torch.Tensor, size: int, generator: torch.Generator) 
     chosen = torch.empty(size, dtype=torch.long)
     chosen[0] = int(torch.randint(0, n, (1,), generator=generator))
     nearest = squared - 2 * z @ z[chosen[0]] + squared[chosen[0]]
+    covered = 1e-6 * float(squared.max())  # a squared distance this small is float rounding of 0
     for k in range(1, size):
-        chosen[k] = nearest.argmax()
+        farthest = nearest.argmax()
+        if nearest[farthest] <= covered:
+            return chosen[:k]
+        chosen[k] = farthest
         nearest = torch.minimum(nearest, squared - 2 * z @ z[chosen[k]] + squared[chosen[k]])
     return chosen
 

@@ -37,7 +37,7 @@ from .calibration import calibrate
 from .detector import Detector
 from .errors import InvalidInputError, NoImagesError, TrainingCancelled
 from .geometry import to_input
-from .images import read_image_folder
+from .images import ImageLike, folder_images, image_batches, to_rgb_array
 from .losses import consistency_loss, reconstruction_loss
 from .memory import MAX_CANDIDATES, flatten_patches, patch_features
 from .model import RBD, ModelConfig
@@ -104,15 +104,26 @@ def split_holdout(count: int, config: TrainConfig) -> tuple[list[int], list[int]
     """Indices to train on and to hold out (a seeded random split)."""
     if count < MIN_IMAGES:
         raise NoImagesError(f"training needs at least {MIN_IMAGES} normal images, got {count}")
-    n_holdout = min(config.max_holdout, max(1, round(count * config.holdout_fraction)))
+    n_holdout = min(config.max_holdout, max(1, round(count * config.holdout_fraction)), count - 2)  # two or more to train on
     order = np.random.default_rng(config.seed).permutation(count).tolist()
     return sorted(order[n_holdout:]), sorted(order[:n_holdout])
 
 
 def resized(image: np.ndarray, config: ModelConfig) -> torch.Tensor:
-    """(3, h, w) uint8: the image at model resolution (short side = image_size), kept compact."""
-    x = to_input(image, config.fit(image.shape[0], image.shape[1]))
-    return (x * 255).round().to(torch.uint8)
+    """(3, h, w) float32: the image at model resolution (short side = image_size), exactly the input a
+    prediction makes of it, so calibration scores normal images as predictions will. (Kept as uint8
+    before: its rounding moved weld's scores by up to 1.1 against a threshold of 7.9, and cut 16-bit
+    images to 8 bits; BENCHMARKS.md.)"""
+    return to_input(image, config.fit(image.shape[0], image.shape[1]))
+
+
+def model_pictures(images: Sequence[ImageLike] | str | Path, config: ModelConfig, batch_size: int = 16) -> list[torch.Tensor]:
+    """Every image `resized`. A folder (searched recursively) is decoded `batch_size` files at a time,
+    unreadable ones skipped with a notice (`image_batches`), so memory holds one batch of full-size
+    photos, never the whole set; images given as arrays, PIL images or paths are converted one by one."""
+    if isinstance(images, (str, Path)):
+        return [resized(image, config) for _, batch in image_batches(folder_images(images), batch_size, None) for _, image in batch]
+    return [resized(to_rgb_array(image), config) for image in images]
 
 
 class TeacherCache:
@@ -136,7 +147,7 @@ class TeacherCache:
             if should_stop():
                 raise TrainingCancelled("training cancelled while the teacher read the images, after 0 steps")
             with torch.no_grad():
-                features = model.features(image[None].to(device).float() / 255)
+                features = model.features(image[None].to(device))
             if model.memory is not None:
                 flat = flatten_patches(patch_features(features)).cpu()
                 patches.append(flat[torch.randperm(flat.shape[0], generator=generator)[:per_image]])
@@ -158,7 +169,7 @@ class TeacherCache:
                                  for i, t, l in picks]).to(self.device, torch.float32)
                     for s, st in enumerate(strides)]
         if pixels is None:
-            pixels = torch.stack([self.images[i][:, t : t + size, l : l + size] for i, t, l in picks]).float() / 255
+            pixels = torch.stack([self.images[i][:, t : t + size, l : l + size] for i, t, l in picks])
         return self._in_context(picks, size, pixels)
 
     def _in_context(self, picks, size, pixels) -> list[torch.Tensor]:
@@ -171,7 +182,7 @@ class TeacherCache:
             h, w = self.images[i].shape[1:]
             top, left = max(0, t - CONTEXT), max(0, l - CONTEXT)
             bottom, right = min(h, t + size + CONTEXT), min(w, l + size + CONTEXT)
-            window = self.images[i][:, top:bottom, left:right].float() / 255
+            window = self.images[i][:, top:bottom, left:right].clone()
             window[:, t - top : t - top + size, l - left : l - left + size] = pixels[k]
             placed.append((window, t - top, l - left))
             windows.setdefault(tuple(window.shape[1:]), []).append(k)
@@ -200,14 +211,14 @@ def _random_picks(images: list[torch.Tensor], size: int, count: int, grid: int,
 
 
 def train(
-    images: Sequence[np.ndarray] | str | Path,
+    images: Sequence[ImageLike] | str | Path,
     model_config: ModelConfig | None = None,
     config: TrainConfig | None = None,
     progress: Callable[[Progress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     start_from: Detector | None = None,
 ) -> Detector | None:
-    """Train on normal images (arrays from `rbd.images`, or a folder searched recursively).
+    """Train on normal images (arrays, PIL images or paths, or a folder searched recursively).
 
     `start_from` fine-tunes: the student starts from that detector's weights (and its model
     config is used), which converges in far fewer steps than training from scratch. In a process
@@ -216,9 +227,9 @@ def train(
     """
     config = config or TrainConfig()
     model_config = start_from.config if start_from is not None else (model_config or ModelConfig())
-    if isinstance(images, (str, Path)):
-        images, _ = read_image_folder(images)
-    train_ids, holdout_ids = split_holdout(len(images), config)
+    pictures = model_pictures(images, model_config)
+    train_ids, holdout_ids = split_holdout(len(pictures), config)
+    pictures, held_out = [pictures[i] for i in train_ids], [pictures[i] for i in holdout_ids]
     device = resolve_device(config.device)
     start = time.monotonic()
     budget_s = None if config.max_minutes is None else 60.0 * config.max_minutes
@@ -229,7 +240,6 @@ def train(
     model = RBD(model_config).to(device)
     if start_from is not None:
         model.student.load_state_dict(start_from.model.student.state_dict())
-    pictures = [resized(images[i], model_config) for i in train_ids]
     stop_asked = lambda: processes.from_main(should_stop is not None and should_stop())  # noqa: E731 - every process stops together
     cache = TeacherCache(model, pictures, device, generator, max_patches=MAX_CANDIDATES, should_stop=stop_asked)
     per_image_s = (time.monotonic() - start) / len(pictures)
@@ -260,7 +270,7 @@ def train(
         target = cache.crops(picks, size)
         seen, masks = target, torch.zeros(len(picks), 1, size, size)
         if config.corruption:
-            clean = torch.stack([pictures[i][:, t : t + size, l : l + size] for i, t, l in picks]).float() / 255
+            clean = torch.stack([pictures[i][:, t : t + size, l : l + size] for i, t, l in picks])
             corrupted, masks = add_defects(clean, generator, config.defect_probability)
             painted = masks.flatten(1).amax(dim=1) > 0
             if painted.any():
@@ -292,10 +302,10 @@ def train(
     loop_s = time.monotonic() - loop_start
     if not processes.is_main:
         return None
-    calibration = standardise_and_calibrate(model, cache, bank_sources, [images[i] for i in holdout_ids], config)
+    calibration = standardise_and_calibrate(model, cache, bank_sources, held_out, config)
     return Detector(model, calibration, training={
         "rbd_version": __version__,
-        "images": len(images),
+        "images": len(train_ids) + len(holdout_ids),
         "train_images": len(train_ids),
         "holdout_images": len(holdout_ids),
         "steps": step,
@@ -321,14 +331,17 @@ def fit_memory(model: RBD, cache: TeacherCache, generator: torch.Generator) -> t
 
 @torch.inference_mode()
 def standardise_and_calibrate(model: RBD, cache: TeacherCache, bank_sources: torch.Tensor | None,
-                              held_out: Sequence[np.ndarray], config: TrainConfig):
+                              held_out: Sequence[torch.Tensor], config: TrainConfig):
     """Set each distance map's normal mean and spread, then calibrate the threshold, from every
     normal image: the held-out ones and (up to MAX_CALIBRATION_IMAGES in all) training ones, each
-    scored with the memory blind to the patches it gave, so no image is judged by its own copy."""
+    scored with the memory blind to the patches it gave, so no image is judged by its own copy.
+    `held_out` are pictures `resized` as the training ones."""
     device = next(model.student.parameters()).device
     n_train = min(len(cache.images), max(0, MAX_CALIBRATION_IMAGES - len(held_out)))
     rows = sorted(np.random.default_rng(config.seed).permutation(len(cache.images))[:n_train].tolist())
-    inputs = [(resized(image, model.config), None) for image in held_out]
+    if bank_sources is not None:  # an image that gave every bank entry (copies of one image) cannot be scored blind to them
+        rows = [row for row in rows if (bank_sources != row).any()]
+    inputs = [(picture, None) for picture in held_out]
     inputs += [(cache.images[row], bank_sources == row if bank_sources is not None else None) for row in rows]
 
     def distances(picture: torch.Tensor, exclude, row=None):
@@ -336,7 +349,7 @@ def standardise_and_calibrate(model: RBD, cache: TeacherCache, bank_sources: tor
             if row is not None and cache.features is not None:
                 teacher = [f.to(device, torch.float32) for f in cache.features[row]]
                 return model.distances_from_features(teacher, exclude)
-            return model.distances(picture[None].to(device).float() / 255, exclude)
+            return model.distances(picture[None].to(device), exclude)
 
     components = [distances(picture, exclude, None if k < len(held_out) else rows[k - len(held_out)])
                   for k, (picture, exclude) in enumerate(inputs)]
@@ -358,7 +371,7 @@ def standardise_and_calibrate(model: RBD, cache: TeacherCache, bank_sources: tor
     generator = torch.Generator().manual_seed(config.seed + 1)
     synthetic_scores = []
     for picture, exclude in inputs[:MAX_SYNTHETIC_IMAGES]:
-        painted, _ = add_defects(picture[None].float() / 255, generator, probability=1.0)
+        painted, _ = add_defects(picture[None], generator, probability=1.0)
         with scoring_autocast(device):
             maps = model.distances(painted.to(device), exclude)
         synthetic_scores.append(_score(model, maps, picture.shape[-2:]))

@@ -82,6 +82,9 @@ def test_layout_errors(detector, category, tmp_path):
 def test_training_folder_prefers_train_good(category, tmp_path):
     assert training_folder(category) == category / "train" / "good"
     assert training_folder(tmp_path) == tmp_path
+    layout = shutil.copytree(category, tmp_path / "no_train_good", ignore=shutil.ignore_patterns("train"))
+    with pytest.raises(rbd.DatasetLayoutError, match="test/ or ground_truth/ folders but no train/good/"):
+        training_folder(layout)  # searched whole, it would train on the test defects and masks
 
 
 @pytest.mark.parametrize("bad", [2, 5])  # some masks, or every defect's

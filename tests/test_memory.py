@@ -91,3 +91,11 @@ def test_patch_features_join_the_last_two_scales_at_the_finer_grid():
     assert patches.shape == (1, 8, 8, 8)
     # 3x3 averaging: an interior patch of the finer scale is the mean of its neighbourhood
     torch.testing.assert_close(patches[0, :3, 4, 4], features[1][0, :, 3:6, 3:6].mean(dim=(1, 2)))
+
+
+def test_the_greedy_selection_stops_once_every_point_is_covered():
+    """Copies of one image give each patch several times: once each distinct one is chosen the rest
+    lie at distance 0, and choosing more would only repeat them (all from the first copy)."""
+    distinct = torch.randn(10, 16)
+    chosen = greedy_coreset(distinct.repeat(4, 1), 30, torch.Generator().manual_seed(0))
+    assert len(chosen) == 10 and sorted((chosen % 10).tolist()) == list(range(10))

@@ -29,16 +29,62 @@ def test_detector_is_calibrated_on_every_image(detector):
 
 def test_held_out_images_are_calibrated_by_the_scores_predictions_give(detector, category):
     """The threshold rests on the normal images' scores; the held-out ones (first in the list) must
-    be the very scores `predict` gives those images (as training keeps them: 8-bit, at model
-    resolution), or the threshold would judge another scale."""
-    from rbd.images import read_image_folder
-    from rbd.train import resized
+    be the very scores `predict` gives those image files, or the threshold would judge another scale
+    (training once kept its pictures as 8-bit, whose rounding moved scores)."""
+    from rbd.images import find_images
 
-    images, _ = read_image_folder(category / "train" / "good")
-    _, holdout = split_holdout(len(images), rbd.TrainConfig(seed=0, holdout_fraction=0.4))
-    kept = [resized(images[i], detector.config).permute(1, 2, 0).numpy() for i in holdout]
-    predicted = [p.score for p in detector.predict_batch(kept)]
-    np.testing.assert_allclose(detector.calibration.normal_scores[: len(holdout)], predicted, rtol=1e-5, atol=1e-5)
+    paths = find_images(category / "train" / "good")
+    _, holdout = split_holdout(len(paths), rbd.TrainConfig(seed=0, holdout_fraction=0.4))
+    predicted = [detector.predict(paths[i]).score for i in holdout]
+    np.testing.assert_allclose(detector.calibration.normal_scores[: len(holdout)], predicted, rtol=1e-6, atol=1e-6)
+
+
+def test_a_low_contrast_16_bit_set_is_trained_and_calibrated_at_its_full_depth(tmp_path):
+    """Grey levels 30000-31000 of 65535: cut to 8 bits they would be four levels, and every real
+    image would look unlike the training pictures."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:64, :64]
+    for i in range(6):
+        texture = 30000 + 500 * (1 + np.sin(yy / 3 + i) * np.cos(xx / 4)) + rng.normal(0, 40, (64, 64))
+        Image.fromarray(texture.clip(0, 65535).astype(np.uint16)).save(tmp_path / f"{i}.png")
+    detector = rbd.train(tmp_path, rbd.ModelConfig(**TINY_MODEL), rbd.TrainConfig(epochs=2, holdout_fraction=0.4, **FAST))
+    held_out = split_holdout(6, rbd.TrainConfig(seed=0, holdout_fraction=0.4))[1]
+    predicted = [detector.predict(tmp_path / f"{i}.png").score for i in held_out]
+    np.testing.assert_allclose(detector.calibration.normal_scores[: len(held_out)], predicted, rtol=1e-6, atol=1e-6)
+
+
+def test_copies_of_one_image_train_and_calibrate(tmp_path):
+    """One good photo copied to reach the minimum: the memory's bank holds each distinct patch once
+    (its greedy selection stops repeating them) and no image is scored with the whole bank left out."""
+    from PIL import Image
+
+    yy, xx = np.mgrid[:64, :64]
+    photo = (127 + 100 * np.sin(yy / 5.0) * np.cos(xx / 7.0)).astype(np.uint8)
+    for i in range(5):
+        Image.fromarray(photo).save(tmp_path / f"copy{i}.png")
+    small_bank = rbd.ModelConfig(**{**TINY_MODEL, "memory_size": 100})  # fewer slots than patches, more than distinct ones
+    detector = rbd.train(tmp_path, small_bank, rbd.TrainConfig(epochs=1, **FAST))
+    assert np.isfinite(detector.threshold) and detector.predict(tmp_path / "copy0.png").verdict == "good"
+
+
+def test_training_takes_uint8_grey_and_pil_images_and_paths(category):
+    from PIL import Image
+
+    from rbd.images import find_images
+
+    paths = find_images(category / "train" / "good")[:6]
+    given = [np.asarray(Image.open(paths[0]).convert("RGB")), np.asarray(Image.open(paths[1]).convert("L")),
+             Image.open(paths[2]), str(paths[3]), paths[4], np.asarray(Image.open(paths[5]), dtype=np.float32) / 255]
+    detector = rbd.train(given, rbd.ModelConfig(**TINY_MODEL), rbd.TrainConfig(epochs=1, **FAST))
+    assert detector.training["images"] == 6
+
+
+@pytest.mark.parametrize("fraction", [0.9, 0.95])
+def test_a_large_holdout_still_leaves_two_images_to_train_on(fraction):
+    train_ids, holdout_ids = split_holdout(5, rbd.TrainConfig(seed=0, holdout_fraction=fraction))
+    assert len(train_ids) == 2 and len(holdout_ids) == 3
 
 
 def test_maps_are_standardised_on_normal_images(detector):
