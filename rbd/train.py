@@ -118,11 +118,14 @@ def resized(image: np.ndarray, config: ModelConfig) -> torch.Tensor:
 
 
 def model_pictures(images: Sequence[ImageLike] | str | Path, config: ModelConfig, batch_size: int = 16) -> list[torch.Tensor]:
-    """Every image `resized`. A folder (searched recursively) is decoded `batch_size` files at a time,
-    unreadable ones skipped with a notice (`image_batches`), so memory holds one batch of full-size
-    photos, never the whole set; images given as arrays, PIL images or paths are converted one by one."""
+    """Every image `resized` from what a prediction decodes of it. Files (a folder, searched recursively,
+    or a list of paths) are decoded `batch_size` at a time as `predict_files` decodes them (unreadable
+    ones skipped with a notice, those over MAX_SIDE downscaled), so memory holds one batch of full-size
+    photos, never the whole set; arrays and PIL images are converted one by one."""
     if isinstance(images, (str, Path)):
-        return [resized(image, config) for _, batch in image_batches(folder_images(images), batch_size, None) for _, image in batch]
+        images = folder_images(images)
+    if images and all(isinstance(image, (str, Path)) for image in images):
+        return [resized(image, config) for _, batch in image_batches(images, batch_size) for _, image in batch]
     return [resized(to_rgb_array(image), config) for image in images]
 
 

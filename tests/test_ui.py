@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import rbd
@@ -655,7 +656,7 @@ def test_a_fine_tune_trains_for_its_budget_and_needs_one(ctx, model, monkeypatch
         raise Started
 
     monkeypatch.setattr(fine_tune, "BackgroundTraining", start)
-    monkeypatch.setattr(fine_tune, "read_images", lambda images, side: ([np.zeros((8, 8, 3))] * 6, images))
+    monkeypatch.setattr(fine_tune, "model_pictures", lambda images, config: [torch.zeros(3, 8, 8)] * 6)
     monkeypatch.setattr(fine_tune, "gather_images", lambda uploaded, folder: [Path(f"{i}.png") for i in range(6)])
     with pytest.raises(Started):
         next(fine_tune.fine_tune(ctx, ["upload.zip"], None, False, "", True, 0, 5, model, "browser-1"))
@@ -663,6 +664,35 @@ def test_a_fine_tune_trains_for_its_budget_and_needs_one(ctx, model, monkeypatch
     with pytest.raises(rbd.InvalidInputError, match="a budget"):
         next(fine_tune.fine_tune(ctx, ["upload.zip"], None, False, "", True, 0, 0, model, "browser-1"))
 
+
+
+def test_a_fine_tune_holds_its_images_at_model_resolution_not_full_size(ctx, model, tmp_path, monkeypatch):
+    """200 phone photos at full size would need tens of GB: each is resized as it is read, exactly as a
+    prediction resizes it."""
+    from rbd.train import resized
+    from ui import fine_tune
+
+    given = []
+
+    class Started(Exception):
+        pass
+
+    def start(pictures, model_config, config, start_from):
+        given.extend(pictures)
+        raise Started
+
+    photos = []
+    for i in range(6):
+        photos.append(tmp_path / f"{i}.png")
+        Image.fromarray(np.random.default_rng(i).integers(0, 255, (300, 450, 3), dtype=np.uint8)).save(photos[-1])
+    monkeypatch.setattr(fine_tune, "BackgroundTraining", start)
+    monkeypatch.setattr(fine_tune, "gather_images", lambda uploaded, folder: photos)
+    with pytest.raises(Started):
+        next(fine_tune.fine_tune(ctx, ["upload.zip"], None, False, "", True, 0, 5, model, "browser-1"))
+    config = ctx.detector(model).config
+    expected = resized(np.asarray(Image.open(photos[0]), np.float32) / 255, config).permute(1, 2, 0).numpy()
+    assert len(given) == 6 and given[0].shape == expected.shape == (config.image_size, config.image_size * 3 // 2, 3)
+    np.testing.assert_array_equal(given[0], expected)
 
 def test_cancel_reaches_a_training_still_in_the_queue_and_its_own_stream_says_so(ctx, model, monkeypatch):
     from ui import fine_tune

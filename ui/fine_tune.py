@@ -19,9 +19,8 @@ import pandas as pd
 import rbd
 from rbd import review as rules
 from rbd.backbones import offline_backbones
-from rbd.images import MAX_SIDE, read_images
 from rbd.plots import calibration_figure
-from rbd.train import MIN_IMAGES, BackgroundTraining
+from rbd.train import MIN_IMAGES, BackgroundTraining, model_pictures
 from rbd.uploads import gather_images
 
 from . import evaluation, model_bar
@@ -93,7 +92,9 @@ def fine_tune(ctx, files, folder, use_reviewed: bool, review_id: str, start_curr
                 images += rules.normal_images(session)
             if not images:
                 raise rbd.NoImagesError(f"fine-tuning needs at least {MIN_IMAGES} normal images: upload some")
-            pictures, _ = read_images(images, MAX_SIDE)
+            # at model resolution as they are read: a set of large photos is never held at full size
+            shaped_by = ctx.detector(model).config if start_current else model_config
+            pictures = [picture.permute(1, 2, 0).numpy() for picture in model_pictures(images, shaped_by)]
         if len(pictures) < MIN_IMAGES:
             raise rbd.NoImagesError(f"fine-tuning needs at least {MIN_IMAGES} readable normal images, got {len(pictures)}")
         progress(0, desc=f"preparing to train on {len(pictures)} images")
