@@ -22,6 +22,8 @@ threshold can be moved at run time without retraining.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import asdict, dataclass, field
 from statistics import NormalDist
 
@@ -45,6 +47,12 @@ class Calibration:
     normal_scores: list[float] = field(default_factory=list)
     synthetic_scores: list[float] = field(default_factory=list)
     interval: tuple[float, float] | None = None  # 95% bootstrap interval of the threshold; None from one image
+
+    @property
+    def fingerprint(self) -> str:
+        """What tells one model from another: a retrained model (or a Hub branch pushed again) has other
+        normal scores, while a copy of one (shared in the app, downloaded, loaded by another path) keeps them."""
+        return hashlib.sha1(json.dumps([self.threshold, self.scale, list(self.normal_scores)]).encode()).hexdigest()[:16]
 
     @property
     def synthetic_catch_rate(self) -> float | None:

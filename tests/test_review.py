@@ -542,14 +542,16 @@ def test_the_session_keeps_the_model_that_scored_it(session, parts):
     assert len(ReviewSession.create(session.folder.parent, session.session_id, moved, parts[:1]).items) == 5
 
 
-def test_a_named_model_is_recorded_and_told_apart_by_its_key(tmp_path, parts):
-    bottle = ScoredBy("bottle", "checkpoints/bottle")
+def test_a_named_model_is_recorded_and_told_apart_by_its_calibration_not_its_key(tmp_path, parts):
+    """A model shared in the app, or downloaded, is the same model under another key; a model retrained
+    into the same folder, or a Hub branch pushed again, is another model under the same key."""
+    bottle = ScoredBy("bottle", "models/private/b1/bottle")
     session = ReviewSession.create(tmp_path, "named", BrightnessDetector(), parts[:2], model=bottle)
     assert _reopened(session).scored_by == bottle
-    with pytest.raises(InvalidInputError, match="scored by bottle"):  # same calibration, another model
-        session.add(BrightnessDetector(), parts[2:], model=ScoredBy("weld", "checkpoints/weld"))
-    session.add(BrightnessDetector([0.1, 0.2, 0.3, 0.45]), parts[2:], model=bottle)  # the same key: the same model
-    assert len(_reopened(session).items) == 4
+    session.add(BrightnessDetector(), parts[2:3], model=ScoredBy("bottle", "models/shared/bottle"))  # shared: the same model
+    with pytest.raises(InvalidInputError, match="scored by bottle"):  # the same key, retrained
+        session.add(BrightnessDetector([0.1, 0.2, 0.3, 0.45]), parts[3:], model=bottle)
+    assert len(_reopened(session).items) == 3
 
 
 def test_rescoring_keeps_decisions_and_freezes_the_old_models_masks(session, parts):

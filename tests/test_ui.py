@@ -416,6 +416,13 @@ def test_a_recalibration_that_catches_no_synthetic_defect_waits_for_confirmation
     assert applied["warning"]["visible"] is False
 
 
+def _another_model(ctx, model) -> str:
+    """The key of a model like `model` but retrained: its calibration's normal scores differ."""
+    detector = ctx.detector(model)
+    calibration = rbd.Calibration.from_dict({**detector.calibration.to_dict(), "normal_scores": [0.1, 0.2, 0.3]})
+    return ctx.catalog.add_trained(rbd.Detector(detector.model, calibration, detector.training), "browser-1")
+
+
 def model_bar_calibration(ctx, model):
     return ctx.detector(model).calibration
 
@@ -534,11 +541,24 @@ def test_inspect_cleared_when_a_new_model_has_nothing_to_score(ctx, model, parts
     from ui import inspection
 
     held = inspection.inspect_images(ctx, None, [str(parts[0][0])], model, 0.1, 0.5, None)["held"]
-    other = {**model, "key": "another"}
+    other = {**model, "key": _another_model(ctx, model)}
     out = inspection.rescore(ctx, None, None, held, 0, other, 0.1, 0.5)
     assert out["held"] == [] and out["heat"] is None and out["pair"] is None and out["annotated"] is None
     assert out["regions"].empty and out["results"].empty and out["picked"]["choices"] == []
 
+
+
+def test_inspect_scores_again_when_the_same_key_names_a_retrained_model(ctx, model, parts):
+    """A Hub branch loaded again after a push names another model under the same key and revision: the
+    held scores are its predecessor's, and judging them by its threshold would be wrong."""
+    from ui import inspection
+
+    image = str(parts[0][0])
+    held = inspection.inspect_images(ctx, None, [image], model, 0.1, 0.5, None)["held"]
+    retrained = _another_model(ctx, model)
+    ctx.catalog._cache[(model["key"], None)] = ctx.catalog.get(retrained, None, "browser-1")  # the same key, another model
+    out = inspection.rescore(ctx, image, None, held, 0, model, 0.1, 0.5)
+    assert out["held"][0]["model"] != held[0]["model"]  # scored again by the model the key names now
 
 def test_an_evaluation_is_cleared_once_another_model_is_active(ctx, model):
     from ui import evaluation

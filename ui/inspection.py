@@ -64,6 +64,12 @@ class Inspect:
     results: gr.Dataframe
 
 
+def _model_id(ctx, model: dict) -> tuple:
+    """What scored a held image: the model's key and revision, and its calibration's fingerprint, which
+    changes when a Hub branch loaded again names a retrained model."""
+    return model["key"], model.get("revision"), ctx.detector(model).calibration.fingerprint
+
+
 def _digest(path: Path) -> str:
     with open(path, "rb") as f:
         return hashlib.sha1(f.read()).hexdigest()
@@ -78,7 +84,7 @@ def inspect_images(ctx, image, files, model: dict, rate: float, opacity: float, 
     if not uploads:
         raise rbd.NoImagesError("upload an image (or several) first")
     known = {(item["digest"], item["model"]): item for item in held or []}
-    model_id = (model["key"], model.get("revision"))
+    model_id = _model_id(ctx, model)
     with ctx.upload_folder() as folder, collect() as notes:
         order, first = [], {}  # each upload's path and digest; the first path of each digest
         for path in gather_images(uploads, folder):
@@ -274,8 +280,7 @@ def rescore(ctx, image, files, held: list | None, picked, model: dict, rate: flo
     """Judge the held images at the current threshold; a model that did not score them scores them first."""
     if not held:
         return {}
-    model_id = (model["key"], model.get("revision"))
-    if all(item["model"] == model_id for item in held):
+    if all(item["model"] == _model_id(ctx, model) for item in held):
         return redraw(ctx, held, picked, model, rate, opacity)
     if not paths(image) + paths(files):  # the uploads are gone: nothing to score with the new model
         return cleared()

@@ -84,7 +84,7 @@ def judged_by(ctx, session: ReviewSession, model: dict):
     """The calibration a review is judged by: the active model's (recalibrated, if it was) when that
     model scored it, else that of the model that did, so a verdict never mixes two models."""
     active = ctx.detector(model)
-    if session.is_scored_by(model_bar.scored_by(model), active.calibration):
+    if session.is_scored_by(active.calibration):
         return model_bar.calibration(ctx, model)
     return session.calibration
 
@@ -162,7 +162,7 @@ def _scored_by(ctx, session: ReviewSession, model: dict, threshold: float, rate:
         text += (f"\n\n⚠ **{unfamiliar}** of them {'looks' if unfamiliar == 1 else 'look'} unlike the training images of "
                  f"{session.scored_by.name} (out of domain), "
                  "so their verdicts say little: choose **out of domain** to see them, and score them with a model of their product.")
-    scored_by_active = session.is_scored_by(model_bar.scored_by(model), ctx.detector(model).calibration)
+    scored_by_active = session.is_scored_by(ctx.detector(model).calibration)
     unchecked = int(session.domain_unchecked.sum())
     if scored_by_active and unchecked and ctx.detector(model).config.memory_size:
         text += (f"\n\n{unchecked} of them {'was' if unchecked == 1 else 'were'} scored before rbd checked whether images look "
@@ -325,7 +325,7 @@ def recalibrate(ctx, review_id: str, model: dict, confirmed: bool = False) -> di
     session = ctx.review(review_id)
     if session is None or not session.items:
         raise rbd.NoImagesError("review some images first")
-    if not session.is_scored_by(model_bar.scored_by(model), ctx.detector(model).calibration):
+    if not session.is_scored_by(ctx.detector(model).calibration):
         raise rbd.InvalidInputError(f"this review was scored by {session.scored_by.name}, not the active model: "
                                     "re-score it with the active model first")
     calibration = rules.recalibrated(session)

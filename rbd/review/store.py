@@ -208,7 +208,7 @@ class ReviewSession:
             self._load()  # another object on this folder may have added some meanwhile
             if self._calibration is None:
                 self._calibration, self._model = scored_with, model or ScoredBy("unnamed model")
-            elif not self.is_scored_by(model, scored_with):
+            elif not self.is_scored_by(scored_with):
                 raise InvalidInputError(f"this review was scored by {self._model.name}: re-score it with the active model, "
                                         "or start a new review, before adding images scored by another")
             taken = {unsuffixed(item.file_name).casefold() for item in self._items}
@@ -279,14 +279,11 @@ class ReviewSession:
         current = int(self._maps.rpartition("-")[2]) if self._maps != MAPS else 0
         return f"{MAPS}-{current + 1}"
 
-    def is_scored_by(self, model: ScoredBy | None, calibration: Calibration) -> bool:
-        """Whether this is the model that scored the session: by key and revision where both are known,
-        else by calibration (a retrained model gets new held-out scores)."""
-        if self._calibration is None:
-            return True
-        if model is not None and model.key is not None and self._model.key is not None:
-            return (model.key, model.revision) == (self._model.key, self._model.revision)
-        return _calibration_key(self._calibration) == _calibration_key(calibration)
+    def is_scored_by(self, calibration: Calibration) -> bool:
+        """Whether the model `calibration` belongs to scored the session, whatever key it is loaded by
+        (`Calibration.fingerprint`): a shared or downloaded copy is that model; a retrained one, or a Hub
+        branch that moved on, is another, whose scores would be judged by the wrong threshold."""
+        return self._calibration is None or self._calibration.fingerprint == calibration.fingerprint
 
     def decide(self, item_id: int, decision: str, threshold: float, corrected_mask: np.ndarray | None = None) -> Decision:
         """Record a decision on the verdict at `threshold`; "correct" needs the inspector's mask
@@ -515,7 +512,3 @@ def _upload_name(path: Path, upload: str | Path | None) -> PurePosixPath:
 def _familiarity(prediction) -> float | None:
     return None if prediction.familiarity is None else float(prediction.familiarity)
 
-
-def _calibration_key(calibration: Calibration) -> tuple:
-    """What tells two models apart when their keys are unknown: a retrained model gets new held-out scores."""
-    return calibration.threshold, calibration.scale, list(calibration.normal_scores)
