@@ -395,6 +395,41 @@ def test_a_push_shares_the_model_as_the_bar_judges_by_it(ctx, model, monkeypatch
     assert pushed[1].calibration.normal_scores == [0.1, 0.2, 0.3] and pushed[1].model is pushed[0].model
     assert ctx.detector(model).calibration is own  # the loaded model itself is unchanged
 
+
+def test_a_recalibration_of_a_model_calibrated_outside_the_slider_keeps_the_slider_in_range(ctx, model, parts):
+    """The API calibrates at any rate (here 50 %); a slider set out of its range fails every event that reads it."""
+    from ui import model_bar, review
+
+    detector = ctx.detector(model)
+    calibration = rbd.Calibration.from_dict({**detector.calibration.to_dict(), "false_alarm_rate": 0.5})
+    key = ctx.catalog.add_trained(rbd.Detector(detector.model, calibration, detector.training), "browser-1")
+    wide = model_bar.load_model(ctx, key, "", "", "browser-1")["model"]
+    good, _ = parts
+    review_id = review.score(ctx, [str(p) for p in good[:3]], None, "", wide, progress=lambda *a, **k: None)["review_id"]
+    review.show(ctx, review_id, wide, 30.0, "all")
+    for _ in range(3):
+        review.decide(ctx, "accept", review_id, wide, 30.0, "all")
+    applied = review.recalibrate_anyway(ctx, review_id, wide)
+    assert applied["rate"] == 30.0 and "for 30% expected false alarms" in applied["info"]
+
+
+def test_sharing_a_recalibrated_fine_tune_keeps_its_recalibration(ctx, model):
+    from ui import fine_tune, model_bar
+
+    key = _another_model(ctx, model)
+    mine = model_bar.load_model(ctx, key, "", "", "browser-1")["model"]
+    recalibration = {**ctx.detector(mine).calibration.to_dict(), "threshold": 123.0}
+    shared = fine_tune.share(ctx, {**mine, "calibration": recalibration}, "browser-1")
+    assert shared["model"]["key"] != key and shared["model"]["calibration"] == recalibration
+    assert "recalibrated" in shared["info"] and "raw threshold 123.0000" in shared["info"]
+
+
+def test_load_model_with_nothing_chosen_is_a_clear_error(ctx):
+    from ui import model_bar
+
+    with pytest.raises(rbd.CheckpointError):
+        model_bar.load_model(ctx, None, "", "", "browser-1")
+
 def test_a_recalibration_that_catches_no_synthetic_defect_waits_for_confirmation(ctx, model, parts):
     """Defective parts marked good by mistake (their "defective" verdict rejected) push the threshold above every synthetic defect:
     the app says so and keeps the old threshold until the user applies it anyway."""

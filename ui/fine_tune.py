@@ -177,8 +177,13 @@ def share(ctx, model: dict, browser: str, request: gr.Request = None) -> dict:
     """Offer the active fine-tune to every user of this app."""
     owner = _owner(browser, request)
     key = ctx.catalog.publish(model["key"], owner)
+    loaded = model_bar.load_model(ctx, key, "", "", owner)
+    if model.get("calibration"):  # a review's recalibration stays with the model it recalibrated
+        shared = {**loaded["model"], "calibration": model["calibration"]}
+        rate = model_bar.model_rate(model_bar.calibration(ctx, shared))
+        loaded = {"model": shared, "rate": rate, "info": model_bar.info(ctx, shared, rate)}
     return {"status": f"**{Path(key).name}** is now offered to every user of this app.",
-            "choice": gr.update(choices=ctx.catalog.entries(owner), value=key), **model_bar.load_model(ctx, key, "", "", owner)}
+            "choice": gr.update(choices=ctx.catalog.entries(owner), value=key), **loaded}
 
 
 def push(ctx, model: dict, repo_id: str, token: str, evaluated: dict | None, oauth_token: gr.OAuthToken | None = None) -> dict:

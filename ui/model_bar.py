@@ -65,7 +65,7 @@ def load_model(ctx, choice: str, hub_id: str, revision: str, browser: str) -> di
     """Load a shipped or fine-tuned checkpoint, or a Hub repo (at a revision) when a repo id is given;
     the threshold goes to the rate the model was calibrated for."""
     hub_id, revision = (hub_id or "").strip(), (revision or "").strip() or None
-    key, revision = (hub_id, revision) if hub_id else (choice, None)
+    key, revision = (hub_id, revision) if hub_id else (choice or "", None)
     if is_hub_key(key):  # loading a Hub repo again fetches what its revision names now
         ctx.catalog.forget(key, revision)
     model = {"key": key, "revision": revision, "owner": browser or None, "name": model_name(key, revision), "calibration": None}

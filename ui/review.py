@@ -224,7 +224,7 @@ def score(ctx, files, folder, review_id: str, model: dict, picked: list | None =
 def rescore(ctx, review_id: str, model: dict, progress=gr.Progress()) -> dict:
     """Score this review's images again with the active model, keeping the decisions."""
     session = ctx.review(review_id)
-    if session is None:
+    if session is None or not session.items:
         raise rbd.NoImagesError("nothing to re-score yet: score some images first")
     session.rescore(ctx.detector(model), model_bar.scored_by(model), lambda done, total: progress((done, total), desc="re-scoring"))
     return {"status": f"Re-scored {len(session.items)} image(s) with {model['name']}; the decisions are kept."}
@@ -335,8 +335,8 @@ def recalibrate(ctx, review_id: str, model: dict, confirmed: bool = False) -> di
                    "really are good, or apply it anyway.")
         return {"warning": gr.update(value=warning, visible=True), "anyway": gr.update(visible=True)}
     recalibrated = {**model, "calibration": calibration.to_dict()}
-    rate = 100 * calibration.false_alarm_rate
-    gr.Info(f"recalibrated: raw threshold {calibration.threshold:.4f} for {rate:.3g}% expected false alarms")
+    rate = model_bar.model_rate(calibration)  # within the slider's range, which a model calibrated elsewhere may not be
+    gr.Info(f"recalibrated: raw threshold {model_bar.threshold(ctx, recalibrated, rate):.4f} for {rate:.3g}% expected false alarms")
     return {"model": recalibrated, "rate": rate, "info": model_bar.info(ctx, recalibrated, rate),
             "warning": gr.update(value="", visible=False), "anyway": gr.update(visible=False)}
 
