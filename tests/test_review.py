@@ -6,6 +6,7 @@ import io
 import json
 import os
 import threading
+import time
 import zipfile
 
 import numpy as np
@@ -815,3 +816,44 @@ def test_a_recalibration_from_no_normal_image_is_refused_and_says_why(tmp_path, 
         other.decide(item.id, "reject", THRESHOLD)  # flagged, reviewed as good
     with pytest.raises(NoImagesError, match="the 2 image.s. reviewed as good are all out of this model's domain"):
         review.recalibrated(other)
+
+
+class Slow(BrightnessDetector):
+    """A model that takes its time over each batch, and says when it has started."""
+
+    def __init__(self, started: threading.Event, normal_scores=(0.1, 0.2, 0.3, 0.4)):
+        super().__init__(normal_scores)
+        self.started = started
+
+    def predict_batch(self, images, batch_size=8):
+        self.started.set()
+        time.sleep(1.0)
+        return super().predict_batch(images, batch_size)
+
+
+class SlowDimmer(Slow):
+    def predict_batch(self, images, batch_size=8):
+        return [Prediction(p.score / 4, p.normalized_score, p.threshold, p.anomaly_map / 4) for p in super().predict_batch(images, batch_size)]
+
+
+@pytest.mark.parametrize("scoring", ["add", "rescore"])
+def test_decisions_never_wait_for_scoring(session, parts, scoring, tmp_path):
+    """The network runs outside the session's state lock: a decision made while more images are scored,
+    or while the review is re-scored, is stored at once, and a re-score keeps it."""
+    started = threading.Event()
+    if scoring == "add":
+        more = [_part(tmp_path / "upload" / f"e{i}.png", 0.2) for i in range(2)]
+        work = threading.Thread(target=session.add, args=(Slow(started), more))
+    else:
+        work = threading.Thread(target=session.rescore, args=(SlowDimmer(started, (0.01, 0.02, 0.03, 0.04)), ScoredBy("dimmer")))
+    work.start()
+    assert started.wait(5)
+    began = time.monotonic()
+    session.decide(0, "accept", THRESHOLD)  # a is defective at 0.5: accepted, its mask the model's
+    waited = time.monotonic() - began
+    work.join()
+    assert waited < 0.5 and _reopened(session).decision(0).decision == "accept"
+    if scoring == "rescore":  # the decision made during the re-score keeps the old model's mask
+        np.testing.assert_array_equal(review.final_mask(_reopened(session), 0), np.ones((8, 10), bool))
+    else:
+        assert len(_reopened(session).items) == 6

@@ -114,7 +114,8 @@ class ReviewSession:
         """Read whatever the folder holds (nothing yet for a new session). Under the folder's lock,
         because cutting off a torn last line must not cut off another object's append in progress."""
         self.folder = Path(folder)
-        self._lock = _folder_lock(self.folder)
+        self._lock = _folder_lock(self.folder)  # the session's state and files, held for milliseconds
+        self._scoring = _folder_lock(self.folder, "scoring")  # one add or re-score at a time; decisions go on beside it
         self._painted: dict[str, bool] = {}  # mask file -> has a defect pixel (masks never change)
         with self._lock:
             self._load()
@@ -204,27 +205,30 @@ class ReviewSession:
             return []
         added = []
         scored_with = Calibration.from_dict(detector.calibration.to_dict())  # a copy: the detector's may change
-        with self._lock:
-            self._load()  # another object on this folder may have added some meanwhile
-            if self._calibration is None:
-                self._calibration, self._model = scored_with, model or ScoredBy("unnamed model")
-            elif not self.is_scored_by(scored_with):
-                raise InvalidInputError(f"this review was scored by {self._model.name}: re-score it with the active model, "
-                                        "or start a new review, before adding images scored by another")
-            taken = {unsuffixed(item.file_name).casefold() for item in self._items}
+        with self._scoring:  # the network runs outside the state lock: decisions and page turns never wait for it
+            with self._lock:
+                self._load()  # another object on this folder may have added some meanwhile
+                if self._calibration is None:
+                    self._calibration, self._model = scored_with, model or ScoredBy("unnamed model")
+                elif not self.is_scored_by(scored_with):
+                    raise InvalidInputError(f"this review was scored by {self._model.name}: re-score it with the active model, "
+                                            "or start a new review, before adding images scored by another")
+                taken = {unsuffixed(item.file_name).casefold() for item in self._items}
             saved = time.monotonic()
             try:
                 for path, image, prediction in predict_files(detector, paths, batch_size, MAX_SIDE, progress):
-                    added.append(self._store(path, _upload_name(path, upload), image, prediction, taken))
-                    if time.monotonic() - saved > SAVE_EVERY_S:
-                        self._write_items()
-                        saved = time.monotonic()
+                    with self._lock:
+                        added.append(self._store(path, _upload_name(path, upload), image, prediction, taken))
+                        if time.monotonic() - saved > SAVE_EVERY_S:
+                            self._write_items()
+                            saved = time.monotonic()
             finally:  # also when scoring fails midway: the images stored so far are kept, so no decision is
                 # ever made on an item that items.json lacks (its id would go to the next image added)
-                if self._items:
-                    self._write_items()
-                else:
-                    self._load()  # a new session that stored nothing stays without items.json (and without a model)
+                with self._lock:
+                    if self._items:
+                        self._write_items()
+                    else:
+                        self._load()  # a new session that stored nothing stays without items.json (and without a model)
         return added
 
     def rescore(self, detector, model: ScoredBy, progress: Callable[[int, int], None] | None = None,
@@ -240,19 +244,22 @@ class ReviewSession:
         """
         from .rules import final_mask  # the rule that says which mask a decision stands for
 
-        with self._lock:
-            self._load()
+        def freeze() -> None:  # under the state lock: before scoring, and again at the switch for decisions made meanwhile
             for item_id, decision in sorted(self._decisions.items()):
                 if decision.mask is None and self._labels[item_id] == 1.0:
                     self._append(replace(decision, mask=self._write_mask(item_id, final_mask(self, item_id))))
-            before = self._items, self._maps, self._calibration, self._model
-            new_maps = self._unused_maps_folder()
-            by_path = {item.image_path: item for item in self._items}
-            items = list(self._items)
+
+        with self._scoring:  # the network runs outside the state lock: decisions and page turns never wait for it
+            with self._lock:
+                self._load()
+                freeze()
+                old_maps, new_maps = self._maps, self._unused_maps_folder()
+                by_path = {item.image_path: item for item in self._items}
+                items = list(self._items)
             try:
                 for path, _, prediction in predict_files(detector, list(by_path), batch_size, MAX_SIDE, progress):
                     item = by_path.pop(path)
-                    self._write_map(new_maps, item.id, prediction.anomaly_map)
+                    self._write_map(new_maps, item.id, prediction.anomaly_map)  # a folder no one reads yet
                     items[item.id] = replace(item, score=float(prediction.score), normalized_score=float(prediction.normalized_score),
                                              verdict=prediction.verdict, familiarity=_familiarity(prediction))
                 if by_path:
@@ -260,15 +267,21 @@ class ReviewSession:
                     raise InvalidInputError(f"{len(by_path)} of this review's images can no longer be read ({names}), so nothing "
                                             f"was re-scored: the review stays scored by {self._model.name}; start a new review "
                                             "for the active model")
-                self._items, self._maps, self._model = items, new_maps, model
-                self._calibration = Calibration.from_dict(detector.calibration.to_dict())
-                self._write_items()  # the switch
+                with self._lock:
+                    freeze()
+                    before = self._items, self._maps, self._calibration, self._model
+                    try:
+                        self._items, self._maps, self._model = items, new_maps, model
+                        self._calibration = Calibration.from_dict(detector.calibration.to_dict())
+                        self._write_items()  # the switch
+                    except BaseException:
+                        self._items, self._maps, self._calibration, self._model = before
+                        raise
+                    self._index()
             except BaseException:
-                self._items, self._maps, self._calibration, self._model = before
                 shutil.rmtree(self.folder / new_maps, ignore_errors=True)
                 raise
-            self._index()
-            shutil.rmtree(self.folder / before[1], ignore_errors=True)
+            shutil.rmtree(self.folder / old_maps, ignore_errors=True)
 
     def _unused_maps_folder(self) -> str:
         """A maps folder name no items.json has pointed at: MAPS-<n>, after removing every maps folder but
@@ -485,14 +498,15 @@ class ReviewSession:
         return decisions, len(lines)
 
 
-_FOLDER_LOCKS: dict[Path, threading.RLock] = {}
+_FOLDER_LOCKS: dict[tuple[Path, str], threading.RLock] = {}
 _FOLDER_LOCKS_GUARD = threading.Lock()
 
 
-def _folder_lock(folder: Path) -> threading.RLock:
-    """One writer per session folder in this process: Gradio runs handlers in threads, often on separate objects."""
+def _folder_lock(folder: Path, role: str = "state") -> threading.RLock:
+    """One holder of each `role` per session folder in this process: Gradio runs handlers in threads, often on
+    separate objects."""
     with _FOLDER_LOCKS_GUARD:
-        return _FOLDER_LOCKS.setdefault(folder.resolve(), threading.RLock())
+        return _FOLDER_LOCKS.setdefault((folder.resolve(), role), threading.RLock())
 
 
 def session_folder(root: str | Path, session_id: str) -> Path:
