@@ -815,6 +815,19 @@ def test_a_cancel_after_the_last_step_saves_nothing_as_it_said(ctx, model, detec
     assert not any("yours" in label for label, _ in ctx.catalog.entries("browser-1"))
 
 
+
+def test_a_review_closed_while_in_use_is_served_by_the_object_in_use(ctx, model, parts, monkeypatch):
+    """More reviews opened meanwhile close the least recent one; a request still using it (a long scoring)
+    keeps its object, and every other request on that review must get the same one."""
+    from ui import context, review
+
+    monkeypatch.setattr(context, "OPEN_REVIEWS", 1)
+    good, _ = parts
+    first = review.score(ctx, [str(good[0])], None, "", model, progress=lambda *a, **k: None)["review_id"]
+    in_use = ctx.review(first)
+    review.score(ctx, [str(good[1])], None, "", model, progress=lambda *a, **k: None)  # another review closes the first
+    assert first not in ctx._open and ctx.review(first) is in_use
+
 def test_a_large_image_is_shown_and_edited_at_a_bounded_size(ctx, model, parts, monkeypatch):
     from ui import review
 

@@ -13,6 +13,7 @@ import shutil
 import tempfile
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +58,7 @@ class Context:
         # the fine-tune of each browser tab, from Train's click on (keyed by its session): ui.fine_tune.pending
         self.jobs: dict[object, dict] = {}
         self._open: OrderedDict[str, tuple[ReviewSession, float]] = OrderedDict()
+        self._alive: weakref.WeakValueDictionary[str, ReviewSession] = weakref.WeakValueDictionary()  # every object in use
         self._cursors: dict[str, Cursor] = {}
         self._guard = threading.Lock()
 
@@ -96,7 +98,10 @@ class Context:
                 if time.time() - marked > 60:  # the idle clock, touched at most once a minute
                     self._mark(review_id, session)
                 return session
-        session = ReviewSession(session_folder(self.reviews, review_id)) if create else ReviewSession.open(self.reviews, review_id)
+        with self._guard:  # evicted from the open ones but still in use (a long scoring holds it): that object
+            session = self._alive.get(review_id)  # serves on, or its later images would never reach this one
+        if session is None:
+            session = ReviewSession(session_folder(self.reviews, review_id)) if create else ReviewSession.open(self.reviews, review_id)
         if session is not None:
             with self._guard:
                 if review_id in self._open:  # another request opened it meanwhile: one object serves them all, or
@@ -110,6 +115,7 @@ class Context:
         if session.folder.is_dir():  # a new review has no folder until its first images
             mark_used(session.folder)
         self._open[review_id] = (session, time.time())
+        self._alive[review_id] = session
 
     def cursor(self, request) -> Cursor:
         """The cursor of the browser tab (Gradio session) that sent `request`."""
