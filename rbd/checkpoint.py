@@ -115,20 +115,43 @@ def _is_checkpoint(folder: Path) -> bool:
 def load(path_or_repo_id: str | Path, revision: str | None = None, device: str | torch.device = "cpu") -> Detector:
     """A `Detector` from a local checkpoint folder, an ONNX export (`.onnx`, run by onnxruntime) or,
     if no such folder or file exists, a Hub model repo id."""
-    folder = Path(path_or_repo_id)
-    if folder.is_dir():
-        if revision is not None:  # a Hub repo id that names a local folder too: which was meant is not clear
-            raise CheckpointError(f"{path_or_repo_id} is a local folder, which has no revision {revision!r}: "
-                                  "name the Hub repo from another working folder, or drop the revision")
-        if not (folder / CONFIG_FILE).is_file():
-            raise CheckpointError(f"{folder} has no {CONFIG_FILE}: not an rbd checkpoint")
-        return _from_files(folder / CONFIG_FILE, folder / WEIGHTS_FILE, device)
-    if folder.is_file() and folder.suffix.lower() == ".onnx":
+    kind, where = _locate(path_or_repo_id, revision)
+    if kind == "onnx":
         from .onnx_runtime import load_onnx  # onnxruntime is needed only here
 
-        return load_onnx(folder, device)
-    if isinstance(path_or_repo_id, str) and is_repo_id(path_or_repo_id) and not folder.exists():
-        return load_from_hub(path_or_repo_id, revision, device)
+        return load_onnx(where, device)
+    return _from_files(*(_download(where, revision) if kind == "hub" else (where / CONFIG_FILE, where / WEIGHTS_FILE)), device)
+
+
+def stored_config(path_or_repo_id: str | Path, revision: str | None = None) -> dict:
+    """A checkpoint's config as it was written (its format and rbd versions, settings, calibration, training),
+    read without building the network, so that `rbd info` needs no teacher weights and no intact weights file."""
+    kind, where = _locate(path_or_repo_id, revision)
+    if kind == "onnx":
+        from .onnx_runtime import OnnxNetwork
+
+        return parse_config(OnnxNetwork(where).metadata, where)
+    return read_config(_download(where, revision)[0] if kind == "hub" else where / CONFIG_FILE)
+
+
+def _locate(path_or_repo_id: str | Path, revision: str | None) -> tuple[str, Path | str]:
+    """("folder", path), ("onnx", path) or ("hub", repo id): where a checkpoint named so lives. A local name
+    comes first; a revision belongs to Hub repos only, and a missing .onnx file is a typo, not a repo id."""
+    path = Path(path_or_repo_id)
+    local = path.is_dir() or (path.is_file() and path.suffix.lower() == ".onnx")
+    if local and revision is not None:  # a Hub repo id that names a local folder or file too: which was meant is not clear
+        raise CheckpointError(f"{path_or_repo_id} is a local {'folder' if path.is_dir() else 'file'}, which has no revision "
+                              f"{revision!r}: name the Hub repo from another working folder, or drop the revision")
+    if path.is_dir():
+        if not (path / CONFIG_FILE).is_file():
+            raise CheckpointError(f"{path} has no {CONFIG_FILE}: not an rbd checkpoint")
+        return "folder", path
+    if local:
+        return "onnx", path
+    if path.suffix.lower() == ".onnx":
+        raise CheckpointError(f"{path_or_repo_id}: no such .onnx file")
+    if is_repo_id(str(path_or_repo_id)) and not path.exists():
+        return "hub", str(path_or_repo_id)
     raise CheckpointError(f"{path_or_repo_id}: no such checkpoint folder or .onnx file, and not a Hub repo id (owner/name)")
 
 

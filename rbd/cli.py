@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from . import __version__, distributed
 from .backbones import BACKBONES, offline_backbones
-from .checkpoint import checkpoint_config, load, save, writable_target
+from .checkpoint import load, save, stored_config, writable_target
 from .datasets import training_folder
 from .detector import predict_files
 from .errors import InvalidInputError, NoImagesError, RBDError
@@ -147,17 +147,20 @@ def _export(args: argparse.Namespace) -> None:
 
     out = _writable(args.out, "--out")
     if out.suffix.lower() != ".onnx" or out.is_dir():
-        raise InvalidInputError(f"--out {out}: the ONNX file to write, a name ending in .onnx")
+        raise InvalidInputError(f"--out {out}: {'is a folder; name ' if out.is_dir() else ''}the ONNX file to write, a name ending in .onnx")
     detector = load(args.checkpoint, args.revision)
     if not args.quiet:
         print(f"exporting {args.checkpoint} to ONNX (a minute or two on a CPU)", file=sys.stderr)
     export_onnx(detector, out)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): image (batch, 3, height, width) in [0, 1] -> "
-          f"anomaly_map, score{', familiarity' if detector.config.memory_size else ''}; calibration in its metadata")
+          f"anomaly_map, score{', familiarity' if detector.config.memory_size else ''}; calibration in its metadata. "
+          f"Feed it images resized as rbd does (short side {detector.config.image_size}, long side at most "
+          f"{detector.config.max_aspect:g} times that, both multiples of {detector.config.input_multiple}): other sides "
+          "give wrong maps or fail; rbd.load() of the file does this for you")
 
 
 def _info(args: argparse.Namespace) -> None:
-    config = checkpoint_config(load(args.checkpoint, args.revision))
+    config = stored_config(args.checkpoint, args.revision)
     config["calibration"] = {k: v for k, v in config["calibration"].items() if not k.endswith("_scores")}
     config["training"] = {k: v for k, v in config["training"].items() if k != "loss_curve"}
     print(json.dumps(config, indent=2))
@@ -304,7 +307,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="file to write, ending in .onnx")
     p.set_defaults(run=_export)
 
-    p = commands.add_parser("info", parents=[revision], help="print a checkpoint's config and calibration as JSON")
+    p = commands.add_parser("info", parents=[revision], help="print a checkpoint's config and calibration as JSON, as stored (no model is built)")
     p.add_argument("checkpoint", help="checkpoint folder, ONNX export (.onnx) or Hub repo id (owner/name)")
     p.set_defaults(run=_info)
     return root

@@ -24,7 +24,7 @@ from .errors import InvalidInputError
 from .model import RBD, ModelConfig
 from .network import Network, ScoringNetwork
 from .regions import connected_regions
-from .runtime import scoring_autocast
+from .runtime import PRECISIONS, scoring_autocast
 
 
 def verdict(score: float, threshold: float) -> str:
@@ -158,6 +158,17 @@ class Detector:
         self.training = training or {}
         self.metrics = metrics or {}
         self.precision = "auto"
+
+    @property
+    def precision(self) -> str:
+        return self._precision
+
+    @precision.setter
+    def precision(self, value: str) -> None:
+        """Checked when set, on any device: a value a CPU ignores would fail only on the GPU it was deployed to."""
+        if value not in PRECISIONS:
+            raise InvalidInputError(f"precision must be one of {', '.join(PRECISIONS)}, got {value!r}")
+        self._precision = value
 
     @property
     def model(self) -> RBD:

@@ -51,7 +51,9 @@ def export_onnx(detector: Detector, path: str | Path) -> Path:
     model = program.model_proto
     _name_dimensions(model.graph)
     model.metadata_props.add(key=METADATA_KEY, value=json.dumps(checkpoint_config(detector)))
-    model.doc_string = "rbd anomaly detector: image in [0, 1] -> anomaly_map, score, familiarity"
+    model.doc_string = (f"rbd anomaly detector: image (batch, 3, height, width) in [0, 1] -> anomaly_map, score, familiarity. "
+                        f"Sides as rbd resizes: short side {side}, long side at most {detector.config.max_aspect:g} times it, "
+                        f"both multiples of {multiple}; other sides give wrong maps or fail (onnxruntime does not check)")
     with atomic_write(path) as f:
         f.write(model.SerializeToString())
     return path

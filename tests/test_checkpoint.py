@@ -348,3 +348,19 @@ def test_a_format_1_checkpoint_still_loads_and_scores_with_the_plain_student_map
         teacher = old.model.features(x)
         expected = old.model.student_map(teacher, old.model.student(teacher), x.shape[-2:])
     np.testing.assert_allclose(old.predict(probe).anomaly_map, expected[0, 0].numpy(), atol=1e-5)
+
+
+def test_a_revision_for_a_local_onnx_file_is_an_error_as_for_a_folder(tmp_path):
+    (tmp_path / "model.onnx").write_bytes(b"not read: the revision is refused first")
+    with pytest.raises(rbd.CheckpointError, match="is a local file, which has no revision 'v2'"):
+        rbd.load(tmp_path / "model.onnx", revision="v2")
+    with pytest.raises(rbd.CheckpointError, match="no such .onnx file"):
+        rbd.load(str(tmp_path / "typo.onnx"))  # a path as a string is no Hub repo id either
+
+
+def test_a_precision_is_checked_when_set_on_any_device(detector):
+    with pytest.raises(rbd.InvalidInputError, match="precision must be one of auto, float32, got 'float16'"):
+        detector.precision = "float16"
+    detector.precision = "float32"
+    assert detector.precision == "float32"
+    detector.precision = "auto"

@@ -335,3 +335,22 @@ def test_version(capsys):
     with pytest.raises(SystemExit) as exit:
         main(["--version"])
     assert exit.value.code == 0 and capsys.readouterr().out.strip() == f"rbd {rbd.__version__}"
+
+
+def test_info_prints_the_config_as_stored_without_building_the_model(checkpoint, tmp_path, capsys):
+    """An older file's versions are what `info` is asked for; and neither the teacher's weights nor the
+    checkpoint's own weights are needed to print them."""
+    copy = shutil.copytree(checkpoint, tmp_path / "old")
+    config = json.loads((copy / "config.json").read_text())
+    (copy / "config.json").write_text(json.dumps({**config, "rbd_version": "0.0.7"}))
+    (copy / "model.safetensors").unlink()
+    code, out, err = run(capsys, "info", str(copy))
+    shown = json.loads(out)
+    assert code == 0 and shown["rbd_version"] == "0.0.7" and shown["threshold"] == config["threshold"]
+    assert "normal_scores" not in shown["calibration"] and "loss_curve" not in shown["training"]
+
+
+def test_a_missing_onnx_file_is_bad_input_not_a_hub_repo(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, "info", "models/bothh.onnx")
+    assert code == 2 and "models/bothh.onnx: no such .onnx file" in err
