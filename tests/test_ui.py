@@ -691,6 +691,12 @@ def test_a_page_load_restores_the_model_the_browser_left_active_or_says_why_not(
                                     "browser-1")
     assert restored["model"] == recalibrated and restored["rate"] == pytest.approx(5.0)  # a review's recalibration survives
     assert "recalibrated" in restored["info"] and restored["choice"] == model["key"]
+    made_for = model_bar.recalibrated(ctx, model, rbd.Calibration.from_dict(recalibrated["calibration"]))
+    assert model_bar.restore(ctx, made_for, default, "browser-1")["model"] == made_for  # for this very model: kept
+    with collect() as moved_on:  # made for the model a Hub branch named before it moved on
+        other = model_bar.restore(ctx, {**made_for, "recalibrated_from": "0" * 16}, default, "browser-1")
+    assert other["model"]["calibration"] is None and "judged by its own threshold again" in moved_on[0]
+    assert other["rate"] == pytest.approx(100 * ctx.detector(model).calibration.false_alarm_rate)
     for result in (fresh, gone, expired):  # nothing stored, or a Hub model out of reach: the default, at its own rate
         assert result["model"]["key"] == default and result["model"]["calibration"] is None
         assert result["rate"] == pytest.approx(100 * ctx.detector(model).calibration.false_alarm_rate)

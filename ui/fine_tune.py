@@ -179,7 +179,7 @@ def share(ctx, model: dict, browser: str, request: gr.Request = None) -> dict:
     key = ctx.catalog.publish(model["key"], owner)
     loaded = model_bar.load_model(ctx, key, "", "", owner)
     if model.get("calibration"):  # a review's recalibration stays with the model it recalibrated
-        shared = {**loaded["model"], "calibration": model["calibration"]}
+        shared = {**loaded["model"], "calibration": model["calibration"], "recalibrated_from": model.get("recalibrated_from")}
         rate = model_bar.model_rate(model_bar.calibration(ctx, shared))
         loaded = {"model": shared, "rate": rate, "info": model_bar.info(ctx, shared, rate)}
     return {"status": f"**{Path(key).name}** is now offered to every user of this app.",

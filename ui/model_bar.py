@@ -3,7 +3,8 @@
 The threshold is set as an expected false-alarm rate (% of good parts flagged), which means the
 same for every model; each model's calibration turns it into a raw score, shown beside it.
 A browser's model is a state: {"key", "revision", "owner", "name", "calibration"}, where
-"calibration" is None for the model's own, or the one a review recalibrated. A copy lives in the
+"calibration" is None for the model's own, or the one a review recalibrated (then "recalibrated_from"
+is the fingerprint of the model's own calibration it was made for). A copy lives in the
 browser (signed), so a reload or a restarted server finds the model it left active.
 """
 
@@ -43,6 +44,12 @@ def calibration(ctx, model: dict) -> Calibration:
     if model and model.get("calibration"):
         return Calibration.from_dict(model["calibration"])
     return ctx.detector(model).calibration
+
+
+def recalibrated(ctx, model: dict, recalibration: Calibration) -> dict:
+    """The model state judged by a review's `recalibration`; it names the model it was made for (the
+    fingerprint of its own calibration), so a Hub branch that has moved on since does not inherit it."""
+    return {**model, "calibration": recalibration.to_dict(), "recalibrated_from": ctx.detector(model).calibration.fingerprint}
 
 
 def threshold(ctx, model: dict, rate: float) -> float:
@@ -86,6 +93,11 @@ def restore(ctx, stored: dict | None, choice: str, browser: str) -> dict:
             notify(f"{model.get('name') or model['key']}, the model active before, could not be loaded again{why}; "
                    "the default model is active")
         else:
+            made_for = model.get("recalibrated_from")
+            if model.get("calibration") and made_for and made_for != ctx.detector(model).calibration.fingerprint:
+                notify(f"{model.get('name') or model['key']} is another model than the one a review recalibrated (its "
+                       "Hub branch has moved on): it is judged by its own threshold again")
+                model = {**model, "calibration": None, "recalibrated_from": None}
             rate = model_rate(calibration(ctx, model))
             return {"model": model, "rate": rate, "info": info(ctx, model, rate), **active_choice(ctx, model)}
     return load_model(ctx, choice, "", "", browser)

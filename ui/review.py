@@ -334,7 +334,7 @@ def recalibrate(ctx, review_id: str, model: dict, confirmed: bool = False) -> di
                    "synthetic defects, so it would likely miss real ones too. Check that the images accepted as good "
                    "really are good, or apply it anyway.")
         return {"warning": gr.update(value=warning, visible=True), "anyway": gr.update(visible=True)}
-    recalibrated = {**model, "calibration": calibration.to_dict()}
+    recalibrated = model_bar.recalibrated(ctx, model, calibration)
     rate = model_bar.model_rate(calibration)  # within the slider's range, which a model calibrated elsewhere may not be
     gr.Info(f"recalibrated: raw threshold {model_bar.threshold(ctx, recalibrated, rate):.4f} for {rate:.3g}% expected false alarms")
     return {"model": recalibrated, "rate": rate, "info": model_bar.info(ctx, recalibrated, rate),
