@@ -117,15 +117,15 @@ def resized(image: np.ndarray, config: ModelConfig) -> torch.Tensor:
     return to_input(image, config.fit(image.shape[0], image.shape[1]))
 
 
-def model_pictures(images: Sequence[ImageLike] | str | Path, config: ModelConfig, batch_size: int = 16) -> list[torch.Tensor]:
+def model_pictures(images: Sequence[ImageLike] | str | Path, config: ModelConfig) -> list[torch.Tensor]:
     """Every image `resized` from what a prediction decodes of it. Files (a folder, searched recursively,
-    or a list of paths) are decoded `batch_size` at a time as `predict_files` decodes them (unreadable
-    ones skipped with a notice, those over MAX_SIDE downscaled), so memory holds one batch of full-size
-    photos, never the whole set; arrays and PIL images are converted one by one."""
+    or a list of paths) are decoded one at a time as `predict_files` decodes them (unreadable ones
+    skipped with a notice, those over MAX_SIDE downscaled), so memory holds one full-size photo, never
+    the whole set (a 16-megapixel photo is 190 MB as float32); arrays and PIL images are converted one by one."""
     if isinstance(images, (str, Path)):
         images = folder_images(images)
     if images and all(isinstance(image, (str, Path)) for image in images):
-        return [resized(image, config) for _, batch in image_batches(images, batch_size) for _, image in batch]
+        return [resized(image, config) for _, batch in image_batches(images, 1) for _, image in batch]
     return [resized(to_rgb_array(image), config) for image in images]
 
 
