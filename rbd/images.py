@@ -47,7 +47,7 @@ def read_image(path: str | Path, max_side: int | None = None, size: tuple[int, i
     photo shown at a megapixel decodes in 0.04 s instead of 2-3 s."""
     try:
         with Image.open(path) as image:
-            if _is_deep_colour(image):
+            if _is_deep_colour(image) or _is_turned_tiff(image):
                 return _read_deep_colour(path, image, max_side, size)
             if size is not None or (max_side is not None and max(image.size) > max_side):
                 image.draft("RGB", _draft_size(image, max_side, size))  # no-op for other formats
@@ -83,6 +83,12 @@ def _draft_size(image: Image.Image, max_side: int | None, size: tuple[int, int] 
     return (height, width) if image.getexif().get(0x0112, 1) in (5, 6, 7, 8) else (width, height)
 
 
+def _is_turned_tiff(image: Image.Image) -> bool:
+    """A TIFF whose orientation tag turns it: Pillow 12 reports such a file's size turned already yet its EXIF
+    orientation unchanged, and decodes grey ones into scrambled pixels, so tifffile reads and turns them."""
+    return image.format == "TIFF" and image.tag_v2.get(0x0112, 1) != 1
+
+
 def _is_deep_colour(image: Image.Image) -> bool:
     """Whether the file is colour with more than 8 bits a channel, which Pillow (no such mode) would cut to 8."""
     if image.mode not in ("RGB", "RGBA"):
@@ -98,7 +104,8 @@ _TURNS = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::
 
 
 def _read_deep_colour(path: str | Path, header: Image.Image, max_side: int | None, size: tuple[int, int] | None) -> np.ndarray:
-    """A 16-bit colour PNG or TIFF at full depth, upright and (with `max_side` or `size`) shrunk like Pillow's images."""
+    """A 16-bit colour PNG or a TIFF (16-bit colour, or turned) at full depth, upright and (with `max_side` or
+    `size`) shrunk like Pillow's images."""
     if header.format != "PNG":
         return _read_tiff(path, max_side, size)
     return _upright_and_shrunk(imagecodecs.png_decode(Path(path).read_bytes()), header.getexif().get(0x0112, 1), max_side, size)
@@ -159,15 +166,13 @@ def nearest_sources(n: int, size: int) -> np.ndarray:
 def upright_size(path: str | Path) -> tuple[int, int]:
     """(width, height) of the image as `read_image` turns it upright, from the header alone."""
     try:
-        try:
-            with Image.open(path) as header:
-                (width, height), turn = header.size, header.getexif().get(0x0112, 1)
-        except UnidentifiedImageError:
-            if not _is_tiff(path):
-                raise
-            with tifffile.TiffFile(path) as tiff:  # one Pillow cannot open (`_read_tiff`)
+        if _is_tiff(path):  # tifffile's header: Pillow's size of a turned TIFF is turned already (`_is_turned_tiff`)
+            with tifffile.TiffFile(path) as tiff:
                 page, orientation = tiff.pages[0], tiff.pages[0].tags.get(0x0112)
                 (height, width), turn = (page.imagelength, page.imagewidth), int(orientation.value) if orientation else 1
+        else:
+            with Image.open(path) as header:
+                (width, height), turn = header.size, header.getexif().get(0x0112, 1)
     except (OSError, ValueError, SyntaxError, IndexError, tifffile.TiffFileError) as err:
         raise ImageReadError(f"{path}: corrupt or truncated image ({err})") from err
     return (height, width) if turn in (5, 6, 7, 8) else (width, height)  # EXIF orientations that swap the sides

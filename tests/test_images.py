@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from rbd.errors import ImageReadError, NoImagesError
-from rbd.images import find_images, read_image, read_image_folder, read_image_for_scoring, read_images, to_rgb_array, upright_size
+from rbd.images import file_shape, find_images, read_image, read_image_folder, read_image_for_scoring, read_images, to_rgb_array, upright_size
 
 RNG = np.random.default_rng(0)
 
@@ -123,13 +123,21 @@ def _tiff(array, path, **kwargs):
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))
-def test_16bit_colour_turns_upright_as_pillow_turns_8bit(tmp_path, orientation):
-    pixels = RNG.integers(0, 256, (5, 7, 3), dtype=np.uint8)
-    tag = [(0x0112, "H", 1, orientation, False)]
-    eight = read_image(_tiff(pixels, tmp_path / "8.tif", photometric="rgb", extratags=tag))  # Pillow's exif_transpose
-    sixteen = read_image(_tiff(pixels.astype(np.uint16) * 257, tmp_path / "16.tif", photometric="rgb", extratags=tag))
-    assert sixteen.shape == eight.shape == ((5, 7, 3) if orientation < 5 else (7, 5, 3))
-    np.testing.assert_allclose(sixteen, eight, atol=1e-6)
+@pytest.mark.parametrize("kind", ["grey8", "rgb8", "grey16", "rgb16"])
+def test_a_turned_tiff_reads_as_the_same_pixels_turned_in_a_png(tmp_path, orientation, kind):
+    """The TIFF orientation tag turns the image as EXIF turns a PNG (Pillow's exif_transpose), and the
+    header's size is the turned one: Pillow 12 turns a TIFF's size already and scrambles grey ones."""
+    pixels = RNG.integers(0, 256, (5, 7, 3) if kind.startswith("rgb") else (5, 7), dtype=np.uint8)
+    deep = pixels.astype(np.uint16) * 257 if kind.endswith("16") else pixels
+    tiff = _tiff(deep, tmp_path / "turned.tif", photometric="rgb" if kind.startswith("rgb") else "minisblack",
+                 extratags=[(0x0112, "H", 1, orientation, False)])
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(pixels).save(tmp_path / "turned.png", exif=exif)
+    expected = read_image(tmp_path / "turned.png")
+    assert expected.shape[:2] == ((5, 7) if orientation < 5 else (7, 5))
+    np.testing.assert_allclose(read_image(tiff), expected, atol=1e-6)
+    assert file_shape(tiff) == expected.shape[:2]
 
 
 @pytest.mark.parametrize("orientation", [1, 6])
