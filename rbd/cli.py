@@ -96,6 +96,8 @@ def _predict(args: argparse.Namespace) -> None:
     for file, name in named:
         names.setdefault(file, []).append(name)
     detector = load(args.checkpoint, args.revision)  # the Ray engine's actors load their own: this checks it first
+    for table in ("results.csv", "results.parquet"):  # an earlier run's: kept, it would describe pictures this run replaces
+        (out / table).unlink(missing_ok=True)
     taken: set[str] = set()
     written: list[tuple[ScoredFile, str | None]] = []  # each result and the output name of its pictures (None: unreadable)
     with _bar(args, "image", "scoring") as bar:  # a batch at a time: decode, score, write, forget
@@ -171,8 +173,15 @@ def _input_images(items: list[str], uris: bool = False, leave_out: Path | None =
     Ray engine) files and folders of any filesystem pyarrow reaches; checked before any work starts.
     Each comes with the name its outputs take: its path in the folder named, less its suffix
     (`good/000`), so that a folder's tree is kept; a file named itself goes by its stem. Found in a
-    folder searched, the files under `leave_out` (the output folder: an earlier run's pictures) are not inputs."""
+    folder searched, the files under `leave_out` (the output folder) are not inputs: all of them where it lies
+    inside that folder, else (the folder itself, or one around it) an earlier run's pictures."""
     skipped = leave_out.resolve() if leave_out is not None else None
+
+    def earlier_output(path: Path, folder: Path) -> bool:
+        if skipped is None or not path.resolve().is_relative_to(skipped):
+            return False
+        inside = skipped != folder.resolve() and skipped.is_relative_to(folder.resolve())
+        return inside or path.name.endswith(picture_names(""))
     files: list[tuple[str, str]] = []
     for item in items:
         if uris and is_uri(item):
@@ -181,7 +190,7 @@ def _input_images(items: list[str], uris: bool = False, leave_out: Path | None =
                       for uri in list_uri(item)]
         elif Path(item).is_dir():
             files += [(str(path), unsuffixed(path.relative_to(item).as_posix())) for path in find_images(item)
-                      if skipped is None or not path.resolve().is_relative_to(skipped)]
+                      if not earlier_output(path, Path(item))]
         elif Path(item).exists():
             files.append((str(Path(item)), Path(item).stem))
         else:
@@ -195,7 +204,9 @@ def _writable(path: str, option: str) -> Path:
     """`path`, checked to be creatable before the long work starts: a bad output path is bad input
     (exit 2), while a write that fails later (a full disk) is a failure while running (exit 1)."""
     path = Path(path)
-    existing = next(p for p in [path.parent, *path.parent.parents] if p.exists())
+    existing = next(p for p in [path, *path.parents] if p.exists())  # the path itself too: an existing output folder
+    if existing == path and not path.is_dir():  # an existing file is replaced: its folder is written
+        existing = path.parent
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         raise InvalidInputError(f"{option} {path}: {existing} is not a folder this user can write in")
     return path
@@ -330,4 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as err:  # a read or write that failed while running (outputs were checked before)
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C: one line, as for any stop; 130 as a shell reports it
+        print("error: interrupted", file=sys.stderr)
+        return 130
     return 0

@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -198,6 +199,44 @@ def test_an_output_folder_inside_the_input_folder_is_not_read_as_input(category,
         assert code == 0, err
     assert [row["file"] for row in _results(parts / "results")] == [str(p) for p in sorted(parts.glob("*.png"))]
 
+
+
+@pytest.mark.parametrize("out", ["parts", "."])
+def test_an_output_folder_that_is_or_holds_the_input_folder_leaves_out_only_earlier_pictures(category, checkpoint, tmp_path, capsys,
+                                                                                              monkeypatch, out):
+    """`rbd predict ckpt parts --out .`: every input stays one, and a rerun does not score the first run's pictures."""
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(category / "test" / "good", tmp_path / "parts")
+    inputs = sorted(str(Path("parts") / p.name) for p in (tmp_path / "parts").glob("*.png"))
+    for _ in range(2):
+        code, _, err = run(capsys, "predict", checkpoint, "parts", "--out", out, "--quiet")
+        assert code == 0, err
+        assert [row["file"] for row in _results(tmp_path / out)] == inputs
+
+
+def test_an_interrupted_predict_leaves_no_table_of_an_earlier_run_beside_its_pictures(category, checkpoint, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "out"
+    assert run(capsys, "predict", checkpoint, category / "test" / "good", "--out", out, "--quiet")[0] == 0
+    written = []
+
+    def write_then_stop(data, path):
+        written.append(path)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(rbd.cli, "_write", write_then_stop)
+    code, _, err = run(capsys, "predict", checkpoint, category / "test" / "hole", "--out", out, "--quiet")
+    assert code == 130 and err == "error: interrupted\n" and written
+    assert not (out / "results.csv").exists()  # the first run's rows would name pictures this run replaced
+
+
+def test_an_existing_output_folder_that_cannot_be_written_is_bad_input_before_any_work(checkpoint, category, tmp_path, capsys,
+                                                                                     monkeypatch):
+    out = tmp_path / "out"
+    out.mkdir()
+    monkeypatch.setattr(rbd.cli.os, "access", lambda path, mode: Path(path) != out)  # root may write anywhere: say it may not
+    monkeypatch.setattr(rbd.cli, "load", lambda *a: pytest.fail("work started"))
+    code, _, err = run(capsys, "predict", checkpoint, category / "test" / "good", "--out", out)
+    assert code == 2 and f"{out} is not a folder this user can write in" in err
 
 def test_misranked_pictures_are_drawn_where_a_truth_mask_is_unusable(category, checkpoint, tmp_path, capsys):
     """`evaluate` scores without a mask of the wrong size (losing the pixel metrics); its picture goes without the outline."""
