@@ -93,12 +93,11 @@ def _predict(args: argparse.Namespace) -> None:
     named = _input_images(args.images, uris=args.engine == "ray", leave_out=out)
     files = [file for file, _ in named]
     names: dict[str, list[str]] = {}  # a file named twice is scored twice, its outputs named each time as then
-    for file, name in named:
+    for file, name in _output_names(named):
         names.setdefault(file, []).append(name)
     detector = load(args.checkpoint, args.revision)  # the Ray engine's actors load their own: this checks it first
     for table in ("results.csv", "results.parquet"):  # an earlier run's: kept, it would describe pictures this run replaces
         (out / table).unlink(missing_ok=True)
-    taken: set[str] = set()
     written: list[tuple[ScoredFile, str | None]] = []  # each result and the output name of its pictures (None: unreadable)
     with _bar(args, "image", "scoring") as bar:  # a batch at a time: decode, score, write, forget
         if args.engine == "ray":
@@ -109,7 +108,7 @@ def _predict(args: argparse.Namespace) -> None:
         for result in results:
             name = None
             if result.error is None:
-                name = unique_name(names[result.file].pop(0), taken, split_suffix=False)
+                name = names[result.file].pop(0)
                 for picture, file_name in zip((result.overlay_png, result.mask_png), picture_names(name)):
                     _write(picture, out / file_name)
             written.append((result, name))
@@ -126,6 +125,21 @@ def _predict(args: argparse.Namespace) -> None:
     if unfamiliar:
         notify(f"{unfamiliar} of {len(scored)} image(s) look unlike the model's training images, so their verdicts say little "
                "(out_of_domain in results.csv): score them with a model of their product")
+
+
+def _output_names(named: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Each input's output name: its own where no earlier input has it (compared as case-blind disks do), else
+    numbered (`a_1`) past every input's own name, so a numbered name never takes a file's own (`a.png`, `a.jpg`
+    and `a_1.png`: `a`, `a_2`, `a_1`)."""
+    taken = {name.casefold() for _, name in named}
+    seen: set[str] = set()
+    out = []
+    for file, name in named:
+        if name.casefold() in seen:
+            name = unique_name(name, taken, split_suffix=False)
+        seen.add(name.casefold())
+        out.append((file, name))
+    return out
 
 
 def _parquet(results: list[tuple[ScoredFile, str | None]]) -> bytes:

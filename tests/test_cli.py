@@ -97,6 +97,19 @@ def test_predict_gives_every_image_its_own_output_names(category, checkpoint, tm
     assert [(row["overlay"], row["mask"]) for row in rows] == [(f"{n}_overlay.png", f"{n}_mask.png") for n in ["a", "a_1", "a_2", "A_3"]]
 
 
+
+def test_a_numbered_output_name_never_takes_another_inputs_own(category, checkpoint, tmp_path, capsys):
+    """In one folder a.png, a.jpg and a_1.png: a.jpg is numbered past a_1, which keeps its own name."""
+    good = sorted((category / "test" / "good").glob("*.png"))
+    folder = tmp_path / "f"
+    _copy(good[0], folder / "a.png")
+    Image.open(good[1]).convert("RGB").save(folder / "a.jpg")
+    _copy(good[2], folder / "a_1.png")
+    code, _, err = run(capsys, "predict", checkpoint, folder, "--out", tmp_path / "pred", "--quiet")
+    assert code == 0, err
+    assert {Path(row["file"]).name: row["overlay"] for row in _results(tmp_path / "pred")} == {
+        "a.jpg": "a_overlay.png", "a.png": "a_2_overlay.png", "a_1.png": "a_1_overlay.png"}
+
 def test_predict_streams_a_batch_at_a_time(category, checkpoint, tmp_path, capsys, monkeypatch):
     """Each batch is decoded, scored and written before the next one is decoded, all through atomic writes."""
     from rbd import images
