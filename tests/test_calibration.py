@@ -126,9 +126,9 @@ def test_describe_states_threshold_rate_and_catch_rate():
 
 def test_describe_says_when_a_rate_is_rarer_than_the_images_can_show():
     calibration = calibrate(np.linspace(1.0, 2.0, 20), false_alarm_rate=0.05)
-    assert "extrapolated" not in describe(calibration, 0.05)  # 1 in 20: the images show it
-    assert "; 1% is rarer than 1 in 20, so it is extrapolated from them" in describe(calibration, 0.01)
-    assert "extrapolated" not in describe(calibration, 0.0)  # none: above the highest, nothing to extrapolate
+    assert "rarer" not in describe(calibration, 0.05)  # 1 in 20: the images show it
+    assert "; 1% is rarer than 1 in 20, which they cannot tell apart: it lies above all their scores" in describe(calibration, 0.01)
+    assert "rarer" not in describe(calibration, 0.0)  # none flagged: plain from the rate itself
 
 def test_a_threshold_never_flags_the_calibration_scores_a_rate_below_one_in_n_cannot_resolve():
     """One outlier among 20 scores pulls the fitted normal's 1 % point under it, and tied scores all sit on a
