@@ -857,3 +857,21 @@ def test_decisions_never_wait_for_scoring(session, parts, scoring, tmp_path):
         np.testing.assert_array_equal(review.final_mask(_reopened(session), 0), np.ones((8, 10), bool))
     else:
         assert len(_reopened(session).items) == 6
+
+
+class Peaked(BrightnessDetector):
+    """A model whose map is a smooth slope with one peak a hair above the threshold, within float16 rounding of it."""
+
+    def predict_batch(self, images, batch_size=8):
+        amap = np.linspace(0.2, 0.49, 200 * 300, dtype=np.float32).reshape(200, 300)
+        amap[100, 150] = 0.5002
+        return [Prediction(0.5002, 0.5, 0.5001, amap) for _ in images]
+
+
+def test_the_reviews_model_mask_keeps_every_pixel_of_the_predictions_mask(tmp_path, parts):
+    """The review stores maps as float16: rounded to the nearest, the peak fell to 0.5, under the threshold,
+    and the mask became the map's hottest 1 % (600 pixels) instead of its one pixel."""
+    session = ReviewSession.create(tmp_path, "peak", Peaked(), parts[:1])
+    expected = Peaked().predict_batch([None])[0].mask
+    assert expected.sum() == 1
+    np.testing.assert_array_equal(_reopened(session).prediction_mask(0, 0.5001), expected)

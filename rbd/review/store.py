@@ -416,7 +416,7 @@ class ReviewSession:
     def _write_map(self, maps: str, item_id: int, amap: np.ndarray) -> None:
         small = np.isfinite(amap).all() and float(np.abs(amap).max(initial=0.0)) <= _FLOAT16_MAX
         with atomic_write(self.folder / maps / f"{item_id}.npy") as f:
-            np.save(f, amap.astype(np.float16 if small else np.float32), allow_pickle=False)
+            np.save(f, _rounded_up(amap) if small else amap.astype(np.float32), allow_pickle=False)
 
     def _write_items(self) -> None:
         records = []
@@ -521,6 +521,15 @@ def _upload_name(path: Path, upload: str | Path | None) -> PurePosixPath:
     if upload is not None and path.is_relative_to(upload):
         return PurePosixPath(path.relative_to(upload).as_posix())
     return PurePosixPath(path.name)
+
+
+def _rounded_up(amap: np.ndarray) -> np.ndarray:
+    """The map as float16, each value rounded up rather than to the nearest: a pixel at or above a threshold
+    stays so, and the mask cut from the stored map keeps every pixel of `Prediction.mask` (nearest rounding
+    dropped pixels within 0.05 % of the threshold, and a defective image whose peak was among them fell back
+    to its hottest 1 %); it can gain only pixels within one float16 step below."""
+    low = amap.astype(np.float16)
+    return np.where(low < amap, np.nextafter(low, np.float16(np.inf)), low)
 
 
 def _familiarity(prediction) -> float | None:
