@@ -73,7 +73,7 @@ def rows(ctx, evaluated: dict | None, model: dict, rate: float) -> dict:
     if not evaluated:
         return {}
     if not is_of(evaluated, model):
-        note = f"the evaluation shown was of {evaluated.get('name', 'another model')}: press Evaluate for {model['name']}"
+        note = f"the evaluation shown was of {evaluated.get('name', 'another model')}: press Evaluate for the active model"
         return {"summary": pd.DataFrame([{"metric": "cleared", "value": note}]), "roc": None, "rows": NO_ROWS,
                 "misranked": None, "evaluated": None}
     calibration = model_bar.calibration(ctx, model)
