@@ -933,3 +933,26 @@ def test_recalibrating_with_only_out_of_domain_good_images_says_so(ctx, model, p
     review.decide(ctx, decision, review_id, model, 0.1, "all")  # reviewed as good, but another product
     with pytest.raises(rbd.NoImagesError, match="1 image.s. reviewed as good are all out of this model's domain"):
         review.recalibrate(ctx, review_id, model)
+
+
+def test_a_fine_tunes_status_names_the_files_it_skipped(ctx, model, detector, category, tmp_path, monkeypatch):
+    """A toast fades: the final status keeps the note of an unreadable upload."""
+    from ui import fine_tune
+
+    class Finished:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def updates(self):
+            yield rbd.Progress(step=1, epoch=1.0, fraction=1.0, loss=0.5, elapsed_s=1.0)
+
+        def result(self):
+            return detector
+
+    monkeypatch.setattr(fine_tune, "BackgroundTraining", Finished)
+    broken = tmp_path / "broken_part.png"
+    broken.write_bytes(b"\x89PNG truncated")
+    files = [str(p) for p in sorted((category / "train" / "good").iterdir())] + [str(broken)]
+    stream = list(fine_tune.fine_tune(ctx, files, None, False, "", True, 0, 1, model, "browser-1", progress=lambda *a, **k: None))
+    status = stream[-1]["status"]
+    assert status.startswith("Trained") and "broken_part.png" in status.split("\n\n", 1)[1]

@@ -19,9 +19,10 @@ import pandas as pd
 import rbd
 from rbd import review as rules
 from rbd.backbones import offline_backbones
+from rbd.notices import collect, notify
 from rbd.plots import calibration_figure
 from rbd.train import MIN_IMAGES, BackgroundTraining, model_pictures
-from rbd.uploads import gather_images
+from rbd.uploads import as_uploaded, gather_images
 
 from . import evaluation, model_bar
 from .wiring import gpu, on, paths
@@ -84,7 +85,7 @@ def fine_tune(ctx, files, folder, use_reviewed: bool, review_id: str, start_curr
         if running["cancelled"]:  # Cancel pressed while it waited in the queue
             raise rbd.TrainingCancelled("cancelled before it started")
         progress(0, desc="reading the images")
-        with ctx.upload_folder() as upload:
+        with ctx.upload_folder() as upload, collect() as notes:  # skipped files: a toast now, and a line in the status
             uploaded = paths(files) + paths(folder)
             images = gather_images(uploaded, upload) if uploaded else []
             session = ctx.review(review_id)
@@ -95,6 +96,9 @@ def fine_tune(ctx, files, folder, use_reviewed: bool, review_id: str, start_curr
             # at model resolution as they are read: a set of large photos is never held at full size
             shaped_by = ctx.detector(model).config if start_current else model_config
             pictures = [picture.permute(1, 2, 0).numpy() for picture in model_pictures(images, shaped_by)]
+        notes = [as_uploaded(note, ctx.upload_folders) for note in notes]
+        for note in notes:
+            notify(note)
         if len(pictures) < MIN_IMAGES:
             raise rbd.NoImagesError(f"fine-tuning needs at least {MIN_IMAGES} readable normal images, got {len(pictures)}")
         progress(0, desc=f"preparing to train on {len(pictures)} images")
@@ -124,7 +128,8 @@ def fine_tune(ctx, files, folder, use_reviewed: bool, review_id: str, start_curr
     text = (f"Trained **{Path(key).name}** on {training['train_images']} of {training['images']} images "
             f"({training['holdout_images']} held out of training; {len(detector.calibration.normal_scores)} calibrate its threshold) in "
             f"{training['seconds']:.0f} s, {training['steps']} steps (teacher {detector.config.backbone}). "
-            "It is now the active model, yours only until you share it or push it to the Hub.")
+            "It is now the active model, yours only until you share it or push it to the Hub."
+            + "".join(f"\n\n_{note}_" for note in notes))
     yield {"loss": pd.DataFrame(losses), "calibration": calibration_figure(detector.calibration), "model_file": archive,
            "choice": gr.update(choices=ctx.catalog.entries(owner), value=key), "status": text,
            **model_bar.load_model(ctx, key, "", "", owner)}
