@@ -171,8 +171,8 @@ def _export(args: argparse.Namespace) -> None:
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): image (batch, 3, height, width) in [0, 1] -> "
           f"anomaly_map, score{', familiarity' if detector.config.memory_size else ''}; calibration in its metadata. "
           f"Feed it images resized as rbd does (short side {detector.config.image_size}, long side at most "
-          f"{detector.config.max_aspect:g} times that, both multiples of {detector.config.input_multiple}): other sides "
-          "give wrong maps or fail; rbd.load() of the file does this for you")
+          f"{detector.config.max_aspect:g} times that, both multiples of {detector.config.input_multiple}; other sides "
+          "are refused); rbd.load() of the file does this for you")
 
 
 def _info(args: argparse.Namespace) -> None:

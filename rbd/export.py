@@ -3,7 +3,8 @@
 The file holds the whole scoring network (network.py: teacher, student, patch memory, anomaly
 map, image score, familiarity). Input `image`: (batch, 3, height, width) float32 RGB in [0, 1],
 both sides multiples of `ModelConfig.input_multiple` (32 for the default layers), as
-`ModelConfig.fit` makes every model input. Outputs: `anomaly_map`
+`ModelConfig.fit` makes every model input; other sides fail at a Reshape (network.py) rather than
+give a wrong map. Outputs: `anomaly_map`
 (batch, 1, height, width), `score` (batch) and, where the model has a patch memory,
 `familiarity` (batch). Batch and sides are dynamic. The metadata entry `rbd` holds the
 checkpoint's config.json (model settings, threshold, calibration, training summary), so
@@ -53,7 +54,7 @@ def export_onnx(detector: Detector, path: str | Path) -> Path:
     model.metadata_props.add(key=METADATA_KEY, value=json.dumps(checkpoint_config(detector)))
     model.doc_string = (f"rbd anomaly detector: image (batch, 3, height, width) in [0, 1] -> anomaly_map, score, familiarity. "
                         f"Sides as rbd resizes: short side {side}, long side at most {detector.config.max_aspect:g} times it, "
-                        f"both multiples of {multiple}; other sides give wrong maps or fail (onnxruntime does not check)")
+                        f"both multiples of {multiple} (other sides are refused)")
     with atomic_write(path) as f:
         f.write(model.SerializeToString())
     return path

@@ -54,7 +54,17 @@ class ScoringNetwork(nn.Module):
 
     def forward(self, images: torch.Tensor) -> Outputs:
         """(B, 3, H, W) in [0, 1] -> Outputs."""
+        if torch.compiler.is_exporting():
+            images = _sides_checked(images, self.config.input_multiple)
         scale_maps, memory_map = self.model.distances(images)
         maps, scores = self.model.scored(scale_maps, memory_map, images.shape[-2:])
         familiarity = self.model.memory.familiarity(memory_map) if memory_map is not None else None
         return Outputs(maps, scores, familiarity)
+
+
+def _sides_checked(images: torch.Tensor, multiple: int) -> torch.Tensor:
+    """`images` unchanged, by way of blocks of `multiple` pixels a side: in an ONNX export this is a Reshape
+    that onnxruntime refuses for sides that are not multiples, for which the exported padding and grids
+    would give a wrong map without any error (rbd's own callers always resize to multiples: ModelConfig.fit)."""
+    b, c, h, w = images.shape
+    return images.reshape(b, c, h // multiple, multiple, w // multiple, multiple).reshape(b, c, h, w)

@@ -48,6 +48,14 @@ def test_onnxruntime_gives_torchs_map_score_and_familiarity(exported, detector, 
     np.testing.assert_allclose(familiarity, expected.familiarity.numpy(), atol=1e-6)
 
 
+
+@pytest.mark.parametrize("shape", [(1, 3, 65, 64), (1, 3, 100, 130)])
+def test_onnxruntime_refuses_sides_that_are_not_multiples_of_the_input_multiple(exported, shape):
+    """Used directly, at sides rbd never feeds: an error, not a wrong map."""
+    session = onnxruntime.InferenceSession(str(exported), providers=["CPUExecutionProvider"])
+    with pytest.raises(Exception, match="Reshape"):
+        session.run(None, {"image": np.random.default_rng(0).random(shape, dtype=np.float32)})
+
 def test_load_gives_a_detector_with_the_checkpoints_predictions(exported, checkpoint, category):
     torch_detector, onnx_detector = rbd.load(checkpoint), rbd.load(exported)
     assert onnx_detector.config == torch_detector.config
