@@ -125,7 +125,8 @@ def load(path_or_repo_id: str | Path, revision: str | None = None, device: str |
 
 def stored_config(path_or_repo_id: str | Path, revision: str | None = None) -> dict:
     """A checkpoint's config as it was written (its format and rbd versions, settings, calibration, training),
-    read without building the network, so that `rbd info` needs no teacher weights and no intact weights file."""
+    read without building the network, so that `rbd info` needs no teacher weights and, for a local folder or
+    .onnx file, no intact weights file (a Hub repo's config comes with its weights, from one commit: `_download`)."""
     kind, where = _locate(path_or_repo_id, revision)
     if kind == "onnx":
         from .onnx_runtime import OnnxNetwork

@@ -191,11 +191,12 @@ def _input_images(items: list[str], uris: bool = False, leave_out: Path | None =
     inside that folder, else (the folder itself, or one around it) an earlier run's pictures."""
     skipped = leave_out.resolve() if leave_out is not None else None
 
-    def earlier_output(path: Path, folder: Path) -> bool:
-        if skipped is None or not path.resolve().is_relative_to(skipped):
-            return False
+    def kept(folder: Path) -> Callable[[Path], bool]:
+        if skipped is None:
+            return lambda path: True
         inside = skipped != folder.resolve() and skipped.is_relative_to(folder.resolve())
-        return inside or path.name.endswith(picture_names(""))
+        return lambda path: not path.resolve().is_relative_to(skipped) or not inside and not path.name.endswith(picture_names(""))
+
     files: list[tuple[str, str]] = []
     for item in items:
         if uris and is_uri(item):
@@ -203,8 +204,8 @@ def _input_images(items: list[str], uris: bool = False, leave_out: Path | None =
             files += [(uri, unsuffixed(unquote(uri[len(folder):] if uri.startswith(folder) else PurePosixPath(uri).name)))
                       for uri in list_uri(item)]
         elif Path(item).is_dir():
-            files += [(str(path), unsuffixed(path.relative_to(item).as_posix())) for path in find_images(item)
-                      if not earlier_output(path, Path(item))]
+            is_input = kept(Path(item))
+            files += [(str(path), unsuffixed(path.relative_to(item).as_posix())) for path in find_images(item) if is_input(path)]
         elif Path(item).exists():
             files.append((str(Path(item)), Path(item).stem))
         else:

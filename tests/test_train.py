@@ -56,8 +56,8 @@ def test_a_low_contrast_16_bit_set_is_trained_and_calibrated_at_its_full_depth(t
 
 
 def test_copies_of_one_image_train_and_calibrate(tmp_path):
-    """One good photo copied to reach the minimum: the memory's bank holds each distinct patch once
-    (its greedy selection stops repeating them) and no image is scored with the whole bank left out."""
+    """One good photo copied to reach the minimum trains, calibrates and passes its own image, end to end
+    (the greedy selection's stop is tested in test_memory; the default model's bank crashed calibration)."""
     from PIL import Image
 
     yy, xx = np.mgrid[:64, :64]
