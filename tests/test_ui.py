@@ -250,6 +250,30 @@ def test_after_scoring_more_images_the_review_shows_the_first_of_them(ctx, model
     assert "**1 / " in shown["text"]
 
 
+def test_a_reloaded_page_or_a_restarted_server_resumes_the_review_at_its_first_unreviewed_image(ctx, model, parts):
+    import types
+
+    from ui import context, review
+
+    good, bad = parts
+    review_id = review.score(ctx, [str(p) for p in good[:2] + bad[:2]], None, "", model,
+                             progress=lambda *a, **k: None)["review_id"]
+    tab = types.SimpleNamespace(session_hash="tab-1")
+    review.show(ctx, review_id, model, 0.1, "all", request=tab)
+    for _ in range(2):
+        review.decide(ctx, "accept", review_id, model, 0.1, "all", request=tab)
+    review.step(ctx, -2, review_id, model, 0.1, "all", request=tab)  # back on the first, to look again
+    reloaded = types.SimpleNamespace(session_hash="tab-2")  # a reload is a new Gradio session
+    assert "**3 / 4**" in review.show(ctx, review_id, model, 0.1, "all", request=reloaded)["text"]
+    restarted = context.Context(ctx.work, ctx.catalog)
+    assert "**3 / 4**" in review.show(restarted, review_id, model, 0.1, "all", request=reloaded)["text"]
+    for _ in range(2):
+        review.decide(restarted, "accept", review_id, model, 0.1, "all", request=reloaded)
+    assert "**1 / 4**" in review.show(ctx, review_id, model, 0.1, "all", request=tab)["text"]  # where tab-1 was
+    done = review.show(restarted, review_id, model, 0.1, "all", request=types.SimpleNamespace(session_hash="tab-3"))
+    assert "**1 / 4**" in done["text"]  # all reviewed: from the top
+
+
 def test_a_picked_folder_and_a_zip_keep_their_folders_in_review_and_inspect(ctx, model, parts, tmp_path):
     from ui import inspection, review
 

@@ -100,9 +100,10 @@ def shown_order(session: ReviewSession, show: str, calibration, threshold: float
     return rules.ordered(session, show, threshold, *calibration.grey_zone(threshold))
 
 
-def view(ctx, cursor, review_id: str, model: dict, rate: float, show: str, item_id: int | None, fallback: int = 0) -> dict:
-    """The review as the browser shows it, at `item_id` (or at position `fallback` when the filter hides it);
-    the cursor moves there."""
+def view(ctx, cursor, review_id: str, model: dict, rate: float, show: str, item_id: int | None,
+         fallback: int | None = None) -> dict:
+    """The review as the browser shows it, at `item_id`; when the filter hides it (or a reloaded page
+    has none yet), at position `fallback`, by default the first unreviewed image. The cursor moves there."""
     cursor.item = None
     session = ctx.review(review_id)
     closed = {"editor": gr.update(visible=False), "save": gr.update(visible=False), "editing": None}
@@ -117,7 +118,10 @@ def view(ctx, cursor, review_id: str, model: dict, rate: float, show: str, item_
         return {"gallery": [], "text": f"No image is **{label}** ({len(session.items)} scored): choose **all** to see them all.",
                 "image": None, "metrics": metrics, "scored_by": about, **closed}
     hits = np.flatnonzero(order == item_id) if item_id is not None else []
-    position = int(hits[0]) if len(hits) else min(max(int(fallback), 0), len(order) - 1)
+    if len(hits):
+        position = int(hits[0])
+    else:
+        position = rules.first_unreviewed(session, order) if fallback is None else min(max(int(fallback), 0), len(order) - 1)
     start = position // PAGE * PAGE
     page = [int(i) for i in order[start:start + PAGE]]
     item = session.item(int(order[position]))
@@ -215,7 +219,7 @@ def score(ctx, files, folder, review_id: str, model: dict, picked: list | None =
     added = session.items[before:]
     if added:
         cursor = ctx.cursor(request)
-        with cursor.lock:  # after any key press already sent; a filter that hides the image shows its first instead
+        with cursor.lock:  # after any key press already sent; a filter that hides the image shows its first unreviewed one instead
             cursor.item = min(added, key=lambda item: (-item.score, item.id)).id
     return {"review_id": review_id, "status": f"Scored {len(added)} image(s); {len(session.items)} in this review."}
 

@@ -62,6 +62,13 @@ def mask_to_edit(session, item_id: int, threshold: float) -> np.ndarray:
     return session.prediction_mask(item_id, threshold) if mask is None else mask
 
 
+def first_unreviewed(session, order: np.ndarray) -> int:
+    """The position in `order` (item ids) of its first unreviewed item: where a review picks up again
+    in a reloaded page or after a restart (0 when every item is reviewed)."""
+    unreviewed = np.flatnonzero(np.isnan(session.labels[order]))
+    return int(unreviewed[0]) if len(unreviewed) else 0
+
+
 def ordered(session, show: str = "all", threshold: float | None = None, low: float | None = None,
             high: float | None = None) -> np.ndarray:
     """Ids of the items to show, most anomalous first (score descending, then id).
