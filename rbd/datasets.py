@@ -11,6 +11,7 @@ A defect folder may hold folders of its own (`test/<defect>/lot1/000.png`); thei
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import numpy as np
 
 from .errors import DatasetLayoutError
 from .images import find_images, read_image
+from .notices import notify
 
 
 def training_folder(data: str | Path) -> Path:
@@ -45,12 +47,37 @@ class TestImage:
 
 
 def truth_mask(category: str | Path, image: Path) -> Path | None:
-    """The ground-truth mask of the test image `image` (`CATEGORY/test/<defect>/[<folders>/]<stem>.*`), if
-    there is one: `ground_truth/<defect>/[<folders>/]<stem>_mask.png`, or flat in `ground_truth/<defect>/`."""
+    """The ground-truth mask of the test image `image` (`truth_masks`)."""
+    defect = image.relative_to(Path(category) / "test").parts[0]
+    return truth_masks(category, find_images(Path(category) / "test" / defect)).get(image)
+
+
+def truth_masks(category: str | Path, images: list[Path]) -> dict[Path, Path | None]:
+    """The ground-truth mask of each test image (`CATEGORY/test/<defect>/[<folders>/]<stem>.*`), where it
+    has one: `ground_truth/<defect>/[<folders>/]<stem>_mask.png`, or flat in `ground_truth/<defect>/`.
+    A mask that fits several of the images (`000.png` beside `000.jpg`, or a flat mask and images of
+    its name in two folders) is none of theirs, with a notice: pixel metrics against another image's
+    truth would be wrong without a sign."""
     category = Path(category)
-    relative = image.relative_to(category / "test")
-    folders = [relative.parent, Path(relative.parts[0])]
-    return next((mask for mask in (category / "ground_truth" / f / f"{image.stem}_mask.png" for f in folders) if mask.is_file()), None)
+    truth = category / "ground_truth"
+
+    def names(image: Path) -> tuple[Path, Path]:  # (mirrored, flat) under ground_truth/
+        relative = image.relative_to(category / "test")
+        return relative.parent / f"{image.stem}_mask.png", Path(relative.parts[0]) / f"{image.stem}_mask.png"
+
+    mirrored = Counter(names(image)[0] for image in images)
+    flat = Counter(names(image)[1] for image in images)  # every image of a defect with that stem, in any folder
+    masks, left_out = {}, []
+    for image in images:
+        own, shared = names(image)
+        found = next((name for name in (own, shared) if (truth / name).is_file()), None)
+        if found is not None and (mirrored if found == own else flat)[found] > 1:
+            left_out.append(f"test/{image.relative_to(category / 'test').as_posix()} (ground_truth/{found.as_posix()})")
+            found = None
+        masks[image] = None if found is None else truth / found
+    if left_out:
+        notify(f"no mask for {', '.join(left_out)}: each mask named there fits several test images of one name")
+    return masks
 
 
 def read_truth_mask(path: Path) -> np.ndarray:
@@ -68,8 +95,9 @@ def mvtec_test_set(category: str | Path) -> list[TestImage]:
                                  "(one per defect, by any name)")
     items = []
     for folder in sorted(p for p in test.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        for path in find_images(folder):
-            items.append(TestImage(path, folder.name, truth_mask(category, path)))
+        paths = find_images(folder)
+        masks = truth_masks(category, paths)
+        items += [TestImage(path, folder.name, masks[path]) for path in paths]
     if not any(item.is_anomalous for item in items):
         raise DatasetLayoutError(f"{test} has no defect folder with images (only test/good): image metrics need both classes")
     if not any(not item.is_anomalous for item in items):

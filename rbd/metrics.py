@@ -158,8 +158,10 @@ def _image_pairs(masks, maps) -> tuple[list[np.ndarray], list[np.ndarray]]:
 
 
 def _concat_maps(maps: list[np.ndarray]) -> np.ndarray:
-    """Flatten all maps into one float32 array, written in place to save memory."""
-    scores = np.empty(sum(amap.size for amap in maps), dtype=np.float32)
+    """Flatten all maps into one array, written in place to save memory: float32 (rbd's maps) unless a
+    map needs more (float64 maps, integers), whose values float32 would round into ties or overflow."""
+    dtype = np.result_type(np.float32, *(amap.dtype for amap in maps))
+    scores = np.empty(sum(amap.size for amap in maps), dtype=dtype if np.issubdtype(dtype, np.floating) else np.float64)
     offset = 0
     for amap in maps:
         scores[offset : offset + amap.size] = amap.ravel()
@@ -171,8 +173,8 @@ def pixel_auroc(masks, maps) -> float:
     """Pixel-level AUROC over all pixels of all images.
 
     Masks may be bool, 0/1 or 0/255 (anything > 0 is anomalous); images may
-    differ in size when given as lists. Scores are pooled as float32 to keep
-    ~100 images of 640x256 within a few hundred MB.
+    differ in size when given as lists. float32 maps are pooled as float32 to
+    keep ~100 images of 640x256 within a few hundred MB.
     """
     masks, maps = _image_pairs(masks, maps)
     labels = np.concatenate([(mask > 0).ravel() for mask in masks])

@@ -4,6 +4,7 @@ import shutil
 
 import numpy as np
 import pytest
+from PIL import Image
 
 import rbd
 from rbd import metrics
@@ -184,6 +185,27 @@ def test_a_defect_folder_may_hold_folders_whose_masks_mirror_them_or_lie_flat(de
     assert len(items) == 2 and all(item.defect == "hole" and item.mask_path.name == f"{item.path.stem}_mask.png" for item in items)
     result = rbd.evaluate(detector, copy)
     assert (result.pixel_auroc, result.aupro) == (reference.pixel_auroc, reference.aupro)
+
+
+def test_a_mask_that_fits_several_test_images_is_none_of_theirs(detector, category, tmp_path):
+    """A flat mask also fits an image of its name in a sub-folder, and a mirrored one two images of one stem:
+    such an image would be judged against another image's truth."""
+    copy = shutil.copytree(category, tmp_path / "clash")
+    hole = copy / "test" / "hole"
+    first = sorted(hole.glob("*.png"))[0]
+    (hole / "lot1").mkdir()
+    shutil.copy(sorted(hole.glob("*.png"))[1], hole / "lot1" / first.name)  # another defect, under the first's name, no mask
+    with pytest.warns(UserWarning, match=f"no mask for test/hole/lot1/{first.name} \\(ground_truth/hole/{first.stem}_mask.png\\)"):
+        items = {item.path.relative_to(copy).as_posix(): item.mask_path for item in mvtec_test_set(copy)}
+    assert items[f"test/hole/{first.name}"] == copy / "ground_truth" / "hole" / f"{first.stem}_mask.png"  # its own: kept
+    assert items[f"test/hole/lot1/{first.name}"] is None
+    with pytest.warns(UserWarning, match="pixel metrics skipped"):
+        assert rbd.evaluate(detector, copy).pixel_auroc is None
+    (hole / "lot1" / first.name).unlink()
+    Image.open(first).save(first.with_suffix(".jpg"))  # 000.png beside 000.jpg: the mask fits both
+    with pytest.warns(UserWarning, match=f"no mask for test/hole/{first.stem}.jpg .*, test/hole/{first.name} "):
+        items = {item.path.name: item.mask_path for item in mvtec_test_set(copy)}
+    assert items[first.name] is None and items[first.with_suffix(".jpg").name] is None
 
 
 def test_masks_named_otherwise_are_said_to_be_unmatched(detector, category, tmp_path):

@@ -227,6 +227,16 @@ def test_aupro_perfect_and_constant_maps():
     assert aupro(masks, constant) == pytest.approx(0.15)
 
 
+def test_pixel_metrics_keep_float64_maps_apart():
+    """Distinct float64 values 2e-4 apart near 10,000 are one float32 value: pooled as float32 they tied."""
+    mask = np.zeros((8, 8), bool)
+    mask[2:5, 2:5] = True
+    amap = 10_000.0 + np.where(mask, 2e-4, 0.0) + np.arange(64).reshape(8, 8) * 1e-6
+    assert pixel_auroc([mask], [amap]) == 1.0 and aupro([mask], [amap]) == pytest.approx(1.0)
+    assert pixel_auroc([mask], [np.where(mask, 2e39, 1e39)]) == 1.0  # beyond float32, still finite
+    assert pixel_auroc([mask], [mask.astype(np.int64) + 2**30]) == 1.0  # integers one apart, which float32 ties
+
+
 @pytest.mark.parametrize("ties", [False, True])
 @pytest.mark.parametrize("seed", range(3))
 def test_aupro_matches_brute_force_reference(seed, ties):
