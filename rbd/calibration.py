@@ -69,9 +69,7 @@ class Calibration:
         """The share of normal images expected at or above `threshold`, by the same rule that set it:
         the larger of the empirical share of calibration scores above it and the fitted normal tail."""
         t = self.threshold if threshold is None else threshold
-        normal = np.asarray(self.normal_scores, dtype=np.float64)
-        if normal.size == 0:
-            raise ValueError("this calibration stores no normal scores")
+        normal = np.asarray(self._normal_scores(), dtype=np.float64)
         rate = float(np.mean(is_defective(normal, t)))
         spread = float(normal.std(ddof=1)) if normal.size > 1 else 0.0
         if spread > 0:
@@ -81,7 +79,15 @@ class Calibration:
     def threshold_for(self, false_alarm_rate: float) -> float:
         """The threshold this calibration's scores give for another false-alarm rate (the rule
         alone: a review's rate control asks on every key press, and the interval costs 1000 resamples)."""
-        return threshold_rule(checked_scores(self.normal_scores), checked_rate(false_alarm_rate))
+        return threshold_rule(checked_scores(self._normal_scores()), checked_rate(false_alarm_rate))
+
+    def _normal_scores(self) -> list[float]:
+        """The normal scores, which every rate other than the calibrated one needs (a calibration made by
+        hand may have none)."""
+        if not self.normal_scores:
+            raise InvalidInputError(f"this calibration stores no normal scores: its threshold is known only for the "
+                                    f"{100 * self.false_alarm_rate:g}% false-alarm rate it was made for")
+        return self.normal_scores
 
     def normalize(self, score, threshold: float | None = None):
         """Logistic map of raw scores (a float or an array): 0.5 at the threshold, the normal spread as unit."""

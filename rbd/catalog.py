@@ -83,15 +83,16 @@ class Catalog:
 
         Loading one model never blocks requests for another (one lock per key).
         """
-        key, revision = key.strip(), (revision or "").strip() or None
+        key, revision = self.current_key(key, owner), (revision or "").strip() or None
         listed = key in {k for _, k in self.entries(owner)}
         mine = bool(owner) and Path(key).parent == self.owner_folder(owner)
-        if not listed and mine and (self.shared / Path(key).name / CONFIG_FILE).is_file():
-            key, listed, mine = str(self.shared / Path(key).name), True, False  # shared from another tab since
         if listed:
             revision = None  # local folders have no revisions
             if mine:
                 mark_used(self.owner_folder(owner))
+        elif mine:
+            raise CheckpointError(f"{model_name(key)!r} no longer exists: a fine-tune kept private to its browser is "
+                                  "removed once unused for a while (share one to keep it)")
         elif not is_repo_id(key):  # named, not its server path
             raise CheckpointError(f"{model_name(key)!r} is neither a listed checkpoint nor a Hub repo id (owner/name)")
         slot = (key, revision)
@@ -105,6 +106,16 @@ class Catalog:
             detector = load(key, device=self.device) if listed else load_from_hub(key, revision, device=self.device)
             self._remember(slot, detector)
             return detector
+
+    def current_key(self, key: str, owner: str | None = None) -> str:
+        """The key `owner`'s model is listed under now: a private fine-tune shared since (from another tab of
+        the browser) is found under shared/."""
+        key = key.strip()
+        mine = bool(owner) and Path(key).parent == self.owner_folder(owner)
+        shared = self.shared / Path(key).name
+        if mine and not (Path(key) / CONFIG_FILE).is_file() and (shared / CONFIG_FILE).is_file():
+            return str(shared)
+        return key
 
     def forget(self, key: str, revision: str | None = None) -> None:
         """Drop a loaded Hub model, so that the next `get` downloads the commit its revision names now: a
@@ -127,16 +138,16 @@ class Catalog:
         target = self.shared / source.name
         with self._publishing:  # two tabs sharing one model: the second finds it shared, not half moved
             mine = source.parent == self.owner_folder(owner)
-            if mine and (target / CONFIG_FILE).is_file() and not source.exists():
-                return str(target)
-            if not mine or not (source / CONFIG_FILE).is_file():
+            if not mine or not ((source / CONFIG_FILE).is_file() or (target / CONFIG_FILE).is_file()):
                 raise CheckpointError(f"{model_name(key)} is not a fine-tune made in this browser: only those can be shared "
                                       "(pick one in the model list, or fine-tune one)")
-            self.shared.mkdir(parents=True, exist_ok=True)
-            staging = self.shared / f".{source.name}.tmp"
-            shutil.copytree(source, staging, dirs_exist_ok=True)
-            staging.rename(target)  # appears whole, or not at all
-            shutil.rmtree(source)
+            if not (target / CONFIG_FILE).is_file():  # else shared already (by another tab, or a share cut short after its copy)
+                self.shared.mkdir(parents=True, exist_ok=True)
+                staging = self.shared / f".{source.name}.tmp"
+                shutil.rmtree(staging, ignore_errors=True)  # a copy cut short
+                shutil.copytree(source, staging)
+                staging.rename(target)  # appears whole, or not at all
+            shutil.rmtree(source, ignore_errors=True)
         with self._guard:
             detector = self._cache.pop((key, None), None)
         if detector is not None:

@@ -105,10 +105,10 @@ def writable_target(directory: str | Path) -> Path:
 
 
 def _is_checkpoint(folder: Path) -> bool:
+    """Whether `folder` holds an rbd checkpoint, of any format version (one this version cannot read too)."""
     try:
-        read_config(folder / CONFIG_FILE)
-        return True
-    except CheckpointError:
+        return json.loads((folder / CONFIG_FILE).read_text()).get("format") == FORMAT
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
         return False
 
 
@@ -138,6 +138,7 @@ def stored_config(path_or_repo_id: str | Path, revision: str | None = None) -> d
 def _locate(path_or_repo_id: str | Path, revision: str | None) -> tuple[str, Path | str]:
     """("folder", path), ("onnx", path) or ("hub", repo id): where a checkpoint named so lives. A local name
     comes first; a revision belongs to Hub repos only, and a missing .onnx file is a typo, not a repo id."""
+    revision = _checked_revision(revision)
     path = Path(path_or_repo_id)
     local = path.is_dir() or (path.is_file() and path.suffix.lower() == ".onnx")
     if local and revision is not None:  # a Hub repo id that names a local folder or file too: which was meant is not clear
@@ -254,11 +255,15 @@ def _download(repo_id: str, revision: str | None) -> tuple[Path, Path]:
     """Config and weights from one commit of the repo (through the local cache), so a push that
     lands between two downloads can never pair one version's config with another's weights."""
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+    from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 
+    revision = _checked_revision(revision)
     at = f"{repo_id}@{revision}" if revision else repo_id
     try:  # the not-found errors subclass HfHubHTTPError, and LocalEntryNotFoundError OSError: they are caught first
         folder = Path(snapshot_download(repo_id, revision=revision, allow_patterns=[CONFIG_FILE, WEIGHTS_FILE]))
+    except GatedRepoError as err:  # a subclass of RepositoryNotFoundError: the repo is there
+        raise CheckpointError(f"{at}: the repo is gated: ask for access on https://huggingface.co/{repo_id}, then sign in "
+                              "(HF_TOKEN or `hf auth login`)") from err
     except RepositoryNotFoundError as err:
         raise CheckpointError(f"{at}: no such model repo on the Hugging Face Hub (or it is private)") from err
     except RevisionNotFoundError as err:
@@ -273,6 +278,15 @@ def _download(repo_id: str, revision: str | None) -> tuple[Path, Path]:
     if missing:
         raise CheckpointError(f"{at}: the repo has no {' or '.join(missing)}: not an rbd checkpoint")
     return folder / CONFIG_FILE, folder / WEIGHTS_FILE
+
+
+def _checked_revision(revision: str | None) -> str | None:
+    """A branch, tag or commit as the Hub names them (None, or blank, for main). "." and ".." are none of
+    those, and would name folders of the local cache."""
+    revision = (revision or "").strip() or None
+    if revision is not None and any(part in ("", ".", "..") for part in revision.split("/")):
+        raise CheckpointError(f"{revision!r} is not a revision: name a branch, a tag or a commit")
+    return revision
 
 
 def push_to_hub(detector: Detector, repo_id: str, token: str | None = None, private: bool = False, metrics: dict | None = None,
@@ -320,7 +334,9 @@ def _hub_failure(err: Exception) -> str:
 
     if isinstance(err, HfHubHTTPError):
         return str(err).splitlines()[0]
-    return str(err) if isinstance(err, OSError) else f"the connection failed ({type(err).__name__})"
+    if isinstance(err, OSError):  # its file name is a path on this machine, not for a browser to see
+        return err.strerror if err.filename is not None and err.strerror else str(err)
+    return f"the connection failed ({type(err).__name__})"
 
 
 # (key in the metrics, Hub task type, metric type, display name): image-level metrics judge the
@@ -359,14 +375,13 @@ def model_card(config: dict, repo_id: str | None = None, license: str = "other",
         f"- Input: short side {model['image_size']} px, aspect ratio kept; image score rule: `{model['score_rule']}` of "
         + {"both": "the anomaly map averaged with the same of the memory's own map (in the map's units)",
            "memory": "the memory's own map (in the anomaly map's units)"}.get(model.get("score_from"), "the anomaly map"),
-        f"- Threshold: {config['threshold']:.5f} (calibrated for a {100 * calibration['false_alarm_rate']:g}% false-alarm rate "
-        f"on {len(calibration['normal_scores'])} normal images: held-out ones, and training images scored by a memory blind to their own patches"
-        + (f"; 95% interval {calibration['interval'][0]:.5f}-{calibration['interval'][1]:.5f})" if calibration.get("interval") else ")"),
+        _threshold_line(config["threshold"], Calibration.from_dict(calibration)),
         f"- Anomaly map: the student's per-scale distances{' and a memory of ' + str(model['memory_size']) + ' normal patches' if model.get('memory_size') else ''}, "
         "each standardised on normal images",
     ]
-    if calibration.get("synthetic_catch_rate") is not None:
-        lines.append(f"- Synthetic defects caught at that threshold: {100 * calibration['synthetic_catch_rate']:.0f}%")
+    caught = Calibration.from_dict(calibration).caught(config["threshold"])
+    if caught is not None:
+        lines.append(f"- Synthetic defects caught at that threshold: {100 * caught:.0f}%")
     if training:
         lines.append(f"- Training: {training.get('train_images')} images, {training.get('steps')} steps, "
                      f"{training.get('seconds')} s on {training.get('device')}, rbd {training.get('rbd_version')}")
@@ -376,3 +391,15 @@ def model_card(config: dict, repo_id: str | None = None, license: str = "other",
     lines += ["", "## Use", "", "```python", "import rbd", "", f"detector = rbd.load(\"{repo_id or 'path/to/this/folder'}\")",
               "prediction = detector.predict(\"part.png\")", "print(prediction.score, prediction.verdict)", "```", ""]
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines))
+
+
+def _threshold_line(threshold: float, calibration: Calibration) -> str:
+    """The card's line on the threshold: how it was calibrated, or that it was set by hand (`Detector.threshold`)."""
+    calibrated = (f"calibrated for a {100 * calibration.false_alarm_rate:g}% false-alarm rate on {len(calibration.normal_scores)} "
+                  "normal images: held-out ones, and training images scored by a memory blind to their own patches"
+                  + (f"; 95% interval {calibration.interval[0]:.5f}-{calibration.interval[1]:.5f}" if calibration.interval else ""))
+    if threshold == calibration.threshold:
+        return f"- Threshold: {threshold:.5f} ({calibrated})"
+    rate = calibration.expected_false_alarm_rate(threshold) if calibration.normal_scores else None
+    expected = "" if rate is None else f"{'under 0.01' if rate < 1e-4 else f'{100 * rate:.3g}'}% false alarms expected at it; "
+    return f"- Threshold: {threshold:.5f}, set by hand ({expected}the threshold {calibration.threshold:.5f} was {calibrated})"

@@ -8,11 +8,13 @@ scored by one model and an Inspect upload scored by another alike.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 from .calibration import Calibration
 
 RATE_RANGE = (0.0001, 0.30)  # the rates a control offers: one in 10,000 good parts flagged, up to 30%
+RATE_STEP = 0.0001  # a control's step (0.01 %)
 
 
 def threshold_at(calibration: Calibration, rate: float) -> float:
@@ -21,6 +23,18 @@ def threshold_at(calibration: Calibration, rate: float) -> float:
     if math.isclose(rate, calibration.false_alarm_rate, rel_tol=1e-9, abs_tol=1e-12):
         return calibration.threshold
     return calibration.threshold_for(rate)
+
+
+def set_by_hand(calibration: Calibration, threshold: float) -> Calibration:
+    """`calibration` judging at a threshold set by hand (`Detector.threshold`, saved in a checkpoint),
+    which a control offering rates must start at and return to: it becomes the calibrated threshold,
+    for the rate expected at it (within RATE_RANGE, to the control's step, so that the control's value
+    gives exactly this threshold back). The interval, which was the calibrated threshold's, is dropped."""
+    if threshold == calibration.threshold:
+        return calibration
+    low, high = RATE_RANGE
+    rate = min(max(round(calibration.expected_false_alarm_rate(threshold) / RATE_STEP) * RATE_STEP, low), high)
+    return dataclasses.replace(calibration, threshold=float(threshold), false_alarm_rate=rate, interval=None)
 
 
 def describe(calibration: Calibration, rate: float) -> str:

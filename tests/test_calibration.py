@@ -8,7 +8,7 @@ import pytest
 from rbd.calibration import Calibration, calibrate, is_defective
 from rbd.detector import defect_mask, verdict
 from rbd.errors import InvalidInputError
-from rbd.thresholds import describe
+from rbd.thresholds import RATE_RANGE, RATE_STEP, describe, set_by_hand, threshold_at
 
 SCORES = np.random.default_rng(0).normal(1.0, 0.2, 200)
 
@@ -215,6 +215,27 @@ def test_threshold_for_a_rate_and_the_rate_at_a_threshold_agree():
     assert calibration.threshold_for(0.05) == calibrate(SCORES, false_alarm_rate=0.05).threshold  # calibration's own rule
     with pytest.raises(InvalidInputError, match="false_alarm_rate"):
         calibration.threshold_for(1.0)
+
+
+def test_a_calibration_without_normal_scores_knows_only_its_own_rate():
+    """Made by hand (the API takes any Calibration): other rates are an error the app can show, not a bare ValueError."""
+    made = Calibration(threshold=6.0, scale=1.0, false_alarm_rate=0.01)
+    assert threshold_at(made, 0.01) == 6.0
+    for ask in (lambda: threshold_at(made, 0.005), lambda: made.expected_false_alarm_rate(7.0)):
+        with pytest.raises(InvalidInputError, match="stores no normal scores: its threshold is known only for the 1% false-alarm rate"):
+            ask()
+
+
+def test_a_threshold_set_by_hand_gives_a_calibration_whose_rate_returns_it_exactly():
+    calibration = calibrate(SCORES, false_alarm_rate=0.01)
+    assert set_by_hand(calibration, calibration.threshold) is calibration
+    for threshold in (calibration.threshold * 0.9, calibration.threshold * 5, float(np.median(SCORES))):
+        moved = set_by_hand(calibration, threshold)
+        assert threshold_at(moved, moved.false_alarm_rate) == threshold and moved.interval is None
+        assert RATE_RANGE[0] <= moved.false_alarm_rate <= RATE_RANGE[1]
+        assert moved.false_alarm_rate == pytest.approx(min(max(calibration.expected_false_alarm_rate(threshold), RATE_RANGE[0]),
+                                                           RATE_RANGE[1]), abs=RATE_STEP / 2)
+        assert moved.normal_scores == calibration.normal_scores
 
 
 def test_problems_name_few_images_and_a_threshold_that_catches_nothing():

@@ -177,6 +177,30 @@ def test_hub_revision_is_honoured(hub_cache, checkpoint, tmp_path):
     assert rbd.load("acme/parts", revision="b" * 40).threshold == 123.0
 
 
+def test_a_blank_revision_is_main_and_dots_are_no_revision(hub_cache, checkpoint, tmp_path):
+    """"." and ".." would name folders of the local cache, and the error quoted their server path."""
+    _cached_repo(hub_cache, "acme/parts", checkpoint.iterdir(), "main", "a" * 40)
+    assert rbd.load("acme/parts", revision=" ").threshold == rbd.load(checkpoint).threshold
+    assert rbd.load(checkpoint, revision="").config is not None  # a local folder: no revision given
+    for revision in (".", "..", "v1/../main", "a//b"):
+        with pytest.raises(rbd.CheckpointError, match="is not a revision: name a branch, a tag or a commit") as raised:
+            rbd.load("acme/parts", revision=revision)
+        assert str(hub_cache) not in str(raised.value)
+
+
+def test_a_gated_repo_says_to_ask_for_access(monkeypatch):
+    import huggingface_hub
+    from huggingface_hub.errors import GatedRepoError
+
+    def gated(*args, **kwargs):
+        raise GatedRepoError("Access to model acme/parts is restricted.", response=httpx2.Response(
+            403, request=httpx2.Request("GET", "https://huggingface.co/acme/parts")))
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", gated)
+    with pytest.raises(rbd.CheckpointError, match="acme/parts: the repo is gated: ask for access on https://huggingface.co/acme/parts"):
+        rbd.load("acme/parts")
+
+
 def test_hub_miss_offline_is_a_clear_error(hub_cache):
     with pytest.raises(rbd.HubError, match="cannot be reached"):
         rbd.load("acme/never-downloaded")
@@ -281,6 +305,20 @@ def test_saving_never_replaces_a_checkpoint_folder_that_holds_other_files(detect
     assert (clone / ".git").is_dir() and (clone / "metrics.json").is_file()
     assert (rbd.save(detector, checkpoint_copy := shutil.copytree(checkpoint, tmp_path / "plain")) / "config.json").is_file()
     assert sorted(p.name for p in checkpoint_copy.iterdir()) == sorted(rbd.checkpoint.CHECKPOINT_FILES)
+
+def test_saving_over_a_checkpoint_of_a_newer_format_replaces_it(detector, checkpoint, tmp_path):
+    """It is an rbd checkpoint (named as --out on purpose), not "not an rbd checkpoint"."""
+    newer = shutil.copytree(checkpoint, tmp_path / "newer")
+    _edit(newer, format_version=99)
+    with pytest.raises(rbd.CheckpointError, match="checkpoint format 99"):
+        rbd.load(newer)
+    assert rbd.load(rbd.save(detector, newer)).threshold == detector.threshold
+    for text in ("[]", "not json", '{"format": "other"}'):
+        (other := tmp_path / f"other{len(text)}").mkdir()
+        (other / "config.json").write_text(text)
+        with pytest.raises(rbd.CheckpointError, match="exists and is not an rbd checkpoint"):
+            rbd.save(detector, other)
+
 
 def test_a_damaged_calibration_is_a_checkpoint_error(checkpoint, tmp_path):
     copy = shutil.copytree(checkpoint, tmp_path / "copy")

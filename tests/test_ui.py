@@ -170,6 +170,48 @@ def test_two_requests_sharing_one_model_both_end_with_it_shared(detector, tmp_pa
     assert [k for _, k in catalog.entries("bob")] == results[:1]
 
 
+def test_a_share_cut_short_can_be_done_again(detector, tmp_path):
+    """Killed after its copy was renamed into place (the private folder left behind), or during the copy
+    (its staging left behind): sharing again finishes the job instead of failing on every retry."""
+    catalog = Catalog(tmp_path / "shipped", tmp_path / "models")
+    key = catalog.add_trained(detector, "alice")
+    target = catalog.shared / Path(key).name
+    shutil.copytree(key, catalog.shared / f".{Path(key).name}.tmp")  # a copy cut short, then a copy renamed in place
+    shutil.copytree(key, target)
+    assert catalog.publish(key, "alice") == str(target) and not Path(key).exists()
+    assert sorted(p.name for p in catalog.shared.iterdir()) == [f".{Path(key).name}.tmp", target.name]  # the earlier staging
+    other = catalog.add_trained(detector, "alice")
+    staging = catalog.shared / f".{Path(other).name}.tmp"
+    staging.mkdir()
+    (staging / "config.json").write_text("half")  # a copy cut short
+    shared = Path(catalog.publish(other, "alice"))
+    assert rbd.load(shared).threshold == detector.threshold and not staging.exists() and not Path(other).exists()
+
+
+def test_a_fine_tune_shared_from_another_tab_is_restored_under_its_shared_name(ctx, detector):
+    from ui import model_bar
+
+    key = ctx.catalog.add_trained(detector, "browser-1")
+    stored = model_bar.load_model(ctx, key, "", "", "browser-1")["model"]
+    shared = ctx.catalog.publish(key, "browser-1")  # from another tab of the same browser
+    restored = model_bar.restore(ctx, stored, ctx.catalog.default_key(), "browser-1")
+    assert restored["model"]["key"] == restored["choice"] == shared  # one of the picker's entries, not a server path
+    assert shared in [k for _, k in ctx.catalog.entries("browser-1")]
+
+
+def test_a_private_fine_tune_removed_while_idle_is_said_to_be_gone(ctx, detector):
+    from rbd.expiry import remove_idle
+    from ui import model_bar
+
+    key = ctx.catalog.add_trained(detector, "browser-1")
+    model = model_bar.load_model(ctx, key, "", "", "browser-1")["model"]
+    remove_idle(ctx.catalog.private, max_idle_s=-1)
+    ctx.catalog._cache.clear()  # the app's cache holds six models: this one has gone from it since
+    with pytest.raises(rbd.CheckpointError, match=f"'{Path(key).name}' no longer exists: a fine-tune kept private") as raised:
+        ctx.detector(model)
+    assert str(ctx.work) not in str(raised.value)
+
+
 def test_a_relative_work_folder_lists_the_keys_that_saving_returns(detector, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     catalog = Catalog("shipped", "work/models")
@@ -700,6 +742,62 @@ def test_loading_a_hub_repo_again_fetches_what_its_branch_names_now(ctx, checkpo
     _cached_repo(hub_cache, "acme/parts", pushed.iterdir(), "main", "b" * 40)  # main moved to commit b
     again = model_bar.load_model(ctx, "", "acme/parts", "", "browser-1")["model"]
     assert ctx.detector(again).threshold == 123.0
+
+
+def test_a_recalibration_stops_judging_once_another_browser_loads_a_retrained_commit(ctx, checkpoint, hub_cache, tmp_path):
+    """The loaded model is shared by every browser: a recalibration made for commit a must not judge commit b's scores."""
+    from test_checkpoint import _cached_repo
+    from ui import model_bar
+
+    _cached_repo(hub_cache, "acme/parts", checkpoint.iterdir(), "main", "a" * 40)
+    first = model_bar.load_model(ctx, "", "acme/parts", "", "browser-2")["model"]
+    own = ctx.detector(first).calibration
+    recalibration = rbd.Calibration(own.threshold + 5, own.scale, own.false_alarm_rate, [s + 5 for s in own.normal_scores])
+    judged = model_bar.recalibrated(ctx, first, recalibration)
+    assert model_bar.threshold(ctx, judged, 100 * own.false_alarm_rate) == own.threshold + 5
+    retrained = shutil.copytree(checkpoint, tmp_path / "retrained")
+    config = json.loads((retrained / "config.json").read_text())
+    scores = [s * 2 for s in config["calibration"]["normal_scores"]]
+    config["calibration"] = {**config["calibration"], "normal_scores": scores, "threshold": 77.0}
+    (retrained / "config.json").write_text(json.dumps({**config, "threshold": 77.0}))
+    _cached_repo(hub_cache, "acme/parts", retrained.iterdir(), "main", "b" * 40)
+    model_bar.load_model(ctx, "", "acme/parts", "", "browser-1")  # another browser loads main again: commit b
+    assert model_bar.threshold(ctx, judged, 100 * own.false_alarm_rate) == 77.0  # commit b's own threshold
+    assert "recalibrated" not in model_bar.info(ctx, judged, 100 * own.false_alarm_rate)
+
+
+def test_a_threshold_saved_by_hand_is_the_one_the_app_starts_at_and_returns_to(ctx, detector, tmp_path):
+    """`Detector.threshold` set and saved: the app judges as `rbd.load(...).predict` does, and its card says so."""
+    from ui import model_bar
+
+    hand_set = rbd.load(rbd.save(detector, tmp_path / "a"))
+    hand_set.threshold = detector.calibration.threshold * 1.5
+    saved = rbd.save(hand_set, ctx.catalog.shipped / "hand-set")
+    loaded = model_bar.load_model(ctx, str(saved), "", "", "browser-1")
+    assert model_bar.threshold(ctx, loaded["model"], loaded["rate"]) == hand_set.threshold
+    assert model_bar.reset(ctx, loaded["model"])["rate"] == loaded["rate"]
+    assert f"raw threshold {hand_set.threshold:.4f}" in loaded["info"]
+    expected = detector.calibration.expected_false_alarm_rate(hand_set.threshold)
+    assert loaded["rate"] == pytest.approx(max(100 * expected, 0.01), abs=0.005)  # to the slider's step, within its range
+    card = (saved / "README.md").read_text()
+    assert f"- Threshold: {hand_set.threshold:.5f}, set by hand (under 0.01% false alarms expected at it; the threshold " \
+           f"{detector.calibration.threshold:.5f} was calibrated for a {100 * detector.calibration.false_alarm_rate:g}% " \
+           "false-alarm rate" in card and expected < 1e-4
+
+
+def test_the_name_the_app_gives_a_hub_model_loads_it_in_the_hub_box(ctx, checkpoint, hub_cache, tmp_path):
+    from test_checkpoint import _cached_repo
+    from ui import model_bar
+
+    older = shutil.copytree(checkpoint, tmp_path / "older")
+    config = json.loads((older / "config.json").read_text())
+    (older / "config.json").write_text(json.dumps({**config, "threshold": 123.0}))
+    _cached_repo(hub_cache, "acme/parts", checkpoint.iterdir(), "main", "a" * 40)
+    _cached_repo(hub_cache, "acme/parts", older.iterdir(), "v1", "b" * 40)
+    loaded = model_bar.load_model(ctx, "", "acme/parts@v1", "", "browser-1")["model"]
+    assert (loaded["key"], loaded["revision"], loaded["name"]) == ("acme/parts", "v1", "acme/parts@v1")
+    assert ctx.detector(loaded).threshold == 123.0
+    assert model_bar.load_model(ctx, "", "acme/parts@", "", "browser-1")["model"]["revision"] is None
 
 
 def test_a_page_load_restores_the_model_the_browser_left_active_or_says_why_not(ctx, model, hub_cache):

@@ -20,7 +20,7 @@ from rbd.catalog import is_hub_key, model_name
 from rbd.errors import RBDError
 from rbd.notices import notify
 from rbd.review import ScoredBy
-from rbd.thresholds import RATE_RANGE, describe, threshold_at
+from rbd.thresholds import RATE_RANGE, RATE_STEP, describe, set_by_hand, threshold_at
 
 from .wiring import on
 
@@ -40,10 +40,25 @@ class ModelBar:
 
 
 def calibration(ctx, model: dict) -> Calibration:
-    """The calibration a browser judges its active model by: recalibrated by a review, or the model's own."""
-    if model and model.get("calibration"):
-        return Calibration.from_dict(model["calibration"])
-    return ctx.detector(model).calibration
+    """The calibration a browser judges its active model by: recalibrated by a review, or the model's own
+    (at the threshold its checkpoint was saved with, where that was set by hand)."""
+    recalibration = recalibrated_by_review(ctx, model)
+    if recalibration is not None:
+        return recalibration
+    detector = ctx.detector(model)
+    return set_by_hand(detector.calibration, detector.threshold)
+
+
+def recalibrated_by_review(ctx, model: dict) -> Calibration | None:
+    """A review's recalibration of the active model, while that is the model it was made for: a Hub
+    branch loaded again (here, or in another browser that shares the loaded model) may name a retrained
+    model, which is judged by its own calibration again."""
+    if not (model and model.get("calibration")):
+        return None
+    made_for = model.get("recalibrated_from")
+    if made_for and made_for != ctx.detector(model).calibration.fingerprint:
+        return None
+    return Calibration.from_dict(model["calibration"])
 
 
 def recalibrated(ctx, model: dict, recalibration: Calibration) -> dict:
@@ -72,11 +87,14 @@ def load_model(ctx, choice: str, hub_id: str, revision: str, browser: str) -> di
     """Load a shipped or fine-tuned checkpoint, or a Hub repo (at a revision) when a repo id is given;
     the threshold goes to the rate the model was calibrated for."""
     hub_id, revision = (hub_id or "").strip(), (revision or "").strip() or None
+    if "@" in hub_id and revision is None:  # as the app names a Hub model: owner/name@revision
+        hub_id, revision = (part.strip() for part in hub_id.split("@", 1))
+        revision = revision or None
     key, revision = (hub_id, revision) if hub_id else (choice or "", None)
     if is_hub_key(key):  # loading a Hub repo again fetches what its revision names now
         ctx.catalog.forget(key, revision)
     model = {"key": key, "revision": revision, "owner": browser or None, "name": model_name(key, revision), "calibration": None}
-    rate = model_rate(ctx.detector(model).calibration)
+    rate = model_rate(calibration(ctx, model))
     return {"model": model, "rate": rate, "info": info(ctx, model, rate)}
 
 
@@ -86,6 +104,7 @@ def restore(ctx, stored: dict | None, choice: str, browser: str) -> dict:
     unreachable Hub), which a warning names."""
     if stored and stored.get("key"):
         model = {**stored, "owner": browser or None}
+        model["key"] = ctx.catalog.current_key(model["key"], model["owner"])  # shared from another tab since
         try:
             ctx.detector(model)
         except RBDError as err:
@@ -93,8 +112,7 @@ def restore(ctx, stored: dict | None, choice: str, browser: str) -> dict:
             notify(f"{model.get('name') or model['key']}, the model active before, could not be loaded again{why}; "
                    "the default model is active")
         else:
-            made_for = model.get("recalibrated_from")
-            if model.get("calibration") and made_for and made_for != ctx.detector(model).calibration.fingerprint:
+            if model.get("calibration") and recalibrated_by_review(ctx, model) is None:
                 notify(f"{model.get('name') or model['key']} is another model than the one a review recalibrated (its "
                        "Hub branch has moved on): it is judged by its own threshold again")
                 model = {**model, "calibration": None, "recalibrated_from": None}
@@ -132,7 +150,7 @@ def show(ctx, model: dict, rate: float) -> dict:
 def info(ctx, model: dict, rate: float) -> str:
     detector = ctx.detector(model)
     text = f"**{model['name']}** · backbone `{detector.config.backbone}` · {describe(calibration(ctx, model), rate / 100)}"
-    if model.get("calibration"):
+    if recalibrated_by_review(ctx, model) is not None:
         text += " · _recalibrated with the images reviewed as good_"
     return text
 
@@ -151,7 +169,7 @@ def layout(ctx) -> ModelBar:
         load = gr.Button("Load model", scale=1, elem_id="load-model")
     with gr.Row(equal_height=True):
         low, high = RATE_RANGE
-        rate = gr.Slider(100 * low, 100 * high, value=1.0, step=0.01, buttons=[], scale=3, elem_id="threshold",
+        rate = gr.Slider(100 * low, 100 * high, value=1.0, step=100 * RATE_STEP, buttons=[], scale=3, elem_id="threshold",
                          label="Threshold: expected false alarms (% of good parts flagged)")
         reset = gr.Button("↺ model's threshold", size="sm", scale=0, min_width=160, elem_id="threshold-reset")
     info = gr.Markdown(elem_id="model-info")  # the whole width: beside the slider it wrapped into a tall column
