@@ -15,14 +15,14 @@ keep_freed_memory()  # every forward pass reuses the last one's memory (allocato
 from .calibration import Calibration, calibrate
 from .checkpoint import load, push_to_hub, save
 from .detector import Detector, Prediction, Region, predict_files
-from .errors import (BackboneError, CheckpointError, DatasetLayoutError, HubError, ImageReadError, InvalidInputError, NoImagesError,
+from .errors import (BackboneError, CheckpointError, DatasetLayoutError, EngineError, HubError, ImageReadError, InvalidInputError, NoImagesError,
                      RBDError, TrainingCancelled, UploadError)
 from .evaluate import Evaluation, evaluate, evaluation_picture
 from .model import RBD, ModelConfig
 from .train import Progress, TrainConfig, train
 
 __all__ = [
-    "BackboneError", "Calibration", "CheckpointError", "DatasetLayoutError", "Detector", "Evaluation", "HubError", "ImageReadError",
+    "BackboneError", "Calibration", "CheckpointError", "DatasetLayoutError", "Detector", "EngineError", "Evaluation", "HubError", "ImageReadError",
     "InvalidInputError", "ModelConfig", "NoImagesError", "Prediction", "Progress", "RBD", "RBDError", "Region", "TrainConfig",
     "TrainingCancelled", "UploadError", "calibrate", "evaluate", "evaluation_picture", "load", "predict_files", "push_to_hub", "save", "train",
 ]

@@ -17,9 +17,10 @@ import os
 import sys
 import warnings
 from dataclasses import fields
+from itertools import compress
 from pathlib import Path, PurePosixPath
 from typing import Callable
-from urllib.parse import unquote
+from urllib.parse import unquote, urlparse
 
 from tqdm import tqdm
 
@@ -35,7 +36,7 @@ from .images import IMAGE_EXTENSIONS, file_shape, find_images
 from .model import ModelConfig
 from .notices import notify
 from .outputs import CSV_COLUMNS, ScoredFile, picture_names, png_bytes, scored_file
-from .ray_engine import is_uri, list_uri, score_files
+from .ray_engine import check_installed, is_uri, list_uri, score_files
 from .thresholds import describe
 from .train import Progress, TrainConfig, train
 from .uploads import unique_name, unsuffixed
@@ -90,6 +91,8 @@ def _predict(args: argparse.Namespace) -> None:
     out = _output_folder(args.out, "--out")
     if args.address is not None and args.engine != "ray":
         raise InvalidInputError("--address names a Ray cluster: it goes with --engine ray")
+    if args.engine == "ray":
+        check_installed()
     named = _input_images(args.images, uris=args.engine == "ray", leave_out=out)
     files = [file for file, _ in named]
     names: dict[str, list[str]] = {}  # a file named twice is scored twice, its outputs named each time as then
@@ -188,24 +191,37 @@ def _input_images(items: list[str], uris: bool = False, leave_out: Path | None =
     Each comes with the name its outputs take: its path in the folder named, less its suffix
     (`good/000`), so that a folder's tree is kept; a file named itself goes by its stem. Found in a
     folder searched, the files under `leave_out` (the output folder) are not inputs: all of them where it lies
-    inside that folder, else (the folder itself, or one around it) an earlier run's pictures."""
+    inside that folder, else (the folder itself, or one around it) an earlier run's pictures, which are told by
+    the image beside them they were made for (`a_mask.png` beside `a.jpg`), with a notice."""
     skipped = leave_out.resolve() if leave_out is not None else None
 
-    def kept(folder: Path) -> Callable[[Path], bool]:
+    def inputs(item: str, folder: Path, found: list[Path]) -> list[bool]:
+        """Which of the files `found` in `folder` (named `item`) are inputs."""
         if skipped is None:
-            return lambda path: True
+            return [True] * len(found)
         inside = skipped != folder.resolve() and skipped.is_relative_to(folder.resolve())
-        return lambda path: not path.resolve().is_relative_to(skipped) or not inside and not path.name.endswith(picture_names(""))
+        stems = {(path.parent, path.stem) for path in found}
+
+        def earlier_picture(path: Path) -> bool:
+            return any(path.name.endswith(end) and (path.parent, path.name[: -len(end)]) in stems for end in picture_names(""))
+        chosen = [not path.resolve().is_relative_to(skipped) or not inside and not earlier_picture(path) for path in found]
+        if not all(chosen):
+            notify(f"{item}: left out {chosen.count(False)} file(s) in --out {leave_out}, there from an earlier run")
+        return chosen
 
     files: list[tuple[str, str]] = []
     for item in items:
         if uris and is_uri(item):
             folder = item.rstrip("/") + "/"
+            listed = list_uri(item)
+            if item.startswith("file://"):  # on this machine: its --out is left out as a local folder's
+                local = [Path(unquote(urlparse(uri).path)) for uri in listed]
+                listed = list(compress(listed, inputs(item, Path(unquote(urlparse(item).path)), local)))
             files += [(uri, unsuffixed(unquote(uri[len(folder):] if uri.startswith(folder) else PurePosixPath(uri).name)))
-                      for uri in list_uri(item)]
+                      for uri in listed]
         elif Path(item).is_dir():
-            is_input = kept(Path(item))
-            files += [(str(path), unsuffixed(path.relative_to(item).as_posix())) for path in find_images(item) if is_input(path)]
+            found = find_images(item)
+            files += [(str(path), unsuffixed(path.relative_to(item).as_posix())) for path in compress(found, inputs(item, Path(item), found))]
         elif Path(item).exists():
             files.append((str(Path(item)), Path(item).stem))
         else:

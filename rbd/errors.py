@@ -47,5 +47,11 @@ class HubError(RBDError):
     exit_status = 1
 
 
+class EngineError(RBDError):
+    """A distributed job (Ray) failed while running, not for its input: the same command can work later."""
+
+    exit_status = 1
+
+
 class TrainingCancelled(RBDError):
     """Training was stopped by the caller before it finished."""

@@ -17,7 +17,8 @@ def atomic_write(path: str | Path, mode: int = 0o644) -> Iterator[BinaryIO]:
     the earlier ones: a file that names others (a review's items.json, its maps) never outlives them."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # the name's start only: a name near the file system's 255-byte limit would pass it with the temporary's additions
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name[:32]}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:

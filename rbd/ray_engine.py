@@ -13,6 +13,7 @@ be on storage every node sees; a Hub repo id or URIs work anywhere.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import shutil
@@ -26,9 +27,17 @@ from urllib.parse import quote
 import torch
 
 from .checkpoint import load
-from .errors import ImageReadError, InvalidInputError, NoImagesError
+from .errors import EngineError, ImageReadError, InvalidInputError, NoImagesError
 from .images import MAX_SIDE, file_shape, is_image_name, read_image_for_scoring, report_files
 from .outputs import ScoredFile, scored_file
+
+
+def check_installed() -> None:
+    """Ray and pyarrow are an extra (`pip install "rbd[ray]"`): without them `--engine ray` says so before
+    any work, rather than with a traceback once an earlier run's table is gone."""
+    missing = [name for name in ("ray", "pyarrow") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise InvalidInputError(f"--engine ray needs {' and '.join(missing)}: pip install \"rbd[ray]\" (or -r requirements.txt)")
 
 
 def is_uri(item: str) -> bool:
@@ -61,6 +70,7 @@ def score_files(checkpoint: str, files: list[str], batch_size: int, address: str
     Every actor loads the checkpoint: load it once first (as the command does), so a bad one is one clear error."""
     import ray
     import ray.data
+    import ray.exceptions
 
     _quiet_ray()
     located = str(Path(checkpoint).resolve()) if Path(checkpoint).exists() else checkpoint  # workers run elsewhere
@@ -86,6 +96,8 @@ def score_files(checkpoint: str, files: list[str], batch_size: int, address: str
             yield result
             if progress is not None:
                 progress(done, len(files))
+    except ray.exceptions.RayError as err:  # a worker lost, out of memory...: one line, as any failure while running
+        raise EngineError(f"the Ray job failed: {str(err).strip().splitlines()[-1]}") from err
     finally:
         ray.shutdown()
     report_files(len(files), len(files) - len(skipped), skipped, notices)
@@ -123,7 +135,7 @@ def _read(batch):
 class _Scorer:
     """Ray Data actor: one loaded detector, which decodes, scores and draws a batch of files at a time.
     Files are decoded by rbd's own reader (16-bit, EXIF, huge images as in the local engine) from a
-    scratch copy named like the original, so notices name the file the user knows."""
+    scratch copy; notices name the file the user knows."""
 
     def __init__(self, checkpoint: str, revision: str | None, device: str, batch_size: int):
         if device == "cpu":
@@ -158,12 +170,15 @@ class _Scorer:
                                      for index, (result, notice) in sorted(outcomes.items())])
 
     def _decode(self, file: str, data: bytes):
-        """The image as scored, its notice (if downscaled) and the file's upright (height, width)."""
-        copy = self.scratch / PurePosixPath(file).name
-        copy.write_bytes(data)
+        """The image as scored, its notice (if downscaled) and the file's upright (height, width). The scratch
+        copy keeps only the name's suffix: a URI's percent-encoded name can be too long for a file name."""
+        name = PurePosixPath(file).name
+        copy = self.scratch / f"input{PurePosixPath(file).suffix[:16]}"
         try:
-            return *read_image_for_scoring(copy, MAX_SIDE), file_shape(copy)
-        except ImageReadError as err:
-            raise ImageReadError(str(err).replace(str(copy), file)) from err
+            copy.write_bytes(data)
+            image, notice = read_image_for_scoring(copy, MAX_SIDE)
+            return image, notice and notice.replace(copy.name, name, 1), file_shape(copy)
+        except (ImageReadError, OSError) as err:  # one file's problem (a full scratch disk too), never the job's
+            raise ImageReadError(str(err).replace(str(copy), file).replace(copy.name, name)) from err
         finally:
-            os.unlink(copy)
+            copy.unlink(missing_ok=True)

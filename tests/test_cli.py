@@ -217,14 +217,18 @@ def test_an_output_folder_inside_the_input_folder_is_not_read_as_input(category,
 @pytest.mark.parametrize("out", ["parts", "."])
 def test_an_output_folder_that_is_or_holds_the_input_folder_leaves_out_only_earlier_pictures(category, checkpoint, tmp_path, capsys,
                                                                                               monkeypatch, out):
-    """`rbd predict ckpt parts --out .`: every input stays one, and a rerun does not score the first run's pictures."""
+    """`rbd predict ckpt parts --out .`: every input stays one, and a rerun does not score the first run's pictures,
+    which are told by the image they were made for: a photo named `face_mask.png` with no `face.*` is an input."""
     monkeypatch.chdir(tmp_path)
-    shutil.copytree(category / "test" / "good", tmp_path / "parts")
-    inputs = sorted(str(Path("parts") / p.name) for p in (tmp_path / "parts").glob("*.png"))
-    for _ in range(2):
+    parts = shutil.copytree(category / "test" / "good", tmp_path / "parts")
+    for name in ("face_mask.png", "weld_overlay.png"):
+        shutil.copy(parts / "000.png", parts / name)
+    inputs = sorted(str(Path("parts") / p.name) for p in parts.glob("*.png"))
+    for run_number in range(2):
         code, _, err = run(capsys, "predict", checkpoint, "parts", "--out", out, "--quiet")
         assert code == 0, err
         assert [row["file"] for row in _results(tmp_path / out)] == inputs
+        assert ("there from an earlier run" in err) == (run_number == 1 and out == "parts"), err
 
 
 def test_an_interrupted_predict_leaves_no_table_of_an_earlier_run_beside_its_pictures(category, checkpoint, tmp_path, capsys, monkeypatch):
@@ -406,3 +410,16 @@ def test_a_missing_onnx_file_is_bad_input_not_a_hub_repo(capsys, tmp_path, monke
     monkeypatch.chdir(tmp_path)
     code, _, err = run(capsys, "info", "models/bothh.onnx")
     assert code == 2 and "models/bothh.onnx: no such .onnx file" in err
+
+
+def test_the_ray_engine_without_ray_installed_is_bad_input_before_any_work(category, checkpoint, tmp_path, capsys, monkeypatch):
+    """Ray is an extra: its absence is one line naming the install, and the earlier run's table is still there."""
+    import importlib.util
+
+    out = tmp_path / "out"
+    assert run(capsys, "predict", checkpoint, category / "test" / "good", "--out", out, "--quiet")[0] == 0
+    found = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else found(name, *a))
+    code, _, err = run(capsys, "predict", checkpoint, category / "test" / "good", "--out", out, "--engine", "ray")
+    assert (code, err) == (2, 'error: --engine ray needs ray: pip install "rbd[ray]" (or -r requirements.txt)\n')
+    assert (out / "results.csv").is_file()

@@ -51,3 +51,11 @@ def test_a_folder_that_cannot_be_synced_still_gets_the_file(tmp_path, monkeypatc
     with atomic_write(tmp_path / "items.json") as f:
         f.write(b"{}")
     assert (tmp_path / "items.json").read_bytes() == b"{}"
+
+
+def test_a_name_near_the_file_systems_limit_is_written(tmp_path):
+    """The temporary file's name grew with the target's: a legal 255-byte name went over the limit."""
+    path = tmp_path / ("ü" * 120 + "_overlay.png")  # 252 bytes in UTF-8
+    with atomic_write(path) as f:
+        f.write(b"picture")
+    assert path.read_bytes() == b"picture" and [p.name for p in tmp_path.iterdir()] == [path.name]

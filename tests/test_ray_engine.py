@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+import rbd
 from rbd.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,3 +118,29 @@ def test_ray_engine_joins_a_running_cluster(checkpoint, inputs, tmp_path):
 def test_address_without_the_ray_engine_is_a_usage_mistake(checkpoint, inputs, tmp_path, capsys):
     assert main(["predict", str(checkpoint), str(inputs[0]), "--out", str(tmp_path / "o"), "--address", "127.0.0.1:1"]) == 2
     assert "--address" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+def test_a_file_uri_folder_leaves_out_its_output_folder_as_a_local_folder_does(inputs, tmp_path):
+    """`--out` inside a folder named as file:// is not read as input: the masks and overlays of a run before were scored."""
+    from rbd.cli import _input_images
+
+    folder, _ = inputs
+    out = folder / "results"
+    out.mkdir()
+    Image.new("L", (8, 8)).save(out / "000_mask.png")
+    as_path = [name for _, name in _input_images([str(folder)], uris=True, leave_out=out)]
+    assert [name for _, name in _input_images([folder.as_uri()], uris=True, leave_out=out)] == as_path
+    assert as_path and not any(name.startswith("results/") for name in as_path)
+
+
+def test_a_long_non_ascii_name_is_decoded_as_any_other(checkpoint, inputs):
+    """A URI's name is percent-encoded: 32 CJK characters (96 bytes) became 288, over a file name's limit."""
+    from rbd.ray_engine import _Scorer
+
+    scorer = _Scorer(str(checkpoint), None, "cpu", 1)
+    image = inputs[0] / "good" / "000.png"
+    uri = f"file:///data/{'%E6%A4%9C' * 32}.png"
+    decoded, notice, size = scorer._decode(uri, image.read_bytes())
+    assert decoded.shape[:2] == size == Image.open(image).size[::-1] and notice is None
+    with pytest.raises(rbd.ImageReadError, match="%E6%A4%9C.png"):
+        scorer._decode(uri, b"not an image")
