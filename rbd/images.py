@@ -69,8 +69,8 @@ def read_image(path: str | Path, max_side: int | None = None, size: tuple[int, i
             return _read_tiff(path, max_side, size)
         except (tifffile.TiffFileError, ValueError, IndexError, OSError) as tiff_err:
             raise ImageReadError(f"{path}: corrupt or unsupported TIFF ({tiff_err})") from tiff_err
-    except Image.DecompressionBombError as err:
-        raise ImageReadError(f"{path}: image too large to decode safely ({err})") from err
+    except Image.DecompressionBombError as err:  # Pillow's guard; an upload of any size could exhaust the memory
+        raise ImageReadError(f"{path}: too large to decode safely ({err}): split it, or downscale it, first") from err
     except (OSError, SyntaxError, ValueError, RuntimeError, IndexError) as err:  # truncated or corrupt data
         raise ImageReadError(f"{path}: corrupt or truncated image ({err})") from err
 

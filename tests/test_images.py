@@ -512,3 +512,10 @@ def test_huge_images_are_scored_on_a_downscaled_copy_with_a_notice(tmp_path):
     Image.new("L", (50, 12), 128).save(small)
     image, notice = read_image_for_scoring(small, max_side=1000)
     assert image.shape == (12, 50, 3) and notice is None
+
+
+def test_an_image_over_pillows_decompression_bomb_limit_is_a_clear_error(tmp_path):
+    """The README states the limit (about 179 megapixels): a line-scan strip over it says what to do."""
+    Image.new("1", (20_000, 9_000)).save(tmp_path / "strip.png")  # 180 megapixels, a few kilobytes
+    with pytest.raises(ImageReadError, match=r"strip.png: too large to decode safely \(.*\): split it, or downscale it, first"):
+        read_image(tmp_path / "strip.png")
