@@ -121,7 +121,9 @@ def gather_images(paths: Iterable[str | Path], dest: str | Path, names: Sequence
             continue
         if path.suffix.lower() == ".zip":
             extracted = extract_zip(path, dest / unique_name(path.stem, taken, split_suffix=False))
-            images += [file for file in extracted if file.suffix.lower() in IMAGE_EXTENSIONS]
+            found = [file for file in extracted if file.suffix.lower() in IMAGE_EXTENSIONS]
+            images += found
+            skipped += [] if found else [f"{name} (no image inside)"]
             # other files beside a zip's images (a readme) pass silently; a zip's images would be lost unseen
             skipped += [f"{file.relative_to(dest).as_posix()} (a zip inside the zip: unzip it first)"
                         for file in extracted if file.suffix.lower() == ".zip"]

@@ -6,6 +6,7 @@ import ast
 import importlib
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -798,6 +799,27 @@ def test_the_name_the_app_gives_a_hub_model_loads_it_in_the_hub_box(ctx, checkpo
     assert (loaded["key"], loaded["revision"], loaded["name"]) == ("acme/parts", "v1", "acme/parts@v1")
     assert ctx.detector(loaded).threshold == 123.0
     assert model_bar.load_model(ctx, "", "acme/parts@", "", "browser-1")["model"]["revision"] is None
+
+
+def test_the_hub_box_quotes_what_was_typed_and_refuses_two_revisions(ctx):
+    from ui import model_bar
+
+    for typed, revision, message in [("../../etc/passwd", "", "'../../etc/passwd' is not a Hub repo id"),
+                                     ("acme/parts@v1.2", "dev", "'acme/parts@v1.2' names a revision, and so does the revision box ('dev')")]:
+        with pytest.raises(rbd.CheckpointError, match=re.escape(message)):
+            model_bar.load_model(ctx, "", typed, revision, "browser-1")
+
+
+def test_a_rate_typed_beyond_the_slider_is_taken_at_its_nearest_end_and_the_box_set_to_it():
+    """Gradio failed every event that read the slider (the threshold line kept the old rate beside the typed one)."""
+    import gradio as gr
+
+    from ui import model_bar
+
+    slider = model_bar.RateSlider(0.01, 30, value=1.0, step=0.01)
+    assert [slider.preprocess(typed) for typed in (55, -3, 2.5)] == [30, 0.01, 2.5]
+    assert [model_bar.clamp_typed(typed) for typed in (55, -3)] == [30, 0.01]
+    assert isinstance(model_bar.clamp_typed(2.5), type(gr.skip()))
 
 
 def test_a_page_load_restores_the_model_the_browser_left_active_or_says_why_not(ctx, model, hub_cache):

@@ -155,6 +155,16 @@ def test_gather_images_extracts_same_named_zips_into_separate_folders(tmp_path):
     assert (dest / "data_1" / "a.png").read_bytes() == b"2"
 
 
+def test_a_zip_without_images_beside_other_files_is_named(tmp_path):
+    """It was dropped without a word when other files of the upload held images."""
+    image = tmp_path / "a.png"
+    image.write_bytes(b"image")
+    notes = _write_zip(tmp_path / "notes.zip", [("readme.txt", b"text")])
+    empty = _write_zip(tmp_path / "empty.zip", [])
+    with pytest.warns(UserWarning, match=r"skipped 2 uploaded file\(s\): notes.zip \(no image inside\); empty.zip \(no image inside\)"):
+        assert gather_images([image, notes, empty], tmp_path / "work") == [tmp_path / "work" / "a.png"]
+
+
 def _browser_upload(root: Path, files: dict[str, bytes]) -> list[Path]:
     """Files as a browser uploads a picked folder: each under its name alone, in a temporary folder of its own."""
     uploaded = []

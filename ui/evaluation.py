@@ -104,7 +104,7 @@ def layout(ctx) -> Evaluate:
 def wire(ctx, area: Evaluate, bar: model_bar.ModelBar) -> None:
     on(area.run.click, evaluate, ctx, [area.archive, bar.model, bar.rate],
        {"summary": area.summary, "roc": area.roc, "rows": area.rows, "misranked": area.misranked, "evaluated": area.evaluated},
-       api_name="evaluate", concurrency_limit=INFERENCE_LIMIT, concurrency_id="inference")
+       api_name="evaluate", concurrency_limit=INFERENCE_LIMIT, concurrency_id="inference", show_progress_on=[area.summary])
 
 
 def rejudge(ctx, area: Evaluate, bar: model_bar.ModelBar, trigger, api: bool = False) -> None:

@@ -259,7 +259,7 @@ def wire(ctx, area: Inspect, bar: model_bar.ModelBar) -> None:
               "annotated": area.annotated, "regions": area.regions}
     inspected = on(area.run.click, inspect_images, ctx, [area.image, area.files, bar.model, bar.rate, area.opacity, area.held],
                    {"held": area.held, "picked": area.picked, **detail}, api_name="inspect",
-                   concurrency_limit=INFERENCE_LIMIT, concurrency_id="inference")
+                   concurrency_limit=INFERENCE_LIMIT, concurrency_id="inference", show_progress_on=[area.summary])
     inputs = [area.held, area.picked, bar.model, bar.rate, area.opacity]
     on(inspected.success, judged_again, ctx, inputs, detail, api_visibility="private", concurrency_limit=None, show_progress="hidden")
     # typing, arrow keys and dragging all fire `input` (`release` missed the first two): the last value wins
@@ -273,7 +273,7 @@ def rejudge(ctx, area: Inspect, bar: model_bar.ModelBar, trigger, api: bool = Fa
     on(trigger, rescore, ctx, [area.image, area.files, area.held, area.picked, bar.model, bar.rate, area.opacity],
        {"held": area.held, "picked": area.picked, "results": area.results, "summary": area.summary, "heat": area.heat,
         "pair": area.pair, "annotated": area.annotated, "regions": area.regions},
-       concurrency_limit=INFERENCE_LIMIT, concurrency_id="inference", **endpoint(api, "rethreshold"))
+       concurrency_limit=INFERENCE_LIMIT, concurrency_id="inference", show_progress_on=[area.summary], **endpoint(api, "rethreshold"))
 
 
 def rescore(ctx, image, files, held: list | None, picked, model: dict, rate: float, opacity: float) -> dict:

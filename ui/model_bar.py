@@ -17,12 +17,29 @@ import gradio as gr
 
 from rbd.calibration import Calibration
 from rbd.catalog import is_hub_key, model_name
-from rbd.errors import RBDError
+from rbd.checkpoint import is_repo_id
+from rbd.errors import CheckpointError, RBDError
 from rbd.notices import notify
 from rbd.review import ScoredBy
 from rbd.thresholds import RATE_RANGE, RATE_STEP, describe, set_by_hand, threshold_at
 
 from .wiring import on
+
+
+class RateSlider(gr.Slider):
+    """The threshold's slider. A rate typed into its box beyond its range is taken at the nearest end (and
+    the box is set to it, `clamp_typed`), where Gradio would fail every event that reads the slider."""
+
+    is_template = True  # drawn by the browser as a gr.Slider
+
+    def preprocess(self, payload: float) -> float:
+        return super().preprocess(min(max(payload, self.minimum), self.maximum))
+
+
+def clamp_typed(typed: float):
+    """The slider's box set back within the range when a rate beyond it was typed (read unpreprocessed)."""
+    low, high = (100 * end for end in RATE_RANGE)
+    return gr.skip() if low <= typed <= high else min(max(typed, low), high)
 
 
 @dataclass
@@ -34,7 +51,7 @@ class ModelBar:
     hub_id: gr.Textbox
     revision: gr.Textbox
     load: gr.Button
-    rate: gr.Slider
+    rate: RateSlider
     reset: gr.Button
     info: gr.Markdown
 
@@ -87,9 +104,13 @@ def load_model(ctx, choice: str, hub_id: str, revision: str, browser: str) -> di
     """Load a shipped or fine-tuned checkpoint, or a Hub repo (at a revision) when a repo id is given;
     the threshold goes to the rate the model was calibrated for."""
     hub_id, revision = (hub_id or "").strip(), (revision or "").strip() or None
-    if "@" in hub_id and revision is None:  # as the app names a Hub model: owner/name@revision
+    if "@" in hub_id:  # as the app names a Hub model: owner/name@revision
+        if revision is not None:
+            raise CheckpointError(f"{hub_id!r} names a revision, and so does the revision box ({revision!r}): give one")
         hub_id, revision = (part.strip() for part in hub_id.split("@", 1))
         revision = revision or None
+    if hub_id and not is_repo_id(hub_id):  # quoted as typed: the catalog's own error names a folder by its name alone
+        raise CheckpointError(f"{hub_id!r} is not a Hub repo id (owner/name)")
     key, revision = (hub_id, revision) if hub_id else (choice or "", None)
     if is_hub_key(key):  # loading a Hub repo again fetches what its revision names now
         ctx.catalog.forget(key, revision)
@@ -169,7 +190,7 @@ def layout(ctx) -> ModelBar:
         load = gr.Button("Load model", scale=1, elem_id="load-model")
     with gr.Row(equal_height=True):
         low, high = RATE_RANGE
-        rate = gr.Slider(100 * low, 100 * high, value=1.0, step=100 * RATE_STEP, buttons=[], scale=3, elem_id="threshold",
+        rate = RateSlider(100 * low, 100 * high, value=1.0, step=100 * RATE_STEP, buttons=[], scale=3, elem_id="threshold",
                          label="Threshold: expected false alarms (% of good parts flagged)")
         reset = gr.Button("↺ model's threshold", size="sm", scale=0, min_width=160, elem_id="threshold-reset")
     info = gr.Markdown(elem_id="model-info")  # the whole width: beside the slider it wrapped into a tall column
@@ -202,4 +223,5 @@ def wire(ctx, bar: ModelBar, app: gr.Blocks, rejudge) -> None:
     rejudge(lambda *args, **kwargs: bar.rate.change(*args, trigger_mode="always_last", **kwargs), api=True)
     on(bar.rate.change, show, ctx, [bar.model, bar.rate], {"info": bar.info}, api_visibility="private",
        trigger_mode="always_last", show_progress="hidden")
+    bar.rate.change(clamp_typed, bar.rate, bar.rate, preprocess=False, queue=False, api_visibility="private")
 

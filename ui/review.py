@@ -160,7 +160,7 @@ def _metrics(session: ReviewSession, threshold: float) -> str:
 
 def _scored_by(ctx, session: ReviewSession, model: dict, threshold: float, rate: float) -> str:
     text = (f"This review: **{len(session.items)}** images scored by **{session.scored_by.name}**, judged at raw threshold "
-            f"{threshold:.4f} ({rate:.3g}% expected false alarms).")
+            f"{threshold:.4f} ({rate:.4g}% expected false alarms).")
     unfamiliar = int(session.out_of_domain.sum())
     if unfamiliar:
         text += (f"\n\n⚠ **{unfamiliar}** of them {'looks' if unfamiliar == 1 else 'look'} unlike the training images of "
@@ -340,7 +340,7 @@ def recalibrate(ctx, review_id: str, model: dict, confirmed: bool = False) -> di
         return {"warning": gr.update(value=warning, visible=True), "anyway": gr.update(visible=True)}
     recalibrated = model_bar.recalibrated(ctx, model, calibration)
     rate = model_bar.model_rate(calibration)  # within the slider's range, which a model calibrated elsewhere may not be
-    gr.Info(f"recalibrated: raw threshold {model_bar.threshold(ctx, recalibrated, rate):.4f} for {rate:.3g}% expected false alarms")
+    gr.Info(f"recalibrated: raw threshold {model_bar.threshold(ctx, recalibrated, rate):.4f} for {rate:.4g}% expected false alarms")
     return {"model": recalibrated, "rate": rate, "info": model_bar.info(ctx, recalibrated, rate),
             "warning": gr.update(value="", visible=False), "anyway": gr.update(visible=False)}
 

@@ -45,7 +45,8 @@ def user_errors(fn: Callable, upload_folders: Iterable = ()) -> Callable:
             try:
                 yield
             except rbd.RBDError as err:
-                raise gr.Error(as_uploaded(str(err), folders), print_exception=False) from err
+                # shown until closed: the output it stands for shows only an "Error" badge once a toast has faded
+                raise gr.Error(as_uploaded(str(err), folders), duration=None, print_exception=False) from err
             finally:
                 for note in notes:
                     gr.Warning(as_uploaded(note, folders))
