@@ -406,10 +406,12 @@ def test_unknown_hub_model_is_a_clear_message(client, app_server, hub_cache):
     shipped = str(app_server[1] / "shipped" / "stripes")
     with pytest.raises(Exception, match="cannot be reached"):
         client.predict(shipped, "acme/does-not-exist", "", "", api_name="/load_model")
-    with pytest.raises(Exception, match="neither a listed checkpoint nor a Hub repo id"):
+    with pytest.raises(Exception, match="'not a repo' is not a Hub repo id"):  # quoted as typed
         client.predict(shipped, "not a repo", "", "", api_name="/load_model")
-    with pytest.raises(Exception, match="neither a listed checkpoint"):  # no loading arbitrary server paths
+    with pytest.raises(Exception, match="is not a Hub repo id"):  # no loading arbitrary server paths
         client.predict(shipped, str(app_server[1] / "work"), "", "", api_name="/load_model")
+    with pytest.raises(Exception, match="neither a listed checkpoint"):  # nor through the picker
+        client.predict(str(app_server[1] / "work"), "", "", "", api_name="/load_model")
 
 
 def test_fine_tune_adds_images_accepted_as_good_in_review(client, category, parts):
