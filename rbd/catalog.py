@@ -141,10 +141,10 @@ class Catalog:
             if not mine or not ((source / CONFIG_FILE).is_file() or (target / CONFIG_FILE).is_file()):
                 raise CheckpointError(f"{model_name(key)} is not a fine-tune made in this browser: only those can be shared "
                                       "(pick one in the model list, or fine-tune one)")
+            staging = self.shared / f".{source.name}.tmp"
+            shutil.rmtree(staging, ignore_errors=True)  # a copy cut short
             if not (target / CONFIG_FILE).is_file():  # else shared already (by another tab, or a share cut short after its copy)
                 self.shared.mkdir(parents=True, exist_ok=True)
-                staging = self.shared / f".{source.name}.tmp"
-                shutil.rmtree(staging, ignore_errors=True)  # a copy cut short
                 shutil.copytree(source, staging)
                 staging.rename(target)  # appears whole, or not at all
             shutil.rmtree(source, ignore_errors=True)

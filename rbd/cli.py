@@ -191,20 +191,19 @@ def _input_images(items: list[str], uris: bool = False, leave_out: Path | None =
     Each comes with the name its outputs take: its path in the folder named, less its suffix
     (`good/000`), so that a folder's tree is kept; a file named itself goes by its stem. Found in a
     folder searched, the files under `leave_out` (the output folder) are not inputs: all of them where it lies
-    inside that folder, else (the folder itself, or one around it) an earlier run's pictures, which are told by
-    the image beside them they were made for (`a_mask.png` beside `a.jpg`), with a notice."""
+    inside that folder, else (the folder itself, or one around it) an earlier run's pictures (`_earlier_pictures`:
+    `a_mask.png` beside `a.jpg`, while a photo named `face_mask.png` with no `face.*` is an input), with a notice."""
     skipped = leave_out.resolve() if leave_out is not None else None
 
     def inputs(item: str, folder: Path, found: list[Path]) -> list[bool]:
         """Which of the files `found` in `folder` (named `item`) are inputs."""
         if skipped is None:
             return [True] * len(found)
-        inside = skipped != folder.resolve() and skipped.is_relative_to(folder.resolve())
-        stems = {(path.parent, path.stem) for path in found}
-
-        def earlier_picture(path: Path) -> bool:
-            return any(path.name.endswith(end) and (path.parent, path.name[: -len(end)]) in stems for end in picture_names(""))
-        chosen = [not path.resolve().is_relative_to(skipped) or not inside and not earlier_picture(path) for path in found]
+        if skipped != folder.resolve() and skipped.is_relative_to(folder.resolve()):  # --out inside the folder
+            chosen = [not path.resolve().is_relative_to(skipped) for path in found]
+        else:
+            earlier = _earlier_pictures(folder, found, skipped)
+            chosen = [path.resolve() not in earlier for path in found]
         if not all(chosen):
             notify(f"{item}: left out {chosen.count(False)} file(s) in --out {leave_out}, there from an earlier run")
         return chosen
@@ -229,6 +228,22 @@ def _input_images(items: list[str], uris: bool = False, leave_out: Path | None =
     if not files:
         raise NoImagesError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in {', '.join(items)}")
     return files
+
+
+def _earlier_pictures(folder: Path, found: list[Path], out: Path) -> set[Path]:
+    """The files among `found` (images in `folder`) that a run of the others with `--out` `out` (resolved)
+    writes: named by `_output_names`, numbered names included (`a_1_mask.png` for the second `a`). The
+    pictures are told apart from the images they were made for by a few rounds that settle at once, as
+    leaving pictures out can only renumber names that pictures took."""
+    chosen = list(found)
+    for _ in range(4):
+        named = [(str(path), unsuffixed(path.relative_to(folder).as_posix())) for path in chosen]
+        made = {out / picture for _, name in _output_names(named) for picture in picture_names(name)}
+        again = [path for path in found if path.resolve() not in made]
+        if again == chosen:
+            break
+        chosen = again
+    return {path.resolve() for path in found} - {path.resolve() for path in chosen}
 
 
 def _writable(path: str, option: str) -> Path:

@@ -19,7 +19,7 @@ import numpy as np
 
 from .errors import DatasetLayoutError
 from .images import find_images, read_image
-from .notices import notify
+from .notices import collect, notify
 
 
 def training_folder(data: str | Path) -> Path:
@@ -47,9 +47,11 @@ class TestImage:
 
 
 def truth_mask(category: str | Path, image: Path) -> Path | None:
-    """The ground-truth mask of the test image `image` (`truth_masks`)."""
+    """The ground-truth mask of the test image `image` (`truth_masks`), without its notices, which
+    `mvtec_test_set` gives once for the whole set."""
     defect = image.relative_to(Path(category) / "test").parts[0]
-    return truth_masks(category, find_images(Path(category) / "test" / defect)).get(image)
+    with collect():
+        return truth_masks(category, find_images(Path(category) / "test" / defect)).get(image)
 
 
 def truth_masks(category: str | Path, images: list[Path]) -> dict[Path, Path | None]:

@@ -18,6 +18,7 @@ import logging
 import os
 import shutil
 import tempfile
+import uuid
 import warnings
 from dataclasses import asdict, fields
 from pathlib import Path, PurePosixPath
@@ -33,11 +34,12 @@ from .outputs import ScoredFile, scored_file
 
 
 def check_installed() -> None:
-    """Ray and pyarrow are an extra (`pip install "rbd[ray]"`): without them `--engine ray` says so before
+    """Ray and pyarrow are an extra (`pip install ".[ray]"` in rbd's checkout): without them `--engine ray` says so before
     any work, rather than with a traceback once an earlier run's table is gone."""
     missing = [name for name in ("ray", "pyarrow") if importlib.util.find_spec(name) is None]
     if missing:
-        raise InvalidInputError(f"--engine ray needs {' and '.join(missing)}: pip install \"rbd[ray]\" (or -r requirements.txt)")
+        raise InvalidInputError(f"--engine ray needs {' and '.join(missing)}: pip install -r requirements.txt, or \".[ray]\" in rbd's "
+                                "checkout")
 
 
 def is_uri(item: str) -> bool:
@@ -97,7 +99,7 @@ def score_files(checkpoint: str, files: list[str], batch_size: int, address: str
             if progress is not None:
                 progress(done, len(files))
     except ray.exceptions.RayError as err:  # a worker lost, out of memory...: one line, as any failure while running
-        raise EngineError(f"the Ray job failed: {str(err).strip().splitlines()[-1]}") from err
+        raise EngineError(f"the Ray job failed: {(str(err).strip().splitlines() or [type(err).__name__])[-1]}") from err
     finally:
         ray.shutdown()
     report_files(len(files), len(files) - len(skipped), skipped, notices)
@@ -172,13 +174,12 @@ class _Scorer:
     def _decode(self, file: str, data: bytes):
         """The image as scored, its notice (if downscaled) and the file's upright (height, width). The scratch
         copy keeps only the name's suffix: a URI's percent-encoded name can be too long for a file name."""
-        name = PurePosixPath(file).name
-        copy = self.scratch / f"input{PurePosixPath(file).suffix[:16]}"
+        copy = self.scratch / f"{uuid.uuid4().hex}{PurePosixPath(file).suffix[:16]}"  # a name no message holds otherwise
         try:
             copy.write_bytes(data)
             image, notice = read_image_for_scoring(copy, MAX_SIDE)
-            return image, notice and notice.replace(copy.name, name, 1), file_shape(copy)
+            return image, notice and notice.replace(copy.name, PurePosixPath(file).name), file_shape(copy)
         except (ImageReadError, OSError) as err:  # one file's problem (a full scratch disk too), never the job's
-            raise ImageReadError(str(err).replace(str(copy), file).replace(copy.name, name)) from err
+            raise ImageReadError(str(err).replace(str(copy), file)) from err
         finally:
             copy.unlink(missing_ok=True)

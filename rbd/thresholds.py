@@ -32,9 +32,11 @@ def set_by_hand(calibration: Calibration, threshold: float) -> Calibration:
     gives exactly this threshold back). The interval, which was the calibrated threshold's, is dropped."""
     if threshold == calibration.threshold:
         return calibration
+    if not calibration.normal_scores:  # made by hand too: no rate can be told for it, the stored one stays
+        return dataclasses.replace(calibration, threshold=float(threshold), interval=None)
     low, high = RATE_RANGE
     rate = min(max(round(calibration.expected_false_alarm_rate(threshold) / RATE_STEP) * RATE_STEP, low), high)
-    return dataclasses.replace(calibration, threshold=float(threshold), false_alarm_rate=rate, interval=None)
+    return dataclasses.replace(calibration, threshold=float(threshold), false_alarm_rate=round(rate, 6), interval=None)
 
 
 def describe(calibration: Calibration, rate: float) -> str:

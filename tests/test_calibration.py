@@ -236,6 +236,8 @@ def test_a_threshold_set_by_hand_gives_a_calibration_whose_rate_returns_it_exact
         assert moved.false_alarm_rate == pytest.approx(min(max(calibration.expected_false_alarm_rate(threshold), RATE_RANGE[0]),
                                                            RATE_RANGE[1]), abs=RATE_STEP / 2)
         assert moved.normal_scores == calibration.normal_scores
+    made = Calibration(threshold=6.0, scale=1.0, false_alarm_rate=0.01)  # by hand, no normal scores: its rate stays
+    assert threshold_at(set_by_hand(made, 7.0), 0.01) == 7.0
 
 
 def test_problems_name_few_images_and_a_threshold_that_catches_nothing():

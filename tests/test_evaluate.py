@@ -1,6 +1,7 @@
 """Evaluation on MVTec-layout folders: metrics agree with the metrics module, layouts are checked."""
 
 import shutil
+import warnings
 
 import numpy as np
 import pytest
@@ -201,6 +202,10 @@ def test_a_mask_that_fits_several_test_images_is_none_of_theirs(detector, catego
     assert items[f"test/hole/lot1/{first.name}"] is None
     with pytest.warns(UserWarning, match="pixel metrics skipped"):
         assert rbd.evaluate(detector, copy).pixel_auroc is None
+    with warnings.catch_warnings(record=True) as notes:  # a picture of each misranked image: no notice again
+        warnings.simplefilter("always")
+        rbd.evaluation_picture(detector, copy, f"test/hole/{first.name}")
+    assert notes == []
     (hole / "lot1" / first.name).unlink()
     Image.open(first).save(first.with_suffix(".jpg"))  # 000.png beside 000.jpg: the mask fits both
     with pytest.warns(UserWarning, match=f"no mask for test/hole/{first.stem}.jpg .*, test/hole/{first.name} "):

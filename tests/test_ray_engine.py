@@ -144,3 +144,5 @@ def test_a_long_non_ascii_name_is_decoded_as_any_other(checkpoint, inputs):
     assert decoded.shape[:2] == size == Image.open(image).size[::-1] and notice is None
     with pytest.raises(rbd.ImageReadError, match="%E6%A4%9C.png"):
         scorer._decode(uri, b"not an image")
+    with pytest.raises(rbd.ImageReadError, match="^file:///data/myinput.png: not an image file$"):  # the name kept whole
+        scorer._decode("file:///data/myinput.png", b"not an image")

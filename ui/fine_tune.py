@@ -202,10 +202,11 @@ def push(ctx, model: dict, repo_id: str, token: str, evaluated: dict | None, oau
         raise rbd.CheckpointError("enter the target repo as owner/name")
     metrics = evaluated["metrics"] if evaluation.is_of(evaluated, model) else None
     detector = ctx.detector(model)
-    if model.get("calibration"):  # the shared model judges as this browser saw it judge
-        detector = rbd.Detector(detector.model, model_bar.calibration(ctx, model), detector.training, detector.metrics)
+    recalibration = model_bar.recalibrated_by_review(ctx, model)
+    if recalibration is not None:  # the shared model judges as this browser saw it judge
+        detector = rbd.Detector(detector.model, recalibration, detector.training, detector.metrics)
     url = rbd.push_to_hub(detector, repo_id.strip(), token=token, metrics=metrics)
-    return {"push_status": f"Pushed: {url}" + (" (with the threshold recalibrated from the review)" if model.get("calibration") else "")}
+    return {"push_status": f"Pushed: {url}" + (" (with the threshold recalibrated from the review)" if recalibration is not None else "")}
 
 
 def layout(ctx) -> FineTune:

@@ -33,13 +33,14 @@ class RateSlider(gr.Slider):
     is_template = True  # drawn by the browser as a gr.Slider
 
     def preprocess(self, payload: float) -> float:
-        return super().preprocess(min(max(payload, self.minimum), self.maximum))
+        return super().preprocess(self.clamped(payload))
 
+    def clamped(self, rate: float) -> float:
+        return min(max(rate, self.minimum), self.maximum)
 
-def clamp_typed(typed: float):
-    """The slider's box set back within the range when a rate beyond it was typed (read unpreprocessed)."""
-    low, high = (100 * end for end in RATE_RANGE)
-    return gr.skip() if low <= typed <= high else min(max(typed, low), high)
+    def clamp_typed(self, typed: float):
+        """The box set back within the range when a rate beyond it was typed (read unpreprocessed)."""
+        return gr.skip() if self.clamped(typed) == typed else self.clamped(typed)
 
 
 @dataclass
@@ -102,13 +103,17 @@ def start(ctx, browser: str) -> dict:
 
 def load_model(ctx, choice: str, hub_id: str, revision: str, browser: str) -> dict:
     """Load a shipped or fine-tuned checkpoint, or a Hub repo (at a revision) when a repo id is given;
-    the threshold goes to the rate the model was calibrated for."""
+    the threshold goes to the model's own (`calibration`: the rate it was calibrated for, or the threshold
+    its checkpoint was saved with where that was set by hand)."""
     hub_id, revision = (hub_id or "").strip(), (revision or "").strip() or None
     if "@" in hub_id:  # as the app names a Hub model: owner/name@revision
         if revision is not None:
             raise CheckpointError(f"{hub_id!r} names a revision, and so does the revision box ({revision!r}): give one")
+        typed = hub_id
         hub_id, revision = (part.strip() for part in hub_id.split("@", 1))
         revision = revision or None
+        if not hub_id:
+            raise CheckpointError(f"{typed!r} names a revision but no repo: owner/name@revision")
     if hub_id and not is_repo_id(hub_id):  # quoted as typed: the catalog's own error names a folder by its name alone
         raise CheckpointError(f"{hub_id!r} is not a Hub repo id (owner/name)")
     key, revision = (hub_id, revision) if hub_id else (choice or "", None)
@@ -152,7 +157,7 @@ def active_choice(ctx, model: dict | None) -> dict:
 
 
 def reset(ctx, model: dict) -> dict:
-    """Back to the rate the active model's calibration was made for."""
+    """Back to the threshold the active model judges by on its own (`calibration`)."""
     rate = model_rate(calibration(ctx, model))
     return {"rate": rate, "info": info(ctx, model, rate)}
 
@@ -161,7 +166,7 @@ def model_rate(calibration: Calibration) -> float:
     """The slider's value (%) for the rate a model was calibrated for; one outside the slider's range (the
     API trains at any rate) starts at the nearest end, whose threshold the model line then gives."""
     low, high = RATE_RANGE
-    return 100 * min(max(calibration.false_alarm_rate, low), high)
+    return round(100 * min(max(calibration.false_alarm_rate, low), high), 6)  # 0.07, not 0.07000000000000001
 
 
 def show(ctx, model: dict, rate: float) -> dict:
@@ -223,5 +228,5 @@ def wire(ctx, bar: ModelBar, app: gr.Blocks, rejudge) -> None:
     rejudge(lambda *args, **kwargs: bar.rate.change(*args, trigger_mode="always_last", **kwargs), api=True)
     on(bar.rate.change, show, ctx, [bar.model, bar.rate], {"info": bar.info}, api_visibility="private",
        trigger_mode="always_last", show_progress="hidden")
-    bar.rate.change(clamp_typed, bar.rate, bar.rate, preprocess=False, queue=False, api_visibility="private")
+    bar.rate.change(bar.rate.clamp_typed, bar.rate, bar.rate, preprocess=False, queue=False, api_visibility="private")
 
