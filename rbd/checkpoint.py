@@ -355,7 +355,7 @@ def model_card(config: dict, repo_id: str | None = None, license: str = "other",
     was calibrated and how to use it."""
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-    model, calibration, training = config["model"], config["calibration"], config.get("training") or {}
+    model, calibration, training = config["model"], Calibration.from_dict(config["calibration"]), config.get("training") or {}
     metrics = config.get("metrics") or {}
     name = repo_id.split("/")[-1] if repo_id else "rbd anomaly detector"
     dataset = datasets[0] if datasets else None
@@ -375,11 +375,11 @@ def model_card(config: dict, repo_id: str | None = None, license: str = "other",
         f"- Input: short side {model['image_size']} px, aspect ratio kept; image score rule: `{model['score_rule']}` of "
         + {"both": "the anomaly map averaged with the same of the memory's own map (in the map's units)",
            "memory": "the memory's own map (in the anomaly map's units)"}.get(model.get("score_from"), "the anomaly map"),
-        _threshold_line(config["threshold"], Calibration.from_dict(calibration)),
+        _threshold_line(config["threshold"], calibration),
         f"- Anomaly map: the student's per-scale distances{' and a memory of ' + str(model['memory_size']) + ' normal patches' if model.get('memory_size') else ''}, "
         "each standardised on normal images",
     ]
-    caught = Calibration.from_dict(calibration).caught(config["threshold"])
+    caught = calibration.caught(config["threshold"])
     if caught is not None:
         lines.append(f"- Synthetic defects caught at that threshold: {100 * caught:.0f}%")
     if training:

@@ -235,15 +235,16 @@ def _earlier_pictures(folder: Path, found: list[Path], out: Path) -> set[Path]:
     writes: named by `_output_names`, numbered names included (`a_1_mask.png` for the second `a`). The
     pictures are told apart from the images they were made for by a few rounds that settle at once, as
     leaving pictures out can only renumber names that pictures took."""
+    resolved = {path: path.resolve() for path in found}
     chosen = list(found)
     for _ in range(4):
         named = [(str(path), unsuffixed(path.relative_to(folder).as_posix())) for path in chosen]
         made = {out / picture for _, name in _output_names(named) for picture in picture_names(name)}
-        again = [path for path in found if path.resolve() not in made]
+        again = [path for path in found if resolved[path] not in made]
         if again == chosen:
             break
         chosen = again
-    return {path.resolve() for path in found} - {path.resolve() for path in chosen}
+    return {resolved[path] for path in found} - {resolved[path] for path in chosen}
 
 
 def _writable(path: str, option: str) -> Path:

@@ -183,9 +183,10 @@ def share(ctx, model: dict, browser: str, request: gr.Request = None) -> dict:
     owner = _owner(browser, request)
     key = ctx.catalog.publish(model["key"], owner)
     loaded = model_bar.load_model(ctx, key, "", "", owner)
-    if model.get("calibration"):  # a review's recalibration stays with the model it recalibrated
-        shared = {**loaded["model"], "calibration": model["calibration"], "recalibrated_from": model.get("recalibrated_from")}
-        rate = model_bar.model_rate(model_bar.calibration(ctx, shared))
+    recalibration = model_bar.recalibrated_by_review(ctx, {**model, "key": key})
+    if recalibration is not None:  # a review's recalibration stays with the model it recalibrated
+        shared = model_bar.recalibrated(ctx, loaded["model"], recalibration)
+        rate = model_bar.model_rate(recalibration)
         loaded = {"model": shared, "rate": rate, "info": model_bar.info(ctx, shared, rate)}
     return {"status": f"**{Path(key).name}** is now offered to every user of this app.",
             "choice": gr.update(choices=ctx.catalog.entries(owner), value=key), **loaded}
