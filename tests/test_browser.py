@@ -199,6 +199,8 @@ def test_a_second_drop_scores_each_file_once(page, parts):
     expect(results).to_contain_text(good[0].name)
     text = results.inner_text()
     assert "_1.png" not in text and text.count(good[0].name) == text.count(good[1].name) == 1, text
+    shown = re.search(r"anomaly score (\d+\.\d{4}) · normalised (\d+\.\d{3})", page.locator("#inspect-summary").inner_text())
+    assert shown and shown[1] in text and shown[2] in text, text  # the table quotes the heading's digits
 
 
 DROP_FOLDER = """([entries, box]) => {
@@ -296,6 +298,8 @@ def test_evaluate_shows_where_the_ranking_goes_wrong(page, category, tmp_path):
     expect(gallery.locator("img")).to_have_count(10)  # five good, five defective
     expect(gallery).to_contain_text("good #1 · score")
     expect(gallery).to_contain_text("defective #5 · score")
+    metrics = page.locator("#eval-metrics").inner_text()
+    assert re.search(r"image_auroc\s+1\.0000\b", metrics), metrics  # a perfect ranking, shown to the places of the others
     shot(page, "3b-evaluate")
 
 

@@ -334,7 +334,7 @@ def test_a_picked_folder_and_a_zip_keep_their_folders_in_review_and_inspect(ctx,
     with zipfile.ZipFile(archive, "w") as z:
         z.write(good[0], "good/000.png")
         z.write(bad[0], "broken/000.png")
-    inspected = inspection.inspect_images(ctx, None, [str(archive)], model, 0.1, 0.5, None)["results"]
+    inspected = inspection.inspect_images(ctx, None, [str(archive)], model, 0.1, 0.5, None)["results"].data
     assert sorted(inspected["image"]) == ["line/broken/000.png", "line/good/000.png"]
 
 
@@ -353,7 +353,7 @@ def test_the_app_says_which_images_are_out_of_the_models_domain(ctx, model, part
     assert shown["gallery"]["value"][0][1].startswith("other.png\n⚠ ")
     everything = review.show(ctx, review_id, model, 0.1, "all")
     assert [caption.startswith("other.png") for _, caption in everything["gallery"]["value"] if "⚠" in caption] == [True]
-    inspected = inspection.inspect_images(ctx, None, [str(good[0]), str(other)], model, 0.1, 0.5, None)["results"]
+    inspected = inspection.inspect_images(ctx, None, [str(good[0]), str(other)], model, 0.1, 0.5, None)["results"].data
     assert dict(zip(inspected["image"], inspected["out of domain"])) == {good[0].name: "", "other.png": "⚠"}
 
 
@@ -674,6 +674,19 @@ def test_an_evaluation_is_cleared_once_another_model_is_active(ctx, model):
     # it stays shown while other models become active, so it names none of them
     assert cleared["summary"]["value"].tolist() == [f"the evaluation shown was of {model['name']}: press Evaluate for the active model"]
     assert tuple(cleared["rows"].columns) == evaluation.ROW_COLUMNS  # headed by its columns, not 1, 2, 3
+
+
+def test_evaluation_tables_show_every_figure_to_four_places(ctx, model):
+    """A perfect AUROC read "1" beside "0.9876"; the tables keep numbers (they sort as numbers) but show 4 places."""
+    from ui import evaluation
+
+    evaluated = {"model": evaluation.model_id(model), "name": model["name"], "metrics": {"image_auroc": 1.0, "images": 2},
+                 "rows": [{"image": "a.png", "label": 0, "score": 1.0}, {"image": "b.png", "label": 1, "score": 2.5}]}
+    shown = evaluation.rows(ctx, evaluated, model, 1.0)
+    summary = dict(zip(shown["summary"]["metric"], shown["summary"]["value"]))
+    assert summary["image_auroc"] == "1.0000" and summary["images"] == 2
+    html = shown["rows"].to_html()
+    assert "1.0000" in html and "2.5000" in html and shown["rows"].data["score"].tolist() == [1.0, 2.5]
 
 
 def test_layout_hints_hold_no_angle_brackets_that_a_toast_would_take_for_html(tmp_path):

@@ -82,9 +82,10 @@ def rows(ctx, evaluated: dict | None, model: dict, rate: float) -> dict:
              for row in evaluated["rows"]]
     judged = at_threshold([row["label"] for row in table], [row["score"] for row in table], threshold)
     metrics = {**evaluated["metrics"], **{k: judged[k] for k in ("threshold", "false_alarm_rate", "recall")}}
-    summary = pd.DataFrame([{"metric": k, "value": "–" if v is None else round(v, 4) if isinstance(v, float) else v}
-                            for k, v in metrics.items()])
-    return {"summary": summary, "rows": pd.DataFrame(table).round(4)}
+    summary = pd.DataFrame([{"metric": k, "value": "–" if v is None else f"{v:.4f}" if isinstance(v, float) else v}
+                            for k, v in metrics.items()])  # 1.0000, not "1", beside 0.9876
+    rows = pd.DataFrame(table)
+    return {"summary": summary, "rows": rows.style.format("{:.4f}", subset=list(rows.select_dtypes("float").columns))}
 
 
 def layout(ctx) -> Evaluate:
@@ -92,7 +93,7 @@ def layout(ctx) -> Evaluate:
         archive = gr.File(label="MVTec-layout category (zip)", file_types=[".zip"], elem_id="eval-zip")
         run = gr.Button("Evaluate", variant="primary", elem_id="eval-run")
     with gr.Row():
-        summary = gr.Dataframe(NO_METRICS, label="Metrics", interactive=False)
+        summary = gr.Dataframe(NO_METRICS, label="Metrics", interactive=False, elem_id="eval-metrics")
         roc = gr.Plot(label="ROC curve")
     table = gr.Dataframe(NO_ROWS, label="Per image (verdicts at the threshold above)", interactive=False, elem_id="eval-rows")
     misranked = gr.Gallery(label=f"Where the ranking goes wrong: the {MISRANKED_COUNT} highest-scoring good and lowest-scoring "

@@ -152,9 +152,11 @@ def redraw(ctx, held: list | None, picked, model: dict, rate: float, opacity: fl
     calibration = model_bar.calibration(ctx, model)
     threshold = model_bar.threshold(ctx, model, rate)
     predictions = [_judged(calibration, item, threshold) for item in held]
-    table = pd.DataFrame([{"image": item["name"], "score": round(p.score, 4), "normalised": round(p.normalized_score, 3),
+    table = pd.DataFrame([{"image": item["name"], "score": p.score, "normalised": p.normalized_score,
                            "verdict": p.verdict, "out of domain": "⚠" if p.out_of_domain else ""}
                           for item, p in zip(held, predictions)], columns=RESULT_COLUMNS)
+    # shown with the digits of the heading (a plain frame drops trailing zeros: 1.000 read "1"); sorted as numbers
+    table = table.style.format({"score": "{:.4f}", "normalised": "{:.3f}"})
     index = _shown(held, picked)
     return {"results": table, **_detail(held[index], predictions[index], calibration, opacity)}
 
