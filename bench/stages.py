@@ -6,12 +6,14 @@ Three streams of images: square (256x256), a long strip (208x512, like ksdd's pa
 sizes (200-600 px a side, aspect up to 1:3, seeded), each encoded as PNG so that decoding is
 timed too. For every image the stages run one after another with the same public functions
 the detector composes (rbd.images, rbd.geometry, the model's parts, rbd.anomaly_map,
-rbd.detector), so their sum is a prediction; `predict` (the detector end to end, from the
-decoded image) and `teacher` (its forward pass alone on the same input) are timed in the same
+rbd.detector): from resize to "to image size" they are what `predict` does (decoding comes before
+it, and `predict` makes no mask until one is asked for). `predict` (the detector end to end, from
+the decoded image) and `teacher` (its forward pass alone on the same input) are timed in the same
 loop, interleaved, so load on the machine touches all of them alike. Reported: the median
 milliseconds per image of each stage, and `predict / teacher`, the ratio the speed target is set
-on; with `--batch N` the stages run on batches of N equal-shaped inputs (mixed sizes are grouped
-by model input shape, as `score_images` does) and times are per image.
+on; with `--batch N` the stages run on the passes `score_images` makes of N images: equal-shaped
+inputs (mixed sizes grouped by model input shape), on a CPU fewer where they are large
+(`rbd.detector.pass_size`). Times are per image.
 """
 
 from __future__ import annotations
@@ -30,12 +32,13 @@ from PIL import Image
 
 import rbd
 from rbd.anomaly_map import distance_maps
-from rbd.detector import defect_mask
+from rbd.detector import defect_mask, pass_size
 from rbd.geometry import to_image_size, to_input
 from rbd.images import read_image
 from rbd.runtime import scoring_autocast
 
 STAGES = ("decode", "resize", "teacher", "student", "distances", "memory", "map", "score", "to image size", "mask")
+OF_PREDICT = STAGES[1:-1]  # the stages `predict` runs: not decoding, nor the mask it makes only when asked
 
 
 def stream(kind: str, count: int, rng: np.random.Generator) -> list[bytes]:
@@ -109,16 +112,18 @@ def _input_shape(data: bytes, config) -> tuple[int, int]:
         return config.fit(image.height, image.width).input
 
 
-def groups(encoded: list[bytes], batch: int, config) -> list[list[bytes]]:
-    """Images in runs of at most `batch` with one model input shape, in stream order."""
+def groups(encoded: list[bytes], batch: int, config, device: torch.device) -> list[list[bytes]]:
+    """Images in the passes `score_images` makes of `batch` at a time: one model input shape each,
+    at most `pass_size` images, in stream order."""
     by_shape: dict[tuple[int, int], list[bytes]] = defaultdict(list)
     for data in encoded:
         by_shape[_input_shape(data, config)].append(data)
-    return [run[i : i + batch] for run in by_shape.values() for i in range(0, len(run), batch)]
+    return [run[i : i + step] for shape, run in by_shape.items()
+            for step in [pass_size(shape, batch, device)] for i in range(0, len(run), step)]
 
 
 def measure(detector: rbd.Detector, encoded: list[bytes], batch: int, warmup: int) -> dict:
-    runs = groups(encoded, batch, detector.config)
+    runs = groups(encoded, batch, detector.config, detector.network.device)
     for run in runs[:warmup]:
         staged(detector, run, Clock())
         end_to_end(detector, run, Clock())
@@ -134,7 +139,7 @@ def measure(detector: rbd.Detector, encoded: list[bytes], batch: int, warmup: in
         us_per_pixel.append(1e6 * clocks.seconds["predict"] / len(run) / (height * width))
     medians = {stage: round(statistics.median(ms), 2) for stage, ms in per_image.items()}
     return {"ms": medians, "predict / teacher": round(medians["predict"] / medians["teacher alone"], 2),
-            "stages besides the teacher, ms": round(sum(medians[s] for s in STAGES if s != "teacher"), 2),
+            "stages of predict besides the teacher, ms": round(sum(medians[s] for s in OF_PREDICT if s != "teacher"), 2),
             "predict us per input pixel": round(statistics.median(us_per_pixel), 3)}
 
 

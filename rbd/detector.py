@@ -115,6 +115,14 @@ class Prediction:
 MAX_CPU_BATCH_PIXELS = MMAP_THRESHOLD // 100
 
 
+def pass_size(input_shape: tuple[int, int], batch_size: int, device: torch.device) -> int:
+    """How many inputs of `input_shape` one forward pass of `score_images` takes: `batch_size`, fewer
+    on a CPU where they are large (MAX_CPU_BATCH_PIXELS)."""
+    if device.type != "cpu":
+        return batch_size
+    return max(1, min(batch_size, MAX_CPU_BATCH_PIXELS // (input_shape[0] * input_shape[1])))
+
+
 @torch.inference_mode()
 def score_images(network: Network, images: Sequence[np.ndarray], batch_size: int = 8, maps: bool = True,
                  precision: str = "auto") -> list[tuple[float, np.ndarray | None, float | None]]:
@@ -127,8 +135,8 @@ def score_images(network: Network, images: Sequence[np.ndarray], batch_size: int
     by_shape: dict[tuple[int, int], list[int]] = {}
     for i, f in enumerate(fits):
         by_shape.setdefault(f.input, []).append(i)
-    for (height, width), indices in by_shape.items():
-        step = batch_size if device.type != "cpu" else max(1, min(batch_size, MAX_CPU_BATCH_PIXELS // (height * width)))
+    for shape, indices in by_shape.items():
+        step = pass_size(shape, batch_size, device)
         for start in range(0, len(indices), step):
             chunk = indices[start : start + step]
             batch = torch.stack([to_input(images[i], fits[i]) for i in chunk]).to(device)
