@@ -96,6 +96,24 @@ def test_rle_matches_pycocotools():
             np.testing.assert_array_equal(mask_util.decode(ours).astype(bool), mask)
 
 
+def test_each_region_is_encoded_as_pycocotools_encodes_it_alone_on_the_image():
+    """Regions are encoded from their own pixels (not the whole image once per region): also those touching
+    the first or last pixel, and many small ones."""
+    rng = np.random.default_rng(2)
+    for shape, density in [((40, 30), 0.3), ((7, 50), 0.5), ((33, 1), 0.5), ((50, 40), 0.05)]:
+        mask = rng.random(shape) < density
+        mask[0, 0] = mask[-1, -1] = True
+        annotations = coco_dataset([("a.png", *shape, mask)])["annotations"]
+        union = np.zeros(shape, bool)
+        for a in annotations:
+            region = decode_rle(a["segmentation"])
+            expected = mask_util.encode(np.asfortranarray(region.astype(np.uint8)))
+            assert mask_util.frPyObjects(a["segmentation"], *shape)["counts"] == expected["counts"]
+            assert a["area"] == region.sum() and not (union & region).any()
+            union |= region
+        np.testing.assert_array_equal(union, mask)
+
+
 def test_the_export_evaluates_to_ap_1_against_itself(tmp_path):
     """COCO evaluation ignores crowd annotations: an export pycocotools cannot score is no use."""
     rng = np.random.default_rng(2)

@@ -381,6 +381,79 @@ def test_export_zip(session, tmp_path):
     np.testing.assert_array_equal(np.logical_or.reduce(regions), drawn)
 
 
+def test_a_rejected_good_verdict_is_a_defect_with_no_known_place_in_the_export(session, tmp_path):
+    """An empty mask would tell whoever trains on coco.json or masks/ that the defective image is defect-free."""
+    c = session.items[2]
+    session.decide(c.id, "reject", THRESHOLD)  # c was good: the inspector says defective, and paints nothing
+    path = review.export_zip(session, tmp_path / "review.zip", THRESHOLD)
+    with zipfile.ZipFile(path) as archive:
+        assert archive.namelist() == ["decisions.csv", "coco.json"]
+        coco = json.loads(archive.read("coco.json"))
+    row = _exported_rows(path)[2]
+    assert (row["file"], row["decision"], row["label"], row["mask"]) == ("c.png", "reject", "defective", "unknown")
+    assert coco["images"] == [] and coco["annotations"] == []
+    painted = np.zeros((8, 10), bool)
+    painted[4, 4] = True
+    session.decide(c.id, "correct", THRESHOLD, painted)  # now it has a place
+    assert _exported_rows(review.export_zip(session, tmp_path / "again.zip", THRESHOLD))[2]["mask"] == "masks/c.png"
+
+
+def test_an_export_is_of_the_review_as_it_stood_when_it_began(session, tmp_path, monkeypatch):
+    """The inspector goes on deciding while an export runs: it neither fails (a mask name missing for an image
+    decided meanwhile) nor mixes one image's decision with a later one's label."""
+    a, b = session.items[:2]
+    session.decide(a.id, "accept", THRESHOLD)
+    decided_mask = review.export.decided_mask
+
+    def meanwhile(*args):
+        if session.decision(b.id) is None:
+            session.decide(b.id, "accept", THRESHOLD)  # a key pressed during the export
+            session.decide(a.id, "reject", THRESHOLD)
+        return decided_mask(*args)
+
+    monkeypatch.setattr(review.export, "decided_mask", meanwhile)
+    rows = _exported_rows(review.export_zip(session, tmp_path / "review.zip", THRESHOLD))
+    assert [(r["decision"], r["label"]) for r in rows[:2]] == [("accept", "defective"), ("", "")]
+    assert session.decision(b.id).decision == "accept"  # kept for the next export
+
+
+def test_a_decision_on_an_image_still_being_scored_survives_a_crash_with_its_image(tmp_path, parts, monkeypatch):
+    """The review shows images as their batch is scored, before items.json is next written: a decision on one is
+    saved with its item, or after a crash the next image added would take its id, and the decision with it."""
+    session = ReviewSession(tmp_path / "sessions" / "s")
+    session.add(BrightnessDetector(), parts[:2])
+    died = False
+    write_items = store.ReviewSession._write_items
+    monkeypatch.setattr(store.ReviewSession, "_write_items", lambda self: None if died else write_items(self))
+
+    def decide_then_die(done, total):
+        nonlocal died
+        if len(session.items) == 3 and not died:
+            session.decide(2, "reject", THRESHOLD)
+            died = True  # the server stops here: nothing more is written
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        session.add(BrightnessDetector(), parts[2:], progress=decide_then_die, batch_size=1)
+    resumed = _reopened(session)
+    assert [item.file_name for item in resumed.items] == ["a.png", "b.png", "c.png"] and resumed.decision(2).decision == "reject"
+
+
+def test_decisions_on_images_lost_before_they_were_saved_are_dropped(session, parts):
+    """A log written by older versions may hold a decision on an image items.json lacks: it is cut out, not given
+    to the next image added."""
+    lost = {"id": 4, "decision": "reject", "verdict": "good", "threshold": THRESHOLD, "timestamp": "2026-12-01T00:00:00.000+00:00",
+            "mask": None}
+    session.decide(0, "accept", THRESHOLD)
+    with open(session.folder / store.DECISIONS_FILE, "a") as f:
+        f.write(json.dumps(lost) + "\n")
+    resumed = _reopened(session)
+    resumed.add(BrightnessDetector(), [parts[0]])  # a fifth image: id 4
+    again = _reopened(resumed)
+    assert again.decision(4) is None and np.isnan(again.labels[4]) and again.decision(0).decision == "accept"
+    assert len((session.folder / store.DECISIONS_FILE).read_text().splitlines()) == 1
+
+
 def test_uploading_more_keeps_decisions_and_names_unique(session, tmp_path):
     drawn = np.zeros((8, 10), bool)
     drawn[2, 2] = True

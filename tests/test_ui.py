@@ -247,6 +247,16 @@ def test_review_handlers_without_a_server(ctx, model, parts):
         review.save_mask(ctx, {"layers": [layer]}, review_id, model, 0.1, "all", None)
 
 
+def test_a_rejected_good_verdict_asks_where_the_defect_is(ctx, model, parts):
+    from ui import review
+
+    good, _ = parts
+    review_id = review.score(ctx, [str(good[0])], None, "", model, progress=lambda *a, **k: None)["review_id"]
+    assert "model says **good**" in review.show(ctx, review_id, model, 0.1, "all")["text"]
+    rejected = review.decide(ctx, "reject", review_id, model, 0.1, "all")["text"]
+    assert "→ defective" in rejected and "where is not known: press **e** to paint it" in rejected
+
+
 def test_requests_opening_one_review_at_once_share_one_session(ctx, model, parts, monkeypatch):
     """After a restart a key press and an export can open a review together; a decision made through a second
     object would never reach the one that later requests get."""

@@ -129,6 +129,7 @@ def view(ctx, cursor, review_id: str, model: dict, rate: float, show: str, item_
     text = (f"**{position + 1} / {len(order)}** · **{item.file_name}** · score **{item.score:.4f}** · model says "
             f"**{verdict_at(item.score, threshold)}** · decision: **{decision.decision if decision else 'not reviewed'}**{_label(session, item.id)}"
             f"{' (the mask painted, outlined in magenta)' if decision and decision.decision == 'correct' else ''}"
+            f"{' (where is not known: press **e** to paint it, or the export gives it no mask)' if rules.place_unknown(session, item.id) else ''}"
             f" · page {start // PAGE + 1} of {-(-len(order) // PAGE)}\n\n")
     text += (f"{out_of_domain_note(item.familiarity)}\n\n" if item.out_of_domain else "") + KEYS
     gallery = gr.update(value=[(str(session.thumbnail_path(i)), _caption(session, i, threshold)) for i in page],

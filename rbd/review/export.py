@@ -19,38 +19,44 @@ from ..images import file_shape, mask_at_size, read_image, to_uint8
 from ..uploads import unique_name, unsuffixed
 from ..visualize import fold, folded_shape, mask_image, outlined, shown_size, subsample, unfold
 from ..visualize import overlay as heat_overlay
-from .rules import final_label, final_mask, mask_to_edit
+from .rules import decided_mask, mask_to_edit
 from .store import THUMB_SIDE
 
 
 def export_zip(session, path: str | Path, threshold: float) -> Path:
     """One zip, written atomically: decisions.csv, masks/<name>.png and coco.json, each image named by
-    its path in its upload (`Item.file_name`, e.g. `good/000.png`, whose mask is `masks/good/000.png`).
+    its path in its upload (`Item.file_name`, e.g. `good/000.png`, whose mask is `masks/good/000.png`),
+    of the review as it stood when the export began (`ReviewSession.snapshot`).
 
     decisions.csv has a row per image: file, score, verdict (the model's at `threshold`),
     decision, corrected ("yes" where the mask was repainted), timestamp, label (good or
     defective after review), decided_on (the verdict the decision was made on, which a later
     threshold or re-score may have changed since) and mask (its path in the zip); the last six are empty
     for unreviewed images. Masks (0/255, at the image file's size, also where a huge image was scored on
-    a downscaled copy) and coco.json cover reviewed images only.
+    a downscaled copy) and coco.json cover reviewed images only, and of those not the defective ones
+    whose defect has no place (a "good" verdict rejected, nothing painted): an empty mask would call
+    them defect-free. Their `mask` reads "unknown".
     """
     path = Path(path)
+    state = session.snapshot()
     table = io.StringIO()
     writer = csv.writer(table)
     writer.writerow(["file", "score", "verdict", "decision", "corrected", "timestamp", "label", "decided_on", "mask"])
     reviewed = []
-    masks = mask_names([item.file_name for item in session.items if session.decision(item.id) is not None])
+    masks = mask_names([item.file_name for item, decision, _ in state if decision is not None])
     with atomic_write(path) as f, zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as archive:
-        for item in session.items:
-            decision = session.decision(item.id)
+        for item, decision, defective in state:
             row = [item.file_name, f"{item.score:.6f}", verdict_at(item.score, threshold)]
             if decision is None:
                 writer.writerow(row + ["", "", "", "", "", ""])
                 continue
-            mask = final_mask(session, item.id)
+            mask = decided_mask(session, item.id, decision, defective)
+            known = mask.any() or not defective
             corrected = "yes" if decision.decision == "correct" else "no"  # the mask was repainted
-            label = "defective" if final_label(session, item.id) else "good"
-            writer.writerow(row + [decision.decision, corrected, decision.timestamp, label, decision.verdict, masks[item.file_name]])
+            writer.writerow(row + [decision.decision, corrected, decision.timestamp, "defective" if defective else "good",
+                                   decision.verdict, masks[item.file_name] if known else "unknown"])
+            if not known:
+                continue
             mask = _at_image_size(mask, item.image_path)
             png = io.BytesIO()
             Image.fromarray(mask_image(mask)).save(png, format="PNG")

@@ -38,22 +38,31 @@ def final_label(session, item_id: int) -> bool | None:
 
 
 def final_mask(session, item_id: int) -> np.ndarray | None:
-    """The defect mask after review, (H, W) bool; None if unreviewed.
+    """The defect mask after review, (H, W) bool; None if unreviewed (`decided_mask`)."""
+    decision = session.decision(item_id)
+    return None if decision is None else decided_mask(session, item_id, decision, bool(final_label(session, item_id)))
+
+
+def decided_mask(session, item_id: int, decision, defective: bool) -> np.ndarray:
+    """The defect mask a decision gives, (H, W) bool; `defective` is its final label.
 
     correct: the inspector's mask. accept/reject: the model's mask at the decision's threshold
     (frozen into a file if the session was re-scored since) if the final label is defective, else
-    empty. A rejected "good" verdict therefore gets the model's mask, which is empty: the inspector
-    corrects, rather than rejects, to say where the defect is.
+    empty. A rejected "good" verdict therefore gets the model's mask, which is empty: a defect whose place
+    is not known (the export gives it no mask); the inspector corrects, rather than rejects, to say where it is.
     """
-    decision = session.decision(item_id)
-    if decision is None:
-        return None
     if decision.mask is not None:
         return session.read_mask(decision.mask)
-    if final_label(session, item_id):
+    if defective:
         return session.prediction_mask(item_id, decision.threshold)
     item = session.item(item_id)
     return np.zeros((item.height, item.width), dtype=bool)
+
+
+def place_unknown(session, item_id: int) -> bool:
+    """Whether the review calls the image defective but says not where (a "good" verdict rejected, nothing painted):
+    the export gives it no mask."""
+    return bool(final_label(session, item_id)) and not final_mask(session, item_id).any()
 
 
 def mask_to_edit(session, item_id: int, threshold: float) -> np.ndarray:

@@ -307,6 +307,8 @@ class ReviewSession:
         if (decision == "correct") != (corrected_mask is not None):
             raise InvalidInputError("a corrected mask goes with the decision 'correct', and only with it")
         with self._lock:
+            if item.id >= self._saved_items:  # shown while its batch is scored: saved first, or a crash would leave the
+                self._write_items()           # decision without its item, and the next image added would take it
             mask_name = None
             if corrected_mask is not None:
                 mask = np.asarray(corrected_mask)
@@ -427,12 +429,21 @@ class ReviewSession:
         with atomic_write(self.folder / ITEMS_FILE) as f:
             f.write(json.dumps({"format_version": FORMAT_VERSION, "model": asdict(self._model), "maps": self._maps,
                                 "calibration": self._calibration.to_dict(), "items": records}, indent=1).encode())
+        self._saved_items = len(records)
 
     def _load(self) -> None:
         """(Re)read the items and the decision log; the caller holds the lock."""
         self._items, self._calibration, self._model, self._maps = self._read_items()
+        self._saved_items = len(self._items)
         self._decisions, self._n_lines = self._read_decisions()
         self._index()
+
+    def snapshot(self) -> list[tuple[Item, Decision | None, bool | None]]:
+        """Every item with its latest decision and reviewed label (True defective, None unreviewed), read at one
+        moment: an export made while the inspector goes on deciding is of one state of the review."""
+        with self._lock:
+            return [(item, self._decisions.get(item.id), None if np.isnan(label) else bool(label))
+                    for item, label in zip(self._items, self._labels)]
 
     def _index(self) -> None:
         self._scores = np.array([item.score for item in self._items], dtype=np.float64)
@@ -472,7 +483,9 @@ class ReviewSession:
             raise InvalidInputError(f"{path} is corrupt ({err!r}): start a new review") from err
 
     def _read_decisions(self) -> tuple[dict[int, Decision], int]:
-        """The latest decision per item and the number of lines; a torn last line is cut off the file."""
+        """The latest decision per item and the number of lines; a torn last line is cut off the file, and so
+        are decisions on items that items.json lacks (made by older versions on an image still being scored,
+        then lost in a crash): the next image added would take that id and the decision with it."""
         path = self.folder / DECISIONS_FILE
         if not path.is_file():
             return {}, 0
@@ -483,19 +496,23 @@ class ReviewSession:
             with open(path, "r+b") as f:
                 f.truncate(end)
                 os.fsync(f.fileno())
-        decisions = {}
-        lines = data[:end].splitlines()
-        for number, line in enumerate(lines, start=1):
+        records = []
+        for number, line in enumerate(data[:end].splitlines(), start=1):
             try:
                 record = Decision(**json.loads(line))
-                if (not isinstance(record.id, int) or record.decision not in DECISIONS or record.verdict not in ("defective", "good")
+                if (not isinstance(record.id, int) or record.id < 0 or record.decision not in DECISIONS or record.verdict not in ("defective", "good")
                         or not (record.mask is None or _MASK_NAME.fullmatch(record.mask))
                         or (record.decision == "correct" and record.mask is None)):
                     raise InvalidInputError(f"unexpected values {record}")
             except (ValueError, TypeError) as err:
                 raise InvalidInputError(f"{path}, line {number}: not a decision record ({err})") from err
-            decisions[record.id] = record
-        return decisions, len(lines)
+            records.append((line, record))
+        kept = [(line, record) for line, record in records if record.id < len(self._items)]
+        if len(kept) < len(records):
+            notify(f"{path}: dropped {len(records) - len(kept)} decision(s) on images lost before they were saved")
+            with atomic_write(path) as f:
+                f.write(b"".join(line + b"\n" for line, _ in kept))
+        return {record.id: record for _, record in kept}, len(kept)
 
 
 _FOLDER_LOCKS: dict[tuple[Path, str], threading.RLock] = {}
