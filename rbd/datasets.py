@@ -22,6 +22,9 @@ from .images import find_images, read_image
 from .notices import collect, notify
 
 
+NOT_NORMAL = ("test", "ground_truth")  # an MVTec category's folders of test images and masks: never training data
+
+
 def training_folder(data: str | Path) -> Path:
     """`DATA/train/good` for an MVTec category, otherwise DATA itself (searched recursively). A folder with
     `test/` or `ground_truth/` but no `train/good` is refused: searched whole, it would train on its defects."""
@@ -29,10 +32,42 @@ def training_folder(data: str | Path) -> Path:
     mvtec = data / "train" / "good"
     if mvtec.is_dir():
         return mvtec
-    if (data / "test").is_dir() or (data / "ground_truth").is_dir():
-        raise DatasetLayoutError(f"{data} has test/ or ground_truth/ folders but no train/good/: put the normal training "
-                                 "images in train/good/ (MVTec AD layout), or point at a folder of normal images only")
+    if any((data / name).is_dir() for name in NOT_NORMAL):
+        raise _no_train_good(data)
     return data
+
+
+def normal_uploads(images: list[Path], upload: Path) -> list[Path]:
+    """The images of an upload (`rbd.uploads.gather_images` into `upload`) to train on, by `training_folder`'s
+    rule for every category in it: an MVTec-layout zip or folder (the Evaluate tab's kind) gives its
+    `train/good` images only, with a notice of what was left out; one with `test/` or `ground_truth/` but no
+    `train/good` is refused. The upload's own name (a zip's, a picked folder's) is no category folder."""
+    def folders(image: Path) -> tuple[str, ...]:
+        return image.relative_to(upload).parts[:-1]
+
+    categories = {parts[:i] for parts in map(folders, images) for i in range(len(parts) - 1) if parts[i : i + 2] == ("train", "good")}
+    kept, left_out = [], 0
+    for image in images:
+        parts = folders(image)
+        category = next((c for c in categories if parts[: len(c)] == c), None)
+        if category is not None:
+            normal = parts[len(category) : len(category) + 2] == ("train", "good")
+            kept += [image] if normal else []
+            left_out += not normal
+        else:
+            inside = [k for k, name in enumerate(parts) if k and name in NOT_NORMAL]  # k 0: the upload's own name
+            if inside:
+                raise _no_train_good(Path(*parts[: inside[0]]))
+            kept.append(image)
+    if left_out:
+        notify(f"{left_out} image(s) of the MVTec-layout upload's test/ and ground_truth/ folders left out: only its "
+               "train/good images are normal training data")
+    return kept
+
+
+def _no_train_good(data: Path) -> DatasetLayoutError:
+    return DatasetLayoutError(f"{data} has test/ or ground_truth/ folders but no train/good/: put the normal training "
+                              "images in train/good/ (MVTec AD layout), or point at a folder of normal images only")
 
 
 @dataclass(frozen=True)

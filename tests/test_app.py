@@ -337,6 +337,17 @@ def test_a_new_fine_tune_takes_the_chosen_teacher_and_one_from_the_active_model_
         client.predict(str(app_server[1] / "shipped" / "stripes"), "", "", "browser-t", api_name="/load_model")  # lite0, active again
 
 
+def test_fine_tune_on_an_mvtec_zip_trains_on_its_train_good_images_only(client, category, tmp_path):
+    """The Evaluate tab's kind of zip, given to Fine-tune: its defects and masks are no normal images."""
+    archive = shutil.make_archive(str(tmp_path / "stripes"), "zip", category.parent, category.name)
+    normal = len(list((category / "train" / "good").iterdir()))
+    *_, status, _, _ = client.predict([handle_file(archive)], None, False, "", True, 1, 0, "browser-m", api_name="/fine_tune")
+    assert f" of {normal} images" in status and "folders left out: only its train/good images" in status
+    without_train = shutil.make_archive(str(tmp_path / "test_only"), "zip", category, "test")
+    with pytest.raises(Exception, match="has test/ or ground_truth/ folders but no train/good/"):
+        client.predict([handle_file(without_train)], None, False, "", True, 1, 0, "browser-m", api_name="/fine_tune")
+
+
 def test_fine_tune_needs_five_images(client, category):
     files = [handle_file(str(p)) for p in sorted((category / "train" / "good").iterdir())[:3]]
     with pytest.raises(Exception, match="at least 5"):

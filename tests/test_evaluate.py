@@ -89,6 +89,31 @@ def test_training_folder_prefers_train_good(category, tmp_path):
         training_folder(layout)  # searched whole, it would train on the test defects and masks
 
 
+def test_an_uploads_mvtec_categories_give_their_train_good_images_only(tmp_path):
+    """Fine-tuning on an upload: `training_folder`'s rule for every category in it, wherever it lies."""
+    from rbd.datasets import normal_uploads
+    from rbd.notices import collect
+
+    def files(*names):
+        for name in names:
+            (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / name).touch()
+        return [tmp_path / name for name in names]
+
+    a, b, c, d, loose, named_test = files("line.zip/part/train/good/a.png", "line.zip/part/test/hole/b.png",
+                                          "line.zip/part/ground_truth/hole/b_mask.png", "line.zip/part/test/good/d.png",
+                                          "loose.png", "test/e.png")
+    with collect() as notes:
+        assert normal_uploads([a, b, c, d, loose, named_test], tmp_path) == [a, loose, named_test]  # "test": a picked folder's name
+    assert notes == ["3 image(s) of the MVTec-layout upload's test/ and ground_truth/ folders left out: only its "
+                     "train/good images are normal training data"]
+    with collect() as notes:
+        assert normal_uploads([a, loose], tmp_path) == [a, loose] and notes == []
+    no_train = files("other/part2/test/good/f.png")
+    with pytest.raises(rbd.DatasetLayoutError, match=r"^other/part2 has test/ or ground_truth/ folders but no train/good/"):
+        normal_uploads([a, *no_train], tmp_path)  # searched whole, it would train on the defects
+
+
 @pytest.mark.parametrize("bad", [2, 5])  # some masks, or every defect's
 def test_unusable_masks_cost_the_pixel_metrics_with_a_notice_and_no_image(detector, category, tmp_path, bad):
     from PIL import Image

@@ -19,6 +19,7 @@ import pandas as pd
 import rbd
 from rbd import review as rules
 from rbd.backbones import offline_backbones
+from rbd.datasets import normal_uploads
 from rbd.notices import collect, notify
 from rbd.plots import calibration_figure
 from rbd.train import MIN_IMAGES, BackgroundTraining, model_pictures
@@ -87,7 +88,7 @@ def fine_tune(ctx, files, folder, use_reviewed: bool, review_id: str, start_curr
         progress(0, desc="reading the images")
         with ctx.upload_folder() as upload, collect() as notes:  # skipped files: a toast now, and a line in the status
             uploaded = paths(files) + paths(folder)
-            images = gather_images(uploaded, upload) if uploaded else []
+            images = normal_uploads(gather_images(uploaded, upload), upload) if uploaded else []
             session = ctx.review(review_id)
             if use_reviewed and session is not None:
                 images += rules.normal_images(session)
