@@ -20,6 +20,7 @@ from .errors import (BackboneError, CheckpointError, DatasetLayoutError, EngineE
 from .evaluate import Evaluation, evaluate, evaluation_picture
 from .model import RBD, ModelConfig
 from .train import Progress, TrainConfig, train
+from . import images, thresholds  # rbd.images.file_shape, rbd.thresholds.describe: named in the README
 
 __all__ = [
     "BackboneError", "Calibration", "CheckpointError", "DatasetLayoutError", "Detector", "EngineError", "Evaluation", "HubError", "ImageReadError",

@@ -137,6 +137,8 @@ class Catalog:
         source = Path(key)
         target = self.shared / source.name
         with self._publishing:  # two tabs sharing one model: the second finds it shared, not half moved
+            if source.parent == self.shared and (source / CONFIG_FILE).is_file():
+                raise CheckpointError(f"{model_name(key)} is already offered to every user of this app")
             mine = source.parent == self.owner_folder(owner)
             if not mine or not ((source / CONFIG_FILE).is_file() or (target / CONFIG_FILE).is_file()):
                 raise CheckpointError(f"{model_name(key)} is not a fine-tune made in this browser: only those can be shared "

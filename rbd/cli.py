@@ -61,7 +61,7 @@ def _train(args: argparse.Namespace) -> None:
             detector = train(folder, model_config, config, progress=report)
         if processes.is_main:
             save(detector, args.out)
-            print(f"saved {args.out}: {describe(detector.calibration, detector.calibration.false_alarm_rate)}")
+            print(f"saved {args.out}: {describe(detector.calibration)}")
 
 
 def _evaluate(args: argparse.Namespace) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DatasetLayoutError
-from .images import find_images, read_image
+from .images import find_images, folder_images, read_image
 from .notices import collect, notify
 
 
@@ -37,13 +37,20 @@ def training_folder(data: str | Path) -> Path:
     return data
 
 
-def normal_uploads(images: list[Path], upload: Path) -> list[Path]:
-    """The images of an upload (`rbd.uploads.gather_images` into `upload`) to train on, by `training_folder`'s
-    rule for every category in it: an MVTec-layout zip or folder (the Evaluate tab's kind) gives its
-    `train/good` images only, with a notice of what was left out; one with `test/` or `ground_truth/` but no
-    `train/good` is refused. The upload's own name (a zip's, a picked folder's) is no category folder."""
+def training_images(data: str | Path) -> list[Path]:
+    """The normal images of a folder to train on: those of its `training_folder`, searched recursively, less
+    the test images and masks of any MVTec category inside it (`normal_images`). `NoImagesError` if none."""
+    folder = training_folder(data)
+    return normal_images(folder_images(folder), folder)
+
+
+def normal_images(images: list[Path], root: Path) -> list[Path]:
+    """`images` under `root` less what `training_folder`'s rule leaves out, for every MVTec category among them
+    at any depth (a folder of categories, a zip of one): a category's `train/good` images only, with a notice
+    of what was left out; `DatasetLayoutError` where a folder holds `test/` or `ground_truth/` without
+    `train/good/` beside them, whose defects would be trained on as normal."""
     def folders(image: Path) -> tuple[str, ...]:
-        return image.relative_to(upload).parts[:-1]
+        return image.relative_to(root).parts[:-1]
 
     categories = {parts[:i] for parts in map(folders, images) for i in range(len(parts) - 1) if parts[i : i + 2] == ("train", "good")}
     kept, left_out = [], 0
@@ -54,15 +61,28 @@ def normal_uploads(images: list[Path], upload: Path) -> list[Path]:
             normal = parts[len(category) : len(category) + 2] == ("train", "good")
             kept += [image] if normal else []
             left_out += not normal
-        else:
-            inside = [k for k, name in enumerate(parts) if k and name in NOT_NORMAL]  # k 0: the upload's own name
-            if inside:
-                raise _no_train_good(Path(*parts[: inside[0]]))
-            kept.append(image)
+            continue
+        inside = [k for k, name in enumerate(parts) if name in NOT_NORMAL]
+        if inside:
+            raise _no_train_good(root.joinpath(*parts[: inside[0]]))
+        kept.append(image)
     if left_out:
-        notify(f"{left_out} image(s) of the MVTec-layout upload's test/ and ground_truth/ folders left out: only its "
+        notify(f"{left_out} image(s) of MVTec-layout test/ and ground_truth/ folders left out: only a category's "
                "train/good images are normal training data")
     return kept
+
+
+def normal_uploads(images: list[Path], upload: Path) -> list[Path]:
+    """`normal_images` of an upload (`rbd.uploads.gather_images` into `upload`), each zip or picked folder in it
+    a folder of its own: its name is no category's folder (a picked folder called `test` holds normal images)."""
+    tops: dict[str, list[Path]] = {}
+    for image in images:
+        parts = image.relative_to(upload).parts
+        tops.setdefault(parts[0] if len(parts) > 1 else "", []).append(image)
+    kept = set()
+    for top, group in tops.items():
+        kept.update(normal_images(group, upload / top) if top else group)
+    return [image for image in images if image in kept]
 
 
 def _no_train_good(data: Path) -> DatasetLayoutError:

@@ -39,9 +39,10 @@ def set_by_hand(calibration: Calibration, threshold: float) -> Calibration:
     return dataclasses.replace(calibration, threshold=float(threshold), false_alarm_rate=round(rate, 6), interval=None)
 
 
-def describe(calibration: Calibration, rate: float) -> str:
-    """One line for people: the raw threshold for `rate`, what calibrates it, how sure it is, the
-    synthetic defects it catches, and any problem a person should know of."""
+def describe(calibration: Calibration, rate: float | None = None) -> str:
+    """One line for people: the raw threshold for `rate` (by default the calibration's own), what calibrates it,
+    how sure it is, the synthetic defects it catches, and any problem a person should know of."""
+    rate = calibration.false_alarm_rate if rate is None else rate
     threshold = threshold_at(calibration, rate)
     n = len(calibration.normal_scores)
     text = f"raw threshold {threshold:.4f} for {100 * rate:.4g}% expected false alarms ({n} normal images calibrate it"

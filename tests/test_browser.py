@@ -526,6 +526,15 @@ def test_cancel_stops_training_at_once_and_says_the_model_is_unchanged(page, cat
     expect(page.locator("#model-info")).to_contain_text("stripes")
 
 
+def test_a_refused_share_leaves_the_model_bar_usable(page):
+    page.locator("#train-share").click()  # the shipped model is active: not a fine-tune of this browser
+    expect(page.locator(".toast-body").filter(has_text="not a fine-tune made in this browser").first).to_be_visible()
+    time.sleep(1)
+    for place in ("#model-choice", "#threshold", "#model-info", "#train-status"):  # no "Error" badge over them, taking clicks
+        expect(page.locator(place).get_by_text("Error", exact=True)).to_have_count(0)
+    page.locator(".toast-body .toast-close").first.click()
+
+
 def test_after_a_fine_tune_the_review_shows_its_model_and_can_be_rescored(page):
     page.locator("#train-epochs input").fill("2")
     page.locator("#train-run").click()

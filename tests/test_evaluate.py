@@ -94,24 +94,43 @@ def test_an_uploads_mvtec_categories_give_their_train_good_images_only(tmp_path)
     from rbd.datasets import normal_uploads
     from rbd.notices import collect
 
-    def files(*names):
-        for name in names:
-            (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-            (tmp_path / name).touch()
-        return [tmp_path / name for name in names]
-
-    a, b, c, d, loose, named_test = files("line.zip/part/train/good/a.png", "line.zip/part/test/hole/b.png",
-                                          "line.zip/part/ground_truth/hole/b_mask.png", "line.zip/part/test/good/d.png",
-                                          "loose.png", "test/e.png")
+    a, b, c, d, loose, named_test = _files(tmp_path, "line.zip/part/train/good/a.png", "line.zip/part/test/hole/b.png",
+                                           "line.zip/part/ground_truth/hole/b_mask.png", "line.zip/part/test/good/d.png",
+                                           "loose.png", "test/e.png")
     with collect() as notes:
         assert normal_uploads([a, b, c, d, loose, named_test], tmp_path) == [a, loose, named_test]  # "test": a picked folder's name
-    assert notes == ["3 image(s) of the MVTec-layout upload's test/ and ground_truth/ folders left out: only its "
+    assert notes == ["3 image(s) of MVTec-layout test/ and ground_truth/ folders left out: only a category's "
                      "train/good images are normal training data"]
     with collect() as notes:
         assert normal_uploads([a, loose], tmp_path) == [a, loose] and notes == []
-    no_train = files("other/part2/test/good/f.png")
-    with pytest.raises(rbd.DatasetLayoutError, match=r"^other/part2 has test/ or ground_truth/ folders but no train/good/"):
+    no_train = _files(tmp_path, "other/part2/test/good/f.png")
+    with pytest.raises(rbd.DatasetLayoutError, match=r"other/part2 has test/ or ground_truth/ folders but no train/good/"):
         normal_uploads([a, *no_train], tmp_path)  # searched whole, it would train on the defects
+
+
+def test_training_on_a_folder_of_categories_takes_their_train_good_images_only(tmp_path):
+    """`rbd.train(folder)` and `rbd train` alike: a folder of MVTec categories (a dataset's root) is no folder of
+    normal images; its test images and masks were trained on as normal ones."""
+    from rbd.datasets import training_images
+    from rbd.notices import collect
+
+    good = _files(tmp_path, "root/bottle/train/good/0.png", "root/cable/train/good/1.png")
+    _files(tmp_path, "root/bottle/test/broken/2.png", "root/bottle/ground_truth/broken/2_mask.png", "root/cable/test/good/3.png")
+    for path in (*good, tmp_path / "root/bottle/test/broken/2.png"):
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(path)
+    with collect() as notes:
+        assert training_images(tmp_path / "root") == good and len(notes) == 1
+    assert training_images(tmp_path / "root" / "bottle") == good[:1]  # a category: its train/good, as before
+    shutil.rmtree(tmp_path / "root" / "bottle" / "train")
+    with pytest.raises(rbd.DatasetLayoutError, match="bottle has test/ or ground_truth/ folders but no train/good/"):
+        training_images(tmp_path / "root")  # a category without normal images: its defects are not trained on either
+
+
+def _files(root, *names):
+    for name in names:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).touch()
+    return [root / name for name in names]
 
 
 @pytest.mark.parametrize("bad", [2, 5])  # some masks, or every defect's

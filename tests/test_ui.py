@@ -138,6 +138,9 @@ def test_fine_tunes_are_private_until_published(detector, tmp_path):
     shared = catalog.publish(key, "alice")
     assert catalog.get(shared, owner="bob") is not None and [k for _, k in catalog.entries("bob")] == [shared]
     assert catalog.get(key, owner="alice") is catalog.get(shared)  # another tab of alice's still on the private key
+    for owner in ("alice", "bob"):  # Share pressed again: not "not made in this browser"
+        with pytest.raises(rbd.CheckpointError, match=r"is already offered to every user of this app$"):
+            catalog.publish(shared, owner)
     with pytest.raises(rbd.InvalidInputError):
         catalog.entries("../alice")
 
@@ -893,7 +896,7 @@ def test_a_fine_tune_trains_for_its_budget_and_needs_one(ctx, model, monkeypatch
 
     monkeypatch.setattr(fine_tune, "BackgroundTraining", start)
     monkeypatch.setattr(fine_tune, "model_pictures", lambda images, config: [torch.zeros(3, 8, 8)] * 6)
-    monkeypatch.setattr(fine_tune, "gather_images", lambda uploaded, folder: [Path(f"{i}.png") for i in range(6)])
+    monkeypatch.setattr(fine_tune, "gather_images", lambda uploaded, folder: [Path(folder) / f"{i}.png" for i in range(6)])
     with pytest.raises(Started):
         next(fine_tune.fine_tune(ctx, ["upload.zip"], None, False, "", True, 0, 5, model, "browser-1"))
     assert made[0].epochs is None and made[0].max_minutes == 5  # the form's defaults: the budget ends training
@@ -922,7 +925,7 @@ def test_a_fine_tune_holds_its_images_at_model_resolution_not_full_size(ctx, mod
         photos.append(tmp_path / f"{i}.png")
         Image.fromarray(np.random.default_rng(i).integers(0, 255, (300, 450, 3), dtype=np.uint8)).save(photos[-1])
     monkeypatch.setattr(fine_tune, "BackgroundTraining", start)
-    monkeypatch.setattr(fine_tune, "gather_images", lambda uploaded, folder: photos)
+    monkeypatch.setattr(fine_tune, "gather_images", lambda uploaded, folder: [Path(shutil.copy(p, folder)) for p in photos])
     with pytest.raises(Started):
         next(fine_tune.fine_tune(ctx, ["upload.zip"], None, False, "", True, 0, 5, model, "browser-1"))
     config = ctx.detector(model).config

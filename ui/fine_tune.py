@@ -262,7 +262,7 @@ def wire(ctx, app: gr.Blocks, area: FineTune, bar: model_bar.ModelBar, review_id
     app.unload(tab_closed)
     shared = on(area.share.click, share, ctx, [bar.model, bar.browser],
                 {"status": area.status, "choice": bar.choice, "model": bar.model, "rate": bar.rate, "info": bar.info},
-                api_name="share_model")
+                api_name="share_model", show_progress_on=[area.share])  # an error badge on the button, not on the model bar
     rejudge(shared.success)
     on(area.push.click, push, ctx, [bar.model, area.repo_id, area.token, evaluated], {"push_status": area.push_status},
        api_name="push_to_hub")
