@@ -52,7 +52,7 @@ def checkpoint_config(detector: Detector, metrics: dict | None = None) -> dict:
         "format_version": FORMAT_VERSION,
         "rbd_version": __version__,
         "model": {**detector.config.to_dict(), "backbone": pretrained_name(detector.config.backbone)},  # with its tag
-        "threshold": detector.threshold,
+        "threshold": float(detector.threshold),  # also a numpy scalar set by hand
         "calibration": detector.calibration.to_dict(),
         "training": detector.training,
         "metrics": metrics or detector.metrics,
@@ -67,6 +67,8 @@ def save(detector: Detector, directory: str | Path, metrics: dict | None = None)
     mistyped --out never deletes someone's files.
     """
     directory = writable_target(directory)
+    if not math.isfinite(float(detector.threshold)):  # refused before the good checkpoint there is replaced
+        raise CheckpointError(f"the detector's threshold is {detector.threshold}: set a finite number to save it")
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
@@ -95,6 +97,11 @@ def writable_target(directory: str | Path) -> Path:
     empty folder or an existing rbd checkpoint holding nothing else, never a folder of someone's files
     (a clone of a Hub repo keeps `.git` beside the checkpoint; an evaluation may have written there)."""
     directory = Path(directory).resolve()
+    if Path.cwd().is_relative_to(directory):  # replacing it would leave the shell in a deleted folder
+        raise CheckpointError(f"{directory} is the current folder or holds it: save into a folder of its own (e.g. ./model)")
+    parent = next(p for p in directory.parents if p.exists())  # where the staging folder goes, made if need be
+    if not os.access(parent, os.W_OK | os.X_OK):  # else training would run to its end and then fail to save
+        raise CheckpointError(f"cannot write in {parent}: choose a folder you can write to")
     if directory.exists() and (not directory.is_dir() or any(directory.iterdir())) and not _is_checkpoint(directory):
         raise CheckpointError(f"{directory} exists and is not an rbd checkpoint: choose another folder")
     others = sorted(p.name for p in directory.iterdir() if p.name not in CHECKPOINT_FILES) if directory.is_dir() else []
@@ -209,6 +216,9 @@ def settings(config: dict, source: str | Path) -> tuple[ModelConfig, Calibration
     numbers = [threshold, calibration.threshold, calibration.scale, *calibration.normal_scores, *(calibration.interval or ())]
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in numbers):
         raise CheckpointError(f"{source}: the threshold and the calibration's scores must be finite numbers")
+    if not (calibration.scale > 0 and 0 < calibration.false_alarm_rate < 1 and len(calibration.interval or (0, 0)) == 2):
+        raise CheckpointError(f"{source}: the calibration needs a scale above 0, a false-alarm rate between 0 and 1 and an "
+                              "interval of two numbers (a scale of 0 or less turns normalised scores upside down)")
     return model_config, calibration
 
 

@@ -181,7 +181,7 @@ def _export(args: argparse.Namespace) -> None:
 def _info(args: argparse.Namespace) -> None:
     config = stored_config(args.checkpoint, args.revision)
     config["calibration"] = {k: v for k, v in config["calibration"].items() if not k.endswith("_scores")}
-    config["training"] = {k: v for k, v in config["training"].items() if k != "loss_curve"}
+    config["training"] = {k: v for k, v in (config.get("training") or {}).items() if k != "loss_curve"}  # none: made by hand
     print(json.dumps(config, indent=2))
 
 

@@ -84,6 +84,7 @@ class TrainConfig:
             "false_alarm_rate must be in [0, 1)": 0 <= self.false_alarm_rate < 1,
             "defect_probability must be in [0, 1]": 0 <= self.defect_probability <= 1,
             "feature_dropout must be in [0, 1)": 0 <= self.feature_dropout < 1,
+            "seed must be a whole number from 0 to 2**63 - 1": isinstance(self.seed, int) and 0 <= self.seed < 2**63,
         }
         broken = [rule for rule, ok in checks.items() if not ok]
         if broken:

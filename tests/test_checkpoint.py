@@ -1,7 +1,9 @@
 """Checkpoints: safetensors + JSON, atomic saves, clear errors, and Hub loading from an offline cache."""
 
 import json
+import os
 import shutil
+from pathlib import Path
 
 import httpx2
 import numpy as np
@@ -11,6 +13,7 @@ from safetensors.torch import load_file, save_file
 
 import rbd
 from rbd import checkpoint as checkpoint_module
+from rbd.checkpoint import writable_target
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +90,32 @@ def test_a_changed_threshold_is_saved(detector, tmp_path, probe):
     assert again.calibration.threshold == detector.calibration.threshold
 
 
+def test_a_threshold_set_by_hand_is_saved_as_a_number_and_only_when_finite(detector, checkpoint, tmp_path):
+    loaded = rbd.load(checkpoint)
+    loaded.threshold = np.float32(loaded.threshold * 2)  # from a map's maximum, say
+    assert rbd.load(rbd.save(loaded, tmp_path / "a")).threshold == pytest.approx(float(loaded.threshold))
+    loaded.threshold = float("nan")
+    before = (tmp_path / "a" / "config.json").read_text()
+    with pytest.raises(rbd.CheckpointError, match="threshold is nan: set a finite number"):
+        rbd.save(loaded, tmp_path / "a")
+    assert (tmp_path / "a" / "config.json").read_text() == before  # the good checkpoint there is kept
+
+
+def test_saving_refuses_the_current_folder_and_one_it_cannot_write_in(detector, tmp_path, monkeypatch):
+    """Checked before any work (`rbd train` runs `writable_target` first): replacing the current folder left the
+    shell in a deleted one, and a parent it could not write in failed the save after a whole training."""
+    (tmp_path / "here").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    for target in (".", tmp_path):
+        with pytest.raises(rbd.CheckpointError, match="is the current folder or holds it"):
+            rbd.save(detector, target)
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != tmp_path and real_access(path, mode))  # as if read-only
+    with pytest.raises(rbd.CheckpointError, match=f"cannot write in {tmp_path}"):
+        writable_target(tmp_path / "new" / "model")  # the nearest folder that exists is the one written in
+    assert writable_target(tmp_path / "here" / "model") == tmp_path / "here" / "model"
+
+
 def test_saving_over_a_checkpoint_is_atomic(detector, tmp_path, monkeypatch):
     target = rbd.save(detector, tmp_path / "model")
     good = (target / "config.json").read_text()
@@ -116,6 +145,10 @@ def test_saving_over_a_checkpoint_is_atomic(detector, tmp_path, monkeypatch):
     (lambda d: _edit(d, threshold="high"), "must be finite numbers"),
     (lambda d: _edit(d, threshold=float("nan")), "must be finite numbers"),
     (lambda d: _edit(d, training=[1]), '"training" section must be an object'),
+    (lambda d: _edit_calibration(d, scale=-1.0), "a scale above 0"),  # normalised scores upside down: good parts 0.99996
+    (lambda d: _edit_calibration(d, scale=0.0), "a scale above 0"),
+    (lambda d: _edit_calibration(d, false_alarm_rate=5.0), "a false-alarm rate between 0 and 1"),
+    (lambda d: _edit_calibration(d, interval=[1.0]), "an interval of two numbers"),
     (lambda d: _edit_weights(d, "normal_std", lambda t: t.to(torch.int64)), "normal_std is torch.int64"),
     (lambda d: _edit_weights(d, "normal_mean", lambda t: t * float("nan")), "normal_mean holds NaN"),
 ])
@@ -135,6 +168,11 @@ def _edit(folder, **changes):
 def _edit_model(folder, **changes):
     config = json.loads((folder / "config.json").read_text())
     _edit(folder, model={**config["model"], **changes})
+
+
+def _edit_calibration(folder, **changes):
+    config = json.loads((folder / "config.json").read_text())
+    _edit(folder, calibration={**config["calibration"], **changes})
 
 
 def _edit_weights(folder, name, change):

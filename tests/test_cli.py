@@ -405,6 +405,9 @@ def test_info_prints_the_config_as_stored_without_building_the_model(checkpoint,
     shown = json.loads(out)
     assert code == 0 and shown["rbd_version"] == "0.0.7" and shown["threshold"] == config["threshold"]
     assert "normal_scores" not in shown["calibration"] and "loss_curve" not in shown["training"]
+    (copy / "config.json").write_text(json.dumps({**config, "training": None}))  # a checkpoint made by hand: it loads
+    code, out, err = run(capsys, "info", str(copy))
+    assert code == 0 and json.loads(out)["training"] == {}
 
 
 def test_a_missing_onnx_file_is_bad_input_not_a_hub_repo(capsys, tmp_path, monkeypatch):

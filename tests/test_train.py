@@ -243,6 +243,8 @@ def test_unknown_backbone_and_device_are_clear_errors(category):
     ({"max_minutes": 0}, "max_minutes must be positive"),
     ({"holdout_fraction": 1.0}, "holdout_fraction"),
     ({"batch_size": 0, "false_alarm_rate": 2.0}, "batch_size must be at least 1; false_alarm_rate"),
+    ({"seed": -1}, "seed must be a whole number from 0"),  # numpy's generators refuse it, after every image was read
+    ({"seed": 2**64}, "seed must be a whole number from 0"),
 ])
 def test_invalid_training_settings_are_refused_up_front(settings, message):
     with pytest.raises(rbd.InvalidInputError, match=message):

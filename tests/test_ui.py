@@ -900,7 +900,7 @@ def test_a_fine_tune_trains_for_its_budget_and_needs_one(ctx, model, monkeypatch
     with pytest.raises(Started):
         next(fine_tune.fine_tune(ctx, ["upload.zip"], None, False, "", True, 0, 5, model, "browser-1"))
     assert made[0].epochs is None and made[0].max_minutes == 5  # the form's defaults: the budget ends training
-    with pytest.raises(rbd.InvalidInputError, match="a budget"):
+    with pytest.raises(rbd.InvalidInputError, match=r"set a time budget \(minutes\) or a number of epochs"):  # the form's words
         next(fine_tune.fine_tune(ctx, ["upload.zip"], None, False, "", True, 0, 0, model, "browser-1"))
 
 
@@ -948,12 +948,19 @@ def test_cancel_reaches_a_training_still_in_the_queue_and_its_own_stream_says_so
 
 
 
+def test_a_fine_tune_of_reviewed_images_alone_says_when_the_review_has_none(ctx, model):
+    from ui import fine_tune
+
+    with pytest.raises(rbd.NoImagesError, match=r"upload some \(this browser's review has no image accepted as good\)"):
+        next(fine_tune.fine_tune(ctx, None, None, True, "", True, 0, 5, model, "browser-1"))
+
+
 def test_a_train_refused_for_its_settings_leaves_no_entry_to_cancel_the_next(ctx, model):
     from ui import fine_tune
 
     request = types.SimpleNamespace(session_hash="tab-1")
     fine_tune.pressed(ctx, request)
-    with pytest.raises(rbd.InvalidInputError, match="a budget"):  # no epochs and no minutes
+    with pytest.raises(rbd.InvalidInputError, match="set a time budget"):  # no epochs and no minutes
         next(fine_tune.fine_tune(ctx, ["upload.zip"], None, False, "", True, 0, 0, model, "browser-1", request=request))
     assert "tab-1" not in ctx.jobs and fine_tune.cancel(ctx, model, request) == {"status": "No training is running."}
 

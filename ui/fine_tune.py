@@ -81,6 +81,8 @@ def fine_tune(ctx, files, folder, use_reviewed: bool, review_id: str, start_curr
     key = request.session_hash if request is not None else object()
     running = ctx.jobs.setdefault(key, pending())  # Train's click made it, or an API client calls directly
     try:  # from here on, whatever happens, `finally` forgets this training (a stale entry would cancel the next)
+        if not epochs and not minutes:
+            raise rbd.InvalidInputError("set a time budget (minutes) or a number of epochs: with neither, training would not end")
         config = rbd.TrainConfig(epochs=int(epochs) if epochs else None, max_minutes=float(minutes) if minutes else None)
         model_config = None if start_current else rbd.ModelConfig(backbone=teacher)
         if running["cancelled"]:  # Cancel pressed while it waited in the queue
@@ -93,7 +95,8 @@ def fine_tune(ctx, files, folder, use_reviewed: bool, review_id: str, start_curr
             if use_reviewed and session is not None:
                 images += rules.normal_images(session)
             if not images:
-                raise rbd.NoImagesError(f"fine-tuning needs at least {MIN_IMAGES} normal images: upload some")
+                none_reviewed = " (this browser's review has no image accepted as good)" if use_reviewed else ""
+                raise rbd.NoImagesError(f"fine-tuning needs at least {MIN_IMAGES} normal images: upload some{none_reviewed}")
             # at model resolution as they are read: a set of large photos is never held at full size
             shaped_by = ctx.detector(model).config if start_current else model_config
             pictures = [picture.permute(1, 2, 0).numpy() for picture in model_pictures(images, shaped_by)]
