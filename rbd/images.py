@@ -9,6 +9,7 @@ name; folder readers skip them with a warning as long as something usable is lef
 
 from __future__ import annotations
 
+import os
 from pathlib import Path, PurePath
 from typing import Iterable, Iterator, Union
 
@@ -33,11 +34,21 @@ def is_image_name(relative: PurePath) -> bool:
 
 
 def find_images(folder: str | Path) -> list[Path]:
-    """All image files under `folder` (recursively, `is_image_name`), sorted."""
+    """All image files under `folder` (recursively, `is_image_name`), sorted. Linked folders are searched too
+    (a lot linked in from a share: `rglob` skipped them without a word), each real folder once, so a link
+    loop ends."""
     folder = Path(folder)
     if not folder.is_dir():
         raise NoImagesError(f"{folder} is not a folder")
-    return sorted(p for p in folder.rglob("*") if p.is_file() and is_image_name(p.relative_to(folder)))
+    found, seen = [], set()
+    for top, folders, files in os.walk(folder, followlinks=True):
+        real = os.stat(top)
+        if (real.st_dev, real.st_ino) in seen:
+            folders.clear()
+            continue
+        seen.add((real.st_dev, real.st_ino))
+        found += [path for path in (Path(top) / name for name in files) if path.is_file() and is_image_name(path.relative_to(folder))]
+    return sorted(found)
 
 
 def read_image(path: str | Path, max_side: int | None = None, size: tuple[int, int] | None = None) -> np.ndarray:

@@ -246,16 +246,14 @@ def train(
     if start_from is not None:
         model.student.load_state_dict(start_from.model.student.state_dict())
     stop_asked = lambda: processes.from_main(should_stop is not None and should_stop())  # noqa: E731 - every process stops together
+    cached_from = time.monotonic()  # after building the model: its loading is no per-image cost
     cache = TeacherCache(model, pictures, device, generator, max_patches=MAX_CANDIDATES, should_stop=stop_asked)
-    per_image_s = (time.monotonic() - start) / len(pictures)
+    per_image_s = (time.monotonic() - cached_from) / len(pictures)
     bank_sources = fit_memory(model, cache, generator)
     prepared_s = time.monotonic() - start
     if processes.size > 1:  # every process has the same memory, split and cache, and draws its own crops from here on
         generator.manual_seed(processes.seed(config.seed))
-    # keep time for the end: a whole network pass (about two teacher passes) for each held-out and synthetic-defect
-    # image, student and memory alone (cached teacher features) for the training images scored
-    finish_s = per_image_s * (2 * (len(holdout_ids) + MAX_SYNTHETIC_IMAGES) + 0.75 * min(len(pictures), MAX_CALIBRATION_IMAGES))
-    loop_budget_s = None if budget_s is None else max(1e-3, budget_s - prepared_s - finish_s)
+    loop_budget_s = None if budget_s is None else max(1e-3, budget_s - prepared_s - finish_s(per_image_s, len(holdout_ids), len(pictures)))
 
     optimizer = torch.optim.AdamW(model.student.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     steps_per_epoch = max(1, math.ceil(len(pictures) / (config.batch_size * processes.size)))
@@ -381,6 +379,15 @@ def standardise_and_calibrate(model: RBD, cache: TeacherCache, bank_sources: tor
             maps = model.distances(painted.to(device), exclude)
         synthetic_scores.append(_score(model, maps, picture.shape[-2:]))
     return calibrate(normal_scores, synthetic_scores, config.false_alarm_rate)
+
+
+def finish_s(per_image_s: float, holdout: int, trained: int) -> float:
+    """The time to keep for calibration at the end of a budget: a whole network pass (about two teacher passes) for
+    each held-out and synthetic-defect image, student and memory alone (cached teacher features) for each training
+    image scored; as `standardise_and_calibrate` makes them (synthetic defects on at most MAX_SYNTHETIC_IMAGES of its images:
+    a set of 5 has 5, and keeping time for 30 left most of a short budget unused)."""
+    scored = min(trained, max(0, MAX_CALIBRATION_IMAGES - holdout))
+    return per_image_s * (2 * (holdout + min(MAX_SYNTHETIC_IMAGES, holdout + scored)) + 0.75 * scored)
 
 
 def _fit_score_affine(model: RBD, map_scores: torch.Tensor, memory_scores: torch.Tensor) -> None:

@@ -433,6 +433,20 @@ def test_find_images_recursive_and_filtered(tmp_path):
     assert found == sorted(found)
 
 
+def test_find_images_searches_linked_folders_once_each(tmp_path):
+    """A lot linked in from a share is searched (rglob skipped it without a word), and a link loop ends."""
+    (tmp_path / "share").mkdir()
+    make_tree(tmp_path / "share")
+    data = tmp_path / "data"
+    (data / "lotB").mkdir(parents=True)
+    Image.new("RGB", (4, 4)).save(data / "lotB" / "x.png")
+    (data / "lotA").symlink_to(tmp_path / "share")
+    (data / "lotB" / "loop").symlink_to(data)
+    found = find_images(data)
+    assert {p.relative_to(data).as_posix() for p in found} >= {"lotA/b.png", "lotA/sub/a.JPG", "lotA/sub/deeper/c.bmp", "lotB/x.png"}
+    assert len(found) == 4  # the loop back to data is not searched again
+
+
 def test_find_images_in_hidden_parent_folder_still_works(tmp_path):
     """Only parts below the searched folder count as hidden."""
     root = tmp_path / ".data" / "good"

@@ -292,3 +292,12 @@ def test_leaving_the_progress_loop_cancels_background_training(category):
     with pytest.raises(rbd.TrainingCancelled):
         job.result()
     assert not job._thread.is_alive()
+
+
+def test_the_time_kept_for_calibration_is_for_the_images_it_scores():
+    """A set of 5 is calibrated on 5 images and 5 synthetic defects: keeping time for 30 left most of a short
+    budget unused (1 step of a 30-second budget). A large set keeps the time of the full calibration."""
+    from rbd.train import MAX_CALIBRATION_IMAGES, MAX_SYNTHETIC_IMAGES, finish_s
+
+    assert finish_s(1.0, 1, 4) == 2 * (1 + 5) + 0.75 * 4
+    assert finish_s(1.0, 20, 5000) == 2 * (20 + MAX_SYNTHETIC_IMAGES) + 0.75 * (MAX_CALIBRATION_IMAGES - 20)
