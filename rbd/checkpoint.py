@@ -392,9 +392,11 @@ def model_card(config: dict, repo_id: str | None = None, license: str = "other",
     caught = calibration.caught(config["threshold"])
     if caught is not None:
         lines.append(f"- Synthetic defects caught at that threshold: {100 * caught:.0f}%")
+    lines += [f"- ⚠️ {problem}" for problem in calibration.problems(config["threshold"])]  # as the app's model line warns
     if training:
         lines.append(f"- Training: {training.get('train_images')} images, {training.get('steps')} steps, "
-                     f"{training.get('seconds')} s on {training.get('device')}, rbd {training.get('rbd_version')}")
+                     f"{training.get('seconds')} s on {training.get('device')}, rbd {training.get('rbd_version')}"
+                     + (f"; fine-tuned from {training['started_from']}" if training.get("started_from") else ""))
     if metrics:
         lines += ["", "## Metrics", "", "| metric | value |", "|---|---|"]
         lines += [f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in metrics.items() if v is not None]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from .calibration import Calibration
 
@@ -25,8 +26,12 @@ def calibration_figure(calibration: Calibration, threshold: float | None = None)
         axes.hist(calibration.synthetic_scores, bins=bins, alpha=0.6, color="tab:red",
                   label=f"synthetic defects ({len(calibration.synthetic_scores)}, {100 * caught:.0f}% caught)")
     axes.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.4f}")
+    if calibration.interval is not None and threshold == calibration.threshold:  # how sure the calibrated threshold is
+        low, high = calibration.interval
+        axes.axvspan(low, high, color="grey", alpha=0.15, label=f"its 95% interval {low:.4f}-{high:.4f}")
     axes.set_xlabel("anomaly score")
     axes.set_ylabel("images")
+    axes.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts of images: no 0.25 of one
     axes.legend(fontsize=8)
     return figure
 

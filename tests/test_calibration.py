@@ -254,3 +254,15 @@ def test_only_the_calibrated_threshold_is_called_uncertain_by_its_interval():
     assert spread.interval[1] - spread.interval[0] > 2 * spread.scale
     assert any("uncertain" in p for p in spread.problems())
     assert not any("uncertain" in p for p in spread.problems(threshold=spread.threshold_for(0.1)))  # another rate's
+
+
+def test_the_calibration_figure_counts_whole_images_and_shows_the_thresholds_interval():
+    from rbd.plots import calibration_figure
+
+    calibration = calibrate([1.0, 1.2, 1.1, 1.3, 0.9], [3.0, 2.5], false_alarm_rate=0.01)
+    axes = calibration_figure(calibration).axes[0]
+    assert all(float(tick).is_integer() for tick in axes.get_yticks())  # 5 images: no tick at 0.25 of one
+    low, high = calibration.interval
+    assert any(label.startswith(f"its 95% interval {low:.4f}") for label in axes.get_legend_handles_labels()[1])
+    moved = calibration_figure(calibration, calibration.threshold + 1).axes[0]  # a threshold set by hand: no interval of it
+    assert not any("interval" in label for label in moved.get_legend_handles_labels()[1])

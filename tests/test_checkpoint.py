@@ -1,5 +1,6 @@
 """Checkpoints: safetensors + JSON, atomic saves, clear errors, and Hub loading from an offline cache."""
 
+import dataclasses
 import json
 import os
 import shutil
@@ -48,6 +49,14 @@ def test_model_card_states_threshold_and_metrics(detector):
     card = checkpoint_module.model_card(checkpoint_module.checkpoint_config(detector, metrics={"image_auroc": 0.987}))
     assert f"{detector.threshold:.5f}" in card.text and "| image_auroc | 0.9870 |" in card.text
     assert 'rbd.load("path/to/this/folder")' in card.text
+
+
+def test_model_card_warns_as_the_app_does_and_names_what_a_fine_tune_started_from(detector):
+    few = dataclasses.replace(detector.calibration, normal_scores=detector.calibration.normal_scores[:5])
+    config = checkpoint_module.checkpoint_config(rbd.Detector(detector.model, few, {**detector.training, "started_from": "bottle"}))
+    card = checkpoint_module.model_card(config).text
+    assert "- ⚠️ the threshold rests on only 5 normal images: it is a rough guess" in card
+    assert "; fine-tuned from bottle" in card
 
 
 def test_model_card_metadata_is_what_the_hub_reads(detector):

@@ -459,6 +459,20 @@ def test_on_a_space_gpu_work_runs_inside_spaces_gpu(monkeypatch):
 
 
 
+def test_the_active_model_can_be_downloaded_as_it_judges_at_any_time(ctx, model, tmp_path):
+    """Not only when its training ends: after a reload the fine-tune's download was gone."""
+    from ui import fine_tune
+
+    own = ctx.detector(model).calibration
+    recalibrated = {**model, "calibration": {**own.to_dict(), "threshold": own.threshold + 1.0, "normal_scores": [0.1, 0.2, 0.3]}}
+    for state, threshold in ((model, own.threshold), (recalibrated, own.threshold + 1.0)):
+        archive = Path(fine_tune.download(ctx, state)["model_file"])
+        shutil.unpack_archive(archive, tmp_path / archive.stem)
+        loaded = rbd.load(tmp_path / archive.stem)
+        assert loaded.calibration.threshold == pytest.approx(threshold) and loaded.config == ctx.detector(model).config
+        assert archive.parent.parent == ctx.exports  # a fresh export folder, cleared after a day
+
+
 def test_a_push_shares_the_model_as_the_bar_judges_by_it(ctx, model, monkeypatch):
     """After a review's recalibration the bar judges by the new threshold: a push uploads that one."""
     from ui import fine_tune
@@ -946,6 +960,34 @@ def test_cancel_reaches_a_training_still_in_the_queue_and_its_own_stream_says_so
     fine_tune.pressed(ctx, request)
     assert ctx.jobs["tab-1"] == fine_tune.pending()  # a later Train is not cancelled by the earlier Cancel
 
+
+
+def test_a_fine_tune_says_when_it_calibrates_after_its_last_step(ctx, model, monkeypatch):
+    """Calibration takes a while after the last step: progress sat at 100 % with a stale "training… step 11"."""
+    from rbd.train import Progress
+    from ui import fine_tune
+
+    class Job:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def updates(self):
+            yield from (Progress(step, step / 3, step / 3, 0.5, step) for step in (1, 2, 3))
+
+        def result(self):
+            trained = ctx.detector(model)
+            return rbd.Detector(trained.model, trained.calibration, dict(trained.training), trained.metrics)  # a new model
+
+    monkeypatch.setattr(fine_tune, "BackgroundTraining", Job)
+    monkeypatch.setattr(fine_tune, "gather_images", lambda uploaded, folder: [Path(folder) / f"{i}.png" for i in range(6)])
+    monkeypatch.setattr(fine_tune, "model_pictures", lambda images, config: [torch.zeros(3, 8, 8)] * 6)
+    described = []
+    statuses = [out["status"] for out in fine_tune.fine_tune(ctx, ["upload.zip"], None, False, "", True, 0, 5, model, "browser-1",
+                                                            progress=lambda *a, desc=None, **k: described.append(desc))]
+    assert statuses[:2] == ["training… step 1", "trained 3 steps · calibrating the threshold…"] and "now the active model" in statuses[2]
+    assert described[-1] == "step 3 done · calibrating the threshold on normal images"
+    made = Path(ctx.catalog.entries("browser-1")[-1][1])
+    assert f"; fine-tuned from {model['name']}" in (made / "README.md").read_text()  # started from the active model
 
 
 def test_a_fine_tune_of_reviewed_images_alone_says_when_the_review_has_none(ctx, model):

@@ -9,6 +9,7 @@ unchanged; one pressed while the trained model is calibrated lets that finish an
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,7 @@ class FineTune:
     loss: gr.LinePlot
     calibration: gr.Plot
     model_file: gr.File
+    download: gr.Button
     share: gr.Button
     repo_id: gr.Textbox
     token: gr.Textbox
@@ -113,6 +115,10 @@ def fine_tune(ctx, files, folder, use_reviewed: bool, review_id: str, start_curr
         for update in job.updates():  # a closed request closes this generator, which stops the job
             losses.append({"step": update.step, "loss": update.loss})
             running["step"] = update.step
+            if update.fraction >= 1.0:  # the last step: the threshold is calibrated next, which takes a while
+                progress(1.0, desc=f"step {update.step} done · calibrating the threshold on normal images")
+                yield {"loss": pd.DataFrame(losses), "status": f"trained {update.step} steps · calibrating the threshold…"}
+                continue
             progress(update.fraction, desc=f"step {update.step} · epoch {update.epoch:.1f} · loss {update.loss:.4f}")
             if update.step % 5 == 1:
                 yield {"loss": pd.DataFrame(losses), "status": f"training… step {update.step}"}
@@ -126,6 +132,8 @@ def fine_tune(ctx, files, folder, use_reviewed: bool, review_id: str, start_curr
         if ctx.jobs.get(key) is running:
             del ctx.jobs[key]
     owner = _owner(browser, request)
+    if start_current:  # its card says what it was fine-tuned from
+        detector.training = {**detector.training, "started_from": model["name"]}
     key = ctx.catalog.add_trained(detector, owner)
     archive = shutil.make_archive(str(ctx.export_folder() / Path(key).name), "zip", key)
     training = detector.training
@@ -196,6 +204,21 @@ def share(ctx, model: dict, browser: str, request: gr.Request = None) -> dict:
             "choice": gr.update(choices=ctx.catalog.entries(owner), value=key), **loaded}
 
 
+def as_judged(ctx, model: dict) -> rbd.Detector:
+    """The active model as the model bar judges by it: with a review's recalibration, where one was applied."""
+    detector = ctx.detector(model)
+    recalibration = model_bar.recalibrated_by_review(ctx, model)
+    return detector if recalibration is None else rbd.Detector(detector.model, recalibration, detector.training, detector.metrics)
+
+
+def download(ctx, model: dict) -> dict:
+    """The active model as a checkpoint zip (`rbd.load` reads the unzipped folder), as it judges here: a fine-tune
+    can be downloaded again after a reload or a restart, not only when its training ends."""
+    folder = ctx.export_folder() / re.sub(r"[^\w.-]", "_", model["name"])  # a Hub model's "owner/name" too
+    rbd.save(as_judged(ctx, model), folder)
+    return {"model_file": shutil.make_archive(str(folder), "zip", folder)}
+
+
 def push(ctx, model: dict, repo_id: str, token: str, evaluated: dict | None, oauth_token: gr.OAuthToken | None = None) -> dict:
     """Upload the active model to a Hub model repo as the model bar judges by it (with a review's
     recalibration, where one was applied); its card lists the metrics of this browser session's last
@@ -206,12 +229,10 @@ def push(ctx, model: dict, repo_id: str, token: str, evaluated: dict | None, oau
     if not rbd.checkpoint.is_repo_id((repo_id or "").strip()):
         raise rbd.CheckpointError("enter the target repo as owner/name")
     metrics = evaluated["metrics"] if evaluation.is_of(evaluated, model) else None
-    detector = ctx.detector(model)
-    recalibration = model_bar.recalibrated_by_review(ctx, model)
-    if recalibration is not None:  # the shared model judges as this browser saw it judge
-        detector = rbd.Detector(detector.model, recalibration, detector.training, detector.metrics)
+    detector = as_judged(ctx, model)  # the shared model judges as this browser saw it judge
     url = rbd.push_to_hub(detector, repo_id.strip(), token=token, metrics=metrics)
-    return {"push_status": f"Pushed: {url}" + (" (with the threshold recalibrated from the review)" if recalibration is not None else "")}
+    recalibrated = model_bar.recalibrated_by_review(ctx, model) is not None
+    return {"push_status": f"Pushed: {url}" + (" (with the threshold recalibrated from the review)" if recalibrated else "")}
 
 
 def layout(ctx) -> FineTune:
@@ -236,7 +257,8 @@ def layout(ctx) -> FineTune:
         with gr.Column():
             loss = gr.LinePlot(x="step", y="loss", label="Training loss", height=220, elem_id="train-loss")
             calibration = gr.Plot(label="Calibration")
-            model_file = gr.File(label="Download the model", interactive=False)
+            model_file = gr.File(label="Download the model", interactive=False, elem_id="train-model-file")
+            download_button = gr.Button("Download the active model", size="sm", elem_id="train-download")
     with gr.Row():
         share_button = gr.Button("Share the active fine-tune with every user of this app", elem_id="train-share")
         repo_id = gr.Textbox(label="Push to Hub repo (owner/name)")
@@ -246,7 +268,7 @@ def layout(ctx) -> FineTune:
         push_button = gr.Button("Push to Hub")
     push_status = gr.Markdown()
     return FineTune(files, folder, use_reviewed, start_current, epochs, minutes, teacher, train, cancel_button, status, loss, calibration,
-                    model_file, share_button, repo_id, token, push_button, push_status)
+                    model_file, download_button, share_button, repo_id, token, push_button, push_status)
 
 
 def wire(ctx, app: gr.Blocks, area: FineTune, bar: model_bar.ModelBar, review_id, evaluated, rejudge) -> None:
@@ -267,5 +289,7 @@ def wire(ctx, app: gr.Blocks, area: FineTune, bar: model_bar.ModelBar, review_id
                 {"status": area.status, "choice": bar.choice, "model": bar.model, "rate": bar.rate, "info": bar.info},
                 api_name="share_model", show_progress_on=[area.share])  # an error badge on the button, not on the model bar
     rejudge(shared.success)
+    on(area.download.click, download, ctx, [bar.model], {"model_file": area.model_file}, api_name="download_model",
+       show_progress_on=[area.download])
     on(area.push.click, push, ctx, [bar.model, area.repo_id, area.token, evaluated], {"push_status": area.push_status},
        api_name="push_to_hub")
