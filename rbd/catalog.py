@@ -15,6 +15,7 @@ arbitrary paths, nor another session's private models.
 
 from __future__ import annotations
 
+import re
 import shutil
 import threading
 import time
@@ -123,12 +124,15 @@ class Catalog:
         with self._guard:
             self._cache.pop((key.strip(), (revision or "").strip() or None), None)
 
-    def add_trained(self, detector: Detector, owner: str) -> str:
-        """Save a newly trained detector (atomically) as `owner`'s, under a fresh name, and return its key."""
+    def add_trained(self, detector: Detector, owner: str, name: str = "") -> str:
+        """Save a newly trained detector (atomically) as `owner`'s and return its key: a fresh folder named
+        `<name>-<date>-<time>-<4 hex>`, `name` the user's words kept to letters, digits, - and _ ("model" if none),
+        so that two fine-tunes, or two users' shared ones, never take one name."""
         folder = self.owner_folder(owner)
         folder.mkdir(parents=True, exist_ok=True)
         mark_used(folder)  # before saving: an expiry sweep must not take the folder while the model is written into it
-        key = save(detector, folder / f"model-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}")
+        stem = re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-_")[:40] or "model"
+        key = save(detector, folder / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}")
         self._remember((str(key), None), detector)
         return str(key)
 

@@ -145,6 +145,14 @@ def test_fine_tunes_are_private_until_published(detector, tmp_path):
         catalog.entries("../alice")
 
 
+def test_a_fine_tune_is_named_by_the_user_kept_to_a_safe_unique_name(detector, tmp_path):
+    catalog = Catalog(tmp_path / "shipped", tmp_path / "models")
+    named = Path(catalog.add_trained(detector, "alice", "Bolts line 3 / ../x"))
+    assert named.parent == catalog.owner_folder("alice") and re.fullmatch(r"Bolts-line-3-x-\d{8}-\d{6}-[0-9a-f]{4}", named.name)
+    assert re.fullmatch(r"model-\d{8}-\d{6}-[0-9a-f]{4}", Path(catalog.add_trained(detector, "alice", " ..")).name)
+    assert any(label.startswith("Bolts-line-3-x-") for label, _ in catalog.entries("alice"))  # as the model list shows it
+
+
 def test_folders_left_by_a_crash_are_offered_to_nobody(detector, tmp_path):
     """A publish killed between its copy and its rename leaves `.<name>.tmp` in the shared folder; a save, its staging."""
     catalog = Catalog(tmp_path / "shipped", tmp_path / "models")

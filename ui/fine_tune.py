@@ -48,6 +48,7 @@ class FineTune:
     epochs: gr.Number
     minutes: gr.Number
     teacher: gr.Dropdown
+    name: gr.Textbox
     train: gr.Button
     cancel: gr.Button
     status: gr.Markdown
@@ -76,7 +77,7 @@ def _owner(browser: str, request: gr.Request | None) -> str:
 
 @gpu(duration=training_seconds)
 def fine_tune(ctx, files, folder, use_reviewed: bool, review_id: str, start_current: bool, epochs: int, minutes: float,
-              model: dict, browser: str, teacher: str = rbd.ModelConfig.backbone, request: gr.Request = None,
+              model: dict, browser: str, teacher: str = rbd.ModelConfig.backbone, name: str = "", request: gr.Request = None,
               progress=gr.Progress()):
     """Train on uploaded normal images in the background; stream progress and losses; cancellable.
     A new model gets `teacher`; one started from the active model keeps the active model's."""
@@ -134,7 +135,7 @@ def fine_tune(ctx, files, folder, use_reviewed: bool, review_id: str, start_curr
     owner = _owner(browser, request)
     if start_current:  # its card says what it was fine-tuned from
         detector.training = {**detector.training, "started_from": model["name"]}
-    key = ctx.catalog.add_trained(detector, owner)
+    key = ctx.catalog.add_trained(detector, owner, name)
     archive = shutil.make_archive(str(ctx.export_folder() / Path(key).name), "zip", key)
     training = detector.training
     text = (f"Trained **{Path(key).name}** on {training['train_images']} of {training['images']} images "
@@ -250,6 +251,8 @@ def layout(ctx) -> FineTune:
                                     info=TRAINING_TIME_ADVICE)
             teacher = gr.Dropdown(offline_backbones(), value=rbd.ModelConfig.backbone, label="Teacher", info=TEACHER_ADVICE,
                                   elem_id="train-teacher")
+            name = gr.Textbox(label="Name (optional)", placeholder="e.g. bolts-line-3: the model list shows it, with the date",
+                              max_length=40, elem_id="train-name")
             with gr.Row():
                 train = gr.Button("Train", variant="primary", elem_id="train-run")
                 cancel_button = gr.Button("Cancel", variant="stop", elem_id="train-cancel")
@@ -267,7 +270,7 @@ def layout(ctx) -> FineTune:
         token = gr.Textbox(label="…or a Hugging Face token with write access", type="password")
         push_button = gr.Button("Push to Hub")
     push_status = gr.Markdown()
-    return FineTune(files, folder, use_reviewed, start_current, epochs, minutes, teacher, train, cancel_button, status, loss, calibration,
+    return FineTune(files, folder, use_reviewed, start_current, epochs, minutes, teacher, name, train, cancel_button, status, loss, calibration,
                     model_file, download_button, share_button, repo_id, token, push_button, push_status)
 
 
@@ -275,7 +278,7 @@ def wire(ctx, app: gr.Blocks, area: FineTune, bar: model_bar.ModelBar, review_id
     clicked = on(area.train.click, pressed, ctx, [], {"status": area.status}, queue=False, api_visibility="private")
     trained = on(clicked.then, fine_tune, ctx,
                  [area.files, area.folder, area.use_reviewed, review_id, area.start_current, area.epochs, area.minutes,
-                  bar.model, bar.browser, area.teacher],
+                  bar.model, bar.browser, area.teacher, area.name],
                  {"loss": area.loss, "calibration": area.calibration, "model_file": area.model_file, "choice": bar.choice,
                   "status": area.status, "model": bar.model, "rate": bar.rate, "info": bar.info},
                  api_name="fine_tune", concurrency_limit=1, concurrency_id="train", show_progress_on=[area.status])
