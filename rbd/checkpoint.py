@@ -67,9 +67,8 @@ def save(detector: Detector, directory: str | Path, metrics: dict | None = None)
     mistyped --out never deletes someone's files.
     """
     directory = writable_target(directory)
-    if not math.isfinite(float(detector.threshold)):  # refused before the good checkpoint there is replaced
-        raise CheckpointError(f"the detector's threshold is {detector.threshold}: set a finite number to save it")
-    directory.parent.mkdir(parents=True, exist_ok=True)
+    check_calibration(float(detector.threshold), detector.calibration, "the detector")  # what `load` would refuse is not
+    directory.parent.mkdir(parents=True, exist_ok=True)                                  # written over a good checkpoint
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
         config = checkpoint_config(detector, metrics)
@@ -97,7 +96,8 @@ def writable_target(directory: str | Path) -> Path:
     empty folder or an existing rbd checkpoint holding nothing else, never a folder of someone's files
     (a clone of a Hub repo keeps `.git` beside the checkpoint; an evaluation may have written there)."""
     directory = Path(directory).resolve()
-    if Path.cwd().is_relative_to(directory):  # replacing it would leave the shell in a deleted folder
+    here = _current_folder()
+    if here is not None and here.is_relative_to(directory):  # replacing it would leave the shell in a deleted folder
         raise CheckpointError(f"{directory} is the current folder or holds it: save into a folder of its own (e.g. ./model)")
     parent = next(p for p in directory.parents if p.exists())  # where the staging folder goes, made if need be
     if not os.access(parent, os.W_OK | os.X_OK):  # else training would run to its end and then fail to save
@@ -109,6 +109,14 @@ def writable_target(directory: str | Path) -> Path:
         raise CheckpointError(f"{directory} holds other files beside its checkpoint ({', '.join(others[:5])}), which "
                               "replacing it would delete: choose another folder")
     return directory
+
+
+def _current_folder() -> Path | None:
+    """The process's working folder; None where it was deleted (a save elsewhere is then no risk to it)."""
+    try:
+        return Path.cwd()
+    except FileNotFoundError:
+        return None
 
 
 def _is_checkpoint(folder: Path) -> bool:
@@ -212,14 +220,20 @@ def settings(config: dict, source: str | Path) -> tuple[ModelConfig, Calibration
         model_config, calibration = ModelConfig.from_dict({**earlier, **model}), Calibration.from_dict(config["calibration"])
     except (TypeError, ValueError, KeyError) as err:
         raise CheckpointError(f"{source}: invalid model settings or calibration ({err})") from err
-    threshold = config.get("threshold", calibration.threshold)
+    check_calibration(config.get("threshold", calibration.threshold), calibration, source)
+    return model_config, calibration
+
+
+def check_calibration(threshold, calibration: Calibration, source) -> None:
+    """CheckpointError unless `threshold` and `calibration` are what a checkpoint may hold: finite numbers, a scale
+    above 0 (0 or less turns normalised scores upside down), a false-alarm rate in [0, 1), an interval of two.
+    `save` checks before writing and `load` after reading, so no checkpoint is written that could not be loaded."""
     numbers = [threshold, calibration.threshold, calibration.scale, *calibration.normal_scores, *(calibration.interval or ())]
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in numbers):
-        raise CheckpointError(f"{source}: the threshold and the calibration's scores must be finite numbers")
-    if not (calibration.scale > 0 and 0 < calibration.false_alarm_rate < 1 and len(calibration.interval or (0, 0)) == 2):
-        raise CheckpointError(f"{source}: the calibration needs a scale above 0, a false-alarm rate between 0 and 1 and an "
+        raise CheckpointError(f"{source}: the threshold and the calibration's scores must be finite numbers (threshold {threshold})")
+    if not (calibration.scale > 0 and 0 <= calibration.false_alarm_rate < 1 and len(calibration.interval or (0, 0)) == 2):
+        raise CheckpointError(f"{source}: the calibration needs a scale above 0, a false-alarm rate from 0 to below 1 and an "
                               "interval of two numbers (a scale of 0 or less turns normalised scores upside down)")
-    return model_config, calibration
 
 
 def assemble(network, calibration: Calibration, config: dict) -> Detector:

@@ -56,7 +56,7 @@ def normal_images(images: list[Path], root: Path) -> list[Path]:
     kept, left_out = [], 0
     for image in images:
         parts = folders(image)
-        category = next((c for c in categories if parts[: len(c)] == c), None)
+        category = max((c for c in categories if parts[: len(c)] == c), key=len, default=None)  # the innermost
         if category is not None:
             normal = parts[len(category) : len(category) + 2] == ("train", "good")
             kept += [image] if normal else []

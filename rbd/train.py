@@ -21,6 +21,7 @@ are averaged, rank 0's clock ends the loop for all, and rank 0 alone does step 3
 from __future__ import annotations
 
 import math
+import numbers
 import queue
 import threading
 import time
@@ -84,11 +85,13 @@ class TrainConfig:
             "false_alarm_rate must be in [0, 1)": 0 <= self.false_alarm_rate < 1,
             "defect_probability must be in [0, 1]": 0 <= self.defect_probability <= 1,
             "feature_dropout must be in [0, 1)": 0 <= self.feature_dropout < 1,
-            "seed must be a whole number from 0 to 2**63 - 1": isinstance(self.seed, int) and 0 <= self.seed < 2**63,
+            "seed must be a whole number from 0 to 2**63 - 1": (isinstance(self.seed, numbers.Integral) and not isinstance(self.seed, bool)
+                                                                and 0 <= self.seed < 2**63),
         }
         broken = [rule for rule, ok in checks.items() if not ok]
         if broken:
             raise InvalidInputError("invalid training settings: " + "; ".join(broken))
+        self.seed = int(self.seed)  # a numpy integer too: the checkpoint records the config as JSON
 
 
 @dataclass

@@ -400,6 +400,27 @@ def test_a_folder_dropped_on_reviews_boxes_is_scored_with_its_paths(browser, app
         page.context.close()
 
 
+def test_a_picked_mvtec_folder_is_fine_tuned_on_its_train_good_images_only(browser, app_server, category):
+    """Gradio uploads a picked folder's files by name alone: without the page's record of their paths, its
+    test/ and ground_truth/ files were trained on as normal images."""
+    page = new_page(browser)  # a browser of its own: the shared page's active model stays as it is
+    try:
+        page.goto(app_server[0], wait_until="domcontentloaded")
+        loaded(page)
+        page.get_by_role("tab", name="Fine-tune").click()
+        page.locator("#train-folder input[type=file]").set_input_files(str(category))
+        expect(page.locator("#train-folder").get_by_role("cell", name="000_mask.png").first).to_be_visible()
+        page.locator("#train-epochs input").fill("1")
+        page.locator("#train-run").click()
+        status = page.locator("#train-status")
+        expect(status).to_contain_text("now the active model", timeout=120_000)
+        normal = len(list((category / "train" / "good").iterdir()))
+        expect(status).to_contain_text(f" of {normal} images")
+        expect(status).to_contain_text("test/ and ground_truth/ folders left out")
+    finally:
+        page.context.close()
+
+
 def test_the_mask_editor_opens_on_the_image_and_saves_on_it(page, app_server, pictures, detector):
     page.locator("#review-filter").get_by_text("all", exact=True).click()
     clear(page, "#review-files")

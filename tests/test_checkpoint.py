@@ -14,6 +14,7 @@ from safetensors.torch import load_file, save_file
 
 import rbd
 from rbd import checkpoint as checkpoint_module
+from rbd.calibration import calibrate
 from rbd.checkpoint import writable_target
 
 
@@ -105,9 +106,24 @@ def test_a_threshold_set_by_hand_is_saved_as_a_number_and_only_when_finite(detec
     assert rbd.load(rbd.save(loaded, tmp_path / "a")).threshold == pytest.approx(float(loaded.threshold))
     loaded.threshold = float("nan")
     before = (tmp_path / "a" / "config.json").read_text()
-    with pytest.raises(rbd.CheckpointError, match="threshold is nan: set a finite number"):
+    with pytest.raises(rbd.CheckpointError, match=r"must be finite numbers \(threshold nan\)"):
         rbd.save(loaded, tmp_path / "a")
     assert (tmp_path / "a" / "config.json").read_text() == before  # the good checkpoint there is kept
+
+
+def test_what_save_writes_load_reads_a_rate_of_0_too(detector, tmp_path):
+    """TrainConfig and calibrate accept a false-alarm rate of 0: a checkpoint of one saved, and then failed to load."""
+    strict = calibrate(detector.calibration.normal_scores, detector.calibration.synthetic_scores, false_alarm_rate=0.0)
+    loaded = rbd.load(rbd.save(rbd.Detector(detector.model, strict, detector.training, detector.metrics), tmp_path / "m"))
+    assert loaded.calibration.false_alarm_rate == 0.0 and loaded.threshold == strict.threshold
+
+
+def test_saving_with_the_working_folder_deleted_still_saves_elsewhere(detector, tmp_path, monkeypatch):
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    assert rbd.load(rbd.save(detector, tmp_path / "model")).threshold == detector.threshold
 
 
 def test_saving_refuses_the_current_folder_and_one_it_cannot_write_in(detector, tmp_path, monkeypatch):
@@ -156,7 +172,7 @@ def test_saving_over_a_checkpoint_is_atomic(detector, tmp_path, monkeypatch):
     (lambda d: _edit(d, training=[1]), '"training" section must be an object'),
     (lambda d: _edit_calibration(d, scale=-1.0), "a scale above 0"),  # normalised scores upside down: good parts 0.99996
     (lambda d: _edit_calibration(d, scale=0.0), "a scale above 0"),
-    (lambda d: _edit_calibration(d, false_alarm_rate=5.0), "a false-alarm rate between 0 and 1"),
+    (lambda d: _edit_calibration(d, false_alarm_rate=5.0), "a false-alarm rate from 0 to below 1"),
     (lambda d: _edit_calibration(d, interval=[1.0]), "an interval of two numbers"),
     (lambda d: _edit_weights(d, "normal_std", lambda t: t.to(torch.int64)), "normal_std is torch.int64"),
     (lambda d: _edit_weights(d, "normal_mean", lambda t: t * float("nan")), "normal_mean holds NaN"),

@@ -126,6 +126,14 @@ def test_training_on_a_folder_of_categories_takes_their_train_good_images_only(t
         training_images(tmp_path / "root")  # a category without normal images: its defects are not trained on either
 
 
+def test_nested_categories_give_each_image_to_the_innermost(tmp_path):
+    """A category inside another (a line's folder with lots of its own): the answer must not hang on set order."""
+    from rbd.datasets import normal_images
+
+    a, b, c = _files(tmp_path, "train/good/a.png", "lot2/train/good/b.png", "lot2/test/crack/c.png")
+    assert normal_images([a, b, c], tmp_path) == [a, b]
+
+
 def _files(root, *names):
     for name in names:
         (root / name).parent.mkdir(parents=True, exist_ok=True)

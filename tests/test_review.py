@@ -417,6 +417,28 @@ def test_an_export_is_of_the_review_as_it_stood_when_it_began(session, tmp_path,
     assert session.decision(b.id).decision == "accept"  # kept for the next export
 
 
+def test_an_export_judges_every_decision_by_one_model(session, tmp_path, monkeypatch):
+    """A re-score that switched models during an export judged a decision of its snapshot by the new model's map
+    (an accepted defect's mask came out empty: "unknown"). It waits for the export."""
+    a = session.items[0]
+    session.decide(a.id, "accept", THRESHOLD)  # defective: its mask is the model's
+    rescoring = []
+    decided_mask = review.export.decided_mask
+
+    def meanwhile(*args):
+        if not rescoring:
+            rescoring.append(threading.Thread(target=session.rescore, args=(Dimmer(), ScoredBy("dimmer"))))
+            rescoring[0].start()
+            time.sleep(0.5)  # a re-score of four small images would have switched by now
+        return decided_mask(*args)
+
+    monkeypatch.setattr(review.export, "decided_mask", meanwhile)
+    rows = _exported_rows(review.export_zip(session, tmp_path / "review.zip", THRESHOLD))
+    rescoring[0].join()
+    assert rows[0]["mask"] == "masks/a.png" and session.scored_by.name == "dimmer"  # then re-scored, its mask frozen
+    np.testing.assert_array_equal(review.final_mask(session, a.id), np.ones((8, 10), bool))
+
+
 def test_a_decision_on_an_image_still_being_scored_survives_a_crash_with_its_image(tmp_path, parts, monkeypatch):
     """The review shows images as their batch is scored, before items.json is next written: a decision on one is
     saved with its item, or after a crash the next image added would take its id, and the decision with it."""

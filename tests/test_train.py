@@ -251,6 +251,12 @@ def test_invalid_training_settings_are_refused_up_front(settings, message):
         rbd.TrainConfig(**settings)
 
 
+def test_a_numpy_seed_is_a_seed_and_true_is_not():
+    assert rbd.TrainConfig(seed=np.int64(7)).seed == 7 and type(rbd.TrainConfig(seed=np.int64(7)).seed) is int
+    with pytest.raises(rbd.InvalidInputError, match="seed"):
+        rbd.TrainConfig(seed=True)
+
+
 @pytest.mark.parametrize("settings, message", [
     ({"image_size": 256.0}, "image_size must be a whole number, got 256.0"),
     ({"embed_dim": True}, "embed_dim must be a whole number"),

@@ -918,7 +918,7 @@ def test_a_fine_tune_trains_for_its_budget_and_needs_one(ctx, model, monkeypatch
 
     monkeypatch.setattr(fine_tune, "BackgroundTraining", start)
     monkeypatch.setattr(fine_tune, "model_pictures", lambda images, config: [torch.zeros(3, 8, 8)] * 6)
-    monkeypatch.setattr(fine_tune, "gather_images", lambda uploaded, folder: [Path(folder) / f"{i}.png" for i in range(6)])
+    monkeypatch.setattr(fine_tune, "gather_images", lambda uploaded, folder, names=(): [Path(folder) / f"{i}.png" for i in range(6)])
     with pytest.raises(Started):
         next(fine_tune.fine_tune(ctx, ["upload.zip"], None, False, "", True, 0, 5, model, "browser-1"))
     assert made[0].epochs is None and made[0].max_minutes == 5  # the form's defaults: the budget ends training
@@ -947,7 +947,7 @@ def test_a_fine_tune_holds_its_images_at_model_resolution_not_full_size(ctx, mod
         photos.append(tmp_path / f"{i}.png")
         Image.fromarray(np.random.default_rng(i).integers(0, 255, (300, 450, 3), dtype=np.uint8)).save(photos[-1])
     monkeypatch.setattr(fine_tune, "BackgroundTraining", start)
-    monkeypatch.setattr(fine_tune, "gather_images", lambda uploaded, folder: [Path(shutil.copy(p, folder)) for p in photos])
+    monkeypatch.setattr(fine_tune, "gather_images", lambda uploaded, folder, names=(): [Path(shutil.copy(p, folder)) for p in photos])
     with pytest.raises(Started):
         next(fine_tune.fine_tune(ctx, ["upload.zip"], None, False, "", True, 0, 5, model, "browser-1"))
     config = ctx.detector(model).config
@@ -987,7 +987,7 @@ def test_a_fine_tune_says_when_it_calibrates_after_its_last_step(ctx, model, mon
             return rbd.Detector(trained.model, trained.calibration, dict(trained.training), trained.metrics)  # a new model
 
     monkeypatch.setattr(fine_tune, "BackgroundTraining", Job)
-    monkeypatch.setattr(fine_tune, "gather_images", lambda uploaded, folder: [Path(folder) / f"{i}.png" for i in range(6)])
+    monkeypatch.setattr(fine_tune, "gather_images", lambda uploaded, folder, names=(): [Path(folder) / f"{i}.png" for i in range(6)])
     monkeypatch.setattr(fine_tune, "model_pictures", lambda images, config: [torch.zeros(3, 8, 8)] * 6)
     described = []
     statuses = [out["status"] for out in fine_tune.fine_tune(ctx, ["upload.zip"], None, False, "", True, 0, 5, model, "browser-1",

@@ -24,10 +24,10 @@ from rbd.datasets import normal_uploads
 from rbd.notices import collect, notify
 from rbd.plots import calibration_figure
 from rbd.train import MIN_IMAGES, BackgroundTraining, model_pictures
-from rbd.uploads import as_uploaded, gather_images
+from rbd.uploads import as_uploaded, gather_images, picked_names
 
 from . import evaluation, model_bar
-from .wiring import gpu, on, paths
+from .wiring import forget_picked, gpu, on, paths, with_picked
 
 ON_SPACES = os.environ.get("SYSTEM") == "spaces"
 # bench.curve on the five development sets, 2-core CPU (BENCHMARKS.md, "Time to quality")
@@ -43,6 +43,7 @@ TEACHER_ADVICE = ("For a new model (starting from the active model keeps its tea
 class FineTune:
     files: gr.File
     folder: gr.File
+    picked: gr.JSON
     use_reviewed: gr.Checkbox
     start_current: gr.Checkbox
     epochs: gr.Number
@@ -77,10 +78,12 @@ def _owner(browser: str, request: gr.Request | None) -> str:
 
 @gpu(duration=training_seconds)
 def fine_tune(ctx, files, folder, use_reviewed: bool, review_id: str, start_current: bool, epochs: int, minutes: float,
-              model: dict, browser: str, teacher: str = rbd.ModelConfig.backbone, name: str = "", request: gr.Request = None,
-              progress=gr.Progress()):
+              model: dict, browser: str, teacher: str = rbd.ModelConfig.backbone, name: str = "", picked: list | None = None,
+              request: gr.Request = None, progress=gr.Progress()):
     """Train on uploaded normal images in the background; stream progress and losses; cancellable.
-    A new model gets `teacher`; one started from the active model keeps the active model's."""
+    A new model gets `teacher`; one started from the active model keeps the active model's. `picked` is what the
+    page recorded of the folders picked into the folder box (`rbd.uploads.picked_names`), so that their files keep
+    their paths: an MVTec-layout folder then gives its train/good images only."""
     key = request.session_hash if request is not None else object()
     running = ctx.jobs.setdefault(key, pending())  # Train's click made it, or an API client calls directly
     try:  # from here on, whatever happens, `finally` forgets this training (a stale entry would cancel the next)
@@ -92,8 +95,9 @@ def fine_tune(ctx, files, folder, use_reviewed: bool, review_id: str, start_curr
             raise rbd.TrainingCancelled("cancelled before it started")
         progress(0, desc="reading the images")
         with ctx.upload_folder() as upload, collect() as notes:  # skipped files: a toast now, and a line in the status
-            uploaded = paths(files) + paths(folder)
-            images = normal_uploads(gather_images(uploaded, upload), upload) if uploaded else []
+            loose, picked_files = paths(files), paths(folder)
+            names = [None] * len(loose) + picked_names(picked_files, picked)
+            images = normal_uploads(gather_images(loose + picked_files, upload, names), upload) if loose + picked_files else []
             session = ctx.review(review_id)
             if use_reviewed and session is not None:
                 images += rules.normal_images(session)
@@ -240,7 +244,9 @@ def layout(ctx) -> FineTune:
     with gr.Row():
         with gr.Column():
             files = gr.File(file_count="multiple", label=f"Normal images ({MIN_IMAGES} or more) or zips", elem_id="train-files")
-            folder = gr.File(file_count="directory", label="…or a whole folder of normal images")
+            folder = gr.File(file_count="directory", label="…or a whole folder of normal images", elem_id="train-folder",
+                             elem_classes=["rbd-folder"])
+            picked = gr.JSON(visible=False)  # the picked folders' paths, filled in by the page when Train is pressed
             use_reviewed = gr.Checkbox(label="Add images I accepted as good in the Review tab", value=False)
             start_current = gr.Checkbox(label="Start from the active model (faster)", value=True)
             with gr.Row():
@@ -270,18 +276,20 @@ def layout(ctx) -> FineTune:
         token = gr.Textbox(label="…or a Hugging Face token with write access", type="password")
         push_button = gr.Button("Push to Hub")
     push_status = gr.Markdown()
-    return FineTune(files, folder, use_reviewed, start_current, epochs, minutes, teacher, name, train, cancel_button, status, loss, calibration,
-                    model_file, download_button, share_button, repo_id, token, push_button, push_status)
+    return FineTune(files, folder, picked, use_reviewed, start_current, epochs, minutes, teacher, name, train, cancel_button, status,
+                    loss, calibration, model_file, download_button, share_button, repo_id, token, push_button, push_status)
 
 
 def wire(ctx, app: gr.Blocks, area: FineTune, bar: model_bar.ModelBar, review_id, evaluated, rejudge) -> None:
     clicked = on(area.train.click, pressed, ctx, [], {"status": area.status}, queue=False, api_visibility="private")
     trained = on(clicked.then, fine_tune, ctx,
                  [area.files, area.folder, area.use_reviewed, review_id, area.start_current, area.epochs, area.minutes,
-                  bar.model, bar.browser, area.teacher, area.name],
+                  bar.model, bar.browser, area.teacher, area.name, area.picked],
                  {"loss": area.loss, "calibration": area.calibration, "model_file": area.model_file, "choice": bar.choice,
                   "status": area.status, "model": bar.model, "rate": bar.rate, "info": bar.info},
-                 api_name="fine_tune", concurrency_limit=1, concurrency_id="train", show_progress_on=[area.status])
+                 api_name="fine_tune", concurrency_limit=1, concurrency_id="train", show_progress_on=[area.status],
+                 js=with_picked("train-folder"))
+    area.folder.clear(None, [], [], js=forget_picked("train-folder"), api_visibility="private")
     rejudge(trained.success)
     on(area.cancel.click, cancel, ctx, [bar.model], {"status": area.status}, api_name="cancel_training", concurrency_limit=None)
 

@@ -27,7 +27,7 @@ from rbd.visualize import fold, shown_size
 
 from . import model_bar
 from .inspection import INFERENCE_LIMIT, out_of_domain_note
-from .wiring import endpoint, gpu, on, paths
+from .wiring import endpoint, forget_picked, gpu, on, paths, with_picked
 
 MASK_ALPHA = 120  # the editor paints the mask see-through, so the defect under it stays visible; any alpha counts as mask
 PAGE = 24  # thumbnails in the gallery at once
@@ -43,10 +43,9 @@ DONE = {"accept": "✓ accepted", "reject": "✗ rejected", "correct": "✎ corr
 IN_ORDER = dict(concurrency_limit=1, concurrency_id="review-view")
 # Score's last input, `picked`, takes what the page recorded of the picked folders (ui.app.PAGE_SCRIPT); the record
 # goes with the files it describes when the folder box is emptied, by its Clear or once they are scored
-PICKED = "(...values) => [...values.slice(0, -1), (window.rbdPicked || {})['review-folder'] || null]"
-_FORGET = "delete (window.rbdPicked || {})['review-folder'];"
-FORGET_PICKED = f"() => {{ {_FORGET} }}"
-SCORED = f"() => {{ {_FORGET} return [null, null]; }}"  # and both upload boxes emptied
+PICKED = with_picked("review-folder")
+FORGET_PICKED = forget_picked("review-folder")
+SCORED = forget_picked("review-folder", "return [null, null];")  # and both upload boxes emptied
 
 
 @dataclass

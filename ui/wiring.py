@@ -110,3 +110,16 @@ def paths(files) -> list[str]:
     if files is None:
         return []
     return [str(f) for f in (files if isinstance(files, list) else [files])]
+
+
+def with_picked(box: str) -> str:
+    """An event's `js` that sets its last input to what the page recorded of the folders picked into the folder
+    box `box` (its elem_id; the box has elem_classes ["rbd-folder"]): [path in the folder, size] per file, which
+    `rbd.uploads.picked_names` matches to the uploads, as Gradio uploads a picked folder's files by name alone
+    (ui.app.PAGE_SCRIPT)."""
+    return f"(...values) => [...values.slice(0, -1), (window.rbdPicked || {{}})['{box}'] || null]"
+
+
+def forget_picked(box: str, then: str = "") -> str:
+    """An event's `js` that drops the page's record of `box`'s picked folders (once the box is emptied), then runs `then`."""
+    return f"() => {{ delete (window.rbdPicked || {{}})['{box}']; {then} }}"

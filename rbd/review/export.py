@@ -26,7 +26,7 @@ from .store import THUMB_SIDE
 def export_zip(session, path: str | Path, threshold: float) -> Path:
     """One zip, written atomically: decisions.csv, masks/<name>.png and coco.json, each image named by
     its path in its upload (`Item.file_name`, e.g. `good/000.png`, whose mask is `masks/good/000.png`),
-    of the review as it stood when the export began (`ReviewSession.snapshot`).
+    of the review as it stood when the export began (`ReviewSession.snapshot`), judged by one model (`one_model`).
 
     decisions.csv has a row per image: file, score, verdict (the model's at `threshold`),
     decision, corrected ("yes" where the mask was repainted), timestamp, label (good or
@@ -37,8 +37,11 @@ def export_zip(session, path: str | Path, threshold: float) -> Path:
     whose defect has no place (a "good" verdict rejected, nothing painted): an empty mask would call
     them defect-free. Their `mask` reads "unknown".
     """
-    path = Path(path)
-    state = session.snapshot()
+    with session.one_model():  # a re-score switching models midway would judge a decision by another model's map
+        return _export(session, Path(path), threshold, session.snapshot())
+
+
+def _export(session, path: Path, threshold: float, state: list) -> Path:
     table = io.StringIO()
     writer = csv.writer(table)
     writer.writerow(["file", "score", "verdict", "decision", "corrected", "timestamp", "label", "decided_on", "mask"])

@@ -24,6 +24,7 @@ so a decision costs the same in a review of 50 images as in one of 5,000.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -33,7 +34,7 @@ import time
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 from PIL import Image
@@ -437,6 +438,13 @@ class ReviewSession:
         self._saved_items = len(self._items)
         self._decisions, self._n_lines = self._read_decisions()
         self._index()
+
+    @contextlib.contextmanager
+    def one_model(self) -> Iterator[None]:
+        """While held, no add or re-score runs (they wait): the scores and maps read are of one model, as an export
+        needs them to be from its snapshot to its last mask. Decisions go on meanwhile."""
+        with self._scoring:
+            yield
 
     def snapshot(self) -> list[tuple[Item, Decision | None, bool | None]]:
         """Every item with its latest decision and reviewed label (True defective, None unreviewed), read at one
