@@ -341,7 +341,9 @@ def test_fine_tune_on_an_mvtec_zip_trains_on_its_train_good_images_only(client, 
     """The Evaluate tab's kind of zip, given to Fine-tune: its defects and masks are no normal images."""
     archive = shutil.make_archive(str(tmp_path / "stripes"), "zip", category.parent, category.name)
     normal = len(list((category / "train" / "good").iterdir()))
-    *_, status, _, _ = client.predict([handle_file(archive)], None, False, "", True, 1, 0, "browser-m", api_name="/fine_tune")
+    *_, status, _, _ = client.predict([handle_file(archive)], None, False, "", True, 1, 0, "browser-m", "tf_efficientnet_lite0",
+                                      "stripes line 2", api_name="/fine_tune")
+    assert "Trained **stripes-line-2-" in status  # named as asked
     assert f" of {normal} images" in status and "folders left out: only a category's train/good images" in status
     without_train = shutil.make_archive(str(tmp_path / "test_only"), "zip", category, "test")
     with pytest.raises(Exception, match="has test/ or ground_truth/ folders but no train/good/"):

@@ -257,7 +257,7 @@ def layout(ctx) -> FineTune:
                                     info=TRAINING_TIME_ADVICE)
             teacher = gr.Dropdown(offline_backbones(), value=rbd.ModelConfig.backbone, label="Teacher", info=TEACHER_ADVICE,
                                   elem_id="train-teacher")
-            name = gr.Textbox(label="Name (optional)", placeholder="e.g. bolts-line-3: the model list shows it, with the date",
+            name = gr.Textbox(value="", label="Name (optional)", placeholder="e.g. bolts-line-3: the model list shows it, with the date",
                               max_length=40, elem_id="train-name")
             with gr.Row():
                 train = gr.Button("Train", variant="primary", elem_id="train-run")
