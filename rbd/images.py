@@ -9,6 +9,7 @@ name; folder readers skip them with a warning as long as something usable is lef
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path, PurePath
 from typing import Iterable, Iterator, Union
@@ -81,7 +82,7 @@ def read_image(path: str | Path, max_side: int | None = None, size: tuple[int, i
         except (tifffile.TiffFileError, ValueError, IndexError, OSError) as tiff_err:
             raise ImageReadError(f"{path}: corrupt or unsupported TIFF ({tiff_err})") from tiff_err
     except Image.DecompressionBombError as err:  # Pillow's guard; an upload of any size could exhaust the memory
-        raise ImageReadError(f"{path}: too large to decode safely ({err}): split it, or downscale it, first") from err
+        raise _too_large(path, str(err)) from err
     except (OSError, SyntaxError, ValueError, RuntimeError, IndexError) as err:  # truncated or corrupt data
         raise ImageReadError(f"{path}: corrupt or truncated image ({err})") from err
 
@@ -132,11 +133,18 @@ def _read_tiff(path: str | Path, max_side: int | None, size: tuple[int, int] | N
     which Pillow cannot open at all."""
     with tifffile.TiffFile(path) as tiff:
         page = tiff.pages[0]
+        pixels = math.prod(page.shape[:2] if not page.axes.startswith("S") else page.shape[1:3])
+        if pixels > 2 * Image.MAX_IMAGE_PIXELS:  # Pillow's guard, which tifffile lacks: a 370 KB tiled file asked for 10 GB
+            raise _too_large(path, f"{pixels} pixels, over the limit of {2 * Image.MAX_IMAGE_PIXELS}")
         array = page.asarray()
         if page.axes.startswith("S"):  # planar: one plane per channel
             array = np.moveaxis(array, 0, -1)
         orientation = page.tags.get(0x0112)  # the TIFF tag Pillow reads as EXIF orientation
     return _upright_and_shrunk(array, int(orientation.value) if orientation else 1, max_side, size)
+
+
+def _too_large(path: str | Path, detail: str) -> ImageReadError:
+    return ImageReadError(f"{path}: too large to decode safely ({detail}): split it, or downscale it, first")
 
 
 def _upright_and_shrunk(array: np.ndarray, orientation: int, max_side: int | None, size: tuple[int, int] | None) -> np.ndarray:

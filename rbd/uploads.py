@@ -17,13 +17,13 @@ import stat
 import zipfile
 import zlib
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 from .errors import DatasetLayoutError, NoImagesError, UploadError
 from .images import IMAGE_EXTENSIONS
 from .notices import notify
 
-MAX_TOTAL_BYTES = 2 * 1024**3  # what one zip may expand to
+MAX_TOTAL_BYTES = 2 * 1024**3  # what one upload (its zips expanded, its loose files) may take on disk
 MAX_MEMBERS = 20_000  # entries one zip may hold
 MAX_CATEGORY_DEPTH = 3  # how many folders down `find_mvtec_root` looks
 _CHUNK = 1024 * 1024
@@ -57,6 +57,7 @@ def extract_zip(zip_path: str | Path, dest: str | Path, *, max_total_bytes: int 
         dest.mkdir(parents=True, exist_ok=True)
         root = dest.resolve()
         written: list[Path] = []
+        seen: set[Path] = set()  # `written` as a set: one look-up per member, not a scan of all before it
         skipped: list[str] = []
         total = 0
         try:
@@ -71,18 +72,21 @@ def extract_zip(zip_path: str | Path, dest: str | Path, *, max_total_bytes: int 
                 if _is_junk(parts):
                     continue
                 target = dest.joinpath(*parts)
-                if target in written:  # the zip format allows it; the second would silently replace the first
+                if target in seen:  # the zip format allows it; the second would silently replace the first
                     skipped.append(f"{member.filename} (a second member of that name)")
                     continue
                 written.append(target)  # before copying, so that a partly written file is removed on error
+                seen.add(target)
                 try:
                     total = _copy_member(archive, member, target, total, max_total_bytes)
                 except _DamagedMember:  # one bad member costs that member, not the upload
+                    seen.discard(target)
                     written.pop().unlink(missing_ok=True)
                     skipped.append(f"{member.filename} (corrupt or compressed in an unsupported way)")
                 except OSError as err:
                     if err.errno not in _BAD_NAME_ERRNOS:
                         raise
+                    seen.discard(target)
                     written.pop()  # nothing was written
                     skipped.append(f"{member.filename} ({err.strerror})")
         except BaseException:
@@ -93,7 +97,7 @@ def extract_zip(zip_path: str | Path, dest: str | Path, *, max_total_bytes: int 
         raise UploadError(f"{name}: nothing could be extracted safely; skipped {'; '.join(skipped)}")
     if skipped:
         notify(f"{name}: skipped {'; '.join(skipped)}")
-    return sorted(set(written))
+    return sorted(seen)
 
 
 def gather_images(paths: Iterable[str | Path], dest: str | Path, names: Sequence[str | None] = ()) -> list[Path]:
@@ -114,13 +118,25 @@ def gather_images(paths: Iterable[str | Path], dest: str | Path, names: Sequence
     taken = {entry.relative_to(dest).as_posix().casefold() for entry in dest.rglob("*")}  # what an earlier call left there
     images: list[Path] = []
     skipped: list[str] = []
+    used = 0  # bytes written: MAX_TOTAL_BYTES holds for the whole upload, not for each of its zips
     for i, path in enumerate(map(Path, paths)):
         picked = PurePosixPath((names[i] if i < len(names) else None) or path.name)  # from the browser: untrusted
         name = path.name if _outside_reason(picked.parts, root) else picked.as_posix()
         if _is_junk(PurePosixPath(name).parts):
             continue
+        if not path.is_file():
+            skipped.append(f"{name} (the uploaded file is gone)")
+            continue
         if path.suffix.lower() == ".zip":
-            extracted = extract_zip(path, dest / unique_name(path.stem, taken, split_suffix=False))
+            # where the zip lies in a picked folder (`lot/test/crack.zip` -> `lot/test/crack/`), a folder no other file took
+            if used >= MAX_TOTAL_BYTES:
+                raise _upload_too_large()
+            folder = dest / unique_name(PurePosixPath(name).with_suffix("").as_posix(), taken, split_suffix=False)
+            extracted = extract_zip(path, folder, max_total_bytes=MAX_TOTAL_BYTES - used)
+            used += sum(file.stat().st_size for file in extracted)
+            for file in extracted:  # taken too, so that a picked file named as one of them is numbered, not written over it
+                relative = file.relative_to(dest)
+                taken.update(part.as_posix().casefold() for part in (relative, *relative.parents) if part.parts)
             found = [file for file in extracted if file.suffix.lower() in IMAGE_EXTENSIONS]
             images += found
             skipped += [] if found else [f"{name} (no image inside)"]
@@ -128,8 +144,11 @@ def gather_images(paths: Iterable[str | Path], dest: str | Path, names: Sequence
             skipped += [f"{file.relative_to(dest).as_posix()} (a zip inside the zip: unzip it first)"
                         for file in extracted if file.suffix.lower() == ".zip"]
         elif path.suffix.lower() in IMAGE_EXTENSIONS:
+            if used + path.stat().st_size > MAX_TOTAL_BYTES:
+                raise _upload_too_large()
             try:
                 images.append(_copy_upload(path, dest, name, taken))
+                used += path.stat().st_size
             except FileNotFoundError:
                 skipped.append(f"{name} (the uploaded file is gone)")
         else:
@@ -143,7 +162,8 @@ def gather_images(paths: Iterable[str | Path], dest: str | Path, names: Sequence
     return sorted(images, key=lambda image: image.relative_to(dest))
 
 
-def picked_names(paths: Iterable[str | Path], picked: Iterable[Sequence] | None) -> list[str | None]:
+def picked_names(paths: Iterable[str | Path], picked: Iterable[Sequence] | None,
+                 stored_as: Callable[[str], str] = lambda name: name) -> list[str | None]:
     """Which uploaded file is which file of the folders a browser picked: for each of `paths`, its path
     in its folder, or None where that cannot be told.
 
@@ -151,12 +171,14 @@ def picked_names(paths: Iterable[str | Path], picked: Iterable[Sequence] | None)
     under its name alone, in the order picked, so the app's page records `picked` as [path in the
     folder, size in bytes] pairs, in that order. Files are matched by name and size, in order, where
     as many were uploaded as picked; where the counts differ (a file removed from the upload box,
-    and another with its name and size left) no guess is made and they keep their names."""
+    and another with its name and size left) no guess is made and they keep their names. `stored_as` is the name
+    the web server stores an uploaded file under (Gradio strips `<>:"|?*!$` and others: `crack!.png` comes as
+    `crack.png`), so that such a file is still told apart."""
     paths = [Path(p) for p in paths]
     recorded: dict[tuple[str, int], list[str]] = {}
     for entry in picked or []:
         if isinstance(entry, (list, tuple)) and len(entry) == 2 and isinstance(entry[0], str) and type(entry[1]) is int:
-            recorded.setdefault((PurePosixPath(entry[0]).name, entry[1]), []).append(entry[0])
+            recorded.setdefault((stored_as(PurePosixPath(entry[0]).name), entry[1]), []).append(entry[0])
     keys = [_name_and_size(path) for path in paths]
     uploaded = collections.Counter(keys)
     matched = {key: iter(names) for key, names in recorded.items() if len(names) == uploaded[key]}
@@ -234,6 +256,8 @@ def _outside_reason(parts: tuple[str, ...], root: Path) -> str | None:
     """Why a relative name (its `PurePosixPath` parts) would not land inside the folder `root`, or None."""
     if not parts:
         return "no name"
+    if any("\x00" in part for part in parts):
+        return "a NUL character in its name"
     if parts[0].startswith("/") or PureWindowsPath(parts[0]).drive:
         return "absolute path"
     if ".." in parts or not root.joinpath(*parts).resolve().is_relative_to(root):
@@ -275,6 +299,10 @@ class _DamagedMember(UploadError):
     """One member of a zip cannot be decompressed (the others may be fine)."""
 
 
+def _upload_too_large() -> UploadError:
+    return UploadError(f"the upload takes more than {_describe_size(MAX_TOTAL_BYTES)}: upload fewer images at a time")
+
+
 def _too_large(name: str, limit: int) -> UploadError:
     return UploadError(f"{name} expands to more than {_describe_size(limit)}; refusing it as a possible zip bomb")
 
@@ -283,8 +311,9 @@ def as_uploaded(message: str, folders: Iterable[str | Path]) -> str:
     """`message` with its files named as the user knows them, never by a server path: each upload
     lands in a temporary folder of its own under one of `folders` (the web server's upload cache,
     the app's per-request folder), and that much of every path is cut."""
-    for folder in folders:
-        message = re.sub(re.escape(str(folder).rstrip("/")) + r"/[^/\s]+/", "", message)
+    for folder in folders:  # `folder/<tmp>/` before a path in the upload; `folder/<tmp>` alone is the upload itself
+        pattern = re.escape(str(folder).rstrip("/")) + r"/[^/\s:'\"]+(/|(?=[\s:'\"]|$))"
+        message = re.sub(pattern, lambda match: "" if match[1] else "the upload", message)
     return message
 
 

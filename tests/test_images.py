@@ -4,6 +4,7 @@ import io
 
 import numpy as np
 import pytest
+import tifffile
 from PIL import Image
 
 from rbd.errors import ImageReadError, NoImagesError
@@ -526,6 +527,16 @@ def test_huge_images_are_scored_on_a_downscaled_copy_with_a_notice(tmp_path):
     Image.new("L", (50, 12), 128).save(small)
     image, notice = read_image_for_scoring(small, max_side=1000)
     assert image.shape == (12, 50, 3) and notice is None
+
+
+def test_a_float_tiff_over_pillows_limit_is_refused_before_it_is_decoded(tmp_path, monkeypatch):
+    """Pillow cannot open float colour TIFFs and tifffile has no pixel limit: a 370 KB tiled file asked for 10 GB.
+    The same limit is checked from the header (here lowered, so a small file is over it)."""
+    tifffile.imwrite(tmp_path / "float.tif", np.zeros((64, 64, 3), np.float32), photometric="rgb")
+    assert read_image(tmp_path / "float.tif").shape == (64, 64, 3)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    with pytest.raises(ImageReadError, match=r"float.tif: too large to decode safely \(4096 pixels, over the limit of 2000\)"):
+        read_image(tmp_path / "float.tif")
 
 
 def test_an_image_over_pillows_decompression_bomb_limit_is_a_clear_error(tmp_path):

@@ -80,6 +80,10 @@ def test_long_strips_fold_into_blocks_and_others_stay():
 def test_messages_name_uploads_as_the_user_knows_them():
     message = "no usable image among 2 file(s): /srv/work/uploads/tmpa1b2/x.png: not an image; /tmp/gradio/9f8e/sub dir.png"
     assert as_uploaded(message, ["/srv/work/uploads", "/tmp/gradio/"]) == "no usable image among 2 file(s): x.png: not an image; sub dir.png"
+    # the upload's own folder, named alone (an evaluation of a category at its top): never the server's path
+    assert as_uploaded("/srv/work/uploads/tmpjxf0: image metrics need good images", ["/srv/work/uploads"]) == (
+        "the upload: image metrics need good images")
+    assert as_uploaded("'/srv/work/uploads/tmpjxf0' is empty", ["/srv/work/uploads"]) == "'the upload' is empty"
 
 
 def test_handlers_and_each_step_of_a_streaming_one_run_on_threads_that_end_with_them(monkeypatch):

@@ -11,6 +11,7 @@ from conftest import make_category
 from rbd.datasets import mvtec_test_set
 from rbd.errors import DatasetLayoutError, NoImagesError
 from rbd.errors import UploadError
+from rbd import uploads
 from rbd.uploads import extract_zip, find_mvtec_root, gather_images, is_renumbered, picked_names, unique_name
 
 
@@ -84,6 +85,19 @@ def test_zip_expanding_past_the_cap_is_refused(tmp_path):
     with pytest.raises(UploadError, match="bomb.zip expands to more than 1000 bytes"):
         extract_zip(upload, tmp_path / "dest", max_total_bytes=1000)
     assert _files_under(tmp_path) == {upload}
+
+
+def test_the_cap_holds_for_the_whole_upload_not_for_each_zip(tmp_path, monkeypatch):
+    """A request may carry a thousand files: a thousand zips each under the cap would still fill the disk."""
+    monkeypatch.setattr(uploads, "MAX_TOTAL_BYTES", 10_000)
+    zips = [_write_zip(tmp_path / f"part{i}.zip", [("a.png", bytes(4000))]) for i in range(3)]
+    assert len(gather_images(zips[:2], tmp_path / "two")) == 2  # 8000 bytes: within the cap
+    with pytest.raises(UploadError, match=r"part2.zip expands to more than 1.953 KB"):  # what the first two left of the cap
+        gather_images(zips, tmp_path / "three")
+    loose = tmp_path / "big.png"
+    loose.write_bytes(bytes(3000))
+    with pytest.raises(UploadError, match="the upload takes more than"):
+        gather_images([*zips[:2], loose], tmp_path / "four")
 
 
 def test_a_member_lying_about_its_size_is_skipped_unexpanded(tmp_path):
@@ -211,6 +225,42 @@ def test_a_picked_path_that_would_leave_the_upload_folder_is_not_followed(tmp_pa
     dest = tmp_path / "deep" / "work"
     assert gather_images(uploaded, dest, [name]) == [dest / "escape.png"]
     assert not (tmp_path / "escape.png").exists() and not (tmp_path / "deep" / "escape.png").exists()
+
+
+def test_a_zip_in_a_picked_folder_is_extracted_where_it_lies(tmp_path):
+    """`lot/test/crack/crack.zip` went to the top of the upload as `crack/`, out of its category: its defects were
+    then trained on as normal images. And a picked file named as one of its images is numbered, not written over it."""
+    crack = _write_zip(tmp_path / "up0" / "crack.zip", [("001.png", b"DEFECT")])
+    good = tmp_path / "up1" / "000.png"
+    good.parent.mkdir()
+    good.write_bytes(b"good")
+    clash = tmp_path / "up2" / "001.png"
+    clash.parent.mkdir()
+    clash.write_bytes(b"folder")
+    dest = tmp_path / "dest"
+    found = gather_images([crack, good, clash], dest, ["lot/test/crack/crack.zip", "lot/train/good/000.png", "lot/test/crack/crack/001.png"])
+    assert [p.relative_to(dest).as_posix() for p in found] == [
+        "lot/test/crack/crack/001.png", "lot/test/crack/crack/001_1.png", "lot/train/good/000.png"]
+    assert (dest / "lot/test/crack/crack/001.png").read_bytes() == b"DEFECT"  # the zip's image kept
+
+
+def test_a_gone_or_nul_named_upload_is_skipped_or_renamed_not_a_failure(tmp_path):
+    image = tmp_path / "up0" / "a.png"
+    image.parent.mkdir()
+    image.write_bytes(b"x")
+    dest = tmp_path / "dest"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert gather_images([image, tmp_path / "gone.zip"], dest, ["lot/a\x00b.png"]) == [dest / "a.png"]  # its own name
+    assert "gone.zip (the uploaded file is gone)" in str(caught[-1].message)
+
+
+def test_picked_names_match_the_names_the_web_server_stored(tmp_path):
+    """Gradio strips characters such as `!` and `:`: `crack!/scratch!.png` arrives as `scratch.png`."""
+    uploaded = _browser_upload(tmp_path / "uploads", {"scratch.png": b"12"})
+    recorded = [["bottle/test/crack!/scratch!.png", 2]]
+    assert picked_names(uploaded, recorded) == [None]  # unmatched: it would land at the top, out of its category
+    assert picked_names(uploaded, recorded, lambda name: name.replace("!", "")) == ["bottle/test/crack!/scratch!.png"]
 
 
 def test_a_picked_path_that_clashes_with_an_upload_falls_back_to_its_name(tmp_path):

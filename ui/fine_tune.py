@@ -27,7 +27,7 @@ from rbd.train import MIN_IMAGES, BackgroundTraining, model_pictures
 from rbd.uploads import as_uploaded, gather_images, picked_names
 
 from . import evaluation, model_bar
-from .wiring import forget_picked, gpu, on, paths, with_picked
+from .wiring import forget_picked, gpu, on, paths, stored_name, with_picked
 
 ON_SPACES = os.environ.get("SYSTEM") == "spaces"
 # bench.curve on the five development sets, 2-core CPU (BENCHMARKS.md, "Time to quality")
@@ -96,7 +96,7 @@ def fine_tune(ctx, files, folder, use_reviewed: bool, review_id: str, start_curr
         progress(0, desc="reading the images")
         with ctx.upload_folder() as upload, collect() as notes:  # skipped files: a toast now, and a line in the status
             loose, picked_files = paths(files), paths(folder)
-            names = [None] * len(loose) + picked_names(picked_files, picked)
+            names = [None] * len(loose) + picked_names(picked_files, picked, stored_name)
             images = normal_uploads(gather_images(loose + picked_files, upload, names), upload) if loose + picked_files else []
             session = ctx.review(review_id)
             if use_reviewed and session is not None:

@@ -27,7 +27,7 @@ from rbd.visualize import fold, shown_size
 
 from . import model_bar
 from .inspection import INFERENCE_LIMIT, out_of_domain_note
-from .wiring import endpoint, forget_picked, gpu, on, paths, with_picked
+from .wiring import endpoint, forget_picked, gpu, on, paths, stored_name, with_picked
 
 MASK_ALPHA = 120  # the editor paints the mask see-through, so the defect under it stays visible; any alpha counts as mask
 PAGE = 24  # thumbnails in the gallery at once
@@ -213,7 +213,7 @@ def score(ctx, files, folder, review_id: str, model: dict, picked: list | None =
     session = ctx.review(review_id, create=True)
     before = len(session.items)
     with ctx.upload_folder() as upload:
-        images = gather_images(loose + picked_files, upload, [None] * len(loose) + picked_names(picked_files, picked))
+        images = gather_images(loose + picked_files, upload, [None] * len(loose) + picked_names(picked_files, picked, stored_name))
         session.add(detector, images, lambda done, total: progress((done, total), desc="scoring"),
                     model=model_bar.scored_by(model), upload=upload)
     added = session.items[before:]

@@ -14,6 +14,7 @@ import typing
 from typing import Callable, Iterable
 
 import gradio as gr
+from gradio_client.utils import strip_invalid_filename_characters
 
 import rbd
 from rbd.notices import collect
@@ -123,3 +124,9 @@ def with_picked(box: str) -> str:
 def forget_picked(box: str, then: str = "") -> str:
     """An event's `js` that drops the page's record of `box`'s picked folders (once the box is emptied), then runs `then`."""
     return f"() => {{ delete (window.rbdPicked || {{}})['{box}']; {then} }}"
+
+
+def stored_name(name: str) -> str:
+    """The name Gradio stores an uploaded file under (it strips characters such as `<>:"|?*!$`), by which
+    `rbd.uploads.picked_names` tells a picked folder's files apart."""
+    return strip_invalid_filename_characters(name)
