@@ -73,7 +73,10 @@ def save(detector: Detector, directory: str | Path, metrics: dict | None = None)
     try:
         config = checkpoint_config(detector, metrics)
         weights = {k: v.detach().cpu().contiguous() for k, v in detector.model.trained_state().items()}
-        save_file(weights, str(staging / WEIGHTS_FILE), metadata={"format": FORMAT})
+        try:
+            save_file(weights, str(staging / WEIGHTS_FILE), metadata={"format": FORMAT})
+        except SafetensorError as err:  # its I/O errors (a full disk) are no OSError: said as one, like every other write
+            raise OSError(f"could not write {WEIGHTS_FILE} ({err})") from err
         (staging / CONFIG_FILE).write_text(json.dumps(config, indent=2))
         model_card(config).save(staging / CARD_FILE)
         for path in staging.iterdir():

@@ -43,6 +43,7 @@ from .images import ImageLike, image_batches, to_rgb_array
 from .losses import consistency_loss, reconstruction_loss
 from .memory import MAX_CANDIDATES, flatten_patches, patch_features
 from .model import RBD, ModelConfig
+from .notices import notify
 from .runtime import autocast, autocast_dtype, resolve_device, scoring_autocast
 from .synthetic import add_defects, feature_dropout
 
@@ -51,6 +52,8 @@ CONTEXT = 32  # pixels of real image around a painted crop, so its features matc
 CACHE_LIMIT_BYTES = 2 * 1024**3  # teacher features kept in memory; beyond, clean crops are computed each step
 MAX_CALIBRATION_IMAGES = 200  # normal images scored for the statistics and the threshold
 MAX_SYNTHETIC_IMAGES = 30  # of those, painted with a synthetic defect to estimate the catch rate
+TEACHER_SHARE = 0.4  # of a time budget, what the teacher's first pass over the training images may take at most
+PROBE_IMAGES = 8  # images timed to tell how many the teacher can read within its share
 
 
 @dataclass
@@ -145,13 +148,25 @@ class TeacherCache:
     """
 
     def __init__(self, model: RBD, images: list[torch.Tensor], device: torch.device, generator: torch.Generator,
-                 max_patches: int, should_stop: Callable[[], bool] = lambda: False):
-        """`should_stop` is asked before each image: a large set's teacher pass takes long enough to cancel."""
-        self.model, self.images, self.device = model, images, device
+                 max_patches: int, should_stop: Callable[[], bool] = lambda: False,
+                 readable: Callable[[float], int] = lambda per_image_s: 1 << 62):
+        """`should_stop` is asked before each image: a large set's teacher pass takes long enough to cancel.
+        `readable` tells from the seconds an image takes (timed on the first PROBE_IMAGES) how many images the
+        teacher may read within the time budget: a larger set keeps a random sample of that many (`images`
+        becomes those, `left_out` counts the others), so that its first pass cannot take the whole budget."""
+        self.model, self.device = model, device
         self.features: list[list[torch.Tensor]] | None = []
         patches, sources, used = [], [], 0
         per_image = max(1, math.ceil(max_patches / len(images)))
+        kept, wanted, started = [], None, time.monotonic()  # indices of the images read; those to read, once limited
         for index, image in enumerate(images):
+            if index == PROBE_IMAGES:
+                allowed = max(PROBE_IMAGES, readable((time.monotonic() - started) / PROBE_IMAGES))
+                if allowed < len(images):
+                    rest = torch.randperm(len(images) - PROBE_IMAGES, generator=generator)[: allowed - PROBE_IMAGES]
+                    wanted = set((rest + PROBE_IMAGES).tolist())
+            if wanted is not None and index not in wanted:
+                continue
             if should_stop():
                 raise TrainingCancelled("training cancelled while the teacher read the images, after 0 steps")
             with torch.no_grad():
@@ -159,12 +174,15 @@ class TeacherCache:
             if model.memory is not None:
                 flat = flatten_patches(patch_features(features)).cpu()
                 patches.append(flat[torch.randperm(flat.shape[0], generator=generator)[:per_image]])
-                sources.append(torch.full((patches[-1].shape[0],), index))
+                sources.append(torch.full((patches[-1].shape[0],), len(kept)))
+            kept.append(index)
             used += sum(f.numel() * 2 for f in features)
             if self.features is not None:
                 self.features.append([f.to(torch.float16) for f in features])
                 if used > CACHE_LIMIT_BYTES:
                     self.features = None  # too large a set: compute clean crops in context (slower, same result)
+        self.images = images if len(kept) == len(images) else [images[i] for i in kept]
+        self.left_out = len(images) - len(kept)
         self.patches = torch.cat(patches) if patches else None
         self.patch_sources = torch.cat(sources) if sources else None
 
@@ -249,9 +267,17 @@ def train(
     if start_from is not None:
         model.student.load_state_dict(start_from.model.student.state_dict())
     stop_asked = lambda: processes.from_main(should_stop is not None and should_stop())  # noqa: E731 - every process stops together
+    def readable(per_image_s: float) -> int:  # a set too large for its budget trains on a random sample (TeacherCache)
+        allowed = len(pictures) if budget_s is None else int(TEACHER_SHARE * budget_s / max(per_image_s, 1e-9))
+        return int(processes.from_main(min(allowed, len(pictures))))  # every process samples alike
+
     cached_from = time.monotonic()  # after building the model: its loading is no per-image cost
-    cache = TeacherCache(model, pictures, device, generator, max_patches=MAX_CANDIDATES, should_stop=stop_asked)
+    cache = TeacherCache(model, pictures, device, generator, max_patches=MAX_CANDIDATES, should_stop=stop_asked, readable=readable)
+    pictures = cache.images
     per_image_s = (time.monotonic() - cached_from) / len(pictures)
+    if cache.left_out and processes.is_main:
+        notify(f"the {config.max_minutes:g}-minute budget let the teacher read {len(pictures)} of the {len(pictures) + cache.left_out} "
+               f"training images (at most {TEACHER_SHARE:.0%} of it): trained on those, a random sample; give more minutes to use all")
     bank_sources = fit_memory(model, cache, generator)
     prepared_s = time.monotonic() - start
     if processes.size > 1:  # every process has the same memory, split and cache, and draws its own crops from here on
@@ -312,7 +338,8 @@ def train(
     return Detector(model, calibration, training={
         "rbd_version": __version__,
         "images": len(train_ids) + len(holdout_ids),
-        "train_images": len(train_ids),
+        "train_images": len(pictures),
+        "train_images_left_out": cache.left_out,  # by a budget too short for the set
         "holdout_images": len(holdout_ids),
         "steps": step,
         "epochs": round(step / steps_per_epoch, 2),

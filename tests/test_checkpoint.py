@@ -111,6 +111,22 @@ def test_a_threshold_set_by_hand_is_saved_as_a_number_and_only_when_finite(detec
     assert (tmp_path / "a" / "config.json").read_text() == before  # the good checkpoint there is kept
 
 
+def test_a_full_disk_while_writing_the_weights_is_an_os_error_and_keeps_the_old_checkpoint(detector, checkpoint, tmp_path, monkeypatch):
+    """safetensors raises its own error type: `rbd train` printed a traceback after the whole training, not one line."""
+    from safetensors import SafetensorError
+
+    target = shutil.copytree(checkpoint, tmp_path / "model")
+    before = (target / "config.json").read_text()
+
+    def full(*args, **kwargs):
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr(checkpoint_module, "save_file", full)
+    with pytest.raises(OSError, match="could not write model.safetensors .*No space left on device"):
+        rbd.save(detector, target)
+    assert (target / "config.json").read_text() == before and [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
 def test_what_save_writes_load_reads_a_rate_of_0_too(detector, tmp_path):
     """TrainConfig and calibrate accept a false-alarm rate of 0: a checkpoint of one saved, and then failed to load."""
     strict = calibrate(detector.calibration.normal_scores, detector.calibration.synthetic_scores, false_alarm_rate=0.0)

@@ -173,6 +173,38 @@ def test_time_budget_stops_training_early(category):
     assert detector.training["seconds"] < 30
 
 
+def test_a_set_too_large_for_its_budget_trains_on_what_the_teacher_reads_in_its_share(tmp_path, monkeypatch):
+    """The teacher's first pass over every image ran past the budget (470 images: 88 s of a 6-second budget): it
+    now reads a random sample it can finish within TEACHER_SHARE of the budget, with a notice."""
+    import importlib
+
+    from rbd.notices import collect
+
+    train_module = importlib.import_module("rbd.train")  # the module: `rbd.train` is also the function
+
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 255, (64, 64, 3), dtype=np.uint8) for _ in range(20)]
+    monkeypatch.setattr(train_module, "TEACHER_SHARE", 1e-9)  # as if each image took far longer than the budget allows
+    with collect() as notes:
+        detector = rbd.train(images, rbd.ModelConfig(**TINY_MODEL), rbd.TrainConfig(max_minutes=0.02, **FAST))
+    training = detector.training
+    assert training["train_images"] == train_module.PROBE_IMAGES and training["train_images_left_out"] == 18 - train_module.PROBE_IMAGES
+    assert any("let the teacher read 8 of the 18 training images" in note for note in notes)
+    assert len(detector.calibration.normal_scores) == 2 + train_module.PROBE_IMAGES  # held out, and those read
+
+
+def test_the_teacher_reads_a_random_sample_beyond_its_probe_and_the_bank_names_their_positions():
+    from rbd.model import RBD
+    from rbd.train import PROBE_IMAGES, TeacherCache
+
+    model = RBD(rbd.ModelConfig(**{**TINY_MODEL, "memory_size": 16}))
+    images = [torch.full((3, 64, 64), i / 20) for i in range(20)]
+    cache = TeacherCache(model, images, torch.device("cpu"), torch.Generator().manual_seed(0), 200, readable=lambda s: 12)
+    assert len(cache.images) == 12 and cache.left_out == 8 and cache.images[:PROBE_IMAGES] == images[:PROBE_IMAGES]
+    assert len(cache.features) == 12 and int(cache.patch_sources.max()) == 11  # positions in the images kept
+    assert TeacherCache(model, images, torch.device("cpu"), torch.Generator(), 200).left_out == 0  # no limit: every image
+
+
 def test_cancellation_raises(category):
     calls = []
 
