@@ -81,10 +81,14 @@ def read_image(path: str | Path, max_side: int | None = None, size: tuple[int, i
             return _read_tiff(path, max_side, size)
         except (tifffile.TiffFileError, ValueError, IndexError, OSError) as tiff_err:
             raise ImageReadError(f"{path}: corrupt or unsupported TIFF ({tiff_err})") from tiff_err
+        except MemoryError as memory_err:  # (raised in this handler, so the one below would not see it)
+            raise _too_large(path, "more memory than this machine has") from memory_err
     except Image.DecompressionBombError as err:  # Pillow's guard; an upload of any size could exhaust the memory
         raise _too_large(path, str(err)) from err
     except (OSError, SyntaxError, ValueError, RuntimeError, IndexError) as err:  # truncated or corrupt data
         raise ImageReadError(f"{path}: corrupt or truncated image ({err})") from err
+    except MemoryError as err:  # a file within every limit that still asks for more than this machine has
+        raise _too_large(path, "more memory than this machine has") from err
 
 
 def _draft_size(image: Image.Image, max_side: int | None, size: tuple[int, int] | None) -> tuple[int, int]:
@@ -133,9 +137,13 @@ def _read_tiff(path: str | Path, max_side: int | None, size: tuple[int, int] | N
     which Pillow cannot open at all."""
     with tifffile.TiffFile(path) as tiff:
         page = tiff.pages[0]
+        # Pillow's guard, which tifffile lacks (a 370 KB tiled file asked for 10 GB), from the header before decoding
         pixels = math.prod(page.shape[:2] if not page.axes.startswith("S") else page.shape[1:3])
-        if pixels > 2 * Image.MAX_IMAGE_PIXELS:  # Pillow's guard, which tifffile lacks: a 370 KB tiled file asked for 10 GB
-            raise _too_large(path, f"{pixels} pixels, over the limit of {2 * Image.MAX_IMAGE_PIXELS}")
+        limit = Image.MAX_IMAGE_PIXELS  # None: the limit lifted, as Pillow allows
+        if limit is not None and pixels > 2 * limit:
+            raise _too_large(path, f"{pixels} pixels, over the limit of {2 * limit}")
+        if page.samplesperpixel > 4:  # up to 65535 planes a pixel: gigabytes from a small image
+            raise ImageReadError(f"{path}: {page.samplesperpixel} samples a pixel; an image has 1 to 4 (grey, RGB, RGBA)")
         array = page.asarray()
         if page.axes.startswith("S"):  # planar: one plane per channel
             array = np.moveaxis(array, 0, -1)

@@ -165,6 +165,7 @@ class TeacherCache:
                 if allowed < len(images):
                     rest = torch.randperm(len(images) - PROBE_IMAGES, generator=generator)[: allowed - PROBE_IMAGES]
                     wanted = set((rest + PROBE_IMAGES).tolist())
+                    per_image = max(1, math.ceil(max_patches / allowed))  # the bank's candidates come from fewer images
             if wanted is not None and index not in wanted:
                 continue
             if should_stop():

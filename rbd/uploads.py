@@ -132,7 +132,12 @@ def gather_images(paths: Iterable[str | Path], dest: str | Path, names: Sequence
             if used >= MAX_TOTAL_BYTES:
                 raise _upload_too_large()
             folder = dest / unique_name(PurePosixPath(name).with_suffix("").as_posix(), taken, split_suffix=False)
-            extracted = extract_zip(path, folder, max_total_bytes=MAX_TOTAL_BYTES - used)
+            try:
+                extracted = extract_zip(path, folder, max_total_bytes=MAX_TOTAL_BYTES - used)
+            except _TooLarge as err:
+                if used:  # within the cap alone: the upload as a whole is too large, not this zip a bomb
+                    raise _upload_too_large() from err
+                raise
             used += sum(file.stat().st_size for file in extracted)
             for file in extracted:  # taken too, so that a picked file named as one of them is numbered, not written over it
                 relative = file.relative_to(dest)
@@ -303,8 +308,12 @@ def _upload_too_large() -> UploadError:
     return UploadError(f"the upload takes more than {_describe_size(MAX_TOTAL_BYTES)}: upload fewer images at a time")
 
 
+class _TooLarge(UploadError):
+    """A zip expands past what it may take: alone a possible zip bomb, after other files the upload's cap."""
+
+
 def _too_large(name: str, limit: int) -> UploadError:
-    return UploadError(f"{name} expands to more than {_describe_size(limit)}; refusing it as a possible zip bomb")
+    return _TooLarge(f"{name} expands to more than {_describe_size(limit)}; refusing it as a possible zip bomb")
 
 
 def as_uploaded(message: str, folders: Iterable[str | Path]) -> str:
@@ -312,7 +321,7 @@ def as_uploaded(message: str, folders: Iterable[str | Path]) -> str:
     lands in a temporary folder of its own under one of `folders` (the web server's upload cache,
     the app's per-request folder), and that much of every path is cut."""
     for folder in folders:  # `folder/<tmp>/` before a path in the upload; `folder/<tmp>` alone is the upload itself
-        pattern = re.escape(str(folder).rstrip("/")) + r"/[^/\s:'\"]+(/|(?=[\s:'\"]|$))"
+        pattern = re.escape(str(folder).rstrip("/")) + r"/[\w-]+(/|\b)"  # temporary folders: mkdtemp's, Gradio's hashes
         message = re.sub(pattern, lambda match: "" if match[1] else "the upload", message)
     return message
 

@@ -539,6 +539,17 @@ def test_a_float_tiff_over_pillows_limit_is_refused_before_it_is_decoded(tmp_pat
         read_image(tmp_path / "float.tif")
 
 
+def test_a_tiff_of_many_samples_a_pixel_is_refused_and_a_lifted_limit_is_honoured(tmp_path, monkeypatch):
+    """64 float planes a pixel: gigabytes from a 16-megapixel file. And Image.MAX_IMAGE_PIXELS = None (Pillow's way
+    to lift its limit) reads every TIFF, as before the check."""
+    tifffile.imwrite(tmp_path / "planes.tif", np.zeros((8, 8, 64), np.float32), planarconfig="contig")
+    with pytest.raises(ImageReadError, match="planes.tif: 64 samples a pixel; an image has 1 to 4"):
+        read_image(tmp_path / "planes.tif")
+    tifffile.imwrite(tmp_path / "float.tif", np.zeros((8, 8, 3), np.float32), photometric="rgb")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)
+    assert read_image(tmp_path / "float.tif").shape == (8, 8, 3)
+
+
 def test_an_image_over_pillows_decompression_bomb_limit_is_a_clear_error(tmp_path):
     """The README states the limit (about 179 megapixels): a line-scan strip over it says what to do."""
     Image.new("1", (20_000, 9_000)).save(tmp_path / "strip.png")  # 180 megapixels, a few kilobytes

@@ -202,6 +202,8 @@ def test_the_teacher_reads_a_random_sample_beyond_its_probe_and_the_bank_names_t
     cache = TeacherCache(model, images, torch.device("cpu"), torch.Generator().manual_seed(0), 200, readable=lambda s: 12)
     assert len(cache.images) == 12 and cache.left_out == 8 and cache.images[:PROBE_IMAGES] == images[:PROBE_IMAGES]
     assert len(cache.features) == 12 and int(cache.patch_sources.max()) == 11  # positions in the images kept
+    per_image = torch.bincount(cache.patch_sources)
+    assert (per_image[PROBE_IMAGES:] == -(-200 // 12)).all()  # the bank's candidates spread over the 12 read, not all 20
     assert TeacherCache(model, images, torch.device("cpu"), torch.Generator(), 200).left_out == 0  # no limit: every image
 
 

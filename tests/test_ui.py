@@ -84,6 +84,9 @@ def test_messages_name_uploads_as_the_user_knows_them():
     assert as_uploaded("/srv/work/uploads/tmpjxf0: image metrics need good images", ["/srv/work/uploads"]) == (
         "the upload: image metrics need good images")
     assert as_uploaded("'/srv/work/uploads/tmpjxf0' is empty", ["/srv/work/uploads"]) == "'the upload' is empty"
+    for before, after in (("in /srv/work/uploads/tmpjxf0.", "in the upload."), ("(/srv/work/uploads/tmp_x-1), retry", "(the upload), retry"),
+                          ("/srv/work/uploads/tmpjxf0; skipped x.png", "the upload; skipped x.png")):
+        assert as_uploaded(before, ["/srv/work/uploads"]) == after  # the punctuation after it is kept
 
 
 def test_handlers_and_each_step_of_a_streaming_one_run_on_threads_that_end_with_them(monkeypatch):
@@ -988,7 +991,8 @@ def test_a_fine_tune_says_when_it_calibrates_after_its_last_step(ctx, model, mon
 
         def result(self):
             trained = ctx.detector(model)
-            return rbd.Detector(trained.model, trained.calibration, dict(trained.training), trained.metrics)  # a new model
+            facts = {**trained.training, "train_images_left_out": 3}  # a budget too short for the whole set
+            return rbd.Detector(trained.model, trained.calibration, facts, trained.metrics)  # a new model
 
     monkeypatch.setattr(fine_tune, "BackgroundTraining", Job)
     monkeypatch.setattr(fine_tune, "gather_images", lambda uploaded, folder, names=(): [Path(folder) / f"{i}.png" for i in range(6)])
@@ -997,6 +1001,7 @@ def test_a_fine_tune_says_when_it_calibrates_after_its_last_step(ctx, model, mon
     statuses = [out["status"] for out in fine_tune.fine_tune(ctx, ["upload.zip"], None, False, "", True, 0, 5, model, "browser-1",
                                                             progress=lambda *a, desc=None, **k: described.append(desc))]
     assert statuses[:2] == ["training… step 1", "trained 3 steps · calibrating the threshold…"] and "now the active model" in statuses[2]
+    assert "a random sample (3 left out): give more minutes to use all" in statuses[2]  # the notice of a thread the request cannot hear
     assert described[-1] == "step 3 done · calibrating the threshold on normal images"
     made = Path(ctx.catalog.entries("browser-1")[-1][1])
     assert f"; fine-tuned from {model['name']}" in (made / "README.md").read_text()  # started from the active model

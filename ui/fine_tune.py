@@ -146,6 +146,9 @@ def fine_tune(ctx, files, folder, use_reviewed: bool, review_id: str, start_curr
             f"({training['holdout_images']} held out of training; {len(detector.calibration.normal_scores)} calibrate its threshold) in "
             f"{training['seconds']:.0f} s, {training['steps']} steps (teacher {detector.config.backbone}). "
             "It is now the active model, yours only until you share it or push it to the Hub."
+            + (f"\n\n_The time budget let the teacher read {training['train_images']} of the training images, a random sample "
+               f"({training['train_images_left_out']} left out): give more minutes to use all._"
+               if training.get("train_images_left_out") else "")
             + "".join(f"\n\n_{note}_" for note in notes))
     yield {"loss": pd.DataFrame(losses), "calibration": calibration_figure(detector.calibration), "model_file": archive,
            "choice": gr.update(choices=ctx.catalog.entries(owner), value=key), "status": text,
