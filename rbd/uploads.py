@@ -24,7 +24,8 @@ from .images import IMAGE_EXTENSIONS
 from .notices import notify
 
 MAX_TOTAL_BYTES = 2 * 1024**3  # what one upload (its zips expanded, its loose files) may take on disk
-MAX_MEMBERS = 20_000  # entries one zip may hold
+MAX_MEMBERS = 20_000  # entries one upload's zips may hold together
+FOLDER_BYTES = 4096  # what a folder a zip makes counts against MAX_TOTAL_BYTES (a block of a common file system)
 MAX_CATEGORY_DEPTH = 3  # how many folders down `find_mvtec_root` looks
 _CHUNK = 1024 * 1024
 # A member's name, not the disk, is at fault: it clashes with a folder (or file) of another member, or is too long.
@@ -51,13 +52,14 @@ def extract_zip(zip_path: str | Path, dest: str | Path, *, max_total_bytes: int 
     with archive:
         members = archive.infolist()
         if len(members) > max_members:
-            raise UploadError(f"{name} holds {len(members):,} entries; at most {max_members:,} are accepted")
+            raise _TooLarge(f"{name} holds {len(members):,} entries; at most {max_members:,} are accepted")
         if sum(member.file_size for member in members) > max_total_bytes:
             raise _too_large(name, max_total_bytes)
         dest.mkdir(parents=True, exist_ok=True)
         root = dest.resolve()
         written: list[Path] = []
         seen: set[Path] = set()  # `written` as a set: one look-up per member, not a scan of all before it
+        folders: set[Path] = set()  # made for the members so far, counted as FOLDER_BYTES each
         skipped: list[str] = []
         total = 0
         try:
@@ -75,6 +77,12 @@ def extract_zip(zip_path: str | Path, dest: str | Path, *, max_total_bytes: int 
                 if target in seen:  # the zip format allows it; the second would silently replace the first
                     skipped.append(f"{member.filename} (a second member of that name)")
                     continue
+                new_folders = [folder for folder in target.parents if folder not in folders and folder.is_relative_to(dest)
+                               and folder != dest and not folder.exists()]
+                total += FOLDER_BYTES * len(new_folders)  # a folder takes disk too: deep one-byte members made thousands
+                if total > max_total_bytes:
+                    raise _too_large(name, max_total_bytes)
+                folders.update(new_folders)
                 written.append(target)  # before copying, so that a partly written file is removed on error
                 seen.add(target)
                 try:
@@ -118,7 +126,7 @@ def gather_images(paths: Iterable[str | Path], dest: str | Path, names: Sequence
     taken = {entry.relative_to(dest).as_posix().casefold() for entry in dest.rglob("*")}  # what an earlier call left there
     images: list[Path] = []
     skipped: list[str] = []
-    used = 0  # bytes written: MAX_TOTAL_BYTES holds for the whole upload, not for each of its zips
+    used, members = 0, 0  # bytes written, zip members extracted: the caps hold for the whole upload, not for each zip
     for i, path in enumerate(map(Path, paths)):
         picked = PurePosixPath((names[i] if i < len(names) else None) or path.name)  # from the browser: untrusted
         name = path.name if _outside_reason(picked.parts, root) else picked.as_posix()
@@ -129,16 +137,18 @@ def gather_images(paths: Iterable[str | Path], dest: str | Path, names: Sequence
             continue
         if path.suffix.lower() == ".zip":
             # where the zip lies in a picked folder (`lot/test/crack.zip` -> `lot/test/crack/`), a folder no other file took
-            if used >= MAX_TOTAL_BYTES:
+            if used >= MAX_TOTAL_BYTES or members >= MAX_MEMBERS:
                 raise _upload_too_large()
             folder = dest / unique_name(PurePosixPath(name).with_suffix("").as_posix(), taken, split_suffix=False)
             try:
-                extracted = extract_zip(path, folder, max_total_bytes=MAX_TOTAL_BYTES - used)
+                extracted = extract_zip(path, folder, max_total_bytes=MAX_TOTAL_BYTES - used, max_members=MAX_MEMBERS - members)
             except _TooLarge as err:
-                if used:  # within the cap alone: the upload as a whole is too large, not this zip a bomb
+                if used:  # within the caps alone: the upload as a whole is too large, not this zip a bomb
                     raise _upload_too_large() from err
                 raise
-            used += sum(file.stat().st_size for file in extracted)
+            made = {folder / part for file in extracted for part in file.relative_to(folder).parents if part.parts}
+            used += sum(file.stat().st_size for file in extracted) + FOLDER_BYTES * len(made)  # as extract_zip counts
+            members += len(extracted)
             for file in extracted:  # taken too, so that a picked file named as one of them is numbered, not written over it
                 relative = file.relative_to(dest)
                 taken.update(part.as_posix().casefold() for part in (relative, *relative.parents) if part.parts)
@@ -305,11 +315,13 @@ class _DamagedMember(UploadError):
 
 
 def _upload_too_large() -> UploadError:
-    return UploadError(f"the upload takes more than {_describe_size(MAX_TOTAL_BYTES)}: upload fewer images at a time")
+    return UploadError(f"the upload takes more than {_describe_size(MAX_TOTAL_BYTES)} or holds more than {MAX_MEMBERS:,} "
+                       "files: upload fewer images at a time")
 
 
 class _TooLarge(UploadError):
-    """A zip expands past what it may take: alone a possible zip bomb, after other files the upload's cap."""
+    """A zip expands past what it may take, or holds too many entries: alone a possible zip bomb, after other files
+    the upload's caps."""
 
 
 def _too_large(name: str, limit: int) -> UploadError:

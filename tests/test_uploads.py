@@ -102,6 +102,21 @@ def test_the_cap_holds_for_the_whole_upload_not_for_each_zip(tmp_path, monkeypat
         gather_images([*zips[:2], loose], tmp_path / "four")
 
 
+def test_folders_count_against_the_cap_and_members_are_counted_over_the_upload(tmp_path, monkeypatch):
+    """A 25 KB zip of one-byte members 300 folders deep made 6,041 folders (24 MB) under a 20-byte count."""
+    deep = "/".join(["d"] * 300)
+    nested = _write_zip(tmp_path / "deep.zip", [(f"{deep}/{i}.png", b"x") for i in range(3)])
+    monkeypatch.setattr(uploads, "MAX_TOTAL_BYTES", 100 * uploads.FOLDER_BYTES)
+    with pytest.raises(UploadError, match="deep.zip expands to more than"):
+        gather_images([nested], tmp_path / "a")
+    assert not (tmp_path / "a" / "deep").exists() or not any((tmp_path / "a" / "deep").rglob("*.png"))
+    monkeypatch.setattr(uploads, "MAX_MEMBERS", 5)
+    parts = [_write_zip(tmp_path / f"p{i}.zip", [(f"{j}.png", b"x") for j in range(3)]) for i in range(2)]
+    assert len(gather_images(parts[:1], tmp_path / "b")) == 3
+    with pytest.raises(UploadError, match="^the upload takes more than .* or holds more than 5 files"):
+        gather_images(parts, tmp_path / "c")  # 3 + 3 members: each zip within the cap, the upload over it
+
+
 def test_a_member_lying_about_its_size_is_skipped_unexpanded(tmp_path):
     """The central directory claims 10 bytes for a member that expands to 100 000: no more than 10 come out,
     their checksum fails, and the member is skipped as corrupt."""
