@@ -140,6 +140,8 @@ def gather_images(paths: Iterable[str | Path], dest: str | Path, names: Sequence
             if used >= MAX_TOTAL_BYTES or members >= MAX_MEMBERS:
                 raise _upload_too_large()
             folder = dest / unique_name(PurePosixPath(name).with_suffix("").as_posix(), taken, split_suffix=False)
+            if any(parent.is_file() for parent in folder.parents if parent.is_relative_to(dest)):  # `a.png/x.zip` beside a.png
+                folder = dest / unique_name(path.stem, taken, split_suffix=False)  # its own name, as a loose file falls back
             try:
                 extracted = extract_zip(path, folder, max_total_bytes=MAX_TOTAL_BYTES - used, max_members=MAX_MEMBERS - members)
             except _TooLarge as err:

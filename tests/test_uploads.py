@@ -261,6 +261,16 @@ def test_a_zip_in_a_picked_folder_is_extracted_where_it_lies(tmp_path):
     assert (dest / "lot/test/crack/crack/001.png").read_bytes() == b"DEFECT"  # the zip's image kept
 
 
+def test_a_picked_zip_whose_folder_runs_through_an_uploaded_file_falls_back_to_its_name(tmp_path):
+    image = tmp_path / "up0" / "lot.png"
+    image.parent.mkdir()
+    image.write_bytes(b"image")
+    inner = _write_zip(tmp_path / "up1" / "x.zip", [("y.png", b"y")])
+    dest = tmp_path / "dest"
+    found = gather_images([image, inner], dest, [None, "lot.png/x.zip"])  # a NotADirectoryError naming a server path
+    assert [p.relative_to(dest).as_posix() for p in found] == ["lot.png", "x/y.png"]
+
+
 def test_a_gone_or_nul_named_upload_is_skipped_or_renamed_not_a_failure(tmp_path):
     image = tmp_path / "up0" / "a.png"
     image.parent.mkdir()
