@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import errno
+import itertools
 import re
 import shutil
 import stat
@@ -77,8 +78,8 @@ def extract_zip(zip_path: str | Path, dest: str | Path, *, max_total_bytes: int 
                 if target in seen:  # the zip format allows it; the second would silently replace the first
                     skipped.append(f"{member.filename} (a second member of that name)")
                     continue
-                new_folders = [folder for folder in target.parents if folder not in folders and folder.is_relative_to(dest)
-                               and folder != dest and not folder.exists()]
+                new_folders = [folder for folder in itertools.takewhile(lambda folder: folder != dest, target.parents)
+                               if folder not in folders and not folder.exists()]
                 total += FOLDER_BYTES * len(new_folders)  # a folder takes disk too: deep one-byte members made thousands
                 if total > max_total_bytes:
                     raise _too_large(name, max_total_bytes)
