@@ -92,7 +92,7 @@ class Catalog:
             if mine:
                 mark_used(self.owner_folder(owner))
         elif mine:
-            raise CheckpointError(f"{model_name(key)!r} no longer exists: a fine-tune kept private to its browser is "
+            raise CheckpointError(f"{model_name(key)!r} no longer exists: it was deleted, or, kept private to its browser, "
                                   "removed once unused for a while (share one to keep it)")
         elif not is_repo_id(key):  # named, not its server path
             raise CheckpointError(f"{model_name(key)!r} is neither a listed checkpoint nor a Hub repo id (owner/name)")
@@ -159,6 +159,23 @@ class Catalog:
         if detector is not None:
             self._remember((str(target), None), detector)
         return str(target)
+
+    def remove(self, key: str, owner: str) -> None:
+        """Delete `owner`'s private fine-tune. A shared one is not deleted from the app: other users may be judging by it.
+        The folder leaves the model list at once (renamed to a hidden name the list skips), then is removed."""
+        source = Path(key)
+        with self._publishing:  # not while a share of it moves it
+            if source.parent == self.shared:
+                raise CheckpointError(f"{model_name(key)} is offered to every user of this app, who may be judging by it: "
+                                      "only a fine-tune still yours can be deleted here")
+            if source.parent != self.owner_folder(owner) or not (source / CONFIG_FILE).is_file():
+                raise CheckpointError(f"{model_name(key)} is not a fine-tune made in this browser: only those can be deleted")
+            trash = source.with_name(f".{source.name}.deleted")
+            shutil.rmtree(trash, ignore_errors=True)  # a deletion cut short
+            source.rename(trash)
+        shutil.rmtree(trash, ignore_errors=True)
+        with self._guard:
+            self._cache.pop((str(source), None), None)
 
     def _remember(self, slot: tuple[str, str | None], detector: Detector) -> None:
         with self._guard:

@@ -583,6 +583,23 @@ def test_a_reload_keeps_the_fine_tuned_model_active(page):
     expect(page.locator("#model-choice input")).to_have_value(re.compile("model-"))
 
 
+def test_delete_asks_first_and_removes_the_fine_tune(page):
+    page.get_by_role("tab", name="Fine-tune").click()
+    answers = iter([False, True])
+    page.on("dialog", lambda dialog: dialog.accept() if next(answers) else dialog.dismiss())
+    page.locator("#train-delete").click()  # answered no: nothing changes
+    time.sleep(2)
+    expect(page.locator("#model-info")).to_contain_text("model-")
+    page.locator("#train-delete").click()
+    expect(page.locator("#train-status")).to_contain_text(re.compile(r"Deleted model-\S+; the active model is now stripes"))
+    expect(page.locator("#model-info")).to_contain_text("stripes")
+    shot(page, "8-fine-tune-deleted")
+    page.locator("#model-choice input").click()
+    expect(page.get_by_role("option", name=re.compile("stripes"))).to_be_visible()
+    expect(page.get_by_role("option", name=re.compile("model-"))).to_have_count(0)
+    page.keyboard.press("Escape")
+
+
 def test_a_restarted_app_resumes_the_same_review(browser, checkpoint, parts, tmp_path):
     """The review id lives in the browser (BrowserState), the decisions on disk: a new server on
     the same work folder and address shows the same review with its decisions. The review is of a

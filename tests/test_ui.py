@@ -218,6 +218,35 @@ def test_a_fine_tune_shared_from_another_tab_is_restored_under_its_shared_name(c
     assert shared in [k for _, k in ctx.catalog.entries("browser-1")]
 
 
+def test_a_fine_tune_can_be_deleted_by_its_own_browser_only_while_it_is_private(detector, tmp_path):
+    catalog = Catalog(tmp_path / "shipped", tmp_path / "models")
+    key, other = catalog.add_trained(detector, "alice"), catalog.add_trained(detector, "alice")
+    with pytest.raises(rbd.CheckpointError, match="not a fine-tune made in this browser: only those can be deleted"):
+        catalog.remove(key, "bob")
+    shared = catalog.publish(other, "alice")
+    with pytest.raises(rbd.CheckpointError, match="offered to every user of this app"):
+        catalog.remove(shared, "alice")
+    catalog.remove(key, "alice")
+    assert not Path(key).exists() and [k for _, k in catalog.entries("alice")] == [shared]
+    assert list(catalog.owner_folder("alice").glob(".*deleted")) == []  # nothing left behind
+    with pytest.raises(rbd.CheckpointError, match="no longer exists: it was deleted"):  # the cache does not serve it
+        catalog.get(key, owner="alice")
+    with pytest.raises(rbd.CheckpointError, match="not a fine-tune made in this browser"):  # deleted twice
+        catalog.remove(key, "alice")
+
+
+def test_delete_asks_first_then_makes_the_default_model_active(ctx, detector):
+    from ui import fine_tune, model_bar
+
+    key = ctx.catalog.add_trained(detector, "browser-1", "bolts")
+    model = model_bar.load_model(ctx, key, "", "", "browser-1")["model"]
+    assert fine_tune.delete(ctx, False, model, "browser-1") == {} and Path(key).is_dir()  # the question answered no
+    result = fine_tune.delete(ctx, True, model, "browser-1")
+    assert not Path(key).exists() and result["model"]["key"] == ctx.catalog.default_key() == result["choice"]["value"]
+    assert key not in [k for _, k in result["choice"]["choices"]]
+    assert result["status"].startswith(f"Deleted **{Path(key).name}**; the active model is now **stripes**")
+
+
 def test_a_private_fine_tune_removed_while_idle_is_said_to_be_gone(ctx, detector):
     from rbd.expiry import remove_idle
     from ui import model_bar

@@ -38,6 +38,10 @@ TEACHER_ADVICE = ("For a new model (starting from the active model keeps its tea
                   "localised ksdd's thin cracks better (AUPRO 0.80-0.82 against 0.73-0.75 over three trainings), ranked weld's "
                   "images under mixed lighting slightly worse (-0.006 AUROC) and costs 1.05-1.3x the time per image.")
 
+# Delete's `js`: its first input, whether the user said yes
+DELETE_QUESTION = ("(confirmed, ...values) => [window.confirm('Delete the active fine-tune? It cannot be undone (download it "
+                   "first to keep a copy).'), ...values]")
+
 
 @dataclass
 class FineTune:
@@ -58,6 +62,8 @@ class FineTune:
     model_file: gr.File
     download: gr.Button
     share: gr.Button
+    delete: gr.Button
+    confirmed: gr.Checkbox
     repo_id: gr.Textbox
     token: gr.Textbox
     push: gr.Button
@@ -212,6 +218,18 @@ def share(ctx, model: dict, browser: str, request: gr.Request = None) -> dict:
             "choice": gr.update(choices=ctx.catalog.entries(owner), value=key), **loaded}
 
 
+def delete(ctx, confirmed: bool, model: dict, browser: str, request: gr.Request = None) -> dict:
+    """Delete the active fine-tune, when it is still this browser's own (`Catalog.remove`), once the page's
+    question is answered yes; the default model becomes active."""
+    if not confirmed:
+        return {}
+    owner = _owner(browser, request)
+    ctx.catalog.remove(ctx.catalog.current_key(model["key"], owner), owner)
+    loaded = model_bar.load_model(ctx, ctx.catalog.default_key() or "", "", "", owner)
+    return {"status": f"Deleted **{model['name']}**; the active model is now **{loaded['model']['name']}**.",
+            "choice": gr.update(choices=ctx.catalog.entries(owner), value=loaded["model"]["key"]), **loaded}
+
+
 def as_judged(ctx, model: dict) -> rbd.Detector:
     """The active model as the model bar judges by it: with a review's recalibration, where one was applied."""
     detector = ctx.detector(model)
@@ -270,7 +288,10 @@ def layout(ctx) -> FineTune:
             loss = gr.LinePlot(x="step", y="loss", label="Training loss", height=220, elem_id="train-loss")
             calibration = gr.Plot(label="Calibration")
             model_file = gr.File(label="Download the model", interactive=False, elem_id="train-model-file")
-            download_button = gr.Button("Download the active model", size="sm", elem_id="train-download")
+            with gr.Row():
+                download_button = gr.Button("Download the active model", size="sm", elem_id="train-download")
+                delete_button = gr.Button("Delete the active fine-tune", size="sm", variant="stop", elem_id="train-delete")
+                confirmed = gr.Checkbox(visible=False)  # the page's question answered (DELETE_QUESTION)
     with gr.Row():
         share_button = gr.Button("Share the active fine-tune with every user of this app", elem_id="train-share")
         repo_id = gr.Textbox(label="Push to Hub repo (owner/name)")
@@ -280,7 +301,7 @@ def layout(ctx) -> FineTune:
         push_button = gr.Button("Push to Hub")
     push_status = gr.Markdown()
     return FineTune(files, folder, picked, use_reviewed, start_current, epochs, minutes, teacher, name, train, cancel_button, status,
-                    loss, calibration, model_file, download_button, share_button, repo_id, token, push_button, push_status)
+                    loss, calibration, model_file, download_button, share_button, delete_button, confirmed, repo_id, token, push_button, push_status)
 
 
 def wire(ctx, app: gr.Blocks, area: FineTune, bar: model_bar.ModelBar, review_id, evaluated, rejudge) -> None:
@@ -303,6 +324,10 @@ def wire(ctx, app: gr.Blocks, area: FineTune, bar: model_bar.ModelBar, review_id
                 {"status": area.status, "choice": bar.choice, "model": bar.model, "rate": bar.rate, "info": bar.info},
                 api_name="share_model", show_progress_on=[area.share])  # an error badge on the button, not on the model bar
     rejudge(shared.success)
+    deleted = on(area.delete.click, delete, ctx, [area.confirmed, bar.model, bar.browser],
+                 {"status": area.status, "choice": bar.choice, "model": bar.model, "rate": bar.rate, "info": bar.info},
+                 api_name="delete_model", show_progress_on=[area.delete], js=DELETE_QUESTION)
+    rejudge(deleted.success)
     on(area.download.click, download, ctx, [bar.model], {"model_file": area.model_file}, api_name="download_model",
        show_progress_on=[area.download])
     on(area.push.click, push, ctx, [bar.model, area.repo_id, area.token, evaluated], {"push_status": area.push_status},
