@@ -44,7 +44,11 @@ def extract_zip(zip_path: str | Path, dest: str | Path, *, max_total_bytes: int 
     decompressing, not taken from the headers), or holds nothing but skipped members. On error,
     the files this call wrote are removed again.
     """
-    zip_path, dest = Path(zip_path), Path(dest)
+    return _extract(Path(zip_path), Path(dest), max_total_bytes, max_members)[0]
+
+
+def _extract(zip_path: Path, dest: Path, max_total_bytes: int, max_members: int) -> tuple[list[Path], int]:
+    """`extract_zip`, and the bytes it counted against `max_total_bytes` (its files and the folders it made)."""
     name = zip_path.name
     try:
         archive = zipfile.ZipFile(zip_path)
@@ -106,7 +110,7 @@ def extract_zip(zip_path: str | Path, dest: str | Path, *, max_total_bytes: int 
         raise UploadError(f"{name}: nothing could be extracted safely; skipped {'; '.join(skipped)}")
     if skipped:
         notify(f"{name}: skipped {'; '.join(skipped)}")
-    return sorted(seen)
+    return sorted(seen), total
 
 
 def gather_images(paths: Iterable[str | Path], dest: str | Path, names: Sequence[str | None] = ()) -> list[Path]:
@@ -144,13 +148,12 @@ def gather_images(paths: Iterable[str | Path], dest: str | Path, names: Sequence
             if any(parent.is_file() for parent in folder.parents if parent.is_relative_to(dest)):  # `a.png/x.zip` beside a.png
                 folder = dest / unique_name(path.stem, taken, split_suffix=False)  # its own name, as a loose file falls back
             try:
-                extracted = extract_zip(path, folder, max_total_bytes=MAX_TOTAL_BYTES - used, max_members=MAX_MEMBERS - members)
+                extracted, taken_bytes = _extract(path, folder, MAX_TOTAL_BYTES - used, MAX_MEMBERS - members)
             except _TooLarge as err:
                 if used:  # within the caps alone: the upload as a whole is too large, not this zip a bomb
                     raise _upload_too_large() from err
                 raise
-            made = {folder / part for file in extracted for part in file.relative_to(folder).parents if part.parts}
-            used += sum(file.stat().st_size for file in extracted) + FOLDER_BYTES * len(made)  # as extract_zip counts
+            used += taken_bytes
             members += len(extracted)
             for file in extracted:  # taken too, so that a picked file named as one of them is numbered, not written over it
                 relative = file.relative_to(dest)
