@@ -254,7 +254,7 @@ def test_a_private_fine_tune_removed_while_idle_is_said_to_be_gone(ctx, detector
     key = ctx.catalog.add_trained(detector, "browser-1")
     model = model_bar.load_model(ctx, key, "", "", "browser-1")["model"]
     remove_idle(ctx.catalog.private, max_idle_s=-1)  # still in the catalog's cache of loaded models, which must not serve it
-    with pytest.raises(rbd.CheckpointError, match=f"'{Path(key).name}' no longer exists: a fine-tune kept private") as raised:
+    with pytest.raises(rbd.CheckpointError, match=f"'{Path(key).name}' no longer exists: it was deleted, or, kept private") as raised:
         ctx.detector(model)
     assert str(ctx.work) not in str(raised.value)
 
@@ -704,10 +704,23 @@ def test_a_threshold_moved_while_inspect_ran_judges_its_images_once_it_ends(ctx,
     from ui import inspection, model_bar
 
     out = inspection.inspect_images(ctx, None, [str(parts[1][0])], model, 0.1, 0.5, None)
-    assert inspection.judged_again(ctx, out["held"], 0, model, 0.1, 0.5) == {}  # not moved: nothing drawn twice
-    again = inspection.judged_again(ctx, out["held"], 0, model, 30.0, 0.5)
+    assert inspection.judged_again(ctx, None, None, out["held"], 0, model, 0.1, 0.5) == {}  # not moved: nothing drawn twice
+    again = inspection.judged_again(ctx, None, None, out["held"], 0, model, 30.0, 0.5)
     moved = model_bar.threshold(ctx, model, 30.0)
     assert moved != model_bar.threshold(ctx, model, 0.1) and f"raw threshold {moved:.4f}" in again["summary"]
+
+
+def test_a_model_picked_while_inspect_ran_scores_its_images_once_it_ends(ctx, model, parts):
+    """The pick's own re-score saw nothing held yet; the Inspect answer came from the model of its click."""
+    from ui import inspection
+
+    files = [str(parts[1][0])]
+    out = inspection.inspect_images(ctx, None, files, model, 0.1, 0.5, None)
+    other = {**model, "key": _another_model(ctx, model), "name": "other"}
+    again = inspection.judged_again(ctx, None, files, out["held"], 0, other, 0.1, 0.5)
+    assert [item["model"] for item in out["held"]] == [inspection._model_id(ctx, model)] != [inspection._model_id(ctx, other)]
+    assert [item["model"] for item in again["held"]] == [inspection._model_id(ctx, other)]
+    assert inspection.judged_again(ctx, None, files, again["held"], 0, other, 0.1, 0.5) == {}  # scored by it: nothing twice
 
 
 def test_inspect_cleared_when_a_new_model_has_nothing_to_score(ctx, model, parts):
@@ -745,6 +758,20 @@ def test_an_evaluation_is_cleared_once_another_model_is_active(ctx, model):
     # it stays shown while other models become active, so it names none of them
     assert cleared["summary"]["value"].tolist() == [f"the evaluation shown was of {model['name']}: press Evaluate for the active model"]
     assert tuple(cleared["rows"].columns) == evaluation.ROW_COLUMNS  # headed by its columns, not 1, 2, 3
+
+
+def test_a_rate_or_model_changed_while_evaluate_ran_judges_its_answer_once_it_ends(ctx, model):
+    """The change's own re-judge saw no evaluation yet; the answer came judged as at the click."""
+    from ui import evaluation
+
+    evaluated = {"model": evaluation.model_id(model), "name": model["name"], "metrics": {}, "judged_at": 1.0,
+                 "rows": [{"image": "a.png", "label": 0, "score": 1.0}]}
+    assert evaluation.judged_again(ctx, evaluated, model, 1.0) == {}  # nothing changed: nothing drawn twice
+    moved = evaluation.judged_again(ctx, evaluated, model, 30.0)
+    summary = dict(zip(moved["summary"]["metric"], moved["summary"]["value"]))
+    assert summary["threshold"] == f"{evaluation.model_bar.threshold(ctx, model, 30.0):.4f}"
+    assert summary["threshold"] != f"{evaluation.model_bar.threshold(ctx, model, 1.0):.4f}"
+    assert evaluation.judged_again(ctx, evaluated, {**model, "key": "another", "name": "another"}, 1.0)["evaluated"] is None
 
 
 def test_evaluation_tables_show_every_figure_to_four_places(ctx, model):
@@ -1142,6 +1169,23 @@ def test_inspect_draws_a_large_image_smaller_and_keeps_regions_in_its_pixels(ctx
         x0, y0, x1, y1 = ast.literal_eval(row)
         assert box == (x0 // 2, y0 // 2, -(-x1 // 2), -(-y1 // 2))
 
+
+
+def test_inspect_says_why_a_good_image_shows_warm_spots_and_gives_max_scores_to_the_maps_precision(ctx, model):
+    """The verdict takes the image's hottest pixels together, so a few pixels may pass the threshold on a good image;
+    the held map is float16, so a region's max score is shown to 3 digits (17.375 read as exact)."""
+    from rbd.detector import Prediction
+    from ui import inspection
+
+    calibration = ctx.detector(model).calibration
+    anomaly_map = np.zeros((40, 40), np.float32)
+    anomaly_map[5:7, 5:7] = np.float16(17.38)
+    item = {"name": "a.png", "image": np.zeros((40, 40, 3), np.uint8), "notice": "", "size": (40, 40)}
+    lines = lambda score: inspection._detail(item, Prediction(score, 0.0, 10.0, anomaly_map, 1.0), calibration, 0.5)  # noqa: E731
+    good, defective = lines(1.0), lines(12.0)
+    assert "GOOD" in good["summary"] and "Some pixels reach the threshold" in good["summary"]
+    assert "DEFECTIVE" in defective["summary"] and "Some pixels" not in defective["summary"]
+    assert defective["regions"]["max score"].tolist() == [17.4]
 
 
 def test_inspect_tells_the_regions_of_a_photo_scored_downscaled_in_the_files_pixels(ctx, model, parts, tmp_path):

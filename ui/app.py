@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 WORK = Path(os.environ.get("RBD_WORK_DIR", ROOT / "work"))
 SWEEP_S = 3600  # how often idle reviews and private models are looked for
 CSS = """
+#inspect-overlay img { object-fit: contain !important; }  /* Gradio's scale-down drew a 20-pixel part as a dot in the box */
 .rbd-gallery .caption-label { white-space: pre-line !important; overflow: visible !important; text-overflow: clip !important;
                               overflow-wrap: anywhere;
                               max-width: 100% !important; font-size: 0.75em; line-height: 1.2; }

@@ -53,9 +53,18 @@ def evaluate(ctx, archive, model: dict, rate: float, progress=gr.Progress()) -> 
         pictures = [(subsample(fold(evaluation_picture(detector, category, row["file"], threshold)), PICTURE_SIDE),
                      f"{kind} #{rank} · score {row['score']:.4f} · {row['file']}")
                     for kind, found in (("good", good), ("defective", defective)) for rank, row in enumerate(found, 1)]
-    evaluated = {"model": model_id(model), "name": model["name"], "metrics": result.summary(), "rows": result.rows}
+    evaluated = {"model": model_id(model), "name": model["name"], "metrics": result.summary(), "rows": result.rows, "judged_at": rate}
     return {"roc": roc_figure(result.roc, result.image_auroc), "evaluated": evaluated, "misranked": pictures,
             **rows(ctx, evaluated, model, rate)}
+
+
+def judged_again(ctx, evaluated: dict | None, model: dict, rate: float) -> dict:
+    """After an Evaluate: its verdicts at the slider's rate, or the evaluation cleared, where the rate or the model
+    changed while it ran. That change's own re-judge saw the evaluation before, and this one's answer, judged
+    as at its click, came after it."""
+    if not evaluated or (is_of(evaluated, model) and evaluated.get("judged_at") == rate):
+        return {}
+    return rows(ctx, evaluated, model, rate)
 
 
 def model_id(model: dict) -> list:
@@ -103,9 +112,13 @@ def layout(ctx) -> Evaluate:
 
 
 def wire(ctx, area: Evaluate, bar: model_bar.ModelBar) -> None:
-    on(area.run.click, evaluate, ctx, [area.archive, bar.model, bar.rate],
-       {"summary": area.summary, "roc": area.roc, "rows": area.rows, "misranked": area.misranked, "evaluated": area.evaluated},
-       api_name="evaluate", concurrency_limit=INFERENCE_LIMIT, concurrency_id="inference", show_progress_on=[area.summary])
+    outputs = {"summary": area.summary, "roc": area.roc, "rows": area.rows, "misranked": area.misranked, "evaluated": area.evaluated}
+    # a click while an evaluation runs is run after it (Gradio's default drops it unseen)
+    evaluated = on(area.run.click, evaluate, ctx, [area.archive, bar.model, bar.rate], outputs, api_name="evaluate",
+                   trigger_mode="always_last", concurrency_limit=INFERENCE_LIMIT, concurrency_id="inference",
+                   show_progress_on=[area.summary])
+    on(evaluated.success, judged_again, ctx, [area.evaluated, bar.model, bar.rate], outputs, api_visibility="private",
+       show_progress="hidden")
 
 
 def rejudge(ctx, area: Evaluate, bar: model_bar.ModelBar, trigger, api: bool = False) -> None:

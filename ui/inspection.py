@@ -130,10 +130,12 @@ def inspect_images(ctx, image, files, model: dict, rate: float, opacity: float, 
     return {"held": items, "picked": gr.update(choices=choices, value=0), **redraw(ctx, items, 0, model, rate, opacity)}
 
 
-def judged_again(ctx, held: list | None, picked, model: dict, rate: float, opacity: float) -> dict:
-    """After an Inspect: the held images judged at the slider's rate if it moved while they were scored.
-    That move's own re-judge ran on the images held before, and the Inspect's answer, judged at the
-    rate of its click, came after it."""
+def judged_again(ctx, image, files, held: list | None, picked, model: dict, rate: float, opacity: float) -> dict:
+    """After an Inspect: the held images scored by the active model and judged at the slider's rate, where
+    either changed while they were scored. That change's own re-judge ran on the images held before, and the
+    Inspect's answer, scored and judged as at its click, came after it."""
+    if held and any(item["model"] != _model_id(ctx, model) for item in held):
+        return rescore(ctx, image, files, held, picked, model, rate, opacity)
     if not held or held[0].get("judged_at") == rate:
         return {}
     return redraw(ctx, held, picked, model, rate, opacity)
@@ -196,13 +198,17 @@ def _detail(item: dict, p: Prediction, calibration, opacity: float) -> dict:
     folded = fold(mask, fill=False)
     boxes = [(_shrunk(r.box, step), f"region {i + 1}") for i, r in enumerate(regions[:20])] if folded is mask else []
     in_file = p.regions(item.get("size"))  # the table in the file's pixels, also for a photo scored downscaled
-    table = pd.DataFrame([{"region": i + 1, "area px": r.area, "max score": round(r.max_score, 4), "box (x0, y0, x1, y1)": str(r.box)}
+    # max score to 3 digits: the held map is float16 (17.375 is 17.4 to its precision)
+    table = pd.DataFrame([{"region": i + 1, "area px": r.area, "max score": float(f"{r.max_score:.3g}"), "box (x0, y0, x1, y1)": str(r.box)}
                           for i, r in enumerate(in_file)], columns=REGION_COLUMNS)
     lines = [f"### {p.verdict.upper()}",
              f"**{item['name']}** · anomaly score **{p.score:.4f}** · normalised **{p.normalized_score:.3f}** "
              f"(0.5 = raw threshold {p.threshold:.4f}) · {len(regions)} region(s)"]
     if p.out_of_domain:
         lines.insert(1, out_of_domain_note(p.familiarity))
+    if p.verdict == "good" and p.anomaly_map.max() >= p.threshold:
+        lines.append("_Some pixels reach the threshold (the warm spots), but the image's score, taken over its hottest pixels, "
+                     "stays below it: judged good, so no mask._")
     if item["notice"]:
         lines.append(f"_This upload: {item['notice']}_")  # its notes name their files, which may be other images
     defect = [(folded.astype(np.float32), "defect")] if folded.any() else []  # no "defect" legend on a good image
@@ -259,11 +265,13 @@ def layout(ctx) -> Inspect:
 def wire(ctx, area: Inspect, bar: model_bar.ModelBar) -> None:
     detail = {"results": area.results, "summary": area.summary, "heat": area.heat, "pair": area.pair,
               "annotated": area.annotated, "regions": area.regions}
+    # a click while a run is under way runs after it, on what the boxes hold then (Gradio's default drops it unseen)
     inspected = on(area.run.click, inspect_images, ctx, [area.image, area.files, bar.model, bar.rate, area.opacity, area.held],
-                   {"held": area.held, "picked": area.picked, **detail}, api_name="inspect",
+                   {"held": area.held, "picked": area.picked, **detail}, api_name="inspect", trigger_mode="always_last",
                    concurrency_limit=INFERENCE_LIMIT, concurrency_id="inference", show_progress_on=[area.summary])
     inputs = [area.held, area.picked, bar.model, bar.rate, area.opacity]
-    on(inspected.success, judged_again, ctx, inputs, detail, api_visibility="private", concurrency_limit=None, show_progress="hidden")
+    on(inspected.success, judged_again, ctx, [area.image, area.files, *inputs], {"held": area.held, "picked": area.picked, **detail},
+       api_visibility="private", concurrency_limit=INFERENCE_LIMIT, concurrency_id="inference", show_progress="hidden")
     # typing, arrow keys and dragging all fire `input` (`release` missed the first two): the last value wins
     on(area.opacity.input, restyle, ctx, inputs, {"heat": area.heat, "pair": area.pair}, api_visibility="private", concurrency_limit=None,
        trigger_mode="always_last", show_progress="hidden")
