@@ -13,10 +13,12 @@ be on storage every node sees; a Hub repo id or URIs work anywhere.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import uuid
 import warnings
@@ -76,8 +78,11 @@ def score_files(checkpoint: str, files: list[str], batch_size: int, address: str
 
     _quiet_ray()
     located = str(Path(checkpoint).resolve()) if Path(checkpoint).exists() else checkpoint  # workers run elsewhere
-    ray.init(address=address, include_dashboard=False if address is None else None, logging_level=logging.ERROR,
-             log_to_driver=False)
+    # Ray's core prints a line of its own as a local instance starts (its failures still raise); joining a cluster,
+    # its lines are kept: they are all a user sees of an address that does not answer (Ray retries for minutes)
+    with _stderr_muted() if address is None else contextlib.nullcontext():
+        ray.init(address=address, include_dashboard=False if address is None else None, logging_level=logging.ERROR,
+                 log_to_driver=False)
     try:
         context = ray.data.DataContext.get_current()
         context.execution_options.preserve_order = True
@@ -112,6 +117,20 @@ def _quiet_ray() -> None:
     warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"ray\.")
     for name in ("ray", "ray.data"):
         logging.getLogger(name).setLevel(logging.ERROR)
+
+
+@contextlib.contextmanager
+def _stderr_muted():
+    """The process's standard error (file descriptor 2, which Ray's C++ core writes to) sent nowhere meanwhile."""
+    sys.stderr.flush()
+    saved, nowhere = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(nowhere, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(nowhere)
+        os.close(saved)
 
 
 def _read(batch):

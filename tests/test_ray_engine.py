@@ -52,16 +52,17 @@ def _assert_same_outputs(ray_out, local_out, uri_of=lambda file: file):
         assert np.abs(a - b).max() <= 1, name  # overlays: maps equal to float rounding; masks: equal
 
 
-def test_ray_engine_writes_what_the_local_engine_writes(checkpoint, inputs, tmp_path, capsys):
+def test_ray_engine_writes_what_the_local_engine_writes(checkpoint, inputs, tmp_path, capfd):
+    """capfd: what the process writes to its standard error, Ray's C++ core too, not only Python's sys.stderr."""
     local, remote = inputs
     assert main(["predict", str(checkpoint), str(local), str(remote), "--out", str(tmp_path / "by_local"), "--batch-size", "3"]) == 0
-    local_warning = capsys.readouterr().err
+    local_warning = capfd.readouterr().err
     remote_uri = remote.as_uri()
     code = main(["predict", str(checkpoint), str(local), remote_uri, "--out", str(tmp_path / "by_ray"),
                  "--engine", "ray", "--batch-size", "3"])
-    out, err = capsys.readouterr()
+    out, err = capfd.readouterr()
     assert code == 0, err
-    assert "results.parquet" in out
+    assert "results.parquet" in out and "logging.cc" not in err  # Ray's own start-up line stays out
     skipped = [line for line in err.splitlines() if "skipped 1 unreadable file(s)" in line]
     assert len(skipped) == 1 and "broken.png: not an image file" in skipped[0] and "broken.png" in local_warning
     _assert_same_outputs(tmp_path / "by_ray", tmp_path / "by_local",
