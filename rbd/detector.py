@@ -19,8 +19,9 @@ from .allocator import MMAP_THRESHOLD
 from .anomaly_map import largest, top_count
 from .calibration import Calibration, is_defective
 from .geometry import to_image_size, to_input
-from .images import MAX_SIDE, ImageLike, image_batches, nearest_sources, to_rgb_array
+from .images import MAX_SIDE, ImageLike, image_batches, nearest_sources, read_image_for_scoring, to_rgb_array
 from .errors import InvalidInputError
+from .notices import notify
 from .model import RBD, ModelConfig
 from .network import Network, ScoringNetwork
 from .regions import connected_regions
@@ -198,7 +199,7 @@ class Detector:
         return self.predict_batch([image])[0]
 
     def predict_batch(self, images: Sequence[ImageLike], batch_size: int = 8) -> list[Prediction]:
-        arrays = [to_rgb_array(im) for im in images]
+        arrays = [_scored_input(im) for im in images]
         return [self._prediction(score, amap, familiar) for score, amap, familiar in score_images(self.network, arrays, batch_size, precision=self.precision)]
 
     def rethreshold(self, prediction: Prediction, threshold: float | None = None) -> Prediction:
@@ -209,6 +210,18 @@ class Detector:
                     threshold: float | None = None) -> Prediction:
         t = self.threshold if threshold is None else float(threshold)
         return Prediction(score, self.calibration.normalize(score, t), t, anomaly_map, familiarity)
+
+
+def _scored_input(image: ImageLike) -> np.ndarray:
+    """What a prediction scores of an input: a file as `predict_files` and training read it (past MAX_SIDE, a
+    downscaled copy, with a notice), so that it is judged as its threshold's calibration images were; an array or
+    PIL image as it is."""
+    if not isinstance(image, (str, Path)):
+        return to_rgb_array(image)
+    array, downscaled = read_image_for_scoring(image)
+    if downscaled:
+        notify(downscaled)
+    return array
 
 
 def predict_files(detector: Detector, paths: Iterable[str | Path], batch_size: int = 8, max_side: int | None = MAX_SIDE,

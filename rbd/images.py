@@ -72,6 +72,8 @@ def read_image(path: str | Path, max_side: int | None = None, size: tuple[int, i
             elif size is None and max_side is not None and max(image.size) > max_side:
                 image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
             return to_rgb_array(image)
+    except ImageReadError as err:  # decoded, but not usable as an image: named by its file, as every other failure
+        raise err if str(err).startswith(f"{path}: ") else ImageReadError(f"{path}: {err}") from err
     except FileNotFoundError as err:
         raise ImageReadError(f"{path}: no such file") from err
     except UnidentifiedImageError as err:
@@ -225,12 +227,12 @@ def to_rgb_array(image: ImageLike) -> np.ndarray:
     if isinstance(image, Image.Image):
         return _pil_to_array(image)
     array = np.asarray(image)
-    if array.ndim == 3 and array.shape[2] in (1, 3, 4):
-        array = array[..., :3] if array.shape[2] != 1 else array[..., 0]
+    if array.ndim == 3 and array.shape[2] in (1, 2, 3, 4):  # grey, grey and alpha, RGB, RGBA: alpha is dropped
+        array = array[..., :3] if array.shape[2] > 2 else array[..., 0]
     if array.ndim == 2:
         array = np.repeat(array[..., None], 3, axis=2)
     if array.ndim != 3 or array.shape[2] != 3:
-        raise ImageReadError(f"expected an image array of shape (H, W), (H, W, 3) or (H, W, 4), got {array.shape}")
+        raise ImageReadError(f"expected an image array of shape (H, W) or (H, W, 1 to 4 channels), got {array.shape}")
     if array.shape[0] < 1 or array.shape[1] < 1:
         raise ImageReadError(f"image has no pixels: shape {array.shape}")
     return _scale_to_unit(array)

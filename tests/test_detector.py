@@ -162,7 +162,7 @@ def test_unreadable_inputs_are_clear_errors(detector, tmp_path):
     with pytest.raises(rbd.ImageReadError, match="notes.png"):
         detector.predict(tmp_path / "notes.png")
     with pytest.raises(rbd.ImageReadError):
-        detector.predict(np.zeros((4, 4, 2)))
+        detector.predict(np.zeros((4, 4, 5)))
 
 
 def test_predict_files_streams_batches_and_skips_unreadable_files(detector, category, tmp_path):
@@ -179,6 +179,23 @@ def test_predict_files_streams_batches_and_skips_unreadable_files(detector, cate
     assert [path for path, _, _ in results] == paths
     for (path, image, prediction), single in zip(results, detector.predict_batch(paths)):
         assert image.shape == (64, 80, 3) and prediction.score == pytest.approx(single.score, abs=1e-4)
+
+
+def test_a_file_past_max_side_is_scored_by_predict_as_predict_files_and_training_read_it(detector, tmp_path):
+    """Its threshold was calibrated on files read so: a full-size read judged a 5000 px strip by another score."""
+    from PIL import Image
+
+    import rbd
+    from rbd.images import MAX_SIDE
+
+    rng = np.random.default_rng(3)
+    path = tmp_path / "strip.png"
+    Image.fromarray((rng.random((40, MAX_SIDE + 904, 3)) * 255).astype(np.uint8)).save(path)
+    with pytest.warns(UserWarning, match=r"strip.png is 5000x40: downscaled to 4096x"):
+        single = detector.predict(path)
+    with pytest.warns(UserWarning, match="downscaled"):
+        [(_, image, streamed)] = list(rbd.predict_files(detector, [path]))
+    assert single.anomaly_map.shape == image.shape[:2] == (33, 4096) and single.score == pytest.approx(streamed.score, abs=1e-5)
 
 
 def test_an_image_of_another_product_is_out_of_domain(detector, parts):

@@ -116,6 +116,13 @@ def test_16bit_colour_is_read_at_full_depth(tmp_path, write):
     assert len(np.unique(array[0, 0])) == 3  # 0x1200, 0x1280, 0x12FF: one value at 8 bits
 
 
+def _png(array, path):
+    import imagecodecs
+
+    path.write_bytes(imagecodecs.png_encode(array))
+    return path
+
+
 def _tiff(array, path, **kwargs):
     import tifffile
 
@@ -174,6 +181,22 @@ def test_grey_with_alpha_drops_alpha(tmp_path):
     la = np.stack([np.full((3, 4), 200, np.uint8), np.zeros((3, 4), np.uint8)], axis=2)
     array = read_image(save(Image.fromarray(la, mode="LA"), tmp_path / "la.png"))
     np.testing.assert_allclose(array, np.full((3, 4, 3), 200 / 255.0), atol=1e-6)
+
+
+@pytest.mark.parametrize("write", [
+    lambda a, path: _png(a, path.with_suffix(".png")),
+    lambda a, path: _tiff(a, path, photometric="minisblack", extrasamples=["unassalpha"]),
+], ids=["png", "tiff"])
+def test_16bit_grey_with_alpha_drops_alpha_at_full_depth(tmp_path, write):
+    grey = RNG.integers(0, 65536, (3, 4), dtype=np.uint16)
+    array = read_image(write(np.dstack([grey, np.zeros_like(grey)]), tmp_path / "la16.tif"))
+    np.testing.assert_allclose(array, np.repeat(grey[..., None] / 65535.0, 3, axis=2), atol=1e-7)
+
+
+def test_a_file_decoded_into_no_usable_image_is_named_in_its_error(tmp_path):
+    path = _tiff(np.array([[0.5, np.nan]], np.float32), tmp_path / "nan.tif")
+    with pytest.raises(ImageReadError, match=r"nan\.tif: image contains NaN"):
+        read_image(path)
 
 
 def test_exif_orientation_is_applied(tmp_path):
@@ -401,7 +424,7 @@ def test_path_input_is_read(tmp_path):
     np.testing.assert_allclose(to_rgb_array(str(path)), np.ones((4, 5, 3)))
 
 
-@pytest.mark.parametrize("shape", [(5,), (2, 3, 2), (2, 3, 5), (1, 2, 3, 3), (0, 4), (4, 0, 3), ()])
+@pytest.mark.parametrize("shape", [(5,), (2, 3, 5), (1, 2, 3, 3), (0, 4), (4, 0, 3), ()])
 def test_bad_array_shapes(shape):
     with pytest.raises(ImageReadError):
         to_rgb_array(np.zeros(shape, dtype=np.uint8))
