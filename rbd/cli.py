@@ -35,7 +35,7 @@ from .files import atomic_write
 from .images import IMAGE_EXTENSIONS, file_shape, find_images
 from .model import ModelConfig
 from .notices import notify
-from .outputs import CSV_COLUMNS, ScoredFile, picture_names, png_bytes, scored_file
+from .outputs import CSV_COLUMNS, PREDICTED, ScoredFile, fitting_name, picture_kind, picture_names, png_bytes, scored_file
 from .ray_engine import check_installed, is_uri, list_uri, score_files
 from .thresholds import describe
 from .train import Progress, TrainConfig, train
@@ -80,10 +80,14 @@ def _evaluate(args: argparse.Namespace) -> None:
         _write(json.dumps(result, indent=2).encode(), Path(args.json))
     if pictures:
         good, defective = evaluation.misranked()
-        for kind, rows in (("good", good), ("defective", defective)):
-            for rank, row in enumerate(rows, 1):
-                picture = evaluation_picture(detector, args.data, row["file"])
-                _write(png_bytes(picture), pictures / f"{kind}_{rank}_{Path(row['file']).stem}.png")
+        drawn = {f"{kind}_{rank}_{Path(row['file']).stem}.png": evaluation_picture(detector, args.data, row["file"])
+                 for kind, rows in (("good", good), ("defective", defective)) for rank, row in enumerate(rows, 1)}
+        for earlier in pictures.glob("*.png") if pictures.is_dir() else []:  # else they would pass for this evaluation's
+            if picture_kind(earlier) == "misranked":
+                earlier.unlink()
+        taken = {entry.name.casefold() for entry in pictures.iterdir()} if pictures.is_dir() else set()
+        for name, picture in drawn.items():  # numbered past a file of the user's that has the name
+            _write(png_bytes(picture, "misranked"), pictures / unique_name(name, taken))
         print(f"wrote pictures of the {len(good)} highest-scoring good and {len(defective)} lowest-scoring defective images to {pictures}")
 
 
@@ -98,6 +102,11 @@ def _predict(args: argparse.Namespace) -> None:
     names: dict[str, list[str]] = {}  # a file named twice is scored twice, its outputs named each time as then
     for file, name in _output_names(named):
         names.setdefault(file, []).append(name)
+    users = [picture for file_names in names.values() for name in file_names for picture in picture_names(name)
+             if _not_ours(out / picture)]
+    if users:  # a ground-truth mask named as this run names its masks, say: never written over
+        raise InvalidInputError(f"--out {out} holds {len(users)} file(s) rbd did not write where this run writes its pictures "
+                                f"({', '.join(users[:3])}{', ...' if len(users) > 3 else ''}): choose another --out, or move them")
     detector = load(args.checkpoint, args.revision)  # the Ray engine's actors load their own: this checks it first
     for table in ("results.csv", "results.parquet"):  # an earlier run's: kept, it would describe pictures this run replaces
         (out / table).unlink(missing_ok=True)
@@ -134,6 +143,7 @@ def _output_names(named: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """Each input's output name: its own where no earlier input has it (compared as case-blind disks do), else
     numbered (`a_1`) past every input's own name, so a numbered name never takes a file's own (`a.png`, `a.jpg`
     and `a_1.png`: `a`, `a_2`, `a_1`)."""
+    named = [(file, fitting_name(name)) for file, name in named]  # a name at a file system's limit, cut to take a suffix
     taken = {name.casefold() for _, name in named}
     seen: set[str] = set()
     out = []
@@ -191,8 +201,8 @@ def _input_images(items: list[str], uris: bool = False, leave_out: Path | None =
     Each comes with the name its outputs take: its path in the folder named, less its suffix
     (`good/000`), so that a folder's tree is kept; a file named itself goes by its stem. Found in a
     folder searched, the files under `leave_out` (the output folder) are not inputs: all of them where it lies
-    inside that folder, else (the folder itself, or one around it) an earlier run's pictures (`_earlier_pictures`:
-    `a_mask.png` beside `a.jpg`, while a photo named `face_mask.png` with no `face.*` is an input), with a notice."""
+    inside that folder, else (the folder itself, or one around it) the pictures an earlier run wrote there (marked as
+    rbd's, `rbd.outputs.picture_kind`: a user's own `a_mask.png` beside `a.jpg` is an input), with a notice."""
     skipped = leave_out.resolve() if leave_out is not None else None
 
     def inputs(item: str, folder: Path, found: list[Path]) -> list[bool]:
@@ -201,9 +211,8 @@ def _input_images(items: list[str], uris: bool = False, leave_out: Path | None =
             return [True] * len(found)
         if skipped != folder.resolve() and skipped.is_relative_to(folder.resolve()):  # --out inside the folder
             chosen = [not path.resolve().is_relative_to(skipped) for path in found]
-        else:
-            earlier = _earlier_pictures(folder, found, skipped)
-            chosen = [path.resolve() not in earlier for path in found]
+        else:  # the folder is --out or lies in it: the pictures an earlier run wrote there are no inputs, the user's files are
+            chosen = [not (path.resolve().is_relative_to(skipped) and picture_kind(path) in PREDICTED) for path in found]
         if not all(chosen):
             notify(f"{item}: left out {chosen.count(False)} file(s) in --out {leave_out}, there from an earlier run")
         return chosen
@@ -230,27 +239,17 @@ def _input_images(items: list[str], uris: bool = False, leave_out: Path | None =
     return files
 
 
-def _earlier_pictures(folder: Path, found: list[Path], out: Path) -> set[Path]:
-    """The files among `found` (images in `folder`) that a run of the others with `--out` `out` (resolved)
-    writes: named by `_output_names`, numbered names included (`a_1_mask.png` for the second `a`). The
-    pictures are told apart from the images they were made for by a few rounds that settle at once, as
-    leaving pictures out can only renumber names that pictures took."""
-    resolved = {path: path.resolve() for path in found}
-    chosen = list(found)
-    for _ in range(4):
-        named = [(str(path), unsuffixed(path.relative_to(folder).as_posix())) for path in chosen]
-        made = {out / picture for _, name in _output_names(named) for picture in picture_names(name)}
-        again = [path for path in found if resolved[path] not in made]
-        if again == chosen:
-            break
-        chosen = again
-    return {resolved[path] for path in found} - {resolved[path] for path in chosen}
+def _not_ours(path: Path) -> bool:
+    """Whether something is at `path` that rbd did not write (`rbd.outputs.picture_kind`)."""
+    return (path.exists() or path.is_symlink()) and picture_kind(path) is None
 
 
 def _writable(path: str, option: str) -> Path:
     """`path`, checked to be creatable before the long work starts: a bad output path is bad input
     (exit 2), while a write that fails later (a full disk) is a failure while running (exit 1)."""
     path = Path(path)
+    if path.is_symlink() and not path.exists():
+        raise InvalidInputError(f"{option} {path} is a link to {os.readlink(path)}, which does not exist")
     existing = next(p for p in [path, *path.parents] if p.exists())  # the path itself too: an existing output folder
     if existing == path and not path.is_dir():  # an existing file is replaced: its folder is written
         existing = path.parent

@@ -8,11 +8,14 @@ engines give the same files.
 
 from __future__ import annotations
 
+import hashlib
 import io
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 
 from .calibration import Calibration
 from .detector import Prediction, is_out_of_domain
@@ -22,12 +25,26 @@ from .visualize import mask_image, overlay
 # out_of_domain: "yes" where the image looks unlike the model's training images (its verdict says little);
 # familiarity and out_of_domain are empty for a model without memory, which cannot tell; overlay and mask:
 # the row's pictures, relative to the output folder (two inputs of one name get different ones)
+MARK = "rbd-picture"  # the PNG text chunk every picture rbd writes carries, naming its kind
+PREDICTED = ("overlay", "mask")  # the kinds of `rbd predict`'s pictures (`scored_file`)
+NAME_BYTES = 255  # the longest file name common file systems take
 CSV_COLUMNS = ("file", "score", "normalized_score", "threshold", "verdict", "familiarity", "out_of_domain", "overlay", "mask")
 
 
 def picture_names(name: str) -> tuple[str, str]:
     """The overlay's and the mask's file names for an output `name` (a path relative to the output folder)."""
     return f"{name}_overlay.png", f"{name}_mask.png"
+
+
+def fitting_name(name: str, room: int = 20) -> str:
+    """An output `name` whose last part leaves `room` bytes of a file name for what picture_names and numbering
+    add: a longer one is cut, and ends in a digest of the whole, so that two long names stay apart."""
+    folder, _, last = name.rpartition("/")
+    if len(last.encode()) <= NAME_BYTES - room:
+        return name
+    digest = hashlib.sha1(last.encode()).hexdigest()[:8]
+    cut = last.encode()[: NAME_BYTES - room - len(digest) - 1].decode("utf-8", "ignore")  # whole characters only
+    return f"{folder}/{cut}~{digest}" if folder else f"{cut}~{digest}"
 
 
 @dataclass(frozen=True)
@@ -61,11 +78,25 @@ def scored_file(file: str, image: np.ndarray, prediction: Prediction, calibratio
     """The row and pictures of one scored image whose file is `size` (height, width, upright): its mask at
     that size also where the image was scored on a downscaled copy, so that it lies on the file."""
     return ScoredFile(file, prediction.score, prediction.normalized_score, prediction.threshold, prediction.verdict,
-                      prediction.familiarity, png_bytes(overlay(image, prediction.anomaly_map, calibration, prediction.threshold)),
-                      png_bytes(mask_image(mask_at_size(prediction.mask, size))))
+                      prediction.familiarity, png_bytes(overlay(image, prediction.anomaly_map, calibration, prediction.threshold), "overlay"),
+                      png_bytes(mask_image(mask_at_size(prediction.mask, size)), "mask"))
 
 
-def png_bytes(array: np.ndarray) -> bytes:
+def png_bytes(array: np.ndarray, kind: str) -> bytes:
+    """A picture rbd writes, as PNG bytes marked with its `kind` (`picture_kind` reads it back)."""
+    info = PngInfo()
+    info.add_text(MARK, kind)
     buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG")
+    Image.fromarray(array).save(buffer, format="PNG", pnginfo=info)
     return buffer.getvalue()
+
+
+def picture_kind(path: Path) -> str | None:
+    """The kind of picture rbd wrote at `path` ("overlay", "mask", "misranked"), or None for any other file: a
+    user's own, which a later run must neither score as its own picture nor write over (a ground-truth mask
+    named `a_mask.png` beside `a.png`, as MVTec names them)."""
+    try:
+        with Image.open(path) as image:  # the header only: the mark comes before the pixels
+            return image.info.get(MARK) if image.format == "PNG" else None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return None

@@ -232,6 +232,77 @@ def test_an_output_folder_that_is_or_holds_the_input_folder_leaves_out_only_earl
         assert ("there from an earlier run" in err) == (run_number == 1 and out == "parts"), err
 
 
+def test_a_users_own_file_where_predict_writes_a_picture_is_refused_before_any_work(category, checkpoint, tmp_path, capsys,
+                                                                                 monkeypatch):
+    """A ground-truth mask named as MVTec names them (`000_mask.png` beside `000.png`) was taken for an earlier run's
+    picture, left out of the inputs and written over by the predicted mask."""
+    parts = shutil.copytree(category / "test" / "good", tmp_path / "parts")
+    truth = parts / "000_mask.png"
+    Image.new("L", (80, 64), 255).save(truth)
+    before = truth.read_bytes()
+    monkeypatch.setattr(rbd.cli, "load", lambda *a: pytest.fail("work started"))
+    code, _, err = run(capsys, "predict", checkpoint, parts, "--out", parts, "--quiet")
+    assert code == 2 and "holds 1 file(s) rbd did not write where this run writes its pictures (000_mask.png)" in err, err
+    assert truth.read_bytes() == before and not (parts / "results.csv").exists()
+
+
+def test_pictures_of_every_input_written_into_one_of_the_input_folders_are_never_inputs_of_a_rerun(category, checkpoint, tmp_path,
+                                                                                                     capsys, monkeypatch):
+    """`rbd predict ckpt . ../extra.png --out .` three times: extra's pictures in `.` were scored as images by the second
+    run, and their pictures by the third."""
+    lot = shutil.copytree(category / "test" / "good", tmp_path / "lot")
+    shutil.copy(lot / "000.png", tmp_path / "extra.png")
+    monkeypatch.chdir(lot)
+    for _ in range(3):
+        code, _, err = run(capsys, "predict", checkpoint, ".", "../extra.png", "--out", ".", "--quiet")
+        assert code == 0, err
+        assert [Path(row["file"]).name for row in _results(lot)] == sorted(p.name for p in category.glob("test/good/*.png")) + ["extra.png"]
+    assert sorted(p.name for p in lot.glob("extra*")) == ["extra_mask.png", "extra_overlay.png"]
+
+
+def test_an_input_named_at_the_file_systems_limit_gets_pictures_named_within_it(category, checkpoint, tmp_path, capsys):
+    """`<248 characters>.png` made a 260-byte `<name>_overlay.png`: the whole job failed with exit 1 and no table."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    long_names = ["a" * 248 + ".png", "a" * 247 + "b.png"]
+    for name in long_names + ["short.png"]:
+        shutil.copy(category / "test" / "good" / "000.png", folder / name)
+    code, _, err = run(capsys, "predict", checkpoint, folder, "--out", tmp_path / "out", "--quiet")
+    assert code == 0, err
+    rows = _results(tmp_path / "out")
+    assert len(rows) == 3 and len({row["overlay"] for row in rows}) == 3  # the two long names stay apart
+    for row in rows:
+        assert (tmp_path / "out" / row["overlay"]).is_file() and len(row["mask"].encode()) <= 255
+
+
+def test_an_output_folder_that_is_a_broken_link_is_bad_input_before_any_work(category, checkpoint, tmp_path, capsys, monkeypatch):
+    (tmp_path / "out").symlink_to(tmp_path / "nowhere")
+    monkeypatch.setattr(rbd.cli, "load", lambda *a: pytest.fail("work started"))
+    code, _, err = run(capsys, "predict", checkpoint, category / "test" / "good", "--out", tmp_path / "out")
+    assert code == 2 and "is a link to" in err and "which does not exist" in err
+
+
+def test_misranked_pictures_replace_an_earlier_evaluations_and_never_a_users_file(category, checkpoint, tmp_path, capsys):
+    pictures = tmp_path / "m"
+    pictures.mkdir()
+    (pictures / "notes.txt").write_text("mine")
+    assert run(capsys, "evaluate", category, "--checkpoint", checkpoint, "--misranked", pictures, "--quiet")[0] == 0
+    first = sorted(p.name for p in pictures.glob("*.png"))
+    mine = pictures / first[0]
+    mine.unlink()
+    Image.new("RGB", (4, 4)).save(mine)  # a file of the user's under a picture's name
+    other = shutil.copytree(category, tmp_path / "other")
+    for path in (other / "test").rglob("*.png"):
+        path.rename(path.with_name("x" + path.name))
+    for path in (other / "ground_truth").rglob("*.png"):
+        path.rename(path.with_name("x" + path.name))
+    assert run(capsys, "evaluate", other, "--checkpoint", checkpoint, "--misranked", pictures, "--quiet")[0] == 0
+    left = sorted(p.name for p in pictures.iterdir())
+    assert mine.name in left and "notes.txt" in left and np.asarray(Image.open(mine)).shape == (4, 4, 3)
+    assert len([name for name in left if name.endswith(".png")]) == len(first) + 1  # this evaluation's and the user's
+    assert not any(name in left for name in first if name != mine.name)
+
+
 def test_an_interrupted_predict_leaves_no_table_of_an_earlier_run_beside_its_pictures(category, checkpoint, tmp_path, capsys, monkeypatch):
     out = tmp_path / "out"
     assert run(capsys, "predict", checkpoint, category / "test" / "good", "--out", out, "--quiet")[0] == 0
