@@ -400,6 +400,31 @@ def test_a_folder_dropped_on_reviews_boxes_is_scored_with_its_paths(browser, app
         page.context.close()
 
 
+def test_reviews_upload_boxes_are_locked_while_their_files_are_scored(browser, app_server, parts, monkeypatch):
+    """Files added while a batch was scored were emptied from the box with it, never scored, and a second press of
+    Score was dropped unseen."""
+    good, _ = parts
+    add = ReviewSession.add
+    monkeypatch.setattr(ReviewSession, "add", lambda self, *args, **kwargs: (time.sleep(3), add(self, *args, **kwargs))[1])
+    page = new_page(browser)  # a review of its own, so the shared page's counts stay as they are
+    try:
+        page.goto(app_server[0], wait_until="domcontentloaded")
+        loaded(page)
+        page.get_by_role("tab", name="Review").click()
+        page.locator("#review-files input[type=file]").set_input_files([str(good[0])])
+        expect(page.locator("#review-files").get_by_role("cell", name=good[0].name)).to_be_visible()
+        page.locator("#review-score").click()
+        expect(page.locator("#review-score")).to_be_disabled(timeout=2_000)
+        expect(page.locator("#review-files input[type=file], #review-folder input[type=file]")).to_have_count(0)
+        expect(page.locator("#review-status")).to_contain_text("Scored 1 image(s)")
+        expect(page.locator("#review-score")).to_be_enabled()
+        page.locator("#review-files input[type=file]").set_input_files([str(good[1])])  # open for the next batch, emptied
+        expect(page.locator("#review-files").get_by_role("cell", name=good[1].name)).to_be_visible()
+        expect(page.locator("#review-files").get_by_role("cell", name=good[0].name)).to_have_count(0)
+    finally:
+        page.context.close()
+
+
 def test_a_picked_mvtec_folder_is_fine_tuned_on_its_train_good_images_only(browser, app_server, category):
     """Gradio uploads a picked folder's files by name alone: without the page's record of their paths, its
     test/ and ground_truth/ files were trained on as normal images."""

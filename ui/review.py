@@ -410,12 +410,18 @@ def _view_outputs(area: Review) -> dict:
 def wire(ctx, area: Review, bar: model_bar.ModelBar, rejudge) -> None:
     outputs = _view_outputs(area)
     state = [area.review_id, bar.model, bar.rate, area.show]
-    scored = on(area.score.click, score, ctx, [area.files, area.folder, area.review_id, bar.model, area.picked],
+    # the boxes and the button are locked while their files are scored: files added meanwhile went unscored with the
+    # scored ones when the boxes were emptied, and a second press was dropped unseen
+    uploads = [area.files, area.folder, area.score]
+    locked = area.score.click(lambda: [gr.update(interactive=False)] * len(uploads), None, uploads, queue=False,
+                              api_visibility="private")
+    scored = on(locked.then, score, ctx, [area.files, area.folder, area.review_id, bar.model, area.picked],
                 {"review_id": area.review_id, "status": area.status}, js=PICKED, api_name="review_score",
                 concurrency_limit=INFERENCE_LIMIT, concurrency_id="inference", show_progress_on=[area.status])
     on(scored.then, show, ctx, state, outputs, api_name="review_list", **IN_ORDER)
     # scored images leave the upload boxes, so that pressing Score again does not add them twice
     scored.success(None, [], [area.files, area.folder], js=SCORED, api_visibility="private")
+    scored.then(lambda: [gr.update(interactive=True)] * len(uploads), None, uploads, queue=False, api_visibility="private")
     area.folder.clear(None, [], [], js=FORGET_PICKED, api_visibility="private")
     rescored = on(area.rescore.click, rescore, ctx, [area.review_id, bar.model], {"status": area.status}, api_name="review_rescore",
                   concurrency_limit=INFERENCE_LIMIT, concurrency_id="inference", show_progress_on=[area.status])
