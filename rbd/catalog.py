@@ -42,6 +42,12 @@ def model_name(key: str, revision: str | None = None) -> str:
     return "@".join(filter(None, (key, revision))) if is_hub_key(key) else Path(key).name
 
 
+def gone(key: str) -> str:
+    """What a browser is told of its private fine-tune that is gone (from another tab, or by the idle sweep)."""
+    return (f"{model_name(key)!r} no longer exists: it was deleted, or, kept private to its browser, removed once unused "
+            "for a while (share one to keep it); pick another model in the list, or reload the page for the default")
+
+
 class Catalog:
     def __init__(self, shipped: str | Path, trained: str | Path, device: str = "auto"):
         from .runtime import resolve_device
@@ -92,8 +98,7 @@ class Catalog:
             if mine:
                 mark_used(self.owner_folder(owner))
         elif mine:
-            raise CheckpointError(f"{model_name(key)!r} no longer exists: it was deleted, or, kept private to its browser, "
-                                  "removed once unused for a while (share one to keep it)")
+            raise CheckpointError(gone(key))
         elif not is_repo_id(key):  # named, not its server path
             raise CheckpointError(f"{model_name(key)!r} is neither a listed checkpoint nor a Hub repo id (owner/name)")
         slot = (key, revision)
@@ -144,7 +149,9 @@ class Catalog:
             if source.parent == self.shared and (source / CONFIG_FILE).is_file():
                 raise CheckpointError(f"{model_name(key)} is already offered to every user of this app")
             mine = source.parent == self.owner_folder(owner)
-            if not mine or not ((source / CONFIG_FILE).is_file() or (target / CONFIG_FILE).is_file()):
+            if mine and not ((source / CONFIG_FILE).is_file() or (target / CONFIG_FILE).is_file()):
+                raise CheckpointError(gone(key))
+            if not mine:
                 raise CheckpointError(f"{model_name(key)} is not a fine-tune made in this browser: only those can be shared "
                                       "(pick one in the model list, or fine-tune one)")
             staging = self.shared / f".{source.name}.tmp"
@@ -160,16 +167,25 @@ class Catalog:
             self._remember((str(target), None), detector)
         return str(target)
 
+    def check_removable(self, key: str, owner: str) -> None:
+        """Raise `CheckpointError` saying why `key` cannot be deleted by `owner` (`remove`), if it cannot."""
+        source = Path(key)
+        if source.parent == self.shared:
+            raise CheckpointError(f"{model_name(key)} is offered to every user of this app, who may be judging by it: "
+                                  "only a fine-tune still yours can be deleted here")
+        if source.parent == self.shipped:
+            raise CheckpointError(f"{model_name(key)} comes with the app: only a fine-tune made in this browser can be deleted")
+        if source.parent != self.owner_folder(owner):
+            raise CheckpointError(f"{model_name(key)} is not a fine-tune made in this browser: only those can be deleted")
+        if not (source / CONFIG_FILE).is_file():
+            raise CheckpointError(gone(key))
+
     def remove(self, key: str, owner: str) -> None:
         """Delete `owner`'s private fine-tune. A shared one is not deleted from the app: other users may be judging by it.
         The folder leaves the model list at once (renamed to a hidden name the list skips), then is removed."""
         source = Path(key)
         with self._publishing:  # not while a share of it moves it
-            if source.parent == self.shared:
-                raise CheckpointError(f"{model_name(key)} is offered to every user of this app, who may be judging by it: "
-                                      "only a fine-tune still yours can be deleted here")
-            if source.parent != self.owner_folder(owner) or not (source / CONFIG_FILE).is_file():
-                raise CheckpointError(f"{model_name(key)} is not a fine-tune made in this browser: only those can be deleted")
+            self.check_removable(key, owner)
             trash = source.with_name(f".{source.name}.deleted")
             shutil.rmtree(trash, ignore_errors=True)  # a deletion cut short
             source.rename(trash)

@@ -610,8 +610,8 @@ def test_a_reload_keeps_the_fine_tuned_model_active(page):
 
 def test_delete_asks_first_and_removes_the_fine_tune(page):
     page.get_by_role("tab", name="Fine-tune").click()
-    answers = iter([False, True])
-    page.on("dialog", lambda dialog: dialog.accept() if next(answers) else dialog.dismiss())
+    answers = [False, True]
+    page.on("dialog", lambda dialog: dialog.accept() if answers.pop(0) else dialog.dismiss())
     page.locator("#train-delete").click()  # answered no: nothing changes
     time.sleep(2)
     expect(page.locator("#model-info")).to_contain_text("model-")
@@ -623,6 +623,10 @@ def test_delete_asks_first_and_removes_the_fine_tune(page):
     expect(page.get_by_role("option", name=re.compile("stripes"))).to_be_visible()
     expect(page.get_by_role("option", name=re.compile("model-"))).to_have_count(0)
     page.keyboard.press("Escape")
+    page.locator("#train-delete").click()  # the shipped model: refused without a question
+    expect(page.locator(".toast-body").filter(has_text="comes with the app").first).to_be_visible()
+    assert answers == []
+    page.locator(".toast-body .toast-close").first.click()
 
 
 def test_a_restarted_app_resumes_the_same_review(browser, checkpoint, parts, tmp_path):

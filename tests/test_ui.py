@@ -231,8 +231,12 @@ def test_a_fine_tune_can_be_deleted_by_its_own_browser_only_while_it_is_private(
     assert list(catalog.owner_folder("alice").glob(".*deleted")) == []  # nothing left behind
     with pytest.raises(rbd.CheckpointError, match="no longer exists: it was deleted"):  # the cache does not serve it
         catalog.get(key, owner="alice")
-    with pytest.raises(rbd.CheckpointError, match="not a fine-tune made in this browser"):  # deleted twice
-        catalog.remove(key, "alice")
+    for act in (catalog.remove, catalog.publish):  # from another tab still on it: gone, not "made in another browser"
+        with pytest.raises(rbd.CheckpointError, match="no longer exists: it was deleted.*pick another model"):
+            act(key, "alice")
+    (catalog.shipped / "bottle").mkdir(parents=True)
+    with pytest.raises(rbd.CheckpointError, match="bottle comes with the app"):
+        catalog.check_removable(str(catalog.shipped / "bottle"), "alice")
 
 
 def test_delete_asks_first_then_makes_the_default_model_active(ctx, detector):
@@ -240,11 +244,15 @@ def test_delete_asks_first_then_makes_the_default_model_active(ctx, detector):
 
     key = ctx.catalog.add_trained(detector, "browser-1", "bolts")
     model = model_bar.load_model(ctx, key, "", "", "browser-1")["model"]
+    assert fine_tune.check_delete(ctx, model, "browser-1") == {}  # deletable: the page asks
+    with pytest.raises(rbd.CheckpointError, match="comes with the app"):  # refused before the page asks
+        fine_tune.check_delete(ctx, model_bar.load_model(ctx, ctx.catalog.default_key(), "", "", "browser-1")["model"], "browser-1")
     assert fine_tune.delete(ctx, False, model, "browser-1") == {} and Path(key).is_dir()  # the question answered no
     result = fine_tune.delete(ctx, True, model, "browser-1")
     assert not Path(key).exists() and result["model"]["key"] == ctx.catalog.default_key() == result["choice"]["value"]
     assert key not in [k for _, k in result["choice"]["choices"]]
     assert result["status"].startswith(f"Deleted **{Path(key).name}**; the active model is now **stripes**")
+    assert model_bar.listed(ctx, "browser-1")["choice"]["choices"] == result["choice"]["choices"]  # another tab's list, as it opens
 
 
 def test_a_private_fine_tune_removed_while_idle_is_said_to_be_gone(ctx, detector):

@@ -218,6 +218,13 @@ def share(ctx, model: dict, browser: str, request: gr.Request = None) -> dict:
             "choice": gr.update(choices=ctx.catalog.entries(owner), value=key), **loaded}
 
 
+def check_delete(ctx, model: dict, browser: str, request: gr.Request = None) -> dict:
+    """Delete's click: a model that cannot be deleted is refused before the page asks whether to delete it."""
+    owner = _owner(browser, request)
+    ctx.catalog.check_removable(ctx.catalog.current_key(model["key"], owner), owner)
+    return {}
+
+
 def delete(ctx, confirmed: bool, model: dict, browser: str, request: gr.Request = None) -> dict:
     """Delete the active fine-tune, when it is still this browser's own (`Catalog.remove`), once the page's
     question is answered yes; the default model becomes active."""
@@ -324,7 +331,9 @@ def wire(ctx, app: gr.Blocks, area: FineTune, bar: model_bar.ModelBar, review_id
                 {"status": area.status, "choice": bar.choice, "model": bar.model, "rate": bar.rate, "info": bar.info},
                 api_name="share_model", show_progress_on=[area.share])  # an error badge on the button, not on the model bar
     rejudge(shared.success)
-    deleted = on(area.delete.click, delete, ctx, [area.confirmed, bar.model, bar.browser],
+    checked = on(area.delete.click, check_delete, ctx, [bar.model, bar.browser], {"status": area.status}, api_visibility="private",
+                 show_progress_on=[area.delete])
+    deleted = on(checked.success, delete, ctx, [area.confirmed, bar.model, bar.browser],
                  {"status": area.status, "choice": bar.choice, "model": bar.model, "rate": bar.rate, "info": bar.info},
                  api_name="delete_model", show_progress_on=[area.delete], js=DELETE_QUESTION)
     rejudge(deleted.success)

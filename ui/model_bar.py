@@ -101,6 +101,11 @@ def start(ctx, browser: str) -> dict:
     return {"browser": browser, "choice": gr.update(choices=ctx.catalog.entries(browser))}
 
 
+def listed(ctx, browser: str) -> dict:
+    """The picker's models as they are now, as it opens: another tab may have fine-tuned, shared or deleted one."""
+    return {"choice": gr.update(choices=ctx.catalog.entries(browser or None))}
+
+
 def load_model(ctx, choice: str, hub_id: str, revision: str, browser: str) -> dict:
     """Load a shipped or fine-tuned checkpoint, or a Hub repo (at a revision) when a repo id is given;
     the threshold goes to the model's own (`calibration`: the rate it was calibrated for, or the threshold
@@ -214,6 +219,8 @@ def wire(ctx, bar: ModelBar, app: gr.Blocks, rejudge) -> None:
     rejudge(on(first.then, restore, ctx, [bar.stored, bar.choice, bar.browser], restored, api_visibility="private").success)
     # whatever makes a model active (the bar, a fine-tune, a review's recalibration) is kept in the browser
     bar.model.change(lambda model: model, bar.model, bar.stored, queue=False, api_visibility="private")
+    on(bar.choice.focus, listed, ctx, [bar.browser], {"choice": bar.choice}, queue=False, api_visibility="private",
+       show_progress="hidden")
     picked = bar.choice.input(lambda: ("", ""), None, [bar.hub_id, bar.revision], queue=False, api_visibility="private")
     chosen = on(picked.then, load_model, ctx, inputs, loaded, api_visibility="private", show_progress_on=[bar.choice])
     rejudge(chosen.success)
