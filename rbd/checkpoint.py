@@ -138,7 +138,7 @@ def load(path_or_repo_id: str | Path, revision: str | None = None, device: str |
         from .onnx_runtime import load_onnx  # onnxruntime is needed only here
 
         return load_onnx(where, device)
-    return _from_files(*(_download(where, revision) if kind == "hub" else (where / CONFIG_FILE, where / WEIGHTS_FILE)), device)
+    return _from_files(*(_named_on_hub(where, revision) if kind == "hub" else (where / CONFIG_FILE, where / WEIGHTS_FILE)), device)
 
 
 def stored_config(path_or_repo_id: str | Path, revision: str | None = None) -> dict:
@@ -150,7 +150,16 @@ def stored_config(path_or_repo_id: str | Path, revision: str | None = None) -> d
         from .onnx_runtime import OnnxNetwork
 
         return parse_config(OnnxNetwork(where).metadata, where)
-    return read_config(_download(where, revision)[0] if kind == "hub" else where / CONFIG_FILE)
+    return read_config(_named_on_hub(where, revision)[0] if kind == "hub" else where / CONFIG_FILE)
+
+
+def _named_on_hub(repo_id: str, revision: str | None) -> tuple[Path, Path]:
+    """`_download` of a name that no local folder or file has: where that fails, the error says so too, as a
+    mistyped folder (`checkpoints/botle`) reads as a Hub repo id."""
+    try:
+        return _download(repo_id, revision)
+    except (CheckpointError, HubError) as err:
+        raise type(err)(f"{err}; nor is there a local folder or .onnx file {repo_id}") from err
 
 
 def _locate(path_or_repo_id: str | Path, revision: str | None) -> tuple[str, Path | str]:
@@ -206,13 +215,15 @@ def _from_files(config_path: Path, weights_path: Path, device: str | torch.devic
 
 
 def _check_tensors(weights: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], source: Path) -> None:
-    """Every tensor of the model's type and finite: loading would convert an integer spread silently (to zero
+    """Every tensor of the model's type and finite, and every spread above 0: loading would convert an integer spread silently (to zero
     spreads and NaN scores), and a NaN score is below every threshold, so every image would pass as good."""
     for name, tensor in weights.items():
         if name in expected and tensor.dtype != expected[name].dtype:
             raise CheckpointError(f"{source}: {name} is {tensor.dtype}, not the model's {expected[name].dtype}")
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise CheckpointError(f"{source}: {name} holds NaN or infinite values")
+        if name == "normal_std" and not (tensor > 0).all():  # a map divided by a spread of 0: every score NaN or infinite
+            raise CheckpointError(f"{source}: {name} holds a spread of 0 or less")
 
 
 def settings(config: dict, source: str | Path) -> tuple[ModelConfig, Calibration]:

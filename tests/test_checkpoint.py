@@ -182,6 +182,8 @@ def test_saving_over_a_checkpoint_is_atomic(detector, tmp_path, monkeypatch, fai
     (lambda d: _edit_calibration(d, interval=[1.0]), "an interval of two numbers"),
     (lambda d: _edit_weights(d, "normal_std", lambda t: t.to(torch.int64)), "normal_std is torch.int64"),
     (lambda d: _edit_weights(d, "normal_mean", lambda t: t * float("nan")), "normal_mean holds NaN"),
+    (lambda d: _edit_weights(d, "normal_std", lambda t: t * 0), "normal_std holds a spread of 0"),  # every score NaN
+    (lambda d: _edit_model(d, blur_sigma=0), "blur_sigma must be above 0"),  # every score NaN
 ])
 def test_broken_checkpoints_are_clear_errors(checkpoint, tmp_path, damage, message):
     copy = shutil.copytree(checkpoint, tmp_path / "copy")
@@ -271,8 +273,11 @@ def test_a_gated_repo_says_to_ask_for_access(monkeypatch):
 
 
 def test_hub_miss_offline_is_a_clear_error(hub_cache):
-    with pytest.raises(rbd.HubError, match="cannot be reached"):
+    """Also for a mistyped folder (`checkpoints/botle`), which reads as a repo id: the error says there is no such folder."""
+    with pytest.raises(rbd.HubError, match="cannot be reached.*; nor is there a local folder or .onnx file acme/never-downloaded"):
         rbd.load("acme/never-downloaded")
+    with pytest.raises(rbd.HubError, match="nor is there a local folder"):
+        rbd.checkpoint.stored_config("acme/never-downloaded")
 
 
 def test_hub_files_come_from_one_snapshot(hub_cache, checkpoint, tmp_path):
