@@ -35,7 +35,7 @@ from .files import atomic_write
 from .images import IMAGE_EXTENSIONS, file_shape, find_images
 from .model import ModelConfig
 from .notices import notify
-from .outputs import CSV_COLUMNS, PREDICTED, ScoredFile, fitting_name, picture_kind, picture_names, png_bytes, scored_file
+from .outputs import CSV_COLUMNS, PREDICTED, ScoredFile, fitting_name, marked, picture_kind, picture_names, png_bytes, scored_file
 from .ray_engine import check_installed, is_uri, list_uri, score_files
 from .thresholds import describe
 from .train import Progress, TrainConfig, train
@@ -80,14 +80,15 @@ def _evaluate(args: argparse.Namespace) -> None:
         _write(json.dumps(result, indent=2).encode(), Path(args.json))
     if pictures:
         good, defective = evaluation.misranked()
-        drawn = {f"{kind}_{rank}_{Path(row['file']).stem}.png": evaluation_picture(detector, args.data, row["file"])
+        drawn = {fitting_name(f"{kind}_{rank}_{Path(row['file']).stem}") + ".png": evaluation_picture(detector, args.data, row["file"])
                  for kind, rows in (("good", good), ("defective", defective)) for rank, row in enumerate(rows, 1)}
-        for earlier in pictures.glob("*.png") if pictures.is_dir() else []:  # else they would pass for this evaluation's
-            if picture_kind(earlier) == "misranked":
+        pictures.mkdir(parents=True, exist_ok=True)
+        for earlier in pictures.glob("*.png"):  # else they would pass for this evaluation's
+            if picture_kind(earlier, pictures) == "misranked":
                 earlier.unlink()
-        taken = {entry.name.casefold() for entry in pictures.iterdir()} if pictures.is_dir() else set()
+        taken = {entry.name.casefold() for entry in pictures.iterdir()}
         for name, picture in drawn.items():  # numbered past a file of the user's that has the name
-            _write(png_bytes(picture, "misranked"), pictures / unique_name(name, taken))
+            _write(marked(png_bytes(picture), "misranked", pictures), pictures / unique_name(name, taken))
         print(f"wrote pictures of the {len(good)} highest-scoring good and {len(defective)} lowest-scoring defective images to {pictures}")
 
 
@@ -102,8 +103,9 @@ def _predict(args: argparse.Namespace) -> None:
     names: dict[str, list[str]] = {}  # a file named twice is scored twice, its outputs named each time as then
     for file, name in _output_names(named):
         names.setdefault(file, []).append(name)
+    ours = _earlier_pictures(out)
     users = [picture for file_names in names.values() for name in file_names for picture in picture_names(name)
-             if _not_ours(out / picture)]
+             if ((out / picture).exists() or (out / picture).is_symlink()) and not ours(out / picture)]
     if users:  # a ground-truth mask named as this run names its masks, say: never written over
         raise InvalidInputError(f"--out {out} holds {len(users)} file(s) rbd did not write where this run writes its pictures "
                                 f"({', '.join(users[:3])}{', ...' if len(users) > 3 else ''}): choose another --out, or move them")
@@ -121,8 +123,9 @@ def _predict(args: argparse.Namespace) -> None:
             name = None
             if result.error is None:
                 name = names[result.file].pop(0)
-                for picture, file_name in zip((result.overlay_png, result.mask_png), picture_names(name)):
-                    _write(picture, out / file_name)
+                out.mkdir(parents=True, exist_ok=True)  # its pictures are marked with it (and a run that scores nothing makes none)
+                for picture, kind, file_name in zip((result.overlay_png, result.mask_png), PREDICTED, picture_names(name)):
+                    _write(marked(picture, kind, out), out / file_name)
             written.append((result, name))
     scored = [(result, name) for result, name in written if name is not None]
     text = io.StringIO(newline="")
@@ -201,9 +204,10 @@ def _input_images(items: list[str], uris: bool = False, leave_out: Path | None =
     Each comes with the name its outputs take: its path in the folder named, less its suffix
     (`good/000`), so that a folder's tree is kept; a file named itself goes by its stem. Found in a
     folder searched, the files under `leave_out` (the output folder) are not inputs: all of them where it lies
-    inside that folder, else (the folder itself, or one around it) the pictures an earlier run wrote there (marked as
-    rbd's, `rbd.outputs.picture_kind`: a user's own `a_mask.png` beside `a.jpg` is an input), with a notice."""
+    inside that folder, else (the folder itself, or one around it) the pictures an earlier run wrote there
+    (`_earlier_pictures`: a user's own `a_mask.png` beside `a.jpg` is an input), with a notice."""
     skipped = leave_out.resolve() if leave_out is not None else None
+    ours = _earlier_pictures(leave_out) if leave_out is not None else None
 
     def inputs(item: str, folder: Path, found: list[Path]) -> list[bool]:
         """Which of the files `found` in `folder` (named `item`) are inputs."""
@@ -212,7 +216,7 @@ def _input_images(items: list[str], uris: bool = False, leave_out: Path | None =
         if skipped != folder.resolve() and skipped.is_relative_to(folder.resolve()):  # --out inside the folder
             chosen = [not path.resolve().is_relative_to(skipped) for path in found]
         else:  # the folder is --out or lies in it: the pictures an earlier run wrote there are no inputs, the user's files are
-            chosen = [not (path.resolve().is_relative_to(skipped) and picture_kind(path) in PREDICTED) for path in found]
+            chosen = [not (path.resolve().is_relative_to(skipped) and ours(path)) for path in found]
         if not all(chosen):
             notify(f"{item}: left out {chosen.count(False)} file(s) in --out {leave_out}, there from an earlier run")
         return chosen
@@ -239,9 +243,16 @@ def _input_images(items: list[str], uris: bool = False, leave_out: Path | None =
     return files
 
 
-def _not_ours(path: Path) -> bool:
-    """Whether something is at `path` that rbd did not write (`rbd.outputs.picture_kind`)."""
-    return (path.exists() or path.is_symlink()) and picture_kind(path) is None
+def _earlier_pictures(out: Path) -> Callable[[Path], bool]:
+    """Whether a file in `out` is a picture an earlier `predict` wrote there: marked so (`rbd.outputs.picture_kind`), or
+    named in the results.csv it left (an rbd before the mark)."""
+    listed = set()
+    try:
+        with open(out / "results.csv", newline="", encoding="utf-8") as table:
+            listed = {(out / row[column]).resolve() for row in csv.DictReader(table) for column in ("overlay", "mask") if row.get(column)}
+    except (OSError, csv.Error, UnicodeDecodeError):  # none, or not one of rbd's
+        pass
+    return lambda path: picture_kind(path, out) in PREDICTED or path.resolve() in listed
 
 
 def _writable(path: str, option: str) -> Path:

@@ -56,8 +56,8 @@ class ModelConfig:
         m = self.input_multiple
         if self.image_size < m or self.image_size % m:
             raise InvalidInputError(f"image_size must be a multiple of {m} (at least {m}) for layers {self.layers}, got {self.image_size}")
-        if self.blur_sigma <= 0:
-            raise InvalidInputError(f"blur_sigma must be above 0 (the map's smoothing, in pixels at 256 px), got {self.blur_sigma}")
+        if not 0.1 <= self.blur_sigma <= 64:  # less is no smoothing (and from 1e-45 down a NaN map), more no map
+            raise InvalidInputError(f"blur_sigma must be from 0.1 to 64 (the map's smoothing, in pixels at 256 px), got {self.blur_sigma}")
         if self.max_aspect < 1:
             raise InvalidInputError(f"max_aspect must be at least 1, got {self.max_aspect}")
         if self.memory_size < 0:

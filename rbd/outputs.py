@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,8 +27,8 @@ from .visualize import mask_image, overlay
 # out_of_domain: "yes" where the image looks unlike the model's training images (its verdict says little);
 # familiarity and out_of_domain are empty for a model without memory, which cannot tell; overlay and mask:
 # the row's pictures, relative to the output folder (two inputs of one name get different ones)
-MARK = "rbd-picture"  # the PNG text chunk every picture rbd writes carries, naming its kind
-PREDICTED = ("overlay", "mask")  # the kinds of `rbd predict`'s pictures (`scored_file`)
+MARK = "rbd-picture"  # the PNG text chunk every picture the command writes carries (`marked`)
+PREDICTED = ("overlay", "mask")  # the kinds of `rbd predict`'s pictures, in `picture_names`' order
 NAME_BYTES = 255  # the longest file name common file systems take
 CSV_COLUMNS = ("file", "score", "normalized_score", "threshold", "verdict", "familiarity", "out_of_domain", "overlay", "mask")
 
@@ -78,25 +80,36 @@ def scored_file(file: str, image: np.ndarray, prediction: Prediction, calibratio
     """The row and pictures of one scored image whose file is `size` (height, width, upright): its mask at
     that size also where the image was scored on a downscaled copy, so that it lies on the file."""
     return ScoredFile(file, prediction.score, prediction.normalized_score, prediction.threshold, prediction.verdict,
-                      prediction.familiarity, png_bytes(overlay(image, prediction.anomaly_map, calibration, prediction.threshold), "overlay"),
-                      png_bytes(mask_image(mask_at_size(prediction.mask, size)), "mask"))
+                      prediction.familiarity, png_bytes(overlay(image, prediction.anomaly_map, calibration, prediction.threshold)),
+                      png_bytes(mask_image(mask_at_size(prediction.mask, size))))
 
 
-def png_bytes(array: np.ndarray, kind: str) -> bytes:
-    """A picture rbd writes, as PNG bytes marked with its `kind` (`picture_kind` reads it back)."""
-    info = PngInfo()
-    info.add_text(MARK, kind)
+def png_bytes(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG", pnginfo=info)
+    Image.fromarray(array).save(buffer, format="PNG")
     return buffer.getvalue()
 
 
-def picture_kind(path: Path) -> str | None:
-    """The kind of picture rbd wrote at `path` ("overlay", "mask", "misranked"), or None for any other file: a
-    user's own, which a later run must neither score as its own picture nor write over (a ground-truth mask
-    named `a_mask.png` beside `a.png`, as MVTec names them)."""
+def marked(png: bytes, kind: str, folder: Path) -> bytes:
+    """`png` with a text chunk saying that rbd wrote it as a `kind` picture into the output folder `folder`, named by
+    its identity on disk (device and inode), never its path: pictures are passed on."""
+    data = f"{MARK}\0{kind} {_identity(folder)}".encode("latin-1")
+    chunk = struct.pack(">I", len(data)) + b"tEXt" + data + struct.pack(">I", zlib.crc32(b"tEXt" + data))
+    return png[:33] + chunk + png[33:]  # after the signature (8 bytes) and the header chunk (25), before the pixels
+
+
+def picture_kind(path: Path, folder: Path) -> str | None:
+    """The kind of picture ("overlay", "mask", "misranked") that rbd wrote at `path` as an output of `folder`, or None
+    for any other file: a user's own, which a later run must neither take for its own picture nor write over (a
+    ground-truth mask named `a_mask.png` beside `a.png`, as MVTec names them; a picture of rbd's copied there as a label)."""
     try:
         with Image.open(path) as image:  # the header only: the mark comes before the pixels
-            return image.info.get(MARK) if image.format == "PNG" else None
+            kind, _, written_for = str(image.info.get(MARK, "") if image.format == "PNG" else "").partition(" ")
+        return kind if kind and written_for == _identity(folder) else None
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         return None
+
+
+def _identity(folder: Path) -> str:
+    status = folder.stat()
+    return f"{status.st_dev:x}:{status.st_ino:x}"

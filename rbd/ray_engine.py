@@ -80,7 +80,7 @@ def score_files(checkpoint: str, files: list[str], batch_size: int, address: str
     located = str(Path(checkpoint).resolve()) if Path(checkpoint).exists() else checkpoint  # workers run elsewhere
     # Ray's core prints a line of its own as a local instance starts (its failures still raise); joining a cluster,
     # its lines are kept: they are all a user sees of an address that does not answer (Ray retries for minutes)
-    with _stderr_muted() if address is None else contextlib.nullcontext():
+    with _stderr_muted() if not _joins_a_cluster(address) else contextlib.nullcontext():
         ray.init(address=address, include_dashboard=False if address is None else None, logging_level=logging.ERROR,
                  log_to_driver=False)
     try:
@@ -117,6 +117,13 @@ def _quiet_ray() -> None:
     warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"ray\.")
     for name in ("ray", "ray.data"):
         logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _joins_a_cluster(address: str | None) -> bool:
+    """Whether `ray.init(address)` joins a running cluster rather than starting a local instance: given an address,
+    or without one, where Ray finds one in RAY_ADDRESS (`ray job submit` sets it) or a cluster `ray start` left running."""
+    current = Path(os.environ.get("RAY_TMPDIR", tempfile.gettempdir())) / "ray" / "ray_current_cluster"
+    return address is not None or bool(os.environ.get("RAY_ADDRESS")) or current.exists()
 
 
 @contextlib.contextmanager

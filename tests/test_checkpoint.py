@@ -183,7 +183,8 @@ def test_saving_over_a_checkpoint_is_atomic(detector, tmp_path, monkeypatch, fai
     (lambda d: _edit_weights(d, "normal_std", lambda t: t.to(torch.int64)), "normal_std is torch.int64"),
     (lambda d: _edit_weights(d, "normal_mean", lambda t: t * float("nan")), "normal_mean holds NaN"),
     (lambda d: _edit_weights(d, "normal_std", lambda t: t * 0), "normal_std holds a spread of 0"),  # every score NaN
-    (lambda d: _edit_model(d, blur_sigma=0), "blur_sigma must be above 0"),  # every score NaN
+    (lambda d: _edit_model(d, blur_sigma=0), "blur_sigma must be from 0.1 to 64"),  # every score NaN
+    (lambda d: _edit_model(d, blur_sigma=float("inf")), "blur_sigma must be from 0.1 to 64"),  # a traceback in the kernel's radius
 ])
 def test_broken_checkpoints_are_clear_errors(checkpoint, tmp_path, damage, message):
     copy = shutil.copytree(checkpoint, tmp_path / "copy")

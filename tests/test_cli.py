@@ -246,6 +246,21 @@ def test_a_users_own_file_where_predict_writes_a_picture_is_refused_before_any_w
     assert truth.read_bytes() == before and not (parts / "results.csv").exists()
 
 
+def test_a_picture_copied_from_another_run_is_the_users_and_an_unmarked_earlier_runs_is_rbds(category, checkpoint, tmp_path, capsys):
+    """rbd's mark names the folder it wrote a picture into: a predicted mask kept as a label beside its image is the
+    user's file. Pictures of an rbd before the mark are known by the results.csv their run left."""
+    good = category / "test" / "good"
+    assert run(capsys, "predict", checkpoint, good, "--out", tmp_path / "res", "--quiet")[0] == 0
+    labels = shutil.copytree(good, tmp_path / "labels")
+    shutil.copy(tmp_path / "res" / "000_mask.png", labels / "000_mask.png")
+    code, _, err = run(capsys, "predict", checkpoint, labels, "--out", labels, "--quiet")
+    assert code == 2 and "(000_mask.png)" in err, err
+    for picture in (tmp_path / "res").glob("*.png"):  # as an rbd without the mark wrote them
+        Image.open(picture).save(picture)
+    assert run(capsys, "predict", checkpoint, good, "--out", tmp_path / "res", "--quiet")[0] == 0
+    assert len(_results(tmp_path / "res")) == len(list(good.glob("*.png")))
+
+
 def test_pictures_of_every_input_written_into_one_of_the_input_folders_are_never_inputs_of_a_rerun(category, checkpoint, tmp_path,
                                                                                                      capsys, monkeypatch):
     """`rbd predict ckpt . ../extra.png --out .` three times: extra's pictures in `.` were scored as images by the second
@@ -292,10 +307,10 @@ def test_misranked_pictures_replace_an_earlier_evaluations_and_never_a_users_fil
     mine.unlink()
     Image.new("RGB", (4, 4)).save(mine)  # a file of the user's under a picture's name
     other = shutil.copytree(category, tmp_path / "other")
-    for path in (other / "test").rglob("*.png"):
-        path.rename(path.with_name("x" + path.name))
+    for path in (other / "test").rglob("*.png"):  # and one name past the file system's limit once prefixed and suffixed
+        path.rename(path.with_name(("x" * 240 if path.name == "000.png" else "x") + path.name))
     for path in (other / "ground_truth").rglob("*.png"):
-        path.rename(path.with_name("x" + path.name))
+        path.rename(path.with_name(("x" * 240 if path.name == "000_mask.png" else "x") + path.name))
     assert run(capsys, "evaluate", other, "--checkpoint", checkpoint, "--misranked", pictures, "--quiet")[0] == 0
     left = sorted(p.name for p in pictures.iterdir())
     assert mine.name in left and "notes.txt" in left and np.asarray(Image.open(mine)).shape == (4, 4, 3)

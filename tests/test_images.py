@@ -193,8 +193,11 @@ def test_16bit_grey_with_alpha_drops_alpha_at_full_depth(tmp_path, write):
     np.testing.assert_allclose(array, np.repeat(grey[..., None] / 65535.0, 3, axis=2), atol=1e-7)
 
 
-def test_a_file_decoded_into_no_usable_image_is_named_in_its_error(tmp_path):
-    path = _tiff(np.array([[0.5, np.nan]], np.float32), tmp_path / "nan.tif")
+@pytest.mark.parametrize("pixels, photometric", [(np.array([[0.5, np.nan]], np.float32), "minisblack"),
+                                                 (np.full((2, 2, 3), np.nan, np.float32), "rgb")],  # which Pillow cannot open
+                         ids=["grey", "colour"])
+def test_a_file_decoded_into_no_usable_image_is_named_in_its_error(tmp_path, pixels, photometric):
+    path = _tiff(pixels, tmp_path / "nan.tif", photometric=photometric)
     with pytest.raises(ImageReadError, match=r"nan\.tif: image contains NaN"):
         read_image(path)
 

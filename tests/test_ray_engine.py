@@ -147,3 +147,19 @@ def test_a_long_non_ascii_name_is_decoded_as_any_other(checkpoint, inputs):
         scorer._decode(uri, b"not an image")
     with pytest.raises(rbd.ImageReadError, match="^file:///data/myinput.png: not an image file$"):  # the name kept whole
         scorer._decode("file:///data/myinput.png", b"not an image")
+
+
+def test_rays_own_lines_are_kept_whenever_it_joins_a_cluster(tmp_path, monkeypatch):
+    """They are all a user sees of a cluster that does not answer: named by --address, by RAY_ADDRESS (which `ray job
+    submit` sets) or by the file a `ray start` leaves; only a local instance's start-up line is left out."""
+    from rbd.ray_engine import _joins_a_cluster
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))
+    assert not _joins_a_cluster(None) and _joins_a_cluster("10.0.0.1:6379")
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
+    assert _joins_a_cluster(None)
+    monkeypatch.delenv("RAY_ADDRESS")
+    (tmp_path / "ray").mkdir()
+    (tmp_path / "ray" / "ray_current_cluster").write_text("10.0.0.1:6379")
+    assert _joins_a_cluster(None)
