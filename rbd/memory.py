@@ -17,13 +17,17 @@ lies near a kept one; its size bounds the cost of a prediction whatever the set'
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .errors import TrainingCancelled
+
 PROJECTION_DIM = 128  # the greedy selection compares random projections: distances are kept roughly, cheaper
 MAX_CANDIDATES = 50_000  # patches the selection chooses from (training samples each image evenly to this)
+STOP_CHECK_EVERY = 128  # bank entries chosen between two looks at a Cancel (a few hundredths of a second)
 POOL = 3  # each scale's features averaged over this many cells a side: a patch's context (PatchCore's 3)
 
 
@@ -50,10 +54,12 @@ def flatten_patches(patches: torch.Tensor) -> torch.Tensor:
     return patches.permute(0, 2, 3, 1).reshape(-1, patches.shape[1])
 
 
-def greedy_coreset(points: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
+def greedy_coreset(points: torch.Tensor, size: int, generator: torch.Generator,
+                   should_stop: Callable[[], bool] = lambda: False) -> torch.Tensor:
     """Indices of up to `size` rows of `points` (N, D) such that every row lies near a chosen one:
     each step adds the row farthest from all rows chosen so far (k-centre greedy). Fewer once every
-    row is at distance 0 from a chosen one (copies of one image), where more would only repeat them."""
+    row is at distance 0 from a chosen one (copies of one image), where more would only repeat them.
+    `should_stop` is asked every STOP_CHECK_EVERY steps (seconds on a large pool): True raises TrainingCancelled."""
     n = points.shape[0]
     if n <= size:
         return torch.arange(n)
@@ -65,6 +71,8 @@ def greedy_coreset(points: torch.Tensor, size: int, generator: torch.Generator) 
     nearest = squared - 2 * z @ z[chosen[0]] + squared[chosen[0]]
     covered = 1e-6 * float(squared.max())  # a squared distance this small is float rounding of 0
     for k in range(1, size):
+        if k % STOP_CHECK_EVERY == 0 and should_stop():
+            raise TrainingCancelled("training cancelled while the patch memory was built, after 0 steps")
         farthest = nearest.argmax()
         if nearest[farthest] <= covered:
             return chosen[:k]
@@ -86,13 +94,13 @@ class PatchMemory(nn.Module):
     def size(self) -> int:
         return self.bank.shape[0]
 
-    def fit(self, candidates: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """Fill the bank from (N, D) candidate patches; returns the indices of the kept candidates."""
+    def fit(self, candidates: torch.Tensor, generator: torch.Generator, should_stop: Callable[[], bool] = lambda: False) -> torch.Tensor:
+        """Fill the bank from (N, D) candidate patches; returns the indices of the kept candidates (`greedy_coreset`)."""
         if candidates.shape[0] > MAX_CANDIDATES:
             sample = torch.randperm(candidates.shape[0], generator=generator)[:MAX_CANDIDATES]
         else:
             sample = torch.arange(candidates.shape[0])
-        kept = sample[greedy_coreset(candidates[sample], self.size, generator)]
+        kept = sample[greedy_coreset(candidates[sample], self.size, generator, should_stop)]
         if kept.numel() < self.size:  # fewer candidates than slots: repeat some (duplicates change no distance)
             kept = kept[torch.arange(self.size) % kept.numel()]
         self.bank.copy_(candidates[kept].to(self.bank))

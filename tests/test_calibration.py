@@ -118,6 +118,7 @@ def test_catch_rate_is_none_without_synthetic_scores():
 def test_describe_states_threshold_rate_and_catch_rate():
     calibration = calibrate([1.0, 2.0, 3.0, 4.0, 5.0], synthetic_scores=[0.5, 5.0, 6.0, 4.9, 7.0], false_alarm_rate=0.0)
     assert describe(calibration, 0.0) == ("raw threshold 5.0000 for 0% expected false alarms (5 normal images calibrate it; "
+                                          "0% is rarer than 1 in 5, which they cannot tell apart: it lies above all their scores; "
                                           "95% interval 3.0000-5.0000) · catches 40% of synthetic defects"
                                           " · ⚠️ the threshold rests on only 5 normal images: it is a rough guess")
     assert calibration.caught(4.9) == pytest.approx(4 / 5)  # at a moved threshold, counted there: 4.9, 5.0, 6.0, 7.0
@@ -128,7 +129,8 @@ def test_describe_says_when_a_rate_is_rarer_than_the_images_can_show():
     calibration = calibrate(np.linspace(1.0, 2.0, 20), false_alarm_rate=0.05)
     assert "rarer" not in describe(calibration, 0.05)  # 1 in 20: the images show it
     assert "; 1% is rarer than 1 in 20, which they cannot tell apart: it lies above all their scores" in describe(calibration, 0.01)
-    assert "rarer" not in describe(calibration, 0.0)  # none flagged: plain from the rate itself
+    # 0 %: just above the highest of them, where a normal image in 21 still lies above (a fit would put it at infinity)
+    assert "; 0% is rarer than 1 in 20, which they cannot tell apart: it lies above all their scores" in describe(calibration, 0.0)
 
 def test_a_threshold_never_flags_the_calibration_scores_a_rate_below_one_in_n_cannot_resolve():
     """One outlier among 20 scores pulls the fitted normal's 1 % point under it, and tied scores all sit on a

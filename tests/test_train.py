@@ -55,18 +55,27 @@ def test_a_low_contrast_16_bit_set_is_trained_and_calibrated_at_its_full_depth(t
     np.testing.assert_allclose(detector.calibration.normal_scores[: len(held_out)], predicted, rtol=1e-6, atol=1e-6)
 
 
-def test_copies_of_one_image_train_and_calibrate(tmp_path):
-    """One good photo copied to reach the minimum trains, calibrates and passes its own image, end to end
-    (the greedy selection's stop is tested in test_memory; the default model's bank crashed calibration)."""
+def test_exact_copies_are_trained_on_once(tmp_path):
+    """The bank keeps each patch from one copy, which, scored blind to its own patches, then looked unlike the others and
+    lifted the threshold (six copies of one photo: 4.1 against 1.2, a painted defect judged good). Copies add nothing."""
     from PIL import Image
 
     yy, xx = np.mgrid[:64, :64]
-    photo = (127 + 100 * np.sin(yy / 5.0) * np.cos(xx / 7.0)).astype(np.uint8)
+    photos = [(127 + 100 * np.sin(yy / 5.0 + phase) * np.cos(xx / 7.0)).astype(np.uint8) for phase in range(6)]
     for i in range(5):
-        Image.fromarray(photo).save(tmp_path / f"copy{i}.png")
-    small_bank = rbd.ModelConfig(**{**TINY_MODEL, "memory_size": 100})  # fewer slots than patches, more than distinct ones
-    detector = rbd.train(tmp_path, small_bank, rbd.TrainConfig(epochs=1, **FAST))
-    assert np.isfinite(detector.threshold) and detector.predict(tmp_path / "copy0.png").verdict == "good"
+        Image.fromarray(photos[0]).save(tmp_path / f"copy{i}.png")
+    with pytest.raises(rbd.NoImagesError, match="at least 5 distinct normal images: 4 of the 5 are exact copies of others"):
+        rbd.train(tmp_path, rbd.ModelConfig(**TINY_MODEL), rbd.TrainConfig(epochs=1, **FAST))
+    for i, photo in enumerate(photos[1:]):
+        Image.fromarray(photo).save(tmp_path / f"other{i}.png")
+    with pytest.warns(UserWarning, match="4 of the 10 training images are exact copies of others: trained on the 6 distinct ones"):
+        detector = rbd.train(tmp_path, rbd.ModelConfig(**TINY_MODEL), rbd.TrainConfig(epochs=1, **FAST))
+    assert detector.training["images"] == len(detector.calibration.normal_scores) == 6 and detector.training["copies_left_out"] == 4
+
+
+def test_a_fine_tune_keeps_the_settings_of_the_model_it_starts_from(detector, category):
+    with pytest.raises(rbd.InvalidInputError, match="keeps the model settings of the detector it starts from"):
+        rbd.train(category / "train" / "good", rbd.ModelConfig(image_size=128), rbd.TrainConfig(epochs=1, **FAST), start_from=detector)
 
 
 def test_training_takes_uint8_grey_and_pil_images_and_paths(category):
@@ -226,6 +235,18 @@ def test_a_cancel_reaches_the_teacher_pass_before_any_step(category):
         rbd.train(category / "train" / "good", rbd.ModelConfig(**TINY_MODEL), rbd.TrainConfig(epochs=50, **FAST),
                   progress=steps.append, should_stop=lambda: True)
     assert steps == []
+
+
+def test_a_cancel_reaches_the_memorys_selection(monkeypatch):
+    """Choosing the bank from 50,000 patches takes seconds on a busy machine: Cancel must not wait for it."""
+    from rbd.memory import STOP_CHECK_EVERY, greedy_coreset
+
+    asked = []
+    points = torch.randn(5000, 16, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(rbd.TrainingCancelled, match="while the patch memory was built"):
+        greedy_coreset(points, 1000, torch.Generator().manual_seed(0), should_stop=lambda: asked.append(1) or len(asked) > 1)
+    assert len(asked) == 2  # asked every STOP_CHECK_EVERY entries, stopped at the second
+    assert len(greedy_coreset(points, STOP_CHECK_EVERY + 1, torch.Generator().manual_seed(0), lambda: False)) == STOP_CHECK_EVERY + 1
 
 
 def test_same_seed_gives_the_same_model(category):

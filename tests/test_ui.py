@@ -1055,7 +1055,7 @@ def test_a_fine_tune_says_when_it_calibrates_after_its_last_step(ctx, model, mon
 
         def result(self):
             trained = ctx.detector(model)
-            facts = {**trained.training, "train_images_left_out": 3}  # a budget too short for the whole set
+            facts = {**trained.training, "train_images_left_out": 3, "copies_left_out": 2}  # a budget too short for the set; copies
             return rbd.Detector(trained.model, trained.calibration, facts, trained.metrics)  # a new model
 
     monkeypatch.setattr(fine_tune, "BackgroundTraining", Job)
@@ -1066,6 +1066,7 @@ def test_a_fine_tune_says_when_it_calibrates_after_its_last_step(ctx, model, mon
                                                             progress=lambda *a, desc=None, **k: described.append(desc))]
     assert statuses[:2] == ["training… step 1", "trained 3 steps · calibrating the threshold…"] and "now the active model" in statuses[2]
     assert "a random sample (3 left out): give more minutes to use all" in statuses[2]  # the notice of a thread the request cannot hear
+    assert "2 of the images were exact copies of others: each was trained on once" in statuses[2]
     assert described[-1] == "step 3 done · calibrating the threshold on normal images"
     made = Path(ctx.catalog.entries("browser-1")[-1][1])
     assert f"; fine-tuned from {model['name']}" in (made / "README.md").read_text()  # started from the active model

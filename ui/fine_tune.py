@@ -155,6 +155,8 @@ def fine_tune(ctx, files, folder, use_reviewed: bool, review_id: str, start_curr
             + (f"\n\n_The time budget let the teacher read {training['train_images']} of the training images, a random sample "
                f"({training['train_images_left_out']} left out): give more minutes to use all._"
                if training.get("train_images_left_out") else "")
+            + (f"\n\n_{training['copies_left_out']} of the images were exact copies of others: each was trained on once._"
+               if training.get("copies_left_out") else "")
             + "".join(f"\n\n_{note}_" for note in notes))
     yield {"loss": pd.DataFrame(losses), "calibration": calibration_figure(detector.calibration), "model_file": archive,
            "choice": gr.update(choices=ctx.catalog.entries(owner), value=key), "status": text,
