@@ -15,6 +15,7 @@ import io
 import json
 import os
 import sys
+import tempfile
 import warnings
 from dataclasses import fields
 from itertools import compress
@@ -264,9 +265,18 @@ def _writable(path: str, option: str) -> Path:
     existing = next(p for p in [path, *path.parents] if p.exists())  # the path itself too: an existing output folder
     if existing == path and not path.is_dir():  # an existing file is replaced: its folder is written
         existing = path.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK) or not _takes_a_file(existing):
         raise InvalidInputError(f"{option} {path}: {existing} is not a folder this user can write in")
     return path
+
+
+def _takes_a_file(folder: Path) -> bool:
+    """Whether a file can be made in `folder`, tried: root may write anywhere by its permissions, yet not in /proc."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
 
 
 def _output_folder(path: str, option: str) -> Path:
@@ -319,7 +329,7 @@ def parser() -> argparse.ArgumentParser:
     prog = "rbd" if Path(sys.argv[0]).name == "rbd" else "python -m rbd"  # the console script, or the module
     root = _OneLineParser(prog=prog, description="Visual anomaly detection by reconstruction-based distillation.",
                           epilog="Exit status: 0 on success, 2 for usage mistakes and bad input, 1 for a failure while "
-                                 "running (for example a Hugging Face Hub that cannot be reached).")
+                                 "running (for example a Hugging Face Hub that cannot be reached), 130 when interrupted (Ctrl-C).")
     root.add_argument("--version", action="version", version=f"rbd {__version__}")
     commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
     quiet = _OneLineParser(add_help=False)

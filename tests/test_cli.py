@@ -513,3 +513,10 @@ def test_the_ray_engine_without_ray_installed_is_bad_input_before_any_work(categ
     code, _, err = run(capsys, "predict", checkpoint, category / "test" / "good", "--out", out, "--engine", "ray")
     assert (code, err) == (2, 'error: --engine ray needs ray: pip install -r requirements.txt, or ".[ray]" in rbd\'s checkout\n')
     assert (out / "results.csv").is_file()
+
+
+def test_an_output_folder_root_may_not_write_in_is_bad_input_before_any_work(category, checkpoint, tmp_path, capsys, monkeypatch):
+    """Root passes every permission check, yet /proc takes no file: it was found after the whole run (exit 1)."""
+    monkeypatch.setattr(rbd.cli, "load", lambda *a: pytest.fail("work started"))
+    code, _, err = run(capsys, "predict", checkpoint, category / "test" / "good", "--out", "/proc/rbd-results")
+    assert code == 2 and "/proc is not a folder this user can write in" in err, err
