@@ -51,7 +51,7 @@ from rbd.datasets import training_folder
 from rbd.images import read_image_folder
 from rbd.memory import MAX_CANDIDATES, PROJECTION_DIM, PatchMemory, flatten_patches, patch_features
 from rbd.model import RBD
-from rbd.train import TeacherCache, fit_memory, model_pictures, split_holdout, standardise_and_calibrate
+from rbd.train import TeacherCache, distinct, fit_memory, model_pictures, split_holdout, standardise_and_calibrate
 
 from .run import fmt
 
@@ -137,7 +137,7 @@ class WhitenedMemory(NeighbourMemory):
         self.register_buffer("centre", torch.zeros(dim))
         self.register_buffer("whitening", torch.eye(dim))
 
-    def fit(self, candidates, generator):
+    def fit(self, candidates, generator, should_stop=lambda: False):
         x = candidates.double()
         mean = x.mean(dim=0)
         covariance = torch.cov((x - mean).T)
@@ -146,7 +146,7 @@ class WhitenedMemory(NeighbourMemory):
         values, vectors = torch.linalg.eigh(covariance)
         self.centre.copy_(mean.float())
         self.whitening.copy_((vectors * values.rsqrt()) @ vectors.T)
-        return super().fit(self.transform(flat=candidates), generator)
+        return super().fit(self.transform(flat=candidates), generator, should_stop)
 
     def transform(self, flat):
         return (flat.float() - self.centre) @ self.whitening
@@ -187,7 +187,7 @@ def with_new_bank(detector: rbd.Detector, data: Path, seed: int, memory_size: in
         model.memory = WhitenedMemory(*model.memory.bank.shape[::-1], whiten, neighbours)
     elif neighbours != 1:
         model.memory = NeighbourMemory(*model.memory.bank.shape[::-1], neighbours)
-    pictures = model_pictures(training_folder(data), model.config)
+    pictures = distinct(model_pictures(training_folder(data), model.config))  # as training reads them
     config = rbd.TrainConfig(**detector.training["config"])  # the hold-out split and false-alarm rate of training
     train_ids, holdout_ids = split_holdout(len(pictures), config)
     generator = torch.Generator().manual_seed(seed)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import errno
 import inspect
 import io
 import json
@@ -271,12 +272,13 @@ def _writable(path: str, option: str) -> Path:
 
 
 def _takes_a_file(folder: Path) -> bool:
-    """Whether a file can be made in `folder`, tried: root may write anywhere by its permissions, yet not in /proc."""
+    """Whether a file can be made in `folder`, tried: root may write anywhere by its permissions, yet not in /proc.
+    A full disk or quota is no bad path (it fails the write itself, a failure while running)."""
     try:
         with tempfile.TemporaryFile(dir=folder):
             return True
-    except OSError:
-        return False
+    except OSError as err:
+        return err.errno not in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOENT, errno.ENOTDIR)
 
 
 def _output_folder(path: str, option: str) -> Path:

@@ -46,7 +46,7 @@ def describe(calibration: Calibration, rate: float | None = None) -> str:
     threshold = threshold_at(calibration, rate)
     n = len(calibration.normal_scores)
     text = f"raw threshold {threshold:.4f} for {100 * rate:.4g}% expected false alarms ({n} normal images calibrate it"
-    if rate * n < 1:  # calibration.threshold_rule: at least just above the highest of their scores (0%: just there)
+    if n and rate * n < 1:  # calibration.threshold_rule: at least just above the highest of their scores (0%: just there)
         text += f"; {100 * rate:.4g}% is rarer than 1 in {n}, which they cannot tell apart: it lies above all their scores"
     if calibration.interval is not None and threshold == calibration.threshold:
         text += f"; 95% interval {calibration.interval[0]:.4f}-{calibration.interval[1]:.4f}"

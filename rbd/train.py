@@ -139,7 +139,7 @@ def model_pictures(images: Sequence[ImageLike] | str | Path, config: ModelConfig
 
 
 def distinct(pictures: list[torch.Tensor]) -> list[torch.Tensor]:
-    """The pictures less exact copies of ones before them, with a notice. The memory's bank keeps each normal patch
+    """The pictures less exact copies of ones before them. The memory's bank keeps each normal patch
     once, from one copy, and that copy, scored blind to its own patches for the threshold, then looks unlike every
     other image and lifts the threshold (six copies of one photo: 4.1 against 1.2, and a painted defect judged good)."""
     seen: set[str] = set()
@@ -153,8 +153,6 @@ def distinct(pictures: list[torch.Tensor]) -> list[torch.Tensor]:
     if copies and len(kept) < MIN_IMAGES:
         raise NoImagesError(f"training needs at least {MIN_IMAGES} distinct normal images: {copies} of the {len(pictures)} "
                             "are exact copies of others")
-    if copies:
-        notify(f"{copies} of the {len(pictures)} training images are exact copies of others: trained on the {len(kept)} distinct ones")
     return kept
 
 
@@ -279,8 +277,11 @@ def train(
                                 "out, or train a new model without start_from")
     model_config = start_from.config if start_from is not None else (model_config or ModelConfig())
     pictures = model_pictures(images, model_config)
-    read = len(pictures)
-    pictures = distinct(pictures)
+    read, pictures = len(pictures), distinct(pictures)
+    processes = distributed.current()
+    if read > len(pictures) and processes.is_main:
+        notify(f"{read - len(pictures)} of the {read} training images are exact copies of others: trained on the "
+               f"{len(pictures)} distinct ones")
     train_ids, holdout_ids = split_holdout(len(pictures), config)
     pictures, held_out = [pictures[i] for i in train_ids], [pictures[i] for i in holdout_ids]
     device = resolve_device(config.device)
@@ -288,7 +289,6 @@ def train(
     budget_s = None if config.max_minutes is None else 60.0 * config.max_minutes
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    processes = distributed.current()
 
     model = RBD(model_config).to(device)
     if start_from is not None:

@@ -1,6 +1,8 @@
 """bench/ablation.py's new draws of the memory bank: the student kept, the bank and threshold made again
 as training makes them, the same draw for the same seed."""
 
+import math
+
 import torch
 
 from bench.ablation import NeighbourMemory, WhitenedMemory, variant, with_new_bank
@@ -94,3 +96,9 @@ def test_a_new_bank_can_be_searched_by_neighbours(detector, category):
     drawn = with_new_bank(detector, category, seed=0, neighbours=2)
     assert isinstance(drawn.model.memory, NeighbourMemory) and drawn.model.memory.neighbours == 2
     assert drawn.predict(torch.rand(64, 64, 3).numpy()).anomaly_map.shape == (64, 64)
+
+
+def test_a_whitened_bank_is_drawn_as_training_draws_one(detector, category):
+    """`with_new_bank(..., whiten=)` went through training's fit_memory, which now passes a Cancel on: its memory must take it."""
+    drawn = with_new_bank(detector, category, seed=0, whiten=0.5)
+    assert isinstance(drawn.model.memory, WhitenedMemory) and math.isfinite(drawn.threshold)

@@ -131,6 +131,7 @@ def test_describe_says_when_a_rate_is_rarer_than_the_images_can_show():
     assert "; 1% is rarer than 1 in 20, which they cannot tell apart: it lies above all their scores" in describe(calibration, 0.01)
     # 0 %: just above the highest of them, where a normal image in 21 still lies above (a fit would put it at infinity)
     assert "; 0% is rarer than 1 in 20, which they cannot tell apart: it lies above all their scores" in describe(calibration, 0.0)
+    assert "rarer" not in describe(Calibration(threshold=0.5, scale=0.1, false_alarm_rate=0.01))  # made by hand: no scores to tell
 
 def test_a_threshold_never_flags_the_calibration_scores_a_rate_below_one_in_n_cannot_resolve():
     """One outlier among 20 scores pulls the fitted normal's 1 % point under it, and tied scores all sit on a

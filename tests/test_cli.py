@@ -520,3 +520,16 @@ def test_an_output_folder_root_may_not_write_in_is_bad_input_before_any_work(cat
     monkeypatch.setattr(rbd.cli, "load", lambda *a: pytest.fail("work started"))
     code, _, err = run(capsys, "predict", checkpoint, category / "test" / "good", "--out", "/proc/rbd-results")
     assert code == 2 and "/proc is not a folder this user can write in" in err, err
+
+
+def test_a_full_disk_is_no_bad_output_path(tmp_path, monkeypatch):
+    """No room for the trial file (ENOSPC, a quota) fails the real write later, a failure while running (exit 1), not a
+    permission problem to look for."""
+    import errno
+    import tempfile
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", full)
+    assert rbd.cli._writable(str(tmp_path / "out"), "--out") == tmp_path / "out"
