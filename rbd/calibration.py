@@ -104,7 +104,7 @@ class Calibration:
         if len(self.normal_scores) < 10:
             found.append(f"the threshold rests on only {len(self.normal_scores)} normal images: it is a rough guess")
         elif t == self.threshold and self.interval is not None and self.interval[1] - self.interval[0] > 2 * self.scale:
-            found.append(f"the threshold is uncertain (95% interval {self.interval[0]:.4f}-{self.interval[1]:.4f})")
+            found.append("the threshold is uncertain: its 95% interval is wider than two normal spreads")
         if self.caught(t) == 0.0:
             found.append("it flags none of the synthetic defects: the model may see no defect at all")
         return found

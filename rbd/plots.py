@@ -29,6 +29,7 @@ def calibration_figure(calibration: Calibration, threshold: float | None = None)
     if calibration.interval is not None and threshold == calibration.threshold:  # how sure the calibrated threshold is
         low, high = calibration.interval
         axes.axvspan(low, high, color="grey", alpha=0.15, label=f"its 95% interval {low:.4f}-{high:.4f}")
+    axes.set_title("Calibration: normal and synthetic-defect scores", fontsize=10)
     axes.set_xlabel("anomaly score")
     axes.set_ylabel("images")
     axes.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts of images: no 0.25 of one
@@ -42,6 +43,7 @@ def roc_figure(roc: dict, auroc: float | None = None) -> Figure:
     axes = figure.add_subplot()
     axes.plot(roc["fpr"], roc["tpr"], drawstyle="default", color="tab:blue", label=None if auroc is None else f"AUROC {auroc:.3f}")
     axes.plot([0, 1], [0, 1], color="grey", linestyle=":")
+    axes.set_title("ROC curve of the image scores", fontsize=10)
     axes.set_xlabel("false-positive rate")
     axes.set_ylabel("true-positive rate")
     axes.set_xlim(0, 1)

@@ -258,7 +258,7 @@ def test_an_empty_filter_says_so_and_keeps_no_position_past_its_end(client, part
     for _ in range(4):
         client.predict(session, MODEL_RATE, "all", api_name="/review_accept")
     gallery, text, *_ = client.predict(session, MODEL_RATE, "unreviewed", api_name="/review_rethreshold")
-    assert shown(gallery) == [] and "No image is **unreviewed** (4 scored)" in text
+    assert shown(gallery) == [] and "No image in this view (**unreviewed**; 4 scored)" in text
 
 
 def test_review_without_uploads_is_a_clear_message(client):

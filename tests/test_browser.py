@@ -372,7 +372,7 @@ def test_an_empty_filter_says_so(page):
     page.keyboard.press("a")
     expect(page.locator("#review-text")).to_contain_text(re.compile(r"^\s*1 / 1 "))
     page.keyboard.press("a")
-    expect(page.locator("#review-text")).to_contain_text("No image is unreviewed (4 scored)")
+    expect(page.locator("#review-text")).to_contain_text("No image in this view (unreviewed; 4 scored)")
     shot(page, "4b-review-filter-empty")
 
 

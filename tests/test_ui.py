@@ -253,6 +253,7 @@ def test_delete_asks_first_then_makes_the_default_model_active(ctx, detector):
     assert key not in [k for _, k in result["choice"]["choices"]]
     assert result["status"].startswith(f"Deleted **{Path(key).name}**; the active model is now **stripes**")
     assert model_bar.listed(ctx, "browser-1")["choice"]["choices"] == result["choice"]["choices"]  # another tab's list, as it opens
+    assert result["model_file"] is None  # the deleted model's zip is not offered on
 
 
 def test_a_private_fine_tune_removed_while_idle_is_said_to_be_gone(ctx, detector):
@@ -731,6 +732,26 @@ def test_a_model_picked_while_inspect_ran_scores_its_images_once_it_ends(ctx, mo
     assert inspection.judged_again(ctx, None, files, again["held"], 0, other, 0.1, 0.5) == {}  # scored by it: nothing twice
 
 
+def test_a_row_of_inspects_table_clicked_shows_that_image(ctx, model, parts):
+    import gradio as gr
+
+    from ui import inspection
+
+    good, bad = parts
+    out = inspection.inspect_images(ctx, None, [str(good[0]), str(bad[0])], model, 0.1, 0.5, None)
+    clicked = gr.SelectData(None, {"index": [1, 0], "value": out["held"][1]["name"], "selected": True})
+    shown = inspection.shown_row(ctx, out["held"], model, 0.1, 0.5, clicked)
+    assert shown["picked"]["value"] == 1 and out["held"][1]["name"] in shown["summary"]
+
+
+def test_examples_name_their_model_and_an_image_of_nothing_familiar_says_none():
+    from ui import inspection
+
+    assert inspection.example_label(Path("examples/ksdd_crack.jpg")) == "ksdd crack (ksdd model)"
+    assert "**Out of domain**: none of this image looks like" in inspection.out_of_domain_note(0.002)
+    assert "only 12% of this image" in inspection.out_of_domain_note(0.12)
+
+
 def test_inspect_cleared_when_a_new_model_has_nothing_to_score(ctx, model, parts):
     from ui import inspection
 
@@ -812,8 +833,8 @@ def test_review_keys_with_nothing_on_screen_do_nothing(ctx, model, parts):
     review.show(ctx, review_id, model, 0.1, "all")
     review.decide(ctx, "accept", review_id, model, 0.1, "all")  # the only image: now reviewed
     empty = review.show(ctx, review_id, model, 0.1, "unreviewed")
-    assert "No image is **unreviewed**" in empty["text"]
-    assert "No image is **unreviewed**" in review.decide(ctx, "reject", review_id, model, 0.1, "unreviewed")["text"]
+    assert "No image in this view (**unreviewed**" in empty["text"]
+    assert "No image in this view (**unreviewed**" in review.decide(ctx, "reject", review_id, model, 0.1, "unreviewed")["text"]
     assert ctx.review(review_id).decision(0).decision == "accept"  # not turned into a reject
 
 

@@ -103,11 +103,12 @@ def layout(ctx) -> Evaluate:
         run = gr.Button("Evaluate", variant="primary", elem_id="eval-run")
     with gr.Row():
         summary = gr.Dataframe(NO_METRICS, label="Metrics", interactive=False, elem_id="eval-metrics")
-        roc = gr.Plot(label="ROC curve")
+        roc = gr.Plot(label="ROC curve", show_label=False)  # the figure's title: the label covered its top
     table = gr.Dataframe(NO_ROWS, label="Per image (verdicts at the threshold above)", interactive=False, elem_id="eval-rows")
     misranked = gr.Gallery(label=f"Where the ranking goes wrong: the {MISRANKED_COUNT} highest-scoring good and lowest-scoring "
                                  "defective images, heat maps at the threshold when evaluated, truth masks outlined in magenta",
-                           columns=5, height="auto", object_fit="contain", format="jpeg", elem_id="eval-misranked")
+                           columns=5, height="auto", object_fit="contain", format="jpeg", elem_id="eval-misranked",
+                           elem_classes=["rbd-gallery"])  # captions wrap: the file's path shows whole
     return Evaluate(archive, run, summary, roc, table, misranked, gr.State(None))
 
 

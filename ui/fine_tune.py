@@ -150,7 +150,7 @@ def fine_tune(ctx, files, folder, use_reviewed: bool, review_id: str, start_curr
     training = detector.training
     text = (f"Trained **{Path(key).name}** on {training['train_images']} of {training['images']} images "
             f"({training['holdout_images']} held out of training; {len(detector.calibration.normal_scores)} calibrate its threshold) in "
-            f"{training['seconds']:.0f} s, {training['steps']} steps (teacher {detector.config.backbone}). "
+            f"{training['seconds']:.0f} s, {training['steps']} step{'' if training['steps'] == 1 else 's'} (teacher {detector.config.backbone}). "
             "It is now the active model, yours only until you share it or push it to the Hub."
             + (f"\n\n_The time budget let the teacher read {training['train_images']} of the training images, a random sample "
                f"({training['train_images_left_out']} left out): give more minutes to use all._"
@@ -235,7 +235,7 @@ def delete(ctx, confirmed: bool, model: dict, browser: str, request: gr.Request 
     owner = _owner(browser, request)
     ctx.catalog.remove(ctx.catalog.current_key(model["key"], owner), owner)
     loaded = model_bar.load_model(ctx, ctx.catalog.default_key() or "", "", "", owner)
-    return {"status": f"Deleted **{model['name']}**; the active model is now **{loaded['model']['name']}**.",
+    return {"status": f"Deleted **{model['name']}**; the active model is now **{loaded['model']['name']}**.", "model_file": None,
             "choice": gr.update(choices=ctx.catalog.entries(owner), value=loaded["model"]["key"]), **loaded}
 
 
@@ -295,7 +295,7 @@ def layout(ctx) -> FineTune:
             status = gr.Markdown(elem_id="train-status", min_height=64)  # room for the queue and progress it shows
         with gr.Column():
             loss = gr.LinePlot(x="step", y="loss", label="Training loss", height=220, elem_id="train-loss")
-            calibration = gr.Plot(label="Calibration")
+            calibration = gr.Plot(label="Calibration", show_label=False)  # the figure's title: the label covered its top
             model_file = gr.File(label="Download the model", interactive=False, elem_id="train-model-file")
             with gr.Row():
                 download_button = gr.Button("Download the active model", size="sm", elem_id="train-download")
@@ -336,8 +336,8 @@ def wire(ctx, app: gr.Blocks, area: FineTune, bar: model_bar.ModelBar, review_id
     checked = on(area.delete.click, check_delete, ctx, [bar.model, bar.browser], {"status": area.status}, api_visibility="private",
                  show_progress_on=[area.delete])
     deleted = on(checked.success, delete, ctx, [area.confirmed, bar.model, bar.browser],
-                 {"status": area.status, "choice": bar.choice, "model": bar.model, "rate": bar.rate, "info": bar.info},
-                 api_name="delete_model", show_progress_on=[area.delete], js=DELETE_QUESTION)
+                 {"status": area.status, "choice": bar.choice, "model": bar.model, "rate": bar.rate, "info": bar.info,
+                  "model_file": area.model_file}, api_name="delete_model", show_progress_on=[area.delete], js=DELETE_QUESTION)
     rejudge(deleted.success)
     on(area.download.click, download, ctx, [bar.model], {"model_file": area.model_file}, api_name="download_model",
        show_progress_on=[area.download])

@@ -29,7 +29,8 @@ MAX_IMAGES = 20  # per browser; the Review tab takes any number
 KEPT_S = 3600  # a browser's images are freed this long after its last request
 INFERENCE_LIMIT = 8  # scoring requests served at once (Inspect, review scoring, evaluation share it)
 EMPTY = ("Drop an image (or several, or a zip) on the left and press **Inspect**: you get its verdict, its "
-         "score, a heat map and the defect mask. Or pick one of the examples.")
+         "score, a heat map and the defect mask. Or pick one of the examples, with the model it names in the bar above, "
+         "and press **Inspect**.")
 EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.jpg"))
 REGION_COLUMNS = ["region", "area px", "max score", "box (x0, y0, x1, y1)"]
 RESULT_COLUMNS = ["image", "score", "normalised", "verdict", "out of domain"]
@@ -222,8 +223,24 @@ def _shrunk(box: tuple[int, int, int, int], step: int) -> tuple[int, int, int, i
     return x0 // step, y0 // step, -(-x1 // step), -(-y1 // step)
 
 
+def example_label(path: Path) -> str:
+    """An example's label, naming the shipped model it is for (`ksdd_crack.jpg`: "ksdd crack (ksdd model)"): under
+    another model it is out of domain, one red region."""
+    product = path.stem.split("_")[0]
+    return f"{path.stem.replace('_', ' ')} ({product} model)"
+
+
+def shown_row(ctx, held: list | None, model: dict, rate: float, opacity: float, event: gr.SelectData) -> dict:
+    """A row of the results table clicked: that image in detail (the table lists the held images in order)."""
+    if not held or not event.index:
+        return {}
+    row = event.index[0]
+    return {"picked": gr.update(value=row), **redraw(ctx, held, row, model, rate, opacity)}
+
+
 def out_of_domain_note(familiarity: float) -> str:
-    return (f"⚠️ **Out of domain**: only {100 * familiarity:.0f}% of this image looks like the images the model was "
+    share = f"only {100 * familiarity:.0f}%" if round(100 * familiarity) else "none"
+    return (f"⚠️ **Out of domain**: {share} of this image looks like the images the model was "
             "trained on. It probably shows another product or view, and the verdict says little.")
 
 
@@ -243,7 +260,7 @@ def layout(ctx) -> Inspect:
             files = gr.File(file_count="multiple", label="…or several images / a zip", elem_id="inspect-files")
             run = gr.Button("Inspect", variant="primary", elem_id="inspect-run")
             if EXAMPLES:
-                gr.Examples([[str(p)] for p in EXAMPLES], inputs=[image], example_labels=[p.stem.replace("_", " ") for p in EXAMPLES],
+                gr.Examples([[str(p)] for p in EXAMPLES], inputs=[image], example_labels=[example_label(p) for p in EXAMPLES],
                             label="Examples (see examples/README.md for sources)")
         with gr.Column(scale=2):
             summary = gr.Markdown(EMPTY, elem_id="inspect-summary")
@@ -253,11 +270,12 @@ def layout(ctx) -> Inspect:
             heat = gr.Image(label="Heat-map overlay", format="jpeg", elem_id="inspect-overlay", height=420)
             gr.HTML(legend())
             with gr.Row():
-                pair = gr.ImageSlider(label="Original / overlay", format="jpeg", height=320)
+                pair = gr.ImageSlider(label="Original / overlay", format="jpeg", height=320, elem_id="inspect-pair")
                 annotated = gr.AnnotatedImage(label="Predicted mask and regions", format="jpeg", color_map={"defect": "#ff2020"},
                                               height=320)
             regions = gr.Dataframe(pd.DataFrame(columns=REGION_COLUMNS), label="Defect regions", interactive=False)
-            results = gr.Dataframe(pd.DataFrame(columns=RESULT_COLUMNS), label="All images", interactive=False, elem_id="inspect-results")
+            results = gr.Dataframe(pd.DataFrame(columns=RESULT_COLUMNS), label="All images (click a row to see it)", interactive=False,
+                                   wrap=True, elem_id="inspect-results")  # a zip's long paths wrap, the verdict stays in sight
     held = gr.State([], time_to_live=KEPT_S)
     return Inspect(image, files, run, held, picked, opacity, summary, heat, pair, annotated, regions, results)
 
@@ -276,6 +294,8 @@ def wire(ctx, area: Inspect, bar: model_bar.ModelBar) -> None:
     on(area.opacity.input, restyle, ctx, inputs, {"heat": area.heat, "pair": area.pair}, api_visibility="private", concurrency_limit=None,
        trigger_mode="always_last", show_progress="hidden")
     on(area.picked.input, redraw, ctx, inputs, detail, api_visibility="private", concurrency_limit=None)
+    on(area.results.select, shown_row, ctx, [area.held, bar.model, bar.rate, area.opacity], {"picked": area.picked, **detail},
+       api_visibility="private", concurrency_limit=None)
 
 
 def rejudge(ctx, area: Inspect, bar: model_bar.ModelBar, trigger, api: bool = False) -> None:

@@ -114,7 +114,7 @@ def view(ctx, cursor, review_id: str, model: dict, rate: float, show: str, item_
     about = _scored_by(ctx, session, model, threshold, rate)
     if not len(order):
         label = dict((value, name) for name, value in FILTERS)[show]
-        return {"gallery": [], "text": f"No image is **{label}** ({len(session.items)} scored): choose **all** to see them all.",
+        return {"gallery": [], "text": f"No image in this view (**{label}**; {len(session.items)} scored): choose **all** to see them all.",
                 "image": None, "metrics": metrics, "scored_by": about, **closed}
     hits = np.flatnonzero(order == item_id) if item_id is not None else []
     if len(hits):
@@ -442,7 +442,7 @@ def wire(ctx, area: Review, bar: model_bar.ModelBar, rejudge) -> None:
     on(area.save.click, save_mask, ctx, [area.editor, area.review_id, bar.model, bar.rate, area.show, area.editing], outputs,
        api_name="review_save_mask", **fast)
     on(area.export.click, export, ctx, [area.review_id, bar.model, bar.rate], {"export_file": area.export_file},
-       api_name="review_export")
+       api_name="review_export", show_progress_on=[area.export])  # a refusal's badge on the button, not on the file box
     recalibrated_outputs = {"model": bar.model, "rate": bar.rate, "info": bar.info, "warning": area.recalibrate_warning,
                             "anyway": area.recalibrate_anyway}
     recalibrated = on(area.recalibrate.click, recalibrate, ctx, [area.review_id, bar.model], recalibrated_outputs,
