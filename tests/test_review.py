@@ -339,6 +339,16 @@ def test_recalibration_adds_images_reviewed_as_good(session):
     assert review.recalibrated(session, 0.5).threshold == calibrate(combined, false_alarm_rate=0.5).threshold
 
 
+def test_images_accepted_as_good_that_score_like_the_synthetic_defects_are_named(session):
+    """A defect accepted as good by mistake lifts a recalibrated threshold past real defects: the app names them first."""
+    synthetic = BrightnessDetector().calibration.synthetic_scores
+    typical = float(np.median(synthetic))
+    for item in session.items:
+        session.decide(item.id, "reject" if item.score >= THRESHOLD else "accept", THRESHOLD)  # every image called good
+    named = review.good_like_defects(session)
+    assert named == [(item.file_name, item.score) for item in session.items if item.score >= typical] and named
+
+
 def _exported_rows(path):
     with zipfile.ZipFile(path) as archive:
         return list(csv.DictReader(io.StringIO(archive.read("decisions.csv").decode())))

@@ -593,6 +593,7 @@ def test_a_recalibration_that_catches_no_synthetic_defect_waits_for_confirmation
     held = review.recalibrate(ctx, review_id, model)
     assert "model" not in held  # not applied
     assert "none of the synthetic defects" in held["warning"]["value"] and held["anyway"]["visible"]
+    assert "3 image(s) accepted as good score like the synthetic defects: " in held["warning"]["value"]  # named, with their scores
     applied = review.recalibrate_anyway(ctx, review_id, model)
     assert applied["model"]["calibration"]["threshold"] > model_threshold(ctx, model)
     assert applied["warning"]["visible"] is False

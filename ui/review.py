@@ -324,8 +324,9 @@ def export(ctx, review_id: str, model: dict, rate: float) -> dict:
 
 
 def recalibrate(ctx, review_id: str, model: dict, confirmed: bool = False) -> dict:
-    """The active model judged by a calibration that also counts the images reviewed as good. One
-    that would flag none of the synthetic defects is held back with a warning until confirmed."""
+    """The active model judged by a calibration that also counts the images reviewed as good. One that would flag none
+    of the synthetic defects, or that counts images accepted as good that score like them, is held back with a
+    warning until confirmed."""
     session = ctx.review(review_id)
     if session is None or not session.items:
         raise rbd.NoImagesError("review some images first")
@@ -333,10 +334,17 @@ def recalibrate(ctx, review_id: str, model: dict, confirmed: bool = False) -> di
         raise rbd.InvalidInputError(f"this review was scored by {session.scored_by.name}, not the active model: "
                                     "re-score it with the active model first")
     calibration = rules.recalibrated(session)
-    if calibration.caught(calibration.threshold) == 0.0 and not confirmed:
-        warning = (f"⚠️ Not applied: the recalibrated raw threshold {calibration.threshold:.4f} would flag none of the "
-                   "synthetic defects, so it would likely miss real ones too. Check that the images accepted as good "
-                   "really are good, or apply it anyway.")
+    reasons = []
+    if calibration.caught(calibration.threshold) == 0.0:
+        reasons.append(f"the recalibrated raw threshold {calibration.threshold:.4f} would flag none of the synthetic defects, "
+                       "so it would likely miss real ones too")
+    suspects = rules.good_like_defects(session)
+    if suspects:
+        named = ", ".join(f"{name} ({score:.4f})" for name, score in suspects[:5]) + (" and more" if len(suspects) > 5 else "")
+        reasons.append(f"{len(suspects)} image(s) accepted as good score like the synthetic defects: {named}")
+    if reasons and not confirmed:
+        warning = ("⚠️ Not applied: " + "; ".join(reasons) + ". Check that the images accepted as good really are good, "
+                   "or apply it anyway.")
         return {"warning": gr.update(value=warning, visible=True), "anyway": gr.update(visible=True)}
     recalibrated = model_bar.recalibrated(ctx, model, calibration)
     rate = model_bar.model_rate(calibration)  # within the slider's range, which a model calibrated elsewhere may not be

@@ -9,10 +9,10 @@ Three jobs, one module each:
 """
 
 from .export import editor_canvas, export_zip, overlay, painted_mask
-from .rules import (FILTERS, final_label, final_mask, first_unreviewed, mask_to_edit, metrics, normal_images, ordered, place_unknown,
-                    recalibrated)
+from .rules import (FILTERS, final_label, final_mask, first_unreviewed, good_like_defects, mask_to_edit, metrics, normal_images,
+                    ordered, place_unknown, recalibrated)
 from .store import DECISIONS, THUMB_SIDE, Decision, Item, ReviewSession, ScoredBy, session_folder
 
 __all__ = ["DECISIONS", "FILTERS", "THUMB_SIDE", "Decision", "Item", "ReviewSession", "ScoredBy", "editor_canvas",
-           "export_zip", "final_label", "final_mask", "first_unreviewed", "mask_to_edit", "metrics", "normal_images", "ordered",
+           "export_zip", "final_label", "final_mask", "first_unreviewed", "good_like_defects", "mask_to_edit", "metrics", "normal_images", "ordered",
            "overlay", "painted_mask", "place_unknown", "recalibrated", "session_folder"]

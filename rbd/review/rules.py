@@ -136,6 +136,16 @@ def normal_images(session) -> list[Path]:
     return [session.item(int(i)).image_path for i in np.flatnonzero(reviewed_normal(session))]
 
 
+def good_like_defects(session) -> list[tuple[str, float]]:
+    """(file name, score) of the images reviewed as good (`reviewed_normal`) that score at least as high as the median
+    synthetic defect: a defect accepted by mistake would lift a recalibrated threshold past real defects."""
+    synthetic = session.calibration.synthetic_scores if session.calibration is not None else []
+    if not synthetic:
+        return []
+    ids = np.flatnonzero(reviewed_normal(session) & (session.scores >= float(np.median(synthetic))))
+    return [(session.item(int(i)).file_name, float(session.scores[i])) for i in ids]
+
+
 def recalibrated(session, false_alarm_rate: float | None = None) -> Calibration:
     """The session's calibration, also counting the images reviewed as good (`reviewed_normal`) as held-out normal scores.
 
