@@ -417,6 +417,8 @@ def test_the_app_says_which_images_are_out_of_the_models_domain(ctx, model, part
     assert "**1** of them looks unlike" in shown["scored_by"]
     assert "**1 / 1**" in shown["text"] and "other.png" in shown["text"] and "Out of domain" in shown["text"]
     assert shown["gallery"]["value"][0][1].startswith("other.png\n⚠ ")
+    score = ctx.review(review_id).items[1].score  # to Inspect's four places, not three
+    assert shown["gallery"]["value"][0][1].startswith(f"other.png\n⚠ {score:.4f} ")
     everything = review.show(ctx, review_id, model, 0.1, "all")
     assert [caption.startswith("other.png") for _, caption in everything["gallery"]["value"] if "⚠" in caption] == [True]
     inspected = inspection.inspect_images(ctx, None, [str(good[0]), str(other)], model, 0.1, 0.5, None)["results"].data

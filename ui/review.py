@@ -141,7 +141,7 @@ def view(ctx, cursor, review_id: str, model: dict, rate: float, show: str, item_
 def _caption(session: ReviewSession, item_id: int, threshold: float) -> str:
     item, decision = session.item(item_id), session.decision(item_id)
     done = f" · {DONE[decision.decision]}{_label(session, item_id)}" if decision else ""
-    return f"{item.file_name}\n{'⚠ ' if item.out_of_domain else ''}{item.score:.3f} {verdict_at(item.score, threshold)}{done}"
+    return f"{item.file_name}\n{'⚠ ' if item.out_of_domain else ''}{item.score:.4f} {verdict_at(item.score, threshold)}{done}"
 
 
 def _label(session: ReviewSession, item_id: int) -> str:
