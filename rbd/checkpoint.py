@@ -181,6 +181,9 @@ def _locate(path_or_repo_id: str | Path, revision: str | None) -> tuple[str, Pat
         raise CheckpointError(f"{path_or_repo_id}: no such .onnx file")
     if is_repo_id(str(path_or_repo_id)) and not path.exists():
         return "hub", str(path_or_repo_id)
+    repo, at, named = str(path_or_repo_id).partition("@")
+    if at and is_repo_id(repo) and not path.exists():  # as the app names a Hub model
+        raise CheckpointError(f"{path_or_repo_id}: name the revision apart: {repo} with --revision {named} (revision= from Python)")
     raise CheckpointError(f"{path_or_repo_id}: no such checkpoint folder or .onnx file, and not a Hub repo id (owner/name)")
 
 
@@ -292,7 +295,7 @@ def parse_config(text: str, source: str | Path) -> dict:
 def _download(repo_id: str, revision: str | None) -> tuple[Path, Path]:
     """Config and weights from one commit of the repo (through the local cache), so a push that
     lands between two downloads can never pair one version's config with another's weights."""
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import constants, snapshot_download
     from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 
     revision = _checked_revision(revision)
@@ -313,8 +316,11 @@ def _download(repo_id: str, revision: str | None) -> tuple[Path, Path]:
     except ValueError as err:
         raise CheckpointError(f"{at}: {err}") from err
     missing = [name for name in (CONFIG_FILE, WEIGHTS_FILE) if not (folder / name).is_file()]
+    if missing and constants.is_offline_mode():  # the cached snapshot, unchecked: a download of one file leaves part of it
+        raise HubError(f"{at}: the Hub cannot be reached (offline mode) and the local cache holds no {' or '.join(missing)}")
     if missing:
-        raise CheckpointError(f"{at}: the repo has no {' or '.join(missing)}: not an rbd checkpoint")
+        raise CheckpointError(f"{at}: the repo has no {' or '.join(missing)}: not an rbd checkpoint (or, where the Hub could "
+                              "not be reached, the local cache holds only part of it)")
     return folder / CONFIG_FILE, folder / WEIGHTS_FILE
 
 
@@ -341,19 +347,20 @@ def push_to_hub(detector: Detector, repo_id: str, token: str | None = None, priv
     if token and any(ord(c) < 32 or ord(c) == 127 for c in token):
         raise CheckpointError("the Hub token holds a line break or another control character: paste it again")
     api = HfApi(token=token)
-    try:
-        api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = save(detector, Path(tmp) / "checkpoint", metrics)
-            model_card(read_config(folder / CONFIG_FILE), repo_id, license, datasets).save(folder / CARD_FILE)
+    with tempfile.TemporaryDirectory() as tmp:
+        # saved first: a detector that cannot be saved (an ONNX export, a NaN threshold) must not leave an empty repo
+        folder = save(detector, Path(tmp) / "checkpoint", metrics)
+        model_card(read_config(folder / CONFIG_FILE), repo_id, license, datasets).save(folder / CARD_FILE)
+        try:
+            api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
             commit = api.upload_folder(repo_id=repo_id, folder_path=folder, repo_type="model",
                                        commit_message=f"Upload rbd {__version__} checkpoint")
-    except OfflineModeIsEnabled as err:
-        raise HubError(f"cannot push to {repo_id}: the Hub is unreachable (offline mode)") from err
-    except _hub_failures() as err:
-        raise HubError(f"cannot push to {repo_id}: {_hub_failure(err)}") from err
-    except ValueError as err:
-        raise CheckpointError(f"cannot push to {repo_id}: {err}") from err
+        except OfflineModeIsEnabled as err:
+            raise HubError(f"cannot push to {repo_id}: the Hub is unreachable (offline mode)") from err
+        except _hub_failures() as err:
+            raise HubError(f"cannot push to {repo_id}: {_hub_failure(err)}") from err
+        except ValueError as err:
+            raise CheckpointError(f"cannot push to {repo_id}: {err}") from err
     return str(getattr(commit, "commit_url", commit))
 
 

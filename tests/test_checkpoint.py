@@ -285,9 +285,20 @@ def test_hub_files_come_from_one_snapshot(hub_cache, checkpoint, tmp_path):
     """The revision names one commit; its snapshot lacking the weights is an error, never another commit's weights."""
     _cached_repo(hub_cache, "acme/parts", checkpoint.iterdir(), "main", "a" * 40)
     _cached_repo(hub_cache, "acme/parts", [checkpoint / "config.json"], "v2", "b" * 40)
-    with pytest.raises(rbd.CheckpointError, match="has no model.safetensors: not an rbd checkpoint"):
+    with pytest.raises(rbd.HubError, match="acme/parts@v2: the Hub cannot be reached .offline mode. and the local cache holds no "
+                                           "model.safetensors"):  # what a download of config.json alone leaves
         rbd.load("acme/parts", revision="v2")
     assert rbd.load("acme/parts").config is not None
+
+
+def test_a_snapshot_without_weights_online_is_no_rbd_checkpoint(hub_cache, checkpoint, monkeypatch):
+    import huggingface_hub
+
+    _cached_repo(hub_cache, "acme/parts", [checkpoint / "config.json"], "main", "b" * 40)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda *a, **k: str(hub_cache / "models--acme--parts" / "snapshots" / ("b" * 40)))
+    monkeypatch.setattr(huggingface_hub.constants, "is_offline_mode", lambda: False)
+    with pytest.raises(rbd.CheckpointError, match="has no model.safetensors: not an rbd checkpoint"):
+        rbd.load("acme/parts")
 
 
 def test_push_to_hub_uploads_the_checkpoint_folder(detector, monkeypatch):
@@ -312,6 +323,27 @@ def test_push_to_hub_uploads_the_checkpoint_folder(detector, monkeypatch):
     assert calls["files"] == ["README.md", "config.json", "model.safetensors"]
     assert "| image_auroc | 1.0000 |" in calls["card"] and 'rbd.load("acme/parts")' in calls["card"]
     assert "\nlicense: mit\n" in calls["card"]
+
+
+def test_a_hub_model_named_as_the_app_names_it_says_how_to_give_its_revision():
+    with pytest.raises(rbd.CheckpointError, match="acme/weld@v2: name the revision apart: acme/weld with --revision v2"):
+        rbd.load("acme/weld@v2")
+
+
+def test_a_detector_that_cannot_be_saved_makes_no_hub_repo(detector, monkeypatch):
+    """The repo was made first: a NaN threshold (or an ONNX export) left an empty, maybe public, repo on the Hub."""
+    import copy
+
+    from huggingface_hub import HfApi
+
+    calls = []
+    monkeypatch.setattr(HfApi, "create_repo", lambda self, *a, **k: calls.append("create"))
+    monkeypatch.setattr(HfApi, "upload_folder", lambda self, *a, **k: calls.append("upload"))
+    broken = copy.copy(detector)
+    broken.threshold = float("nan")
+    with pytest.raises(rbd.CheckpointError):
+        rbd.push_to_hub(broken, "acme/parts", token="hf_x")
+    assert calls == []
 
 
 def test_push_offline_is_a_hub_error(detector, hub_cache):
