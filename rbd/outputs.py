@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from PIL.PngImagePlugin import PngInfo
 
 from .calibration import Calibration
 from .detector import Prediction, is_out_of_domain
