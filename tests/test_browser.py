@@ -631,6 +631,39 @@ def test_delete_asks_first_and_removes_the_fine_tune(page):
     page.locator(".toast-body .toast-close").first.click()
 
 
+def test_an_example_clicked_is_inspected_at_once_by_the_model_it_names(browser, checkpoint, detector, tmp_path):
+    """Its label names a shipped model: that model becomes active (the picker and the model line say so) and the
+    example is scored by it, with no Inspect press; an example whose model is not shipped is scored by the active one."""
+    import app as app_module
+    from conftest import free_port
+    from rbd.catalog import Catalog
+
+    for name in ("stripes", "weld"):  # "stripes" first by name: the default
+        shutil.copytree(checkpoint, tmp_path / "shipped" / name)
+    demo = app_module.build_app(tmp_path / "work", Catalog(tmp_path / "shipped", tmp_path / "work" / "models"))
+    _, url, _ = app_module.launch(demo, prevent_thread_lock=True, quiet=True, server_name="127.0.0.1", server_port=free_port())
+    page = new_page(browser)
+    try:
+        page.goto(url, wait_until="domcontentloaded")
+        loaded(page)
+        expect(page.locator("#model-info")).to_contain_text("stripes")
+        summary = page.locator("#inspect-summary")
+        page.get_by_text("weld defective (weld model)").click()
+        expect(summary).to_contain_text("weld_defective.jpg")
+        expect(page.locator("#model-info")).to_contain_text("weld ·")
+        expect(page.locator("#model-choice input")).to_have_value("weld (shipped)")
+        score = float(re.search(r"anomaly score\s+([0-9.]+)", summary.inner_text()).group(1))
+        assert score == pytest.approx(detector.predict(Path(app_module.__file__).parent / "examples" / "weld_defective.jpg").score, abs=1e-4)
+        shot(page, "example-weld")
+        page.get_by_text("bottle good (bottle model)").click()  # no bottle model here: the active one scores it
+        expect(summary).to_contain_text("bottle_good.jpg")
+        expect(page.locator("#inspect-results")).not_to_contain_text("weld_defective.jpg")  # the example alone
+        expect(page.locator("#model-choice input")).to_have_value("weld (shipped)")
+    finally:
+        demo.close()
+        page.context.close()
+
+
 def test_a_restarted_app_resumes_the_same_review(browser, checkpoint, parts, tmp_path):
     """The review id lives in the browser (BrowserState), the decisions on disk: a new server on
     the same work folder and address shows the same review with its decisions. The review is of a

@@ -755,6 +755,23 @@ def test_examples_name_their_model_and_an_image_of_nothing_familiar_says_none():
     assert "only 12% of this image" in inspection.out_of_domain_note(0.12)
 
 
+def test_an_example_makes_the_shipped_model_it_names_active_but_never_replaces_ones_own(ctx, model, checkpoint, tmp_path):
+    """Under another product's model an example is one red region; a model of the user's own stays (they may be trying it)."""
+    from ui import inspection, model_bar
+
+    os.symlink(checkpoint, ctx.catalog.shipped / "ksdd")
+    example = str(tmp_path / "gradio" / "abc" / "ksdd_crack.jpg")  # where Gradio serves it from
+    out = inspection.example_model(ctx, example, model, "browser-1")
+    key = str(ctx.catalog.shipped / "ksdd")
+    assert out["model"]["key"] == key and out["choice"] == key and out["held"] == [] and "ksdd" in out["info"]
+    assert out["rate"] == model_bar.model_rate(ctx.catalog.get(key).calibration)
+    assert inspection.example_model(ctx, example, out["model"], "browser-1") == {}  # already active
+    assert inspection.example_model(ctx, str(tmp_path / "weld_good.jpg"), model, "browser-1") == {}  # no such shipped model
+    own = {**model, "key": str(tmp_path / "work" / "models" / "shared" / "mine")}
+    assert inspection.example_model(ctx, example, own, "browser-1") == {}
+    assert inspection.example_model(ctx, None, model, "browser-1") == {}
+
+
 def test_inspect_cleared_when_a_new_model_has_nothing_to_score(ctx, model, parts):
     from ui import inspection
 

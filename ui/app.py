@@ -110,7 +110,7 @@ def build_app(work: Path = WORK, catalog: Catalog | None = None) -> gr.Blocks:
             evaluation.rejudge(ctx, eval_area, bar, trigger, api)
 
         model_bar.wire(ctx, bar, app, rejudge)
-        inspection.wire(ctx, inspect_area, bar)
+        inspection.wire(ctx, inspect_area, bar, rejudge)
         review.wire(ctx, review_area, bar, rejudge)
         fine_tune.wire(ctx, app, tune_area, bar, review_area.review_id, eval_area.evaluated, rejudge)
         evaluation.wire(ctx, eval_area, bar)

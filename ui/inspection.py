@@ -29,8 +29,8 @@ MAX_IMAGES = 20  # per browser; the Review tab takes any number
 KEPT_S = 3600  # a browser's images are freed this long after its last request
 INFERENCE_LIMIT = 8  # scoring requests served at once (Inspect, review scoring, evaluation share it)
 EMPTY = ("Drop an image (or several, or a zip) on the left and press **Inspect**: you get its verdict, its "
-         "score, a heat map and the defect mask. Or pick one of the examples, with the model it names in the bar above, "
-         "and press **Inspect**.")
+         "score, a heat map and the defect mask. Or click one of the examples: it is inspected at once, by the shipped "
+         "model it names unless a model of your own is active.")
 EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.jpg"))
 REGION_COLUMNS = ["region", "area px", "max score", "box (x0, y0, x1, y1)"]
 RESULT_COLUMNS = ["image", "score", "normalised", "verdict", "out of domain"]
@@ -63,6 +63,7 @@ class Inspect:
     annotated: gr.AnnotatedImage
     regions: gr.Dataframe
     results: gr.Dataframe
+    examples: gr.Examples | None
 
 
 def _model_id(ctx, model: dict) -> tuple:
@@ -230,6 +231,24 @@ def example_label(path: Path) -> str:
     return f"{path.stem.replace('_', ' ')} ({product} model)"
 
 
+def example_model(ctx, image, model: dict, browser: str) -> dict:
+    """An example clicked while another shipped model is active: the shipped model its label names becomes active,
+    as if picked in the bar (under another product's model an example is out of domain, one red region). A model of
+    the user's own (a fine-tune, a Hub repo) stays active: they may be trying it on the example. The images held are
+    let go, since the example's Inspect replaces them and the other model's scores are no use to it."""
+    shipped = ctx.catalog.shipped
+    key = str(shipped / Path(image or "").stem.split("_")[0])
+    if not image or Path(model["key"]).parent != shipped or model["key"] == key or key not in dict(ctx.catalog.entries()).values():
+        return {}
+    loaded = model_bar.load_model(ctx, key, "", "", browser)
+    return {**loaded, **model_bar.active_choice(ctx, loaded["model"]), "held": []}
+
+
+def inspect_example(ctx, image, model: dict, rate: float, opacity: float, held: list | None) -> dict:
+    """The example clicked, inspected on its own (not with the files in the box beside it)."""
+    return inspect_images(ctx, image, None, model, rate, opacity, held)
+
+
 def shown_row(ctx, held: list | None, model: dict, rate: float, opacity: float, event: gr.SelectData) -> dict:
     """A row of the results table clicked: that image in detail (the table lists the held images in order)."""
     if not held or not event.index:
@@ -259,8 +278,9 @@ def layout(ctx) -> Inspect:
                               label="Image", elem_id="inspect-image")
             files = gr.File(file_count="multiple", label="…or several images / a zip", elem_id="inspect-files")
             run = gr.Button("Inspect", variant="primary", elem_id="inspect-run")
+            examples = None
             if EXAMPLES:
-                gr.Examples([[str(p)] for p in EXAMPLES], inputs=[image], example_labels=[example_label(p) for p in EXAMPLES],
+                examples = gr.Examples([[str(p)] for p in EXAMPLES], inputs=[image], example_labels=[example_label(p) for p in EXAMPLES],
                             label="Examples (see examples/README.md for sources)")
         with gr.Column(scale=2):
             summary = gr.Markdown(EMPTY, elem_id="inspect-summary")
@@ -277,16 +297,25 @@ def layout(ctx) -> Inspect:
             results = gr.Dataframe(pd.DataFrame(columns=RESULT_COLUMNS), label="All images (click a row to see it)", interactive=False,
                                    wrap=True, elem_id="inspect-results")  # a zip's long paths wrap, the verdict stays in sight
     held = gr.State([], time_to_live=KEPT_S)
-    return Inspect(image, files, run, held, picked, opacity, summary, heat, pair, annotated, regions, results)
+    return Inspect(image, files, run, held, picked, opacity, summary, heat, pair, annotated, regions, results, examples)
 
 
-def wire(ctx, area: Inspect, bar: model_bar.ModelBar) -> None:
+def wire(ctx, area: Inspect, bar: model_bar.ModelBar, rejudge) -> None:
+    """The tab's events; `rejudge(trigger)` re-judges every tab after an example made its own model active."""
     detail = {"results": area.results, "summary": area.summary, "heat": area.heat, "pair": area.pair,
               "annotated": area.annotated, "regions": area.regions}
     # a click while a run is under way runs after it, on what the boxes hold then (Gradio's default drops it unseen)
     inspected = on(area.run.click, inspect_images, ctx, [area.image, area.files, bar.model, bar.rate, area.opacity, area.held],
                    {"held": area.held, "picked": area.picked, **detail}, api_name="inspect", trigger_mode="always_last",
                    concurrency_limit=INFERENCE_LIMIT, concurrency_id="inference", show_progress_on=[area.summary])
+    if area.examples is not None:  # a click fills the image box (Gradio's own event), then picks the model and inspects
+        switched = on(area.examples.load_input_event.then, example_model, ctx, [area.image, bar.model, bar.browser],
+                      {"model": bar.model, "rate": bar.rate, "info": bar.info, "choice": bar.choice, "hub_id": bar.hub_id,
+                       "revision": bar.revision, "held": area.held}, api_visibility="private", show_progress_on=[area.summary])
+        shown = on(switched.success, inspect_example, ctx, [area.image, bar.model, bar.rate, area.opacity, area.held],
+                   {"held": area.held, "picked": area.picked, **detail}, api_visibility="private",
+                   concurrency_limit=INFERENCE_LIMIT, concurrency_id="inference", show_progress_on=[area.summary])
+        rejudge(shown.then)  # after the example is shown: Inspect's own re-judge then sees the example, not what it replaced
     inputs = [area.held, area.picked, bar.model, bar.rate, area.opacity]
     on(inspected.success, judged_again, ctx, [area.image, area.files, *inputs], {"held": area.held, "picked": area.picked, **detail},
        api_visibility="private", concurrency_limit=INFERENCE_LIMIT, concurrency_id="inference", show_progress="hidden")
