@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DatasetLayoutError
-from .images import find_images, folder_images, read_image
+from .images import find_images, folder_images, read_image, visible_pixels
 from .notices import collect, notify
 
 
@@ -139,8 +139,12 @@ def truth_masks(category: str | Path, images: list[Path]) -> dict[Path, Path | N
 
 def read_truth_mask(path: Path) -> np.ndarray:
     """A ground-truth mask file as a bool array: a pixel is defective where any colour channel is above
-    0, so 0/255, 0/1, 16-bit and coloured masks all read alike (`metrics.pixel_auroc`'s rule)."""
-    return read_image(path).max(axis=-1) > 0
+    0, so 0/255, 0/1, 16-bit and coloured masks all read alike (`metrics.pixel_auroc`'s rule); in a mask
+    whose alpha channel hides some pixels, where it shows any (strokes on a transparent layer, whatever
+    their colour and that of the pixels they hide)."""
+    colours = read_image(path)  # first: a file it cannot read gets its error, named
+    visible = visible_pixels(path)
+    return colours.max(axis=-1) > 0 if visible is None else visible
 
 
 def mvtec_test_set(category: str | Path) -> list[TestImage]:

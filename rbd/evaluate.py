@@ -86,8 +86,12 @@ def evaluate(detector: Detector, category: str | Path, progress: Callable[[int, 
         example = next(item for item in items if item.is_anomalous).path.relative_to(Path(category) / "test")
         notify(f"no file in ground_truth/ is named as a mask of a test image (for test/{example.as_posix()}: "
                f"ground_truth/{example.with_name(example.stem + '_mask.png').as_posix()}): pixel metrics skipped")
-    if with_masks and not all(item.mask_path for item in items if item.is_anomalous):
-        notify("some defective images have no mask: pixel metrics skipped")
+    # a defective image without a mask costs the pixel metrics, unless scoring will skip it (unreadable, with its own notice)
+    unmasked = [item.path.relative_to(category).as_posix() for item in items
+                if with_masks and item.is_anomalous and not item.mask_path and _is_readable(item.path)]
+    if unmasked:
+        notify(f"{len(unmasked)} defective image(s) have no mask ({', '.join(unmasked[:5])}{' and more' if len(unmasked) > 5 else ''}; "
+               "a mask is named ground_truth/<defect>/<name>_mask.png): pixel metrics skipped")
         with_masks = False
     truth, bad_masks = {}, []
     for item in items:
@@ -115,6 +119,8 @@ def evaluate(detector: Detector, category: str | Path, progress: Callable[[int, 
         raise DatasetLayoutError(f"{category}: image metrics need readable good and defective test images; "
                                  f"only {len(rows)} of {len(items)} could be read, all of one class")
     scores = np.array([r["score"] for r in rows])
+    if with_masks and not any(mask.any() for mask in masks):
+        notify("every defective image's mask is empty (no defect pixel): pixel metrics need some, skipped")
     summary = metrics.summarize(labels, scores, masks if with_masks else None, maps if with_masks else None)
     verdicts = metrics.at_threshold(labels, scores, detector.threshold if threshold is None else threshold)
     return Evaluation(n_images=len(rows), ms_per_image=round(1000 * float(np.median(times)), 2), rows=rows,
@@ -133,6 +139,15 @@ def _read_mask(path: Path, image_path: Path) -> np.ndarray | None:
     if mask.shape != (height, width):
         raise ImageReadError(f"{path}: mask is {mask.shape[1]}x{mask.shape[0]} but its image is {width}x{height}")
     return mask
+
+
+def _is_readable(path: Path) -> bool:
+    """Whether scoring can read the image, as far as its header tells."""
+    try:
+        upright_size(path)
+    except ImageReadError:
+        return False
+    return True
 
 
 def _at_size(mask: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:

@@ -243,6 +243,17 @@ def to_rgb_array(image: ImageLike) -> np.ndarray:
     return _scale_to_unit(array)
 
 
+def visible_pixels(path: str | Path) -> np.ndarray | None:
+    """Where a file with an alpha channel that hides some pixels shows any (upright, bool); None for a file whose
+    every pixel shows (no alpha channel, or an opaque one): `read_image`, which drops alpha, reads it whole. A mask
+    drawn in an editor's layer is often white everywhere, its strokes only in the alpha channel."""
+    with Image.open(path) as image:
+        if image.mode not in ("RGBA", "RGBa", "LA", "La", "PA") and "transparency" not in image.info:
+            return None
+        alpha = np.asarray(_upright(image).convert("RGBA").getchannel("A"))
+    return alpha > 0 if alpha.min() < 255 else None
+
+
 def to_uint8(image: np.ndarray) -> np.ndarray:
     """A float image in [0, 1] as uint8, for display and PNG files."""
     return (np.clip(image, 0.0, 1.0) * 255).round().astype(np.uint8)

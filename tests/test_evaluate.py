@@ -179,10 +179,12 @@ def test_a_huge_test_image_is_scored_downscaled_and_its_mask_shrunk(detector, ca
     assert result.n_images == 10 and result.pixel_auroc > 0.5
 
 
-@pytest.mark.parametrize("write", ["0/1", "16-bit", "green", "rgba"])
+@pytest.mark.parametrize("write", ["0/1", "16-bit", "green", "rgba", "white, alpha", "grey, alpha", "black, alpha"])
 def test_masks_read_alike_whatever_their_values_or_colours(detector, category, tmp_path, write):
     """A mask marks a pixel defective where any colour channel is above 0: 0/1 masks from numpy, 16-bit
-    masks and coloured masks give the pixel metrics of the 0/255 masks, not an empty truth."""
+    masks and coloured masks give the pixel metrics of the 0/255 masks, not an empty truth; a mask whose
+    alpha channel hides some pixels (an editor's layer: white or black everywhere, the strokes in the alpha
+    channel) marks the pixels it shows, not the whole image."""
     from PIL import Image
 
     reference = rbd.evaluate(detector, category)
@@ -193,6 +195,10 @@ def test_masks_read_alike_whatever_their_values_or_colours(detector, category, t
             Image.fromarray(defect.astype(np.uint8)).save(path)
         elif write == "16-bit":
             Image.fromarray(defect.astype(np.uint16) * 255).save(path)
+        elif write.endswith("alpha"):
+            colour = {"white": 255, "grey": 255, "black": 0}[write.split(",")[0]]
+            layers = [np.full(defect.shape, colour, np.uint8)] * (1 if write.startswith("grey") else 3)
+            Image.fromarray(np.dstack([*layers, defect.astype(np.uint8) * 200])).save(path)
         else:
             colour = np.zeros((*defect.shape, 4 if write == "rgba" else 3), np.uint8)
             colour[defect, 1] = 255
@@ -263,6 +269,29 @@ def test_a_mask_that_fits_several_test_images_is_none_of_theirs(detector, catego
     with pytest.warns(UserWarning, match=f"no mask for test/hole/{first.stem}.jpg .*, test/hole/{first.name} "):
         items = {item.path.name: item.mask_path for item in mvtec_test_set(copy)}
     assert items[first.name] is None and items[first.with_suffix(".jpg").name] is None
+
+
+def test_defective_images_without_a_mask_are_named_and_an_unreadable_one_costs_nothing(detector, category, tmp_path):
+    copy = shutil.copytree(category, tmp_path / "unmasked")
+    (copy / "ground_truth" / "hole" / "001_mask.png").unlink()
+    with pytest.warns(UserWarning, match=r"1 defective image\(s\) have no mask \(test/hole/001.png; a mask is named "
+                                         r"ground_truth/<defect>/<name>_mask.png\): pixel metrics skipped"):
+        assert rbd.evaluate(detector, copy).pixel_auroc is None
+    (copy / "test" / "hole" / "001.png").write_bytes(b"not an image")  # skipped by scoring: the others keep their metrics
+    with pytest.warns(UserWarning, match=r"skipped 1 unreadable file"):
+        result = rbd.evaluate(detector, copy)
+    assert result.n_images == 9 and result.pixel_auroc is not None and result.aupro is not None
+
+
+def test_masks_without_a_defect_pixel_are_said_to_leave_no_pixel_metrics(detector, category, tmp_path):
+    from PIL import Image
+
+    copy = shutil.copytree(category, tmp_path / "empty")
+    for path in (copy / "ground_truth").rglob("*_mask.png"):
+        Image.fromarray(np.zeros(Image.open(path).size[::-1], np.uint8)).save(path)
+    with pytest.warns(UserWarning, match=r"every defective image's mask is empty \(no defect pixel\)"):
+        result = rbd.evaluate(detector, copy)
+    assert result.pixel_auroc is None and result.image_auroc is not None
 
 
 def test_masks_named_otherwise_are_said_to_be_unmatched(detector, category, tmp_path):
