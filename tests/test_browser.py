@@ -301,6 +301,23 @@ def test_evaluate_shows_where_the_ranking_goes_wrong(page, category, tmp_path):
     metrics = page.locator("#eval-metrics").inner_text()
     assert re.search(r"image_auroc\s+1\.0000\b", metrics), metrics  # a perfect ranking, shown to the places of the others
     shot(page, "3b-evaluate")
+    # an upload that cannot be evaluated (good images only): the evaluation before goes, or a threshold move would
+    # show it again beside the new zip as if it were that one's
+    good_only = tmp_path / "good_only" / category.name
+    shutil.copytree(category / "test" / "good", good_only / "test" / "good")
+    archive = shutil.make_archive(str(tmp_path / "good_only"), "zip", good_only.parent, category.name)
+    page.locator("#eval-zip button[aria-label='Clear']").first.click()
+    page.locator("#eval-zip input[type=file]").set_input_files(archive)
+    expect(page.locator("#eval-zip").get_by_role("cell", name="good_only.zip").first).to_be_visible()
+    page.locator("#eval-run").click()
+    expect(page.locator(".toast-body").filter(has_text="only test/good").first).to_be_visible()
+    expect(page.locator("#eval-metrics")).to_contain_text("the last evaluation failed")
+    expect(gallery.locator("img")).to_have_count(0)
+    set_rate(page, "5")
+    time.sleep(2)
+    expect(page.locator("#eval-metrics")).not_to_contain_text("image_auroc")
+    set_rate(page, MODEL_RATE)
+    page.locator(".toast-body .toast-close").first.click()
 
 
 def test_review_with_keyboard_shortcuts_and_an_export_coco_can_evaluate(page, parts, tmp_path):

@@ -82,9 +82,7 @@ def rows(ctx, evaluated: dict | None, model: dict, rate: float) -> dict:
     if not evaluated:
         return {}
     if not is_of(evaluated, model):
-        note = f"the evaluation shown was of {evaluated.get('name', 'another model')}: press Evaluate for the active model"
-        return {"summary": pd.DataFrame([{"metric": "cleared", "value": note}]), "roc": None, "rows": NO_ROWS,
-                "misranked": None, "evaluated": None}
+        return cleared(f"the evaluation shown was of {evaluated.get('name', 'another model')}: press Evaluate for the active model")
     calibration = model_bar.calibration(ctx, model)
     threshold = model_bar.threshold(ctx, model, rate)
     table = [{**row, "normalized_score": calibration.normalize(row["score"], threshold), "verdict": verdict(row["score"], threshold)}
@@ -97,12 +95,23 @@ def rows(ctx, evaluated: dict | None, model: dict, rate: float) -> dict:
     return {"summary": summary, "rows": rows.style.format("{:.4f}", subset=list(rows.select_dtypes("float").columns))}
 
 
+def cleared(note: str) -> dict:
+    """Nothing shown but `note`, which says why."""
+    return {"summary": pd.DataFrame([{"metric": "cleared", "value": note}]), "roc": None, "rows": NO_ROWS, "misranked": None,
+            "evaluated": None}
+
+
+def failed(ctx) -> dict:
+    """After an evaluation failed: the one before is cleared, as a threshold move would show it again beside the new zip."""
+    return cleared("the last evaluation failed: its message says why")
+
+
 def layout(ctx) -> Evaluate:
     with gr.Row():
         archive = gr.File(label="MVTec-layout category (zip)", file_types=[".zip"], elem_id="eval-zip")
         run = gr.Button("Evaluate", variant="primary", elem_id="eval-run")
     with gr.Row():
-        summary = gr.Dataframe(NO_METRICS, label="Metrics", interactive=False, elem_id="eval-metrics")
+        summary = gr.Dataframe(NO_METRICS, label="Metrics", interactive=False, wrap=True, elem_id="eval-metrics")  # a note wraps
         roc = gr.Plot(label="ROC curve", show_label=False)  # the figure's title: the label covered its top
     table = gr.Dataframe(NO_ROWS, label="Per image (verdicts at the threshold above)", interactive=False, elem_id="eval-rows")
     misranked = gr.Gallery(label=f"Where the ranking goes wrong: the {MISRANKED_COUNT} highest-scoring good and lowest-scoring "
@@ -120,6 +129,7 @@ def wire(ctx, area: Evaluate, bar: model_bar.ModelBar) -> None:
                    show_progress_on=[area.summary])
     on(evaluated.success, judged_again, ctx, [area.evaluated, bar.model, bar.rate], outputs, api_visibility="private",
        show_progress="hidden")
+    on(evaluated.failure, failed, ctx, [], outputs, api_visibility="private", show_progress="hidden")
 
 
 def rejudge(ctx, area: Evaluate, bar: model_bar.ModelBar, trigger, api: bool = False) -> None:
