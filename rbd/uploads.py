@@ -47,6 +47,18 @@ def extract_zip(zip_path: str | Path, dest: str | Path, *, max_total_bytes: int 
     return _extract(Path(zip_path), Path(dest), max_total_bytes, max_members)[0]
 
 
+def _decoded_name(member: zipfile.ZipInfo) -> str:
+    """A member's name as its maker wrote it. A name not flagged UTF-8 is cp437 by the zip format, and Python reads
+    it so; but Info-ZIP on Linux and older macOS tools write UTF-8 without the flag ("fissure é" read "fissure ├⌐").
+    Such a name is taken as UTF-8 where its bytes are valid UTF-8, which cp437 text outside ASCII almost never is."""
+    if member.flag_bits & 0x800:
+        return member.filename
+    try:
+        return member.filename.encode("cp437").decode("utf-8")
+    except UnicodeError:
+        return member.filename
+
+
 def _extract(zip_path: Path, dest: Path, max_total_bytes: int, max_members: int) -> tuple[list[Path], int]:
     """`extract_zip`, and the bytes it counted against `max_total_bytes` (its files and the folders it made)."""
     name = zip_path.name
@@ -71,16 +83,17 @@ def _extract(zip_path: Path, dest: Path, max_total_bytes: int, max_members: int)
             for member in members:
                 if member.is_dir():
                     continue
-                parts = PurePosixPath(member.filename.replace("\\", "/")).parts
+                filename = _decoded_name(member)
+                parts = PurePosixPath(filename.replace("\\", "/")).parts
                 reason = _unsafe_reason(member, parts, root)
                 if reason:
-                    skipped.append(f"{member.filename} ({reason})")
+                    skipped.append(f"{filename} ({reason})")
                     continue
                 if _is_junk(parts):
                     continue
                 target = dest.joinpath(*parts)
                 if target in seen:  # the zip format allows it; the second would silently replace the first
-                    skipped.append(f"{member.filename} (a second member of that name)")
+                    skipped.append(f"{filename} (a second member of that name)")
                     continue
                 new_folders = [folder for folder in itertools.takewhile(lambda folder: folder != dest, target.parents)
                                if folder not in folders and not folder.exists()]
@@ -95,13 +108,13 @@ def _extract(zip_path: Path, dest: Path, max_total_bytes: int, max_members: int)
                 except _DamagedMember:  # one bad member costs that member, not the upload
                     seen.discard(target)
                     written.pop().unlink(missing_ok=True)
-                    skipped.append(f"{member.filename} (corrupt or compressed in an unsupported way)")
+                    skipped.append(f"{filename} (corrupt or compressed in an unsupported way)")
                 except OSError as err:
                     if err.errno not in _BAD_NAME_ERRNOS:
                         raise
                     seen.discard(target)
                     written.pop()  # nothing was written
-                    skipped.append(f"{member.filename} ({err.strerror})")
+                    skipped.append(f"{filename} ({err.strerror})")
         except BaseException:
             for path in written:
                 path.unlink(missing_ok=True)

@@ -52,6 +52,20 @@ def test_members_outside_dest_are_skipped_with_a_warning(tmp_path, evil):
     assert not Path("/abs/x.png").exists()
 
 
+def test_names_keep_their_letters_with_or_without_the_zips_utf8_flag(tmp_path):
+    """Info-ZIP on Linux writes UTF-8 names without the flag that says so, where the format reads cp437: such a name
+    is read as UTF-8 (Python's own reading gave "fissure ├⌐ 裂纹" names); a true cp437 name stays cp437."""
+    utf8, cp437 = "fissure é 裂纹.png".encode(), "café.png".encode("cp437")
+    placeholders = [b"x" * len(utf8), b"y" * len(cp437)]
+    data = _zip_bytes([(name.decode(), b"1") for name in placeholders]).replace(placeholders[0], utf8).replace(placeholders[1], cp437)
+    assert all(not member.flag_bits & 0x800 for member in zipfile.ZipFile(io.BytesIO(data)).infolist())  # as Info-ZIP writes
+    (tmp_path / "names.zip").write_bytes(data)
+    dest = tmp_path / "dest"
+    assert sorted(extract_zip(tmp_path / "names.zip", dest)) == sorted([dest / "fissure é 裂纹.png", dest / "café.png"])
+    flagged = _write_zip(tmp_path / "flagged.zip", [("fissure é 裂纹.png", b"1")])  # Python sets the flag
+    assert extract_zip(flagged, tmp_path / "flagged") == [tmp_path / "flagged" / "fissure é 裂纹.png"]
+
+
 def test_symlink_member_is_skipped(tmp_path):
     link = zipfile.ZipInfo("link.png")
     link.external_attr = 0o120777 << 16
