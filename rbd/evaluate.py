@@ -15,7 +15,7 @@ from .datasets import mvtec_test_set, read_truth_mask, truth_mask
 from .detector import Detector, predict_files
 from .errors import DatasetLayoutError, ImageReadError
 from .images import find_images, upright_size
-from .notices import notify
+from .notices import collect, notify
 from .visualize import outlined, overlay
 
 MISRANKED_COUNT = 5  # images of each kind `Evaluation.misranked` picks
@@ -56,7 +56,8 @@ def evaluation_picture(detector: Detector, category: str | Path, file: str, thre
     `threshold` (default: the detector's), its truth mask outlined where it has one: what the model
     saw beside what is there."""
     path = Path(category) / file
-    [(_, image, prediction)] = predict_files(detector, [path], batch_size=1)  # read and scored as `evaluate` did
+    with collect():  # its notice of a huge image downscaled: `evaluate` gave it once already
+        [(_, image, prediction)] = predict_files(detector, [path], batch_size=1)  # read and scored as `evaluate` did
     threshold = detector.threshold if threshold is None else threshold
     picture = overlay(image, prediction.anomaly_map, detector.calibration, threshold)
     mask = truth_mask(category, path)

@@ -263,10 +263,13 @@ def find_mvtec_root(folder: str | Path) -> Path:
         found += [child for child in children if _is_category(child)]
         level = [child for child in children if not _is_category(child)]
     if not found:
+        zips = sorted(path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.suffix.lower() == ".zip")
         raise DatasetLayoutError(
             "no MVTec AD category in the upload: expected a folder holding test/good/ and test/DEFECT/ "
             "(optionally train/good/ and ground_truth/DEFECT/NAME_mask.png, where DEFECT is any defect's name), "
-            f"at the top of the upload or up to {MAX_CATEGORY_DEPTH} folders down")
+            f"at the top of the upload or up to {MAX_CATEGORY_DEPTH} folders down"
+            + (f"; it holds a zip ({', '.join(zips[:3])}{' and more' if len(zips) > 3 else ''}): unzip it first" if zips else "")
+            + ("; the upload is empty" if not any(folder.iterdir()) else ""))
     if len(found) > 1:
         names = ", ".join(path.relative_to(folder).as_posix() for path in found)
         raise DatasetLayoutError(f"the upload holds {len(found)} MVTec AD categories ({names}); upload one category at a time")

@@ -177,6 +177,9 @@ def test_a_huge_test_image_is_scored_downscaled_and_its_mask_shrunk(detector, ca
     with pytest.warns(UserWarning, match="000.png is 5120x4096: downscaled to 4096x3277"):
         result = rbd.evaluate(detector, copy)
     assert result.n_images == 10 and result.pixel_auroc > 0.5
+    with warnings.catch_warnings():  # its picture (--misranked, the app's gallery) is drawn without a second notice
+        warnings.simplefilter("error")
+        assert rbd.evaluation_picture(detector, copy, "test/hole/000.png").shape[:2] == (3277, 4096)
 
 
 @pytest.mark.parametrize("write", ["0/1", "16-bit", "green", "rgba", "white, alpha", "grey, alpha", "black, alpha"])

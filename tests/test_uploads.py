@@ -416,6 +416,17 @@ def test_find_mvtec_root_without_a_category_raises_layout_error(tmp_path, names)
         find_mvtec_root(dest)
 
 
+@pytest.mark.parametrize("members, said", [
+    ([("stripes.zip", b"PK")], r"; it holds a zip \(stripes.zip\): unzip it first"),  # a zipped category zipped again
+    ([], "; the upload is empty"),
+])
+def test_find_mvtec_root_says_when_the_upload_is_a_zip_of_a_zip_or_empty(tmp_path, members, said):
+    dest = tmp_path / "dest"
+    extract_zip(_write_zip(tmp_path / "upload.zip", members), dest)
+    with pytest.raises(DatasetLayoutError, match=f"no MVTec AD category in the upload: .*{said}$"):
+        find_mvtec_root(dest)
+
+
 def test_find_mvtec_root_with_several_categories_lists_them(tmp_path):
     dest = tmp_path / "dest"
     extract_zip(_write_zip(tmp_path / "upload.zip", [("mvtec/bottle/test/good/0.png", b"x"), ("mvtec/cable/test/good/0.png", b"x")]), dest)
