@@ -41,14 +41,20 @@ def find_images(folder: str | Path) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise NoImagesError(f"{folder} is not a folder")
-    found, seen = [], set()
+    found, broken, seen = [], [], set()
     for top, folders, files in os.walk(folder, followlinks=True):
         real = os.stat(top)
         if (real.st_dev, real.st_ino) in seen:
             folders.clear()
             continue
         seen.add((real.st_dev, real.st_ino))
-        found += [path for path in (Path(top) / name for name in files) if path.is_file() and is_image_name(path.relative_to(folder))]
+        for path in (Path(top) / name for name in files):
+            if is_image_name(path.relative_to(folder)):
+                (found if path.is_file() else broken).append(path)
+    if broken:  # a link whose target moved: said, or a set would shrink without a word
+        names = [path.relative_to(folder).as_posix() for path in sorted(broken)]
+        notify(f"{folder}: skipped {len(names)} image name(s) that lead to no file (a broken link?): "
+               f"{', '.join(names[:5])}{' and more' if len(names) > 5 else ''}")
     return sorted(found)
 
 

@@ -474,6 +474,15 @@ def test_find_images_searches_linked_folders_once_each(tmp_path):
     assert len(found) == 4  # the loop back to data is not searched again
 
 
+def test_find_images_names_a_broken_link_it_skips(tmp_path):
+    """A link whose target moved: a set that shrank without a word would be scored as if whole."""
+    Image.new("RGB", (4, 4)).save(tmp_path / "x.png")
+    (tmp_path / "gone.jpg").symlink_to(tmp_path / "moved" / "gone.jpg")
+    (tmp_path / "notes.txt").symlink_to(tmp_path / "moved" / "notes.txt")  # not an image name: nothing to say
+    with pytest.warns(UserWarning, match=r"skipped 1 image name\(s\) that lead to no file \(a broken link\?\): gone.jpg$"):
+        assert find_images(tmp_path) == [tmp_path / "x.png"]
+
+
 def test_find_images_in_hidden_parent_folder_still_works(tmp_path):
     """Only parts below the searched folder count as hidden."""
     root = tmp_path / ".data" / "good"
