@@ -382,6 +382,42 @@ def test_a_reloaded_page_or_a_restarted_server_resumes_the_review_at_its_first_u
     assert "**1 / 4**" in done["text"]  # all reviewed: from the top
 
 
+def test_a_page_left_open_across_a_restart_decides_nothing_on_a_guess(ctx, model, parts):
+    """The server keeps which image a tab shows; one restarted since (or a tab left for a day) does not know it. A
+    click on a thumbnail of page 2 chose page 1's, and a key decided on another image than the one on screen: now the
+    press is not applied and the review is drawn again; the editor says to reload."""
+    import types
+
+    import gradio as gr
+
+    from ui import context, review
+
+    good, bad = parts
+    review_id = review.score(ctx, [str(p) for p in good[:2] + bad[:2]], None, "", model,
+                             progress=lambda *a, **k: None)["review_id"]
+    tab = types.SimpleNamespace(session_hash="tab-1")
+    review.show(ctx, review_id, model, 0.1, "all", request=tab)
+    review.decide(ctx, "reject", review_id, model, 0.1, "all", request=tab)
+    review.step(ctx, 2, review_id, model, 0.1, "all", request=tab)  # on the fourth image; the first is rejected
+    restarted = context.Context(ctx.work, ctx.catalog)
+    before = [d.decision if d else None for d in map(restarted.review(review_id).decision, range(4))]
+    clicked = gr.SelectData(None, {"index": 3, "value": None, "selected": True})
+    for press in (lambda: review.decide(restarted, "accept", review_id, model, 0.1, "all", request=tab),
+                  lambda: review.step(restarted, 1, review_id, model, 0.1, "all", request=tab),
+                  lambda: review.select(restarted, review_id, model, 0.1, "all", clicked, request=tab)):
+        fresh = context.Context(ctx.work, ctx.catalog)  # each press the first since a restart
+        restarted = fresh
+        with pytest.warns(UserWarning, match="this page's place in the review was lost .*not applied"):
+            shown = press()
+        assert "**2 / 4**" in shown["text"]  # drawn again at its first unreviewed image
+    assert [d.decision if d else None for d in map(restarted.review(review_id).decision, range(4))] == before
+    assert "**3 / 4**" in review.decide(restarted, "accept", review_id, model, 0.1, "all", request=tab)["text"]  # then as ever
+    for editor in (lambda c: review.edit(c, review_id, model, 0.1, request=tab),
+                   lambda c: review.save_mask(c, {"layers": []}, review_id, model, 0.1, "all", 1, request=tab)):
+        with pytest.raises(rbd.InvalidInputError, match="lost .*: reload the page"):
+            editor(context.Context(ctx.work, ctx.catalog))
+
+
 def test_a_picked_folder_and_a_zip_keep_their_folders_in_review_and_inspect(ctx, model, parts, tmp_path):
     from ui import inspection, review
 

@@ -37,6 +37,7 @@ class Cursor:
     where the one before left off (the browser's own copy may lag behind)."""
 
     item: int | None = None
+    known: bool = False  # whether this server drew the tab's view: after a restart, or a day idle, it does not know it
     lock: threading.Lock = field(default_factory=threading.Lock)
     used: float = field(default_factory=time.time)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 import typing
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import gradio as gr
@@ -20,6 +21,7 @@ import numpy as np
 import rbd
 from rbd import review as rules
 from rbd.detector import verdict as verdict_at
+from rbd.notices import notify
 from rbd.review import ReviewSession
 from rbd.thresholds import threshold_at
 from rbd.uploads import gather_images, picked_names
@@ -103,7 +105,7 @@ def view(ctx, cursor, review_id: str, model: dict, rate: float, show: str, item_
          fallback: int | None = None) -> dict:
     """The review as the browser shows it, at `item_id`; when the filter hides it (or a reloaded page
     has none yet), at position `fallback`, by default the first unreviewed image. The cursor moves there."""
-    cursor.item = None
+    cursor.item, cursor.known = None, True
     session = ctx.review(review_id)
     closed = {"editor": gr.update(visible=False), "save": gr.update(visible=False), "editing": None}
     if session is None or not session.items:
@@ -239,6 +241,27 @@ def new_review(ctx) -> dict:
     return {"review_id": uuid.uuid4().hex, "status": "Started a new review: upload images and press **Score images**."}
 
 
+LOST = ("this page's place in the review was lost (the app restarted, or the tab was left for a day)")
+
+
+def _in_place(ctx, cursor, move: Callable[[], dict], review_id: str, model: dict, rate: float, show: str) -> dict:
+    """`move` in turn, where this server drew the view the key or click was made on. Where it did not (`Cursor.known`),
+    which image the page shows is not known here: nothing is decided on a guess; the review is drawn again instead."""
+    def guarded() -> dict:
+        if not cursor.known:
+            notify(f"{LOST}: that key or click was not applied, and the review is drawn again. Every decision made "
+                   "before is kept.")
+            return view(ctx, cursor, review_id, model, rate, show, None)
+        return move()
+    return cursor.press(guarded)
+
+
+def _known(cursor) -> None:
+    """The editor acts on the image on screen: refused where this server did not draw it (`_in_place`)."""
+    if not cursor.known:
+        raise rbd.InvalidInputError(f"{LOST}: reload the page (every decision made before is kept)")
+
+
 def show(ctx, review_id: str, model: dict, rate: float, show: str, request: gr.Request = None) -> dict:
     cursor = ctx.cursor(request)
     return cursor.press(lambda: view(ctx, cursor, review_id, model, rate, show, cursor.item))
@@ -257,7 +280,7 @@ def decide(ctx, decision: str, review_id: str, model: dict, rate: float, show: s
         session.decide(item.id, decision, threshold)
         after = int(order[position + 1]) if position + 1 < len(order) else item.id
         return view(ctx, cursor, review_id, model, rate, show, after, fallback=position)
-    return cursor.press(move)
+    return _in_place(ctx, cursor, move, review_id, model, rate, show)
 
 
 def step(ctx, delta: int, review_id: str, model: dict, rate: float, show: str, request: gr.Request = None) -> dict:
@@ -269,7 +292,7 @@ def step(ctx, delta: int, review_id: str, model: dict, rate: float, show: str, r
         order, position = _position(ctx, review_id, model, rate, show, cursor.item)
         position = max(0, min(position + delta, len(order) - 1))
         return view(ctx, cursor, review_id, model, rate, show, int(order[position]))
-    return cursor.press(move)
+    return _in_place(ctx, cursor, move, review_id, model, rate, show)
 
 
 def select(ctx, review_id: str, model: dict, rate: float, show: str, event: gr.SelectData, request: gr.Request = None) -> dict:
@@ -280,14 +303,16 @@ def select(ctx, review_id: str, model: dict, rate: float, show: str, event: gr.S
         order, position = _position(ctx, review_id, model, rate, show, cursor.item)
         index = position // PAGE * PAGE + event.index
         return view(ctx, cursor, review_id, model, rate, show, int(order[min(index, len(order) - 1)]))
-    return cursor.press(move)
+    return _in_place(ctx, cursor, move, review_id, model, rate, show)
 
 
 def edit(ctx, review_id: str, model: dict, rate: float, request: gr.Request = None) -> dict:
     """Open the mask editor on the image on screen, with the mask to start from as its layer (nothing on screen: nothing)."""
-    if _nothing_on_screen(ctx, review_id, ctx.cursor(request).item):
+    cursor = ctx.cursor(request)
+    _known(cursor)
+    if _nothing_on_screen(ctx, review_id, cursor.item):
         return {}
-    session, item = _shown_item(ctx, review_id, ctx.cursor(request).item, "nothing to review")
+    session, item = _shown_item(ctx, review_id, cursor.item, "nothing to review")
     _, threshold = judged_at(ctx, session, model, rate)
     image, mask = rules.editor_canvas(session, item.id, threshold)  # a large image is edited at a smaller size
     layer = np.zeros((*mask.shape, 4), np.uint8)
@@ -302,6 +327,7 @@ def edit(ctx, review_id: str, model: dict, rate: float, request: gr.Request = No
 def save_mask(ctx, edited: dict | None, review_id: str, model: dict, rate: float, show: str, editing,
               request: gr.Request = None) -> dict:
     """Store the painted mask on the image the editor was opened for, as a correction."""
+    _known(ctx.cursor(request))  # (the editor's image, `editing`, is gone with the server's state too)
     if editing is None or not edited:
         raise rbd.NoImagesError("nothing to save: press Edit mask (e) on the image first")
     session, item = _shown_item(ctx, review_id, editing, "nothing to save: press Edit mask (e) on the image first")
