@@ -28,6 +28,7 @@ from .calibration import Calibration
 from .detector import Detector
 from .backbones import hub_repo, pretrained_name
 from .errors import CheckpointError, HubError
+from .notices import some
 from .model import RBD, ModelConfig
 
 FORMAT = "rbd-checkpoint"
@@ -109,7 +110,7 @@ def writable_target(directory: str | Path) -> Path:
         raise CheckpointError(f"{directory} exists and is not an rbd checkpoint: choose another folder")
     others = sorted(p.name for p in directory.iterdir() if p.name not in CHECKPOINT_FILES) if directory.is_dir() else []
     if others:
-        raise CheckpointError(f"{directory} holds other files beside its checkpoint ({', '.join(others[:5])}), which "
+        raise CheckpointError(f"{directory} holds other files beside its checkpoint ({some(others)}), which "
                               "replacing it would delete: choose another folder")
     return directory
 

@@ -36,7 +36,7 @@ from .evaluate import MISRANKED_COUNT, evaluate, evaluation_picture
 from .files import atomic_write
 from .images import IMAGE_EXTENSIONS, file_shape, find_images
 from .model import ModelConfig
-from .notices import notify
+from .notices import notify, some
 from .outputs import CSV_COLUMNS, PREDICTED, ScoredFile, fitting_name, marked, picture_kind, picture_names, png_bytes, scored_file
 from .ray_engine import check_installed, is_uri, list_uri, score_files
 from .thresholds import describe
@@ -110,7 +110,7 @@ def _predict(args: argparse.Namespace) -> None:
              if ((out / picture).exists() or (out / picture).is_symlink()) and not ours(out / picture)]
     if users:  # a ground-truth mask named as this run names its masks, say: never written over
         raise InvalidInputError(f"--out {out} holds {len(users)} file(s) rbd did not write where this run writes its pictures "
-                                f"({', '.join(users[:3])}{', ...' if len(users) > 3 else ''}): choose another --out, or move them")
+                                f"({some(users, 3)}): choose another --out, or move them")
     detector = load(args.checkpoint, args.revision)  # the Ray engine's actors load their own: this checks it first
     for table in ("results.csv", "results.parquet"):  # an earlier run's: kept, it would describe pictures this run replaces
         (out / table).unlink(missing_ok=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DatasetLayoutError
-from .images import find_images, folder_images, read_image, visible_pixels
+from .images import alpha_channel, find_images, folder_images, read_image
 from .notices import collect, notify
 
 
@@ -139,12 +139,18 @@ def truth_masks(category: str | Path, images: list[Path]) -> dict[Path, Path | N
 
 def read_truth_mask(path: Path) -> np.ndarray:
     """A ground-truth mask file as a bool array: a pixel is defective where any colour channel is above
-    0, so 0/255, 0/1, 16-bit and coloured masks all read alike (`metrics.pixel_auroc`'s rule); in a mask
-    whose alpha channel hides some pixels, where it shows any (strokes on a transparent layer, whatever
-    their colour and that of the pixels they hide)."""
+    0, so 0/255, 0/1, 16-bit and coloured masks all read alike (`metrics.pixel_auroc`'s rule). In a mask whose
+    alpha channel hides some pixels and shows others, only a pixel shown counts: where every pixel shown has one
+    colour (an editor's layer, white or black everywhere, its strokes in the alpha channel alone), every one."""
     colours = read_image(path)  # first: a file it cannot read gets its error, named
-    visible = visible_pixels(path)
-    return colours.max(axis=-1) > 0 if visible is None else visible
+    coloured, alpha = colours.max(axis=-1) > 0, alpha_channel(path)
+    if alpha is None or alpha.shape != coloured.shape or alpha.min() == 255 or alpha.max() == 0:
+        return coloured  # every pixel shows, or none does: the colours are the mask
+    visible = alpha > 0
+    shown = colours[visible]
+    if (shown == shown[0]).all():  # the pixels shown are of one colour: the strokes are in the alpha channel alone
+        return visible
+    return coloured & visible  # a black background with a transparent margin, say
 
 
 def mvtec_test_set(category: str | Path) -> list[TestImage]:

@@ -15,7 +15,7 @@ from .datasets import mvtec_test_set, read_truth_mask, truth_mask
 from .detector import Detector, predict_files
 from .errors import DatasetLayoutError, ImageReadError
 from .images import find_images, upright_size
-from .notices import collect, notify
+from .notices import collect, notify, some
 from .visualize import outlined, overlay
 
 MISRANKED_COUNT = 5  # images of each kind `Evaluation.misranked` picks
@@ -89,9 +89,9 @@ def evaluate(detector: Detector, category: str | Path, progress: Callable[[int, 
                f"ground_truth/{example.with_name(example.stem + '_mask.png').as_posix()}): pixel metrics skipped")
     # a defective image without a mask costs the pixel metrics, unless scoring will skip it (unreadable, with its own notice)
     unmasked = [item.path.relative_to(category).as_posix() for item in items
-                if with_masks and item.is_anomalous and not item.mask_path and _is_readable(item.path)]
+                if with_masks and item.is_anomalous and not item.mask_path and _scored_size(item.path) is not None]
     if unmasked:
-        notify(f"{len(unmasked)} defective image(s) have no mask ({', '.join(unmasked[:5])}{' and more' if len(unmasked) > 5 else ''}; "
+        notify(f"{len(unmasked)} defective image(s) have no mask ({some(unmasked)}; "
                "a mask is named ground_truth/<defect>/<name>_mask.png): pixel metrics skipped")
         with_masks = False
     truth, bad_masks = {}, []
@@ -132,23 +132,21 @@ def evaluate(detector: Detector, category: str | Path, progress: Callable[[int, 
 def _read_mask(path: Path, image_path: Path) -> np.ndarray | None:
     """The ground-truth mask, which must match its image's (upright) size; None if the image
     itself is unreadable (scoring skips it, with its own notice)."""
-    try:
-        width, height = upright_size(image_path)
-    except ImageReadError:
+    size = _scored_size(image_path)
+    if size is None:
         return None
-    mask = read_truth_mask(path)
+    (width, height), mask = size, read_truth_mask(path)
     if mask.shape != (height, width):
         raise ImageReadError(f"{path}: mask is {mask.shape[1]}x{mask.shape[0]} but its image is {width}x{height}")
     return mask
 
 
-def _is_readable(path: Path) -> bool:
-    """Whether scoring can read the image, as far as its header tells."""
+def _scored_size(path: Path) -> tuple[int, int] | None:
+    """The image's (width, height) upright, from its header; None where scoring will skip it (with its own notice)."""
     try:
-        upright_size(path)
+        return upright_size(path)
     except ImageReadError:
-        return False
-    return True
+        return None
 
 
 def _at_size(mask: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:

@@ -20,7 +20,7 @@ import tifffile
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageReadError, InvalidInputError, NoImagesError
-from .notices import notify
+from .notices import notify, some
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 MAX_SIDE = 4096  # the app and CLI score larger images on a downscaled copy (the model sees <= 1024 px)
@@ -53,8 +53,7 @@ def find_images(folder: str | Path) -> list[Path]:
                 (found if path.is_file() else broken).append(path)
     if broken:  # a link whose target moved: said, or a set would shrink without a word
         names = [path.relative_to(folder).as_posix() for path in sorted(broken)]
-        notify(f"{folder}: skipped {len(names)} image name(s) that lead to no file (a broken link?): "
-               f"{', '.join(names[:5])}{' and more' if len(names) > 5 else ''}")
+        notify(f"{folder}: skipped {len(names)} image name(s) that lead to no file (a broken link?): {some(names)}")
     return sorted(found)
 
 
@@ -213,6 +212,8 @@ def upright_size(path: str | Path) -> tuple[int, int]:
         else:
             with Image.open(path) as header:
                 (width, height), turn = header.size, header.getexif().get(0x0112, 1)
+    except Image.DecompressionBombError as err:  # past Pillow's guard even for its header: as `read_image` says
+        raise _too_large(path, str(err)) from err
     except (OSError, ValueError, SyntaxError, IndexError, tifffile.TiffFileError) as err:
         raise ImageReadError(f"{path}: corrupt or truncated image ({err})") from err
     return (height, width) if turn in (5, 6, 7, 8) else (width, height)  # EXIF orientations that swap the sides
@@ -249,15 +250,18 @@ def to_rgb_array(image: ImageLike) -> np.ndarray:
     return _scale_to_unit(array)
 
 
-def visible_pixels(path: str | Path) -> np.ndarray | None:
-    """Where a file with an alpha channel that hides some pixels shows any (upright, bool); None for a file whose
-    every pixel shows (no alpha channel, or an opaque one): `read_image`, which drops alpha, reads it whole. A mask
-    drawn in an editor's layer is often white everywhere, its strokes only in the alpha channel."""
-    with Image.open(path) as image:
-        if image.mode not in ("RGBA", "RGBa", "LA", "La", "PA") and "transparency" not in image.info:
-            return None
-        alpha = np.asarray(_upright(image).convert("RGBA").getchannel("A"))
-    return alpha > 0 if alpha.min() < 255 else None
+def alpha_channel(path: str | Path) -> np.ndarray | None:
+    """The file's alpha channel (uint8, upright as `read_image` turns it), which `read_image` drops; None for a file
+    without one, or one Pillow alone does not read (a TIFF `read_image` reads otherwise, a file it cannot read)."""
+    if _is_tiff(path):
+        return None
+    try:
+        with Image.open(path) as image:
+            if image.mode not in ("RGBA", "RGBa", "LA", "La", "PA"):
+                return None
+            return np.asarray(_upright(image).convert("RGBA").getchannel("A"))
+    except (OSError, ValueError, SyntaxError, IndexError, UnidentifiedImageError, Image.DecompressionBombError):
+        return None
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:

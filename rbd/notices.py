@@ -10,9 +10,14 @@ from __future__ import annotations
 import warnings
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Iterator
+from typing import Iterator, Sequence
 
 _collector: ContextVar[list[str] | None] = ContextVar("rbd_notices", default=None)
+
+
+def some(names: Sequence[str], shown: int = 5) -> str:
+    """The first `shown` of `names`, comma-separated, "and more" where there are others: a notice names a few."""
+    return ", ".join(names[:shown]) + (" and more" if len(names) > shown else "")
 
 
 def notify(message: str) -> None:

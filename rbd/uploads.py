@@ -22,7 +22,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 from .errors import DatasetLayoutError, NoImagesError, UploadError
 from .images import IMAGE_EXTENSIONS
-from .notices import notify
+from .notices import notify, some
 
 MAX_TOTAL_BYTES = 2 * 1024**3  # what one upload (its zips expanded, its loose files) may take on disk
 MAX_MEMBERS = 20_000  # entries one upload's zips may hold together
@@ -268,7 +268,7 @@ def find_mvtec_root(folder: str | Path) -> Path:
             "no MVTec AD category in the upload: expected a folder holding test/good/ and test/DEFECT/ "
             "(optionally train/good/ and ground_truth/DEFECT/NAME_mask.png, where DEFECT is any defect's name), "
             f"at the top of the upload or up to {MAX_CATEGORY_DEPTH} folders down"
-            + (f"; it holds a zip ({', '.join(zips[:3])}{' and more' if len(zips) > 3 else ''}): unzip it first" if zips else "")
+            + (f"; it holds a zip ({some(zips, 3)}): unzip it first" if zips else "")
             + ("; the upload is empty" if not any(folder.iterdir()) else ""))
     if len(found) > 1:
         names = ", ".join(path.relative_to(folder).as_posix() for path in found)

@@ -182,7 +182,8 @@ def test_a_huge_test_image_is_scored_downscaled_and_its_mask_shrunk(detector, ca
         assert rbd.evaluation_picture(detector, copy, "test/hole/000.png").shape[:2] == (3277, 4096)
 
 
-@pytest.mark.parametrize("write", ["0/1", "16-bit", "green", "rgba", "white, alpha", "grey, alpha", "black, alpha"])
+@pytest.mark.parametrize("write", ["0/1", "16-bit", "green", "rgba", "white, alpha", "grey, alpha", "black, alpha",
+                                   "rgba, margin", "rgba, all hidden"])
 def test_masks_read_alike_whatever_their_values_or_colours(detector, category, tmp_path, write):
     """A mask marks a pixel defective where any colour channel is above 0: 0/1 masks from numpy, 16-bit
     masks and coloured masks give the pixel metrics of the 0/255 masks, not an empty truth; a mask whose
@@ -203,14 +204,28 @@ def test_masks_read_alike_whatever_their_values_or_colours(detector, category, t
             layers = [np.full(defect.shape, colour, np.uint8)] * (1 if write.startswith("grey") else 3)
             Image.fromarray(np.dstack([*layers, defect.astype(np.uint8) * 200])).save(path)
         else:
-            colour = np.zeros((*defect.shape, 4 if write == "rgba" else 3), np.uint8)
+            colour = np.zeros((*defect.shape, 4 if write.startswith("rgba") else 3), np.uint8)
             colour[defect, 1] = 255
-            if write == "rgba":
-                colour[..., 3] = 255
+            if write.startswith("rgba"):  # opaque; a transparent margin of a black background; or every pixel hidden
+                colour[..., 3] = {"rgba": 255, "rgba, margin": 255, "rgba, all hidden": 0}[write]
+                if write == "rgba, margin":
+                    colour[:, :2, 3] = 0
             Image.fromarray(colour).save(path)
     result = rbd.evaluate(detector, copy)
     assert reference.pixel_auroc is not None
     assert (result.pixel_auroc, result.aupro) == (reference.pixel_auroc, reference.aupro)
+
+
+def test_a_mask_only_tifffile_reads_is_read_by_its_colours(tmp_path):
+    """A float colour TIFF under a mask's .png name: Pillow cannot open it, and its alpha is not looked for."""
+    import tifffile
+
+    from rbd.datasets import read_truth_mask
+
+    mask = np.zeros((8, 12, 3), np.float32)
+    mask[2:4, 3:9] = 1.0
+    tifffile.imwrite(tmp_path / "000_mask.png", mask, photometric="rgb")
+    np.testing.assert_array_equal(read_truth_mask(tmp_path / "000_mask.png"), mask.max(axis=-1) > 0)
 
 
 def test_a_hairline_defect_of_a_huge_image_stays_one_region_at_the_scored_size():

@@ -805,7 +805,10 @@ def test_an_example_makes_the_shipped_model_it_names_active_but_never_replaces_o
     assert inspection.example_model(ctx, str(tmp_path / "weld_good.jpg"), model, "browser-1") == {}  # no such shipped model
     own = {**model, "key": str(tmp_path / "work" / "models" / "shared" / "mine")}
     assert inspection.example_model(ctx, example, own, "browser-1") == {}
+    recalibrated = {**model, "calibration": ctx.catalog.get(model["key"]).calibration.to_dict(), "recalibrated_from": "review"}
+    assert inspection.example_model(ctx, example, recalibrated, "browser-1") == {}  # a review's threshold is the user's own
     assert inspection.example_model(ctx, None, model, "browser-1") == {}
+    assert inspection.example_model(ctx, example, None, "browser-1") == {}  # no model at all (nothing shipped)
 
 
 def test_inspect_cleared_when_a_new_model_has_nothing_to_score(ctx, model, parts):

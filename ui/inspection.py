@@ -18,7 +18,7 @@ import pandas as pd
 import rbd
 from rbd.detector import Prediction
 from rbd.images import file_shape, to_uint8
-from rbd.notices import collect, notify
+from rbd.notices import collect, notify, some
 from rbd.uploads import as_uploaded, gather_images, is_renumbered
 from rbd.visualize import colour_scale, fold, overlay, shown_size, subsample, subsample_step
 
@@ -101,7 +101,7 @@ def inspect_images(ctx, image, files, model: dict, rate: float, opacity: float, 
         if len(order) > MAX_IMAGES:
             left_out = [path.relative_to(folder).as_posix() for path, _ in order[MAX_IMAGES:]]
             notify(f"Inspect holds {MAX_IMAGES} images at a time: kept the first {MAX_IMAGES} of {len(order)} by name; "
-                   f"left out: {', '.join(left_out[:10])}{' and more' if len(left_out) > 10 else ''}. "
+                   f"left out: {some(left_out, 10)}. "
                    "The Review tab scores any number.")
             order = order[:MAX_IMAGES]
         fresh = [path for path, digest in order if (digest, model_id) not in known]
@@ -234,11 +234,13 @@ def example_label(path: Path) -> str:
 def example_model(ctx, image, model: dict, browser: str) -> dict:
     """An example clicked while another shipped model is active: the shipped model its label names becomes active,
     as if picked in the bar (under another product's model an example is out of domain, one red region). A model of
-    the user's own (a fine-tune, a Hub repo) stays active: they may be trying it on the example. The images held are
-    let go, since the example's Inspect replaces them and the other model's scores are no use to it."""
+    the user's own (a fine-tune, a Hub repo, a shipped one a review recalibrated) stays active: they may be trying it
+    on the example. The images held are let go, since the example's Inspect replaces them and the other model's
+    scores are no use to it."""
     shipped = ctx.catalog.shipped
     key = str(shipped / Path(image or "").stem.split("_")[0])
-    if not image or Path(model["key"]).parent != shipped or model["key"] == key or key not in dict(ctx.catalog.entries()).values():
+    if (not image or not model or Path(model["key"]).parent != shipped or model.get("calibration") or model["key"] == key
+            or key not in dict(ctx.catalog.entries()).values()):
         return {}
     loaded = model_bar.load_model(ctx, key, "", "", browser)
     return {**loaded, **model_bar.active_choice(ctx, loaded["model"]), "held": []}

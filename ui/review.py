@@ -21,7 +21,7 @@ import numpy as np
 import rbd
 from rbd import review as rules
 from rbd.detector import verdict as verdict_at
-from rbd.notices import notify
+from rbd.notices import notify, some
 from rbd.review import ReviewSession
 from rbd.thresholds import threshold_at
 from rbd.uploads import gather_images, picked_names
@@ -366,7 +366,7 @@ def recalibrate(ctx, review_id: str, model: dict, confirmed: bool = False) -> di
                        "so it would likely miss real ones too")
     suspects = rules.good_like_defects(session)
     if suspects:
-        named = ", ".join(f"{name} ({score:.4f})" for name, score in suspects[:5]) + (" and more" if len(suspects) > 5 else "")
+        named = some([f"{name} ({score:.4f})" for name, score in suspects])
         reasons.append(f"{len(suspects)} image(s) accepted as good score like the synthetic defects: {named}")
     if reasons and not confirmed:
         warning = ("⚠️ Not applied: " + "; ".join(reasons) + ". Check that the images accepted as good really are good, "

@@ -45,7 +45,7 @@ from ..detector import verdict as verdict_at
 from ..errors import InvalidInputError
 from ..files import atomic_write
 from ..images import MAX_SIDE, read_image, to_uint8
-from ..notices import notify
+from ..notices import notify, some
 from ..uploads import unique_name, unsuffixed
 from ..visualize import mask_image, subsample
 from .rules import label_of
@@ -264,7 +264,7 @@ class ReviewSession:
                     items[item.id] = replace(item, score=float(prediction.score), normalized_score=float(prediction.normalized_score),
                                              verdict=prediction.verdict, familiarity=_familiarity(prediction))
                 if by_path:
-                    names = ", ".join(item.file_name for item in list(by_path.values())[:5])
+                    names = some([item.file_name for item in by_path.values()])
                     raise InvalidInputError(f"{len(by_path)} of this review's images can no longer be read ({names}), so nothing "
                                             f"was re-scored: the review stays scored by {self._model.name}; start a new review "
                                             "for the active model")
