@@ -351,7 +351,8 @@ def parser() -> argparse.ArgumentParser:
                    help="passes over the images; training stops at this or --max-minutes, whichever comes first "
                         "(default: %(default)s, no limit)")
     p.add_argument("--max-minutes", type=float, default=_default(TrainConfig, "max_minutes"),
-                   help="time budget in minutes for the whole training, calibration included (default: %(default)s)")
+                   help="time budget in minutes for the whole training, calibration included; inf for none, with --epochs "
+                        "(default: %(default)s)")
     p.add_argument("--seed", type=int, default=_default(TrainConfig, "seed"), help="random seed (default: %(default)s)")
     p.add_argument("--device", default=_default(TrainConfig, "device"), choices=["auto", "cpu", "cuda"],
                    help="where to train: %(choices)s; auto picks a CUDA GPU when there is one (default: %(default)s)")

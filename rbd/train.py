@@ -81,7 +81,7 @@ class TrainConfig:
         checks = {
             "epochs must be at least 1": self.epochs is None or self.epochs >= 1,
             "max_minutes must be positive": self.max_minutes is None or self.max_minutes > 0,
-            "epochs or max_minutes must be set (a budget)": self.epochs is not None or self.max_minutes is not None,
+            "epochs or a finite max_minutes must be set (a budget)": self.epochs is not None or self.budget_s is not None,
             "batch_size must be at least 1": self.batch_size >= 1,
             "learning_rate must be positive": self.learning_rate > 0,
             "holdout_fraction must be in (0, 1)": 0 < self.holdout_fraction < 1,
@@ -96,6 +96,12 @@ class TrainConfig:
         if broken:
             raise InvalidInputError("invalid training settings: " + "; ".join(broken))
         self.seed = int(self.seed)  # a numpy integer too: the checkpoint records the config as JSON
+
+    @property
+    def budget_s(self) -> float | None:
+        """The time budget in seconds; None for none (max_minutes None, or past any clock: the epochs end training)."""
+        seconds = None if self.max_minutes is None else 60.0 * self.max_minutes
+        return seconds if seconds is not None and math.isfinite(seconds) else None
 
 
 @dataclass
@@ -286,7 +292,7 @@ def train(
     pictures, held_out = [pictures[i] for i in train_ids], [pictures[i] for i in holdout_ids]
     device = resolve_device(config.device)
     start = time.monotonic()
-    budget_s = None if config.max_minutes is None else 60.0 * config.max_minutes
+    budget_s = config.budget_s
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
 

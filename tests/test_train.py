@@ -176,6 +176,20 @@ def test_progress_reports_every_step_until_the_budget_is_used(category):
     assert all(np.isfinite(p.loss) for p in seen)
 
 
+def test_an_endless_time_budget_leaves_the_epochs_to_end_training(category):
+    """`--max-minutes inf` (the command line's only way past its 10-minute default) crashed on the budget's share of
+    the teacher pass; a budget in minutes past any clock (1e308: infinite in seconds) is the same."""
+    for endless in (float("inf"), 1e308):
+        config = rbd.TrainConfig(epochs=1, max_minutes=endless, **FAST)
+        assert config.budget_s is None
+        with pytest.raises(rbd.InvalidInputError, match="epochs or a finite max_minutes must be set"):
+            rbd.TrainConfig(epochs=None, max_minutes=endless)
+    detector = rbd.train(category / "train" / "good", rbd.ModelConfig(**TINY_MODEL), config)
+    assert detector.training["steps"] == 3  # 9 training images, batches of 4, one epoch
+    with pytest.raises(rbd.InvalidInputError, match="max_minutes must be positive"):
+        rbd.TrainConfig(max_minutes=float("nan"))
+
+
 def test_time_budget_stops_training_early(category):
     detector = rbd.train(category / "train" / "good", rbd.ModelConfig(**TINY_MODEL), rbd.TrainConfig(epochs=10_000, max_minutes=0.02, **FAST))
     assert 1 <= detector.training["steps"] < 10_000
