@@ -26,14 +26,20 @@ from rbd.datasets import training_folder
 from rbd.images import read_image_folder
 
 
+WARM_UP = 10  # steps not timed: the first ones set up kernels and memory
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     parser.add_argument("--set", default="ksdd")
-    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--steps", type=int, default=60, help=f"at least {WARM_UP + 2}: the first {WARM_UP} are not timed "
+                                                               "(default: %(default)s)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
+    if args.steps < WARM_UP + 2:
+        parser.error(f"--steps must be at least {WARM_UP + 2}: the first {WARM_UP} warm up, and a median needs one interval after them")
     torch.set_num_threads(args.threads)
     images, _ = read_image_folder(training_folder(args.data / args.set))
     stamps = []
@@ -45,7 +51,7 @@ def main() -> None:
     if profiler:
         profiler.stop()
         print(profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
-    per_step = [b - a for a, b in zip(stamps[10:], stamps[11:])]
+    per_step = [b - a for a, b in zip(stamps[WARM_UP:], stamps[WARM_UP + 1:])]
     result = {"set": args.set, "rbd": rbd.__version__, "steps": len(stamps), "threads": args.threads,
               "median_s_per_step": round(statistics.median(per_step), 4), "steps_per_minute": round(60 / statistics.median(per_step), 1),
               "seconds": detector.training["seconds"], "seconds_by_phase": detector.training.get("seconds_by_phase")}
