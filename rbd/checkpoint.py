@@ -167,6 +167,8 @@ def _locate(path_or_repo_id: str | Path, revision: str | None) -> tuple[str, Pat
     """("folder", path), ("onnx", path) or ("hub", repo id): where a checkpoint named so lives. A local name
     comes first; a revision belongs to Hub repos only, and a missing .onnx file is a typo, not a repo id."""
     revision = _checked_revision(revision)
+    if not str(path_or_repo_id).strip():
+        raise CheckpointError("no checkpoint named: give a checkpoint folder, an .onnx file or a Hub repo id (owner/name)")
     path = Path(path_or_repo_id)
     local = path.is_dir() or (path.is_file() and path.suffix.lower() == ".onnx")
     if local and revision is not None:  # a Hub repo id that names a local folder or file too: which was meant is not clear
@@ -185,6 +187,9 @@ def _locate(path_or_repo_id: str | Path, revision: str | None) -> tuple[str, Pat
     repo, at, named = str(path_or_repo_id).partition("@")
     if at and is_repo_id(repo) and not path.exists():  # as the app names a Hub model
         raise CheckpointError(f"{path_or_repo_id}: name the revision apart: {repo} with --revision {named} (revision= from Python)")
+    if path.is_file():  # one of a checkpoint's files, say
+        raise CheckpointError(f"{path_or_repo_id} is a file, not a checkpoint folder or an .onnx file"
+                              + (f": name its folder, {path.parent}" if path.name in CHECKPOINT_FILES else ""))
     raise CheckpointError(f"{path_or_repo_id}: no such checkpoint folder or .onnx file, and not a Hub repo id (owner/name)")
 
 

@@ -222,6 +222,18 @@ def test_unknown_paths_are_clear_errors(tmp_path):
         rbd.load("not/a/repo/id")
 
 
+def test_a_checkpoints_own_file_or_an_empty_name_says_what_to_give(checkpoint, tmp_path):
+    """`rbd info CKPT/config.json` said there was no such file (it exists), and an empty name read as the current folder."""
+    for name in ("config.json", "model.safetensors"):
+        with pytest.raises(rbd.CheckpointError, match=f"{name} is a file, not a checkpoint folder or an .onnx file: name its folder, {checkpoint}$"):
+            rbd.load(checkpoint / name)
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(rbd.CheckpointError, match="notes.txt is a file, not a checkpoint folder or an .onnx file$"):
+        rbd.load(tmp_path / "notes.txt")
+    with pytest.raises(rbd.CheckpointError, match="no checkpoint named"):
+        rbd.load(" ")
+
+
 def _cached_repo(cache, repo_id, files, revision_name="main", commit="a" * 40):
     """Lay files out as huggingface_hub's cache does: refs/<name> -> snapshots/<commit>/<file>."""
     repo = cache / f"models--{repo_id.replace('/', '--')}"
