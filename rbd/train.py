@@ -20,6 +20,7 @@ are averaged, rank 0's clock ends the loop for all, and rank 0 alone does step 3
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import numbers
@@ -44,7 +45,7 @@ from .images import ImageLike, image_batches, to_rgb_array
 from .losses import consistency_loss, reconstruction_loss
 from .memory import MAX_CANDIDATES, flatten_patches, patch_features
 from .model import RBD, ModelConfig
-from .notices import notify
+from .notices import collect, notify
 from .runtime import autocast, autocast_dtype, resolve_device, scoring_autocast
 from .synthetic import add_defects, feature_dropout
 
@@ -282,9 +283,10 @@ def train(
         raise InvalidInputError("a fine-tune keeps the model settings of the detector it starts from: leave model_config "
                                 "out, or train a new model without start_from")
     model_config = start_from.config if start_from is not None else (model_config or ModelConfig())
-    pictures = model_pictures(images, model_config)
-    read, pictures = len(pictures), distinct(pictures)
     processes = distributed.current()
+    with contextlib.nullcontext() if processes.is_main else collect():  # every process reads the files: one says what it skipped
+        pictures = model_pictures(images, model_config)
+    read, pictures = len(pictures), distinct(pictures)
     if read > len(pictures) and processes.is_main:
         notify(f"{read - len(pictures)} of the {read} training images are exact copies of others: trained on the "
                f"{len(pictures)} distinct ones")

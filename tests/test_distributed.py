@@ -3,6 +3,7 @@ crops, stop at the same step, and rank 0 alone calibrates and saves."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -35,6 +36,8 @@ runpy.run_module("rbd", run_name="__main__", alter_sys=True)
 def test_two_processes_train_on_different_crops_and_rank_0_saves(category, tmp_path):
     script, out, crops = tmp_path / "recording.py", tmp_path / "ckpt", tmp_path / "crops"
     script.write_text(RECORDING)
+    category = shutil.copytree(category, tmp_path / "data")
+    (category / "train" / "good" / "broken.png").write_bytes(b"not an image")  # every process reads it: one says so
     crops.mkdir()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "CROPS_DIR": str(crops), "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
@@ -42,6 +45,7 @@ def test_two_processes_train_on_different_crops_and_rank_0_saves(category, tmp_p
     done = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("saved") == 1 and "with 2 processes" in done.stderr  # rank 0 reports, once
+    assert done.stderr.count("skipped 1 unreadable file(s)") == 1, done.stderr[-3000:]
 
     detector = rbd.load(out)
     summary = detector.training
