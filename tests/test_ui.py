@@ -296,11 +296,14 @@ def test_review_handlers_without_a_server(ctx, model, parts):
     review.step(ctx, 1, review_id, model, 0.1, "all")  # moving on: the save still belongs to the opened image
     layer = np.zeros((64, 80, 4), np.uint8)
     layer[:5, :5, 3] = 255
-    review.save_mask(ctx, {"layers": [layer]}, review_id, model, 0.1, "all", opened["editing"])
+    saved = review.save_mask(ctx, {"layers": [layer]}, review_id, model, 0.1, "all", opened["editing"])
     session = ctx.review(review_id)
     assert session.decision(opened["editing"]).decision == "correct"
+    assert "correct** → defective (the mask painted, outlined in magenta)" in saved["text"]
     with pytest.raises(rbd.NoImagesError, match="press Edit mask"):
         review.save_mask(ctx, {"layers": [layer]}, review_id, model, 0.1, "all", None)
+    erased = review.save_mask(ctx, {"layers": [np.zeros_like(layer)]}, review_id, model, 0.1, "all", opened["editing"])
+    assert "correct** → good (the mask erased: no defect)" in erased["text"] and "outlined" not in erased["text"]
 
 
 def test_a_rejected_good_verdict_asks_where_the_defect_is(ctx, model, parts):

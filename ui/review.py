@@ -129,7 +129,7 @@ def view(ctx, cursor, review_id: str, model: dict, rate: float, show: str, item_
     decision = session.decision(item.id)
     text = (f"**{position + 1} / {len(order)}** · **{item.file_name}** · score **{item.score:.4f}** · model says "
             f"**{verdict_at(item.score, threshold)}** · decision: **{decision.decision if decision else 'not reviewed'}**{_label(session, item.id)}"
-            f"{' (the mask painted, outlined in magenta)' if decision and decision.decision == 'correct' else ''}"
+            f"{_painted(session, item.id) if decision and decision.decision == 'correct' else ''}"
             f"{' (where is not known: press **e** to paint it, or the export gives it no mask)' if rules.place_unknown(session, item.id) else ''}"
             f" · page {start // PAGE + 1} of {-(-len(order) // PAGE)}\n\n")
     text += (f"{out_of_domain_note(item.familiarity)}\n\n" if item.out_of_domain else "") + KEYS
@@ -151,6 +151,11 @@ def _label(session: ReviewSession, item_id: int) -> str:
     changed with the threshold or a re-score, the label does not."""
     label = rules.final_label(session, item_id)
     return "" if label is None else f" → {'defective' if label else 'good'}"
+
+
+def _painted(session: ReviewSession, item_id: int) -> str:
+    """What a saved mask shows of a corrected image: a mask erased to nothing leaves a good part, and no outline."""
+    return " (the mask painted, outlined in magenta)" if rules.final_label(session, item_id) else " (the mask erased: no defect)"
 
 
 def _metrics(session: ReviewSession, threshold: float) -> str:
