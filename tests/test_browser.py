@@ -124,6 +124,8 @@ def open_editor(page, label: str) -> dict:
     canvas = editor.locator("canvas").first
     canvas.scroll_into_view_if_needed()
     editor.locator("button[aria-label=Brush]").click()
+    expect(editor.locator("button[aria-label='Clear canvas']")).to_be_hidden()  # it cleared the picture too
+    expect(editor.locator("button[aria-label=Erase]")).to_be_visible()
     return canvas.bounding_box()
 
 def set_rate(page, rate: str):

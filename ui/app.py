@@ -18,6 +18,7 @@ SWEEP_S = 3600  # how often idle reviews and private models are looked for
 CSS = """
 #inspect-overlay img { object-fit: contain !important; }  /* the whole picture, enlarged to fit: Gradio drew a 20-pixel part as a dot */
 #inspect-pair img { height: 100% !important; object-fit: contain !important; }  /* the slider sized it by its width and cropped it */
+#review-editor button[aria-label="Clear canvas"] { display: none !important; }  /* it took the picture too: the eraser remains */
 .rbd-gallery .caption-label { white-space: pre-line !important; overflow: visible !important; text-overflow: clip !important;
                               overflow-wrap: anywhere;
                               max-width: 100% !important; font-size: 0.75em; line-height: 1.2; }
