@@ -714,6 +714,8 @@ def test_a_restarted_app_resumes_the_same_review(browser, checkpoint, parts, tmp
         expect(page.locator("#review-folder").get_by_role("cell", name="000.png")).to_have_count(2)
         page.locator("#review-score").click()
         expect(page.locator("#review-text")).to_contain_text("1 / 2")
+        fit = page.locator("#review-image img").evaluate("image => getComputedStyle(image).objectFit")
+        assert fit == "contain", fit  # a small part enlarged to the box: Gradio drew a 20-pixel one as a dot
         expect(page.locator("#review-gallery")).to_contain_text("line/good/000.png")
         expect(page.locator("#review-gallery")).to_contain_text("line/broken/000.png")
         expect(page.locator("#review-folder").get_by_role("cell", name="000.png")).to_have_count(0)  # scored: the box is emptied

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 WORK = Path(os.environ.get("RBD_WORK_DIR", ROOT / "work"))
 SWEEP_S = 3600  # how often idle reviews and private models are looked for
 CSS = """
-#inspect-overlay img { object-fit: contain !important; }  /* the whole picture, enlarged to fit: Gradio drew a 20-pixel part as a dot */
+#inspect-overlay img, #review-image img { object-fit: contain !important; }  /* the whole picture, enlarged to fit: Gradio drew a 20-pixel part as a dot */
 #inspect-pair img { height: 100% !important; object-fit: contain !important; }  /* the slider sized it by its width and cropped it */
 #review-editor button[aria-label="Clear canvas"] { display: none !important; }  /* it took the picture too: the eraser remains */
 .rbd-gallery .caption-label { white-space: pre-line !important; overflow: visible !important; text-overflow: clip !important;
