@@ -279,12 +279,19 @@ def _pil_to_array(image: Image.Image) -> np.ndarray:
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         return to_rgb_array(np.asarray(image))  # keep the full 16-bit / float range
     if image.mode in ("LA", "La", "L", "1"):
-        return to_rgb_array(np.asarray(image.convert("L")))
+        return to_rgb_array(np.asarray(image.getchannel(0) if image.mode != "1" else image.convert("L")))  # Pillow cannot convert La to L
     return to_rgb_array(np.asarray(image.convert("RGB")))  # RGBA drops alpha, P/CMYK/YCbCr convert
 
 
+# Float images hold no range of their own: values up to FLOAT_UNIT_TOP are taken as [0, 1] (a resampling's overshoot
+# clipped), then 8-bit and 16-bit data as floats (np.float32(a uint8 image): the same picture, the same score), and past
+# 16 bits, the image's own maximum. One range for every image of a kind: a bright spot no longer darkens the rest.
+FLOAT_UNIT_TOP = 2.0
+
+
 def _scale_to_unit(array: np.ndarray) -> np.ndarray:
-    """Integer images scale by their type's range; 32-bit integers are taken as 16-bit data."""
+    """Integer images scale by their type's range; 32-bit integers are taken as 16-bit data; floats by the range
+    their values fit (FLOAT_UNIT_TOP)."""
     if array.dtype == np.uint8:
         return array.astype(np.float32) / 255.0
     if array.dtype == np.bool_:
@@ -295,7 +302,8 @@ def _scale_to_unit(array: np.ndarray) -> np.ndarray:
     if not np.isfinite(array).all():
         raise ImageReadError("image contains NaN or infinite values")
     top = float(array.max()) if array.size else 1.0
-    return np.clip(array / top if top > 1.0 else array, 0.0, 1.0)
+    scale = next((unit for limit, unit in ((FLOAT_UNIT_TOP, 1.0), (255.0, 255.0), (65535.0, 65535.0)) if top <= limit), top)
+    return np.clip(array / scale if scale != 1.0 else array, 0.0, 1.0)
 
 
 def image_batches(paths: Iterable[str | Path], batch_size: int, max_side: int | None = MAX_SIDE

@@ -181,6 +181,8 @@ def test_grey_with_alpha_drops_alpha(tmp_path):
     la = np.stack([np.full((3, 4), 200, np.uint8), np.zeros((3, 4), np.uint8)], axis=2)
     array = read_image(save(Image.fromarray(la, mode="LA"), tmp_path / "la.png"))
     np.testing.assert_allclose(array, np.full((3, 4, 3), 200 / 255.0), atol=1e-6)
+    opaque = Image.fromarray(np.dstack([la[..., 0], np.full((3, 4), 255, np.uint8)]), mode="LA")
+    np.testing.assert_allclose(to_rgb_array(opaque.convert("La")), np.full((3, 4, 3), 200 / 255.0), atol=1e-6)  # Pillow has no La -> L
 
 
 @pytest.mark.parametrize("write", [
@@ -395,9 +397,19 @@ def test_float_array_in_unit_range_is_unchanged():
     np.testing.assert_allclose(array, values, atol=1e-6)
 
 
-def test_float_array_above_one_is_rescaled_by_its_maximum():
+def test_float_arrays_scale_by_the_range_their_values_fit_never_by_their_own_maximum():
+    """The same pixels as uint8 and as floats read alike, also for a dark image (its maximum scaled them up before), and a
+    bright spot on a [0, 1] image no longer darkens the rest."""
     values = np.array([[0.0, 127.5, 255.0]], dtype=np.float32)
     np.testing.assert_allclose(to_rgb_array(values)[0, :, 0], [0.0, 0.5, 1.0], atol=1e-6)
+    dark = (RNG.random((4, 5, 3)) * 180).astype(np.uint8)
+    np.testing.assert_allclose(to_rgb_array(dark.astype(np.float32)), to_rgb_array(dark), atol=1e-6)
+    overshoot = np.array([[0.25, 0.5, 1.02]], dtype=np.float32)  # a resampling's overshoot: clipped
+    np.testing.assert_allclose(to_rgb_array(overshoot)[0, :, 0], [0.25, 0.5, 1.0], atol=1e-6)
+    sixteen = np.array([[0.0, 300.0, 65535.0]], dtype=np.float32)
+    np.testing.assert_allclose(to_rgb_array(sixteen)[0, :, 0], [0.0, 300 / 65535, 1.0], atol=1e-6)
+    wider = np.array([[0.0, 1e5, 2e5]], dtype=np.float32)  # past 16 bits: its own maximum
+    np.testing.assert_allclose(to_rgb_array(wider)[0, :, 0], [0.0, 0.5, 1.0], atol=1e-6)
 
 
 def test_negative_floats_are_clipped():
