@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from statistics import NormalDist
 
@@ -160,6 +161,17 @@ def threshold_interval(normal: np.ndarray, false_alarm_rate: float, resamples: i
         half = 1.96 * float(normal.std(ddof=1)) * np.sqrt(1 / n + z * z / (2 * (n - 1)))
         low, high = min(low, threshold - half), max(high, threshold + half)
     return float(low), float(high)
+
+
+def checked_threshold(value) -> float:
+    """A raw threshold as a float; a NaN (every image defective, every pixel in the mask) or a non-number is refused."""
+    try:
+        threshold = float(value)
+    except (TypeError, ValueError) as err:
+        raise InvalidInputError(f"a threshold must be a number (a raw score), got {value!r}") from err
+    if math.isnan(threshold):
+        raise InvalidInputError("a threshold must be a number (a raw score), got NaN")
+    return threshold
 
 
 def checked_scores(normal_scores) -> np.ndarray:

@@ -17,9 +17,10 @@ import torch
 
 from .allocator import MMAP_THRESHOLD
 from .anomaly_map import largest, top_count
-from .calibration import Calibration, is_defective
+from .calibration import Calibration, checked_threshold, is_defective
 from .geometry import to_image_size, to_input
-from .images import MAX_SIDE, ImageLike, image_batches, nearest_sources, read_image_for_scoring, to_rgb_array
+from .images import (MAX_SIDE, ImageLike, checked_batch_size, find_images, image_batches, nearest_sources, read_image_for_scoring,
+                     several, to_rgb_array)
 from .errors import InvalidInputError
 from .notices import notify
 from .model import RBD, ModelConfig
@@ -130,6 +131,7 @@ def score_images(network: Network, images: Sequence[np.ndarray], batch_size: int
     """(score, map at image size or None, familiarity or None) per image; equal-shaped inputs are batched together,
     `batch_size` at a time (on a CPU fewer where they are large: MAX_CPU_BATCH_PIXELS). `network` is a torch
     model's `ScoringNetwork` or an ONNX session (onnx_runtime.py): the rest is the same."""
+    checked_batch_size(batch_size)
     config, device = network.config, network.device
     fits = [config.fit(im.shape[0], im.shape[1]) for im in images]
     results: list = [None] * len(images)
@@ -169,6 +171,15 @@ class Detector:
         self.precision = "auto"
 
     @property
+    def threshold(self) -> float:
+        """The raw score at and above which an image is judged defective (the calibrated one until set)."""
+        return self._threshold
+
+    @threshold.setter
+    def threshold(self, value: float) -> None:
+        self._threshold = checked_threshold(value)
+
+    @property
     def precision(self) -> str:
         return self._precision
 
@@ -199,7 +210,8 @@ class Detector:
         return self.predict_batch([image])[0]
 
     def predict_batch(self, images: Sequence[ImageLike], batch_size: int = 8) -> list[Prediction]:
-        arrays = [_scored_input(im) for im in images]
+        """Predictions of several images, in their order (a 4-D array: one image per first index)."""
+        arrays = [_scored_input(im) for im in several(images, "predict_batch", ": use predict for one")]
         return [self._prediction(score, amap, familiar) for score, amap, familiar in score_images(self.network, arrays, batch_size, precision=self.precision)]
 
     def rethreshold(self, prediction: Prediction, threshold: float | None = None) -> Prediction:
@@ -208,7 +220,7 @@ class Detector:
 
     def _prediction(self, score: float, anomaly_map: np.ndarray, familiarity: float | None,
                     threshold: float | None = None) -> Prediction:
-        t = self.threshold if threshold is None else float(threshold)
+        t = self.threshold if threshold is None else checked_threshold(threshold)
         return Prediction(score, self.calibration.normalize(score, t), t, anomaly_map, familiarity)
 
 
@@ -229,7 +241,9 @@ def predict_files(detector: Detector, paths: Iterable[str | Path], batch_size: i
     """Score image files batch by batch, streaming (path, image, prediction): decode a batch,
     score it, hand it on, forget it, so a folder of any size fits in memory. Skipped and
     downscaled files are reported as `rbd.images.image_batches` does; `progress(files done, total)`
-    runs after each batch is scored."""
+    runs after each batch is scored. `paths` may also name one folder (its images, searched as `train` searches) or file."""
+    if isinstance(paths, (str, Path)):
+        paths = find_images(paths) if Path(paths).is_dir() else [paths]
     paths = list(paths)
     for done, batch in image_batches(paths, batch_size, max_side):
         predictions = detector.predict_batch([image for _, image in batch], batch_size) if batch else []

@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image
 
 from . import metrics
+from .calibration import checked_threshold
 from .datasets import mvtec_test_set, read_truth_mask, truth_mask
 from .detector import Detector, predict_files
 from .errors import DatasetLayoutError, ImageReadError
@@ -58,7 +59,7 @@ def evaluation_picture(detector: Detector, category: str | Path, file: str, thre
     path = Path(category) / file
     with collect():  # its notice of a huge image downscaled: `evaluate` gave it once already
         [(_, image, prediction)] = predict_files(detector, [path], batch_size=1)  # read and scored as `evaluate` did
-    threshold = detector.threshold if threshold is None else threshold
+    threshold = detector.threshold if threshold is None else checked_threshold(threshold)
     picture = overlay(image, prediction.anomaly_map, detector.calibration, threshold)
     mask = truth_mask(category, path)
     if mask is None:
@@ -80,6 +81,7 @@ def evaluate(detector: Detector, category: str | Path, progress: Callable[[int, 
     `threshold` (default: the detector's) sets the verdicts: the rows' and the false-alarm rate
     and recall they add up to; the other metrics do not depend on it.
     """
+    threshold = detector.threshold if threshold is None else checked_threshold(threshold)
     items = mvtec_test_set(category)
     with_masks = any(item.mask_path for item in items)
     truth_folder = Path(category) / "ground_truth"
@@ -123,7 +125,7 @@ def evaluate(detector: Detector, category: str | Path, progress: Callable[[int, 
     if with_masks and not any(mask.any() for mask in masks):
         notify("every defective image's mask is empty (no defect pixel): pixel metrics need some, skipped")
     summary = metrics.summarize(labels, scores, masks if with_masks else None, maps if with_masks else None)
-    verdicts = metrics.at_threshold(labels, scores, detector.threshold if threshold is None else threshold)
+    verdicts = metrics.at_threshold(labels, scores, threshold)
     return Evaluation(n_images=len(rows), ms_per_image=round(1000 * float(np.median(times)), 2), rows=rows,
                       roc=metrics.roc_curve(labels, scores), **summary,
                       **{k: verdicts[k] for k in ("threshold", "false_alarm_rate", "recall")})

@@ -306,6 +306,21 @@ def _scale_to_unit(array: np.ndarray) -> np.ndarray:
     return np.clip(array / scale if scale != 1.0 else array, 0.0, 1.0)
 
 
+def several(images, what: str, hint: str = "") -> list:
+    """`images` as a list, refusing one image where several are expected (a path's characters, an array's rows, were
+    taken as images); a 4-D array is one image per first index."""
+    if isinstance(images, (str, Path, Image.Image)) or (isinstance(images, np.ndarray) and images.ndim < 4):
+        raise InvalidInputError(f"{what} takes a list of images (or a 4-D array), not one image{hint}")
+    return list(images)
+
+
+def checked_batch_size(batch_size) -> int:
+    """How many images a batch takes: a whole number, at least 1."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise InvalidInputError(f"batch size must be a whole number, at least 1, got {batch_size!r}")
+    return int(batch_size)
+
+
 def image_batches(paths: Iterable[str | Path], batch_size: int, max_side: int | None = MAX_SIDE
                   ) -> Iterator[tuple[int, list[tuple[Path, np.ndarray]]]]:
     """Decode files `batch_size` at a time, so memory holds one batch.
@@ -314,8 +329,7 @@ def image_batches(paths: Iterable[str | Path], batch_size: int, max_side: int | 
     files are skipped and images over `max_side` downscaled; each kind is reported in one notice
     at the end. Raises `NoImagesError` (listing the first failures) if no file is usable.
     """
-    if batch_size < 1:
-        raise InvalidInputError(f"batch size must be at least 1, got {batch_size}")
+    checked_batch_size(batch_size)
     paths = [Path(p) for p in paths]
     skipped, downscaled, usable = [], [], 0
     for start in range(0, len(paths), batch_size):

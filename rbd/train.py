@@ -41,7 +41,7 @@ from .detector import Detector
 from .errors import InvalidInputError, NoImagesError, TrainingCancelled
 from .geometry import to_input
 from .datasets import training_images
-from .images import ImageLike, image_batches, to_rgb_array
+from .images import ImageLike, image_batches, several, to_rgb_array
 from .losses import consistency_loss, reconstruction_loss
 from .memory import MAX_CANDIDATES, flatten_patches, patch_features
 from .model import RBD, ModelConfig
@@ -138,8 +138,7 @@ def model_pictures(images: Sequence[ImageLike] | str | Path, config: ModelConfig
     or a list of paths) are decoded one at a time as `predict_files` decodes them (unreadable ones
     skipped with a notice, those over MAX_SIDE downscaled), so memory holds one full-size photo, never
     the whole set (a 16-megapixel photo is 190 MB as float32); arrays and PIL images are converted one by one."""
-    if isinstance(images, (str, Path)):
-        images = training_images(images)
+    images = training_images(images) if isinstance(images, (str, Path)) else several(images, "training", " (or a folder of them)")
     if images and all(isinstance(image, (str, Path)) for image in images):
         return [resized(image, config) for _, batch in image_batches(images, 1) for _, image in batch]
     return [resized(to_rgb_array(image), config) for image in images]

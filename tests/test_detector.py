@@ -94,6 +94,38 @@ def test_a_cpu_pass_holds_at_most_the_pixel_budget_and_gives_the_same_prediction
         np.testing.assert_allclose(a.anomaly_map, b.anomaly_map, atol=1e-5)
 
 
+def test_one_image_where_several_are_expected_and_a_bad_batch_size_are_refused(detector, category):
+    """A path's characters, or an array's rows, were scored as images; a batch size of 0 passed on a CPU."""
+    path = sorted((category / "test" / "good").iterdir())[0]
+    image = np.asarray(Image.open(path).convert("RGB"))
+    for one in (str(path), path, image, Image.open(path)):
+        with pytest.raises(rbd.InvalidInputError, match="predict_batch takes a list of images .*not one image: use predict"):
+            detector.predict_batch(one)
+    stacked = detector.predict_batch(np.stack([image, image]))  # a 4-D array: one image per first index
+    assert len(stacked) == 2 and stacked[0].score == pytest.approx(detector.predict(image).score, abs=1e-5)
+    for size in (0, -1, 2.5, True):
+        with pytest.raises(rbd.InvalidInputError, match="batch size must be a whole number, at least 1"):
+            detector.predict_batch([image], batch_size=size)
+    folder = [p for p, _, _ in rbd.predict_files(detector, category / "test" / "good")]  # a folder: its images
+    assert folder == sorted((category / "test" / "good").iterdir())
+    assert [p for p, _, _ in rbd.predict_files(detector, str(path))] == [path]  # one file
+
+
+def test_a_nan_threshold_is_refused_everywhere(detector, category):
+    """NaN judged every image defective, every pixel in the mask, and a false-alarm rate of 1."""
+    prediction = detector.predict(sorted((category / "test" / "good").iterdir())[0])
+    with pytest.raises(rbd.InvalidInputError, match="a threshold must be a number .*NaN"):
+        detector.rethreshold(prediction, float("nan"))
+    for bad in (float("nan"), "seven", None):
+        with pytest.raises(rbd.InvalidInputError, match="a threshold must be a number"):
+            detector.threshold = bad
+    with pytest.raises(rbd.InvalidInputError, match="NaN"):
+        rbd.evaluate(detector, category, threshold=float("nan"))
+    detector.threshold = "7.5"  # a number as text, as a form gives it
+    assert detector.threshold == 7.5 and detector.rethreshold(prediction).threshold == 7.5
+    detector.threshold = detector.calibration.threshold
+
+
 def test_rethreshold_moves_verdict_and_mask_without_the_network(detector, category, monkeypatch):
     prediction = detector.predict(sorted((category / "test" / "hole").iterdir())[0])
 

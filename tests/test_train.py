@@ -176,6 +176,22 @@ def test_progress_reports_every_step_until_the_budget_is_used(category):
     assert all(np.isfinite(p.loss) for p in seen)
 
 
+def test_images_given_as_a_generator_or_a_4d_array_are_all_trained_on():
+    """A generator lost its first image (a check read it) and a generator of paths all of them; a 4-D array failed
+    with numpy's 'truth value is ambiguous'."""
+    from rbd.train import model_pictures
+
+    rng = np.random.default_rng(1)
+    arrays = [rng.integers(0, 255, (64, 64, 3), dtype=np.uint8) for _ in range(6)]
+    config = rbd.ModelConfig(**TINY_MODEL)
+    expected = model_pictures(arrays, config)
+    for given in ((a for a in arrays), np.stack(arrays)):
+        pictures = model_pictures(given, config)
+        assert len(pictures) == 6 and all(torch.equal(a, b) for a, b in zip(pictures, expected))
+    with pytest.raises(rbd.InvalidInputError, match="training takes a list of images .*not one image"):
+        model_pictures(arrays[0], config)
+
+
 def test_an_endless_time_budget_leaves_the_epochs_to_end_training(category):
     """`--max-minutes inf` (the command line's only way past its 10-minute default) crashed on the budget's share of
     the teacher pass; a budget in minutes past any clock (1e308: infinite in seconds) is the same."""
