@@ -26,7 +26,7 @@ from .notices import notify
 from .model import RBD, ModelConfig
 from .network import Network, ScoringNetwork
 from .regions import connected_regions
-from .runtime import PRECISIONS, scoring_autocast
+from .runtime import PRECISIONS, resolve_device, scoring_autocast
 
 
 def verdict(score: float, threshold: float) -> str:
@@ -203,7 +203,8 @@ class Detector:
         return self.network.config
 
     def to(self, device: str | torch.device) -> "Detector":
-        self.network.to(device)
+        """The detector on `device` ("auto", "cpu", "cuda", "cuda:N" or a torch.device)."""
+        self.network.to(resolve_device(device))
         return self
 
     def predict(self, image: ImageLike) -> Prediction:

@@ -27,15 +27,18 @@ T = TypeVar("T")
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """`auto` picks CUDA when available; asking for CUDA without a GPU is a clear error."""
+    """`auto` picks CUDA when available; asking for CUDA (or one GPU of several, `cuda:1`) without a GPU is a clear error."""
     if isinstance(device, torch.device):
         return device
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device not in ("cpu", "cuda"):
-        raise InvalidInputError(f"device must be auto, cpu or cuda, got {device!r}")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise InvalidInputError("device 'cuda' was asked for but no CUDA GPU is available")
+    index = device.partition(":")[2] if isinstance(device, str) and device.startswith("cuda:") else None
+    if device not in ("cpu", "cuda") and not (index and index.isdigit()):
+        raise InvalidInputError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
+    if device != "cpu" and not torch.cuda.is_available():
+        raise InvalidInputError(f"device {device!r} was asked for but no CUDA GPU is available")
+    if index and int(index) >= torch.cuda.device_count():
+        raise InvalidInputError(f"device {device!r} was asked for but this machine has {torch.cuda.device_count()} GPU(s)")
     return torch.device(device)
 
 

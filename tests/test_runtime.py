@@ -35,6 +35,23 @@ def test_cuda_without_a_gpu_is_a_clear_error(monkeypatch):
     assert runtime.resolve_device("auto") == torch.device("cpu")
 
 
+def test_a_detector_moves_to_a_device_named_as_rbd_names_them(monkeypatch, checkpoint):
+    """`Detector.to("gpu")` or `"cuda"` without a GPU ended in a bare torch error; "auto" was no device at all."""
+    import rbd
+
+    detector = rbd.load(checkpoint)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert detector.to("auto").network.device == torch.device("cpu")
+    for device, said in (("gpu", "device must be auto, cpu, cuda or cuda:N"), ("cuda", "no CUDA GPU"), ("cuda:1", "no CUDA GPU")):
+        with pytest.raises(rbd.InvalidInputError, match=said):
+            detector.to(device)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(rbd.InvalidInputError, match="'cuda:1' was asked for but this machine has 1 GPU"):
+        runtime.resolve_device("cuda:1")
+    assert runtime.resolve_device("cuda:0") == torch.device("cuda:0")
+
+
 def test_float32_precision_never_autocasts_and_unknown_ones_are_refused(monkeypatch):
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
     with runtime.autocast(torch.device("cpu"), "float32"):
