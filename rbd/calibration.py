@@ -126,10 +126,18 @@ class Calibration:
             threshold=float(values["threshold"]),
             scale=float(values["scale"]),
             false_alarm_rate=float(values["false_alarm_rate"]),
-            normal_scores=[float(s) for s in values.get("normal_scores", [])],
-            synthetic_scores=[float(s) for s in values.get("synthetic_scores", [])],
+            normal_scores=_listed_numbers(values, "normal_scores"),
+            synthetic_scores=_listed_numbers(values, "synthetic_scores"),
             interval=tuple(float(v) for v in values["interval"]) if values.get("interval") else None,
         )
+
+
+def _listed_numbers(values: dict, key: str) -> list[float]:
+    """`values[key]` (none: empty) as floats, from a list only: a string's characters read as scores ("123": 1, 2, 3)."""
+    listed = values.get(key, [])
+    if not isinstance(listed, (list, tuple)):
+        raise ValueError(f"{key} must be a list of numbers, got {type(listed).__name__}")
+    return [float(s) for s in listed]
 
 
 def threshold_rule(normal: np.ndarray, false_alarm_rate: float) -> float:

@@ -62,6 +62,13 @@ class ModelConfig:
             raise InvalidInputError(f"max_aspect must be at least 1, got {self.max_aspect}")
         if self.memory_size < 0:
             raise InvalidInputError(f"memory_size must be 0 (no memory) or more, got {self.memory_size}")
+        widths = {"bottleneck_width": (self.bottleneck_width,), "embed_dim": (self.embed_dim,), "decoder_widths": self.decoder_widths}
+        narrow = [name for name, values in widths.items() if any(value < 1 for value in values)]
+        if narrow:  # torch's own error came from deep in a layer's set-up
+            raise InvalidInputError(f"{' and '.join(narrow)} must be at least 1 (a layer's channels), got "
+                                    + ", ".join(f"{name} {getattr(self, name)}" for name in narrow))
+        if len(self.decoder_widths) != len(self.layers):
+            raise InvalidInputError(f"decoder_widths needs one width per teacher layer ({len(self.layers)}), got {self.decoder_widths}")
         if self.score_rule not in SCORE_RULES:
             raise InvalidInputError(f"score_rule must be one of {', '.join(SCORE_RULES)}, got {self.score_rule!r}")
         if self.score_from not in SCORE_SOURCES:

@@ -105,9 +105,9 @@ def test_a_threshold_set_by_hand_is_saved_as_a_number_and_only_when_finite(detec
     loaded = rbd.load(checkpoint)
     loaded.threshold = np.float32(loaded.threshold * 2)  # from a map's maximum, say
     assert rbd.load(rbd.save(loaded, tmp_path / "a")).threshold == pytest.approx(float(loaded.threshold))
-    loaded.threshold = float("nan")
+    loaded.threshold = float("inf")  # (a NaN is refused as it is set: test_detector.py)
     before = (tmp_path / "a" / "config.json").read_text()
-    with pytest.raises(rbd.CheckpointError, match=r"must be finite numbers \(threshold nan\)"):
+    with pytest.raises(rbd.CheckpointError, match=r"must be finite numbers \(threshold inf\)"):
         rbd.save(loaded, tmp_path / "a")
     assert (tmp_path / "a" / "config.json").read_text() == before  # the good checkpoint there is kept
 
@@ -172,7 +172,10 @@ def test_saving_over_a_checkpoint_is_atomic(detector, tmp_path, monkeypatch, fai
     (lambda d: (d / "model.safetensors").unlink(), "unreadable weights"),
     (lambda d: _edit_model(d, image_size="256"), "image_size must be a whole number"),
     (lambda d: _edit_model(d, memory_size=2048.5), "memory_size must be a whole number"),
-    (lambda d: _edit_model(d, decoder_widths=[64, 32]), "make no network"),
+    (lambda d: _edit_model(d, decoder_widths=[64, 32]), "decoder_widths needs one width per teacher layer"),
+    (lambda d: _edit_model(d, bottleneck_width=-3), "bottleneck_width must be at least 1"),  # torch's error, from deep in a layer
+    (lambda d: _edit_model(d, embed_dim=0, decoder_widths=[64, -1, 24]), "embed_dim and decoder_widths must be at least 1"),
+    (lambda d: _edit_calibration(d, normal_scores="123"), "normal_scores must be a list of numbers"),  # read as 1, 2, 3
     (lambda d: _edit(d, threshold="high"), "must be finite numbers"),
     (lambda d: _edit(d, threshold=float("nan")), "must be finite numbers"),
     (lambda d: _edit(d, training=[1]), '"training" section must be an object'),
@@ -343,7 +346,7 @@ def test_a_hub_model_named_as_the_app_names_it_says_how_to_give_its_revision():
 
 
 def test_a_detector_that_cannot_be_saved_makes_no_hub_repo(detector, monkeypatch):
-    """The repo was made first: a NaN threshold (or an ONNX export) left an empty, maybe public, repo on the Hub."""
+    """The repo was made first: an infinite threshold (or an ONNX export) left an empty, maybe public, repo on the Hub."""
     import copy
 
     from huggingface_hub import HfApi
@@ -352,7 +355,7 @@ def test_a_detector_that_cannot_be_saved_makes_no_hub_repo(detector, monkeypatch
     monkeypatch.setattr(HfApi, "create_repo", lambda self, *a, **k: calls.append("create"))
     monkeypatch.setattr(HfApi, "upload_folder", lambda self, *a, **k: calls.append("upload"))
     broken = copy.copy(detector)
-    broken.threshold = float("nan")
+    broken.threshold = float("inf")
     with pytest.raises(rbd.CheckpointError):
         rbd.push_to_hub(broken, "acme/parts", token="hf_x")
     assert calls == []
