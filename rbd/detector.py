@@ -98,6 +98,9 @@ class Prediction:
         and boxes are then those of the mask `mask_at_size` lays on the file, in the file's pixels,
         and the order stays that of the scored size, so region k is the same region at either size."""
         height, width = self.anomaly_map.shape if size is None else size
+        if height < self.anomaly_map.shape[0] or width < self.anomaly_map.shape[1]:  # a shrunk mask loses or cuts regions
+            raise InvalidInputError(f"regions(size=...) takes the image file's (height, width), which a prediction's map "
+                                    f"({self.anomaly_map.shape[0]}, {self.anomaly_map.shape[1]}) never exceeds; got {tuple(size)}")
         rows, columns = nearest_sources(self.anomaly_map.shape[0], height), nearest_sources(self.anomaly_map.shape[1], width)
         row_weight, column_weight = (np.bincount(s, minlength=n) for s, n in zip((rows, columns), self.anomaly_map.shape))
         regions = []

@@ -153,6 +153,9 @@ def test_regions_are_the_connected_parts_of_the_mask():
     assert regions[0].box == (3, 2, 9, 5) and regions[0].max_score == pytest.approx(0.8)
     assert regions[1].box == (20, 10, 23, 12) and regions[1].max_score == pytest.approx(0.9)
     assert regions[2].box == (0, 15, 1, 16)
+    for smaller in ((10, 30), (20, 7)):  # a shrunk mask loses regions (an area of 0) or cuts them
+        with pytest.raises(rbd.InvalidInputError, match=r"takes the image file's \(height, width\).*got \(\d+, \d+\)"):
+            prediction.regions(smaller)
 
 
 
