@@ -185,6 +185,8 @@ def checked_threshold(value) -> float:
 def checked_scores(normal_scores) -> np.ndarray:
     """The normal scores as a float64 array; at least one, all finite (ValueError otherwise)."""
     normal = np.asarray(normal_scores, dtype=np.float64)
+    if normal.ndim != 1:
+        raise ValueError(f"calibration scores are one number per image: a flat list, got an array of shape {normal.shape}")
     if normal.size == 0:
         raise ValueError("calibration needs at least one normal score")
     if not np.isfinite(normal).all():
@@ -202,6 +204,7 @@ def calibrate(normal_scores, synthetic_scores=(), false_alarm_rate: float = 0.01
     """Calibration from normal scores of images scored as unseen (module docstring): the threshold by
     `threshold_rule`, its bootstrap interval, and the normal spread as the unit of normalised scores."""
     normal, false_alarm_rate = checked_scores(normal_scores), checked_rate(false_alarm_rate)
+    synthetic_scores = checked_scores(synthetic_scores) if len(synthetic_scores) else synthetic_scores  # a NaN counted as caught
     threshold = threshold_rule(normal, false_alarm_rate)
     spread = float(normal.std(ddof=1)) if normal.size > 1 else 0.0
     scale = spread if spread > 0 else max(0.05 * abs(threshold), 1e-6)  # never a zero unit, even with one image

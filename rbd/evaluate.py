@@ -14,7 +14,7 @@ from . import metrics
 from .calibration import checked_threshold
 from .datasets import mvtec_test_set, read_truth_mask, truth_mask
 from .detector import Detector, predict_files
-from .errors import DatasetLayoutError, ImageReadError
+from .errors import DatasetLayoutError, ImageReadError, InvalidInputError
 from .images import find_images, upright_size
 from .notices import collect, notify, some
 from .visualize import outlined, overlay
@@ -47,6 +47,8 @@ class Evaluation:
         """Where the ranking goes wrong: the rows of the `count` highest-scoring good images, highest
         first, and of the `count` lowest-scoring defective ones, lowest first. Image AUROC is lost
         exactly where these two groups overlap."""
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise InvalidInputError(f"misranked takes a count of images, 0 or more, got {count!r}")
         good = sorted((row for row in self.rows if row["label"] == 0), key=lambda row: -row["score"])
         defective = sorted((row for row in self.rows if row["label"] == 1), key=lambda row: row["score"])
         return good[:count], defective[:count]

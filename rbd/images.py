@@ -84,8 +84,8 @@ def _decoded(path: str | Path, max_side: int | None, size: tuple[int, int] | Non
             elif size is None and max_side is not None and max(image.size) > max_side:
                 image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
             return to_rgb_array(image)
-    except FileNotFoundError as err:
-        raise ImageReadError(f"{path}: no such file") from err
+    except (FileNotFoundError, IsADirectoryError) as err:
+        raise _not_a_file(path, err) from err
     except UnidentifiedImageError as err:
         if not _is_tiff(path):
             raise ImageReadError(f"{path}: not an image file") from err
@@ -101,6 +101,11 @@ def _decoded(path: str | Path, max_side: int | None, size: tuple[int, int] | Non
         raise ImageReadError(f"{path}: corrupt or truncated image ({err})") from err
     except MemoryError as err:  # a file within every limit that still asks for more than this machine has
         raise _too_large(path, "more memory than this machine has") from err
+
+
+def _not_a_file(path: str | Path, err: OSError) -> ImageReadError:
+    """A path that names no file: missing, or a folder (which `predict_files` and `train` take whole)."""
+    return ImageReadError(f"{path}: is a folder, not an image file" if isinstance(err, IsADirectoryError) else f"{path}: no such file")
 
 
 def _draft_size(image: Image.Image, max_side: int | None, size: tuple[int, int] | None) -> tuple[int, int]:
@@ -212,6 +217,8 @@ def upright_size(path: str | Path) -> tuple[int, int]:
         else:
             with Image.open(path) as header:
                 (width, height), turn = header.size, header.getexif().get(0x0112, 1)
+    except (FileNotFoundError, IsADirectoryError) as err:
+        raise _not_a_file(path, err) from err
     except Image.DecompressionBombError as err:  # past Pillow's guard even for its header: as `read_image` says
         raise _too_large(path, str(err)) from err
     except (OSError, ValueError, SyntaxError, IndexError, tifffile.TiffFileError) as err:
@@ -330,6 +337,8 @@ def image_batches(paths: Iterable[str | Path], batch_size: int, max_side: int | 
     at the end. Raises `NoImagesError` (listing the first failures) if no file is usable.
     """
     checked_batch_size(batch_size)
+    if max_side is not None and (isinstance(max_side, bool) or not isinstance(max_side, (int, np.integer)) or max_side < 1):
+        raise InvalidInputError(f"max_side must be a whole number of pixels, at least 1 (or None: no limit), got {max_side!r}")
     paths = [Path(p) for p in paths]
     skipped, downscaled, usable = [], [], 0
     for start in range(0, len(paths), batch_size):

@@ -79,6 +79,15 @@ class TrainConfig:
     consistency: bool = True  # ablation switch: False drops the prediction-consistency loss
 
     def __post_init__(self):
+        whole = lambda value: isinstance(value, numbers.Integral) and not isinstance(value, bool)  # noqa: E731
+        real = lambda value: isinstance(value, numbers.Real) and not isinstance(value, bool)  # noqa: E731
+        kinds = {"epochs must be a whole number": self.epochs is None or whole(self.epochs),
+                 "max_minutes must be a number": self.max_minutes is None or real(self.max_minutes),
+                 "batch_size must be a whole number": whole(self.batch_size),
+                 "max_holdout must be a whole number": whole(self.max_holdout)}
+        wrong = [rule for rule, ok in kinds.items() if not ok]
+        if wrong:  # before the checks below compare them with numbers
+            raise InvalidInputError("invalid training settings: " + "; ".join(wrong))
         checks = {
             "epochs must be at least 1": self.epochs is None or self.epochs >= 1,
             "max_minutes must be positive": self.max_minutes is None or self.max_minutes > 0,

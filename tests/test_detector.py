@@ -111,6 +111,27 @@ def test_one_image_where_several_are_expected_and_a_bad_batch_size_are_refused(d
     assert [p for p, _, _ in rbd.predict_files(detector, str(path))] == [path]  # one file
 
 
+def test_small_slips_through_the_api_are_named(detector, category, tmp_path):
+    """Each of these ended in a bare error deep in numpy, torch or PIL, or a silently odd result."""
+    from rbd.images import file_shape
+
+    with pytest.raises(rbd.ImageReadError, match="missing.png: no such file"):
+        file_shape(tmp_path / "missing.png")  # "corrupt or truncated" before
+    with pytest.raises(rbd.ImageReadError, match="is a folder, not an image file"):
+        detector.predict(tmp_path)
+    with pytest.raises(rbd.InvalidInputError, match="max_side must be a whole number of pixels"):
+        list(rbd.predict_files(detector, sorted((category / "test" / "good").iterdir())[:1], max_side=-5))
+    for settings in (dict(batch_size=2.5), dict(epochs="1"), dict(max_minutes="10")):
+        with pytest.raises(rbd.InvalidInputError, match="invalid training settings: .* must be a"):
+            rbd.TrainConfig(**settings)
+    with pytest.raises(ValueError, match="one number per image"):
+        rbd.calibrate([[1.0, 2.0], [3.0, 4.0]])
+    with pytest.raises(ValueError, match="finite"):
+        rbd.calibrate([1.0, 2.0, 3.0], synthetic_scores=[float("nan")])  # counted as caught
+    with pytest.raises(rbd.InvalidInputError, match="misranked takes a count"):
+        rbd.evaluate(detector, category).misranked(-1)
+
+
 def test_a_nan_threshold_is_refused_everywhere(detector, category):
     """NaN judged every image defective, every pixel in the mask, and a false-alarm rate of 1."""
     prediction = detector.predict(sorted((category / "test" / "good").iterdir())[0])
