@@ -674,8 +674,10 @@ def test_an_example_clicked_is_inspected_at_once_by_the_model_it_names(browser, 
         score = float(re.search(r"anomaly score\s+([0-9.]+)", summary.inner_text()).group(1))
         assert score == pytest.approx(detector.predict(Path(app_module.__file__).parent / "examples" / "weld_defective.jpg").score, abs=1e-4)
         shot(page, "example-weld")
+        assert "judged it" not in summary.inner_text()  # by the model its label names
         page.get_by_text("bottle good (bottle model)").click()  # no bottle model here: the active one scores it
         expect(summary).to_contain_text("bottle_good.jpg")
+        expect(summary).to_contain_text("this example is of a bottle part, for the shipped bottle model; the active model, weld, judged it")
         expect(page.locator("#inspect-results")).not_to_contain_text("weld_defective.jpg")  # the example alone
         expect(page.locator("#model-choice input")).to_have_value("weld (shipped)")
     finally:

@@ -28,6 +28,18 @@ def test_shipped_checkpoint_scores_its_examples(name):
                                                  "weld": "weld_defective.jpg"}[name]).is_anomalous
 
 
+def test_the_shipped_checkpoints_say_what_their_test_found():
+    """A model line saying only "catches 73% of synthetic defects" let ksdd pass for one that finds most cracks: the
+    checkpoints record their own test (`rbd evaluate` on their set's test/), and the app's model line says it."""
+    from rbd.thresholds import tested
+
+    ksdd = rbd.load(ROOT / "checkpoints" / "ksdd")
+    assert tested(ksdd.metrics) == ("on its test set (119 images) at raw threshold 8.1427: flagged 44% of the defective "
+                                    "parts and 2.9% of the good ones")
+    assert ksdd.metrics["threshold"] == ksdd.threshold  # tested at the threshold it judges by
+    assert tested({}) is None and tested({"recall": 0.5}) is None
+
+
 def test_the_app_starts_on_the_bottle_checkpoint(tmp_path):
     catalog = Catalog(ROOT / "checkpoints", tmp_path / "models")
     assert [label for label, _ in catalog.entries()] == [f"{name} (shipped)" for name in SETS]

@@ -247,8 +247,15 @@ def example_model(ctx, image, model: dict, browser: str) -> dict:
 
 
 def inspect_example(ctx, image, model: dict, rate: float, opacity: float, held: list | None) -> dict:
-    """The example clicked, inspected on its own (not with the files in the box beside it)."""
-    return inspect_images(ctx, image, None, model, rate, opacity, held)
+    """The example clicked, inspected on its own (not with the files in the box beside it); judged by another model
+    than the one its label names (a model of the user's own stays active), the summary says so first."""
+    shown = inspect_images(ctx, image, None, model, rate, opacity, held)
+    product = Path(image).stem.split("_")[0]
+    if model["key"] == str(ctx.catalog.shipped / product) and not model.get("calibration"):
+        return shown
+    note = f"this example is of a {product} part, for the shipped {product} model; the active model, {model['name']}, judged it"
+    held = [{**item, "notice": "; ".join(filter(None, [note, item["notice"]]))} for item in shown["held"]]  # kept by redraws
+    return {**shown, "held": held, **redraw(ctx, held, 0, model, rate, opacity)}
 
 
 def shown_row(ctx, held: list | None, model: dict, rate: float, opacity: float, event: gr.SelectData) -> dict:

@@ -21,7 +21,7 @@ from rbd.checkpoint import is_repo_id
 from rbd.errors import CheckpointError, RBDError
 from rbd.notices import notify
 from rbd.review import ScoredBy
-from rbd.thresholds import RATE_RANGE, RATE_STEP, describe, set_by_hand, threshold_at
+from rbd.thresholds import RATE_RANGE, RATE_STEP, describe, set_by_hand, tested, threshold_at
 
 from .wiring import on
 
@@ -181,6 +181,8 @@ def show(ctx, model: dict, rate: float) -> dict:
 def info(ctx, model: dict, rate: float) -> str:
     detector = ctx.detector(model)
     text = f"**{model['name']}** · backbone `{detector.config.backbone}` · {describe(calibration(ctx, model), rate / 100)}"
+    if tested(detector.metrics):
+        text += f" · {tested(detector.metrics)}"
     if recalibrated_by_review(ctx, model) is not None:
         text += " · _recalibrated with the images reviewed as good_"
     return text
