@@ -269,3 +269,7 @@ def test_the_calibration_figure_counts_whole_images_and_shows_the_thresholds_int
     assert any(label.startswith(f"its 95% interval {low:.4f}") for label in axes.get_legend_handles_labels()[1])
     moved = calibration_figure(calibration, calibration.threshold + 1).axes[0]  # a threshold set by hand: no interval of it
     assert not any("interval" in label for label in moved.get_legend_handles_labels()[1])
+    for threshold in (calibration.threshold, 1.15, 2.7):  # no bar straddles the threshold: a normal one drawn across it
+        edges = sorted({round(x, 9) for bar in calibration_figure(calibration, threshold).axes[0].patches
+                        for x in (bar.get_x(), bar.get_x() + bar.get_width())})
+        assert any(abs(edge - threshold) < 1e-6 for edge in edges), (threshold, edges)
