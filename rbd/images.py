@@ -291,8 +291,8 @@ def _pil_to_array(image: Image.Image) -> np.ndarray:
 
 
 # Float images hold no range of their own: values up to FLOAT_UNIT_TOP are taken as [0, 1] (a resampling's overshoot
-# clipped), then 8-bit and 16-bit data as floats (np.float32(a uint8 image): the same picture, the same score), and past
-# 16 bits, the image's own maximum. One range for every image of a kind: a bright spot no longer darkens the rest.
+# clipped: a bright spot no longer darkens the rest), larger ones scale by the image's own maximum (steps at 255 and
+# 65535 read a 12-bit camera's float TIFF almost black). Pass 8-bit data as uint8.
 FLOAT_UNIT_TOP = 2.0
 
 
@@ -309,7 +309,7 @@ def _scale_to_unit(array: np.ndarray) -> np.ndarray:
     if not np.isfinite(array).all():
         raise ImageReadError("image contains NaN or infinite values")
     top = float(array.max()) if array.size else 1.0
-    scale = next((unit for limit, unit in ((FLOAT_UNIT_TOP, 1.0), (255.0, 255.0), (65535.0, 65535.0)) if top <= limit), top)
+    scale = 1.0 if top <= FLOAT_UNIT_TOP else top
     return np.clip(array / scale if scale != 1.0 else array, 0.0, 1.0)
 
 
