@@ -204,7 +204,9 @@ def calibrate(normal_scores, synthetic_scores=(), false_alarm_rate: float = 0.01
     """Calibration from normal scores of images scored as unseen (module docstring): the threshold by
     `threshold_rule`, its bootstrap interval, and the normal spread as the unit of normalised scores."""
     normal, false_alarm_rate = checked_scores(normal_scores), checked_rate(false_alarm_rate)
-    synthetic_scores = checked_scores(synthetic_scores) if len(synthetic_scores) else synthetic_scores  # a NaN counted as caught
+    synthetic_scores = [float(s) for s in synthetic_scores]
+    if any(math.isnan(s) for s in synthetic_scores):  # it counted as caught; an infinite one is a defect caught, kept
+        raise ValueError("synthetic-defect scores must be numbers (found NaN)")
     threshold = threshold_rule(normal, false_alarm_rate)
     spread = float(normal.std(ddof=1)) if normal.size > 1 else 0.0
     scale = spread if spread > 0 else max(0.05 * abs(threshold), 1e-6)  # never a zero unit, even with one image

@@ -245,7 +245,7 @@ def predict_files(detector: Detector, paths: Iterable[str | Path], batch_size: i
     """Score image files batch by batch, streaming (path, image, prediction): decode a batch,
     score it, hand it on, forget it, so a folder of any size fits in memory. Skipped and
     downscaled files are reported as `rbd.images.image_batches` does; `progress(files done, total)`
-    runs after each batch is scored. `paths` may also name one folder (its images, searched as `train` searches) or file."""
+    runs after each batch is scored. `paths` may also name one folder (every image under it, `find_images`) or file."""
     if isinstance(paths, (str, Path)):
         paths = find_images(paths) if Path(paths).is_dir() else [paths]
     paths = list(paths)

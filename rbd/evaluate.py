@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,7 +48,7 @@ class Evaluation:
         """Where the ranking goes wrong: the rows of the `count` highest-scoring good images, highest
         first, and of the `count` lowest-scoring defective ones, lowest first. Image AUROC is lost
         exactly where these two groups overlap."""
-        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        if isinstance(count, bool) or not isinstance(count, numbers.Integral) or count < 0:
             raise InvalidInputError(f"misranked takes a count of images, 0 or more, got {count!r}")
         good = sorted((row for row in self.rows if row["label"] == 0), key=lambda row: -row["score"])
         defective = sorted((row for row in self.rows if row["label"] == 1), key=lambda row: row["score"])

@@ -315,8 +315,10 @@ def _scale_to_unit(array: np.ndarray) -> np.ndarray:
 
 def several(images, what: str, hint: str = "") -> list:
     """`images` as a list, refusing one image where several are expected (a path's characters, an array's rows, were
-    taken as images); a 4-D array is one image per first index."""
-    if isinstance(images, (str, Path, Image.Image)) or (isinstance(images, np.ndarray) and images.ndim < 4):
+    taken as images); a 4-D array is one image per first index, and so is a 3-D one whose last axis holds more than
+    an image's 4 channels (a stack of grey images, (N, H, W))."""
+    one_array = isinstance(images, np.ndarray) and (images.ndim < 3 or (images.ndim == 3 and images.shape[-1] <= 4))
+    if isinstance(images, (str, Path, Image.Image)) or one_array:
         raise InvalidInputError(f"{what} takes a list of images (or a 4-D array), not one image{hint}")
     return list(images)
 

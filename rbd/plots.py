@@ -19,7 +19,9 @@ def calibration_figure(calibration: Calibration, threshold: float | None = None)
     scores = calibration.normal_scores + calibration.synthetic_scores + [threshold]
     width = (max(scores) - min(scores)) / 29 or 1.0  # about 30 bins, one edge on the threshold: no bar straddles it, as if
     bins = threshold + width * np.arange(np.floor((min(scores) - threshold) / width), np.ceil((max(scores) - threshold) / width) + 1)
-    # a normal image were flagged (a bin's left edge is in it: a score on the threshold is drawn on its flagged side)
+    # a normal image were flagged (a bin's left edge is in it: a score on the threshold is drawn on its flagged side);
+    # the outer edges widened to every score (rounding could leave the lowest or highest out), two edges at least
+    bins = np.concatenate([[min(bins[0], min(scores))], bins[1:-1], [max(bins[-1], max(scores), bins[0] + width)]])
     figure = Figure(figsize=(6, 3.2), layout="constrained")
     axes = figure.add_subplot()
     axes.hist(calibration.normal_scores, bins=bins, alpha=0.7, color="tab:blue", label=f"normal ({len(calibration.normal_scores)})")

@@ -32,10 +32,12 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         return device
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    index = device.partition(":")[2] if isinstance(device, str) and device.startswith("cuda:") else None
-    if device not in ("cpu", "cuda") and not (index and index.isdigit()):
+    kind, _, index = device.partition(":") if isinstance(device, str) else (device, "", "")
+    if kind not in ("cpu", "cuda") or (index and not index.isdigit()):
         raise InvalidInputError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
-    if device != "cpu" and not torch.cuda.is_available():
+    if kind == "cpu":
+        return torch.device(device)
+    if not torch.cuda.is_available():
         raise InvalidInputError(f"device {device!r} was asked for but no CUDA GPU is available")
     if index and int(index) >= torch.cuda.device_count():
         raise InvalidInputError(f"device {device!r} was asked for but this machine has {torch.cuda.device_count()} GPU(s)")

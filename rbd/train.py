@@ -105,7 +105,10 @@ class TrainConfig:
         broken = [rule for rule, ok in checks.items() if not ok]
         if broken:
             raise InvalidInputError("invalid training settings: " + "; ".join(broken))
-        self.seed = int(self.seed)  # a numpy integer too: the checkpoint records the config as JSON
+        # numpy numbers too, as Python's: the checkpoint records the config as JSON
+        self.seed, self.batch_size, self.max_holdout = int(self.seed), int(self.batch_size), int(self.max_holdout)
+        self.epochs = None if self.epochs is None else int(self.epochs)
+        self.max_minutes = None if self.max_minutes is None else float(self.max_minutes)
 
     @property
     def budget_s(self) -> float | None:
@@ -394,7 +397,7 @@ def train(
         "loss_curve": _downsample(losses, 200),
         "device": device.type,
         "processes": processes.size,
-        "config": asdict(config),
+        "config": {**asdict(config), "max_minutes": None if config.budget_s is None else config.max_minutes},  # JSON has no inf
     })
 
 

@@ -273,3 +273,6 @@ def test_the_calibration_figure_counts_whole_images_and_shows_the_thresholds_int
         edges = sorted({round(x, 9) for bar in calibration_figure(calibration, threshold).axes[0].patches
                         for x in (bar.get_x(), bar.get_x() + bar.get_width())})
         assert any(abs(edge - threshold) < 1e-6 for edge in edges), (threshold, edges)
+    for calibration in (Calibration(3.1, 1.0, 0.01, [0.1, 3.0], []), Calibration(5.0, 1.0, 0.01, [5.0, 5.0], [])):
+        bars = calibration_figure(calibration).axes[0].patches  # every score drawn: rounding left one out, ties all
+        assert sum(bar.get_height() for bar in bars) == len(calibration.normal_scores)

@@ -103,6 +103,8 @@ def test_one_image_where_several_are_expected_and_a_bad_batch_size_are_refused(d
             detector.predict_batch(one)
     stacked = detector.predict_batch(np.stack([image, image]))  # a 4-D array: one image per first index
     assert len(stacked) == 2 and stacked[0].score == pytest.approx(detector.predict(image).score, abs=1e-5)
+    grey = detector.predict_batch(np.stack([image[..., 0]] * 5))  # a stack of grey images, (N, H, W): N images
+    assert len(grey) == 5 and grey[0].score == pytest.approx(detector.predict(image[..., 0]).score, abs=1e-5)
     for size in (0, -1, 2.5, True):
         with pytest.raises(rbd.InvalidInputError, match="batch size must be a whole number, at least 1"):
             detector.predict_batch([image], batch_size=size)
@@ -126,10 +128,14 @@ def test_small_slips_through_the_api_are_named(detector, category, tmp_path):
             rbd.TrainConfig(**settings)
     with pytest.raises(ValueError, match="one number per image"):
         rbd.calibrate([[1.0, 2.0], [3.0, 4.0]])
-    with pytest.raises(ValueError, match="finite"):
+    with pytest.raises(ValueError, match="found NaN"):
         rbd.calibrate([1.0, 2.0, 3.0], synthetic_scores=[float("nan")])  # counted as caught
+    evaluation = rbd.evaluate(detector, category)
     with pytest.raises(rbd.InvalidInputError, match="misranked takes a count"):
-        rbd.evaluate(detector, category).misranked(-1)
+        evaluation.misranked(-1)
+    assert evaluation.misranked(np.int64(1)) == evaluation.misranked(1)  # a numpy count is a count
+    assert rbd.calibrate([1.0, 2.0, 3.0], synthetic_scores=(s for s in [5.0, float("inf")])).synthetic_catch_rate == 1.0
+    assert rbd.TrainConfig(epochs=np.int64(2), batch_size=np.int64(4), max_minutes=np.float32(1)).epochs.__class__ is int
 
 
 def test_a_nan_threshold_is_refused_everywhere(detector, category):

@@ -50,6 +50,7 @@ def test_a_detector_moves_to_a_device_named_as_rbd_names_them(monkeypatch, check
     with pytest.raises(rbd.InvalidInputError, match="'cuda:1' was asked for but this machine has 1 GPU"):
         runtime.resolve_device("cuda:1")
     assert runtime.resolve_device("cuda:0") == torch.device("cuda:0")
+    assert runtime.resolve_device("cpu:0") == torch.device("cpu:0")  # as torch names it
 
 
 def test_float32_precision_never_autocasts_and_unknown_ones_are_refused(monkeypatch):

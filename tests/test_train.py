@@ -202,6 +202,7 @@ def test_an_endless_time_budget_leaves_the_epochs_to_end_training(category):
             rbd.TrainConfig(epochs=None, max_minutes=endless)
     detector = rbd.train(category / "train" / "good", rbd.ModelConfig(**TINY_MODEL), config)
     assert detector.training["steps"] == 3  # 9 training images, batches of 4, one epoch
+    assert detector.training["config"]["max_minutes"] is None  # no budget, recorded so (strict JSON has no Infinity)
     with pytest.raises(rbd.InvalidInputError, match="max_minutes must be positive"):
         rbd.TrainConfig(max_minutes=float("nan"))
 

@@ -251,7 +251,7 @@ def inspect_example(ctx, image, model: dict, rate: float, opacity: float, held: 
     than the one its label names (a model of the user's own stays active), the summary says so first."""
     shown = inspect_images(ctx, image, None, model, rate, opacity, held)
     product = Path(image).stem.split("_")[0]
-    if model["key"] == str(ctx.catalog.shipped / product) and not model.get("calibration"):
+    if model["key"] == str(ctx.catalog.shipped / product):  # that model (a review's threshold for it too)
         return shown
     note = f"this example is of a {product} part, for the shipped {product} model; the active model, {model['name']}, judged it"
     held = [{**item, "notice": "; ".join(filter(None, [note, item["notice"]]))} for item in shown["held"]]  # kept by redraws
