@@ -172,13 +172,14 @@ def threshold_interval(normal: np.ndarray, false_alarm_rate: float, resamples: i
 
 
 def checked_threshold(value) -> float:
-    """A raw threshold as a float; a NaN (every image defective, every pixel in the mask) or a non-number is refused."""
+    """A raw threshold as a float. A NaN, an infinity (minus: every image defective, every pixel in the mask; plus:
+    none, and no checkpoint may hold it) or a non-number is refused."""
     try:
         threshold = float(value)
     except (TypeError, ValueError) as err:
         raise InvalidInputError(f"a threshold must be a number (a raw score), got {value!r}") from err
-    if math.isnan(threshold):
-        raise InvalidInputError("a threshold must be a number (a raw score), got NaN")
+    if not math.isfinite(threshold):
+        raise InvalidInputError(f"a threshold must be a finite number (a raw score), got {'NaN' if math.isnan(threshold) else threshold}")
     return threshold
 
 

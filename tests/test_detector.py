@@ -138,16 +138,19 @@ def test_small_slips_through_the_api_are_named(detector, category, tmp_path):
     assert rbd.TrainConfig(epochs=np.int64(2), batch_size=np.int64(4), max_minutes=np.float32(1)).epochs.__class__ is int
 
 
-def test_a_nan_threshold_is_refused_everywhere(detector, category):
-    """NaN judged every image defective, every pixel in the mask, and a false-alarm rate of 1."""
+def test_a_nan_or_infinite_threshold_is_refused_everywhere(detector, category):
+    """NaN or -inf judged every image defective, every pixel in the mask, and a false-alarm rate of 1; +inf none,
+    and no checkpoint may hold it."""
     prediction = detector.predict(sorted((category / "test" / "good").iterdir())[0])
-    with pytest.raises(rbd.InvalidInputError, match="a threshold must be a number .*NaN"):
+    with pytest.raises(rbd.InvalidInputError, match="a threshold must be a finite number .*NaN"):
         detector.rethreshold(prediction, float("nan"))
-    for bad in (float("nan"), "seven", None):
-        with pytest.raises(rbd.InvalidInputError, match="a threshold must be a number"):
+    for bad in (float("nan"), float("-inf"), np.inf, "seven", None):
+        with pytest.raises(rbd.InvalidInputError, match="a threshold must be a (finite )?number"):
             detector.threshold = bad
     with pytest.raises(rbd.InvalidInputError, match="NaN"):
         rbd.evaluate(detector, category, threshold=float("nan"))
+    with pytest.raises(rbd.InvalidInputError, match="got -inf"):
+        rbd.evaluate(detector, category, threshold="-inf")
     detector.threshold = "7.5"  # a number as text, as a form gives it
     assert detector.threshold == 7.5 and detector.rethreshold(prediction).threshold == 7.5
     detector.threshold = detector.calibration.threshold
