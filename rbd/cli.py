@@ -39,6 +39,7 @@ from .model import ModelConfig
 from .notices import notify, some
 from .outputs import CSV_COLUMNS, PREDICTED, ScoredFile, fitting_name, marked, picture_kind, picture_names, png_bytes, scored_file
 from .ray_engine import check_installed, is_uri, list_uri, score_files
+from .runtime import device_name_parts
 from .thresholds import describe
 from .train import Progress, TrainConfig, train
 from .uploads import unique_name, unsuffixed
@@ -315,6 +316,14 @@ def _positive_int(text: str) -> int:
     return int(text)
 
 
+def _device_name(text: str) -> str:
+    try:
+        device_name_parts(text)
+    except InvalidInputError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
+    return text
+
+
 def _default(api: Callable, name: str):
     """A setting's default as the config class or function declares it, so the command line never repeats it."""
     return inspect.signature(api).parameters[name].default
@@ -354,8 +363,9 @@ def parser() -> argparse.ArgumentParser:
                    help="time budget in minutes for the whole training, calibration included; inf for none, with --epochs "
                         "(default: %(default)s)")
     p.add_argument("--seed", type=int, default=_default(TrainConfig, "seed"), help="random seed (default: %(default)s)")
-    p.add_argument("--device", default=_default(TrainConfig, "device"), choices=["auto", "cpu", "cuda"],
-                   help="where to train: %(choices)s; auto picks a CUDA GPU when there is one (default: %(default)s)")
+    p.add_argument("--device", default=_default(TrainConfig, "device"), type=_device_name,
+                   help="where to train: auto, cpu, cuda or cuda:N (one GPU of several); auto picks a CUDA GPU when "
+                        "there is one (default: %(default)s)")
     p.set_defaults(run=_train)
 
     p = commands.add_parser("evaluate", parents=[quiet, revision], help="metrics on an MVTec-layout category")

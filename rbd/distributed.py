@@ -26,6 +26,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from .errors import InvalidInputError
 from .runtime import resolve_device
 
 # Rank 0 calibrates and saves while the others wait at a barrier: allow for a large set.
@@ -78,6 +79,8 @@ def process_group(device: str = "auto") -> Iterator[Group]:
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         yield Group()
         return
+    if ":" in device:  # torchrun gives each process its own GPU (LOCAL_RANK); one named for all would be shared
+        raise InvalidInputError(f"under torchrun each process trains on its own GPU: give --device cuda, not {device}")
     cuda = resolve_device(device).type == "cuda"
     if cuda:
         torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))  # one GPU per process: "cuda" is this one

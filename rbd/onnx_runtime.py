@@ -57,8 +57,8 @@ class OnnxNetwork:
         except ImportError as err:
             raise CheckpointError(f"{self.path}: running .onnx files needs onnxruntime (pip install onnxruntime)") from err
         self.device = resolve_device(device)
-        provider = "CUDAExecutionProvider" if self.device.type == "cuda" else "CPUExecutionProvider"
-        if provider not in onnxruntime.get_available_providers():
+        provider = session_provider(self.device)
+        if provider[0] not in onnxruntime.get_available_providers():
             raise InvalidInputError(f"this onnxruntime cannot run on {self.device.type}: install onnxruntime-gpu")
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
@@ -77,3 +77,11 @@ class OnnxNetwork:
         values = self._session.run(self._outputs, {INPUT: images.detach().float().cpu().numpy()})
         tensors = [torch.from_numpy(value).to(self.device) for value in values]
         return Outputs(tensors[0], tensors[1], tensors[2] if len(tensors) == 3 else None)
+
+
+def session_provider(device: torch.device) -> tuple[str, dict]:
+    """onnxruntime's provider for `device` and its options: the CUDA one is given the GPU's index (without it,
+    `cuda:1` ran on GPU 0)."""
+    if device.type != "cuda":
+        return "CPUExecutionProvider", {}
+    return "CUDAExecutionProvider", {"device_id": device.index if device.index is not None else torch.cuda.current_device()}

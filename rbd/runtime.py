@@ -26,15 +26,21 @@ from .errors import InvalidInputError
 T = TypeVar("T")
 
 
+def device_name_parts(device) -> tuple[str, str]:
+    """("auto" | "cpu" | "cuda", index or "") of a device's name as rbd takes it; InvalidInputError for another."""
+    kind, _, index = device.partition(":") if isinstance(device, str) else (device, "", "")
+    if kind not in ("auto", "cpu", "cuda") or (index and (kind == "auto" or not index.isdigit())):
+        raise InvalidInputError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
+    return kind, index
+
+
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """`auto` picks CUDA when available; asking for CUDA (or one GPU of several, `cuda:1`) without a GPU is a clear error."""
     if isinstance(device, torch.device):
         return device
-    if device == "auto":
+    kind, index = device_name_parts(device)
+    if kind == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    kind, _, index = device.partition(":") if isinstance(device, str) else (device, "", "")
-    if kind not in ("cpu", "cuda") or (index and not index.isdigit()):
-        raise InvalidInputError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
     if kind == "cpu":
         return torch.device(device)
     if not torch.cuda.is_available():

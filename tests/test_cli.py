@@ -370,6 +370,7 @@ def test_predict_with_no_usable_image_writes_nothing(checkpoint, tmp_path, capsy
     (lambda t, c, k: ["train", c, "--out", t / "texts", "--epochs", "1"], "not an rbd checkpoint"),
     (lambda t, c, k: ["train", c, "--out", t / "texts" / "notes.txt" / "o", "--epochs", "1"], "notes.txt is not a folder"),
     (lambda t, c, k: ["train", c, "--out", t / "o", "--device", "cuda"], "no CUDA GPU"),
+    (lambda t, c, k: ["train", c, "--out", t / "o", "--device", "cuda:1"], "no CUDA GPU"),  # one GPU of several is taken
     (lambda t, c, k: ["train", c, "--out", t / "o", "--epochs", "0"], "epochs must be at least 1"),
     (lambda t, c, k: ["train", c, "--out", t / "o", "--image-size", "100"], "multiple of 32"),
     (lambda t, c, k: ["evaluate", t / "empty", "--checkpoint", k], "not an MVTec AD category"),
@@ -414,6 +415,7 @@ def test_a_reader_that_stops_early_gets_no_error_text(checkpoint):
 @pytest.mark.parametrize("args", [["train"], ["predict", "ckpt"], ["evaluate", "data", "--checkpoint"], ["fly"],
                                   ["train", "data", "--out", "o", "--epochs", "many"],
                                   ["train", "data", "--out", "o", "--backbone", "vgg99"],
+                                  ["train", "data", "--out", "o", "--device", "gpu"],
                                   ["predict", "ckpt", "x.png", "--out", "o", "--batch-size", "0"]])
 def test_usage_mistakes_are_one_line_and_exit_code_2(capsys, args):
     with pytest.raises(SystemExit) as exit:

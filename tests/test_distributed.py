@@ -62,3 +62,13 @@ def test_one_process_is_a_group_of_one():
     assert group == Group() and group.is_main and group.size == 1
     assert group.from_main(0.25) == 0.25
     assert Group(rank=1, size=2).seed(0) != Group(rank=0, size=2).seed(0)
+
+
+def test_one_gpu_named_for_every_torchrun_process_is_refused(monkeypatch):
+    """Each process takes the GPU of its LOCAL_RANK; `--device cuda:1` would have put them all on one (or fought it)."""
+    from rbd import distributed
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(rbd.InvalidInputError, match="give --device cuda, not cuda:1"):
+        with distributed.process_group("cuda:1"):
+            pass

@@ -103,3 +103,21 @@ def test_bad_exports_and_files_are_one_line_errors(exported, checkpoint, tmp_pat
         rbd.load(tmp_path / "stranger.onnx")
     with pytest.raises(rbd.InvalidInputError, match="no torch model"):
         rbd.save(rbd.load(exported), tmp_path / "ckpt")
+
+
+
+def test_a_session_on_one_gpu_of_several_is_given_its_index(exported, monkeypatch):
+    """Without a device id onnxruntime's CUDA provider runs on GPU 0, whichever GPU `to("cuda:1")` named."""
+    from types import SimpleNamespace
+
+    from rbd import onnx_runtime
+
+    asked = []
+    session = SimpleNamespace(get_outputs=lambda: [SimpleNamespace(name=name) for name in onnx_runtime.OUTPUTS])
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(onnxruntime, "InferenceSession", lambda path, options, providers: asked.append(providers) or session)
+    onnx_runtime.OnnxNetwork(exported, device="cuda:1")
+    onnx_runtime.OnnxNetwork(exported, device="cpu")
+    assert asked == [[("CUDAExecutionProvider", {"device_id": 1})], [("CPUExecutionProvider", {})]]
