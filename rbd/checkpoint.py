@@ -28,6 +28,7 @@ from .calibration import Calibration
 from .detector import Detector
 from .backbones import hub_repo, pretrained_name
 from .errors import CheckpointError, HubError
+from .evaluate import SUMMARY_NAMES
 from .notices import some
 from .model import RBD, ModelConfig
 
@@ -390,13 +391,13 @@ def _hub_failure(err: Exception) -> str:
     return f"the connection failed ({type(err).__name__})"
 
 
-# (key in the metrics, Hub task type, metric type, display name): image-level metrics judge the
-# good/defective classification, pixel-level ones the defect segmentation.
+# (key in the metrics, Hub task type, metric type): image-level metrics judge the good/defective
+# classification, pixel-level ones the defect segmentation.
 _HUB_METRICS = [
-    ("image_auroc", "image-classification", "roc_auc", "Image AUROC"),
-    ("image_f1max", "image-classification", "f1", "Image F1-max"),
-    ("pixel_auroc", "image-segmentation", "roc_auc", "Pixel AUROC"),
-    ("aupro", "image-segmentation", "aupro", "AUPRO (FPR up to 30%)"),
+    ("image_auroc", "image-classification", "roc_auc"),
+    ("image_f1max", "image-classification", "f1"),
+    ("pixel_auroc", "image-segmentation", "roc_auc"),
+    ("aupro", "image-segmentation", "aupro"),
 ]
 
 
@@ -411,9 +412,9 @@ def model_card(config: dict, repo_id: str | None = None, license: str = "other",
     name = repo_id.split("/")[-1] if repo_id else "rbd anomaly detector"
     dataset = datasets[0] if datasets else None
     results = [EvalResult(task_type=task, task_name="Visual anomaly detection", dataset_type=dataset or "local",
-                          dataset_name=dataset or "local MVTec-layout test set", metric_type=kind, metric_name=label,
+                          dataset_name=dataset or "local MVTec-layout test set", metric_type=kind, metric_name=SUMMARY_NAMES[key],
                           metric_value=float(metrics[key]))
-               for key, task, kind, label in _HUB_METRICS if metrics.get(key) is not None]
+               for key, task, kind in _HUB_METRICS if metrics.get(key) is not None]
     data = ModelCardData(license=license, library_name="rbd", tags=["anomaly-detection", "industrial-inspection", "rbd"],
                          base_model=hub_repo(model["backbone"]), datasets=datasets, model_name=name,
                          eval_results=results or None)
@@ -440,7 +441,8 @@ def model_card(config: dict, repo_id: str | None = None, license: str = "other",
                      + (f"; fine-tuned from {training['started_from']}" if training.get("started_from") else ""))
     if metrics:
         lines += ["", "## Metrics", "", "| metric | value |", "|---|---|"]
-        lines += [f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in metrics.items() if v is not None]
+        lines += [f"| {SUMMARY_NAMES.get(k, k)} | {v:.4f} |" if isinstance(v, float) else f"| {SUMMARY_NAMES.get(k, k)} | {v} |"
+                  for k, v in metrics.items() if v is not None]
     lines += ["", "## Use", "", "```python", "import rbd", "", f"detector = rbd.load(\"{repo_id or 'path/to/this/folder'}\")",
               "prediction = detector.predict(\"part.png\")", "print(prediction.score, prediction.verdict)", "```", ""]
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines))

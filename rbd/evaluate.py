@@ -22,6 +22,18 @@ from .visualize import outlined, overlay
 
 MISRANKED_COUNT = 5  # images of each kind `Evaluation.misranked` picks
 ROW_COLUMNS = ("file", "defect", "label", "score", "normalized_score", "verdict")  # of `Evaluation.rows`
+# `Evaluation.summary`'s keys (the JSON of `rbd evaluate --json`) and what a reader is shown for each
+SUMMARY_NAMES = {
+    "image_auroc": "image AUROC",
+    "pixel_auroc": "pixel AUROC",
+    "aupro": "AUPRO (up to 30% false-positive pixels)",
+    "image_f1max": "image F1 at its best threshold",
+    "threshold": "threshold (raw score)",
+    "false_alarm_rate": "false alarms (share of good images flagged)",
+    "recall": "recall (share of defective images flagged)",
+    "n_images": "test images",
+    "ms_per_image": "ms per image",
+}
 
 
 @dataclass
@@ -40,9 +52,7 @@ class Evaluation:
 
     def summary(self) -> dict:
         """The JSON written by `rbd evaluate --json`."""
-        keys = ("image_auroc", "pixel_auroc", "aupro", "image_f1max", "threshold", "false_alarm_rate", "recall",
-                "n_images", "ms_per_image")
-        return {k: getattr(self, k) for k in keys}
+        return {k: getattr(self, k) for k in SUMMARY_NAMES}
 
     def misranked(self, count: int = MISRANKED_COUNT) -> tuple[list[dict], list[dict]]:
         """Where the ranking goes wrong: the rows of the `count` highest-scoring good images, highest

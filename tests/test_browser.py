@@ -301,7 +301,7 @@ def test_evaluate_shows_where_the_ranking_goes_wrong(page, category, tmp_path):
     expect(gallery).to_contain_text("good #1 · score")
     expect(gallery).to_contain_text("defective #5 · score")
     metrics = page.locator("#eval-metrics").inner_text()
-    assert re.search(r"image_auroc\s+1\.0000\b", metrics), metrics  # a perfect ranking, shown to the places of the others
+    assert re.search(r"image AUROC\s+1\.0000\b", metrics), metrics  # a perfect ranking, shown to the places of the others
     shot(page, "3b-evaluate")
     # an upload that cannot be evaluated (good images only): the evaluation before goes, or a threshold move would
     # show it again beside the new zip as if it were that one's
@@ -317,7 +317,7 @@ def test_evaluate_shows_where_the_ranking_goes_wrong(page, category, tmp_path):
     expect(gallery.locator("img")).to_have_count(0)
     set_rate(page, "5")
     time.sleep(2)
-    expect(page.locator("#eval-metrics")).not_to_contain_text("image_auroc")
+    expect(page.locator("#eval-metrics")).not_to_contain_text("image AUROC")
     set_rate(page, MODEL_RATE)
     page.locator(".toast-body .toast-close").first.click()
 

@@ -49,7 +49,7 @@ def test_folder_holds_safetensors_json_and_a_card_only(checkpoint, detector):
 
 def test_model_card_states_threshold_and_metrics(detector):
     card = checkpoint_module.model_card(checkpoint_module.checkpoint_config(detector, metrics={"image_auroc": 0.987}))
-    assert f"{detector.threshold:.5f}" in card.text and "| image_auroc | 0.9870 |" in card.text
+    assert f"{detector.threshold:.5f}" in card.text and "| image AUROC | 0.9870 |" in card.text
     assert 'rbd.load("path/to/this/folder")' in card.text
 
 
@@ -72,8 +72,9 @@ def test_model_card_metadata_is_what_the_hub_reads(detector):
     assert data.license == "apache-2.0" and data.library_name == "rbd" and "anomaly-detection" in data.tags
     assert data.datasets == ["acme/parts-images"] and data.base_model is None  # the packaged teacher has no Hub repo
     found = {(r.task_type, r.metric_type, r.metric_name): r.metric_value for r in data.eval_results}
-    assert found == {("image-classification", "roc_auc", "Image AUROC"): 0.9, ("image-classification", "f1", "Image F1-max"): 0.7,
-                     ("image-segmentation", "roc_auc", "Pixel AUROC"): 0.8}  # aupro unknown: no entry
+    assert found == {("image-classification", "roc_auc", "image AUROC"): 0.9,
+                     ("image-classification", "f1", "image F1 at its best threshold"): 0.7,
+                     ("image-segmentation", "roc_auc", "pixel AUROC"): 0.8}  # aupro unknown: no entry
     assert {r.dataset_type for r in data.eval_results} == {"acme/parts-images"}
     assert 'rbd.load("acme/parts")' in card.text and "OWNER" not in card.text
 
@@ -337,7 +338,7 @@ def test_push_to_hub_uploads_the_checkpoint_folder(detector, monkeypatch):
     assert url.endswith("/commit/abc")
     assert calls["create"][0] == "acme/parts" and calls["create"][1]["exist_ok"] is True
     assert calls["files"] == ["README.md", "config.json", "model.safetensors"]
-    assert "| image_auroc | 1.0000 |" in calls["card"] and 'rbd.load("acme/parts")' in calls["card"]
+    assert "| image AUROC | 1.0000 |" in calls["card"] and 'rbd.load("acme/parts")' in calls["card"]
     assert "\nlicense: mit\n" in calls["card"]
 
 

@@ -860,8 +860,8 @@ def test_a_rate_or_model_changed_while_evaluate_ran_judges_its_answer_once_it_en
     assert evaluation.judged_again(ctx, evaluated, model, 1.0) == {}  # nothing changed: nothing drawn twice
     moved = evaluation.judged_again(ctx, evaluated, model, 30.0)
     summary = dict(zip(moved["summary"]["metric"], moved["summary"]["value"]))
-    assert summary["threshold"] == f"{evaluation.model_bar.threshold(ctx, model, 30.0):.4f}"
-    assert summary["threshold"] != f"{evaluation.model_bar.threshold(ctx, model, 1.0):.4f}"
+    assert summary["threshold (raw score)"] == f"{evaluation.model_bar.threshold(ctx, model, 30.0):.4f}"
+    assert summary["threshold (raw score)"] != f"{evaluation.model_bar.threshold(ctx, model, 1.0):.4f}"
     assert evaluation.judged_again(ctx, evaluated, {**model, "key": "another", "name": "another"}, 1.0)["evaluated"] is None
 
 
@@ -873,7 +873,7 @@ def test_evaluation_tables_show_every_figure_to_four_places(ctx, model):
                  "rows": [{"image": "a.png", "label": 0, "score": 1.0}, {"image": "b.png", "label": 1, "score": 2.5}]}
     shown = evaluation.rows(ctx, evaluated, model, 1.0)
     summary = dict(zip(shown["summary"]["metric"], shown["summary"]["value"]))
-    assert summary["image_auroc"] == "1.0000" and summary["images"] == 2
+    assert summary["image AUROC"] == "1.0000" and summary["images"] == 2  # a key without a name keeps its own
     html = shown["rows"].to_html()
     assert "1.0000" in html and "2.5000" in html and shown["rows"].data["score"].tolist() == [1.0, 2.5]
 

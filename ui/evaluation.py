@@ -13,7 +13,7 @@ import pandas as pd
 
 import rbd
 from rbd.detector import verdict
-from rbd.evaluate import MISRANKED_COUNT, ROW_COLUMNS, evaluation_picture
+from rbd.evaluate import MISRANKED_COUNT, ROW_COLUMNS, SUMMARY_NAMES, evaluation_picture
 from rbd.metrics import at_threshold
 from rbd.plots import roc_figure
 from rbd.uploads import extract_zip, find_mvtec_root
@@ -89,7 +89,7 @@ def rows(ctx, evaluated: dict | None, model: dict, rate: float) -> dict:
              for row in evaluated["rows"]]
     judged = at_threshold([row["label"] for row in table], [row["score"] for row in table], threshold)
     metrics = {**evaluated["metrics"], **{k: judged[k] for k in ("threshold", "false_alarm_rate", "recall")}}
-    summary = pd.DataFrame([{"metric": k, "value": "–" if v is None else f"{v:.4f}" if isinstance(v, float) else v}
+    summary = pd.DataFrame([{"metric": SUMMARY_NAMES.get(k, k), "value": "–" if v is None else f"{v:.4f}" if isinstance(v, float) else v}
                             for k, v in metrics.items()])  # 1.0000, not "1", beside 0.9876
     rows = pd.DataFrame(table)
     return {"summary": summary, "rows": rows.style.format("{:.4f}", subset=list(rows.select_dtypes("float").columns))}
@@ -114,8 +114,8 @@ def layout(ctx) -> Evaluate:
         summary = gr.Dataframe(NO_METRICS, label="Metrics", interactive=False, wrap=True, elem_id="eval-metrics")  # a note wraps
         roc = gr.Plot(label="ROC curve", show_label=False)  # the figure's title: the label covered its top
     table = gr.Dataframe(NO_ROWS, label="Per image (verdicts at the threshold above)", interactive=False, elem_id="eval-rows")
-    misranked = gr.Gallery(label=f"Where the ranking goes wrong: the {MISRANKED_COUNT} highest-scoring good and lowest-scoring "
-                                 "defective images, heat maps at the threshold when evaluated, truth masks outlined in magenta",
+    misranked = gr.Gallery(label=f"Where the ranking goes wrong: the highest-scoring good and lowest-scoring defective images (up to "
+                                 f"{MISRANKED_COUNT} of each), heat maps at the threshold when evaluated, truth masks outlined in magenta",
                            columns=5, height="auto", object_fit="contain", format="jpeg", elem_id="eval-misranked",
                            elem_classes=["rbd-gallery"])  # captions wrap: the file's path shows whole
     return Evaluate(archive, run, summary, roc, table, misranked, gr.State(None))
