@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import errno
+import filecmp
 import itertools
 import re
 import shutil
@@ -144,6 +145,7 @@ def gather_images(paths: Iterable[str | Path], dest: str | Path, names: Sequence
     taken = {entry.relative_to(dest).as_posix().casefold() for entry in dest.rglob("*")}  # what an earlier call left there
     images: list[Path] = []
     skipped: list[str] = []
+    renamed: list[tuple[str, str]] = []  # (a.png, a_1.png) for loose files numbered past another file of their name
     used, members = 0, 0  # bytes written, zip members extracted: the caps hold for the whole upload, not for each zip
     for i, path in enumerate(map(Path, paths)):
         picked = PurePosixPath((names[i] if i < len(names) else None) or path.name)  # from the browser: untrusted
@@ -185,6 +187,9 @@ def gather_images(paths: Iterable[str | Path], dest: str | Path, names: Sequence
                 used += path.stat().st_size
             except FileNotFoundError:
                 skipped.append(f"{name} (the uploaded file is gone)")
+                continue
+            if _is_other_file_of_one_name(images[-1], dest / name):
+                renamed.append((name, images[-1].relative_to(dest).as_posix()))
         else:
             skipped.append(f"{name} (not an image or a zip)")
     if not images:
@@ -193,6 +198,10 @@ def gather_images(paths: Iterable[str | Path], dest: str | Path, names: Sequence
         raise NoImagesError(f"no image files in the upload: expected {expected}{detail}")
     if skipped:
         notify(f"skipped {len(skipped)} uploaded file(s): {'; '.join(skipped)}")
+    if renamed:  # a browser sends loose files by name alone: `good/010.jpg` and `crack/010.jpg` both come as 010.jpg
+        named = some([f"{name} as {new}" for name, new in renamed])
+        notify(f"{len(renamed)} uploaded file(s) had the name of another, different file and are named so: {named}"
+               + (" (upload their folder or a zip to keep the folders they came from)" if any("/" not in name for name, _ in renamed) else ""))
     return sorted(images, key=lambda image: image.relative_to(dest))
 
 
@@ -224,6 +233,15 @@ def _name_and_size(path: Path) -> tuple[str, int] | None:
         return path.name, path.stat().st_size
     except OSError:
         return None
+
+
+def _is_other_file_of_one_name(copied: Path, named: Path) -> bool:
+    """Whether `copied` was numbered past a file named `named` (ignoring case, as `unique_name` does) of other bytes:
+    a second drop of one file is not news."""
+    if copied == named or not named.parent.is_dir():
+        return False
+    holders = [entry for entry in named.parent.iterdir() if entry.name.casefold() == named.name.casefold() and entry != copied]
+    return any(entry.is_file() and not filecmp.cmp(copied, entry, shallow=False) for entry in holders)
 
 
 def _copy_upload(path: Path, dest: Path, name: str, taken: set[str]) -> Path:

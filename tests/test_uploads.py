@@ -185,9 +185,10 @@ def test_gather_images_keeps_images_renames_duplicates_and_warns_about_the_rest(
     with pytest.warns(UserWarning) as record:
         images = gather_images([str(path) for path in paths], dest)
     assert images == [dest / "a.png", dest / "a_1.png", dest / "b.JPG", dest / "photos" / "x" / "c.png"]
-    assert len(record) == 1
-    message = str(record[0].message)
-    assert "notes.txt" in message and "gone.png" in message and "readme" not in message
+    skipped, renamed = (str(r.message) for r in record)
+    assert "notes.txt" in skipped and "gone.png" in skipped and "readme" not in skipped
+    # a browser sends loose files by name alone: the second a.png is shown as a_1.png, and that is said
+    assert "1 uploaded file(s) had the name of another, different file" in renamed and "a.png as a_1.png" in renamed
     shutil.rmtree(uploads)  # the browser's temporary files vanish; the copies must not
     assert [image.read_bytes() for image in images] == [b"second a", b"first a", b"b", b"c"]
 
@@ -367,7 +368,8 @@ def test_gather_images_renames_names_that_differ_only_in_case_and_keeps_earlier_
     dest = tmp_path / "work"
     dest.mkdir()
     (dest / "a.png").write_bytes(b"earlier")  # left by an earlier call: neither overwritten nor reused
-    images = gather_images([uploads / "1" / "a.png", uploads / "2" / "A.png", uploads / "3" / "a.png.zip"], dest)
+    with pytest.warns(UserWarning, match="2 uploaded file.*: a.png as a_1.png, A.png as A_2.png"):
+        images = gather_images([uploads / "1" / "a.png", uploads / "2" / "A.png", uploads / "3" / "a.png.zip"], dest)
     assert images == [dest / "A_2.png", dest / "a.png_1" / "z.png", dest / "a_1.png"]
     assert [image.read_bytes() for image in images] == [b"A", b"z", b"a"]
     assert (dest / "a.png").read_bytes() == b"earlier"
@@ -432,3 +434,10 @@ def test_find_mvtec_root_with_several_categories_lists_them(tmp_path):
     extract_zip(_write_zip(tmp_path / "upload.zip", [("mvtec/bottle/test/good/0.png", b"x"), ("mvtec/cable/test/good/0.png", b"x")]), dest)
     with pytest.raises(DatasetLayoutError, match="2 MVTec AD categories \\(mvtec/bottle, mvtec/cable\\)"):
         find_mvtec_root(dest)
+
+
+def test_a_second_drop_of_one_file_is_numbered_without_a_word(tmp_path, recwarn):
+    """Inspect takes the same bytes once; a notice of a name taken would only puzzle."""
+    (tmp_path / "a.png").write_bytes(b"a")
+    images = gather_images([tmp_path / "a.png", tmp_path / "a.png"], tmp_path / "work")
+    assert [image.name for image in images] == ["a.png", "a_1.png"] and not recwarn.list
