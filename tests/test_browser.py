@@ -128,6 +128,17 @@ def open_editor(page, label: str) -> dict:
     expect(editor.locator("button[aria-label=Erase]")).to_be_visible()
     return canvas.bounding_box()
 
+def assert_captions_clear_pictures(page, gallery: str):
+    """Each caption lies under its picture, and the first row under the gallery's label: Gradio laid captions over
+    the lower part of thumbnails and the label over the first row's top."""
+    label = page.locator(f"{gallery} [data-testid=block-label]").bounding_box()
+    items = page.locator(f"{gallery} .thumbnail-item")
+    for i in range(items.count()):
+        picture, caption = (items.nth(i).locator(part).bounding_box() for part in ("img", ".caption-label"))
+        assert caption["y"] >= picture["y"] + picture["height"] - 1, (i, picture, caption)
+        assert picture["y"] >= label["y"] + label["height"], (i, picture, label)
+
+
 def set_rate(page, rate: str):
     """Type a rate in the threshold's box and press Enter, without leaving the box."""
     box = page.locator("#threshold input[type=number]")
@@ -302,7 +313,18 @@ def test_evaluate_shows_where_the_ranking_goes_wrong(page, category, tmp_path):
     expect(gallery).to_contain_text("defective #5 · score")
     metrics = page.locator("#eval-metrics").inner_text()
     assert re.search(r"image AUROC\s+1\.0000\b", metrics), metrics  # a perfect ranking, shown to the places of the others
+    assert_captions_clear_pictures(page, "#eval-misranked")
+    last = gallery.locator(".caption-label").last.bounding_box()
+    assert last["y"] + last["height"] <= gallery.bounding_box()["y"] + gallery.bounding_box()["height"]  # not cut off below
     shot(page, "3b-evaluate")
+    wide = page.viewport_size
+    page.set_viewport_size({"width": 850, "height": wide["height"]})  # a narrow window: the values and verdicts still show
+    try:
+        for table, cell in (("#eval-metrics", "1.0000"), ("#eval-rows", "defective")):
+            box, shown = page.locator(table).bounding_box(), page.locator(table).get_by_text(cell, exact=True).first.bounding_box()
+            assert shown["x"] + shown["width"] <= box["x"] + box["width"], (table, box, shown)
+    finally:
+        page.set_viewport_size(wide)
     # an upload that cannot be evaluated (good images only): the evaluation before goes, or a threshold move would
     # show it again beside the new zip as if it were that one's
     good_only = tmp_path / "good_only" / category.name
@@ -350,6 +372,7 @@ def test_review_with_keyboard_shortcuts_and_an_export_coco_can_evaluate(page, pa
     expect(text).to_contain_text("decision: accept")
     captions = page.locator("#review-gallery").inner_text()
     assert captions.count("✓ accepted") == 2 and ".png" in captions, captions  # file names and decisions, not cut
+    assert_captions_clear_pictures(page, "#review-gallery")
     shot(page, "4-review")
 
     page.locator("#review-export").click()

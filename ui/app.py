@@ -19,9 +19,17 @@ CSS = """
 #inspect-overlay img, #review-image img { object-fit: contain !important; }  /* the whole picture, enlarged to fit: Gradio drew a 20-pixel part as a dot */
 #inspect-pair img { height: 100% !important; object-fit: contain !important; }  /* the slider sized it by its width and cropped it */
 #review-editor button[aria-label="Clear canvas"] { display: none !important; }  /* it took the picture too: the eraser remains */
-.rbd-gallery .caption-label { white-space: pre-line !important; overflow: visible !important; text-overflow: clip !important;
-                              overflow-wrap: anywhere;
-                              max-width: 100% !important; font-size: 0.75em; line-height: 1.2; }
+/* galleries: captions under their pictures (Gradio lays them over the lower part), the first row below the label,
+   as many columns as fit (a fixed count was cut off at 800-900 px) */
+.rbd-gallery .grid-container { padding-top: 2.4em !important; grid-template-columns: repeat(auto-fill, minmax(var(--rbd-thumb), 1fr)) !important; }
+#review-gallery { --rbd-thumb: 120px; }
+#eval-misranked { --rbd-thumb: 220px; }
+#eval-misranked .grid-wrap { height: auto !important; max-height: none !important; }  /* all of it: Gradio's 550 px cut the second row */
+.rbd-gallery .thumbnail-item { aspect-ratio: auto !important; height: auto !important; display: flex !important; flex-direction: column !important; }
+.rbd-gallery .thumbnail-item img { aspect-ratio: 1 / 1; width: 100% !important; height: auto !important; flex: none; }
+.rbd-gallery .caption-label { position: static !important; white-space: pre-line !important; overflow: visible !important;
+                              text-overflow: clip !important; overflow-wrap: anywhere; max-width: 100% !important;
+                              font-size: 0.75em; line-height: 1.2; text-align: left; }
 """
 PAGE_SCRIPT = """
 () => {

@@ -111,9 +111,12 @@ def layout(ctx) -> Evaluate:
         archive = gr.File(label="MVTec-layout category (zip)", file_types=[".zip"], elem_id="eval-zip")
         run = gr.Button("Evaluate", variant="primary", elem_id="eval-run")
     with gr.Row():
-        summary = gr.Dataframe(NO_METRICS, label="Metrics", interactive=False, wrap=True, elem_id="eval-metrics")  # a note wraps
+        # a note wraps; the values keep a third of the width (a narrow window hid them behind the wrapped names)
+        summary = gr.Dataframe(NO_METRICS, label="Metrics", interactive=False, wrap=True, column_widths=["67%", "33%"],
+                               elem_id="eval-metrics")
         roc = gr.Plot(label="ROC curve", show_label=False)  # the figure's title: the label covered its top
-    table = gr.Dataframe(NO_ROWS, label="Per image (verdicts at the threshold above)", interactive=False, elem_id="eval-rows")
+    table = gr.Dataframe(NO_ROWS, label="Per image (verdicts at the threshold above)", interactive=False, wrap=True,
+                         elem_id="eval-rows")  # wrapped, a narrow window still shows the verdicts (they were cut off)
     misranked = gr.Gallery(label=f"Where the ranking goes wrong: the highest-scoring good and lowest-scoring defective images (up to "
                                  f"{MISRANKED_COUNT} of each), heat maps at the threshold when evaluated, truth masks outlined in magenta",
                            columns=5, height="auto", object_fit="contain", format="jpeg", elem_id="eval-misranked",
