@@ -19,6 +19,7 @@ import re
 import shutil
 import threading
 import time
+import unicodedata
 import uuid
 from collections import OrderedDict
 from pathlib import Path
@@ -136,7 +137,7 @@ class Catalog:
         folder = self.owner_folder(owner)
         folder.mkdir(parents=True, exist_ok=True)
         mark_used(folder)  # before saving: an expiry sweep must not take the folder while the model is written into it
-        stem = re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-_")[:40] or "model"
+        stem = re.sub(r"[^\w-]+", "-", unicodedata.normalize("NFC", name)).strip("-_")[:40] or "model"  # letters of any script
         key = save(detector, folder / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}")
         self._remember((str(key), None), detector)
         return str(key)

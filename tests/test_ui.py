@@ -158,6 +158,9 @@ def test_a_fine_tune_is_named_by_the_user_kept_to_a_safe_unique_name(detector, t
     assert named.parent == catalog.owner_folder("alice") and re.fullmatch(r"Bolts-line-3-x-\d{8}-\d{6}-[0-9a-f]{4}", named.name)
     assert re.fullmatch(r"model-\d{8}-\d{6}-[0-9a-f]{4}", Path(catalog.add_trained(detector, "alice", " ..")).name)
     assert any(label.startswith("Bolts-line-3-x-") for label, _ in catalog.entries("alice"))  # as the model list shows it
+    # letters of any script are letters ("Flaschen-Prüfung" was saved as "Flaschen-Pr-fung"), a decomposed é one letter
+    for words, kept in (("Flaschen-Prüfung", "Flaschen-Prüfung"), ("瓶子检测", "瓶子检测"), ("Ölwanne_3", "Ölwanne_3"), ("nai\u0308ve", "naïve")):
+        assert Path(catalog.add_trained(detector, "alice", words)).name.startswith(f"{kept}-20"), words
 
 
 def test_folders_left_by_a_crash_are_offered_to_nobody(detector, tmp_path):
@@ -1171,6 +1174,15 @@ def test_a_train_refused_for_its_settings_leaves_no_entry_to_cancel_the_next(ctx
         next(fine_tune.fine_tune(ctx, ["upload.zip"], None, False, "", True, 0, 0, model, "browser-1", request=request))
     assert "tab-1" not in ctx.jobs and fine_tune.cancel(ctx, model, request) == {"status": "No training is running."}
 
+def test_a_wrong_browser_id_is_refused_before_training(ctx, model, monkeypatch):
+    """An API client's `browser` was checked as the trained model was saved: minutes of training, then thrown away."""
+    from ui import fine_tune
+
+    monkeypatch.setattr(fine_tune, "gather_images", lambda *args: pytest.fail("a refused training reads no images"))
+    with pytest.raises(rbd.InvalidInputError, match="invalid browser session id 'my laptop'"):
+        next(fine_tune.fine_tune(ctx, ["upload.zip"], None, False, "", True, 0, 5, model, "my laptop"))
+
+
 def test_a_cancelled_training_still_queued_stays_cancelled_when_train_is_pressed_again(ctx, model, monkeypatch):
     """Its run takes the tab's entry when it starts: a fresh entry made by the second click would let it train."""
     from ui import fine_tune
@@ -1178,7 +1190,8 @@ def test_a_cancelled_training_still_queued_stays_cancelled_when_train_is_pressed
     request = types.SimpleNamespace(session_hash="tab-1")
     fine_tune.pressed(ctx, request)
     fine_tune.cancel(ctx, model, request)
-    fine_tune.pressed(ctx, request)  # Train again while the first run still waits in the queue
+    # Train again while the first run still waits in the queue: Gradio drops this click, which starts nothing, so it says so
+    assert "press Train again once this says it was cancelled" in fine_tune.pressed(ctx, request)["status"]
     monkeypatch.setattr(fine_tune, "gather_images", lambda *args: pytest.fail("a cancelled training reads no images"))
     stream = list(fine_tune.fine_tune(ctx, ["upload.zip"], None, False, "", True, 0, 5, model, "browser-1", request=request))
     assert stream == [{"status": fine_tune.cancelled(model, 0)}] and "tab-1" not in ctx.jobs

@@ -95,6 +95,7 @@ def fine_tune(ctx, files, folder, use_reviewed: bool, review_id: str, start_curr
     try:  # from here on, whatever happens, `finally` forgets this training (a stale entry would cancel the next)
         if not epochs and not minutes:
             raise rbd.InvalidInputError("set a time budget (minutes) or a number of epochs: with neither, training would not end")
+        ctx.catalog.owner_folder(_owner(browser, request))  # checked now: an API client's wrong id failed the save, after training
         config = rbd.TrainConfig(epochs=int(epochs) if epochs else None, max_minutes=float(minutes) if minutes else None)
         model_config = None if start_current else rbd.ModelConfig(backbone=teacher)
         if running["cancelled"]:  # Cancel pressed while it waited in the queue
@@ -177,9 +178,14 @@ def pressed(ctx, request: gr.Request = None) -> dict:
     """Train's click, before the training queues: an earlier run's message goes (a failure must not
     leave a success standing beside its error), and Cancel can reach the training from now on. A
     cancelled training still waiting in the queue keeps its entry, so that it ends cancelled: a fresh
-    entry here would be the one it takes when it starts, and it would train after all."""
-    if request is not None:
-        ctx.jobs.setdefault(request.session_hash, pending())
+    entry here would be the one it takes when it starts, and it would train after all. This click then starts
+    nothing (Gradio drops a click while its event waits), which it says."""
+    if request is None:
+        return {"status": ""}
+    running = ctx.jobs.setdefault(request.session_hash, pending())
+    if running["cancelled"] and running["job"] is None:
+        return {"status": "The cancelled training still waits for its turn (another training runs first) and ends as soon "
+                          "as it starts: press Train again once this says it was cancelled."}
     return {"status": ""}
 
 
