@@ -1117,7 +1117,8 @@ def test_cancel_reaches_a_training_still_in_the_queue_and_its_own_stream_says_so
 
     request = types.SimpleNamespace(session_hash="tab-1")
     assert fine_tune.cancel(ctx, model, request) == {"status": "No training is running."}
-    fine_tune.pressed(ctx, request)  # Train clicked: the training waits in the queue
+    # Train clicked: the training waits in the queue, and the last run's loss, calibration and model file go with its message
+    assert fine_tune.pressed(ctx, request) == {"status": "", "loss": None, "calibration": None, "model_file": None}
     assert fine_tune.cancel(ctx, model, request) == {"status": fine_tune.cancelled(model, 0)}
     monkeypatch.setattr(fine_tune, "gather_images", lambda *args: pytest.fail("a cancelled training reads no images"))
     stream = list(fine_tune.fine_tune(ctx, ["upload.zip"], None, False, "", True, 0, 5, model, "browser-1", request=request))
@@ -1150,7 +1151,7 @@ def test_a_fine_tune_says_when_it_calibrates_after_its_last_step(ctx, model, mon
     described = []
     statuses = [out["status"] for out in fine_tune.fine_tune(ctx, ["upload.zip"], None, False, "", True, 0, 5, model, "browser-1",
                                                             progress=lambda *a, desc=None, **k: described.append(desc))]
-    assert statuses[:2] == ["training… step 1", "trained 3 steps · calibrating the threshold…"] and "now the active model" in statuses[2]
+    assert statuses[:2] == ["training…", "trained 3 steps · calibrating the threshold…"] and "now the active model" in statuses[2]
     assert "a random sample (3 left out): give more minutes to use all" in statuses[2]  # the notice of a thread the request cannot hear
     assert "2 of the images were exact copies of others: each was trained on once" in statuses[2]
     assert described[-1] == "step 3 done · calibrating the threshold on normal images"

@@ -38,6 +38,8 @@ TEACHER_ADVICE = ("For a new model (starting from the active model keeps its tea
                   "localised ksdd's thin cracks better (AUPRO 0.80-0.82 against 0.73-0.75 over three trainings), ranked weld's "
                   "images under mixed lighting slightly worse (-0.006 AUROC) and costs 1.05-1.3x the time per image.")
 
+UPLOAD_BOX_HEIGHT = 240  # pixels
+
 # Delete's `js`: its first input, whether the user said yes
 DELETE_QUESTION = ("(confirmed, ...values) => [window.confirm('Delete the active fine-tune? It cannot be undone (download it "
                    "first to keep a copy).'), ...values]")
@@ -129,11 +131,12 @@ def fine_tune(ctx, files, folder, use_reviewed: bool, review_id: str, start_curr
             running["step"] = update.step
             if update.fraction >= 1.0:  # the last step: the threshold is calibrated next, which takes a while
                 progress(1.0, desc=f"step {update.step} done · calibrating the threshold on normal images")
-                yield {"loss": pd.DataFrame(losses), "status": f"trained {update.step} steps · calibrating the threshold…"}
+                yield {"loss": pd.DataFrame(losses),
+                       "status": f"trained {update.step} step{'' if update.step == 1 else 's'} · calibrating the threshold…"}
                 continue
             progress(update.fraction, desc=f"step {update.step} · epoch {update.epoch:.1f} · loss {update.loss:.4f}")
-            if update.step % 5 == 1:
-                yield {"loss": pd.DataFrame(losses), "status": f"training… step {update.step}"}
+            if update.step % 5 == 1:  # the progress bar counts the steps (a count here lagged it by up to four)
+                yield {"loss": pd.DataFrame(losses), "status": "training…"}
         detector = job.result()
         if running["cancelled"]:  # pressed after the last step, while the model was calibrated: Cancel said "unchanged"
             raise rbd.TrainingCancelled("cancelled while calibrating")
@@ -175,18 +178,19 @@ def pending() -> dict:
 
 
 def pressed(ctx, request: gr.Request = None) -> dict:
-    """Train's click, before the training queues: an earlier run's message goes (a failure must not
-    leave a success standing beside its error), and Cancel can reach the training from now on. A
+    """Train's click, before the training queues: an earlier run's message, loss, calibration and model file go (a
+    failure must not leave a success standing beside its error), and Cancel can reach the training from now on. A
     cancelled training still waiting in the queue keeps its entry, so that it ends cancelled: a fresh
     entry here would be the one it takes when it starts, and it would train after all. This click then starts
     nothing (Gradio drops a click while its event waits), which it says."""
+    earlier = {"loss": None, "calibration": None, "model_file": None}  # a failed run must not show the last one's as its own
     if request is None:
-        return {"status": ""}
+        return {"status": "", **earlier}
     running = ctx.jobs.setdefault(request.session_hash, pending())
     if running["cancelled"] and running["job"] is None:
         return {"status": "The cancelled training still waits for its turn (another training runs first) and ends as soon "
-                          "as it starts: press Train again once this says it was cancelled."}
-    return {"status": ""}
+                          "as it starts: press Train again once this says it was cancelled.", **earlier}
+    return {"status": "", **earlier}
 
 
 def cancel(ctx, model: dict, request: gr.Request = None) -> dict:
@@ -279,9 +283,11 @@ def push(ctx, model: dict, repo_id: str, token: str, evaluated: dict | None, oau
 def layout(ctx) -> FineTune:
     with gr.Row():
         with gr.Column():
-            files = gr.File(file_count="multiple", label=f"Normal images ({MIN_IMAGES} or more) or zips", elem_id="train-files")
+            # at most this tall, its list scrolling: 80 files pushed Train and its progress 6000 px down the page
+            files = gr.File(file_count="multiple", label=f"Normal images ({MIN_IMAGES} or more) or zips", elem_id="train-files",
+                            height=UPLOAD_BOX_HEIGHT)
             folder = gr.File(file_count="directory", label="…or a whole folder of normal images", elem_id="train-folder",
-                             elem_classes=["rbd-folder"])
+                             elem_classes=["rbd-folder"], height=UPLOAD_BOX_HEIGHT)
             picked = gr.JSON(visible=False)  # the picked folders' paths, filled in by the page when Train is pressed
             use_reviewed = gr.Checkbox(label="Add images I accepted as good in the Review tab", value=False)
             start_current = gr.Checkbox(label="Start from the active model (faster)", value=True)
@@ -320,7 +326,9 @@ def layout(ctx) -> FineTune:
 
 
 def wire(ctx, app: gr.Blocks, area: FineTune, bar: model_bar.ModelBar, review_id, evaluated, rejudge) -> None:
-    clicked = on(area.train.click, pressed, ctx, [], {"status": area.status}, queue=False, api_visibility="private")
+    clicked = on(area.train.click, pressed, ctx, [],
+                 {"status": area.status, "loss": area.loss, "calibration": area.calibration, "model_file": area.model_file},
+                 queue=False, api_visibility="private")
     trained = on(clicked.then, fine_tune, ctx,
                  [area.files, area.folder, area.use_reviewed, review_id, area.start_current, area.epochs, area.minutes,
                   bar.model, bar.browser, area.teacher, area.name, area.picked],
