@@ -496,6 +496,12 @@ def test_inference_events_share_one_limit_and_review_views_are_drawn_in_turn(app
     assert len(drawing) >= 8 and {(fn.concurrency_id, fn.concurrency_limit) for fn in drawing} == {("review-view", 1)}
     decisions = {fn.api_name for fn in drawing} & {"review_accept", "review_reject", "review_next", "review_previous"}
     assert len(decisions) == 4
+    # a re-judge triggered while another is pending runs after it: dropped (Gradio's "once"), two quick model picks
+    # left Inspect showing the first model's verdicts under the second one's name
+    loads = {i for i, fn in demo.fns.items() if fn.name == "load_model"}  # the Load button, a pick in the list
+    rejudges = [fn for fn in fns if fn.trigger_after in loads and fn.trigger_only_on_success]
+    assert sorted(fn.name for fn in rejudges) == sorted(["rescore", "show", "rows"] * len(loads))
+    assert {fn.trigger_mode for fn in rejudges} == {"always_last"}
 
 
 def test_a_closed_tab_cancels_and_forgets_its_training(app_server):

@@ -21,7 +21,7 @@ from rbd.visualize import fold, subsample
 
 from . import model_bar
 from .inspection import INFERENCE_LIMIT
-from .wiring import endpoint, gpu, on
+from .wiring import REJUDGE_MODE, endpoint, gpu, on
 
 
 PICTURE_SIDE = 512  # the misranked images' pictures are shown within this many pixels a side
@@ -138,4 +138,4 @@ def wire(ctx, area: Evaluate, bar: model_bar.ModelBar) -> None:
 def rejudge(ctx, area: Evaluate, bar: model_bar.ModelBar, trigger, api: bool = False) -> None:
     on(trigger, rows, ctx, [area.evaluated, bar.model, bar.rate],
        {"rows": area.rows, "summary": area.summary, "roc": area.roc, "misranked": area.misranked, "evaluated": area.evaluated},
-       show_progress="hidden", **endpoint(api, "evaluate_rethreshold"))
+       show_progress="hidden", trigger_mode=REJUDGE_MODE, **endpoint(api, "evaluate_rethreshold"))

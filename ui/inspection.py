@@ -23,7 +23,7 @@ from rbd.uploads import as_uploaded, gather_images, is_renumbered
 from rbd.visualize import colour_scale, fold, overlay, shown_size, subsample, subsample_step
 
 from . import model_bar
-from .wiring import endpoint, gpu, on, paths
+from .wiring import REJUDGE_MODE, endpoint, gpu, on, paths
 
 MAX_IMAGES = 20  # per browser; the Review tab takes any number
 KEPT_S = 3600  # a browser's images are freed this long after its last request
@@ -341,7 +341,8 @@ def rejudge(ctx, area: Inspect, bar: model_bar.ModelBar, trigger, api: bool = Fa
     on(trigger, rescore, ctx, [area.image, area.files, area.held, area.picked, bar.model, bar.rate, area.opacity],
        {"held": area.held, "picked": area.picked, "results": area.results, "summary": area.summary, "heat": area.heat,
         "pair": area.pair, "annotated": area.annotated, "regions": area.regions},
-       concurrency_limit=INFERENCE_LIMIT, concurrency_id="inference", show_progress_on=[area.summary], **endpoint(api, "rethreshold"))
+       concurrency_limit=INFERENCE_LIMIT, concurrency_id="inference", show_progress_on=[area.summary], trigger_mode=REJUDGE_MODE,
+       **endpoint(api, "rethreshold"))
 
 
 def rescore(ctx, image, files, held: list | None, picked, model: dict, rate: float, opacity: float) -> dict:

@@ -234,7 +234,7 @@ def wire(ctx, bar: ModelBar, app: gr.Blocks, rejudge) -> None:
     # listener runs one at a time, the last value last: a move's answers arrive after those of the moves before it.
     # (The reset and its own re-judging, as separate events, could arrive before a slower answer to the move the
     # reset undid, leaving verdicts and the model line at the old rate beside the reset slider.)
-    rejudge(lambda *args, **kwargs: bar.rate.change(*args, trigger_mode="always_last", **kwargs), api=True)
+    rejudge(bar.rate.change, api=True)
     on(bar.rate.change, show, ctx, [bar.model, bar.rate], {"info": bar.info}, api_visibility="private",
        trigger_mode="always_last", show_progress="hidden")
     bar.rate.change(bar.rate.clamp_typed, bar.rate, bar.rate, preprocess=False, queue=False, api_visibility="private")

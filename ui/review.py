@@ -29,7 +29,7 @@ from rbd.visualize import fold, shown_size
 
 from . import model_bar
 from .inspection import INFERENCE_LIMIT, out_of_domain_note
-from .wiring import endpoint, forget_picked, gpu, on, paths, stored_name, with_picked
+from .wiring import REJUDGE_MODE, endpoint, forget_picked, gpu, on, paths, stored_name, with_picked
 
 MASK_ALPHA = 120  # the editor paints the mask see-through, so the defect under it stays visible; any alpha counts as mask
 PAGE = 24  # thumbnails in the gallery at once
@@ -495,7 +495,7 @@ def wire(ctx, area: Review, bar: model_bar.ModelBar, rejudge) -> None:
 def rejudge(ctx, area: Review, bar: model_bar.ModelBar, trigger, api: bool = False) -> None:
     """After the threshold or the model changed: the review shown again, judged anew."""
     on(trigger, show, ctx, [area.review_id, bar.model, bar.rate, area.show], _view_outputs(area),
-       show_progress="hidden", **IN_ORDER, **endpoint(api, "review_rethreshold"))
+       show_progress="hidden", trigger_mode=REJUDGE_MODE, **IN_ORDER, **endpoint(api, "review_rethreshold"))
 
 
 def _bound(fn, first):

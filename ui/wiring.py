@@ -30,6 +30,12 @@ except ImportError:
         return fn if fn is not None else (lambda fn: fn)
 
 
+# How a tab's re-judge (a new model or threshold) is triggered: one that comes while another is pending runs after it.
+# Gradio's default for events ("once") dropped it, and after two models picked in quick succession Inspect showed the
+# first one's verdicts under the second one's name.
+REJUDGE_MODE = "always_last"
+
+
 def user_errors(fn: Callable, upload_folders: Iterable = ()) -> Callable:
     """Show rbd's errors as a message in the UI and its notices (skipped files, ...) as toasts,
     naming uploaded files as the user knows them (never by a server path).
