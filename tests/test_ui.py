@@ -778,8 +778,8 @@ def test_a_model_picked_while_inspect_ran_scores_its_images_once_it_ends(ctx, mo
     out = inspection.inspect_images(ctx, None, files, model, 0.1, 0.5, None)
     other = {**model, "key": _another_model(ctx, model), "name": "other"}
     again = inspection.judged_again(ctx, None, files, out["held"], 0, other, 0.1, 0.5)
-    assert [item["model"] for item in out["held"]] == [inspection._model_id(ctx, model)] != [inspection._model_id(ctx, other)]
-    assert [item["model"] for item in again["held"]] == [inspection._model_id(ctx, other)]
+    assert [item["model"] for item in out["held"]] == [inspection.model_bar.identity(ctx, model)] != [inspection.model_bar.identity(ctx, other)]
+    assert [item["model"] for item in again["held"]] == [inspection.model_bar.identity(ctx, other)]
     assert inspection.judged_again(ctx, None, files, again["held"], 0, other, 0.1, 0.5) == {}  # scored by it: nothing twice
 
 
@@ -849,12 +849,15 @@ def test_inspect_scores_again_when_the_same_key_names_a_retrained_model(ctx, mod
 def test_an_evaluation_is_cleared_once_another_model_is_active(ctx, model):
     from ui import evaluation
 
-    evaluated = {"model": evaluation.model_id(model), "name": model["name"], "metrics": {},
+    evaluated = {"model": evaluation.model_bar.identity(ctx, model), "name": model["name"], "metrics": {},
                  "rows": [{"image": "a.png", "label": 0, "score": 1.0}]}
     assert set(evaluation.rows(ctx, evaluated, model, 1.0)) == {"rows", "summary"}  # the same model: re-judged, kept
     assert evaluation.rows(ctx, evaluated, {**model, "revision": "v2"}, 1.0)["evaluated"] is None  # another revision
     cleared = evaluation.rows(ctx, evaluated, {**model, "key": "another", "name": "another"}, 1.0)
     assert cleared["evaluated"] is None and cleared["roc"] is None and cleared["misranked"] is None and cleared["rows"].empty
+    retrained = _another_model(ctx, model)  # a Hub branch loaded again names another model: the same key and revision
+    ctx.catalog._cache[(model["key"], None)] = ctx.catalog.get(retrained, None, "browser-1")
+    assert evaluation.rows(ctx, evaluated, model, 1.0)["evaluated"] is None  # its metrics were re-judged, then pushed in its card
     # it stays shown while other models become active, so it names none of them
     assert cleared["summary"]["value"].tolist() == [f"the evaluation shown was of {model['name']}: press Evaluate for the active model"]
     assert tuple(cleared["rows"].columns) == evaluation.ROW_COLUMNS  # headed by its columns, not 1, 2, 3
@@ -864,7 +867,7 @@ def test_a_rate_or_model_changed_while_evaluate_ran_judges_its_answer_once_it_en
     """The change's own re-judge saw no evaluation yet; the answer came judged as at the click."""
     from ui import evaluation
 
-    evaluated = {"model": evaluation.model_id(model), "name": model["name"], "metrics": {}, "judged_at": 1.0,
+    evaluated = {"model": evaluation.model_bar.identity(ctx, model), "name": model["name"], "metrics": {}, "judged_at": 1.0,
                  "rows": [{"image": "a.png", "label": 0, "score": 1.0}]}
     assert evaluation.judged_again(ctx, evaluated, model, 1.0) == {}  # nothing changed: nothing drawn twice
     moved = evaluation.judged_again(ctx, evaluated, model, 30.0)
@@ -878,7 +881,7 @@ def test_evaluation_tables_show_every_figure_to_four_places(ctx, model):
     """A perfect AUROC read "1" beside "0.9876"; the tables keep numbers (they sort as numbers) but show 4 places."""
     from ui import evaluation
 
-    evaluated = {"model": evaluation.model_id(model), "name": model["name"], "metrics": {"image_auroc": 1.0, "images": 2},
+    evaluated = {"model": evaluation.model_bar.identity(ctx, model), "name": model["name"], "metrics": {"image_auroc": 1.0, "images": 2},
                  "rows": [{"image": "a.png", "label": 0, "score": 1.0}, {"image": "b.png", "label": 1, "score": 2.5}]}
     shown = evaluation.rows(ctx, evaluated, model, 1.0)
     summary = dict(zip(shown["summary"]["metric"], shown["summary"]["value"]))

@@ -53,7 +53,7 @@ def evaluate(ctx, archive, model: dict, rate: float, progress=gr.Progress()) -> 
         pictures = [(subsample(fold(evaluation_picture(detector, category, row["file"], threshold)), PICTURE_SIDE),
                      f"{kind} #{rank} · score {row['score']:.4f} · {row['file']}")
                     for kind, found in (("good", good), ("defective", defective)) for rank, row in enumerate(found, 1)]
-    evaluated = {"model": model_id(model), "name": model["name"], "metrics": result.summary(), "rows": result.rows, "judged_at": rate}
+    evaluated = {"model": model_bar.identity(ctx, model), "name": model["name"], "metrics": result.summary(), "rows": result.rows, "judged_at": rate}
     return {"roc": roc_figure(result.roc, result.image_auroc), "evaluated": evaluated, "misranked": pictures,
             **rows(ctx, evaluated, model, rate)}
 
@@ -62,18 +62,16 @@ def judged_again(ctx, evaluated: dict | None, model: dict, rate: float) -> dict:
     """After an Evaluate: its verdicts at the slider's rate, or the evaluation cleared, where the rate or the model
     changed while it ran. That change's own re-judge saw the evaluation before, and this one's answer, judged
     as at its click, came after it."""
-    if not evaluated or (is_of(evaluated, model) and evaluated.get("judged_at") == rate):
+    if not evaluated or (is_of(ctx, evaluated, model) and evaluated.get("judged_at") == rate):
         return {}
     return rows(ctx, evaluated, model, rate)
 
 
-def model_id(model: dict) -> list:
-    return [model["key"], model.get("revision")]
-
-
-def is_of(evaluated: dict | None, model: dict) -> bool:
-    """Whether `evaluated` is an evaluation of `model` (the same key and revision)."""
-    return bool(evaluated) and evaluated["model"] == model_id(model)
+def is_of(ctx, evaluated: dict | None, model: dict) -> bool:
+    """Whether `evaluated` is an evaluation of `model` (`model_bar.identity`: a Hub branch loaded again may name
+    another model, whose card must not list these metrics)."""
+    same_name = bool(evaluated) and tuple(evaluated["model"][:2]) == (model["key"], model.get("revision"))
+    return same_name and tuple(evaluated["model"]) == model_bar.identity(ctx, model)
 
 
 def rows(ctx, evaluated: dict | None, model: dict, rate: float) -> dict:
@@ -81,7 +79,7 @@ def rows(ctx, evaluated: dict | None, model: dict, rate: float) -> dict:
     another model is active, the evaluation is cleared (its metrics and verdicts are not that model's)."""
     if not evaluated:
         return {}
-    if not is_of(evaluated, model):
+    if not is_of(ctx, evaluated, model):
         return cleared(f"the evaluation shown was of {evaluated.get('name', 'another model')}: press Evaluate for the active model")
     calibration = model_bar.calibration(ctx, model)
     threshold = model_bar.threshold(ctx, model, rate)

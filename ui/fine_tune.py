@@ -273,7 +273,7 @@ def push(ctx, model: dict, repo_id: str, token: str, evaluated: dict | None, oau
         raise rbd.CheckpointError("a Hugging Face token with write access is needed (sign in, or paste one)")
     if not rbd.checkpoint.is_repo_id((repo_id or "").strip()):
         raise rbd.CheckpointError("enter the target repo as owner/name")
-    metrics = evaluated["metrics"] if evaluation.is_of(evaluated, model) else None
+    metrics = evaluated["metrics"] if evaluation.is_of(ctx, evaluated, model) else None
     detector = as_judged(ctx, model)  # the shared model judges as this browser saw it judge
     url = rbd.push_to_hub(detector, repo_id.strip(), token=token, metrics=metrics)
     recalibrated = model_bar.recalibrated_by_review(ctx, model) is not None

@@ -66,12 +66,6 @@ class Inspect:
     examples: gr.Examples | None
 
 
-def _model_id(ctx, model: dict) -> tuple:
-    """What scored a held image: the model's key and revision, and its calibration's fingerprint, which
-    changes when a Hub branch loaded again names a retrained model."""
-    return model["key"], model.get("revision"), ctx.detector(model).calibration.fingerprint
-
-
 def _digest(path: Path) -> str:
     with open(path, "rb") as f:
         return hashlib.sha1(f.read()).hexdigest()
@@ -86,7 +80,7 @@ def inspect_images(ctx, image, files, model: dict, rate: float, opacity: float, 
     if not uploads:
         raise rbd.NoImagesError("upload an image (or several) first")
     known = {(item["digest"], item["model"]): item for item in held or []}
-    model_id = _model_id(ctx, model)
+    model_id = model_bar.identity(ctx, model)
     with ctx.upload_folder() as folder, collect() as notes:
         order, first = [], {}  # each upload's path and digest; the first path of each digest
         for path in gather_images(uploads, folder):
@@ -136,7 +130,7 @@ def judged_again(ctx, image, files, held: list | None, picked, model: dict, rate
     """After an Inspect: the held images scored by the active model and judged at the slider's rate, where
     either changed while they were scored. That change's own re-judge ran on the images held before, and the
     Inspect's answer, scored and judged as at its click, came after it."""
-    if held and any(item["model"] != _model_id(ctx, model) for item in held):
+    if held and any(item["model"] != model_bar.identity(ctx, model) for item in held):
         return rescore(ctx, image, files, held, picked, model, rate, opacity)
     if not held or held[0].get("judged_at") == rate:
         return {}
@@ -349,7 +343,7 @@ def rescore(ctx, image, files, held: list | None, picked, model: dict, rate: flo
     """Judge the held images at the current threshold; a model that did not score them scores them first."""
     if not held:
         return {}
-    if all(item["model"] == _model_id(ctx, model) for item in held):
+    if all(item["model"] == model_bar.identity(ctx, model) for item in held):
         return redraw(ctx, held, picked, model, rate, opacity)
     if not paths(image) + paths(files):  # the uploads are gone: nothing to score with the new model
         return cleared()

@@ -85,6 +85,12 @@ def recalibrated(ctx, model: dict, recalibration: Calibration) -> dict:
     return {**model, "calibration": recalibration.to_dict(), "recalibrated_from": ctx.detector(model).calibration.fingerprint}
 
 
+def identity(ctx, model: dict) -> tuple:
+    """Which model judged something shown: the model's key and revision, and its calibration's fingerprint, which
+    changes when a Hub branch loaded again names a retrained model."""
+    return model["key"], model.get("revision"), ctx.detector(model).calibration.fingerprint
+
+
 def threshold(ctx, model: dict, rate: float) -> float:
     """The active model's raw threshold for the control's rate (in %)."""
     return threshold_at(calibration(ctx, model), rate / 100)
