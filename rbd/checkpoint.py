@@ -17,7 +17,9 @@ import re
 import shutil
 import tempfile
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import torch
 from safetensors import SafetensorError
@@ -140,7 +142,11 @@ def load(path_or_repo_id: str | Path, revision: str | None = None, device: str |
         from .onnx_runtime import load_onnx  # onnxruntime is needed only here
 
         return load_onnx(where, device)
-    return _from_files(*(_named_on_hub(where, revision) if kind == "hub" else (where / CONFIG_FILE, where / WEIGHTS_FILE)), device)
+    if kind == "hub":
+        config_path, weights_path = _named_on_hub(where, revision)
+        with _named_in_repo(config_path.parent, where, revision):
+            return _from_files(config_path, weights_path, device)
+    return _from_files(where / CONFIG_FILE, where / WEIGHTS_FILE, device)
 
 
 def stored_config(path_or_repo_id: str | Path, revision: str | None = None) -> dict:
@@ -152,7 +158,25 @@ def stored_config(path_or_repo_id: str | Path, revision: str | None = None) -> d
         from .onnx_runtime import OnnxNetwork
 
         return parse_config(OnnxNetwork(where).metadata, where)
-    return read_config(_named_on_hub(where, revision)[0] if kind == "hub" else where / CONFIG_FILE)
+    if kind == "hub":
+        config_path = _named_on_hub(where, revision)[0]
+        with _named_in_repo(config_path.parent, where, revision):
+            return read_config(config_path)
+    return read_config(where / CONFIG_FILE)
+
+
+@contextmanager
+def _named_in_repo(snapshot: Path, repo_id: str, revision: str | None) -> Iterator[None]:
+    """Errors about a Hub repo's files, read from `snapshot` (its commit in the local cache), name them in the repo
+    (`owner/name@revision/model.safetensors`): the cache's path is the server's, and an app would show it."""
+    try:
+        yield
+    except CheckpointError as err:
+        raise CheckpointError(str(err).replace(str(snapshot), _repo_name(repo_id, _checked_revision(revision)))) from err
+
+
+def _repo_name(repo_id: str, revision: str | None) -> str:
+    return f"{repo_id}@{revision}" if revision else repo_id
 
 
 def _named_on_hub(repo_id: str, revision: str | None) -> tuple[Path, Path]:
@@ -198,7 +222,9 @@ def load_from_hub(repo_id: str, revision: str | None = None, device: str | torch
     """A `Detector` from a Hub model repo (through the local Hugging Face cache), never a local folder."""
     if not is_repo_id(repo_id):
         raise CheckpointError(f"{repo_id!r} is not a Hub repo id (owner/name)")
-    return _from_files(*_download(repo_id, revision), device)
+    config_path, weights_path = _download(repo_id, revision)
+    with _named_in_repo(config_path.parent, repo_id, revision):
+        return _from_files(config_path, weights_path, device)
 
 
 def _from_files(config_path: Path, weights_path: Path, device: str | torch.device) -> Detector:
@@ -306,7 +332,7 @@ def _download(repo_id: str, revision: str | None) -> tuple[Path, Path]:
     from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 
     revision = _checked_revision(revision)
-    at = f"{repo_id}@{revision}" if revision else repo_id
+    at = _repo_name(repo_id, revision)
     try:  # the not-found errors subclass HfHubHTTPError, and LocalEntryNotFoundError OSError: they are caught first
         folder = Path(snapshot_download(repo_id, revision=revision, allow_patterns=[CONFIG_FILE, WEIGHTS_FILE]))
     except GatedRepoError as err:  # a subclass of RepositoryNotFoundError: the repo is there

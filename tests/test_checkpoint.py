@@ -277,6 +277,21 @@ def test_a_blank_revision_is_main_and_dots_are_no_revision(hub_cache, checkpoint
         assert str(hub_cache) not in str(raised.value)
 
 
+@pytest.mark.parametrize("file, said", [("model.safetensors", "unreadable weights"), ("config.json", "not a readable JSON config")])
+def test_a_broken_file_of_a_hub_repo_is_named_in_the_repo_not_by_the_servers_cache(hub_cache, checkpoint, tmp_path, file, said):
+    """The app's toast read "/srv/.../hub/models--acme--parts/snapshots/aaaa.../model.safetensors: unreadable weights"."""
+    copy = shutil.copytree(checkpoint, tmp_path / "copy")
+    (copy / file).write_bytes(b"{\x10")
+    _cached_repo(hub_cache, "acme/parts", copy.iterdir(), "v1", "a" * 40)
+    readers = [lambda: rbd.load("acme/parts", revision="v1"), lambda: rbd.checkpoint.load_from_hub("acme/parts", "v1")]
+    if file == "config.json":
+        readers.append(lambda: rbd.checkpoint.stored_config("acme/parts", "v1"))  # what `rbd info` reads
+    for read in readers:
+        with pytest.raises(rbd.CheckpointError, match=f"^acme/parts@v1/{file}: {said}") as raised:
+            read()
+        assert str(hub_cache) not in str(raised.value)
+
+
 def test_a_gated_repo_says_to_ask_for_access(monkeypatch):
     import huggingface_hub
     from huggingface_hub.errors import GatedRepoError
