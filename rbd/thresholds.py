@@ -45,7 +45,11 @@ def describe(calibration: Calibration, rate: float | None = None) -> str:
     rate = calibration.false_alarm_rate if rate is None else rate
     threshold = threshold_at(calibration, rate)
     n = len(calibration.normal_scores)
-    text = f"raw threshold {threshold:.4f} for {100 * rate:.4g}% expected false alarms ({n} normal images calibrate it"
+    rated = f" for {100 * rate:.4g}% expected false alarms ("
+    if n and rate == RATE_RANGE[1] and threshold < calibration.threshold_for(rate):  # set by hand under the control's end
+        rated = (f", set by hand, for {100 * calibration.expected_false_alarm_rate(threshold):.4g}% expected false alarms "
+                 f"(past the control's {100 * rate:.4g}%; ")
+    text = f"raw threshold {threshold:.4f}{rated}{n} normal images calibrate it"
     if n and rate * n < 1:  # calibration.threshold_rule: at least just above the highest of their scores (0%: just there)
         text += f"; {100 * rate:.4g}% is rarer than 1 in {n}, which they cannot tell apart: it lies above all their scores"
     if calibration.interval is not None and threshold == calibration.threshold:

@@ -276,3 +276,13 @@ def test_the_calibration_figure_counts_whole_images_and_shows_the_thresholds_int
     for calibration in (Calibration(3.1, 1.0, 0.01, [0.1, 3.0], []), Calibration(5.0, 1.0, 0.01, [5.0, 5.0], [])):
         bars = calibration_figure(calibration).axes[0].patches  # every score drawn: rounding left one out, ties all
         assert sum(bar.get_height() for bar in bars) == len(calibration.normal_scores)
+
+
+def test_a_threshold_set_by_hand_past_the_controls_end_is_described_by_its_own_rate():
+    """A threshold under every normal score read "for 30% expected false alarms" (the control's end), not its 100%."""
+    calibration = calibrate(SCORES, false_alarm_rate=0.01)
+    low = set_by_hand(calibration, min(SCORES) - 10)
+    assert low.false_alarm_rate == RATE_RANGE[1]  # the control stands at its end
+    text = describe(low, RATE_RANGE[1])
+    assert f"raw threshold {min(SCORES) - 10:.4f}, set by hand, for 100% expected false alarms (past the control's 30%" in text
+    assert "set by hand" not in describe(calibration, RATE_RANGE[1])  # the calibration's own threshold at the control's end
