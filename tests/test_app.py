@@ -49,7 +49,7 @@ def test_every_action_is_a_named_endpoint(client):
 
 def test_load_model_reports_the_rate_and_raw_threshold(client, app_server, detector):
     key = str(app_server[1] / "shipped" / "stripes")
-    rate, info = client.predict(key, "", "", "", api_name="/load_model")
+    rate, info, *_ = client.predict(key, "", "", "", api_name="/load_model")
     assert rate == pytest.approx(MODEL_RATE)
     assert "stripes" in info and f"raw threshold {detector.threshold:.4f}" in info and "0.1% expected false alarms" in info
 
@@ -317,7 +317,7 @@ def test_fine_tune_trains_activates_and_offers_the_model_privately(client, categ
     other = Client(app_server[0], verbose=False)  # another browser neither sees nor loads it
     with pytest.raises(Exception, match="neither a listed checkpoint"):
         other.predict(str(trained[0]), "", "", "browser-b", api_name="/load_model")
-    rate, info = client.predict(str(trained[0]), "", "", "browser-a", api_name="/load_model")
+    rate, info, *_ = client.predict(str(trained[0]), "", "", "browser-a", api_name="/load_model")
     assert trained[0].name in info
 
     status, choice, rate, info = client.predict("browser-a", api_name="/share_model")

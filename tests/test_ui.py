@@ -959,6 +959,19 @@ def test_loading_a_hub_repo_again_fetches_what_its_branch_names_now(ctx, checkpo
     assert ctx.detector(again).threshold == 123.0
 
 
+def test_load_names_the_hub_repo_it_loaded_in_the_picker(ctx, model, checkpoint, hub_cache):
+    """The picker still named the model active before, while the model line named the repo (a reload showed the repo)."""
+    from test_checkpoint import _cached_repo
+    from ui import model_bar
+
+    _cached_repo(hub_cache, "acme/parts", checkpoint.iterdir(), "v1", "a" * 40)
+    loaded = model_bar.load_pressed(ctx, model["key"], "acme/parts", "v1", "browser-1")
+    assert (loaded["choice"], loaded["hub_id"], loaded["revision"]) == ("acme/parts", "acme/parts", "v1")
+    assert loaded["model"]["key"] == "acme/parts" and loaded["info"].startswith("**acme/parts@v1**")
+    shipped = model_bar.load_pressed(ctx, model["key"], "", "", "browser-1")  # a listed model: the Hub boxes emptied
+    assert (shipped["choice"], shipped["hub_id"], shipped["revision"]) == (model["key"], "", "")
+
+
 def test_a_recalibration_stops_judging_once_another_browser_loads_a_retrained_commit(ctx, checkpoint, hub_cache, tmp_path,
                                                                                      monkeypatch):
     """The loaded model is shared by every browser: a recalibration made for commit a must not judge commit b's scores,

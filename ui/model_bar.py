@@ -135,6 +135,12 @@ def load_model(ctx, choice: str, hub_id: str, revision: str, browser: str) -> di
     return {"model": model, "rate": rate, "info": info(ctx, model, rate)}
 
 
+def load_pressed(ctx, choice: str, hub_id: str, revision: str, browser: str) -> dict:
+    """Load's click: `load_model`, and the picker named the model loaded (it still named the one before a Hub repo)."""
+    loaded = load_model(ctx, choice, hub_id, revision, browser)
+    return {**loaded, **active_choice(ctx, loaded["model"])}
+
+
 def restore(ctx, stored: dict | None, choice: str, browser: str) -> dict:
     """On page load: the model this browser left active (with a review's recalibration), or `choice`
     (the default) when there is none or it cannot be loaded any more (an expired fine-tune, an
@@ -220,10 +226,10 @@ def wire(ctx, bar: ModelBar, app: gr.Blocks, rejudge) -> None:
     (`api=True` names those events as endpoints)."""
     loaded = {"model": bar.model, "rate": bar.rate, "info": bar.info}
     inputs = [bar.choice, bar.hub_id, bar.revision, bar.browser]
-    # a failed load shows its message by the button, never as badges over the threshold and model line
-    rejudge(on(bar.load.click, load_model, ctx, inputs, loaded, api_name="load_model", show_progress_on=[bar.load]).success)
-    first = on(app.load, start, ctx, [bar.browser], {"browser": bar.browser, "choice": bar.choice}, api_visibility="private")
     restored = {**loaded, "choice": bar.choice, "hub_id": bar.hub_id, "revision": bar.revision}
+    # a failed load shows its message by the button, never as badges over the threshold and model line
+    rejudge(on(bar.load.click, load_pressed, ctx, inputs, restored, api_name="load_model", show_progress_on=[bar.load]).success)
+    first = on(app.load, start, ctx, [bar.browser], {"browser": bar.browser, "choice": bar.choice}, api_visibility="private")
     rejudge(on(first.then, restore, ctx, [bar.stored, bar.choice, bar.browser], restored, api_visibility="private").success)
     # whatever makes a model active (the bar, a fine-tune, a review's recalibration) is kept in the browser
     bar.model.change(lambda model: model, bar.model, bar.stored, queue=False, api_visibility="private")
