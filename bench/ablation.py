@@ -137,7 +137,7 @@ class WhitenedMemory(NeighbourMemory):
         self.register_buffer("centre", torch.zeros(dim))
         self.register_buffer("whitening", torch.eye(dim))
 
-    def fit(self, candidates, generator, should_stop=lambda: False):
+    def fit(self, candidates, generator, should_stop=lambda: False, time_up=lambda: False):
         x = candidates.double()
         mean = x.mean(dim=0)
         covariance = torch.cov((x - mean).T)
@@ -146,7 +146,7 @@ class WhitenedMemory(NeighbourMemory):
         values, vectors = torch.linalg.eigh(covariance)
         self.centre.copy_(mean.float())
         self.whitening.copy_((vectors * values.rsqrt()) @ vectors.T)
-        return super().fit(self.transform(flat=candidates), generator, should_stop)
+        return super().fit(self.transform(flat=candidates), generator, should_stop, time_up)
 
     def transform(self, flat):
         return (flat.float() - self.centre) @ self.whitening

@@ -55,11 +55,13 @@ def flatten_patches(patches: torch.Tensor) -> torch.Tensor:
 
 
 def greedy_coreset(points: torch.Tensor, size: int, generator: torch.Generator,
-                   should_stop: Callable[[], bool] = lambda: False) -> torch.Tensor:
+                   should_stop: Callable[[], bool] = lambda: False, time_up: Callable[[], bool] = lambda: False) -> torch.Tensor:
     """Indices of up to `size` rows of `points` (N, D) such that every row lies near a chosen one:
     each step adds the row farthest from all rows chosen so far (k-centre greedy). Fewer once every
-    row is at distance 0 from a chosen one (copies of one image), where more would only repeat them.
-    `should_stop` is asked every STOP_CHECK_EVERY steps (seconds on a large pool): True raises TrainingCancelled."""
+    row is at distance 0 from a chosen one (copies of one image), where more would only repeat them,
+    or once `time_up()` (a short time budget's share): those chosen first cover the rows best. Both it and
+    `should_stop` are asked every STOP_CHECK_EVERY steps (seconds on a large pool); a True from `should_stop`
+    raises TrainingCancelled."""
     n = points.shape[0]
     if n <= size:
         return torch.arange(n)
@@ -73,6 +75,8 @@ def greedy_coreset(points: torch.Tensor, size: int, generator: torch.Generator,
     for k in range(1, size):
         if k % STOP_CHECK_EVERY == 0 and should_stop():
             raise TrainingCancelled("training cancelled while the patch memory was built, after 0 steps")
+        if k % STOP_CHECK_EVERY == 0 and time_up():
+            return chosen[:k]
         farthest = nearest.argmax()
         if nearest[farthest] <= covered:
             return chosen[:k]
@@ -94,13 +98,14 @@ class PatchMemory(nn.Module):
     def size(self) -> int:
         return self.bank.shape[0]
 
-    def fit(self, candidates: torch.Tensor, generator: torch.Generator, should_stop: Callable[[], bool] = lambda: False) -> torch.Tensor:
+    def fit(self, candidates: torch.Tensor, generator: torch.Generator, should_stop: Callable[[], bool] = lambda: False,
+            time_up: Callable[[], bool] = lambda: False) -> torch.Tensor:
         """Fill the bank from (N, D) candidate patches; returns the indices of the kept candidates (`greedy_coreset`)."""
         if candidates.shape[0] > MAX_CANDIDATES:
             sample = torch.randperm(candidates.shape[0], generator=generator)[:MAX_CANDIDATES]
         else:
             sample = torch.arange(candidates.shape[0])
-        kept = sample[greedy_coreset(candidates[sample], self.size, generator, should_stop)]
+        kept = sample[greedy_coreset(candidates[sample], self.size, generator, should_stop, time_up)]
         if kept.numel() < self.size:  # fewer candidates than slots: repeat some (duplicates change no distance)
             kept = kept[torch.arange(self.size) % kept.numel()]
         self.bank.copy_(candidates[kept].to(self.bank))

@@ -56,6 +56,7 @@ MAX_CALIBRATION_IMAGES = 200  # normal images scored for the statistics and the 
 MAX_SYNTHETIC_IMAGES = 30  # of those, painted with a synthetic defect to estimate the catch rate
 TEACHER_SHARE = 0.4  # of a time budget, what the teacher's first pass over the training images may take at most
 PROBE_IMAGES = 8  # images timed to tell how many the teacher can read within its share
+MEMORY_SHARE = 0.2  # of a time budget, what choosing the memory's patches may take at most (4 s of 10 minutes, idle)
 
 
 @dataclass
@@ -324,7 +325,10 @@ def train(
     if cache.left_out and processes.is_main:
         notify(f"the {config.max_minutes:g}-minute budget let the teacher read {len(pictures)} of the {len(pictures) + cache.left_out} "
                f"training images (at most {TEACHER_SHARE:.0%} of it): trained on those, a random sample; give more minutes to use all")
-    bank_sources = fit_memory(model, cache, generator, stop_asked)
+    memory_until = math.inf if budget_s is None else time.monotonic() + MEMORY_SHARE * budget_s
+    memory_time_up = lambda: processes.from_main(time.monotonic() > memory_until)  # noqa: E731 - one bank in every process
+    with contextlib.nullcontext() if processes.is_main else collect():  # said once
+        bank_sources = fit_memory(model, cache, generator, stop_asked, memory_time_up)
     prepared_s = time.monotonic() - start
     if processes.size > 1:  # every process has the same memory, split and cache, and draws its own crops from here on
         generator.manual_seed(processes.seed(config.seed))
@@ -402,12 +406,18 @@ def train(
 
 
 def fit_memory(model: RBD, cache: TeacherCache, generator: torch.Generator,
-               should_stop: Callable[[], bool] = lambda: False) -> torch.Tensor | None:
+               should_stop: Callable[[], bool] = lambda: False, time_up: Callable[[], bool] = lambda: False) -> torch.Tensor | None:
     """Fill the memory's bank from the cached patches; which training image each kept patch came
-    from (for scoring that image blind to them), or None without a memory."""
+    from (for scoring that image blind to them), or None without a memory. Once `time_up()` (a
+    short budget's share) the patches chosen by then fill it, with a notice."""
     if model.memory is None:
         return None
-    return cache.patch_sources[model.memory.fit(cache.patches, generator, should_stop)]
+    kept = model.memory.fit(cache.patches, generator, should_stop, time_up)
+    chosen = kept.unique().numel()
+    if chosen < min(model.memory.size, len(cache.patches)) and time_up():
+        notify(f"the time budget let the patch memory choose {chosen} of its {model.memory.size} patches (at most "
+               f"{MEMORY_SHARE:.0%} of the budget): the most distinct ones; give more minutes for all")
+    return cache.patch_sources[kept]
 
 
 @torch.inference_mode()

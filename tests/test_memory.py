@@ -20,6 +20,21 @@ def test_coreset_covers_the_points_better_than_a_random_choice():
     assert (chosen >= 2000).sum() >= 10  # the outliers are kept
 
 
+def test_a_coreset_out_of_time_keeps_the_points_chosen_by_then_the_farthest_first():
+    """Choosing 2048 of 50,000 patches took 4-15 s: a short budget stops it, keeping those that cover best."""
+    from rbd.memory import STOP_CHECK_EVERY
+
+    g = torch.Generator().manual_seed(0)
+    points = torch.cat([torch.randn(2000, 16, generator=g) * 0.1, torch.randn(20, 16, generator=g) * 5 + 20])
+    asked = []
+    chosen = greedy_coreset(points, 3 * STOP_CHECK_EVERY, torch.Generator().manual_seed(1), time_up=lambda: asked.append(1) or True)
+    assert len(chosen) == STOP_CHECK_EVERY == len(set(chosen.tolist())) and len(asked) == 1
+    assert (chosen >= 2000).sum() == 20  # the outliers first
+    memory = PatchMemory(16, 3 * STOP_CHECK_EVERY)
+    kept = memory.fit(points, torch.Generator().manual_seed(1), time_up=lambda: True)
+    assert kept.numel() == memory.size and kept.unique().numel() == STOP_CHECK_EVERY  # the bank filled by repeats
+
+
 def test_coreset_of_fewer_points_than_asked_keeps_them_all():
     points = torch.randn(7, 4)
     assert sorted(greedy_coreset(points, 10, torch.Generator()).tolist()) == list(range(7))

@@ -1,5 +1,7 @@
 """Training: calibration from held-out images, budgets, progress, cancellation, ablation switches."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -211,6 +213,26 @@ def test_time_budget_stops_training_early(category):
     detector = rbd.train(category / "train" / "good", rbd.ModelConfig(**TINY_MODEL), rbd.TrainConfig(epochs=10_000, max_minutes=0.02, **FAST))
     assert 1 <= detector.training["steps"] < 10_000
     assert detector.training["seconds"] < 30
+
+
+def test_a_budget_too_short_for_the_memorys_selection_stops_it_with_a_notice(category, monkeypatch):
+    """Choosing the bank's patches took up to 15 s whatever the budget: a 6-second training took 22 s."""
+    import importlib
+
+    from rbd.notices import collect
+
+    train_module = importlib.import_module("rbd.train")
+    monkeypatch.setattr(train_module, "MEMORY_SHARE", 1e-9)  # as if choosing took far longer than the budget allows
+    with collect() as notes:
+        detector = rbd.train(category / "train" / "good", rbd.ModelConfig(**TINY_MODEL, memory_size=512),
+                             rbd.TrainConfig(max_minutes=0.05, **FAST))
+    assert any(re.search(r"let the patch memory choose 128 of its 512 patches \(at most 0% of the budget\)", n) for n in notes), notes
+    assert detector.model.memory.bank.unique(dim=0).shape[0] == 128 and detector.training["steps"] >= 1
+    assert np.isfinite(detector.calibration.normal_scores).all()
+    monkeypatch.undo()
+    with collect() as notes:  # a budget with time for it: the whole bank, no word
+        rbd.train(category / "train" / "good", rbd.ModelConfig(**TINY_MODEL, memory_size=512), rbd.TrainConfig(epochs=1, **FAST))
+    assert not any("patch memory" in note for note in notes)
 
 
 def test_a_set_too_large_for_its_budget_trains_on_what_the_teacher_reads_in_its_share(tmp_path, monkeypatch):
