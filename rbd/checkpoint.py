@@ -236,8 +236,10 @@ def _from_files(config_path: Path, weights_path: Path, device: str | torch.devic
         raise CheckpointError(f"{config_path}: the model settings make no network ({err})") from err
     try:
         weights = load_file(str(weights_path))
-    except (OSError, SafetensorError) as err:
+    except OSError as err:
         raise CheckpointError(f"{weights_path}: unreadable weights ({err})") from err
+    except SafetensorError as err:  # a pickled `torch.save` renamed, a download cut short: rbd reads safetensors only
+        raise CheckpointError(f"{weights_path}: unreadable weights, not a whole safetensors file ({err})") from err
     target = model.student if config["format_version"] == 1 else model
     _check_tensors(weights, target.state_dict(), weights_path)
     try:
