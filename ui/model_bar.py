@@ -247,7 +247,9 @@ def wire(ctx, bar: ModelBar, app: gr.Blocks, rejudge) -> None:
     # (The reset and its own re-judging, as separate events, could arrive before a slower answer to the move the
     # reset undid, leaving verdicts and the model line at the old rate beside the reset slider.)
     rejudge(bar.rate.change, api=True)
+    # the model line at once, outside the queue: queued behind a page load's re-judging, the answer to the load's own rate
+    # came after an example clicked had made another model active, and named the model before
     on(bar.rate.change, show, ctx, [bar.model, bar.rate], {"info": bar.info}, api_visibility="private",
-       trigger_mode="always_last", show_progress="hidden")
+       trigger_mode="always_last", show_progress="hidden", queue=False)
     bar.rate.change(bar.rate.clamp_typed, bar.rate, bar.rate, preprocess=False, queue=False, api_visibility="private")
 
