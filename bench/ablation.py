@@ -196,7 +196,7 @@ def with_new_bank(detector: rbd.Detector, data: Path, seed: int, memory_size: in
         keep = isolation(cache.patches, cache.patch_sources, torch.Generator().manual_seed(seed))  # the bank's draws untouched
         keep = keep <= torch.quantile(keep, 1 - drop_isolated)
         cache.patches, cache.patch_sources = cache.patches[keep], cache.patch_sources[keep]
-    sources = fit_memory(model, cache, generator)
+    sources, _ = fit_memory(model, cache, generator)
     calibration = standardise_and_calibrate(model, cache, sources, [pictures[i] for i in holdout_ids], config)
     return rbd.Detector(model, calibration, detector.training)
 

@@ -27,7 +27,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from .errors import InvalidInputError
-from .runtime import resolve_device
+from .runtime import device_name_parts, resolve_device
 
 # Rank 0 calibrates and saves while the others wait at a barrier: allow for a large set.
 TIMEOUT = timedelta(hours=1)
@@ -79,7 +79,8 @@ def process_group(device: str = "auto") -> Iterator[Group]:
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         yield Group()
         return
-    if ":" in device:  # torchrun gives each process its own GPU (LOCAL_RANK); one named for all would be shared
+    kind, index = device_name_parts(device)
+    if kind == "cuda" and index:  # torchrun gives each process its own GPU (LOCAL_RANK); one named for all would be shared
         raise InvalidInputError(f"under torchrun each process trains on its own GPU: give --device cuda, not {device}")
     cuda = resolve_device(device).type == "cuda"
     if cuda:

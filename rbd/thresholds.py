@@ -45,12 +45,14 @@ def describe(calibration: Calibration, rate: float | None = None) -> str:
     rate = calibration.false_alarm_rate if rate is None else rate
     threshold = threshold_at(calibration, rate)
     n = len(calibration.normal_scores)
-    rated = f" for {100 * rate:.4g}% expected false alarms ("
-    if n and rate == RATE_RANGE[1] and threshold < calibration.threshold_for(rate):  # set by hand under the control's end
-        rated = (f", set by hand, for {100 * calibration.expected_false_alarm_rate(threshold):.4g}% expected false alarms "
-                 f"(past the control's {100 * rate:.4g}%; ")
+    past = _past_the_control(calibration, rate, threshold)
+    if past is None:
+        rated = f" for {100 * rate:.4g}% expected false alarms ("
+    else:
+        expected = "under 0.01" if past < RATE_RANGE[0] else f"{100 * past:.4g}"
+        rated = f", set by hand, for {expected}% expected false alarms (past the control's {100 * rate:.4g}%; "
     text = f"raw threshold {threshold:.4f}{rated}{n} normal images calibrate it"
-    if n and rate * n < 1:  # calibration.threshold_rule: at least just above the highest of their scores (0%: just there)
+    if n and rate * n < 1 and past is None:  # calibration.threshold_rule: at least just above the highest of their scores (0%: just there)
         text += f"; {100 * rate:.4g}% is rarer than 1 in {n}, which they cannot tell apart: it lies above all their scores"
     if calibration.interval is not None and threshold == calibration.threshold:
         text += f"; 95% interval {calibration.interval[0]:.4f}-{calibration.interval[1]:.4f}"
@@ -58,6 +60,19 @@ def describe(calibration: Calibration, rate: float | None = None) -> str:
     caught = calibration.caught(threshold)
     text += f" · catches {100 * caught:.0f}% of synthetic defects" if caught is not None else ""
     return text + "".join(f" · ⚠️ {problem}" for problem in calibration.problems(threshold))
+
+
+def _past_the_control(calibration: Calibration, rate: float, threshold: float) -> float | None:
+    """The false-alarm rate expected at a threshold set by hand past an end of the control, whose rate
+    `set_by_hand` had to stop at that end; None for any other threshold."""
+    if not calibration.normal_scores or rate not in RATE_RANGE:
+        return None
+    expected = calibration.expected_false_alarm_rate(threshold)
+    low, high = RATE_RANGE
+    rule = calibration.threshold_for(rate)
+    if (rate == high and threshold < rule and expected > high) or (rate == low and threshold > rule and expected < low):
+        return expected
+    return None
 
 
 def tested(metrics: dict) -> str | None:

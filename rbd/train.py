@@ -327,8 +327,10 @@ def train(
                f"training images (at most {TEACHER_SHARE:.0%} of it): trained on those, a random sample; give more minutes to use all")
     memory_until = math.inf if budget_s is None else time.monotonic() + MEMORY_SHARE * budget_s
     memory_time_up = lambda: processes.from_main(time.monotonic() > memory_until)  # noqa: E731 - one bank in every process
-    with contextlib.nullcontext() if processes.is_main else collect():  # said once
-        bank_sources = fit_memory(model, cache, generator, stop_asked, memory_time_up)
+    bank_sources, bank_left_out = fit_memory(model, cache, generator, stop_asked, memory_time_up)
+    if bank_left_out and processes.is_main:
+        notify(f"the {config.max_minutes:g}-minute budget let the patch memory choose {model.memory.size - bank_left_out} of its "
+               f"{model.memory.size} patches (at most {MEMORY_SHARE:.0%} of it), the most distinct ones: give more minutes for all")
     prepared_s = time.monotonic() - start
     if processes.size > 1:  # every process has the same memory, split and cache, and draws its own crops from here on
         generator.manual_seed(processes.seed(config.seed))
@@ -390,6 +392,7 @@ def train(
         "images": len(train_ids) + len(holdout_ids),
         "train_images": len(pictures),
         "train_images_left_out": cache.left_out,  # by a budget too short for the set
+        "memory_patches_left_out": bank_left_out,  # by a budget too short for the memory's choice (`fit_memory`)
         "copies_left_out": read - len(train_ids) - len(holdout_ids),  # exact copies of other images (`distinct`)
         "holdout_images": len(holdout_ids),
         "steps": step,
@@ -405,19 +408,17 @@ def train(
     })
 
 
-def fit_memory(model: RBD, cache: TeacherCache, generator: torch.Generator,
-               should_stop: Callable[[], bool] = lambda: False, time_up: Callable[[], bool] = lambda: False) -> torch.Tensor | None:
-    """Fill the memory's bank from the cached patches; which training image each kept patch came
-    from (for scoring that image blind to them), or None without a memory. Once `time_up()` (a
-    short budget's share) the patches chosen by then fill it, with a notice."""
+def fit_memory(model: RBD, cache: TeacherCache, generator: torch.Generator, should_stop: Callable[[], bool] = lambda: False,
+               time_up: Callable[[], bool] = lambda: False) -> tuple[torch.Tensor | None, int]:
+    """Fill the memory's bank from the cached patches: which training image each kept patch came from
+    (for scoring that image blind to them), or None without a memory; and how many patches it lacks
+    because `time_up()` (a short budget's share) stopped the choice, those chosen by then filling it."""
     if model.memory is None:
-        return None
-    kept = model.memory.fit(cache.patches, generator, should_stop, time_up)
-    chosen = kept.unique().numel()
-    if chosen < min(model.memory.size, len(cache.patches)) and time_up():
-        notify(f"the time budget let the patch memory choose {chosen} of its {model.memory.size} patches (at most "
-               f"{MEMORY_SHARE:.0%} of the budget): the most distinct ones; give more minutes for all")
-    return cache.patch_sources[kept]
+        return None, 0
+    asked: list[bool] = []
+    kept = model.memory.fit(cache.patches, generator, should_stop, lambda: asked.append(bool(time_up())) or asked[-1])
+    stopped_on_time = bool(asked) and asked[-1]  # the choice ends at once when it is told the time is up
+    return cache.patch_sources[kept], model.memory.size - kept.unique().numel() if stopped_on_time else 0
 
 
 @torch.inference_mode()

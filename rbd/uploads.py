@@ -236,12 +236,13 @@ def _name_and_size(path: Path) -> tuple[str, int] | None:
 
 
 def _is_other_file_of_one_name(copied: Path, named: Path) -> bool:
-    """Whether `copied` was numbered past a file named `named` (ignoring case, as `unique_name` does) of other bytes:
-    a second drop of one file is not news."""
+    """Whether `copied` was numbered past a file named `named` (ignoring case, as `unique_name` does) and holds other
+    bytes than it and than every file numbered past it before: a second drop of one file is not news."""
     if copied == named or not named.parent.is_dir():
         return False
-    holders = [entry for entry in named.parent.iterdir() if entry.name.casefold() == named.name.casefold() and entry != copied]
-    return any(entry.is_file() and not filecmp.cmp(copied, entry, shallow=False) for entry in holders)
+    holders = [entry for entry in named.parent.iterdir() if entry != copied and entry.is_file()
+               and (entry.name.casefold() == named.name.casefold() or is_renumbered(entry.name, named.name))]
+    return bool(holders) and not any(filecmp.cmp(copied, entry, shallow=False) for entry in holders)
 
 
 def _copy_upload(path: Path, dest: Path, name: str, taken: set[str]) -> Path:

@@ -286,3 +286,8 @@ def test_a_threshold_set_by_hand_past_the_controls_end_is_described_by_its_own_r
     text = describe(low, RATE_RANGE[1])
     assert f"raw threshold {min(SCORES) - 10:.4f}, set by hand, for 100% expected false alarms (past the control's 30%" in text
     assert "set by hand" not in describe(calibration, RATE_RANGE[1])  # the calibration's own threshold at the control's end
+    high = set_by_hand(calibration, max(SCORES) + 1000)
+    assert "set by hand, for under 0.01% expected false alarms (past the control's 0.01%" in describe(high, RATE_RANGE[0])
+    three = calibrate([1.0, 1.2, 1.4])
+    between = describe(set_by_hand(three, 1.1), RATE_RANGE[1])
+    assert "set by hand" in between and "lies above all their scores" not in between  # it lies between them

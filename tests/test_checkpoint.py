@@ -50,6 +50,10 @@ def test_folder_holds_safetensors_json_and_a_card_only(checkpoint, detector):
 def test_model_card_states_threshold_and_metrics(detector):
     card = checkpoint_module.model_card(checkpoint_module.checkpoint_config(detector, metrics={"image_auroc": 0.987}))
     assert f"{detector.threshold:.5f}" in card.text and "| image AUROC | 0.9870 |" in card.text
+    assert "patch memory choose" not in card.text
+    config = checkpoint_module.checkpoint_config(detector)
+    short = {**config, "training": {**config["training"], "memory_patches_left_out": detector.model.memory.size - 9}}
+    assert f"its time budget let the patch memory choose 9 of its {detector.model.memory.size} patches" in checkpoint_module.model_card(short).text
     assert 'rbd.load("path/to/this/folder")' in card.text
 
 

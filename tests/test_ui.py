@@ -498,7 +498,8 @@ def test_inference_events_share_one_limit_and_review_views_are_drawn_in_turn(app
     assert len(decisions) == 4
     # a re-judge triggered while another is pending runs after it: dropped (Gradio's "once"), two quick model picks
     # left Inspect showing the first model's verdicts under the second one's name
-    loads = {i for i, fn in demo.fns.items() if fn.name == "load_model"}  # the Load button, a pick in the list
+    loads = {i for i, fn in demo.fns.items() if fn.name in ("load_pressed", "load_model")}  # the Load button, a pick in the list
+    assert len(loads) == 2
     rejudges = [fn for fn in fns if fn.trigger_after in loads and fn.trigger_only_on_success]
     assert sorted(fn.name for fn in rejudges) == sorted(["rescore", "show", "rows"] * len(loads))
     assert {fn.trigger_mode for fn in rejudges} == {"always_last"}
@@ -863,6 +864,25 @@ def test_an_evaluation_is_cleared_once_another_model_is_active(ctx, model):
     assert tuple(cleared["rows"].columns) == evaluation.ROW_COLUMNS  # headed by its columns, not 1, 2, 3
 
 
+def test_an_evaluation_is_of_the_model_that_ran_it_when_its_branch_moves_meanwhile(ctx, model, category, tmp_path, monkeypatch):
+    """Its identity was taken once it ended: another browser loading the same Hub branch meanwhile (a retrained
+    model) had the old model's metrics tagged as the new one's, re-judged and pushed in its card."""
+    from ui import evaluation
+
+    archive = shutil.make_archive(str(tmp_path / "stripes"), "zip", category.parent, category.name)
+    retrained = ctx.catalog.get(_another_model(ctx, model), None, "browser-1")
+    evaluate = rbd.evaluate
+
+    def branch_moved_meanwhile(detector, *args, **kwargs):
+        result = evaluate(detector, *args, **kwargs)
+        ctx.catalog._cache[(model["key"], None)] = retrained  # the key names the retrained model from now on
+        return result
+
+    monkeypatch.setattr(rbd, "evaluate", branch_moved_meanwhile)
+    out = evaluation.evaluate(ctx, archive, model, 1.0, progress=lambda *a, **k: None)
+    assert not evaluation.is_of(ctx, out["evaluated"], model)
+
+
 def test_a_rate_or_model_changed_while_evaluate_ran_judges_its_answer_once_it_ends(ctx, model):
     """The change's own re-judge saw no evaluation yet; the answer came judged as at the click."""
     from ui import evaluation
@@ -1141,6 +1161,7 @@ def test_cancel_reaches_a_training_still_in_the_queue_and_its_own_stream_says_so
     assert fine_tune.cancel(ctx, model, request) == {"status": "No training is running."}
     # Train clicked: the training waits in the queue, and the last run's loss, calibration and model file go with its message
     assert fine_tune.pressed(ctx, request) == {"status": "", "loss": None, "calibration": None, "model_file": None}
+    assert fine_tune.pressed(ctx, request) == {}  # clicked again while it waits (or runs): nothing shown is cleared
     assert fine_tune.cancel(ctx, model, request) == {"status": fine_tune.cancelled(model, 0)}
     monkeypatch.setattr(fine_tune, "gather_images", lambda *args: pytest.fail("a cancelled training reads no images"))
     stream = list(fine_tune.fine_tune(ctx, ["upload.zip"], None, False, "", True, 0, 5, model, "browser-1", request=request))
@@ -1164,7 +1185,8 @@ def test_a_fine_tune_says_when_it_calibrates_after_its_last_step(ctx, model, mon
 
         def result(self):
             trained = ctx.detector(model)
-            facts = {**trained.training, "train_images_left_out": 3, "copies_left_out": 2}  # a budget too short for the set; copies
+            facts = {**trained.training, "train_images_left_out": 3, "copies_left_out": 2,  # a budget too short for the set; copies
+                     "memory_patches_left_out": trained.model.memory.size - 5}  # and for the memory's choice
             return rbd.Detector(trained.model, trained.calibration, facts, trained.metrics)  # a new model
 
     monkeypatch.setattr(fine_tune, "BackgroundTraining", Job)
@@ -1175,6 +1197,7 @@ def test_a_fine_tune_says_when_it_calibrates_after_its_last_step(ctx, model, mon
                                                             progress=lambda *a, desc=None, **k: described.append(desc))]
     assert statuses[:2] == ["training…", "trained 3 steps · calibrating the threshold…"] and "now the active model" in statuses[2]
     assert "a random sample (3 left out): give more minutes to use all" in statuses[2]  # the notice of a thread the request cannot hear
+    assert f"let the patch memory choose 5 of its {ctx.detector(model).model.memory.size} patches" in statuses[2]
     assert "2 of the images were exact copies of others: each was trained on once" in statuses[2]
     assert described[-1] == "step 3 done · calibrating the threshold on normal images"
     made = Path(ctx.catalog.entries("browser-1")[-1][1])
@@ -1214,7 +1237,10 @@ def test_a_cancelled_training_still_queued_stays_cancelled_when_train_is_pressed
     fine_tune.pressed(ctx, request)
     fine_tune.cancel(ctx, model, request)
     # Train again while the first run still waits in the queue: Gradio drops this click, which starts nothing, so it says so
-    assert "press Train again once this says it was cancelled" in fine_tune.pressed(ctx, request)["status"]
+    assert "still waits for its turn" in fine_tune.pressed(ctx, request)["status"]
+    ctx.jobs["tab-1"]["started"] = True  # reading its images: it stops at its next step
+    assert "still stops at its next step and ends then: press Train again" in fine_tune.pressed(ctx, request)["status"]
+    ctx.jobs["tab-1"]["started"] = False
     monkeypatch.setattr(fine_tune, "gather_images", lambda *args: pytest.fail("a cancelled training reads no images"))
     stream = list(fine_tune.fine_tune(ctx, ["upload.zip"], None, False, "", True, 0, 5, model, "browser-1", request=request))
     assert stream == [{"status": fine_tune.cancelled(model, 0)}] and "tab-1" not in ctx.jobs

@@ -441,3 +441,8 @@ def test_a_second_drop_of_one_file_is_numbered_without_a_word(tmp_path, recwarn)
     (tmp_path / "a.png").write_bytes(b"a")
     images = gather_images([tmp_path / "a.png", tmp_path / "a.png"], tmp_path / "work")
     assert [image.name for image in images] == ["a.png", "a_1.png"] and not recwarn.list
+    for name, data in (("1/a.png", b"x"), ("2/a.png", b"y")):
+        (tmp_path / name).parent.mkdir()
+        (tmp_path / name).write_bytes(data)
+    with pytest.warns(UserWarning, match=r"^1 uploaded file\(s\).*: a.png as a_1.png \("):  # the third is the second again
+        gather_images([tmp_path / "1" / "a.png", tmp_path / "2" / "a.png", tmp_path / "2" / "a.png"], tmp_path / "again")

@@ -36,7 +36,7 @@ class Evaluate:
     roc: gr.Plot
     rows: gr.Dataframe
     misranked: gr.Gallery
-    evaluated: gr.State  # {"model": [key, revision], "name", "metrics", "rows"} of this browser's last evaluation
+    evaluated: gr.State  # {"model": model_bar.identity, "name", "metrics", "rows", "judged_at"} of this browser's last evaluation
 
 
 @gpu
@@ -53,7 +53,7 @@ def evaluate(ctx, archive, model: dict, rate: float, progress=gr.Progress()) -> 
         pictures = [(subsample(fold(evaluation_picture(detector, category, row["file"], threshold)), PICTURE_SIDE),
                      f"{kind} #{rank} · score {row['score']:.4f} · {row['file']}")
                     for kind, found in (("good", good), ("defective", defective)) for rank, row in enumerate(found, 1)]
-    evaluated = {"model": model_bar.identity(ctx, model), "name": model["name"], "metrics": result.summary(), "rows": result.rows, "judged_at": rate}
+    evaluated = {"model": model_bar.identity(ctx, model, detector), "name": model["name"], "metrics": result.summary(), "rows": result.rows, "judged_at": rate}
     return {"roc": roc_figure(result.roc, result.image_auroc), "evaluated": evaluated, "misranked": pictures,
             **rows(ctx, evaluated, model, rate)}
 

@@ -94,6 +94,7 @@ def fine_tune(ctx, files, folder, use_reviewed: bool, review_id: str, start_curr
     their paths: an MVTec-layout folder then gives its train/good images only."""
     key = request.session_hash if request is not None else object()
     running = ctx.jobs.setdefault(key, pending())  # Train's click made it, or an API client calls directly
+    running["started"] = True  # out of the queue
     try:  # from here on, whatever happens, `finally` forgets this training (a stale entry would cancel the next)
         if not epochs and not minutes:
             raise rbd.InvalidInputError("set a time budget (minutes) or a number of epochs: with neither, training would not end")
@@ -159,6 +160,9 @@ def fine_tune(ctx, files, folder, use_reviewed: bool, review_id: str, start_curr
             + (f"\n\n_The time budget let the teacher read {training['train_images']} of the training images, a random sample "
                f"({training['train_images_left_out']} left out): give more minutes to use all._"
                if training.get("train_images_left_out") else "")
+            + (f"\n\n_The time budget let the patch memory choose {detector.model.memory.size - training['memory_patches_left_out']} "
+               f"of its {detector.model.memory.size} patches, the most distinct ones: give more minutes for all._"
+               if training.get("memory_patches_left_out") else "")
             + (f"\n\n_{training['copies_left_out']} of the images were exact copies of others: each was trained on once._"
                if training.get("copies_left_out") else "")
             + "".join(f"\n\n_{note}_" for note in notes))
@@ -174,7 +178,7 @@ def cancelled(model: dict, steps: int) -> str:
 def pending() -> dict:
     """A browser tab's training as `ctx.jobs` holds it, from Train's click on (so that Cancel reaches
     it while it waits in the queue or reads its images): its job once started, its last step."""
-    return {"job": None, "step": 0, "cancelled": False}
+    return {"job": None, "step": 0, "cancelled": False, "started": False}
 
 
 def pressed(ctx, request: gr.Request = None) -> dict:
@@ -182,14 +186,19 @@ def pressed(ctx, request: gr.Request = None) -> dict:
     failure must not leave a success standing beside its error), and Cancel can reach the training from now on. A
     cancelled training still waiting in the queue keeps its entry, so that it ends cancelled: a fresh
     entry here would be the one it takes when it starts, and it would train after all. This click then starts
-    nothing (Gradio drops a click while its event waits), which it says."""
+    nothing (Gradio drops a click while its event waits or runs), which it says; a click while a training goes on
+    changes nothing shown."""
     earlier = {"loss": None, "calibration": None, "model_file": None}  # a failed run must not show the last one's as its own
     if request is None:
         return {"status": "", **earlier}
+    busy = request.session_hash in ctx.jobs
     running = ctx.jobs.setdefault(request.session_hash, pending())
-    if running["cancelled"] and running["job"] is None:
-        return {"status": "The cancelled training still waits for its turn (another training runs first) and ends as soon "
-                          "as it starts: press Train again once this says it was cancelled.", **earlier}
+    if busy and not running["cancelled"]:  # a second click while this tab's training waits or runs: it shows on
+        return {}
+    if running["cancelled"]:
+        still = "stops at its next step" if running["started"] else "waits for its turn (another training runs first)"
+        return {"status": f"The cancelled training still {still} and ends then: press Train again once this says it "
+                          "was cancelled.", **earlier}
     return {"status": "", **earlier}
 
 

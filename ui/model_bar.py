@@ -18,6 +18,7 @@ import gradio as gr
 from rbd.calibration import Calibration
 from rbd.catalog import is_hub_key, model_name
 from rbd.checkpoint import is_repo_id
+from rbd.detector import Detector
 from rbd.errors import CheckpointError, RBDError
 from rbd.notices import notify
 from rbd.review import ScoredBy
@@ -85,10 +86,11 @@ def recalibrated(ctx, model: dict, recalibration: Calibration) -> dict:
     return {**model, "calibration": recalibration.to_dict(), "recalibrated_from": ctx.detector(model).calibration.fingerprint}
 
 
-def identity(ctx, model: dict) -> tuple:
+def identity(ctx, model: dict, detector: Detector | None = None) -> tuple:
     """Which model judged something shown: the model's key and revision, and its calibration's fingerprint, which
-    changes when a Hub branch loaded again names a retrained model."""
-    return model["key"], model.get("revision"), ctx.detector(model).calibration.fingerprint
+    changes when a Hub branch loaded again names a retrained model; `detector`, where given, is the one that judged
+    (the key may name another by the time a long run ends)."""
+    return model["key"], model.get("revision"), (detector or ctx.detector(model)).calibration.fingerprint
 
 
 def threshold(ctx, model: dict, rate: float) -> float:
