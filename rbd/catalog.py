@@ -26,7 +26,7 @@ from pathlib import Path
 
 from .checkpoint import CONFIG_FILE, is_repo_id, load, load_from_hub, save
 from .detector import Detector
-from .errors import CheckpointError, InvalidInputError
+from .errors import CheckpointError, HubError, InvalidInputError
 from .expiry import mark_used
 from .review.store import SESSION_ID
 
@@ -110,9 +110,17 @@ class Catalog:
                 if slot in self._cache:
                     self._cache.move_to_end(slot)
                     return self._cache[slot]
-            detector = load(key, device=self.device) if listed else load_from_hub(key, revision, device=self.device)
+            detector = load(key, device=self.device) if listed else self._from_hub(key, revision)
             self._remember(slot, detector)
             return detector
+
+    def _from_hub(self, key: str, revision: str | None) -> Detector:
+        """A Hub repo; where it cannot be had, the error also says that no model of this app's list is named so (a
+        folder typed into the picker, `checkpoints/weld`, reads as a repo id and got only the Hub's answer)."""
+        try:
+            return load_from_hub(key, revision, device=self.device)
+        except (CheckpointError, HubError) as err:
+            raise type(err)(f"{err}; nor is {key} one of this app's models (pick those in the list)") from err
 
     def current_key(self, key: str, owner: str | None = None) -> str:
         """The key `owner`'s model is listed under now: a private fine-tune shared since (from another tab of

@@ -421,6 +421,8 @@ def test_unknown_hub_model_is_a_clear_message(client, app_server, hub_cache):
     shipped = str(app_server[1] / "shipped" / "stripes")
     with pytest.raises(Exception, match="cannot be reached"):
         client.predict(shipped, "acme/does-not-exist", "", "", api_name="/load_model")
+    with pytest.raises(Exception, match="cannot be reached.*; nor is checkpoints/stripes one of this app's models"):
+        client.predict("checkpoints/stripes", "", "", "", api_name="/load_model")  # a folder typed into the picker
     with pytest.raises(Exception, match="'not a repo' is not a Hub repo id"):  # quoted as typed
         client.predict(shipped, "not a repo", "", "", api_name="/load_model")
     with pytest.raises(Exception, match="is not a Hub repo id"):  # no loading arbitrary server paths
