@@ -137,6 +137,8 @@ def assert_captions_clear_pictures(page, gallery: str):
         picture, caption = (items.nth(i).locator(part).bounding_box() for part in ("img", ".caption-label"))
         assert caption["y"] >= picture["y"] + picture["height"] - 1, (i, picture, caption)
         assert picture["y"] >= label["y"] + label["height"], (i, picture, label)
+    items.first.hover()  # Gradio faded the caption under the pointer to half
+    assert items.first.locator(".caption-label").evaluate("e => getComputedStyle(e).opacity") == "1"
 
 
 def set_rate(page, rate: str):
@@ -184,6 +186,23 @@ def test_inspect_an_uploaded_image(page, detector, parts):
     assert score == pytest.approx(expected.score, abs=1e-4)  # the file itself was scored, not a re-encoded copy
     expect(page.locator("#inspect-overlay img")).to_have_attribute("src", re.compile("."))
     shot(page, "2-inspect")
+
+
+def test_a_long_file_name_leaves_the_verdict_in_sight(page, parts, tmp_path):
+    """A camera's file name (no spaces) took the whole width of the results table: score and verdict were off it."""
+    long = tmp_path / f"IMG_20261205_081500_line3_cam2_part000123_{'x' * 30}.png"
+    shutil.copy(parts[1][0], long)
+    wide = page.viewport_size
+    page.set_viewport_size({"width": 850, "height": wide["height"]})
+    try:
+        inspect(page, [long])
+        expect(page.locator("#inspect-summary")).to_contain_text(long.name)
+        table = page.locator("#inspect-results")
+        box, verdict = table.bounding_box(), table.locator("td").filter(has_text=re.compile(r"^(good|defective)$")).first.bounding_box()
+        assert verdict["x"] + verdict["width"] <= box["x"] + box["width"], (box, verdict)
+    finally:
+        page.set_viewport_size(wide)
+        clear(page, "#inspect-files")
 
 
 @pytest.mark.parametrize("name, content", [("text.png", b"not an image at all"), ("empty.png", b"")])
@@ -373,6 +392,12 @@ def test_review_with_keyboard_shortcuts_and_an_export_coco_can_evaluate(page, pa
     captions = page.locator("#review-gallery").inner_text()
     assert captions.count("✓ accepted") == 2 and ".png" in captions, captions  # file names and decisions, not cut
     assert_captions_clear_pictures(page, "#review-gallery")
+    wide = page.viewport_size
+    page.set_viewport_size({"width": 600, "height": wide["height"]})  # a phone's width: the gallery above the image, whole
+    try:
+        assert page.locator("#review-gallery").bounding_box()["width"] > 400  # not a one-column strip of 200 px beside it
+    finally:
+        page.set_viewport_size(wide)
     shot(page, "4-review")
 
     page.locator("#review-export").click()

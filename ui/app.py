@@ -21,15 +21,18 @@ CSS = """
 #review-editor button[aria-label="Clear canvas"] { display: none !important; }  /* it took the picture too: the eraser remains */
 /* galleries: captions under their pictures (Gradio lays them over the lower part), the first row below the label,
    as many columns as fit (a fixed count was cut off at 800-900 px) */
-.rbd-gallery .grid-container { padding-top: 2.4em !important; grid-template-columns: repeat(auto-fill, minmax(var(--rbd-thumb), 1fr)) !important; }
+.rbd-gallery .grid-wrap { margin-top: 2.4em; }  /* the pictures scroll below the label, never under it */
+.rbd-gallery .grid-container { grid-template-columns: repeat(auto-fill, minmax(var(--rbd-thumb), 1fr)) !important; }
 #review-gallery { --rbd-thumb: 120px; }
+#review-gallery .grid-wrap { height: calc(100% - 2.4em) !important; }  /* its box keeps its height */
 #eval-misranked { --rbd-thumb: 220px; }
 #eval-misranked .grid-wrap { height: auto !important; max-height: none !important; }  /* all of it: Gradio's 550 px cut the second row */
 .rbd-gallery .thumbnail-item { aspect-ratio: auto !important; height: auto !important; display: flex !important; flex-direction: column !important; }
 .rbd-gallery .thumbnail-item img { aspect-ratio: 1 / 1; width: 100% !important; height: auto !important; flex: none; }
 .rbd-gallery .caption-label { position: static !important; white-space: pre-line !important; overflow: visible !important;
                               text-overflow: clip !important; overflow-wrap: anywhere; max-width: 100% !important;
-                              font-size: 0.75em; line-height: 1.2; text-align: left; }
+                              font-size: 0.75em; line-height: 1.2; text-align: left; opacity: 1 !important; }  /* not faded under the pointer */
+#inspect-results td:first-child, #eval-rows td:first-child { overflow-wrap: anywhere; }  /* a long file name wraps, even without spaces */
 """
 PAGE_SCRIPT = """
 () => {

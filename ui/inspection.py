@@ -297,8 +297,9 @@ def layout(ctx) -> Inspect:
                 annotated = gr.AnnotatedImage(label="Predicted mask and regions", format="jpeg", color_map={"defect": "#ff2020"},
                                               height=320)
             regions = gr.Dataframe(pd.DataFrame(columns=REGION_COLUMNS), label="Defect regions", interactive=False)
+            # a long file name wraps in its share of the width (it took all of it), the verdict stays in sight
             results = gr.Dataframe(pd.DataFrame(columns=RESULT_COLUMNS), label="All images (click a row to see it)", interactive=False,
-                                   wrap=True, elem_id="inspect-results")  # a zip's long paths wrap, the verdict stays in sight
+                                   wrap=True, column_widths=["30%", "16%", "18%", "20%", "16%"], elem_id="inspect-results")
     held = gr.State([], time_to_live=KEPT_S)
     return Inspect(image, files, run, held, picked, opacity, summary, heat, pair, annotated, regions, results, examples)
 

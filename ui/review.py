@@ -411,7 +411,8 @@ def layout(ctx, review_id: gr.BrowserState) -> Review:
     scored_by = gr.Markdown(elem_id="review-model")
     show_filter = gr.Radio(FILTERS, value="all", label="Show", elem_id="review-filter")
     with gr.Row():
-        gallery = gr.Gallery(label="Sorted by score (this page)", columns=4, height=520, allow_preview=False, scale=2,
+        # at least 360 px wide: in a narrower window it goes above the current image instead of a one-column strip
+        gallery = gr.Gallery(label="Sorted by score (this page)", columns=4, height=520, allow_preview=False, scale=2, min_width=360,
                              object_fit="contain", elem_id="review-gallery", elem_classes=["rbd-gallery"])
         with gr.Column(scale=2):
             text = gr.Markdown(elem_id="review-text")
