@@ -342,6 +342,8 @@ def test_evaluate_shows_where_the_ranking_goes_wrong(page, category, tmp_path):
         for table, cell in (("#eval-metrics", "1.0000"), ("#eval-rows", "defective")):
             box, shown = page.locator(table).bounding_box(), page.locator(table).get_by_text(cell, exact=True).first.bounding_box()
             assert shown["x"] + shown["width"] <= box["x"] + box["width"], (table, box, shown)
+        page.set_viewport_size({"width": 600, "height": wide["height"]})  # a phone's width: the metrics above the ROC curve
+        assert page.locator("#eval-metrics").bounding_box()["width"] > 450
     finally:
         page.set_viewport_size(wide)
     # an upload that cannot be evaluated (good images only): the evaluation before goes, or a threshold move would

@@ -111,7 +111,7 @@ def layout(ctx) -> Evaluate:
     with gr.Row():
         # a note wraps; the values keep a third of the width (a narrow window hid them behind the wrapped names)
         summary = gr.Dataframe(NO_METRICS, label="Metrics", interactive=False, wrap=True, column_widths=["67%", "33%"],
-                               elem_id="eval-metrics")
+                               min_width=400, elem_id="eval-metrics")  # narrower, it goes above the ROC curve
         roc = gr.Plot(label="ROC curve", show_label=False)  # the figure's title: the label covered its top
     table = gr.Dataframe(NO_ROWS, label="Per image (verdicts at the threshold above)", interactive=False, wrap=True,
                          elem_id="eval-rows")  # wrapped, a narrow window still shows the verdicts (they were cut off)
