@@ -32,6 +32,7 @@ from .backbones import hub_repo, pretrained_name
 from .errors import CheckpointError, HubError
 from .evaluate import SUMMARY_NAMES
 from .notices import some
+from .train import memory_cut_short
 from .model import RBD, ModelConfig
 
 FORMAT = "rbd-checkpoint"
@@ -467,8 +468,8 @@ def model_card(config: dict, repo_id: str | None = None, license: str = "other",
         lines.append(f"- Training: {training.get('train_images')} images, {training.get('steps')} steps, "
                      f"{training.get('seconds')} s on {training.get('device')}, rbd {training.get('rbd_version')}"
                      + (f"; fine-tuned from {training['started_from']}" if training.get("started_from") else "")
-                     + (f"; its time budget let the patch memory choose {model['memory_size'] - training['memory_patches_left_out']} "
-                        f"of its {model['memory_size']} patches" if training.get("memory_patches_left_out") else ""))
+                     + (f"; {memory_cut_short(training['memory_patches_left_out'], model['memory_size'])}"
+                        if training.get("memory_patches_left_out") else ""))
     if metrics:
         lines += ["", "## Metrics", "", "| metric | value |", "|---|---|"]
         lines += [f"| {SUMMARY_NAMES.get(k, k)} | {v:.4f} |" if isinstance(v, float) else f"| {SUMMARY_NAMES.get(k, k)} | {v} |"

@@ -73,10 +73,11 @@ def greedy_coreset(points: torch.Tensor, size: int, generator: torch.Generator,
     nearest = squared - 2 * z @ z[chosen[0]] + squared[chosen[0]]
     covered = 1e-6 * float(squared.max())  # a squared distance this small is float rounding of 0
     for k in range(1, size):
-        if k % STOP_CHECK_EVERY == 0 and should_stop():
-            raise TrainingCancelled("training cancelled while the patch memory was built, after 0 steps")
-        if k % STOP_CHECK_EVERY == 0 and time_up():
-            return chosen[:k]
+        if k % STOP_CHECK_EVERY == 0:
+            if should_stop():
+                raise TrainingCancelled("training cancelled while the patch memory was built, after 0 steps")
+            if time_up():
+                return chosen[:k]
         farthest = nearest.argmax()
         if nearest[farthest] <= covered:
             return chosen[:k]

@@ -329,8 +329,7 @@ def train(
     memory_time_up = lambda: processes.from_main(time.monotonic() > memory_until)  # noqa: E731 - one bank in every process
     bank_sources, bank_left_out = fit_memory(model, cache, generator, stop_asked, memory_time_up)
     if bank_left_out and processes.is_main:
-        notify(f"the {config.max_minutes:g}-minute budget let the patch memory choose {model.memory.size - bank_left_out} of its "
-               f"{model.memory.size} patches (at most {MEMORY_SHARE:.0%} of it), the most distinct ones: give more minutes for all")
+        notify(memory_cut_short(bank_left_out, model.memory.size))
     prepared_s = time.monotonic() - start
     if processes.size > 1:  # every process has the same memory, split and cache, and draws its own crops from here on
         generator.manual_seed(processes.seed(config.seed))
@@ -415,10 +414,21 @@ def fit_memory(model: RBD, cache: TeacherCache, generator: torch.Generator, shou
     because `time_up()` (a short budget's share) stopped the choice, those chosen by then filling it."""
     if model.memory is None:
         return None, 0
-    asked: list[bool] = []
-    kept = model.memory.fit(cache.patches, generator, should_stop, lambda: asked.append(bool(time_up())) or asked[-1])
-    stopped_on_time = bool(asked) and asked[-1]  # the choice ends at once when it is told the time is up
+    stopped_on_time = False
+
+    def timed_out() -> bool:  # the choice ends at once when it is told so: the last answer says why it ended
+        nonlocal stopped_on_time
+        stopped_on_time = bool(time_up())
+        return stopped_on_time
+
+    kept = model.memory.fit(cache.patches, generator, should_stop, timed_out)
     return cache.patch_sources[kept], model.memory.size - kept.unique().numel() if stopped_on_time else 0
+
+
+def memory_cut_short(left_out: int, size: int) -> str:
+    """What to tell of a bank a time budget cut short (`fit_memory`; recorded as `memory_patches_left_out`)."""
+    return (f"the time budget (at most {MEMORY_SHARE:.0%} of it) let the patch memory choose {size - left_out} of its {size} "
+            "patches, the most distinct ones: give more minutes for all")
 
 
 @torch.inference_mode()

@@ -53,7 +53,7 @@ def test_model_card_states_threshold_and_metrics(detector):
     assert "patch memory choose" not in card.text
     config = checkpoint_module.checkpoint_config(detector)
     short = {**config, "training": {**config["training"], "memory_patches_left_out": detector.model.memory.size - 9}}
-    assert f"its time budget let the patch memory choose 9 of its {detector.model.memory.size} patches" in checkpoint_module.model_card(short).text
+    assert f"let the patch memory choose 9 of its {detector.model.memory.size} patches" in checkpoint_module.model_card(short).text
     assert 'rbd.load("path/to/this/folder")' in card.text
 
 

@@ -226,7 +226,7 @@ def test_a_budget_too_short_for_the_memorys_selection_stops_it_with_a_notice(cat
     with collect() as notes:
         detector = rbd.train(category / "train" / "good", rbd.ModelConfig(**TINY_MODEL, memory_size=512),
                              rbd.TrainConfig(max_minutes=0.05, **FAST))
-    assert any(re.search(r"budget let the patch memory choose 128 of its 512 patches \(at most 0% of it\)", n) for n in notes), notes
+    assert any(re.search(r"the time budget \(at most 0% of it\) let the patch memory choose 128 of its 512 patches", n) for n in notes), notes
     assert detector.model.memory.bank.unique(dim=0).shape[0] == 128 and detector.training["steps"] >= 1
     assert detector.training["memory_patches_left_out"] == 512 - 128  # recorded: the app's status and model card say it
     assert np.isfinite(detector.calibration.normal_scores).all()

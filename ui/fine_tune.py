@@ -23,7 +23,7 @@ from rbd.backbones import offline_backbones
 from rbd.datasets import normal_uploads
 from rbd.notices import collect, notify
 from rbd.plots import calibration_figure
-from rbd.train import MIN_IMAGES, BackgroundTraining, model_pictures
+from rbd.train import MIN_IMAGES, BackgroundTraining, memory_cut_short, model_pictures
 from rbd.uploads import as_uploaded, gather_images, picked_names
 
 from . import evaluation, model_bar
@@ -160,8 +160,7 @@ def fine_tune(ctx, files, folder, use_reviewed: bool, review_id: str, start_curr
             + (f"\n\n_The time budget let the teacher read {training['train_images']} of the training images, a random sample "
                f"({training['train_images_left_out']} left out): give more minutes to use all._"
                if training.get("train_images_left_out") else "")
-            + (f"\n\n_The time budget let the patch memory choose {detector.model.memory.size - training['memory_patches_left_out']} "
-               f"of its {detector.model.memory.size} patches, the most distinct ones: give more minutes for all._"
+            + (f"\n\n_{memory_cut_short(training['memory_patches_left_out'], detector.model.memory.size).capitalize()}._"
                if training.get("memory_patches_left_out") else "")
             + (f"\n\n_{training['copies_left_out']} of the images were exact copies of others: each was trained on once._"
                if training.get("copies_left_out") else "")
