@@ -322,7 +322,7 @@ def test_a_failed_model_load_leaves_no_error_badges(page):
 def test_evaluate_shows_where_the_ranking_goes_wrong(page, category, tmp_path):
     archive = shutil.make_archive(str(tmp_path / "stripes"), "zip", category.parent, category.name)
     page.get_by_role("tab", name="Evaluate").click()
-    expect(page.locator("#eval-rows")).to_contain_text("normalized_score")  # an empty table, headed by its columns
+    expect(page.locator("#eval-rows")).to_contain_text("normalised")  # an empty table, headed by its columns
     page.locator("#eval-zip input[type=file]").set_input_files(archive)
     expect(page.locator("#eval-zip").get_by_role("cell", name="stripes.zip").first).to_be_visible()
     page.locator("#eval-run").click()
@@ -344,6 +344,9 @@ def test_evaluate_shows_where_the_ranking_goes_wrong(page, category, tmp_path):
             assert shown["x"] + shown["width"] <= box["x"] + box["width"], (table, box, shown)
         page.set_viewport_size({"width": 600, "height": wide["height"]})  # a phone's width: the metrics above the ROC curve
         assert page.locator("#eval-metrics").bounding_box()["width"] > 450
+        box, verdict = (page.locator(part).bounding_box() for part in ("#eval-rows", "#eval-rows tbody tr >> nth=0 >> td >> nth=-1"))
+        assert verdict["x"] + verdict["width"] <= box["x"] + box["width"], (box, verdict)  # the verdicts are not scrolled out of sight
+        expect(page.locator("#eval-rows tbody tr").first.locator("td").last).to_have_text(re.compile(r"^\s*(good|defective)\s*$"))
     finally:
         page.set_viewport_size(wide)
     # an upload that cannot be evaluated (good images only): the evaluation before goes, or a threshold move would

@@ -847,12 +847,21 @@ def test_inspect_scores_again_when_the_same_key_names_a_retrained_model(ctx, mod
     out = inspection.rescore(ctx, image, None, held, 0, model, 0.1, 0.5)
     assert out["held"][0]["model"] != held[0]["model"]  # scored again by the model the key names now
 
+# an evaluation's per-image rows, as rbd.evaluate makes them
+ROW_A = {"file": "test/good/a.png", "defect": "good", "label": 0, "score": 1.0, "normalized_score": 0.4, "verdict": "good"}
+ROW_B = {"file": "test/crack/b.png", "defect": "crack", "label": 1, "score": 2.5, "normalized_score": 0.7, "verdict": "defective"}
+
+
 def test_an_evaluation_is_cleared_once_another_model_is_active(ctx, model):
     from ui import evaluation
 
     evaluated = {"model": evaluation.model_bar.identity(ctx, model), "name": model["name"], "metrics": {},
-                 "rows": [{"image": "a.png", "label": 0, "score": 1.0}]}
-    assert set(evaluation.rows(ctx, evaluated, model, 1.0)) == {"rows", "summary"}  # the same model: re-judged, kept
+                 "rows": [ROW_A]}
+    kept = evaluation.rows(ctx, evaluated, model, 1.0)
+    assert set(kept) == {"rows", "summary"}  # the same model: re-judged, kept
+    # headed for a reader, the verdict in a narrow window's sight: `label` repeats the truth
+    assert kept["rows"].data.columns.tolist() == ["file", "truth", "score", "normalised", "verdict"]
+    assert kept["rows"].data[["file", "truth", "score", "verdict"]].iloc[0].tolist() == ["test/good/a.png", "good", 1.0, "good"]
     assert evaluation.rows(ctx, evaluated, {**model, "revision": "v2"}, 1.0)["evaluated"] is None  # another revision
     cleared = evaluation.rows(ctx, evaluated, {**model, "key": "another", "name": "another"}, 1.0)
     assert cleared["evaluated"] is None and cleared["roc"] is None and cleared["misranked"] is None and cleared["rows"].empty
@@ -861,7 +870,7 @@ def test_an_evaluation_is_cleared_once_another_model_is_active(ctx, model):
     assert evaluation.rows(ctx, evaluated, model, 1.0)["evaluated"] is None  # its metrics were re-judged, then pushed in its card
     # it stays shown while other models become active, so it names none of them
     assert cleared["summary"]["value"].tolist() == [f"the evaluation shown was of {model['name']}: press Evaluate for the active model"]
-    assert tuple(cleared["rows"].columns) == evaluation.ROW_COLUMNS  # headed by its columns, not 1, 2, 3
+    assert tuple(cleared["rows"].columns) == tuple(evaluation.SHOWN_COLUMNS.values())  # headed by its columns, not 1, 2, 3
 
 
 def test_an_evaluation_is_of_the_model_that_ran_it_when_its_branch_moves_meanwhile(ctx, model, category, tmp_path, monkeypatch):
@@ -888,7 +897,7 @@ def test_a_rate_or_model_changed_while_evaluate_ran_judges_its_answer_once_it_en
     from ui import evaluation
 
     evaluated = {"model": evaluation.model_bar.identity(ctx, model), "name": model["name"], "metrics": {}, "judged_at": 1.0,
-                 "rows": [{"image": "a.png", "label": 0, "score": 1.0}]}
+                 "rows": [ROW_A]}
     assert evaluation.judged_again(ctx, evaluated, model, 1.0) == {}  # nothing changed: nothing drawn twice
     moved = evaluation.judged_again(ctx, evaluated, model, 30.0)
     summary = dict(zip(moved["summary"]["metric"], moved["summary"]["value"]))
@@ -902,7 +911,7 @@ def test_evaluation_tables_show_every_figure_to_four_places(ctx, model):
     from ui import evaluation
 
     evaluated = {"model": evaluation.model_bar.identity(ctx, model), "name": model["name"], "metrics": {"image_auroc": 1.0, "images": 2},
-                 "rows": [{"image": "a.png", "label": 0, "score": 1.0}, {"image": "b.png", "label": 1, "score": 2.5}]}
+                 "rows": [ROW_A, ROW_B]}
     shown = evaluation.rows(ctx, evaluated, model, 1.0)
     summary = dict(zip(shown["summary"]["metric"], shown["summary"]["value"]))
     assert summary["image AUROC"] == "1.0000" and summary["images"] == 2  # a key without a name keeps its own

@@ -13,7 +13,7 @@ import pandas as pd
 
 import rbd
 from rbd.detector import verdict
-from rbd.evaluate import MISRANKED_COUNT, ROW_COLUMNS, SUMMARY_NAMES, evaluation_picture
+from rbd.evaluate import MISRANKED_COUNT, SUMMARY_NAMES, evaluation_picture
 from rbd.metrics import at_threshold
 from rbd.plots import roc_figure
 from rbd.uploads import extract_zip, find_mvtec_root
@@ -25,7 +25,10 @@ from .wiring import REJUDGE_MODE, endpoint, gpu, on
 
 
 PICTURE_SIDE = 512  # the misranked images' pictures are shown within this many pixels a side
-NO_METRICS, NO_ROWS = pd.DataFrame(columns=["metric", "value"]), pd.DataFrame(columns=ROW_COLUMNS)  # empty tables, headed
+# the per-image rows' columns as the table heads them; `label` (1 for a defect) repeats `defect` (good or the defect's name),
+# and without it a window of 600 px shows the verdicts (they scrolled out of sight)
+SHOWN_COLUMNS = {"file": "file", "defect": "truth", "score": "score", "normalized_score": "normalised", "verdict": "verdict"}
+NO_METRICS, NO_ROWS = pd.DataFrame(columns=["metric", "value"]), pd.DataFrame(columns=list(SHOWN_COLUMNS.values()))  # empty tables, headed
 
 
 @dataclass
@@ -89,7 +92,7 @@ def rows(ctx, evaluated: dict | None, model: dict, rate: float) -> dict:
     metrics = {**evaluated["metrics"], **{k: judged[k] for k in ("threshold", "false_alarm_rate", "recall")}}
     summary = pd.DataFrame([{"metric": SUMMARY_NAMES.get(k, k), "value": "–" if v is None else f"{v:.4f}" if isinstance(v, float) else v}
                             for k, v in metrics.items()])  # 1.0000, not "1", beside 0.9876
-    rows = pd.DataFrame(table)
+    rows = pd.DataFrame(table)[list(SHOWN_COLUMNS)].rename(columns=SHOWN_COLUMNS)
     return {"summary": summary, "rows": rows.style.format("{:.4f}", subset=list(rows.select_dtypes("float").columns))}
 
 
@@ -114,7 +117,7 @@ def layout(ctx) -> Evaluate:
                                min_width=400, elem_id="eval-metrics")  # narrower, it goes above the ROC curve
         roc = gr.Plot(label="ROC curve", show_label=False)  # the figure's title: the label covered its top
     table = gr.Dataframe(NO_ROWS, label="Per image (verdicts at the threshold above)", interactive=False, wrap=True,
-                         elem_id="eval-rows")  # wrapped, a narrow window still shows the verdicts (they were cut off)
+                         column_widths=["28%", "19%", "15%", "19%", "19%"], elem_id="eval-rows")  # a long path wraps in its share
     misranked = gr.Gallery(label=f"Where the ranking goes wrong: the highest-scoring good and lowest-scoring defective images (up to "
                                  f"{MISRANKED_COUNT} of each), heat maps at the threshold when evaluated, truth masks outlined in magenta",
                            columns=5, height="auto", object_fit="contain", format="jpeg", elem_id="eval-misranked",
