@@ -200,6 +200,13 @@ def test_a_long_file_name_leaves_the_verdict_in_sight(page, parts, tmp_path):
         table = page.locator("#inspect-results")
         box, verdict = table.bounding_box(), table.locator("td").filter(has_text=re.compile(r"^(good|defective)$")).first.bounding_box()
         assert verdict["x"] + verdict["width"] <= box["x"] + box["width"], (box, verdict)
+        # the name in the picker ends before its arrow, not under it
+        picker = page.get_by_label("Image shown")
+        expect(picker).to_have_value(long.name)
+        assert picker.evaluate("e => e.scrollWidth > e.clientWidth")  # too long for its box
+        text_end, arrow = picker.evaluate("e => [e.getBoundingClientRect().right - parseFloat(getComputedStyle(e).paddingRight), "
+                                          "e.parentElement.querySelector('.icon-wrap').getBoundingClientRect().left]")
+        assert text_end <= arrow + 0.5, (text_end, arrow)
     finally:
         page.set_viewport_size(wide)
         clear(page, "#inspect-files")

@@ -209,7 +209,7 @@ def layout(ctx) -> ModelBar:
     stored = gr.BrowserState(None, storage_key="rbd-model", secret=ctx.state_secret)
     with gr.Row():
         # the catalog, not the picker's list, decides what a browser may load (the list differs per browser)
-        choice = gr.Dropdown(ctx.catalog.entries(), value=ctx.catalog.default_key(), label="Model", scale=2, elem_id="model-choice",
+        choice = gr.Dropdown(ctx.catalog.entries(), value=ctx.catalog.default_key(), label="Model", scale=3, elem_id="model-choice",
                              allow_custom_value=True)
         hub_id = gr.Textbox(label="…or Hub repo id (owner/name)", placeholder="owner/name", scale=2)
         revision = gr.Textbox(label="revision", placeholder="main", scale=1)
