@@ -207,6 +207,10 @@ def test_a_long_file_name_leaves_the_verdict_in_sight(page, parts, tmp_path):
         text_end, arrow = picker.evaluate("e => [e.getBoundingClientRect().right - parseFloat(getComputedStyle(e).paddingRight), "
                                           "e.parentElement.querySelector('.icon-wrap').getBoundingClientRect().left]")
         assert text_end <= arrow + 0.5, (text_end, arrow)
+        label = page.locator("#inspect-pair [data-testid=block-label]").bounding_box()  # the slider's buttons covered its label
+        beside = [b for b in (button.bounding_box() for button in page.locator("#inspect-pair button").all())
+                  if b and b["y"] < label["y"] + label["height"] and b["y"] + b["height"] > label["y"]]
+        assert beside and label["x"] + label["width"] <= min(b["x"] for b in beside), (label, beside)
     finally:
         page.set_viewport_size(wide)
         clear(page, "#inspect-files")

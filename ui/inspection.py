@@ -293,7 +293,8 @@ def layout(ctx) -> Inspect:
             heat = gr.Image(label="Heat-map overlay", format="jpeg", elem_id="inspect-overlay", height=420)
             gr.HTML(legend())
             with gr.Row():
-                pair = gr.ImageSlider(label="Original / overlay", format="jpeg", height=320, elem_id="inspect-pair")
+                # no download button (the heat-map overlay above has one): with it the buttons covered the label at 850 px
+                pair = gr.ImageSlider(label="Original / overlay", format="jpeg", height=320, buttons=["fullscreen"], elem_id="inspect-pair")
                 annotated = gr.AnnotatedImage(label="Predicted mask and regions", format="jpeg", color_map={"defect": "#ff2020"},
                                               height=320)
             regions = gr.Dataframe(pd.DataFrame(columns=REGION_COLUMNS), label="Defect regions", interactive=False)
