@@ -346,6 +346,16 @@ def test_evaluate_shows_where_the_ranking_goes_wrong(page, category, tmp_path):
     assert_captions_clear_pictures(page, "#eval-misranked")
     last = gallery.locator(".caption-label").last.bounding_box()
     assert last["y"] + last["height"] <= gallery.bounding_box()["y"] + gallery.bounding_box()["height"]  # not cut off below
+    wide = page.viewport_size
+    page.set_viewport_size({"width": 600, "height": 500})  # a phone's window
+    try:
+        gallery.locator(".thumbnail-item").first.click()  # enlarged, it fits the window (it was laid over all ten, as tall)
+        expect(gallery.locator(".preview img").first).to_be_visible()
+        assert gallery.bounding_box()["height"] <= 500, gallery.bounding_box()
+        gallery.locator("button[aria-label='Close']").click()
+    finally:
+        page.set_viewport_size(wide)
+    expect(gallery.locator(".thumbnail-item img")).to_have_count(10)
     shot(page, "3b-evaluate")
     wide = page.viewport_size
     page.set_viewport_size({"width": 850, "height": wide["height"]})  # a narrow window: the values and verdicts still show

@@ -27,6 +27,8 @@ CSS = """
 #review-gallery .grid-wrap { height: calc(100% - 2.4em) !important; }  /* its box keeps its height */
 #eval-misranked { --rbd-thumb: 220px; }
 #eval-misranked .grid-wrap { height: auto !important; max-height: none !important; }  /* all of it: Gradio's 550 px cut the second row */
+/* an enlarged picture fits the window: Gradio lays it over all the pictures, as tall as they are */
+#eval-misranked:has(.preview) .grid-wrap { visibility: hidden; height: 85vh !important; overflow: hidden !important; }
 .rbd-gallery .thumbnail-item { aspect-ratio: auto !important; height: auto !important; display: flex !important; flex-direction: column !important; }
 .rbd-gallery .thumbnail-item img { aspect-ratio: 1 / 1; width: 100% !important; height: auto !important; flex: none; }
 .rbd-gallery .caption-label { position: static !important; white-space: pre-line !important; overflow: visible !important;
