@@ -1083,6 +1083,9 @@ def test_a_rate_typed_beyond_the_slider_is_taken_at_its_nearest_end_and_the_box_
     assert [slider.preprocess(typed) for typed in (55, -3, 2.5)] == [30, 0.01, 2.5]
     assert [slider.clamp_typed(typed) for typed in (55, -3)] == [30, 0.01]
     assert isinstance(slider.clamp_typed(2.5), type(gr.skip()))
+    assert isinstance(slider.clamp_typed(None), type(gr.skip()))
+    with pytest.raises(gr.Error, match="no threshold rate given: send a number from 0.01 to 30"):  # an API call's: a TypeError before
+        slider.preprocess(None)
 
 
 def test_a_page_load_restores_the_model_the_browser_left_active_or_says_why_not(ctx, model, hub_cache):

@@ -50,6 +50,16 @@ PAGE_SCRIPT = """
     const button = id && document.getElementById(id);
     if (button && !button.disabled && button.offsetParent !== null) { event.preventDefault(); button.click(); }
   });
+  // The threshold's box emptied: Gradio sent no rate (every event failed with a bare "Error") and, once the box was
+  // left, its lowest. The rate before stays: the box keeps it from Gradio until a number is typed, and shows it again
+  // when left or on Enter.
+  const emptyRate = (event) => event.target.matches?.("#threshold input[type=number]") && event.target.value === "";
+  document.addEventListener("input", (event) => { if (emptyRate(event)) event.stopImmediatePropagation(); }, true);
+  const restoreRate = (event) => {
+    if (!emptyRate(event) || (event.type === "keydown" && event.key !== "Enter")) return;
+    event.target.value = event.target.closest("#threshold").querySelector("input[type=range]").value;
+  };
+  for (const type of ["blur", "keydown", "change"]) document.addEventListener(type, restoreRate, true);
   // Picked folders' files as [path in the folder, size], in the order picked, by upload box (rbd.uploads.picked_names):
   // Gradio uploads them by name alone. Captured before Gradio's own listener reads and clears the picker; a box
   // adds each folder picked to its list, and so does this record, until the box is emptied (ui.review.SCORED, FORGET_PICKED).

@@ -33,15 +33,17 @@ class RateSlider(gr.Slider):
 
     is_template = True  # drawn by the browser as a gr.Slider
 
-    def preprocess(self, payload: float) -> float:
+    def preprocess(self, payload: float | None) -> float:
+        if payload is None:  # an API call without a rate (the page keeps the rate before when its box is emptied: app.py)
+            raise gr.Error(f"no threshold rate given: send a number from {self.minimum:g} to {self.maximum:g} (% of good parts flagged)")
         return super().preprocess(self.clamped(payload))
 
     def clamped(self, rate: float) -> float:
         return min(max(rate, self.minimum), self.maximum)
 
-    def clamp_typed(self, typed: float):
+    def clamp_typed(self, typed: float | None):
         """The box set back within the range when a rate beyond it was typed (read unpreprocessed)."""
-        return gr.skip() if self.clamped(typed) == typed else self.clamped(typed)
+        return gr.skip() if typed is None or self.clamped(typed) == typed else self.clamped(typed)
 
 
 @dataclass
