@@ -68,9 +68,9 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    if args.json and _writable(args.json, "--json").is_dir():
+    if args.json is not None and _writable(args.json, "--json").is_dir():
         raise InvalidInputError(f"--json {args.json} is a folder, not a file")
-    pictures = _output_folder(args.misranked, "--misranked") if args.misranked else None
+    pictures = _output_folder(args.misranked, "--misranked") if args.misranked is not None else None
     if pictures and pictures.resolve().is_relative_to(Path(args.data).resolve()):
         raise InvalidInputError(f"--misranked {pictures} is inside {args.data}: its pictures would be test images of the next evaluation")
     detector = load(args.checkpoint, args.revision)
@@ -109,12 +109,11 @@ def _predict(args: argparse.Namespace) -> None:
     ours = _earlier_pictures(out)
     users = [picture for file_names in names.values() for name in file_names for picture in picture_names(name)
              if ((out / picture).exists() or (out / picture).is_symlink()) and not ours(out / picture)]
-    if users:  # a ground-truth mask named as this run names its masks, say: never written over
+    users += [table for table in RESULT_TABLES if ((out / table).exists() or (out / table).is_symlink()) and not _is_results_table(out / table)]
+    if users:  # a ground-truth mask named as this run names its masks, or a report of the user's, say: never written over
         raise InvalidInputError(f"--out {out} holds {len(users)} file(s) rbd did not write where this run writes its pictures "
-                                f"({some(users, 3)}): choose another --out, or move them")
+                                f"and tables ({some(users, 3)}): choose another --out, or move them")
     detector = load(args.checkpoint, args.revision)  # the Ray engine's actors load their own: this checks it first
-    for table in ("results.csv", "results.parquet"):  # an earlier run's: kept, it would describe pictures this run replaces
-        (out / table).unlink(missing_ok=True)
     written: list[tuple[ScoredFile, str | None]] = []  # each result and the output name of its pictures (None: unreadable)
     with _bar(args, "image", "scoring") as bar:  # a batch at a time: decode, score, write, forget
         if args.engine == "ray":
@@ -126,6 +125,9 @@ def _predict(args: argparse.Namespace) -> None:
             name = None
             if result.error is None:
                 name = names[result.file].pop(0)
+                if not any(n for _, n in written):  # the first picture: an earlier run's tables go, they would describe
+                    for table in RESULT_TABLES:     # pictures this run replaces (a run that scores nothing keeps them)
+                        (out / table).unlink(missing_ok=True)
                 out.mkdir(parents=True, exist_ok=True)  # its pictures are marked with it (and a run that scores nothing makes none)
                 for picture, kind, file_name in zip((result.overlay_png, result.mask_png), PREDICTED, picture_names(name)):
                     _write(marked(picture, kind, out), out / file_name)
@@ -246,6 +248,25 @@ def _input_images(items: list[str], uris: bool = False, leave_out: Path | None =
     return files
 
 
+RESULT_TABLES = ("results.csv", "results.parquet")  # what `predict` writes into --out beside its pictures
+
+
+def _is_results_table(path: Path) -> bool:
+    """Whether a file named as one of RESULT_TABLES is one an earlier `predict` wrote (all its columns are rbd's): any
+    other is the user's own report, which a run must neither delete nor replace."""
+    try:
+        if path.suffix == ".csv":
+            with open(path, newline="", encoding="utf-8") as table:
+                columns = next(csv.reader(table), [])
+        else:
+            import pyarrow.parquet as pq
+
+            columns = pq.read_schema(path).names
+    except (OSError, csv.Error, UnicodeDecodeError, ValueError, ImportError):  # unreadable, not a table, or no pyarrow
+        return False
+    return {"file", "overlay", "mask"} <= set(columns) <= {*CSV_COLUMNS, *(f.name for f in fields(ScoredFile))}
+
+
 def _earlier_pictures(out: Path) -> Callable[[Path], bool]:
     """Whether a file in `out` is a picture an earlier `predict` wrote there: marked so (`rbd.outputs.picture_kind`), or
     named in the results.csv it left (an rbd before the mark)."""
@@ -261,6 +282,8 @@ def _earlier_pictures(out: Path) -> Callable[[Path], bool]:
 def _writable(path: str, option: str) -> Path:
     """`path`, checked to be creatable before the long work starts: a bad output path is bad input
     (exit 2), while a write that fails later (a full disk) is a failure while running (exit 1)."""
+    if not path:  # an unset shell variable: Path("") is the current folder
+        raise InvalidInputError(f"{option} is empty: name a path (. for the current folder)")
     path = Path(path)
     if path.is_symlink() and not path.exists():
         raise InvalidInputError(f"{option} {path} is a link to {os.readlink(path)}, which does not exist")

@@ -242,8 +242,46 @@ def test_a_users_own_file_where_predict_writes_a_picture_is_refused_before_any_w
     before = truth.read_bytes()
     monkeypatch.setattr(rbd.cli, "load", lambda *a: pytest.fail("work started"))
     code, _, err = run(capsys, "predict", checkpoint, parts, "--out", parts, "--quiet")
-    assert code == 2 and "holds 1 file(s) rbd did not write where this run writes its pictures (000_mask.png)" in err, err
+    assert code == 2 and "holds 1 file(s) rbd did not write where this run writes its pictures and tables (000_mask.png)" in err, err
     assert truth.read_bytes() == before and not (parts / "results.csv").exists()
+
+
+@pytest.mark.parametrize("table, content", [("results.csv", b"lot,inspector,result\n17,anna,pass\n"), ("results.parquet", b"PAR1 not rbd's")])
+def test_a_users_own_results_table_in_the_output_folder_is_refused_before_any_work(category, checkpoint, tmp_path, capsys,
+                                                                                  monkeypatch, table, content):
+    """A report of the user's named results.csv was deleted at the start of every run, even one that then failed."""
+    out = tmp_path / "reports"
+    out.mkdir()
+    (out / table).write_bytes(content)
+    monkeypatch.setattr(rbd.cli, "load", lambda *a: pytest.fail("work started"))
+    code, _, err = run(capsys, "predict", checkpoint, category / "test" / "good", "--out", out, "--quiet")
+    assert code == 2 and f"rbd did not write where this run writes its pictures and tables ({table})" in err, err
+    assert (out / table).read_bytes() == content and [p.name for p in out.iterdir()] == [table]
+
+
+def test_an_earlier_runs_table_stays_when_a_run_scores_nothing_and_goes_once_it_scores(category, checkpoint, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert run(capsys, "predict", checkpoint, category / "test" / "good", "--out", out, "--quiet")[0] == 0
+    earlier = (out / "results.csv").read_bytes()
+    (tmp_path / "bad.png").write_bytes(b"garbage")
+    assert run(capsys, "predict", checkpoint, tmp_path / "bad.png", "--out", out, "--quiet")[0] == 2  # no usable image
+    assert (out / "results.csv").read_bytes() == earlier
+    assert run(capsys, "predict", checkpoint, category / "test" / "hole", "--out", out, "--quiet")[0] == 0
+    rows = (out / "results.csv").read_text().splitlines()
+    assert rows[0].split(",") == list(rbd.cli.CSV_COLUMNS) and all("hole" in row for row in rows[1:])
+
+
+@pytest.mark.parametrize("args", [["predict", "{k}", "{c}/test/good", "--out", ""], ["evaluate", "{c}", "--checkpoint", "{k}", "--json", ""],
+                                  ["evaluate", "{c}", "--checkpoint", "{k}", "--misranked", ""], ["train", "{c}", "--out", ""],
+                                  ["export", "{k}", "--out", ""]])
+def test_an_empty_output_path_is_refused_not_taken_as_the_current_folder(category, checkpoint, tmp_path, capsys, monkeypatch, args):
+    """An unset shell variable (`--out "$OUT"`): predict wrote into the current folder and replaced its results.csv;
+    evaluate wrote no JSON or pictures without a word."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(rbd.cli, "load", lambda *a: pytest.fail("work started"))
+    code, _, err = run(capsys, *[a.format(k=checkpoint, c=category) for a in args])
+    assert code == 2 and f"error: {args[-2]} is empty: name a path (. for the current folder)" in err, err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_picture_copied_from_another_run_is_the_users_and_an_unmarked_earlier_runs_is_rbds(category, checkpoint, tmp_path, capsys):
