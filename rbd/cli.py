@@ -137,7 +137,7 @@ def _predict(args: argparse.Namespace) -> None:
     writer = csv.writer(text)
     writer.writerow(CSV_COLUMNS)
     writer.writerows(result.csv_row(name) for result, name in scored)
-    _write(text.getvalue().encode("utf-8"), out / "results.csv")
+    _write(text.getvalue().encode("utf-8", "surrogateescape"), out / "results.csv")  # a file name not in UTF-8 as its bytes
     if args.engine == "ray":
         _write(_parquet(written), out / "results.parquet")
     print(f"wrote {len(scored)} overlay(s), mask(s) and {out / 'results.csv'}" + (" and results.parquet" if args.engine == "ray" else ""))
@@ -256,7 +256,7 @@ def _is_results_table(path: Path) -> bool:
     other is the user's own report, which a run must neither delete nor replace."""
     try:
         if path.suffix == ".csv":
-            with open(path, newline="", encoding="utf-8") as table:
+            with open(path, newline="", encoding="utf-8", errors="surrogateescape") as table:
                 columns = next(csv.reader(table), [])
         else:
             import pyarrow.parquet as pq
@@ -272,7 +272,7 @@ def _earlier_pictures(out: Path) -> Callable[[Path], bool]:
     named in the results.csv it left (an rbd before the mark)."""
     listed = set()
     try:
-        with open(out / "results.csv", newline="", encoding="utf-8") as table:
+        with open(out / "results.csv", newline="", encoding="utf-8", errors="surrogateescape") as table:
             listed = {(out / row[column]).resolve() for row in csv.DictReader(table) for column in ("overlay", "mask") if row.get(column)}
     except (OSError, csv.Error, UnicodeDecodeError):  # none, or not one of rbd's
         pass

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import struct
 import zlib
 from dataclasses import dataclass
@@ -41,10 +42,11 @@ def fitting_name(name: str, room: int = 20) -> str:
     """An output `name` whose last part leaves `room` bytes of a file name for what picture_names and numbering
     add: a longer one is cut, and ends in a digest of the whole, so that two long names stay apart."""
     folder, _, last = name.rpartition("/")
-    if len(last.encode()) <= NAME_BYTES - room:
+    encoded = os.fsencode(last)  # as the file system takes it: a name not in UTF-8 (Latin-1, say) keeps its bytes
+    if len(encoded) <= NAME_BYTES - room:
         return name
-    digest = hashlib.sha1(last.encode()).hexdigest()[:8]
-    cut = last.encode()[: NAME_BYTES - room - len(digest) - 1].decode("utf-8", "ignore")  # whole characters only
+    digest = hashlib.sha1(encoded).hexdigest()[:8]
+    cut = encoded[: NAME_BYTES - room - len(digest) - 1].decode("utf-8", "ignore")  # whole characters only
     return f"{folder}/{cut}~{digest}" if folder else f"{cut}~{digest}"
 
 

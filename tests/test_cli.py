@@ -4,6 +4,7 @@ exit status 2 on bad input, 1 on a failure while running."""
 import argparse
 import csv
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -282,6 +283,26 @@ def test_an_empty_output_path_is_refused_not_taken_as_the_current_folder(categor
     code, _, err = run(capsys, *[a.format(k=checkpoint, c=category) for a in args])
     assert code == 2 and f"error: {args[-2]} is empty: name a path (. for the current folder)" in err, err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_name_not_in_utf8_is_scored_and_named_by_its_bytes(category, checkpoint, tmp_path, capsys):
+    """A Latin-1 name (an old Windows share's `café.jpg`) stopped predict and evaluate --misranked with a traceback."""
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    source = next((category / "test" / "hole").iterdir())
+    name = os.fsdecode(b"caf\xe9" + os.fsencode(source.suffix))
+    shutil.copy(source, parts / name)
+    code, _, err = run(capsys, "predict", checkpoint, parts, "--out", tmp_path / "out", "--quiet")
+    assert code == 0, err
+    overlay, mask = (tmp_path / "out" / picture for picture in rbd.cli.picture_names(os.fsdecode(b"caf\xe9")))
+    assert overlay.is_file() and mask.is_file()
+    rows = (tmp_path / "out" / "results.csv").read_bytes().splitlines()
+    assert len(rows) == 2 and rows[1].startswith(os.fsencode(str(parts / name)) + b",")  # the file's own bytes
+    assert run(capsys, "predict", checkpoint, parts, "--out", tmp_path / "out", "--quiet")[0] == 0  # its table is rbd's
+    test = shutil.copytree(category, tmp_path / "category")
+    shutil.move(next((test / "test" / "good").iterdir()), test / "test" / "good" / name)
+    code, _, err = run(capsys, "evaluate", test, "--checkpoint", checkpoint, "--misranked", tmp_path / "misranked", "--quiet")
+    assert code == 0 and len(list((tmp_path / "misranked").iterdir())) == 10, err
 
 
 def test_a_picture_copied_from_another_run_is_the_users_and_an_unmarked_earlier_runs_is_rbds(category, checkpoint, tmp_path, capsys):
