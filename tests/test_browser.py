@@ -195,6 +195,8 @@ def test_a_long_file_name_leaves_the_verdict_in_sight(page, parts, tmp_path):
     wide = page.viewport_size
     page.set_viewport_size({"width": 850, "height": wide["height"]})
     try:
+        clear(page, "#inspect-image")  # the picker shows the first image inspected
+        clear(page, "#inspect-files")
         inspect(page, [long])
         expect(page.locator("#inspect-summary")).to_contain_text(long.name)
         table = page.locator("#inspect-results")
@@ -421,6 +423,7 @@ def test_review_with_keyboard_shortcuts_and_an_export_coco_can_evaluate(page, pa
     page.keyboard.press("a")
     expect(metrics).to_contain_text("Reviewed 2 of 4")
     expect(text).to_contain_text("3 / 4")
+    page.locator("#review-filter").get_by_text("all", exact=True).click()  # a filter chosen: the keys still work
     page.keyboard.press("ArrowLeft")
     expect(text).to_contain_text("2 / 4")
     expect(text).to_contain_text("decision: accept")

@@ -388,6 +388,32 @@ def test_a_reloaded_page_or_a_restarted_server_resumes_the_review_at_its_first_u
     assert "**1 / 4**" in done["text"]  # all reviewed: from the top
 
 
+def test_a_decision_goes_to_the_image_the_page_shows_when_a_held_key_left_it_behind_the_cursor(ctx, model, parts):
+    """After a held arrow key every press had moved the cursor, but the page still drew an earlier view: the next
+    decision went to the cursor's image, which the user had never seen, and the one on screen stayed unreviewed."""
+    import types
+
+    from ui import review
+
+    good, bad = parts
+    review_id = review.score(ctx, [str(p) for p in good[:2] + bad[:2]], None, "", model,
+                             progress=lambda *a, **k: None)["review_id"]
+    tab = types.SimpleNamespace(session_hash="tab-1")
+    on_page = review.show(ctx, review_id, model, 0.1, "all", request=tab)["shown"]
+    assert on_page == ctx.cursor(tab).item
+    for _ in range(2):
+        ahead = review.step(ctx, 1, review_id, model, 0.1, "all", request=tab)  # views the page has not drawn yet
+    assert ahead["shown"] == ctx.cursor(tab).item != on_page
+    opened = review.edit(ctx, review_id, model, 0.1, on_page, request=tab)
+    assert opened["editing"] == on_page  # the editor too opens on the image on screen
+    after = review.decide(ctx, "accept", review_id, model, 0.1, "all", on_page, request=tab)
+    session = ctx.review(review_id)
+    assert session.decision(on_page).decision == "accept" and session.decision(ahead["shown"]) is None
+    assert "**2 / 4**" in after["text"] and after["shown"] == ctx.cursor(tab).item  # on to the image after it
+    assert review.decide(ctx, "reject", review_id, model, 0.1, "all", request=tab)["shown"] != after["shown"]  # an API call: the cursor's
+    assert session.decision(after["shown"]).decision == "reject"
+
+
 def test_a_page_left_open_across_a_restart_decides_nothing_on_a_guess(ctx, model, parts):
     """The server keeps which image a tab shows; one restarted since (or a tab left for a day) does not know it. A
     click on a thumbnail of page 2 chose page 1's, and a key decided on another image than the one on screen: now the

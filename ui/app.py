@@ -43,8 +43,10 @@ PAGE_SCRIPT = """
   const keys = {a: "review-accept", r: "review-reject", e: "review-edit", ArrowLeft: "review-prev",
                 ArrowRight: "review-next", j: "review-next", k: "review-prev"};
   document.addEventListener("keydown", (event) => {
-    const target = event.target;
-    if (target && (["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName) || target.isContentEditable)) return;
+    const target = event.target;  // typing or a slider takes the keys, a filter's choice (a radio button) leaves them
+    const typing = target && (target.tagName === "INPUT" ? !["radio", "checkbox"].includes(target.type)
+                                                          : ["TEXTAREA", "SELECT"].includes(target.tagName) || target.isContentEditable);
+    if (typing) return;
     if (event.ctrlKey || event.metaKey || event.altKey) return;
     const id = keys[event.key];
     const button = id && document.getElementById(id);

@@ -73,6 +73,7 @@ class Review:
     next: gr.Button
     editor: gr.ImageEditor
     save: gr.Button
+    shown: gr.State  # the id of the image the page shows: what a decision or the editor acts on
     metrics: gr.Markdown
     export: gr.Button
     export_file: gr.File
@@ -107,7 +108,7 @@ def view(ctx, cursor, review_id: str, model: dict, rate: float, show: str, item_
     has none yet), at position `fallback`, by default the first unreviewed image. The cursor moves there."""
     cursor.item, cursor.known = None, True
     session = ctx.review(review_id)
-    closed = {"editor": gr.update(visible=False), "save": gr.update(visible=False), "editing": None}
+    closed = {"editor": gr.update(visible=False), "save": gr.update(visible=False), "editing": None, "shown": None}
     if session is None or not session.items:
         return {"gallery": [], "text": NO_REVIEW, "image": None, "metrics": "", "scored_by": "", **closed}
     calibration, threshold = judged_at(ctx, session, model, rate)
@@ -137,7 +138,7 @@ def view(ctx, cursor, review_id: str, model: dict, rate: float, show: str, item_
                         selected_index=position - start)
     picture = fold(rules.overlay(session, item.id, threshold, max_side=max(shown_size(item.height, item.width))))
     cursor.item = item.id
-    return {"gallery": gallery, "text": text, "image": picture, "metrics": metrics, "scored_by": about, **closed}
+    return {"gallery": gallery, "text": text, "image": picture, "metrics": metrics, "scored_by": about, **closed, "shown": item.id}
 
 
 def _caption(session: ReviewSession, item_id: int, threshold: float) -> str:
@@ -188,6 +189,16 @@ def _scored_by(ctx, session: ReviewSession, model: dict, threshold: float, rate:
 def _nothing_on_screen(ctx, review_id: str, item_id) -> bool:
     """No review, or a filter that shows no image: a key press has nothing to act on, and does nothing."""
     return ctx.review(review_id) is None or item_id is None
+
+
+def _on_screen(ctx, review_id: str, cursor, shown) -> int | None:
+    """The image a decision or the editor acts on: the one the page shows (`shown`, its last view's), else the cursor's.
+    They differ after a held arrow key: the page may still draw an earlier view than the cursor's, and a decision must
+    never go to an image the user has not seen."""
+    session = ctx.review(review_id)
+    if shown is None or session is None or not 0 <= int(shown) < len(session.items):  # an API call, or another review
+        return cursor.item
+    return int(shown)
 
 
 def _shown_item(ctx, review_id: str, item_id, nothing: str):
@@ -272,14 +283,16 @@ def show(ctx, review_id: str, model: dict, rate: float, show: str, request: gr.R
     return cursor.press(lambda: view(ctx, cursor, review_id, model, rate, show, cursor.item))
 
 
-def decide(ctx, decision: str, review_id: str, model: dict, rate: float, show: str, request: gr.Request = None) -> dict:
-    """Record a decision on the image on screen and move on to the one after it."""
+def decide(ctx, decision: str, review_id: str, model: dict, rate: float, show: str, shown: int | None = None,
+           request: gr.Request = None) -> dict:
+    """Record a decision on the image on screen (`_on_screen`) and move on to the one after it."""
     cursor = ctx.cursor(request)
 
     def move() -> dict:
-        if _nothing_on_screen(ctx, review_id, cursor.item):
+        on_screen = _on_screen(ctx, review_id, cursor, shown)
+        if _nothing_on_screen(ctx, review_id, on_screen):
             return view(ctx, cursor, review_id, model, rate, show, None)
-        session, item = _shown_item(ctx, review_id, cursor.item, "nothing to review")
+        session, item = _shown_item(ctx, review_id, on_screen, "nothing to review")
         order, position = _position(ctx, review_id, model, rate, show, item.id)
         _, threshold = judged_at(ctx, session, model, rate)
         session.decide(item.id, decision, threshold)
@@ -311,13 +324,15 @@ def select(ctx, review_id: str, model: dict, rate: float, show: str, event: gr.S
     return _in_place(ctx, cursor, move, review_id, model, rate, show)
 
 
-def edit(ctx, review_id: str, model: dict, rate: float, request: gr.Request = None) -> dict:
-    """Open the mask editor on the image on screen, with the mask to start from as its layer (nothing on screen: nothing)."""
+def edit(ctx, review_id: str, model: dict, rate: float, shown: int | None = None, request: gr.Request = None) -> dict:
+    """Open the mask editor on the image on screen (`_on_screen`), with the mask to start from as its layer (nothing on
+    screen: nothing)."""
     cursor = ctx.cursor(request)
     _known(cursor)
-    if _nothing_on_screen(ctx, review_id, cursor.item):
+    on_screen = _on_screen(ctx, review_id, cursor, shown)
+    if _nothing_on_screen(ctx, review_id, on_screen):
         return {}
-    session, item = _shown_item(ctx, review_id, cursor.item, "nothing to review")
+    session, item = _shown_item(ctx, review_id, on_screen, "nothing to review")
     _, threshold = judged_at(ctx, session, model, rate)
     image, mask = rules.editor_canvas(session, item.id, threshold)  # a large image is edited at a smaller size
     layer = np.zeros((*mask.shape, 4), np.uint8)
@@ -396,7 +411,7 @@ def review_id_state(ctx) -> gr.BrowserState:
 
 
 def layout(ctx, review_id: gr.BrowserState) -> Review:
-    editing = gr.State(None)
+    editing, shown = gr.State(None), gr.State(None)
     with gr.Row():
         files = gr.File(file_count="multiple", label="Images or zips to review", scale=2, elem_id="review-files")
         folder = gr.File(file_count="directory", label="…or a whole folder", scale=1, elem_id="review-folder",
@@ -438,13 +453,13 @@ def layout(ctx, review_id: gr.BrowserState) -> Review:
     recalibrate_warning = gr.Markdown(visible=False, elem_id="review-recalibrate-warning")
     recalibrate_anyway = gr.Button("Apply this threshold anyway", visible=False, variant="stop", elem_id="review-recalibrate-anyway")
     return Review(review_id, editing, files, folder, picked, score_button, new, rescore_button, status, scored_by, show_filter,
-                  gallery, text, image, prev, accept, reject, edit_button, next_button, editor, save, metrics, export_button,
+                  gallery, text, image, prev, accept, reject, edit_button, next_button, editor, save, shown, metrics, export_button,
                   export_file, recalibrate_button, recalibrate_warning, recalibrate_anyway)
 
 
 def _view_outputs(area: Review) -> dict:
     return {"gallery": area.gallery, "text": area.text, "image": area.image, "metrics": area.metrics, "scored_by": area.scored_by,
-            "editor": area.editor, "save": area.save, "editing": area.editing}
+            "editor": area.editor, "save": area.save, "editing": area.editing, "shown": area.shown}
 
 
 def wire(ctx, area: Review, bar: model_bar.ModelBar, rejudge) -> None:
@@ -473,11 +488,11 @@ def wire(ctx, area: Review, bar: model_bar.ModelBar, rejudge) -> None:
     # every key press counts (the tab's cursor orders them) and its view is drawn in turn
     fast = dict(show_progress="hidden", trigger_mode="multiple", **IN_ORDER)
     for button, decision in ((area.accept, "accept"), (area.reject, "reject")):
-        on(button.click, _bound(decide, decision), ctx, state, outputs, api_name=f"review_{decision}", **fast)
+        on(button.click, _bound(decide, decision), ctx, [*state, area.shown], outputs, api_name=f"review_{decision}", **fast)
     for button, delta, name in ((area.prev, -1, "review_previous"), (area.next, 1, "review_next")):
         on(button.click, _bound(step, delta), ctx, state, outputs, api_name=name, **fast)
     on(area.gallery.select, select, ctx, state, outputs, api_visibility="private", **fast)
-    on(area.edit.click, edit, ctx, [area.review_id, bar.model, bar.rate],
+    on(area.edit.click, edit, ctx, [area.review_id, bar.model, bar.rate, area.shown],
        {"editor": area.editor, "save": area.save, "editing": area.editing}, api_name="review_edit", **fast)
     on(area.save.click, save_mask, ctx, [area.editor, area.review_id, bar.model, bar.rate, area.show, area.editing], outputs,
        api_name="review_save_mask", **fast)
