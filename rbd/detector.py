@@ -19,8 +19,8 @@ from .allocator import MMAP_THRESHOLD
 from .anomaly_map import largest, top_count
 from .calibration import Calibration, checked_threshold, is_defective
 from .geometry import to_image_size, to_input
-from .images import (MAX_SIDE, ImageLike, checked_batch_size, find_images, image_batches, nearest_sources, read_image_for_scoring,
-                     several, to_rgb_array)
+from .images import (MAX_SIDE, ImageLike, checked_batch_size, find_images, given_image, image_batches, is_path, nearest_sources,
+                     read_image_for_scoring, several)
 from .errors import InvalidInputError
 from .notices import notify
 from .model import RBD, ModelConfig
@@ -232,8 +232,8 @@ def _scored_input(image: ImageLike) -> np.ndarray:
     """What a prediction scores of an input: a file as `predict_files` and training read it (past MAX_SIDE, a
     downscaled copy, with a notice), so that it is judged as its threshold's calibration images were; an array or
     PIL image as it is."""
-    if not isinstance(image, (str, Path)):
-        return to_rgb_array(image)
+    if not is_path(image):
+        return given_image(image)
     array, downscaled = read_image_for_scoring(image)
     if downscaled:
         notify(downscaled)
@@ -246,7 +246,7 @@ def predict_files(detector: Detector, paths: Iterable[str | Path], batch_size: i
     score it, hand it on, forget it, so a folder of any size fits in memory. Skipped and
     downscaled files are reported as `rbd.images.image_batches` does; `progress(files done, total)`
     runs after each batch is scored. `paths` may also name one folder (every image under it, `find_images`) or file."""
-    if isinstance(paths, (str, Path)):
+    if is_path(paths):
         paths = find_images(paths) if Path(paths).is_dir() else [paths]
     paths = list(paths)
     for done, batch in image_batches(paths, batch_size, max_side):

@@ -25,7 +25,12 @@ from .notices import notify, some
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 MAX_SIDE = 4096  # the app and CLI score larger images on a downscaled copy (the model sees <= 1024 px)
 
-ImageLike = Union[str, Path, Image.Image, np.ndarray]
+ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray]
+
+
+def is_path(image) -> bool:
+    """Whether an input names a file (a str, a Path, an os.DirEntry, any os.PathLike) rather than holding pixels."""
+    return isinstance(image, (str, os.PathLike))
 
 
 def is_image_name(relative: PurePath) -> bool:
@@ -241,11 +246,13 @@ def read_image_for_scoring(path: str | Path, max_side: int = MAX_SIDE) -> tuple[
 
 def to_rgb_array(image: ImageLike) -> np.ndarray:
     """Convert a PIL image, an array (grey/RGB/RGBA, uint8/uint16/float) or a path to (H, W, 3) float32."""
-    if isinstance(image, (str, Path)):
+    if is_path(image):
         return read_image(image)
     if isinstance(image, Image.Image):
         return _pil_to_array(image)
     array = np.asarray(image)
+    if array.ndim == 0:  # bytes, None, a number: np.asarray made one value of it
+        raise ImageReadError(f"expected a path, an image array or a PIL image, got {type(image).__name__}")
     if array.ndim == 3 and array.shape[2] in (1, 2, 3, 4):  # grey, grey and alpha, RGB, RGBA: alpha is dropped
         array = array[..., :3] if array.shape[2] > 2 else array[..., 0]
     if array.ndim == 2:
@@ -255,6 +262,24 @@ def to_rgb_array(image: ImageLike) -> np.ndarray:
     if array.shape[0] < 1 or array.shape[1] < 1:
         raise ImageReadError(f"image has no pixels: shape {array.shape}")
     return _scale_to_unit(array)
+
+
+def given_image(image: ImageLike) -> np.ndarray:
+    """An image a caller handed in (`Detector.predict`, `rbd.train`) as `to_rgb_array` reads it, with one rule more for
+    arrays of integers of another type than uint8 and uint16 (`np.array(picture, dtype=int)`, a list of lists): 8-bit
+    data where their values fit 0-255, 16-bit where they fit 0-65535, refused otherwise. Read by their type's range,
+    a picture of 8-bit values came out nearly black and was judged defective. (Files keep their own rules: a 16-bit
+    PNG opens as 32-bit integers, however dark.)"""
+    if is_path(image) or isinstance(image, Image.Image) or np.ndim(image) == 0:  # a path, a PIL image, or what to_rgb_array refuses
+        return to_rgb_array(image)
+    array = np.asarray(image)
+    if np.issubdtype(array.dtype, np.integer) and array.dtype not in (np.uint8, np.uint16) and array.size:
+        low, high = int(array.min()), int(array.max())
+        if low < 0 or high > 65535:
+            raise ImageReadError(f"an image of integers must hold values from 0 to 255 (8-bit) or 65535 (16-bit), got {low} to "
+                                 f"{high}: pass uint8 or uint16 values, or floats from 0 to 1")
+        array = array.astype(np.uint8 if high <= 255 else np.uint16)
+    return to_rgb_array(array)
 
 
 def alpha_channel(path: str | Path) -> np.ndarray | None:

@@ -41,7 +41,7 @@ from .detector import Detector
 from .errors import InvalidInputError, NoImagesError, TrainingCancelled
 from .geometry import to_input
 from .datasets import training_images
-from .images import ImageLike, image_batches, several, to_rgb_array
+from .images import ImageLike, given_image, image_batches, is_path, several
 from .losses import consistency_loss, reconstruction_loss
 from .memory import MAX_CANDIDATES, flatten_patches, patch_features
 from .model import RBD, ModelConfig
@@ -151,10 +151,10 @@ def model_pictures(images: Sequence[ImageLike] | str | Path, config: ModelConfig
     or a list of paths) are decoded one at a time as `predict_files` decodes them (unreadable ones
     skipped with a notice, those over MAX_SIDE downscaled), so memory holds one full-size photo, never
     the whole set (a 16-megapixel photo is 190 MB as float32); arrays and PIL images are converted one by one."""
-    images = training_images(images) if isinstance(images, (str, Path)) else several(images, "training", " (or a folder of them)")
-    if images and all(isinstance(image, (str, Path)) for image in images):
+    images = training_images(images) if is_path(images) else several(images, "training", " (or a folder of them)")
+    if images and all(is_path(image) for image in images):
         return [resized(image, config) for _, batch in image_batches(images, 1) for _, image in batch]
-    return [resized(to_rgb_array(image), config) for image in images]
+    return [resized(given_image(image), config) for image in images]
 
 
 def distinct(pictures: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -291,6 +291,10 @@ def train(
     others return None.
     """
     config = config or TrainConfig()
+    for given, kind, name in ((config, TrainConfig, "config"), (model_config, ModelConfig, "model_config")):
+        if given is not None and not isinstance(given, kind):  # a dict of settings failed deep in training, as an AttributeError
+            raise InvalidInputError(f"{name} must be an rbd.{kind.__name__} (rbd.{kind.__name__}(**settings) for a dict), "
+                                    f"got {type(given).__name__}")
     if start_from is not None and model_config not in (None, start_from.config):
         raise InvalidInputError("a fine-tune keeps the model settings of the detector it starts from: leave model_config "
                                 "out, or train a new model without start_from")

@@ -1,5 +1,7 @@
 """Inference: any image kind and size in, map at the image's size out; thresholds without re-running."""
 
+import os
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -40,6 +42,9 @@ def test_image_kinds_agree(detector, part, tmp_path):
     variants["exif_file"] = tmp_path / "rotated.png"
     Image.fromarray(part.astype(np.uint16) * 257).save(tmp_path / "sixteen.png")
     variants["uint16_file"] = tmp_path / "sixteen.png"
+    variants["int64"] = part.astype(np.int64)  # np.array(picture, dtype=int): read as 16-bit, nearly black, before
+    variants["list"] = part.tolist()
+    variants["dir_entry"] = next(e for e in os.scandir(tmp_path) if e.name == "sixteen.png")  # any os.PathLike names a file
     for name, image in variants.items():
         assert detector.predict(image).score == pytest.approx(reference, abs=1e-3), name
 

@@ -8,7 +8,8 @@ import tifffile
 from PIL import Image
 
 from rbd.errors import ImageReadError, NoImagesError
-from rbd.images import file_shape, find_images, read_image, read_image_folder, read_image_for_scoring, read_images, to_rgb_array, upright_size
+from rbd.images import (file_shape, find_images, given_image, read_image, read_image_folder, read_image_for_scoring, read_images, to_rgb_array,
+                        upright_size)
 
 RNG = np.random.default_rng(0)
 
@@ -376,6 +377,27 @@ def test_uint16_array_scaled_by_65535():
     array = to_rgb_array(values)
     assert_rgb(array, 1, 3)
     np.testing.assert_allclose(array[0, :, 0], [1.0, 32768 / 65535, 0.0], atol=1e-6)
+
+
+@pytest.mark.parametrize("as_given", [lambda a: a.astype(np.int64), lambda a: a.astype(np.int16), lambda a: a.astype(np.uint32),
+                                      lambda a: a.tolist(), lambda a: (a // 2).astype(np.int8) * 1])
+def test_a_callers_integers_that_fit_8_bits_are_8_bit_data(as_given):
+    """`np.array(picture, dtype=int)` or a list of lists was read by its type's range, as 16-bit: nearly black."""
+    picture = RNG.integers(0, 256, (3, 4, 3), dtype=np.uint8)
+    picture[0, 0] = 255
+    given = as_given(picture)
+    np.testing.assert_array_equal(given_image(given), to_rgb_array(np.asarray(given).astype(np.uint8)))
+
+
+def test_a_callers_integers_beyond_8_bits_are_16_bit_data_and_beyond_that_refused():
+    deep = np.array([[0, 300, 65535]], dtype=np.int32)
+    np.testing.assert_array_equal(given_image(deep), to_rgb_array(deep.astype(np.uint16)))
+    np.testing.assert_array_equal(given_image(np.array([[0, 100]], np.uint16)), to_rgb_array(np.array([[0, 100]], np.uint16)))  # its type says
+    for values in ([[-1, 10]], [[0, 70000]]):
+        with pytest.raises(ImageReadError, match="must hold values from 0 to 255 .8-bit. or 65535 .16-bit., got"):
+            given_image(np.array(values))
+    with pytest.raises(ImageReadError, match="expected a path, an image array or a PIL image, got bytes"):
+        given_image(b"part.png")
 
 
 def test_rgba_array_drops_alpha():

@@ -192,6 +192,9 @@ def test_images_given_as_a_generator_or_a_4d_array_are_all_trained_on():
         assert len(pictures) == 6 and all(torch.equal(a, b) for a, b in zip(pictures, expected))
     with pytest.raises(rbd.InvalidInputError, match="training takes a list of images .*not one image"):
         model_pictures(arrays[0], config)
+    for settings in ({"config": {"max_minutes": 0.05}}, {"model_config": {"image_size": 64}}):  # an AttributeError deep in training
+        with pytest.raises(rbd.InvalidInputError, match=r"config must be an rbd\.\w+Config .*got dict"):
+            rbd.train(arrays, **settings)
 
 
 def test_an_endless_time_budget_leaves_the_epochs_to_end_training(category):
