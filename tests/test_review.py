@@ -11,7 +11,7 @@ import zipfile
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from rbd import metrics
 from rbd.calibration import calibrate
@@ -71,7 +71,9 @@ def _part(path, level):
     """An 8 x 10 part of the given grey level with a bright 2 x 2 spot: the spot is the mask of a dim part."""
     image = np.full((8, 10), round(level * 255), np.uint8)
     image[1:3, 1:3] = 255
-    Image.fromarray(image).save(path)
+    named = PngImagePlugin.PngInfo()
+    named.add_text("part", str(path))  # parts of one level are distinct files (a review adds a file's bytes once)
+    Image.fromarray(image).save(path, pnginfo=named)
     return path
 
 
@@ -471,7 +473,7 @@ def test_a_decision_on_an_image_still_being_scored_survives_a_crash_with_its_ima
     assert [item.file_name for item in resumed.items] == ["a.png", "b.png", "c.png"] and resumed.decision(2).decision == "reject"
 
 
-def test_decisions_on_images_lost_before_they_were_saved_are_dropped(session, parts):
+def test_decisions_on_images_lost_before_they_were_saved_are_dropped(session, tmp_path):
     """A log written by older versions may hold a decision on an image items.json lacks: it is cut out, not given
     to the next image added."""
     lost = {"id": 4, "decision": "reject", "verdict": "good", "threshold": THRESHOLD, "timestamp": "2026-12-01T00:00:00.000+00:00",
@@ -480,7 +482,7 @@ def test_decisions_on_images_lost_before_they_were_saved_are_dropped(session, pa
     with open(session.folder / store.DECISIONS_FILE, "a") as f:
         f.write(json.dumps(lost) + "\n")
     resumed = _reopened(session)
-    resumed.add(BrightnessDetector(), [parts[0]])  # a fifth image: id 4
+    resumed.add(BrightnessDetector(), [_part(tmp_path / "fifth.png", 0.3)])  # a fifth image: id 4
     again = _reopened(resumed)
     assert again.decision(4) is None and np.isnan(again.labels[4]) and again.decision(0).decision == "accept"
     assert len((session.folder / store.DECISIONS_FILE).read_text().splitlines()) == 1
@@ -503,6 +505,25 @@ def test_uploading_more_keeps_decisions_and_names_unique(session, tmp_path):
     for s in (grown, resumed):
         assert s.decision(0).decision == "accept" and s.decision(4) is None
         np.testing.assert_array_equal(review.final_mask(s, 3), drawn)
+
+
+def test_images_the_review_holds_already_are_not_added_again(session, parts, tmp_path):
+    """A folder scored again once a new image had joined it: every image came in a second time (`a_1.png`), to be
+    reviewed and counted twice."""
+    folder = tmp_path / "line3"
+    folder.mkdir()
+    again = [folder / p.name for p in parts[:2]]
+    for source, copy in zip(parts, again):
+        copy.write_bytes(source.read_bytes())
+    new = _part(folder / "new.png", 0.7)
+    twice = folder / "new_copy.png"
+    twice.write_bytes(new.read_bytes())  # a copy under another name in the same upload: taken once too
+    with pytest.warns(UserWarning, match=r"3 image\(s\) already in this review \(the same bytes\) were not added again: "
+                                         r"line3/a.png, line3/b.png, line3/new_copy.png"):
+        added = session.add(BrightnessDetector(), [*again, new, twice], upload=tmp_path)
+    assert [item.file_name for item in added] == ["line3/new.png"] and len(_reopened(session).items) == len(parts) + 1
+    with pytest.warns(UserWarning, match="already in this review"):
+        assert session.add(BrightnessDetector(), again, upload=tmp_path) == []  # nothing new: nothing scored
 
 
 def test_images_keep_their_folders_in_the_upload_through_the_export(tmp_path):
@@ -565,7 +586,7 @@ def test_an_uploaded_folder_named_as_a_stored_image_is_stored_too(tmp_path):
     assert resumed.image(1).mean() < resumed.image(0).mean()
 
 
-def test_two_objects_on_one_session_do_not_overwrite_each_other(session, parts):
+def test_two_objects_on_one_session_do_not_overwrite_each_other(session, tmp_path):
     """The app opens a new ReviewSession per request, so objects on one folder often overlap."""
     other = _reopened(session)
     first, second = np.zeros((8, 10), bool), np.zeros((8, 10), bool)
@@ -577,8 +598,9 @@ def test_two_objects_on_one_session_do_not_overwrite_each_other(session, parts):
     np.testing.assert_array_equal(np.asarray(Image.open(session.folder / lines[0]["mask"])) > 0, first)
     np.testing.assert_array_equal(review.final_mask(_reopened(session), 0), second)
 
-    other.add(BrightnessDetector(), [parts[0]])
-    session.add(BrightnessDetector(), [parts[1]])  # its items are stale
+    (tmp_path / "more").mkdir()
+    other.add(BrightnessDetector(), [_part(tmp_path / "more" / "a.png", 0.1)])
+    session.add(BrightnessDetector(), [_part(tmp_path / "more" / "b.png", 0.2)])  # its items are stale
     assert [(i.id, i.file_name) for i in _reopened(session).items[4:]] == [(4, "a_1.png"), (5, "b_1.png")]
 
 
@@ -636,7 +658,7 @@ def test_decisions_without_items_json_are_an_error(session, parts):
         ReviewSession.create(session.folder.parent, session.session_id, BrightnessDetector(), parts)
 
 
-def test_the_session_keeps_the_model_that_scored_it(session, parts):
+def test_the_session_keeps_the_model_that_scored_it(session, parts, tmp_path):
     assert _reopened(session).calibration == BrightnessDetector().calibration
     retrained = BrightnessDetector([0.1, 0.2, 0.3, 0.45])
     with pytest.raises(InvalidInputError, match="scored by unnamed model: re-score it"):
@@ -645,7 +667,7 @@ def test_the_session_keeps_the_model_that_scored_it(session, parts):
 
     moved = BrightnessDetector()
     moved.threshold = 0.7  # the slider moved: still the same model
-    assert len(ReviewSession.create(session.folder.parent, session.session_id, moved, parts[:1]).items) == 5
+    assert len(ReviewSession.create(session.folder.parent, session.session_id, moved, [_part(tmp_path / "e.png", 0.1)]).items) == 5
 
 
 def test_a_named_model_is_recorded_and_told_apart_by_its_calibration_not_its_key(tmp_path, parts):
@@ -753,7 +775,7 @@ def test_sessions_written_before_models_were_recorded_still_open(session):
     old = _reopened(session)
     assert old.items == session.items and old.decision(0).decision == "accept"
     assert "before rbd named them" in old.scored_by.name
-    old.add(BrightnessDetector(), [session.items[0].image_path])  # told apart by calibration, as then
+    old.add(BrightnessDetector(), [_part(session.folder.parent / "e.png", 0.1)])  # told apart by calibration, as then
     assert len(_reopened(session).items) == 5
 
 

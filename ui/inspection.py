@@ -7,7 +7,6 @@ scored once, and so is a copy of it under another name, with a message naming bo
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pandas as pd
 
 import rbd
 from rbd.detector import Prediction
+from rbd.files import file_digest
 from rbd.images import file_shape, to_uint8
 from rbd.notices import collect, notify, some
 from rbd.uploads import as_uploaded, gather_images, is_renumbered
@@ -66,11 +66,6 @@ class Inspect:
     examples: gr.Examples | None
 
 
-def _digest(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.sha1(f.read()).hexdigest()
-
-
 @gpu
 def inspect_images(ctx, image, files, model: dict, rate: float, opacity: float, held: list | None) -> dict:
     """Score the uploaded images (a file dropped twice counts once, and one scored before by this model
@@ -84,7 +79,7 @@ def inspect_images(ctx, image, files, model: dict, rate: float, opacity: float, 
     with ctx.upload_folder() as folder, collect() as notes:
         order, first = [], {}  # each upload's path and digest; the first path of each digest
         for path in gather_images(uploads, folder):
-            digest = _digest(path)
+            digest = file_digest(path)
             if digest not in first:
                 first[digest] = path
                 order.append((path, digest))

@@ -43,7 +43,7 @@ from ..calibration import Calibration
 from ..detector import defect_mask, is_out_of_domain, predict_files
 from ..detector import verdict as verdict_at
 from ..errors import InvalidInputError
-from ..files import atomic_write
+from ..files import atomic_write, file_digest
 from ..images import MAX_SIDE, read_image, to_uint8
 from ..notices import notify, some
 from ..uploads import unique_name, unsuffixed
@@ -215,6 +215,10 @@ class ReviewSession:
                     raise InvalidInputError(f"this review was scored by {self._model.name}: re-score it with the active model, "
                                             "or start a new review, before adding images scored by another")
                 taken = {unsuffixed(item.file_name).casefold() for item in self._items}
+                copies = [item.image_path for item in self._items]
+            paths = _not_held(paths, copies, upload)
+            if not paths:
+                return []
             saved = time.monotonic()
             try:
                 for path, image, prediction in predict_files(detector, paths, batch_size, MAX_SIDE, progress):
@@ -539,6 +543,30 @@ def session_folder(root: str | Path, session_id: str) -> Path:
     if not isinstance(session_id, str) or not SESSION_ID.fullmatch(session_id):
         raise InvalidInputError(f"invalid session id {session_id!r}: use 1 to 64 letters, digits, '_' or '-'")
     return Path(root) / session_id
+
+
+def _not_held(paths: list[Path], copies: list[Path], upload: str | Path | None) -> list[Path]:
+    """`paths` less the files whose bytes one of `copies` (a review's images) or an earlier path holds, with a notice. A
+    folder scored again once a new image had joined it added each image a second time (numbered, `000_1.jpg`), to be
+    reviewed twice and counted twice in the metrics and a recalibration. A file that cannot be read stays, for scoring
+    to report."""
+    def digest(path: Path) -> str | None:
+        try:
+            return file_digest(path)
+        except OSError:
+            return None
+
+    sizes = {path.stat().st_size for path in paths if path.is_file()}
+    held = {digest(copy) for copy in copies if copy.is_file() and copy.stat().st_size in sizes}  # only those that could match
+    kept, again = [], []
+    for path in paths:
+        found = digest(path)
+        (again if found is not None and found in held else kept).append(path)
+        held.add(found)
+    if again:
+        notify(f"{len(again)} image(s) already in this review (the same bytes) were not added again: "
+               f"{some([_upload_name(path, upload).as_posix() for path in again], 5)}")
+    return kept
 
 
 def _upload_name(path: Path, upload: str | Path | None) -> PurePosixPath:
