@@ -309,11 +309,14 @@ def wire(ctx, area: Inspect, bar: model_bar.ModelBar, rejudge) -> None:
                    {"held": area.held, "picked": area.picked, **detail}, api_name="inspect", trigger_mode="always_last",
                    concurrency_limit=INFERENCE_LIMIT, concurrency_id="inference", show_progress_on=[area.summary])
     if area.examples is not None:  # a click fills the image box (Gradio's own event), then picks the model and inspects
+        # a second click while the first one's model loads runs after it, on the example it put in the box (Gradio's
+        # default dropped it: the first one's model, loaded last, judged the second example)
         switched = on(area.examples.load_input_event.then, example_model, ctx, [area.image, bar.model, bar.browser],
                       {"model": bar.model, "rate": bar.rate, "info": bar.info, "choice": bar.choice, "hub_id": bar.hub_id,
-                       "revision": bar.revision, "held": area.held}, api_visibility="private", show_progress_on=[area.summary])
+                       "revision": bar.revision, "held": area.held}, api_visibility="private", trigger_mode="always_last",
+                      show_progress_on=[area.summary])
         shown = on(switched.success, inspect_example, ctx, [area.image, bar.model, bar.rate, area.opacity, area.held],
-                   {"held": area.held, "picked": area.picked, **detail}, api_visibility="private",
+                   {"held": area.held, "picked": area.picked, **detail}, api_visibility="private", trigger_mode="always_last",
                    concurrency_limit=INFERENCE_LIMIT, concurrency_id="inference", show_progress_on=[area.summary])
         rejudge(shown.then)  # after the example is shown: Inspect's own re-judge then sees the example, not what it replaced
     inputs = [area.held, area.picked, bar.model, bar.rate, area.opacity]
