@@ -378,7 +378,7 @@ def parser() -> argparse.ArgumentParser:
                    help=f"frozen ImageNet teacher: %(choices)s (default: %(default)s; {', '.join(offline_backbones())} work "
                         "offline, the others download from the Hugging Face Hub once)")
     p.add_argument("--image-size", type=int, default=_default(ModelConfig, "image_size"),
-                   help="short side of the model input in pixels, a multiple of 32 for the default layers (default: %(default)s)")
+                   help="short side of the model input in pixels, a multiple of 32 for the default layers, at most 1024 (default: %(default)s)")
     p.add_argument("--epochs", type=int, default=_default(TrainConfig, "epochs"),
                    help="passes over the images; training stops at this or --max-minutes, whichever comes first "
                         "(default: %(default)s, no limit)")

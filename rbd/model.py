@@ -20,6 +20,7 @@ from .student import Student
 
 
 SCORE_SOURCES = ("both", "memory", "map")
+MAX_IMAGE_SIZE = 1024  # the input's short side: a 1024 x 4096 strip takes about 0.4 GB of teacher activations an image
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,8 @@ class ModelConfig:
         m = self.input_multiple
         if self.image_size < m or self.image_size % m:
             raise InvalidInputError(f"image_size must be a multiple of {m} (at least {m}) for layers {self.layers}, got {self.image_size}")
+        if self.image_size > MAX_IMAGE_SIZE:  # a larger one ended in an allocation failure or the kernel's out-of-memory kill
+            raise InvalidInputError(f"image_size must be at most {MAX_IMAGE_SIZE} (16 times the default's pixels), got {self.image_size}")
         if not 0.1 <= self.blur_sigma <= 64:  # less is no smoothing (and from 1e-45 down a NaN map), more no map
             raise InvalidInputError(f"blur_sigma must be from 0.1 to 64 (the map's smoothing, in pixels at 256 px), got {self.blur_sigma}")
         if self.max_aspect < 1:

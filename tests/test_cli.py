@@ -432,6 +432,7 @@ def test_predict_with_no_usable_image_writes_nothing(checkpoint, tmp_path, capsy
     (lambda t, c, k: ["train", c, "--out", t / "o", "--device", "cuda:1"], "no CUDA GPU"),  # one GPU of several is taken
     (lambda t, c, k: ["train", c, "--out", t / "o", "--epochs", "0"], "epochs must be at least 1"),
     (lambda t, c, k: ["train", c, "--out", t / "o", "--image-size", "100"], "multiple of 32"),
+    (lambda t, c, k: ["train", c, "--out", t / "o", "--image-size", "1048576"], "at most 1024"),  # a traceback: 13 TB not allocated
     (lambda t, c, k: ["evaluate", t / "empty", "--checkpoint", k], "not an MVTec AD category"),
     (lambda t, c, k: ["evaluate", c, "--checkpoint", t / "empty"], "not an rbd checkpoint"),
     (lambda t, c, k: ["evaluate", c, "--checkpoint", k, "--json", t / "texts" / "notes.txt" / "m.json"], "notes.txt"),

@@ -1,5 +1,6 @@
 """Training: calibration from held-out images, budgets, progress, cancellation, ablation switches."""
 
+import importlib
 import re
 
 import numpy as np
@@ -220,8 +221,6 @@ def test_time_budget_stops_training_early(category):
 
 def test_a_budget_too_short_for_the_memorys_selection_stops_it_with_a_notice(category, monkeypatch):
     """Choosing the bank's patches took up to 15 s whatever the budget: a 6-second training took 22 s."""
-    import importlib
-
     from rbd.notices import collect
 
     train_module = importlib.import_module("rbd.train")
@@ -242,8 +241,6 @@ def test_a_budget_too_short_for_the_memorys_selection_stops_it_with_a_notice(cat
 def test_a_set_too_large_for_its_budget_trains_on_what_the_teacher_reads_in_its_share(tmp_path, monkeypatch):
     """The teacher's first pass over every image ran past the budget (470 images: 88 s of a 6-second budget): it
     now reads a random sample it can finish within TEACHER_SHARE of the budget, with a notice."""
-    import importlib
-
     from rbd.notices import collect
 
     train_module = importlib.import_module("rbd.train")  # the module: `rbd.train` is also the function
@@ -342,11 +339,16 @@ def test_corrupt_files_are_skipped_with_a_warning(category, tmp_path):
     assert detector.training["images"] == 5
 
 
-def test_unknown_backbone_and_device_are_clear_errors(category):
+def test_unknown_backbone_and_device_are_clear_errors_before_any_image_is_decoded(category, monkeypatch):
+    """A missing GPU or teacher was said once every training image had been decoded (22 s for bottle's 209)."""
+    monkeypatch.setattr(importlib.import_module("rbd.train"), "model_pictures", lambda *a: pytest.fail("decoded first"))
     with pytest.raises(rbd.BackboneError, match="unknown backbone 'vgg99'"):
         rbd.train(category / "train" / "good", rbd.ModelConfig(backbone="vgg99"))
     with pytest.raises(rbd.InvalidInputError, match="device"):
         rbd.train(category / "train" / "good", rbd.ModelConfig(**TINY_MODEL), rbd.TrainConfig(device="tpu"))
+    if not torch.cuda.is_available():
+        with pytest.raises(rbd.InvalidInputError, match="no CUDA GPU"):
+            rbd.train(category / "train" / "good", rbd.ModelConfig(**TINY_MODEL), rbd.TrainConfig(device="cuda"))
 
 
 @pytest.mark.parametrize("settings, message", [
