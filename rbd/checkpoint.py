@@ -235,6 +235,8 @@ def _from_files(config_path: Path, weights_path: Path, device: str | torch.devic
         model = RBD(model_config)
     except ValueError as err:  # settings of the right kinds that still make no network (a decoder width short)
         raise CheckpointError(f"{config_path}: the model settings make no network ({err})") from err
+    if weights_path.is_dir():  # safetensors said "No such device (os error 19)"
+        raise CheckpointError(f"{weights_path}: a folder, where the checkpoint's weights file belongs")
     try:
         weights = load_file(str(weights_path))
     except OSError as err:
@@ -314,7 +316,7 @@ def parse_config(text: str, source: str | Path) -> dict:
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise CheckpointError(f"{source}: not an rbd checkpoint (no \"format\": \"{FORMAT}\")")
     version = config.get("format_version")
-    if version not in READABLE_VERSIONS:
+    if isinstance(version, bool) or version not in READABLE_VERSIONS:  # true == 1 in Python: read as format 1
         raise CheckpointError(
             f"{source}: checkpoint format {version} (made by rbd {config.get('rbd_version', '?')}) "
             f"cannot be read by rbd {__version__}, which reads formats {', '.join(map(str, READABLE_VERSIONS))}"

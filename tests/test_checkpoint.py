@@ -172,11 +172,13 @@ def test_saving_over_a_checkpoint_is_atomic(detector, tmp_path, monkeypatch, fai
     (lambda d: (d / "config.json").write_text("{not json"), "not a readable JSON"),
     (lambda d: (d / "config.json").write_text('{"format": "other"}'), "not an rbd checkpoint"),
     (lambda d: _edit(d, format_version=99), "format 99"),
+    (lambda d: _edit(d, format_version=True), "format True"),  # read as format 1 (True == 1)
     (lambda d: _edit(d, model={"backbone": "tf_efficientnet_lite0", "embed_dim": 32}), "do not match"),
     (lambda d: _edit(d, model={"colour": "red"}), "invalid model settings"),
     (lambda d: (d / "model.safetensors").write_bytes(b"\x00" * 64), "unreadable weights, not a whole safetensors file"),
     (lambda d: torch.save({"w": torch.zeros(2)}, d / "model.safetensors"), "unreadable weights, not a whole safetensors file"),
     (lambda d: (d / "model.safetensors").unlink(), "unreadable weights"),
+    (lambda d: ((d / "model.safetensors").unlink(), (d / "model.safetensors").mkdir()), "a folder, where the checkpoint's weights file belongs"),
     (lambda d: _edit_model(d, image_size="256"), "image_size must be a whole number"),
     (lambda d: _edit_model(d, memory_size=2048.5), "memory_size must be a whole number"),
     (lambda d: _edit_model(d, decoder_widths=[64, 32]), "decoder_widths needs one width per teacher layer"),
