@@ -202,6 +202,10 @@ def test_a_long_file_name_leaves_the_verdict_in_sight(page, parts, tmp_path):
         table = page.locator("#inspect-results")
         box, verdict = table.bounding_box(), table.locator("td").filter(has_text=re.compile(r"^(good|defective)$")).first.bounding_box()
         assert verdict["x"] + verdict["width"] <= box["x"] + box["width"], (box, verdict)
+        regions = page.locator("#inspect-regions")  # a defective part's regions: their boxes in sight too
+        expect(regions.locator("tbody tr").first).to_contain_text("1")
+        box, last = regions.bounding_box(), regions.locator("tbody tr").first.locator("td").last.bounding_box()
+        assert last["x"] + last["width"] <= box["x"] + box["width"], (box, last)
         # the name in the picker ends before its arrow, not under it
         picker = page.get_by_label("Image shown")
         expect(picker).to_have_value(long.name)

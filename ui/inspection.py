@@ -292,7 +292,9 @@ def layout(ctx) -> Inspect:
                 pair = gr.ImageSlider(label="Original / overlay", format="jpeg", height=320, buttons=["fullscreen"], elem_id="inspect-pair")
                 annotated = gr.AnnotatedImage(label="Predicted mask and regions", format="jpeg", color_map={"defect": "#ff2020"},
                                               height=320)
-            regions = gr.Dataframe(pd.DataFrame(columns=REGION_COLUMNS), label="Defect regions", interactive=False)
+            # wrapped in shares of the width: at 850 px the boxes scrolled out of sight
+            regions = gr.Dataframe(pd.DataFrame(columns=REGION_COLUMNS), label="Defect regions", interactive=False, wrap=True,
+                                   column_widths=["17%", "19%", "22%", "42%"], elem_id="inspect-regions")
             # a long file name wraps in its share of the width (it took all of it), the verdict stays in sight
             results = gr.Dataframe(pd.DataFrame(columns=RESULT_COLUMNS), label="All images (click a row to see it)", interactive=False,
                                    wrap=True, column_widths=["30%", "16%", "18%", "20%", "16%"], elem_id="inspect-results")
