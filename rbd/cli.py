@@ -95,6 +95,9 @@ def _evaluate(args: argparse.Namespace) -> None:
         print(f"wrote pictures of the {len(good)} highest-scoring good and {len(defective)} lowest-scoring defective images to {pictures}")
 
 
+RESULT_TABLES = ("results.csv", "results.parquet")  # what `predict` writes into --out beside its pictures
+
+
 def _predict(args: argparse.Namespace) -> None:
     out = _output_folder(args.out, "--out")
     if args.address is not None and args.engine != "ray":
@@ -103,18 +106,23 @@ def _predict(args: argparse.Namespace) -> None:
         check_installed()
     named = _input_images(args.images, uris=args.engine == "ray", leave_out=out)
     files = [file for file, _ in named]
+    undecodable = [file for file in files if not _is_utf8(file)]
+    if args.engine == "ray" and undecodable:  # Ray's tables hold text: such a name failed after the pictures were written
+        raise InvalidInputError(f"--engine ray takes file names in UTF-8 only, not {some(undecodable, 3)}: rename them, "
+                                "or score them with the local engine")
     names: dict[str, list[str]] = {}  # a file named twice is scored twice, its outputs named each time as then
     for file, name in _output_names(named):
         names.setdefault(file, []).append(name)
     ours = _earlier_pictures(out)
     users = [picture for file_names in names.values() for name in file_names for picture in picture_names(name)
-             if ((out / picture).exists() or (out / picture).is_symlink()) and not ours(out / picture)]
-    users += [table for table in RESULT_TABLES if ((out / table).exists() or (out / table).is_symlink()) and not _is_results_table(out / table)]
+             if _present(out / picture) and not ours(out / picture)]
+    users += [table for table in RESULT_TABLES if _present(out / table) and not _is_results_table(out / table)]
     if users:  # a ground-truth mask named as this run names its masks, or a report of the user's, say: never written over
         raise InvalidInputError(f"--out {out} holds {len(users)} file(s) rbd did not write where this run writes its pictures "
                                 f"and tables ({some(users, 3)}): choose another --out, or move them")
     detector = load(args.checkpoint, args.revision)  # the Ray engine's actors load their own: this checks it first
     written: list[tuple[ScoredFile, str | None]] = []  # each result and the output name of its pictures (None: unreadable)
+    tables_cleared = False
     with _bar(args, "image", "scoring") as bar:  # a batch at a time: decode, score, write, forget
         if args.engine == "ray":
             results = score_files(args.checkpoint, files, args.batch_size, args.address, args.revision, _counter(bar))
@@ -125,9 +133,10 @@ def _predict(args: argparse.Namespace) -> None:
             name = None
             if result.error is None:
                 name = names[result.file].pop(0)
-                if not any(n for _, n in written):  # the first picture: an earlier run's tables go, they would describe
-                    for table in RESULT_TABLES:     # pictures this run replaces (a run that scores nothing keeps them)
+                if not tables_cleared:  # the first picture: an earlier run's tables go, they would describe pictures
+                    for table in RESULT_TABLES:  # this run replaces (a run that scores nothing keeps them)
                         (out / table).unlink(missing_ok=True)
+                    tables_cleared = True
                 out.mkdir(parents=True, exist_ok=True)  # its pictures are marked with it (and a run that scores nothing makes none)
                 for picture, kind, file_name in zip((result.overlay_png, result.mask_png), PREDICTED, picture_names(name)):
                     _write(marked(picture, kind, out), out / file_name)
@@ -248,9 +257,6 @@ def _input_images(items: list[str], uris: bool = False, leave_out: Path | None =
     return files
 
 
-RESULT_TABLES = ("results.csv", "results.parquet")  # what `predict` writes into --out beside its pictures
-
-
 def _is_results_table(path: Path) -> bool:
     """Whether a file named as one of RESULT_TABLES is one an earlier `predict` wrote (all its columns are rbd's): any
     other is the user's own report, which a run must neither delete nor replace."""
@@ -264,7 +270,21 @@ def _is_results_table(path: Path) -> bool:
             columns = pq.read_schema(path).names
     except (OSError, csv.Error, UnicodeDecodeError, ValueError, ImportError):  # unreadable, not a table, or no pyarrow
         return False
-    return {"file", "overlay", "mask"} <= set(columns) <= {*CSV_COLUMNS, *(f.name for f in fields(ScoredFile))}
+    return {"file", "score", "verdict"} <= set(columns) <= {*CSV_COLUMNS, *(f.name for f in fields(ScoredFile))}  # an older rbd's too
+
+
+def _is_utf8(name: str) -> bool:
+    """Whether a file name is text in UTF-8 (Python keeps another's bytes as surrogates, which no text table holds)."""
+    try:
+        name.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def _present(path: Path) -> bool:
+    """Whether something is at `path`, a broken link too (a write there would follow it)."""
+    return path.exists() or path.is_symlink()
 
 
 def _earlier_pictures(out: Path) -> Callable[[Path], bool]:
@@ -435,8 +455,8 @@ def main(argv: list[str] | None = None) -> int:
             # tqdm.write keeps a warning from tearing a progress bar line
             warnings.showwarning = lambda message, *_, **__: tqdm.write(f"warning: {message}", file=sys.stderr)
             args.run(args)
-    except RBDError as err:  # explained: one line, no traceback
-        print(f"error: {err}", file=sys.stderr)
+    except RBDError as err:  # explained: one line, no traceback (a file name not in UTF-8 in it escaped, on any stream)
+        print(f"error: {err}".encode("utf-8", "backslashreplace").decode("utf-8"), file=sys.stderr)
         return err.exit_status
     except BrokenPipeError:  # the reader stopped early (`| head`): nothing to report, and nothing left to flush
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -273,7 +273,8 @@ def given_image(image: ImageLike) -> np.ndarray:
     if is_path(image) or isinstance(image, Image.Image) or np.ndim(image) == 0:  # a path, a PIL image, or what to_rgb_array refuses
         return to_rgb_array(image)
     array = np.asarray(image)
-    if np.issubdtype(array.dtype, np.integer) and array.dtype not in (np.uint8, np.uint16) and array.size:
+    unsigned_8_or_16 = array.dtype.kind == "u" and array.dtype.itemsize <= 2  # either byte order
+    if np.issubdtype(array.dtype, np.integer) and not unsigned_8_or_16 and array.size:
         low, high = int(array.min()), int(array.max())
         if low < 0 or high > 65535:
             raise ImageReadError(f"an image of integers must hold values from 0 to 255 (8-bit) or 65535 (16-bit), got {low} to "
@@ -343,7 +344,7 @@ def several(images, what: str, hint: str = "") -> list:
     taken as images); a 4-D array is one image per first index, and so is a 3-D one whose last axis holds more than
     an image's 4 channels (a stack of grey images, (N, H, W))."""
     one_array = isinstance(images, np.ndarray) and (images.ndim < 3 or (images.ndim == 3 and images.shape[-1] <= 4))
-    if isinstance(images, (str, Path, Image.Image)) or one_array:
+    if is_path(images) or isinstance(images, Image.Image) or one_array:
         raise InvalidInputError(f"{what} takes a list of images (or a 4-D array), not one image{hint}")
     return list(images)
 

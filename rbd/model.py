@@ -20,7 +20,9 @@ from .student import Student
 
 
 SCORE_SOURCES = ("both", "memory", "map")
-MAX_IMAGE_SIZE = 1024  # the input's short side: a 1024 x 4096 strip takes about 0.4 GB of teacher activations an image
+# the input's largest short side and long-to-short ratio: a 1024 x 4096 strip takes about 0.4 GB of teacher
+# activations an image; larger ended in an allocation failure or the kernel's out-of-memory kill
+MAX_IMAGE_SIZE, MAX_ASPECT = 1024, 16
 
 
 @dataclass(frozen=True)
@@ -57,12 +59,12 @@ class ModelConfig:
         m = self.input_multiple
         if self.image_size < m or self.image_size % m:
             raise InvalidInputError(f"image_size must be a multiple of {m} (at least {m}) for layers {self.layers}, got {self.image_size}")
-        if self.image_size > MAX_IMAGE_SIZE:  # a larger one ended in an allocation failure or the kernel's out-of-memory kill
+        if self.image_size > MAX_IMAGE_SIZE:
             raise InvalidInputError(f"image_size must be at most {MAX_IMAGE_SIZE} (16 times the default's pixels), got {self.image_size}")
         if not 0.1 <= self.blur_sigma <= 64:  # less is no smoothing (and from 1e-45 down a NaN map), more no map
             raise InvalidInputError(f"blur_sigma must be from 0.1 to 64 (the map's smoothing, in pixels at 256 px), got {self.blur_sigma}")
-        if self.max_aspect < 1:
-            raise InvalidInputError(f"max_aspect must be at least 1, got {self.max_aspect}")
+        if not 1 <= self.max_aspect <= MAX_ASPECT:
+            raise InvalidInputError(f"max_aspect must be from 1 to {MAX_ASPECT}, got {self.max_aspect}")
         if self.memory_size < 0:
             raise InvalidInputError(f"memory_size must be 0 (no memory) or more, got {self.memory_size}")
         widths = {"bottleneck_width": (self.bottleneck_width,), "embed_dim": (self.embed_dim,), "decoder_widths": self.decoder_widths}

@@ -42,7 +42,7 @@ def fitting_name(name: str, room: int = 20) -> str:
     """An output `name` whose last part leaves `room` bytes of a file name for what picture_names and numbering
     add: a longer one is cut, and ends in a digest of the whole, so that two long names stay apart."""
     folder, _, last = name.rpartition("/")
-    encoded = os.fsencode(last)  # as the file system takes it: a name not in UTF-8 (Latin-1, say) keeps its bytes
+    encoded = os.fsencode(last)  # as the file system takes it: a name not in UTF-8 (Latin-1, say) keeps its bytes (cut, its UTF-8 characters)
     if len(encoded) <= NAME_BYTES - room:
         return name
     digest = hashlib.sha1(encoded).hexdigest()[:8]

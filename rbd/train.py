@@ -290,11 +290,11 @@ def train(
     group (torchrun, distributed.py) every process trains and rank 0 returns the detector; the
     others return None.
     """
-    config = config or TrainConfig()
     for given, kind, name in ((config, TrainConfig, "config"), (model_config, ModelConfig, "model_config")):
         if given is not None and not isinstance(given, kind):  # a dict of settings failed deep in training, as an AttributeError
             raise InvalidInputError(f"{name} must be an rbd.{kind.__name__} (rbd.{kind.__name__}(**settings) for a dict), "
                                     f"got {type(given).__name__}")
+    config = config or TrainConfig()
     if start_from is not None and model_config not in (None, start_from.config):
         raise InvalidInputError("a fine-tune keeps the model settings of the detector it starts from: leave model_config "
                                 "out, or train a new model without start_from")

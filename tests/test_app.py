@@ -182,13 +182,29 @@ def test_uploads_do_not_pile_up(client, app_server, parts):
     assert list((app_server[1] / "work" / "uploads").iterdir()) == []
 
 
+def test_a_review_decision_goes_to_the_image_the_page_shows_not_the_cursors(client, parts):
+    """A held arrow key moved the cursor past the view the page still drew, and `a` decided the cursor's image. The
+    image shown travels with the press (a hidden component's value is the page's; a gr.State's is the server's)."""
+    good, bad = parts
+    session = "test-session-shown"
+    client.predict([handle_file(str(p)) for p in good[:2] + bad[:2]], None, session, api_name="/review_score")
+    *_, on_screen = client.predict(session, MODEL_RATE, "all", api_name="/review_list")
+    for _ in range(2):  # the cursor two images ahead of the page, as after a held key
+        *_, ahead = client.predict(session, MODEL_RATE, "all", api_name="/review_next")
+    assert ahead != on_screen
+    gallery, text, *_ = client.predict(session, MODEL_RATE, "all", on_screen, api_name="/review_accept")
+    assert "2 / 4" in text  # on from the image the page showed (1 / 4), not from the cursor's (3 / 4)
+    captions = [item["caption"] for item in shown(gallery)]
+    assert "✓ accepted" in captions[0] and not any("✓" in caption for caption in captions[1:]), captions
+
+
 def test_review_flow_persists_and_exports(client, app_server, parts, detector, tmp_path):
     good, bad = parts
     session = "test-session-1"
     files = [handle_file(str(p)) for p in good[:2] + bad[:2]]
     session_out, status = client.predict(files, None, session, api_name="/review_score")
     assert session_out == session and "4 in this review" in status
-    gallery, text, image, metrics, scored_by, editor = client.predict(session, MODEL_RATE, "all", api_name="/review_list")
+    gallery, text, image, metrics, scored_by, editor, on_screen = client.predict(session, MODEL_RATE, "all", api_name="/review_list")
     assert len(shown(gallery)) == 4 and "1 / 4" in text and "scored by **stripes**" in scored_by
     captions = [item["caption"].split("\n") for item in shown(gallery)]
     scores = [float(re.search(r"\d+\.\d+", caption[1])[0]) for caption in captions]  # after a ⚠ out of domain, if any
@@ -283,7 +299,7 @@ def test_a_review_keeps_its_model_until_rescored_or_replaced(client, app_server,
     new = rbd.load(next((app_server[1] / "work" / "models" / "private").glob(f"*/{name}")))
     assert new.threshold != detector.threshold
 
-    *_, metrics, scored_by, _ = client.predict(session, rate, "all", api_name="/review_list")
+    *_, metrics, scored_by, _, _ = client.predict(session, rate, "all", api_name="/review_list")
     assert "scored by **stripes**" in scored_by and "The active model is **model-" in scored_by
     assert f"at raw threshold {threshold_at(detector.calibration, rate / 100):.4f}" in metrics  # its own model's threshold
     with pytest.raises(Exception, match="scored by stripes: re-score it"):
@@ -291,7 +307,7 @@ def test_a_review_keeps_its_model_until_rescored_or_replaced(client, app_server,
 
     (status,) = [client.predict(session, api_name="/review_rescore")]
     assert "Re-scored 4 image(s)" in status and "decisions are kept" in status
-    *_, metrics, scored_by, _ = client.predict(session, rate, "all", api_name="/review_list")
+    *_, metrics, scored_by, _, _ = client.predict(session, rate, "all", api_name="/review_list")
     assert "scored by **model-" in scored_by and "active model is" not in scored_by and "Reviewed **1** of 4" in metrics
     assert f"at raw threshold {threshold_at(new.calibration, rate / 100):.4f}" in metrics
 

@@ -260,6 +260,15 @@ def test_a_users_own_results_table_in_the_output_folder_is_refused_before_any_wo
     assert (out / table).read_bytes() == content and [p.name for p in out.iterdir()] == [table]
 
 
+def test_an_older_rbds_results_table_is_rbds(category, checkpoint, tmp_path, capsys):
+    """One written before the overlay and mask columns (and familiarity) was refused as the user's."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "results.csv").write_text("file,score,normalized_score,threshold,verdict\na.png,1.0,0.4,2.0,good\n")
+    assert run(capsys, "predict", checkpoint, category / "test" / "good", "--out", out, "--quiet")[0] == 0
+    assert (out / "results.csv").read_text().splitlines()[0].split(",") == list(rbd.cli.CSV_COLUMNS)
+
+
 def test_an_earlier_runs_table_stays_when_a_run_scores_nothing_and_goes_once_it_scores(category, checkpoint, tmp_path, capsys):
     out = tmp_path / "out"
     assert run(capsys, "predict", checkpoint, category / "test" / "good", "--out", out, "--quiet")[0] == 0
@@ -285,7 +294,7 @@ def test_an_empty_output_path_is_refused_not_taken_as_the_current_folder(categor
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_file_name_not_in_utf8_is_scored_and_named_by_its_bytes(category, checkpoint, tmp_path, capsys):
+def test_a_file_name_not_in_utf8_is_scored_and_named_by_its_bytes(category, checkpoint, tmp_path, capsys, monkeypatch):
     """A Latin-1 name (an old Windows share's `café.jpg`) stopped predict and evaluate --misranked with a traceback."""
     parts = tmp_path / "parts"
     parts.mkdir()
@@ -299,6 +308,10 @@ def test_a_file_name_not_in_utf8_is_scored_and_named_by_its_bytes(category, chec
     rows = (tmp_path / "out" / "results.csv").read_bytes().splitlines()
     assert len(rows) == 2 and rows[1].startswith(os.fsencode(str(parts / name)) + b",")  # the file's own bytes
     assert run(capsys, "predict", checkpoint, parts, "--out", tmp_path / "out", "--quiet")[0] == 0  # its table is rbd's
+    monkeypatch.setattr(rbd.cli, "load", lambda *a: pytest.fail("work started"))  # Ray's tables hold text: refused up front
+    code, _, err = run(capsys, "predict", checkpoint, parts, "--out", tmp_path / "ray", "--engine", "ray", "--quiet")
+    assert code == 2 and "--engine ray takes file names in UTF-8 only" in err and not (tmp_path / "ray").exists(), err
+    monkeypatch.undo()
     test = shutil.copytree(category, tmp_path / "category")
     shutil.move(next((test / "test" / "good").iterdir()), test / "test" / "good" / name)
     code, _, err = run(capsys, "evaluate", test, "--checkpoint", checkpoint, "--misranked", tmp_path / "misranked", "--quiet")

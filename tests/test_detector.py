@@ -103,7 +103,8 @@ def test_one_image_where_several_are_expected_and_a_bad_batch_size_are_refused(d
     """A path's characters, or an array's rows, were scored as images; a batch size of 0 passed on a CPU."""
     path = sorted((category / "test" / "good").iterdir())[0]
     image = np.asarray(Image.open(path).convert("RGB"))
-    for one in (str(path), path, image, Image.open(path)):
+    entry = next(e for e in os.scandir(path.parent) if e.name == path.name)  # any os.PathLike (a bare TypeError before)
+    for one in (str(path), path, entry, image, Image.open(path)):
         with pytest.raises(rbd.InvalidInputError, match="predict_batch takes a list of images .*not one image: use predict"):
             detector.predict_batch(one)
     stacked = detector.predict_batch(np.stack([image, image]))  # a 4-D array: one image per first index

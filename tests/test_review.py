@@ -518,11 +518,11 @@ def test_images_the_review_holds_already_are_not_added_again(session, parts, tmp
     new = _part(folder / "new.png", 0.7)
     twice = folder / "new_copy.png"
     twice.write_bytes(new.read_bytes())  # a copy under another name in the same upload: taken once too
-    with pytest.warns(UserWarning, match=r"3 image\(s\) already in this review \(the same bytes\) were not added again: "
-                                         r"line3/a.png, line3/b.png, line3/new_copy.png"):
+    with pytest.warns(UserWarning, match=r"3 image\(s\) with the same bytes as an image of this review, or an earlier one of this "
+                                         r"upload, were not added again: line3/a.png, line3/b.png, line3/new_copy.png"):
         added = session.add(BrightnessDetector(), [*again, new, twice], upload=tmp_path)
     assert [item.file_name for item in added] == ["line3/new.png"] and len(_reopened(session).items) == len(parts) + 1
-    with pytest.warns(UserWarning, match="already in this review"):
+    with pytest.warns(UserWarning, match="same bytes as an image of this review"):
         assert session.add(BrightnessDetector(), again, upload=tmp_path) == []  # nothing new: nothing scored
 
 

@@ -193,7 +193,7 @@ def test_images_given_as_a_generator_or_a_4d_array_are_all_trained_on():
         assert len(pictures) == 6 and all(torch.equal(a, b) for a, b in zip(pictures, expected))
     with pytest.raises(rbd.InvalidInputError, match="training takes a list of images .*not one image"):
         model_pictures(arrays[0], config)
-    for settings in ({"config": {"max_minutes": 0.05}}, {"model_config": {"image_size": 64}}):  # an AttributeError deep in training
+    for settings in ({"config": {"max_minutes": 0.05}}, {"config": {}}, {"model_config": {"image_size": 64}}):  # an AttributeError deep in training
         with pytest.raises(rbd.InvalidInputError, match=r"config must be an rbd\.\w+Config .*got dict"):
             rbd.train(arrays, **settings)
 
@@ -383,6 +383,15 @@ def test_model_settings_of_the_wrong_kind_are_refused_up_front(settings, message
     with pytest.raises(rbd.InvalidInputError, match=message):
         rbd.ModelConfig(**settings)
     assert rbd.ModelConfig(blur_sigma=4, max_aspect=2).blur_sigma == 4  # a whole number is a number
+
+
+@pytest.mark.parametrize("settings, message", [({"image_size": 1024 * 1024}, "image_size must be at most 1024"),
+                                               ({"max_aspect": 1000}, "max_aspect must be from 1 to 16"),
+                                               ({"max_aspect": 0.5}, "max_aspect must be from 1 to 16")])
+def test_model_inputs_past_any_machines_memory_are_refused(settings, message):
+    """A 1048576 px short side, or a 1024 x 1024000 strip, ended in an allocation failure's traceback."""
+    with pytest.raises(rbd.InvalidInputError, match=message):
+        rbd.ModelConfig(**settings)
 
 
 def test_fine_tuning_starts_from_the_given_detector(detector, category):

@@ -312,7 +312,8 @@ def wire(ctx, area: Inspect, bar: model_bar.ModelBar, rejudge) -> None:
                    concurrency_limit=INFERENCE_LIMIT, concurrency_id="inference", show_progress_on=[area.summary])
     if area.examples is not None:  # a click fills the image box (Gradio's own event), then picks the model and inspects
         # a second click while the first one's model loads runs after it, on the example it put in the box (Gradio's
-        # default dropped it: the first one's model, loaded last, judged the second example)
+        # default dropped it: the first one's model, loaded last, judged the second example); meanwhile the first one's
+        # inspection may show the second example under the first one's model, for as long as its model takes to load
         switched = on(area.examples.load_input_event.then, example_model, ctx, [area.image, bar.model, bar.browser],
                       {"model": bar.model, "rate": bar.rate, "info": bar.info, "choice": bar.choice, "hub_id": bar.hub_id,
                        "revision": bar.revision, "held": area.held}, api_visibility="private", trigger_mode="always_last",

@@ -2,9 +2,10 @@
 
 A decision reads and draws one image: the gallery shows one page of stored thumbnails around the
 current image, and counts and metrics come from the session's arrays, so a review of 5,000
-images answers as fast as one of 50. Decisions act on the image on screen (the tab's cursor, kept
-on the server so that quick key presses each start where the one before ended), and a mask is
-saved on the image its editor was opened for (`editing`), or refused.
+images answers as fast as one of 50. Moves start from the tab's cursor, kept on the server so that quick key
+presses each start where the one before ended; a decision and the editor act on the image the page shows (`shown`,
+which a held arrow key can leave a view behind the cursor), and a mask is saved on the image its editor was opened
+for (`editing`), or refused.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ class Review:
     next: gr.Button
     editor: gr.ImageEditor
     save: gr.Button
-    shown: gr.State  # the id of the image the page shows: what a decision or the editor acts on
+    shown: gr.Number  # the id of the image the page shows (hidden): what a decision or the editor acts on
     metrics: gr.Markdown
     export: gr.Button
     export_file: gr.File
@@ -411,7 +412,10 @@ def review_id_state(ctx) -> gr.BrowserState:
 
 
 def layout(ctx, review_id: gr.BrowserState) -> Review:
-    editing, shown = gr.State(None), gr.State(None)
+    editing = gr.State(None)
+    # a component, not a gr.State: an event reads a state's value on the server, which the views still queued behind
+    # a held arrow key have moved on, while this one's value is the page's, drawn with the view it shows
+    shown = gr.Number(None, precision=0, visible="hidden", elem_id="review-shown")
     with gr.Row():
         files = gr.File(file_count="multiple", label="Images or zips to review", scale=2, elem_id="review-files")
         folder = gr.File(file_count="directory", label="…or a whole folder", scale=1, elem_id="review-folder",

@@ -215,8 +215,8 @@ class ReviewSession:
                     raise InvalidInputError(f"this review was scored by {self._model.name}: re-score it with the active model, "
                                             "or start a new review, before adding images scored by another")
                 taken = {unsuffixed(item.file_name).casefold() for item in self._items}
-                copies = [item.image_path for item in self._items]
-            paths = _not_held(paths, copies, upload)
+                stored = [item.image_path for item in self._items]
+            paths = _not_held(paths, stored, upload)
             if not paths:
                 return []
             saved = time.monotonic()
@@ -545,8 +545,8 @@ def session_folder(root: str | Path, session_id: str) -> Path:
     return Path(root) / session_id
 
 
-def _not_held(paths: list[Path], copies: list[Path], upload: str | Path | None) -> list[Path]:
-    """`paths` less the files whose bytes one of `copies` (a review's images) or an earlier path holds, with a notice. A
+def _not_held(paths: list[Path], stored: list[Path], upload: str | Path | None) -> list[Path]:
+    """`paths` less the files whose bytes one of `stored` (a review's images) or an earlier path holds, with a notice. A
     folder scored again once a new image had joined it added each image a second time (numbered, `000_1.jpg`), to be
     reviewed twice and counted twice in the metrics and a recalibration. A file that cannot be read stays, for scoring
     to report."""
@@ -557,15 +557,15 @@ def _not_held(paths: list[Path], copies: list[Path], upload: str | Path | None) 
             return None
 
     sizes = {path.stat().st_size for path in paths if path.is_file()}
-    held = {digest(copy) for copy in copies if copy.is_file() and copy.stat().st_size in sizes}  # only those that could match
+    held = {digest(image) for image in stored if image.is_file() and image.stat().st_size in sizes}  # only those that could match
     kept, again = [], []
     for path in paths:
         found = digest(path)
         (again if found is not None and found in held else kept).append(path)
         held.add(found)
     if again:
-        notify(f"{len(again)} image(s) already in this review (the same bytes) were not added again: "
-               f"{some([_upload_name(path, upload).as_posix() for path in again], 5)}")
+        notify(f"{len(again)} image(s) with the same bytes as an image of this review, or an earlier one of this upload, were "
+               f"not added again: {some([_upload_name(path, upload).as_posix() for path in again], 5)}")
     return kept
 
 
