@@ -106,8 +106,8 @@ def _predict(args: argparse.Namespace) -> None:
         check_installed()
     named = _input_images(args.images, uris=args.engine == "ray", leave_out=out)
     files = [file for file, _ in named]
-    undecodable = [file for file in files if not _is_utf8(file)]
-    if args.engine == "ray" and undecodable:  # Ray's tables hold text: such a name failed after the pictures were written
+    undecodable = [file for file in files if not _is_utf8(file)] if args.engine == "ray" else []
+    if undecodable:  # Ray's tables hold text: such a name failed after the pictures were written
         raise InvalidInputError(f"--engine ray takes file names in UTF-8 only, not {some(undecodable, 3)}: rename them, "
                                 "or score them with the local engine")
     names: dict[str, list[str]] = {}  # a file named twice is scored twice, its outputs named each time as then
