@@ -609,6 +609,16 @@ def test_the_mask_editor_opens_on_the_image_and_saves_on_it(page, app_server, pi
     blur(page)
     page.keyboard.press("e")
     expect(page.locator("#review-save")).to_be_visible()
+    wide = page.viewport_size
+    page.set_viewport_size({"width": 850, "height": wide["height"]})  # the editor goes under the gallery, not 330 px beside it
+    try:
+        time.sleep(1)
+        label = editor.locator("label[data-testid=block-label]").bounding_box()
+        pan = editor.locator("button[aria-label=Pan]").bounding_box()
+        assert editor.bounding_box()["width"] >= 480, editor.bounding_box()
+        assert label["x"] + label["width"] <= pan["x"], (label, pan)  # its title clear of its toolbar
+    finally:
+        page.set_viewport_size(wide)
     page.keyboard.press("ArrowRight")  # moving on closes the editor: a save belongs to the image it was opened on
     expect(page.locator("#review-save")).to_be_hidden()
     expect(editor).to_be_hidden()

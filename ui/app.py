@@ -19,6 +19,7 @@ CSS = """
 #inspect-overlay img, #review-image img { object-fit: contain !important; }  /* the whole picture, enlarged to fit: Gradio drew a 20-pixel part as a dot */
 #inspect-pair img { height: 100% !important; object-fit: contain !important; }  /* the slider sized it by its width and cropped it */
 #review-editor button[aria-label="Clear canvas"] { display: none !important; }  /* it took the picture too: the eraser remains */
+#review-editor label[data-testid="block-label"] { max-width: calc(100% - 200px); overflow-wrap: anywhere; }  /* a long file name wraps before the toolbar, not under it */
 /* galleries: captions under their pictures (Gradio lays them over the lower part), the first row below the label,
    as many columns as fit (a fixed count was cut off at 800-900 px) */
 .rbd-gallery .grid-wrap { margin-top: 2.4em; }  /* the pictures scroll below the label, never under it */

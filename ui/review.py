@@ -433,7 +433,8 @@ def layout(ctx, review_id: gr.BrowserState) -> Review:
         # at least 360 px wide: in a narrower window it goes above the current image instead of a one-column strip
         gallery = gr.Gallery(label="Sorted by score (this page)", columns=4, height=520, allow_preview=False, scale=2, min_width=360,
                              object_fit="contain", elem_id="review-gallery", elem_classes=["rbd-gallery"])
-        with gr.Column(scale=2):
+        # at least 480 px: narrower, the mask editor's title ran into its toolbar; then the gallery goes above instead
+        with gr.Column(scale=2, min_width=480):
             text = gr.Markdown(elem_id="review-text")
             # JPEG: PNG's encoding was most of a key press's cost on the server (bench.app_review, BENCHMARKS.md); masks
             # are read from the decisions, never from this picture
