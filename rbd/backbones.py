@@ -8,6 +8,9 @@ come from the Hugging Face Hub through timm, pinned to one pretrained tag (`resn
 the name in a checkpoint's config.json then names the exact weights, whatever timm's default tag
 becomes. When their weights cannot be fetched we raise `HubError`, never fall back to random
 weights, because a random teacher silently gives meaningless anomaly maps.
+
+timm is imported where a teacher is built or looked up, not with this module: with torchvision it takes
+more than half of `import rbd` (2.2 of 4.0 s), which `rbd --help`, `rbd info` and a usage mistake then wait for.
 """
 
 from __future__ import annotations
@@ -17,10 +20,7 @@ import importlib
 import re
 from typing import Callable
 
-import timm
 import torch
-from timm.layers import BatchNormAct2d
-from timm.models import get_pretrained_cfg
 from torch import nn
 
 from .errors import BackboneError, HubError
@@ -107,12 +107,16 @@ def pretrained_name(name: str) -> str:
 
 def hub_repo(name: str) -> str | None:
     """The Hub model repo the teacher's weights come from (`timm/resnet18.tv_in1k`), None for a packaged one."""
+    from timm.models import get_pretrained_cfg
+
     name = pretrained_name(name)
     return None if BACKBONES.get(name) else get_pretrained_cfg(name).hf_hub_id
 
 
 def load_classifier(name: str) -> nn.Module:
     """The full pretrained ImageNet classifier of a registered backbone, in eval mode."""
+    import timm
+
     name = pretrained_name(name)
     load_weights = BACKBONES.get(name)
     if load_weights is not None:
@@ -134,6 +138,8 @@ def fold_batchnorm(module: nn.Module) -> None:
     models only): the same features without a normalisation pass per layer, which costs about a
     fifth of a teacher's time on a CPU. A BatchNorm with a built-in activation (timm's) leaves
     the activation behind."""
+    from timm.layers import BatchNormAct2d
+
     previous = None
     for name, child in list(module.named_children()):
         if isinstance(child, nn.BatchNorm2d) and isinstance(previous, nn.Conv2d):

@@ -571,6 +571,16 @@ def test_info_prints_the_config_as_stored_without_building_the_model(checkpoint,
     assert code == 0 and json.loads(out)["training"] == {}
 
 
+@pytest.mark.parametrize("args", [["--help"], ["info", "CHECKPOINT"], ["train"]])
+def test_commands_that_build_no_model_never_import_timm(checkpoint, args):
+    """timm (and the torchvision it imports) is half of the command line's start: only a teacher needs it."""
+    args = [str(checkpoint) if arg == "CHECKPOINT" else arg for arg in args]
+    probe = "import runpy, sys; sys.argv = ['rbd', *sys.argv[1:]]\ntry: runpy.run_module('rbd', run_name='__main__')\n" \
+            "except SystemExit: pass\nprint('timm' in sys.modules, file=sys.stderr)"
+    result = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True)
+    assert result.stderr.strip().endswith("False"), result.stderr
+
+
 def test_a_missing_onnx_file_is_bad_input_not_a_hub_repo(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code, _, err = run(capsys, "info", "models/bothh.onnx")
