@@ -251,7 +251,11 @@ def test_delete_asks_first_then_makes_the_default_model_active(ctx, detector):
     with pytest.raises(rbd.CheckpointError, match="comes with the app"):  # refused before the page asks
         fine_tune.check_delete(ctx, model_bar.load_model(ctx, ctx.catalog.default_key(), "", "", "browser-1")["model"], "browser-1")
     assert fine_tune.delete(ctx, False, model, "browser-1") == {} and Path(key).is_dir()  # the question answered no
+    downloads = [Path(fine_tune.download(ctx, model)["model_file"]) for _ in range(2)]  # two downloads, two export folders
+    kept = Path(fine_tune.download(ctx, model_bar.load_model(ctx, ctx.catalog.default_key(), "", "", "browser-1")["model"])["model_file"])
     result = fine_tune.delete(ctx, True, model, "browser-1")
+    assert not any(d.exists() or d.with_suffix("").exists() for d in downloads)  # no copy of its weights left on the server
+    assert kept.exists()  # another model's download stays
     assert not Path(key).exists() and result["model"]["key"] == ctx.catalog.default_key() == result["choice"]["value"]
     assert key not in [k for _, k in result["choice"]["choices"]]
     assert result["status"].startswith(f"Deleted **{Path(key).name}**; the active model is now **stripes**")
@@ -1237,6 +1241,7 @@ def test_a_fine_tune_says_when_it_calibrates_after_its_last_step(ctx, model, mon
     assert "a random sample (3 left out): give more minutes to use all" in statuses[2]  # the notice of a thread the request cannot hear
     assert f"let the patch memory choose 5 of its {ctx.detector(model).model.memory.size} patches" in statuses[2]
     assert "2 of the images were exact copies of others: each was trained on once" in statuses[2]
+    assert re.search(r"on \d+ of \d+ distinct images", statuses[2])  # the count after the copies went
     assert described[-1] == "step 3 done · calibrating the threshold on normal images"
     made = Path(ctx.catalog.entries("browser-1")[-1][1])
     assert f"; fine-tuned from {model['name']}" in (made / "README.md").read_text()  # started from the active model

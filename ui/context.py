@@ -7,6 +7,7 @@ Nothing here is per browser: each browser's model, review id and uploads travel 
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import secrets
 import shutil
@@ -145,6 +146,13 @@ class Context:
             if stale:
                 shutil.rmtree(old, ignore_errors=True)
         return Path(tempfile.mkdtemp(dir=self.exports))
+
+    def remove_exports(self, name: str) -> None:
+        """Remove every export named `name` (a model's zip and the folder zipped), in every user's export folder."""
+        for export in self.exports.glob(f"*/{glob.escape(name)}"):
+            shutil.rmtree(export, ignore_errors=True)
+        for export in self.exports.glob(f"*/{glob.escape(name)}.zip"):
+            export.unlink(missing_ok=True)
 
     def remove_idle(self) -> list[Path]:
         """Remove the reviews and private models of sessions idle longer than allowed."""

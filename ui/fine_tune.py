@@ -20,6 +20,7 @@ import pandas as pd
 import rbd
 from rbd import review as rules
 from rbd.backbones import offline_backbones
+from rbd.catalog import model_name
 from rbd.datasets import normal_uploads
 from rbd.notices import collect, notify
 from rbd.plots import calibration_figure
@@ -151,9 +152,10 @@ def fine_tune(ctx, files, folder, use_reviewed: bool, review_id: str, start_curr
     if start_current:  # its card says what it was fine-tuned from
         detector.training = {**detector.training, "started_from": model["name"]}
     key = ctx.catalog.add_trained(detector, owner, name)
-    archive = shutil.make_archive(str(ctx.export_folder() / Path(key).name), "zip", key)
+    archive = shutil.make_archive(str(ctx.export_folder() / export_name(model_name(key))), "zip", key)
     training = detector.training
-    text = (f"Trained **{Path(key).name}** on {training['train_images']} of {training['images']} images "
+    text = (f"Trained **{model_name(key)}** on {training['train_images']} of {training['images']} "
+            f"{'distinct ' if training.get('copies_left_out') else ''}images "
             f"({training['holdout_images']} held out of training; {len(detector.calibration.normal_scores)} calibrate its threshold) in "
             f"{training['seconds']:.0f} s, {training['steps']} step{'' if training['steps'] == 1 else 's'} (teacher {detector.config.backbone}). "
             "It is now the active model, yours only until you share it or push it to the Hub."
@@ -162,7 +164,8 @@ def fine_tune(ctx, files, folder, use_reviewed: bool, review_id: str, start_curr
                if training.get("train_images_left_out") else "")
             + (f"\n\n_{memory_cut_short(training['memory_patches_left_out'], detector.model.memory.size).capitalize()}._"
                if training.get("memory_patches_left_out") else "")
-            + (f"\n\n_{training['copies_left_out']} of the images were exact copies of others: each was trained on once._"
+            + (f"\n\n_{training['copies_left_out']} of the images {'was an exact copy' if training['copies_left_out'] == 1 else 'were exact copies'} "
+               "of others: each was trained on once._"
                if training.get("copies_left_out") else "")
             + "".join(f"\n\n_{note}_" for note in notes))
     yield {"loss": pd.DataFrame(losses), "calibration": calibration_figure(detector.calibration), "model_file": archive,
@@ -252,6 +255,7 @@ def delete(ctx, confirmed: bool, model: dict, browser: str, request: gr.Request 
         return {}
     owner = _owner(browser, request)
     ctx.catalog.remove(ctx.catalog.current_key(model["key"], owner), owner)
+    ctx.remove_exports(export_name(model["name"]))  # its downloads too: "cannot be undone" leaves no copy of it here
     loaded = model_bar.load_model(ctx, ctx.catalog.default_key() or "", "", "", owner)
     return {"status": f"Deleted **{model['name']}**; the active model is now **{loaded['model']['name']}**.", "model_file": None,
             "choice": gr.update(choices=ctx.catalog.entries(owner), value=loaded["model"]["key"]), **loaded}
@@ -267,9 +271,14 @@ def as_judged(ctx, model: dict) -> rbd.Detector:
 def download(ctx, model: dict) -> dict:
     """The active model as a checkpoint zip (`rbd.load` reads the unzipped folder), as it judges here: a fine-tune
     can be downloaded again after a reload or a restart, not only when its training ends."""
-    folder = ctx.export_folder() / re.sub(r"[^\w.-]", "_", model["name"])  # a Hub model's "owner/name" too
+    folder = ctx.export_folder() / export_name(model["name"])
     rbd.save(as_judged(ctx, model), folder)
     return {"model_file": shutil.make_archive(str(folder), "zip", folder)}
+
+
+def export_name(name: str) -> str:
+    """The file name of a model's download (a Hub model's "owner/name" too): what Delete looks for among the exports."""
+    return re.sub(r"[^\w.-]", "_", name)
 
 
 def push(ctx, model: dict, repo_id: str, token: str, evaluated: dict | None, oauth_token: gr.OAuthToken | None = None) -> dict:
@@ -307,7 +316,8 @@ def layout(ctx) -> FineTune:
                                     info=TRAINING_TIME_ADVICE)
             teacher = gr.Dropdown(offline_backbones(), value=rbd.ModelConfig.backbone, label="Teacher", info=TEACHER_ADVICE,
                                   elem_id="train-teacher")
-            name = gr.Textbox(value="", label="Name (optional)", placeholder="e.g. bolts-line-3: the model list shows it, with the date",
+            name = gr.Textbox(value="", label="Name (optional)", placeholder="e.g. bolts-line-3",
+                              info="the model list shows it, with the date",
                               max_length=40, elem_id="train-name")
             with gr.Row():
                 train = gr.Button("Train", variant="primary", elem_id="train-run")
