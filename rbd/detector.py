@@ -245,10 +245,11 @@ def predict_files(detector: Detector, paths: Iterable[str | Path], batch_size: i
     """Score image files batch by batch, streaming (path, image, prediction): decode a batch,
     score it, hand it on, forget it, so a folder of any size fits in memory. Skipped and
     downscaled files are reported as `rbd.images.image_batches` does; `progress(files done, total)`
-    runs after each batch is scored. `paths` may also name one folder (every image under it, `find_images`) or file."""
+    runs after each batch is scored. `paths` may also be one file or folder, and a folder, alone or among files, gives
+    every image under it (`find_images`), as on the command line."""
     if is_path(paths):
-        paths = find_images(paths) if Path(paths).is_dir() else [paths]
-    paths = list(paths)
+        paths = [paths]
+    paths = [found for path in paths for found in (find_images(path) if Path(path).is_dir() else [path])]
     for done, batch in image_batches(paths, batch_size, max_side):
         predictions = detector.predict_batch([image for _, image in batch], batch_size) if batch else []
         if progress is not None:

@@ -19,6 +19,7 @@ a constant, so the exported copy of the network uses constants.
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from torch import nn
 
 from .checkpoint import checkpoint_config
 from .detector import Detector
+from .errors import InvalidInputError
 from .files import atomic_write
 from .network import ScoringNetwork
 from .onnx_runtime import INPUT, METADATA_KEY, OUTPUTS
@@ -36,8 +38,10 @@ from .onnx_runtime import INPUT, METADATA_KEY, OUTPUTS
 
 def export_onnx(detector: Detector, path: str | Path) -> Path:
     """Write `detector` (a torch one) to `path` as ONNX; returns the path."""
-    import onnx  # noqa: F401  (torch.onnx needs onnx and onnxscript; fail here with their names if missing)
-    import onnxscript  # noqa: F401
+    missing = [name for name in ("onnx", "onnxscript") if importlib.util.find_spec(name) is None]  # torch.onnx needs both
+    if missing:  # an extra of `pip install .`: said in one line, not torch's traceback
+        raise InvalidInputError(f"exporting to ONNX needs {' and '.join(missing)}: pip install -r requirements.txt, or \".[onnx]\" "
+                                "in rbd's checkout")
     from torch.export import Dim
 
     path = Path(path)

@@ -600,6 +600,17 @@ def test_the_ray_engine_without_ray_installed_is_bad_input_before_any_work(categ
     assert (out / "results.csv").is_file()
 
 
+def test_export_without_onnx_installed_is_one_line_naming_the_install(checkpoint, tmp_path, capsys, monkeypatch):
+    """onnx is an extra of `pip install .`: without it, export said so in a traceback."""
+    import importlib.util
+
+    found = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxscript" else found(name, *a))
+    code, _, err = run(capsys, "export", checkpoint, "--out", tmp_path / "model.onnx", "--quiet")
+    assert (code, err) == (2, 'error: exporting to ONNX needs onnxscript: pip install -r requirements.txt, or ".[onnx]" in rbd\'s checkout\n')
+    assert not (tmp_path / "model.onnx").exists()
+
+
 def test_an_output_folder_root_may_not_write_in_is_bad_input_before_any_work(category, checkpoint, tmp_path, capsys, monkeypatch):
     """Root passes every permission check, yet /proc takes no file: it was found after the whole run (exit 1)."""
     monkeypatch.setattr(rbd.cli, "load", lambda *a: pytest.fail("work started"))

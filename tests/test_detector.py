@@ -117,6 +117,8 @@ def test_one_image_where_several_are_expected_and_a_bad_batch_size_are_refused(d
     folder = [p for p, _, _ in rbd.predict_files(detector, category / "test" / "good")]  # a folder: its images
     assert folder == sorted((category / "test" / "good").iterdir())
     assert [p for p, _, _ in rbd.predict_files(detector, str(path))] == [path]  # one file
+    mixed = [p for p, _, _ in rbd.predict_files(detector, [str(path), category / "test" / "good"])]  # a folder among files
+    assert mixed == [path, *folder]
 
 
 def test_small_slips_through_the_api_are_named(detector, category, tmp_path):
