@@ -119,11 +119,13 @@ def evaluate(detector: Detector, category: str | Path, progress: Callable[[int, 
         notify(f"{len(bad_masks)} unusable mask(s): pixel metrics skipped ({'; '.join(bad_masks)})")
         with_masks = False
     by_path = {item.path: item for item in items}
-    rows, maps, masks, times = [], [], [], []
+    rows, maps, masks, times, unfamiliar = [], [], [], [], []
     start = time.perf_counter()
     for path, _, prediction in predict_files(detector, list(by_path), batch_size=1, progress=progress):
         times.append(time.perf_counter() - start)  # decode, predict, map at image size
         item, prediction = by_path[path], detector.rethreshold(prediction, threshold)
+        if prediction.out_of_domain and not item.is_anomalous:
+            unfamiliar.append(path.relative_to(category).as_posix())
         rows.append(dict(zip(ROW_COLUMNS, (str(path.relative_to(category)), item.defect, int(item.is_anomalous), prediction.score,
                                            prediction.normalized_score, prediction.verdict))))
         if with_masks:
@@ -134,6 +136,10 @@ def evaluate(detector: Detector, category: str | Path, progress: Callable[[int, 
     if len(set(labels.tolist())) < 2:
         raise DatasetLayoutError(f"{category}: image metrics need readable good and defective test images; "
                                  f"only {len(rows)} of {len(items)} could be read, all of one class")
+    if unfamiliar:  # a defect may be unlike the training images; a good image of the model's own product is not
+        notify(f"{len(unfamiliar)} of the {int((labels == 0).sum())} good test image(s) look unlike the model's training images "
+               f"({some(unfamiliar)}): the set shows another product than the model learned (or another camera or lighting), "
+               "and its metrics say little about the model on its own product")
     scores = np.array([r["score"] for r in rows])
     if with_masks and not any(mask.any() for mask in masks):
         notify("every defective image's mask is empty (no defect pixel): pixel metrics need some, skipped")

@@ -72,6 +72,18 @@ def test_without_masks_pixel_metrics_are_none(detector, category, tmp_path):
     assert result.summary()["pixel_auroc"] is None
 
 
+def test_good_test_images_unlike_the_training_images_are_said_to_make_the_metrics_say_little(detector, category, tmp_path):
+    """A test set of another product (weld under a bottle model) gave an AUROC of 0.44 without a word."""
+    copy = shutil.copytree(category, tmp_path / "other")
+    yy, xx = np.mgrid[:64, :80]
+    Image.fromarray((((yy // 8 + xx // 8) % 2) * 255).astype(np.uint8)).save(copy / "test" / "good" / "checkers.png")  # no striped part
+    with pytest.warns(UserWarning, match=r"1 of the \d+ good test image\(s\) look unlike the model's training images \(test/good/checkers.png\)"):
+        rbd.evaluate(detector, copy)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # its own test set: no such notice
+        rbd.evaluate(detector, category)
+
+
 def test_layout_errors(detector, category, tmp_path):
     with pytest.raises(rbd.DatasetLayoutError, match="not an MVTec AD category"):
         rbd.evaluate(detector, tmp_path)
