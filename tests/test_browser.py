@@ -193,7 +193,7 @@ def test_a_long_file_name_leaves_the_verdict_in_sight(page, parts, tmp_path):
     long = tmp_path / f"IMG_20261205_081500_line3_cam2_part000123_{'x' * 30}.png"
     shutil.copy(parts[1][0], long)
     wide = page.viewport_size
-    page.set_viewport_size({"width": 850, "height": wide["height"]})
+    page.set_viewport_size({"width": 800, "height": wide["height"]})
     try:
         clear(page, "#inspect-image")  # the picker shows the first image inspected
         clear(page, "#inspect-files")
@@ -202,6 +202,7 @@ def test_a_long_file_name_leaves_the_verdict_in_sight(page, parts, tmp_path):
         table = page.locator("#inspect-results")
         box, verdict = table.bounding_box(), table.locator("td").filter(has_text=re.compile(r"^(good|defective)$")).first.bounding_box()
         assert verdict["x"] + verdict["width"] <= box["x"] + box["width"], (box, verdict)
+        assert box["width"] >= 480, box  # 368 px beside the upload boxes broke scores and verdicts ("28.01 / 12", "defect / ive")
         regions = page.locator("#inspect-regions")  # a defective part's regions: their boxes in sight too
         expect(regions.locator("tbody tr").first).to_contain_text("1")
         box, last = regions.bounding_box(), regions.locator("tbody tr").first.locator("td").last.bounding_box()
@@ -323,7 +324,14 @@ def test_typing_a_rate_rejudges_at_once_and_reset_restores_the_models(page, part
     expect(page.locator("#model-info")).to_contain_text(f"raw threshold {detector.threshold:.4f} for {MODEL_RATE}% expected")
 
 
-def test_a_long_strip_is_not_squashed(page, pictures):
+def test_a_long_strip_is_not_squashed(page, pictures, tmp_path):
+    standing = tmp_path / "standing_strip.png"  # 50 x 2000, on its end
+    Image.open(pictures / "strip.png").transpose(Image.Transpose.ROTATE_90).save(standing)
+    clear(page, "#inspect-image")
+    page.locator("#inspect-image input[type=file]").set_input_files(str(standing))
+    expect(page.locator("#inspect-image img")).to_have_attribute("src", re.compile("."))
+    assert page.locator("#inspect-image").bounding_box()["height"] <= 400  # it was 2700 px tall, Inspect far out of sight
+    clear(page, "#inspect-image")
     clear(page, "#inspect-files")
     inspect(page, [pictures / "strip.png"])
     expect(page.locator("#inspect-summary")).to_contain_text("strip.png")

@@ -272,15 +272,18 @@ def legend() -> str:
 def layout(ctx) -> Inspect:
     with gr.Row():
         with gr.Column(scale=1):
+            # a fixed height: a 20x3000 strip made the box 2700 px tall, pushing Inspect out of sight; a 1x1 image collapsed it
             image = ImageFile(type="filepath", image_mode=None, sources=["upload", "webcam", "clipboard"],
-                              label="Image", elem_id="inspect-image")
+                              label="Image", elem_id="inspect-image", height=320)
             files = gr.File(file_count="multiple", label="…or several images / a zip", elem_id="inspect-files")
             run = gr.Button("Inspect", variant="primary", elem_id="inspect-run")
             examples = None
             if EXAMPLES:
                 examples = gr.Examples([[str(p)] for p in EXAMPLES], inputs=[image], example_labels=[example_label(p) for p in EXAMPLES],
                             label="Examples (see examples/README.md for sources)")
-        with gr.Column(scale=2):
+        # at least 480 px: narrower, the tables broke scores and verdicts mid-word ("28.01 / 12", "defect / ive"); the
+        # results then go under the upload boxes
+        with gr.Column(scale=2, min_width=480):
             summary = gr.Markdown(EMPTY, elem_id="inspect-summary")
             with gr.Row():
                 picked = gr.Dropdown(choices=[], label="Image shown", type="value", scale=2)
@@ -297,7 +300,7 @@ def layout(ctx) -> Inspect:
                                    column_widths=["17%", "19%", "22%", "42%"], elem_id="inspect-regions")
             # a long file name wraps in its share of the width (it took all of it), the verdict stays in sight
             results = gr.Dataframe(pd.DataFrame(columns=RESULT_COLUMNS), label="All images (click a row to see it)", interactive=False,
-                                   wrap=True, column_widths=["30%", "16%", "18%", "20%", "16%"], elem_id="inspect-results")
+                                   wrap=True, column_widths=["28%", "16%", "20%", "20%", "16%"], elem_id="inspect-results")
     held = gr.State([], time_to_live=KEPT_S)
     return Inspect(image, files, run, held, picked, opacity, summary, heat, pair, annotated, regions, results, examples)
 
