@@ -153,11 +153,18 @@ def read_truth_mask(path: Path) -> np.ndarray:
     return coloured & visible  # a black background with a transparent margin, say
 
 
+def without_good(tests: str) -> str:
+    """What is wrong with a category whose test folder(s) `tests` hold defects only."""
+    return f"{tests} has no good/ folder: evaluation needs good test images (test/good/) beside the defective ones (test/DEFECT/)"
+
+
 def mvtec_test_set(category: str | Path) -> list[TestImage]:
     """The labelled test images of an MVTec-layout category, with their masks where present."""
     category = Path(category)
     test = category / "test"
-    if not test.is_dir() or not (test / "good").is_dir():
+    if test.is_dir() and not (test / "good").is_dir():
+        raise DatasetLayoutError(without_good(test.as_posix()))
+    if not test.is_dir():
         raise DatasetLayoutError(f"{category} is not an MVTec AD category: expected {test}/good/ and {test}/DEFECT/ folders "
                                  "(one per defect, by any name)")
     items = []

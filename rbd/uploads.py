@@ -21,6 +21,7 @@ import zlib
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Callable, Iterable, Iterator, Sequence
 
+from .datasets import without_good
 from .errors import DatasetLayoutError, NoImagesError, UploadError
 from .images import IMAGE_EXTENSIONS
 from .notices import notify, some
@@ -191,7 +192,7 @@ def gather_images(paths: Iterable[str | Path], dest: str | Path, names: Sequence
             if _is_other_file_of_one_name(images[-1], dest / name):
                 renamed.append((name, images[-1].relative_to(dest).as_posix()))
         else:
-            skipped.append(f"{name} (not an image or a zip)")
+            skipped.append(f"{name} (not an image type rbd reads, nor a zip)")
     if not images:
         detail = f"; skipped: {'; '.join(skipped)}" if skipped else ""
         expected = f"{', '.join(IMAGE_EXTENSIONS)} files or .zip archives of them"
@@ -281,6 +282,10 @@ def find_mvtec_root(folder: str | Path) -> Path:
         children = [child for parent in level for child in sorted(parent.iterdir()) if child.is_dir() and not _is_junk((child.name,))]
         found += [child for child in children if _is_category(child)]
         level = [child for child in children if not _is_category(child)]
+    defects_only = sorted(test.parent.relative_to(folder).as_posix() for test in folder.rglob("test")
+                          if test.is_dir() and not (test / "good").is_dir() and not _is_junk(test.relative_to(folder).parts))
+    if not found and defects_only:  # a category of defects only: named, not "no category"
+        raise DatasetLayoutError(without_good(some([(Path(name) / "test").as_posix() for name in defects_only], 3)))
     if not found:
         zips = sorted(path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.suffix.lower() == ".zip")
         raise DatasetLayoutError(

@@ -91,6 +91,10 @@ def test_layout_errors(detector, category, tmp_path):
     shutil.rmtree(only_good / "test" / "hole")
     with pytest.raises(rbd.DatasetLayoutError, match="no defect folder"):
         mvtec_test_set(only_good)
+    only_defects = shutil.copytree(category, tmp_path / "only_defects")
+    shutil.rmtree(only_defects / "test" / "good")
+    with pytest.raises(rbd.DatasetLayoutError, match=r"only_defects/test has no good/ folder: evaluation needs good test images"):
+        mvtec_test_set(only_defects)  # it was "not an MVTec AD category", as if the folder held none
 
 
 def test_training_folder_prefers_train_good(category, tmp_path):

@@ -186,7 +186,7 @@ def test_gather_images_keeps_images_renames_duplicates_and_warns_about_the_rest(
         images = gather_images([str(path) for path in paths], dest)
     assert images == [dest / "a.png", dest / "a_1.png", dest / "b.JPG", dest / "photos" / "x" / "c.png"]
     skipped, renamed = (str(r.message) for r in record)
-    assert "notes.txt" in skipped and "gone.png" in skipped and "readme" not in skipped
+    assert "notes.txt (not an image type rbd reads, nor a zip)" in skipped and "gone.png" in skipped and "readme" not in skipped
     # a browser sends loose files by name alone: the second a.png is shown as a_1.png, and that is said
     assert "1 uploaded file(s) had the name of another, different file" in renamed and "a.png as a_1.png" in renamed
     shutil.rmtree(uploads)  # the browser's temporary files vanish; the copies must not
@@ -407,14 +407,22 @@ def test_find_mvtec_root_finds_the_category_in_an_extracted_zip(tmp_path, small_
     assert [item.defect for item in mvtec_test_set(root)] == ["good", "hole"]
 
 
-@pytest.mark.parametrize("names", [
-    ["stripes/train/good/000.png", "stripes/test/hole/000.png"],  # no test/good
-    ["a/b/c/stripes/test/good/000.png"],  # four folders down
+def test_find_mvtec_root_four_folders_down_is_no_category(tmp_path):
+    dest = tmp_path / "dest"
+    extract_zip(_write_zip(tmp_path / "upload.zip", [("a/b/c/stripes/test/good/000.png", b"x")]), dest)
+    with pytest.raises(DatasetLayoutError, match="no MVTec AD category in the upload: expected a folder holding test/good/"):
+        find_mvtec_root(dest)
+
+
+@pytest.mark.parametrize("names, said", [
+    (["stripes/train/good/000.png", "stripes/test/hole/000.png"], "stripes/test"),
+    (["test/hole/000.png", "__MACOSX/x/test/._000.png"], "test"),  # the category at the top; macOS's forks are no category
 ])
-def test_find_mvtec_root_without_a_category_raises_layout_error(tmp_path, names):
+def test_a_category_without_test_good_is_named(tmp_path, names, said):
+    """Defects alone were "no MVTec AD category in the upload", as if it held none."""
     dest = tmp_path / "dest"
     extract_zip(_write_zip(tmp_path / "upload.zip", [(name, b"x") for name in names]), dest)
-    with pytest.raises(DatasetLayoutError, match="no MVTec AD category in the upload: expected a folder holding test/good/"):
+    with pytest.raises(DatasetLayoutError, match=f"^{said} has no good/ folder: evaluation needs good test images"):
         find_mvtec_root(dest)
 
 
