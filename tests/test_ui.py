@@ -7,6 +7,7 @@ import importlib
 import json
 import os
 import re
+import warnings
 import shutil
 import sys
 import time
@@ -862,6 +863,13 @@ def test_inspect_cleared_when_a_new_model_has_nothing_to_score(ctx, model, parts
     out = inspection.rescore(ctx, None, None, held, 0, other, 0.1, 0.5)
     assert out["held"] == [] and out["heat"] is None and out["pair"] is None and out["annotated"] is None
     assert out["regions"].empty and out["results"].empty and out["picked"]["choices"] == []
+    assert out["summary"] == inspection.UPLOADS_GONE  # said, not the page's first words as if nothing had happened
+    with pytest.warns(UserWarning, match=r"the upload boxes changed since Inspect \(1 image\(s\) shown then are gone, 1 new\)"):
+        out = inspection.rescore(ctx, None, [str(parts[0][1])], held, 0, other, 0.1, 0.5)  # another image dropped, not inspected
+    assert [item["name"] for item in out["held"]] == [parts[0][1].name]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the same image: scored again without a word
+        inspection.rescore(ctx, None, [str(parts[0][0])], held, 0, other, 0.1, 0.5)
 
 
 

@@ -31,6 +31,8 @@ INFERENCE_LIMIT = 8  # scoring requests served at once (Inspect, review scoring,
 EMPTY = ("Drop an image (or several, or a zip) on the left and press **Inspect**: you get its verdict, its "
          "score, a heat map and the defect mask. Or click one of the examples: it is inspected at once, by the shipped "
          "model it names unless a model of your own is active.")
+UPLOADS_GONE = ("The active model changed, and the upload boxes no longer hold the images it would score again: upload them "
+                "again and press **Inspect**.")
 EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.jpg"))
 REGION_COLUMNS = ["region", "area px", "max score", "box (x0, y0, x1, y1)"]
 RESULT_COLUMNS = ["image", "score", "normalised", "verdict", "out of domain"]
@@ -352,5 +354,10 @@ def rescore(ctx, image, files, held: list | None, picked, model: dict, rate: flo
     if all(item["model"] == model_bar.identity(ctx, model) for item in held):
         return redraw(ctx, held, picked, model, rate, opacity)
     if not paths(image) + paths(files):  # the uploads are gone: nothing to score with the new model
-        return cleared()
-    return inspect_images(ctx, image, files, model, rate, opacity, held)
+        return {**cleared(), "summary": UPLOADS_GONE}
+    scored = inspect_images(ctx, image, files, model, rate, opacity, held)
+    before, now = ({item["digest"] for item in items} for items in (held, scored["held"]))
+    if now != before:  # not what was inspected: said, or the new model's verdicts would pass for those of the images shown
+        notify(f"the upload boxes changed since Inspect ({len(before - now)} image(s) shown then are gone, {len(now - before)} new): "
+               "the new model scored what they hold now")
+    return scored
