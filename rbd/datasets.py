@@ -19,7 +19,7 @@ import numpy as np
 
 from .errors import DatasetLayoutError
 from .images import alpha_channel, find_images, folder_images, read_image
-from .notices import collect, notify
+from .notices import collect, notify, some
 
 
 NOT_NORMAL = ("test", "ground_truth")  # an MVTec category's folders of test images and masks: never training data
@@ -153,9 +153,10 @@ def read_truth_mask(path: Path) -> np.ndarray:
     return coloured & visible  # a black background with a transparent margin, say
 
 
-def without_good(tests: str) -> str:
-    """What is wrong with a category whose test folder(s) `tests` hold defects only."""
-    return f"{tests} has no good/ folder: evaluation needs good test images (test/good/) beside the defective ones (test/DEFECT/)"
+def without_good(tests: list[str]) -> str:
+    """What is wrong with categories whose test folders `tests` hold defects only."""
+    return (f"{some(tests, 3)} {'has' if len(tests) == 1 else 'have'} no good/ folder: evaluation needs good test images "
+            "(test/good/) beside the defective ones (test/DEFECT/)")
 
 
 def mvtec_test_set(category: str | Path) -> list[TestImage]:
@@ -163,7 +164,7 @@ def mvtec_test_set(category: str | Path) -> list[TestImage]:
     category = Path(category)
     test = category / "test"
     if test.is_dir() and not (test / "good").is_dir():
-        raise DatasetLayoutError(without_good(test.as_posix()))
+        raise DatasetLayoutError(without_good([test.as_posix()]))
     if not test.is_dir():
         raise DatasetLayoutError(f"{category} is not an MVTec AD category: expected {test}/good/ and {test}/DEFECT/ folders "
                                  "(one per defect, by any name)")

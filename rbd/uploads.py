@@ -277,15 +277,15 @@ def find_mvtec_root(folder: str | Path) -> Path:
     if _is_category(folder):
         return folder
     found: list[Path] = []
+    defects_only = [folder] if (folder / "test").is_dir() else []  # a test/ without good/: a category of defects only
     level = [folder]
     for _ in range(MAX_CATEGORY_DEPTH):
         children = [child for parent in level for child in sorted(parent.iterdir()) if child.is_dir() and not _is_junk((child.name,))]
         found += [child for child in children if _is_category(child)]
-        level = [child for child in children if not _is_category(child)]
-    defects_only = sorted(test.parent.relative_to(folder).as_posix() for test in folder.rglob("test")
-                          if test.is_dir() and not (test / "good").is_dir() and not _is_junk(test.relative_to(folder).parts))
-    if not found and defects_only:  # a category of defects only: named, not "no category"
-        raise DatasetLayoutError(without_good(some([(Path(name) / "test").as_posix() for name in defects_only], 3)))
+        defects_only += [child for child in children if not _is_category(child) and (child / "test").is_dir()]
+        level = [child for child in children if not _is_category(child) and child not in defects_only]
+    if not found and defects_only:  # named, not "no category"
+        raise DatasetLayoutError(without_good([(path.relative_to(folder) / "test").as_posix() for path in defects_only]))
     if not found:
         zips = sorted(path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.suffix.lower() == ".zip")
         raise DatasetLayoutError(

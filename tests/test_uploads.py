@@ -415,14 +415,24 @@ def test_find_mvtec_root_four_folders_down_is_no_category(tmp_path):
 
 
 @pytest.mark.parametrize("names, said", [
-    (["stripes/train/good/000.png", "stripes/test/hole/000.png"], "stripes/test"),
-    (["test/hole/000.png", "__MACOSX/x/test/._000.png"], "test"),  # the category at the top; macOS's forks are no category
+    (["stripes/train/good/000.png", "stripes/test/hole/000.png"], "stripes/test has"),
+    (["test/hole/000.png", "__MACOSX/x/test/._000.png"], "test has"),  # the category at the top; macOS's forks are no category
+    (["a/test/hole/test/000.png"], "a/test has"),  # a defect's own folder named test is no category of its own
+    (["a/test/hole/000.png", "b/test/hole/000.png"], "a/test, b/test have"),
 ])
 def test_a_category_without_test_good_is_named(tmp_path, names, said):
     """Defects alone were "no MVTec AD category in the upload", as if it held none."""
     dest = tmp_path / "dest"
     extract_zip(_write_zip(tmp_path / "upload.zip", [(name, b"x") for name in names]), dest)
-    with pytest.raises(DatasetLayoutError, match=f"^{said} has no good/ folder: evaluation needs good test images"):
+    with pytest.raises(DatasetLayoutError, match=f"^{said} no good/ folder: evaluation needs good test images"):
+        find_mvtec_root(dest)
+
+
+def test_a_category_without_test_good_deeper_than_categories_are_looked_for_is_not_named(tmp_path):
+    """Named, it would be found once given its good/ folder; it would not: four folders down."""
+    dest = tmp_path / "dest"
+    extract_zip(_write_zip(tmp_path / "upload.zip", [("a/b/c/d/stripes/test/hole/000.png", b"x")]), dest)
+    with pytest.raises(DatasetLayoutError, match="no MVTec AD category in the upload"):
         find_mvtec_root(dest)
 
 
