@@ -243,8 +243,12 @@ def test_a_fine_tune_can_be_deleted_by_its_own_browser_only_while_it_is_private(
         catalog.check_removable(str(catalog.shipped / "bottle"), "alice")
 
 
-def test_delete_asks_first_then_makes_the_default_model_active(ctx, detector):
+def test_delete_asks_first_then_makes_the_default_model_active(ctx, detector, tmp_path, monkeypatch):
+    from gradio.processing_utils import save_file_to_cache
+
     from ui import fine_tune, model_bar
+
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))  # Gradio's cache: it serves a copy of each file returned
 
     key = ctx.catalog.add_trained(detector, "browser-1", "bolts")
     model = model_bar.load_model(ctx, key, "", "", "browser-1")["model"]
@@ -254,9 +258,11 @@ def test_delete_asks_first_then_makes_the_default_model_active(ctx, detector):
     assert fine_tune.delete(ctx, False, model, "browser-1") == {} and Path(key).is_dir()  # the question answered no
     downloads = [Path(fine_tune.download(ctx, model)["model_file"]) for _ in range(2)]  # two downloads, two export folders
     kept = Path(fine_tune.download(ctx, model_bar.load_model(ctx, ctx.catalog.default_key(), "", "", "browser-1")["model"])["model_file"])
+    served = [Path(save_file_to_cache(file, str(tmp_path / "gradio"))) for file in (downloads[0], kept)]  # as Gradio serves them
     result = fine_tune.delete(ctx, True, model, "browser-1")
     assert not any(d.exists() or d.with_suffix("").exists() for d in downloads)  # no copy of its weights left on the server
-    assert kept.exists()  # another model's download stays
+    assert not served[0].exists()  # nor the copy Gradio served, which a download link would still reach
+    assert kept.exists() and served[1].exists()  # another model's download stays
     assert not Path(key).exists() and result["model"]["key"] == ctx.catalog.default_key() == result["choice"]["value"]
     assert key not in [k for _, k in result["choice"]["choices"]]
     assert result["status"].startswith(f"Deleted **{Path(key).name}**; the active model is now **stripes**")
@@ -864,7 +870,7 @@ def test_inspect_cleared_when_a_new_model_has_nothing_to_score(ctx, model, parts
     assert out["held"] == [] and out["heat"] is None and out["pair"] is None and out["annotated"] is None
     assert out["regions"].empty and out["results"].empty and out["picked"]["choices"] == []
     assert out["summary"] == inspection.UPLOADS_GONE  # said, not the page's first words as if nothing had happened
-    with pytest.warns(UserWarning, match=r"the upload boxes changed since Inspect \(1 image\(s\) shown then are gone, 1 new\)"):
+    with pytest.warns(UserWarning, match=r"the new model scored what the upload boxes hold now \(1 image\(s\) not shown before, 1 shown before no longer there\)"):
         out = inspection.rescore(ctx, None, [str(parts[0][1])], held, 0, other, 0.1, 0.5)  # another image dropped, not inspected
     assert [item["name"] for item in out["held"]] == [parts[0][1].name]
     with warnings.catch_warnings():

@@ -77,7 +77,8 @@ class Context:
 
     @property
     def upload_folders(self) -> list[Path]:
-        """Where uploads are copied (one temporary folder each): never named in a message."""
+        """Where uploads are copied (one temporary folder each), ours and Gradio's cache, which also holds a copy of each
+        file served: never named in a message."""
         import gradio.utils
 
         return [self.uploads, Path(gradio.utils.get_upload_folder())]
@@ -148,11 +149,13 @@ class Context:
         return Path(tempfile.mkdtemp(dir=self.exports))
 
     def remove_exports(self, name: str) -> None:
-        """Remove every export named `name` (a model's zip and the folder zipped), in every user's export folder."""
+        """Remove every export named `name` (a model's zip and the folder zipped) from every user's export folder, and
+        the copies of the zip Gradio served from its cache, where a download link would still reach them."""
         for export in self.exports.glob(f"*/{glob.escape(name)}"):
             shutil.rmtree(export, ignore_errors=True)
-        for export in self.exports.glob(f"*/{glob.escape(name)}.zip"):
-            export.unlink(missing_ok=True)
+        for folder in (self.exports, self.upload_folders[-1]):
+            for export in folder.glob(f"*/{glob.escape(name)}.zip"):
+                export.unlink(missing_ok=True)
 
     def remove_idle(self) -> list[Path]:
         """Remove the reviews and private models of sessions idle longer than allowed."""

@@ -357,7 +357,7 @@ def rescore(ctx, image, files, held: list | None, picked, model: dict, rate: flo
         return {**cleared(), "summary": UPLOADS_GONE}
     scored = inspect_images(ctx, image, files, model, rate, opacity, held)
     before, now = ({item["digest"] for item in items} for items in (held, scored["held"]))
-    if now != before:  # not what was inspected: said, or the new model's verdicts would pass for those of the images shown
-        notify(f"the upload boxes changed since Inspect ({len(before - now)} image(s) shown then are gone, {len(now - before)} new): "
-               "the new model scored what they hold now")
+    if now != before:  # not what was shown: said, or the new model's verdicts would pass for those of the images shown
+        notify(f"the new model scored what the upload boxes hold now ({len(now - before)} image(s) not shown before, "
+               f"{len(before - now)} shown before no longer there)")
     return scored
