@@ -137,9 +137,10 @@ def evaluate(detector: Detector, category: str | Path, progress: Callable[[int, 
         raise DatasetLayoutError(f"{category}: image metrics need readable good and defective test images; "
                                  f"only {len(rows)} of {len(items)} could be read, all of one class")
     if unfamiliar:  # a defect may be unlike the training images; a good image of the model's own product is not
-        notify(f"{len(unfamiliar)} of the {int((labels == 0).sum())} good test image(s) look unlike the model's training images "
-               f"({some(unfamiliar)}): the set shows another product than the model learned (or another camera or lighting), "
-               "and its metrics say little about the model on its own product")
+        good = int((labels == 0).sum())
+        notify(f"{len(unfamiliar)} of the {good} good test image(s) look unlike the model's training images ({some(unfamiliar)}): "
+               + ("the set shows another product than the model learned (or another camera or lighting), and its metrics say "
+                  "little about the model on its own product" if 2 * len(unfamiliar) >= good else "their scores say little"))
     scores = np.array([r["score"] for r in rows])
     if with_masks and not any(mask.any() for mask in masks):
         notify("every defective image's mask is empty (no defect pixel): pixel metrics need some, skipped")
