@@ -240,6 +240,15 @@ def _scored_input(image: ImageLike) -> np.ndarray:
     return array
 
 
+def _is_folder(path) -> bool:
+    """Whether `path` is a folder; a name the system refuses to look up (too long, no permission) is a file, which
+    reading then skips with its reason."""
+    try:
+        return Path(path).is_dir()
+    except OSError:
+        return False
+
+
 def predict_files(detector: Detector, paths: Iterable[str | Path], batch_size: int = 8, max_side: int | None = MAX_SIDE,
                   progress: Callable[[int, int], None] | None = None) -> Iterator[tuple[Path, np.ndarray, Prediction]]:
     """Score image files batch by batch, streaming (path, image, prediction): decode a batch,
@@ -249,7 +258,7 @@ def predict_files(detector: Detector, paths: Iterable[str | Path], batch_size: i
     every image under it (`find_images`), as on the command line."""
     if is_path(paths):
         paths = [paths]
-    paths = [found for path in paths for found in (find_images(path) if Path(path).is_dir() else [path])]
+    paths = [found for path in paths for found in (find_images(path) if _is_folder(path) else [path])]
     for done, batch in image_batches(paths, batch_size, max_side):
         predictions = detector.predict_batch([image for _, image in batch], batch_size) if batch else []
         if progress is not None:

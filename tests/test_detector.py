@@ -119,6 +119,8 @@ def test_one_image_where_several_are_expected_and_a_bad_batch_size_are_refused(d
     assert [p for p, _, _ in rbd.predict_files(detector, str(path))] == [path]  # one file
     mixed = [p for p, _, _ in rbd.predict_files(detector, [str(path), category / "test" / "good"])]  # a folder among files
     assert mixed == [path, *folder]
+    with pytest.warns(UserWarning, match="skipped 1 unreadable file"):  # a name too long to look up: skipped, as before
+        assert [p for p, _, _ in rbd.predict_files(detector, [str(path.parent / ("x" * 300 + ".png")), path])] == [path]
 
 
 def test_small_slips_through_the_api_are_named(detector, category, tmp_path):
