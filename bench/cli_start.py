@@ -19,19 +19,23 @@ import time
 from pathlib import Path
 
 CHECKOUT = Path(__file__).resolve().parents[1]
-COMMANDS = {  # what each answers without a model: the parser, a checkpoint's stored config, a usage mistake
-    "--help": ["--help"],
-    "info": ["info", str(CHECKOUT / "checkpoints" / "bottle")],
-    "usage mistake": ["train"],
+COMMANDS = {  # what each answers without a model, and its exit status: the parser, a checkpoint's stored config, a usage mistake
+    "--help": (["--help"], 0),
+    "info": (["info", str(CHECKOUT / "checkpoints" / "bottle")], 0),
+    "usage mistake": (["train"], 2),
 }
 
 
-def seconds(checkout: Path, arguments: list[str]) -> float:
-    """One fresh process's wall-clock seconds for `python -m rbd ARGUMENTS` with `checkout`'s rbd."""
+def seconds(checkout: Path, arguments: list[str], status: int) -> float:
+    """One fresh process's wall-clock seconds for `python -m rbd ARGUMENTS` with `checkout`'s rbd; a run that ends
+    otherwise than `status` (a checkout that fails to import ends fast) is an error, not a time."""
     environment = {**os.environ, "PYTHONPATH": str(checkout), "HF_HUB_OFFLINE": "1"}
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "rbd", *arguments], env=environment, cwd=checkout, capture_output=True)
-    return time.perf_counter() - start
+    result = subprocess.run([sys.executable, "-m", "rbd", *arguments], env=environment, cwd=checkout, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if result.returncode != status:
+        raise SystemExit(f"{checkout}: rbd {' '.join(arguments)} ended with {result.returncode}, not {status}: {result.stderr[-500:]}")
+    return elapsed
 
 
 def main() -> None:
@@ -41,9 +45,9 @@ def main() -> None:
     args = parser.parse_args()
     times = {(checkout, name): [] for checkout in args.checkouts for name in COMMANDS}
     for _ in range(args.runs):
-        for name, arguments in COMMANDS.items():
+        for name, (arguments, status) in COMMANDS.items():
             for checkout in args.checkouts:
-                times[checkout, name].append(seconds(checkout.resolve(), arguments))
+                times[checkout, name].append(seconds(checkout.resolve(), arguments, status))
     print("| checkout | command | median s | range s |\n|---|---|---|---|")
     for (checkout, name), values in times.items():
         print(f"| {checkout} | {name} | {statistics.median(values):.2f} | {min(values):.2f}-{max(values):.2f} |")

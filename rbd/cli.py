@@ -189,8 +189,9 @@ def _parquet(results: list[tuple[ScoredFile, str | None]]) -> bytes:
 
 
 def _export(args: argparse.Namespace) -> None:
-    from .export import export_onnx  # imports the ONNX exporter only for this command
+    from .export import check_installed, export_onnx  # imports the ONNX exporter only for this command
 
+    check_installed()
     out = _writable(args.out, "--out")
     if out.suffix.lower() != ".onnx" or out.is_dir():
         raise InvalidInputError(f"--out {out}: {'is a folder; name ' if out.is_dir() else ''}the ONNX file to write, a name ending in .onnx")

@@ -36,12 +36,18 @@ from .network import ScoringNetwork
 from .onnx_runtime import INPUT, METADATA_KEY, OUTPUTS
 
 
+def check_installed() -> None:
+    """torch.onnx needs onnx and onnxscript, an extra of `pip install .`: said in one line, before any work, not in
+    torch's traceback."""
+    missing = [name for name in ("onnx", "onnxscript") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise InvalidInputError(f"exporting to ONNX needs {' and '.join(missing)}: pip install {' '.join(missing)} (or "
+                                "-r requirements.txt, or \".[onnx]\" in rbd's checkout)")
+
+
 def export_onnx(detector: Detector, path: str | Path) -> Path:
     """Write `detector` (a torch one) to `path` as ONNX; returns the path."""
-    missing = [name for name in ("onnx", "onnxscript") if importlib.util.find_spec(name) is None]  # torch.onnx needs both
-    if missing:  # an extra of `pip install .`: said in one line, not torch's traceback
-        raise InvalidInputError(f"exporting to ONNX needs {' and '.join(missing)}: pip install -r requirements.txt, or \".[onnx]\" "
-                                "in rbd's checkout")
+    check_installed()
     from torch.export import Dim
 
     path = Path(path)

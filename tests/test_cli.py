@@ -606,8 +606,9 @@ def test_export_without_onnx_installed_is_one_line_naming_the_install(checkpoint
 
     found = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxscript" else found(name, *a))
-    code, _, err = run(capsys, "export", checkpoint, "--out", tmp_path / "model.onnx", "--quiet")
-    assert (code, err) == (2, 'error: exporting to ONNX needs onnxscript: pip install -r requirements.txt, or ".[onnx]" in rbd\'s checkout\n')
+    code, _, err = run(capsys, "export", checkpoint, "--out", tmp_path / "model.onnx")  # not --quiet: nothing said before it
+    assert (code, err) == (2, 'error: exporting to ONNX needs onnxscript: pip install onnxscript (or -r requirements.txt, or ".[onnx]" '
+                              'in rbd\'s checkout)\n')
     assert not (tmp_path / "model.onnx").exists()
 
 
