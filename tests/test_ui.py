@@ -936,6 +936,21 @@ def test_an_evaluation_is_of_the_model_that_ran_it_when_its_branch_moves_meanwhi
     assert not evaluation.is_of(ctx, out["evaluated"], model)
 
 
+def test_an_evaluations_notices_stay_under_its_metrics(ctx, model, category, tmp_path):
+    """A toast fades: a notice on what the metrics rest on (a defect without its mask, a set of another product) was gone
+    by the time the metrics were read."""
+    from ui import evaluation
+
+    copy = shutil.copytree(category, tmp_path / "stripes")
+    next((copy / "ground_truth").rglob("*_mask.png")).unlink()
+    archive = shutil.make_archive(str(tmp_path / "stripes"), "zip", tmp_path, "stripes")
+    with pytest.warns(UserWarning, match="1 defective image"):  # a toast, as before
+        out = evaluation.evaluate(ctx, archive, model, 1.0, progress=lambda *a, **k: None)
+    for shown in (out, evaluation.rows(ctx, out["evaluated"], model, 30.0)):  # a threshold moved: still there
+        notes = shown["summary"][shown["summary"]["metric"] == "note"]["value"].tolist()
+        assert len(notes) == 1 and notes[0].startswith("1 defective image(s) have no mask (test/") and str(tmp_path) not in notes[0]
+
+
 def test_a_rate_or_model_changed_while_evaluate_ran_judges_its_answer_once_it_ends(ctx, model):
     """The change's own re-judge saw no evaluation yet; the answer came judged as at the click."""
     from ui import evaluation

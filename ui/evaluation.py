@@ -15,8 +15,9 @@ import rbd
 from rbd.detector import verdict
 from rbd.evaluate import MISRANKED_COUNT, SUMMARY_NAMES, evaluation_picture
 from rbd.metrics import at_threshold
+from rbd.notices import collect, notify
 from rbd.plots import roc_figure
-from rbd.uploads import extract_zip, find_mvtec_root
+from rbd.uploads import as_uploaded, extract_zip, find_mvtec_root
 from rbd.visualize import fold, subsample
 
 from . import model_bar
@@ -39,7 +40,7 @@ class Evaluate:
     roc: gr.Plot
     rows: gr.Dataframe
     misranked: gr.Gallery
-    evaluated: gr.State  # {"model": model_bar.identity, "name", "metrics", "rows", "judged_at"} of this browser's last evaluation
+    evaluated: gr.State  # {"model": model_bar.identity, "name", "metrics", "rows", "judged_at", "notes"} of this browser's last evaluation
 
 
 @gpu
@@ -48,7 +49,7 @@ def evaluate(ctx, archive, model: dict, rate: float, progress=gr.Progress()) -> 
     if not archive:
         raise rbd.NoImagesError("upload a zip of an MVTec-layout category first")
     detector, threshold = ctx.detector(model), model_bar.threshold(ctx, model, rate)
-    with ctx.upload_folder() as folder:  # the pictures are drawn while the images are there
+    with ctx.upload_folder() as folder, collect() as notes:  # the pictures are drawn while the images are there
         extract_zip(archive, folder)
         category = find_mvtec_root(folder)
         result = rbd.evaluate(detector, category, progress=lambda i, n: progress((i, n), desc="evaluating"))
@@ -56,7 +57,11 @@ def evaluate(ctx, archive, model: dict, rate: float, progress=gr.Progress()) -> 
         pictures = [(subsample(fold(evaluation_picture(detector, category, row["file"], threshold)), PICTURE_SIDE),
                      f"{kind} #{rank} · score {row['score']:.4f} · {row['file']}")
                     for kind, found in (("good", good), ("defective", defective)) for rank, row in enumerate(found, 1)]
-    evaluated = {"model": model_bar.identity(ctx, model, detector), "name": model["name"], "metrics": result.summary(), "rows": result.rows, "judged_at": rate}
+    notes = [as_uploaded(note, ctx.upload_folders) for note in notes]
+    for note in notes:  # a toast now, and a row under the metrics for as long as they are shown (a toast fades)
+        notify(note)
+    evaluated = {"model": model_bar.identity(ctx, model, detector), "name": model["name"], "metrics": result.summary(), "rows": result.rows,
+                 "judged_at": rate, "notes": notes}
     return {"roc": roc_figure(result.roc, result.image_auroc), "evaluated": evaluated, "misranked": pictures,
             **rows(ctx, evaluated, model, rate)}
 
@@ -91,7 +96,8 @@ def rows(ctx, evaluated: dict | None, model: dict, rate: float) -> dict:
     judged = at_threshold([row["label"] for row in table], [row["score"] for row in table], threshold)
     metrics = {**evaluated["metrics"], **{k: judged[k] for k in ("threshold", "false_alarm_rate", "recall")}}
     summary = pd.DataFrame([{"metric": SUMMARY_NAMES.get(k, k), "value": "–" if v is None else f"{v:.4f}" if isinstance(v, float) else v}
-                            for k, v in metrics.items()])  # 1.0000, not "1", beside 0.9876
+                            for k, v in metrics.items()]  # 1.0000, not "1", beside 0.9876
+                           + [{"metric": "note", "value": note} for note in evaluated.get("notes", [])])  # what the metrics rest on
     rows = pd.DataFrame(table)[list(SHOWN_COLUMNS)].rename(columns=SHOWN_COLUMNS)
     return {"summary": summary, "rows": rows.style.format("{:.4f}", subset=list(rows.select_dtypes("float").columns))}
 
