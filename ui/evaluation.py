@@ -97,7 +97,7 @@ def rows(ctx, evaluated: dict | None, model: dict, rate: float) -> dict:
     metrics = {**evaluated["metrics"], **{k: judged[k] for k in ("threshold", "false_alarm_rate", "recall")}}
     summary = pd.DataFrame([{"metric": SUMMARY_NAMES.get(k, k), "value": "–" if v is None else f"{v:.4f}" if isinstance(v, float) else v}
                             for k, v in metrics.items()]  # 1.0000, not "1", beside 0.9876
-                           + [{"metric": "note", "value": note} for note in evaluated.get("notes", [])])  # what the metrics rest on
+                           + [{"metric": f"note: {note}", "value": ""} for note in evaluated.get("notes", [])])  # what they rest on, in the wide column
     rows = pd.DataFrame(table)[list(SHOWN_COLUMNS)].rename(columns=SHOWN_COLUMNS)
     return {"summary": summary, "rows": rows.style.format("{:.4f}", subset=list(rows.select_dtypes("float").columns))}
 
