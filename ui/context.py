@@ -76,12 +76,16 @@ class Context:
         return path.read_text().strip()
 
     @property
-    def upload_folders(self) -> list[Path]:
-        """Where uploads are copied (one temporary folder each), ours and Gradio's cache, which also holds a copy of each
-        file served: never named in a message."""
+    def gradio_cache(self) -> Path:
+        """Gradio's cache: its copy of each upload, and of each file the app serves (a download)."""
         import gradio.utils
 
-        return [self.uploads, Path(gradio.utils.get_upload_folder())]
+        return Path(gradio.utils.get_upload_folder())
+
+    @property
+    def upload_folders(self) -> list[Path]:
+        """Where uploads are copied (one temporary folder each): never named in a message."""
+        return [self.uploads, self.gradio_cache]
 
     def detector(self, model: dict) -> rbd.Detector:
         """The detector of a browser's model state ({"key", "revision", "owner", ...})."""
@@ -153,7 +157,7 @@ class Context:
         the copies of the zip Gradio served from its cache, where a download link would still reach them."""
         for export in self.exports.glob(f"*/{glob.escape(name)}"):
             shutil.rmtree(export, ignore_errors=True)
-        for folder in (self.exports, self.upload_folders[-1]):
+        for folder in (self.exports, self.gradio_cache):
             for export in folder.glob(f"*/{glob.escape(name)}.zip"):
                 export.unlink(missing_ok=True)
 

@@ -15,14 +15,14 @@ import rbd
 from rbd.detector import verdict
 from rbd.evaluate import MISRANKED_COUNT, SUMMARY_NAMES, evaluation_picture
 from rbd.metrics import at_threshold
-from rbd.notices import collect, notify
+from rbd.notices import collect
 from rbd.plots import roc_figure
-from rbd.uploads import as_uploaded, extract_zip, find_mvtec_root
+from rbd.uploads import extract_zip, find_mvtec_root
 from rbd.visualize import fold, subsample
 
 from . import model_bar
 from .inspection import INFERENCE_LIMIT
-from .wiring import REJUDGE_MODE, endpoint, gpu, on
+from .wiring import REJUDGE_MODE, endpoint, gpu, on, told_again
 
 
 PICTURE_SIDE = 512  # the misranked images' pictures are shown within this many pixels a side
@@ -57,9 +57,7 @@ def evaluate(ctx, archive, model: dict, rate: float, progress=gr.Progress()) -> 
         pictures = [(subsample(fold(evaluation_picture(detector, category, row["file"], threshold)), PICTURE_SIDE),
                      f"{kind} #{rank} · score {row['score']:.4f} · {row['file']}")
                     for kind, found in (("good", good), ("defective", defective)) for rank, row in enumerate(found, 1)]
-    notes = [as_uploaded(note, ctx.upload_folders) for note in notes]
-    for note in notes:  # a toast now, and a row under the metrics for as long as they are shown (a toast fades)
-        notify(note)
+    notes = told_again(ctx, notes)  # a toast now, and a row under the metrics (a toast fades)
     evaluated = {"model": model_bar.identity(ctx, model, detector), "name": model["name"], "metrics": result.summary(), "rows": result.rows,
                  "judged_at": rate, "notes": notes}
     return {"roc": roc_figure(result.roc, result.image_auroc), "evaluated": evaluated, "misranked": pictures,

@@ -22,13 +22,13 @@ from rbd import review as rules
 from rbd.backbones import offline_backbones
 from rbd.catalog import model_name
 from rbd.datasets import normal_uploads
-from rbd.notices import collect, notify
+from rbd.notices import collect
 from rbd.plots import calibration_figure
 from rbd.train import MIN_IMAGES, BackgroundTraining, memory_cut_short, model_pictures
-from rbd.uploads import as_uploaded, gather_images, picked_names
+from rbd.uploads import gather_images, picked_names
 
 from . import evaluation, model_bar
-from .wiring import forget_picked, gpu, on, paths, stored_name, with_picked
+from .wiring import forget_picked, gpu, on, paths, stored_name, told_again, with_picked
 
 ON_SPACES = os.environ.get("SYSTEM") == "spaces"
 # bench.curve on the five development sets, 2-core CPU (BENCHMARKS.md, "Time to quality")
@@ -118,9 +118,7 @@ def fine_tune(ctx, files, folder, use_reviewed: bool, review_id: str, start_curr
             # at model resolution as they are read: a set of large photos is never held at full size
             shaped_by = ctx.detector(model).config if start_current else model_config
             pictures = [picture.permute(1, 2, 0).numpy() for picture in model_pictures(images, shaped_by)]
-        notes = [as_uploaded(note, ctx.upload_folders) for note in notes]
-        for note in notes:
-            notify(note)
+        notes = told_again(ctx, notes)  # a toast now, and a line in the status
         if len(pictures) < MIN_IMAGES:
             raise rbd.NoImagesError(f"fine-tuning needs at least {MIN_IMAGES} readable normal images, got {len(pictures)}")
         progress(0, desc=f"preparing to train on {len(pictures)} images")

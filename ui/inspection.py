@@ -19,11 +19,11 @@ from rbd.detector import Prediction
 from rbd.files import file_digest
 from rbd.images import file_shape, to_uint8
 from rbd.notices import collect, notify, some
-from rbd.uploads import as_uploaded, gather_images, is_renumbered
+from rbd.uploads import gather_images, is_renumbered
 from rbd.visualize import colour_scale, fold, overlay, shown_size, subsample, subsample_step
 
 from . import model_bar
-from .wiring import REJUDGE_MODE, endpoint, gpu, on, paths
+from .wiring import REJUDGE_MODE, endpoint, gpu, on, paths, told_again
 
 MAX_IMAGES = 20  # per browser; the Review tab takes any number
 KEPT_S = 3600  # a browser's images are freed this long after its last request
@@ -103,9 +103,7 @@ def inspect_images(ctx, image, files, model: dict, rate: float, opacity: float, 
             if len(fresh) == len(order):
                 raise
             notify(f"{len(fresh)} new file(s) not scored: {err}")  # beside images scored before, which are shown
-    notes = [as_uploaded(note, ctx.upload_folders) for note in notes]
-    for note in notes:  # skipped or downscaled files: a toast now, and a line under every summary
-        notify(note)
+    notes = told_again(ctx, notes)  # skipped or downscaled files: a toast now, and a line under every summary
     items = []
     for path, digest in order:
         if (digest, model_id) in known:

@@ -17,7 +17,7 @@ import gradio as gr
 from gradio_client.utils import strip_invalid_filename_characters
 
 import rbd
-from rbd.notices import collect
+from rbd.notices import collect, notify
 from rbd.runtime import in_own_thread
 from rbd.uploads import as_uploaded
 
@@ -34,6 +34,15 @@ except ImportError:
 # Gradio's default for events ("once") dropped it, and after two models picked in quick succession Inspect showed the
 # first one's verdicts under the second one's name.
 REJUDGE_MODE = "always_last"
+
+
+def told_again(ctx, notes: list[str]) -> list[str]:
+    """Notices a handler collected itself (`rbd.notices.collect`), named as uploaded and told again as toasts; returned,
+    to be kept beside the results they concern, as a toast fades."""
+    notes = [as_uploaded(note, ctx.upload_folders) for note in notes]
+    for note in notes:
+        notify(note)
+    return notes
 
 
 def user_errors(fn: Callable, upload_folders: Iterable = ()) -> Callable:
