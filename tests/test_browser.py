@@ -345,12 +345,21 @@ def test_a_long_strip_is_not_squashed(page, pictures, tmp_path):
 def test_a_failed_model_load_leaves_no_error_badges(page):
     page.get_by_label("…or Hub repo id (owner/name)").fill("acme/does-not-exist")
     page.locator("#load-model").click()
-    expect(page.locator(".toast-body").filter(has_text="acme/does-not-exist").first).to_be_visible()
+    toast = page.locator(".toast-body").filter(has_text="acme/does-not-exist").first
+    expect(toast).to_be_visible()
     time.sleep(1)
+    # the message, shown until closed, leaves the boxes and the button that mend it in sight (it lay over them)
+    for place in ("#load-model", "#model-revision"):
+        assert not overlap(toast.bounding_box(), page.locator(place).bounding_box()), place
     for place in ("#threshold", "#model-info"):
         expect(page.locator(place).get_by_text("Error", exact=True)).to_have_count(0)
     page.locator(".toast-body .toast-close").first.click()
     page.get_by_label("…or Hub repo id (owner/name)").fill("")
+
+
+def overlap(a: dict, b: dict) -> bool:
+    """Whether two bounding boxes share any area."""
+    return a["x"] < b["x"] + b["width"] and b["x"] < a["x"] + a["width"] and a["y"] < b["y"] + b["height"] and b["y"] < a["y"] + a["height"]
 
 
 def test_evaluate_shows_where_the_ranking_goes_wrong(page, category, tmp_path):

@@ -36,6 +36,9 @@ CSS = """
                               text-overflow: clip !important; overflow-wrap: anywhere; max-width: 100% !important;
                               font-size: 0.75em; line-height: 1.2; text-align: left; opacity: 1 !important; }  /* not faded under the pointer */
 #inspect-results td:first-child, #eval-rows td:first-child { overflow-wrap: anywhere; }  /* a long file name wraps, even without spaces */
+/* messages in the lower right corner: at the top they covered the model bar's revision box and Load model, which an
+   error about a model is mended with, until closed */
+.toast-wrap { top: auto !important; bottom: var(--size-4) !important; }
 input[role=combobox] { padding-right: 26px !important; text-overflow: ellipsis !important; }  /* a long name ends in "…" before a dropdown's arrow, not under it */
 """
 PAGE_SCRIPT = """

@@ -214,7 +214,7 @@ def layout(ctx) -> ModelBar:
         choice = gr.Dropdown(ctx.catalog.entries(), value=ctx.catalog.default_key(), label="Model", scale=3, elem_id="model-choice",
                              allow_custom_value=True)
         hub_id = gr.Textbox(label="…or Hub repo id (owner/name)", placeholder="owner/name", scale=2)
-        revision = gr.Textbox(label="revision", placeholder="main", scale=1)
+        revision = gr.Textbox(label="revision", placeholder="main", scale=1, elem_id="model-revision")
         load = gr.Button("Load model", scale=1, elem_id="load-model")
     with gr.Row(equal_height=True):
         low, high = RATE_RANGE
