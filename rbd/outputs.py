@@ -82,7 +82,12 @@ def scored_file(file: str, image: np.ndarray, prediction: Prediction, calibratio
     that size also where the image was scored on a downscaled copy, so that it lies on the file."""
     return ScoredFile(file, prediction.score, prediction.normalized_score, prediction.threshold, prediction.verdict,
                       prediction.familiarity, png_bytes(overlay(image, prediction.anomaly_map, calibration, prediction.threshold)),
-                      png_bytes(mask_image(mask_at_size(prediction.mask, size))))
+                      mask_png(prediction, size))
+
+
+def mask_png(prediction: Prediction, size: tuple[int, int]) -> bytes:
+    """The PNG file of a prediction's mask (255 on defect pixels) at the image file's `size` (height, width, upright)."""
+    return png_bytes(mask_image(mask_at_size(prediction.mask, size)))
 
 
 def png_bytes(array: np.ndarray) -> bytes:

@@ -185,6 +185,10 @@ def test_inspect_an_uploaded_image(page, detector, parts):
     score = float(re.search(r"anomaly score\s+([0-9.]+)", text).group(1))
     assert score == pytest.approx(expected.score, abs=1e-4)  # the file itself was scored, not a re-encoded copy
     expect(page.locator("#inspect-overlay img")).to_have_attribute("src", re.compile("."))
+    with page.expect_download() as download:  # the mask, as `rbd predict` writes it
+        page.locator("#inspect-mask-file tr").filter(has_text=f"{example.stem}_mask").locator("a").click()
+    assert download.value.suggested_filename == f"{example.stem}_mask.png"
+    np.testing.assert_array_equal(np.asarray(Image.open(download.value.path())) > 0, expected.mask)
     shot(page, "2-inspect")
 
 

@@ -1394,6 +1394,31 @@ def test_inspect_draws_a_large_image_smaller_and_keeps_regions_in_its_pixels(ctx
     for (box, _), row in zip(boxes, full["regions"]["box (x0, y0, x1, y1)"]):
         x0, y0, x1, y1 = ast.literal_eval(row)
         assert box == (x0 // 2, y0 // 2, -(-x1 // 2), -(-y1 // 2))
+    written = Path(small["mask_file"])  # the download: at the image's own size, not as drawn
+    assert written.name == f"{bad[0].stem}_mask.png"
+    np.testing.assert_array_equal(np.asarray(Image.open(written)) > 0, (mask > 0).repeat(2, axis=0).repeat(2, axis=1))
+
+
+def test_inspects_mask_download_lies_on_the_file_as_scored_and_follows_the_threshold(ctx, model, parts):
+    from ui import inspection, model_bar
+
+    _, bad = parts
+    held = inspection.inspect_images(ctx, None, [str(bad[0])], model, 0.1, 0.5, None)["held"]
+    ramp = np.linspace(0, 2 * model_bar.threshold(ctx, model, 0.01), 64 * 80).reshape(64, 80)  # from 0 to twice the highest threshold
+    held = [{**held[0], "map": ramp.astype(np.float16), "score": float(ramp.max())}]  # defective at every rate
+    calibration = model_bar.calibration(ctx, model)
+    masks = {}
+    for rate in (0.01, 30.0):
+        shown = inspection.redraw(ctx, held, 0, model, rate, 0.5)
+        p = inspection._judged(calibration, held[0], model_bar.threshold(ctx, model, rate))
+        masks[rate] = np.asarray(Image.open(shown["mask_file"]))
+        np.testing.assert_array_equal(masks[rate], p.mask.astype(np.uint8) * 255)
+    assert 0 < masks[0.01].sum() < masks[30.0].sum() < 255 * ramp.size  # a lower threshold marks more, never all
+    photo = {**held[0], "size": (128, 160)}  # a photo past the largest side, scored on a copy of half its size
+    at_file = np.asarray(Image.open(inspection.mask_file(ctx, photo, p)))
+    assert at_file.shape == (128, 160)
+    np.testing.assert_array_equal(at_file[::2, ::2], masks[30.0])
+    assert inspection.cleared()["mask_file"] is None
 
 
 

@@ -19,6 +19,7 @@ from rbd.detector import Prediction
 from rbd.files import file_digest
 from rbd.images import file_shape, to_uint8
 from rbd.notices import collect, notify, some
+from rbd.outputs import fitting_name, mask_png, picture_names
 from rbd.uploads import gather_images, is_renumbered
 from rbd.visualize import colour_scale, fold, overlay, shown_size, subsample, subsample_step
 
@@ -64,6 +65,7 @@ class Inspect:
     pair: gr.ImageSlider
     annotated: gr.AnnotatedImage
     regions: gr.Dataframe
+    mask_file: gr.File
     results: gr.Dataframe
     examples: gr.Examples | None
 
@@ -135,7 +137,8 @@ def judged_again(ctx, image, files, held: list | None, picked, model: dict, rate
 def cleared() -> dict:
     """Nothing held, nothing shown."""
     return {"held": [], "picked": gr.update(choices=[], value=None), "results": pd.DataFrame(columns=RESULT_COLUMNS),
-            "summary": EMPTY, "heat": None, "pair": None, "annotated": None, "regions": pd.DataFrame(columns=REGION_COLUMNS)}
+            "summary": EMPTY, "heat": None, "pair": None, "annotated": None, "regions": pd.DataFrame(columns=REGION_COLUMNS),
+            "mask_file": None}
 
 
 def redraw(ctx, held: list | None, picked, model: dict, rate: float, opacity: float) -> dict:
@@ -151,7 +154,17 @@ def redraw(ctx, held: list | None, picked, model: dict, rate: float, opacity: fl
     # shown with the digits of the heading (a plain frame drops trailing zeros: 1.000 read "1"); sorted as numbers
     table = table.style.format({"score": "{:.4f}", "normalised": "{:.3f}"})
     index = _shown(held, picked)
-    return {"results": table, **_detail(held[index], predictions[index], calibration, opacity)}
+    return {"results": table, **_detail(held[index], predictions[index], calibration, opacity),
+            "mask_file": mask_file(ctx, held[index], predictions[index])}
+
+
+def mask_file(ctx, item: dict, p: Prediction) -> str:
+    """The shown image's mask as `rbd predict` writes it (a PNG at the file's size, named after the file), to download:
+    the mask drawn here is at the size shown, under the regions' boxes."""
+    _, mask_name = picture_names(fitting_name(Path(item["name"]).stem))
+    path = ctx.export_folder() / mask_name
+    path.write_bytes(mask_png(p, item.get("size") or p.anomaly_map.shape))
+    return str(path)
 
 
 def _shown(held: list, picked) -> int:
@@ -298,17 +311,19 @@ def layout(ctx) -> Inspect:
             # wrapped in shares of the width: at 850 px the boxes scrolled out of sight
             regions = gr.Dataframe(pd.DataFrame(columns=REGION_COLUMNS), label="Defect regions", interactive=False, wrap=True,
                                    column_widths=["17%", "19%", "22%", "42%"], elem_id="inspect-regions")
+            mask_file = gr.File(label="Defect mask of the image shown (PNG at the file's size, white = defect)", interactive=False,
+                                elem_id="inspect-mask-file")
             # a long file name wraps in its share of the width (it took all of it), the verdict stays in sight
             results = gr.Dataframe(pd.DataFrame(columns=RESULT_COLUMNS), label="All images (click a row to see it)", interactive=False,
                                    wrap=True, column_widths=["28%", "16%", "20%", "20%", "16%"], elem_id="inspect-results")
     held = gr.State([], time_to_live=KEPT_S)
-    return Inspect(image, files, run, held, picked, opacity, summary, heat, pair, annotated, regions, results, examples)
+    return Inspect(image, files, run, held, picked, opacity, summary, heat, pair, annotated, regions, mask_file, results, examples)
 
 
 def wire(ctx, area: Inspect, bar: model_bar.ModelBar, rejudge) -> None:
     """The tab's events; `rejudge(trigger)` re-judges every tab after an example made its own model active."""
     detail = {"results": area.results, "summary": area.summary, "heat": area.heat, "pair": area.pair,
-              "annotated": area.annotated, "regions": area.regions}
+              "annotated": area.annotated, "regions": area.regions, "mask_file": area.mask_file}
     # a click while a run is under way runs after it, on what the boxes hold then (Gradio's default drops it unseen)
     inspected = on(area.run.click, inspect_images, ctx, [area.image, area.files, bar.model, bar.rate, area.opacity, area.held],
                    {"held": area.held, "picked": area.picked, **detail}, api_name="inspect", trigger_mode="always_last",
@@ -340,7 +355,7 @@ def rejudge(ctx, area: Inspect, bar: model_bar.ModelBar, trigger, api: bool = Fa
     """After the threshold or the model changed: the held images judged again (scored again by a new model)."""
     on(trigger, rescore, ctx, [area.image, area.files, area.held, area.picked, bar.model, bar.rate, area.opacity],
        {"held": area.held, "picked": area.picked, "results": area.results, "summary": area.summary, "heat": area.heat,
-        "pair": area.pair, "annotated": area.annotated, "regions": area.regions},
+        "pair": area.pair, "annotated": area.annotated, "regions": area.regions, "mask_file": area.mask_file},
        concurrency_limit=INFERENCE_LIMIT, concurrency_id="inference", show_progress_on=[area.summary], trigger_mode=REJUDGE_MODE,
        **endpoint(api, "rethreshold"))
 
