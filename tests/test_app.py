@@ -11,6 +11,7 @@ import json
 import re
 import shutil
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -57,7 +58,7 @@ def test_load_model_reports_the_rate_and_raw_threshold(client, app_server, detec
 def test_inspect_scores_and_draws(client, parts, detector, tmp_path):
     good, bad = parts
     same_name = shutil.copy(good[0], tmp_path / bad[0].name)
-    choices, table, summary, overlay, pair, annotated, regions = client.predict(
+    choices, table, summary, overlay, pair, annotated, regions, mask = client.predict(
         None, [handle_file(str(same_name)), handle_file(str(bad[0]))], MODEL_RATE, 0.5, api_name="/inspect")
     (bad_row, good_row) = table["data"]  # most anomalous first; the second "000.png" (uploaded second) was renamed
     assert good_row[3] == "good" and bad_row[3] == "defective"
@@ -68,7 +69,9 @@ def test_inspect_scores_and_draws(client, parts, detector, tmp_path):
     assert shown.shape[:2] == (64, 80)
     assert len(pair) == 2 and np.asarray(Image.open(pair[0])).shape[:2] == (64, 80)
     assert [a["label"] for a in annotated["annotations"]][0] == "defect"
-    *_, annotated, _ = client.predict(None, [handle_file(str(good[0]))], MODEL_RATE, 0.5, api_name="/inspect")
+    assert Path(mask).name == "000_1_mask.png"  # the first row's, by the name it was listed under
+    np.testing.assert_array_equal(np.asarray(Image.open(mask)) > 0, detector.predict(bad[0]).mask)
+    *_, annotated, _, _ = client.predict(None, [handle_file(str(good[0]))], MODEL_RATE, 0.5, api_name="/inspect")
     assert annotated["annotations"] == []  # a good image: an empty mask, and no "defect" in the legend
 
 
@@ -156,7 +159,7 @@ def test_huge_image_is_scored_downscaled_with_a_notice(client, tmp_path):
 def test_long_strips_are_folded_for_display(client, tmp_path):
     path = tmp_path / "seam.png"
     Image.fromarray((np.random.default_rng(0).random((50, 2000)) * 255).astype(np.uint8)).save(path)
-    _, _, _, overlay, pair, annotated, _ = client.predict(None, [handle_file(str(path))], 1, 0.5, api_name="/inspect")
+    _, _, _, overlay, pair, annotated, *_ = client.predict(None, [handle_file(str(path))], 1, 0.5, api_name="/inspect")
     for picture in (overlay, pair[0], pair[1], annotated["image"]):
         width, height = Image.open(picture).size
         assert width / height <= 4 and width * height >= 2000 * 50  # a block, every pixel kept
