@@ -311,7 +311,7 @@ def parse_config(text: str, source: str | Path) -> dict:
     """A checkpoint config from its JSON text (config.json, or an ONNX export's metadata), checked."""
     try:
         config = json.loads(text)
-    except json.JSONDecodeError as err:
+    except (ValueError, RecursionError) as err:  # JSONDecodeError is a ValueError, as is a number of over 4300 digits
         raise CheckpointError(f"{source}: not a readable JSON config ({err})") from err
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise CheckpointError(f"{source}: not an rbd checkpoint (no \"format\": \"{FORMAT}\")")

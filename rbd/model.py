@@ -15,7 +15,7 @@ from .anomaly_map import SCORE_RULES, UpsampleBlur, anomaly_map, distance_maps, 
 from .backbones import DEFAULT_LAYERS, Teacher
 from .errors import InvalidInputError
 from .geometry import Fit, fit
-from .memory import PatchMemory
+from .memory import MAX_CANDIDATES, PatchMemory
 from .student import Student
 
 
@@ -23,6 +23,10 @@ SCORE_SOURCES = ("both", "memory", "map")
 # the input's largest short side and long-to-short ratio: a 1024 x 4096 strip takes about 0.4 GB of teacher
 # activations an image; larger ended in an allocation failure or the kernel's out-of-memory kill
 MAX_IMAGE_SIZE, MAX_ASPECT = 1024, 16
+# A checkpoint's config.json comes from anyone on the Hub: sizes past these were allocated as they stood (a bank of
+# 10^9 patches asked for 608 GB) before a weight was read. 4096 channels is 16 times the original student's widest layer;
+# feature levels 0-4 are every timm backbone's (strides 2-32).
+MAX_WIDTH, MAX_LAYER = 4096, 4
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,8 @@ class ModelConfig:
                  for f in fields(self) if not _is_kind_of(getattr(self, f.name), f.default)]
         if wrong:  # before the checks below do arithmetic on them
             raise InvalidInputError("invalid model settings: " + "; ".join(wrong))
+        if not all(0 <= layer <= MAX_LAYER for layer in self.layers) or list(self.layers) != sorted(set(self.layers)):
+            raise InvalidInputError(f"layers must be increasing feature levels from 0 to {MAX_LAYER}, got {self.layers}")
         m = self.input_multiple
         if self.image_size < m or self.image_size % m:
             raise InvalidInputError(f"image_size must be a multiple of {m} (at least {m}) for layers {self.layers}, got {self.image_size}")
@@ -65,13 +71,18 @@ class ModelConfig:
             raise InvalidInputError(f"blur_sigma must be from 0.1 to 64 (the map's smoothing, in pixels at 256 px), got {self.blur_sigma}")
         if not 1 <= self.max_aspect <= MAX_ASPECT:
             raise InvalidInputError(f"max_aspect must be from 1 to {MAX_ASPECT}, got {self.max_aspect}")
-        if self.memory_size < 0:
-            raise InvalidInputError(f"memory_size must be 0 (no memory) or more, got {self.memory_size}")
+        if not 0 <= self.memory_size <= MAX_CANDIDATES:
+            raise InvalidInputError(f"memory_size must be from 0 (no memory) to {MAX_CANDIDATES} (the most patches it is chosen "
+                                    f"from), got {self.memory_size}")
         widths = {"bottleneck_width": (self.bottleneck_width,), "embed_dim": (self.embed_dim,), "decoder_widths": self.decoder_widths}
         narrow = [name for name, values in widths.items() if any(value < 1 for value in values)]
         if narrow:  # torch's own error came from deep in a layer's set-up
             raise InvalidInputError(f"{' and '.join(narrow)} must be at least 1 (a layer's channels), got "
                                     + ", ".join(f"{name} {getattr(self, name)}" for name in narrow))
+        wide = [name for name, values in widths.items() if any(value > MAX_WIDTH for value in values)]
+        if wide:
+            raise InvalidInputError(f"{' and '.join(wide)} must be at most {MAX_WIDTH} (a layer's channels), got "
+                                    + ", ".join(f"{name} {getattr(self, name)}" for name in wide))
         if len(self.decoder_widths) != len(self.layers):
             raise InvalidInputError(f"decoder_widths needs one width per teacher layer ({len(self.layers)}), got {self.decoder_widths}")
         if self.score_rule not in SCORE_RULES:

@@ -197,6 +197,14 @@ def test_saving_over_a_checkpoint_is_atomic(detector, tmp_path, monkeypatch, fai
     (lambda d: _edit_weights(d, "normal_std", lambda t: t * 0), "normal_std holds a spread of 0"),  # every score NaN
     (lambda d: _edit_model(d, blur_sigma=0), "blur_sigma must be from 0.1 to 64"),  # every score NaN
     (lambda d: _edit_model(d, blur_sigma=float("inf")), "blur_sigma must be from 0.1 to 64"),  # a traceback in the kernel's radius
+    # sizes were allocated as they stood before any weight was read: 608 GB for this bank, an allocator's traceback
+    (lambda d: _edit_model(d, memory_size=10**9), "memory_size must be from 0 .no memory. to 50000"),
+    (lambda d: _edit_model(d, embed_dim=200_000), "embed_dim must be at most 4096"),
+    (lambda d: _edit_model(d, bottleneck_width=2**70), "bottleneck_width must be at most 4096"),  # a TypeError deep in torch
+    (lambda d: _edit_model(d, layers=[1, 2, 10**6]), "layers must be increasing feature levels from 0 to 4"),  # a 2^10^6 sum
+    (lambda d: _edit_model(d, layers=[1, 2, -1]), "layers must be increasing feature levels from 0 to 4"),  # level 4, by Python's index
+    (lambda d: (d / "config.json").write_text("[" * 200_000), "not a readable JSON config"),  # a RecursionError
+    (lambda d: (d / "config.json").write_text('{"format": ' + "1" * 5000 + "}"), "not a readable JSON config"),  # over 4300 digits
 ])
 def test_broken_checkpoints_are_clear_errors(checkpoint, tmp_path, damage, message):
     copy = shutil.copytree(checkpoint, tmp_path / "copy")
