@@ -119,6 +119,32 @@ def test_handlers_and_each_step_of_a_streaming_one_run_on_threads_that_end_with_
     assert not any(thread.is_alive() for thread in threads)
 
 
+def test_an_unexpected_error_is_said_not_swallowed(tmp_path, caplog):
+    """Only rbd's errors became messages: anything else reached Gradio, which showed nothing (a checkpoint's
+    config nested 200,000 deep: Load model did nothing at all)."""
+    import gradio as gr
+
+    from ui.wiring import user_errors
+
+    upload = tmp_path / "uploads" / "tmpab12"
+
+    def broken(path):
+        raise RecursionError(f"maximum recursion depth exceeded reading {path}")
+
+    def refused():
+        raise gr.Error("said as it is")
+
+    with pytest.raises(gr.Error) as raised:
+        user_errors(broken, [tmp_path / "uploads"])(str(upload / "parts" / "a.png"))
+    said = raised.value.message
+    assert said.startswith("An unexpected error stopped this (RecursionError: maximum recursion depth exceeded reading parts/a.png)")
+    assert str(tmp_path) not in said and raised.value.duration is None  # no server path; shown until closed
+    assert "unexpected error" in caplog.text and "RecursionError" in caplog.text  # the traceback in the server's log
+    with pytest.raises(gr.Error) as raised:
+        user_errors(refused)()
+    assert raised.value.message == "said as it is"
+
+
 def test_idle_folders_are_removed_and_used_ones_kept(tmp_path):
     old, fresh, marked = (tmp_path / name for name in ("old", "fresh", "marked"))
     for folder in (old, fresh, marked):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import logging
 import typing
 from typing import Callable, Iterable
 
@@ -63,6 +64,13 @@ def user_errors(fn: Callable, upload_folders: Iterable = ()) -> Callable:
             except rbd.RBDError as err:
                 # shown until closed: the output it stands for shows only an "Error" badge once a toast has faded
                 raise gr.Error(as_uploaded(str(err), folders), duration=None, print_exception=False) from err
+            except gr.Error:
+                raise
+            except Exception as err:  # a bug, or what no check foresaw: said, where Gradio showed nothing at all
+                logging.getLogger("rbd").exception("unexpected error")
+                said = as_uploaded(f"{type(err).__name__}: {err}", folders)
+                raise gr.Error(f"An unexpected error stopped this ({said[:300]}); the server's log has the details",
+                               duration=None, print_exception=False) from err
             finally:
                 for note in notes:
                     gr.Warning(as_uploaded(note, folders))
