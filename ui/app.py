@@ -52,6 +52,10 @@ PAGE_SCRIPT = """
                                                           : ["TEXTAREA", "SELECT"].includes(target.tagName) || target.isContentEditable);
     if (typing) return;
     if (event.ctrlKey || event.metaKey || event.altKey) return;
+    // while the mask editor is open the keys are off: a or r decided with the model's own mask, an arrow or e closed
+    // or reopened the editor, and the paint was gone unsaved. Its Save button, or a click on another, leaves it. (Told
+    // by that button: the editor itself lingers on the page a moment after it closes.)
+    if (document.getElementById("review-save")?.offsetParent) return;
     const id = keys[event.key];
     const button = id && document.getElementById(id);
     if (button && !button.disabled && button.offsetParent !== null) { event.preventDefault(); button.click(); }
@@ -66,6 +70,21 @@ PAGE_SCRIPT = """
     event.target.value = event.target.closest("#threshold").querySelector("input[type=range]").value;
   };
   for (const type of ["blur", "keydown", "change"]) document.addEventListener(type, restoreRate, true);
+  // The app restarted since this page was loaded (a Space woke up, a new version went live): what the server held of
+  // this page is gone, and its next click ran on the default model beside a model bar that named another. The page
+  // reloads, as Gradio's own does after a lost connection, and restores its model and its place in a review.
+  const config = window.gradio_config || {};
+  const restarted = async () => {
+    if (document.visibilityState !== "visible") return;
+    try {
+      const answer = await fetch(`${config.root}${config.api_prefix}/app_id`);
+      if (answer.ok && (await answer.json()).app_id !== config.app_id) window.location.reload();
+    } catch (error) {}  // no server just now: Gradio says so where it matters, and a later look finds the new one
+  };
+  if (config.app_id !== undefined) {
+    setInterval(restarted, 3000);
+    document.addEventListener("visibilitychange", restarted);
+  }
   // Picked folders' files as [path in the folder, size], in the order picked, by upload box (rbd.uploads.picked_names):
   // Gradio uploads them by name alone. Captured before Gradio's own listener reads and clears the picker; a box
   // adds each folder picked to its list, and so does this record, until the box is emptied (ui.review.SCORED, FORGET_PICKED).
