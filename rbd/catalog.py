@@ -24,6 +24,8 @@ import uuid
 from collections import OrderedDict
 from pathlib import Path
 
+from huggingface_hub import try_to_load_from_cache
+
 from .checkpoint import CONFIG_FILE, is_repo_id, load, load_from_hub, save
 from .detector import Detector
 from .errors import CheckpointError, HubError, InvalidInputError
@@ -115,11 +117,14 @@ class Catalog:
             return detector
 
     def _from_hub(self, key: str, revision: str | None) -> Detector:
-        """A Hub repo; where it cannot be had, the error also says that no model of this app's list is named so (a
-        folder typed into the picker, `checkpoints/weld`, reads as a repo id and got only the Hub's answer)."""
+        """A Hub repo; where it cannot be had (no config of it in the local cache after the try), the error also says
+        that no model of this app's list is named so (a folder typed into the picker, `checkpoints/weld`, reads as a
+        repo id and got only the Hub's answer). A repo that was had, whose files are broken, is not told to pick another."""
         try:
             return load_from_hub(key, revision, device=self.device)
         except (CheckpointError, HubError) as err:
+            if isinstance(try_to_load_from_cache(key, CONFIG_FILE, revision=revision), str):
+                raise
             raise type(err)(f"{err}; nor is {key} one of this app's models (pick those in the list)") from err
 
     def current_key(self, key: str, owner: str | None = None) -> str:

@@ -556,3 +556,19 @@ def test_a_precision_is_checked_when_set_on_any_device(detector):
     detector.precision = "float32"
     assert detector.precision == "float32"
     detector.precision = "auto"
+
+
+def test_the_apps_catalog_tells_to_pick_from_its_list_only_where_the_repo_was_not_had(hub_cache, checkpoint, tmp_path):
+    """"acme/parts/model.safetensors: unreadable weights...; nor is acme/parts one of this app's models (pick those in the
+    list)": the repo was there, its weights broken, and the hint (for a folder typed as if a repo id) misled."""
+    from rbd.catalog import Catalog
+
+    copy = shutil.copytree(checkpoint, tmp_path / "copy")
+    (copy / "model.safetensors").write_bytes(b"\x00" * 64)
+    _cached_repo(hub_cache, "acme/parts", copy.iterdir())
+    catalog = Catalog(tmp_path / "shipped", tmp_path / "models")
+    with pytest.raises(rbd.CheckpointError, match="unreadable weights") as raised:
+        catalog.get("acme/parts")
+    assert "pick those in the list" not in str(raised.value)
+    with pytest.raises(rbd.HubError, match="cannot be reached.*; nor is acme/other one of this app's models .pick those in the list.$"):
+        catalog.get("acme/other")
