@@ -28,8 +28,8 @@ from safetensors.torch import load_file, save_file
 from . import __version__
 from .calibration import Calibration
 from .detector import Detector
-from .backbones import hub_repo, pretrained_name
-from .errors import CheckpointError, HubError
+from .backbones import BACKBONES, hub_repo, pretrained_name
+from .errors import BackboneError, CheckpointError, HubError
 from .evaluate import SUMMARY_NAMES
 from .notices import some
 from .train import memory_cut_short
@@ -275,6 +275,11 @@ def settings(config: dict, source: str | Path) -> tuple[ModelConfig, Calibration
         model_config, calibration = ModelConfig.from_dict({**earlier, **model}), Calibration.from_dict(config["calibration"])
     except (TypeError, ValueError, KeyError) as err:
         raise CheckpointError(f"{source}: invalid model settings or calibration ({err})") from err
+    try:
+        pretrained_name(model_config.backbone)
+    except BackboneError as err:  # said "choose one of ...", as if the user had chosen the teacher
+        raise CheckpointError(f"{source}: made with the teacher {model_config.backbone!r}, which this version of rbd does not "
+                              f"know (it knows {', '.join(BACKBONES)})") from err
     check_calibration(config.get("threshold", calibration.threshold), calibration, source)
     return model_config, calibration
 

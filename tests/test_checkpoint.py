@@ -198,6 +198,7 @@ def test_saving_over_a_checkpoint_is_atomic(detector, tmp_path, monkeypatch, fai
     (lambda d: _edit_model(d, blur_sigma=0), "blur_sigma must be from 0.1 to 64"),  # every score NaN
     (lambda d: _edit_model(d, blur_sigma=float("inf")), "blur_sigma must be from 0.1 to 64"),  # a traceback in the kernel's radius
     # sizes were allocated as they stood before any weight was read: 608 GB for this bank, an allocator's traceback
+    (lambda d: _edit_model(d, backbone="resnet999"), "made with the teacher 'resnet999', which this version of rbd does not know"),
     (lambda d: _edit_model(d, memory_size=10**9), "memory_size must be from 0 .no memory. to 50000"),
     (lambda d: _edit_model(d, embed_dim=200_000), "embed_dim must be at most 4096"),
     (lambda d: _edit_model(d, bottleneck_width=2**70), "bottleneck_width must be at most 4096"),  # a TypeError deep in torch
