@@ -123,7 +123,11 @@ class Catalog:
         try:
             return load_from_hub(key, revision, device=self.device)
         except (CheckpointError, HubError) as err:
-            if isinstance(try_to_load_from_cache(key, CONFIG_FILE, revision=revision), str):
+            try:
+                cached = isinstance(try_to_load_from_cache(key, CONFIG_FILE, revision=revision), str)
+            except ValueError:  # an id the Hub's own rules refuse (`a/b--c`): never had, and `err` says why
+                cached = False
+            if cached:
                 raise
             raise type(err)(f"{err}; nor is {key} one of this app's models (pick those in the list)") from err
 

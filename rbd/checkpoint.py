@@ -231,6 +231,11 @@ def load_from_hub(repo_id: str, revision: str | None = None, device: str | torch
 def _from_files(config_path: Path, weights_path: Path, device: str | torch.device) -> Detector:
     config = read_config(config_path)
     model_config, calibration = settings(config, config_path)
+    try:  # (an ONNX export holds its teacher: only a model built here needs to know it)
+        pretrained_name(model_config.backbone)
+    except BackboneError as err:  # said "choose one of ...", as if the user had chosen the teacher
+        raise CheckpointError(f"{config_path}: made with the teacher {model_config.backbone!r}, which this version of rbd does "
+                              f"not know (it knows {', '.join(BACKBONES)})") from err
     try:
         model = RBD(model_config)
     except ValueError as err:  # settings of the right kinds that still make no network (a decoder width short)
@@ -275,11 +280,6 @@ def settings(config: dict, source: str | Path) -> tuple[ModelConfig, Calibration
         model_config, calibration = ModelConfig.from_dict({**earlier, **model}), Calibration.from_dict(config["calibration"])
     except (TypeError, ValueError, KeyError) as err:
         raise CheckpointError(f"{source}: invalid model settings or calibration ({err})") from err
-    try:
-        pretrained_name(model_config.backbone)
-    except BackboneError as err:  # said "choose one of ...", as if the user had chosen the teacher
-        raise CheckpointError(f"{source}: made with the teacher {model_config.backbone!r}, which this version of rbd does not "
-                              f"know (it knows {', '.join(BACKBONES)})") from err
     check_calibration(config.get("threshold", calibration.threshold), calibration, source)
     return model_config, calibration
 

@@ -573,3 +573,5 @@ def test_the_apps_catalog_tells_to_pick_from_its_list_only_where_the_repo_was_no
     assert "pick those in the list" not in str(raised.value)
     with pytest.raises(rbd.HubError, match="cannot be reached.*; nor is acme/other one of this app's models .pick those in the list.$"):
         catalog.get("acme/other")
+    with pytest.raises(rbd.CheckpointError, match="pick those in the list"):  # an id the Hub refuses: its own error, not the cache's
+        catalog.get("a/b--c")
