@@ -876,8 +876,12 @@ def test_a_restarted_app_resumes_the_same_review(browser, checkpoint, parts, tmp
     page.evaluate("window.rbdBeforeRestart = true")
     demo = serve()  # a new process would do the same: nothing is kept in memory between the two
     try:
-        # the page left open reloads by itself (its next click ran on the default model beside a bar naming zebra;
-        # until it reloads, a key decides nothing on a guess: tests/test_ui.py)
+        # the page left open finds the restart (its next click ran on the default model beside a bar naming zebra) and
+        # keeps what it shows until the next key or click, which reloads it (until it reloads, a key decides nothing on a
+        # guess: tests/test_ui.py)
+        time.sleep(7)
+        assert page.evaluate("window.rbdBeforeRestart") is True
+        page.keyboard.press("ArrowRight")
         page.wait_for_function("() => window.rbdBeforeRestart === undefined", timeout=30000)
         loaded(page)
         expect(page.locator("#model-choice input")).to_have_value("zebra (shipped)")

@@ -129,7 +129,7 @@ def test_an_unexpected_error_is_said_not_swallowed(tmp_path, caplog):
     upload = tmp_path / "uploads" / "tmpab12"
 
     def broken(path):
-        raise RecursionError(f"maximum recursion depth exceeded reading {path}")
+        raise RecursionError(f"maximum recursion depth exceeded reading {path} beside /srv/hf/hub/models--a--b/config.json")
 
     def refused():
         raise gr.Error("said as it is")
@@ -137,7 +137,8 @@ def test_an_unexpected_error_is_said_not_swallowed(tmp_path, caplog):
     with pytest.raises(gr.Error) as raised:
         user_errors(broken, [tmp_path / "uploads"])(str(upload / "parts" / "a.png"))
     said = raised.value.message
-    assert said.startswith("An unexpected error stopped this (RecursionError: maximum recursion depth exceeded reading parts/a.png)")
+    assert said.startswith("An unexpected error stopped this (RecursionError: maximum recursion depth exceeded reading parts/a.png "
+                           "beside config.json)")  # an upload by its name in the upload, any other path by its last part
     assert str(tmp_path) not in said and raised.value.duration is None  # no server path; shown until closed
     assert "unexpected error" in caplog.text and "RecursionError" in caplog.text  # the traceback in the server's log
     with pytest.raises(gr.Error) as raised:
@@ -1445,6 +1446,12 @@ def test_inspects_mask_download_lies_on_the_file_as_scored_and_follows_the_thres
     assert at_file.shape == (128, 160)
     np.testing.assert_array_equal(at_file[::2, ::2], masks[30.0])
     assert inspection.cleared()["mask_file"] is None
+    # made once for an image, model and threshold; named with the folders of the upload, so two 000.png stay apart
+    exports = len(list(ctx.exports.iterdir()))
+    again = inspection.redraw(ctx, held, 0, model, 30.0, 0.5)["mask_file"]
+    assert again == shown["mask_file"] and len(list(ctx.exports.iterdir())) == exports
+    named = {Path(inspection.mask_file(ctx, {**held[0], "name": f"{folder}/000.png"}, p)).name for folder in ("good", "bad")}
+    assert named == {"good_000_mask.png", "bad_000_mask.png"}
 
 
 

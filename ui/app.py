@@ -72,18 +72,38 @@ PAGE_SCRIPT = """
   for (const type of ["blur", "keydown", "change"]) document.addEventListener(type, restoreRate, true);
   // The app restarted since this page was loaded (a Space woke up, a new version went live): what the server held of
   // this page is gone, and its next click ran on the default model beside a model bar that named another. The page
-  // reloads, as Gradio's own does after a lost connection, and restores its model and its place in a review.
+  // reloads, as Gradio's own does after a lost connection, and restores its model and its place in a review: at once
+  // where the restart is found on a click or key (that one may have run on the new server), else at the next click or
+  // key, which it takes (so results being read stay on screen). The app is asked while the page is in use (every 3 s
+  // for a minute after a click or key, and on each one), never by a tab left idle (it would keep a Space awake). Once
+  // per new app: a page served stale by a cache reloads only once.
   const config = window.gradio_config || {};
-  const restarted = async () => {
-    if (document.visibilityState !== "visible") return;
+  const appUrl = `${location.origin}${new URL(config.root || location.href, location.href).pathname.replace(/[/]$/, "")}${config.api_prefix}/app_id`;
+  let used = Date.now(), stale = false, reloading = false;
+  const reload = (id) => { reloading = true; sessionStorage.setItem("rbd-reloaded-for", String(id)); window.location.reload(); };
+  const look = async () => {
     try {
-      const answer = await fetch(`${config.root}${config.api_prefix}/app_id`);
-      if (answer.ok && (await answer.json()).app_id !== config.app_id) window.location.reload();
+      const answer = await fetch(appUrl, {cache: "no-store"});
+      const id = answer.ok ? (await answer.json()).app_id : undefined;
+      if (typeof id !== "number" || id === config.app_id || sessionStorage.getItem("rbd-reloaded-for") === String(id)) return;
+      if (Date.now() - used < 2000) reload(id);
+      else stale = id;
     } catch (error) {}  // no server just now: Gradio says so where it matters, and a later look finds the new one
   };
-  if (config.app_id !== undefined) {
-    setInterval(restarted, 3000);
-    document.addEventListener("visibilitychange", restarted);
+  const touched = (event) => {
+    if (stale !== false && !(event.type === "keydown" && (event.ctrlKey || event.metaKey))) {  // copying text is reading
+      event.preventDefault();
+      event.stopImmediatePropagation();
+      return reload(stale);
+    }
+    if (Date.now() - used > 1000) look();
+    used = Date.now();
+  };
+  if (typeof config.app_id === "number" && config.api_prefix !== undefined) {
+    for (const type of ["pointerdown", "keydown"]) document.addEventListener(type, touched, true);
+    document.addEventListener("click", (event) => { if (reloading) { event.preventDefault(); event.stopImmediatePropagation(); } }, true);
+    document.addEventListener("visibilitychange", () => { if (document.visibilityState === "visible") look(); });
+    setInterval(() => { if (document.visibilityState === "visible" && Date.now() - used < 60000) look(); }, 3000);
   }
   // Picked folders' files as [path in the folder, size], in the order picked, by upload box (rbd.uploads.picked_names):
   // Gradio uploads them by name alone. Captured before Gradio's own listener reads and clears the picker; a box

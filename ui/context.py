@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import hashlib
 import os
 import secrets
 import shutil
@@ -140,8 +141,9 @@ class Context:
         with tempfile.TemporaryDirectory(dir=self.uploads) as folder:
             yield Path(folder)
 
-    def export_folder(self) -> Path:
-        """A fresh folder per export, so two users never share a file name; day-old ones are removed."""
+    def export_folder(self, key: str | None = None) -> Path:
+        """A fresh folder per export, so two users never share a file name; day-old ones are removed. With a `key`, the
+        folder of that key (made where it is not there yet): an export that depends on the key alone is made once."""
         self.exports.mkdir(parents=True, exist_ok=True)
         for old in self.exports.iterdir():
             try:
@@ -150,7 +152,11 @@ class Context:
                 continue
             if stale:
                 shutil.rmtree(old, ignore_errors=True)
-        return Path(tempfile.mkdtemp(dir=self.exports))
+        if key is None:
+            return Path(tempfile.mkdtemp(dir=self.exports))
+        folder = self.exports / f"key-{hashlib.sha1(key.encode()).hexdigest()[:20]}"
+        folder.mkdir(exist_ok=True)
+        return folder
 
     def remove_exports(self, name: str) -> None:
         """Remove every export named `name` (a model's zip and the folder zipped) from every user's export folder, and

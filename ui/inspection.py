@@ -8,7 +8,7 @@ scored once, and so is a copy of it under another name, with a message naming bo
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import gradio as gr
 import numpy as np
@@ -16,7 +16,7 @@ import pandas as pd
 
 import rbd
 from rbd.detector import Prediction
-from rbd.files import file_digest
+from rbd.files import atomic_write, file_digest
 from rbd.images import file_shape, to_uint8
 from rbd.notices import collect, notify, some
 from rbd.outputs import fitting_name, mask_png, picture_names
@@ -159,11 +159,16 @@ def redraw(ctx, held: list | None, picked, model: dict, rate: float, opacity: fl
 
 
 def mask_file(ctx, item: dict, p: Prediction) -> str:
-    """The shown image's mask as `rbd predict` writes it (a PNG at the file's size, named after the file), to download:
-    the mask drawn here is at the size shown, under the regions' boxes."""
-    _, mask_name = picture_names(fitting_name(Path(item["name"]).stem))
-    path = ctx.export_folder() / mask_name
-    path.write_bytes(mask_png(p, item.get("size") or p.anomaly_map.shape))
+    """The shown image's mask as `rbd predict` draws it (a PNG at the file's size, white on defect pixels), to download:
+    the mask drawn here is at the size shown, under the regions' boxes. Named after the file and the folders it has
+    in the upload (`good/000.png`: `good_000_mask.png`, apart from `bad/000.png`'s); written once for an image,
+    model and threshold (a threshold moved back, an image picked again: the same file)."""
+    _, mask_name = picture_names(fitting_name(PurePosixPath(item["name"]).with_suffix("").as_posix().replace("/", "_")))
+    size = item.get("size") or p.anomaly_map.shape
+    path = ctx.export_folder(repr((item["digest"], item["model"], p.threshold, tuple(size), mask_name))) / mask_name
+    if not path.exists():
+        with atomic_write(path) as f:
+            f.write(mask_png(p, size))
     return str(path)
 
 

@@ -11,6 +11,7 @@ import contextlib
 import functools
 import inspect
 import logging
+import re
 import typing
 from typing import Callable, Iterable
 
@@ -30,6 +31,10 @@ except ImportError:
     def gpu(fn=None, duration=None):
         return fn if fn is not None else (lambda fn: fn)
 
+
+# An absolute path in an unforeseen error's message (the work folder, the Hub's cache, site-packages), said by its last
+# part alone: rbd's own errors never name a server path, and neither may these.
+SERVER_PATH = re.compile(r"(?<![\w.:/~])/(?:[^\s/'\"():,;]+/)+([^\s/'\"():,;]*)")
 
 # How a tab's re-judge (a new model or threshold) is triggered: one that comes while another is pending runs after it.
 # Gradio's default for events ("once") dropped it, and after two models picked in quick succession Inspect showed the
@@ -68,7 +73,7 @@ def user_errors(fn: Callable, upload_folders: Iterable = ()) -> Callable:
                 raise
             except Exception as err:  # a bug, or what no check foresaw: said, where Gradio showed nothing at all
                 logging.getLogger("rbd").exception("unexpected error")
-                said = as_uploaded(f"{type(err).__name__}: {err}", folders)
+                said = SERVER_PATH.sub(lambda found: found[1] or "…", as_uploaded(f"{type(err).__name__}: {err}", folders))
                 raise gr.Error(f"An unexpected error stopped this ({said[:300]}); the server's log has the details",
                                duration=None, print_exception=False) from err
             finally:
