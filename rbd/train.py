@@ -59,6 +59,9 @@ PROBE_IMAGES = 8  # images timed to tell how many the teacher can read within it
 MEMORY_SHARE = 0.2  # of a time budget, what choosing the memory's patches may take at most (4 s of 10 minutes, idle)
 
 
+DIVERGED_STEPS = 10  # steps in a row whose loss is NaN or infinite: training stops, for nothing more will be learnt
+
+
 @dataclass
 class TrainConfig:
     """How to train. By default, for 10 minutes whatever the set's size: the learning rate follows the
@@ -85,7 +88,10 @@ class TrainConfig:
         kinds = {"epochs must be a whole number": self.epochs is None or whole(self.epochs),
                  "max_minutes must be a number": self.max_minutes is None or real(self.max_minutes),
                  "batch_size must be a whole number": whole(self.batch_size),
-                 "max_holdout must be a whole number": whole(self.max_holdout)}
+                 "max_holdout must be a whole number": whole(self.max_holdout),
+                 **{f"{name} must be a number": real(getattr(self, name))
+                    for name in ("learning_rate", "weight_decay", "holdout_fraction", "false_alarm_rate", "defect_probability",
+                                 "feature_dropout")}}
         wrong = [rule for rule, ok in kinds.items() if not ok]
         if wrong:  # before the checks below compare them with numbers
             raise InvalidInputError("invalid training settings: " + "; ".join(wrong))
@@ -93,8 +99,10 @@ class TrainConfig:
             "epochs must be at least 1": self.epochs is None or self.epochs >= 1,
             "max_minutes must be positive": self.max_minutes is None or self.max_minutes > 0,
             "epochs or a finite max_minutes must be set (a budget)": self.epochs is not None or self.budget_s is not None,
-            "batch_size must be at least 1": self.batch_size >= 1,
-            "learning_rate must be positive": self.learning_rate > 0,
+            "batch_size must be from 1 to 4096": 1 <= self.batch_size <= 4096,
+            # a rate of 10 or more (inf too) sent every weight to NaN, found only by the calibration at the budget's end
+            "learning_rate must be from above 0 to below 10": 0 < self.learning_rate < 10,
+            "weight_decay must be from 0 to below 1": 0 <= self.weight_decay < 1,  # NaN or less than 0: torch's error, late
             "holdout_fraction must be in (0, 1)": 0 < self.holdout_fraction < 1,
             "max_holdout must be at least 1": self.max_holdout >= 1,
             "false_alarm_rate must be in [0, 1)": 0 <= self.false_alarm_rate < 1,
@@ -383,6 +391,9 @@ def train(
 
         step += 1
         losses.append(loss.item())
+        if len(losses) >= DIVERGED_STEPS and not np.isfinite(losses[-DIVERGED_STEPS:]).any():  # (mixed precision's scaler skips a step or two of inf alone)
+            raise InvalidInputError(f"training diverged: the loss was not a number for {DIVERGED_STEPS} steps in a row, up to "
+                                    f"step {step}: lower learning_rate ({config.learning_rate:g})")
         elapsed = time.monotonic() - loop_start
         fraction = processes.from_main(min(1.0, max(step / total_steps, elapsed / loop_budget_s if loop_budget_s else 0.0)))
         if progress is not None:

@@ -2,6 +2,7 @@
 
 import importlib
 import re
+import sys
 
 import numpy as np
 import pytest
@@ -356,13 +357,29 @@ def test_unknown_backbone_and_device_are_clear_errors_before_any_image_is_decode
     ({"epochs": -3}, "epochs must be at least 1"),
     ({"max_minutes": 0}, "max_minutes must be positive"),
     ({"holdout_fraction": 1.0}, "holdout_fraction"),
-    ({"batch_size": 0, "false_alarm_rate": 2.0}, "batch_size must be at least 1; false_alarm_rate"),
+    ({"batch_size": 0, "false_alarm_rate": 2.0}, "batch_size must be from 1 to 4096; false_alarm_rate"),
+    ({"batch_size": 10**9}, "batch_size must be from 1 to 4096"),
+    ({"learning_rate": float("inf")}, "learning_rate must be from above 0 to below 10"),  # every weight NaN, found at the end
+    ({"learning_rate": float("nan")}, "learning_rate must be from above 0 to below 10"),
+    ({"learning_rate": "1"}, "learning_rate must be a number"),  # a TypeError in the comparison
+    ({"weight_decay": float("nan")}, "weight_decay must be from 0 to below 1"),  # torch's error, after every image was read
+    ({"weight_decay": -1}, "weight_decay must be from 0 to below 1"),
     ({"seed": -1}, "seed must be a whole number from 0"),  # numpy's generators refuse it, after every image was read
     ({"seed": 2**64}, "seed must be a whole number from 0"),
 ])
 def test_invalid_training_settings_are_refused_up_front(settings, message):
     with pytest.raises(rbd.InvalidInputError, match=message):
         rbd.TrainConfig(**settings)
+
+
+def test_a_diverging_training_stops_with_a_clear_error(monkeypatch):
+    """A loss gone to NaN (a learning rate far too high) trained on to the budget's end, where the calibration failed on
+    NaN scores: "calibration scores must be finite"."""
+    monkeypatch.setattr(sys.modules["rbd.train"], "reconstruction_loss", lambda rebuilt, target: sum(r.sum() for r in rebuilt) * float("nan"))
+    rng = np.random.default_rng(1)
+    arrays = [rng.integers(0, 255, (64, 64, 3), dtype=np.uint8) for _ in range(8)]
+    with pytest.raises(rbd.InvalidInputError, match="training diverged: the loss was not a number for 10 steps in a row, up to step 10"):
+        rbd.train(arrays, rbd.ModelConfig(**TINY_MODEL), rbd.TrainConfig(epochs=40, seed=3))
 
 
 def test_a_numpy_seed_is_a_seed_and_true_is_not():
