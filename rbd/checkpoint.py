@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
@@ -60,8 +61,22 @@ def checkpoint_config(detector: Detector, metrics: dict | None = None) -> dict:
         "threshold": float(detector.threshold),  # also a numpy scalar set by hand
         "calibration": detector.calibration.to_dict(),
         "training": detector.training,
-        "metrics": metrics or detector.metrics,
+        "metrics": _as_json(metrics or detector.metrics),
     }
+
+
+def _as_json(value):
+    """`value` as JSON takes it: numpy numbers as Python's (json.dumps refused np.float32), NaN or infinite (no
+    figure) as null (json.dumps wrote a bare NaN, which is not JSON)."""
+    if isinstance(value, dict):
+        return {str(k): _as_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_as_json(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def save(detector: Detector, directory: str | Path, metrics: dict | None = None) -> Path:
@@ -75,6 +90,7 @@ def save(detector: Detector, directory: str | Path, metrics: dict | None = None)
     check_calibration(float(detector.threshold), detector.calibration, "the detector")  # what `load` would refuse is not
     directory.parent.mkdir(parents=True, exist_ok=True)                                  # written over a good checkpoint
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    retired = directory.with_name(f".{directory.name}.old-{uuid.uuid4().hex[:8]}")
     try:
         config = checkpoint_config(detector, metrics)
         weights = {k: v.detach().cpu().contiguous() for k, v in detector.model.trained_state().items()}
@@ -89,13 +105,14 @@ def save(detector: Detector, directory: str | Path, metrics: dict | None = None)
             with open(path, "rb") as f:
                 os.fsync(f.fileno())
         staging.chmod(0o755)
-        retired = directory.with_name(f".{directory.name}.old-{uuid.uuid4().hex[:8]}")
         if directory.exists():
             directory.rename(retired)
         staging.rename(directory)
         shutil.rmtree(retired, ignore_errors=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        if retired.exists() and not directory.exists():  # stopped between the two renames (Ctrl-C): the old one back
+            retired.rename(directory)
     return directory
 
 

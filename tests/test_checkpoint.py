@@ -167,6 +167,35 @@ def test_saving_over_a_checkpoint_is_atomic(detector, tmp_path, monkeypatch, fai
     assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no half-written leftovers
 
 
+def test_a_save_stopped_between_its_two_renames_puts_the_old_checkpoint_back(detector, tmp_path, monkeypatch):
+    """Ctrl-C after the old folder was renamed aside and before the new one took its place left no checkpoint at the
+    target, the old one hidden as .model.old-..."""
+    target = rbd.save(detector, tmp_path / "model")
+    good = (target / "config.json").read_text()
+    rename = Path.rename
+
+    def interrupted(self, to):
+        if self.name.startswith(".model.") and ".old-" not in self.name:  # the staging folder's turn
+            raise KeyboardInterrupt
+        return rename(self, to)
+
+    monkeypatch.setattr(Path, "rename", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        rbd.save(detector, target)
+    monkeypatch.undo()
+    assert (target / "config.json").read_text() == good
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def test_metrics_are_saved_as_json_takes_them(detector, tmp_path):
+    """np.float32 metrics (as computed with numpy) failed the save; a NaN one was written as a bare NaN, not JSON."""
+    target = rbd.save(detector, tmp_path / "model", metrics={"image_auroc": np.float32(0.5), "pixel_auroc": float("nan"),
+                                                             "n_images": np.int64(7)})
+    saved = json.loads((target / "config.json").read_text(), parse_constant=lambda name: pytest.fail(f"{name} in JSON"))
+    assert saved["metrics"] == {"image_auroc": 0.5, "pixel_auroc": None, "n_images": 7}
+    assert rbd.load(target).metrics == saved["metrics"]
+
+
 @pytest.mark.parametrize("damage, message", [
     (lambda d: (d / "config.json").unlink(), "not an rbd checkpoint"),
     (lambda d: (d / "config.json").write_text("{not json"), "not a readable JSON"),
