@@ -38,10 +38,10 @@ from . import __version__, distributed
 from .anomaly_map import image_score
 from .calibration import calibrate
 from .detector import Detector
-from .errors import InvalidInputError, NoImagesError, TrainingCancelled
+from .errors import InvalidInputError, NoImagesError, RBDError, TrainingCancelled
 from .geometry import to_input
 from .datasets import training_images
-from .images import ImageLike, given_image, image_batches, is_path, several
+from .images import ImageLike, file_shape, given_image, image_batches, is_path, several
 from .losses import consistency_loss, reconstruction_loss
 from .memory import MAX_CANDIDATES, flatten_patches, patch_features
 from .model import RBD, ModelConfig
@@ -51,6 +51,7 @@ from .synthetic import add_defects, feature_dropout
 
 MIN_IMAGES = 5  # the fewest normal images training accepts (everywhere: API, CLI, app)
 CONTEXT = 32  # pixels of real image around a painted crop, so its features match the cached ones
+PICTURES_LIMIT_BYTES = 4 * 1024**3  # training images kept at model size (float32); a larger set trains on a sample
 CACHE_LIMIT_BYTES = 2 * 1024**3  # teacher features kept in memory; beyond, clean crops are computed each step
 MAX_CALIBRATION_IMAGES = 200  # normal images scored for the statistics and the threshold
 MAX_SYNTHETIC_IMAGES = 30  # of those, painted with a synthetic defect to estimate the catch rate
@@ -154,15 +155,54 @@ def resized(image: np.ndarray, config: ModelConfig) -> torch.Tensor:
     return to_input(image, config.fit(image.shape[0], image.shape[1]))
 
 
-def model_pictures(images: Sequence[ImageLike] | str | Path, config: ModelConfig) -> list[torch.Tensor]:
+def model_pictures(images: Sequence[ImageLike] | str | Path, config: ModelConfig, seed: int = 0) -> list[torch.Tensor]:
     """Every image `resized` from what a prediction decodes of it. Files (a folder, searched recursively,
     or a list of paths) are decoded one at a time as `predict_files` decodes them (unreadable ones
     skipped with a notice, those over MAX_SIDE downscaled), so memory holds one full-size photo, never
-    the whole set (a 16-megapixel photo is 190 MB as float32); arrays and PIL images are converted one by one."""
+    the whole set (a 16-megapixel photo is 190 MB as float32); arrays and PIL images are converted one by one.
+    A set whose pictures would take more than PICTURES_LIMIT_BYTES is a random sample of it (`within_memory`)."""
     images = training_images(images) if is_path(images) else several(images, "training", " (or a folder of them)")
     if images and all(is_path(image) for image in images):
+        images = within_memory(images, config, seed, file_shape)
         return [resized(image, config) for _, batch in image_batches(images, 1) for _, image in batch]
+    images = within_memory(images, config, seed, lambda image: given_image(image).shape[:2])
     return [resized(given_image(image), config) for image in images]
+
+
+def within_memory(images: list, config: ModelConfig, seed: int, shape: Callable[[object], tuple[int, int]]) -> list:
+    """`images`, or where their pictures at model size (float32, the input a prediction makes: `resized`) would take
+    more than PICTURES_LIMIT_BYTES, a random sample of them that fits (a notice says so). 10,000 strips asked for 31 GB
+    before the time budget chose how many the teacher reads (TEACHER_SHARE); a sample of thousands teaches as much.
+    `shape(image)` gives its (height, width) without decoding it (an unreadable file: its error is said when decoded)."""
+    if len(images) <= _fits_surely(config):
+        return images
+    sizes = []
+    for image in images:
+        try:
+            sizes.append(3 * 4 * math.prod(config.fit(*shape(image)).input))
+        except (RBDError, OSError, ValueError):
+            sizes.append(0)
+    total = sum(sizes)
+    if total <= PICTURES_LIMIT_BYTES:
+        return images
+    order, kept, used = np.random.default_rng(seed).permutation(len(images)), [], 0
+    for i in order:
+        if used + sizes[i] <= PICTURES_LIMIT_BYTES:
+            kept.append(int(i))
+            used += sizes[i]
+    notify(f"the {len(images)} training images would take {_in_units(total)} at the model's size, more than the "
+           f"{_in_units(PICTURES_LIMIT_BYTES)} training keeps: trained on a random sample of {len(kept)} of them")
+    return [images[i] for i in sorted(kept)]
+
+
+def _in_units(size: int) -> str:
+    return f"{size / 1024**3:.1f} GB" if size >= 1024**3 else f"{size / 1024**2:.1f} MB"
+
+
+def _fits_surely(config: ModelConfig) -> int:
+    """How many pictures fit in PICTURES_LIMIT_BYTES however long their images: up to it, no image's shape is looked at."""
+    widest = 3 * 4 * config.image_size * math.ceil(config.image_size * config.max_aspect)
+    return PICTURES_LIMIT_BYTES // widest
 
 
 def distinct(pictures: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -318,7 +358,7 @@ def train(
         model.student.load_state_dict(start_from.model.student.state_dict())
     build_s = time.monotonic() - built
     with contextlib.nullcontext() if processes.is_main else collect():  # every process reads the files: one says what it skipped
-        pictures = model_pictures(images, model_config)
+        pictures = model_pictures(images, model_config, config.seed)
     read, pictures = len(pictures), distinct(pictures)
     if read > len(pictures) and processes.is_main:
         notify(f"{read - len(pictures)} of the {read} training images are exact copies of others: trained on the "

@@ -372,6 +372,35 @@ def test_invalid_training_settings_are_refused_up_front(settings, message):
         rbd.TrainConfig(**settings)
 
 
+def test_a_set_too_large_for_memory_at_model_size_is_sampled_with_a_notice(tmp_path, monkeypatch):
+    """Every training image was kept as a float32 picture at model size before the budget chose what the teacher reads:
+    10,000 strips asked for 31 GB."""
+    from PIL import Image
+
+    from rbd.notices import collect
+    from rbd.images import given_image
+    from rbd.train import model_pictures, resized
+
+    train_module = sys.modules["rbd.train"]
+    config = rbd.ModelConfig(**TINY_MODEL)
+    monkeypatch.setattr(train_module, "PICTURES_LIMIT_BYTES", 5 * 3 * 4 * 64 * 64)  # five 64 x 64 pictures
+    rng = np.random.default_rng(0)
+    arrays = [rng.integers(0, 255, (64, 64, 3), dtype=np.uint8) for _ in range(10)]
+    for i, array in enumerate(arrays):
+        Image.fromarray(array).save(tmp_path / f"{i:02d}.png")
+    (tmp_path / "broken.png").write_bytes(b"not an image")  # its error is said when decoded, not when sized
+    which = lambda pictures: [next(i for i, a in enumerate(arrays) if torch.equal(p, resized(given_image(a), config))) for p in pictures]  # noqa: E731
+    for given, count in ((tmp_path, 11), (arrays, 10)):
+        with collect() as notes:
+            pictures = model_pictures(given, config, seed=3)
+        assert len(pictures) == 5, len(pictures)
+        assert any(f"the {count} training images would take " in note and "more than the 0.2 MB training keeps: trained on a "
+                   "random sample of" in note for note in notes), notes
+        assert which(pictures) == sorted(which(pictures)) == which(model_pictures(given, config, seed=3))  # the seed's sample
+        assert which(pictures) != which(model_pictures(given, config, seed=4))
+    assert len(model_pictures(arrays[:5], config)) == 5  # what fits is kept whole
+
+
 def test_a_diverging_training_stops_with_a_clear_error(monkeypatch):
     """A loss gone to NaN (a learning rate far too high) trained on to the budget's end, where the calibration failed on
     NaN scores: "calibration scores must be finite"."""
