@@ -37,7 +37,7 @@ import torch
 from . import __version__, distributed
 from .anomaly_map import image_score
 from .calibration import calibrate
-from .detector import Detector
+from .detector import Detector, _is_folder
 from .errors import InvalidInputError, NoImagesError, RBDError, TrainingCancelled
 from .geometry import to_input
 from .datasets import training_images
@@ -162,6 +162,8 @@ def model_pictures(images: Sequence[ImageLike] | str | Path, config: ModelConfig
     the whole set (a 16-megapixel photo is 190 MB as float32); arrays and PIL images are converted one by one.
     A set whose pictures would take more than PICTURES_LIMIT_BYTES is a random sample of it (`within_memory`)."""
     images = training_images(images) if is_path(images) else several(images, "training", " (or a folder of them)")
+    # a folder among them stands for its training images, as a folder given alone does (predict_files takes folders too)
+    images = [found for image in images for found in (training_images(image) if is_path(image) and _is_folder(image) else [image])]
     if images and all(is_path(image) for image in images):
         images = within_memory(images, config, seed, file_shape)
         return [resized(image, config) for _, batch in image_batches(images, 1) for _, image in batch]

@@ -2,6 +2,7 @@
 
 import importlib
 import re
+import shutil
 import sys
 
 import numpy as np
@@ -399,6 +400,19 @@ def test_a_set_too_large_for_memory_at_model_size_is_sampled_with_a_notice(tmp_p
         assert which(pictures) == sorted(which(pictures)) == which(model_pictures(given, config, seed=3))  # the seed's sample
         assert which(pictures) != which(model_pictures(given, config, seed=4))
     assert len(model_pictures(arrays[:5], config)) == 5  # what fits is kept whole
+
+
+def test_folders_among_the_training_images_stand_for_their_training_images(category, tmp_path):
+    """`rbd.train(["line1", "line2"])` failed: "is a folder, not an image file" (predict_files takes folders)."""
+    from rbd.train import model_pictures
+
+    config = rbd.ModelConfig(**TINY_MODEL)
+    good = sorted((category / "train" / "good").iterdir())
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    shutil.copy(good[0], loose / "extra.png")
+    both = model_pictures([category, loose], config)  # an MVTec category: its train/good images only, as given alone
+    assert len(both) == len(model_pictures(category, config)) + 1 == len(good) + 1
 
 
 def test_a_diverging_training_stops_with_a_clear_error(monkeypatch):
