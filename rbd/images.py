@@ -70,7 +70,7 @@ def read_image(path: str | Path, max_side: int | None = None, size: tuple[int, i
     try:
         return _decoded(path, max_side, size)
     except ImageReadError as err:  # every failure named by its file, also one found once the pixels were decoded
-        raise err if str(err).startswith(f"{path}: ") else ImageReadError(f"{path}: {err}") from err
+        raise err if str(err).startswith(f"{path}: ") or not os.fspath(path) else ImageReadError(f"{path}: {err}") from err
 
 
 def _decoded(path: str | Path, max_side: int | None, size: tuple[int, int] | None) -> np.ndarray:
@@ -110,6 +110,8 @@ def _decoded(path: str | Path, max_side: int | None, size: tuple[int, int] | Non
 
 def _not_a_file(path: str | Path, err: OSError) -> ImageReadError:
     """A path that names no file: missing, or a folder (which `predict_files` and `train` take whole)."""
+    if not os.fspath(path):  # said ": no such file"
+        return ImageReadError("an empty path, not an image file")
     return ImageReadError(f"{path}: is a folder, not an image file" if isinstance(err, IsADirectoryError) else f"{path}: no such file")
 
 
@@ -270,6 +272,12 @@ def given_image(image: ImageLike) -> np.ndarray:
     data where their values fit 0-255, 16-bit where they fit 0-65535, refused otherwise. Read by their type's range,
     a picture of 8-bit values came out nearly black and was judged defective. (Files keep their own rules: a 16-bit
     PNG opens as 32-bit integers, however dark.)"""
+    if isinstance(image, (list, tuple)) and image and all(_is_one_image(item) for item in image):
+        raise ImageReadError(f"expected one image (a path, an array or a PIL image), got a list of {len(image)}: "
+                             "Detector.predict_batch and rbd.predict_files take several")  # said "got (1,)", as one array
+    if hasattr(image, "detach"):  # a torch tensor: one that needs gradients, or of bfloat16, numpy refused with torch's error
+        image = image.detach().cpu()
+        image = image.float() if image.is_floating_point() else image
     if is_path(image) or isinstance(image, Image.Image) or np.ndim(image) == 0:  # a path, a PIL image, or what to_rgb_array refuses
         return to_rgb_array(image)
     array = np.asarray(image)
@@ -281,6 +289,12 @@ def given_image(image: ImageLike) -> np.ndarray:
                                  f"{high}: pass uint8 or uint16 values, or floats from 0 to 1")
         array = array.astype(np.uint8 if high <= 255 else np.uint16)
     return to_rgb_array(array)
+
+
+def _is_one_image(item) -> bool:
+    """Whether a list's item is an image of its own (a path, a PIL image, an array or tensor of rows): such a list is
+    several images. (A list of lists of numbers is one image, row by row.)"""
+    return is_path(item) or isinstance(item, Image.Image) or (hasattr(item, "shape") and len(item.shape) >= 2)
 
 
 def alpha_channel(path: str | Path) -> np.ndarray | None:

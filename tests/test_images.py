@@ -624,3 +624,27 @@ def test_an_image_over_pillows_decompression_bomb_limit_is_a_clear_error(tmp_pat
     for read in (read_image, upright_size):  # also its header alone (what evaluate reads of a defect with no mask)
         with pytest.raises(ImageReadError, match=r"strip.png: too large to decode safely \(.*\): split it, or downscale it, first"):
             read(tmp_path / "strip.png")
+
+
+def test_a_tensor_that_needs_gradients_or_is_bfloat16_is_read_as_its_values():
+    """numpy refused both with torch's own error."""
+    import torch
+
+    picture = torch.rand(8, 10, 3)
+    expected = given_image(picture.numpy())
+    np.testing.assert_array_equal(given_image(picture.clone().requires_grad_(True)), expected)
+    np.testing.assert_allclose(given_image(picture.bfloat16()), given_image(picture.bfloat16().float().numpy()))
+
+
+@pytest.mark.parametrize("given, said", [
+    (["part.png"], "expected one image .* got a list of 1: Detector.predict_batch and rbd.predict_files take several"),  # "(1,)"
+    ([np.zeros((8, 8)), np.zeros((8, 8))], "got a list of 2"),
+])
+def test_several_images_given_as_one_are_told_where_several_go(given, said):
+    with pytest.raises(ImageReadError, match=said):
+        given_image(given)
+
+
+def test_an_empty_path_is_said_as_such():
+    with pytest.raises(ImageReadError, match="^an empty path, not an image file$"):  # was ": no such file"
+        read_image("")
