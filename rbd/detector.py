@@ -8,6 +8,7 @@ a plain attribute: moving it changes verdicts and masks without running the netw
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
@@ -97,6 +98,9 @@ class Prediction:
         of the image file, where it was scored on a downscaled copy (`rbd.images.file_shape`); areas
         and boxes are then those of the mask `mask_at_size` lays on the file, in the file's pixels,
         and the order stays that of the scored size, so region k is the same region at either size."""
+        if size is not None and not (len(size) == 2 and all(isinstance(side, numbers.Integral) for side in size)):
+            raise InvalidInputError(f"regions(size=...) takes the image file's (height, width) in whole pixels (rbd.images.file_shape), "
+                                    f"got {size!r}")  # an image's shape (h, w, 3), or floats, failed deep in numpy
         height, width = self.anomaly_map.shape if size is None else size
         if height < self.anomaly_map.shape[0] or width < self.anomaly_map.shape[1]:  # a shrunk mask loses or cuts regions
             raise InvalidInputError(f"regions(size=...) takes the image file's (height, width), which a prediction's map "

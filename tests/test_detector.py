@@ -196,6 +196,10 @@ def test_regions_are_the_connected_parts_of_the_mask():
     for smaller in ((10, 30), (20, 7)):  # a shrunk mask loses regions (an area of 0) or cuts them
         with pytest.raises(rbd.InvalidInputError, match=r"takes the image file's \(height, width\).*got \(\d+, \d+\)"):
             prediction.regions(smaller)
+    for wrong in ((40, 60, 3), (40.0, 60.0)):  # an image's shape, or floats: numpy's errors before
+        with pytest.raises(rbd.InvalidInputError, match=r"takes the image file's \(height, width\) in whole pixels"):
+            prediction.regions(wrong)
+    assert prediction.regions((np.int64(40), 60))  # numpy's whole numbers are whole numbers
 
 
 
