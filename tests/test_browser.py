@@ -706,6 +706,14 @@ def test_cancel_stops_training_at_once_and_says_the_model_is_unchanged(page, cat
     expect(page.locator("#train-files").get_by_role("cell", name="009.png").first).to_be_visible()
     # the box's list scrolls: 80 files pushed Train and its progress thousands of pixels down
     assert page.locator("#train-files").bounding_box()["height"] <= 300
+    # a refused budget is said, and leaves nothing behind: Gradio's own check of a minimum refused the click before the
+    # handler ran, and then Cancel "cancelled" a training that never was and the next Train was dropped
+    page.locator("#train-minutes input").fill("-1")
+    page.locator("#train-run").click()
+    expect(page.locator(".toast-body").filter(has_text="max_minutes must be positive").first).to_be_visible()
+    page.locator(".toast-body .toast-close").first.click()
+    page.locator("#train-cancel").click()
+    expect(page.locator("#train-status")).to_contain_text("No training is running.")
     page.locator("#train-epochs input").fill("100000")
     page.locator("#train-minutes input").fill("0")
     page.locator("#train-run").click()

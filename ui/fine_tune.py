@@ -307,11 +307,12 @@ def layout(ctx) -> FineTune:
             use_reviewed = gr.Checkbox(label="Add images I accepted as good in the Review tab", value=False)
             start_current = gr.Checkbox(label="Start from the active model (faster)", value=True)
             with gr.Row():
-                # by default the budget alone ends training, whatever the number of images (the recipe's schedule follows it)
-                epochs = gr.Number(value=0, precision=0, label="Epochs (0 = as many as the time budget allows)", minimum=0,
-                                   elem_id="train-epochs")
-                minutes = gr.Number(value=5, label="Time budget (minutes, 0 = none)", minimum=0, elem_id="train-minutes",
-                                    info=TRAINING_TIME_ADVICE)
+                # by default the budget alone ends training, whatever the number of images (the recipe's schedule follows it).
+                # No minimum: Gradio's own check of it refused a click before `fine_tune` ran, whose `finally` then never
+                # forgot the training Train's click had announced (Cancel said it cancelled one, the next Train was dropped);
+                # `rbd.TrainConfig` says what is wrong with a value
+                epochs = gr.Number(value=0, precision=0, label="Epochs (0 = as many as the time budget allows)", elem_id="train-epochs")
+                minutes = gr.Number(value=5, label="Time budget (minutes, 0 = none)", elem_id="train-minutes", info=TRAINING_TIME_ADVICE)
             teacher = gr.Dropdown(offline_backbones(), value=rbd.ModelConfig.backbone, label="Teacher", info=TEACHER_ADVICE,
                                   elem_id="train-teacher")
             name = gr.Textbox(value="", label="Name (optional)", placeholder="e.g. bolts-line-3",
