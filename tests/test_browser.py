@@ -878,6 +878,14 @@ def test_a_restarted_app_resumes_the_same_review(browser, checkpoint, parts, tmp
         blur(page)
         page.keyboard.press("a")
         expect(page.locator("#review-metrics")).to_contain_text("Reviewed 1 of 2")
+        other = page.context.new_page()  # another tab of the same browser picks another model: the browser's last
+        other.goto(f"http://127.0.0.1:{port}/", wait_until="domcontentloaded")
+        loaded(other)
+        expect(other.locator("#model-choice input")).to_have_value("zebra (shipped)")  # a new tab: the browser's last model
+        other.locator("#model-choice input").click()
+        other.get_by_role("option", name="stripes").click()
+        expect(other.locator("#model-info")).to_contain_text("stripes")
+        other.close()
     finally:
         demo.close()
 

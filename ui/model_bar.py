@@ -225,6 +225,17 @@ def layout(ctx) -> ModelBar:
     return ModelBar(browser, model, stored, choice, hub_id, revision, load, rate, reset, info)
 
 
+# The model a page restores on load: its tab's own where the tab had one (a reload, or the one after an app restart),
+# else the browser's last (a new tab). The browser's store is one for all its tabs, kept alike by Gradio: after a
+# reload a tab took the model another tab picked last, and scored with it under no word.
+TAB_MODEL = """(stored, ...rest) => {
+  let tab = null;
+  try { tab = JSON.parse(sessionStorage.getItem("rbd-tab-model")); } catch (error) {}
+  return [tab || stored, ...rest];
+}"""
+KEEP_TAB_MODEL = """(model) => { try { sessionStorage.setItem("rbd-tab-model", JSON.stringify(model)); } catch (error) {} }"""
+
+
 def wire(ctx, bar: ModelBar, app: gr.Blocks, rejudge) -> None:
     """Events of the bar; `rejudge(trigger)` wires what every tab re-judges when the model or threshold changes
     (`api=True` names those events as endpoints)."""
@@ -234,9 +245,13 @@ def wire(ctx, bar: ModelBar, app: gr.Blocks, rejudge) -> None:
     # a failed load shows its message by the button, never as badges over the threshold and model line
     rejudge(on(bar.load.click, load_pressed, ctx, inputs, restored, api_name="load_model", show_progress_on=[bar.load]).success)
     first = on(app.load, start, ctx, [bar.browser], {"browser": bar.browser, "choice": bar.choice}, api_visibility="private")
-    rejudge(on(first.then, restore, ctx, [bar.stored, bar.choice, bar.browser], restored, api_visibility="private").success)
-    # whatever makes a model active (the bar, a fine-tune, a review's recalibration) is kept in the browser
-    bar.model.change(lambda model: model, bar.model, bar.stored, queue=False, api_visibility="private")
+    rejudge(on(first.then, restore, ctx, [bar.stored, bar.choice, bar.browser], restored, api_visibility="private",
+               js=TAB_MODEL).success)
+    # whatever makes a model active (the bar, a fine-tune, a review's recalibration) is kept in the browser, and in the
+    # tab (TAB_MODEL)
+    copied = bar.model.change(lambda model: model, bar.model, bar.stored, queue=False, api_visibility="private")
+    # after this tab's own copy only: the browser's store also changes when another tab's does (Gradio syncs them)
+    copied.then(None, bar.stored, None, js=KEEP_TAB_MODEL, queue=False, api_visibility="private")
     on(bar.choice.focus, listed, ctx, [bar.browser], {"choice": bar.choice}, queue=False, api_visibility="private",
        show_progress="hidden")
     picked = bar.choice.input(lambda: ("", ""), None, [bar.hub_id, bar.revision], queue=False, api_visibility="private")
