@@ -75,14 +75,10 @@ class ModelConfig:
             raise InvalidInputError(f"memory_size must be from 0 (no memory) to {MAX_CANDIDATES} (the most patches it is chosen "
                                     f"from), got {self.memory_size}")
         widths = {"bottleneck_width": (self.bottleneck_width,), "embed_dim": (self.embed_dim,), "decoder_widths": self.decoder_widths}
-        narrow = [name for name, values in widths.items() if any(value < 1 for value in values)]
-        if narrow:  # torch's own error came from deep in a layer's set-up
-            raise InvalidInputError(f"{' and '.join(narrow)} must be at least 1 (a layer's channels), got "
-                                    + ", ".join(f"{name} {getattr(self, name)}" for name in narrow))
-        wide = [name for name, values in widths.items() if any(value > MAX_WIDTH for value in values)]
-        if wide:
-            raise InvalidInputError(f"{' and '.join(wide)} must be at most {MAX_WIDTH} (a layer's channels), got "
-                                    + ", ".join(f"{name} {getattr(self, name)}" for name in wide))
+        outside = [name for name, values in widths.items() if any(not 1 <= value <= MAX_WIDTH for value in values)]
+        if outside:  # torch's own error came from deep in a layer's set-up, or a width past MAX_WIDTH was allocated
+            raise InvalidInputError(f"{' and '.join(outside)} must be from 1 to {MAX_WIDTH} (a layer's channels), got "
+                                    + ", ".join(f"{name} {getattr(self, name)}" for name in outside))
         if len(self.decoder_widths) != len(self.layers):
             raise InvalidInputError(f"decoder_widths needs one width per teacher layer ({len(self.layers)}), got {self.decoder_widths}")
         if self.score_rule not in SCORE_RULES:

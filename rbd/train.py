@@ -59,7 +59,6 @@ TEACHER_SHARE = 0.4  # of a time budget, what the teacher's first pass over the 
 PROBE_IMAGES = 8  # images timed to tell how many the teacher can read within its share
 MEMORY_SHARE = 0.2  # of a time budget, what choosing the memory's patches may take at most (4 s of 10 minutes, idle)
 
-
 DIVERGED_STEPS = 10  # steps in a row whose loss is NaN or infinite: training stops, for nothing more will be learnt
 
 
@@ -433,7 +432,8 @@ def train(
 
         step += 1
         losses.append(loss.item())
-        if len(losses) >= DIVERGED_STEPS and not np.isfinite(losses[-DIVERGED_STEPS:]).any():  # (mixed precision's scaler skips a step or two of inf alone)
+        # in a row: mixed precision's scaler skips a step or two of inf alone
+        if len(losses) >= DIVERGED_STEPS and not np.isfinite(losses[-DIVERGED_STEPS:]).any():
             raise InvalidInputError(f"training diverged: the loss was not a number for {DIVERGED_STEPS} steps in a row, up to "
                                     f"step {step}: lower learning_rate ({config.learning_rate:g})")
         elapsed = time.monotonic() - loop_start

@@ -211,8 +211,8 @@ def test_metrics_are_saved_as_json_takes_them(detector, tmp_path):
     (lambda d: _edit_model(d, image_size="256"), "image_size must be a whole number"),
     (lambda d: _edit_model(d, memory_size=2048.5), "memory_size must be a whole number"),
     (lambda d: _edit_model(d, decoder_widths=[64, 32]), "decoder_widths needs one width per teacher layer"),
-    (lambda d: _edit_model(d, bottleneck_width=-3), "bottleneck_width must be at least 1"),  # torch's error, from deep in a layer
-    (lambda d: _edit_model(d, embed_dim=0, decoder_widths=[64, -1, 24]), "embed_dim and decoder_widths must be at least 1"),
+    (lambda d: _edit_model(d, bottleneck_width=-3), "bottleneck_width must be from 1 to 4096"),  # torch's error, from deep in a layer
+    (lambda d: _edit_model(d, embed_dim=0, decoder_widths=[64, -1, 24]), "embed_dim and decoder_widths must be from 1 to 4096"),
     (lambda d: _edit_calibration(d, normal_scores="123"), "normal_scores must be a list of numbers"),  # read as 1, 2, 3
     (lambda d: _edit(d, threshold="high"), "must be finite numbers"),
     (lambda d: _edit(d, threshold=float("nan")), "must be finite numbers"),
@@ -229,8 +229,8 @@ def test_metrics_are_saved_as_json_takes_them(detector, tmp_path):
     # sizes were allocated as they stood before any weight was read: 608 GB for this bank, an allocator's traceback
     (lambda d: _edit_model(d, backbone="resnet999"), "made with the teacher 'resnet999', which this version of rbd does not know"),
     (lambda d: _edit_model(d, memory_size=10**9), "memory_size must be from 0 .no memory. to 50000"),
-    (lambda d: _edit_model(d, embed_dim=200_000), "embed_dim must be at most 4096"),
-    (lambda d: _edit_model(d, bottleneck_width=2**70), "bottleneck_width must be at most 4096"),  # a TypeError deep in torch
+    (lambda d: _edit_model(d, embed_dim=200_000), "embed_dim must be from 1 to 4096"),
+    (lambda d: _edit_model(d, bottleneck_width=2**70), "bottleneck_width must be from 1 to 4096"),  # a TypeError deep in torch
     (lambda d: _edit_model(d, layers=[1, 2, 10**6]), "layers must be increasing feature levels from 0 to 4"),  # a 2^10^6 sum
     (lambda d: _edit_model(d, layers=[1, 2, -1]), "layers must be increasing feature levels from 0 to 4"),  # level 4, by Python's index
     (lambda d: (d / "config.json").write_text("[" * 200_000), "not a readable JSON config"),  # a RecursionError

@@ -641,6 +641,16 @@ def test_the_active_model_can_be_downloaded_as_it_judges_at_any_time(ctx, model,
         assert archive.parent.parent == ctx.exports  # a fresh export folder, cleared after a day
 
 
+def test_exports_a_day_old_go_with_the_hourly_sweep_not_with_each_export(ctx):
+    """Every export swept the whole export folder, and Inspect makes one on every threshold move."""
+    old, fresh = ctx.export_folder(), ctx.export_folder("a mask's key")
+    os.utime(old, (time.time() - 90000, time.time() - 90000))
+    ctx.export_folder()
+    assert old.exists()  # an export leaves the others alone
+    ctx.remove_idle()
+    assert not old.exists() and fresh.exists()
+
+
 def test_a_push_shares_the_model_as_the_bar_judges_by_it(ctx, model, monkeypatch):
     """After a review's recalibration the bar judges by the new threshold: a push uploads that one."""
     from ui import fine_tune

@@ -142,16 +142,9 @@ class Context:
             yield Path(folder)
 
     def export_folder(self, key: str | None = None) -> Path:
-        """A fresh folder per export, so two users never share a file name; day-old ones are removed. With a `key`, the
-        folder of that key (made where it is not there yet): an export that depends on the key alone is made once."""
+        """A fresh folder per export, so two users never share a file name (day-old ones go: `remove_idle`). With a
+        `key`, the folder of that key (made where it is not there yet): an export that depends on the key alone is made once."""
         self.exports.mkdir(parents=True, exist_ok=True)
-        for old in self.exports.iterdir():
-            try:
-                stale = time.time() - old.stat().st_mtime > EXPORTS_KEPT_S
-            except FileNotFoundError:  # another request removed it meanwhile
-                continue
-            if stale:
-                shutil.rmtree(old, ignore_errors=True)
         if key is None:
             return Path(tempfile.mkdtemp(dir=self.exports))
         folder = self.exports / f"key-{hashlib.sha1(key.encode()).hexdigest()[:20]}"
@@ -168,7 +161,9 @@ class Context:
                 export.unlink(missing_ok=True)
 
     def remove_idle(self) -> list[Path]:
-        """Remove the reviews and private models of sessions idle longer than allowed."""
+        """Remove the reviews and private models of sessions idle longer than allowed (returned), and exports a day old.
+        (Exports were swept by every export, which Inspect now makes on every threshold move.)"""
+        remove_idle(self.exports, EXPORTS_KEPT_S)
         removed = remove_idle(self.reviews, self.idle_s) + remove_idle(self.catalog.private, self.idle_s)
         with self._guard:
             for folder in removed:
