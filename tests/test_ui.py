@@ -1309,8 +1309,52 @@ def test_a_fine_tune_says_when_it_calibrates_after_its_last_step(ctx, model, mon
     assert "2 of the images were exact copies of others: each was trained on once" in statuses[2]
     assert re.search(r"on \d+ of \d+ distinct images", statuses[2])  # the count after the copies went
     assert described[-1] == "step 3 done · calibrating the threshold on normal images"
+    assert list(ctx.trainings.iterdir()) == []  # saved: no record of a training cut off is left
     made = Path(ctx.catalog.entries("browser-1")[-1][1])
     assert f"; fine-tuned from {model['name']}" in (made / "README.md").read_text()  # started from the active model
+
+
+def test_a_fine_tune_cut_off_by_a_restart_is_said_once_when_its_browser_comes_back(ctx, model, monkeypatch):
+    """A restart in the middle of a fine-tune saved nothing, and the page it reloaded said nothing of it."""
+    from rbd.notices import collect
+    from ui import fine_tune
+    from ui.context import Context
+
+    class Endless:  # trains until its request is closed
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def updates(self):
+            while True:
+                yield rbd.Progress(step=1, epoch=0.1, fraction=0.1, loss=0.5, elapsed_s=1.0)
+
+        def cancel(self):
+            pass
+
+    monkeypatch.setattr(fine_tune, "BackgroundTraining", Endless)
+    monkeypatch.setattr(fine_tune, "gather_images", lambda uploaded, folder, names=(): [Path(folder) / f"{i}.png" for i in range(6)])
+    monkeypatch.setattr(fine_tune, "model_pictures", lambda images, config: [torch.zeros(3, 8, 8)] * 6)
+    stream = fine_tune.fine_tune(ctx, ["upload.zip"], None, False, "", True, 0, 5, model, "browser-1", progress=lambda *a, **k: None)
+    assert next(stream)["status"] == "training…"
+    assert fine_tune.cut_off(ctx, "browser-1") == {}  # it runs on this server: another tab of the browser is told nothing
+    restarted = Context(ctx.work, ctx.catalog)  # a new server on the same work folder: the first one died mid-training
+    assert fine_tune.cut_off(restarted, "browser-2") == {} and fine_tune.cut_off(restarted, "") == {}
+    with collect() as notes:
+        said = fine_tune.cut_off(restarted, "browser-1")["status"]
+    assert said == ("The app restarted while your fine-tune was training (started under a minute ago): it was stopped and "
+                    "no model was saved. Press Train to train again.") and notes == [said]
+    assert fine_tune.cut_off(restarted, "browser-1") == {}  # said once
+    stream.close()  # a training that ends (here its tab closed) leaves no record
+    with pytest.raises(rbd.InvalidInputError):  # nor does one that fails
+        next(fine_tune.fine_tune(ctx, ["upload.zip"], None, False, "", True, 0, 0, model, "browser-1"))
+    assert list(ctx.trainings.iterdir()) == []
+    again = fine_tune.fine_tune(ctx, ["upload.zip"], None, False, "", True, 0, 5, model, "browser-1", progress=lambda *a, **k: None)
+    next(again)
+    record = next(ctx.trainings.iterdir())
+    os.utime(record, (time.time() - 31 * 86400, time.time() - 31 * 86400))
+    restarted.remove_idle()  # a browser that never comes back: its record goes with the idle sweep
+    assert not record.exists()
+    again.close()
 
 
 def test_a_fine_tune_of_reviewed_images_alone_says_when_the_review_has_none(ctx, model):

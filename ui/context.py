@@ -57,6 +57,9 @@ class Context:
         self.work, self.catalog = Path(work), catalog
         self.reviews, self.exports, self.uploads = self.work / "reviews", self.work / "exports", self.work / "uploads"
         self.uploads.mkdir(parents=True, exist_ok=True)
+        # a record per browser of its fine-tune while it runs, and this server's run: a record of another run is a
+        # training that a restart cut off (ui.fine_tune.running_record)
+        self.trainings, self.run = self.work / "trainings", secrets.token_hex(8)
         self.idle_s = 86400 * idle_days
         # the fine-tune of each browser tab, from Train's click on (keyed by its session): ui.fine_tune.pending
         self.jobs: dict[object, dict] = {}
@@ -161,9 +164,14 @@ class Context:
                 export.unlink(missing_ok=True)
 
     def remove_idle(self) -> list[Path]:
-        """Remove the reviews and private models of sessions idle longer than allowed (returned), and exports a day old.
-        (Exports were swept by every export, which Inspect now makes on every threshold move.)"""
+        """Remove the reviews and private models of sessions idle longer than allowed (returned), exports a day old, and
+        the records of cut-off trainings that no browser came back for. (Exports were swept by every export, which
+        Inspect now makes on every threshold move.)"""
         remove_idle(self.exports, EXPORTS_KEPT_S)
+        for record in self.trainings.glob("*.json"):
+            with contextlib.suppress(FileNotFoundError):
+                if time.time() - record.stat().st_mtime > self.idle_s:
+                    record.unlink()
         removed = remove_idle(self.reviews, self.idle_s) + remove_idle(self.catalog.private, self.idle_s)
         with self._guard:
             for folder in removed:

@@ -8,9 +8,13 @@ unchanged; one pressed while the trained model is calibrated lets that finish an
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import os
 import re
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +26,8 @@ from rbd import review as rules
 from rbd.backbones import offline_backbones
 from rbd.catalog import model_name
 from rbd.datasets import normal_uploads
-from rbd.notices import collect
+from rbd.files import atomic_write
+from rbd.notices import collect, notify
 from rbd.plots import calibration_figure
 from rbd.train import MIN_IMAGES, BackgroundTraining, memory_cut_short, model_pictures
 from rbd.uploads import gather_images, picked_names
@@ -96,79 +101,130 @@ def fine_tune(ctx, files, folder, use_reviewed: bool, review_id: str, start_curr
     key = request.session_hash if request is not None else object()
     running = ctx.jobs.setdefault(key, pending())  # Train's click made it, or an API client calls directly
     running["started"] = True  # out of the queue
-    try:  # from here on, whatever happens, `finally` forgets this training (a stale entry would cancel the next)
-        if not epochs and not minutes:
-            raise rbd.InvalidInputError("set a time budget (minutes) or a number of epochs: with neither, training would not end")
-        ctx.catalog.owner_folder(_owner(browser, request))  # checked now: an API client's wrong id failed the save, after training
-        config = rbd.TrainConfig(epochs=int(epochs) if epochs else None, max_minutes=float(minutes) if minutes else None)
-        model_config = None if start_current else rbd.ModelConfig(backbone=teacher)
-        if running["cancelled"]:  # Cancel pressed while it waited in the queue
-            raise rbd.TrainingCancelled("cancelled before it started")
-        progress(0, desc="reading the images")
-        with ctx.upload_folder() as upload, collect() as notes:  # skipped files: a toast now, and a line in the status
-            loose, picked_files = paths(files), paths(folder)
-            names = [None] * len(loose) + picked_names(picked_files, picked, stored_name)
-            images = normal_uploads(gather_images(loose + picked_files, upload, names), upload) if loose + picked_files else []
-            session = ctx.review(review_id)
-            if use_reviewed and session is not None:
-                images += rules.normal_images(session)
-            if not images:
-                none_reviewed = " (this browser's review has no image accepted as good)" if use_reviewed else ""
-                raise rbd.NoImagesError(f"fine-tuning needs at least {MIN_IMAGES} normal images: upload some{none_reviewed}")
-            # at model resolution as they are read: a set of large photos is never held at full size
-            shaped_by = ctx.detector(model).config if start_current else model_config
-            pictures = [picture.permute(1, 2, 0).numpy() for picture in model_pictures(images, shaped_by)]
-        notes = told_again(ctx, notes)  # a toast now, and a line in the status
-        if len(pictures) < MIN_IMAGES:
-            raise rbd.NoImagesError(f"fine-tuning needs at least {MIN_IMAGES} readable normal images, got {len(pictures)}")
-        progress(0, desc=f"preparing to train on {len(pictures)} images")
-        running["job"] = job = BackgroundTraining(pictures, model_config, config, start_from=ctx.detector(model) if start_current else None)
-        if running["cancelled"]:  # Cancel pressed while queued, reading or preparing
-            job.cancel()
-        losses = []
-        for update in job.updates():  # a closed request closes this generator, which stops the job
-            losses.append({"step": update.step, "loss": update.loss})
-            running["step"] = update.step
-            if update.fraction >= 1.0:  # the last step: the threshold is calibrated next, which takes a while
-                progress(1.0, desc=f"step {update.step} done · calibrating the threshold on normal images")
-                yield {"loss": pd.DataFrame(losses),
-                       "status": f"trained {update.step} step{'' if update.step == 1 else 's'} · calibrating the threshold…"}
-                continue
-            progress(update.fraction, desc=f"step {update.step} · epoch {update.epoch:.1f} · loss {update.loss:.4f}")
-            if update.step % 5 == 1:  # the progress bar counts the steps (a count here lagged it by up to four)
-                yield {"loss": pd.DataFrame(losses), "status": "training…"}
-        detector = job.result()
-        if running["cancelled"]:  # pressed after the last step, while the model was calibrated: Cancel said "unchanged"
-            raise rbd.TrainingCancelled("cancelled while calibrating")
-    except rbd.TrainingCancelled:
-        yield {"status": cancelled(model, running["step"])}
+    with running_record(ctx, browser):  # until saved: a restart cuts a training off without a word otherwise
+        try:  # from here on, whatever happens, `finally` forgets this training (a stale entry would cancel the next)
+            if not epochs and not minutes:
+                raise rbd.InvalidInputError("set a time budget (minutes) or a number of epochs: with neither, training would not end")
+            ctx.catalog.owner_folder(_owner(browser, request))  # checked now: an API client's wrong id failed the save, after training
+            config = rbd.TrainConfig(epochs=int(epochs) if epochs else None, max_minutes=float(minutes) if minutes else None)
+            model_config = None if start_current else rbd.ModelConfig(backbone=teacher)
+            if running["cancelled"]:  # Cancel pressed while it waited in the queue
+                raise rbd.TrainingCancelled("cancelled before it started")
+            progress(0, desc="reading the images")
+            with ctx.upload_folder() as upload, collect() as notes:  # skipped files: a toast now, and a line in the status
+                loose, picked_files = paths(files), paths(folder)
+                names = [None] * len(loose) + picked_names(picked_files, picked, stored_name)
+                images = normal_uploads(gather_images(loose + picked_files, upload, names), upload) if loose + picked_files else []
+                session = ctx.review(review_id)
+                if use_reviewed and session is not None:
+                    images += rules.normal_images(session)
+                if not images:
+                    none_reviewed = " (this browser's review has no image accepted as good)" if use_reviewed else ""
+                    raise rbd.NoImagesError(f"fine-tuning needs at least {MIN_IMAGES} normal images: upload some{none_reviewed}")
+                # at model resolution as they are read: a set of large photos is never held at full size
+                shaped_by = ctx.detector(model).config if start_current else model_config
+                pictures = [picture.permute(1, 2, 0).numpy() for picture in model_pictures(images, shaped_by)]
+            notes = told_again(ctx, notes)  # a toast now, and a line in the status
+            if len(pictures) < MIN_IMAGES:
+                raise rbd.NoImagesError(f"fine-tuning needs at least {MIN_IMAGES} readable normal images, got {len(pictures)}")
+            progress(0, desc=f"preparing to train on {len(pictures)} images")
+            running["job"] = job = BackgroundTraining(pictures, model_config, config, start_from=ctx.detector(model) if start_current else None)
+            if running["cancelled"]:  # Cancel pressed while queued, reading or preparing
+                job.cancel()
+            losses = []
+            for update in job.updates():  # a closed request closes this generator, which stops the job
+                losses.append({"step": update.step, "loss": update.loss})
+                running["step"] = update.step
+                if update.fraction >= 1.0:  # the last step: the threshold is calibrated next, which takes a while
+                    progress(1.0, desc=f"step {update.step} done · calibrating the threshold on normal images")
+                    yield {"loss": pd.DataFrame(losses),
+                           "status": f"trained {update.step} step{'' if update.step == 1 else 's'} · calibrating the threshold…"}
+                    continue
+                progress(update.fraction, desc=f"step {update.step} · epoch {update.epoch:.1f} · loss {update.loss:.4f}")
+                if update.step % 5 == 1:  # the progress bar counts the steps (a count here lagged it by up to four)
+                    yield {"loss": pd.DataFrame(losses), "status": "training…"}
+            detector = job.result()
+            if running["cancelled"]:  # pressed after the last step, while the model was calibrated: Cancel said "unchanged"
+                raise rbd.TrainingCancelled("cancelled while calibrating")
+        except rbd.TrainingCancelled:
+            yield {"status": cancelled(model, running["step"])}
+            return
+        finally:  # a finished training is no longer this browser's to cancel
+            if ctx.jobs.get(key) is running:
+                del ctx.jobs[key]
+        owner = _owner(browser, request)
+        if start_current:  # its card says what it was fine-tuned from
+            detector.training = {**detector.training, "started_from": model["name"]}
+        key = ctx.catalog.add_trained(detector, owner, name)
+        archive = shutil.make_archive(str(ctx.export_folder() / export_name(model_name(key))), "zip", key)
+        training = detector.training
+        text = (f"Trained **{model_name(key)}** on {training['train_images']} of {training['images']} "
+                f"{'distinct ' if training.get('copies_left_out') else ''}images "
+                f"({training['holdout_images']} held out of training; {len(detector.calibration.normal_scores)} calibrate its threshold) in "
+                f"{training['seconds']:.0f} s, {training['steps']} step{'' if training['steps'] == 1 else 's'} (teacher {detector.config.backbone}). "
+                "It is now the active model, yours only until you share it or push it to the Hub."
+                + (f"\n\n_The time budget let the teacher read {training['train_images']} of the training images, a random sample "
+                   f"({training['train_images_left_out']} left out): give more minutes to use all._"
+                   if training.get("train_images_left_out") else "")
+                + (f"\n\n_{memory_cut_short(training['memory_patches_left_out'], detector.model.memory.size).capitalize()}._"
+                   if training.get("memory_patches_left_out") else "")
+                + (f"\n\n_{training['copies_left_out']} of the images {'was an exact copy' if training['copies_left_out'] == 1 else 'were exact copies'} "
+                   "of others: each was trained on once._"
+                   if training.get("copies_left_out") else "")
+                + "".join(f"\n\n_{note}_" for note in notes))
+        yield {"loss": pd.DataFrame(losses), "calibration": calibration_figure(detector.calibration), "model_file": archive,
+               "choice": gr.update(choices=ctx.catalog.entries(owner), value=key), "status": text,
+               **model_bar.load_model(ctx, key, "", "", owner)}
+
+
+def _record(ctx, browser: str) -> Path:
+    """Where a browser's running fine-tune is recorded (by a digest of its id: the id is checked later, in the training)."""
+    return ctx.trainings / f"{hashlib.sha1(browser.encode()).hexdigest()[:20]}.json"
+
+
+@contextlib.contextmanager
+def running_record(ctx, browser: str):
+    """A record of a browser's fine-tune while it runs, until its model is saved (none for an API client, which has no
+    browser id). A restart of the app (a Space woken up, a new version) cuts the training off and saves nothing: the
+    record it leaves behind tells the browser so when it comes back (`cut_off`), where the page said nothing."""
+    if not browser:
+        yield
         return
-    finally:  # a finished training is no longer this browser's to cancel
-        if ctx.jobs.get(key) is running:
-            del ctx.jobs[key]
-    owner = _owner(browser, request)
-    if start_current:  # its card says what it was fine-tuned from
-        detector.training = {**detector.training, "started_from": model["name"]}
-    key = ctx.catalog.add_trained(detector, owner, name)
-    archive = shutil.make_archive(str(ctx.export_folder() / export_name(model_name(key))), "zip", key)
-    training = detector.training
-    text = (f"Trained **{model_name(key)}** on {training['train_images']} of {training['images']} "
-            f"{'distinct ' if training.get('copies_left_out') else ''}images "
-            f"({training['holdout_images']} held out of training; {len(detector.calibration.normal_scores)} calibrate its threshold) in "
-            f"{training['seconds']:.0f} s, {training['steps']} step{'' if training['steps'] == 1 else 's'} (teacher {detector.config.backbone}). "
-            "It is now the active model, yours only until you share it or push it to the Hub."
-            + (f"\n\n_The time budget let the teacher read {training['train_images']} of the training images, a random sample "
-               f"({training['train_images_left_out']} left out): give more minutes to use all._"
-               if training.get("train_images_left_out") else "")
-            + (f"\n\n_{memory_cut_short(training['memory_patches_left_out'], detector.model.memory.size).capitalize()}._"
-               if training.get("memory_patches_left_out") else "")
-            + (f"\n\n_{training['copies_left_out']} of the images {'was an exact copy' if training['copies_left_out'] == 1 else 'were exact copies'} "
-               "of others: each was trained on once._"
-               if training.get("copies_left_out") else "")
-            + "".join(f"\n\n_{note}_" for note in notes))
-    yield {"loss": pd.DataFrame(losses), "calibration": calibration_figure(detector.calibration), "model_file": archive,
-           "choice": gr.update(choices=ctx.catalog.entries(owner), value=key), "status": text,
-           **model_bar.load_model(ctx, key, "", "", owner)}
+    record = _record(ctx, browser)
+    with atomic_write(record) as f:
+        f.write(json.dumps({"run": ctx.run, "started": time.time()}).encode())
+    try:
+        yield
+    finally:
+        record.unlink(missing_ok=True)
+
+
+def cut_off(ctx, browser: str) -> dict:
+    """On page load: a fine-tune of this browser that a restart of the app stopped is said, once."""
+    record = _record(ctx, browser) if browser else None
+    try:
+        facts = json.loads(record.read_text()) if record else None
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError):  # unreadable: still a training that never ended
+        facts = {}
+    if facts is None or facts.get("run") == ctx.run:  # none, or running now (for another tab of this browser)
+        return {}
+    record.unlink(missing_ok=True)
+    started = facts.get("started")
+    ago = f" (started {_duration(time.time() - started)} ago)" if isinstance(started, (int, float)) else ""
+    message = (f"The app restarted while your fine-tune was training{ago}: it was stopped and no model was saved. "
+               "Press Train to train again.")
+    notify(message)  # a message on whichever tab the page opens, and the status where Train is
+    return {"status": message}
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            count = int(seconds // size)
+            return f"{count} {unit}{'' if count == 1 else 's'}"
+    return "under a minute"
 
 
 def cancelled(model: dict, steps: int) -> str:
@@ -360,6 +416,7 @@ def wire(ctx, app: gr.Blocks, area: FineTune, bar: model_bar.ModelBar, review_id
     def tab_closed(request: gr.Request):  # Gradio hands a request only to a function that names it so
         closed(ctx, request)
     app.unload(tab_closed)
+    on(app.load, cut_off, ctx, [bar.browser], {"status": area.status}, api_visibility="private")
     shared = on(area.share.click, share, ctx, [bar.model, bar.browser],
                 {"status": area.status, "choice": bar.choice, "model": bar.model, "rate": bar.rate, "info": bar.info},
                 api_name="share_model", show_progress_on=[area.share])  # an error badge on the button, not on the model bar
