@@ -1467,8 +1467,9 @@ def test_inspect_draws_a_large_image_smaller_and_keeps_regions_in_its_pixels(ctx
     held = inspection.inspect_images(ctx, None, [str(bad[0])], model, 0.1, 0.5, None)["held"]
     assert held[0]["image"].shape == (32, 40, 3) and held[0]["map"].shape == (64, 80)  # the picture held as drawn
     small = inspection.redraw(ctx, held, 0, model, 0.1, 0.5)
-    assert small["heat"].shape == (32, 40, 3) and small["annotated"][0].shape == (32, 40, 3)
-    np.testing.assert_array_equal(small["heat"], full["heat"][::2, ::2])
+    assert small["pair"][1].shape == (32, 40, 3) and small["annotated"][0].shape == (32, 40, 3)
+    np.testing.assert_array_equal(small["pair"][1], full["pair"][1][::2, ::2])
+    assert np.asarray(Image.open(small["heat"])).shape == (32, 40, 3)  # the overlay's file, as drawn
     assert small["regions"].equals(full["regions"])  # the table in the image's own pixels
     (mask, _), *boxes = small["annotated"][1]
     assert mask.shape == (32, 40) and boxes
@@ -1508,6 +1509,18 @@ def test_inspects_mask_download_lies_on_the_file_as_scored_and_follows_the_thres
     assert named == {"good_000_mask.png", "bad_000_mask.png"}
 
 
+def test_inspects_overlay_downloads_named_after_its_file_not_as_image_jpeg(ctx, model, parts):
+    from ui import inspection
+
+    _, bad = parts
+    item = inspection.inspect_images(ctx, None, [str(bad[0])], model, 0.1, 0.5, None)["held"][0]
+    for name, named in (("good/000.png", "good_000_overlay.jpg"), ("bad/000.png", "bad_000_overlay.jpg")):
+        shown = inspection.redraw(ctx, [{**item, "name": name}], 0, model, 0.1, 0.5)
+        assert Path(shown["heat"]).name == named
+        picture = np.asarray(Image.open(shown["heat"])).astype(np.float32)
+        assert picture.shape == shown["pair"][1].shape and np.abs(picture - shown["pair"][1]).mean() < 4  # JPEG's loss alone
+
+
 
 def test_inspect_says_why_a_good_image_shows_warm_spots_and_gives_max_scores_to_the_maps_precision(ctx, model):
     """The verdict takes the image's hottest pixels together, so a few pixels may pass the threshold on a good image;
@@ -1519,7 +1532,7 @@ def test_inspect_says_why_a_good_image_shows_warm_spots_and_gives_max_scores_to_
     anomaly_map = np.zeros((40, 40), np.float32)
     anomaly_map[5:7, 5:7] = np.float16(17.38)
     item = {"name": "a.png", "image": np.zeros((40, 40, 3), np.uint8), "notice": "", "size": (40, 40)}
-    lines = lambda score: inspection._detail(item, Prediction(score, 0.0, 10.0, anomaly_map, 1.0), calibration, 0.5)  # noqa: E731
+    lines = lambda score: inspection._detail(ctx, item, Prediction(score, 0.0, 10.0, anomaly_map, 1.0), calibration, 0.5)  # noqa: E731
     good, defective = lines(1.0), lines(12.0)
     assert "GOOD" in good["summary"] and "Some pixels reach the threshold" in good["summary"]
     assert "DEFECTIVE" in defective["summary"] and "Some pixels" not in defective["summary"]
@@ -1555,10 +1568,10 @@ def test_an_opacity_change_draws_only_the_two_heat_pictures_and_draws_them_as_a_
     full = inspection.redraw(ctx, held, 0, model, 0.1, 0.8)
     restyled = inspection.restyle(ctx, held, 0, model, 0.1, 0.8)
     assert set(restyled) == {"heat", "pair"}  # no regions, mask or tables: an opacity does not change them
-    np.testing.assert_array_equal(restyled["heat"], full["heat"])
-    np.testing.assert_array_equal(restyled["pair"][1], full["heat"])
+    assert restyled["heat"] == full["heat"]  # the same picture: the same file
+    np.testing.assert_array_equal(restyled["pair"][1], full["pair"][1])
     np.testing.assert_array_equal(restyled["pair"][0], held[0]["image"])
-    assert not np.array_equal(inspection.restyle(ctx, held, 0, model, 0.1, 0.2)["heat"], full["heat"])
+    assert not np.array_equal(inspection.restyle(ctx, held, 0, model, 0.1, 0.2)["pair"][1], full["pair"][1])
     assert inspection.restyle(ctx, [], 0, model, 0.1, 0.5) == {}
 
 

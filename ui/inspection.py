@@ -7,12 +7,15 @@ scored once, and so is a copy of it under another name, with a message naming bo
 
 from __future__ import annotations
 
+import hashlib
+import io
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import gradio as gr
 import numpy as np
 import pandas as pd
+from PIL import Image
 
 import rbd
 from rbd.detector import Prediction
@@ -154,7 +157,7 @@ def redraw(ctx, held: list | None, picked, model: dict, rate: float, opacity: fl
     # shown with the digits of the heading (a plain frame drops trailing zeros: 1.000 read "1"); sorted as numbers
     table = table.style.format({"score": "{:.4f}", "normalised": "{:.3f}"})
     index = _shown(held, picked)
-    return {"results": table, **_detail(held[index], predictions[index], calibration, opacity),
+    return {"results": table, **_detail(ctx, held[index], predictions[index], calibration, opacity),
             "mask_file": mask_file(ctx, held[index], predictions[index])}
 
 
@@ -163,13 +166,33 @@ def mask_file(ctx, item: dict, p: Prediction) -> str:
     the mask drawn here is at the size shown, under the regions' boxes. Named after the file and the folders it has
     in the upload (`good/000.png`: `good_000_mask.png`, apart from `bad/000.png`'s); written once for an image,
     model and threshold (a threshold moved back, an image picked again: the same file)."""
-    _, mask_name = picture_names(fitting_name(PurePosixPath(item["name"]).with_suffix("").as_posix().replace("/", "_")))
+    _, mask_name = picture_names(_output_name(item))
     size = item.get("size") or p.anomaly_map.shape
     path = ctx.export_folder(repr((item["digest"], item["model"], p.threshold, tuple(size), mask_name))) / mask_name
     if not path.exists():
         with atomic_write(path) as f:
             f.write(mask_png(p, size))
     return str(path)
+
+
+def overlay_file(ctx, item: dict, picture: np.ndarray) -> str:
+    """The heat-map overlay as shown, a JPEG named as its mask is (`good/000.png`: `good_000_overlay.jpg`): handed over as
+    an array, Gradio saved it as "image.jpeg", the name of every download of it. One file per picture drawn."""
+    with io.BytesIO() as encoded:
+        Image.fromarray(picture).save(encoded, "JPEG")  # as Gradio encodes the picture it shows
+        data = encoded.getvalue()
+    name = Path(picture_names(_output_name(item))[0]).with_suffix(".jpg").name
+    path = ctx.export_folder(hashlib.sha1(data).hexdigest()) / name
+    if not path.exists():
+        with atomic_write(path) as f:
+            f.write(data)
+    return str(path)
+
+
+def _output_name(item: dict) -> str:
+    """What a held image's downloads are named after: its name in the upload, folders joined by "_" (`good/000.png`:
+    `good_000`), cut to leave room for a suffix."""
+    return fitting_name(PurePosixPath(item["name"]).with_suffix("").as_posix().replace("/", "_"))
 
 
 def _shown(held: list, picked) -> int:
@@ -188,17 +211,17 @@ def restyle(ctx, held: list | None, picked, model: dict, rate: float, opacity: f
     if not held:
         return {}
     item = held[_shown(held, picked)]
-    return _pictures(item, item["map"], model_bar.calibration(ctx, model), model_bar.threshold(ctx, model, rate), opacity)
+    return _pictures(ctx, item, item["map"], model_bar.calibration(ctx, model), model_bar.threshold(ctx, model, rate), opacity)
 
 
-def _pictures(item: dict, anomaly_map: np.ndarray, calibration, threshold: float, opacity: float) -> dict:
-    """The heat-map overlay and the original/overlay pair, at the size the picture is held."""
+def _pictures(ctx, item: dict, anomaly_map: np.ndarray, calibration, threshold: float, opacity: float) -> dict:
+    """The heat-map overlay (as a file, to download by name) and the original/overlay pair, at the size the picture is held."""
     shown = subsample(anomaly_map, max(shown_size(*anomaly_map.shape))).astype(np.float32)
-    heat = overlay(item["image"], shown, calibration, threshold, opacity)
-    return {"heat": fold(heat), "pair": (fold(item["image"]), fold(heat))}
+    heat = fold(overlay(item["image"], shown, calibration, threshold, opacity))
+    return {"heat": overlay_file(ctx, item, heat), "pair": (fold(item["image"]), heat)}
 
 
-def _detail(item: dict, p: Prediction, calibration, opacity: float) -> dict:
+def _detail(ctx, item: dict, p: Prediction, calibration, opacity: float) -> dict:
     """One image in detail. Long strips are folded into a block, so no view squashes them to a sliver."""
     side = max(shown_size(*p.anomaly_map.shape))  # a large photo is drawn smaller; regions stay in its pixels
     step = subsample_step(*p.anomaly_map.shape, side)
@@ -221,7 +244,7 @@ def _detail(item: dict, p: Prediction, calibration, opacity: float) -> dict:
     if item["notice"]:
         lines.append(f"_This upload: {item['notice']}_")  # its notes name their files, which may be other images
     defect = [(folded.astype(np.float32), "defect")] if folded.any() else []  # no "defect" legend on a good image
-    return {"summary": "\n\n".join(lines), **_pictures(item, p.anomaly_map, calibration, p.threshold, opacity),
+    return {"summary": "\n\n".join(lines), **_pictures(ctx, item, p.anomaly_map, calibration, p.threshold, opacity),
             "annotated": (fold(item["image"]), [*defect, *boxes]), "regions": table}
 
 
