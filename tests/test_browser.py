@@ -189,6 +189,9 @@ def test_inspect_an_uploaded_image(page, detector, parts):
         page.locator("#inspect-mask-file tr").filter(has_text=f"{example.stem}_mask").locator("a").click()
     assert download.value.suggested_filename == f"{example.stem}_mask.png"
     np.testing.assert_array_equal(np.asarray(Image.open(download.value.path())) > 0, expected.mask)
+    with page.expect_download() as download:  # the overlay, named after its file too (it was "image.jpeg")
+        page.locator("#inspect-overlay a[download]").click()
+    assert download.value.suggested_filename == f"{example.stem}_overlay.jpg"
     shot(page, "2-inspect")
 
 
