@@ -157,24 +157,28 @@ def fine_tune(ctx, files, folder, use_reviewed: bool, review_id: str, start_curr
             detector.training = {**detector.training, "started_from": model["name"]}
         key = ctx.catalog.add_trained(detector, owner, name)
         archive = shutil.make_archive(str(ctx.export_folder() / export_name(model_name(key))), "zip", key)
-        training = detector.training
-        text = (f"Trained **{model_name(key)}** on {training['train_images']} of {training['images']} "
-                f"{'distinct ' if training.get('copies_left_out') else ''}images "
-                f"({training['holdout_images']} held out of training; {len(detector.calibration.normal_scores)} calibrate its threshold) in "
-                f"{training['seconds']:.0f} s, {training['steps']} step{'' if training['steps'] == 1 else 's'} (teacher {detector.config.backbone}). "
-                "It is now the active model, yours only until you share it or push it to the Hub."
-                + (f"\n\n_The time budget let the teacher read {training['train_images']} of the training images, a random sample "
-                   f"({training['train_images_left_out']} left out): give more minutes to use all._"
-                   if training.get("train_images_left_out") else "")
-                + (f"\n\n_{memory_cut_short(training['memory_patches_left_out'], detector.model.memory.size).capitalize()}._"
-                   if training.get("memory_patches_left_out") else "")
-                + (f"\n\n_{training['copies_left_out']} of the images {'was an exact copy' if training['copies_left_out'] == 1 else 'were exact copies'} "
-                   "of others: each was trained on once._"
-                   if training.get("copies_left_out") else "")
-                + "".join(f"\n\n_{note}_" for note in notes))
         yield {"loss": pd.DataFrame(losses), "calibration": calibration_figure(detector.calibration), "model_file": archive,
-               "choice": gr.update(choices=ctx.catalog.entries(owner), value=key), "status": text,
+               "choice": gr.update(choices=ctx.catalog.entries(owner), value=key), "status": trained_text(key, detector, notes),
                **model_bar.load_model(ctx, key, "", "", owner)}
+
+
+def trained_text(key: str, detector: rbd.Detector, notes: list[str]) -> str:
+    """What a finished fine-tune says: what it trained on, how long, and what its budget or the images left out."""
+    training = detector.training
+    steps, copies = training["steps"], training.get("copies_left_out")
+    lines = [f"Trained **{model_name(key)}** on {training['train_images']} of {training['images']} {'distinct ' if copies else ''}images "
+             f"({training['holdout_images']} held out of training; {len(detector.calibration.normal_scores)} calibrate its threshold) in "
+             f"{training['seconds']:.0f} s, {steps} step{'' if steps == 1 else 's'} (teacher {detector.config.backbone}). "
+             "It is now the active model, yours only until you share it or push it to the Hub."]
+    if training.get("train_images_left_out"):
+        lines.append(f"_The time budget let the teacher read {training['train_images']} of the training images, a random sample "
+                     f"({training['train_images_left_out']} left out): give more minutes to use all._")
+    if training.get("memory_patches_left_out"):
+        lines.append(f"_{memory_cut_short(training['memory_patches_left_out'], detector.model.memory.size).capitalize()}._")
+    if copies:
+        lines.append(f"_{copies} of the images {'was an exact copy' if copies == 1 else 'were exact copies'} of others: each was "
+                     "trained on once._")
+    return "\n\n".join(lines + [f"_{note}_" for note in notes])
 
 
 def _record(ctx, browser: str) -> Path:
