@@ -153,6 +153,12 @@ def read_truth_mask(path: Path) -> np.ndarray:
     return coloured & visible  # a black background with a transparent margin, say
 
 
+def _is_mask_beside(path: Path, images: set[tuple[Path, str]]) -> bool:
+    """Whether `path` is named as the mask of an image in its own folder (`X_mask.png` beside `X.jpg`)."""
+    stem = path.stem.casefold()
+    return stem.endswith("_mask") and (path.parent, stem.removesuffix("_mask")) in images
+
+
 def without_good(tests: list[str]) -> str:
     """What is wrong with categories whose test folders `tests` hold defects only."""
     return (f"{some(tests, 3)} {'has' if len(tests) == 1 else 'have'} no good/ folder: evaluation needs good test images "
@@ -168,11 +174,21 @@ def mvtec_test_set(category: str | Path) -> list[TestImage]:
     if not test.is_dir():
         raise DatasetLayoutError(f"{category} is not an MVTec AD category: expected {test}/good/ and {test}/DEFECT/ folders "
                                  "(one per defect, by any name)")
-    items = []
+    items, masks_in_test = [], []
     for folder in sorted(p for p in test.iterdir() if p.is_dir() and not p.name.startswith(".")):
         paths = find_images(folder)
+        if folder.name == "ground_truth":  # the masks put under test/: their images' defect folder, for all they say
+            masks_in_test.append("test/ground_truth/")
+            continue
+        images = {(path.parent, path.stem.casefold()) for path in paths}
+        beside = [path for path in paths if _is_mask_beside(path, images)]
+        masks_in_test += [path.relative_to(category).as_posix() for path in beside]
+        paths = [path for path in paths if path not in beside]
         masks = truth_masks(category, paths)
         items += [TestImage(path, folder.name, masks[path]) for path in paths]
+    if masks_in_test:
+        notify(f"masks under test/ are not test images, and are not scored: {some(masks_in_test)} (a test image's mask is "
+               "ground_truth/<defect>/<name>_mask.png, beside test/)")
     if not any(item.is_anomalous for item in items):
         raise DatasetLayoutError(f"{test} has no defect folder with images (only test/good): image metrics need both classes")
     if not any(not item.is_anomalous for item in items):

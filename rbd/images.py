@@ -299,12 +299,13 @@ def _is_one_image(item) -> bool:
 
 def alpha_channel(path: str | Path) -> np.ndarray | None:
     """The file's alpha channel (uint8, upright as `read_image` turns it), which `read_image` drops; None for a file
-    without one, or one Pillow alone does not read (a TIFF `read_image` reads otherwise, a file it cannot read)."""
+    without one, or one Pillow alone does not read (a TIFF `read_image` reads otherwise, a file it cannot read).
+    A transparent colour (a palette, grey or RGB PNG's tRNS, a GIF's) is an alpha channel too: 0 where it is."""
     if _is_tiff(path):
         return None
     try:
         with Image.open(path) as image:
-            if image.mode not in ("RGBA", "RGBa", "LA", "La", "PA"):
+            if image.mode not in ("RGBA", "RGBa", "LA", "La", "PA") and "transparency" not in image.info:
                 return None
             return np.asarray(_upright(image).convert("RGBA").getchannel("A"))
     except (OSError, ValueError, SyntaxError, IndexError, UnidentifiedImageError, Image.DecompressionBombError):

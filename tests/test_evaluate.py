@@ -205,7 +205,7 @@ def test_a_huge_test_image_is_scored_downscaled_and_its_mask_shrunk(detector, ca
 
 
 @pytest.mark.parametrize("write", ["0/1", "16-bit", "green", "rgba", "white, alpha", "grey, alpha", "black, alpha",
-                                   "rgba, margin", "rgba, all hidden"])
+                                   "rgba, margin", "rgba, all hidden", "palette, transparent white", "rgb, transparent white"])
 def test_masks_read_alike_whatever_their_values_or_colours(detector, category, tmp_path, write):
     """A mask marks a pixel defective where any colour channel is above 0: 0/1 masks from numpy, 16-bit
     masks and coloured masks give the pixel metrics of the 0/255 masks, not an empty truth; a mask whose
@@ -225,6 +225,15 @@ def test_masks_read_alike_whatever_their_values_or_colours(detector, category, t
             colour = {"white": 255, "grey": 255, "black": 0}[write.split(",")[0]]
             layers = [np.full(defect.shape, colour, np.uint8)] * (1 if write.startswith("grey") else 3)
             Image.fromarray(np.dstack([*layers, defect.astype(np.uint8) * 200])).save(path)
+        elif "transparent" in write:  # red strokes on white, white the PNG's transparent colour (tRNS): read as all defect
+            if write.startswith("palette"):
+                picture = Image.fromarray(defect.astype(np.uint8), "P")
+                picture.putpalette([255, 255, 255, 255, 0, 0])
+                picture.save(path, transparency=0)
+            else:
+                colour = np.full((*defect.shape, 3), 255, np.uint8)
+                colour[defect] = (255, 0, 0)
+                Image.fromarray(colour).save(path, transparency=(255, 255, 255))
         else:
             colour = np.zeros((*defect.shape, 4 if write.startswith("rgba") else 3), np.uint8)
             colour[defect, 1] = 255
@@ -342,3 +351,50 @@ def test_masks_named_otherwise_are_said_to_be_unmatched(detector, category, tmp_
                                          r"ground_truth/hole/000_mask.png\): pixel metrics skipped"):
         result = rbd.evaluate(detector, copy)
     assert result.pixel_auroc is None and result.image_auroc is not None
+
+
+@pytest.mark.parametrize("where", ["test/ground_truth", "beside"])
+def test_masks_put_under_test_are_not_scored_as_defective_images(detector, category, tmp_path, where):
+    """A ground_truth/ folder moved into test/ was a defect type of its own, and masks beside their images
+    (`test/hole/000_mask.png`) were defective test images: more images, a wrong recall, no word."""
+    reference = rbd.evaluate(detector, category)
+    copy = shutil.copytree(category, tmp_path / "moved")
+    if where == "beside":
+        for mask in (copy / "ground_truth" / "hole").iterdir():
+            mask.rename(copy / "test" / "hole" / mask.name)
+        shutil.rmtree(copy / "ground_truth")
+    else:
+        (copy / "ground_truth").rename(copy / "test" / "ground_truth")
+    with pytest.warns(UserWarning, match=r"masks under test/ are not test images, and are not scored: test/"):
+        result = rbd.evaluate(detector, copy)
+    assert result.n_images == reference.n_images == 10 and result.image_auroc == reference.image_auroc
+    assert result.recall == reference.recall and result.pixel_auroc is None
+
+
+def test_a_good_images_mask_that_marks_defect_pixels_is_said_and_not_used(detector, category, tmp_path):
+    reference = rbd.evaluate(detector, category)
+    copy = shutil.copytree(category, tmp_path / "marked")
+    good = sorted((copy / "test" / "good").iterdir())
+    (copy / "ground_truth" / "good").mkdir()
+    Image.fromarray(np.zeros(Image.open(good[0]).size[::-1], np.uint8)).save(copy / "ground_truth" / "good" / f"{good[0].stem}_mask.png")
+    Image.fromarray(np.full(Image.open(good[1]).size[::-1], 255, np.uint8)).save(copy / "ground_truth" / "good" / f"{good[1].stem}_mask.png")
+    with pytest.warns(UserWarning, match=rf"1 good image\(s\) have a mask that marks defect pixels, not used: a good image has none "
+                                         rf"\(ground_truth/good/{good[1].stem}_mask.png\)"):
+        result = rbd.evaluate(detector, copy)
+    assert (result.pixel_auroc, result.aupro) == (reference.pixel_auroc, reference.aupro)
+
+
+def test_an_evaluation_picture_is_of_a_test_image_named_as_a_row_or_by_its_absolute_path(detector, category, monkeypatch):
+    row = rbd.evaluate(detector, category).rows[0]
+    by_row = rbd.evaluation_picture(detector, category, row["file"])
+    np.testing.assert_array_equal(rbd.evaluation_picture(detector, category, str(category / row["file"])), by_row)
+    monkeypatch.chdir(category)
+    np.testing.assert_array_equal(rbd.evaluation_picture(detector, ".", str(category / row["file"])), by_row)
+    for outside in ("ground_truth/hole/000_mask.png", "../elsewhere.png"):
+        with pytest.raises(rbd.InvalidInputError, match=f"{outside} is not a test image of {category.name}: a row's file"):
+            rbd.evaluation_picture(detector, ".", outside)
+
+
+def test_a_truth_value_is_no_threshold(detector, category):
+    with pytest.raises(rbd.InvalidInputError, match="a threshold must be a number"):
+        rbd.evaluate(detector, category, threshold=True)
