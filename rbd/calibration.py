@@ -173,8 +173,10 @@ def threshold_interval(normal: np.ndarray, false_alarm_rate: float, resamples: i
 
 def checked_threshold(value) -> float:
     """A raw threshold as a float. A NaN, an infinity (minus: every image defective, every pixel in the mask; plus:
-    none, and no checkpoint may hold it) or a non-number is refused."""
+    none, and no checkpoint may hold it) or a non-number (True is one to Python) is refused."""
     try:
+        if isinstance(value, (bool, np.bool_)):
+            raise TypeError("a truth value")
         threshold = float(value)
     except (TypeError, ValueError) as err:
         raise InvalidInputError(f"a threshold must be a number (a raw score), got {value!r}") from err

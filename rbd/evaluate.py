@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,7 +70,10 @@ def evaluation_picture(detector: Detector, category: str | Path, file: str, thre
     """(H, W, 3) uint8: the test image `file` (a row's, relative to `category`) under its heat map at
     `threshold` (default: the detector's), its truth mask outlined where it has one: what the model
     saw beside what is there."""
-    path = Path(category) / file
+    category = Path(os.path.abspath(category))
+    path = Path(os.path.abspath(category / file))  # a row's file, or the same file by its absolute path
+    if not path.is_relative_to(category / "test"):
+        raise InvalidInputError(f"{file} is not a test image of {category.name}: a row's file, under {category.name}/test/")
     with collect():  # its notice of a huge image downscaled: `evaluate` gave it once already
         [(_, image, prediction)] = predict_files(detector, [path], batch_size=1)  # read and scored as `evaluate` did
     threshold = detector.threshold if threshold is None else checked_threshold(threshold)
@@ -118,6 +122,11 @@ def evaluate(detector: Detector, category: str | Path, progress: Callable[[int, 
     if bad_masks:
         notify(f"{len(bad_masks)} unusable mask(s): pixel metrics skipped ({'; '.join(bad_masks)})")
         with_masks = False
+    marked = [item for item in items if not item.is_anomalous and truth.get(item.path) is not None and truth[item.path].any()]
+    if with_masks and marked:  # a good image has no defect pixel: such a mask is another image's, or wrong
+        notify(f"{len(marked)} good image(s) have a mask that marks defect pixels, not used: a good image has none "
+               f"({some([item.mask_path.relative_to(category).as_posix() for item in marked])})")
+        truth.update({item.path: None for item in marked})
     by_path = {item.path: item for item in items}
     rows, maps, masks, times, unfamiliar = [], [], [], [], []
     start = time.perf_counter()
