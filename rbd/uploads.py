@@ -61,8 +61,11 @@ def _decoded_name(member: zipfile.ZipInfo) -> str:
         return member.filename
 
 
-def _extract(zip_path: Path, dest: Path, max_total_bytes: int, max_members: int) -> tuple[list[Path], int]:
-    """`extract_zip`, and the bytes it counted against `max_total_bytes` (its files and the folders it made)."""
+def _extract(zip_path: Path, dest: Path, max_total_bytes: int, max_members: int, unwrap: bool = False) -> tuple[list[Path], int]:
+    """`extract_zip`, and the bytes it counted against `max_total_bytes` (its files and the folders it made). With
+    `unwrap`, a zip whose members all lie in one folder of the zip's own name (`zip -r bottle.zip bottle`, or a
+    desktop's "compress") has that folder's content extracted into `dest`, which is named after the zip already: its
+    images were `bottle/bottle/good/000.png`."""
     name = zip_path.name
     try:
         archive = zipfile.ZipFile(zip_path)
@@ -74,6 +77,9 @@ def _extract(zip_path: Path, dest: Path, max_total_bytes: int, max_members: int)
             raise _TooLarge(f"{name} holds {len(members):,} entries; at most {max_members:,} are accepted")
         if sum(member.file_size for member in members) > max_total_bytes:
             raise _too_large(name, max_total_bytes)
+        named = {id(member): PurePosixPath(_decoded_name(member).replace("\\", "/")).parts for member in members if not member.is_dir()}
+        kept = [parts for parts in named.values() if not _is_junk(parts)]
+        wrapper = unwrap and bool(kept) and all(len(parts) > 1 and parts[0].casefold() == zip_path.stem.casefold() for parts in kept)
         dest.mkdir(parents=True, exist_ok=True)
         root = dest.resolve()
         written: list[Path] = []
@@ -85,8 +91,9 @@ def _extract(zip_path: Path, dest: Path, max_total_bytes: int, max_members: int)
             for member in members:
                 if member.is_dir():
                     continue
-                filename = _decoded_name(member)
-                parts = PurePosixPath(filename.replace("\\", "/")).parts
+                filename, parts = _decoded_name(member), named[id(member)]
+                if wrapper and not _is_junk(parts):
+                    parts = parts[1:]
                 reason = _unsafe_reason(member, parts, root)
                 if reason:
                     skipped.append(f"{filename} ({reason})")
@@ -164,7 +171,7 @@ def gather_images(paths: Iterable[str | Path], dest: str | Path, names: Sequence
             if any(parent.is_file() for parent in folder.parents if parent.is_relative_to(dest)):  # `a.png/x.zip` beside a.png
                 folder = dest / unique_name(path.stem, taken, split_suffix=False)  # its own name, as a loose file falls back
             try:
-                extracted, taken_bytes = _extract(path, folder, MAX_TOTAL_BYTES - used, MAX_MEMBERS - members)
+                extracted, taken_bytes = _extract(path, folder, MAX_TOTAL_BYTES - used, MAX_MEMBERS - members, unwrap=True)
             except _TooLarge as err:
                 if used:  # within the caps alone: the upload as a whole is too large, not this zip a bomb
                     raise _upload_too_large() from err

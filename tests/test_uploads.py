@@ -201,6 +201,21 @@ def test_gather_images_extracts_same_named_zips_into_separate_folders(tmp_path):
     assert (dest / "data_1" / "a.png").read_bytes() == b"2"
 
 
+def test_a_zip_of_a_folder_of_its_own_name_is_named_once_not_twice(tmp_path):
+    """`zip -r bottle.zip bottle` (or a desktop's "compress"): its images were `bottle/bottle/good/000.png`."""
+    wrapped = _write_zip(tmp_path / "Bottle.zip", [("bottle/", b""), ("bottle/good/000.png", b"1"), ("bottle/broken/000.png", b"2"),
+                                                   ("__MACOSX/bottle/._000.png", b"x")])
+    again = _write_zip(tmp_path / "again" / "Bottle.zip", [("bottle/good/000.png", b"3")])
+    lot = _write_zip(tmp_path / "lot.zip", [("lot7/good/000.png", b"4")])  # another folder's name: kept
+    part = _write_zip(tmp_path / "part.zip", [("part/a.png", b"5"), ("b.png", b"6")])  # not all in it: kept
+    dest = tmp_path / "work"
+    assert gather_images([wrapped, again, lot, part], dest) == [
+        dest / "Bottle" / "broken" / "000.png", dest / "Bottle" / "good" / "000.png", dest / "Bottle_1" / "good" / "000.png",
+        dest / "lot" / "lot7" / "good" / "000.png", dest / "part" / "b.png", dest / "part" / "part" / "a.png"]
+    assert extract_zip(wrapped, tmp_path / "kept") == [tmp_path / "kept" / "bottle" / "broken" / "000.png",
+                                                        tmp_path / "kept" / "bottle" / "good" / "000.png"]  # as zipped
+
+
 def test_a_zip_without_images_beside_other_files_is_named(tmp_path):
     """It was dropped without a word when other files of the upload held images."""
     image = tmp_path / "a.png"
