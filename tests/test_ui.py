@@ -1399,6 +1399,31 @@ def test_a_cancelled_training_still_queued_stays_cancelled_when_train_is_pressed
     assert stream == [{"status": fine_tune.cancelled(model, 0)}] and "tab-1" not in ctx.jobs
 
 
+def test_a_cancelled_trainings_plot_keeps_every_step_it_trained(ctx, model, monkeypatch):
+    """The plot is drawn every fifth step: cancelled after four, it showed one point and said "after 4 step(s)"."""
+    from ui import fine_tune
+
+    class CancelledAfterFour:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def updates(self):
+            yield from (rbd.Progress(step=step, epoch=0.1, fraction=0.1 * step, loss=1.0 / step, elapsed_s=1.0) for step in (1, 2, 3, 4))
+
+        def result(self):
+            raise rbd.TrainingCancelled("cancelled")
+
+    monkeypatch.setattr(fine_tune, "BackgroundTraining", CancelledAfterFour)
+    monkeypatch.setattr(fine_tune, "gather_images", lambda uploaded, folder, names=(): [Path(folder) / f"{i}.png" for i in range(6)])
+    monkeypatch.setattr(fine_tune, "model_pictures", lambda images, config: [torch.zeros(3, 8, 8)] * 6)
+    request = types.SimpleNamespace(session_hash="tab-1")
+    fine_tune.pressed(ctx, request)
+    stream = list(fine_tune.fine_tune(ctx, ["upload.zip"], None, False, "", True, 0, 5, model, "browser-1", request=request,
+                                      progress=lambda *a, **k: None))
+    assert len(stream[0]["loss"]) == 1  # drawn at the first step
+    assert stream[-1]["status"] == fine_tune.cancelled(model, 4) and list(stream[-1]["loss"]["step"]) == [1, 2, 3, 4]
+
+
 def test_a_cancel_after_the_last_step_saves_nothing_as_it_said(ctx, model, detector, category, monkeypatch):
     """Cancel pressed while the trained model is calibrated says the active model is unchanged: so it must stay."""
     from ui import fine_tune
@@ -1424,7 +1449,8 @@ def test_a_cancel_after_the_last_step_saves_nothing_as_it_said(ctx, model, detec
     files = [str(p) for p in sorted((category / "train" / "good").iterdir())]
     stream = list(fine_tune.fine_tune(ctx, files, None, False, "", True, 0, 1, model, "browser-1", request=request,
                                       progress=lambda *a, **k: None))
-    assert stream[-1] == {"status": fine_tune.cancelled(model, 1)}
+    assert stream[-1]["status"] == fine_tune.cancelled(model, 1)
+    assert stream[-1]["loss"].to_dict("records") == [{"step": 1, "loss": 0.5}]  # the plot keeps the steps trained
     assert not any("yours" in label for label, _ in ctx.catalog.entries("browser-1"))
 
 

@@ -101,6 +101,7 @@ def fine_tune(ctx, files, folder, use_reviewed: bool, review_id: str, start_curr
     key = request.session_hash if request is not None else object()
     running = ctx.jobs.setdefault(key, pending())  # Train's click made it, or an API client calls directly
     running["started"] = True  # out of the queue
+    losses = []  # each step's, for the plot
     with running_record(ctx, browser):  # until saved: a restart cuts a training off without a word otherwise
         try:  # from here on, whatever happens, `finally` forgets this training (a stale entry would cancel the next)
             if not epochs and not minutes:
@@ -131,7 +132,6 @@ def fine_tune(ctx, files, folder, use_reviewed: bool, review_id: str, start_curr
             running["job"] = job = BackgroundTraining(pictures, model_config, config, start_from=ctx.detector(model) if start_current else None)
             if running["cancelled"]:  # Cancel pressed while queued, reading or preparing
                 job.cancel()
-            losses = []
             for update in job.updates():  # a closed request closes this generator, which stops the job
                 losses.append({"step": update.step, "loss": update.loss})
                 running["step"] = update.step
@@ -146,8 +146,8 @@ def fine_tune(ctx, files, folder, use_reviewed: bool, review_id: str, start_curr
             detector = job.result()
             if running["cancelled"]:  # pressed after the last step, while the model was calibrated: Cancel said "unchanged"
                 raise rbd.TrainingCancelled("cancelled while calibrating")
-        except rbd.TrainingCancelled:
-            yield {"status": cancelled(model, running["step"])}
+        except rbd.TrainingCancelled:  # the plot shows every step trained (it is drawn every fifth step as they come)
+            yield {"status": cancelled(model, running["step"]), **({"loss": pd.DataFrame(losses)} if losses else {})}
             return
         finally:  # a finished training is no longer this browser's to cancel
             if ctx.jobs.get(key) is running:
