@@ -430,8 +430,10 @@ def test_evaluate_rejects_a_zip_without_mvtec_layout(client, tmp_path, parts):
 
 
 def test_push_needs_a_token_and_reports_hub_failures(client, hub_cache):
-    with pytest.raises(Exception, match="token"):
+    with pytest.raises(Exception, match=r"a Hugging Face token with write access is needed \(paste one\)"):  # no sign-in off a Space
         client.predict("acme/parts", "", api_name="/push_to_hub")
+    with pytest.raises(Exception, match="enter the target repo as owner/name"):  # both boxes empty: the repo's is said first
+        client.predict("", "", api_name="/push_to_hub")
     with pytest.raises(Exception, match="cannot push|cannot be reached"):
         client.predict("acme/parts", "hf_fake", api_name="/push_to_hub")
 

@@ -344,10 +344,10 @@ def push(ctx, model: dict, repo_id: str, token: str, evaluated: dict | None, oau
     recalibration, where one was applied); its card lists the metrics of this browser session's last
     evaluation of that model, if any."""
     token = (oauth_token.token if oauth_token else None) or (token or "").strip()
-    if not token:
-        raise rbd.CheckpointError("a Hugging Face token with write access is needed (sign in, or paste one)")
-    if not rbd.checkpoint.is_repo_id((repo_id or "").strip()):
+    if not rbd.checkpoint.is_repo_id((repo_id or "").strip()):  # first: the box beside the button
         raise rbd.CheckpointError("enter the target repo as owner/name")
+    if not token:  # the sign-in button is there on a Space only
+        raise rbd.CheckpointError(f"a Hugging Face token with write access is needed ({'sign in, or paste one' if ON_SPACES else 'paste one'})")
     metrics = evaluated["metrics"] if evaluation.is_of(ctx, evaluated, model) else None
     detector = as_judged(ctx, model)  # the shared model judges as this browser saw it judge
     url = rbd.push_to_hub(detector, repo_id.strip(), token=token, metrics=metrics)
