@@ -756,8 +756,18 @@ def test_after_a_fine_tune_the_review_shows_its_model_and_can_be_rescored(page):
     expect(page.locator("#review-status")).to_contain_text("decisions are kept")
     expect(about).to_contain_text("scored by model-")
     expect(about).not_to_contain_text("The active model is")
+    answers = [False, True]  # a review with images asks first: one click threw a dozen decisions away
+    asked = lambda dialog: dialog.accept() if answers.pop(0) else dialog.dismiss()  # noqa: E731
+    page.on("dialog", asked)
+    page.locator("#review-new").click()  # answered no: the review stays
+    time.sleep(2)
+    expect(page.locator("#review-text")).not_to_contain_text("No images to review yet")
     page.locator("#review-new").click()
     expect(page.locator("#review-text")).to_contain_text("No images to review yet")
+    page.locator("#review-new").click()  # an empty review: no question
+    expect(page.locator("#review-status")).to_contain_text("Started a new review")
+    assert answers == []
+    page.remove_listener("dialog", asked)
     page.get_by_role("tab", name="Evaluate").click()
     shot(page, "7-evaluate")
 

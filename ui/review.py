@@ -60,6 +60,7 @@ class Review:
     picked: gr.JSON
     score: gr.Button
     new: gr.Button
+    leave: gr.Checkbox
     rescore: gr.Button
     status: gr.Markdown
     scored_by: gr.Markdown
@@ -253,9 +254,18 @@ def rescore(ctx, review_id: str, model: dict, progress=gr.Progress()) -> dict:
     return {"status": f"Re-scored {len(session.items)} image(s) with {model['name']}; the decisions are kept."}
 
 
-def new_review(ctx) -> dict:
-    """A fresh review for this browser; the old one stays on disk until it expires."""
+def new_review(ctx, confirmed: bool = True) -> dict:
+    """A fresh review for this browser, once the page's question is answered yes (NEW_QUESTION); the old one stays on
+    disk until it expires, out of this browser's reach."""
+    if not confirmed:
+        return {}
     return {"review_id": uuid.uuid4().hex, "status": "Started a new review: upload images and press **Score images**."}
+
+
+# Start a new review's `js`: its input, whether the user said yes, asked where the review shows images (one click threw a
+# review of a dozen decisions away)
+NEW_QUESTION = ("(confirmed) => [!document.querySelector('#review-gallery img') || window.confirm('Start a new review? This one "
+                "closes and cannot be opened here again: export it first to keep its decisions.')]")
 
 
 LOST = ("this page's place in the review was lost (the app restarted, or the tab was left for a day)")
@@ -425,6 +435,7 @@ def layout(ctx, review_id: gr.BrowserState) -> Review:
             score_button = gr.Button("Score images", variant="primary", elem_id="review-score")
             with gr.Row():
                 new = gr.Button("Start a new review", size="sm", elem_id="review-new")
+                leave = gr.Checkbox(True, visible=False)  # the page's question answered (NEW_QUESTION); yes for an API client
                 rescore_button = gr.Button("Re-score with the active model", size="sm", elem_id="review-rescore")
             status = gr.Markdown(elem_id="review-status")
     scored_by = gr.Markdown(elem_id="review-model")
@@ -457,7 +468,7 @@ def layout(ctx, review_id: gr.BrowserState) -> Review:
         recalibrate_button = gr.Button("Recalibrate threshold from reviewed images", elem_id="review-recalibrate")
     recalibrate_warning = gr.Markdown(visible=False, elem_id="review-recalibrate-warning")
     recalibrate_anyway = gr.Button("Apply this threshold anyway", visible=False, variant="stop", elem_id="review-recalibrate-anyway")
-    return Review(review_id, editing, files, folder, picked, score_button, new, rescore_button, status, scored_by, show_filter,
+    return Review(review_id, editing, files, folder, picked, score_button, new, leave, rescore_button, status, scored_by, show_filter,
                   gallery, text, image, prev, accept, reject, edit_button, next_button, editor, save, shown, metrics, export_button,
                   export_file, recalibrate_button, recalibrate_warning, recalibrate_anyway)
 
@@ -486,7 +497,8 @@ def wire(ctx, area: Review, bar: model_bar.ModelBar, rejudge) -> None:
     rescored = on(area.rescore.click, rescore, ctx, [area.review_id, bar.model], {"status": area.status}, api_name="review_rescore",
                   concurrency_limit=INFERENCE_LIMIT, concurrency_id="inference", show_progress_on=[area.status])
     on(rescored.then, show, ctx, state, outputs, api_visibility="private", **IN_ORDER)
-    started = on(area.new.click, new_review, ctx, [], {"review_id": area.review_id, "status": area.status}, api_name="review_new")
+    started = on(area.new.click, new_review, ctx, [area.leave], {"review_id": area.review_id, "status": area.status},
+                 api_name="review_new", js=NEW_QUESTION)
     on(started.then, show, ctx, state, outputs, api_visibility="private", **IN_ORDER)
     on(area.show.change, show, ctx, state, outputs, api_visibility="private", **IN_ORDER)
 
