@@ -34,6 +34,7 @@ from .errors import BackboneError, CheckpointError, HubError
 from .evaluate import SUMMARY_NAMES
 from .notices import some
 from .train import memory_cut_short
+from .uploads import extract_zip
 from .model import RBD, ModelConfig
 
 FORMAT = "rbd-checkpoint"
@@ -153,8 +154,8 @@ def _is_checkpoint(folder: Path) -> bool:
 
 
 def load(path_or_repo_id: str | Path, revision: str | None = None, device: str | torch.device = "cpu") -> Detector:
-    """A `Detector` from a local checkpoint folder, an ONNX export (`.onnx`, run by onnxruntime) or,
-    if no such folder or file exists, a Hub model repo id."""
+    """A `Detector` from a local checkpoint folder, a zip of one (`_unzipped`), an ONNX export (`.onnx`, run by
+    onnxruntime) or, if no such folder or file exists, a Hub model repo id."""
     kind, where = _locate(path_or_repo_id, revision)
     if kind == "onnx":
         from .onnx_runtime import load_onnx  # onnxruntime is needed only here
@@ -162,8 +163,11 @@ def load(path_or_repo_id: str | Path, revision: str | None = None, device: str |
         return load_onnx(where, device)
     if kind == "hub":
         config_path, weights_path = _named_on_hub(where, revision)
-        with _named_in_repo(config_path.parent, where, revision):
+        with _named_as(config_path.parent, _repo_name(where, _checked_revision(revision))):
             return _from_files(config_path, weights_path, device)
+    if kind == "zip":
+        with _unzipped(where) as folder:
+            return _from_files(folder / CONFIG_FILE, folder / WEIGHTS_FILE, device)
     return _from_files(where / CONFIG_FILE, where / WEIGHTS_FILE, device)
 
 
@@ -178,19 +182,36 @@ def stored_config(path_or_repo_id: str | Path, revision: str | None = None) -> d
         return parse_config(OnnxNetwork(where).metadata, where)
     if kind == "hub":
         config_path = _named_on_hub(where, revision)[0]
-        with _named_in_repo(config_path.parent, where, revision):
+        with _named_as(config_path.parent, _repo_name(where, _checked_revision(revision))):
             return read_config(config_path)
+    if kind == "zip":
+        with _unzipped(where) as folder:
+            return read_config(folder / CONFIG_FILE)
     return read_config(where / CONFIG_FILE)
 
 
 @contextmanager
-def _named_in_repo(snapshot: Path, repo_id: str, revision: str | None) -> Iterator[None]:
-    """Errors about a Hub repo's files, read from `snapshot` (its commit in the local cache), name them in the repo
-    (`owner/name@revision/model.safetensors`): the cache's path is the server's, and an app would show it."""
+def _named_as(folder: Path, name: str) -> Iterator[None]:
+    """Errors about the files of `folder` (a Hub repo's commit in the local cache, a zip's extracted checkpoint) name
+    them as the user knows them (`owner/name@revision/model.safetensors`, `model.zip/config.json`): the folder is
+    the server's, and an app would show it."""
     try:
         yield
     except CheckpointError as err:
-        raise CheckpointError(str(err).replace(str(snapshot), _repo_name(repo_id, _checked_revision(revision)))) from err
+        raise CheckpointError(str(err).replace(str(folder), name)) from err
+
+
+@contextmanager
+def _unzipped(zip_path: Path) -> Iterator[Path]:
+    """The checkpoint a zip holds (the app's "Download the active model", or a zipped `rbd train --out` folder: its
+    config.json at the zip's top or in a folder), extracted into a temporary folder while the block runs."""
+    with tempfile.TemporaryDirectory() as temporary:
+        configs = [file for file in extract_zip(zip_path, temporary) if file.name == CONFIG_FILE]
+        if len(configs) != 1:
+            raise CheckpointError(f"{zip_path} holds {'no' if not configs else 'more than one'} rbd checkpoint (a {CONFIG_FILE} "
+                                  f"beside its {WEIGHTS_FILE})")
+        with _named_as(configs[0].parent, (zip_path / configs[0].parent.relative_to(temporary)).as_posix()):
+            yield configs[0].parent
 
 
 def _repo_name(repo_id: str, revision: str | None) -> str:
@@ -207,13 +228,13 @@ def _named_on_hub(repo_id: str, revision: str | None) -> tuple[Path, Path]:
 
 
 def _locate(path_or_repo_id: str | Path, revision: str | None) -> tuple[str, Path | str]:
-    """("folder", path), ("onnx", path) or ("hub", repo id): where a checkpoint named so lives. A local name
-    comes first; a revision belongs to Hub repos only, and a missing .onnx file is a typo, not a repo id."""
+    """("folder", path), ("zip", path), ("onnx", path) or ("hub", repo id): where a checkpoint named so lives. A local
+    name comes first; a revision belongs to Hub repos only, and a missing .onnx file is a typo, not a repo id."""
     revision = _checked_revision(revision)
     if not str(path_or_repo_id).strip():
         raise CheckpointError("no checkpoint named: give a checkpoint folder, an .onnx file or a Hub repo id (owner/name)")
     path = Path(path_or_repo_id)
-    local = path.is_dir() or (path.is_file() and path.suffix.lower() == ".onnx")
+    local = path.is_dir() or (path.is_file() and path.suffix.lower() in (".onnx", ".zip"))
     if local and revision is not None:  # a Hub repo id that names a local folder or file too: which was meant is not clear
         raise CheckpointError(f"{path_or_repo_id} is a local {'folder' if path.is_dir() else 'file'}, which has no revision "
                               f"{revision!r}: name the Hub repo from another working folder, or drop the revision")
@@ -222,16 +243,16 @@ def _locate(path_or_repo_id: str | Path, revision: str | None) -> tuple[str, Pat
             raise CheckpointError(f"{path} has no {CONFIG_FILE}: not an rbd checkpoint")
         return "folder", path
     if local:
-        return "onnx", path
-    if path.suffix.lower() == ".onnx":
-        raise CheckpointError(f"{path_or_repo_id}: no such .onnx file")
+        return path.suffix.lower().lstrip("."), path
+    if path.suffix.lower() in (".onnx", ".zip"):
+        raise CheckpointError(f"{path_or_repo_id}: no such {path.suffix} file")
     if is_repo_id(str(path_or_repo_id)) and not path.exists():
         return "hub", str(path_or_repo_id)
     repo, at, named = str(path_or_repo_id).partition("@")
     if at and is_repo_id(repo) and not path.exists():  # as the app names a Hub model
         raise CheckpointError(f"{path_or_repo_id}: name the revision apart: {repo} with --revision {named} (revision= from Python)")
     if path.is_file():  # one of a checkpoint's files, say
-        raise CheckpointError(f"{path_or_repo_id} is a file, not a checkpoint folder or an .onnx file"
+        raise CheckpointError(f"{path_or_repo_id} is a file, not a checkpoint folder, a zip of one or an .onnx file"
                               + (f": name its folder, {path.parent}" if path.name in CHECKPOINT_FILES else ""))
     raise CheckpointError(f"{path_or_repo_id}: no such checkpoint folder or .onnx file, and not a Hub repo id (owner/name)")
 
@@ -241,7 +262,7 @@ def load_from_hub(repo_id: str, revision: str | None = None, device: str | torch
     if not is_repo_id(repo_id):
         raise CheckpointError(f"{repo_id!r} is not a Hub repo id (owner/name)")
     config_path, weights_path = _download(repo_id, revision)
-    with _named_in_repo(config_path.parent, repo_id, revision):
+    with _named_as(config_path.parent, _repo_name(repo_id, _checked_revision(revision))):
         return _from_files(config_path, weights_path, device)
 
 

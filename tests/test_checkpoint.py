@@ -34,6 +34,37 @@ def test_round_trip_gives_identical_predictions(detector, checkpoint, probe):
     assert loaded.config == detector.config
 
 
+@pytest.mark.parametrize("layout", ["flat", "in a folder"])
+def test_a_zip_of_a_checkpoint_loads_as_its_folder(detector, checkpoint, probe, tmp_path, layout):
+    """The app's "Download the active model" (its files at the top) and a zipped `rbd train --out` folder."""
+    if layout == "flat":
+        archive = shutil.make_archive(str(tmp_path / "model"), "zip", checkpoint)
+    else:
+        shutil.copytree(checkpoint, tmp_path / "zipped" / "bolts")
+        archive = shutil.make_archive(str(tmp_path / "model"), "zip", tmp_path / "zipped")
+    loaded = rbd.load(archive)
+    assert loaded.predict(probe).score == detector.predict(probe).score and loaded.threshold == detector.threshold
+    assert rbd.checkpoint.stored_config(archive) == json.loads((checkpoint / "config.json").read_text())
+
+
+def test_a_zip_without_one_checkpoint_or_with_a_broken_one_is_named_as_given(checkpoint, tmp_path):
+    import zipfile
+
+    for name, members in (("none.zip", {"notes.txt": "x"}), ("two.zip", {"a/config.json": "{}", "b/config.json": "{}"}),
+                          ("broken.zip", {"ck/config.json": "{}", "ck/model.safetensors": "x"})):
+        with zipfile.ZipFile(tmp_path / name, "w") as archive:
+            for member, text in members.items():
+                archive.writestr(member, text)
+    with pytest.raises(rbd.CheckpointError, match=r"none.zip holds no rbd checkpoint \(a config.json beside its model.safetensors\)"):
+        rbd.load(tmp_path / "none.zip")
+    with pytest.raises(rbd.CheckpointError, match="two.zip holds more than one rbd checkpoint"):
+        rbd.load(tmp_path / "two.zip")
+    with pytest.raises(rbd.CheckpointError, match=f"^{tmp_path}/broken.zip/ck/config.json: not an rbd checkpoint"):  # no temporary folder
+        rbd.checkpoint.stored_config(tmp_path / "broken.zip")
+    with pytest.raises(rbd.CheckpointError, match="missing.zip: no such .zip file"):
+        rbd.load(tmp_path / "missing.zip")
+
+
 def test_folder_holds_safetensors_json_and_a_card_only(checkpoint, detector):
     assert sorted(p.name for p in checkpoint.iterdir()) == ["README.md", "config.json", "model.safetensors"]
     weights = load_file(str(checkpoint / "model.safetensors"))
@@ -275,10 +306,10 @@ def test_unknown_paths_are_clear_errors(tmp_path):
 def test_a_checkpoints_own_file_or_an_empty_name_says_what_to_give(checkpoint, tmp_path):
     """`rbd info CKPT/config.json` said there was no such file (it exists), and an empty name read as the current folder."""
     for name in ("config.json", "model.safetensors"):
-        with pytest.raises(rbd.CheckpointError, match=f"{name} is a file, not a checkpoint folder or an .onnx file: name its folder, {checkpoint}$"):
+        with pytest.raises(rbd.CheckpointError, match=f"{name} is a file, not a checkpoint folder, a zip of one or an .onnx file: name its folder, {checkpoint}$"):
             rbd.load(checkpoint / name)
     (tmp_path / "notes.txt").write_text("x")
-    with pytest.raises(rbd.CheckpointError, match="notes.txt is a file, not a checkpoint folder or an .onnx file$"):
+    with pytest.raises(rbd.CheckpointError, match="notes.txt is a file, not a checkpoint folder, a zip of one or an .onnx file$"):
         rbd.load(tmp_path / "notes.txt")
     with pytest.raises(rbd.CheckpointError, match="no checkpoint named"):
         rbd.load(" ")
