@@ -45,7 +45,7 @@ def test_every_action_is_a_named_endpoint(client):
     assert {"/load_model", "/reset_threshold", "/inspect", "/rethreshold", "/review_score", "/review_list", "/review_new",
             "/review_rescore", "/review_accept", "/review_reject", "/review_edit", "/review_save_mask", "/review_previous",
             "/review_next", "/review_export", "/review_recalibrate", "/review_rethreshold", "/fine_tune", "/cancel_training",
-            "/share_model", "/push_to_hub", "/evaluate", "/evaluate_rethreshold"} <= names
+            "/share_model", "/push_to_hub", "/evaluate", "/evaluate_rethreshold", "/upload_model"} <= names
 
 
 def test_load_model_reports_the_rate_and_raw_threshold(client, app_server, detector):

@@ -802,6 +802,18 @@ def test_delete_asks_first_and_removes_the_fine_tune(page):
     page.locator(".toast-body .toast-close").first.click()
 
 
+def test_a_models_zip_is_loaded_as_a_model_of_ones_own(page, checkpoint, tmp_path):
+    """A model trained on the command line reached the app only through the Hub."""
+    archive = shutil.make_archive(str(tmp_path / "bolts"), "zip", checkpoint)
+    page.get_by_role("tab", name="Fine-tune").click()
+    with page.expect_file_chooser() as chooser:
+        page.locator("#train-upload").click()
+    chooser.value.set_files(archive)
+    expect(page.locator("#train-status")).to_contain_text("from bolts.zip. It is now the active model")
+    expect(page.locator("#model-info")).to_contain_text("bolts-")
+    expect(page.locator("#model-choice input")).to_have_value(re.compile(r"bolts-.* \(fine-tuned, yours\)"))
+
+
 def test_an_example_clicked_is_inspected_at_once_by_the_model_it_names(browser, checkpoint, detector, tmp_path):
     """Its label names a shipped model: that model becomes active (the picker and the model line say so) and the
     example is scored by it, with no Inspect press; an example whose model is not shipped is scored by the active one."""

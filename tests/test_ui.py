@@ -641,6 +641,29 @@ def test_the_active_model_can_be_downloaded_as_it_judges_at_any_time(ctx, model,
         assert archive.parent.parent == ctx.exports  # a fresh export folder, cleared after a day
 
 
+def test_a_models_zip_loads_as_this_browsers_own_model_active_at_once(ctx, model, parts, tmp_path):
+    """A model trained on the command line reached the app only through the Hub."""
+    from ui import fine_tune
+
+    archive = Path(fine_tune.download(ctx, model)["model_file"])
+    given = Path(shutil.copy(archive, tmp_path / "bolts line.zip"))
+    loaded = fine_tune.upload_model(ctx, str(given), "browser-1")
+    key = loaded["model"]["key"]
+    assert Path(key).parent == ctx.catalog.owner_folder("browser-1") and Path(key).name.startswith("bolts-line-")
+    assert loaded["status"].startswith(f"Loaded **{Path(key).name}** from bolts line.zip. It is now the active model, yours only")
+    assert loaded["choice"]["value"] == key and key in [k for _, k in ctx.catalog.entries("browser-1")]
+    assert key not in [k for _, k in ctx.catalog.entries("browser-2")]  # private, as a fine-tune is
+    _, bad = parts
+    assert ctx.detector(loaded["model"]).predict(bad[0]).score == ctx.detector(model).predict(bad[0]).score
+    (tmp_path / "notes.zip").write_bytes(b"not a zip")
+    with pytest.raises(rbd.UploadError, match="notes.zip is not a readable zip file"):
+        fine_tune.upload_model(ctx, str(tmp_path / "notes.zip"), "browser-1")
+    with pytest.raises(rbd.CheckpointError, match="model.onnx: a model is loaded from a zip of its checkpoint folder"):
+        fine_tune.upload_model(ctx, str(tmp_path / "model.onnx"), "browser-1")
+    with pytest.raises(rbd.InvalidInputError, match="invalid browser session id"):
+        fine_tune.upload_model(ctx, str(given), "../x")
+
+
 def test_exports_a_day_old_go_with_the_hourly_sweep_not_with_each_export(ctx):
     """Every export swept the whole export folder, and Inspect makes one on every threshold move."""
     old, fresh = ctx.export_folder(), ctx.export_folder("a mask's key")

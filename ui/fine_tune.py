@@ -69,6 +69,7 @@ class FineTune:
     calibration: gr.Plot
     model_file: gr.File
     download: gr.Button
+    upload: gr.UploadButton
     share: gr.Button
     delete: gr.Button
     confirmed: gr.Checkbox
@@ -334,6 +335,21 @@ def download(ctx, model: dict) -> dict:
     return {"model_file": shutil.make_archive(str(folder), "zip", folder)}
 
 
+def upload_model(ctx, file, browser: str, request: gr.Request = None) -> dict:
+    """A checkpoint zip (this app's download of a model, a zipped `rbd train --out` folder) as this browser's own model,
+    active at once: a model trained on the command line reached the app only through the Hub."""
+    [path] = paths(file) or [""]
+    if Path(path).suffix.lower() != ".zip":
+        raise rbd.CheckpointError(f"{Path(path).name or 'nothing'}: a model is loaded from a zip of its checkpoint folder "
+                                  "(Download the active model makes one)")
+    owner = _owner(browser, request)
+    ctx.catalog.owner_folder(owner)  # a wrong id (an API client's) is refused before the model is read
+    key = ctx.catalog.add_trained(rbd.load(path), owner, Path(path).stem)
+    return {"status": f"Loaded **{model_name(key)}** from {Path(path).name}. It is now the active model, yours only until you "
+                      "share it or push it to the Hub.",
+            "choice": gr.update(choices=ctx.catalog.entries(owner), value=key), **model_bar.load_model(ctx, key, "", "", owner)}
+
+
 def export_name(name: str) -> str:
     """The file name of a model's download (a Hub model's "owner/name" too): what Delete looks for among the exports."""
     return re.sub(r"[^\w.-]", "_", name)
@@ -388,6 +404,7 @@ def layout(ctx) -> FineTune:
             model_file = gr.File(label="Download the model", interactive=False, elem_id="train-model-file")
             with gr.Row():
                 download_button = gr.Button("Download the active model", size="sm", elem_id="train-download")
+                upload_button = gr.UploadButton("Load a model from its zip", file_types=[".zip"], size="sm", elem_id="train-upload")
                 delete_button = gr.Button("Delete the active fine-tune", size="sm", variant="stop", elem_id="train-delete")
                 confirmed = gr.Checkbox(visible=False)  # the page's question answered (DELETE_QUESTION)
     with gr.Row():
@@ -399,7 +416,7 @@ def layout(ctx) -> FineTune:
         push_button = gr.Button("Push to Hub")
     push_status = gr.Markdown()
     return FineTune(files, folder, picked, use_reviewed, start_current, epochs, minutes, teacher, name, train, cancel_button, status,
-                    loss, calibration, model_file, download_button, share_button, delete_button, confirmed, repo_id, token, push_button, push_status)
+                    loss, calibration, model_file, download_button, upload_button, share_button, delete_button, confirmed, repo_id, token, push_button, push_status)
 
 
 def wire(ctx, app: gr.Blocks, area: FineTune, bar: model_bar.ModelBar, review_id, evaluated, rejudge) -> None:
@@ -433,5 +450,9 @@ def wire(ctx, app: gr.Blocks, area: FineTune, bar: model_bar.ModelBar, review_id
     rejudge(deleted.success)
     on(area.download.click, download, ctx, [bar.model], {"model_file": area.model_file}, api_name="download_model",
        show_progress_on=[area.download])
+    uploaded = on(area.upload.upload, upload_model, ctx, [area.upload, bar.browser],
+                  {"status": area.status, "choice": bar.choice, "model": bar.model, "rate": bar.rate, "info": bar.info},
+                  api_name="upload_model", show_progress_on=[area.upload])
+    rejudge(uploaded.success)
     on(area.push.click, push, ctx, [bar.model, area.repo_id, area.token, evaluated], {"push_status": area.push_status},
        api_name="push_to_hub")
