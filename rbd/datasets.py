@@ -176,10 +176,10 @@ def mvtec_test_set(category: str | Path) -> list[TestImage]:
                                  "(one per defect, by any name)")
     items, masks_in_test = [], []
     for folder in sorted(p for p in test.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        paths = find_images(folder)
-        if folder.name == "ground_truth":  # the masks put under test/: their images' defect folder, for all they say
-            masks_in_test.append("test/ground_truth/")
+        if folder.name.casefold() == "ground_truth":  # the masks put under test/: their images' defect folder, for all they say
+            masks_in_test.append(f"test/{folder.name}/")
             continue
+        paths = find_images(folder)
         images = {(path.parent, path.stem.casefold()) for path in paths}
         beside = [path for path in paths if _is_mask_beside(path, images)]
         masks_in_test += [path.relative_to(category).as_posix() for path in beside]
