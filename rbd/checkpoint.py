@@ -154,8 +154,8 @@ def _is_checkpoint(folder: Path) -> bool:
 
 
 def load(path_or_repo_id: str | Path, revision: str | None = None, device: str | torch.device = "cpu") -> Detector:
-    """A `Detector` from a local checkpoint folder, a zip of one (`_unzipped`), an ONNX export (`.onnx`, run by
-    onnxruntime) or, if no such folder or file exists, a Hub model repo id."""
+    """A `Detector` from a local checkpoint folder, a zip of one (its files at the top or in a folder), an ONNX export
+    (`.onnx`, run by onnxruntime) or, if no such folder or file exists, a Hub model repo id."""
     kind, where = _locate(path_or_repo_id, revision)
     if kind == "onnx":
         from .onnx_runtime import load_onnx  # onnxruntime is needed only here
@@ -163,7 +163,7 @@ def load(path_or_repo_id: str | Path, revision: str | None = None, device: str |
         return load_onnx(where, device)
     if kind == "hub":
         config_path, weights_path = _named_on_hub(where, revision)
-        with _named_as(config_path.parent, _repo_name(where, _checked_revision(revision))):
+        with _named_in_repo(config_path.parent, where, revision):
             return _from_files(config_path, weights_path, device)
     if kind == "zip":
         with _unzipped(where) as folder:
@@ -182,7 +182,7 @@ def stored_config(path_or_repo_id: str | Path, revision: str | None = None) -> d
         return parse_config(OnnxNetwork(where).metadata, where)
     if kind == "hub":
         config_path = _named_on_hub(where, revision)[0]
-        with _named_as(config_path.parent, _repo_name(where, _checked_revision(revision))):
+        with _named_in_repo(config_path.parent, where, revision):
             return read_config(config_path)
     if kind == "zip":
         with _unzipped(where) as folder:
@@ -201,12 +201,19 @@ def _named_as(folder: Path, name: str) -> Iterator[None]:
         raise CheckpointError(str(err).replace(str(folder), name)) from err
 
 
+def _named_in_repo(snapshot: Path, repo_id: str, revision: str | None):
+    """`_named_as` for a Hub repo's files, read from `snapshot` (its commit in the local cache)."""
+    return _named_as(snapshot, _repo_name(repo_id, _checked_revision(revision)))
+
+
 @contextmanager
 def _unzipped(zip_path: Path) -> Iterator[Path]:
     """The checkpoint a zip holds (the app's "Download the active model", or a zipped `rbd train --out` folder: its
-    config.json at the zip's top or in a folder), extracted into a temporary folder while the block runs."""
+    config.json beside its weights, at the zip's top or in a folder), extracted into a temporary folder while the
+    block runs."""
     with tempfile.TemporaryDirectory() as temporary:
-        configs = [file for file in extract_zip(zip_path, temporary) if file.name == CONFIG_FILE]
+        files = set(extract_zip(zip_path, temporary))
+        configs = [file for file in files if file.name == CONFIG_FILE and file.with_name(WEIGHTS_FILE) in files]
         if len(configs) != 1:
             raise CheckpointError(f"{zip_path} holds {'no' if not configs else 'more than one'} rbd checkpoint (a {CONFIG_FILE} "
                                   f"beside its {WEIGHTS_FILE})")
@@ -262,7 +269,7 @@ def load_from_hub(repo_id: str, revision: str | None = None, device: str | torch
     if not is_repo_id(repo_id):
         raise CheckpointError(f"{repo_id!r} is not a Hub repo id (owner/name)")
     config_path, weights_path = _download(repo_id, revision)
-    with _named_as(config_path.parent, _repo_name(repo_id, _checked_revision(revision))):
+    with _named_in_repo(config_path.parent, repo_id, revision):
         return _from_files(config_path, weights_path, device)
 
 

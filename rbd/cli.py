@@ -414,7 +414,7 @@ def parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("evaluate", parents=[quiet, revision], help="metrics on an MVTec-layout category")
     p.add_argument("data", help="MVTec-layout category: test/good, test/<defect>, optional ground_truth/<defect> masks")
-    p.add_argument("--checkpoint", required=True, help="checkpoint folder, ONNX export (.onnx) or Hub repo id (owner/name)")
+    p.add_argument("--checkpoint", required=True, help="checkpoint folder, a zip of one, ONNX export (.onnx) or Hub repo id (owner/name)")
     p.add_argument("--json", default=None, help="also write the metrics to this JSON file (default: none)")
     p.add_argument("--misranked", default=None, metavar="DIR",
                    help=f"also write the {MISRANKED_COUNT} highest-scoring good and {MISRANKED_COUNT} lowest-scoring defective "
@@ -423,7 +423,7 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_evaluate)
 
     p = commands.add_parser("predict", parents=[quiet, revision], help="score images, write overlays, masks and results.csv")
-    p.add_argument("checkpoint", help="checkpoint folder, ONNX export (.onnx) or Hub repo id (owner/name)")
+    p.add_argument("checkpoint", help="checkpoint folder, a zip of one, ONNX export (.onnx) or Hub repo id (owner/name)")
     p.add_argument("images", nargs="+", help="image files or folders (searched recursively); with --engine ray also "
                                              "URIs pyarrow reaches (s3://, gs://, hdfs://, file://)")
     p.add_argument("--out", required=True, help="folder for the overlays, masks and results.csv")
@@ -437,13 +437,13 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_predict)
 
     p = commands.add_parser("export", parents=[quiet, revision], help="write a checkpoint as one ONNX file for deployment")
-    p.add_argument("checkpoint", help="checkpoint folder or Hub repo id (owner/name)")
+    p.add_argument("checkpoint", help="checkpoint folder, a zip of one or Hub repo id (owner/name)")
     p.add_argument("--format", default="onnx", choices=["onnx"], help="file format: %(choices)s (default: %(default)s)")
     p.add_argument("--out", required=True, help="file to write, ending in .onnx")
     p.set_defaults(run=_export)
 
     p = commands.add_parser("info", parents=[revision], help="print a checkpoint's config and calibration as JSON, as stored (no model is built)")
-    p.add_argument("checkpoint", help="checkpoint folder, ONNX export (.onnx) or Hub repo id (owner/name)")
+    p.add_argument("checkpoint", help="checkpoint folder, a zip of one, ONNX export (.onnx) or Hub repo id (owner/name)")
     p.set_defaults(run=_info)
     return root
 

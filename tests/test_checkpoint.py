@@ -39,8 +39,10 @@ def test_a_zip_of_a_checkpoint_loads_as_its_folder(detector, checkpoint, probe, 
     """The app's "Download the active model" (its files at the top) and a zipped `rbd train --out` folder."""
     if layout == "flat":
         archive = shutil.make_archive(str(tmp_path / "model"), "zip", checkpoint)
-    else:
+    else:  # beside another tool's config.json, which has no weights beside it
         shutil.copytree(checkpoint, tmp_path / "zipped" / "bolts")
+        (tmp_path / "zipped" / "tensorboard").mkdir()
+        (tmp_path / "zipped" / "tensorboard" / "config.json").write_text("{}")
         archive = shutil.make_archive(str(tmp_path / "model"), "zip", tmp_path / "zipped")
     loaded = rbd.load(archive)
     assert loaded.predict(probe).score == detector.predict(probe).score and loaded.threshold == detector.threshold
@@ -50,7 +52,8 @@ def test_a_zip_of_a_checkpoint_loads_as_its_folder(detector, checkpoint, probe, 
 def test_a_zip_without_one_checkpoint_or_with_a_broken_one_is_named_as_given(checkpoint, tmp_path):
     import zipfile
 
-    for name, members in (("none.zip", {"notes.txt": "x"}), ("two.zip", {"a/config.json": "{}", "b/config.json": "{}"}),
+    for name, members in (("none.zip", {"notes.txt": "x", "logs/config.json": "{}"}),  # a config without weights is another tool's
+                          ("two.zip", {"a/config.json": "{}", "a/model.safetensors": "", "b/config.json": "{}", "b/model.safetensors": ""}),
                           ("broken.zip", {"ck/config.json": "{}", "ck/model.safetensors": "x"})):
         with zipfile.ZipFile(tmp_path / name, "w") as archive:
             for member, text in members.items():
