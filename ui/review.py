@@ -262,10 +262,11 @@ def new_review(ctx, confirmed: bool = True) -> dict:
     return {"review_id": uuid.uuid4().hex, "status": "Started a new review: upload images and press **Score images**."}
 
 
-# Start a new review's `js`: its input, whether the user said yes, asked where the review shows images (one click threw a
-# review of a dozen decisions away)
-NEW_QUESTION = ("(confirmed) => [!document.querySelector('#review-gallery img') || window.confirm('Start a new review? This one "
-                "closes and cannot be opened here again: export it first to keep its decisions.')]")
+# Start a new review's `js`: its input, whether the user said yes, asked unless the review holds no image (one click threw
+# a review of a dozen decisions away). Told by the review's text, not its gallery, which a filter may leave empty.
+NEW_QUESTION = (f"(confirmed) => [(document.querySelector('#review-text')?.innerText || '').includes('{NO_REVIEW.split(':')[0]}') "
+                "|| window.confirm('Start a new review? This one closes and cannot be opened here again: export it first to keep "
+                "its decisions.')]")
 
 
 LOST = ("this page's place in the review was lost (the app restarted, or the tab was left for a day)")
