@@ -33,6 +33,7 @@ from .expiry import mark_used
 from .review.store import SESSION_ID
 
 CACHE_SIZE = 6  # loaded detectors kept in memory (about 10 MB each with the default teacher)
+STAMP = re.compile(r"-\d{8}-\d{6}-[0-9a-f]{4}$")  # what `add_trained` adds to a model's name: its date, time and 4 hex
 
 
 def is_hub_key(key: str) -> bool:
@@ -155,6 +156,7 @@ class Catalog:
         folder.mkdir(parents=True, exist_ok=True)
         mark_used(folder)  # before saving: an expiry sweep must not take the folder while the model is written into it
         stem = re.sub(r"[^\w-]+", "-", unicodedata.normalize("NFC", name)).strip("-_")[:40] or "model"  # letters of any script
+        stem = STAMP.sub("", stem) or "model"  # a downloaded model loaded again is stamped once
         key = save(detector, folder / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}")
         self._remember((str(key), None), detector)
         return str(key)

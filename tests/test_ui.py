@@ -662,6 +662,8 @@ def test_a_models_zip_loads_as_this_browsers_own_model_active_at_once(ctx, model
         fine_tune.upload_model(ctx, str(tmp_path / "model.onnx"), "browser-1")
     with pytest.raises(rbd.InvalidInputError, match="invalid browser session id"):
         fine_tune.upload_model(ctx, str(given), "../x")
+    again = Path(shutil.copy(archive, tmp_path / f"{Path(key).name}.zip"))  # the download of the loaded model, loaded again
+    assert re.fullmatch(r"bolts-line-\d{8}-\d{6}-[0-9a-f]{4}", Path(fine_tune.upload_model(ctx, str(again), "browser-1")["model"]["key"]).name)
 
 
 def test_exports_a_day_old_go_with_the_hourly_sweep_not_with_each_export(ctx):
@@ -1378,6 +1380,14 @@ def test_a_fine_tune_cut_off_by_a_restart_is_said_once_when_its_browser_comes_ba
     restarted.remove_idle()  # a browser that never comes back: its record goes with the idle sweep
     assert not record.exists()
     again.close()
+    # a record that is not what a training writes is still one that never ended; an id no training takes writes none
+    (ctx.trainings / "browser-1.x.json").write_text("[]")
+    assert fine_tune.cut_off(restarted, "browser-1")["status"].startswith("The app restarted while your fine-tune was training: ")
+    assert fine_tune.cut_off(restarted, "../x") == {} and list(ctx.trainings.iterdir()) == []
+    with fine_tune.running_record(ctx, "browser-1"):  # two trainings of one browser: one ends, not the other's record
+        with fine_tune.running_record(ctx, "browser-1"):
+            assert len(list(ctx.trainings.iterdir())) == 2
+        assert len(list(ctx.trainings.iterdir())) == 1
 
 
 def test_a_fine_tune_of_reviewed_images_alone_says_when_the_review_has_none(ctx, model):

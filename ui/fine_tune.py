@@ -9,12 +9,12 @@ unchanged; one pressed while the trained model is calibrated lets that finish an
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import re
 import shutil
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -182,20 +182,27 @@ def trained_text(key: str, detector: rbd.Detector, notes: list[str]) -> str:
     return "\n\n".join(lines + [f"_{note}_" for note in notes])
 
 
-def _record(ctx, browser: str) -> Path:
-    """Where a browser's running fine-tune is recorded (by a digest of its id: the id is checked later, in the training)."""
-    return ctx.trainings / f"{hashlib.sha1(browser.encode()).hexdigest()[:20]}.json"
+def _records(ctx, browser) -> str | None:
+    """The name pattern of a browser's training records: `<browser id>.<one per training>.json`; None for no browser (an
+    API client) or an id the training refuses (only `rbd.catalog`'s session ids are file names)."""
+    try:
+        ctx.catalog.owner_folder(browser)
+    except rbd.InvalidInputError:
+        return None
+    return f"{browser}.*.json"
 
 
 @contextlib.contextmanager
 def running_record(ctx, browser: str):
-    """A record of a browser's fine-tune while it runs, until its model is saved (none for an API client, which has no
-    browser id). A restart of the app (a Space woken up, a new version) cuts the training off and saves nothing: the
-    record it leaves behind tells the browser so when it comes back (`cut_off`), where the page said nothing."""
-    if not browser:
+    """A record of a browser's fine-tune while it runs, until its model is saved. A restart of the app (a Space woken
+    up, a new version) cuts the training off and saves nothing: the record it leaves behind tells the browser so when
+    it comes back (`cut_off`), where the page said nothing. One file per training, so that one ending never removes
+    another's."""
+    pattern = _records(ctx, browser)
+    if pattern is None:
         yield
         return
-    record = _record(ctx, browser)
+    record = ctx.trainings / pattern.replace("*", uuid.uuid4().hex)
     with atomic_write(record) as f:
         f.write(json.dumps({"run": ctx.run, "started": time.time()}).encode())
     try:
@@ -205,19 +212,25 @@ def running_record(ctx, browser: str):
 
 
 def cut_off(ctx, browser: str) -> dict:
-    """On page load: a fine-tune of this browser that a restart of the app stopped is said, once."""
-    record = _record(ctx, browser) if browser else None
-    try:
-        facts = json.loads(record.read_text()) if record else None
-    except FileNotFoundError:
+    """On page load: the fine-tunes of this browser that a restart of the app stopped are said, once."""
+    pattern = _records(ctx, browser)
+    starts = []
+    for record in sorted(ctx.trainings.glob(pattern)) if pattern else []:
+        try:
+            facts = json.loads(record.read_text())
+        except FileNotFoundError:  # said by another tab just now
+            continue
+        except (OSError, ValueError):  # unreadable: still a training that never ended
+            facts = None
+        facts = facts if isinstance(facts, dict) else {}
+        if facts.get("run") == ctx.run:  # running now (for another tab of this browser)
+            continue
+        record.unlink(missing_ok=True)
+        starts.append(facts.get("started"))
+    if not starts:
         return {}
-    except (OSError, ValueError):  # unreadable: still a training that never ended
-        facts = {}
-    if facts is None or facts.get("run") == ctx.run:  # none, or running now (for another tab of this browser)
-        return {}
-    record.unlink(missing_ok=True)
-    started = facts.get("started")
-    ago = f" (started {_duration(time.time() - started)} ago)" if isinstance(started, (int, float)) else ""
+    started = max((start for start in starts if isinstance(start, (int, float))), default=None)
+    ago = f" (started {_duration(time.time() - started)} ago)" if started is not None else ""
     message = (f"The app restarted while your fine-tune was training{ago}: it was stopped and no model was saved. "
                "Press Train to train again.")
     notify(message)  # a message on whichever tab the page opens, and the status where Train is
