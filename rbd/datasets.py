@@ -140,17 +140,19 @@ def truth_masks(category: str | Path, images: list[Path]) -> dict[Path, Path | N
 def read_truth_mask(path: Path) -> np.ndarray:
     """A ground-truth mask file as a bool array: a pixel is defective where any colour channel is above
     0, so 0/255, 0/1, 16-bit and coloured masks all read alike (`metrics.pixel_auroc`'s rule). In a mask whose
-    alpha channel hides some pixels and shows others, only a pixel shown counts: where every pixel shown has one
-    colour (an editor's layer, white or black everywhere, its strokes in the alpha channel alone), every one."""
+    alpha channel or transparent colour hides some pixels and shows others, only a pixel shown counts: where every
+    pixel an alpha channel shows has one colour (an editor's layer, white or black everywhere, its strokes in the
+    alpha channel alone), every one. (A transparent colour hides by colour: the colours shown still tell.)"""
     colours = read_image(path)  # first: a file it cannot read gets its error, named
-    coloured, alpha = colours.max(axis=-1) > 0, alpha_channel(path)
+    coloured, transparency = colours.max(axis=-1) > 0, alpha_channel(path)
+    alpha, keyed = transparency or (None, False)
     if alpha is None or alpha.shape != coloured.shape or alpha.min() == 255 or alpha.max() == 0:
         return coloured  # every pixel shows, or none does: the colours are the mask
     visible = alpha > 0
     shown = colours[visible]
-    if (shown == shown[0]).all():  # the pixels shown are of one colour: the strokes are in the alpha channel alone
+    if not keyed and (shown == shown[0]).all():  # the pixels shown are of one colour: the strokes are in the alpha channel alone
         return visible
-    return coloured & visible  # a black background with a transparent margin, say
+    return coloured & visible  # a black background with a transparent margin; red strokes on a transparent white, say
 
 
 def _is_mask_beside(path: Path, images: set[tuple[Path, str]]) -> bool:

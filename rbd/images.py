@@ -297,17 +297,19 @@ def _is_one_image(item) -> bool:
     return is_path(item) or isinstance(item, Image.Image) or (hasattr(item, "shape") and len(item.shape) >= 2)
 
 
-def alpha_channel(path: str | Path) -> np.ndarray | None:
-    """The file's alpha channel (uint8, upright as `read_image` turns it), which `read_image` drops; None for a file
-    without one, or one Pillow alone does not read (a TIFF `read_image` reads otherwise, a file it cannot read).
-    A transparent colour (a palette, grey or RGB PNG's tRNS, a GIF's) is an alpha channel too: 0 where it is."""
+def alpha_channel(path: str | Path) -> tuple[np.ndarray, bool] | None:
+    """The file's alpha channel (uint8, upright as `read_image` turns it), which `read_image` drops, and whether it
+    comes from a transparent colour (a palette, grey or RGB PNG's tRNS, a GIF's: 0 where that colour is) rather than
+    an alpha band; None for a file without either, or one Pillow alone does not read (a TIFF `read_image` reads
+    otherwise, a file it cannot read)."""
     if _is_tiff(path):
         return None
     try:
         with Image.open(path) as image:
-            if image.mode not in ("RGBA", "RGBa", "LA", "La", "PA") and "transparency" not in image.info:
+            keyed = image.mode not in ("RGBA", "RGBa", "LA", "La", "PA")
+            if keyed and "transparency" not in image.info:
                 return None
-            return np.asarray(_upright(image).convert("RGBA").getchannel("A"))
+            return np.asarray(_palette_alpha(_upright(image)).convert("RGBA").getchannel("A")), keyed
     except (OSError, ValueError, SyntaxError, IndexError, UnidentifiedImageError, Image.DecompressionBombError):
         return None
 
@@ -322,8 +324,16 @@ def _upright(image: Image.Image) -> Image.Image:
     return ImageOps.exif_transpose(image) if image.getexif().get(0x0112, 1) != 1 else image
 
 
+def _palette_alpha(image: Image.Image) -> Image.Image:
+    """`image`, a palette's transparent entries made its palette's alpha: converted as they were, Pillow warned that
+    such an image "should be converted to RGBA images", which the command line printed to its user."""
+    if image.mode == "P":
+        image.apply_transparency()
+    return image
+
+
 def _pil_to_array(image: Image.Image) -> np.ndarray:
-    image = _upright(image)  # images opened by the caller
+    image = _palette_alpha(_upright(image))  # images opened by the caller
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         return to_rgb_array(np.asarray(image))  # keep the full 16-bit / float range
     if image.mode in ("LA", "La", "L", "1"):

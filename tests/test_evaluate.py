@@ -205,7 +205,8 @@ def test_a_huge_test_image_is_scored_downscaled_and_its_mask_shrunk(detector, ca
 
 
 @pytest.mark.parametrize("write", ["0/1", "16-bit", "green", "rgba", "white, alpha", "grey, alpha", "black, alpha",
-                                   "rgba, margin", "rgba, all hidden", "palette, transparent white", "rgb, transparent white"])
+                                   "rgba, margin", "rgba, all hidden", "palette, transparent white", "rgb, transparent white",
+                                   "grey, transparent black"])
 def test_masks_read_alike_whatever_their_values_or_colours(detector, category, tmp_path, write):
     """A mask marks a pixel defective where any colour channel is above 0: 0/1 masks from numpy, 16-bit
     masks and coloured masks give the pixel metrics of the 0/255 masks, not an empty truth; a mask whose
@@ -230,6 +231,8 @@ def test_masks_read_alike_whatever_their_values_or_colours(detector, category, t
                 picture = Image.fromarray(defect.astype(np.uint8), "P")
                 picture.putpalette([255, 255, 255, 255, 0, 0])
                 picture.save(path, transparency=0)
+            elif write.startswith("grey"):  # white strokes on a transparent black
+                Image.fromarray(defect.astype(np.uint8) * 255).save(path, transparency=0)
             else:
                 colour = np.full((*defect.shape, 3), 255, np.uint8)
                 colour[defect] = (255, 0, 0)
@@ -245,6 +248,20 @@ def test_masks_read_alike_whatever_their_values_or_colours(detector, category, t
     result = rbd.evaluate(detector, copy)
     assert reference.pixel_auroc is not None
     assert (result.pixel_auroc, result.aupro) == (reference.pixel_auroc, reference.aupro)
+
+
+def test_a_palette_masks_transparency_in_bytes_is_read_without_pillows_advice(tmp_path):
+    """Pillow warns that such a palette "should be converted to RGBA": the command line printed it to the user."""
+    from rbd.datasets import read_truth_mask
+
+    defect = np.zeros((8, 12), bool)
+    defect[2:4, 3:9] = True
+    picture = Image.fromarray(defect.astype(np.uint8) + 1, "P")  # 1: white, transparent; 2: red, half shown
+    picture.putpalette([0, 0, 0, 255, 255, 255, 255, 0, 0])
+    picture.save(tmp_path / "000_mask.png", transparency=bytes([255, 0, 128]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(read_truth_mask(tmp_path / "000_mask.png"), defect)
 
 
 def test_a_mask_only_tifffile_reads_is_read_by_its_colours(tmp_path):
@@ -382,6 +399,8 @@ def test_a_good_images_mask_that_marks_defect_pixels_is_said_and_not_used(detect
                                          rf"\(ground_truth/good/{good[1].stem}_mask.png\)"):
         result = rbd.evaluate(detector, copy)
     assert (result.pixel_auroc, result.aupro) == (reference.pixel_auroc, reference.aupro)
+    file = good[1].relative_to(copy).as_posix()  # nor outlined on its picture
+    np.testing.assert_array_equal(rbd.evaluation_picture(detector, copy, file), rbd.evaluation_picture(detector, category, file))
 
 
 def test_an_evaluation_picture_is_of_a_test_image_named_as_a_row_or_by_its_absolute_path(detector, category, monkeypatch):
