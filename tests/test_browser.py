@@ -189,6 +189,10 @@ def test_inspect_an_uploaded_image(page, detector, parts):
         page.locator("#inspect-mask-file tr").filter(has_text=f"{example.stem}_mask").locator("a").click()
     assert download.value.suggested_filename == f"{example.stem}_mask.png"
     np.testing.assert_array_equal(np.asarray(Image.open(download.value.path())) > 0, expected.mask)
+    label = page.locator("#inspect-annotated label").first.bounding_box()  # the mask's picture starts below its label:
+    picture = page.locator("#inspect-annotated img.base-image").bounding_box()  # a defect at a tall one's top left was hidden
+    masks = page.locator("#inspect-annotated img.mask").first.bounding_box()
+    assert picture["y"] >= label["y"] + label["height"] and masks["y"] == picture["y"], (label, picture, masks)
     with page.expect_download() as download:  # the overlay, named after its file too (it was "image.jpeg")
         page.locator("#inspect-overlay a[download]").click()
     assert download.value.suggested_filename == f"{example.stem}_overlay.jpg"

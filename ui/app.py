@@ -18,6 +18,8 @@ SWEEP_S = 3600  # how often idle reviews and private models are looked for
 CSS = """
 #inspect-overlay img, #review-image img { object-fit: contain !important; }  /* the whole picture, enlarged to fit: Gradio drew a 20-pixel part as a dot */
 #inspect-pair img { height: 100% !important; object-fit: contain !important; }  /* the slider sized it by its width and cropped it */
+/* the picture below the label: a tall one started under it, and a defect at its top left was hidden (a helper's ksdd crack) */
+#inspect-annotated .image-container { margin-top: 2.2em; }
 #review-editor button[aria-label="Clear canvas"] { display: none !important; }  /* it took the picture too: the eraser remains */
 #review-editor label[data-testid="block-label"] { max-width: calc(100% - 200px); overflow-wrap: anywhere; }  /* a long file name wraps before the toolbar, not under it */
 /* galleries: captions under their pictures (Gradio lays them over the lower part), the first row below the label,

@@ -335,7 +335,7 @@ def layout(ctx) -> Inspect:
                 # no download button (the heat-map overlay above has one): with it the buttons covered the label at 850 px
                 pair = gr.ImageSlider(label="Original / overlay", format="jpeg", height=320, buttons=["fullscreen"], elem_id="inspect-pair")
                 annotated = gr.AnnotatedImage(label="Predicted mask and regions", format="jpeg", color_map={"defect": "#ff2020"},
-                                              height=320)
+                                              height=320, elem_id="inspect-annotated")
             # wrapped in shares of the width: at 850 px the boxes scrolled out of sight
             regions = gr.Dataframe(pd.DataFrame(columns=REGION_COLUMNS), label="Defect regions", interactive=False, wrap=True,
                                    column_widths=["17%", "19%", "22%", "42%"], elem_id="inspect-regions")
