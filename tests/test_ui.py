@@ -1568,6 +1568,17 @@ def test_inspects_mask_download_lies_on_the_file_as_scored_and_follows_the_thres
     assert named == {"good_000_mask.png", "bad_000_mask.png"}
 
 
+def test_a_tiff_in_the_image_box_is_said_to_be_scored_though_the_browser_shows_none(ctx):
+    from rbd.notices import collect
+    from ui import inspection
+
+    with collect() as notes:
+        for name in ("scan 16.TIFF", "part.png", None):
+            assert inspection.unseen_preview(ctx, name) == {}
+    assert notes == ["scan 16.TIFF: browsers do not show TIFF pictures, so the box shows none; Inspect scores the file as it is "
+                     "and draws it with its results"]
+
+
 def test_inspects_overlay_downloads_named_after_its_file_not_as_image_jpeg(ctx, model, parts):
     from ui import inspection
 

@@ -377,6 +377,18 @@ def wire(ctx, area: Inspect, bar: model_bar.ModelBar, rejudge) -> None:
     on(area.picked.input, redraw, ctx, inputs, detail, api_visibility="private", concurrency_limit=None)
     on(area.results.select, shown_row, ctx, [area.held, bar.model, bar.rate, area.opacity], {"picked": area.picked, **detail},
        api_visibility="private", concurrency_limit=None)
+    on(area.image.upload, unseen_preview, ctx, [area.image], {"summary": area.summary}, api_visibility="private",
+       concurrency_limit=None, show_progress="hidden")  # queued: a toast is sent through the queue
+
+
+def unseen_preview(ctx, image) -> dict:
+    """A TIFF put in the image box: browsers draw none (the box showed a broken-picture sign), so it is said to be
+    scored as it is, and drawn with its results."""
+    name = Path(paths(image)[0]).name if paths(image) else ""
+    if name.lower().endswith((".tif", ".tiff")):
+        notify(f"{name}: browsers do not show TIFF pictures, so the box shows none; Inspect scores the file as it is and "
+               "draws it with its results")
+    return {}
 
 
 def rejudge(ctx, area: Inspect, bar: model_bar.ModelBar, trigger, api: bool = False) -> None:
