@@ -817,6 +817,13 @@ def test_a_models_zip_is_loaded_as_a_model_of_ones_own(page, checkpoint, tmp_pat
     expect(page.locator("#train-status")).to_contain_text("from bolts.zip. It is now the active model")
     expect(page.locator("#model-info")).to_contain_text("bolts-")
     expect(page.locator("#model-choice input")).to_have_value(re.compile(r"bolts-.* \(fine-tuned, yours\)"))
+    (tmp_path / "notes.zip").write_bytes(b"not a zip")  # refused: the success before is not left standing as its result
+    with page.expect_file_chooser() as chooser:
+        page.locator("#train-upload").click()
+    chooser.value.set_files(str(tmp_path / "notes.zip"))
+    expect(page.locator(".toast-body").filter(has_text="notes.zip is not a readable zip file").first).to_be_visible()
+    expect(page.locator("#train-status")).not_to_contain_text("Loaded")
+    page.locator(".toast-body .toast-close").first.click()
 
 
 def test_an_example_clicked_is_inspected_at_once_by_the_model_it_names(browser, checkpoint, detector, tmp_path):

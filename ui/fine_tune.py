@@ -432,6 +432,16 @@ def layout(ctx) -> FineTune:
                     loss, calibration, model_file, download_button, upload_button, share_button, delete_button, confirmed, repo_id, token, push_button, push_status)
 
 
+def afresh(ctx, trigger, status: gr.Markdown):
+    """`trigger` empties the status line first (its event, to chain the action on): a refusal, said in a message, left
+    an earlier success standing there as if it were this click's ("Loaded bolts…" after a zip of images was refused)."""
+    return on(trigger, emptied, ctx, [], {"status": status}, queue=False, api_visibility="private")
+
+
+def emptied(ctx) -> dict:
+    return {"status": ""}
+
+
 def wire(ctx, app: gr.Blocks, area: FineTune, bar: model_bar.ModelBar, review_id, evaluated, rejudge) -> None:
     clicked = on(area.train.click, pressed, ctx, [],
                  {"status": area.status, "loss": area.loss, "calibration": area.calibration, "model_file": area.model_file},
@@ -451,19 +461,19 @@ def wire(ctx, app: gr.Blocks, area: FineTune, bar: model_bar.ModelBar, review_id
         closed(ctx, request)
     app.unload(tab_closed)
     on(app.load, cut_off, ctx, [bar.browser], {"status": area.status}, api_visibility="private")
-    shared = on(area.share.click, share, ctx, [bar.model, bar.browser],
+    shared = on(afresh(ctx, area.share.click, area.status).then, share, ctx, [bar.model, bar.browser],
                 {"status": area.status, "choice": bar.choice, "model": bar.model, "rate": bar.rate, "info": bar.info},
                 api_name="share_model", show_progress_on=[area.share])  # an error badge on the button, not on the model bar
     rejudge(shared.success)
-    checked = on(area.delete.click, check_delete, ctx, [bar.model, bar.browser], {"status": area.status}, api_visibility="private",
-                 show_progress_on=[area.delete])
+    checked = on(afresh(ctx, area.delete.click, area.status).then, check_delete, ctx, [bar.model, bar.browser], {"status": area.status},
+                 api_visibility="private", show_progress_on=[area.delete])
     deleted = on(checked.success, delete, ctx, [area.confirmed, bar.model, bar.browser],
                  {"status": area.status, "choice": bar.choice, "model": bar.model, "rate": bar.rate, "info": bar.info,
                   "model_file": area.model_file}, api_name="delete_model", show_progress_on=[area.delete], js=DELETE_QUESTION)
     rejudge(deleted.success)
     on(area.download.click, download, ctx, [bar.model], {"model_file": area.model_file}, api_name="download_model",
        show_progress_on=[area.download])
-    uploaded = on(area.upload.upload, upload_model, ctx, [area.upload, bar.browser],
+    uploaded = on(afresh(ctx, area.upload.upload, area.status).then, upload_model, ctx, [area.upload, bar.browser],
                   {"status": area.status, "choice": bar.choice, "model": bar.model, "rate": bar.rate, "info": bar.info},
                   api_name="upload_model", show_progress_on=[area.upload])
     rejudge(uploaded.success)
