@@ -78,7 +78,7 @@ def evaluation_picture(detector: Detector, category: str | Path, file: str, thre
         [(_, image, prediction)] = predict_files(detector, [path], batch_size=1)  # read and scored as `evaluate` did
     threshold = detector.threshold if threshold is None else checked_threshold(threshold)
     picture = overlay(image, prediction.anomaly_map, detector.calibration, threshold)
-    is_good = path.relative_to(category / "test").parts[0] == "good"  # a good image has no defect to outline (`evaluate`)
+    is_good = path.relative_to(category / "test").parts[:1] == ("good",)  # a good image has no defect to outline (`evaluate`)
     mask = None if is_good else truth_mask(category, path)
     if mask is None:
         return picture

@@ -325,9 +325,11 @@ def _upright(image: Image.Image) -> Image.Image:
 
 
 def _palette_alpha(image: Image.Image) -> Image.Image:
-    """`image`, a palette's transparent entries made its palette's alpha: converted as they were, Pillow warned that
-    such an image "should be converted to RGBA images", which the command line printed to its user."""
-    if image.mode == "P":
+    """`image`, a palette's transparent entries made its palette's alpha (in a copy: a caller's own PIL image is left as
+    it was): converted as they were, Pillow warned that such an image "should be converted to RGBA images", which the
+    command line printed to its user."""
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.copy()
         image.apply_transparency()
     return image
 

@@ -262,6 +262,13 @@ def test_a_palette_masks_transparency_in_bytes_is_read_without_pillows_advice(tm
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         np.testing.assert_array_equal(read_truth_mask(tmp_path / "000_mask.png"), defect)
+    from rbd.images import to_rgb_array
+
+    given = Image.open(tmp_path / "000_mask.png")  # a caller's own PIL image is read as it is, and left as it was
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(to_rgb_array(given)[..., 1] == 0, defect)  # red: no green
+    assert given.mode == "P" and given.info["transparency"] == bytes([255, 0, 128])
 
 
 def test_a_mask_only_tifffile_reads_is_read_by_its_colours(tmp_path):
