@@ -10,6 +10,7 @@
     python -m bench.ablation --models bench/results/models --bank-seeds 1 --whiten 0.5   # the memory searched by Mahalanobis distance
     python -m bench.ablation --models bench/results/models --bank-seeds 1 --neighbours 3   # the mean distance to 3 nearest entries
     python -m bench.ablation --models bench/results/models --bank-seeds 1 --pool 1   # memory patches without their neighbourhood
+    python -m bench.ablation --models bench/results/models --bank-seeds 1 --edge-bands 0   # no edge level in the map
 
 Trains the default recipe once per set, then evaluates five maps of that one model, each also
 ranking the images by its own top, so the rows differ only in how the map is made (anomaly_map.py):
@@ -28,7 +29,9 @@ scales, `all` the memory's too; a lighting that raises an image's distances ever
 out while a defect, a small part of the image, stays. With --whiten (needs --bank-seeds) the memory is
 searched in whitened coordinates (`WhitenedMemory`); with --neighbours K (needs --bank-seeds) a
 patch's memory distance is the mean over its K nearest entries (`NeighbourMemory`); with --pool K (needs
---bank-seeds) the memory's patches average each scale over K x K cells instead of 3 x 3 (`rbd.memory.POOL`). Results go to `--out/ablation-<set>.json`; the table prints at the end.
+--bank-seeds) the memory's patches average each scale over K x K cells instead of 3 x 3 (`rbd.memory.POOL`); with
+--edge-bands N (needs --bank-seeds) the map's normal level by distance from the edge is learned in N bands (0: none;
+`anomaly_map.edge_level`). The maps but `full` and `default` are compared without the edge level. Results go to `--out/ablation-<set>.json`; the table prints at the end.
 """
 
 from __future__ import annotations
@@ -64,7 +67,8 @@ def variant(detector: rbd.Detector, name: str) -> rbd.Detector:
     model = copy.deepcopy(detector.model)
     if name == "default":
         return rbd.Detector(model, detector.calibration, detector.training)
-    model.config = dataclasses.replace(model.config, score_from="map")
+    # the edge level (anomaly_map.edge_level) is the full map's: the other maps are compared without one
+    model.config = dataclasses.replace(model.config, score_from="map", edge_bands=model.config.edge_bands if name == "full" else 0)
     scales = len(model.teacher.strides)
     if name in ("raw", "student"):
         model.memory = None
@@ -170,16 +174,19 @@ def isolation(points: torch.Tensor, sources: torch.Tensor, generator: torch.Gene
 
 def with_new_bank(detector: rbd.Detector, data: Path, seed: int, memory_size: int | None = None,
                   centre: str | None = None, whiten: float | None = None, neighbours: int = 1,
-                  drop_isolated: float = 0.0) -> rbd.Detector:
+                  drop_isolated: float = 0.0, edge_bands: int | None = None) -> rbd.Detector:
     """A copy of `detector` whose memory bank is drawn again (with `seed`, and `memory_size` patches
     if given) from its training images, and whose standardisation, score and threshold are set again
-    as training does today (with today's `score_from`, also for a model saved before it existed);
+    as training does today (with today's `score_from` and `edge_bands`, also for a model saved before they
+    existed, or `edge_bands` if given);
     `centre` ("student" or "all") makes it a model whose distance maps are centred (CENTRED);
     `whiten` and `neighbours` search its memory otherwise (WhitenedMemory, NeighbourMemory)."""
     model = copy.deepcopy(detector.model)
     if centre is not None:
         model.__class__ = CENTRED[centre]
-    model.config = dataclasses.replace(model.config, score_from=rbd.ModelConfig.score_from)
+    edge_bands = rbd.ModelConfig.edge_bands if edge_bands is None else edge_bands
+    model.config = dataclasses.replace(model.config, score_from=rbd.ModelConfig.score_from, edge_bands=edge_bands)
+    model.edge_profile = torch.zeros(edge_bands)
     if memory_size is not None:
         model.config = dataclasses.replace(model.config, memory_size=memory_size)
         model.memory = PatchMemory(model.memory.bank.shape[1], memory_size)
@@ -229,6 +236,9 @@ def main() -> None:
                         help="with --bank-seeds: leave out of the bank's candidates this share of patches farthest from any patch of another image")
     parser.add_argument("--pool", type=int, default=memory.POOL,
                         help="with --bank-seeds: the memory averages each scale over this many cells a side (odd; default %(default)s)")
+    parser.add_argument("--edge-bands", type=int, default=None,
+                        help="with --bank-seeds: the map's normal level by distance from the edge in this many bands, 0 for none "
+                             "(default: today's ModelConfig.edge_bands)")
     parser.add_argument("--maps", nargs="+", choices=VARIANTS, default=list(VARIANTS), help="the maps to evaluate (default: all)")
     args = options.parse(parser)
     if args.centre and not args.bank_seeds:
@@ -237,6 +247,8 @@ def main() -> None:
         parser.error("--whiten needs --bank-seeds (the bank is drawn again in whitened coordinates)")
     if args.neighbours != 1 and not args.bank_seeds:
         parser.error("--neighbours needs --bank-seeds (the standardisation is set again on the new distances)")
+    if args.edge_bands is not None and not args.bank_seeds:
+        parser.error("--edge-bands needs --bank-seeds (the level is learned again with the standardisation)")
     if args.pool != parser.get_default("pool") and not (args.bank_seeds and args.pool % 2):
         parser.error("--pool needs --bank-seeds (the bank is drawn again from patches pooled so) and an odd size")
     memory.POOL = args.pool  # for the new banks and every search of them
@@ -246,7 +258,7 @@ def main() -> None:
         detector = rbd.load(args.models / name) if args.models is not None else train(data, args)
         result = {"set": name, "steps": detector.training["steps"], "train_s": detector.training["seconds"],
                   "date": time.strftime("%Y-%m-%d"), "variants": {}}
-        draws = [with_new_bank(detector, data, seed, args.memory_size, args.centre, args.whiten, args.neighbours, args.drop_isolated) for seed in range(args.bank_seeds)] or [detector]
+        draws = [with_new_bank(detector, data, seed, args.memory_size, args.centre, args.whiten, args.neighbours, args.drop_isolated, args.edge_bands) for seed in range(args.bank_seeds)] or [detector]
         for v in args.maps:
             if v in ("memory", "full", "half", "default") and detector.model.memory is None or args.bank_seeds and v in ("raw", "student"):
                 continue  # the student's maps do not depend on the bank
@@ -259,6 +271,7 @@ def main() -> None:
         suffix += f"-whitened-{args.whiten}" if args.whiten is not None else ""
         suffix += f"-neighbours-{args.neighbours}" if args.neighbours != 1 else ""
         suffix += f"-isolated-{args.drop_isolated}" if args.drop_isolated else ""
+        suffix += f"-edge-{args.edge_bands}" if args.edge_bands is not None else ""
         suffix += f"-pool-{args.pool}" if args.pool != parser.get_default("pool") else ""
         (args.out / f"ablation-{name}{suffix}.json").write_text(json.dumps(result, indent=2))
         rows.append(result)

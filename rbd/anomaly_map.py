@@ -7,6 +7,12 @@ higher floor on every normal pixel and would drown out the others. So each dista
 standardised by its mean and spread on normal images (set after training, model.py), the
 student's scales are averaged, the memory's map is added, and the sum is upsampled to the
 input size and smoothed with a Gaussian (sigma 4 at 256 px, as in the STFPM/RD4AD family).
+Last, the map's normal level at each distance from the input's edge is subtracted
+(`edge_level`): a convolutional network's features near the edge (padding, half a
+neighbourhood) are unlike the middle's, so the map has a floor there on every normal image,
+and an object centred in every photo gives a floor by distance too. Learned from the normal
+maps like the standardisation, a profile of one value per band of distance holds nothing
+of where a product's defects lie, only what every normal image shows at that distance.
 
 The image score is the mean of a map's hottest 1% (`image_score`); which maps rank images is
 the model's choice (`RBD.scored`).
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Iterable
 
 import numpy as np
 import torch
@@ -130,6 +137,35 @@ def anomaly_map(scale_maps: list[torch.Tensor], memory_map: torch.Tensor | None,
             grid = tuple(part.shape[-2:])
             by_grid[grid] = by_grid[grid] + part if grid in by_grid else part
         return blur(list(by_grid.values()), size)
+
+
+def edge_bands(height: int, width: int, bands: int, device: torch.device) -> torch.Tensor:
+    """(height, width) int64: each pixel's band of distance from the nearest edge of an input of that size, `bands`
+    bands of equal width from the edge to the middle of the short side (the last also holds any farther pixel)."""
+    y, x = torch.arange(height, device=device), torch.arange(width, device=device)
+    distance = torch.minimum(torch.minimum(y, height - 1 - y)[:, None], torch.minimum(x, width - 1 - x)[None, :])
+    return (distance * (2 * bands) // torch.sym_min(height, width)).clamp_(max=bands - 1)
+
+
+_cached_edge_bands = functools.lru_cache(maxsize=64)(edge_bands)  # per input size, as the resampling matrices
+
+
+def edge_level(profile: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(*size): the normal map's level at each pixel of an input of `size`, `profile` (one value per band) at its band."""
+    bands = (edge_bands if torch.compiler.is_exporting() else _cached_edge_bands)(*size, profile.numel(), profile.device)
+    return profile.index_select(0, bands.flatten()).view(bands.shape)  # a few times faster than profile[bands] on a CPU
+
+
+def edge_profile(maps: Iterable[torch.Tensor], bands: int) -> torch.Tensor:
+    """(bands,) float32: the mean of normal anomaly `maps` ((..., h, w) each, any sizes) over the pixels of each band
+    of distance from the edge (`edge_bands`); 0 for a band no pixel fell in."""
+    total, count = torch.zeros(bands, dtype=torch.float64), torch.zeros(bands, dtype=torch.float64)
+    for m in maps:
+        values = m.detach().reshape(-1, *m.shape[-2:]).double().cpu()
+        band = edge_bands(*m.shape[-2:], bands, values.device).flatten()
+        total.index_add_(0, band, values.sum(dim=0).flatten())
+        count.index_add_(0, band, torch.full_like(band, len(values), dtype=torch.float64))
+    return (total / count.clamp_min(1)).float()
 
 
 def image_score(maps: torch.Tensor, rule: str) -> torch.Tensor:

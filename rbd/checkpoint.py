@@ -38,9 +38,10 @@ from .uploads import extract_zip
 from .model import RBD, ModelConfig
 
 FORMAT = "rbd-checkpoint"
-FORMAT_VERSION = 3  # 3: the memory's own map takes part in ranking images (ModelConfig.score_from, score_affine)
-READABLE_VERSIONS = (1, 2, 3)  # 1: the student alone (its map is the plain mean of the distances);
-# 2: the student, the patch memory and the normal statistics, the map ranking images
+FORMAT_VERSION = 4  # 4: the map less its normal level by distance from the edge (ModelConfig.edge_bands, edge_profile)
+READABLE_VERSIONS = (1, 2, 3, 4)  # 1: the student alone (its map is the plain mean of the distances);
+# 2: the student, the patch memory and the normal statistics, the map ranking images; 3: the memory's own map taking
+# part in ranking images (ModelConfig.score_from, score_affine)
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "README.md"
@@ -299,7 +300,8 @@ def _from_files(config_path: Path, weights_path: Path, device: str | torch.devic
         if config["format_version"] == 1:
             model.student.load_state_dict(weights, strict=True)
         else:
-            model.load_trained_state({"score_affine": model.score_affine, **weights} if config["format_version"] == 2 else weights)
+            made_since = {2: ("score_affine", "edge_profile"), 3: ("edge_profile",)}.get(config["format_version"], ())
+            model.load_trained_state({**{name: getattr(model, name) for name in made_since}, **weights})
     except RuntimeError as err:
         raise CheckpointError(f"{weights_path}: weights do not match the model in {CONFIG_FILE}") from err
     return assemble(model, calibration, config).to(device)
@@ -321,7 +323,8 @@ def settings(config: dict, source: str | Path) -> tuple[ModelConfig, Calibration
     """The model settings and calibration of a checked config (`parse_config`)."""
     model = config["model"]
     try:
-        earlier = {1: {"memory_size": 0, "score_from": "map"}, 2: {"score_from": "map"}}.get(config["format_version"], {})
+        earlier = {1: {"memory_size": 0, "score_from": "map", "edge_bands": 0}, 2: {"score_from": "map", "edge_bands": 0},
+                   3: {"edge_bands": 0}}.get(config["format_version"], {})
         model_config, calibration = ModelConfig.from_dict({**earlier, **model}), Calibration.from_dict(config["calibration"])
     except (TypeError, ValueError, KeyError) as err:
         raise CheckpointError(f"{source}: invalid model settings or calibration ({err})") from err
@@ -510,7 +513,7 @@ def model_card(config: dict, repo_id: str | None = None, license: str = "other",
            "memory": "the memory's own map (in the anomaly map's units)"}.get(model.get("score_from"), "the anomaly map"),
         _threshold_line(config["threshold"], calibration),
         f"- Anomaly map: the student's per-scale distances{' and a memory of ' + str(model['memory_size']) + ' normal patches' if model.get('memory_size') else ''}, "
-        "each standardised on normal images",
+        "each standardised on normal images" + (", less the map's normal level by distance from the edge" if model.get("edge_bands") else ""),
     ]
     caught = calibration.caught(config["threshold"])
     if caught is not None:

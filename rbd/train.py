@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from . import __version__, distributed
-from .anomaly_map import image_score
+from .anomaly_map import edge_profile, image_score
 from .calibration import calibrate
 from .detector import Detector, _is_folder
 from .errors import InvalidInputError, NoImagesError, RBDError, TrainingCancelled
@@ -494,7 +494,8 @@ def memory_cut_short(left_out: int, size: int) -> str:
 @torch.inference_mode()
 def standardise_and_calibrate(model: RBD, cache: TeacherCache, bank_sources: torch.Tensor | None,
                               held_out: Sequence[torch.Tensor], config: TrainConfig):
-    """Set each distance map's normal mean and spread, then calibrate the threshold, from every
+    """Set each distance map's normal mean and spread and the map's normal level by distance from the edge, then
+    calibrate the threshold, from every
     normal image: the held-out ones and (up to MAX_CALIBRATION_IMAGES in all) training ones, each
     scored with the memory blind to the patches it gave, so no image is judged by its own copy.
     `held_out` are pictures `resized` as the training ones."""
@@ -522,6 +523,9 @@ def standardise_and_calibrate(model: RBD, cache: TeacherCache, bank_sources: tor
     for c, values in enumerate(per_map):
         model.normal_mean[c], model.normal_std[c] = values.mean(), values.std().clamp_min(1e-6)
     sizes = [tuple(picture.shape[-2:]) for picture, _ in inputs]
+    if model.config.edge_bands:  # the map's level by distance from the edge, of maps without one (a trained model holds one)
+        model.edge_profile.zero_()
+        model.edge_profile.copy_(edge_profile((model.combine(*maps, size) for maps, size in zip(components, sizes)), model.config.edge_bands))
     map_scores = torch.cat([image_score(model.combine(*maps, size), model.config.score_rule) for maps, size in zip(components, sizes)])
     if model.config.score_from == "map":
         normal_scores = map_scores.tolist()

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from rbd.anomaly_map import SAMPLE_STRIDE, SCORE_RULES, UpsampleBlur, anomaly_map, distance_maps, image_score, largest, student_map, top_mean
+from rbd.anomaly_map import (SAMPLE_STRIDE, SCORE_RULES, UpsampleBlur, anomaly_map, distance_maps, edge_bands, edge_level, edge_profile,
+                             image_score, largest, student_map, top_mean)
 
 
 @pytest.mark.parametrize("sigma", [0.5, 1.0, 2.5, 4.0])
@@ -274,3 +275,25 @@ def test_largest_equals_a_full_selection_wherever_the_hot_values_lie(layout):
         k = n
     expected = np.sort(values)[-k:]
     np.testing.assert_array_equal(np.sort(largest(values, k)), expected)
+
+
+def test_edge_bands_count_the_distance_from_the_nearest_edge_in_equal_bands_to_the_short_sides_middle():
+    bands = edge_bands(8, 12, 2, torch.device("cpu"))  # 2 bands of 2 pixels from each edge to the middle of the 8 rows
+    expected = torch.ones(8, 12, dtype=torch.int64)
+    expected[:2], expected[-2:], expected[:, :2], expected[:, -2:] = 0, 0, 0, 0
+    torch.testing.assert_close(bands, expected)
+    strip = edge_bands(256, 640, 64, torch.device("cpu"))
+    assert strip[:, 320].tolist() == [d // 2 for d in range(128)] + [d // 2 for d in reversed(range(128))]  # 2 px a band
+    assert strip[128, :].max() == 63 and strip[128, 200:440].eq(63).all()  # the long side's middle: the last band
+
+
+def test_the_edge_profile_is_the_mean_of_normal_maps_in_each_band_over_maps_of_any_size():
+    bands = 4
+    maps = []
+    for height, width in [(8, 8), (8, 20), (16, 8)]:
+        band = edge_bands(height, width, bands, torch.device("cpu")).float()
+        maps.append(torch.stack([band * 10 + 1, band * 10 - 1])[:, None])  # two images: the band's value +-1
+    torch.testing.assert_close(edge_profile(maps, bands), torch.tensor([0.0, 10.0, 20.0, 30.0]))
+    level = edge_level(edge_profile(maps, bands), (8, 20))
+    torch.testing.assert_close(level, edge_bands(8, 20, bands, torch.device("cpu")).float() * 10)
+    assert edge_profile([torch.ones(1, 1, 2, 2)], 3).tolist() == [1.0, 0.0, 0.0]  # no pixel in the inner bands: 0

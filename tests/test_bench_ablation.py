@@ -30,9 +30,18 @@ def test_the_half_map_weighs_the_students_part_at_half(detector, category):
     image = torch.rand(1, 3, 64, 64)
     model, half = detector.model, variant(detector, "half").model
     scale_maps, memory_map = model.distances(image)
-    student_only = model.combine(scale_maps, None, (64, 64))
+    student_only = variant(detector, "student").model.combine(scale_maps, None, (64, 64))  # without the full map's edge level
     memory_only = variant(detector, "memory").model.combine(scale_maps, memory_map, (64, 64))
     assert torch.allclose(half.combine(scale_maps, memory_map, (64, 64)), student_only / 2 + memory_only, atol=1e-5)
+
+
+def test_a_new_bank_learns_todays_edge_level_or_none(detector, category):
+    """--edge-bands 0 compares the model without the map's level by distance from the edge; by default it is learned."""
+    image = torch.rand(64, 64, 3).numpy()
+    none, learned = with_new_bank(detector, category, seed=0, edge_bands=0), with_new_bank(detector, category, seed=0)
+    assert none.config.edge_bands == 0 and none.model.edge_profile.numel() == 0
+    torch.testing.assert_close(learned.model.edge_profile, detector.model.edge_profile)  # as training learned it, from the same draw
+    assert abs(none.predict(image).anomaly_map - learned.predict(image).anomaly_map).max() > 0.05
 
 
 def test_a_new_bank_can_hold_another_number_of_patches(detector, category):

@@ -563,25 +563,50 @@ def test_checkpoint_files_are_readable_by_others(checkpoint):
 def test_a_format_2_checkpoint_still_loads_and_ranks_images_by_its_map(detector, tmp_path):
     """rbd before format 3 scored an image by the top of its anomaly map, and stored no score_affine."""
     import torch
-    from safetensors.torch import save_file
 
     from rbd.anomaly_map import image_score
 
     folder = tmp_path / "v2"
-    folder.mkdir()
-    weights = {k: v.contiguous() for k, v in detector.model.trained_state().items() if k != "score_affine"}
-    save_file(weights, str(folder / "model.safetensors"))
-    config = rbd.checkpoint.checkpoint_config(detector)
-    config["format_version"] = 2
-    config["model"] = {k: v for k, v in config["model"].items() if k != "score_from"}
-    (folder / "config.json").write_text(json.dumps(config))
+    save_as_format(detector, folder, 2, later_weights=("score_affine", "edge_profile"), later_settings=("score_from", "edge_bands"))
     old = rbd.load(folder)
     assert old.config.score_from == "map" and old.model.memory is not None
     probe = np.random.default_rng(0).random((64, 64, 3)).astype(np.float32)
     prediction = old.predict(probe)
     expected = image_score(torch.from_numpy(prediction.anomaly_map)[None], old.config.score_rule)
     assert prediction.score == pytest.approx(float(expected), abs=1e-5)
-    np.testing.assert_allclose(prediction.anomaly_map, detector.predict(probe).anomaly_map, atol=1e-5)  # the same map
+    np.testing.assert_allclose(prediction.anomaly_map, map_without_edge_level(detector, probe), atol=1e-5)  # the same map
+
+
+def save_as_format(detector, folder, version: int, later_weights: tuple[str, ...], later_settings: tuple[str, ...]) -> None:
+    """`detector` saved as rbd wrote checkpoints of format `version`: without the weights and settings made since."""
+    from safetensors.torch import save_file
+
+    folder.mkdir()
+    weights = {k: v.contiguous() for k, v in detector.model.trained_state().items() if k not in later_weights}
+    save_file(weights, str(folder / "model.safetensors"))
+    config = rbd.checkpoint.checkpoint_config(detector)
+    config["format_version"] = version
+    config["model"] = {k: v for k, v in config["model"].items() if k not in later_settings}
+    (folder / "config.json").write_text(json.dumps(config))
+
+
+def map_without_edge_level(detector, probe: np.ndarray) -> np.ndarray:
+    """`detector`'s map of `probe` (at the model's input size) with its normal level by distance from the edge added back."""
+    from rbd.anomaly_map import edge_level
+
+    return detector.predict(probe).anomaly_map + edge_level(detector.model.edge_profile, probe.shape[:2]).numpy()
+
+
+def test_a_format_3_checkpoint_still_loads_and_makes_its_map_without_an_edge_level(detector, tmp_path):
+    """rbd before format 4 subtracted no normal level by distance from the edge, and stored no edge_profile."""
+    save_as_format(detector, tmp_path / "v3", 3, later_weights=("edge_profile",), later_settings=("edge_bands",))
+    old = rbd.load(tmp_path / "v3")
+    assert old.config.edge_bands == 0 and old.config.score_from == detector.config.score_from
+    probe = np.random.default_rng(1).random((64, 64, 3)).astype(np.float32)
+    assert detector.model.edge_profile.abs().max() > 0.05  # a level that makes a difference to the map
+    np.testing.assert_allclose(old.predict(probe).anomaly_map, map_without_edge_level(detector, probe), atol=1e-5)
+    rbd.save(old, tmp_path / "resaved")  # saved again in today's format, it stays as it was
+    np.testing.assert_allclose(rbd.load(tmp_path / "resaved").predict(probe).anomaly_map, old.predict(probe).anomaly_map, atol=1e-6)
 
 
 def test_a_format_1_checkpoint_still_loads_and_scores_with_the_plain_student_map(detector, tmp_path):
@@ -593,7 +618,7 @@ def test_a_format_1_checkpoint_still_loads_and_scores_with_the_plain_student_map
     save_file({k: v.contiguous() for k, v in detector.model.student.state_dict().items()}, str(folder / "model.safetensors"))
     config = rbd.checkpoint.checkpoint_config(detector)
     config["format_version"] = 1
-    config["model"] = {k: v for k, v in config["model"].items() if k not in ("memory_size", "score_from")}  # later settings
+    config["model"] = {k: v for k, v in config["model"].items() if k not in ("memory_size", "score_from", "edge_bands")}  # later settings
     (folder / "config.json").write_text(json.dumps(config))
     old = rbd.load(folder)
     assert old.model.memory is None and old.config.memory_size == 0

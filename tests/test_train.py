@@ -1,5 +1,7 @@
 """Training: calibration from held-out images, budgets, progress, cancellation, ablation switches."""
 
+import copy
+import dataclasses
 import importlib
 import re
 import shutil
@@ -464,6 +466,26 @@ def test_fine_tuning_starts_from_the_given_detector(detector, category):
     flat = lambda d: torch.cat([p.detach().flatten() for p in d.model.student.parameters()])  # noqa: E731
     assert (flat(tuned) - before).norm() < 0.05 * (flat(fresh) - before).norm()
     torch.testing.assert_close(flat(detector), before)  # the original is left untouched
+
+
+def test_the_map_is_less_its_normal_level_by_distance_from_the_edge(detector):
+    from rbd.anomaly_map import edge_bands
+
+    model = detector.model
+    teacher = model.features(torch.rand(1, 3, 64, 96, generator=torch.Generator().manual_seed(0)))
+    parts = model.distances_from_features(teacher)
+    without = copy.deepcopy(model)
+    without.config = dataclasses.replace(model.config, edge_bands=0)
+    expected = without.combine(*parts, (64, 96)) - model.edge_profile[edge_bands(64, 96, model.config.edge_bands, torch.device("cpu"))]
+    torch.testing.assert_close(model.combine(*parts, (64, 96)), expected)
+    assert model.edge_profile.abs().max() > 0.05  # learned: the tiny model's maps have a level by distance
+
+
+def test_a_fine_tune_learns_the_edge_level_of_its_maps_again_not_of_maps_already_less_one(detector, category):
+    """One tiny step leaves the maps about as they were, so their level by distance from the edge stays; learned from
+    maps a level was already subtracted from (the start's, were it carried over), it would be about 0."""
+    tuned = rbd.train(category / "train" / "good", config=rbd.TrainConfig(epochs=1, learning_rate=1e-6, **FAST), start_from=detector)
+    torch.testing.assert_close(tuned.model.edge_profile, detector.model.edge_profile, atol=0.05, rtol=0)
 
 
 def test_background_training_streams_progress_and_returns_the_detector(category):
