@@ -9,10 +9,10 @@ student's scales are averaged, the memory's map is added, and the sum is upsampl
 input size and smoothed with a Gaussian (sigma 4 at 256 px, as in the STFPM/RD4AD family).
 Last, the map's normal level at each distance from the input's edge is subtracted
 (`edge_level`): a convolutional network's features near the edge (padding, half a
-neighbourhood) are unlike the middle's, so the map has a floor there on every normal image,
-and an object centred in every photo gives a floor by distance too. Learned from the normal
-maps like the standardisation, a profile of one value per band of distance holds nothing
-of where a product's defects lie, only what every normal image shows at that distance.
+neighbourhood) are unlike the middle's, so on every normal image the map's level depends on
+the distance from the edge (as it does for an object centred in every photo). Learned from
+the normal maps like the standardisation, a profile of one value per band of distance holds
+nothing of where on a product its defects lie, only what every normal image shows there.
 
 The image score is the mean of a map's hottest 1% (`image_score`); which maps rank images is
 the model's choice (`RBD.scored`).

@@ -56,7 +56,7 @@ class ModelConfig:
     # development sets of four and cost the fourth less than the noise of one run
     score_from: str = "both"
     # The map's normal level is learned in this many bands of distance from the input's edge (anomaly_map.edge_level;
-    # 64: 2 px each at 256 px) and subtracted; 0: none. Pixel AUROC +0.004 to +0.007 and AUPRO +0.010 to +0.024 on the
+    # 64: 2 px each at 256 px) and subtracted; 0: none. AUPRO +0.010 to +0.023 and pixel AUROC +0.001 to +0.007 on the
     # three development sets with masks, image rankings level (BENCHMARKS.md)
     edge_bands: int = 64
 
