@@ -31,7 +31,7 @@ from .calibration import Calibration
 from .detector import Detector
 from .backbones import BACKBONES, hub_repo, pretrained_name
 from .errors import BackboneError, CheckpointError, HubError
-from .evaluate import SUMMARY_NAMES
+from .evaluate import SUMMARY_NAMES, metric_text
 from .notices import some
 from .train import memory_cut_short
 from .uploads import extract_zip
@@ -527,8 +527,7 @@ def model_card(config: dict, repo_id: str | None = None, license: str = "other",
                         if training.get("memory_patches_left_out") else ""))
     if metrics:
         lines += ["", "## Metrics", "", "| metric | value |", "|---|---|"]
-        lines += [f"| {SUMMARY_NAMES.get(k, k)} | {v:.4f} |" if isinstance(v, float) else f"| {SUMMARY_NAMES.get(k, k)} | {v} |"
-                  for k, v in metrics.items() if v is not None]
+        lines += [f"| {SUMMARY_NAMES.get(k, k)} | {metric_text(k, v)} |" for k, v in metrics.items() if v is not None]
     lines += ["", "## Use", "", "```python", "import rbd", "", f"detector = rbd.load(\"{repo_id or 'path/to/this/folder'}\")",
               "prediction = detector.predict(\"part.png\")", "print(prediction.score, prediction.verdict)", "```", ""]
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines))

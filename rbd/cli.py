@@ -32,7 +32,7 @@ from .checkpoint import load, save, stored_config, writable_target
 from .datasets import training_folder
 from .detector import predict_files
 from .errors import InvalidInputError, NoImagesError, RBDError
-from .evaluate import MISRANKED_COUNT, evaluate, evaluation_picture
+from .evaluate import MISRANKED_COUNT, evaluate, evaluation_picture, metric_text
 from .files import atomic_write
 from .images import IMAGE_EXTENSIONS, file_shape, find_images
 from .model import ModelConfig
@@ -78,7 +78,7 @@ def _evaluate(args: argparse.Namespace) -> None:
         evaluation = evaluate(detector, args.data, progress=_counter(bar))
     result = evaluation.summary()
     for key, value in result.items():
-        print(f"{key:<16} {'-' if value is None else f'{value:.4f}' if isinstance(value, float) else value}")
+        print(f"{key:<16} {metric_text(key, value)}")
     if args.json:
         _write(json.dumps(result, indent=2).encode(), Path(args.json))
     if pictures:

@@ -37,6 +37,16 @@ SUMMARY_NAMES = {
 }
 
 
+def metric_text(key: str, value) -> str:
+    """A summary's value as people read it (the command line, the model card, the app): a metric to 4 decimals, a time
+    to 1 (12.5, where 12.5000 claimed a precision no timing has), a count as it is, a missing figure as "–"."""
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.1f}" if key == "ms_per_image" else f"{value:.4f}"
+    return str(value)
+
+
 @dataclass
 class Evaluation:
     image_auroc: float

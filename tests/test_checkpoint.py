@@ -115,6 +115,7 @@ def test_model_card_metadata_is_what_the_hub_reads(detector):
                      ("image-segmentation", "roc_auc", "pixel AUROC"): 0.8}  # aupro unknown: no entry
     assert {r.dataset_type for r in data.eval_results} == {"acme/parts-images"}
     assert 'rbd.load("acme/parts")' in card.text and "OWNER" not in card.text
+    assert "| image AUROC | 0.9000 |" in card.text and "| ms per image | 12.5 |" in card.text  # a time to 0.1 ms, not 12.5000
 
     config["model"]["backbone"] = "resnet18.tv_in1k"
     config["metrics"] = {}

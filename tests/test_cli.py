@@ -5,6 +5,7 @@ import argparse
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -40,6 +41,7 @@ def test_train_evaluate_predict_info(category, tmp_path, capsys):
     assert set(metrics) == {"image_auroc", "pixel_auroc", "aupro", "image_f1max", "threshold", "false_alarm_rate", "recall", "n_images", "ms_per_image"}
     assert metrics["n_images"] == 10 and 0 <= metrics["pixel_auroc"] <= 1
     assert f"{metrics['image_auroc']:.4f}" in out
+    assert re.search(r"^ms_per_image +\d+\.\d$", out, re.M)  # a time to 0.1 ms, as the model card and the app show it
 
     code, out, err = run(capsys, "evaluate", category, "--checkpoint", ckpt, "--misranked", tmp_path / "misranked", "--quiet")
     assert code == 0, err

@@ -1031,11 +1031,12 @@ def test_evaluation_tables_show_every_figure_to_four_places(ctx, model):
     """A perfect AUROC read "1" beside "0.9876"; the tables keep numbers (they sort as numbers) but show 4 places."""
     from ui import evaluation
 
-    evaluated = {"model": evaluation.model_bar.identity(ctx, model), "name": model["name"], "metrics": {"image_auroc": 1.0, "images": 2},
+    evaluated = {"model": evaluation.model_bar.identity(ctx, model), "name": model["name"], "metrics": {"image_auroc": 1.0, "images": 2, "ms_per_image": 21.33},
                  "rows": [ROW_A, ROW_B]}
     shown = evaluation.rows(ctx, evaluated, model, 1.0)
     summary = dict(zip(shown["summary"]["metric"], shown["summary"]["value"]))
-    assert summary["image AUROC"] == "1.0000" and summary["images"] == 2  # a key without a name keeps its own
+    assert summary["image AUROC"] == "1.0000" and summary["images"] == "2"  # a key without a name keeps its own
+    assert summary["ms per image"] == "21.3"  # a time to 0.1 ms, as the command line and the model card show it
     html = shown["rows"].to_html()
     assert "1.0000" in html and "2.5000" in html and shown["rows"].data["score"].tolist() == [1.0, 2.5]
 

@@ -13,7 +13,7 @@ import pandas as pd
 
 import rbd
 from rbd.detector import verdict
-from rbd.evaluate import MISRANKED_COUNT, SUMMARY_NAMES, evaluation_picture
+from rbd.evaluate import MISRANKED_COUNT, SUMMARY_NAMES, evaluation_picture, metric_text
 from rbd.metrics import at_threshold
 from rbd.notices import collect
 from rbd.plots import roc_figure
@@ -93,8 +93,7 @@ def rows(ctx, evaluated: dict | None, model: dict, rate: float) -> dict:
              for row in evaluated["rows"]]
     judged = at_threshold([row["label"] for row in table], [row["score"] for row in table], threshold)
     metrics = {**evaluated["metrics"], **{k: judged[k] for k in ("threshold", "false_alarm_rate", "recall")}}
-    summary = pd.DataFrame([{"metric": SUMMARY_NAMES.get(k, k), "value": "–" if v is None else f"{v:.4f}" if isinstance(v, float) else v}
-                            for k, v in metrics.items()]  # 1.0000, not "1", beside 0.9876
+    summary = pd.DataFrame([{"metric": SUMMARY_NAMES.get(k, k), "value": metric_text(k, v)} for k, v in metrics.items()]
                            + [{"metric": f"note: {note}", "value": ""} for note in evaluated.get("notes", [])])  # what they rest on, in the wide column
     rows = pd.DataFrame(table)[list(SHOWN_COLUMNS)].rename(columns=SHOWN_COLUMNS)
     return {"summary": summary, "rows": rows.style.format("{:.4f}", subset=list(rows.select_dtypes("float").columns))}
