@@ -77,7 +77,7 @@ def _past_the_control(calibration: Calibration, rate: float, threshold: float) -
 
 def tested(metrics: dict) -> str | None:
     """What a model's own test (`rbd.evaluate`, recorded in its checkpoint) found at the threshold it was tested at:
-    the real defects it flagged, beside the synthetic ones the calibration counts (ksdd's 73% synthetic, 44% real).
+    the real defects it flagged, beside the synthetic ones the calibration counts (ksdd's 70% synthetic, 38% real).
     None where no such test is recorded."""
     if not all(isinstance(metrics.get(key), (int, float)) for key in ("recall", "false_alarm_rate", "threshold", "n_images")):
         return None
