@@ -186,7 +186,8 @@ def with_new_bank(detector: rbd.Detector, data: Path, seed: int, memory_size: in
         model.__class__ = CENTRED[centre]
     edge_bands = rbd.ModelConfig.edge_bands if edge_bands is None else edge_bands
     model.config = dataclasses.replace(model.config, score_from=rbd.ModelConfig.score_from, edge_bands=edge_bands)
-    model.edge_profile = torch.zeros(edge_bands)
+    if model.edge_profile.numel() != edge_bands:  # one of the same size is learned again over the model's own
+        model.edge_profile = model.edge_profile.new_zeros(edge_bands)
     if memory_size is not None:
         model.config = dataclasses.replace(model.config, memory_size=memory_size)
         model.memory = PatchMemory(model.memory.bank.shape[1], memory_size)

@@ -7,7 +7,7 @@ higher floor on every normal pixel and would drown out the others. So each dista
 standardised by its mean and spread on normal images (set after training, model.py), the
 student's scales are averaged, the memory's map is added, and the sum is upsampled to the
 input size and smoothed with a Gaussian (sigma 4 at 256 px, as in the STFPM/RD4AD family).
-Last, the map's normal level at each distance from the input's edge is subtracted
+Last, `RBD.combine` subtracts the map's normal level at each distance from the input's edge
 (`edge_level`): a convolutional network's features near the edge (padding, half a
 neighbourhood) are unlike the middle's, so on every normal image the map's level depends on
 the distance from the edge (as it does for an object centred in every photo). Learned from
@@ -140,14 +140,18 @@ def anomaly_map(scale_maps: list[torch.Tensor], memory_map: torch.Tensor | None,
 
 
 def edge_bands(height: int, width: int, bands: int, device: torch.device) -> torch.Tensor:
-    """(height, width) int64: each pixel's band of distance from the nearest edge of an input of that size, `bands`
+    """(height, width) int32: each pixel's band of distance from the nearest edge of an input of that size, `bands`
     bands of equal width from the edge to the middle of the short side (the last also holds any farther pixel)."""
     y, x = torch.arange(height, device=device), torch.arange(width, device=device)
     distance = torch.minimum(torch.minimum(y, height - 1 - y)[:, None], torch.minimum(x, width - 1 - x)[None, :])
-    return (distance * (2 * bands) // torch.sym_min(height, width)).clamp_(max=bands - 1)
+    return (distance * (2 * bands) // torch.sym_min(height, width)).clamp_(max=bands - 1).int()
 
 
-_cached_edge_bands = functools.lru_cache(maxsize=64)(edge_bands)  # per input size, as the resampling matrices
+@functools.lru_cache(maxsize=64)
+def _cached_edge_bands(height: int, width: int, bands: int, device: torch.device) -> torch.Tensor:
+    """`edge_bands`, made once per input size (1 MB for 256 x 1024), as the resampling matrices are."""
+    with torch.inference_mode(False), torch.no_grad():  # a plain tensor: a profile with gradients may index with it too
+        return edge_bands(height, width, bands, device)
 
 
 def edge_level(profile: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -158,14 +162,20 @@ def edge_level(profile: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 def edge_profile(maps: Iterable[torch.Tensor], bands: int) -> torch.Tensor:
     """(bands,) float32: the mean of normal anomaly `maps` ((..., h, w) each, any sizes) over the pixels of each band
-    of distance from the edge (`edge_bands`); 0 for a band no pixel fell in."""
+    of distance from the edge (`edge_bands`). A band no pixel fell in (more bands than half the short side has pixels)
+    takes the value of the nearest band one did, so that an input of another short side, which reaches it, is not
+    striped with zeros; with no maps, all are 0."""
     total, count = torch.zeros(bands, dtype=torch.float64), torch.zeros(bands, dtype=torch.float64)
     for m in maps:
         values = m.detach().reshape(-1, *m.shape[-2:]).double().cpu()
         band = edge_bands(*m.shape[-2:], bands, values.device).flatten()
         total.index_add_(0, band, values.sum(dim=0).flatten())
-        count.index_add_(0, band, torch.full_like(band, len(values), dtype=torch.float64))
-    return (total / count.clamp_min(1)).float()
+        count.index_add_(0, band, torch.full(band.shape, float(len(values)), dtype=torch.float64))
+    seen = count.nonzero().flatten()
+    if len(seen) == 0:
+        return torch.zeros(bands)
+    nearest = seen[(torch.arange(bands)[:, None] - seen[None, :]).abs().argmin(dim=1)]  # the lower of two as near
+    return (total[nearest] / count[nearest]).float()
 
 
 def image_score(maps: torch.Tensor, rule: str) -> torch.Tensor:

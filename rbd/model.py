@@ -230,7 +230,8 @@ class RBD(nn.Module):
         return image_score(anomaly_map([], memory_map, self.normal_mean, self.normal_std, size, self.blur), self.config.score_rule)
 
     def trained_state(self) -> dict[str, torch.Tensor]:
-        """Everything training made (student, memory bank, normal statistics, score affine): what a checkpoint stores."""
+        """Everything training made (student, memory bank, normal statistics, edge profile, score affine): what a
+        checkpoint stores."""
         return {k: v for k, v in self.state_dict().items() if not k.startswith("teacher.")}
 
     def load_trained_state(self, state: dict[str, torch.Tensor]) -> None:

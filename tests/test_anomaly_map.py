@@ -279,7 +279,7 @@ def test_largest_equals_a_full_selection_wherever_the_hot_values_lie(layout):
 
 def test_edge_bands_count_the_distance_from_the_nearest_edge_in_equal_bands_to_the_short_sides_middle():
     bands = edge_bands(8, 12, 2, torch.device("cpu"))  # 2 bands of 2 pixels from each edge to the middle of the 8 rows
-    expected = torch.ones(8, 12, dtype=torch.int64)
+    expected = torch.ones(8, 12, dtype=torch.int32)
     expected[:2], expected[-2:], expected[:, :2], expected[:, -2:] = 0, 0, 0, 0
     torch.testing.assert_close(bands, expected)
     strip = edge_bands(256, 640, 64, torch.device("cpu"))
@@ -296,4 +296,13 @@ def test_the_edge_profile_is_the_mean_of_normal_maps_in_each_band_over_maps_of_a
     torch.testing.assert_close(edge_profile(maps, bands), torch.tensor([0.0, 10.0, 20.0, 30.0]))
     level = edge_level(edge_profile(maps, bands), (8, 20))
     torch.testing.assert_close(level, edge_bands(8, 20, bands, torch.device("cpu")).float() * 10)
-    assert edge_profile([torch.ones(1, 1, 2, 2)], 3).tolist() == [1.0, 0.0, 0.0]  # no pixel in the inner bands: 0
+    assert edge_profile([], 3).tolist() == [0.0, 0.0, 0.0]
+
+
+def test_a_band_no_normal_pixel_fell_in_takes_the_nearest_bands_level_so_another_input_size_is_not_striped():
+    """64 bands learned at a 64 px short side leave every other band empty; a 96 px one reaches them."""
+    maps = [edge_bands(64, 64, 64, torch.device("cpu")).float()[None, None] + 10]  # each band's own level: 10 + band
+    profile = edge_profile(maps, 64)
+    assert profile[:6].tolist() == [10.0, 10.0, 12.0, 12.0, 14.0, 14.0]  # 1, 3, 5 empty: the nearer lower one's
+    level = edge_level(profile, (96, 160))
+    assert level.min() >= 10 and (level[:, 80].diff()[:48] >= 0).all()  # rising to the middle, no zeros between

@@ -1027,7 +1027,7 @@ def test_a_rate_or_model_changed_while_evaluate_ran_judges_its_answer_once_it_en
     assert evaluation.judged_again(ctx, evaluated, {**model, "key": "another", "name": "another"}, 1.0)["evaluated"] is None
 
 
-def test_evaluation_tables_show_every_figure_to_four_places(ctx, model):
+def test_evaluation_tables_show_every_metric_to_four_places_and_times_to_one(ctx, model):
     """A perfect AUROC read "1" beside "0.9876"; the tables keep numbers (they sort as numbers) but show 4 places."""
     from ui import evaluation
 
