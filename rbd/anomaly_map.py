@@ -168,7 +168,7 @@ def edge_profile(maps: Iterable[torch.Tensor], bands: int) -> torch.Tensor:
     total, count = torch.zeros(bands, dtype=torch.float64), torch.zeros(bands, dtype=torch.float64)
     for m in maps:
         values = m.detach().reshape(-1, *m.shape[-2:]).double().cpu()
-        band = edge_bands(*m.shape[-2:], bands, values.device).flatten()
+        band = _cached_edge_bands(*m.shape[-2:], bands, values.device).flatten()
         total.index_add_(0, band, values.sum(dim=0).flatten())
         count.index_add_(0, band, torch.full(band.shape, float(len(values)), dtype=torch.float64))
     seen = count.nonzero().flatten()

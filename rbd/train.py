@@ -523,7 +523,9 @@ def standardise_and_calibrate(model: RBD, cache: TeacherCache, bank_sources: tor
     for c, values in enumerate(per_map):
         model.normal_mean[c], model.normal_std[c] = values.mean(), values.std().clamp_min(1e-6)
     sizes = [tuple(picture.shape[-2:]) for picture, _ in inputs]
-    if model.config.edge_bands:  # the map's level by distance from the edge, of maps without one (a trained model holds one)
+    # the map's level by distance from the edge, of maps without one (a trained model holds one); the maps are made
+    # again for the scores below rather than kept: 200 maps of long strips would hold about 200 MB
+    if model.config.edge_bands:
         model.edge_profile.zero_()
         model.edge_profile.copy_(edge_profile((model.combine(*maps, size) for maps, size in zip(components, sizes)), model.config.edge_bands))
     map_scores = torch.cat([image_score(model.combine(*maps, size), model.config.score_rule) for maps, size in zip(components, sizes)])
