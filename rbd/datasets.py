@@ -139,12 +139,16 @@ def truth_masks(category: str | Path, images: list[Path]) -> dict[Path, Path | N
 
 def read_truth_mask(path: Path) -> np.ndarray:
     """A ground-truth mask file as a bool array: a pixel is defective where any colour channel is above
-    0, so 0/255, 0/1, 16-bit and coloured masks all read alike (`metrics.pixel_auroc`'s rule). In a mask whose
+    0 in a faint mask (0/1, label indices: no value above half the range), and above half the mask's largest
+    value in a bright one (0/255, 16-bit, coloured), so all of them read alike. A mask once saved as JPEG keeps
+    faint values around every stroke (1-9 of 255, a few pixels out), and an editor's soft brush fades at its
+    edge: "above 0" read both as defect (AUPRO 0.61 for 0.86 on a set of JPEG-noised masks). In a mask whose
     alpha channel or transparent colour hides some pixels and shows others, only a pixel shown counts: where every
     pixel an alpha channel shows has one colour (an editor's layer, white or black everywhere, its strokes in the
     alpha channel alone), every one. (A transparent colour hides by colour: the colours shown still tell.)"""
     colours = read_image(path)  # first: a file it cannot read gets its error, named
-    coloured, transparency = colours.max(axis=-1) > 0, alpha_channel(path)
+    brightest, transparency = colours.max(axis=-1), alpha_channel(path)
+    coloured = brightest > (brightest.max() / 2 if brightest.max() > 0.5 else 0)
     alpha, keyed = transparency or (None, False)
     if alpha is None or alpha.shape != coloured.shape or alpha.min() == 255 or alpha.max() == 0:
         return coloured  # every pixel shows, or none does: the colours are the mask

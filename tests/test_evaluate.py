@@ -283,6 +283,26 @@ def test_a_mask_only_tifffile_reads_is_read_by_its_colours(tmp_path):
     np.testing.assert_array_equal(read_truth_mask(tmp_path / "000_mask.png"), mask.max(axis=-1) > 0)
 
 
+def test_a_mask_once_saved_as_jpeg_reads_as_its_strokes_and_faint_masks_keep_every_label(tmp_path):
+    """JPEG's noise around a stroke (faint values a few pixels out) is no defect; a label mask's class 1 is one."""
+    import io
+
+    from rbd.datasets import read_truth_mask
+
+    defect = np.zeros((64, 64), bool)
+    defect[20:36, 10:50] = True
+    encoded = io.BytesIO()
+    Image.fromarray(defect.astype(np.uint8) * 255).save(encoded, "JPEG", quality=75)
+    noisy = np.asarray(Image.open(encoded))
+    assert ((noisy > 0) & ~defect).sum() > 50  # the noise "above 0" read as defect
+    Image.fromarray(noisy).save(tmp_path / "jpeg_mask.png")
+    np.testing.assert_array_equal(read_truth_mask(tmp_path / "jpeg_mask.png"), defect)
+    labels = np.zeros((64, 64), np.uint8)
+    labels[2:6, 2:6], labels[20:30, 20:30], labels[40:50, 40:50] = 1, 2, 3
+    Image.fromarray(labels).save(tmp_path / "label_mask.png")
+    np.testing.assert_array_equal(read_truth_mask(tmp_path / "label_mask.png"), labels > 0)
+
+
 def test_a_hairline_defect_of_a_huge_image_stays_one_region_at_the_scored_size():
     from rbd.evaluate import _at_size
     from scipy import ndimage
