@@ -6,7 +6,7 @@ checkpoint.py), so the module can be exported, scripted or wrapped by other tool
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
 import torch
 from torch import nn
@@ -28,6 +28,9 @@ MAX_IMAGE_SIZE, MAX_ASPECT = 1024, 16
 # feature levels 0-4 are every timm backbone's (strides 2-32).
 MAX_WIDTH, MAX_LAYER = 4096, 4
 MAX_EDGE_BANDS = MAX_IMAGE_SIZE // 2  # one pixel each at the largest input
+# The settings that say how a trained student's distances become the map and the score. Training fits what they need
+# (bank, standardisation, edge level, score affine) after the student has learned, so a fine-tune may change them.
+MAP_SETTINGS = ("memory_size", "score_from", "edge_bands", "score_rule")
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,16 @@ class ModelConfig:
     def fit(self, height: int, width: int) -> Fit:
         """The model input size for an image of `height` x `width` (geometry.py)."""
         return fit(height, width, self.image_size, self.max_aspect, self.input_multiple)
+
+    def student_settings(self) -> dict:
+        """The settings that shape the student and its training: all but MAP_SETTINGS."""
+        return {name: value for name, value in asdict(self).items() if name not in MAP_SETTINGS}
+
+    def with_default_map(self) -> "ModelConfig":
+        """These student settings with today's default MAP_SETTINGS: a fine-tune in the app of a checkpoint made
+        before a map setting existed (a format 3 checkpoint has no edge level, a format 1 one no memory) then gets
+        the map the app trains today."""
+        return replace(self, **{name: getattr(ModelConfig, name) for name in MAP_SETTINGS})
 
     def to_dict(self) -> dict:
         return asdict(self)

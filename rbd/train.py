@@ -44,7 +44,7 @@ from .datasets import training_images
 from .images import ImageLike, file_shape, given_image, image_batches, is_path, several
 from .losses import consistency_loss, reconstruction_loss
 from .memory import MAX_CANDIDATES, flatten_patches, patch_features
-from .model import RBD, ModelConfig
+from .model import MAP_SETTINGS, RBD, ModelConfig
 from .notices import collect, notify
 from .runtime import autocast, autocast_dtype, resolve_device, scoring_autocast
 from .synthetic import add_defects, feature_dropout
@@ -334,8 +334,9 @@ def train(
 ) -> Detector | None:
     """Train on normal images (arrays, PIL images or paths, or a folder searched recursively).
 
-    `start_from` fine-tunes: the student starts from that detector's weights (and its model
-    config is used), which converges in far fewer steps than training from scratch. In a process
+    `start_from` fine-tunes: the student starts from that detector's weights, which converges in far
+    fewer steps than training from scratch. Its model config is used, or `model_config` where that
+    differs from it in MAP_SETTINGS alone (`ModelConfig.with_default_map`). In a process
     group (torchrun, distributed.py) every process trains and rank 0 returns the detector; the
     others return None.
     """
@@ -344,10 +345,10 @@ def train(
             raise InvalidInputError(f"{name} must be an rbd.{kind.__name__} (rbd.{kind.__name__}(**settings) for a dict), "
                                     f"got {type(given).__name__}")
     config = config or TrainConfig()
-    if start_from is not None and model_config not in (None, start_from.config):
-        raise InvalidInputError("a fine-tune keeps the model settings of the detector it starts from: leave model_config "
-                                "out, or train a new model without start_from")
-    model_config = start_from.config if start_from is not None else (model_config or ModelConfig())
+    if start_from is not None and model_config is not None and model_config.student_settings() != start_from.config.student_settings():
+        raise InvalidInputError(f"a fine-tune keeps the model settings of the detector it starts from but {', '.join(MAP_SETTINGS)}: "
+                                "leave model_config out, or train a new model without start_from")
+    model_config = model_config or (start_from.config if start_from is not None else ModelConfig())
     processes = distributed.current()
     # the device and the teacher's weights first: a missing GPU or weights are said before the images are decoded
     # (22 s for bottle's 209, minutes for a large set)

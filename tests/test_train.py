@@ -81,8 +81,23 @@ def test_exact_copies_are_trained_on_once(tmp_path):
 
 
 def test_a_fine_tune_keeps_the_settings_of_the_model_it_starts_from(detector, category):
-    with pytest.raises(rbd.InvalidInputError, match="keeps the model settings of the detector it starts from"):
+    with pytest.raises(rbd.InvalidInputError, match="keeps the model settings of the detector it starts from but memory_size"):
         rbd.train(category / "train" / "good", rbd.ModelConfig(image_size=128), rbd.TrainConfig(epochs=1, **FAST), start_from=detector)
+
+
+def test_a_fine_tune_of_a_model_without_memory_or_edge_level_may_get_both(detector, category):
+    """A format 1 checkpoint loads as a student alone (no memory, no edge level): a fine-tune with today's map settings
+    builds both from its images; the student still starts from the old one's weights."""
+    old = copy.deepcopy(detector)
+    old.model.config = dataclasses.replace(detector.config, memory_size=0, score_from="map", edge_bands=0)
+    old.model.memory, old.model.edge_profile = None, torch.zeros(0)
+    settings = old.config.with_default_map()
+    assert (settings.memory_size, settings.score_from, settings.edge_bands) == (2048, "both", 64)
+    assert settings.student_settings() == old.config.student_settings()
+    tuned = rbd.train(category / "train" / "good", settings, rbd.TrainConfig(epochs=1, learning_rate=1e-6, **FAST), start_from=old)
+    assert tuned.config == settings and tuned.model.memory is not None and tuned.model.edge_profile.abs().max() > 0.05
+    flat = lambda d: torch.cat([p.detach().flatten() for p in d.model.student.parameters()])  # noqa: E731
+    assert (flat(tuned) - flat(old)).norm() < 0.01 * flat(old).norm()
 
 
 def test_training_takes_uint8_grey_and_pil_images_and_paths(category):

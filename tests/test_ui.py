@@ -1247,6 +1247,7 @@ def test_a_fine_tune_trains_for_its_budget_and_needs_one(ctx, model, monkeypatch
 
     def start(pictures, model_config, config, start_from):
         made.append(config)
+        assert start_from is ctx.detector(model) and model_config == start_from.config.with_default_map()  # today's map
         raise Started
 
     monkeypatch.setattr(fine_tune, "BackgroundTraining", start)

@@ -96,7 +96,8 @@ def fine_tune(ctx, files, folder, use_reviewed: bool, review_id: str, start_curr
               model: dict, browser: str, teacher: str = rbd.ModelConfig.backbone, name: str = "", picked: list | None = None,
               request: gr.Request = None, progress=gr.Progress()):
     """Train on uploaded normal images in the background; stream progress and losses; cancellable.
-    A new model gets `teacher`; one started from the active model keeps the active model's. `picked` is what the
+    A new model gets `teacher`; one started from the active model keeps the active model's settings but for the map's,
+    which are today's (`ModelConfig.with_default_map`). `picked` is what the
     page recorded of the folders picked into the folder box (`rbd.uploads.picked_names`), so that their files keep
     their paths: an MVTec-layout folder then gives its train/good images only."""
     key = request.session_hash if request is not None else object()
@@ -109,7 +110,8 @@ def fine_tune(ctx, files, folder, use_reviewed: bool, review_id: str, start_curr
                 raise rbd.InvalidInputError("set a time budget (minutes) or a number of epochs: with neither, training would not end")
             ctx.catalog.owner_folder(_owner(browser, request))  # checked now: an API client's wrong id failed the save, after training
             config = rbd.TrainConfig(epochs=int(epochs) if epochs else None, max_minutes=float(minutes) if minutes else None)
-            model_config = None if start_current else rbd.ModelConfig(backbone=teacher)
+            # a fine-tune keeps the active model's student settings and gets the map the app trains today
+            model_config = ctx.detector(model).config.with_default_map() if start_current else rbd.ModelConfig(backbone=teacher)
             if running["cancelled"]:  # Cancel pressed while it waited in the queue
                 raise rbd.TrainingCancelled("cancelled before it started")
             progress(0, desc="reading the images")
@@ -124,8 +126,7 @@ def fine_tune(ctx, files, folder, use_reviewed: bool, review_id: str, start_curr
                     none_reviewed = " (this browser's review has no image accepted as good)" if use_reviewed else ""
                     raise rbd.NoImagesError(f"fine-tuning needs at least {MIN_IMAGES} normal images: upload some{none_reviewed}")
                 # at model resolution as they are read: a set of large photos is never held at full size
-                shaped_by = ctx.detector(model).config if start_current else model_config
-                pictures = [picture.permute(1, 2, 0).numpy() for picture in model_pictures(images, shaped_by)]
+                pictures = [picture.permute(1, 2, 0).numpy() for picture in model_pictures(images, model_config)]
             notes = told_again(ctx, notes)  # a toast now, and a line in the status
             if len(pictures) < MIN_IMAGES:
                 raise rbd.NoImagesError(f"fine-tuning needs at least {MIN_IMAGES} readable normal images, got {len(pictures)}")
