@@ -1257,7 +1257,7 @@ def test_a_fine_tune_trains_for_its_budget_and_needs_one(ctx, model, monkeypatch
         next(fine_tune.fine_tune(ctx, ["upload.zip"], None, False, "", True, 0, 5, model, "browser-1"))
     assert made[0].epochs is None and made[0].max_minutes == 5  # the form's defaults: the budget ends training
     with pytest.raises(rbd.InvalidInputError, match=r"set a time budget \(minutes\) or a number of epochs"):  # the form's words
-        next(fine_tune.fine_tune(ctx, ["upload.zip"], None, False, "", True, 0, 0, model, "browser-1"))
+        list(fine_tune.fine_tune(ctx, ["upload.zip"], None, False, "", True, 0, 0, model, "browser-1"))
 
 
 
@@ -1373,7 +1373,7 @@ def test_a_fine_tune_cut_off_by_a_restart_is_said_once_when_its_browser_comes_ba
     assert fine_tune.cut_off(restarted, "browser-1") == {}  # said once
     stream.close()  # a training that ends (here its tab closed) leaves no record
     with pytest.raises(rbd.InvalidInputError):  # nor does one that fails
-        next(fine_tune.fine_tune(ctx, ["upload.zip"], None, False, "", True, 0, 0, model, "browser-1"))
+        list(fine_tune.fine_tune(ctx, ["upload.zip"], None, False, "", True, 0, 0, model, "browser-1"))
     assert list(ctx.trainings.iterdir()) == []
     again = fine_tune.fine_tune(ctx, ["upload.zip"], None, False, "", True, 0, 5, model, "browser-1", progress=lambda *a, **k: None)
     next(again)
@@ -1396,7 +1396,7 @@ def test_a_fine_tune_of_reviewed_images_alone_says_when_the_review_has_none(ctx,
     from ui import fine_tune
 
     with pytest.raises(rbd.NoImagesError, match=r"upload some \(this browser's review has no image accepted as good\)"):
-        next(fine_tune.fine_tune(ctx, None, None, True, "", True, 0, 5, model, "browser-1"))
+        list(fine_tune.fine_tune(ctx, None, None, True, "", True, 0, 5, model, "browser-1"))
 
 
 def test_a_train_refused_for_its_settings_leaves_no_entry_to_cancel_the_next(ctx, model):
@@ -1404,8 +1404,11 @@ def test_a_train_refused_for_its_settings_leaves_no_entry_to_cancel_the_next(ctx
 
     request = types.SimpleNamespace(session_hash="tab-1")
     fine_tune.pressed(ctx, request)
+    stream = fine_tune.fine_tune(ctx, ["upload.zip"], None, False, "", True, 0, 0, model, "browser-1", request=request)
+    # the status line keeps the reason once its message is closed (it showed a bare "Error")
+    assert next(stream)["status"].startswith("Not trained: set a time budget (minutes) or a number of epochs")
     with pytest.raises(rbd.InvalidInputError, match="set a time budget"):  # no epochs and no minutes
-        next(fine_tune.fine_tune(ctx, ["upload.zip"], None, False, "", True, 0, 0, model, "browser-1", request=request))
+        next(stream)
     assert "tab-1" not in ctx.jobs and fine_tune.cancel(ctx, model, request) == {"status": "No training is running."}
 
 def test_a_wrong_browser_id_is_refused_before_training(ctx, model, monkeypatch):
@@ -1414,7 +1417,7 @@ def test_a_wrong_browser_id_is_refused_before_training(ctx, model, monkeypatch):
 
     monkeypatch.setattr(fine_tune, "gather_images", lambda *args: pytest.fail("a refused training reads no images"))
     with pytest.raises(rbd.InvalidInputError, match="invalid browser session id 'my laptop'"):
-        next(fine_tune.fine_tune(ctx, ["upload.zip"], None, False, "", True, 0, 5, model, "my laptop"))
+        list(fine_tune.fine_tune(ctx, ["upload.zip"], None, False, "", True, 0, 5, model, "my laptop"))
 
 
 def test_a_cancelled_training_still_queued_stays_cancelled_when_train_is_pressed_again(ctx, model, monkeypatch):

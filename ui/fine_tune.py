@@ -30,7 +30,7 @@ from rbd.files import atomic_write
 from rbd.notices import collect, notify
 from rbd.plots import calibration_figure
 from rbd.train import MIN_IMAGES, BackgroundTraining, memory_cut_short, model_pictures
-from rbd.uploads import gather_images, picked_names
+from rbd.uploads import as_uploaded, gather_images, picked_names
 
 from . import evaluation, model_bar
 from .wiring import forget_picked, gpu, on, paths, stored_name, told_again, with_picked
@@ -151,6 +151,9 @@ def fine_tune(ctx, files, folder, use_reviewed: bool, review_id: str, start_curr
         except rbd.TrainingCancelled:  # the plot shows every step trained (it is drawn every fifth step as they come)
             yield {"status": cancelled(model, running["step"]), **({"loss": pd.DataFrame(losses)} if losses else {})}
             return
+        except rbd.RBDError as err:  # said in a message too, which stays until closed; the status line keeps it after that
+            yield {"status": f"Not trained: {as_uploaded(str(err), ctx.upload_folders)}"}
+            raise
         finally:  # a finished training is no longer this browser's to cancel
             if ctx.jobs.get(key) is running:
                 del ctx.jobs[key]
