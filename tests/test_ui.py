@@ -1363,7 +1363,12 @@ def test_a_fine_tune_cut_off_by_a_restart_is_said_once_when_its_browser_comes_ba
     monkeypatch.setattr(fine_tune, "model_pictures", lambda images, config: [torch.zeros(3, 8, 8)] * 6)
     stream = fine_tune.fine_tune(ctx, ["upload.zip"], None, False, "", True, 0, 5, model, "browser-1", progress=lambda *a, **k: None)
     assert next(stream)["status"] == "training…"
-    assert fine_tune.cut_off(ctx, "browser-1") == {}  # it runs on this server: another tab of the browser is told nothing
+    with collect() as notes:  # it runs on this server: a page of the browser opened now (another, or its own reloaded) is
+        said = fine_tune.cut_off(ctx, "browser-1")  # told in the status line alone (a reload stops it, and said nothing)
+    assert said == {"status": "A fine-tune of this browser (started under a minute ago) was training as this page opened. It "
+                              "goes on while the page that started it stays open; if that was this page before a reload, it "
+                              "stopped, and no model was saved."} and notes == []
+    assert fine_tune.cut_off(ctx, "browser-2") == {}
     restarted = Context(ctx.work, ctx.catalog)  # a new server on the same work folder: the first one died mid-training
     assert fine_tune.cut_off(restarted, "browser-2") == {} and fine_tune.cut_off(restarted, "") == {}
     with collect() as notes:

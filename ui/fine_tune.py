@@ -216,9 +216,12 @@ def running_record(ctx, browser: str):
 
 
 def cut_off(ctx, browser: str) -> dict:
-    """On page load: the fine-tunes of this browser that a restart of the app stopped are said, once."""
+    """On page load: the fine-tunes of this browser that a restart of the app stopped are said, once. One running now
+    is said in the status line alone: it runs for another page of this browser, or for this one before a reload, which
+    stops it as the old page goes (the browser tells the server after the new page has loaded), and the reloaded page
+    said nothing of it."""
     pattern = _records(ctx, browser)
-    starts = []
+    starts, running = [], []
     for record in sorted(ctx.trainings.glob(pattern)) if pattern else []:
         try:
             facts = json.loads(record.read_text())
@@ -227,18 +230,25 @@ def cut_off(ctx, browser: str) -> dict:
         except (OSError, ValueError):  # unreadable: still a training that never ended
             facts = None
         facts = facts if isinstance(facts, dict) else {}
-        if facts.get("run") == ctx.run:  # running now (for another tab of this browser)
+        if facts.get("run") == ctx.run:  # running now
+            running.append(facts.get("started"))
             continue
         record.unlink(missing_ok=True)
         starts.append(facts.get("started"))
     if not starts:
-        return {}
-    started = max((start for start in starts if isinstance(start, (int, float))), default=None)
-    ago = f" (started {_duration(time.time() - started)} ago)" if started is not None else ""
-    message = (f"The app restarted while your fine-tune was training{ago}: it was stopped and no model was saved. "
+        return {"status": f"A fine-tune of this browser{_ago(running)} was training as this page opened. It goes on while the "
+                          "page that started it stays open; if that was this page before a reload, it stopped, and no model "
+                          "was saved."} if running else {}
+    message = (f"The app restarted while your fine-tune was training{_ago(starts)}: it was stopped and no model was saved. "
                "Press Train to train again.")
     notify(message)  # a message on whichever tab the page opens, and the status where Train is
     return {"status": message}
+
+
+def _ago(starts: list) -> str:
+    """The words " (started 3 minutes ago)" for the latest of the records' start times, where one holds a time."""
+    started = max((start for start in starts if isinstance(start, (int, float))), default=None)
+    return f" (started {_duration(time.time() - started)} ago)" if started is not None else ""
 
 
 def _duration(seconds: float) -> str:
