@@ -11,6 +11,7 @@
     python -m bench.ablation --models bench/results/models --bank-seeds 1 --neighbours 3   # the mean distance to 3 nearest entries
     python -m bench.ablation --models bench/results/models --bank-seeds 1 --pool 1   # memory patches without their neighbourhood
     python -m bench.ablation --models bench/results/models --bank-seeds 1 --edge-bands 0   # no edge level in the map
+    python -m bench.ablation --models bench/results/models --bank-seeds 1 --blur-sigma 2   # the map smoothed with sigma 2
 
 Trains the default recipe once per set, then evaluates five maps of that one model, each also
 ranking the images by its own top, so the rows differ only in how the map is made (anomaly_map.py):
@@ -31,7 +32,8 @@ searched in whitened coordinates (`WhitenedMemory`); with --neighbours K (needs 
 patch's memory distance is the mean over its K nearest entries (`NeighbourMemory`); with --pool K (needs
 --bank-seeds) the memory's patches average each scale over K x K cells instead of 3 x 3 (`rbd.memory.POOL`); with
 --edge-bands N (needs --bank-seeds) the map's normal level by distance from the edge is learned in N bands (0: none;
-`anomaly_map.edge_level`). The maps but `full` and `default` are compared without the edge level. Results go to `--out/ablation-<set>.json`; the table prints at the end.
+`anomaly_map.edge_level`); with --blur-sigma S (needs --bank-seeds) every map is smoothed with sigma S at 256 px instead of
+the model's (`ModelConfig.blur_sigma`). The maps but `full` and `default` are compared without the edge level. Results go to `--out/ablation-<set>.json`; the table prints at the end.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ import torch
 import rbd
 from bench import options
 from rbd import memory
+from rbd.anomaly_map import UpsampleBlur
 from rbd.datasets import training_folder
 from rbd.images import read_image_folder
 from rbd.memory import MAX_CANDIDATES, PROJECTION_DIM, PatchMemory, flatten_patches, patch_features
@@ -174,11 +177,11 @@ def isolation(points: torch.Tensor, sources: torch.Tensor, generator: torch.Gene
 
 def with_new_bank(detector: rbd.Detector, data: Path, seed: int, memory_size: int | None = None,
                   centre: str | None = None, whiten: float | None = None, neighbours: int = 1,
-                  drop_isolated: float = 0.0, edge_bands: int | None = None) -> rbd.Detector:
+                  drop_isolated: float = 0.0, edge_bands: int | None = None, blur_sigma: float | None = None) -> rbd.Detector:
     """A copy of `detector` whose memory bank is drawn again (with `seed`, and `memory_size` patches
     if given) from its training images, and whose standardisation, score and threshold are set again
     as training does today (with today's `score_from` and `edge_bands`, also for a model saved before they
-    existed, or `edge_bands` if given);
+    existed, or `edge_bands` if given), its maps smoothed with `blur_sigma` if given;
     `centre` ("student" or "all") makes it a model whose distance maps are centred (CENTRED);
     `whiten` and `neighbours` search its memory otherwise (WhitenedMemory, NeighbourMemory)."""
     model = copy.deepcopy(detector.model)
@@ -188,6 +191,9 @@ def with_new_bank(detector: rbd.Detector, data: Path, seed: int, memory_size: in
     model.config = dataclasses.replace(model.config, score_from=rbd.ModelConfig.score_from, edge_bands=edge_bands)
     if model.edge_profile.numel() != edge_bands:  # one of the same size is learned again over the model's own
         model.edge_profile = model.edge_profile.new_zeros(edge_bands)
+    if blur_sigma is not None:
+        model.config = dataclasses.replace(model.config, blur_sigma=blur_sigma)
+        model.blur = UpsampleBlur(blur_sigma * model.config.image_size / 256)
     if memory_size is not None:
         model.config = dataclasses.replace(model.config, memory_size=memory_size)
         model.memory = PatchMemory(model.memory.bank.shape[1], memory_size)
@@ -240,6 +246,8 @@ def main() -> None:
     parser.add_argument("--edge-bands", type=int, default=None,
                         help="with --bank-seeds: the map's normal level by distance from the edge in this many bands, 0 for none "
                              "(default: today's ModelConfig.edge_bands)")
+    parser.add_argument("--blur-sigma", type=float, default=None,
+                        help="with --bank-seeds: smooth every map with this sigma at 256 px (default: the model's)")
     parser.add_argument("--maps", nargs="+", choices=VARIANTS, default=list(VARIANTS), help="the maps to evaluate (default: all)")
     args = options.parse(parser)
     if args.centre and not args.bank_seeds:
@@ -250,6 +258,8 @@ def main() -> None:
         parser.error("--neighbours needs --bank-seeds (the standardisation is set again on the new distances)")
     if args.edge_bands is not None and not args.bank_seeds:
         parser.error("--edge-bands needs --bank-seeds (the level is learned again with the standardisation)")
+    if args.blur_sigma is not None and not args.bank_seeds:
+        parser.error("--blur-sigma needs --bank-seeds (the standardisation is set again on the new maps)")
     if args.pool != parser.get_default("pool") and not (args.bank_seeds and args.pool % 2):
         parser.error("--pool needs --bank-seeds (the bank is drawn again from patches pooled so) and an odd size")
     memory.POOL = args.pool  # for the new banks and every search of them
@@ -259,7 +269,8 @@ def main() -> None:
         detector = rbd.load(args.models / name) if args.models is not None else train(data, args)
         result = {"set": name, "steps": detector.training["steps"], "train_s": detector.training["seconds"],
                   "date": time.strftime("%Y-%m-%d"), "variants": {}}
-        draws = [with_new_bank(detector, data, seed, args.memory_size, args.centre, args.whiten, args.neighbours, args.drop_isolated, args.edge_bands) for seed in range(args.bank_seeds)] or [detector]
+        draws = [with_new_bank(detector, data, seed, args.memory_size, args.centre, args.whiten, args.neighbours, args.drop_isolated, args.edge_bands,
+                               args.blur_sigma) for seed in range(args.bank_seeds)] or [detector]
         for v in args.maps:
             if v in ("memory", "full", "half", "default") and detector.model.memory is None or args.bank_seeds and v in ("raw", "student"):
                 continue  # the student's maps do not depend on the bank
@@ -273,6 +284,7 @@ def main() -> None:
         suffix += f"-neighbours-{args.neighbours}" if args.neighbours != 1 else ""
         suffix += f"-isolated-{args.drop_isolated}" if args.drop_isolated else ""
         suffix += f"-edge-{args.edge_bands}" if args.edge_bands is not None else ""
+        suffix += f"-sigma-{args.blur_sigma:g}" if args.blur_sigma is not None else ""
         suffix += f"-pool-{args.pool}" if args.pool != parser.get_default("pool") else ""
         (args.out / f"ablation-{name}{suffix}.json").write_text(json.dumps(result, indent=2))
         rows.append(result)

@@ -45,6 +45,18 @@ def test_a_new_bank_learns_todays_edge_level_or_none(detector, category):
     assert abs(none.predict(image).anomaly_map - learned.predict(image).anomaly_map).max() > 0.05
 
 
+def test_a_new_bank_can_smooth_the_maps_otherwise(detector, category):
+    """--blur-sigma: the copy's maps smoothed by the given width (its config says so, and a saved copy predicts alike)."""
+    from rbd.anomaly_map import UpsampleBlur
+
+    narrow = with_new_bank(detector, category, seed=0, blur_sigma=1.0)
+    assert narrow.config.blur_sigma == 1.0 and narrow.model.blur.sigma == UpsampleBlur(1.0 * detector.config.image_size / 256).sigma
+    image = torch.rand(64, 64, 3, generator=torch.Generator().manual_seed(0)).numpy()
+    ordinary = with_new_bank(detector, category, seed=0)
+    assert abs(narrow.predict(image).anomaly_map - ordinary.predict(image).anomaly_map).max() > 0.05
+    assert detector.model.blur.sigma == detector.config.blur_sigma * detector.config.image_size / 256  # the original untouched
+
+
 def test_a_new_bank_can_hold_another_number_of_patches(detector, category):
     drawn = with_new_bank(detector, category, seed=0, memory_size=8)
     assert drawn.model.memory.bank.shape == (8, detector.model.memory.bank.shape[1])
