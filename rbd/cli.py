@@ -218,7 +218,7 @@ def _input_images(items: list[str], uris: bool = False, leave_out: Path | None =
     Ray engine) files and folders of any filesystem pyarrow reaches; checked before any work starts.
     Each comes with the name its outputs take: its path in the folder named, less its suffix
     (`good/000`), so that a folder's tree is kept; a file named itself goes by its stem. Found in a
-    folder searched, the files under `leave_out` (the output folder) are not inputs: all of them where it lies
+    folder searched or named themselves (a shell's `*.png`), the files under `leave_out` (the output folder) are not inputs: all of them where it lies
     inside that folder, else (the folder itself, or one around it) the pictures an earlier run wrote there
     (`_earlier_pictures`: a user's own `a_mask.png` beside `a.jpg` is an input), with a notice."""
     skipped = leave_out.resolve() if leave_out is not None else None
@@ -249,8 +249,8 @@ def _input_images(items: list[str], uris: bool = False, leave_out: Path | None =
         elif Path(item).is_dir():
             found = find_images(item)
             files += [(str(path), unsuffixed(path.relative_to(item).as_posix())) for path in compress(found, inputs(item, Path(item), found))]
-        elif Path(item).exists():
-            files.append((str(Path(item)), Path(item).stem))
+        elif Path(item).exists():  # named itself (a shell's `*.png`): left out too where an earlier run wrote it
+            files += [(str(Path(item)), Path(item).stem)] if all(inputs(item, Path(item).parent, [Path(item)])) else []
         else:
             raise NoImagesError(f"{item}: no such file or folder")
     if not files:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DatasetLayoutError
-from .images import alpha_channel, find_images, folder_images, read_image
+from .images import alpha_channel, find_images, folder_images, picture_mark, read_image
 from .notices import collect, notify, some
 
 
@@ -52,6 +52,8 @@ def normal_images(images: list[Path], root: Path) -> list[Path]:
     def folders(image: Path) -> tuple[str, ...]:
         return image.relative_to(root).parts[:-1]
 
+    images = without_results(images, root, "normal images")
+
     categories = {parts[:i] for parts in map(folders, images) for i in range(len(parts) - 1) if parts[i : i + 2] == ("train", "good")}
     kept, left_out = [], 0
     for image in images:
@@ -83,6 +85,19 @@ def normal_uploads(images: list[Path], upload: Path) -> list[Path]:
     for top, group in tops.items():
         kept.update(normal_images(group, upload / top) if top else group)
     return [image for image in images if image in kept]
+
+
+def without_results(images: list[Path], root: Path, what: str) -> list[Path]:
+    """`images` less the pictures rbd wrote (`picture_mark`: heat-map overlays and masks of `rbd predict --out` put
+    inside a data folder), with a notice: trained on as normal, or scored as test images, they moved a threshold and an
+    image AUROC (1.0 to 0.73 on a helper's test folder)."""
+    results = [image for image in images if picture_mark(image)]
+    if not results:
+        return images
+    notify(f"left out {len(results)} picture(s) rbd wrote ({some([r.relative_to(root).as_posix() for r in results])}): "
+           f"heat maps and masks are results, not {what}")
+    left_out = set(results)
+    return [image for image in images if image not in left_out]
 
 
 def _no_train_good(data: Path) -> DatasetLayoutError:
@@ -185,7 +200,7 @@ def mvtec_test_set(category: str | Path) -> list[TestImage]:
         if folder.name.casefold() == "ground_truth":  # the masks put under test/: their images' defect folder, for all they say
             masks_in_test.append(f"test/{folder.name}/")
             continue
-        paths = find_images(folder)
+        paths = without_results(find_images(folder), category, "test images")
         images = {(path.parent, path.stem.casefold()) for path in paths}
         beside = [path for path in paths if _is_mask_beside(path, images)]
         masks_in_test += [path.relative_to(category).as_posix() for path in beside]

@@ -28,6 +28,21 @@ MAX_SIDE = 4096  # the app and CLI score larger images on a downscaled copy (the
 ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray]
 
 
+MARK = "rbd-picture"  # the PNG text chunk every picture rbd writes carries (`rbd.outputs.marked`)
+
+
+def picture_mark(path: str | Path) -> str:
+    """The mark of a picture rbd wrote ("overlay <its output folder's identity>", `rbd.outputs.marked`); "" for any
+    other file. Reads the header only: the mark comes before the pixels."""
+    if Path(path).suffix.lower() != ".png":
+        return ""
+    try:
+        with Image.open(path) as image:
+            return str(image.info.get(MARK, "")) if image.format == "PNG" else ""
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return ""
+
+
 def is_path(image) -> bool:
     """Whether an input names a file (a str, a Path, an os.DirEntry, any os.PathLike) rather than holding pixels."""
     return isinstance(image, (str, os.PathLike))

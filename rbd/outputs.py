@@ -21,13 +21,12 @@ from PIL import Image
 
 from .calibration import Calibration
 from .detector import Prediction, is_out_of_domain
-from .images import mask_at_size
+from .images import MARK, mask_at_size, picture_mark
 from .visualize import mask_image, overlay
 
 # out_of_domain: "yes" where the image looks unlike the model's training images (its verdict says little);
 # familiarity and out_of_domain are empty for a model without memory, which cannot tell; overlay and mask:
 # the row's pictures, relative to the output folder (two inputs of one name get different ones)
-MARK = "rbd-picture"  # the PNG text chunk every picture the command writes carries (`marked`)
 PREDICTED = ("overlay", "mask")  # the kinds of `rbd predict`'s pictures, in `picture_names`' order
 NAME_BYTES = 255  # the longest file name common file systems take
 CSV_COLUMNS = ("file", "score", "normalized_score", "threshold", "verdict", "familiarity", "out_of_domain", "overlay", "mask")
@@ -108,12 +107,8 @@ def picture_kind(path: Path, folder: Path) -> str | None:
     """The kind of picture ("overlay", "mask", "misranked") that rbd wrote at `path` as an output of `folder`, or None
     for any other file: a user's own, which a later run must neither take for its own picture nor write over (a
     ground-truth mask named `a_mask.png` beside `a.png`, as MVTec names them; a picture of rbd's copied there as a label)."""
-    try:
-        with Image.open(path) as image:  # the header only: the mark comes before the pixels
-            kind, _, written_for = str(image.info.get(MARK, "") if image.format == "PNG" else "").partition(" ")
-        return kind if kind and written_for == _identity(folder) else None
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
-        return None
+    kind, _, written_for = picture_mark(path).partition(" ")
+    return kind if kind and written_for == _identity(folder) else None
 
 
 def _identity(folder: Path) -> str:

@@ -235,6 +235,35 @@ def test_an_output_folder_that_is_or_holds_the_input_folder_leaves_out_only_earl
         assert ("there from an earlier run" in err) == (run_number == 1 and out == "parts"), err
 
 
+def test_files_named_by_a_shells_glob_leave_out_the_pictures_an_earlier_run_wrote_there(category, checkpoint, tmp_path, capsys,
+                                                                                          monkeypatch):
+    """`rbd predict ckpt *.png --out .` three times wrote 2, then 6, then 14 result pairs: it scored its own pictures."""
+    monkeypatch.chdir(shutil.copytree(category / "test" / "good", tmp_path / "parts"))
+    inputs = sorted(p.name for p in Path().glob("*.png"))
+    for run_number in range(3):
+        code, _, err = run(capsys, "predict", checkpoint, *sorted(p.name for p in Path().glob("*.png")), "--out", ".", "--quiet")
+        assert code == 0, err
+        assert [row["file"] for row in _results(Path())] == inputs
+        assert ("there from an earlier run" in err) == (run_number > 0), err
+
+
+def test_training_and_evaluation_leave_out_the_pictures_rbd_wrote(category, checkpoint, tmp_path, capsys):
+    """Predicted into the data folder, overlays and masks were trained on as normal images and scored as test images
+    (image AUROC 1.0 -> 0.73)."""
+    data = shutil.copytree(category, tmp_path / "stripes")
+    for folder in ("train/good", "test/good", "test/hole"):
+        code, _, err = run(capsys, "predict", checkpoint, data / folder, "--out", data / folder, "--quiet")
+        assert code == 0, err
+    from rbd.datasets import mvtec_test_set, training_images
+
+    with pytest.warns(UserWarning, match=r"left out \d+ picture\(s\) rbd wrote .*not normal images"):
+        trained = training_images(data)
+    assert [p.relative_to(data) for p in trained] == [p.relative_to(category) for p in training_images(category)]
+    with pytest.warns(UserWarning, match=r"left out \d+ picture\(s\) rbd wrote .*not test images"):
+        tested = mvtec_test_set(data)
+    assert [item.path.relative_to(data) for item in tested] == [item.path.relative_to(category) for item in mvtec_test_set(category)]
+
+
 def test_a_users_own_file_where_predict_writes_a_picture_is_refused_before_any_work(category, checkpoint, tmp_path, capsys,
                                                                                  monkeypatch):
     """A ground-truth mask named as MVTec names them (`000_mask.png` beside `000.png`) was taken for an earlier run's
