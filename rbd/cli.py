@@ -39,7 +39,7 @@ from .model import ModelConfig
 from .notices import notify, some
 from .outputs import CSV_COLUMNS, PREDICTED, ScoredFile, fitting_name, marked, picture_kind, picture_names, png_bytes, scored_file
 from .ray_engine import check_installed, is_uri, list_uri, score_files
-from .runtime import device_name_parts
+from .runtime import device_name_parts, resolve_device
 from .thresholds import describe
 from .train import Progress, TrainConfig, train
 from .uploads import unique_name, unsuffixed
@@ -73,7 +73,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     pictures = _output_folder(args.misranked, "--misranked") if args.misranked is not None else None
     if pictures and pictures.resolve().is_relative_to(Path(args.data).resolve()):
         raise InvalidInputError(f"--misranked {pictures} is inside {args.data}: its pictures would be test images of the next evaluation")
-    detector = load(args.checkpoint, args.revision)
+    detector = load(args.checkpoint, args.revision, resolve_device(args.device))
     with _bar(args, "image", "evaluating") as bar:
         evaluation = evaluate(detector, args.data, progress=_counter(bar))
     result = evaluation.summary()
@@ -120,7 +120,7 @@ def _predict(args: argparse.Namespace) -> None:
     if users:  # a ground-truth mask named as this run names its masks, or a report of the user's, say: never written over
         raise InvalidInputError(f"--out {out} holds {len(users)} file(s) rbd did not write where this run writes its pictures "
                                 f"and tables ({some(users, 3)}): choose another --out, or move them")
-    detector = load(args.checkpoint, args.revision)  # the Ray engine's actors load their own: this checks it first
+    detector = load(args.checkpoint, args.revision, resolve_device(args.device))  # Ray's actors load their own: this checks it first
     written: list[tuple[ScoredFile, str | None]] = []  # each result and the output name of its pictures (None: unreadable)
     tables_cleared = False
     with _bar(args, "image", "scoring") as bar:  # a batch at a time: decode, score, write, forget
@@ -391,6 +391,10 @@ def parser() -> argparse.ArgumentParser:
     quiet.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
     revision = _OneLineParser(add_help=False)
     revision.add_argument("--revision", default=None, help="branch, tag or commit of a Hub repo (default: main)")
+    scoring = _OneLineParser(add_help=False)
+    scoring.add_argument("--device", default="auto", type=_device_name,
+                         help="where to score: auto, cpu, cuda or cuda:N (one GPU of several); auto picks a CUDA GPU when there is "
+                              "one (default: %(default)s; with --engine ray every actor takes a GPU where the cluster has them)")
 
     p = commands.add_parser("train", parents=[quiet], help="train on normal images, write a checkpoint folder")
     p.add_argument("data", help="MVTec-layout category (uses train/good) or any folder of normal images, searched recursively")
@@ -412,7 +416,7 @@ def parser() -> argparse.ArgumentParser:
                         "there is one (default: %(default)s)")
     p.set_defaults(run=_train)
 
-    p = commands.add_parser("evaluate", parents=[quiet, revision], help="metrics on an MVTec-layout category")
+    p = commands.add_parser("evaluate", parents=[quiet, revision, scoring], help="metrics on an MVTec-layout category")
     p.add_argument("data", help="MVTec-layout category: test/good, test/<defect>, optional ground_truth/<defect> masks")
     p.add_argument("--checkpoint", required=True, help="checkpoint folder, a zip of one, ONNX export (.onnx) or Hub repo id (owner/name)")
     p.add_argument("--json", default=None, help="also write the metrics to this JSON file (default: none)")
@@ -422,7 +426,7 @@ def parser() -> argparse.ArgumentParser:
                         "goes wrong (default: none)")
     p.set_defaults(run=_evaluate)
 
-    p = commands.add_parser("predict", parents=[quiet, revision], help="score images, write overlays, masks and results.csv")
+    p = commands.add_parser("predict", parents=[quiet, revision, scoring], help="score images, write overlays, masks and results.csv")
     p.add_argument("checkpoint", help="checkpoint folder, a zip of one, ONNX export (.onnx) or Hub repo id (owner/name)")
     p.add_argument("images", nargs="+", help="image files or folders (searched recursively); with --engine ray also "
                                              "URIs pyarrow reaches (s3://, gs://, hdfs://, file://)")

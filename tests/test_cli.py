@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import rbd
@@ -233,6 +234,23 @@ def test_an_output_folder_that_is_or_holds_the_input_folder_leaves_out_only_earl
         assert code == 0, err
         assert [row["file"] for row in _results(tmp_path / out)] == inputs
         assert ("there from an earlier run" in err) == (run_number == 1 and out == "parts"), err
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate"])
+def test_predict_and_evaluate_score_on_a_gpu_where_there_is_one(category, checkpoint, tmp_path, capsys, monkeypatch, command):
+    """Both loaded the model on the CPU always (`load`'s default), where `train` picks a GPU."""
+    loaded = []
+
+    def load(where, revision, device):
+        loaded.append(device)
+        raise rbd.CheckpointError("stop here")
+
+    monkeypatch.setattr(rbd.cli, "load", load)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    args = {"predict": [checkpoint, category / "test" / "good", "--out", tmp_path / "p"],
+            "evaluate": [category, "--checkpoint", checkpoint]}[command]
+    assert run(capsys, command, *args)[0] == 2 and run(capsys, command, *args, "--device", "cpu")[0] == 2
+    assert loaded == [torch.device("cuda"), torch.device("cpu")]
 
 
 def test_files_named_by_a_shells_glob_leave_out_the_pictures_an_earlier_run_wrote_there(category, checkpoint, tmp_path, capsys,
@@ -477,6 +495,8 @@ def test_predict_with_no_usable_image_writes_nothing(checkpoint, tmp_path, capsy
     (lambda t, c, k: ["train", c, "--out", t / "o", "--epochs", "0"], "epochs must be at least 1"),
     (lambda t, c, k: ["train", c, "--out", t / "o", "--image-size", "100"], "multiple of 32"),
     (lambda t, c, k: ["train", c, "--out", t / "o", "--image-size", "1048576"], "at most 1024"),  # a traceback: 13 TB not allocated
+    (lambda t, c, k: ["evaluate", c, "--checkpoint", k, "--device", "cuda"], "no CUDA GPU"),
+    (lambda t, c, k: ["predict", k, c / "test" / "good", "--out", t / "p", "--device", "cuda"], "no CUDA GPU"),
     (lambda t, c, k: ["evaluate", t / "empty", "--checkpoint", k], "not an MVTec AD category"),
     (lambda t, c, k: ["evaluate", c, "--checkpoint", t / "empty"], "not an rbd checkpoint"),
     (lambda t, c, k: ["evaluate", c, "--checkpoint", k, "--json", t / "texts" / "notes.txt" / "m.json"], "notes.txt"),
