@@ -30,7 +30,7 @@ from . import __version__
 from .calibration import Calibration
 from .detector import Detector
 from .backbones import BACKBONES, hub_repo, pretrained_name
-from .errors import BackboneError, CheckpointError, HubError
+from .errors import BackboneError, CheckpointError, HubError, UploadError
 from .evaluate import SUMMARY_NAMES, metric_text
 from .notices import some
 from .train import memory_cut_short
@@ -90,12 +90,13 @@ def save(detector: Detector, directory: str | Path, metrics: dict | None = None)
     """
     directory = writable_target(directory)
     check_calibration(float(detector.threshold), detector.calibration, "the detector")  # what `load` would refuse is not
-    directory.parent.mkdir(parents=True, exist_ok=True)                                  # written over a good checkpoint
+    weights = {k: v.detach().cpu().contiguous() for k, v in detector.model.trained_state().items()}  # written over a good
+    _check_tensors(weights, weights, "the detector (one rbd.train has not made?)")                  # checkpoint
+    directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     retired = directory.with_name(f".{directory.name}.old-{uuid.uuid4().hex[:8]}")
     try:
         config = checkpoint_config(detector, metrics)
-        weights = {k: v.detach().cpu().contiguous() for k, v in detector.model.trained_state().items()}
         try:
             save_file(weights, str(staging / WEIGHTS_FILE), metadata={"format": FORMAT})
         except SafetensorError as err:  # its I/O errors (a full disk) are no OSError: said as one, like every other write
@@ -149,7 +150,7 @@ def _current_folder() -> Path | None:
 def _is_checkpoint(folder: Path) -> bool:
     """Whether `folder` holds an rbd checkpoint, of any format version (one this version cannot read too)."""
     try:
-        return json.loads((folder / CONFIG_FILE).read_text()).get("format") == FORMAT
+        return json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8-sig")).get("format") == FORMAT
     except (OSError, UnicodeDecodeError, ValueError, AttributeError):
         return False
 
@@ -213,7 +214,10 @@ def _unzipped(zip_path: Path) -> Iterator[Path]:
     config.json beside its weights, at the zip's top or in a folder), extracted into a temporary folder while the
     block runs."""
     with tempfile.TemporaryDirectory() as temporary:
-        files = set(extract_zip(zip_path, temporary))
+        try:
+            files = set(extract_zip(zip_path, temporary))
+        except UploadError as err:  # a damaged zip is a checkpoint that cannot be loaded, as every other
+            raise CheckpointError(str(err)) from err
         configs = [file for file in files if file.name == CONFIG_FILE and file.with_name(WEIGHTS_FILE) in files]
         if len(configs) != 1:
             raise CheckpointError(f"{zip_path} holds {'no' if not configs else 'more than one'} rbd checkpoint (a {CONFIG_FILE} "
@@ -354,7 +358,7 @@ def assemble(network, calibration: Calibration, config: dict) -> Detector:
 def read_config(path: Path) -> dict:
     """The parsed config.json, checked to be an rbd checkpoint this version can read."""
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8-sig")  # an editor's byte-order mark (Notepad, PowerShell) is no content
     except (OSError, UnicodeDecodeError) as err:
         raise CheckpointError(f"{path}: not a readable JSON config ({err})") from err
     return parse_config(text, path)

@@ -66,6 +66,26 @@ def test_a_zip_without_one_checkpoint_or_with_a_broken_one_is_named_as_given(che
         rbd.checkpoint.stored_config(tmp_path / "broken.zip")
     with pytest.raises(rbd.CheckpointError, match="missing.zip: no such .zip file"):
         rbd.load(tmp_path / "missing.zip")
+    (tmp_path / "damaged.zip").write_text("not a zip")  # an UploadError escaped an `except rbd.CheckpointError`
+    with pytest.raises(rbd.CheckpointError, match="damaged.zip is not a readable zip file"):
+        rbd.load(tmp_path / "damaged.zip")
+
+
+def test_a_config_an_editor_saved_with_a_byte_order_mark_loads_and_is_replaced(detector, checkpoint, probe, tmp_path):
+    """Notepad and PowerShell put one before a threshold edited by hand: the checkpoint could be neither loaded nor saved over."""
+    copy = shutil.copytree(checkpoint, tmp_path / "edited")
+    (copy / "config.json").write_text("\ufeff" + (checkpoint / "config.json").read_text(), encoding="utf-8")
+    assert rbd.load(copy).predict(probe).score == detector.predict(probe).score
+    rbd.save(detector, copy)
+    assert not (copy / "config.json").read_bytes().startswith(b"\xef\xbb\xbf")
+
+
+def test_a_model_training_has_not_made_is_refused_before_anything_is_written(tmp_path):
+    """Saved, its infinite familiar distance made a checkpoint that `load` refuses."""
+    untrained = rbd.Detector(rbd.RBD(rbd.ModelConfig(image_size=64)), calibrate([1.0, 2.0, 3.0]))
+    with pytest.raises(rbd.CheckpointError, match=r"the detector \(one rbd.train has not made\?\): memory.familiar_distance holds NaN"):
+        rbd.save(untrained, tmp_path / "out")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_folder_holds_safetensors_json_and_a_card_only(checkpoint, detector):
