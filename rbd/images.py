@@ -303,6 +303,10 @@ def given_image(image: ImageLike) -> np.ndarray:
             raise ImageReadError(f"an image of integers must hold values from 0 to 255 (8-bit) or 65535 (16-bit), got {low} to "
                                  f"{high}: pass uint8 or uint16 values, or floats from 0 to 1")
         array = array.astype(np.uint8 if high <= 255 else np.uint16)
+    if array.dtype.kind == "f" and array.size and float(np.nanmin(array)) < FLOAT_UNIT_BOTTOM:
+        raise ImageReadError(f"an image of floats must hold values from 0 (black) up, its lowest is {float(np.nanmin(array)):.3g}: a picture "
+                             "normalised for a network (its mean taken out) is judged as a dark, clipped one; pass it before "
+                             "normalising, as floats from 0 to 1 or uint8")
     return to_rgb_array(array)
 
 
@@ -362,6 +366,9 @@ def _pil_to_array(image: Image.Image) -> np.ndarray:
 # clipped: a bright spot no longer darkens the rest), larger ones scale by the image's own maximum (steps at 255 and
 # 65535 read a 12-bit camera's float TIFF almost black). Pass 8-bit data as uint8.
 FLOAT_UNIT_TOP = 2.0
+# Below this a float image is refused (`given_image`): a resampling's undershoot is a few hundredths, a picture normalised
+# for a network (mean and spread taken out) goes to -1 or -2, which clipping to 0 judged as a dark picture, defective
+FLOAT_UNIT_BOTTOM = -0.25
 
 
 def _scale_to_unit(array: np.ndarray) -> np.ndarray:

@@ -401,6 +401,15 @@ def test_a_callers_integers_beyond_8_bits_are_16_bit_data_and_beyond_that_refuse
         given_image(b"part.png")
 
 
+def test_a_callers_floats_normalised_for_a_network_are_refused_and_a_resamplings_undershoot_is_not():
+    """Mean and spread taken out (-1.1 to 1.1): clipped to 0, the picture was judged as a dark one, defective, silently."""
+    picture = RNG.random((8, 8, 3)).astype(np.float32)
+    with pytest.raises(ImageReadError, match=r"floats must hold values from 0 \(black\) up, its lowest is -1.1: a picture normalised"):
+        given_image(picture * 2.2 - 1.1)
+    undershoot = picture * 1.1 - 0.05  # a bicubic resize's few hundredths below black stay, clipped
+    np.testing.assert_array_equal(given_image(undershoot), to_rgb_array(undershoot))
+
+
 def test_rgba_array_drops_alpha():
     rgba = RNG.integers(0, 256, (3, 4, 4), dtype=np.uint8)
     np.testing.assert_allclose(to_rgb_array(rgba), rgba[..., :3] / 255.0, atol=1e-6)
