@@ -189,13 +189,16 @@ def _parquet(results: list[tuple[ScoredFile, str | None]]) -> bytes:
 
 
 def _export(args: argparse.Namespace) -> None:
-    from .export import check_installed, export_onnx  # imports the ONNX exporter only for this command
+    from .export import check_installed, export_onnx, onnx_target  # imports the ONNX exporter only for this command
 
     check_installed()
     out = _writable(args.out, "--out")
-    if out.suffix.lower() != ".onnx" or out.is_dir():
-        raise InvalidInputError(f"--out {out}: {'is a folder; name ' if out.is_dir() else ''}the ONNX file to write, a name ending in .onnx")
+    try:
+        onnx_target(out)
+    except InvalidInputError as err:
+        raise InvalidInputError(f"--out {err}") from err
     detector = load(args.checkpoint, args.revision)
+    detector.model  # noqa: B018 - an ONNX export has none: refused before "exporting" is said
     if not args.quiet:
         print(f"exporting {args.checkpoint} to ONNX (a minute or two on a CPU)", file=sys.stderr)
     export_onnx(detector, out)

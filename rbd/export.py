@@ -45,12 +45,21 @@ def check_installed() -> None:
                                 "-r requirements.txt, or \".[onnx]\" in rbd's checkout)")
 
 
+def onnx_target(path: str | Path) -> Path:
+    """`path`, checked before the minute an export takes to be a file an export may go to: a name ending in .onnx
+    (`rbd.load` tells an export by it), not a folder."""
+    path = Path(path)
+    if path.suffix.lower() != ".onnx" or path.is_dir():
+        raise InvalidInputError(f"{path}: {'is a folder; name ' if path.is_dir() else ''}the ONNX file to write, a name ending in .onnx")
+    return path
+
+
 def export_onnx(detector: Detector, path: str | Path) -> Path:
-    """Write `detector` (a torch one) to `path` as ONNX; returns the path."""
+    """Write `detector` (a torch one) to `path` (`onnx_target`) as ONNX; returns the path."""
     check_installed()
     from torch.export import Dim
 
-    path = Path(path)
+    path = onnx_target(path)
     network = ScoringNetwork(_with_constant_padding(copy.deepcopy(detector.model).cpu().float())).eval()
     side, multiple = detector.config.image_size, detector.config.input_multiple
     example = torch.rand(2, 3, side, side + multiple)  # unequal sides and batch > 1: nothing gets fixed to the example

@@ -13,6 +13,7 @@ import torch
 import rbd
 from rbd.checkpoint import checkpoint_config
 from rbd.cli import main
+from rbd.export import export_onnx
 from rbd.network import ScoringNetwork
 
 
@@ -92,7 +93,11 @@ def test_bad_exports_and_files_are_one_line_errors(exported, checkpoint, tmp_pat
     assert main(["export", str(checkpoint), "--out", str(tmp_path / "model.bin")]) == 2
     assert "--out" in capsys.readouterr().err and not (tmp_path / "model.bin").exists()
     assert main(["export", str(exported), "--out", str(tmp_path / "again.onnx")]) == 2
-    assert "ONNX export, which has no torch model" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "ONNX export, which has no torch model" in err and "exporting" not in err  # refused before the long work is announced
+    for target in ("model", tmp_path):  # the Python API checks its target before the export's minute too
+        with pytest.raises(rbd.InvalidInputError, match="the ONNX file to write, a name ending in .onnx"):
+            export_onnx(rbd.load(checkpoint), target)
     (tmp_path / "broken.onnx").write_bytes(b"not a protobuf")
     with pytest.raises(rbd.CheckpointError, match="not a readable ONNX model"):
         rbd.load(tmp_path / "broken.onnx")
