@@ -354,6 +354,8 @@ def _palette_alpha(image: Image.Image) -> Image.Image:
 
 
 def _pil_to_array(image: Image.Image) -> np.ndarray:
+    if _is_turned_tiff(image) and getattr(image, "filename", ""):  # Pillow's pixels would be scrambled: the file's, as a path gives
+        return read_image(image.filename)
     image = _palette_alpha(_upright(image))  # images opened by the caller
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         return to_rgb_array(np.asarray(image))  # keep the full 16-bit / float range

@@ -147,6 +147,8 @@ def test_a_turned_tiff_reads_as_the_same_pixels_turned_in_a_png(tmp_path, orient
     assert expected.shape[:2] == ((5, 7) if orientation < 5 else (7, 5))
     np.testing.assert_allclose(read_image(tiff), expected, atol=1e-6)
     assert file_shape(tiff) == expected.shape[:2]
+    with Image.open(tiff) as opened:  # handed over opened (`predict(Image.open(path))`): the same pixels, not Pillow's scramble
+        np.testing.assert_allclose(given_image(opened), expected, atol=1e-6)
 
 
 @pytest.mark.parametrize("orientation", [1, 6])
