@@ -114,9 +114,11 @@ def _predict(args: argparse.Namespace) -> None:
     for file, name in _output_names(named):
         names.setdefault(file, []).append(name)
     ours = _earlier_pictures(out)
-    users = [picture for file_names in names.values() for name in file_names for picture in picture_names(name)
-             if _present(out / picture) and not ours(out / picture)]
+    pictures = [picture for file_names in names.values() for name in file_names for picture in picture_names(name)]
+    users = [picture for picture in pictures if _present(out / picture) and not ours(out / picture)]
     users += [table for table in RESULT_TABLES if _present(out / table) and not _is_results_table(out / table)]
+    users += sorted({folder.as_posix() for picture in pictures for folder in PurePosixPath(picture).parents  # a file where
+                     if folder.parts and _present(out / folder) and not (out / folder).is_dir()})       # a folder goes
     if users:  # a ground-truth mask named as this run names its masks, or a report of the user's, say: never written over
         raise InvalidInputError(f"--out {out} holds {len(users)} file(s) rbd did not write where this run writes its pictures "
                                 f"and tables ({some(users, 3)}): choose another --out, or move them")

@@ -282,6 +282,20 @@ def test_training_and_evaluation_leave_out_the_pictures_rbd_wrote(category, chec
     assert [item.path.relative_to(data) for item in tested] == [item.path.relative_to(category) for item in mvtec_test_set(category)]
 
 
+def test_a_file_where_predict_makes_a_folder_is_refused_before_any_work(category, checkpoint, tmp_path, capsys, monkeypatch):
+    """`--out` holding a file `b` where a folder's pictures go (`b/2_mask.png`): exit 1 halfway, after the old results.csv
+    was deleted and the first folder's pictures written."""
+    data = tmp_path / "data"
+    for folder in ("a", "b"):
+        shutil.copytree(category / "test" / "good", data / folder)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "b").write_text("notes")
+    monkeypatch.setattr(rbd.cli, "load", lambda *a: pytest.fail("work started"))
+    code, _, err = run(capsys, "predict", checkpoint, data, "--out", tmp_path / "out", "--quiet")
+    assert code == 2 and "holds 1 file(s) rbd did not write where this run writes its pictures and tables (b)" in err, err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["b"]
+
+
 def test_a_users_own_file_where_predict_writes_a_picture_is_refused_before_any_work(category, checkpoint, tmp_path, capsys,
                                                                                  monkeypatch):
     """A ground-truth mask named as MVTec names them (`000_mask.png` beside `000.png`) was taken for an earlier run's
