@@ -458,6 +458,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # a file name not in UTF-8 (held as surrogates) printed escaped: a strict
+        if hasattr(stream, "reconfigure"):   # stream failed on it, after the work was done
+            stream.reconfigure(errors="backslashreplace")
     args = parser().parse_args(argv)
     try:
         with warnings.catch_warnings():
@@ -465,8 +468,8 @@ def main(argv: list[str] | None = None) -> int:
             # tqdm.write keeps a warning from tearing a progress bar line
             warnings.showwarning = lambda message, *_, **__: tqdm.write(f"warning: {message}", file=sys.stderr)
             args.run(args)
-    except RBDError as err:  # explained: one line, no traceback (a file name not in UTF-8 in it escaped, on any stream)
-        print(f"error: {err}".encode("utf-8", "backslashreplace").decode("utf-8"), file=sys.stderr)
+    except RBDError as err:  # explained: one line, no traceback
+        print(f"error: {err}", file=sys.stderr)
         return err.exit_status
     except BrokenPipeError:  # the reader stopped early (`| head`): nothing to report, and nothing left to flush
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

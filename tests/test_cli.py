@@ -381,6 +381,15 @@ def test_a_file_name_not_in_utf8_is_scored_and_named_by_its_bytes(category, chec
     assert code == 0 and len(list((tmp_path / "misranked").iterdir())) == 10, err
 
 
+def test_an_output_folder_not_in_utf8_is_said_escaped_on_a_strict_stream(category, checkpoint, tmp_path):
+    """Under en_US.UTF-8 (strict, where C.UTF-8 escapes) the last line, "wrote ... results.csv", ended in a traceback."""
+    out = os.fsdecode(os.fsencode(str(tmp_path)) + b"/out_\xe9")
+    result = subprocess.run([sys.executable, "-m", "rbd", "predict", str(checkpoint), str(next((category / "test" / "hole").iterdir())),
+                             "--out", out, "--quiet"], capture_output=True, env={**os.environ, "PYTHONIOENCODING": "utf-8"})
+    assert result.returncode == 0 and b"out_\\udce9" in result.stdout and b"Traceback" not in result.stderr, result.stderr
+    assert os.path.isfile(os.path.join(out, "results.csv"))
+
+
 def test_a_picture_copied_from_another_run_is_the_users_and_an_unmarked_earlier_runs_is_rbds(category, checkpoint, tmp_path, capsys):
     """rbd's mark names the folder it wrote a picture into: a predicted mask kept as a label beside its image is the
     user's file. Pictures of an rbd before the mark are known by the results.csv their run left."""
