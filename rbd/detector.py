@@ -210,8 +210,9 @@ class Detector:
         return self.network.config
 
     def to(self, device: str | torch.device) -> "Detector":
-        """The detector on `device` ("auto", "cpu", "cuda", "cuda:N" or a torch.device)."""
-        self.network.to(resolve_device(device))
+        """The detector on `device` ("auto", "cpu", "cuda", "cuda:N" or a torch.device). An ONNX session resolves "auto"
+        itself (`OnnxNetwork.to`: CUDA only where its onnxruntime has it)."""
+        self.network.to(resolve_device(device) if isinstance(self.network, torch.nn.Module) else device)
         return self
 
     def predict(self, image: ImageLike) -> Prediction:

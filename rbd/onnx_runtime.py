@@ -51,15 +51,17 @@ class OnnxNetwork:
         return text
 
     def to(self, device: str | torch.device) -> "OnnxNetwork":
-        """A session on `device`: CPU, or CUDA where onnxruntime was built with it (onnxruntime-gpu)."""
+        """A session on `device`: CPU, or CUDA where onnxruntime was built with it (onnxruntime-gpu). "auto" takes CUDA
+        only where this onnxruntime has it: the one rbd installs is the CPU build, which a GPU machine would refuse."""
         try:
             import onnxruntime
         except ImportError as err:
             raise CheckpointError(f"{self.path}: running .onnx files needs onnxruntime (pip install onnxruntime)") from err
-        self.device = resolve_device(device)
-        provider = session_provider(self.device)
-        if provider[0] not in onnxruntime.get_available_providers():
+        has_cuda = "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+        self.device = resolve_device("cpu" if device == "auto" and not has_cuda else device)
+        if self.device.type == "cuda" and not has_cuda:
             raise InvalidInputError(f"this onnxruntime cannot run on {self.device.type}: install onnxruntime-gpu")
+        provider = session_provider(self.device)
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
         options.inter_op_num_threads = 1

@@ -126,3 +126,12 @@ def test_a_session_on_one_gpu_of_several_is_given_its_index(exported, monkeypatc
     onnx_runtime.OnnxNetwork(exported, device="cuda:1")
     onnx_runtime.OnnxNetwork(exported, device="cpu")
     assert asked == [[("CUDAExecutionProvider", {"device_id": 1})], [("CPUExecutionProvider", {})]]
+
+
+def test_auto_takes_a_gpu_only_where_onnxruntime_has_one(exported, monkeypatch):
+    """The onnxruntime rbd installs is the CPU build: on a GPU machine `rbd predict model.onnx` (device auto) refused to run."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    assert rbd.load(exported, device="auto").network.device == torch.device("cpu")
+    with pytest.raises(rbd.InvalidInputError, match="this onnxruntime cannot run on cuda"):  # asked for by name: said
+        rbd.load(exported, device="cuda")
