@@ -52,11 +52,10 @@ import torch
 import rbd
 from bench import options
 from rbd import memory
-from rbd.anomaly_map import UpsampleBlur
 from rbd.datasets import training_folder
 from rbd.images import read_image_folder
 from rbd.memory import MAX_CANDIDATES, PROJECTION_DIM, PatchMemory, flatten_patches, patch_features
-from rbd.model import RBD
+from rbd.model import RBD, map_blur
 from rbd.train import TeacherCache, distinct, fit_memory, model_pictures, split_holdout, standardise_and_calibrate
 
 from .run import fmt
@@ -193,7 +192,7 @@ def with_new_bank(detector: rbd.Detector, data: Path, seed: int, memory_size: in
         model.edge_profile = model.edge_profile.new_zeros(edge_bands)
     if blur_sigma is not None:
         model.config = dataclasses.replace(model.config, blur_sigma=blur_sigma)
-        model.blur = UpsampleBlur(blur_sigma * model.config.image_size / 256)
+        model.blur = map_blur(model.config)
     if memory_size is not None:
         model.config = dataclasses.replace(model.config, memory_size=memory_size)
         model.memory = PatchMemory(model.memory.bank.shape[1], memory_size)

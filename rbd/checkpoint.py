@@ -311,7 +311,7 @@ def _from_files(config_path: Path, weights_path: Path, device: str | torch.devic
     return assemble(model, calibration, config).to(device)
 
 
-def _check_tensors(weights: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], source: Path) -> None:
+def _check_tensors(weights: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], source: str | Path) -> None:
     """Every tensor of the model's type and finite, and every spread above 0: loading would convert an integer spread silently (to zero
     spreads and NaN scores), and a NaN score is below every threshold, so every image would pass as good."""
     for name, tensor in weights.items():

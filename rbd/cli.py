@@ -39,7 +39,7 @@ from .model import ModelConfig
 from .notices import notify, some
 from .outputs import CSV_COLUMNS, PREDICTED, ScoredFile, fitting_name, marked, picture_kind, picture_names, png_bytes, scored_file
 from .ray_engine import check_installed, is_uri, list_uri, score_files
-from .runtime import device_name_parts, resolve_device
+from .runtime import device_name_parts
 from .thresholds import describe
 from .train import Progress, TrainConfig, train
 from .uploads import unique_name, unsuffixed
@@ -73,7 +73,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     pictures = _output_folder(args.misranked, "--misranked") if args.misranked is not None else None
     if pictures and pictures.resolve().is_relative_to(Path(args.data).resolve()):
         raise InvalidInputError(f"--misranked {pictures} is inside {args.data}: its pictures would be test images of the next evaluation")
-    detector = load(args.checkpoint, args.revision, resolve_device(args.device))
+    detector = load(args.checkpoint, args.revision, args.device)
     with _bar(args, "image", "evaluating") as bar:
         evaluation = evaluate(detector, args.data, progress=_counter(bar))
     result = evaluation.summary()
@@ -104,6 +104,9 @@ def _predict(args: argparse.Namespace) -> None:
         raise InvalidInputError("--address names a Ray cluster: it goes with --engine ray")
     if args.engine == "ray":
         check_installed()
+        if args.device != "auto":
+            raise InvalidInputError("--device goes with the local engine: --engine ray gives each actor a GPU where the "
+                                    "cluster has them, else a CPU")
     named = _input_images(args.images, uris=args.engine == "ray", leave_out=out)
     files = [file for file, _ in named]
     undecodable = [file for file in files if not _is_utf8(file)] if args.engine == "ray" else []
@@ -122,7 +125,8 @@ def _predict(args: argparse.Namespace) -> None:
     if users:  # a ground-truth mask named as this run names its masks, or a report of the user's, say: never written over
         raise InvalidInputError(f"--out {out} holds {len(users)} file(s) rbd did not write where this run writes its pictures "
                                 f"and tables ({some(users, 3)}): choose another --out, or move them")
-    detector = load(args.checkpoint, args.revision, resolve_device(args.device))  # Ray's actors load their own: this checks it first
+    # Ray's actors load their own (on a GPU each, where the cluster has them): this copy only checks it, on the CPU
+    detector = load(args.checkpoint, args.revision, "cpu" if args.engine == "ray" else args.device)
     written: list[tuple[ScoredFile, str | None]] = []  # each result and the output name of its pictures (None: unreadable)
     tables_cleared = False
     with _bar(args, "image", "scoring") as bar:  # a batch at a time: decode, score, write, forget
@@ -229,6 +233,8 @@ def _input_images(items: list[str], uris: bool = False, leave_out: Path | None =
     skipped = leave_out.resolve() if leave_out is not None else None
     ours = _earlier_pictures(leave_out) if leave_out is not None else None
 
+    left_out: dict[str, int] = {}  # by the folder named, or for the files named one by one
+
     def inputs(item: str, folder: Path, found: list[Path]) -> list[bool]:
         """Which of the files `found` in `folder` (named `item`) are inputs."""
         if skipped is None:
@@ -238,7 +244,7 @@ def _input_images(items: list[str], uris: bool = False, leave_out: Path | None =
         else:  # the folder is --out or lies in it: the pictures an earlier run wrote there are no inputs, the user's files are
             chosen = [not (path.resolve().is_relative_to(skipped) and ours(path)) for path in found]
         if not all(chosen):
-            notify(f"{item}: left out {chosen.count(False)} file(s) in --out {leave_out}, there from an earlier run")
+            left_out[item] = left_out.get(item, 0) + chosen.count(False)
         return chosen
 
     files: list[tuple[str, str]] = []
@@ -255,9 +261,11 @@ def _input_images(items: list[str], uris: bool = False, leave_out: Path | None =
             found = find_images(item)
             files += [(str(path), unsuffixed(path.relative_to(item).as_posix())) for path in compress(found, inputs(item, Path(item), found))]
         elif Path(item).exists():  # named itself (a shell's `*.png`): left out too where an earlier run wrote it
-            files += [(str(Path(item)), Path(item).stem)] if all(inputs(item, Path(item).parent, [Path(item)])) else []
+            files += [(str(Path(item)), Path(item).stem)] if all(inputs("files named", Path(item).parent, [Path(item)])) else []
         else:
             raise NoImagesError(f"{item}: no such file or folder")
+    for item, count in left_out.items():  # once each: a shell's `*.png` after a 500-image run named 1000 of them
+        notify(f"{item}: left out {count} file(s) in --out {leave_out}, there from an earlier run")
     if not files:
         raise NoImagesError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in {', '.join(items)}")
     return files
@@ -458,18 +466,27 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    for stream in (sys.stdout, sys.stderr):  # a file name not in UTF-8 (held as surrogates) printed escaped: a strict
-        if hasattr(stream, "reconfigure"):   # stream failed on it, after the work was done
-            stream.reconfigure(errors="backslashreplace")
-    args = parser().parse_args(argv)
+    # A file name not in UTF-8 (held as surrogates) printed by a strict stream (en_US.UTF-8's) was a traceback after the
+    # work was done: such streams escape it while the command runs (C.UTF-8's write its bytes, as they are)
+    strict = [stream for stream in (sys.stdout, sys.stderr) if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure")]
+    for stream in strict:
+        stream.reconfigure(errors="backslashreplace")
+    try:
+        return _run(parser().parse_args(argv))
+    finally:
+        for stream in strict:
+            stream.reconfigure(errors="strict")
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("always")
             # tqdm.write keeps a warning from tearing a progress bar line
             warnings.showwarning = lambda message, *_, **__: tqdm.write(f"warning: {message}", file=sys.stderr)
             args.run(args)
-    except RBDError as err:  # explained: one line, no traceback
-        print(f"error: {err}", file=sys.stderr)
+    except RBDError as err:  # explained: one line, no traceback (a file name not in UTF-8 in it escaped, on any stream)
+        print(f"error: {err}".encode("utf-8", "backslashreplace").decode("utf-8"), file=sys.stderr)
         return err.exit_status
     except BrokenPipeError:  # the reader stopped early (`| head`): nothing to report, and nothing left to flush
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -83,14 +83,14 @@ def normal_uploads(images: list[Path], upload: Path) -> list[Path]:
         tops.setdefault(parts[0] if len(parts) > 1 else "", []).append(image)
     kept = set()
     for top, group in tops.items():
-        kept.update(normal_images(group, upload / top) if top else group)
+        kept.update(normal_images(group, upload / top) if top else without_results(group, upload, "normal images"))
     return [image for image in images if image in kept]
 
 
 def without_results(images: list[Path], root: Path, what: str) -> list[Path]:
     """`images` less the pictures rbd wrote (`picture_mark`: heat-map overlays and masks of `rbd predict --out` put
-    inside a data folder), with a notice: trained on as normal, or scored as test images, they moved a threshold and an
-    image AUROC (1.0 to 0.73 on a helper's test folder)."""
+    inside a data folder), with a notice: trained on as normal, or scored as test images, they moved a threshold, and
+    an image AUROC from 1.0 to 0.73 where they were half a test set."""
     results = [image for image in images if picture_mark(image)]
     if not results:
         return images
@@ -154,24 +154,30 @@ def truth_masks(category: str | Path, images: list[Path]) -> dict[Path, Path | N
 
 def read_truth_mask(path: Path) -> np.ndarray:
     """A ground-truth mask file as a bool array: a pixel is defective where any colour channel is above
-    0 in a faint mask (0/1, label indices: no value above half the range), and above half the mask's largest
-    value in a bright one (0/255, 16-bit, coloured), so all of them read alike. A mask once saved as JPEG keeps
-    faint values around every stroke (1-9 of 255, a few pixels out), and an editor's soft brush fades at its
-    edge: "above 0" read both as defect (AUPRO 0.61 for 0.86 on a set of JPEG-noised masks). In a mask whose
-    alpha channel or transparent colour hides some pixels and shows others, only a pixel shown counts: where every
-    pixel an alpha channel shows has one colour (an editor's layer, white or black everywhere, its strokes in the
-    alpha channel alone), every one. (A transparent colour hides by colour: the colours shown still tell.)"""
+    0 in a faint mask (0/1, label indices: no value shown above half the range), and above half the mask's brightest
+    value shown in a bright one (0/255, 16-bit, coloured; a second colour less than half as bright as the first is no
+    defect), so all of them read alike. A mask once saved as JPEG keeps faint values around every stroke (1-9 of 255, a
+    few pixels out), and an editor's soft brush fades at its edge: "above 0" read both as defect (BENCHMARKS.md: ksdd's
+    masks so saved moved its AUPRO from 0.793 to 0.819). In a mask whose alpha channel or transparent colour hides
+    some pixels and shows others, only a pixel shown counts: where every pixel an alpha channel shows has one colour
+    (an editor's layer, white or black everywhere, its strokes in the alpha channel alone), every one. (A transparent
+    colour hides by colour: the colours shown still tell.)"""
     colours = read_image(path)  # first: a file it cannot read gets its error, named
     brightest, transparency = colours.max(axis=-1), alpha_channel(path)
-    coloured = brightest > (brightest.max() / 2 if brightest.max() > 0.5 else 0)
     alpha, keyed = transparency or (None, False)
-    if alpha is None or alpha.shape != coloured.shape or alpha.min() == 255 or alpha.max() == 0:
-        return coloured  # every pixel shows, or none does: the colours are the mask
+    if alpha is None or alpha.shape != brightest.shape or alpha.min() == 255 or alpha.max() == 0:
+        return _bright(brightest)  # every pixel shows, or none does: the colours are the mask
     visible = alpha > 0
     shown = colours[visible]
     if not keyed and (shown == shown[0]).all():  # the pixels shown are of one colour: the strokes are in the alpha channel alone
         return visible
-    return coloured & visible  # a black background with a transparent margin; red strokes on a transparent white, say
+    return _bright(brightest, visible) & visible  # a black background with a transparent margin; red strokes on a transparent white
+
+
+def _bright(brightest: np.ndarray, shown: np.ndarray | None = None) -> np.ndarray:
+    """The defective pixels of a mask's brightest channel (`read_truth_mask`'s rule), judged by the pixels `shown`."""
+    top = float(brightest[shown].max() if shown is not None else brightest.max())
+    return brightest > (top / 2 if top > 0.5 else 0)
 
 
 def _is_mask_beside(path: Path, images: set[tuple[Path, str]]) -> bool:

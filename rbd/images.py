@@ -303,7 +303,7 @@ def given_image(image: ImageLike) -> np.ndarray:
             raise ImageReadError(f"an image of integers must hold values from 0 to 255 (8-bit) or 65535 (16-bit), got {low} to "
                                  f"{high}: pass uint8 or uint16 values, or floats from 0 to 1")
         array = array.astype(np.uint8 if high <= 255 else np.uint16)
-    if array.dtype.kind == "f" and array.size and float(np.nanmin(array)) < FLOAT_UNIT_BOTTOM:
+    if array.dtype.kind == "f" and array.size and float(np.nanmin(array)) < FLOAT_UNIT_BOTTOM * max(1.0, _float_top(array)):
         raise ImageReadError(f"an image of floats must hold values from 0 (black) up, its lowest is {float(np.nanmin(array)):.3g}: a picture "
                              "normalised for a network (its mean taken out) is judged as a dark, clipped one; pass it before "
                              "normalising, as floats from 0 to 1 or uint8")
@@ -354,8 +354,8 @@ def _palette_alpha(image: Image.Image) -> Image.Image:
 
 
 def _pil_to_array(image: Image.Image) -> np.ndarray:
-    if _is_turned_tiff(image) and getattr(image, "filename", ""):  # Pillow's pixels would be scrambled: the file's, as a path gives
-        return read_image(image.filename)
+    if _is_turned_tiff(image) and getattr(image, "filename", "") and image.tell() == 0:  # Pillow would scramble its pixels:
+        return read_image(image.filename)                                                 # the file's, as its path gives
     image = _palette_alpha(_upright(image))  # images opened by the caller
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         return to_rgb_array(np.asarray(image))  # keep the full 16-bit / float range
@@ -368,8 +368,9 @@ def _pil_to_array(image: Image.Image) -> np.ndarray:
 # clipped: a bright spot no longer darkens the rest), larger ones scale by the image's own maximum (steps at 255 and
 # 65535 read a 12-bit camera's float TIFF almost black). Pass 8-bit data as uint8.
 FLOAT_UNIT_TOP = 2.0
-# Below this a float image is refused (`given_image`): a resampling's undershoot is a few hundredths, a picture normalised
-# for a network (mean and spread taken out) goes to -1 or -2, which clipping to 0 judged as a dark picture, defective
+# Below this share of its range a float image is refused (`given_image`): a resampling's undershoot is a few hundredths,
+# a picture normalised for a network (mean and spread taken out) goes to -1 or -2, which clipping to 0 judged as a dark
+# picture, defective
 FLOAT_UNIT_BOTTOM = -0.25
 
 
@@ -385,9 +386,14 @@ def _scale_to_unit(array: np.ndarray) -> np.ndarray:
     array = array.astype(np.float32)
     if not np.isfinite(array).all():
         raise ImageReadError("image contains NaN or infinite values")
-    top = float(array.max()) if array.size else 1.0
-    scale = 1.0 if top <= FLOAT_UNIT_TOP else top
+    scale = _float_top(array)
     return np.clip(array / scale if scale != 1.0 else array, 0.0, 1.0)
+
+
+def _float_top(array: np.ndarray) -> float:
+    """The value a float image's white is: 1, or its own maximum above FLOAT_UNIT_TOP."""
+    top = float(np.nanmax(array)) if array.size else 1.0
+    return 1.0 if top <= FLOAT_UNIT_TOP else top
 
 
 def several(images, what: str, hint: str = "") -> list:

@@ -151,6 +151,11 @@ def _kind_name(default) -> str:
     return {int: "a whole number", float: "a number", str: "a string"}[type(default)]
 
 
+def map_blur(config: ModelConfig) -> UpsampleBlur:
+    """The map's smoothing: `blur_sigma`, given at 256 px, scaled with the input's size."""
+    return UpsampleBlur(config.blur_sigma * config.image_size / 256)
+
+
 class RBD(nn.Module):
     """Reconstruction-based distillation. `forward(images in [0, 1]) -> (B, 1, H, W) anomaly map`.
 
@@ -177,7 +182,7 @@ class RBD(nn.Module):
         self.register_buffer("normal_std", torch.ones(len(self.teacher.channels) + 1))
         self.register_buffer("score_affine", torch.tensor([1.0, 0.0]))
         self.register_buffer("edge_profile", torch.zeros(config.edge_bands))
-        self.blur = UpsampleBlur(config.blur_sigma * config.image_size / 256)
+        self.blur = map_blur(config)
         self.register_buffer("mean", torch.tensor(self.teacher.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(self.teacher.std).view(1, 3, 1, 1), persistent=False)
         self.to(memory_format=torch.channels_last)  # faster convolutions on CPU and GPU

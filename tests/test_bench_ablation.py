@@ -46,11 +46,9 @@ def test_a_new_bank_learns_todays_edge_level_or_none(detector, category):
 
 
 def test_a_new_bank_can_smooth_the_maps_otherwise(detector, category):
-    """--blur-sigma: the copy's maps smoothed by the given width (its config says so, and a saved copy predicts alike)."""
-    from rbd.anomaly_map import UpsampleBlur
-
+    """--blur-sigma: the copy's maps smoothed by the given width, which its config says (so a saved copy predicts alike)."""
     narrow = with_new_bank(detector, category, seed=0, blur_sigma=1.0)
-    assert narrow.config.blur_sigma == 1.0 and narrow.model.blur.sigma == UpsampleBlur(1.0 * detector.config.image_size / 256).sigma
+    assert narrow.config.blur_sigma == 1.0 and narrow.model.blur.sigma == 1.0 * detector.config.image_size / 256
     image = torch.rand(64, 64, 3, generator=torch.Generator().manual_seed(0)).numpy()
     ordinary = with_new_bank(detector, category, seed=0)
     assert abs(narrow.predict(image).anomaly_map - ordinary.predict(image).anomaly_map).max() > 0.05

@@ -125,6 +125,13 @@ def test_an_uploads_mvtec_categories_give_their_train_good_images_only(tmp_path)
                      "train/good images are normal training data"]
     with collect() as notes:
         assert normal_uploads([a, loose], tmp_path) == [a, loose] and notes == []
+    from rbd.outputs import marked, png_bytes
+
+    overlay = tmp_path / "loose_overlay.png"  # uploaded loose beside its image, an earlier prediction is no normal image
+    overlay.write_bytes(marked(png_bytes(np.zeros((4, 4, 3), np.uint8)), "overlay", tmp_path))
+    with collect() as notes:
+        assert normal_uploads([loose, overlay], tmp_path) == [loose]
+    assert notes == ["left out 1 picture(s) rbd wrote (loose_overlay.png): heat maps and masks are results, not normal images"]
     no_train = _files(tmp_path, "other/part2/test/good/f.png")
     with pytest.raises(rbd.DatasetLayoutError, match=r"other/part2 has test/ or ground_truth/ folders but no train/good/"):
         normal_uploads([a, *no_train], tmp_path)  # searched whole, it would train on the defects
@@ -301,6 +308,21 @@ def test_a_mask_once_saved_as_jpeg_reads_as_its_strokes_and_faint_masks_keep_eve
     labels[2:6, 2:6], labels[20:30, 20:30], labels[40:50, 40:50] = 1, 2, 3
     Image.fromarray(labels).save(tmp_path / "label_mask.png")
     np.testing.assert_array_equal(read_truth_mask(tmp_path / "label_mask.png"), labels > 0)
+
+
+@pytest.mark.parametrize("stroke", [(1, 1, 1), (100, 0, 0)])
+def test_a_masks_hidden_margin_does_not_set_how_bright_its_strokes_must_be(tmp_path, stroke):
+    """A white margin an alpha channel hides made a 0/1 mask, or dark red strokes, read as no defect at all."""
+    from rbd.datasets import read_truth_mask
+
+    defect = np.zeros((16, 20), bool)
+    defect[4:8, 5:12] = True
+    rgba = np.zeros((16, 20, 4), np.uint8)
+    rgba[..., 3] = 255
+    rgba[defect, :3] = stroke
+    rgba[:, :2] = (255, 255, 255, 0)  # hidden
+    Image.fromarray(rgba).save(tmp_path / "000_mask.png")
+    np.testing.assert_array_equal(read_truth_mask(tmp_path / "000_mask.png"), defect)
 
 
 def test_a_hairline_defect_of_a_huge_image_stays_one_region_at_the_scored_size():

@@ -410,6 +410,8 @@ def test_a_callers_floats_normalised_for_a_network_are_refused_and_a_resamplings
         given_image(picture * 2.2 - 1.1)
     undershoot = picture * 1.1 - 0.05  # a bicubic resize's few hundredths below black stay, clipped
     np.testing.assert_array_equal(given_image(undershoot), to_rgb_array(undershoot))
+    camera = picture * 255 - 0.27  # the same of a picture in 0-255 floats: a thousandth of its range
+    np.testing.assert_array_equal(given_image(camera), to_rgb_array(camera))
 
 
 def test_rgba_array_drops_alpha():

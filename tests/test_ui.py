@@ -656,7 +656,7 @@ def test_a_models_zip_loads_as_this_browsers_own_model_active_at_once(ctx, model
     _, bad = parts
     assert ctx.detector(loaded["model"]).predict(bad[0]).score == ctx.detector(model).predict(bad[0]).score
     (tmp_path / "notes.zip").write_bytes(b"not a zip")
-    with pytest.raises(rbd.UploadError, match="notes.zip is not a readable zip file"):
+    with pytest.raises(rbd.CheckpointError, match="notes.zip is not a readable zip file"):
         fine_tune.upload_model(ctx, str(tmp_path / "notes.zip"), "browser-1")
     with pytest.raises(rbd.CheckpointError, match="model.onnx: a model is loaded from a zip of its checkpoint folder"):
         fine_tune.upload_model(ctx, str(tmp_path / "model.onnx"), "browser-1")
