@@ -227,9 +227,9 @@ def _input_images(items: list[str], uris: bool = False, leave_out: Path | None =
     Ray engine) files and folders of any filesystem pyarrow reaches; checked before any work starts.
     Each comes with the name its outputs take: its path in the folder named, less its suffix
     (`good/000`), so that a folder's tree is kept; a file named itself goes by its stem. Found in a
-    folder searched or named themselves (a shell's `*.png`), the files under `leave_out` (the output folder) are not inputs: all of them where it lies
-    inside that folder, else (the folder itself, or one around it) the pictures an earlier run wrote there
-    (`_earlier_pictures`: a user's own `a_mask.png` beside `a.jpg` is an input), with a notice."""
+    folder searched or named themselves (a shell's `*.png`), the files under `leave_out` (the output folder) are not
+    inputs: all of them where it lies inside that folder, else (the folder itself, or one around it) the pictures an
+    earlier run wrote there (`_earlier_pictures`: a user's own `a_mask.png` beside `a.jpg` is an input), with a notice."""
     skipped = leave_out.resolve() if leave_out is not None else None
     ours = _earlier_pictures(leave_out) if leave_out is not None else None
 
