@@ -47,8 +47,8 @@ def region_rle(inside: np.ndarray, x0: int, y0: int, height: int, width: int) ->
     breaks = np.flatnonzero(np.diff(index) != 1) + 1  # where one run of set pixels ends and the next begins
     starts, ends = index[np.r_[0, breaks]], index[np.r_[breaks - 1, index.size - 1]] + 1
     edges = np.column_stack([starts, ends]).ravel()
-    last = [] if edges[-1] == pixels else [pixels]  # no background run after the image's last pixel
-    return {"size": size, "counts": np.diff(np.r_[0, edges, last]).tolist()}
+    last = edges[:0] if edges[-1] == pixels else [pixels]  # no background run after the image's last pixel (an empty
+    return {"size": size, "counts": np.diff(np.r_[0, edges, last]).tolist()}  # list of its type: [] made the counts floats)
 
 
 def decode_rle(rle: dict) -> np.ndarray:

@@ -26,10 +26,11 @@ def test_rle_counts_are_column_major_runs_starting_with_zeros():
     (np.ones((2, 3), bool), [0, 6]),
     (np.array([[1, 0], [1, 0]], bool), [0, 2, 2]),  # starts with a defect pixel: a 0 count first
     (np.array([[1]], bool), [0, 1]),
+    (np.array([[0, 0], [0, 1]], bool), [3, 1]),  # ends with a defect pixel: no background run after it
 ])
 def test_rle_edge_cases(mask, counts):
     rle = encode_rle(mask)
-    assert rle["counts"] == counts
+    assert rle["counts"] == counts and all(type(count) is int for count in rle["counts"])  # whole numbers, as COCO says (were 3.0)
     np.testing.assert_array_equal(decode_rle(rle), mask)
 
 

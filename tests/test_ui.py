@@ -842,7 +842,7 @@ def test_an_image_held_before_shows_under_the_name_it_is_uploaded_by_now(ctx, mo
     renamed = tmp_path / "line7_part42.png"
     renamed.write_bytes(parts[1][0].read_bytes())
     again = inspection.inspect_images(ctx, None, [str(renamed)], model, 0.1, 0.5, first["held"])
-    assert [item["name"] for item in again["held"]] == ["line7_part42.png"] and "**line7_part42.png**" in again["summary"]
+    assert [item["name"] for item in again["held"]] == ["line7_part42.png"] and r"**line7\_part42.png**" in again["summary"]  # as it is, not Markdown
 
 
 def test_a_portrait_image_gets_its_region_boxes_as_a_landscape_one(ctx, model, parts, tmp_path):
@@ -1702,4 +1702,17 @@ def test_a_fine_tunes_status_names_the_files_it_skipped(ctx, model, detector, ca
     files = [str(p) for p in sorted((category / "train" / "good").iterdir())] + [str(broken)]
     stream = list(fine_tune.fine_tune(ctx, files, None, False, "", True, 0, 1, model, "browser-1", progress=lambda *a, **k: None))
     status = stream[-1]["status"]
-    assert status.startswith("Trained") and "broken_part.png" in status.split("\n\n", 1)[1]
+    assert status.startswith("Trained") and r"broken\_part.png" in status.split("\n\n", 1)[1]  # as it is, not Markdown
+
+
+@pytest.mark.parametrize("name", ["__cam1__ 0042.jpg", "star [x](y).jpg", "a*b*_c_ `d` <e> #1 |~! \\f.png"])
+def test_a_file_name_shows_as_it_is_in_markdown_and_a_message_in_a_toast(name):
+    """`__cam1__ 0042.jpg` showed bold without its underscores, and a warning lost `<defect>/<name>_mask.png` as tags."""
+    import html
+
+    from markdown_it import MarkdownIt
+
+    from ui.wiring import as_markdown, as_toast
+
+    assert MarkdownIt().renderInline(as_markdown(name)) == html.escape(name, quote=False)
+    assert "<" not in as_toast(f"{name} <defect>") and html.unescape(as_toast(f"{name} <defect>")) == f"{name} <defect>"

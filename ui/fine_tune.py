@@ -33,7 +33,7 @@ from rbd.train import MIN_IMAGES, BackgroundTraining, memory_cut_short, model_pi
 from rbd.uploads import as_uploaded, gather_images, picked_names
 
 from . import evaluation, model_bar
-from .wiring import forget_picked, gpu, on, paths, stored_name, told_again, with_picked
+from .wiring import as_markdown, forget_picked, gpu, on, paths, stored_name, told_again, with_picked
 
 ON_SPACES = os.environ.get("SYSTEM") == "spaces"
 # bench.curve on the five development sets, 2-core CPU (BENCHMARKS.md, "Time to quality")
@@ -183,7 +183,7 @@ def trained_text(key: str, detector: rbd.Detector, notes: list[str]) -> str:
     if copies:
         lines.append(f"_{copies} of the images {'was an exact copy' if copies == 1 else 'were exact copies'} of others: each was "
                      "trained on once._")
-    return "\n\n".join(lines + [f"_{note}_" for note in notes])
+    return "\n\n".join(lines + [f"_{as_markdown(note)}_" for note in notes])
 
 
 def _records(ctx, browser) -> str | None:

@@ -27,7 +27,7 @@ from rbd.uploads import gather_images, is_renumbered
 from rbd.visualize import colour_scale, fold, overlay, shown_size, subsample, subsample_step
 
 from . import model_bar
-from .wiring import REJUDGE_MODE, endpoint, gpu, on, paths, told_again
+from .wiring import REJUDGE_MODE, as_markdown, endpoint, gpu, on, paths, told_again
 
 MAX_IMAGES = 20  # per browser; the Review tab takes any number
 KEPT_S = 3600  # a browser's images are freed this long after its last request
@@ -234,7 +234,7 @@ def _detail(ctx, item: dict, p: Prediction, calibration, opacity: float) -> dict
     table = pd.DataFrame([{"region": i + 1, "area px": r.area, "max score": float(f"{r.max_score:.3g}"), "box (x0, y0, x1, y1)": str(r.box)}
                           for i, r in enumerate(in_file)], columns=REGION_COLUMNS)
     lines = [f"### {p.verdict.upper()}",
-             f"**{item['name']}** · anomaly score **{p.score:.4f}** · normalised **{p.normalized_score:.3f}** "
+             f"**{as_markdown(item['name'])}** · anomaly score **{p.score:.4f}** · normalised **{p.normalized_score:.3f}** "
              f"(0.5 = raw threshold {p.threshold:.4f}) · {len(regions)} region(s)"]
     if p.out_of_domain:
         lines.insert(1, out_of_domain_note(p.familiarity))
@@ -242,7 +242,7 @@ def _detail(ctx, item: dict, p: Prediction, calibration, opacity: float) -> dict
         lines.append("_Some pixels reach the threshold (the warm spots), but the image's score, taken over its hottest pixels, "
                      "stays below it: judged good, so no mask._")
     if item["notice"]:
-        lines.append(f"_This upload: {item['notice']}_")  # its notes name their files, which may be other images
+        lines.append(f"_This upload: {as_markdown(item['notice'])}_")  # its notes name their files, which may be other images
     defect = [(folded.astype(np.float32), "defect")] if folded.any() else []  # no "defect" legend on a good image
     return {"summary": "\n\n".join(lines), **_pictures(ctx, item, p.anomaly_map, calibration, p.threshold, opacity),
             "annotated": (fold(item["image"]), [*defect, *boxes]), "regions": table}

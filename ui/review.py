@@ -30,7 +30,7 @@ from rbd.visualize import fold, shown_size
 
 from . import model_bar
 from .inspection import INFERENCE_LIMIT, out_of_domain_note
-from .wiring import REJUDGE_MODE, endpoint, forget_picked, gpu, on, paths, stored_name, with_picked
+from .wiring import REJUDGE_MODE, as_markdown, endpoint, forget_picked, gpu, on, paths, stored_name, with_picked
 
 MASK_ALPHA = 120  # the editor paints the mask see-through, so the defect under it stays visible; any alpha counts as mask
 PAGE = 24  # thumbnails in the gallery at once
@@ -130,7 +130,7 @@ def view(ctx, cursor, review_id: str, model: dict, rate: float, show: str, item_
     page = [int(i) for i in order[start:start + PAGE]]
     item = session.item(int(order[position]))
     decision = session.decision(item.id)
-    text = (f"**{position + 1} / {len(order)}** · **{item.file_name}** · score **{item.score:.4f}** · model says "
+    text = (f"**{position + 1} / {len(order)}** · **{as_markdown(item.file_name)}** · score **{item.score:.4f}** · model says "
             f"**{verdict_at(item.score, threshold)}** · decision: **{decision.decision if decision else 'not reviewed'}**{_label(session, item.id)}"
             f"{_painted(session, item.id) if decision and decision.decision == 'correct' else ''}"
             f"{' (where is not known: press **e** to paint it, or the export gives it no mask)' if rules.place_unknown(session, item.id) else ''}"

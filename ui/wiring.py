@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import html
 import inspect
 import logging
 import re
@@ -42,6 +43,20 @@ SERVER_PATH = re.compile(r"(?<![\w.:/~])/(?:[^\s/'\"():,;]+/)+([^\s/'\"():,;]*)"
 REJUDGE_MODE = "always_last"
 
 
+MARKDOWN_SIGNS = re.compile(r"([\\`*_\[\]()<>#|~!])")
+
+
+def as_markdown(text: str) -> str:
+    """`text` (a file name, a notice naming files) shown as it is inside Markdown: `__cam1__ 0042.jpg` came out bold
+    without its underscores, and `star [x](y).jpg` as a link."""
+    return MARKDOWN_SIGNS.sub(r"\\\1", text)
+
+
+def as_toast(message: str) -> str:
+    """A message as a toast shows it: toasts read HTML, where `ground_truth/<defect>/<name>_mask.png` lost its tail as tags."""
+    return html.escape(message, quote=False)
+
+
 def told_again(ctx, notes: list[str]) -> list[str]:
     """Notices a handler collected itself (`rbd.notices.collect`), named as uploaded and told again as toasts; returned,
     to be kept beside the results they concern, as a toast fades."""
@@ -68,17 +83,17 @@ def user_errors(fn: Callable, upload_folders: Iterable = ()) -> Callable:
                 yield
             except rbd.RBDError as err:
                 # shown until closed: the output it stands for shows only an "Error" badge once a toast has faded
-                raise gr.Error(as_uploaded(str(err), folders), duration=None, print_exception=False) from err
+                raise gr.Error(as_toast(as_uploaded(str(err), folders)), duration=None, print_exception=False) from err
             except gr.Error:
                 raise
             except Exception as err:  # a bug, or what no check foresaw: said, where Gradio showed nothing at all
                 logging.getLogger("rbd").exception("unexpected error")
                 said = SERVER_PATH.sub(lambda found: found[1] or "…", as_uploaded(f"{type(err).__name__}: {err}", folders))
-                raise gr.Error(f"An unexpected error stopped this ({said[:300]}); the server's log has the details",
+                raise gr.Error(as_toast(f"An unexpected error stopped this ({said[:300]}); the server's log has the details"),
                                duration=None, print_exception=False) from err
             finally:
                 for note in notes:
-                    gr.Warning(as_uploaded(note, folders))
+                    gr.Warning(as_toast(as_uploaded(note, folders)))
 
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
