@@ -73,7 +73,7 @@ def find_images(folder: str | Path) -> list[Path]:
                 (found if path.is_file() else broken).append(path)
     if broken:  # a link whose target moved: said, or a set would shrink without a word
         names = [path.relative_to(folder).as_posix() for path in sorted(broken)]
-        notify(f"{folder}: skipped {len(names)} image name(s) that lead to no file (a broken link?): {some(names)}")
+        notify(f"{folder}: skipped {len(names)} image name(s) that lead to no regular file (a broken link, a pipe?): {some(names)}")
     return sorted(found)
 
 
@@ -89,6 +89,8 @@ def read_image(path: str | Path, max_side: int | None = None, size: tuple[int, i
 
 
 def _decoded(path: str | Path, max_side: int | None, size: tuple[int, int] | None) -> np.ndarray:
+    if os.fspath(path) and os.path.exists(path) and not os.path.isdir(path) and not os.path.isfile(path):
+        raise ImageReadError(f"{path}: not a regular file (a pipe or a device), which reading could wait on for ever")
     try:
         with Image.open(path) as image:
             if _is_deep_colour(image) or _is_turned_tiff(image):

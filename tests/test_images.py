@@ -1,6 +1,7 @@
 """Tests for rbd.images: every kind of input becomes a float32 (H, W, 3) array in [0, 1]."""
 
 import io
+import os
 
 import numpy as np
 import pytest
@@ -525,8 +526,15 @@ def test_find_images_names_a_broken_link_it_skips(tmp_path):
     Image.new("RGB", (4, 4)).save(tmp_path / "x.png")
     (tmp_path / "gone.jpg").symlink_to(tmp_path / "moved" / "gone.jpg")
     (tmp_path / "notes.txt").symlink_to(tmp_path / "moved" / "notes.txt")  # not an image name: nothing to say
-    with pytest.warns(UserWarning, match=r"skipped 1 image name\(s\) that lead to no file \(a broken link\?\): gone.jpg$"):
+    with pytest.warns(UserWarning, match=r"skipped 1 image name\(s\) that lead to no regular file \(a broken link, a pipe\?\): gone.jpg$"):
         assert find_images(tmp_path) == [tmp_path / "x.png"]
+
+
+def test_a_pipe_named_as_an_image_is_refused_not_waited_on(tmp_path):
+    """`mkfifo p.png; rbd predict ckpt p.png`: reading waited for a writer for ever."""
+    os.mkfifo(tmp_path / "p.png")
+    with pytest.raises(ImageReadError, match="p.png: not a regular file \\(a pipe or a device\\)"):
+        read_image(tmp_path / "p.png")
 
 
 def test_find_images_in_hidden_parent_folder_still_works(tmp_path):
