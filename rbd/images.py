@@ -89,7 +89,7 @@ def read_image(path: str | Path, max_side: int | None = None, size: tuple[int, i
 
 
 def _decoded(path: str | Path, max_side: int | None, size: tuple[int, int] | None) -> np.ndarray:
-    if os.fspath(path) and os.path.exists(path) and not os.path.isdir(path) and not os.path.isfile(path):
+    if isinstance(path, (str, os.PathLike)) and os.path.exists(path) and not os.path.isdir(path) and not os.path.isfile(path):
         raise ImageReadError(f"{path}: not a regular file (a pipe or a device), which reading could wait on for ever")
     try:
         with Image.open(path) as image:
