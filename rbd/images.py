@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 from pathlib import Path, PurePath
 from typing import Iterable, Iterator, Union
 
@@ -89,7 +90,7 @@ def read_image(path: str | Path, max_side: int | None = None, size: tuple[int, i
 
 
 def _decoded(path: str | Path, max_side: int | None, size: tuple[int, int] | None) -> np.ndarray:
-    if isinstance(path, (str, os.PathLike)) and os.path.exists(path) and not os.path.isdir(path) and not os.path.isfile(path):
+    if is_path(path) and _is_special_file(path):
         raise ImageReadError(f"{path}: not a regular file (a pipe or a device), which reading could wait on for ever")
     try:
         with Image.open(path) as image:
@@ -123,6 +124,15 @@ def _decoded(path: str | Path, max_side: int | None, size: tuple[int, int] | Non
         raise ImageReadError(f"{path}: corrupt or truncated image ({err})") from err
     except MemoryError as err:  # a file within every limit that still asks for more than this machine has
         raise _too_large(path, "more memory than this machine has") from err
+
+
+def _is_special_file(path: str | Path) -> bool:
+    """Whether `path` is something other than a file or a folder (a pipe, a device), from one stat."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):  # missing or unnamable: `Image.open` says which
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
 def _not_a_file(path: str | Path, err: OSError) -> ImageReadError:
