@@ -69,7 +69,7 @@ def is_out_of_domain(familiarity: float | None) -> bool:
     return familiarity is not None and familiarity < FAMILIAR_MIN
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # compared and hashed as objects: a field-wise == on the map raised (numpy's "ambiguous")
 class Prediction:
     score: float
     normalized_score: float  # 0.5 at the threshold

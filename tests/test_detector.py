@@ -236,6 +236,15 @@ def test_a_defective_image_always_has_a_mask():
     assert Prediction(score=0.6, normalized_score=0.6, threshold=0.5, anomaly_map=amap).mask.sum() == 1
 
 
+def test_predictions_compare_and_hash_as_objects():
+    """A Prediction holds its map as an array: a field-wise == asked numpy for the truth of an array and raised, and
+    hash() raised on the array. Two predictions are the same only when they are one object; both go into a set."""
+    amap = np.zeros((4, 4), np.float32)
+    first, second = (Prediction(score=0.9, normalized_score=0.9, threshold=0.5, anomaly_map=amap) for _ in range(2))
+    assert first == first and first != second
+    assert len({first, second, first}) == 2 and {first: "a"}[first] == "a"
+
+
 def test_unreadable_inputs_are_clear_errors(detector, tmp_path):
     (tmp_path / "notes.png").write_text("not an image")
     with pytest.raises(rbd.ImageReadError, match="notes.png"):
