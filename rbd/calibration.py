@@ -147,7 +147,7 @@ def threshold_rule(normal: np.ndarray, false_alarm_rate: float) -> float:
     quantile under the highest one); and never on a score itself, whose ties `is_defective` would flag."""
     threshold = float(np.quantile(normal, 1.0 - false_alarm_rate))
     spread = float(normal.std(ddof=1)) if normal.size > 1 else 0.0
-    if false_alarm_rate > 0 and spread > 0:
+    if spread > 0:
         threshold = max(threshold, float(normal.mean()) + NormalDist().inv_cdf(1.0 - false_alarm_rate) * spread)
     if false_alarm_rate * normal.size < 1:
         threshold = max(threshold, float(normal.max()))
@@ -164,10 +164,9 @@ def threshold_interval(normal: np.ndarray, false_alarm_rate: float, resamples: i
     thresholds = [threshold_rule(rng.choice(normal, normal.size), false_alarm_rate) for _ in range(resamples)]
     low, high = np.quantile(thresholds, [0.025, 0.975])
     threshold = threshold_rule(normal, false_alarm_rate)
-    if false_alarm_rate > 0:
-        z, n = NormalDist().inv_cdf(1.0 - false_alarm_rate), normal.size
-        half = 1.96 * float(normal.std(ddof=1)) * np.sqrt(1 / n + z * z / (2 * (n - 1)))
-        low, high = min(low, threshold - half), max(high, threshold + half)
+    z, n = NormalDist().inv_cdf(1.0 - false_alarm_rate), normal.size
+    half = 1.96 * float(normal.std(ddof=1)) * np.sqrt(1 / n + z * z / (2 * (n - 1)))
+    low, high = min(low, threshold - half), max(high, threshold + half)
     return float(low), float(high)
 
 
@@ -197,9 +196,16 @@ def checked_scores(normal_scores) -> np.ndarray:
     return normal
 
 
+RATE_ABOVE_0 = ("no threshold promises that no good part is ever flagged (the normal fit's tail reaches every score; "
+                "0 gave the highest calibration score, below the threshold of 0.001): ask for a small rate such as 0.001")
+
+
 def checked_rate(false_alarm_rate: float) -> float:
-    if not 0.0 <= false_alarm_rate < 1.0:
-        raise InvalidInputError(f"false_alarm_rate must be in [0, 1), got {false_alarm_rate}")
+    """A false-alarm rate to calibrate for: above 0 (RATE_ABOVE_0) and below 1. A checkpoint saved with a rate of 0
+    before it was refused still loads and judges at its stored threshold (`thresholds.threshold_at`)."""
+    if not 0.0 < false_alarm_rate < 1.0:
+        raise InvalidInputError(f"false_alarm_rate must be above 0 and below 1, got {false_alarm_rate}"
+                                + (f": {RATE_ABOVE_0}" if false_alarm_rate == 0 else ""))
     return false_alarm_rate
 
 

@@ -52,7 +52,7 @@ def describe(calibration: Calibration, rate: float | None = None) -> str:
         expected = "under 0.01" if past < RATE_RANGE[0] else f"{100 * past:.4g}"
         rated = f", set by hand, for {expected}% expected false alarms (past the control's {100 * rate:.4g}%; "
     text = f"raw threshold {threshold:.4f}{rated}{n} normal images calibrate it"
-    if n and rate * n < 1 and past is None:  # calibration.threshold_rule: at least just above the highest of their scores (0%: just there)
+    if n and rate * n < 1 and past is None:  # calibration.threshold_rule: at least just above the highest of their scores
         text += f"; {100 * rate:.4g}% is rarer than 1 in {n}, which they cannot tell apart: it lies above all their scores"
     if calibration.interval is not None and threshold == calibration.threshold:
         text += f"; 95% interval {calibration.interval[0]:.4f}-{calibration.interval[1]:.4f}"

@@ -105,7 +105,9 @@ class TrainConfig:
             "weight_decay must be from 0 to below 1": 0 <= self.weight_decay < 1,  # NaN or less than 0: torch's error, late
             "holdout_fraction must be in (0, 1)": 0 < self.holdout_fraction < 1,
             "max_holdout must be at least 1": self.max_holdout >= 1,
-            "false_alarm_rate must be in [0, 1)": 0 <= self.false_alarm_rate < 1,
+            # 0 gave the highest calibration score, below the threshold of 0.001 (calibration.RATE_ABOVE_0)
+            "false_alarm_rate must be above 0 (no threshold promises no false alarm: ask for 0.001) and below 1":
+                0 < self.false_alarm_rate < 1,
             "defect_probability must be in [0, 1]": 0 <= self.defect_probability <= 1,
             "feature_dropout must be in [0, 1)": 0 <= self.feature_dropout < 1,
             "seed must be a whole number from 0 to 2**63 - 1": (isinstance(self.seed, numbers.Integral) and not isinstance(self.seed, bool)

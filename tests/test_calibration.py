@@ -8,18 +8,19 @@ import pytest
 from rbd.calibration import Calibration, calibrate, is_defective
 from rbd.detector import defect_mask, verdict
 from rbd.errors import InvalidInputError
+from rbd.train import TrainConfig
 from rbd.thresholds import RATE_RANGE, RATE_STEP, describe, set_by_hand, threshold_at
 
 SCORES = np.random.default_rng(0).normal(1.0, 0.2, 200)
 
 
-@pytest.mark.parametrize("far", [0.0, 0.01, 0.05, 0.2, 0.5])
+@pytest.mark.parametrize("far", [0.001, 0.01, 0.05, 0.2, 0.5])
 def test_threshold_is_the_larger_of_the_empirical_and_the_normal_quantile(far):
     from scipy.stats import norm
 
     calibration = calibrate(SCORES, false_alarm_rate=far)
     empirical = np.quantile(SCORES, 1 - far)
-    fitted = norm.ppf(1 - far, loc=SCORES.mean(), scale=SCORES.std(ddof=1)) if far > 0 else -np.inf
+    fitted = norm.ppf(1 - far, loc=SCORES.mean(), scale=SCORES.std(ddof=1))
     assert calibration.threshold == pytest.approx(max(empirical, fitted))
     assert calibration.false_alarm_rate == far
     # at most `far` of the normal scores lie above the threshold
@@ -40,8 +41,19 @@ def test_a_heavy_tail_keeps_the_empirical_quantile():
     assert calibrate(scores, false_alarm_rate=0.05).threshold == pytest.approx(10.0)
 
 
-def test_threshold_zero_far_is_maximum():
-    assert calibrate([0.3, 0.9, 0.1], false_alarm_rate=0.0).threshold == pytest.approx(0.9)
+def test_a_lower_rate_never_gives_a_lower_threshold_and_a_rate_of_0_is_refused():
+    """A rate of 0 gave the highest calibration score, below the threshold of 0.001 (the normal fit's tail, which no
+    finite threshold leaves behind, was skipped there): it flagged more good parts than the rates above it promised."""
+    scores = np.random.default_rng(0).normal(5, 1, 35)
+    rates = [0.3, 0.1, 0.01, 0.001, 1e-6]
+    thresholds = [calibrate(scores, false_alarm_rate=rate).threshold for rate in rates]
+    assert thresholds == sorted(thresholds) and thresholds[-1] > scores.max()
+    assert [calibrate(scores).threshold_for(rate) for rate in rates] == thresholds
+    for refuse in (lambda: calibrate(scores, false_alarm_rate=0.0), lambda: calibrate(scores).threshold_for(0.0)):
+        with pytest.raises(InvalidInputError, match=r"must be above 0 and below 1, got 0.0: no threshold promises"):
+            refuse()
+    with pytest.raises(InvalidInputError, match=r"false_alarm_rate must be above 0 \(no threshold promises no false alarm"):
+        TrainConfig(false_alarm_rate=0)
 
 
 def test_scale_is_sample_std():
@@ -103,10 +115,10 @@ def test_moving_the_threshold_moves_the_midpoint():
 
 
 def test_synthetic_catch_rate_hand_count():
-    calibration = calibrate([1.0, 2.0, 3.0, 4.0, 5.0], synthetic_scores=[0.5, 5.0, 6.0, 4.9, 7.0], false_alarm_rate=0.0)
-    assert calibration.threshold == np.nextafter(5.0, np.inf)  # rate 0: just above the highest normal score, flagging none
-    assert calibration.synthetic_catch_rate == pytest.approx(2 / 5)  # 6.0, 7.0; 5.0 is as normal as the highest normal image
-    assert calibration.caught(5.0) == pytest.approx(3 / 5)  # a score equal to the threshold counts
+    calibration = calibrate([1.0, 2.0, 3.0, 4.0, 5.0], synthetic_scores=[0.5, 5.0, 6.0, 4.9, 7.0], false_alarm_rate=0.01)
+    assert calibration.threshold == pytest.approx(3.0 + 2.3263479 * np.std([1, 2, 3, 4, 5], ddof=1))  # 6.678: the fitted tail
+    assert calibration.synthetic_catch_rate == pytest.approx(1 / 5)  # 7.0
+    assert calibration.caught(5.0) == pytest.approx(3 / 5)  # 5.0, 6.0, 7.0: a score equal to the threshold counts
 
 
 def test_catch_rate_is_none_without_synthetic_scores():
@@ -116,11 +128,13 @@ def test_catch_rate_is_none_without_synthetic_scores():
 
 
 def test_describe_states_threshold_rate_and_catch_rate():
-    calibration = calibrate([1.0, 2.0, 3.0, 4.0, 5.0], synthetic_scores=[0.5, 5.0, 6.0, 4.9, 7.0], false_alarm_rate=0.0)
-    assert describe(calibration, 0.0) == ("raw threshold 5.0000 for 0% expected false alarms (5 normal images calibrate it; "
-                                          "0% is rarer than 1 in 5, which they cannot tell apart: it lies above all their scores; "
-                                          "95% interval 3.0000-5.0000) · catches 40% of synthetic defects"
-                                          " · ⚠️ the threshold rests on only 5 normal images: it is a rough guess")
+    calibration = calibrate([1.0, 2.0, 3.0, 4.0, 5.0], synthetic_scores=[0.5, 5.0, 6.0, 4.9, 7.0], false_alarm_rate=0.01)
+    # the interval's top: the normal fit's, 6.6783 + 1.96 * std * sqrt(1/5 + z^2 / 8); its bottom the bootstrap's
+    text = ("raw threshold 6.6783 for 1% expected false alarms (5 normal images calibrate it; "
+            "1% is rarer than 1 in 5, which they cannot tell apart: it lies above all their scores; "
+            "95% interval 3.6450-9.5796) · catches 20% of synthetic defects"
+            " · ⚠️ the threshold rests on only 5 normal images: it is a rough guess")
+    assert describe(calibration, 0.01) == text and describe(calibration) == text
     assert calibration.caught(4.9) == pytest.approx(4 / 5)  # at a moved threshold, counted there: 4.9, 5.0, 6.0, 7.0
 
 
@@ -129,8 +143,6 @@ def test_describe_says_when_a_rate_is_rarer_than_the_images_can_show():
     calibration = calibrate(np.linspace(1.0, 2.0, 20), false_alarm_rate=0.05)
     assert "rarer" not in describe(calibration, 0.05)  # 1 in 20: the images show it
     assert "; 1% is rarer than 1 in 20, which they cannot tell apart: it lies above all their scores" in describe(calibration, 0.01)
-    # 0 %: just above the highest of them, where a normal image in 21 still lies above (a fit would put it at infinity)
-    assert "; 0% is rarer than 1 in 20, which they cannot tell apart: it lies above all their scores" in describe(calibration, 0.0)
     assert "rarer" not in describe(Calibration(threshold=0.5, scale=0.1, false_alarm_rate=0.01))  # made by hand: no scores to tell
 
 def test_a_threshold_never_flags_the_calibration_scores_a_rate_below_one_in_n_cannot_resolve():

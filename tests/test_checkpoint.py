@@ -17,6 +17,7 @@ import rbd
 from rbd import checkpoint as checkpoint_module
 from rbd.calibration import calibrate
 from rbd.checkpoint import writable_target
+from rbd.thresholds import describe, threshold_at
 
 
 @pytest.fixture(scope="module")
@@ -173,11 +174,14 @@ def test_a_threshold_set_by_hand_is_saved_as_a_number_and_only_when_finite(detec
     assert (tmp_path / "a" / "config.json").read_text() == before  # the good checkpoint there is kept
 
 
-def test_what_save_writes_load_reads_a_rate_of_0_too(detector, tmp_path):
-    """TrainConfig and calibrate accept a false-alarm rate of 0: a checkpoint of one saved, and then failed to load."""
-    strict = calibrate(detector.calibration.normal_scores, detector.calibration.synthetic_scores, false_alarm_rate=0.0)
+def test_a_checkpoint_calibrated_for_a_rate_of_0_still_loads_and_judges_at_its_threshold(detector, tmp_path):
+    """TrainConfig and calibrate accepted a false-alarm rate of 0 (now refused: test_calibration), which set the threshold
+    just above the highest normal score. A checkpoint made so loads and keeps that threshold."""
+    highest = float(np.nextafter(max(detector.calibration.normal_scores), np.inf))
+    strict = dataclasses.replace(detector.calibration, false_alarm_rate=0.0, threshold=highest)
     loaded = rbd.load(rbd.save(rbd.Detector(detector.model, strict, detector.training, detector.metrics), tmp_path / "m"))
-    assert loaded.calibration.false_alarm_rate == 0.0 and loaded.threshold == strict.threshold
+    assert loaded.calibration.false_alarm_rate == 0.0 and loaded.threshold == highest
+    assert threshold_at(loaded.calibration, 0.0) == highest and describe(loaded.calibration).startswith(f"raw threshold {highest:.4f} for 0% ")
 
 
 def test_saving_with_the_working_folder_deleted_still_saves_elsewhere(detector, tmp_path, monkeypatch):
