@@ -367,6 +367,14 @@ def _counter(bar: tqdm) -> Callable[[int, int], None]:
     return progress
 
 
+def _named(text: str) -> str:
+    """An input path argument: an empty one (an unset shell variable) named the current folder, which was then trained
+    on or scored whole."""
+    if not text:
+        raise argparse.ArgumentTypeError("is empty (an unset shell variable?): name a path, . for the current folder")
+    return text
+
+
 def _positive_int(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
@@ -407,10 +415,10 @@ def parser() -> argparse.ArgumentParser:
     scoring = _OneLineParser(add_help=False)
     scoring.add_argument("--device", default="auto", type=_device_name,
                          help="where to score: auto, cpu, cuda or cuda:N (one GPU of several); auto picks a CUDA GPU when there is "
-                              "one (default: %(default)s; with --engine ray every actor takes a GPU where the cluster has them)")
+                              "one (default: %(default)s)")
 
     p = commands.add_parser("train", parents=[quiet], help="train on normal images, write a checkpoint folder")
-    p.add_argument("data", help="MVTec-layout category (uses train/good) or any folder of normal images, searched recursively")
+    p.add_argument("data", type=_named, help="MVTec-layout category (uses train/good) or any folder of normal images, searched recursively")
     p.add_argument("--out", required=True, help="checkpoint folder to write (new, empty, or an rbd checkpoint to replace)")
     p.add_argument("--backbone", default=_default(ModelConfig, "backbone"), choices=list(BACKBONES), metavar="NAME",
                    help=f"frozen ImageNet teacher: %(choices)s (default: %(default)s; {', '.join(offline_backbones())} work "
@@ -430,7 +438,7 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_train)
 
     p = commands.add_parser("evaluate", parents=[quiet, revision, scoring], help="metrics on an MVTec-layout category")
-    p.add_argument("data", help="MVTec-layout category: test/good, test/<defect>, optional ground_truth/<defect> masks")
+    p.add_argument("data", type=_named, help="MVTec-layout category: test/good, test/<defect>, optional ground_truth/<defect> masks")
     p.add_argument("--checkpoint", required=True, help="checkpoint folder, a zip of one, ONNX export (.onnx) or Hub repo id (owner/name)")
     p.add_argument("--json", default=None, help="also write the metrics to this JSON file (default: none)")
     p.add_argument("--misranked", default=None, metavar="DIR",
@@ -440,27 +448,27 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_evaluate)
 
     p = commands.add_parser("predict", parents=[quiet, revision, scoring], help="score images, write overlays, masks and results.csv")
-    p.add_argument("checkpoint", help="checkpoint folder, a zip of one, ONNX export (.onnx) or Hub repo id (owner/name)")
-    p.add_argument("images", nargs="+", help="image files or folders (searched recursively); with --engine ray also "
+    p.add_argument("checkpoint", type=_named, help="checkpoint folder, a zip of one, ONNX export (.onnx) or Hub repo id (owner/name)")
+    p.add_argument("images", nargs="+", type=_named, help="image files or folders (searched recursively); with --engine ray also "
                                              "URIs pyarrow reaches (s3://, gs://, hdfs://, file://)")
     p.add_argument("--out", required=True, help="folder for the overlays, masks and results.csv")
     p.add_argument("--batch-size", type=_positive_int, default=_default(predict_files, "batch_size"),
                    help="images decoded and scored together; memory holds one batch (default: %(default)s)")
     p.add_argument("--engine", default="local", choices=["local", "ray"],
                    help="local: this process; ray: Ray Data with a pool of actors, one detector (and GPU, where the "
-                        "cluster has them) each, also writing results.parquet (default: %(default)s)")
+                        "cluster has them) each, also writing results.parquet; --device then stays auto (default: %(default)s)")
     p.add_argument("--address", default=None,
                    help="with --engine ray, the Ray cluster to join (default: none, start a local Ray instance)")
     p.set_defaults(run=_predict)
 
     p = commands.add_parser("export", parents=[quiet, revision], help="write a checkpoint as one ONNX file for deployment")
-    p.add_argument("checkpoint", help="checkpoint folder, a zip of one or Hub repo id (owner/name)")
+    p.add_argument("checkpoint", type=_named, help="checkpoint folder, a zip of one or Hub repo id (owner/name)")
     p.add_argument("--format", default="onnx", choices=["onnx"], help="file format: %(choices)s (default: %(default)s)")
     p.add_argument("--out", required=True, help="file to write, ending in .onnx")
     p.set_defaults(run=_export)
 
     p = commands.add_parser("info", parents=[revision], help="print a checkpoint's config and calibration as JSON, as stored (no model is built)")
-    p.add_argument("checkpoint", help="checkpoint folder, a zip of one, ONNX export (.onnx) or Hub repo id (owner/name)")
+    p.add_argument("checkpoint", type=_named, help="checkpoint folder, a zip of one, ONNX export (.onnx) or Hub repo id (owner/name)")
     p.set_defaults(run=_info)
     return root
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DatasetLayoutError
+from .errors import DatasetLayoutError, NoImagesError
 from .images import alpha_channel, find_images, folder_images, picture_mark, read_image
 from .notices import collect, notify, some
 
@@ -26,14 +26,23 @@ NOT_NORMAL = ("test", "ground_truth")  # an MVTec category's folders of test ima
 
 
 def training_folder(data: str | Path) -> Path:
-    """`DATA/train/good` for an MVTec category, otherwise DATA itself (searched recursively). A folder with
-    `test/` or `ground_truth/` but no `train/good` is refused: searched whole, it would train on its defects."""
+    """`DATA/train/good` for an MVTec category, otherwise DATA itself (searched recursively). Refused, since searched
+    whole it would train on defects: a folder with `test/` or `ground_truth/` but no `train/good`, and a category's
+    `test/` or `ground_truth/` folder (or one inside them) named itself."""
     data = Path(data)
+    if not data.is_dir():  # before anything is said of training on it
+        raise NoImagesError(f"{data} is not a folder")
     mvtec = data / "train" / "good"
     if mvtec.is_dir():
         return mvtec
     if any((data / name).is_dir() for name in NOT_NORMAL):
         raise _no_train_good(data)
+    resolved = data.resolve()
+    inside = next((folder for folder in [resolved, *resolved.parents]
+                   if folder.name in NOT_NORMAL and (folder.parent / "train" / "good").is_dir()), None)
+    if inside is not None:
+        raise DatasetLayoutError(f"{data} holds the {inside.name}/ images of the MVTec category {inside.parent}, defects among "
+                                 f"them: train on {inside.parent} (its train/good/) or on a folder of normal images")
     return data
 
 

@@ -360,6 +360,23 @@ def test_an_empty_output_path_is_refused_not_taken_as_the_current_folder(categor
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("args", [["train", "", "--out", "{t}/m"], ["evaluate", "", "--checkpoint", "{k}"],
+                                  ["predict", "{k}", "", "--out", "{t}/o"], ["predict", "{k}", "{c}/test/good", "", "--out", "{t}/o"],
+                                  ["predict", "", "{c}/test/good", "--out", "{t}/o"], ["export", "", "--out", "{t}/m.onnx"],
+                                  ["info", ""]])
+def test_an_empty_input_path_is_refused_not_taken_as_the_current_folder(category, checkpoint, tmp_path, capsys, monkeypatch, args):
+    """An unset shell variable (`rbd train "$IMAGES"`) trained on the current folder, and predict and evaluate scored it
+    whole, recursively."""
+    monkeypatch.chdir(category / "test" / "good")  # a folder of images that would be worked on
+    monkeypatch.setattr(rbd.cli, "load", lambda *a: pytest.fail("work started"))
+    monkeypatch.setattr(rbd.cli, "train", lambda *a, **k: pytest.fail("work started"))
+    with pytest.raises(SystemExit) as stop:  # a usage mistake, from the parser
+        main([a.format(k=checkpoint, c=category, t=tmp_path) for a in args])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "is empty (an unset shell variable?): name a path, . for the current folder" in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_file_name_not_in_utf8_is_scored_and_named_by_its_bytes(category, checkpoint, tmp_path, capsys, monkeypatch):
     """A Latin-1 name (an old Windows share's `café.jpg`) stopped predict and evaluate --misranked with a traceback."""
     parts = tmp_path / "parts"

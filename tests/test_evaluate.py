@@ -111,6 +111,20 @@ def test_training_folder_prefers_train_good(category, tmp_path):
         training_folder(layout)  # searched whole, it would train on the test defects and masks
 
 
+@pytest.mark.parametrize("inside", ["test", "ground_truth", "test/hole", "ground_truth/hole"])
+def test_a_categorys_test_or_ground_truth_folder_named_itself_is_not_trained_on(category, inside, monkeypatch):
+    """`rbd train .../weld/test` trained on its 72 defects as normal, and `.../ground_truth` on the masks."""
+    with pytest.raises(rbd.DatasetLayoutError, match=rf"holds the {inside.split('/')[0]}/ images of the MVTec category "
+                                                     rf"{category}, defects among them: train on {category} \(its train/good/\)"):
+        training_folder(category / inside)
+    monkeypatch.chdir(category / inside)
+    with pytest.raises(rbd.DatasetLayoutError, match="defects among them"):
+        training_folder(".")  # named relatively too
+    assert training_folder(category / "train" / "good") == category / "train" / "good"  # its normal images, as before
+    with pytest.raises(rbd.NoImagesError, match=r"nothing is not a folder"):
+        training_folder(category / "nothing")  # said before anything is trained
+
+
 def test_an_uploads_mvtec_categories_give_their_train_good_images_only(tmp_path):
     """Fine-tuning on an upload: `training_folder`'s rule for every category in it, wherever it lies."""
     from rbd.datasets import normal_uploads
