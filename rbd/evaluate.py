@@ -104,8 +104,8 @@ def evaluate(detector: Detector, category: str | Path, progress: Callable[[int, 
     """Score every test image; pixel metrics only when every defective image has a usable mask.
 
     Images are read and scored as `predict_files` does (unreadable ones skipped, huge ones
-    downscaled, each with one notice). A missing or unusable mask (unreadable, or not its image's
-    size) costs the pixel metrics, with a notice naming it, and never the image metrics.
+    downscaled, each with one notice). A defective image's missing or unusable mask (unreadable, or not its image's
+    size) costs the pixel metrics, with a notice naming it, and never the image metrics; a good image's mask is not used.
     `threshold` (default: the detector's) sets the verdicts: the rows' and the false-alarm rate
     and recall they add up to; the other metrics do not depend on it.
     """
@@ -124,15 +124,18 @@ def evaluate(detector: Detector, category: str | Path, progress: Callable[[int, 
         notify(f"{len(unmasked)} defective image(s) have no mask ({some(unmasked)}; "
                "a mask is named ground_truth/<defect>/<name>_mask.png): pixel metrics skipped")
         with_masks = False
-    truth, bad_masks = {}, []
+    truth, bad_masks, unused = {}, [], []
     for item in items:
         try:
             truth[item.path] = _read_mask(item.mask_path, item.path) if with_masks and item.mask_path else None
-        except ImageReadError as err:
-            bad_masks.append(str(err))
+        except ImageReadError as err:  # a good image's mask is never used (below): it costs nothing
+            (bad_masks if item.is_anomalous else unused).append(str(err))
+            truth[item.path] = None
     if bad_masks:
         notify(f"{len(bad_masks)} unusable mask(s): pixel metrics skipped ({'; '.join(bad_masks)})")
         with_masks = False
+    if with_masks and unused:
+        notify(f"{len(unused)} good image(s) have an unusable mask, not used: a good image has no defect pixel ({'; '.join(unused)})")
     marked = [item for item in items if not item.is_anomalous and truth.get(item.path) is not None and truth[item.path].any()]
     if with_masks and marked:  # a good image has no defect pixel: such a mask is another image's, or wrong
         notify(f"{len(marked)} good image(s) have a mask that marks defect pixels, not used: a good image has none "

@@ -466,6 +466,20 @@ def test_a_good_images_mask_that_marks_defect_pixels_is_said_and_not_used(detect
     np.testing.assert_array_equal(rbd.evaluation_picture(detector, copy, file), rbd.evaluation_picture(detector, category, file))
 
 
+def test_a_good_images_unusable_mask_is_said_and_costs_nothing(detector, category, tmp_path):
+    """A good image's mask is never used: one of the wrong size, even all black, switched the whole set's pixel metrics off."""
+    reference = rbd.evaluate(detector, category)
+    copy = shutil.copytree(category, tmp_path / "small_mask")
+    good = sorted((copy / "test" / "good").iterdir())
+    (copy / "ground_truth" / "good").mkdir()
+    Image.fromarray(np.zeros((10, 10), np.uint8)).save(copy / "ground_truth" / "good" / f"{good[0].stem}_mask.png")
+    (copy / "ground_truth" / "good" / f"{good[1].stem}_mask.png").write_bytes(b"not a png")
+    with pytest.warns(UserWarning, match=r"2 good image\(s\) have an unusable mask, not used: a good image has no defect pixel "
+                                         r"\(.*mask is 10x10 but its image is"):
+        result = rbd.evaluate(detector, copy)
+    assert reference.pixel_auroc is not None and (result.pixel_auroc, result.aupro) == (reference.pixel_auroc, reference.aupro)
+
+
 def test_an_evaluation_picture_is_of_a_test_image_named_as_a_row_or_by_its_absolute_path(detector, category, monkeypatch):
     row = rbd.evaluate(detector, category).rows[0]
     by_row = rbd.evaluation_picture(detector, category, row["file"])
