@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import sys
 from dataclasses import asdict, dataclass, field
 from statistics import NormalDist
 
@@ -214,10 +215,12 @@ def calibrate(normal_scores, synthetic_scores=(), false_alarm_rate: float = 0.01
     `threshold_rule`, its bootstrap interval, and the normal spread as the unit of normalised scores."""
     normal, false_alarm_rate = checked_scores(normal_scores), checked_rate(false_alarm_rate)
     synthetic_scores = [float(s) for s in synthetic_scores]
-    if any(math.isnan(s) for s in synthetic_scores):  # it counted as caught; an infinite one is a defect caught, kept
+    if any(math.isnan(s) for s in synthetic_scores):  # it counted as caught
         raise ValueError("synthetic-defect scores must be numbers (found NaN)")
+    # an infinite one is a defect caught (or missed), kept as the largest float: a checkpoint's JSON holds no infinity
+    synthetic_scores = [min(max(s, -sys.float_info.max), sys.float_info.max) for s in synthetic_scores]
     threshold = threshold_rule(normal, false_alarm_rate)
     spread = float(normal.std(ddof=1)) if normal.size > 1 else 0.0
     scale = spread if spread > 0 else max(0.05 * abs(threshold), 1e-6)  # never a zero unit, even with one image
     interval = threshold_interval(normal, false_alarm_rate) if normal.size > 1 else None
-    return Calibration(threshold, scale, false_alarm_rate, normal.tolist(), [float(s) for s in synthetic_scores], interval)
+    return Calibration(threshold, scale, false_alarm_rate, normal.tolist(), synthetic_scores, interval)

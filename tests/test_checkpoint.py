@@ -174,6 +174,15 @@ def test_a_threshold_set_by_hand_is_saved_as_a_number_and_only_when_finite(detec
     assert (tmp_path / "a" / "config.json").read_text() == before  # the good checkpoint there is kept
 
 
+def test_an_infinite_synthetic_score_is_kept_caught_in_a_checkpoint_of_strict_json(detector, tmp_path):
+    """A synthetic defect scored infinite (caught) was written as a bare Infinity, which is not JSON."""
+    calibration = calibrate(detector.calibration.normal_scores, [float("inf"), -float("inf"), 0.0])
+    assert calibration.synthetic_catch_rate == pytest.approx(1 / 3)
+    folder = rbd.save(rbd.Detector(detector.model, calibration, detector.training, detector.metrics), tmp_path / "m")
+    json.loads((folder / "config.json").read_text(), parse_constant=lambda name: pytest.fail(f"{name} in config.json"))
+    assert rbd.load(folder).calibration.synthetic_catch_rate == pytest.approx(1 / 3)
+
+
 def test_a_checkpoint_calibrated_for_a_rate_of_0_still_loads_and_judges_at_its_threshold(detector, tmp_path):
     """TrainConfig and calibrate accepted a false-alarm rate of 0 (now refused: test_calibration), which set the threshold
     just above the highest normal score. A checkpoint made so loads and keeps that threshold."""
@@ -275,6 +284,8 @@ def test_metrics_are_saved_as_json_takes_them(detector, tmp_path):
     (lambda d: _edit_calibration(d, normal_scores="123"), "normal_scores must be a list of numbers"),  # read as 1, 2, 3
     (lambda d: _edit(d, threshold="high"), "must be finite numbers"),
     (lambda d: _edit(d, threshold=float("nan")), "must be finite numbers"),
+    (lambda d: _edit(d, threshold="7.5"), r"must be finite numbers \(threshold '7.5'\)"),  # said as the string it is
+    (lambda d: _edit_calibration(d, synthetic_scores=[float("nan")]), "must be finite numbers"),  # counted as caught
     (lambda d: _edit(d, training=[1]), '"training" section must be an object'),
     (lambda d: _edit_calibration(d, scale=-1.0), "a scale above 0"),  # normalised scores upside down: good parts 0.99996
     (lambda d: _edit_calibration(d, scale=0.0), "a scale above 0"),
