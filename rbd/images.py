@@ -58,17 +58,21 @@ def is_image_name(relative: PurePath) -> bool:
 def find_images(folder: str | Path) -> list[Path]:
     """All image files under `folder` (recursively, `is_image_name`), sorted. Linked folders are searched too
     (a lot linked in from a share: `rglob` skipped them without a word), each real folder once, so a link
-    loop ends."""
+    loop ends, and by its own path where it has one under `folder` (by the first link, in name order, where not):
+    which path an image was found by hung on the file system's listing order, and named outputs and masks by it."""
     folder = Path(folder)
     if not folder.is_dir():
         raise NoImagesError(f"{folder} is not a folder")
-    found, broken, seen = [], [], set()
+    unlinked = {_identity(top) for top, _, _ in os.walk(folder)}  # the folders reached without a link
+    found, broken, seen, through_link = [], [], set(), {}
     for top, folders, files in os.walk(folder, followlinks=True):
-        real = os.stat(top)
-        if (real.st_dev, real.st_ino) in seen:
+        identity, linked = _identity(top), through_link.get(top, False)
+        if identity in seen or (linked and identity in unlinked):
             folders.clear()
             continue
-        seen.add((real.st_dev, real.st_ino))
+        seen.add(identity)
+        folders.sort()
+        through_link.update({os.path.join(top, name): linked or os.path.islink(os.path.join(top, name)) for name in folders})
         for path in (Path(top) / name for name in files):
             if is_image_name(path.relative_to(folder)):
                 (found if path.is_file() else broken).append(path)
@@ -76,6 +80,11 @@ def find_images(folder: str | Path) -> list[Path]:
         names = [path.relative_to(folder).as_posix() for path in sorted(broken)]
         notify(f"{folder}: skipped {len(names)} image name(s) that lead to no regular file (a broken link, a pipe?): {some(names)}")
     return sorted(found)
+
+
+def _identity(folder: str) -> tuple[int, int]:
+    real = os.stat(folder)
+    return real.st_dev, real.st_ino
 
 
 def read_image(path: str | Path, max_side: int | None = None, size: tuple[int, int] | None = None) -> np.ndarray:

@@ -521,6 +521,21 @@ def test_find_images_searches_linked_folders_once_each(tmp_path):
     assert len(found) == 4  # the loop back to data is not searched again
 
 
+@pytest.mark.parametrize("link", ["aa/link", "zz/link", "aa", "zz"])
+def test_find_images_finds_a_folder_by_its_own_path_not_by_a_link_to_it(tmp_path, link):
+    """With `aa/link -> real`, `real` was never listed where the file system listed `aa` first: outputs and masks
+    were named by the link's path, or by the real one, as the listing's order fell."""
+    Image.new("RGB", (4, 4)).save((tmp_path / "real").mkdir() or tmp_path / "real" / "a.png")
+    (tmp_path / link).parent.mkdir(exist_ok=True)
+    (tmp_path / link).symlink_to(tmp_path / "real")
+    assert find_images(tmp_path) == [tmp_path / "real" / "a.png"]
+    assert find_images(tmp_path / link.split("/")[0]) == [tmp_path / link / "a.png"]  # reached only by the link: by it
+    (tmp_path / "yy").mkdir()
+    (tmp_path / "yy" / "link").symlink_to(tmp_path / "real")
+    (tmp_path / "yy" / "ab").symlink_to(tmp_path / "real")  # two links and no real path: the first by name
+    assert find_images(tmp_path / "yy") == [tmp_path / "yy" / "ab" / "a.png"]
+
+
 def test_find_images_names_a_broken_link_it_skips(tmp_path):
     """A link whose target moved: a set that shrank without a word would be scored as if whole."""
     Image.new("RGB", (4, 4)).save(tmp_path / "x.png")
