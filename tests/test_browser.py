@@ -490,6 +490,20 @@ def test_review_with_keyboard_shortcuts_and_an_export_coco_can_evaluate(page, pa
     evaluation.summarize()
     assert evaluation.stats[0] == pytest.approx(1.0)
 
+    # the zip offered is the review as it was: a decision after it, or a new review, takes it away
+    blur(page)
+    page.keyboard.press("ArrowRight")
+    expect(text).to_contain_text("3 / 4")
+    page.keyboard.press("r")
+    expect(metrics).to_contain_text("Reviewed 3 of 4")
+    expect(link).to_be_hidden()
+    page.locator("#review-export").click()
+    expect(link).to_be_visible()
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.locator("#review-new").click()
+    expect(text).to_contain_text("No images to review yet")
+    expect(link).to_be_hidden()
+
 
 def test_an_empty_filter_says_so(page):
     text = page.locator("#review-text")

@@ -493,6 +493,11 @@ def wire(ctx, area: Review, bar: model_bar.ModelBar, rejudge) -> None:
     on(scored.then, show, ctx, state, outputs, api_name="review_list", **IN_ORDER)
     # scored images leave the upload boxes, so that pressing Score again does not add them twice
     scored.success(None, [], [area.files, area.folder], js=SCORED, api_visibility="private")
+    # The Export box's zip holds the review as it was when made: a change to it, or another review, takes the zip away
+    # (after Start a new review the closed review's zip was still offered)
+    stale = dict(fn=lambda: None, inputs=None, outputs=area.export_file, queue=False, api_visibility="private")
+    scored.success(**stale)
+    area.review_id.change(**stale)
     scored.then(lambda: [gr.update(interactive=True)] * len(uploads), None, uploads, queue=False, api_visibility="private")
     area.folder.clear(None, [], [], js=FORGET_PICKED, api_visibility="private")
     rescored = on(area.rescore.click, rescore, ctx, [area.review_id, bar.model], {"status": area.status}, api_name="review_rescore",
@@ -506,14 +511,16 @@ def wire(ctx, area: Review, bar: model_bar.ModelBar, rejudge) -> None:
     # every key press counts (the tab's cursor orders them) and its view is drawn in turn
     fast = dict(show_progress="hidden", trigger_mode="multiple", **IN_ORDER)
     for button, decision in ((area.accept, "accept"), (area.reject, "reject")):
-        on(button.click, _bound(decide, decision), ctx, [*state, area.shown], outputs, api_name=f"review_{decision}", **fast)
+        decided = on(button.click, _bound(decide, decision), ctx, [*state, area.shown], outputs, api_name=f"review_{decision}", **fast)
+        decided.success(**stale)
     for button, delta, name in ((area.prev, -1, "review_previous"), (area.next, 1, "review_next")):
         on(button.click, _bound(step, delta), ctx, state, outputs, api_name=name, **fast)
     on(area.gallery.select, select, ctx, state, outputs, api_visibility="private", **fast)
     on(area.edit.click, edit, ctx, [area.review_id, bar.model, bar.rate, area.shown],
        {"editor": area.editor, "save": area.save, "editing": area.editing}, api_name="review_edit", **fast)
-    on(area.save.click, save_mask, ctx, [area.editor, area.review_id, bar.model, bar.rate, area.show, area.editing], outputs,
-       api_name="review_save_mask", **fast)
+    saved = on(area.save.click, save_mask, ctx, [area.editor, area.review_id, bar.model, bar.rate, area.show, area.editing],
+               outputs, api_name="review_save_mask", **fast)
+    saved.success(**stale)
     on(area.export.click, export, ctx, [area.review_id, bar.model, bar.rate], {"export_file": area.export_file},
        api_name="review_export", show_progress_on=[area.export])  # a refusal's badge on the button, not on the file box
     recalibrated_outputs = {"model": bar.model, "rate": bar.rate, "info": bar.info, "warning": area.recalibrate_warning,
