@@ -350,9 +350,11 @@ def edit(ctx, review_id: str, model: dict, rate: float, shown: int | None = None
     layer = np.zeros((*mask.shape, 4), np.uint8)
     layer[mask] = (255, 0, 0, MASK_ALPHA)
     # the canvas takes the picture's size, or the layer is drawn (and saved) off the image
-    folded = " (a long strip, cut into pieces laid one after the other)" if mask.shape != shown_size(item.height, item.width) else ""
+    # One short line: a title of two or three (a long file name, the strip's note) lay over the picture's top, where
+    # nothing could be seen or painted. The image's name is in the review's text above, which any move closes the editor on.
+    folded = " (the long strip in pieces)" if mask.shape != shown_size(item.height, item.width) else ""
     editor = gr.update(value={"background": image, "layers": [layer], "composite": None}, canvas_size=mask.shape[::-1],
-                       visible=True, label=f"Paint the defect on {item.file_name}{folded}")
+                       visible=True, label=f"Paint the defect{folded}")
     return {"editor": editor, "save": gr.update(visible=True), "editing": item.id}
 
 
