@@ -1536,18 +1536,39 @@ def test_inspect_draws_a_large_image_smaller_and_keeps_regions_in_its_pixels(ctx
     held = inspection.inspect_images(ctx, None, [str(bad[0])], model, 0.1, 0.5, None)["held"]
     assert held[0]["image"].shape == (32, 40, 3) and held[0]["map"].shape == (64, 80)  # the picture held as drawn
     small = inspection.redraw(ctx, held, 0, model, 0.1, 0.5)
-    assert small["pair"][1].shape == (32, 40, 3) and small["annotated"][0].shape == (32, 40, 3)
+    k = inspection._enlargement(32, 40)  # a small picture is enlarged for its regions' boxes (the test below)
+    assert small["pair"][1].shape == (32, 40, 3) and small["annotated"][0].shape == (32 * k, 40 * k, 3)
     np.testing.assert_array_equal(small["pair"][1], full["pair"][1][::2, ::2])
     assert np.asarray(Image.open(small["heat"])).shape == (32, 40, 3)  # the overlay's file, as drawn
     assert small["regions"].equals(full["regions"])  # the table in the image's own pixels
-    (mask, _), *boxes = small["annotated"][1]
-    assert mask.shape == (32, 40) and boxes
+    *boxes, (mask, _) = small["annotated"][1]
+    assert mask.shape == (32 * k, 40 * k) and boxes
+    b = inspection.BOX_BORDER
     for (box, _), row in zip(boxes, full["regions"]["box (x0, y0, x1, y1)"]):
-        x0, y0, x1, y1 = ast.literal_eval(row)
-        assert box == (x0 // 2, y0 // 2, -(-x1 // 2), -(-y1 // 2))
+        x0, y0 = (k * (v // 2) for v in ast.literal_eval(row)[:2])
+        x1, y1 = (k * -(-v // 2) for v in ast.literal_eval(row)[2:])
+        assert box == (max(0, x0 - b), max(0, y0 - b), min(40 * k, x1 + b), min(32 * k, y1 + b))
     written = Path(small["mask_file"])  # the download: at the image's own size, not as drawn
     assert written.name == f"{bad[0].stem}_mask.png"
-    np.testing.assert_array_equal(np.asarray(Image.open(written)) > 0, (mask > 0).repeat(2, axis=0).repeat(2, axis=1))
+    np.testing.assert_array_equal(np.asarray(Image.open(written)) > 0, (mask[::k, ::k] > 0).repeat(2, axis=0).repeat(2, axis=1))
+
+
+def test_a_tiny_images_region_box_lies_around_its_mask_not_over_it(ctx, model, tmp_path):
+    """Gradio draws a box's border inside it, 3 pixels wide, and tints the rest: on an 8 x 8 image, or around a region of
+    two pixels, the box hid the mask. The picture is enlarged, each box drawn outside its region, and the mask on top."""
+    from ui import inspection
+
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(tmp_path / "tiny.png")
+    out = inspection.inspect_images(ctx, None, [str(tmp_path / "tiny.png")], model, 30.0, 0.5, None)  # 30 %: flagged
+    picture, layers = out["annotated"]
+    *boxes, (mask, label) = layers  # the mask drawn last, over the boxes' tint
+    assert label == "defect" and boxes and picture.shape[:2] == mask.shape == (256, 256)  # 8 x 8, enlarged 32 times
+    np.testing.assert_array_equal(mask[::32, ::32], mask[16::32, 16::32])  # whole pixels, not smoothed
+    # a region of 2 x 2 pixels: its box's border (3 pixels inside the box) lies around it, not over it
+    x0, y0, x1, y1 = inspection._outset((10, 20, 12, 22), 1, (100, 100))
+    b = inspection.BOX_BORDER
+    assert (x0 + b, y0 + b, x1 - b, y1 - b) == (10, 20, 12, 22)
+    assert inspection._outset((0, 0, 8, 8), 32, (256, 256)) == (0, 0, 256, 256)  # within the picture
 
 
 def test_inspects_mask_download_lies_on_the_file_as_scored_and_follows_the_threshold(ctx, model, parts):

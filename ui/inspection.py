@@ -228,7 +228,10 @@ def _detail(ctx, item: dict, p: Prediction, calibration, opacity: float) -> dict
     regions = p.regions()
     mask = subsample(p.mask, side)
     folded = fold(mask, fill=False)
-    boxes = [(_shrunk(r.box, step), f"region {i + 1}") for i, r in enumerate(regions[:20])] if folded is mask else []
+    k = _enlargement(*folded.shape)
+    picture, shown_mask = _enlarged(fold(item["image"]), k), _enlarged(folded, k)
+    boxes = [(_outset(_shrunk(r.box, step), k, shown_mask.shape), f"region {i + 1}") for i, r in enumerate(regions[:20])] \
+        if folded is mask else []
     in_file = p.regions(item.get("size"))  # the table in the file's pixels, also for a photo scored downscaled
     # max score to 3 digits: the held map is float16 (17.375 is 17.4 to its precision)
     table = pd.DataFrame([{"region": i + 1, "area px": r.area, "max score": float(f"{r.max_score:.3g}"), "box (x0, y0, x1, y1)": str(r.box)}
@@ -243,9 +246,29 @@ def _detail(ctx, item: dict, p: Prediction, calibration, opacity: float) -> dict
                      "stays below it: judged good, so no mask._")
     if item["notice"]:
         lines.append(f"_This upload: {as_markdown(item['notice'])}_")  # its notes name their files, which may be other images
-    defect = [(folded.astype(np.float32), "defect")] if folded.any() else []  # no "defect" legend on a good image
+    defect = [(shown_mask.astype(np.float32), "defect")] if shown_mask.any() else []  # no "defect" legend on a good image
     return {"summary": "\n\n".join(lines), **_pictures(ctx, item, p.anomaly_map, calibration, p.threshold, opacity),
-            "annotated": (fold(item["image"]), [*defect, *boxes]), "regions": table}
+            "annotated": (picture, [*boxes, *defect]), "regions": table}  # the mask drawn over the boxes' tint
+
+
+# Gradio fills a region's box with its colour at half strength and draws a border of BOX_BORDER pixels inside it: on an
+# 8 x 8 image, or around a region of two pixels, the box hid the mask. Small pictures are enlarged (whole pixels) to at
+# least ENLARGED_SIDE, and boxes are drawn BOX_BORDER pixels outside their regions.
+ENLARGED_SIDE, BOX_BORDER = 256, 3
+
+
+def _enlargement(height: int, width: int) -> int:
+    return max(1, -(-ENLARGED_SIDE // max(height, width)))
+
+
+def _enlarged(picture: np.ndarray, k: int) -> np.ndarray:
+    return picture.repeat(k, axis=0).repeat(k, axis=1) if k > 1 else picture
+
+
+def _outset(box: tuple[int, int, int, int], k: int, shape: tuple[int, int]) -> tuple[int, int, int, int]:
+    """A region's box on a picture enlarged `k` times, BOX_BORDER pixels wider on every side (within the picture)."""
+    x0, y0, x1, y1 = (k * v for v in box)
+    return (max(0, x0 - BOX_BORDER), max(0, y0 - BOX_BORDER), min(shape[1], x1 + BOX_BORDER), min(shape[0], y1 + BOX_BORDER))
 
 
 def _shrunk(box: tuple[int, int, int, int], step: int) -> tuple[int, int, int, int]:
