@@ -75,6 +75,13 @@ class Evaluation:
         defective = sorted((row for row in self.rows if row["label"] == 1), key=lambda row: row["score"])
         return good[:count], defective[:count]
 
+    def ranked_wrong_against(self, row: dict) -> int:
+        """How many images of the other kind `row`'s image is ranked wrongly against: for a good image the defective
+        ones scoring at or below it, for a defective image the good ones at or above it (0: it is ranked right, as
+        every one of `misranked`'s is when image AUROC is 1)."""
+        others = np.array([other["score"] for other in self.rows if other["label"] != row["label"]])
+        return int((others <= row["score"]).sum() if row["label"] == 0 else (others >= row["score"]).sum())
+
 
 def evaluation_picture(detector: Detector, category: str | Path, file: str, threshold: float | None = None) -> np.ndarray:
     """(H, W, 3) uint8: the test image `file` (a row's, relative to `category`) under its heat map at

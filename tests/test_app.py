@@ -386,6 +386,7 @@ def test_evaluate_an_mvtec_zip_and_rejudge_its_rows(client, category, tmp_path):
     captions = [picture["caption"] for picture in misranked]
     assert len(captions) == 10 and captions[0].startswith("good #1 · score ") and "· test/good/" in captions[0], captions
     assert captions[5].startswith("defective #1 · ") and "· test/hole/" in captions[5] and all(p["image"] for p in misranked)
+    assert all(re.search(r" · (ranked right|ranked wrong against \d+ (good|defective)) · test/", c) for c in captions), captions
     metrics = {row[0]: row[1] for row in summary["data"]}
     assert list(metrics) == list(SUMMARY_NAMES.values())  # named for a reader, not as the JSON keys they are
     assert float(metrics["image AUROC"]) >= 0.9 and int(metrics["test images"]) == 10

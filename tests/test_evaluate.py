@@ -43,6 +43,17 @@ def test_the_misranked_are_the_highest_scoring_good_and_lowest_scoring_defective
     assert len(good) == len(defective) == 5  # all there are: the category holds five of each
 
 
+def test_ranked_wrong_against_counts_the_other_kinds_images_on_the_wrong_side():
+    rows = [{"file": f, "label": label, "score": score} for f, label, score in
+            (("g1", 0, 0.1), ("g2", 0, 0.5), ("g3", 0, 0.9), ("d1", 1, 0.4), ("d2", 1, 0.9), ("d3", 1, 2.0))]
+    result = rbd.Evaluation(image_auroc=6.5 / 9, pixel_auroc=None, aupro=None, image_f1max=0.0, threshold=1.0, false_alarm_rate=0.0,
+                            recall=0.0, n_images=6, ms_per_image=1.0, rows=rows)
+    wrong = {row["file"]: result.ranked_wrong_against(row) for row in rows}
+    assert wrong == {"g1": 0, "g2": 1, "g3": 2, "d1": 2, "d2": 1, "d3": 0}  # a tie is ranked wrong (g3 and d2)
+    # image AUROC is the share of (good, defective) pairs ranked right; these count the wrong ones, ties whole
+    assert sum(wrong[f] for f in ("g1", "g2", "g3")) == sum(wrong[f] for f in ("d1", "d2", "d3")) == 3
+
+
 def test_an_evaluation_picture_outlines_the_truth_mask_on_the_heat_map(detector, category):
     from PIL import Image
 

@@ -55,13 +55,20 @@ def evaluate(ctx, archive, model: dict, rate: float, progress=gr.Progress()) -> 
         result = rbd.evaluate(detector, category, progress=lambda i, n: progress((i, n), desc="evaluating"))
         good, defective = result.misranked()
         pictures = [(subsample(fold(evaluation_picture(detector, category, row["file"], threshold)), PICTURE_SIDE),
-                     f"{kind} #{rank} · score {row['score']:.4f} · {row['file']}")
+                     f"{kind} #{rank} · score {row['score']:.4f} · {_ranked(result, row)} · {row['file']}")
                     for kind, found in (("good", good), ("defective", defective)) for rank, row in enumerate(found, 1)]
     notes = told_again(ctx, notes)  # a toast now, and a row under the metrics (a toast fades)
     evaluated = {"model": model_bar.identity(ctx, model, detector), "name": model["name"], "metrics": result.summary(), "rows": result.rows,
                  "judged_at": rate, "notes": notes}
     return {"roc": roc_figure(result.roc, result.image_auroc), "evaluated": evaluated, "misranked": pictures,
             **rows(ctx, evaluated, model, rate)}
+
+
+def _ranked(result: rbd.Evaluation, row: dict) -> str:
+    """Whether a picture of the gallery is ranked wrong, and against how many: with image AUROC 1 none is (they are
+    the closest to it), and the gallery's title alone read as if each were."""
+    wrong, other = result.ranked_wrong_against(row), ("defective" if row["label"] == 0 else "good")
+    return f"ranked wrong against {wrong} {other}" if wrong else "ranked right"
 
 
 def judged_again(ctx, evaluated: dict | None, model: dict, rate: float) -> dict:
@@ -121,7 +128,7 @@ def layout(ctx) -> Evaluate:
         roc = gr.Plot(label="ROC curve", show_label=False)  # the figure's title: the label covered its top
     table = gr.Dataframe(NO_ROWS, label="Per image (verdicts at the threshold above)", interactive=False, wrap=True,
                          column_widths=["28%", "19%", "15%", "19%", "19%"], elem_id="eval-rows")  # a long path wraps in its share
-    misranked = gr.Gallery(label=f"Where the ranking goes wrong: the highest-scoring good and lowest-scoring defective images (up to "
+    misranked = gr.Gallery(label=f"Where the ranking goes wrong, or comes closest: the highest-scoring good and lowest-scoring defective images (up to "
                                  f"{MISRANKED_COUNT} of each), heat maps at the threshold when evaluated, truth masks outlined in magenta",
                            columns=5, height="auto", object_fit="contain", format="jpeg", elem_id="eval-misranked",
                            elem_classes=["rbd-gallery"])  # captions wrap: the file's path shows whole
