@@ -128,7 +128,7 @@ class Calibration:
             scale=float(values["scale"]),
             false_alarm_rate=float(values["false_alarm_rate"]),
             normal_scores=_listed_numbers(values, "normal_scores"),
-            synthetic_scores=_listed_numbers(values, "synthetic_scores"),
+            synthetic_scores=kept_synthetic_scores(_listed_numbers(values, "synthetic_scores")),
             interval=tuple(float(v) for v in values["interval"]) if values.get("interval") else None,
         )
 
@@ -139,6 +139,16 @@ def _listed_numbers(values: dict, key: str) -> list[float]:
     if not isinstance(listed, (list, tuple)):
         raise ValueError(f"{key} must be a list of numbers, got {type(listed).__name__}")
     return [float(s) for s in listed]
+
+
+def kept_synthetic_scores(scores) -> list[float]:
+    """Synthetic-defect scores as floats; a NaN is refused (it counted as caught). An infinite one is a defect caught
+    (or missed), kept as the largest float: a checkpoint's JSON holds no infinity (one was written as a bare Infinity,
+    which is not JSON, and is read back so)."""
+    scores = [float(s) for s in scores]
+    if any(math.isnan(s) for s in scores):
+        raise ValueError("synthetic-defect scores must be numbers (found NaN)")
+    return [min(max(s, -sys.float_info.max), sys.float_info.max) for s in scores]
 
 
 def threshold_rule(normal: np.ndarray, false_alarm_rate: float) -> float:
@@ -197,8 +207,7 @@ def checked_scores(normal_scores) -> np.ndarray:
     return normal
 
 
-RATE_ABOVE_0 = ("no threshold promises that no good part is ever flagged (the normal fit's tail reaches every score; "
-                "0 gave the highest calibration score, below the threshold of 0.001): ask for a small rate such as 0.001")
+RATE_ABOVE_0 = "a rate of 0 has no finite threshold (the fitted normal tail reaches every score): ask for a small rate such as 0.001"
 
 
 def checked_rate(false_alarm_rate: float) -> float:
@@ -214,11 +223,7 @@ def calibrate(normal_scores, synthetic_scores=(), false_alarm_rate: float = 0.01
     """Calibration from normal scores of images scored as unseen (module docstring): the threshold by
     `threshold_rule`, its bootstrap interval, and the normal spread as the unit of normalised scores."""
     normal, false_alarm_rate = checked_scores(normal_scores), checked_rate(false_alarm_rate)
-    synthetic_scores = [float(s) for s in synthetic_scores]
-    if any(math.isnan(s) for s in synthetic_scores):  # it counted as caught
-        raise ValueError("synthetic-defect scores must be numbers (found NaN)")
-    # an infinite one is a defect caught (or missed), kept as the largest float: a checkpoint's JSON holds no infinity
-    synthetic_scores = [min(max(s, -sys.float_info.max), sys.float_info.max) for s in synthetic_scores]
+    synthetic_scores = kept_synthetic_scores(synthetic_scores)
     threshold = threshold_rule(normal, false_alarm_rate)
     spread = float(normal.std(ddof=1)) if normal.size > 1 else 0.0
     scale = spread if spread > 0 else max(0.05 * abs(threshold), 1e-6)  # never a zero unit, even with one image

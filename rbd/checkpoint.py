@@ -338,12 +338,17 @@ def settings(config: dict, source: str | Path) -> tuple[ModelConfig, Calibration
 
 def check_calibration(threshold, calibration: Calibration, source) -> None:
     """CheckpointError unless `threshold` and `calibration` are what a checkpoint may hold: finite numbers, a scale
-    above 0 (0 or less turns normalised scores upside down), a false-alarm rate in [0, 1), an interval of two.
-    `save` checks before writing and `load` after reading, so no checkpoint is written that could not be loaded."""
-    numbers = [threshold, calibration.threshold, calibration.scale, *calibration.normal_scores, *calibration.synthetic_scores,
-               *(calibration.interval or ())]  # a NaN synthetic score counted as caught, and was written as a bare NaN
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in numbers):
-        raise CheckpointError(f"{source}: the threshold and the calibration's scores must be finite numbers (threshold {threshold!r})")
+    above 0 (0 or less turns normalised scores upside down), a false-alarm rate in [0, 1) (0 only in checkpoints saved
+    before `calibration.checked_rate` refused it), an interval of two. `save` checks before writing and `load` after
+    reading, so no checkpoint is written that could not be loaded."""
+    numbers = {"threshold": [threshold, calibration.threshold], "scale": [calibration.scale],
+               "normal scores": calibration.normal_scores, "synthetic scores": calibration.synthetic_scores,
+               "interval": calibration.interval or ()}  # a NaN synthetic score counted as caught, and was written as NaN
+    wrong = [name for name, values in numbers.items()
+             if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)]
+    if wrong:
+        raise CheckpointError(f"{source}: the threshold and the calibration's scores must be finite numbers (wrong: "
+                              f"{', '.join(wrong)}; threshold {threshold!r})")
     if not (calibration.scale > 0 and 0 <= calibration.false_alarm_rate < 1 and len(calibration.interval or (0, 0)) == 2):
         raise CheckpointError(f"{source}: the calibration needs a scale above 0, a false-alarm rate from 0 to below 1 and an "
                               "interval of two numbers (a scale of 0 or less turns normalised scores upside down)")

@@ -36,7 +36,7 @@ import torch
 
 from . import __version__, distributed
 from .anomaly_map import edge_profile, image_score
-from .calibration import calibrate
+from .calibration import RATE_ABOVE_0, calibrate
 from .detector import Detector, _is_folder
 from .errors import InvalidInputError, NoImagesError, RBDError, TrainingCancelled
 from .geometry import to_input
@@ -105,8 +105,7 @@ class TrainConfig:
             "weight_decay must be from 0 to below 1": 0 <= self.weight_decay < 1,  # NaN or less than 0: torch's error, late
             "holdout_fraction must be in (0, 1)": 0 < self.holdout_fraction < 1,
             "max_holdout must be at least 1": self.max_holdout >= 1,
-            # 0 gave the highest calibration score, below the threshold of 0.001 (calibration.RATE_ABOVE_0)
-            "false_alarm_rate must be above 0 (no threshold promises no false alarm: ask for 0.001) and below 1":
+            "false_alarm_rate must be above 0 and below 1" + (f" ({RATE_ABOVE_0})" if self.false_alarm_rate == 0 else ""):
                 0 < self.false_alarm_rate < 1,
             "defect_probability must be in [0, 1]": 0 <= self.defect_probability <= 1,
             "feature_dropout must be in [0, 1)": 0 <= self.feature_dropout < 1,

@@ -50,9 +50,9 @@ def test_a_lower_rate_never_gives_a_lower_threshold_and_a_rate_of_0_is_refused()
     assert thresholds == sorted(thresholds) and thresholds[-1] > scores.max()
     assert [calibrate(scores).threshold_for(rate) for rate in rates] == thresholds
     for refuse in (lambda: calibrate(scores, false_alarm_rate=0.0), lambda: calibrate(scores).threshold_for(0.0)):
-        with pytest.raises(InvalidInputError, match=r"must be above 0 and below 1, got 0.0: no threshold promises"):
+        with pytest.raises(InvalidInputError, match=r"must be above 0 and below 1, got 0.0: a rate of 0 has no finite threshold"):
             refuse()
-    with pytest.raises(InvalidInputError, match=r"false_alarm_rate must be above 0 \(no threshold promises no false alarm"):
+    with pytest.raises(InvalidInputError, match=r"false_alarm_rate must be above 0 and below 1 \(a rate of 0 has no finite threshold"):
         TrainConfig(false_alarm_rate=0)
 
 

@@ -181,6 +181,8 @@ def test_an_infinite_synthetic_score_is_kept_caught_in_a_checkpoint_of_strict_js
     folder = rbd.save(rbd.Detector(detector.model, calibration, detector.training, detector.metrics), tmp_path / "m")
     json.loads((folder / "config.json").read_text(), parse_constant=lambda name: pytest.fail(f"{name} in config.json"))
     assert rbd.load(folder).calibration.synthetic_catch_rate == pytest.approx(1 / 3)
+    _edit_calibration(folder, synthetic_scores=[float("inf"), 0.0])  # as saved before: a bare Infinity, which json reads
+    assert rbd.load(folder).calibration.synthetic_catch_rate == pytest.approx(1 / 2)
 
 
 def test_a_checkpoint_calibrated_for_a_rate_of_0_still_loads_and_judges_at_its_threshold(detector, tmp_path):
@@ -284,8 +286,8 @@ def test_metrics_are_saved_as_json_takes_them(detector, tmp_path):
     (lambda d: _edit_calibration(d, normal_scores="123"), "normal_scores must be a list of numbers"),  # read as 1, 2, 3
     (lambda d: _edit(d, threshold="high"), "must be finite numbers"),
     (lambda d: _edit(d, threshold=float("nan")), "must be finite numbers"),
-    (lambda d: _edit(d, threshold="7.5"), r"must be finite numbers \(threshold '7.5'\)"),  # said as the string it is
-    (lambda d: _edit_calibration(d, synthetic_scores=[float("nan")]), "must be finite numbers"),  # counted as caught
+    (lambda d: _edit(d, threshold="7.5"), r"must be finite numbers \(wrong: threshold; threshold '7.5'\)"),  # said as the string it is
+    (lambda d: _edit_calibration(d, synthetic_scores=[float("nan")]), r"synthetic-defect scores must be numbers \(found NaN\)"),
     (lambda d: _edit(d, training=[1]), '"training" section must be an object'),
     (lambda d: _edit_calibration(d, scale=-1.0), "a scale above 0"),  # normalised scores upside down: good parts 0.99996
     (lambda d: _edit_calibration(d, scale=0.0), "a scale above 0"),

@@ -341,6 +341,19 @@ def test_recalibration_adds_images_reviewed_as_good(session):
     assert review.recalibrated(session, 0.5).threshold == calibrate(combined, false_alarm_rate=0.5).threshold
 
 
+def test_a_model_calibrated_for_a_rate_of_0_recalibrates_at_the_controls_smallest_rate(tmp_path, parts):
+    """A checkpoint saved with a rate of 0 (refused since): Recalibrate asked calibrate() for 0, and failed."""
+    import dataclasses
+
+    from rbd.thresholds import RATE_RANGE
+
+    detector = BrightnessDetector()
+    detector.calibration = dataclasses.replace(detector.calibration, false_alarm_rate=0.0)
+    session = ReviewSession.create(tmp_path / "sessions", "s0", detector, parts)
+    session.decide(session.items[1].id, "reject", THRESHOLD)  # good
+    assert review.recalibrated(session).false_alarm_rate == RATE_RANGE[0]
+
+
 def test_images_accepted_as_good_that_score_like_the_synthetic_defects_are_named(session):
     """A defect accepted as good by mistake lifts a recalibrated threshold past real defects: the app names them first."""
     synthetic = BrightnessDetector().calibration.synthetic_scores

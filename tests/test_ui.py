@@ -54,7 +54,8 @@ def test_a_rate_is_each_models_own_raw_threshold(detector):
 
 @pytest.mark.parametrize("calibrated, shown", [(0.0, 0.01), (0.00005, 0.01), (0.01, 1.0), (0.5, 30.0)])
 def test_a_model_calibrated_outside_the_sliders_range_starts_at_its_nearest_end(calibrated, shown):
-    """The API trains at any rate, and Gradio refuses a slider value out of its range (every re-judge would fail)."""
+    """The API trains at any rate above 0 (a checkpoint saved before 0 was refused holds 0), and Gradio refuses a slider
+    value out of its range (every re-judge would fail)."""
     from ui import model_bar
 
     rate = model_bar.model_rate(rbd.Calibration(threshold=1.0, scale=1.0, false_alarm_rate=calibrated))

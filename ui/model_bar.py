@@ -185,7 +185,8 @@ def reset(ctx, model: dict) -> dict:
 
 def model_rate(calibration: Calibration) -> float:
     """The slider's value (%) for the rate a model was calibrated for; one outside the slider's range (the
-    API trains at any rate) starts at the nearest end, whose threshold the model line then gives."""
+    API trains at any rate above 0, and checkpoints saved before it refused 0 hold 0) starts at the nearest end, whose
+    threshold the model line then gives."""
     low, high = RATE_RANGE
     return round(100 * min(max(calibration.false_alarm_rate, low), high), 6)  # 0.07, not 0.07000000000000001
 

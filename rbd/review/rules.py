@@ -18,6 +18,7 @@ import numpy as np
 from ..calibration import Calibration, calibrate, is_defective
 from ..errors import InvalidInputError, NoImagesError
 from ..metrics import auroc
+from ..thresholds import RATE_RANGE
 
 FILTERS = ("all", "unreviewed", "defective", "grey", "out-of-domain")
 
@@ -166,4 +167,5 @@ def recalibrated(session, false_alarm_rate: float | None = None) -> Calibration:
     good = session.scores[normal].tolist()
     calibration = session.calibration
     rate = calibration.false_alarm_rate if false_alarm_rate is None else false_alarm_rate
+    rate = max(rate, RATE_RANGE[0])  # a checkpoint saved with a rate of 0 (refused since: calibration.RATE_ABOVE_0)
     return calibrate(list(calibration.normal_scores) + good, calibration.synthetic_scores, rate)
