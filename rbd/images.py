@@ -59,19 +59,24 @@ def find_images(folder: str | Path) -> list[Path]:
     """All image files under `folder` (recursively, `is_image_name`), sorted. Linked folders are searched too
     (a lot linked in from a share: `rglob` skipped them without a word), each real folder once, so a link
     loop ends, and by its own path where it has one under `folder` (by the first link, in name order, where not):
-    which path an image was found by hung on the file system's listing order, and named outputs and masks by it."""
+    which path an image was found by hung on the file system's listing order, and named outputs and masks by it.
+    Hidden folders are not searched (their images are no images, `is_image_name`: a link to one was skipped as found
+    there), and a folder that cannot be listed is named in a notice."""
     folder = Path(folder)
     if not folder.is_dir():
         raise NoImagesError(f"{folder} is not a folder")
-    unlinked = {_identity(top) for top, _, _ in os.walk(folder)}  # the folders reached without a link
-    found, broken, seen, through_link = [], [], set(), {}
-    for top, folders, files in os.walk(folder, followlinks=True):
+    unlinked = set()  # the folders reached without a link
+    for top, folders, _ in os.walk(folder):
+        unlinked.add(_identity(top))
+        folders[:] = _shown(folders)
+    found, broken, unlisted, seen, through_link = [], [], [], set(), {}
+    for top, folders, files in os.walk(folder, followlinks=True, onerror=lambda err: unlisted.append(err.filename)):
         identity, linked = _identity(top), through_link.get(top, False)
         if identity in seen or (linked and identity in unlinked):
             folders.clear()
             continue
         seen.add(identity)
-        folders.sort()
+        folders[:] = _shown(folders)
         through_link.update({os.path.join(top, name): linked or os.path.islink(os.path.join(top, name)) for name in folders})
         for path in (Path(top) / name for name in files):
             if is_image_name(path.relative_to(folder)):
@@ -79,7 +84,14 @@ def find_images(folder: str | Path) -> list[Path]:
     if broken:  # a link whose target moved: said, or a set would shrink without a word
         names = [path.relative_to(folder).as_posix() for path in sorted(broken)]
         notify(f"{folder}: skipped {len(names)} image name(s) that lead to no regular file (a broken link, a pipe?): {some(names)}")
+    if unlisted:
+        names = sorted(Path(name).relative_to(folder).as_posix() for name in unlisted)
+        notify(f"{folder}: could not list {len(names)} folder(s), whose images are left out (no permission?): {some(names)}")
     return sorted(found)
+
+
+def _shown(folders: list[str]) -> list[str]:
+    return sorted(name for name in folders if not name.startswith("."))
 
 
 def _identity(folder: str) -> tuple[int, int]:

@@ -1,5 +1,6 @@
 """Tests for rbd.images: every kind of input becomes a float32 (H, W, 3) array in [0, 1]."""
 
+import errno
 import io
 import os
 
@@ -534,6 +535,25 @@ def test_find_images_finds_a_folder_by_its_own_path_not_by_a_link_to_it(tmp_path
     (tmp_path / "yy" / "link").symlink_to(tmp_path / "real")
     (tmp_path / "yy" / "ab").symlink_to(tmp_path / "real")  # two links and no real path: the first by name
     assert find_images(tmp_path / "yy") == [tmp_path / "yy" / "ab" / "a.png"]
+
+
+def test_find_images_finds_a_visible_link_to_a_hidden_folder_and_names_a_folder_it_cannot_list(tmp_path, monkeypatch):
+    """`parts -> .store/lot1`: the hidden folder was searched first, its images dropped as hidden, and the link then
+    skipped as a folder already searched. A folder that cannot be listed was left out without a word."""
+    Image.new("RGB", (4, 4)).save((tmp_path / ".store" / "lot1").mkdir(parents=True) or tmp_path / ".store" / "lot1" / "a.png")
+    (tmp_path / "parts").symlink_to(tmp_path / ".store" / "lot1")
+    assert find_images(tmp_path) == [tmp_path / "parts" / "a.png"]
+    Image.new("RGB", (4, 4)).save((tmp_path / "locked").mkdir() or tmp_path / "locked" / "b.png")
+    scandir = os.scandir
+
+    def no_permission(path="."):  # as for a folder without read permission (the tests may run as root, who reads it)
+        if os.path.basename(path) == "locked":
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", no_permission)
+    with pytest.warns(UserWarning, match=r"could not list 1 folder\(s\), whose images are left out \(no permission\?\): locked$"):
+        assert find_images(tmp_path) == [tmp_path / "parts" / "a.png"]
 
 
 def test_find_images_names_a_broken_link_it_skips(tmp_path):
