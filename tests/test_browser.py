@@ -540,8 +540,8 @@ def test_a_folder_dropped_on_reviews_boxes_is_scored_with_its_paths(browser, app
 
 
 def test_the_export_offered_goes_once_the_review_changes_or_a_new_one_starts(browser, app_server, parts):
-    """The Export box's zip is the review as it was when made: it stayed after later decisions, and after Start a new
-    review offered the closed review's decisions."""
+    """The Export box's zip is the review as it was when made: it stayed after later decisions or a threshold moved, and
+    after Start a new review offered the closed review's decisions."""
     good, bad = parts
     page = new_page(browser)  # a review of its own, so the shared page's counts stay as they are
     try:
@@ -558,6 +558,10 @@ def test_the_export_offered_goes_once_the_review_changes_or_a_new_one_starts(bro
         blur(page)
         page.keyboard.press("a")
         expect(page.locator("#review-metrics")).to_contain_text("Reviewed 1 of 2")
+        expect(link).to_be_hidden()
+        page.locator("#review-export").click()
+        expect(link).to_be_visible()
+        set_rate(page, "20")  # other verdicts than the zip's
         expect(link).to_be_hidden()
         page.locator("#review-export").click()
         expect(link).to_be_visible()

@@ -495,16 +495,14 @@ def wire(ctx, area: Review, bar: model_bar.ModelBar, rejudge) -> None:
     on(scored.then, show, ctx, state, outputs, api_name="review_list", **IN_ORDER)
     # scored images leave the upload boxes, so that pressing Score again does not add them twice
     scored.success(None, [], [area.files, area.folder], js=SCORED, api_visibility="private")
-    # The Export box's zip holds the review as it was when made: a change to it, or another review, takes the zip away
-    # (after Start a new review the closed review's zip was still offered)
-    stale = dict(fn=lambda: None, inputs=None, outputs=area.export_file, queue=False, api_visibility="private")
-    scored.success(**stale)
-    area.review_id.change(**stale)
+    _takes_export_away(scored.success, area)
+    _takes_export_away(area.review_id.change, area)
     scored.then(lambda: [gr.update(interactive=True)] * len(uploads), None, uploads, queue=False, api_visibility="private")
     area.folder.clear(None, [], [], js=FORGET_PICKED, api_visibility="private")
     rescored = on(area.rescore.click, rescore, ctx, [area.review_id, bar.model], {"status": area.status}, api_name="review_rescore",
                   concurrency_limit=INFERENCE_LIMIT, concurrency_id="inference", show_progress_on=[area.status])
     on(rescored.then, show, ctx, state, outputs, api_visibility="private", **IN_ORDER)
+    _takes_export_away(rescored.success, area)
     started = on(area.new.click, new_review, ctx, [area.leave], {"review_id": area.review_id, "status": area.status},
                  api_name="review_new", js=NEW_QUESTION)
     on(started.then, show, ctx, state, outputs, api_visibility="private", **IN_ORDER)
@@ -514,7 +512,7 @@ def wire(ctx, area: Review, bar: model_bar.ModelBar, rejudge) -> None:
     fast = dict(show_progress="hidden", trigger_mode="multiple", **IN_ORDER)
     for button, decision in ((area.accept, "accept"), (area.reject, "reject")):
         decided = on(button.click, _bound(decide, decision), ctx, [*state, area.shown], outputs, api_name=f"review_{decision}", **fast)
-        decided.success(**stale)
+        _takes_export_away(decided.success, area)
     for button, delta, name in ((area.prev, -1, "review_previous"), (area.next, 1, "review_next")):
         on(button.click, _bound(step, delta), ctx, state, outputs, api_name=name, **fast)
     on(area.gallery.select, select, ctx, state, outputs, api_visibility="private", **fast)
@@ -522,7 +520,7 @@ def wire(ctx, area: Review, bar: model_bar.ModelBar, rejudge) -> None:
        {"editor": area.editor, "save": area.save, "editing": area.editing}, api_name="review_edit", **fast)
     saved = on(area.save.click, save_mask, ctx, [area.editor, area.review_id, bar.model, bar.rate, area.show, area.editing],
                outputs, api_name="review_save_mask", **fast)
-    saved.success(**stale)
+    _takes_export_away(saved.success, area)
     on(area.export.click, export, ctx, [area.review_id, bar.model, bar.rate], {"export_file": area.export_file},
        api_name="review_export", show_progress_on=[area.export])  # a refusal's badge on the button, not on the file box
     recalibrated_outputs = {"model": bar.model, "rate": bar.rate, "info": bar.info, "warning": area.recalibrate_warning,
@@ -539,6 +537,13 @@ def rejudge(ctx, area: Review, bar: model_bar.ModelBar, trigger, api: bool = Fal
     """After the threshold or the model changed: the review shown again, judged anew."""
     on(trigger, show, ctx, [area.review_id, bar.model, bar.rate, area.show], _view_outputs(area),
        show_progress="hidden", trigger_mode=REJUDGE_MODE, **IN_ORDER, **endpoint(api, "review_rethreshold"))
+    _takes_export_away(trigger, area)
+
+
+def _takes_export_away(trigger, area: Review) -> None:
+    """`trigger` empties the Export box: its zip holds the review as it was when made (its decisions, scores and
+    verdicts at that threshold), and after Start a new review it offered the closed review's decisions."""
+    trigger(lambda: None, None, area.export_file, queue=False, api_visibility="private")
 
 
 def _bound(fn, first):
