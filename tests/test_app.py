@@ -68,7 +68,7 @@ def test_inspect_scores_and_draws(client, parts, detector, tmp_path):
     shown = np.asarray(Image.open(overlay))
     assert shown.shape[:2] == (64, 80)
     assert len(pair) == 2 and np.asarray(Image.open(pair[0])).shape[:2] == (64, 80)
-    assert [a["label"] for a in annotated["annotations"]][0] == "defect"
+    assert [a["label"] for a in annotated["annotations"]][-1] == "defect"  # drawn last, over the regions' boxes
     assert Path(mask).name == "000_1_mask.png"  # the first row's, by the name it was listed under
     np.testing.assert_array_equal(np.asarray(Image.open(mask)) > 0, detector.predict(bad[0]).mask)
     *_, annotated, _, _ = client.predict(None, [handle_file(str(good[0]))], MODEL_RATE, 0.5, api_name="/inspect")
