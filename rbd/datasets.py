@@ -39,10 +39,15 @@ def training_folder(data: str | Path) -> Path:
         raise _no_train_good(data)
     resolved = data.resolve()
     inside = next((folder for folder in [resolved, *resolved.parents]
-                   if folder.name in NOT_NORMAL and (folder.parent / "train" / "good").is_dir()), None)
+                   if folder.name.casefold() in NOT_NORMAL and (folder.parent / "train" / "good").is_dir()), None)
     if inside is not None:
-        raise DatasetLayoutError(f"{data} holds the {inside.name}/ images of the MVTec category {inside.parent}, defects among "
-                                 f"them: train on {inside.parent} (its train/good/) or on a folder of normal images")
+        category, within = inside.parent, resolved.relative_to(inside.parent).as_posix()
+        what = {"ground_truth": "masks, not images of parts",
+                "test": "test images, defects among them"}[inside.name.casefold()]
+        if within.casefold() == "test/good":
+            what = "the normal images it is evaluated on: trained on, its evaluation would say nothing"
+        raise DatasetLayoutError(f"{data} is {within}/ of the MVTec category {category}, which holds {what}: train on {category} "
+                                 "(its train/good/), or copy the images to a folder of their own")
     return data
 
 
