@@ -316,9 +316,7 @@ def _earlier_pictures(out: Path) -> Callable[[Path], bool]:
 def _writable(path: str, option: str) -> Path:
     """`path`, checked to be creatable before the long work starts: a bad output path is bad input
     (exit 2), while a write that fails later (a full disk) is a failure while running (exit 1)."""
-    if not path:  # an unset shell variable: Path("") is the current folder
-        raise InvalidInputError(f"{option} is empty: name a path (. for the current folder)")
-    path = Path(path)
+    path = Path(path)  # never empty (`_named`)
     if path.is_symlink() and not path.exists():
         raise InvalidInputError(f"{option} {path} is a link to {os.readlink(path)}, which does not exist")
     existing = next(p for p in [path, *path.parents] if p.exists())  # the path itself too: an existing output folder
@@ -368,10 +366,10 @@ def _counter(bar: tqdm) -> Callable[[int, int], None]:
 
 
 def _named(text: str) -> str:
-    """An input path argument: an empty one (an unset shell variable) named the current folder, which was then trained
-    on or scored whole."""
+    """A path argument, never empty: an empty one (an unset shell variable, `--out "$OUT"`) is the current folder to
+    Path(""), which was then trained on, scored whole or written into (replacing its results.csv)."""
     if not text:
-        raise argparse.ArgumentTypeError("is empty (an unset shell variable?): name a path, . for the current folder")
+        raise argparse.ArgumentTypeError("is empty (an unset shell variable?): name a path (. for the current folder)")
     return text
 
 
@@ -419,7 +417,7 @@ def parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("train", parents=[quiet], help="train on normal images, write a checkpoint folder")
     p.add_argument("data", type=_named, help="MVTec-layout category (uses train/good) or any folder of normal images, searched recursively")
-    p.add_argument("--out", required=True, help="checkpoint folder to write (new, empty, or an rbd checkpoint to replace)")
+    p.add_argument("--out", required=True, type=_named, help="checkpoint folder to write (new, empty, or an rbd checkpoint to replace)")
     p.add_argument("--backbone", default=_default(ModelConfig, "backbone"), choices=list(BACKBONES), metavar="NAME",
                    help=f"frozen ImageNet teacher: %(choices)s (default: %(default)s; {', '.join(offline_backbones())} work "
                         "offline, the others download from the Hugging Face Hub once)")
@@ -439,9 +437,9 @@ def parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("evaluate", parents=[quiet, revision, scoring], help="metrics on an MVTec-layout category")
     p.add_argument("data", type=_named, help="MVTec-layout category: test/good, test/<defect>, optional ground_truth/<defect> masks")
-    p.add_argument("--checkpoint", required=True, help="checkpoint folder, a zip of one, ONNX export (.onnx) or Hub repo id (owner/name)")
-    p.add_argument("--json", default=None, help="also write the metrics to this JSON file (default: none)")
-    p.add_argument("--misranked", default=None, metavar="DIR",
+    p.add_argument("--checkpoint", required=True, type=_named, help="checkpoint folder, a zip of one, ONNX export (.onnx) or Hub repo id (owner/name)")
+    p.add_argument("--json", default=None, type=_named, help="also write the metrics to this JSON file (default: none)")
+    p.add_argument("--misranked", default=None, type=_named, metavar="DIR",
                    help=f"also write the {MISRANKED_COUNT} highest-scoring good and {MISRANKED_COUNT} lowest-scoring defective "
                         "test images under their heat maps, truth masks outlined, to this folder: where the ranking "
                         "goes wrong (default: none)")
@@ -451,7 +449,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", type=_named, help="checkpoint folder, a zip of one, ONNX export (.onnx) or Hub repo id (owner/name)")
     p.add_argument("images", nargs="+", type=_named, help="image files or folders (searched recursively); with --engine ray also "
                                              "URIs pyarrow reaches (s3://, gs://, hdfs://, file://)")
-    p.add_argument("--out", required=True, help="folder for the overlays, masks and results.csv")
+    p.add_argument("--out", required=True, type=_named, help="folder for the overlays, masks and results.csv")
     p.add_argument("--batch-size", type=_positive_int, default=_default(predict_files, "batch_size"),
                    help="images decoded and scored together; memory holds one batch (default: %(default)s)")
     p.add_argument("--engine", default="local", choices=["local", "ray"],
@@ -464,7 +462,7 @@ def parser() -> argparse.ArgumentParser:
     p = commands.add_parser("export", parents=[quiet, revision], help="write a checkpoint as one ONNX file for deployment")
     p.add_argument("checkpoint", type=_named, help="checkpoint folder, a zip of one or Hub repo id (owner/name)")
     p.add_argument("--format", default="onnx", choices=["onnx"], help="file format: %(choices)s (default: %(default)s)")
-    p.add_argument("--out", required=True, help="file to write, ending in .onnx")
+    p.add_argument("--out", required=True, type=_named, help="file to write, ending in .onnx")
     p.set_defaults(run=_export)
 
     p = commands.add_parser("info", parents=[revision], help="print a checkpoint's config and calibration as JSON, as stored (no model is built)")
