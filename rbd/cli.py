@@ -92,7 +92,9 @@ def _evaluate(args: argparse.Namespace) -> None:
         taken = {entry.name.casefold() for entry in pictures.iterdir()}
         for name, picture in drawn.items():  # numbered past a file of the user's that has the name
             _write(marked(png_bytes(picture), "misranked", pictures), pictures / unique_name(name, taken))
-        print(f"wrote pictures of the {len(good)} highest-scoring good and {len(defective)} lowest-scoring defective images to {pictures}")
+        wrong = sum(evaluation.ranked_wrong_against(row) > 0 for row in good + defective)
+        print(f"wrote pictures of the {len(good)} highest-scoring good and {len(defective)} lowest-scoring defective images to "
+              f"{pictures}: {wrong} of them ranked wrong against an image of the other kind")
 
 
 RESULT_TABLES = ("results.csv", "results.parquet")  # what `predict` writes into --out beside its pictures

@@ -49,6 +49,9 @@ def test_train_evaluate_predict_info(category, tmp_path, capsys):
     written = sorted(p.name for p in (tmp_path / "misranked").iterdir())
     assert len(written) == 10 and sum(name.startswith("good_") for name in written) == 5, written
     assert {name.split("_")[1] for name in written} == {"1", "2", "3", "4", "5"} and "misranked" in out
+    evaluation = rbd.evaluate(rbd.load(ckpt), category)
+    wrong = sum(evaluation.ranked_wrong_against(row) > 0 for row in sum(evaluation.misranked(), []))
+    assert f": {wrong} of them ranked wrong against an image of the other kind" in out  # not all of them, as the title read
     picture = np.asarray(Image.open(tmp_path / "misranked" / next(n for n in written if n.startswith("defective_1_"))))
     assert picture.ndim == 3 and picture.shape[2] == 3
     code, _, err = run(capsys, "evaluate", category, "--checkpoint", ckpt, "--misranked", tmp_path / "new" / "m.json")
