@@ -21,6 +21,8 @@ CSS = """
 /* the picture below the label: a tall one started under it, and a defect at its top left was hidden (a helper's ksdd crack) */
 #inspect-annotated .image-container { margin-top: 2.2em; }
 #review-editor button[aria-label="Clear canvas"] { display: none !important; }  /* it took the picture too: the eraser remains */
+/* its title one line, cut before the toolbar: two lay over the picture's top, where nothing could be painted */
+#review-editor label[data-testid="block-label"] { max-width: calc(100% - 200px); white-space: nowrap; overflow: hidden; }
 /* galleries: captions under their pictures (Gradio lays them over the lower part), the first row below the label,
    as many columns as fit (a fixed count was cut off at 800-900 px) */
 .rbd-gallery .grid-wrap { margin-top: 2.4em; }  /* the pictures scroll below the label, never under it */
