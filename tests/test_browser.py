@@ -8,6 +8,7 @@ The steps wait generously: the machine may be busy with other work.
 """
 
 import base64
+import contextlib
 import csv
 import io
 import json
@@ -63,6 +64,19 @@ def new_page(browser, messages=None):
         page.on("console", lambda m: messages.append(f"console.{m.type}: {m.text}"))
         page.on("pageerror", lambda e: messages.append(f"pageerror: {e}"))
     return page
+
+
+@contextlib.contextmanager
+def own_page(browser, app_server, tab: str):
+    """A page of its own on `tab` (a review, an active model of its own), so the shared page's state stays as it is."""
+    page = new_page(browser)
+    try:
+        page.goto(app_server[0], wait_until="domcontentloaded")
+        loaded(page)
+        page.get_by_role("tab", name=tab).click()
+        yield page
+    finally:
+        page.context.close()
 
 
 def loaded(page):
@@ -521,11 +535,7 @@ def test_a_folder_dropped_on_reviews_boxes_is_scored_with_its_paths(browser, app
     reads the folder's files from the drop's entries and hands them to the folder box with their paths,
     also when the folder is dropped on the box of loose files beside it."""
     good, bad = parts
-    page = new_page(browser)  # a review of its own, so the shared page's counts stay as they are
-    try:
-        page.goto(app_server[0], wait_until="domcontentloaded")
-        loaded(page)
-        page.get_by_role("tab", name="Review").click()
+    with own_page(browser, app_server, "Review") as page:
         tree = {"line": {"good": {"000.png": _encoded(good[0]), "001.png": _encoded(good[1])}, "broken": {"000.png": _encoded(bad[0])}}}
         page.evaluate(DROP_FOLDER, [tree, box])
         expect(page.locator("#review-folder").get_by_role("cell", name="000.png")).to_have_count(2)
@@ -535,19 +545,13 @@ def test_a_folder_dropped_on_reviews_boxes_is_scored_with_its_paths(browser, app
         for path in ("line/good/000.png", "line/good/001.png", "line/broken/000.png"):
             expect(page.locator("#review-gallery")).to_contain_text(path)
         assert page.evaluate("JSON.stringify(window.rbdPicked)") == "{}"  # the record forgotten once scored
-    finally:
-        page.context.close()
 
 
 def test_the_export_offered_goes_once_the_review_changes_or_a_new_one_starts(browser, app_server, parts):
     """The Export box's zip is the review as it was when made: it stayed after later decisions or a threshold moved, and
     after Start a new review offered the closed review's decisions."""
     good, bad = parts
-    page = new_page(browser)  # a review of its own, so the shared page's counts stay as they are
-    try:
-        page.goto(app_server[0], wait_until="domcontentloaded")
-        loaded(page)
-        page.get_by_role("tab", name="Review").click()
+    with own_page(browser, app_server, "Review") as page:
         page.locator("#review-files input[type=file]").set_input_files([str(good[0]), str(bad[0])])
         expect(page.locator("#review-files").get_by_role("cell", name=bad[0].name).first).to_be_visible()
         page.locator("#review-score").click()
@@ -569,8 +573,6 @@ def test_the_export_offered_goes_once_the_review_changes_or_a_new_one_starts(bro
         page.locator("#review-new").click()
         expect(page.locator("#review-text")).to_contain_text("No images to review yet")
         expect(link).to_be_hidden()
-    finally:
-        page.context.close()
 
 
 def test_reviews_upload_boxes_are_locked_while_their_files_are_scored(browser, app_server, parts, monkeypatch):
@@ -579,11 +581,7 @@ def test_reviews_upload_boxes_are_locked_while_their_files_are_scored(browser, a
     good, _ = parts
     add = ReviewSession.add
     monkeypatch.setattr(ReviewSession, "add", lambda self, *args, **kwargs: (time.sleep(3), add(self, *args, **kwargs))[1])
-    page = new_page(browser)  # a review of its own, so the shared page's counts stay as they are
-    try:
-        page.goto(app_server[0], wait_until="domcontentloaded")
-        loaded(page)
-        page.get_by_role("tab", name="Review").click()
+    with own_page(browser, app_server, "Review") as page:
         page.locator("#review-files input[type=file]").set_input_files([str(good[0])])
         expect(page.locator("#review-files").get_by_role("cell", name=good[0].name)).to_be_visible()
         page.locator("#review-score").click()
@@ -594,18 +592,12 @@ def test_reviews_upload_boxes_are_locked_while_their_files_are_scored(browser, a
         page.locator("#review-files input[type=file]").set_input_files([str(good[1])])  # open for the next batch, emptied
         expect(page.locator("#review-files").get_by_role("cell", name=good[1].name)).to_be_visible()
         expect(page.locator("#review-files").get_by_role("cell", name=good[0].name)).to_have_count(0)
-    finally:
-        page.context.close()
 
 
 def test_a_picked_mvtec_folder_is_fine_tuned_on_its_train_good_images_only(browser, app_server, category):
     """Gradio uploads a picked folder's files by name alone: without the page's record of their paths, its
     test/ and ground_truth/ files were trained on as normal images."""
-    page = new_page(browser)  # a browser of its own: the shared page's active model stays as it is
-    try:
-        page.goto(app_server[0], wait_until="domcontentloaded")
-        loaded(page)
-        page.get_by_role("tab", name="Fine-tune").click()
+    with own_page(browser, app_server, "Fine-tune") as page:
         page.locator("#train-folder input[type=file]").set_input_files(str(category))
         expect(page.locator("#train-folder").get_by_role("cell", name="000_mask.png").first).to_be_visible()
         page.locator("#train-epochs input").fill("1")
@@ -615,8 +607,6 @@ def test_a_picked_mvtec_folder_is_fine_tuned_on_its_train_good_images_only(brows
         normal = len(list((category / "train" / "good").iterdir()))
         expect(status).to_contain_text(f" of {normal} images")
         expect(status).to_contain_text("test/ and ground_truth/ folders left out")
-    finally:
-        page.context.close()
 
 
 def test_the_mask_editor_opens_on_the_image_and_saves_on_it(page, app_server, pictures, detector):
