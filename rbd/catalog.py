@@ -33,7 +33,8 @@ from .expiry import mark_used
 from .review.store import SESSION_ID
 
 CACHE_SIZE = 6  # loaded detectors kept in memory (about 10 MB each with the default teacher)
-STAMP = re.compile(r"-\d{8}-\d{6}-[0-9a-f]{4}$")  # what `add_trained` adds to a model's name: its date, time and 4 hex
+# what `add_trained` adds to a model's name: its date, time and 4 hex; and after it a browser's " (1)" of a second download
+STAMP = re.compile(r"-\d{8}-\d{6}-[0-9a-f]{4}(?: \(\d+\))?$")
 
 
 def is_hub_key(key: str) -> bool:
@@ -155,8 +156,10 @@ class Catalog:
         folder = self.owner_folder(owner)
         folder.mkdir(parents=True, exist_ok=True)
         mark_used(folder)  # before saving: an expiry sweep must not take the folder while the model is written into it
-        stem = re.sub(r"[^\w-]+", "-", unicodedata.normalize("NFC", name)).strip("-_")[:40] or "model"  # letters of any script
-        stem = STAMP.sub("", stem) or "model"  # a downloaded model loaded again is stamped once
+        # a downloaded model loaded again is stamped once: the stamp taken off before the name is cut to 40 characters
+        # (a longer name kept a cut stamp) or its " (1)" made safe ("-1", which hid the stamp)
+        stem = STAMP.sub("", unicodedata.normalize("NFC", name).strip())
+        stem = re.sub(r"[^\w-]+", "-", stem).strip("-_")[:40].strip("-_") or "model"  # letters of any script
         key = save(detector, folder / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}")
         self._remember((str(key), None), detector)
         return str(key)

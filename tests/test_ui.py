@@ -190,6 +190,14 @@ def test_a_fine_tune_is_named_by_the_user_kept_to_a_safe_unique_name(detector, t
     # letters of any script are letters ("Flaschen-Prüfung" was saved as "Flaschen-Pr-fung"), a decomposed é one letter
     for words, kept in (("Flaschen-Prüfung", "Flaschen-Prüfung"), ("瓶子检测", "瓶子检测"), ("Ölwanne_3", "Ölwanne_3"), ("nai\u0308ve", "naïve")):
         assert Path(catalog.add_trained(detector, "alice", words)).name.startswith(f"{kept}-20"), words
+    # a model downloaded and loaded again is stamped once: also a long name's (its stamp was cut at 40 characters and
+    # kept), and a browser's second download of it, "name (1).zip"
+    for words in ("bolts-line-3-camera-left-2024", "evil"):
+        downloaded = Path(catalog.add_trained(detector, "alice", words)).name
+        for again in (downloaded, f"{downloaded} (1)"):
+            stamped = Path(catalog.add_trained(detector, "alice", again)).name
+            assert re.fullmatch(rf"{words[:40]}-\d{{8}}-\d{{6}}-[0-9a-f]{{4}}", stamped), (again, stamped)
+    assert Path(catalog.add_trained(detector, "alice", "line (2)")).name.startswith("line-2-20")  # a name's own brackets stay
 
 
 def test_folders_left_by_a_crash_are_offered_to_nobody(detector, tmp_path):
