@@ -259,6 +259,8 @@ def test_a_bad_file_in_the_image_box_is_named(page, tmp_path, name, content):
     toast = page.locator(".toast-body").filter(has_text=name).first
     expect(toast).to_contain_text(f"{name}: ")
     assert "/" not in toast.inner_text().split("\n", 1)[-1], toast.inner_text()  # no server path
+    badge, words = (page.locator(f"#inspect-summary {part}").first.bounding_box() for part in (".error", "[data-testid=markdown] p"))
+    assert badge["y"] + badge["height"] <= words["y"] + 1, (badge, words)  # above the summary's text: it lay over its words
     page.locator(".toast-body .toast-close").first.click()
 
 

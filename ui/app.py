@@ -42,10 +42,10 @@ CSS = """
 /* messages in the lower right corner: at the top they covered the model bar's revision box and Load model, which an
    error about a model is mended with, until closed */
 .toast-wrap { top: auto !important; bottom: var(--size-4) !important; }
-/* a refused training's "Error" badge above its reason, at the right: in the middle of the status line it hid the reason */
-#train-status:has(.error) [data-testid="markdown"] { padding-top: 2.4em; }
-#train-status .error { position: absolute; right: 3em; top: 0.4em; }
-#train-status [data-testid="status-tracker"]:has(.error) { overflow: visible !important; }
+/* an "Error" badge above the text, at the right: in the middle of a status line or Inspect's summary it hid the words */
+:is(#train-status, #inspect-summary, #review-status):has(.error) [data-testid="markdown"] { padding-top: 2.4em; }
+:is(#train-status, #inspect-summary, #review-status) .error { position: absolute; right: 3em; top: 0.4em; }
+:is(#train-status, #inspect-summary, #review-status) [data-testid="status-tracker"]:has(.error) { overflow: visible !important; }
 input[role=combobox] { padding-right: 26px !important; text-overflow: ellipsis !important; }  /* a long name ends in "…" before a dropdown's arrow, not under it */
 """
 PAGE_SCRIPT = """
