@@ -134,11 +134,12 @@ def open_editor(page, label: str) -> dict:
     page.keyboard.press("e")
     editor = page.locator("#review-editor")
     expect(editor).to_contain_text(label)
-    title = editor.locator("label[data-testid=block-label]").bounding_box()
-    assert title["height"] < 40, title  # one line, over the canvas's margin: two or three lay over the picture's top
     time.sleep(2)  # the canvas is drawn anew for the image
     canvas = editor.locator("canvas").first
     canvas.scroll_into_view_if_needed()
+    title = editor.locator("label[data-testid=block-label]")
+    expect(title).to_be_visible()
+    assert title.bounding_box()["height"] < 40, title.bounding_box()  # one line: two or three lay over the picture's top
     editor.locator("button[aria-label=Brush]").click()
     expect(editor.locator("button[aria-label='Clear canvas']")).to_be_hidden()  # it cleared the picture too
     expect(editor.locator("button[aria-label=Erase]")).to_be_visible()
@@ -805,11 +806,18 @@ def test_after_a_fine_tune_the_review_shows_its_model_and_can_be_rescored(page):
     shot(page, "7-evaluate")
 
 
-def test_a_reload_keeps_the_fine_tuned_model_active(page):
+def test_a_reload_keeps_the_fine_tuned_model_active_at_the_rate_the_tab_set(page):
+    """The model survived a reload (or an app restart), its threshold went back to the model's own without a word."""
+    set_rate(page, "5")
+    expect(page.locator("#model-info")).to_contain_text("for 5% expected false alarms")
     page.reload(wait_until="domcontentloaded")
     loaded(page)
     expect(page.locator("#model-info")).to_contain_text("model-")
     expect(page.locator("#model-choice input")).to_have_value(re.compile("model-"))
+    expect(page.locator("#model-info")).to_contain_text("for 5% expected false alarms")
+    expect(page.locator("#threshold input[type=number]")).to_have_value("5")
+    page.locator("#threshold-reset").click()  # the model's own again, for the tests after this one
+    expect(page.locator("#model-info")).not_to_contain_text("for 5% expected false alarms")
 
 
 def test_delete_asks_first_and_removes_the_fine_tune(page):

@@ -146,10 +146,13 @@ def load_pressed(ctx, choice: str, hub_id: str, revision: str, browser: str) -> 
 
 
 def restore(ctx, stored: dict | None, choice: str, browser: str) -> dict:
-    """On page load: the model this browser left active (with a review's recalibration), or `choice`
-    (the default) when there is none or it cannot be loaded any more (an expired fine-tune, an
-    unreachable Hub), which a warning names."""
+    """On page load: the model this browser left active (with a review's recalibration) at the rate the tab had set
+    (TAB_MODEL: it went back to the model's own on a reload or after a restart, without a word), or `choice` (the
+    default) when there is none or it cannot be loaded any more (an expired fine-tune, an unreachable Hub), which a
+    warning names."""
     if stored and stored.get("key"):
+        stored = dict(stored)
+        tab_rate = stored.pop("tab_rate", None)
         model = {**stored, "owner": browser or None}
         model["key"] = ctx.catalog.current_key(model["key"], model["owner"])  # shared from another tab since
         try:
@@ -163,7 +166,8 @@ def restore(ctx, stored: dict | None, choice: str, browser: str) -> dict:
                 notify(f"{model.get('name') or model['key']} is another model than the one a review recalibrated (its "
                        "Hub branch has moved on): it is judged by its own threshold again")
                 model = {**model, "calibration": None, "recalibrated_from": None}
-            rate = model_rate(calibration(ctx, model))
+            low, high = (100 * r for r in RATE_RANGE)
+            rate = min(max(float(tab_rate), low), high) if isinstance(tab_rate, (int, float)) else model_rate(calibration(ctx, model))
             return {"model": model, "rate": rate, "info": info(ctx, model, rate), **active_choice(ctx, model)}
     return load_model(ctx, choice, "", "", browser)
 
@@ -228,13 +232,19 @@ def layout(ctx) -> ModelBar:
 
 # The model a page restores on load: its tab's own where the tab had one (a reload, or the one after an app restart),
 # else the browser's last (a new tab). The browser's store is one for all its tabs, kept alike by Gradio: after a
-# reload a tab took the model another tab picked last, and scored with it under no word.
+# reload a tab took the model another tab picked last, and scored with it under no word. With it, as `tab_rate`, the
+# rate the tab last set for that model (KEEP_TAB_RATE).
 TAB_MODEL = """(stored, ...rest) => {
-  let tab = null;
-  try { tab = JSON.parse(sessionStorage.getItem("rbd-tab-model")); } catch (error) {}
-  return [tab || stored, ...rest];
+  let tab = null, rate = null;
+  try { tab = JSON.parse(sessionStorage.getItem("rbd-tab-model")); rate = JSON.parse(sessionStorage.getItem("rbd-tab-rate")); }
+  catch (error) {}
+  const model = tab || stored;
+  return [model && rate && rate.key === model.key ? {...model, tab_rate: rate.rate} : model, ...rest];
 }"""
 KEEP_TAB_MODEL = """(model) => { try { sessionStorage.setItem("rbd-tab-model", JSON.stringify(model)); } catch (error) {} }"""
+KEEP_TAB_RATE = """(rate, model) => {
+  try { sessionStorage.setItem("rbd-tab-rate", JSON.stringify({key: model && model.key, rate: rate})); } catch (error) {}
+}"""
 
 
 def wire(ctx, bar: ModelBar, app: gr.Blocks, rejudge) -> None:
@@ -272,4 +282,6 @@ def wire(ctx, bar: ModelBar, app: gr.Blocks, rejudge) -> None:
     on(bar.rate.change, show, ctx, [bar.model, bar.rate], {"info": bar.info}, api_visibility="private",
        trigger_mode="always_last", show_progress="hidden", queue=False)
     bar.rate.change(bar.rate.clamp_typed, bar.rate, bar.rate, preprocess=False, queue=False, api_visibility="private")
+    # (the browser's copy of the model: a gr.State's value never reaches the page)
+    bar.rate.change(None, [bar.rate, bar.stored], None, js=KEEP_TAB_RATE, queue=False, api_visibility="private")
 
