@@ -28,7 +28,7 @@ NOT_NORMAL = ("test", "ground_truth")  # an MVTec category's folders of test ima
 def training_folder(data: str | Path) -> Path:
     """`DATA/train/good` for an MVTec category, otherwise DATA itself (searched recursively). Refused, since searched
     whole it would train on defects: a folder with `test/` or `ground_truth/` but no `train/good`, and a category's
-    `test/` or `ground_truth/` folder (or one inside them) named itself."""
+    `test/` or `ground_truth/` folder (or one inside them) given as DATA."""
     data = Path(data)
     if not data.is_dir():  # before anything is said of training on it
         raise NoImagesError(f"{data} is not a folder")
