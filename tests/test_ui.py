@@ -247,6 +247,19 @@ def test_a_share_cut_short_can_be_done_again(detector, tmp_path):
     assert rbd.load(shared).threshold == detector.threshold and not staging.exists() and not Path(other).exists()
 
 
+def test_a_rate_moved_on_a_model_deleted_in_another_tab_says_so_on_the_model_line(ctx, detector):
+    """The line is refreshed outside the queue with no progress shown: its error was seen nowhere, and the line went on
+    naming the deleted model at the rate before the move."""
+    from ui import model_bar
+
+    key = ctx.catalog.add_trained(detector, "browser-1")
+    model = model_bar.load_model(ctx, key, "", "", "browser-1")["model"]
+    assert "for 3% expected false alarms" in model_bar.show(ctx, model, 3.0)["info"]
+    ctx.catalog.remove(key, "browser-1")  # from another tab
+    line = model_bar.show(ctx, model, 3.0)["info"]
+    assert line.startswith("⚠️ ") and "no longer exists" in line and "pick another model" in line
+
+
 def test_a_fine_tune_shared_from_another_tab_is_restored_under_its_shared_name(ctx, detector):
     from ui import model_bar
 

@@ -24,7 +24,7 @@ from rbd.notices import notify
 from rbd.review import ScoredBy
 from rbd.thresholds import RATE_RANGE, RATE_STEP, describe, set_by_hand, tested, threshold_at
 
-from .wiring import on
+from .wiring import as_markdown, on
 
 
 class RateSlider(gr.Slider):
@@ -196,7 +196,13 @@ def model_rate(calibration: Calibration) -> float:
 
 
 def show(ctx, model: dict, rate: float) -> dict:
-    return {"info": info(ctx, model, rate)}
+    """The model line at a moved rate. A model gone since it was picked (deleted in another tab) is said there: this
+    refresh runs outside the queue with no progress shown, so its error was seen nowhere, and the line went on naming
+    the model at the rate before."""
+    try:
+        return {"info": info(ctx, model, rate)}
+    except RBDError as err:
+        return {"info": f"⚠️ {as_markdown(str(err))}"}
 
 
 def info(ctx, model: dict, rate: float) -> str:
