@@ -444,7 +444,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--misranked", default=None, type=_named, metavar="DIR",
                    help=f"also write the {MISRANKED_COUNT} highest-scoring good and {MISRANKED_COUNT} lowest-scoring defective "
                         "test images under their heat maps, truth masks outlined, to this folder: where the ranking "
-                        "goes wrong (default: none)")
+                        "goes wrong, or comes closest (default: none)")
     p.set_defaults(run=_evaluate)
 
     p = commands.add_parser("predict", parents=[quiet, revision, scoring], help="score images, write overlays, masks and results.csv")

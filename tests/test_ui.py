@@ -260,6 +260,15 @@ def test_a_rate_moved_on_a_model_deleted_in_another_tab_says_so_on_the_model_lin
     assert line.startswith("⚠️ ") and "no longer exists" in line and "pick another model" in line
 
 
+def test_a_page_restores_the_rate_its_tab_set_within_the_sliders_range(ctx, model):
+    from ui import model_bar
+
+    assert model_bar.restore(ctx, {**model, "tab_rate": 5.0}, ctx.catalog.default_key(), "browser-1")["rate"] == 5.0
+    assert model_bar.restore(ctx, {**model, "tab_rate": 50.0}, ctx.catalog.default_key(), "browser-1")["rate"] == 30.0
+    restored = model_bar.restore(ctx, model, ctx.catalog.default_key(), "browser-1")  # none set: the model's own
+    assert restored["rate"] == model_bar.model_rate(model_bar.calibration(ctx, model)) and "tab_rate" not in restored["model"]
+
+
 def test_a_fine_tune_shared_from_another_tab_is_restored_under_its_shared_name(ctx, detector):
     from ui import model_bar
 

@@ -166,8 +166,7 @@ def restore(ctx, stored: dict | None, choice: str, browser: str) -> dict:
                 notify(f"{model.get('name') or model['key']} is another model than the one a review recalibrated (its "
                        "Hub branch has moved on): it is judged by its own threshold again")
                 model = {**model, "calibration": None, "recalibrated_from": None}
-            low, high = (100 * r for r in RATE_RANGE)
-            rate = min(max(float(tab_rate), low), high) if isinstance(tab_rate, (int, float)) else model_rate(calibration(ctx, model))
+            rate = slider_rate(tab_rate / 100) if isinstance(tab_rate, (int, float)) else model_rate(calibration(ctx, model))
             return {"model": model, "rate": rate, "info": info(ctx, model, rate), **active_choice(ctx, model)}
     return load_model(ctx, choice, "", "", browser)
 
@@ -191,8 +190,13 @@ def model_rate(calibration: Calibration) -> float:
     """The slider's value (%) for the rate a model was calibrated for; one outside the slider's range (the
     API trains at any rate above 0, and checkpoints saved before it refused 0 hold 0) starts at the nearest end, whose
     threshold the model line then gives."""
+    return slider_rate(calibration.false_alarm_rate)
+
+
+def slider_rate(rate: float) -> float:
+    """The slider's value (%) for a false-alarm rate (a fraction), at the nearest end of its range where outside it."""
     low, high = RATE_RANGE
-    return round(100 * min(max(calibration.false_alarm_rate, low), high), 6)  # 0.07, not 0.07000000000000001
+    return round(100 * min(max(rate, low), high), 6)  # 0.07, not 0.07000000000000001
 
 
 def show(ctx, model: dict, rate: float) -> dict:
