@@ -522,6 +522,15 @@ def test_find_images_searches_linked_folders_once_each(tmp_path):
     assert len(found) == 4  # the loop back to data is not searched again
 
 
+def test_find_images_does_not_leave_the_folder_by_a_link_to_one_above_it(tmp_path):
+    """`lot1/up -> ..`: the walk followed it to the parent and listed the sibling lots as lot1's images."""
+    for lot in ("lot1", "lot2"):
+        Image.new("RGB", (4, 4)).save((tmp_path / lot).mkdir() or tmp_path / lot / "a.png")
+    (tmp_path / "lot1" / "up").symlink_to(tmp_path)
+    (tmp_path / "lot1" / "self").symlink_to(tmp_path / "lot1")
+    assert find_images(tmp_path / "lot1") == [tmp_path / "lot1" / "a.png"]
+
+
 @pytest.mark.parametrize("link", ["aa/link", "zz/link", "aa", "zz"])
 def test_find_images_finds_a_folder_by_its_own_path_not_by_a_link_to_it(tmp_path, link):
     """With `aa/link -> real`, `real` was never listed where the file system listed `aa` first: outputs and masks
