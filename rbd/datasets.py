@@ -11,6 +11,7 @@ A defect folder may hold folders of its own (`test/<defect>/lot1/000.png`); thei
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,7 +141,8 @@ def truth_mask(category: str | Path, image: Path) -> Path | None:
 
 def truth_masks(category: str | Path, images: list[Path]) -> dict[Path, Path | None]:
     """The ground-truth mask of each test image (`CATEGORY/test/<defect>/[<folders>/]<stem>.*`), where it
-    has one: `ground_truth/<defect>/[<folders>/]<stem>_mask.png`, or flat in `ground_truth/<defect>/`.
+    has one: `ground_truth/<defect>/[<folders>/]<stem>_mask.png`, or flat in `ground_truth/<defect>/`, named in any
+    case (test images are taken with any: `.PNG` masks dropped the pixel metrics).
     A mask that fits several of the images (`000.png` beside `000.jpg`, or a flat mask and images of
     its name in two folders) is none of theirs, with a notice: pixel metrics against another image's
     truth would be wrong without a sign."""
@@ -151,13 +153,30 @@ def truth_masks(category: str | Path, images: list[Path]) -> dict[Path, Path | N
         relative = image.relative_to(category / "test")
         return relative.parent / f"{image.stem}_mask.png", Path(relative.parts[0]) / f"{image.stem}_mask.png"
 
-    mirrored = Counter(names(image)[0] for image in images)
-    flat = Counter(names(image)[1] for image in images)  # every image of a defect with that stem, in any folder
+    listed: dict[Path, dict[str, str]] = {}
+
+    def existing(name: Path) -> Path | None:  # the mask's name as it is, else in another case
+        if (truth / name).is_file():
+            return name
+        folder = truth / name.parent
+        if folder not in listed:
+            listed[folder] = {entry.name.casefold(): entry.name for entry in os.scandir(folder)} if folder.is_dir() else {}
+        other = listed[folder].get(name.name.casefold())
+        return name.parent / other if other is not None and (folder / other).is_file() else None
+
+    def key(name: Path) -> str:
+        return name.as_posix().casefold()
+
+    mirrored = Counter(key(names(image)[0]) for image in images)
+    flat = Counter(key(names(image)[1]) for image in images)  # every image of a defect with that stem, in any folder
     masks, left_out = {}, []
     for image in images:
         own, shared = names(image)
-        found = next((name for name in (own, shared) if (truth / name).is_file()), None)
-        if found is not None and (mirrored if found == own else flat)[found] > 1:
+        for name, counts in ((own, mirrored), (shared, flat)):
+            found = existing(name)
+            if found is not None:
+                break
+        if found is not None and counts[key(name)] > 1:
             left_out.append(f"test/{image.relative_to(category / 'test').as_posix()} (ground_truth/{found.as_posix()})")
             found = None
         masks[image] = None if found is None else truth / found

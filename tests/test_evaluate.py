@@ -391,6 +391,19 @@ def test_a_defect_folder_may_hold_folders_whose_masks_mirror_them_or_lie_flat(de
     assert (result.pixel_auroc, result.aupro) == (reference.pixel_auroc, reference.aupro)
 
 
+def test_masks_are_found_in_any_case_as_test_images_are(detector, category, tmp_path):
+    """`000_mask.PNG` (a camera's or a Windows tool's upper case): the masks were not found and the pixel metrics dropped."""
+    reference = rbd.evaluate(detector, category)
+    copy = shutil.copytree(category, tmp_path / "upper")
+    masks = sorted((copy / "ground_truth" / "hole").glob("*_mask.png"))
+    for path in masks:
+        path.rename(path.with_name(path.stem.upper() + ".PNG"))
+    items = [item for item in mvtec_test_set(copy) if item.is_anomalous]
+    assert sorted(item.mask_path.name for item in items) == sorted(path.stem.upper() + ".PNG" for path in masks)
+    result = rbd.evaluate(detector, copy)
+    assert (result.pixel_auroc, result.aupro) == (reference.pixel_auroc, reference.aupro)
+
+
 def test_a_mask_that_fits_several_test_images_is_none_of_theirs(detector, category, tmp_path):
     """A flat mask also fits an image of its name in a sub-folder, and a mirrored one two images of one stem:
     such an image would be judged against another image's truth."""
