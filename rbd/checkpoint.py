@@ -390,6 +390,10 @@ def parse_config(text: str, source: str | Path) -> dict:
     for key in ("training", "metrics"):  # summaries: optional, but what `rbd info` and the model card read as sections
         if not isinstance(config.get(key), (dict, type(None))):
             raise CheckpointError(f"{source}: the \"{key}\" section must be an object")
+    wrong = [f"{key} {value!r}" for key, value in (config.get("metrics") or {}).items()
+             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)))]
+    if wrong:  # the model card writes them as numbers: a hand-edited one failed a save or a push, not the load
+        raise CheckpointError(f"{source}: metrics must be numbers (or null), got {', '.join(wrong)}")
     return config
 
 

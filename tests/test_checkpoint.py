@@ -289,6 +289,7 @@ def test_metrics_are_saved_as_json_takes_them(detector, tmp_path):
     (lambda d: _edit(d, threshold="7.5"), r"must be finite numbers \(wrong: threshold; threshold '7.5'\)"),  # said as the string it is
     (lambda d: _edit_calibration(d, synthetic_scores=[float("nan")]), r"synthetic-defect scores must be numbers \(found NaN\)"),
     (lambda d: _edit(d, training=[1]), '"training" section must be an object'),
+    (lambda d: _edit(d, metrics={"image_auroc": "abc", "recall": None}), r"metrics must be numbers \(or null\), got image_auroc 'abc'$"),
     (lambda d: _edit_calibration(d, scale=-1.0), "a scale above 0"),  # normalised scores upside down: good parts 0.99996
     (lambda d: _edit_calibration(d, scale=0.0), "a scale above 0"),
     (lambda d: _edit_calibration(d, false_alarm_rate=5.0), "a false-alarm rate from 0 to below 1"),
