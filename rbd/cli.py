@@ -369,10 +369,11 @@ def _counter(bar: tqdm) -> Callable[[int, int], None]:
 
 def _named(text: str) -> str:
     """A path argument, never empty: an empty one (an unset shell variable, `--out "$OUT"`) is the current folder to
-    Path(""), which was then trained on, scored whole or written into (replacing its results.csv)."""
+    Path(""), which was then trained on, scored whole or written into (replacing its results.csv). A leading ~ is the
+    home folder, also where the shell leaves it (`--out=~/results`): outputs went into a folder named ~ here."""
     if not text:
         raise argparse.ArgumentTypeError("is empty (an unset shell variable?): name a path (. for the current folder)")
-    return text
+    return os.path.expanduser(text)
 
 
 def _positive_int(text: str) -> int:

@@ -372,6 +372,17 @@ def test_an_empty_path_is_refused_not_taken_as_the_current_folder(category, chec
     assert sorted(tmp_path.iterdir()) == [work] and sorted(p.name for p in work.iterdir()) == sorted(p.name for p in (category / "test" / "good").iterdir())
 
 
+def test_a_leading_tilde_is_the_home_folder_also_where_the_shell_leaves_it(category, checkpoint, tmp_path, capsys, monkeypatch):
+    """`--out=~/results`: the shell expands no ~ after `=`, and the results went into a folder named ~ in the current one."""
+    home, work = tmp_path / "home", tmp_path / "work"
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    code, out, _ = run(capsys, "predict", checkpoint, category / "test" / "good", "--out=~/results", "--quiet")
+    assert code == 0 and (home / "results" / "results.csv").is_file() and not any(work.iterdir())
+    assert str(home / "results") in out
+
+
 def test_a_file_name_not_in_utf8_is_scored_and_named_by_its_bytes(category, checkpoint, tmp_path, capsys, monkeypatch):
     """A Latin-1 name (an old Windows share's `café.jpg`) stopped predict and evaluate --misranked with a traceback."""
     parts = tmp_path / "parts"
