@@ -35,10 +35,9 @@ def device_name_parts(device) -> tuple[str, str]:
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """`auto` picks CUDA when available; asking for CUDA (or one GPU of several, `cuda:1`) without a GPU is a clear error."""
-    if isinstance(device, torch.device):
-        return device
-    kind, index = device_name_parts(device)
+    """`auto` picks CUDA when available; asking for CUDA (or one GPU of several, `cuda:1`) without a GPU is a clear error.
+    A torch.device is checked by its name too (`meta` was taken, and the detector then failed in its first prediction)."""
+    kind, index = device_name_parts(str(device) if isinstance(device, torch.device) else device)
     if kind == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if kind == "cpu":

@@ -42,7 +42,9 @@ def test_a_detector_moves_to_a_device_named_as_rbd_names_them(monkeypatch, check
     detector = rbd.load(checkpoint)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert detector.to("auto").network.device == torch.device("cpu")
-    for device, said in (("gpu", "device must be auto, cpu, cuda or cuda:N"), ("cuda", "no CUDA GPU"), ("cuda:1", "no CUDA GPU")):
+    for device, said in (("gpu", "device must be auto, cpu, cuda or cuda:N"), ("cuda", "no CUDA GPU"), ("cuda:1", "no CUDA GPU"),
+                         (torch.device("meta"), "device must be auto, cpu, cuda or cuda:N, got 'meta'"),
+                         (torch.device("cuda"), "no CUDA GPU")):
         with pytest.raises(rbd.InvalidInputError, match=said):
             detector.to(device)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
