@@ -305,6 +305,8 @@ def to_rgb_array(image: ImageLike) -> np.ndarray:
     array = np.asarray(image)
     if array.ndim == 0:  # bytes, None, a number: np.asarray made one value of it
         raise ImageReadError(f"expected a path, an image array or a PIL image, got {type(image).__name__}")
+    if array.dtype.kind not in "biuf":  # complex values lost their imaginary part with a bare numpy warning; text raised
+        raise ImageReadError(f"expected an image array of numbers (uint8, uint16 or floats from 0 to 1), got {array.dtype}")
     if array.ndim == 3 and array.shape[2] in (1, 2, 3, 4):  # grey, grey and alpha, RGB, RGBA: alpha is dropped
         array = array[..., :3] if array.shape[2] > 2 else array[..., 0]
     if array.ndim == 2:

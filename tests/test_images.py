@@ -405,6 +405,13 @@ def test_a_callers_integers_beyond_8_bits_are_16_bit_data_and_beyond_that_refuse
         given_image(b"part.png")
 
 
+@pytest.mark.parametrize("values", [np.full((8, 8, 3), 0.5 + 0.5j), np.full((8, 8), "a"), np.full((8, 8), 0.5, dtype=object)])
+def test_an_array_of_other_things_than_numbers_is_refused(values):
+    """Complex values were scored without their imaginary part, with numpy's warning alone; text raised a bare ValueError."""
+    with pytest.raises(ImageReadError, match=f"expected an image array of numbers .uint8, uint16 or floats from 0 to 1., got {values.dtype}"):
+        given_image(values)
+
+
 def test_a_callers_floats_normalised_for_a_network_are_refused_and_a_resamplings_undershoot_is_not():
     """Mean and spread taken out (-1.1 to 1.1): clipped to 0, the picture was judged as a dark one, defective, silently."""
     picture = RNG.random((8, 8, 3)).astype(np.float32)
