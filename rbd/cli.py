@@ -14,6 +14,7 @@ import errno
 import inspect
 import io
 import json
+import math
 import os
 import sys
 import tempfile
@@ -353,14 +354,16 @@ def _write(data: bytes, path: Path) -> None:
 
 
 def _bar(args: argparse.Namespace, unit: str, description: str, disable: bool = False) -> tqdm:
-    """A progress bar on stderr (counts, rate, time left); `--quiet` turns it off."""
-    return tqdm(desc=description, unit=unit, disable=args.quiet or disable, file=sys.stderr, dynamic_ncols=True)
+    """A progress bar on stderr (counts, rate, time left), drawn from the first progress `_counter` reports: an error
+    before it (a test set's layout) was printed under an empty bar. `--quiet` turns it off."""
+    return tqdm(desc=description, unit=unit, disable=args.quiet or disable, file=sys.stderr, dynamic_ncols=True, delay=math.inf)
 
 
 def _counter(bar: tqdm) -> Callable[[int, int], None]:
     """A `progress(done, total)` callback that moves `bar`."""
 
     def progress(done: int, total: int) -> None:
+        bar.delay = 0  # drawn from now on (`_bar`)
         bar.total = total
         bar.update(done - bar.n)
 

@@ -372,6 +372,12 @@ def test_an_empty_path_is_refused_not_taken_as_the_current_folder(category, chec
     assert sorted(tmp_path.iterdir()) == [work] and sorted(p.name for p in work.iterdir()) == sorted(p.name for p in (category / "test" / "good").iterdir())
 
 
+def test_an_error_before_any_progress_is_said_without_an_empty_progress_bar(checkpoint, tmp_path, capsys):
+    (tmp_path / "part" / "train").mkdir(parents=True)
+    code, _, err = run(capsys, "evaluate", tmp_path / "part", "--checkpoint", checkpoint)
+    assert code == 2 and err.startswith("error: ") and "is not an MVTec AD category" in err and "evaluating" not in err, err
+
+
 def test_a_leading_tilde_is_the_home_folder_also_where_the_shell_leaves_it(category, checkpoint, tmp_path, capsys, monkeypatch):
     """`--out=~/results`: the shell expands no ~ after `=`, and the results went into a folder named ~ in the current one."""
     home, work = tmp_path / "home", tmp_path / "work"
