@@ -365,6 +365,10 @@ def test_review_handlers_without_a_server(ctx, model, parts):
     assert "Reviewed **1** of 4" in after["metrics"]
     opened = review.edit(ctx, review_id, model, 0.1)
     assert opened["editing"] == ctx.cursor(None).item and opened["editor"]["canvas_size"] == (80, 64)
+    # the threshold moved while painting: the review is judged anew, the open editor (the inspector's paint) left as it is
+    moved = review.rejudged(ctx, review_id, model, 0.2, "unreviewed", opened["editing"])
+    assert "**1 / 3**" in moved["text"] and not set(moved) & {"editor", "save", "editing"}
+    assert review.rejudged(ctx, review_id, model, 0.1, "unreviewed", None)["editor"]["visible"] is False  # none open: closed as before
     review.step(ctx, 1, review_id, model, 0.1, "all")  # moving on: the save still belongs to the opened image
     layer = np.zeros((64, 80, 4), np.uint8)
     layer[:5, :5, 3] = 255
@@ -596,7 +600,7 @@ def test_inference_events_share_one_limit_and_review_views_are_drawn_in_turn(app
     loads = {i for i, fn in demo.fns.items() if fn.name in ("load_pressed", "load_model")}  # the Load button, a pick in the list
     assert len(loads) == 2
     rejudges = [fn for fn in fns if fn.trigger_after in loads and fn.trigger_only_on_success]
-    assert sorted(fn.name for fn in rejudges) == sorted(["rescore", "show", "rows", "_no_export"] * len(loads))  # and Review's zip goes
+    assert sorted(fn.name for fn in rejudges) == sorted(["rescore", "rejudged", "rows", "_no_export"] * len(loads))  # and Review's zip goes
     assert {fn.trigger_mode for fn in rejudges if fn.name != "_no_export"} == {"always_last"}
 
 

@@ -533,9 +533,23 @@ def wire(ctx, area: Review, bar: model_bar.ModelBar, rejudge) -> None:
     rejudge(confirmed.success)
 
 
+EDITOR_OUTPUTS = ("editor", "save", "editing")  # what `view` closes the mask editor with
+
+
+def rejudged(ctx, review_id: str, model: dict, rate: float, show: str, editing, request: gr.Request = None) -> dict:
+    """The review shown again after the threshold or the model moved, an open mask editor left as it is: its paint is
+    the inspector's work, and a threshold typed while painting threw it away."""
+    cursor = ctx.cursor(request)
+
+    def move() -> dict:
+        shown = view(ctx, cursor, review_id, model, rate, show, cursor.item)
+        return shown if editing is None else {name: value for name, value in shown.items() if name not in EDITOR_OUTPUTS}
+    return cursor.press(move)
+
+
 def rejudge(ctx, area: Review, bar: model_bar.ModelBar, trigger, api: bool = False) -> None:
-    """After the threshold or the model changed: the review shown again, judged anew."""
-    on(trigger, show, ctx, [area.review_id, bar.model, bar.rate, area.show], _view_outputs(area),
+    """After the threshold or the model changed: the review shown again, judged anew (`rejudged`)."""
+    on(trigger, rejudged, ctx, [area.review_id, bar.model, bar.rate, area.show, area.editing], _view_outputs(area),
        show_progress="hidden", trigger_mode=REJUDGE_MODE, **IN_ORDER, **endpoint(api, "review_rethreshold"))
     _takes_export_away(trigger, area)
 
