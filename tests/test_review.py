@@ -16,7 +16,7 @@ from PIL import Image, PngImagePlugin
 from rbd import metrics
 from rbd.calibration import calibrate
 from rbd.coco import decode_rle
-from rbd.detector import Prediction
+from rbd.detector import Prediction, verdict
 from rbd.errors import InvalidInputError, NoImagesError
 from rbd.images import read_image, to_rgb_array
 from rbd import review
@@ -919,6 +919,20 @@ def test_opening_and_saving_the_editor_at_a_smaller_size_changes_only_what_was_p
     layer[2, :, 3] = 0  # the crack erased
     np.testing.assert_array_equal(review.painted_mask(session, d.id, [layer], THRESHOLD), expected & ~crack)
 
+
+
+def test_nothing_painted_on_a_rejected_good_verdict_is_refused_not_saved_as_good(session):
+    """Reject (good -> defective, its place not known), e, Save with nothing painted: the empty mask said "good"."""
+    a, d = session.items[0], session.items[3]
+    assert verdict(d.score, THRESHOLD) == "good" and verdict(a.score, THRESHOLD) == "defective"
+    session.decide(d.id, "reject", THRESHOLD)
+    empty = np.zeros((8, 10, 4), np.uint8)
+    with pytest.raises(InvalidInputError, match="nothing painted: d.png stays rejected as defective, its defect's place not known"):
+        review.painted_mask(session, d.id, [empty], THRESHOLD)
+    stroke = empty.copy()
+    stroke[2:4, 3:5, 3] = 255
+    assert review.painted_mask(session, d.id, [stroke], THRESHOLD).sum() == 4
+    assert not review.painted_mask(session, a.id, [empty], THRESHOLD).any()  # a defective verdict's mask erased: a good part
 
 
 def test_a_long_strip_is_painted_folded_and_its_mask_saved_unfolded(tmp_path):

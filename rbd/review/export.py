@@ -19,7 +19,7 @@ from ..images import file_shape, mask_at_size, read_image, to_uint8
 from ..uploads import unique_name, unsuffixed
 from ..visualize import fold, folded_shape, mask_image, outlined, shown_size, subsample, unfold
 from ..visualize import overlay as heat_overlay
-from .rules import decided_mask, mask_to_edit
+from .rules import decided_mask, mask_to_edit, place_unknown
 from .store import THUMB_SIDE
 
 
@@ -125,7 +125,8 @@ def painted_mask(session, item_id: int, layers: list[np.ndarray], threshold: flo
     `editor_canvas` drew them at `threshold`: every painted pixel (alpha > 0; paint in a folded
     strip's gaps is dropped). On an image edited smaller, only what the painting changed is
     enlarged: the rest keeps the mask the editor opened with at full size, so opening and saving
-    changes nothing. InvalidInputError for layers of another size."""
+    changes nothing. InvalidInputError for layers of another size, and for nothing painted on an image rejected as
+    defective with its defect's place unknown (`place_unknown`): the empty mask said "good", reversing the decision."""
     item = session.item(item_id)
     size = shown_size(item.height, item.width)
     canvas = folded_shape(*size)
@@ -136,6 +137,9 @@ def painted_mask(session, item_id: int, layers: list[np.ndarray], threshold: flo
             raise InvalidInputError(f"the painted mask is {alpha.shape[1]}x{alpha.shape[0]}, the editor for "
                                     f"{item.file_name} is {canvas[1]}x{canvas[0]}")
         painted |= alpha
+    if not painted.any() and place_unknown(session, item_id):
+        raise InvalidInputError(f"nothing painted: {item.file_name} stays rejected as defective, its defect's place not "
+                                "known. Paint where the defect is, or press Accept (a) if the model's 'good' is right")
     painted, full = unfold(painted, *size), (item.height, item.width)
     if size == full:
         return painted
