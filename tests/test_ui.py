@@ -976,6 +976,19 @@ def test_inspect_cleared_when_a_new_model_has_nothing_to_score(ctx, model, parts
 
 
 
+def test_inspect_keeps_the_image_looked_at_in_view_when_another_model_scores_them(ctx, model, parts):
+    """It gave way to the new model's most anomalous image."""
+    from ui import inspection
+
+    uploads = [str(path) for path in (parts[0][0], parts[1][0], parts[1][1])]
+    held = inspection.inspect_images(ctx, None, uploads, model, 0.1, 0.5, None)["held"]
+    viewed = len(held) - 1  # the least anomalous, looked at
+    out = inspection.rescore(ctx, None, uploads, held, viewed, {**model, "key": _another_model(ctx, model)}, 0.1, 0.5)
+    at = out["picked"]["value"]
+    assert out["held"][at]["digest"] == held[viewed]["digest"] and out["picked"]["choices"] == [(item["name"], i) for i, item in enumerate(out["held"])]
+    assert f"**{held[viewed]['name']}**" in out["summary"]
+
+
 def test_inspect_scores_again_when_the_same_key_names_a_retrained_model(ctx, model, parts):
     """A Hub branch loaded again after a push names another model under the same key and revision: the
     held scores are its predecessor's, and judging them by its threshold would be wrong."""

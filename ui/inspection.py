@@ -424,7 +424,8 @@ def rejudge(ctx, area: Inspect, bar: model_bar.ModelBar, trigger, api: bool = Fa
 
 
 def rescore(ctx, image, files, held: list | None, picked, model: dict, rate: float, opacity: float) -> dict:
-    """Judge the held images at the current threshold; a model that did not score them scores them first."""
+    """Judge the held images at the current threshold; a model that did not score them scores them first, and the image
+    looked at stays in view (it gave way to the new model's most anomalous one)."""
     if not held:
         return {}
     if all(item["model"] == model_bar.identity(ctx, model) for item in held):
@@ -436,4 +437,8 @@ def rescore(ctx, image, files, held: list | None, picked, model: dict, rate: flo
     if now != before:  # not what was shown: said, or the new model's verdicts would pass for those of the images shown
         notify(f"the new model scored what the upload boxes hold now ({len(now - before)} image(s) not shown before, "
                f"{len(before - now)} shown before no longer there)")
-    return scored
+    viewed = held[picked]["digest"] if isinstance(picked, int) and 0 <= picked < len(held) else None
+    at = next((k for k, item in enumerate(scored["held"]) if item["digest"] == viewed), 0)
+    if not at:
+        return scored
+    return {**scored, "picked": {**scored["picked"], "value": at}, **redraw(ctx, scored["held"], at, model, rate, opacity)}
