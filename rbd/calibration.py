@@ -34,6 +34,11 @@ import numpy as np
 from .errors import InvalidInputError
 
 
+def _percent(rate: float) -> str:
+    """A share as a person reads it: two digits, and a share too small to tell from 0 as one."""
+    return f"{100 * rate:.2g}%" if rate >= 1e-4 else "under 0.01%"
+
+
 def is_defective(score, threshold: float):
     """The one decision rule, for images (their score) and pixels (their map value) alike: at or above the
     threshold. A NaN (a broken number, never a normal part's) counts as defective, so no part passes on one."""
@@ -106,7 +111,10 @@ class Calibration:
         if len(self.normal_scores) < 10:
             found.append(f"the threshold rests on only {len(self.normal_scores)} normal images: it is a rough guess")
         elif t == self.threshold and self.interval is not None and self.interval[1] - self.interval[0] > 2 * self.scale:
-            found.append("the threshold is uncertain: its 95% interval is wider than two normal spreads")
+            # in false alarms, the unit a person chose the threshold by, rather than the raw scores' own
+            most, fewest = (_percent(self.expected_false_alarm_rate(end)) for end in self.interval)
+            found.append(f"the threshold is uncertain: its 95% interval is wider than two normal spreads, from {fewest} to "
+                         f"{most} expected false alarms")
         if self.caught(t) == 0.0:
             found.append("it flags none of the synthetic defects: the model may see no defect at all")
         return found

@@ -267,7 +267,10 @@ def test_problems_name_few_images_and_a_threshold_that_catches_nothing():
 def test_only_the_calibrated_threshold_is_called_uncertain_by_its_interval():
     spread = calibrate(np.random.default_rng(0).normal(1.0, 0.2, 12).tolist() + [3.0])  # one far normal image: a wide interval
     assert spread.interval[1] - spread.interval[0] > 2 * spread.scale
-    assert any("uncertain" in p for p in spread.problems())
+    low, high = (spread.expected_false_alarm_rate(end) for end in spread.interval)
+    assert high < 1e-4 and 0.45 < low < 0.46  # the calibrated 1 % within the interval, said in false alarms, as a person reads them
+    assert ("the threshold is uncertain: its 95% interval is wider than two normal spreads, from under 0.01% to 46% "
+            "expected false alarms") in spread.problems()
     assert not any("uncertain" in p for p in spread.problems(threshold=spread.threshold_for(0.1)))  # another rate's
 
 
