@@ -951,6 +951,11 @@ def test_a_long_strip_is_painted_folded_and_its_mask_saved_unfolded(tmp_path):
     np.testing.assert_array_equal(painted, expected)
     with pytest.raises(InvalidInputError, match="the editor for seam.png is 67x42"):
         review.painted_mask(session, 0, [np.zeros((10, 200, 4), np.uint8)], THRESHOLD)
+    session.decide(0, "reject", 0.6)  # "good" at 0.6 rejected: defective, where not known; paint in a gap alone is none
+    gap = np.zeros_like(layer)
+    gap[12, :, 3] = 255
+    with pytest.raises(InvalidInputError, match="nothing painted: seam.png stays rejected as defective"):
+        review.painted_mask(session, 0, [gap], 0.6)
 
 def test_images_out_of_domain_are_not_normal_data_for_this_product(tmp_path, parts):
     session = ReviewSession.create(tmp_path / "sessions", "other", Familiar(), parts)

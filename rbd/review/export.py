@@ -137,10 +137,10 @@ def painted_mask(session, item_id: int, layers: list[np.ndarray], threshold: flo
             raise InvalidInputError(f"the painted mask is {alpha.shape[1]}x{alpha.shape[0]}, the editor for "
                                     f"{item.file_name} is {canvas[1]}x{canvas[0]}")
         painted |= alpha
-    if not painted.any() and place_unknown(session, item_id):
+    painted, full = unfold(painted, *size), (item.height, item.width)
+    if not painted.any() and place_unknown(session, item_id):  # paint only in a folded strip's gaps is none
         raise InvalidInputError(f"nothing painted: {item.file_name} stays rejected as defective, its defect's place not "
                                 "known. Paint where the defect is, or press Accept (a) if the model's 'good' is right")
-    painted, full = unfold(painted, *size), (item.height, item.width)
     if size == full:
         return painted
     opened = mask_to_edit(session, item_id, threshold)
