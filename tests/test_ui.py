@@ -364,7 +364,8 @@ def test_review_handlers_without_a_server(ctx, model, parts):
     assert "**1 / 3**" in after["text"] and ctx.cursor(None).item != first  # the decided image left the filter
     assert "Reviewed **1** of 4" in after["metrics"]
     opened = review.edit(ctx, review_id, model, 0.1)
-    assert opened["editing"] == ctx.cursor(None).item and opened["editor"]["canvas_size"] == (80, 64)
+    assert opened["editing"] == {"item": ctx.cursor(None).item, "threshold": review.judged_at(ctx, ctx.review(review_id), model, 0.1)[1]}
+    assert opened["editor"]["canvas_size"] == (80, 64)
     # the threshold moved while painting: the review is judged anew, the open editor (the inspector's paint) left as it is
     moved = review.rejudged(ctx, review_id, model, 0.2, "unreviewed", opened["editing"])
     assert "**1 / 3**" in moved["text"] and not set(moved) & {"editor", "save", "editing"}
@@ -374,7 +375,7 @@ def test_review_handlers_without_a_server(ctx, model, parts):
     layer[:5, :5, 3] = 255
     saved = review.save_mask(ctx, {"layers": [layer]}, review_id, model, 0.1, "all", opened["editing"])
     session = ctx.review(review_id)
-    assert session.decision(opened["editing"]).decision == "correct"
+    assert session.decision(opened["editing"]["item"]).decision == "correct"
     assert "correct** → defective (the mask painted, outlined in magenta)" in saved["text"]
     with pytest.raises(rbd.NoImagesError, match="press Edit mask"):
         review.save_mask(ctx, {"layers": [layer]}, review_id, model, 0.1, "all", None)
@@ -478,7 +479,7 @@ def test_a_decision_goes_to_the_image_the_page_shows_when_a_held_key_left_it_beh
         ahead = review.step(ctx, 1, review_id, model, 0.1, "all", request=tab)  # views the page has not drawn yet
     assert ahead["shown"] == ctx.cursor(tab).item != on_page
     opened = review.edit(ctx, review_id, model, 0.1, on_page, request=tab)
-    assert opened["editing"] == on_page  # the editor too opens on the image on screen
+    assert opened["editing"]["item"] == on_page  # the editor too opens on the image on screen
     after = review.decide(ctx, "accept", review_id, model, 0.1, "all", on_page, request=tab)
     session = ctx.review(review_id)
     assert session.decision(on_page).decision == "accept" and session.decision(ahead["shown"]) is None
@@ -1573,6 +1574,14 @@ def test_a_large_image_is_shown_and_edited_at_a_bounded_size(ctx, model, parts, 
     session = ctx.review(review_id)
     saved = session.read_mask(session.decision(0).mask)
     assert saved.shape == (64, 80) and saved[:8, :8].all() and saved.sum() == 64  # at the image's size, where painted
+    # opened at one threshold, saved at another: what was painted over is taken against the mask the editor opened
+    # with, the model's at the first (against the second's, an untouched save stored neither mask but a mix of the two)
+    review_id = review.score(ctx, [str(good[1])], None, "", model, progress=lambda *a, **k: None)["review_id"]
+    opened = review.edit(ctx, review_id, model, 0.1)
+    taken_at, painted_mask = [], review.rules.painted_mask
+    monkeypatch.setattr(review.rules, "painted_mask", lambda *args: taken_at.append(args[-1]) or painted_mask(*args))
+    review.save_mask(ctx, {"layers": [layer]}, review_id, model, 30, "all", opened["editing"])
+    assert taken_at == [opened["editing"]["threshold"]] != [review.judged_at(ctx, ctx.review(review_id), model, 30)[1]]
 
 
 def test_inspect_draws_a_large_image_smaller_and_keeps_regions_in_its_pixels(ctx, model, parts, monkeypatch):

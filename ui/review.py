@@ -110,7 +110,7 @@ def view(ctx, cursor, review_id: str, model: dict, rate: float, show: str, item_
     has none yet), at position `fallback`, by default the first unreviewed image. The cursor moves there."""
     cursor.item, cursor.known = None, True
     session = ctx.review(review_id)
-    closed = {"editor": gr.update(visible=False), "save": gr.update(visible=False), "editing": None, "shown": None}
+    closed = {**_closed_editor(), "shown": None}
     if session is None or not session.items:
         return {"gallery": [], "text": NO_REVIEW, "image": None, "metrics": "", "scored_by": "", **closed}
     calibration, threshold = judged_at(ctx, session, model, rate)
@@ -355,18 +355,19 @@ def edit(ctx, review_id: str, model: dict, rate: float, shown: int | None = None
     folded = " (the long strip in pieces)" if mask.shape != shown_size(item.height, item.width) else ""
     editor = gr.update(value={"background": image, "layers": [layer], "composite": None}, canvas_size=mask.shape[::-1],
                        visible=True, label=f"Paint the defect{folded}")
-    return {"editor": editor, "save": gr.update(visible=True), "editing": item.id}
+    return {"editor": editor, "save": gr.update(visible=True), "editing": {"item": item.id, "threshold": threshold}}
 
 
 def save_mask(ctx, edited: dict | None, review_id: str, model: dict, rate: float, show: str, editing,
               request: gr.Request = None) -> dict:
-    """Store the painted mask on the image the editor was opened for, as a correction."""
+    """Store the painted mask on the image the editor was opened for, as a correction; the mask it opened with is the
+    model's at the threshold of then (`editing`), which may have moved since."""
     _known(ctx.cursor(request))  # (the editor's image, `editing`, is gone with the server's state too)
     if editing is None or not edited:
         raise rbd.NoImagesError("nothing to save: press Edit mask (e) on the image first")
-    session, item = _shown_item(ctx, review_id, editing, "nothing to save: press Edit mask (e) on the image first")
+    session, item = _shown_item(ctx, review_id, editing["item"], "nothing to save: press Edit mask (e) on the image first")
     _, threshold = judged_at(ctx, session, model, rate)
-    mask = rules.painted_mask(session, item.id, edited.get("layers") or [], threshold)
+    mask = rules.painted_mask(session, item.id, edited.get("layers") or [], editing["threshold"])
     cursor = ctx.cursor(request)
 
     def move() -> dict:
@@ -533,18 +534,16 @@ def wire(ctx, area: Review, bar: model_bar.ModelBar, rejudge) -> None:
     rejudge(confirmed.success)
 
 
-EDITOR_OUTPUTS = ("editor", "save", "editing")  # what `view` closes the mask editor with
+def _closed_editor() -> dict:
+    """What closes the mask editor: every view (`view`) but one after the threshold or the model moved (`rejudged`)."""
+    return {"editor": gr.update(visible=False), "save": gr.update(visible=False), "editing": None}
 
 
-def rejudged(ctx, review_id: str, model: dict, rate: float, show: str, editing, request: gr.Request = None) -> dict:
-    """The review shown again after the threshold or the model moved, an open mask editor left as it is: its paint is
-    the inspector's work, and a threshold typed while painting threw it away."""
-    cursor = ctx.cursor(request)
-
-    def move() -> dict:
-        shown = view(ctx, cursor, review_id, model, rate, show, cursor.item)
-        return shown if editing is None else {name: value for name, value in shown.items() if name not in EDITOR_OUTPUTS}
-    return cursor.press(move)
+def rejudged(ctx, review_id: str, model: dict, rate: float, shown_filter: str, editing, request: gr.Request = None) -> dict:
+    """The review shown again after the threshold or the model moved (`show`), an open mask editor left as it is: its
+    paint is the inspector's work, and a threshold typed while painting threw it away."""
+    shown = show(ctx, review_id, model, rate, shown_filter, request)
+    return shown if editing is None else {name: value for name, value in shown.items() if name not in _closed_editor()}
 
 
 def rejudge(ctx, area: Review, bar: model_bar.ModelBar, trigger, api: bool = False) -> None:
