@@ -74,9 +74,11 @@ class Inspect:
 
 
 @gpu
-def inspect_images(ctx, image, files, model: dict, rate: float, opacity: float, held: list | None) -> dict:
+def inspect_images(ctx, image, files, model: dict, rate: float, opacity: float, held: list | None, *,
+                   viewing: str | None = None) -> dict:
     """Score the uploaded images (a file dropped twice counts once, and one scored before by this model
-    is not scored again); show all of them in a table, most anomalous first, and that one in detail."""
+    is not scored again); show all of them in a table, most anomalous first, and that one in detail (or the image of
+    digest `viewing`, where it is among them)."""
     detector = ctx.detector(model)
     uploads = paths(image) + paths(files)
     if not uploads:
@@ -123,7 +125,8 @@ def inspect_images(ctx, image, files, model: dict, rate: float, opacity: float, 
     items.sort(key=lambda item: item["score"], reverse=True)  # a batch's likely defects first; ties in upload order
     items = [{**item, "judged_at": rate} for item in items]  # `judged_again` compares it with the slider once this returns
     choices = [(item["name"], i) for i, item in enumerate(items)]
-    return {"held": items, "picked": gr.update(choices=choices, value=0), **redraw(ctx, items, 0, model, rate, opacity)}
+    shown = next((i for i, item in enumerate(items) if item["digest"] == viewing), 0)
+    return {"held": items, "picked": gr.update(choices=choices, value=shown), **redraw(ctx, items, shown, model, rate, opacity)}
 
 
 def judged_again(ctx, image, files, held: list | None, picked, model: dict, rate: float, opacity: float) -> dict:
@@ -432,13 +435,9 @@ def rescore(ctx, image, files, held: list | None, picked, model: dict, rate: flo
         return redraw(ctx, held, picked, model, rate, opacity)
     if not paths(image) + paths(files):  # the uploads are gone: nothing to score with the new model
         return {**cleared(), "summary": UPLOADS_GONE}
-    scored = inspect_images(ctx, image, files, model, rate, opacity, held)
+    scored = inspect_images(ctx, image, files, model, rate, opacity, held, viewing=held[_shown(held, picked)]["digest"])
     before, now = ({item["digest"] for item in items} for items in (held, scored["held"]))
     if now != before:  # not what was shown: said, or the new model's verdicts would pass for those of the images shown
         notify(f"the new model scored what the upload boxes hold now ({len(now - before)} image(s) not shown before, "
                f"{len(before - now)} shown before no longer there)")
-    viewed = held[picked]["digest"] if isinstance(picked, int) and 0 <= picked < len(held) else None
-    at = next((k for k, item in enumerate(scored["held"]) if item["digest"] == viewed), 0)
-    if not at:
-        return scored
-    return {**scored, "picked": {**scored["picked"], "value": at}, **redraw(ctx, scored["held"], at, model, rate, opacity)}
+    return scored
