@@ -14,7 +14,6 @@ import errno
 import inspect
 import io
 import json
-import math
 import os
 import sys
 import tempfile
@@ -55,12 +54,10 @@ def _train(args: argparse.Namespace) -> None:
     with distributed.process_group(args.device) as processes:
         if processes.is_main:
             print(f"training on {folder}" + (f" with {processes.size} processes" if processes.size > 1 else ""), file=sys.stderr)
-        with _bar(args, "step", "training", disable=not processes.is_main) as bar:
-            count = _counter(bar)
+        with _Progress(args, "step", "training", disable=not processes.is_main) as progress:
 
             def report(p: Progress) -> None:  # the budget is epochs or minutes: its total in steps is projected
-                bar.set_postfix(epoch=f"{p.epoch:.1f}", loss=f"{p.loss:.4f}", refresh=False)
-                count(p.step, max(p.step, round(p.step / p.fraction)))
+                progress(p.step, max(p.step, round(p.step / p.fraction)), epoch=f"{p.epoch:.1f}", loss=f"{p.loss:.4f}")
 
             detector = train(folder, model_config, config, progress=report)
         if processes.is_main:
@@ -75,8 +72,8 @@ def _evaluate(args: argparse.Namespace) -> None:
     if pictures and pictures.resolve().is_relative_to(Path(args.data).resolve()):
         raise InvalidInputError(f"--misranked {pictures} is inside {args.data}: its pictures would be test images of the next evaluation")
     detector = load(args.checkpoint, args.revision, args.device)
-    with _bar(args, "image", "evaluating") as bar:
-        evaluation = evaluate(detector, args.data, progress=_counter(bar))
+    with _Progress(args, "image", "evaluating") as progress:
+        evaluation = evaluate(detector, args.data, progress=progress)
     result = evaluation.summary()
     for key, value in result.items():
         print(f"{key:<16} {metric_text(key, value)}")
@@ -132,12 +129,12 @@ def _predict(args: argparse.Namespace) -> None:
     detector = load(args.checkpoint, args.revision, "cpu" if args.engine == "ray" else args.device)
     written: list[tuple[ScoredFile, str | None]] = []  # each result and the output name of its pictures (None: unreadable)
     tables_cleared = False
-    with _bar(args, "image", "scoring") as bar:  # a batch at a time: decode, score, write, forget
+    with _Progress(args, "image", "scoring") as progress:  # a batch at a time: decode, score, write, forget
         if args.engine == "ray":
-            results = score_files(args.checkpoint, files, args.batch_size, args.address, args.revision, _counter(bar))
+            results = score_files(args.checkpoint, files, args.batch_size, args.address, args.revision, progress)
         else:
             results = (scored_file(str(path), image, prediction, detector.calibration, file_shape(path))
-                       for path, image, prediction in predict_files(detector, files, args.batch_size, progress=_counter(bar)))
+                       for path, image, prediction in predict_files(detector, files, args.batch_size, progress=progress))
         for result in results:
             name = None
             if result.error is None:
@@ -353,21 +350,29 @@ def _write(data: bytes, path: Path) -> None:
         f.write(data)
 
 
-def _bar(args: argparse.Namespace, unit: str, description: str, disable: bool = False) -> tqdm:
-    """A progress bar on stderr (counts, rate, time left), drawn from the first progress `_counter` reports: an error
-    before it (a test set's layout) was printed under an empty bar. `--quiet` turns it off."""
-    return tqdm(desc=description, unit=unit, disable=args.quiet or disable, file=sys.stderr, dynamic_ncols=True, delay=math.inf)
+class _Progress:
+    """A `progress(done, total)` callback that draws a bar on stderr (counts, rate, time left) from its first call: an
+    error said before any progress (a test set's layout, after a notice) stood on the line of an empty bar. `--quiet`
+    turns it off; `postfix` adds figures after the counts (training's epoch and loss)."""
 
+    def __init__(self, args: argparse.Namespace, unit: str, description: str, disable: bool = False):
+        self.settings = dict(desc=description, unit=unit, disable=args.quiet or disable, file=sys.stderr, dynamic_ncols=True)
+        self.bar: tqdm | None = None
 
-def _counter(bar: tqdm) -> Callable[[int, int], None]:
-    """A `progress(done, total)` callback that moves `bar`."""
+    def __call__(self, done: int, total: int, **postfix: str) -> None:
+        if self.bar is None:
+            self.bar = tqdm(**self.settings)
+        if postfix:
+            self.bar.set_postfix(postfix, refresh=False)
+        self.bar.total = total
+        self.bar.update(done - self.bar.n)
 
-    def progress(done: int, total: int) -> None:
-        bar.delay = 0  # drawn from now on (`_bar`)
-        bar.total = total
-        bar.update(done - bar.n)
+    def __enter__(self) -> "_Progress":
+        return self
 
-    return progress
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _named(text: str) -> str:

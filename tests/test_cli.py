@@ -372,10 +372,11 @@ def test_an_empty_path_is_refused_not_taken_as_the_current_folder(category, chec
     assert sorted(tmp_path.iterdir()) == [work] and sorted(p.name for p in work.iterdir()) == sorted(p.name for p in (category / "test" / "good").iterdir())
 
 
-def test_an_error_before_any_progress_is_said_without_an_empty_progress_bar(checkpoint, tmp_path, capsys):
-    (tmp_path / "part" / "train").mkdir(parents=True)
+@pytest.mark.parametrize("layout", ["train", "test/good", "test/ground_truth"])  # the last two: a notice, then the error
+def test_an_error_before_any_progress_is_said_without_an_empty_progress_bar(checkpoint, tmp_path, capsys, layout):
+    (tmp_path / "part" / layout).mkdir(parents=True)
     code, _, err = run(capsys, "evaluate", tmp_path / "part", "--checkpoint", checkpoint)
-    assert code == 2 and err.startswith("error: ") and "is not an MVTec AD category" in err and "evaluating" not in err, err
+    assert code == 2 and "evaluating" not in err and re.search(r"^error: .*part", err, re.M), err
 
 
 def test_a_leading_tilde_is_the_home_folder_also_where_the_shell_leaves_it(category, checkpoint, tmp_path, capsys, monkeypatch):
