@@ -11,6 +11,7 @@ A defect folder may hold folders of its own (`test/<defect>/lot1/000.png`); thei
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections import Counter
 from dataclasses import dataclass
@@ -141,8 +142,9 @@ def truth_mask(category: str | Path, image: Path) -> Path | None:
 
 def truth_masks(category: str | Path, images: list[Path]) -> dict[Path, Path | None]:
     """The ground-truth mask of each test image (`CATEGORY/test/<defect>/[<folders>/]<stem>.*`), where it
-    has one: `ground_truth/<defect>/[<folders>/]<stem>_mask.png`, or flat in `ground_truth/<defect>/`, named in any
-    case (test images are taken with any: `.PNG` masks dropped the pixel metrics).
+    has one: `ground_truth/<defect>/[<folders>/]<stem>_mask.png`, or flat in `ground_truth/<defect>/`; where that name
+    is not there, its file name in another case (test images are taken with any: `_mask.PNG` masks dropped the pixel
+    metrics), unless that is another image's own mask's name, or several files fit.
     A mask that fits several of the images (`000.png` beside `000.jpg`, or a flat mask and images of
     its name in two folders) is none of theirs, with a notice: pixel metrics against another image's
     truth would be wrong without a sign."""
@@ -153,35 +155,40 @@ def truth_masks(category: str | Path, images: list[Path]) -> dict[Path, Path | N
         relative = image.relative_to(category / "test")
         return relative.parent / f"{image.stem}_mask.png", Path(relative.parts[0]) / f"{image.stem}_mask.png"
 
-    listed: dict[Path, dict[str, str]] = {}
+    mirrored = Counter(names(image)[0] for image in images)
+    flat = Counter(names(image)[1] for image in images)  # every image of a defect with that stem, in any folder
+    listed: dict[Path, dict[str, list[str]]] = {}  # a folder's files by their name in lower case
+    masks, left_out, unsure = {}, [], set()
 
-    def existing(name: Path) -> Path | None:  # the mask's name as it is, else in another case
+    def existing(name: Path) -> Path | None:
         if (truth / name).is_file():
             return name
         folder = truth / name.parent
         if folder not in listed:
-            listed[folder] = {entry.name.casefold(): entry.name for entry in os.scandir(folder)} if folder.is_dir() else {}
-        other = listed[folder].get(name.name.casefold())
-        return name.parent / other if other is not None and (folder / other).is_file() else None
+            listed[folder] = {}
+            with contextlib.suppress(OSError):  # none there, or not to be listed: no mask, as for a missing name
+                for entry in sorted(os.listdir(folder)):
+                    listed[folder].setdefault(entry.casefold(), []).append(entry)
+        fits = [name.parent / other for other in listed[folder].get(name.name.casefold(), [])
+                if name.parent / other not in mirrored and name.parent / other not in flat and (folder / other).is_file()]
+        if len(fits) > 1:
+            unsure.add(f"ground_truth/{name.as_posix()} ({', '.join(fit.name for fit in fits)})")
+        return fits[0] if len(fits) == 1 else None
 
-    def key(name: Path) -> str:
-        return name.as_posix().casefold()
-
-    mirrored = Counter(key(names(image)[0]) for image in images)
-    flat = Counter(key(names(image)[1]) for image in images)  # every image of a defect with that stem, in any folder
-    masks, left_out = {}, []
     for image in images:
         own, shared = names(image)
         for name, counts in ((own, mirrored), (shared, flat)):
             found = existing(name)
             if found is not None:
                 break
-        if found is not None and counts[key(name)] > 1:
+        if found is not None and counts[name] > 1:
             left_out.append(f"test/{image.relative_to(category / 'test').as_posix()} (ground_truth/{found.as_posix()})")
             found = None
         masks[image] = None if found is None else truth / found
     if left_out:
         notify(f"no mask for {', '.join(left_out)}: each mask named there fits several test images of one name")
+    if unsure:
+        notify(f"no mask taken for {', '.join(sorted(unsure))}: several files have the mask's name in other cases")
     return masks
 
 

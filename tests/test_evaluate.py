@@ -402,6 +402,22 @@ def test_masks_are_found_in_any_case_as_test_images_are(detector, category, tmp_
     assert sorted(item.mask_path.name for item in items) == sorted(path.stem.upper() + ".PNG" for path in masks)
     result = rbd.evaluate(detector, copy)
     assert (result.pixel_auroc, result.aupro) == (reference.pixel_auroc, reference.aupro)
+    hole, masks = copy / "test" / "hole", copy / "ground_truth" / "hole"
+    first, second = sorted(hole.glob("*.png"))[:2]
+    shutil.copy(second, hole / ("X" + first.name))  # Xnnn.png and xnnn.png, each with its own mask by its exact name
+    shutil.copy(second, hole / ("x" + first.name))
+    for stem in ("X", "x"):
+        shutil.copy(masks / (second.stem.upper() + "_MASK.PNG"), masks / f"{stem}{first.stem}_mask.png")
+    (masks / (first.stem.upper() + "_MASK.PNG")).rename(masks / f"{first.stem}_Mask.png")  # two that fit another case
+    shutil.copy(masks / f"{first.stem}_Mask.png", masks / f"{first.stem}_MASK.png")
+    with pytest.warns(UserWarning, match=f"no mask taken for ground_truth/hole/{first.stem}_mask.png .{first.stem}_MASK.png, "
+                                         f"{first.stem}_Mask.png.: several files have the mask's name in other cases"):
+        found = {item.path.name: item.mask_path for item in mvtec_test_set(copy)}
+    assert found["X" + first.name] == masks / f"X{first.stem}_mask.png" and found["x" + first.name] == masks / f"x{first.stem}_mask.png"
+    assert found[first.name] is None
+    (masks / f"X{first.stem}_mask.png").unlink()  # Xnnn's gone: xnnn's, its name in another case, is xnnn's own
+    with pytest.warns(UserWarning):
+        assert {item.path.name: item.mask_path for item in mvtec_test_set(copy)}["X" + first.name] is None
 
 
 def test_a_mask_that_fits_several_test_images_is_none_of_theirs(detector, category, tmp_path):
