@@ -220,3 +220,18 @@ def largest(values: np.ndarray, k: int) -> np.ndarray:
         if passed.size >= k:
             values = passed
     return np.partition(values, -k)[-k:]
+
+
+_FLOAT16_MAX = float(np.finfo(np.float16).max)
+
+
+def kept_map(amap: np.ndarray) -> np.ndarray:
+    """An anomaly map as it is kept to be judged again at other thresholds (the app's Inspect, a review's files): float16,
+    half the memory, each value rounded up rather than to the nearest, so a pixel at or above a threshold stays so and
+    a mask cut from it keeps every pixel of `Prediction.mask` (nearest rounding dropped pixels within 0.05 % of the
+    threshold, and a defective image whose peak was among them fell back to its hottest 1 %); it can gain only pixels
+    within one float16 step below. float32 where float16 cannot hold the values (they became infinite)."""
+    if not (np.isfinite(amap).all() and float(np.abs(amap).max(initial=0.0)) <= _FLOAT16_MAX):
+        return amap.astype(np.float32)
+    low = amap.astype(np.float16)
+    return np.where(low < amap, np.nextafter(low, np.float16(np.inf)), low)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from rbd.anomaly_map import (SAMPLE_STRIDE, SCORE_RULES, UpsampleBlur, anomaly_map, distance_maps, edge_bands, edge_level, edge_profile,
+from rbd.anomaly_map import (SAMPLE_STRIDE, kept_map, SCORE_RULES, UpsampleBlur, anomaly_map, distance_maps, edge_bands, edge_level, edge_profile,
                              image_score, largest, student_map, top_mean)
 
 
@@ -306,3 +306,17 @@ def test_a_band_no_normal_pixel_fell_in_takes_the_nearest_bands_level_so_another
     assert profile[:6].tolist() == [10.0, 10.0, 12.0, 12.0, 14.0, 14.0]  # 1, 3, 5 empty: the nearer lower one's
     level = edge_level(profile, (96, 160))
     assert level.min() >= 10 and (level[:, 80].diff()[:48] >= 0).all()  # rising to the middle, no zeros between
+
+
+def test_a_kept_map_loses_no_pixel_at_or_above_any_threshold_and_holds_any_value():
+    """Rounded to the nearest float16, a peak a hair above the threshold fell under it; a value past float16's range
+    became infinite."""
+    amap = np.linspace(0.2, 0.49, 60_000, dtype=np.float32).reshape(200, 300)
+    amap[100, 150] = 0.5002
+    kept = kept_map(amap)
+    assert kept.dtype == np.float16 and float(amap.astype(np.float16)[100, 150]) < 0.5001 <= float(kept[100, 150])
+    assert (kept >= amap).all() and (kept.astype(np.float32) - amap).max() <= 0.0005  # up by less than one step
+    for wide in (np.array([[1.0, 70_000.0]], np.float32), np.array([[1.0, np.inf]], np.float32)):
+        np.testing.assert_array_equal(kept_map(wide), wide)
+        assert kept_map(wide).dtype == np.float32
+

@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 
 import rbd
+from rbd.anomaly_map import kept_map
 from rbd.catalog import Catalog
 from rbd.expiry import mark_used, remove_idle
 from rbd.thresholds import describe, threshold_at
@@ -1592,6 +1593,7 @@ def test_inspect_draws_a_large_image_smaller_and_keeps_regions_in_its_pixels(ctx
     monkeypatch.setattr("rbd.visualize.SHOWN_PIXELS", 32 * 40)  # the 64 x 80 part is "large": drawn at every 2nd pixel
     held = inspection.inspect_images(ctx, None, [str(bad[0])], model, 0.1, 0.5, None)["held"]
     assert held[0]["image"].shape == (32, 40, 3) and held[0]["map"].shape == (64, 80)  # the picture held as drawn
+    np.testing.assert_array_equal(held[0]["map"], kept_map(rbd.load(model["key"]).predict(bad[0]).anomaly_map))  # as a review keeps it
     small = inspection.redraw(ctx, held, 0, model, 0.1, 0.5)
     k = inspection._enlargement(32, 40)  # a small picture is enlarged for its regions' boxes (the test below)
     assert small["pair"][1].shape == (32, 40, 3) and small["annotated"][0].shape == (32 * k, 40 * k, 3)

@@ -1,7 +1,7 @@
 """Inspect: score a few images and look at one in detail (verdict, heat map, mask, regions).
 
 A browser holds at most `MAX_IMAGES` scored images (uint8 pictures at the size they are shown,
-float16 maps at the image's), freed an hour after it was last used; the same file dropped twice is
+float16 maps at the image's, `kept_map`), freed an hour after it was last used; the same file dropped twice is
 scored once, and so is a copy of it under another name, with a message naming both.
 """
 
@@ -18,6 +18,7 @@ import pandas as pd
 from PIL import Image
 
 import rbd
+from rbd.anomaly_map import kept_map
 from rbd.detector import Prediction
 from rbd.files import atomic_write, file_digest
 from rbd.images import file_shape, to_uint8
@@ -120,7 +121,7 @@ def inspect_images(ctx, image, files, model: dict, rate: float, opacity: float, 
             picture, p, size = scored[path]
             shown = subsample(picture, max(shown_size(*picture.shape[:2])))  # all that is ever drawn of it
             items.append({"name": path.relative_to(folder).as_posix(), "digest": digest, "model": model_id, "image": to_uint8(shown),
-                          "score": p.score, "map": p.anomaly_map.astype(np.float16), "familiarity": p.familiarity,
+                          "score": p.score, "map": kept_map(p.anomaly_map), "familiarity": p.familiarity,
                           "size": size, "notice": "; ".join(notes)})  # the map's size, or more past MAX_SIDE
     items.sort(key=lambda item: item["score"], reverse=True)  # a batch's likely defects first; ties in upload order
     items = [{**item, "judged_at": rate} for item in items]  # `judged_again` compares it with the slider once this returns

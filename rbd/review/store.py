@@ -39,6 +39,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 from PIL import Image
 
+from ..anomaly_map import kept_map
 from ..calibration import Calibration
 from ..detector import defect_mask, is_out_of_domain, predict_files
 from ..detector import verdict as verdict_at
@@ -62,7 +63,6 @@ THUMB_SIDE = 256  # the gallery shows these, stored at scoring time, and never d
 SAVE_EVERY_S = 5.0  # while scoring, items.json is rewritten at most this often (and at the end)
 _MASK_NAME = re.compile(r"masks/\d+-\d+\.png")
 _MAPS_NAME = re.compile(rf"{MAPS}(-\d+)?")
-_FLOAT16_MAX = float(np.finfo(np.float16).max)
 
 
 @dataclass(frozen=True)
@@ -421,9 +421,8 @@ class ReviewSession:
         return item
 
     def _write_map(self, maps: str, item_id: int, amap: np.ndarray) -> None:
-        small = np.isfinite(amap).all() and float(np.abs(amap).max(initial=0.0)) <= _FLOAT16_MAX
         with atomic_write(self.folder / maps / f"{item_id}.npy") as f:
-            np.save(f, _rounded_up(amap) if small else amap.astype(np.float32), allow_pickle=False)
+            np.save(f, kept_map(amap), allow_pickle=False)
 
     def _write_items(self) -> None:
         records = []
@@ -574,15 +573,6 @@ def _upload_name(path: Path, upload: str | Path | None) -> PurePosixPath:
     if upload is not None and path.is_relative_to(upload):
         return PurePosixPath(path.relative_to(upload).as_posix())
     return PurePosixPath(path.name)
-
-
-def _rounded_up(amap: np.ndarray) -> np.ndarray:
-    """The map as float16, each value rounded up rather than to the nearest: a pixel at or above a threshold
-    stays so, and the mask cut from the stored map keeps every pixel of `Prediction.mask` (nearest rounding
-    dropped pixels within 0.05 % of the threshold, and a defective image whose peak was among them fell back
-    to its hottest 1 %); it can gain only pixels within one float16 step below."""
-    low = amap.astype(np.float16)
-    return np.where(low < amap, np.nextafter(low, np.float16(np.inf)), low)
 
 
 def _familiarity(prediction) -> float | None:
