@@ -60,7 +60,8 @@ def find_images(folder: str | Path) -> list[Path]:
     (a lot linked in from a share: `rglob` skipped them without a word), each real folder once, so a link
     loop ends, and by its own path where it has one under `folder` (by the first link, in name order, where not):
     which path an image was found by hung on the file system's listing order, and named outputs and masks by it.
-    A link to a folder above `folder` is not followed: it led out of it, to the images of its sibling folders.
+    A link to a folder above `folder` (by its real path or the path given) is not followed: it led out of it, to the
+    images of its sibling folders.
     Hidden folders are not searched (their images are no images, `is_image_name`: a link to one was skipped as found
     there), and a folder that cannot be listed is named in a notice."""
     folder = Path(folder)
@@ -71,7 +72,7 @@ def find_images(folder: str | Path) -> list[Path]:
         unlinked.add(_identity(top))
         folders[:] = _shown(folders)
     found, broken, unlisted, through_link = [], [], [], {}
-    seen = {_identity(above) for above in Path(os.path.realpath(folder)).parents}
+    seen = {_identity(above) for path in (os.path.abspath(folder), os.path.realpath(folder)) for above in Path(path).parents}
     for top, folders, files in os.walk(folder, followlinks=True, onerror=lambda err: unlisted.append(err.filename)):
         identity, linked = _identity(top), through_link.get(top, False)
         if identity in seen or (linked and identity in unlinked):

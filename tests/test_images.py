@@ -536,6 +536,12 @@ def test_find_images_does_not_leave_the_folder_by_a_link_to_one_above_it(tmp_pat
     (tmp_path / "lot1" / "up").symlink_to(tmp_path)
     (tmp_path / "lot1" / "self").symlink_to(tmp_path / "lot1")
     assert find_images(tmp_path / "lot1") == [tmp_path / "lot1" / "a.png"]
+    (tmp_path / "data").mkdir()  # reached by a link: a link back to the folder the path names above it is not followed
+    (tmp_path / "data" / "line").symlink_to(tmp_path / "lot1")
+    (tmp_path / "lot1" / "up").unlink()
+    (tmp_path / "lot1" / "up").symlink_to(tmp_path / "data")
+    Image.new("RGB", (4, 4)).save(tmp_path / "data" / "b.png")
+    assert find_images(tmp_path / "data" / "line") == [tmp_path / "data" / "line" / "a.png"]
 
 
 @pytest.mark.parametrize("link", ["aa/link", "zz/link", "aa", "zz"])
