@@ -1018,8 +1018,9 @@ def test_an_evaluation_is_cleared_once_another_model_is_active(ctx, model):
     # headed for a reader, the verdict in a narrow window's sight: `label` repeats the truth
     assert kept["rows"].data.columns.tolist() == ["file", "truth", "score", "normalised", "verdict"]
     assert kept["rows"].data[["file", "truth", "score", "verdict"]].iloc[0].tolist() == ["test/good/a.png", "good", 1.0, "good"]
-    assert evaluation.rows(ctx, evaluated, {**model, "revision": "v2"}, 1.0)["evaluated"] is None  # another revision
-    cleared = evaluation.rows(ctx, evaluated, {**model, "key": "another", "name": "another"}, 1.0)
+    copy = ctx.catalog.add_trained(ctx.detector(model), "browser-1")  # the same model by another key (shared, downloaded)
+    assert set(evaluation.rows(ctx, evaluated, {**model, "key": copy}, 1.0)) == {"rows", "summary"}
+    cleared = evaluation.rows(ctx, evaluated, {**model, "key": _another_model(ctx, model), "name": "another"}, 1.0)
     assert cleared["evaluated"] is None and cleared["roc"] is None and cleared["misranked"] is None and cleared["rows"].empty
     retrained = _another_model(ctx, model)  # a Hub branch loaded again names another model: the same key and revision
     ctx.catalog._cache[(model["key"], None)] = ctx.catalog.get(retrained, None, "browser-1")
