@@ -1075,7 +1075,7 @@ def test_a_rate_or_model_changed_while_evaluate_ran_judges_its_answer_once_it_en
     summary = dict(zip(moved["summary"]["metric"], moved["summary"]["value"]))
     assert summary["threshold (raw score)"] == f"{evaluation.model_bar.threshold(ctx, model, 30.0):.4f}"
     assert summary["threshold (raw score)"] != f"{evaluation.model_bar.threshold(ctx, model, 1.0):.4f}"
-    assert evaluation.judged_again(ctx, evaluated, {**model, "key": "another", "name": "another"}, 1.0)["evaluated"] is None
+    assert evaluation.judged_again(ctx, evaluated, {**model, "key": _another_model(ctx, model), "name": "another"}, 1.0)["evaluated"] is None
 
 
 def test_evaluation_tables_show_every_metric_to_four_places_and_times_to_one(ctx, model):
