@@ -602,7 +602,7 @@ def test_inference_events_share_one_limit_and_review_views_are_drawn_in_turn(app
     loads = {i for i, fn in demo.fns.items() if fn.name in ("load_pressed", "load_model")}  # the Load button, a pick in the list
     assert len(loads) == 2
     rejudges = [fn for fn in fns if fn.trigger_after in loads and fn.trigger_only_on_success]
-    assert sorted(fn.name for fn in rejudges) == sorted(["rescore", "rejudged", "rows", "_no_export"] * len(loads))  # and Review's zip goes
+    assert sorted(fn.name for fn in rejudges) == sorted(["rescore", "rejudged", "rows", "of_another", "_no_export"] * len(loads))  # and Review's zip goes
     assert {fn.trigger_mode for fn in rejudges if fn.name != "_no_export"} == {"always_last"}
 
 
@@ -676,6 +676,17 @@ def test_the_active_model_can_be_downloaded_as_it_judges_at_any_time(ctx, model,
         loaded = rbd.load(tmp_path / archive.stem)
         assert loaded.calibration.threshold == pytest.approx(threshold) and loaded.config == ctx.detector(model).config
         assert archive.parent.parent == ctx.exports  # a fresh export folder, cleared after a day
+
+
+def test_the_last_trainings_plots_and_a_download_go_once_another_model_is_active(ctx, model):
+    """Another model loaded (its zip, the picker) left the last training's calibration (another threshold than the model
+    line's) and "Download the model", which gave the model before."""
+    from ui import fine_tune
+
+    made_for = fine_tune.download(ctx, model)["made_for"]
+    assert fine_tune.of_another(ctx, made_for, model) == {} and fine_tune.of_another(ctx, None, model) == {}  # the same: kept
+    other = {**model, "key": _another_model(ctx, model)}
+    assert fine_tune.of_another(ctx, made_for, other) == {"loss": None, "calibration": None, "model_file": None, "made_for": None}
 
 
 def test_a_models_zip_loads_as_this_browsers_own_model_active_at_once(ctx, model, parts, tmp_path):

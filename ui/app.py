@@ -185,6 +185,7 @@ def build_app(work: Path = WORK, catalog: Catalog | None = None) -> gr.Blocks:
             inspection.rejudge(ctx, inspect_area, bar, trigger, api)
             review.rejudge(ctx, review_area, bar, trigger, api)
             evaluation.rejudge(ctx, eval_area, bar, trigger, api)
+            fine_tune.rejudge(ctx, tune_area, bar, trigger)
 
         model_bar.wire(ctx, bar, app, rejudge)
         inspection.wire(ctx, inspect_area, bar, rejudge)

@@ -33,7 +33,7 @@ from rbd.train import MIN_IMAGES, BackgroundTraining, memory_cut_short, model_pi
 from rbd.uploads import as_uploaded, gather_images, picked_names
 
 from . import evaluation, model_bar
-from .wiring import as_markdown, forget_picked, gpu, on, paths, stored_name, told_again, with_picked
+from .wiring import REJUDGE_MODE, as_markdown, forget_picked, gpu, on, paths, stored_name, told_again, with_picked
 
 ON_SPACES = os.environ.get("SYSTEM") == "spaces"
 # bench.curve on the five development sets, 2-core CPU (BENCHMARKS.md, "Time to quality")
@@ -68,6 +68,7 @@ class FineTune:
     loss: gr.LinePlot
     calibration: gr.Plot
     model_file: gr.File
+    made_for: gr.State  # the model the loss, calibration and download above are of (`model_bar.identity`'s fingerprint)
     download: gr.Button
     upload: gr.UploadButton
     share: gr.Button
@@ -162,9 +163,10 @@ def fine_tune(ctx, files, folder, use_reviewed: bool, review_id: str, start_curr
             detector.training = {**detector.training, "started_from": model["name"]}
         key = ctx.catalog.add_trained(detector, owner, name)
         archive = shutil.make_archive(str(ctx.export_folder() / export_name(model_name(key))), "zip", key)
+        loaded = model_bar.load_model(ctx, key, "", "", owner)
         yield {"loss": pd.DataFrame(losses), "calibration": calibration_figure(detector.calibration), "model_file": archive,
-               "choice": gr.update(choices=ctx.catalog.entries(owner), value=key), "status": trained_text(key, detector, notes),
-               **model_bar.load_model(ctx, key, "", "", owner)}
+               "made_for": _fingerprint(ctx, loaded["model"]), "choice": gr.update(choices=ctx.catalog.entries(owner), value=key),
+               "status": trained_text(key, detector, notes), **loaded}
 
 
 def trained_text(key: str, detector: rbd.Detector, notes: list[str]) -> str:
@@ -359,7 +361,25 @@ def download(ctx, model: dict) -> dict:
     can be downloaded again after a reload or a restart, not only when its training ends."""
     folder = ctx.export_folder() / export_name(model["name"])
     rbd.save(as_judged(ctx, model), folder)
-    return {"model_file": shutil.make_archive(str(folder), "zip", folder)}
+    return {"model_file": shutil.make_archive(str(folder), "zip", folder), "made_for": _fingerprint(ctx, model)}
+
+
+def _fingerprint(ctx, model: dict) -> str:
+    return model_bar.identity(ctx, model)[2]
+
+
+def rejudge(ctx, area: FineTune, bar: model_bar.ModelBar, trigger) -> None:
+    """After the model changed: the last training's loss and calibration and a download go once another model is active
+    (the calibration's threshold was not the model line's, and the download was of the model before)."""
+    on(trigger, of_another, ctx, [area.made_for, bar.model], {"loss": area.loss, "calibration": area.calibration,
+       "model_file": area.model_file, "made_for": area.made_for}, show_progress="hidden", trigger_mode=REJUDGE_MODE,
+       api_visibility="private")
+
+
+def of_another(ctx, made_for: str | None, model: dict) -> dict:
+    if made_for is None or made_for == _fingerprint(ctx, model):
+        return {}
+    return {"loss": None, "calibration": None, "model_file": None, "made_for": None}
 
 
 def upload_model(ctx, file, browser: str, request: gr.Request = None) -> dict:
@@ -429,6 +449,7 @@ def layout(ctx) -> FineTune:
             loss = gr.LinePlot(x="step", y="loss", label="Training loss", height=220, elem_id="train-loss")
             calibration = gr.Plot(label="Calibration", show_label=False)  # the figure's title: the label covered its top
             model_file = gr.File(label="Download the model", interactive=False, elem_id="train-model-file")
+            made_for = gr.State(None)
             with gr.Row():
                 download_button = gr.Button("Download the active model", size="sm", elem_id="train-download")
                 upload_button = gr.UploadButton("Load a model from its zip", file_types=[".zip"], size="sm", elem_id="train-upload")
@@ -443,7 +464,7 @@ def layout(ctx) -> FineTune:
         push_button = gr.Button("Push to Hub")
     push_status = gr.Markdown()
     return FineTune(files, folder, picked, use_reviewed, start_current, epochs, minutes, teacher, name, train, cancel_button, status,
-                    loss, calibration, model_file, download_button, upload_button, share_button, delete_button, confirmed, repo_id, token, push_button, push_status)
+                    loss, calibration, model_file, made_for, download_button, upload_button, share_button, delete_button, confirmed, repo_id, token, push_button, push_status)
 
 
 def afresh(ctx, trigger, status: gr.Markdown):
@@ -463,7 +484,8 @@ def wire(ctx, app: gr.Blocks, area: FineTune, bar: model_bar.ModelBar, review_id
     trained = on(clicked.then, fine_tune, ctx,
                  [area.files, area.folder, area.use_reviewed, review_id, area.start_current, area.epochs, area.minutes,
                   bar.model, bar.browser, area.teacher, area.name, area.picked],
-                 {"loss": area.loss, "calibration": area.calibration, "model_file": area.model_file, "choice": bar.choice,
+                 {"loss": area.loss, "calibration": area.calibration, "model_file": area.model_file, "made_for": area.made_for,
+                  "choice": bar.choice,
                   "status": area.status, "model": bar.model, "rate": bar.rate, "info": bar.info},
                  api_name="fine_tune", concurrency_limit=1, concurrency_id="train", show_progress_on=[area.status],
                  js=with_picked("train-folder"))
@@ -485,7 +507,7 @@ def wire(ctx, app: gr.Blocks, area: FineTune, bar: model_bar.ModelBar, review_id
                  {"status": area.status, "choice": bar.choice, "model": bar.model, "rate": bar.rate, "info": bar.info,
                   "model_file": area.model_file}, api_name="delete_model", show_progress_on=[area.delete], js=DELETE_QUESTION)
     rejudge(deleted.success)
-    on(area.download.click, download, ctx, [bar.model], {"model_file": area.model_file}, api_name="download_model",
+    on(area.download.click, download, ctx, [bar.model], {"model_file": area.model_file, "made_for": area.made_for}, api_name="download_model",
        show_progress_on=[area.download])
     uploaded = on(afresh(ctx, area.upload.upload, area.status).then, upload_model, ctx, [area.upload, bar.browser],
                   {"status": area.status, "choice": bar.choice, "model": bar.model, "rate": bar.rate, "info": bar.info},
