@@ -279,6 +279,13 @@ def test_a_fine_tune_shared_from_another_tab_is_restored_under_its_shared_name(c
     restored = model_bar.restore(ctx, stored, ctx.catalog.default_key(), "browser-1")
     assert restored["model"]["key"] == restored["choice"] == shared  # one of the picker's entries, not a server path
     assert shared in [k for _, k in ctx.catalog.entries("browser-1")]
+    # a tab still on it opens the picker: its server path showed there, the model is picked under its shared name
+    assert model_bar.listed(ctx, "browser-1", stored)["choice"]["value"] == shared
+    shutil.rmtree(shared)  # deleted since (a shared model, by the server): listed by its name, said gone
+    opened = model_bar.listed(ctx, "browser-1", stored)["choice"]
+    assert "value" not in opened and opened["choices"][-1] == (f"{stored['name']} (no longer there)", stored["key"])
+    hub = {"key": "acme/parts", "revision": None, "name": "acme/parts"}
+    assert model_bar.listed(ctx, "browser-1", hub)["choice"]["choices"][-1] == ("acme/parts", "acme/parts")
 
 
 def test_a_fine_tune_can_be_deleted_by_its_own_browser_only_while_it_is_private(detector, tmp_path):

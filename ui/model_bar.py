@@ -11,6 +11,7 @@ browser (signed), so a reload or a restarted server finds the model it left acti
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 from dataclasses import dataclass
 
 import gradio as gr
@@ -111,9 +112,18 @@ def start(ctx, browser: str) -> dict:
     return {"browser": browser, "choice": gr.update(choices=ctx.catalog.entries(browser))}
 
 
-def listed(ctx, browser: str) -> dict:
-    """The picker's models as they are now, as it opens: another tab may have fine-tuned, shared or deleted one."""
-    return {"choice": gr.update(choices=ctx.catalog.entries(browser or None))}
+def listed(ctx, browser: str, model: dict | None = None) -> dict:
+    """The picker's models as they are now, as it opens: another tab may have fine-tuned, shared or deleted one. The
+    active `model` keeps a name there: shared since, it is picked under its shared key; deleted since (or a Hub model),
+    it is listed by its name, said gone where its folder is (its server path showed in the picker)."""
+    entries = ctx.catalog.entries(browser or None)
+    if not model or model["key"] in {key for _, key in entries}:
+        return {"choice": gr.update(choices=entries)}
+    moved = ctx.catalog.current_key(model["key"], browser or None)
+    if moved in {key for _, key in entries}:
+        return {"choice": gr.update(choices=entries, value=moved)}
+    gone = not is_hub_key(model["key"]) and not Path(model["key"]).is_dir()
+    return {"choice": gr.update(choices=[*entries, (f"{model['name']} (no longer there)" if gone else model["name"], model["key"])])}
 
 
 def load_model(ctx, choice: str, hub_id: str, revision: str, browser: str) -> dict:
@@ -273,7 +283,7 @@ def wire(ctx, bar: ModelBar, app: gr.Blocks, rejudge) -> None:
     copied = bar.model.change(lambda model: model, bar.model, bar.stored, queue=False, api_visibility="private")
     # after this tab's own copy only: the browser's store also changes when another tab's does (Gradio syncs them)
     copied.then(None, bar.stored, None, js=KEEP_TAB_MODEL, queue=False, api_visibility="private")
-    on(bar.choice.focus, listed, ctx, [bar.browser], {"choice": bar.choice}, queue=False, api_visibility="private",
+    on(bar.choice.focus, listed, ctx, [bar.browser, bar.model], {"choice": bar.choice}, queue=False, api_visibility="private",
        show_progress="hidden")
     picked = bar.choice.input(lambda: ("", ""), None, [bar.hub_id, bar.revision], queue=False, api_visibility="private")
     chosen = on(picked.then, load_model, ctx, inputs, loaded, api_visibility="private", show_progress_on=[bar.choice])
