@@ -982,6 +982,9 @@ def test_inspect_cleared_when_a_new_model_has_nothing_to_score(ctx, model, parts
     from ui import inspection
 
     held = inspection.inspect_images(ctx, None, [str(parts[0][0])], model, 0.1, 0.5, None)["held"]
+    copy = ctx.catalog.add_trained(ctx.detector(model), "browser-1")  # the same model by another key (shared, downloaded)
+    kept = inspection.rescore(ctx, None, None, held, 0, {**model, "key": copy}, 0.1, 0.5)  # not scored again: kept
+    assert "held" not in kept and kept["summary"] != inspection.UPLOADS_GONE
     other = {**model, "key": _another_model(ctx, model)}
     out = inspection.rescore(ctx, None, None, held, 0, other, 0.1, 0.5)
     assert out["held"] == [] and out["heat"] is None and out["pair"] is None and out["annotated"] is None

@@ -81,11 +81,9 @@ def judged_again(ctx, evaluated: dict | None, model: dict, rate: float) -> dict:
 
 
 def is_of(ctx, evaluated: dict | None, model: dict) -> bool:
-    """Whether `evaluated` is an evaluation of `model`, told by its calibration's fingerprint (`model_bar.identity`),
-    not by its key: a Hub branch loaded again may name another model, whose card must not list these metrics, while a
-    fine-tune shared (moved to the shared models) or loaded from its download is the same model, whose evaluation was
-    cleared as another's."""
-    return bool(evaluated) and evaluated["model"][2] == model_bar.identity(ctx, model)[2]
+    """Whether `evaluated` is an evaluation of `model` (`model_bar.identity`: a Hub branch loaded again may name
+    another model, whose card must not list these metrics)."""
+    return bool(evaluated) and evaluated["model"] == model_bar.identity(ctx, model)
 
 
 def rows(ctx, evaluated: dict | None, model: dict, rate: float) -> dict:

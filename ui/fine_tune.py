@@ -68,7 +68,7 @@ class FineTune:
     loss: gr.LinePlot
     calibration: gr.Plot
     model_file: gr.File
-    made_for: gr.State  # the model the loss, calibration and download above are of (`model_bar.identity`'s fingerprint)
+    made_for: gr.State  # the model the loss, calibration and download above are of (`model_bar.identity`)
     download: gr.Button
     upload: gr.UploadButton
     share: gr.Button
@@ -165,8 +165,8 @@ def fine_tune(ctx, files, folder, use_reviewed: bool, review_id: str, start_curr
         archive = shutil.make_archive(str(ctx.export_folder() / export_name(model_name(key))), "zip", key)
         loaded = model_bar.load_model(ctx, key, "", "", owner)
         yield {"loss": pd.DataFrame(losses), "calibration": calibration_figure(detector.calibration), "model_file": archive,
-               "made_for": _fingerprint(ctx, loaded["model"]), "choice": gr.update(choices=ctx.catalog.entries(owner), value=key),
-               "status": trained_text(key, detector, notes), **loaded}
+               "made_for": model_bar.identity(ctx, loaded["model"]), "status": trained_text(key, detector, notes),
+               "choice": gr.update(choices=ctx.catalog.entries(owner), value=key), **loaded}
 
 
 def trained_text(key: str, detector: rbd.Detector, notes: list[str]) -> str:
@@ -361,11 +361,7 @@ def download(ctx, model: dict) -> dict:
     can be downloaded again after a reload or a restart, not only when its training ends."""
     folder = ctx.export_folder() / export_name(model["name"])
     rbd.save(as_judged(ctx, model), folder)
-    return {"model_file": shutil.make_archive(str(folder), "zip", folder), "made_for": _fingerprint(ctx, model)}
-
-
-def _fingerprint(ctx, model: dict) -> str:
-    return model_bar.identity(ctx, model)[2]
+    return {"model_file": shutil.make_archive(str(folder), "zip", folder), "made_for": model_bar.identity(ctx, model)}
 
 
 def rejudge(ctx, area: FineTune, bar: model_bar.ModelBar, trigger) -> None:
@@ -377,7 +373,7 @@ def rejudge(ctx, area: FineTune, bar: model_bar.ModelBar, trigger) -> None:
 
 
 def of_another(ctx, made_for: str | None, model: dict) -> dict:
-    if made_for is None or made_for == _fingerprint(ctx, model):
+    if made_for is None or made_for == model_bar.identity(ctx, model):
         return {}
     return {"loss": None, "calibration": None, "model_file": None, "made_for": None}
 

@@ -89,11 +89,13 @@ def recalibrated(ctx, model: dict, recalibration: Calibration) -> dict:
     return {**model, "calibration": recalibration.to_dict(), "recalibrated_from": ctx.detector(model).calibration.fingerprint}
 
 
-def identity(ctx, model: dict, detector: Detector | None = None) -> tuple:
-    """Which model judged something shown: the model's key and revision, and its calibration's fingerprint, which
-    changes when a Hub branch loaded again names a retrained model; `detector`, where given, is the one that judged
-    (the key may name another by the time a long run ends)."""
-    return model["key"], model.get("revision"), (detector or ctx.detector(model)).calibration.fingerprint
+def identity(ctx, model: dict, detector: Detector | None = None) -> str:
+    """Which model judged something shown: its calibration's fingerprint, not its key. A Hub branch loaded again may
+    name a retrained model (another fingerprint) under the same key, while a fine-tune shared (moved to the shared
+    models) or loaded from its download is the same model under another key, whose results were cleared or scored
+    again as another's. `detector`, where given, is the one that judged (the key may name another by the time a long
+    run ends)."""
+    return (detector or ctx.detector(model)).calibration.fingerprint
 
 
 def threshold(ctx, model: dict, rate: float) -> float:
