@@ -990,12 +990,18 @@ def test_inspect_cleared_when_a_new_model_has_nothing_to_score(ctx, model, parts
     assert out["held"] == [] and out["heat"] is None and out["pair"] is None and out["annotated"] is None
     assert out["regions"].empty and out["results"].empty and out["picked"]["choices"] == []
     assert out["summary"] == inspection.UPLOADS_GONE  # said, not the page's first words as if nothing had happened
-    with pytest.warns(UserWarning, match=r"the new model scored what the upload boxes hold now \(1 image\(s\) not shown before, 1 shown before no longer there\)"):
-        out = inspection.rescore(ctx, None, [str(parts[0][1])], held, 0, other, 0.1, 0.5)  # another image dropped, not inspected
-    assert [item["name"] for item in out["held"]] == [parts[0][1].name]
+    # another image dropped, not inspected: not scored (an example clicked beside a zip not yet inspected was merged
+    # into it), and with none of the images shown left, nothing is shown
+    out = inspection.rescore(ctx, None, [str(parts[0][1])], held, 0, other, 0.1, 0.5)
+    assert out["held"] == [] and out["summary"] == inspection.UPLOADS_GONE
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # the same image: scored again without a word
-        inspection.rescore(ctx, None, [str(parts[0][0])], held, 0, other, 0.1, 0.5)
+        warnings.simplefilter("error")  # the same image beside it: it alone scored again, without a word
+        out = inspection.rescore(ctx, None, [str(parts[0][0]), str(parts[0][1])], held, 0, other, 0.1, 0.5)
+    assert [item["name"] for item in out["held"]] == [parts[0][0].name]
+    both = inspection.inspect_images(ctx, None, [str(parts[0][0]), str(parts[0][1])], model, 0.1, 0.5, None)["held"]
+    with pytest.warns(UserWarning, match=r"the new model scored the 1 image\(s\) shown that the upload boxes still hold; 1 shown before are no longer there"):
+        out = inspection.rescore(ctx, None, [str(parts[0][1])], both, 0, other, 0.1, 0.5)
+    assert [item["name"] for item in out["held"]] == [parts[0][1].name]
 
 
 

@@ -76,10 +76,11 @@ class Inspect:
 
 @gpu
 def inspect_images(ctx, image, files, model: dict, rate: float, opacity: float, held: list | None, *,
-                   viewing: str | None = None) -> dict:
+                   viewing: str | None = None, only: set[str] | None = None) -> dict:
     """Score the uploaded images (a file dropped twice counts once, and one scored before by this model
     is not scored again); show all of them in a table, most anomalous first, and that one in detail (or the image of
-    digest `viewing`, where it is among them)."""
+    digest `viewing`, where it is among them). `only`: the digests of the uploads to score, the others left as they
+    are (none of them there: nothing shown, UPLOADS_GONE)."""
     detector = ctx.detector(model)
     uploads = paths(image) + paths(files)
     if not uploads:
@@ -97,6 +98,10 @@ def inspect_images(ctx, image, files, model: dict, rate: float, opacity: float, 
                 name, kept = (p.relative_to(folder).as_posix() for p in (path, first[digest]))
                 if not is_renumbered(name, kept):
                     notify(f"{kept} and {name} hold the same bytes: taken once")
+        if only is not None:
+            order = [(path, digest) for path, digest in order if digest in only]
+            if not order:
+                return {**cleared(), "summary": UPLOADS_GONE}
         if len(order) > MAX_IMAGES:
             left_out = [path.relative_to(folder).as_posix() for path, _ in order[MAX_IMAGES:]]
             notify(f"Inspect holds {MAX_IMAGES} images at a time: kept the first {MAX_IMAGES} of {len(order)} by name; "
@@ -428,17 +433,21 @@ def rejudge(ctx, area: Inspect, bar: model_bar.ModelBar, trigger, api: bool = Fa
 
 
 def rescore(ctx, image, files, held: list | None, picked, model: dict, rate: float, opacity: float) -> dict:
-    """Judge the held images at the current threshold; a model that did not score them scores them first, and the image
-    looked at stays in view (it gave way to the new model's most anomalous one)."""
+    """Judge the held images at the current threshold; a model that did not score them scores them first (them only,
+    from the upload boxes), and the image looked at stays in view (it gave way to the new model's most anomalous one)."""
     if not held:
         return {}
     if all(item["model"] == model_bar.identity(ctx, model) for item in held):
         return redraw(ctx, held, picked, model, rate, opacity)
     if not paths(image) + paths(files):  # the uploads are gone: nothing to score with the new model
         return {**cleared(), "summary": UPLOADS_GONE}
-    scored = inspect_images(ctx, image, files, model, rate, opacity, held, viewing=held[_shown(held, picked)]["digest"])
-    before, now = ({item["digest"] for item in items} for items in (held, scored["held"]))
-    if now != before:  # not what was shown: said, or the new model's verdicts would pass for those of the images shown
-        notify(f"the new model scored what the upload boxes hold now ({len(now - before)} image(s) not shown before, "
-               f"{len(before - now)} shown before no longer there)")
+    before = {item["digest"] for item in held}
+    # the images shown, not what else the boxes hold: an example clicked beside a zip not yet inspected was shown
+    # merged into it, judged by the example's model
+    scored = inspect_images(ctx, image, files, model, rate, opacity, held, viewing=held[_shown(held, picked)]["digest"],
+                            only=before)
+    gone = before - {item["digest"] for item in scored["held"]}
+    if gone and scored["held"]:  # said, or the new model's verdicts would pass for those of every image shown
+        notify(f"the new model scored the {len(scored['held'])} image(s) shown that the upload boxes still hold; "
+               f"{len(gone)} shown before are no longer there")
     return scored
