@@ -978,6 +978,24 @@ def test_an_example_makes_the_shipped_model_it_names_active_but_never_replaces_o
     assert inspection.example_model(ctx, example, None, "browser-1") == {}  # no model at all (nothing shipped)
 
 
+def test_an_inspect_runs_answer_gives_way_to_an_example_clicked_while_it_ran(ctx, model, parts, monkeypatch):
+    """The example, inspected on its own and shown first, was replaced by the run's answer: the box's files, judged by
+    the example's model."""
+    from ui import inspection
+
+    uploads = [str(path) for path in parts[0][:2]]
+    assert len(inspection.inspect_clicked(ctx, None, uploads, model, 0.1, 0.5, None)["held"]) == 2  # none clicked: shown
+    inspect_images = inspection.inspect_images
+
+    def example_clicked_meanwhile(*args, **kwargs):
+        shown = inspect_images(*args, **kwargs)
+        inspection.example_model(ctx, None, model, "browser-1")  # the click's first step (no image: no model to switch)
+        return shown
+
+    monkeypatch.setattr(inspection, "inspect_images", example_clicked_meanwhile)
+    assert inspection.inspect_clicked(ctx, None, uploads, model, 0.1, 0.5, None) == {}  # nothing changed: the example stays
+
+
 def test_inspect_cleared_when_a_new_model_has_nothing_to_score(ctx, model, parts):
     from ui import inspection
 

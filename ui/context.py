@@ -35,13 +35,14 @@ CURSORS_KEPT_S = 86400  # a tab's place in its review is forgotten after a day w
 
 @dataclass
 class Cursor:
-    """The review image a browser tab has on screen. Its key presses run one at a time, each from
-    where the one before left off (the browser's own copy may lag behind)."""
+    """What the server knows of a browser tab: the review image it has on screen, whose key presses run one at a time,
+    each from where the one before left off (the browser's own copy may lag behind), and its Inspect examples clicked."""
 
     item: int | None = None
     known: bool = False  # whether this server drew the tab's view: after a restart, or a day idle, it does not know it
     lock: threading.Lock = field(default_factory=threading.Lock)
     used: float = field(default_factory=time.time)
+    examples: int = 0  # Inspect examples the tab clicked: an Inspect run's answer gives way to one clicked while it ran
 
     def press(self, move: Callable[[], dict]) -> dict:
         """Apply `move` (it moves `item` and returns the view) in turn."""

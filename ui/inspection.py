@@ -91,6 +91,8 @@ def inspect_images(ctx, image, files, model: dict, rate: float, opacity: float, 
         order, first = [], {}  # each upload's path and digest; the first path of each digest
         for path in gather_images(uploads, folder):
             digest = file_digest(path)
+            if only is not None and digest not in only:  # not to be scored: nothing to say of it either
+                continue
             if digest not in first:
                 first[digest] = path
                 order.append((path, digest))
@@ -98,10 +100,8 @@ def inspect_images(ctx, image, files, model: dict, rate: float, opacity: float, 
                 name, kept = (p.relative_to(folder).as_posix() for p in (path, first[digest]))
                 if not is_renumbered(name, kept):
                     notify(f"{kept} and {name} hold the same bytes: taken once")
-        if only is not None:
-            order = [(path, digest) for path, digest in order if digest in only]
-            if not order:
-                return {**cleared(), "summary": UPLOADS_GONE}
+        if only is not None and not order:
+            return {**cleared(), "summary": UPLOADS_GONE}
         if len(order) > MAX_IMAGES:
             left_out = [path.relative_to(folder).as_posix() for path, _ in order[MAX_IMAGES:]]
             notify(f"Inspect holds {MAX_IMAGES} images at a time: kept the first {MAX_IMAGES} of {len(order)} by name; "
@@ -293,12 +293,23 @@ def example_label(path: Path) -> str:
     return f"{path.stem.replace('_', ' ')} ({product} model)"
 
 
-def example_model(ctx, image, model: dict, browser: str) -> dict:
+def inspect_clicked(ctx, image, files, model: dict, rate: float, opacity: float, held: list | None,
+                    request: gr.Request = None) -> dict:
+    """Inspect's click (`inspect_images`). Its answer gives way to an example clicked while it ran: the example,
+    inspected on its own and shown first, was replaced by the box's files judged by the example's model."""
+    cursor = ctx.cursor(request)
+    examples = cursor.examples
+    shown = inspect_images(ctx, image, files, model, rate, opacity, held)
+    return shown if cursor.examples == examples else {}
+
+
+def example_model(ctx, image, model: dict, browser: str, request: gr.Request = None) -> dict:
     """An example clicked while another shipped model is active: the shipped model its label names becomes active,
     as if picked in the bar (under another product's model an example is out of domain, one red region). A model of
     the user's own (a fine-tune, a Hub repo, a shipped one a review recalibrated) stays active: they may be trying it
     on the example. The images held are let go, since the example's Inspect replaces them and the other model's
     scores are no use to it."""
+    ctx.cursor(request).examples += 1
     shipped = ctx.catalog.shipped
     key = str(shipped / Path(image or "").stem.split("_")[0])
     if (not image or not model or Path(model["key"]).parent != shipped or model.get("calibration") or model["key"] == key
@@ -385,7 +396,7 @@ def wire(ctx, area: Inspect, bar: model_bar.ModelBar, rejudge) -> None:
     detail = {"results": area.results, "summary": area.summary, "heat": area.heat, "pair": area.pair,
               "annotated": area.annotated, "regions": area.regions, "mask_file": area.mask_file}
     # a click while a run is under way runs after it, on what the boxes hold then (Gradio's default drops it unseen)
-    inspected = on(area.run.click, inspect_images, ctx, [area.image, area.files, bar.model, bar.rate, area.opacity, area.held],
+    inspected = on(area.run.click, inspect_clicked, ctx, [area.image, area.files, bar.model, bar.rate, area.opacity, area.held],
                    {"held": area.held, "picked": area.picked, **detail}, api_name="inspect", trigger_mode="always_last",
                    concurrency_limit=INFERENCE_LIMIT, concurrency_id="inference", show_progress_on=[area.summary])
     if area.examples is not None:  # a click fills the image box (Gradio's own event), then picks the model and inspects
