@@ -336,6 +336,10 @@ def settings(config: dict, source: str | Path) -> tuple[ModelConfig, Calibration
     return model_config, calibration
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def check_calibration(threshold, calibration: Calibration, source) -> None:
     """CheckpointError unless `threshold` and `calibration` are what a checkpoint may hold: finite numbers, a scale
     above 0 (0 or less turns normalised scores upside down), a false-alarm rate in [0, 1) (0 only in checkpoints saved
@@ -345,7 +349,7 @@ def check_calibration(threshold, calibration: Calibration, source) -> None:
                "normal scores": calibration.normal_scores, "synthetic scores": calibration.synthetic_scores,
                "interval": calibration.interval or ()}  # a NaN synthetic score counted as caught, and was written as NaN
     wrong = [name for name, values in numbers.items()
-             if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)]
+             if not all(_is_number(v) and math.isfinite(v) for v in values)]
     if wrong:
         raise CheckpointError(f"{source}: the threshold and the calibration's scores must be finite numbers (wrong: "
                               f"{', '.join(wrong)}; threshold {threshold!r})")
@@ -493,10 +497,6 @@ _HUB_METRICS = [
     ("pixel_auroc", "image-segmentation", "roc_auc"),
     ("aupro", "image-segmentation", "aupro"),
 ]
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def model_card(config: dict, repo_id: str | None = None, license: str = "other", datasets: list[str] | None = None):

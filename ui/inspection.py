@@ -135,11 +135,17 @@ def inspect_images(ctx, image, files, model: dict, rate: float, opacity: float, 
     return {"held": items, "picked": gr.update(choices=choices, value=shown), **redraw(ctx, items, shown, model, rate, opacity)}
 
 
+def _scored_by_another(ctx, held: list, model: dict) -> bool:
+    """Whether a held image was scored by another model than `model` (`model_bar.identity`, taken once)."""
+    model_id = model_bar.identity(ctx, model)
+    return any(item["model"] != model_id for item in held)
+
+
 def judged_again(ctx, image, files, held: list | None, picked, model: dict, rate: float, opacity: float) -> dict:
     """After an Inspect: the held images scored by the active model and judged at the slider's rate, where
     either changed while they were scored. That change's own re-judge ran on the images held before, and the
     Inspect's answer, scored and judged as at its click, came after it."""
-    if held and any(item["model"] != model_bar.identity(ctx, model) for item in held):
+    if held and _scored_by_another(ctx, held, model):
         return rescore(ctx, image, files, held, picked, model, rate, opacity)
     if not held or held[0].get("judged_at") == rate:
         return {}
@@ -448,7 +454,7 @@ def rescore(ctx, image, files, held: list | None, picked, model: dict, rate: flo
     from the upload boxes), and the image looked at stays in view (it gave way to the new model's most anomalous one)."""
     if not held:
         return {}
-    if all(item["model"] == model_bar.identity(ctx, model) for item in held):
+    if not _scored_by_another(ctx, held, model):
         return redraw(ctx, held, picked, model, rate, opacity)
     if not paths(image) + paths(files):  # the uploads are gone: nothing to score with the new model
         return {**cleared(), "summary": UPLOADS_GONE}

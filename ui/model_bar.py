@@ -119,10 +119,11 @@ def listed(ctx, browser: str, model: dict | None = None) -> dict:
     active `model` keeps a name there: shared since, it is picked under its shared key; deleted since (or a Hub model),
     it is listed by its name, said gone where its folder is (its server path showed in the picker)."""
     entries = ctx.catalog.entries(browser or None)
-    if not model or model["key"] in {key for _, key in entries}:
+    keys = {key for _, key in entries}
+    if not model or model["key"] in keys:
         return {"choice": gr.update(choices=entries)}
     moved = ctx.catalog.current_key(model["key"], browser or None)
-    if moved in {key for _, key in entries}:
+    if moved in keys:
         return {"choice": gr.update(choices=entries, value=moved)}
     gone = not is_hub_key(model["key"]) and not Path(model["key"]).is_dir()
     return {"choice": gr.update(choices=[*entries, (f"{model['name']} (no longer there)" if gone else model["name"], model["key"])])}
