@@ -782,6 +782,22 @@ def test_load_model_with_nothing_chosen_is_a_clear_error(ctx):
     with pytest.raises(rbd.CheckpointError):
         model_bar.load_model(ctx, None, "", "", "browser-1")
 
+def test_the_beginning_of_a_name_typed_into_the_picker_picks_that_model(ctx, tmp_path):
+    """Typing "str" and clicking away gave an error toast ("'str' is neither a listed checkpoint..."), where Enter
+    loaded the model the list showed for it; the picker then named what was loaded."""
+    from ui import model_bar
+
+    stripes = ctx.catalog.default_key()
+    loaded = model_bar.load_pressed(ctx, " STR", "", "", "browser-1")
+    assert loaded["model"]["key"] == loaded["choice"] == stripes
+    os.symlink(stripes, tmp_path / "shipped" / "stencils")
+    with pytest.raises(rbd.CheckpointError, match=r"'st' begins the names of stencils \(shipped\), stripes \(shipped\): pick one"):
+        model_bar.load_pressed(ctx, "st", "", "", "browser-1")
+    with pytest.raises(rbd.CheckpointError, match="'x' is neither a listed checkpoint nor a Hub repo id"):
+        model_bar.load_pressed(ctx, "x", "", "", "browser-1")
+    assert model_bar.load_pressed(ctx, "stripes (", "", "", "browser-1")["choice"] == stripes
+
+
 def test_a_recalibration_that_catches_no_synthetic_defect_waits_for_confirmation(ctx, model, parts):
     """Defective parts marked good by mistake (their "defective" verdict rejected) push the threshold above every synthetic defect:
     the app says so and keeps the old threshold until the user applies it anyway."""

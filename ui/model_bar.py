@@ -144,12 +144,28 @@ def load_model(ctx, choice: str, hub_id: str, revision: str, browser: str) -> di
             raise CheckpointError(f"{typed!r} names a revision but no repo: owner/name@revision")
     if hub_id and not is_repo_id(hub_id):  # quoted as typed: the catalog's own error names a folder by its name alone
         raise CheckpointError(f"{hub_id!r} is not a Hub repo id (owner/name)")
-    key, revision = (hub_id, revision) if hub_id else (choice or "", None)
+    key, revision = (hub_id, revision) if hub_id else (typed_choice(ctx, choice or "", browser), None)
     if is_hub_key(key):  # loading a Hub repo again fetches what its revision names now
         ctx.catalog.forget(key, revision)
     model = {"key": key, "revision": revision, "owner": browser or None, "name": model_name(key, revision), "calibration": None}
     rate = model_rate(calibration(ctx, model))
     return {"model": model, "rate": rate, "info": info(ctx, model, rate)}
+
+
+def typed_choice(ctx, choice: str, browser: str) -> str:
+    """The picker's key for what it holds: a listed key or a Hub repo id as it is, else the one model whose name starts
+    with the text typed (clicking away from "we" gave an error, where Enter loaded weld). Several or none: an error
+    that names them."""
+    entries = ctx.catalog.entries(browser or None)
+    text = choice.strip()
+    if not text or any(key == text for _, key in entries) or is_repo_id(text):
+        return choice
+    fitting = [(label, key) for label, key in entries if label.casefold().startswith(text.casefold())]
+    if len(fitting) == 1:
+        return fitting[0][1]
+    if fitting:
+        raise CheckpointError(f"{text!r} begins the names of {', '.join(label for label, _ in fitting)}: pick one in the list")
+    return choice
 
 
 def load_pressed(ctx, choice: str, hub_id: str, revision: str, browser: str) -> dict:
@@ -289,7 +305,8 @@ def wire(ctx, bar: ModelBar, app: gr.Blocks, rejudge) -> None:
     on(bar.choice.focus, listed, ctx, [bar.browser, bar.model], {"choice": bar.choice}, queue=False, api_visibility="private",
        show_progress="hidden")
     picked = bar.choice.input(lambda: ("", ""), None, [bar.hub_id, bar.revision], queue=False, api_visibility="private")
-    chosen = on(picked.then, load_model, ctx, inputs, loaded, api_visibility="private", show_progress_on=[bar.choice])
+    # the picker then names the model loaded, not the beginning of its name that was typed
+    chosen = on(picked.then, load_pressed, ctx, inputs, restored, api_visibility="private", show_progress_on=[bar.choice])
     rejudge(chosen.success)
     on(chosen.failure, active_choice, ctx, [bar.model], {"choice": bar.choice, "hub_id": bar.hub_id, "revision": bar.revision},
        api_visibility="private")
