@@ -61,8 +61,9 @@ def test_inspect_scores_and_draws(client, parts, detector, tmp_path):
     choices, table, summary, overlay, pair, annotated, regions, mask = client.predict(
         None, [handle_file(str(same_name)), handle_file(str(bad[0]))], MODEL_RATE, 0.5, api_name="/inspect")
     (bad_row, good_row) = table["data"]  # most anomalous first; the second "000.png" (uploaded second) was renamed
-    assert good_row[3] == "good" and bad_row[3] == "defective"
-    assert bad_row[1] == pytest.approx(detector.predict(bad[0]).score, abs=1e-3)
+    assert table["headers"] == ["image", "verdict", "score", "normalised", "out of domain"]  # as the README's example says
+    assert good_row[1] == "good" and bad_row[1] == "defective"
+    assert bad_row[2] == pytest.approx(detector.predict(bad[0]).score, abs=1e-3)
     assert [c[0] for c in choices["choices"]] == ["000_1.png", "000.png"]
     assert "DEFECTIVE" in summary and f"raw threshold {detector.threshold:.4f}" in summary  # the first row in detail
     shown = np.asarray(Image.open(overlay))
@@ -88,9 +89,9 @@ def test_the_same_file_dropped_twice_is_scored_once(client, parts, monkeypatch, 
     monkeypatch.setattr(rbd.detector, "score_images", lambda model, images, *a, **k: calls.append(len(images)) or real(model, images, *a, **k))
     _, table, *_ = client.predict(None, files + [handle_file(str(second))], MODEL_RATE, 0.5, api_name="/inspect")
     assert sorted(row[0] for row in table["data"]) == ["a.png", "b.png", "c.png"]
-    scores = [row[1] for row in table["data"]]
+    scores = [row[2] for row in table["data"]]
     first = table["data"][0]
-    assert scores == sorted(scores, reverse=True) and (first[0], first[3]) == ("b.png", "defective")  # most anomalous first
+    assert scores == sorted(scores, reverse=True) and (first[0], first[1]) == ("b.png", "defective")  # most anomalous first
     assert calls == [1]  # only the new file ran through the network
 
     copy = shutil.copy(good[0], tmp_path / "a copy.png")  # the same bytes under another name: said, not lost silently
@@ -110,9 +111,9 @@ def test_threshold_moves_verdicts_without_rerunning(client, parts, monkeypatch):
 
     monkeypatch.setattr(rbd.detector, "score_images", network)  # the server runs in this process
     _, table, summary, *_ = client.predict(None, upload, 0, 0.01, 0.5, api_name="/rethreshold")
-    assert table["data"][0][3] == "defective"
+    assert table["data"][0][1] == "defective"
     _, table, summary, *_ = client.predict(None, upload, 0, 30, 0.5, api_name="/rethreshold")
-    assert table["data"][0][3] == "defective"
+    assert table["data"][0][1] == "defective"
     strict = client.predict(None, upload, 0, 0.01, 0.5, api_name="/rethreshold")[2]
     loose = client.predict(None, upload, 0, 30, 0.5, api_name="/rethreshold")[2]
     assert strict != loose  # the raw threshold shown moves with the rate

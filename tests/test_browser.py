@@ -251,6 +251,30 @@ def test_a_long_file_name_leaves_the_verdict_in_sight(page, parts, tmp_path):
         clear(page, "#inspect-files")
 
 
+def test_on_a_phone_the_tables_keep_their_words_whole_and_a_row_clicked_is_shown(page, parts):
+    """At 390 px the results and regions tables broke numbers and headings mid-word ("24.9 / 685", "scor / e"), and a
+    row clicked redrew its image some 1,500 px above, out of sight."""
+    wide = page.viewport_size
+    page.set_viewport_size({"width": 390, "height": 844})
+    try:
+        clear(page, "#inspect-image")
+        clear(page, "#inspect-files")
+        inspect(page, [parts[1][0], *parts[0][:3]])
+        expect(page.locator("#inspect-results")).to_contain_text(parts[0][2].name)
+        for table in ("#inspect-results", "#inspect-regions"):
+            words = page.locator(f"{table} :is(th, .body-cell) span").evaluate_all(
+                "spans => spans.filter(s => s.offsetParent && s.innerText.trim()).map(s => [s.innerText, s.offsetHeight])")
+            line = min(height for _, height in words)
+            broken = [text for text, height in words if " " not in text.strip() and "_" not in text and height > 1.5 * line]
+            assert len(words) >= 8 and not broken, (table, words)
+        page.locator("#inspect-results .body-cell").filter(has_text=parts[0][1].name).first.click()
+        expect(page.locator("#inspect-summary")).to_contain_text(parts[0][1].name)
+        expect(page.locator("#inspect-summary")).to_be_in_viewport()
+    finally:
+        page.set_viewport_size(wide)
+        clear(page, "#inspect-files")
+
+
 @pytest.mark.parametrize("name, content", [("text.png", b"not an image at all"), ("empty.png", b"")])
 def test_a_bad_file_in_the_image_box_is_named(page, tmp_path, name, content):
     (tmp_path / name).write_bytes(content)

@@ -39,6 +39,14 @@ CSS = """
                               text-overflow: clip !important; overflow-wrap: anywhere; max-width: 100% !important;
                               font-size: 0.75em; line-height: 1.2; text-align: left; opacity: 1 !important; }  /* not faded under the pointer */
 #inspect-results td:first-child, #eval-rows td:first-child { overflow-wrap: anywhere; }  /* a long file name wraps, even without spaces */
+/* on a phone a table as wide as its columns need, scrolled sideways: in shares of 330 px the numbers and headings
+   broke mid-word ("24.9 / 685", "scor / e") */
+@media (max-width: 640px) {
+  :is(#inspect-results, #inspect-regions) .upload-container { overflow-x: auto !important; }
+  #inspect-results .virtual-table-viewport { min-width: 540px; }
+  #inspect-regions .virtual-table-viewport { min-width: 440px; }
+}
+#inspect-summary { scroll-margin-top: 1.5em; }  /* brought into view by a row clicked (DETAIL_IN_SIGHT): its heading whole */
 /* messages in the lower right corner: at the top they covered the model bar's revision box and Load model, which an
    error about a model is mended with, until closed */
 .toast-wrap { top: auto !important; bottom: var(--size-4) !important; }

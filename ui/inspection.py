@@ -40,7 +40,7 @@ UPLOADS_GONE = ("The active model changed, and the upload boxes no longer hold t
                 "again and press **Inspect**.")
 EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.jpg"))
 REGION_COLUMNS = ["region", "area px", "max score", "box (x0, y0, x1, y1)"]
-RESULT_COLUMNS = ["image", "score", "normalised", "verdict", "out of domain"]
+RESULT_COLUMNS = ["image", "verdict", "score", "normalised", "out of domain"]  # the verdict beside the name: on a phone the last columns scroll
 
 
 class ImageFile(gr.Image):
@@ -166,8 +166,8 @@ def redraw(ctx, held: list | None, picked, model: dict, rate: float, opacity: fl
     calibration = model_bar.calibration(ctx, model)
     threshold = model_bar.threshold(ctx, model, rate)
     predictions = [_judged(calibration, item, threshold) for item in held]
-    table = pd.DataFrame([{"image": item["name"], "score": p.score, "normalised": p.normalized_score,
-                           "verdict": p.verdict, "out of domain": "⚠" if p.out_of_domain else ""}
+    table = pd.DataFrame([{"image": item["name"], "verdict": p.verdict, "score": p.score, "normalised": p.normalized_score,
+                           "out of domain": "⚠" if p.out_of_domain else ""}
                           for item, p in zip(held, predictions)], columns=RESULT_COLUMNS)
     # shown with the digits of the heading (a plain frame drops trailing zeros: 1.000 read "1"); sorted as numbers
     table = table.style.format({"score": "{:.4f}", "normalised": "{:.3f}"})
@@ -392,9 +392,17 @@ def layout(ctx) -> Inspect:
                                 elem_id="inspect-mask-file")
             # a long file name wraps in its share of the width (it took all of it), the verdict stays in sight
             results = gr.Dataframe(pd.DataFrame(columns=RESULT_COLUMNS), label="All images (click a row to see it)", interactive=False,
-                                   wrap=True, column_widths=["28%", "16%", "20%", "20%", "16%"], elem_id="inspect-results")
+                                   wrap=True, column_widths=["26%", "18%", "16%", "22%", "18%"], elem_id="inspect-results")
     held = gr.State([], time_to_live=KEPT_S)
     return Inspect(image, files, run, held, picked, opacity, summary, heat, pair, annotated, regions, mask_file, results, examples)
+
+
+# A row clicked with the heat map wholly out of sight (on a phone it lies some 1,500 px above the table) brings the
+# image's summary into view: the row's image was drawn where nobody saw it.
+DETAIL_IN_SIGHT = """() => {
+  const heat = document.getElementById("inspect-overlay")?.getBoundingClientRect();
+  if (heat && (heat.bottom < 0 || heat.top > window.innerHeight)) document.getElementById("inspect-summary")?.scrollIntoView();
+}"""
 
 
 def wire(ctx, area: Inspect, bar: model_bar.ModelBar, rejudge) -> None:
@@ -425,7 +433,7 @@ def wire(ctx, area: Inspect, bar: model_bar.ModelBar, rejudge) -> None:
        trigger_mode="always_last", show_progress="hidden")
     on(area.picked.input, redraw, ctx, inputs, detail, api_visibility="private", concurrency_limit=None)
     on(area.results.select, shown_row, ctx, [area.held, bar.model, bar.rate, area.opacity], {"picked": area.picked, **detail},
-       api_visibility="private", concurrency_limit=None)
+       api_visibility="private", concurrency_limit=None).then(None, js=DETAIL_IN_SIGHT, queue=False, api_visibility="private")
     on(area.image.upload, unseen_preview, ctx, [area.image], {"summary": area.summary}, api_visibility="private",
        concurrency_limit=None, show_progress="hidden")  # queued: a toast is sent through the queue
 
