@@ -372,23 +372,50 @@ def test_review_handlers_without_a_server(ctx, model, parts):
     assert "**1 / 3**" in after["text"] and ctx.cursor(None).item != first  # the decided image left the filter
     assert "Reviewed **1** of 4" in after["metrics"]
     opened = review.edit(ctx, review_id, model, 0.1)
-    assert opened["editing"] == {"item": ctx.cursor(None).item, "threshold": review.judged_at(ctx, ctx.review(review_id), model, 0.1)[1]}
+    editing = ctx.cursor(None).editing  # the server's record: the page's copy lagged behind a threshold moved at once
+    assert editing == {"item": ctx.cursor(None).item, "threshold": review.judged_at(ctx, ctx.review(review_id), model, 0.1)[1]}
     assert opened["editor"]["canvas_size"] == (80, 64)
     # the threshold moved while painting: the review is judged anew, the open editor (the inspector's paint) left as it is
-    moved = review.rejudged(ctx, review_id, model, 0.2, "unreviewed", opened["editing"])
-    assert "**1 / 3**" in moved["text"] and not set(moved) & {"editor", "save", "editing"}
-    assert review.rejudged(ctx, review_id, model, 0.1, "unreviewed", None)["editor"]["visible"] is False  # none open: closed as before
-    review.step(ctx, 1, review_id, model, 0.1, "all")  # moving on: the save still belongs to the opened image
+    moved = review.rejudged(ctx, review_id, model, 0.2, "unreviewed")
+    assert "**1 / 3**" in moved["text"] and not set(moved) & {"editor", "save"} and ctx.cursor(None).editing == editing
     layer = np.zeros((64, 80, 4), np.uint8)
     layer[:5, :5, 3] = 255
-    saved = review.save_mask(ctx, {"layers": [layer]}, review_id, model, 0.1, "all", opened["editing"])
+    saved = review.save_mask(ctx, {"layers": [layer]}, review_id, model, 0.1, "all")
     session = ctx.review(review_id)
-    assert session.decision(opened["editing"]["item"]).decision == "correct"
+    assert session.decision(editing["item"]).decision == "correct"
     assert "correct** → defective (the mask painted, outlined in magenta)" in saved["text"]
+    with pytest.raises(rbd.NoImagesError, match="press Edit mask"):  # the save's view closed the editor
+        review.save_mask(ctx, {"layers": [layer]}, review_id, model, 0.1, "all")
+    assert review.rejudged(ctx, review_id, model, 0.1, "unreviewed")["editor"]["visible"] is False  # none open: closed as before
+    review.edit(ctx, review_id, model, 0.1)
+    review.step(ctx, 1, review_id, model, 0.1, "all")  # a view the page asked for closes the editor, as on the page
     with pytest.raises(rbd.NoImagesError, match="press Edit mask"):
-        review.save_mask(ctx, {"layers": [layer]}, review_id, model, 0.1, "all", None)
-    erased = review.save_mask(ctx, {"layers": [np.zeros_like(layer)]}, review_id, model, 0.1, "all", opened["editing"])
+        review.save_mask(ctx, {"layers": [layer]}, review_id, model, 0.1, "all")
+    review.edit(ctx, review_id, model, 0.1)
+    erased = review.save_mask(ctx, {"layers": [np.zeros_like(layer)]}, review_id, model, 0.1, "all")
     assert "correct** → good (the mask erased: no defect)" in erased["text"] and "outlined" not in erased["text"]
+
+
+def test_a_threshold_move_that_takes_the_image_painted_out_of_view_says_its_save_still_goes_to_it(ctx, model, parts):
+    from rbd.notices import collect
+    from ui import review
+
+    good, bad = parts
+    review_id = review.score(ctx, [str(good[0]), str(bad[0])], None, "", model, progress=lambda *a, **k: None)["review_id"]
+    review.show(ctx, review_id, model, 0.1, "all")
+    session = ctx.review(review_id)
+    while session.item(ctx.cursor(None).item).file_name != good[0].name:
+        review.step(ctx, 1, review_id, model, 0.1, "all")
+    painted = ctx.cursor(None).item
+    review.edit(ctx, review_id, model, 0.1)
+    with collect() as notes:
+        moved = review.rejudged(ctx, review_id, model, 0.1, "defective")  # the page's filter: flagged parts only
+    assert f"**{session.item(1 - painted).file_name.replace('_', chr(92) + '_')}**" in moved["text"] and "editor" not in moved
+    assert notes == [f"{good[0].name}, whose mask is being painted, is no longer in this view; Save still stores the mask on it"]
+    layer = np.zeros((64, 80, 4), np.uint8)
+    layer[:5, :5, 3] = 255
+    review.save_mask(ctx, {"layers": [layer]}, review_id, model, 0.1, "defective")
+    assert session.decision(painted).decision == "correct" and session.decision(1 - painted) is None
 
 
 def test_a_rejected_good_verdict_asks_where_the_defect_is(ctx, model, parts):
@@ -487,7 +514,7 @@ def test_a_decision_goes_to_the_image_the_page_shows_when_a_held_key_left_it_beh
         ahead = review.step(ctx, 1, review_id, model, 0.1, "all", request=tab)  # views the page has not drawn yet
     assert ahead["shown"] == ctx.cursor(tab).item != on_page
     opened = review.edit(ctx, review_id, model, 0.1, on_page, request=tab)
-    assert opened["editing"]["item"] == on_page  # the editor too opens on the image on screen
+    assert ctx.cursor(tab).editing["item"] == on_page  # the editor too opens on the image on screen
     after = review.decide(ctx, "accept", review_id, model, 0.1, "all", on_page, request=tab)
     session = ctx.review(review_id)
     assert session.decision(on_page).decision == "accept" and session.decision(ahead["shown"]) is None
@@ -527,7 +554,7 @@ def test_a_page_left_open_across_a_restart_decides_nothing_on_a_guess(ctx, model
     assert [d.decision if d else None for d in map(restarted.review(review_id).decision, range(4))] == before
     assert "**3 / 4**" in review.decide(restarted, "accept", review_id, model, 0.1, "all", request=tab)["text"]  # then as ever
     for editor in (lambda c: review.edit(c, review_id, model, 0.1, request=tab),
-                   lambda c: review.save_mask(c, {"layers": []}, review_id, model, 0.1, "all", 1, request=tab)):
+                   lambda c: review.save_mask(c, {"layers": []}, review_id, model, 0.1, "all", request=tab)):
         with pytest.raises(rbd.InvalidInputError, match="lost .*: reload the page"):
             editor(context.Context(ctx.work, ctx.catalog))
 
@@ -1633,18 +1660,19 @@ def test_a_large_image_is_shown_and_edited_at_a_bounded_size(ctx, model, parts, 
     assert opened["editor"]["canvas_size"] == (40, 32) and opened["editor"]["value"]["background"].shape == (32, 40, 3)
     layer = np.zeros((32, 40, 4), np.uint8)
     layer[:4, :4, 3] = 255
-    review.save_mask(ctx, {"layers": [layer]}, review_id, model, 0.1, "all", opened["editing"])
+    review.save_mask(ctx, {"layers": [layer]}, review_id, model, 0.1, "all")
     session = ctx.review(review_id)
     saved = session.read_mask(session.decision(0).mask)
     assert saved.shape == (64, 80) and saved[:8, :8].all() and saved.sum() == 64  # at the image's size, where painted
     # opened at one threshold, saved at another: what was painted over is taken against the mask the editor opened
     # with, the model's at the first (against the second's, an untouched save stored neither mask but a mix of the two)
     review_id = review.score(ctx, [str(good[1])], None, "", model, progress=lambda *a, **k: None)["review_id"]
-    opened = review.edit(ctx, review_id, model, 0.1)
+    review.edit(ctx, review_id, model, 0.1)
+    opened_at = ctx.cursor(None).editing["threshold"]
     taken_at, painted_mask = [], review.rules.painted_mask
     monkeypatch.setattr(review.rules, "painted_mask", lambda *args: taken_at.append(args[-1]) or painted_mask(*args))
-    review.save_mask(ctx, {"layers": [layer]}, review_id, model, 30, "all", opened["editing"])
-    assert taken_at == [opened["editing"]["threshold"]] != [review.judged_at(ctx, ctx.review(review_id), model, 30)[1]]
+    review.save_mask(ctx, {"layers": [layer]}, review_id, model, 30, "all")
+    assert taken_at == [opened_at] != [review.judged_at(ctx, ctx.review(review_id), model, 30)[1]]
 
 
 def test_inspect_draws_a_large_image_smaller_and_keeps_regions_in_its_pixels(ctx, model, parts, monkeypatch):

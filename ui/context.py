@@ -43,6 +43,9 @@ class Cursor:
     lock: threading.Lock = field(default_factory=threading.Lock)
     used: float = field(default_factory=time.time)
     examples: int = 0  # Inspect examples the tab clicked: an Inspect run's answer gives way to one clicked while it ran
+    # the review image the tab's mask editor is open on, and the threshold it opened at: a threshold moved at once after
+    # `e` was judged with the page's copy from before the editor opened, and closed it
+    editing: dict | None = None
 
     def press(self, move: Callable[[], dict]) -> dict:
         """Apply `move` (it moves `item` and returns the view) in turn."""

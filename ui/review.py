@@ -5,7 +5,7 @@ current image, and counts and metrics come from the session's arrays, so a revie
 images answers as fast as one of 50. Moves start from the tab's cursor, kept on the server so that quick key
 presses each start where the one before ended; a decision and the editor act on the image the page shows (`shown`,
 which a held arrow key can leave a view behind the cursor), and a mask is saved on the image its editor was opened
-for (`editing`), or refused.
+for (the cursor's `editing`), or refused.
 """
 
 from __future__ import annotations
@@ -54,7 +54,6 @@ SCORED = forget_picked("review-folder", "return [null, null];")  # and both uplo
 @dataclass
 class Review:
     review_id: gr.BrowserState
-    editing: gr.State
     files: gr.File
     folder: gr.File
     picked: gr.JSON
@@ -108,7 +107,7 @@ def view(ctx, cursor, review_id: str, model: dict, rate: float, show: str, item_
          fallback: int | None = None) -> dict:
     """The review as the browser shows it, at `item_id`; when the filter hides it (or a reloaded page
     has none yet), at position `fallback`, by default the first unreviewed image. The cursor moves there."""
-    cursor.item, cursor.known = None, True
+    cursor.item, cursor.known, cursor.editing = None, True, None
     session = ctx.review(review_id)
     closed = {**_closed_editor(), "shown": None}
     if session is None or not session.items:
@@ -355,20 +354,22 @@ def edit(ctx, review_id: str, model: dict, rate: float, shown: int | None = None
     folded = " (the long strip in pieces)" if mask.shape != shown_size(item.height, item.width) else ""
     editor = gr.update(value={"background": image, "layers": [layer], "composite": None}, canvas_size=mask.shape[::-1],
                        visible=True, label=f"Paint the defect{folded}")
-    return {"editor": editor, "save": gr.update(visible=True), "editing": {"item": item.id, "threshold": threshold}}
+    cursor.editing = {"item": item.id, "threshold": threshold}
+    return {"editor": editor, "save": gr.update(visible=True)}
 
 
-def save_mask(ctx, edited: dict | None, review_id: str, model: dict, rate: float, show: str, editing,
+def save_mask(ctx, edited: dict | None, review_id: str, model: dict, rate: float, show: str,
               request: gr.Request = None) -> dict:
-    """Store the painted mask on the image the editor was opened for, as a correction; the mask it opened with is the
-    model's at the threshold of then (`editing`), which may have moved since."""
-    _known(ctx.cursor(request))  # (the editor's image, `editing`, is gone with the server's state too)
+    """Store the painted mask on the image the editor was opened for (`Cursor.editing`), as a correction; the mask it
+    opened with is the model's at the threshold of then, which may have moved since."""
+    cursor = ctx.cursor(request)
+    _known(cursor)  # (the editor's image is gone with the server's state too)
+    editing = cursor.editing
     if editing is None or not edited:
         raise rbd.NoImagesError("nothing to save: press Edit mask (e) on the image first")
     session, item = _shown_item(ctx, review_id, editing["item"], "nothing to save: press Edit mask (e) on the image first")
     _, threshold = judged_at(ctx, session, model, rate)
     mask = rules.painted_mask(session, item.id, edited.get("layers") or [], editing["threshold"])
-    cursor = ctx.cursor(request)
 
     def move() -> dict:
         session.decide(item.id, "correct", threshold, mask)
@@ -426,7 +427,6 @@ def review_id_state(ctx) -> gr.BrowserState:
 
 
 def layout(ctx, review_id: gr.BrowserState) -> Review:
-    editing = gr.State(None)
     # a component, not a gr.State: an event reads a state's value on the server, which the views still queued behind
     # a held arrow key have moved on, while this one's value is the page's, drawn with the view it shows
     shown = gr.Number(None, precision=0, visible="hidden", elem_id="review-shown")
@@ -472,14 +472,14 @@ def layout(ctx, review_id: gr.BrowserState) -> Review:
         recalibrate_button = gr.Button("Recalibrate threshold from reviewed images", elem_id="review-recalibrate")
     recalibrate_warning = gr.Markdown(visible=False, elem_id="review-recalibrate-warning")
     recalibrate_anyway = gr.Button("Apply this threshold anyway", visible=False, variant="stop", elem_id="review-recalibrate-anyway")
-    return Review(review_id, editing, files, folder, picked, score_button, new, leave, rescore_button, status, scored_by, show_filter,
+    return Review(review_id, files, folder, picked, score_button, new, leave, rescore_button, status, scored_by, show_filter,
                   gallery, text, image, prev, accept, reject, edit_button, next_button, editor, save, shown, metrics, export_button,
                   export_file, recalibrate_button, recalibrate_warning, recalibrate_anyway)
 
 
 def _view_outputs(area: Review) -> dict:
     return {"gallery": area.gallery, "text": area.text, "image": area.image, "metrics": area.metrics, "scored_by": area.scored_by,
-            "editor": area.editor, "save": area.save, "editing": area.editing, "shown": area.shown}
+            "editor": area.editor, "save": area.save, "shown": area.shown}
 
 
 def wire(ctx, area: Review, bar: model_bar.ModelBar, rejudge) -> None:
@@ -518,8 +518,8 @@ def wire(ctx, area: Review, bar: model_bar.ModelBar, rejudge) -> None:
         on(button.click, _bound(step, delta), ctx, state, outputs, api_name=name, **fast)
     on(area.gallery.select, select, ctx, state, outputs, api_visibility="private", **fast)
     on(area.edit.click, edit, ctx, [area.review_id, bar.model, bar.rate, area.shown],
-       {"editor": area.editor, "save": area.save, "editing": area.editing}, api_name="review_edit", **fast)
-    saved = on(area.save.click, save_mask, ctx, [area.editor, area.review_id, bar.model, bar.rate, area.show, area.editing],
+       {"editor": area.editor, "save": area.save}, api_name="review_edit", **fast)
+    saved = on(area.save.click, save_mask, ctx, [area.editor, area.review_id, bar.model, bar.rate, area.show],
                outputs, api_name="review_save_mask", **fast)
     _takes_export_away(saved.success, area)
     on(area.export.click, export, ctx, [area.review_id, bar.model, bar.rate], {"export_file": area.export_file},
@@ -536,19 +536,32 @@ def wire(ctx, area: Review, bar: model_bar.ModelBar, rejudge) -> None:
 
 def _closed_editor() -> dict:
     """What closes the mask editor: every view (`view`) but one after the threshold or the model moved (`rejudged`)."""
-    return {"editor": gr.update(visible=False), "save": gr.update(visible=False), "editing": None}
+    return {"editor": gr.update(visible=False), "save": gr.update(visible=False)}
 
 
-def rejudged(ctx, review_id: str, model: dict, rate: float, shown_filter: str, editing, request: gr.Request = None) -> dict:
-    """The review shown again after the threshold or the model moved (`show`), an open mask editor left as it is: its
-    paint is the inspector's work, and a threshold typed while painting threw it away."""
-    shown = show(ctx, review_id, model, rate, shown_filter, request)
-    return shown if editing is None else {name: value for name, value in shown.items() if name not in _closed_editor()}
+def rejudged(ctx, review_id: str, model: dict, rate: float, shown_filter: str, request: gr.Request = None) -> dict:
+    """The review shown again after the threshold or the model moved (`show`), an open mask editor (the server's record
+    of it, `Cursor.editing`) left as it is: its paint is the inspector's work, and a threshold typed while painting
+    threw it away. Where the image painted left the view, the message says that Save still goes to it."""
+    cursor = ctx.cursor(request)
+
+    def move() -> dict:
+        editing = cursor.editing
+        shown = view(ctx, cursor, review_id, model, rate, shown_filter, cursor.item)
+        if editing is None:
+            return shown
+        cursor.editing = editing
+        session = ctx.review(review_id)
+        if cursor.item != editing["item"] and session is not None:
+            notify(f"{session.item(editing['item']).file_name}, whose mask is being painted, is no longer in this view; "
+                   "Save still stores the mask on it")
+        return {name: value for name, value in shown.items() if name not in _closed_editor()}
+    return cursor.press(move)
 
 
 def rejudge(ctx, area: Review, bar: model_bar.ModelBar, trigger, api: bool = False) -> None:
     """After the threshold or the model changed: the review shown again, judged anew (`rejudged`)."""
-    on(trigger, rejudged, ctx, [area.review_id, bar.model, bar.rate, area.show, area.editing], _view_outputs(area),
+    on(trigger, rejudged, ctx, [area.review_id, bar.model, bar.rate, area.show], _view_outputs(area),
        show_progress="hidden", trigger_mode=REJUDGE_MODE, **IN_ORDER, **endpoint(api, "review_rethreshold"))
     _takes_export_away(trigger, area)
 
