@@ -299,6 +299,7 @@ def test_a_second_drop_scores_each_file_once(page, parts):
     expect(page.locator("#inspect-files").get_by_role("cell", name=good[0].name)).to_have_count(2)
     page.locator("#inspect-run").click()
     results = page.locator("#inspect-results")
+    expect(results.locator(".body-cell").filter(has_text=".png")).to_have_count(2)  # this run's table, not one before
     expect(results).to_contain_text(good[1].name)
     expect(results).to_contain_text(good[0].name)
     text = results.inner_text()

@@ -509,18 +509,41 @@ def test_a_decision_goes_to_the_image_the_page_shows_when_a_held_key_left_it_beh
                              progress=lambda *a, **k: None)["review_id"]
     tab = types.SimpleNamespace(session_hash="tab-1")
     on_page = review.show(ctx, review_id, model, 0.1, "all", request=tab)["shown"]
-    assert on_page == ctx.cursor(tab).item
+    assert on_page["item"] == ctx.cursor(tab).item
     for _ in range(2):
-        ahead = review.step(ctx, 1, review_id, model, 0.1, "all", request=tab)  # views the page has not drawn yet
-    assert ahead["shown"] == ctx.cursor(tab).item != on_page
-    opened = review.edit(ctx, review_id, model, 0.1, on_page, request=tab)
-    assert ctx.cursor(tab).editing["item"] == on_page  # the editor too opens on the image on screen
-    after = review.decide(ctx, "accept", review_id, model, 0.1, "all", on_page, request=tab)
+        ahead = review.step(ctx, 1, review_id, model, 0.1, "all", request=tab)["shown"]  # views the page has not drawn yet
+    assert ahead["item"] == ctx.cursor(tab).item != on_page["item"]
+    review.edit(ctx, review_id, model, 0.1, on_page, request=tab)
+    assert ctx.cursor(tab).editing["item"] == on_page["item"]  # the editor too opens on the image on screen
+    after = review.decide(ctx, "accept", review_id, model, 0.1, "all", on_page, request=tab)["shown"]
     session = ctx.review(review_id)
-    assert session.decision(on_page).decision == "accept" and session.decision(ahead["shown"]) is None
-    assert "**2 / 4**" in after["text"] and after["shown"] == ctx.cursor(tab).item  # on to the image after it
-    assert review.decide(ctx, "reject", review_id, model, 0.1, "all", request=tab)["shown"] != after["shown"]  # an API call: the cursor's
-    assert session.decision(after["shown"]).decision == "reject"
+    assert session.decision(on_page["item"]).decision == "accept" and session.decision(ahead["item"]) is None
+    assert after["item"] == ctx.cursor(tab).item  # on to the image after it
+    assert review.decide(ctx, "reject", review_id, model, 0.1, "all", request=tab)["shown"] != after  # an API call: the cursor's
+    assert session.decision(after["item"]).decision == "reject"
+
+
+def test_a_decision_on_a_verdict_that_changed_since_the_page_drew_it_records_nothing(ctx, model, parts):
+    """Another tab re-scored the review (or the threshold moved) after the page drew an image "defective": an accept
+    recorded the new verdict, "good", which the inspector never saw, so the label came out reversed."""
+    import types
+
+    from rbd.notices import collect
+    from ui import review
+
+    good, bad = parts
+    review_id = review.score(ctx, [str(bad[0])], None, "", model, progress=lambda *a, **k: None)["review_id"]
+    tab = types.SimpleNamespace(session_hash="tab-1")
+    drawn = review.show(ctx, review_id, model, 0.1, "all", request=tab)["shown"]
+    assert drawn == {"item": 0, "verdict": "defective"}
+    session = ctx.review(review_id)
+    with collect() as notes:  # as a re-score that now finds it good: the page still shows "defective"
+        again = review.decide(ctx, "accept", review_id, model, 0.1, "all", {**drawn, "verdict": "good"}, request=tab)
+    assert session.decision(0) is None and again["shown"] == drawn and "decision: **not reviewed**" in again["text"]
+    assert notes == [f"{bad[0].name}: the model's verdict changed since it was drawn (the review was re-scored, or the threshold "
+                     "moved): it is now defective, and nothing was decided; look again"]
+    review.decide(ctx, "accept", review_id, model, 0.1, "all", again["shown"], request=tab)  # on what the page shows now
+    assert session.decision(0).decision == "accept" and session.labels[0] == 1.0
 
 
 def test_a_page_left_open_across_a_restart_decides_nothing_on_a_guess(ctx, model, parts):

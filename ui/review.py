@@ -74,7 +74,7 @@ class Review:
     next: gr.Button
     editor: gr.ImageEditor
     save: gr.Button
-    shown: gr.Number  # the id of the image the page shows (hidden): what a decision or the editor acts on
+    shown: gr.JSON  # the image the page shows and its verdict there (hidden): what a decision or the editor acts on
     metrics: gr.Markdown
     export: gr.Button
     export_file: gr.File
@@ -139,7 +139,8 @@ def view(ctx, cursor, review_id: str, model: dict, rate: float, show: str, item_
                         selected_index=position - start)
     picture = fold(rules.overlay(session, item.id, threshold, max_side=max(shown_size(item.height, item.width))))
     cursor.item = item.id
-    return {"gallery": gallery, "text": text, "image": picture, "metrics": metrics, "scored_by": about, **closed, "shown": item.id}
+    return {"gallery": gallery, "text": text, "image": picture, "metrics": metrics, "scored_by": about, **closed,
+            "shown": {"item": item.id, "verdict": verdict_at(item.score, threshold)}}
 
 
 def _caption(session: ReviewSession, item_id: int, threshold: float) -> str:
@@ -192,14 +193,22 @@ def _nothing_on_screen(ctx, review_id: str, item_id) -> bool:
     return ctx.review(review_id) is None or item_id is None
 
 
-def _on_screen(ctx, review_id: str, cursor, shown) -> int | None:
+def _on_screen(ctx, review_id: str, cursor, shown: dict | None) -> int | None:
     """The image a decision or the editor acts on: the one the page shows (`shown`, its last view's), else the cursor's.
     They differ after a held arrow key: the page may still draw an earlier view than the cursor's, and a decision must
     never go to an image the user has not seen."""
     session = ctx.review(review_id)
-    if shown is None or session is None or not 0 <= int(shown) < len(session.items):  # an API call, or another review
+    item = shown.get("item") if isinstance(shown, dict) else None
+    if not isinstance(item, int) or session is None or not 0 <= item < len(session.items):  # an API call, or another review
         return cursor.item
-    return int(shown)
+    return item
+
+
+def _verdict_moved(shown: dict | None, item, threshold: float) -> bool:
+    """Whether the page showed `item` with another verdict than its own now: a decision on it would record a verdict
+    the inspector never saw (another tab re-scored the review, or the threshold moved, since the page was drawn)."""
+    seen = shown.get("verdict") if isinstance(shown, dict) and shown.get("item") == item.id else None
+    return seen is not None and seen != verdict_at(item.score, threshold)
 
 
 def _shown_item(ctx, review_id: str, item_id, nothing: str):
@@ -294,9 +303,10 @@ def show(ctx, review_id: str, model: dict, rate: float, show: str, request: gr.R
     return cursor.press(lambda: view(ctx, cursor, review_id, model, rate, show, cursor.item))
 
 
-def decide(ctx, decision: str, review_id: str, model: dict, rate: float, show: str, shown: int | None = None,
+def decide(ctx, decision: str, review_id: str, model: dict, rate: float, show: str, shown: dict | None = None,
            request: gr.Request = None) -> dict:
-    """Record a decision on the image on screen (`_on_screen`) and move on to the one after it."""
+    """Record a decision on the image on screen (`_on_screen`) and move on to the one after it; where its verdict is not
+    the one the page showed (`_verdict_moved`), nothing is recorded and the image is drawn again."""
     cursor = ctx.cursor(request)
 
     def move() -> dict:
@@ -306,6 +316,10 @@ def decide(ctx, decision: str, review_id: str, model: dict, rate: float, show: s
         session, item = _shown_item(ctx, review_id, on_screen, "nothing to review")
         order, position = _position(ctx, review_id, model, rate, show, item.id)
         _, threshold = judged_at(ctx, session, model, rate)
+        if _verdict_moved(shown, item, threshold):
+            notify(f"{item.file_name}: the model's verdict changed since it was drawn (the review was re-scored, or the "
+                   f"threshold moved): it is now {verdict_at(item.score, threshold)}, and nothing was decided; look again")
+            return view(ctx, cursor, review_id, model, rate, show, item.id)
         session.decide(item.id, decision, threshold)
         after = int(order[position + 1]) if position + 1 < len(order) else item.id
         return view(ctx, cursor, review_id, model, rate, show, after, fallback=position)
@@ -335,7 +349,7 @@ def select(ctx, review_id: str, model: dict, rate: float, show: str, event: gr.S
     return _in_place(ctx, cursor, move, review_id, model, rate, show)
 
 
-def edit(ctx, review_id: str, model: dict, rate: float, shown: int | None = None, request: gr.Request = None) -> dict:
+def edit(ctx, review_id: str, model: dict, rate: float, shown: dict | None = None, request: gr.Request = None) -> dict:
     """Open the mask editor on the image on screen (`_on_screen`), with the mask to start from as its layer (nothing on
     screen: nothing)."""
     cursor = ctx.cursor(request)
@@ -429,7 +443,7 @@ def review_id_state(ctx) -> gr.BrowserState:
 def layout(ctx, review_id: gr.BrowserState) -> Review:
     # a component, not a gr.State: an event reads a state's value on the server, which the views still queued behind
     # a held arrow key have moved on, while this one's value is the page's, drawn with the view it shows
-    shown = gr.Number(None, precision=0, visible="hidden", elem_id="review-shown")
+    shown = gr.JSON(None, visible="hidden", elem_id="review-shown")
     with gr.Row():
         files = gr.File(file_count="multiple", label="Images or zips to review", scale=2, elem_id="review-files")
         folder = gr.File(file_count="directory", label="…or a whole folder", scale=1, elem_id="review-folder",
