@@ -10,6 +10,7 @@ teacher as base model, evaluation results) the Hub shows.
 
 from __future__ import annotations
 
+import glob
 import json
 import math
 import os
@@ -32,6 +33,7 @@ from .detector import Detector
 from .backbones import BACKBONES, hub_repo, pretrained_name
 from .errors import BackboneError, CheckpointError, HubError, UploadError
 from .evaluate import SUMMARY_NAMES, metric_text
+from .files import sync_folder
 from .notices import some
 from .train import memory_cut_short
 from .uploads import extract_zip
@@ -108,15 +110,24 @@ def save(detector: Detector, directory: str | Path, metrics: dict | None = None)
             with open(path, "rb") as f:
                 os.fsync(f.fileno())
         staging.chmod(0o755)
+        sync_folder(staging)  # the files' names too, or a power cut could leave the folder in place without them
         if directory.exists():
             directory.rename(retired)
         staging.rename(directory)
+        sync_folder(directory.parent)
         shutil.rmtree(retired, ignore_errors=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         if retired.exists() and not directory.exists():  # stopped between the two renames (Ctrl-C): the old one back
             retired.rename(directory)
     return directory
+
+
+def _retired_copy(path: Path) -> Path | None:
+    """The checkpoint `save` set aside under another name as it replaced the missing folder `path`, if one is there."""
+    if path.exists() or not path.name:
+        return None
+    return next((p for p in sorted(path.parent.glob(f".{glob.escape(path.name)}.old-*")) if (p / CONFIG_FILE).is_file()), None)
 
 
 def writable_target(directory: str | Path) -> Path:
@@ -258,6 +269,10 @@ def _locate(path_or_repo_id: str | Path, revision: str | None) -> tuple[str, Pat
         return path.suffix.lower().lstrip("."), path
     if path.suffix.lower() in (".onnx", ".zip"):
         raise CheckpointError(f"{path_or_repo_id}: no such {path.suffix} file")
+    retired = _retired_copy(path)
+    if retired is not None:  # `save` was killed between its two renames (the finally that renames it back never ran)
+        raise CheckpointError(f"{path_or_repo_id}: no such checkpoint folder; a save that stopped while replacing it left "
+                              f"the checkpoint before at {retired}: rename that folder to {path.name}")
     if is_repo_id(str(path_or_repo_id)) and not path.exists():
         return "hub", str(path_or_repo_id)
     repo, at, named = str(path_or_repo_id).partition("@")

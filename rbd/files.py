@@ -27,14 +27,14 @@ def atomic_write(path: str | Path, mode: int = 0o644) -> Iterator[BinaryIO]:
             f.flush()
             os.fsync(f.fileno())
         os.replace(temp, path)
-        _sync_folder(path.parent)
+        sync_folder(path.parent)
     except BaseException:
         with suppress(FileNotFoundError):
             os.unlink(temp)
         raise
 
 
-def _sync_folder(folder: Path) -> None:
+def sync_folder(folder: Path) -> None:
     """Make a folder's entries durable, where the system can: folders cannot be opened on Windows and
     some file systems refuse to sync them; the file is in place either way, so that is no error."""
     with suppress(OSError):

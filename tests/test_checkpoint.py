@@ -260,6 +260,29 @@ def test_a_save_stopped_between_its_two_renames_puts_the_old_checkpoint_back(det
     assert [p.name for p in tmp_path.iterdir()] == ["model"]
 
 
+def test_a_save_killed_between_its_two_renames_is_named_by_load(detector, tmp_path, monkeypatch):
+    """A kill (no `finally` runs) between the renames left only .model.old-..., and `load` said "no such checkpoint
+    folder" (for `runs/model`, a Hub repo's name, it went to the Hub): it names the checkpoint kept aside."""
+    (tmp_path / "runs").mkdir()
+    target = rbd.save(detector, tmp_path / "runs" / "model")
+    kept = target.with_name(".model.old-0123abcd")
+    shutil.copytree(target, kept)
+    shutil.rmtree(target)
+    monkeypatch.chdir(tmp_path)
+    for name in ("runs/model", target):
+        with pytest.raises(rbd.CheckpointError, match=r"a save that stopped while replacing it left the checkpoint before at "
+                                                      r".*runs/\.model\.old-0123abcd: rename that folder to model"):
+            rbd.load(name)
+
+
+def test_a_save_syncs_its_folder_and_the_one_it_lies_in(detector, tmp_path, monkeypatch):
+    """Only the files were synced: after a power cut the folder could be in place without them, or not be there."""
+    synced = []
+    monkeypatch.setattr(checkpoint_module, "sync_folder", synced.append)
+    target = rbd.save(detector, tmp_path / "model")
+    assert synced[0].name.startswith(".model.") and synced[1:] == [tmp_path]
+
+
 def test_metrics_are_saved_as_json_takes_them(detector, tmp_path):
     """np.float32 metrics (as computed with numpy) failed the save; a NaN one was written as a bare NaN, not JSON."""
     target = rbd.save(detector, tmp_path / "model", metrics={"image_auroc": np.float32(0.5), "pixel_auroc": float("nan"),
