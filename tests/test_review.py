@@ -549,7 +549,10 @@ def test_images_keep_their_folders_in_the_upload_through_the_export(tmp_path):
     more = tmp_path / "later"
     (more / "line/good").mkdir(parents=True)
     _part(more / "line/good/000.png", 0.2)  # the same path in a second upload: numbered
-    session.add(BrightnessDetector(), [more / "line/good/000.png"], upload=more)
+    # and said: the review and its export name a file the user does not have
+    with pytest.warns(UserWarning, match=r"^1 image\(s\) took a name already in this review and are listed numbered: "
+                                         r"line/good/000.png as line/good/000_1.png$"):
+        session.add(BrightnessDetector(), [more / "line/good/000.png"], upload=more)
     names = ["line/good/000.png", "line/broken/000.png", "line/v1.2/000.png", "elsewhere.png", "line/good/000_1.png"]
     assert [item.file_name for item in _reopened(session).items] == names
     assert [item.image_path.relative_to(session.folder / "images").as_posix() for item in session.items] == [

@@ -204,7 +204,7 @@ class ReviewSession:
         paths = [Path(p) for p in image_paths]
         if not paths:
             return []
-        added = []
+        added, renamed = [], []
         scored_with = Calibration.from_dict(detector.calibration.to_dict())  # a copy: the detector's may change
         with self._scoring:  # the network runs outside the state lock: decisions and page turns never wait for it
             with self._lock:
@@ -222,8 +222,11 @@ class ReviewSession:
             saved = time.monotonic()
             try:
                 for path, image, prediction in predict_files(detector, paths, batch_size, MAX_SIDE, progress):
+                    name = _upload_name(path, upload)
                     with self._lock:
-                        added.append(self._store(path, _upload_name(path, upload), image, prediction, taken))
+                        added.append(self._store(path, name, image, prediction, taken))
+                    if added[-1].file_name != name.as_posix():
+                        renamed.append(f"{name.as_posix()} as {added[-1].file_name}")
                         if time.monotonic() - saved > SAVE_EVERY_S:
                             self._write_items()
                             saved = time.monotonic()
@@ -234,6 +237,8 @@ class ReviewSession:
                         self._write_items()
                     else:
                         self._load()  # a new session that stored nothing stays without items.json (and without a model)
+        if renamed:  # said: the review and its export name a file the user does not have
+            notify(f"{len(renamed)} image(s) took a name already in this review and are listed numbered: {some(renamed)}")
         return added
 
     def rescore(self, detector, model: ScoredBy, progress: Callable[[int, int], None] | None = None,
