@@ -322,8 +322,8 @@ def test_delete_asks_first_then_makes_the_default_model_active(ctx, detector, tm
     with pytest.raises(rbd.CheckpointError, match="comes with the app"):  # refused before the page asks
         fine_tune.check_delete(ctx, model_bar.load_model(ctx, ctx.catalog.default_key(), "", "", "browser-1")["model"], "browser-1")
     assert fine_tune.delete(ctx, False, model, "browser-1") == {} and Path(key).is_dir()  # the question answered no
-    downloads = [Path(fine_tune.download(ctx, model)["model_file"]) for _ in range(2)]  # two downloads, two export folders
-    kept = Path(fine_tune.download(ctx, model_bar.load_model(ctx, ctx.catalog.default_key(), "", "", "browser-1")["model"])["model_file"])
+    downloads = [Path(fine_tune.download(ctx, model, 1.0)["model_file"]) for _ in range(2)]  # two downloads, two export folders
+    kept = Path(fine_tune.download(ctx, model_bar.load_model(ctx, ctx.catalog.default_key(), "", "", "browser-1")["model"], 1.0)["model_file"])
     served = [Path(save_file_to_cache(file, str(tmp_path / "gradio"))) for file in (downloads[0], kept)]  # as Gradio serves them
     result = fine_tune.delete(ctx, True, model, "browser-1")
     assert not any(d.exists() or d.with_suffix("").exists() for d in downloads)  # no copy of its weights left on the server
@@ -726,13 +726,29 @@ def test_the_active_model_can_be_downloaded_as_it_judges_at_any_time(ctx, model,
     from ui import fine_tune
 
     own = ctx.detector(model).calibration
+    rate = 100 * own.false_alarm_rate
     recalibrated = {**model, "calibration": {**own.to_dict(), "threshold": own.threshold + 1.0, "normal_scores": [0.1, 0.2, 0.3]}}
     for state, threshold in ((model, own.threshold), (recalibrated, own.threshold + 1.0)):
-        archive = Path(fine_tune.download(ctx, state)["model_file"])
+        archive = Path(fine_tune.download(ctx, state, rate)["model_file"])
         shutil.unpack_archive(archive, tmp_path / archive.stem)
         loaded = rbd.load(tmp_path / archive.stem)
         assert loaded.calibration.threshold == pytest.approx(threshold) and loaded.config == ctx.detector(model).config
         assert archive.parent.parent == ctx.exports  # a fresh export folder, cleared after a day
+
+
+def test_a_download_judges_at_the_bars_rate(ctx, model, parts, tmp_path):
+    """The model's own threshold was saved whatever the bar's rate: `rbd predict` on the download judged otherwise than
+    the app had."""
+    from ui import fine_tune, model_bar
+
+    own = ctx.detector(model).calibration
+    for rate in (5.0, 100 * own.false_alarm_rate):
+        archive = Path(fine_tune.download(ctx, model, rate)["model_file"])
+        shutil.unpack_archive(archive, tmp_path / f"{rate}")
+        loaded = rbd.load(tmp_path / f"{rate}")
+        assert loaded.threshold == model_bar.threshold(ctx, model, rate) and loaded.calibration.false_alarm_rate == rate / 100
+        assert model_bar.model_rate(loaded.calibration) == rate  # loaded again, the bar starts at that rate
+    assert loaded.calibration == own
 
 
 def test_the_last_trainings_plots_and_a_download_go_once_another_model_is_active(ctx, model):
@@ -740,7 +756,7 @@ def test_the_last_trainings_plots_and_a_download_go_once_another_model_is_active
     line's) and "Download the model", which gave the model before."""
     from ui import fine_tune
 
-    made_for = fine_tune.download(ctx, model)["made_for"]
+    made_for = fine_tune.download(ctx, model, 1.0)["made_for"]
     assert fine_tune.of_another(ctx, made_for, model) == {} and fine_tune.of_another(ctx, None, model) == {}  # the same: kept
     other = {**model, "key": _another_model(ctx, model)}
     assert fine_tune.of_another(ctx, made_for, other) == {"loss": None, "calibration": None, "model_file": None, "made_for": None}
@@ -750,7 +766,7 @@ def test_a_models_zip_loads_as_this_browsers_own_model_active_at_once(ctx, model
     """A model trained on the command line reached the app only through the Hub."""
     from ui import fine_tune
 
-    archive = Path(fine_tune.download(ctx, model)["model_file"])
+    archive = Path(fine_tune.download(ctx, model, 1.0)["model_file"])
     given = Path(shutil.copy(archive, tmp_path / "bolts line.zip"))
     loaded = fine_tune.upload_model(ctx, str(given), "browser-1")
     key = loaded["model"]["key"]
@@ -788,10 +804,12 @@ def test_a_push_shares_the_model_as_the_bar_judges_by_it(ctx, model, monkeypatch
     pushed = []
     monkeypatch.setattr(rbd, "push_to_hub", lambda detector, repo_id, **kwargs: pushed.append(detector) or f"https://hf.co/{repo_id}")
     own = ctx.detector(model).calibration
-    assert fine_tune.push(ctx, model, "acme/parts", "hf_x", None)["push_status"] == "Pushed: https://hf.co/acme/parts"
+    rate = 100 * own.false_alarm_rate
+    assert fine_tune.push(ctx, model, "acme/parts", "hf_x", None, rate)["push_status"] == (
+        f"Pushed: https://hf.co/acme/parts (judging at raw threshold {own.threshold:.4f}, {rate:g}% expected false alarms)")
     recalibrated = {**model, "calibration": {**own.to_dict(), "threshold": own.threshold + 1.0, "normal_scores": [0.1, 0.2, 0.3]}}
-    status = fine_tune.push(ctx, recalibrated, "acme/parts", "hf_x", None)["push_status"]
-    assert status.endswith("(with the threshold recalibrated from the review)")
+    status = fine_tune.push(ctx, recalibrated, "acme/parts", "hf_x", None, rate)["push_status"]
+    assert status.endswith(f"{rate:g}% expected false alarms, recalibrated from the review)")
     assert pushed[0].calibration is own and pushed[1].calibration.threshold == own.threshold + 1.0
     assert pushed[1].calibration.normal_scores == [0.1, 0.2, 0.3] and pushed[1].model is pushed[0].model
     assert ctx.detector(model).calibration is own  # the loaded model itself is unchanged
@@ -1309,7 +1327,8 @@ def test_a_recalibration_stops_judging_once_another_browser_loads_a_retrained_co
     assert "recalibrated" not in model_bar.info(ctx, judged, 100 * own.false_alarm_rate)
     pushed = []
     monkeypatch.setattr(rbd, "push_to_hub", lambda detector, repo_id, **kwargs: pushed.append(detector) or f"https://hf.co/{repo_id}")
-    assert fine_tune.push(ctx, judged, "acme/copy", "hf_x", None)["push_status"] == "Pushed: https://hf.co/acme/copy"
+    assert fine_tune.push(ctx, judged, "acme/copy", "hf_x", None, 100 * own.false_alarm_rate)["push_status"].startswith(
+        "Pushed: https://hf.co/acme/copy (judging at raw threshold 77.0000")
     assert pushed[0].threshold == 77.0  # commit b as it judges on its own
 
 

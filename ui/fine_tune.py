@@ -29,6 +29,7 @@ from rbd.datasets import normal_uploads
 from rbd.files import atomic_write
 from rbd.notices import collect, notify
 from rbd.plots import calibration_figure
+from rbd.thresholds import at_rate
 from rbd.train import MIN_IMAGES, BackgroundTraining, memory_cut_short, model_pictures
 from rbd.uploads import as_uploaded, gather_images, picked_names
 
@@ -349,18 +350,19 @@ def delete(ctx, confirmed: bool, model: dict, browser: str, request: gr.Request 
             "choice": gr.update(choices=ctx.catalog.entries(owner), value=loaded["model"]["key"]), **loaded}
 
 
-def as_judged(ctx, model: dict) -> rbd.Detector:
-    """The active model as the model bar judges by it: with a review's recalibration, where one was applied."""
+def as_judged(ctx, model: dict, rate: float) -> rbd.Detector:
+    """The active model as the model bar judges by it: with a review's recalibration, where one was applied, at the
+    bar's rate (in %; the model's own threshold was saved, and `rbd predict` judged otherwise than the app had)."""
     detector = ctx.detector(model)
-    recalibration = model_bar.recalibrated_by_review(ctx, model)
-    return detector if recalibration is None else rbd.Detector(detector.model, recalibration, detector.training, detector.metrics)
+    calibration = at_rate(model_bar.calibration(ctx, model), rate / 100)
+    return rbd.Detector(detector.model, calibration, detector.training, detector.metrics)
 
 
-def download(ctx, model: dict) -> dict:
+def download(ctx, model: dict, rate: float) -> dict:
     """The active model as a checkpoint zip (`rbd.load` reads the unzipped folder), as it judges here: a fine-tune
     can be downloaded again after a reload or a restart, not only when its training ends."""
     folder = ctx.export_folder() / export_name(model["name"])
-    rbd.save(as_judged(ctx, model), folder)
+    rbd.save(as_judged(ctx, model, rate), folder)
     return {"model_file": shutil.make_archive(str(folder), "zip", folder), "made_for": model_bar.identity(ctx, model)}
 
 
@@ -398,20 +400,21 @@ def export_name(name: str) -> str:
     return re.sub(r"[^\w.-]", "_", name)
 
 
-def push(ctx, model: dict, repo_id: str, token: str, evaluated: dict | None, oauth_token: gr.OAuthToken | None = None) -> dict:
-    """Upload the active model to a Hub model repo as the model bar judges by it (with a review's
-    recalibration, where one was applied); its card lists the metrics of this browser session's last
-    evaluation of that model, if any."""
+def push(ctx, model: dict, repo_id: str, token: str, evaluated: dict | None, rate: float,
+         oauth_token: gr.OAuthToken | None = None) -> dict:
+    """Upload the active model to a Hub model repo as the model bar judges by it (`as_judged`); its card lists the
+    metrics of this browser session's last evaluation of that model, if any."""
     token = (oauth_token.token if oauth_token else None) or (token or "").strip()
     if not rbd.checkpoint.is_repo_id((repo_id or "").strip()):  # first: the box beside the button
         raise rbd.CheckpointError("enter the target repo as owner/name")
     if not token:  # the sign-in button is there on a Space only
         raise rbd.CheckpointError(f"a Hugging Face token with write access is needed ({'sign in, or paste one' if ON_SPACES else 'paste one'})")
     metrics = evaluated["metrics"] if evaluation.is_of(ctx, evaluated, model) else None
-    detector = as_judged(ctx, model)  # the shared model judges as this browser saw it judge
+    detector = as_judged(ctx, model, rate)  # the shared model judges as this browser saw it judge
     url = rbd.push_to_hub(detector, repo_id.strip(), token=token, metrics=metrics)
     recalibrated = model_bar.recalibrated_by_review(ctx, model) is not None
-    return {"push_status": f"Pushed: {url}" + (" (with the threshold recalibrated from the review)" if recalibrated else "")}
+    return {"push_status": f"Pushed: {url} (judging at raw threshold {detector.threshold:.4f}, {rate:g}% expected false "
+                           f"alarms{', recalibrated from the review' if recalibrated else ''})"}
 
 
 def layout(ctx) -> FineTune:
@@ -503,11 +506,12 @@ def wire(ctx, app: gr.Blocks, area: FineTune, bar: model_bar.ModelBar, review_id
                  {"status": area.status, "choice": bar.choice, "model": bar.model, "rate": bar.rate, "info": bar.info,
                   "model_file": area.model_file}, api_name="delete_model", show_progress_on=[area.delete], js=DELETE_QUESTION)
     rejudge(deleted.success)
-    on(area.download.click, download, ctx, [bar.model], {"model_file": area.model_file, "made_for": area.made_for}, api_name="download_model",
+    on(area.download.click, download, ctx, [bar.model, bar.rate], {"model_file": area.model_file, "made_for": area.made_for}, api_name="download_model",
        show_progress_on=[area.download])
     uploaded = on(afresh(ctx, area.upload.upload, area.status).then, upload_model, ctx, [area.upload, bar.browser],
                   {"status": area.status, "choice": bar.choice, "model": bar.model, "rate": bar.rate, "info": bar.info},
                   api_name="upload_model", show_progress_on=[area.upload])
     rejudge(uploaded.success)
-    on(area.push.click, push, ctx, [bar.model, area.repo_id, area.token, evaluated], {"push_status": area.push_status},
+    # the rate last: an API call that leaves it out keeps its place for the others (and gets the control's 1%)
+    on(area.push.click, push, ctx, [bar.model, area.repo_id, area.token, evaluated, bar.rate], {"push_status": area.push_status},
        api_name="push_to_hub")
