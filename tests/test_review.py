@@ -7,6 +7,7 @@ import json
 import os
 import threading
 import time
+import unicodedata
 import zipfile
 
 import numpy as np
@@ -568,6 +569,23 @@ def test_images_keep_their_folders_in_the_upload_through_the_export(tmp_path):
     assert masks == ["masks/line/broken/000.png", "masks/line/good/000.png"]
     assert [image["file_name"] for image in coco["images"]] == names[:2]
 
+
+
+def test_names_alike_in_two_unicode_forms_are_one_name_numbered_apart(tmp_path):
+    """"é" as one letter and as e plus an accent (as macOS writes names) look alike: they were kept as two names, and
+    their masks as two files of the export that macOS unpacks as one, one overwriting the other."""
+    upload = tmp_path / "upload"
+    upload.mkdir()
+    composed, decomposed = "fissure_\u00e9.png", "fissure_e\u0301.png"
+    paths = [_part(upload / composed, 0.8), _part(upload / decomposed, 0.9)]
+    with pytest.warns(UserWarning, match="listed numbered"):
+        session = ReviewSession.create(tmp_path / "sessions", "forms", BrightnessDetector(), paths, upload=upload)
+    assert sorted(item.file_name for item in session.items) == [composed, "fissure_\u00e9_1.png"]
+    for item in session.items:
+        session.decide(item.id, "accept", THRESHOLD)
+    with zipfile.ZipFile(review.export_zip(session, tmp_path / "review.zip", THRESHOLD)) as archive:
+        masks = [name for name in archive.namelist() if name.startswith("masks/")]
+    assert len({unicodedata.normalize("NFC", name) for name in masks}) == len(masks) == 2
 
 
 def test_a_mask_named_as_a_folder_of_another_mask_is_numbered_so_the_zip_unpacks(tmp_path):

@@ -31,6 +31,7 @@ import re
 import shutil
 import threading
 import time
+import unicodedata
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
@@ -574,10 +575,11 @@ def _not_held(paths: list[Path], stored: list[Path], upload: str | Path | None) 
 
 
 def _upload_name(path: Path, upload: str | Path | None) -> PurePosixPath:
-    """The name the user knows an uploaded image by: its path in `upload`, else its file name."""
-    if upload is not None and path.is_relative_to(upload):
-        return PurePosixPath(path.relative_to(upload).as_posix())
-    return PurePosixPath(path.name)
+    """The name the user knows an uploaded image by: its path in `upload`, else its file name. In one Unicode form
+    (NFC): "é" written as e and an accent (macOS names so) and as one letter look alike, and two names differing so
+    became two masks in the export that macOS takes for one file, one overwriting the other."""
+    name = path.relative_to(upload).as_posix() if upload is not None and path.is_relative_to(upload) else path.name
+    return PurePosixPath(unicodedata.normalize("NFC", name))
 
 
 def _familiarity(prediction) -> float | None:
