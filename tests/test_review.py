@@ -571,6 +571,15 @@ def test_images_keep_their_folders_in_the_upload_through_the_export(tmp_path):
 
 
 
+def test_a_long_scoring_writes_its_items_as_it_goes(tmp_path, monkeypatch):
+    """items.json is rewritten while scoring (every SAVE_EVERY_S), so a crash loses little."""
+    monkeypatch.setattr(store, "SAVE_EVERY_S", -1.0)  # at every image
+    written, write = [], ReviewSession._write_items
+    monkeypatch.setattr(ReviewSession, "_write_items", lambda self: written.append(len(self._items)) or write(self))
+    ReviewSession.create(tmp_path / "sessions", "long", BrightnessDetector(), [_part(tmp_path / f"{i}.png", i / 4) for i in range(3)])
+    assert written == [1, 2, 3, 3]  # and once at the end
+
+
 def test_names_alike_in_two_unicode_forms_are_one_name_numbered_apart(tmp_path):
     """"é" as one letter and as e plus an accent (as macOS writes names) look alike: they were kept as two names, and
     their masks as two files of the export that macOS unpacks as one, one overwriting the other."""

@@ -226,11 +226,11 @@ class ReviewSession:
                     name = _upload_name(path, upload)
                     with self._lock:
                         added.append(self._store(path, name, image, prediction, taken))
-                    if added[-1].file_name != name.as_posix():
-                        renamed.append(f"{name.as_posix()} as {added[-1].file_name}")
                         if time.monotonic() - saved > SAVE_EVERY_S:
                             self._write_items()
                             saved = time.monotonic()
+                    if added[-1].file_name != name.as_posix():
+                        renamed.append(f"{name.as_posix()} as {added[-1].file_name}")
             finally:  # also when scoring fails midway: the images stored so far are kept, so no decision is
                 # ever made on an item that items.json lacks (its id would go to the next image added)
                 with self._lock:
