@@ -23,7 +23,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .errors import ImageReadError, InvalidInputError, NoImagesError
 from .notices import notify, some
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 MAX_SIDE = 4096  # the app and CLI score larger images on a downscaled copy (the model sees <= 1024 px)
 
 ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray]
@@ -120,17 +120,20 @@ def _decoded(path: str | Path, max_side: int | None, size: tuple[int, int] | Non
         with Image.open(path) as image:
             if _is_deep_colour(image) or _is_turned_tiff(image):
                 return _read_deep_colour(path, image, max_side, size)
+            if image.mode in ("I", "F"):  # 32-bit samples, read by their values (`_samples`)
+                return _deep_grey(image, max_side, size)
             if size is not None or (max_side is not None and max(image.size) > max_side):
                 image.draft("RGB", _draft_size(image, max_side, size))  # no-op for other formats
             image = _upright(image)
             image.load()
-            if image.mode.startswith("I;16") and (size is not None or max_side is not None):
+            sixteen = image.mode.startswith("I;16")
+            if sixteen:
                 image = image.convert("I")  # PIL cannot resize 16-bit images in place
             if size is not None and image.size != size[::-1]:
                 image = image.resize(size[::-1], Image.Resampling.BILINEAR)
             elif size is None and max_side is not None and max(image.size) > max_side:
                 image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-            return to_rgb_array(image)
+            return to_rgb_array(image.convert("I;16") if sixteen else image)  # 16-bit again: "I" is read by its values
     except (FileNotFoundError, IsADirectoryError) as err:
         raise _not_a_file(path, err) from err
     except UnidentifiedImageError as err:
@@ -186,6 +189,10 @@ def _is_deep_colour(image: Image.Image) -> bool:
         return False
     if image.format == "TIFF":
         return max(image.tag_v2.get(258, (8,))) > 8  # BitsPerSample
+    return _is_16_bit_png(image)
+
+
+def _is_16_bit_png(image: Image.Image) -> bool:
     return image.format == "PNG" and bool(image.tile) and str(image.tile[0][3]).endswith(";16B")  # raw mode of 16-bit data
 
 
@@ -219,7 +226,7 @@ def _read_tiff(path: str | Path, max_side: int | None, size: tuple[int, int] | N
             raise _too_large(path, f"{pixels} pixels, over the limit of {2 * limit}")
         if page.samplesperpixel > 4:  # up to 65535 planes a pixel: gigabytes from a small image
             raise ImageReadError(f"{path}: {page.samplesperpixel} samples a pixel; an image has 1 to 4 (grey, RGB, RGBA)")
-        array = page.asarray()
+        array = _samples(page.asarray(), page.bitspersample)
         if page.axes.startswith("S"):  # planar: one plane per channel
             array = np.moveaxis(array, 0, -1)
         orientation = page.tags.get(0x0112)  # the TIFF tag Pillow reads as EXIF orientation
@@ -231,17 +238,20 @@ def _too_large(path: str | Path, detail: str) -> ImageReadError:
 
 
 def _upright_and_shrunk(array: np.ndarray, orientation: int, max_side: int | None, size: tuple[int, int] | None) -> np.ndarray:
+    """`array` turned upright and (with `max_side` or `size`) shrunk as 32-bit float planes: a grey one as one plane,
+    made three after shrinking (three planes of a huge 16-bit grey image took 4 times as long and twice the memory)."""
     turn = _TURNS.get(orientation)
-    image = to_rgb_array(turn(array) if turn else array)
-    if size is None and (max_side is None or max(image.shape[:2]) <= max_side):
-        return image
-    channels = [Image.fromarray(np.ascontiguousarray(image[..., c])) for c in range(3)]  # 32-bit float planes
+    array = turn(array) if turn else array
+    if size is None and (max_side is None or max(array.shape[:2]) <= max_side):
+        return to_rgb_array(array)
+    planes = _scale_to_unit(array)[..., None] if array.ndim == 2 else to_rgb_array(array)
+    channels = [Image.fromarray(np.ascontiguousarray(planes[..., c])) for c in range(planes.shape[2])]
     if size is not None:
         channels = [channel.resize(size[::-1], Image.Resampling.BILINEAR) for channel in channels]
     else:
         for channel in channels:
             channel.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-    return np.clip(np.stack([np.asarray(c) for c in channels], axis=-1), 0.0, 1.0)
+    return to_rgb_array(np.clip(np.stack([np.asarray(c) for c in channels], axis=-1), 0.0, 1.0))
 
 
 def file_shape(path: str | Path) -> tuple[int, int]:
@@ -285,16 +295,27 @@ def upright_size(path: str | Path) -> tuple[int, int]:
 
 
 def read_image_for_scoring(path: str | Path, max_side: int = MAX_SIDE) -> tuple[np.ndarray, str | None]:
-    """The image, downscaled if its long side exceeds `max_side`, and a notice saying so (else None).
+    """The image, downscaled if its long side exceeds `max_side`, and a notice saying so, or that only the first of
+    its frames is scored (an animated GIF); else None.
 
     A 10000 x 10000 photo would need 1.2 GB as a float array and its map as much again, while
     the model only looks at about a thousand pixels a side anyway.
     """
     image = read_image(path, max_side)
     width, height = upright_size(path)
-    if max(width, height) <= max_side:
-        return image, None
-    return image, f"{Path(path).name} is {width}x{height}: downscaled to {image.shape[1]}x{image.shape[0]}"
+    name, downscaled = Path(path).name, max(width, height) > max_side
+    notes = [f"{name} is {width}x{height}: downscaled to {image.shape[1]}x{image.shape[0]}"] if downscaled else []
+    notes += [f"{name} is animated: its first frame is scored"] if _is_animated(path) else []
+    return image, "; ".join(notes) or None
+
+
+def _is_animated(path: str | Path) -> bool:
+    """Whether the file holds frames after the first, which `read_image` reads alone (an animated GIF, PNG or WebP)."""
+    try:
+        with Image.open(path) as image:
+            return bool(getattr(image, "is_animated", False))
+    except (OSError, ValueError, SyntaxError, IndexError, Image.DecompressionBombError):
+        return False
 
 
 def to_rgb_array(image: ImageLike) -> np.ndarray:
@@ -323,8 +344,8 @@ def given_image(image: ImageLike) -> np.ndarray:
     """An image a caller handed in (`Detector.predict`, `rbd.train`) as `to_rgb_array` reads it, with one rule more for
     arrays of integers of another type than uint8 and uint16 (`np.array(picture, dtype=int)`, a list of lists): 8-bit
     data where their values fit 0-255, 16-bit where they fit 0-65535, refused otherwise. Read by their type's range,
-    a picture of 8-bit values came out nearly black and was judged defective. (Files keep their own rules: a 16-bit
-    PNG opens as 32-bit integers, however dark.)"""
+    a picture of 8-bit values came out nearly black and was judged defective. (A file is read by its bit depth: a 16-bit
+    PNG stays 16-bit however dark; 32-bit samples, whose depth says nothing of their range, follow this rule.)"""
     if isinstance(image, (list, tuple)) and image and all(_is_one_image(item) for item in image):
         raise ImageReadError(f"expected one image (a path, an array or a PIL image), got a list of {len(image)}: "
                              "Detector.predict_batch and rbd.predict_files take several")  # said "got (1,)", as one array
@@ -335,17 +356,32 @@ def given_image(image: ImageLike) -> np.ndarray:
         return to_rgb_array(image)
     array = np.asarray(image)
     unsigned_8_or_16 = array.dtype.kind == "u" and array.dtype.itemsize <= 2  # either byte order
-    if np.issubdtype(array.dtype, np.integer) and not unsigned_8_or_16 and array.size:
-        low, high = int(array.min()), int(array.max())
-        if low < 0 or high > 65535:
-            raise ImageReadError(f"an image of integers must hold values from 0 to 255 (8-bit) or 65535 (16-bit), got {low} to "
-                                 f"{high}: pass uint8 or uint16 values, or floats from 0 to 1")
-        array = array.astype(np.uint8 if high <= 255 else np.uint16)
-    if array.dtype.kind == "f" and array.size and float(np.nanmin(array)) < FLOAT_UNIT_BOTTOM * max(1.0, _float_top(array)):
-        raise ImageReadError(f"an image of floats must hold values from 0 (black) up, its lowest is {float(np.nanmin(array)):.3g}: a picture "
-                             "normalised for a network (its mean taken out) is judged as a dark, clipped one; pass it before "
-                             "normalising, as floats from 0 to 1 or uint8")
-    return to_rgb_array(array)
+    if np.issubdtype(array.dtype, np.integer) and not unsigned_8_or_16:
+        array = _as_8_or_16_bit(array)
+    return to_rgb_array(_from_black(array) if array.dtype.kind == "f" else array)
+
+
+def _as_8_or_16_bit(array: np.ndarray) -> np.ndarray:
+    """Integers whose type says nothing of their range (a caller's int64, a 32-bit TIFF's samples) as the 8-bit data
+    their values fit, or else 16-bit; refused beyond: read by their type's range, 8-bit values came out nearly black."""
+    if not array.size:
+        return array
+    low, high = int(array.min()), int(array.max())
+    if low < 0 or high > 65535:
+        raise ImageReadError(f"an image of integers must hold values from 0 to 255 (8-bit) or 65535 (16-bit), got {low} to "
+                             f"{high}: pass (or save) it as uint8 or uint16 values, or floats from 0 to 1")
+    return array.astype(np.uint8 if high <= 255 else np.uint16)
+
+
+def _from_black(array: np.ndarray) -> np.ndarray:
+    """`array`, floats, refused where they reach below black by more than a resampling's undershoot (FLOAT_UNIT_BOTTOM):
+    clipped to 0, a picture normalised for a network, or a height map, was judged as a dark picture, defective.
+    (NaN is left to `_scale_to_unit`'s error.)"""
+    if array.size and np.isfinite(array).all() and float(array.min()) < FLOAT_UNIT_BOTTOM * max(1.0, _float_top(array)):
+        raise ImageReadError(f"an image of floats must hold values from 0 (black) up, its lowest is {float(array.min()):.3g}: a picture "
+                             "normalised for a network (its mean taken out), or a signed measurement such as a height map, is "
+                             "judged as a dark, clipped one; pass (or save) it as floats from 0 to 1, or as uint8 or uint16")
+    return array
 
 
 def _is_one_image(item) -> bool:
@@ -366,6 +402,10 @@ def alpha_channel(path: str | Path) -> tuple[np.ndarray, bool] | None:
             keyed = image.mode not in ("RGBA", "RGBa", "LA", "La", "PA")
             if keyed and "transparency" not in image.info:
                 return None
+            if keyed and _is_16_bit_png(image):  # Pillow matches the 16-bit colour against the 8 bits it keeps of each pixel
+                alpha = (imagecodecs.png_decode(Path(path).read_bytes())[..., -1] >> 8).astype(np.uint8)  # tRNS made alpha
+                turn = _TURNS.get(image.getexif().get(0x0112, 1))
+                return (turn(alpha) if turn else alpha), keyed
             return np.asarray(_palette_alpha(_upright(image)).convert("RGBA").getchannel("A")), keyed
     except (OSError, ValueError, SyntaxError, IndexError, UnidentifiedImageError, Image.DecompressionBombError):
         return None
@@ -394,12 +434,36 @@ def _palette_alpha(image: Image.Image) -> Image.Image:
 def _pil_to_array(image: Image.Image) -> np.ndarray:
     if _is_turned_tiff(image) and getattr(image, "filename", "") and image.tell() == 0:  # Pillow would scramble its pixels:
         return read_image(image.filename)                                                 # the file's, as its path gives
+    if image.mode.startswith(("I", "F")):
+        return _deep_grey(image)
     image = _palette_alpha(_upright(image))  # images opened by the caller
-    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        return to_rgb_array(np.asarray(image))  # keep the full 16-bit / float range
     if image.mode in ("LA", "La", "L", "1"):
         return to_rgb_array(np.asarray(image.getchannel(0) if image.mode != "1" else image.convert("L")))  # Pillow cannot convert La to L
     return to_rgb_array(np.asarray(image.convert("RGB")))  # RGBA drops alpha, P/CMYK/YCbCr convert
+
+
+def _deep_grey(image: Image.Image, max_side: int | None = None, size: tuple[int, int] | None = None) -> np.ndarray:
+    """A 16- or 32-bit grey PIL image ("I;16", "I", "F") at full depth, upright and shrunk as float planes (Pillow cannot
+    shrink 16-bit ones), its samples read by its file's bit depth, which an upright or shrunk copy no longer has."""
+    return _upright_and_shrunk(_samples(np.asarray(image), _sample_bits(image)), image.getexif().get(0x0112, 1), max_side, size)
+
+
+def _sample_bits(image: Image.Image) -> int:
+    """Bits a sample of a 16- or 32-bit grey PIL image holds in its file, which mode "I" does not say: Pillow opens a
+    signed 16-bit TIFF and a 16-bit PGM so, as it does a 32-bit TIFF and an image made of int32 values (32)."""
+    if image.mode != "I":
+        return 16 if image.mode.startswith("I;16") else 32
+    if image.format == "TIFF":
+        return max(image.tag_v2.get(258, (32,)))  # BitsPerSample
+    return 16 if image.format in ("PNG", "PPM") else 32
+
+
+def _samples(array: np.ndarray, bits: int) -> np.ndarray:
+    """A file's samples (`bits` each) read as a caller's arrays are (`given_image`) where the file does not give their
+    range: 32-bit integers as the 8 or 16 bits their values fit, floats from black up."""
+    if array.dtype.kind == "f":
+        return _from_black(array)
+    return _as_8_or_16_bit(array) if bits > 16 and array.dtype.kind in "iu" else array
 
 
 # Float images hold no range of their own: values up to FLOAT_UNIT_TOP are taken as [0, 1] (a resampling's overshoot

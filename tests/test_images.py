@@ -200,6 +200,93 @@ def test_16bit_grey_with_alpha_drops_alpha_at_full_depth(tmp_path, write):
     np.testing.assert_allclose(array, np.repeat(grey[..., None] / 65535.0, 3, axis=2), atol=1e-7)
 
 
+@pytest.mark.parametrize("write", [
+    lambda a, path: save(Image.fromarray(a, mode="F"), path),  # Pillow's mode "F"
+    lambda a, path: _tiff(np.dstack([a] * 3), path, photometric="rgb"),  # float colour, which tifffile reads
+    lambda a, path: Image.fromarray(a, mode="F"),  # a caller's PIL image
+], ids=["grey-tiff", "colour-tiff", "pil"])
+def test_a_float_file_reaching_below_black_is_refused_as_a_callers_array_is(tmp_path, write):
+    """A height map or a picture normalised for a network (-3 to 2) was clipped to a dark picture, while the same
+    array handed in was refused; a resampling's undershoot is still clipped."""
+    heights = np.array([[-3.0, -2.9, 0.5, 2.0]], np.float32)
+    with pytest.raises(ImageReadError, match=r"floats must hold values from 0 \(black\) up, its lowest is -3: .* a height map"):
+        given_image(write(heights, tmp_path / "height.tif"))
+    undershoot = np.array([[-0.05, 0.25, 1.0]], np.float32)
+    np.testing.assert_allclose(given_image(write(undershoot, tmp_path / "under.tif"))[0, :, 0], [0.0, 0.25, 1.0])
+
+
+def test_32_bit_integer_samples_are_read_by_their_values_and_16_bit_files_by_their_depth(tmp_path):
+    """A 32-bit TIFF's depth says nothing of its range: read as 16-bit, one of 8-bit values (Pillow's `Image.fromarray`
+    of int32 values, saved) came out nearly black. A 16-bit file stays 16-bit, however dark, also shrunk."""
+    eight = np.array([[0, 128, 255]], np.int32)
+    save(Image.fromarray(eight), tmp_path / "pillow.tif")
+    _tiff(eight.astype(np.uint32), tmp_path / "tifffile.tif")
+    _tiff(np.dstack([eight] * 3).astype(np.uint32), tmp_path / "colour.tif", photometric="rgb")  # which tifffile reads
+    opened = [given_image(Image.open(tmp_path / "pillow.tif")), given_image(Image.open(tmp_path / "pillow.tif").copy())]  # no file
+    for image in [read_image(tmp_path / name) for name in ("pillow.tif", "tifffile.tif", "colour.tif")] + opened:
+        np.testing.assert_allclose(image[0, :, 0], [0.0, 128 / 255, 1.0], atol=1e-6)
+    np.testing.assert_allclose(read_image(_tiff(np.array([[0, 300, 65535]], np.int32), tmp_path / "deep.tif"))[0, :, 0],
+                               [0.0, 300 / 65535, 1.0], atol=1e-7)
+    with pytest.raises(ImageReadError, match=r"wide.tif: an image of integers must hold values from 0 to 255 .8-bit. or 65535"):
+        read_image(_tiff(np.array([[0, 70000]], np.int32), tmp_path / "wide.tif"))
+    dark = np.full((4, 8), 200, np.uint16)
+    for sixteen in (_png(dark, tmp_path / "dark.png"), _tiff(dark.astype(np.int16), tmp_path / "signed.tif")):  # Pillow: "I;16", "I"
+        np.testing.assert_allclose(read_image(sixteen), 200 / 65535, atol=1e-7)
+        np.testing.assert_allclose(read_image(sixteen, max_side=4), 200 / 65535, atol=1e-7)
+        np.testing.assert_allclose(read_image(sixteen, size=(2, 4)), 200 / 65535, atol=1e-7)
+
+
+def _png16_keyed(samples, key, path):
+    """A 16-bit grey or RGB PNG with transparent colour `key` (a tRNS chunk, which no writer at hand makes)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    height, width = samples.shape[:2]
+    header = struct.pack(">IIBBBBB", width, height, 16, 0 if samples.ndim == 2 else 2, 0, 0, 0)
+    rows = b"".join(b"\x00" + row.astype(">u2").tobytes() for row in samples)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"tRNS", struct.pack(f">{np.size(key)}H", *np.ravel(key)))
+                     + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.mark.parametrize("samples, key", [
+    (np.array([[0, 40000, 40001, 65535]], np.uint16), 40000),  # Pillow matched no pixel
+    (np.array([[255, 1000, 65535, 0]], np.uint16), 255),  # Pillow matched every pixel of 255 and brighter
+    (np.array([[[1000, 2000, 3000], [1000, 2000, 3001], [3, 7, 11], [768, 1792, 2816]]], np.uint16), (1000, 2000, 3000)),
+], ids=["grey-40000", "grey-255", "rgb"])
+def test_a_16_bit_pngs_transparent_colour_is_matched_at_full_depth(tmp_path, samples, key):
+    """Pillow compares a 16-bit PNG's transparent colour with the 8 bits it keeps of each pixel: a mask's hidden
+    pixels were shown and shown ones hidden (`read_truth_mask`)."""
+    from rbd.images import alpha_channel
+
+    path = _png16_keyed(samples, key, tmp_path / "keyed.png")
+    alpha, keyed = alpha_channel(path)
+    np.testing.assert_array_equal(alpha, [[255 * (not np.all(pixel == key)) for pixel in samples[0]]])
+    assert keyed
+    np.testing.assert_allclose(read_image(path), np.broadcast_to((samples / 65535.0)[..., None] if samples.ndim == 2 else samples / 65535.0,
+                                                                 (1, 4, 3)), atol=1e-7)
+
+
+def test_a_gif_is_an_image_and_an_animated_one_is_scored_by_its_first_frame_with_a_notice(tmp_path):
+    grey = np.array([[0, 128, 255]], np.uint8)
+    save(Image.fromarray(grey), tmp_path / "one.gif")
+    frames = [Image.fromarray(np.full((2, 3), value, np.uint8)) for value in (10, 200)]
+    frames[0].save(tmp_path / "animated.gif", save_all=True, append_images=frames[1:])
+    assert find_images(tmp_path) == [tmp_path / "animated.gif", tmp_path / "one.gif"]
+    image, notice = read_image_for_scoring(tmp_path / "one.gif")
+    np.testing.assert_allclose(image[0, :, 0], grey[0] / 255.0, atol=1e-6)
+    assert notice is None
+    image, notice = read_image_for_scoring(tmp_path / "animated.gif", max_side=2)
+    np.testing.assert_allclose(image, 10 / 255.0, atol=1e-6)
+    assert notice == "animated.gif is 3x2: downscaled to 2x1; animated.gif is animated: its first frame is scored"
+    (tmp_path / "cut.gif").write_bytes((tmp_path / "animated.gif").read_bytes()[:40])
+    with pytest.raises(ImageReadError, match=r"cut.gif: corrupt or truncated image"):
+        read_image(tmp_path / "cut.gif")
+
+
 @pytest.mark.parametrize("pixels, photometric", [(np.array([[0.5, np.nan]], np.float32), "minisblack"),
                                                  (np.full((2, 2, 3), np.nan, np.float32), "rgb")],  # which Pillow cannot open
                          ids=["grey", "colour"])
