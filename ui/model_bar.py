@@ -270,8 +270,9 @@ def layout(ctx) -> ModelBar:
 
 
 # The model a page restores on load: its tab's own where the tab had one (a reload, or the one after an app restart),
-# else the browser's last (a new tab). The browser's store is one for all its tabs, kept alike by Gradio: after a
-# reload a tab took the model another tab picked last, and scored with it under no word. With it, as `tab_rate`, the
+# else the browser's last (a new tab). The browser's store is one for all its tabs (localStorage, which Gradio 6.31 reads
+# when a page loads only, never hearing another tab's writes): after a reload a tab took the model another tab picked
+# last, and scored with it under no word. With it, as `tab_rate`, the
 # rate the tab last set for that model (KEEP_TAB_RATE).
 TAB_MODEL = """(stored, ...rest) => {
   let tab = null, rate = null;
@@ -300,7 +301,7 @@ def wire(ctx, bar: ModelBar, app: gr.Blocks, rejudge) -> None:
     # whatever makes a model active (the bar, a fine-tune, a review's recalibration) is kept in the browser, and in the
     # tab (TAB_MODEL)
     copied = bar.model.change(lambda model: model, bar.model, bar.stored, queue=False, api_visibility="private")
-    # after this tab's own copy only: the browser's store also changes when another tab's does (Gradio syncs them)
+    # after this tab's own copy: the tab's record follows the model this tab made active
     copied.then(None, bar.stored, None, js=KEEP_TAB_MODEL, queue=False, api_visibility="private")
     on(bar.choice.focus, listed, ctx, [bar.browser, bar.model], {"choice": bar.choice}, queue=False, api_visibility="private",
        show_progress="hidden")
