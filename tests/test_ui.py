@@ -523,6 +523,35 @@ def test_a_decision_goes_to_the_image_the_page_shows_when_a_held_key_left_it_beh
     assert session.decision(after["item"]).decision == "reject"
 
 
+def test_two_tabs_of_a_browser_that_score_their_first_images_score_into_one_review(ctx, model, parts):
+    """Gradio reads the browser's store when a page loads only: a second tab opened before the first scored made a
+    review of its own, and after a reload both tabs showed the one written last, the other out of reach."""
+    import os
+    import time
+
+    from rbd.notices import collect
+    from ui import review
+
+    good, bad = parts
+    quiet = {"progress": lambda *a, **k: None}
+    assert review.joined_review(ctx, "", "browser-1") == {}  # the browser's first review: made by the Score
+    first = review.score(ctx, [str(good[0])], None, "", model, **quiet)["review_id"]
+    review.remember_review(ctx, first, "browser-1")
+    with collect() as notes:
+        joined = review.joined_review(ctx, "", "browser-1")  # the other tab: no review id yet
+    assert joined == {"review_id": first} and notes == ["these images join the review another tab of this browser scored "
+                                                        "into: the two tabs share it"]
+    assert review.joined_review(ctx, "", "browser-2") == {} and review.joined_review(ctx, "own", "browser-1") == {}
+    assert review.joined_review(ctx, "", "../x") == {}  # an id the browser sent: checked
+    started = review.new_review(ctx)["review_id"]  # Start a new review: the tab's, and the browser's once scored into
+    review.remember_review(ctx, review.score(ctx, [str(bad[1])], None, started, model, **quiet)["review_id"], "browser-1")
+    assert review.joined_review(ctx, "", "browser-1") == {"review_id": started}
+    record = ctx.browsers / "browser-1"
+    os.utime(record, (time.time() - ctx.idle_s - 60,) * 2)
+    ctx.remove_idle()
+    assert not record.exists() and review.joined_review(ctx, "", "browser-1") == {}  # swept with the idle records
+
+
 def test_a_decision_on_a_verdict_that_changed_since_the_page_drew_it_records_nothing(ctx, model, parts):
     """Another tab re-scored the review (or the threshold moved) after the page drew an image "defective": an accept
     recorded the new verdict, "good", which the inspector never saw, so the label came out reversed."""

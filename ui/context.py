@@ -64,6 +64,7 @@ class Context:
         # a record per browser of its fine-tune while it runs, and this server's run: a record of another run is a
         # training that a restart cut off (ui.fine_tune.running_record)
         self.trainings, self.run = self.work / "trainings", secrets.token_hex(8)
+        self.browsers = self.work / "browsers"  # the review each browser scored into last (`browser_review`)
         self.idle_s = 86400 * idle_days
         # the fine-tune of each browser tab, from Train's click on (keyed by its session): ui.fine_tune.pending
         self.jobs: dict[object, dict] = {}
@@ -126,6 +127,22 @@ class Context:
                     self._open.popitem(last=False)
         return session
 
+    def browser_review(self, browser: str) -> str | None:
+        """The review `browser` scored into last, where it is still there. A tab opened before its browser had a review
+        holds none (Gradio reads the browser's store when a page loads only): its first Score made a second review, and
+        after a reload every tab showed the one written last, the other out of reach until it expired."""
+        with contextlib.suppress(FileNotFoundError, rbd.InvalidInputError):
+            review_id = session_folder(self.browsers, browser).read_text().strip()
+            if session_folder(self.reviews, review_id).is_dir():
+                return review_id
+        return None
+
+    def remember_review(self, browser: str, review_id: str) -> None:
+        """`review_id` is the review `browser` scored into last (`browser_review`)."""
+        with contextlib.suppress(rbd.InvalidInputError):
+            with atomic_write(session_folder(self.browsers, browser)) as f:
+                f.write(review_id.encode())
+
     def _mark(self, review_id: str, session: ReviewSession) -> None:
         if session.folder.is_dir():  # a new review has no folder until its first images
             mark_used(session.folder)
@@ -172,7 +189,7 @@ class Context:
         the records of cut-off trainings that no browser came back for. (Exports were swept by every export, which
         Inspect now makes on every threshold move.)"""
         remove_idle(self.exports, EXPORTS_KEPT_S)
-        for record in self.trainings.glob("*.json"):
+        for record in [*self.trainings.glob("*.json"), *self.browsers.glob("*")]:
             with contextlib.suppress(FileNotFoundError):
                 if time.time() - record.stat().st_mtime > self.idle_s:
                     record.unlink()

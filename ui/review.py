@@ -252,6 +252,23 @@ def score(ctx, files, folder, review_id: str, model: dict, picked: list | None =
     return {"review_id": review_id, "status": f"Scored {len(added)} image(s); {len(session.items)} in this review."}
 
 
+def joined_review(ctx, review_id: str, browser: str) -> dict:
+    """A tab with no review yet scores into the one its browser scored into last (`Context.browser_review`): Gradio
+    reads the browser's store when a page loads only, so a second tab opened before the first scored made a review
+    of its own, and after a reload both tabs showed the one written last, the other out of reach."""
+    joined = None if review_id else ctx.browser_review(browser)
+    if joined is None:
+        return {}
+    notify("these images join the review another tab of this browser scored into: the two tabs share it")
+    return {"review_id": joined}
+
+
+def remember_review(ctx, review_id: str, browser: str) -> dict:
+    """The review scored into is the browser's (`joined_review`)."""
+    ctx.remember_review(browser, review_id)
+    return {}
+
+
 @gpu
 def rescore(ctx, review_id: str, model: dict, progress=gr.Progress()) -> dict:
     """Score this review's images again with the active model, keeping the decisions."""
@@ -504,13 +521,15 @@ def wire(ctx, area: Review, bar: model_bar.ModelBar, rejudge) -> None:
     uploads = [area.files, area.folder, area.score]
     locked = area.score.click(lambda: [gr.update(interactive=False)] * len(uploads), None, uploads, queue=False,
                               api_visibility="private")
-    scored = on(locked.then, score, ctx, [area.files, area.folder, area.review_id, bar.model, area.picked],
+    joined = on(locked.then, joined_review, ctx, [area.review_id, bar.browser], {"review_id": area.review_id}, api_visibility="private")
+    scored = on(joined.then, score, ctx, [area.files, area.folder, area.review_id, bar.model, area.picked],
                 {"review_id": area.review_id, "status": area.status}, js=PICKED, api_name="review_score",
                 concurrency_limit=INFERENCE_LIMIT, concurrency_id="inference", show_progress_on=[area.status])
     on(scored.then, show, ctx, state, outputs, api_name="review_list", **IN_ORDER)
     # scored images leave the upload boxes, so that pressing Score again does not add them twice
     scored.success(None, [], [area.files, area.folder], js=SCORED, api_visibility="private")
     _takes_export_away(scored.success, area)
+    on(scored.success, remember_review, ctx, [area.review_id, bar.browser], {"review_id": area.review_id}, api_visibility="private")
     _takes_export_away(area.review_id.change, area)
     scored.then(lambda: [gr.update(interactive=True)] * len(uploads), None, uploads, queue=False, api_visibility="private")
     area.folder.clear(None, [], [], js=FORGET_PICKED, api_visibility="private")
