@@ -96,7 +96,7 @@ def save(detector: Detector, directory: str | Path, metrics: dict | None = None)
     _check_tensors(weights, weights, "the detector (one rbd.train has not made?)")                  # checkpoint
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    retired = directory.with_name(f".{directory.name}.old-{uuid.uuid4().hex[:8]}")
+    retired = directory.with_name(f"{_retired_prefix(directory)}{uuid.uuid4().hex[:8]}")
     try:
         config = checkpoint_config(detector, metrics)
         try:
@@ -123,11 +123,17 @@ def save(detector: Detector, directory: str | Path, metrics: dict | None = None)
     return directory
 
 
+def _retired_prefix(directory: Path) -> str:
+    """The start of the name `save` sets a checkpoint aside under while it replaces it."""
+    return f".{directory.name}.old-"
+
+
 def _retired_copy(path: Path) -> Path | None:
     """The checkpoint `save` set aside under another name as it replaced the missing folder `path`, if one is there."""
     if path.exists() or not path.name:
         return None
-    return next((p for p in sorted(path.parent.glob(f".{glob.escape(path.name)}.old-*")) if (p / CONFIG_FILE).is_file()), None)
+    kept = sorted(path.parent.glob(f"{glob.escape(_retired_prefix(path))}*"))
+    return next((p for p in kept if (p / CONFIG_FILE).is_file()), None)
 
 
 def writable_target(directory: str | Path) -> Path:

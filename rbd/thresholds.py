@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from .calibration import Calibration, calibrate
+from .calibration import Calibration
 
 RATE_RANGE = (0.0001, 0.30)  # the rates a control offers: one in 10,000 good parts flagged, up to 30%
 RATE_STEP = 0.0001  # a control's step (0.01 %)
@@ -23,15 +23,6 @@ def threshold_at(calibration: Calibration, rate: float) -> float:
     if math.isclose(rate, calibration.false_alarm_rate, rel_tol=1e-9, abs_tol=1e-12):
         return calibration.threshold
     return calibration.threshold_for(rate)
-
-
-def at_rate(calibration: Calibration, rate: float) -> Calibration:
-    """`calibration` judging at another expected false-alarm rate (a fraction): its threshold `threshold_at(rate)`,
-    with that threshold's interval, as a model saved so judges as a control set to `rate` did."""
-    if math.isclose(rate, calibration.false_alarm_rate, rel_tol=1e-9, abs_tol=1e-12):
-        return calibration
-    calibration.threshold_for(rate)  # a calibration that stores no normal scores says so
-    return calibrate(calibration.normal_scores, calibration.synthetic_scores, rate)
 
 
 def set_by_hand(calibration: Calibration, threshold: float) -> Calibration:

@@ -9,6 +9,7 @@ import threading
 import time
 import unicodedata
 import zipfile
+from pathlib import PurePosixPath
 
 import numpy as np
 import pytest
@@ -580,7 +581,7 @@ def test_a_long_scoring_writes_its_items_as_it_goes(tmp_path, monkeypatch):
     assert written == [1, 2, 3, 3]  # and once at the end
 
 
-def test_names_alike_in_two_unicode_forms_are_one_name_numbered_apart(tmp_path):
+def test_names_alike_in_two_unicode_forms_are_one_name_numbered_apart(tmp_path, monkeypatch):
     """"é" as one letter and as e plus an accent (as macOS writes names) look alike: they were kept as two names, and
     their masks as two files of the export that macOS unpacks as one, one overwriting the other."""
     upload = tmp_path / "upload"
@@ -595,6 +596,12 @@ def test_names_alike_in_two_unicode_forms_are_one_name_numbered_apart(tmp_path):
     with zipfile.ZipFile(review.export_zip(session, tmp_path / "review.zip", THRESHOLD)) as archive:
         masks = [name for name in archive.namelist() if name.startswith("masks/")]
     assert len({unicodedata.normalize("NFC", name) for name in masks}) == len(masks) == 2
+    with monkeypatch.context() as before:  # a review begun before names were kept in one form
+        before.setattr(store, "_upload_name", lambda path, upload: PurePosixPath(path.relative_to(upload).as_posix()))
+        begun_before = ReviewSession.create(tmp_path / "sessions", "begun", BrightnessDetector(), [paths[1]], upload=upload)
+    with pytest.warns(UserWarning, match="listed numbered"):
+        begun_before.add(BrightnessDetector(), [paths[0]], upload=upload)
+    assert [item.file_name for item in begun_before.items] == [decomposed, "fissure_\u00e9_1.png"]
 
 
 def test_a_mask_named_as_a_folder_of_another_mask_is_numbered_so_the_zip_unpacks(tmp_path):

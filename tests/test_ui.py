@@ -396,7 +396,7 @@ def test_review_handlers_without_a_server(ctx, model, parts):
     assert "correct** → good (the mask erased: no defect)" in erased["text"] and "outlined" not in erased["text"]
 
 
-def test_a_threshold_move_that_takes_the_image_painted_out_of_view_says_its_save_still_goes_to_it(ctx, model, parts):
+def test_a_threshold_move_that_takes_the_image_painted_out_of_view_says_its_save_still_goes_to_it(ctx, model, parts, monkeypatch):
     from rbd.notices import collect
     from ui import review
 
@@ -410,8 +410,15 @@ def test_a_threshold_move_that_takes_the_image_painted_out_of_view_says_its_save
     review.edit(ctx, review_id, model, 0.1)
     with collect() as notes:
         moved = review.rejudged(ctx, review_id, model, 0.1, "defective")  # the page's filter: flagged parts only
+        review.rejudged(ctx, review_id, model, 0.11, "defective")  # a dragged threshold: said once
     assert f"**{session.item(1 - painted).file_name.replace('_', chr(92) + '_')}**" in moved["text"] and "editor" not in moved
     assert notes == [f"{good[0].name}, whose mask is being painted, is no longer in this view; Save still stores the mask on it"]
+    with monkeypatch.context() as patched:  # a re-judge that fails (the model deleted in another tab) keeps the paint's record
+        patched.setattr(review, "judged_at", lambda *a: (_ for _ in ()).throw(rbd.CheckpointError("gone")))
+        with pytest.raises(rbd.CheckpointError):
+            review.rejudged(ctx, review_id, model, 0.1, "all")
+    assert ctx.cursor(None).editing["item"] == painted
+    assert f"**{good[0].name}**" in review.rejudged(ctx, review_id, model, 0.1, "all")["text"]  # back on the image painted
     layer = np.zeros((64, 80, 4), np.uint8)
     layer[:5, :5, 3] = 255
     review.save_mask(ctx, {"layers": [layer]}, review_id, model, 0.1, "defective")
@@ -521,6 +528,8 @@ def test_a_decision_goes_to_the_image_the_page_shows_when_a_held_key_left_it_beh
     assert after["item"] == ctx.cursor(tab).item  # on to the image after it
     assert review.decide(ctx, "reject", review_id, model, 0.1, "all", request=tab)["shown"] != after  # an API call: the cursor's
     assert session.decision(after["item"]).decision == "reject"
+    review.decide(ctx, "accept", review_id, model, 0.1, "all", ahead["item"], request=tab)  # an API call naming the id alone
+    assert session.decision(ahead["item"]).decision == "accept"
 
 
 def test_two_tabs_of_a_browser_that_score_their_first_images_score_into_one_review(ctx, model, parts):
@@ -534,22 +543,25 @@ def test_two_tabs_of_a_browser_that_score_their_first_images_score_into_one_revi
 
     good, bad = parts
     quiet = {"progress": lambda *a, **k: None}
-    assert review.joined_review(ctx, "", "browser-1") == {}  # the browser's first review: made by the Score
+    upload = [str(bad[0])]
+    assert review.joined_review(ctx, upload, None, "", "browser-1") == {}  # the browser's first review: made by the Score
     first = review.score(ctx, [str(good[0])], None, "", model, **quiet)["review_id"]
     review.remember_review(ctx, first, "browser-1")
     with collect() as notes:
-        joined = review.joined_review(ctx, "", "browser-1")  # the other tab: no review id yet
+        joined = review.joined_review(ctx, upload, None, "", "browser-1")  # the other tab: no review id yet
     assert joined == {"review_id": first} and notes == ["these images join the review another tab of this browser scored "
                                                         "into: the two tabs share it"]
-    assert review.joined_review(ctx, "", "browser-2") == {} and review.joined_review(ctx, "own", "browser-1") == {}
-    assert review.joined_review(ctx, "", "../x") == {}  # an id the browser sent: checked
-    started = review.new_review(ctx)["review_id"]  # Start a new review: the tab's, and the browser's once scored into
-    review.remember_review(ctx, review.score(ctx, [str(bad[1])], None, started, model, **quiet)["review_id"], "browser-1")
-    assert review.joined_review(ctx, "", "browser-1") == {"review_id": started}
+    assert review.joined_review(ctx, None, None, "", "browser-1") == {}  # Score on empty boxes: nothing joins
+    assert review.joined_review(ctx, upload, None, "", "browser-2") == {} and review.joined_review(ctx, upload, None, "own", "browser-1") == {}
+    assert review.joined_review(ctx, upload, None, "", "../x") == {}  # an id the browser sent: checked
+    review.remember_review(ctx, "../x", "browser-1")  # and so is the review's
+    started = review.new_review(ctx)["review_id"]  # Start a new review: the browser's at once, before any Score, so that
+    review.remember_review(ctx, started, "browser-1")  # a tab with none never joins the review it closed
+    assert review.joined_review(ctx, upload, None, "", "browser-1") == {"review_id": started}
     record = ctx.browsers / "browser-1"
     os.utime(record, (time.time() - ctx.idle_s - 60,) * 2)
     ctx.remove_idle()
-    assert not record.exists() and review.joined_review(ctx, "", "browser-1") == {}  # swept with the idle records
+    assert not record.exists() and review.joined_review(ctx, upload, None, "", "browser-1") == {}  # swept with the idle records
 
 
 def test_a_decision_on_a_verdict_that_changed_since_the_page_drew_it_records_nothing(ctx, model, parts):
@@ -767,7 +779,9 @@ def test_the_active_model_can_be_downloaded_as_it_judges_at_any_time(ctx, model,
 
 def test_a_download_judges_at_the_bars_rate(ctx, model, parts, tmp_path):
     """The model's own threshold was saved whatever the bar's rate: `rbd predict` on the download judged otherwise than
-    the app had."""
+    the app had. The bar's threshold is saved as one set by hand: the calibration stays the model's, so the copy is
+    the same model (a review it scored is still its own), and the bar starts at that rate when it is loaded again."""
+    from rbd.thresholds import set_by_hand
     from ui import fine_tune, model_bar
 
     own = ctx.detector(model).calibration
@@ -775,9 +789,9 @@ def test_a_download_judges_at_the_bars_rate(ctx, model, parts, tmp_path):
         archive = Path(fine_tune.download(ctx, model, rate)["model_file"])
         shutil.unpack_archive(archive, tmp_path / f"{rate}")
         loaded = rbd.load(tmp_path / f"{rate}")
-        assert loaded.threshold == model_bar.threshold(ctx, model, rate) and loaded.calibration.false_alarm_rate == rate / 100
-        assert model_bar.model_rate(loaded.calibration) == rate  # loaded again, the bar starts at that rate
-    assert loaded.calibration == own
+        assert loaded.threshold == model_bar.threshold(ctx, model, rate) and loaded.calibration == own
+        assert model_bar.model_rate(set_by_hand(loaded.calibration, loaded.threshold)) == pytest.approx(rate)
+    assert loaded.threshold == own.threshold
 
 
 def test_the_last_trainings_plots_and_a_download_go_once_another_model_is_active(ctx, model):

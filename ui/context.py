@@ -128,18 +128,19 @@ class Context:
         return session
 
     def browser_review(self, browser: str) -> str | None:
-        """The review `browser` scored into last, where it is still there. A tab opened before its browser had a review
-        holds none (Gradio reads the browser's store when a page loads only): its first Score made a second review, and
-        after a reload every tab showed the one written last, the other out of reach until it expired."""
+        """The review `browser` scored into or started last. A tab opened before its browser had a review holds none
+        (Gradio reads the browser's store when a page loads only): its first Score made a second review, and after a
+        reload every tab showed the one written last, the other out of reach until it expired."""
         with contextlib.suppress(FileNotFoundError, rbd.InvalidInputError):
             review_id = session_folder(self.browsers, browser).read_text().strip()
-            if session_folder(self.reviews, review_id).is_dir():
-                return review_id
+            session_folder(self.reviews, review_id)  # checked: it came from a file a browser's id names
+            return review_id
         return None
 
     def remember_review(self, browser: str, review_id: str) -> None:
-        """`review_id` is the review `browser` scored into last (`browser_review`)."""
-        with contextlib.suppress(rbd.InvalidInputError):
+        """`review_id` is the review `browser` scored into or started last (`browser_review`)."""
+        with contextlib.suppress(rbd.InvalidInputError):  # ids as a browser sent them: checked
+            session_folder(self.reviews, review_id)
             with atomic_write(session_folder(self.browsers, browser)) as f:
                 f.write(review_id.encode())
 

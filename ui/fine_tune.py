@@ -29,7 +29,6 @@ from rbd.datasets import normal_uploads
 from rbd.files import atomic_write
 from rbd.notices import collect, notify
 from rbd.plots import calibration_figure
-from rbd.thresholds import at_rate
 from rbd.train import MIN_IMAGES, BackgroundTraining, memory_cut_short, model_pictures
 from rbd.uploads import as_uploaded, gather_images, picked_names
 
@@ -351,11 +350,14 @@ def delete(ctx, confirmed: bool, model: dict, browser: str, request: gr.Request 
 
 
 def as_judged(ctx, model: dict, rate: float) -> rbd.Detector:
-    """The active model as the model bar judges by it: with a review's recalibration, where one was applied, at the
-    bar's rate (in %; the model's own threshold was saved, and `rbd predict` judged otherwise than the app had)."""
+    """The active model as the model bar judges by it: with a review's recalibration, where one was applied, and the
+    bar's threshold, set as a threshold by hand is (the model's own was saved, and `rbd predict` judged otherwise than
+    the app had). Its calibration is kept as it is, so that the copy is the same model (`Calibration.fingerprint`)."""
     detector = ctx.detector(model)
-    calibration = at_rate(model_bar.calibration(ctx, model), rate / 100)
-    return rbd.Detector(detector.model, calibration, detector.training, detector.metrics)
+    judged = rbd.Detector(detector.model, model_bar.recalibrated_by_review(ctx, model) or detector.calibration,
+                          detector.training, detector.metrics)
+    judged.threshold = model_bar.threshold(ctx, model, rate)
+    return judged
 
 
 def download(ctx, model: dict, rate: float) -> dict:

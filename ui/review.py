@@ -198,9 +198,11 @@ def _on_screen(ctx, review_id: str, cursor, shown: dict | None) -> int | None:
     They differ after a held arrow key: the page may still draw an earlier view than the cursor's, and a decision must
     never go to an image the user has not seen."""
     session = ctx.review(review_id)
-    item = shown.get("item") if isinstance(shown, dict) else None
-    if not isinstance(item, int) or session is None or not 0 <= item < len(session.items):  # an API call, or another review
-        return cursor.item
+    item = shown.get("item") if isinstance(shown, dict) else shown  # (an API call may give the id alone)
+    if isinstance(item, float) and item.is_integer():
+        item = int(item)
+    if not isinstance(item, int) or isinstance(item, bool) or session is None or not 0 <= item < len(session.items):
+        return cursor.item  # an API call without it, or another review's
     return item
 
 
@@ -252,11 +254,11 @@ def score(ctx, files, folder, review_id: str, model: dict, picked: list | None =
     return {"review_id": review_id, "status": f"Scored {len(added)} image(s); {len(session.items)} in this review."}
 
 
-def joined_review(ctx, review_id: str, browser: str) -> dict:
-    """A tab with no review yet scores into the one its browser scored into last (`Context.browser_review`): Gradio
-    reads the browser's store when a page loads only, so a second tab opened before the first scored made a review
-    of its own, and after a reload both tabs showed the one written last, the other out of reach."""
-    joined = None if review_id else ctx.browser_review(browser)
+def joined_review(ctx, files, folder, review_id: str, browser: str) -> dict:
+    """A tab with no review yet scores into the one its browser scored into or started last (`Context.browser_review`):
+    Gradio reads the browser's store when a page loads only, so a second tab opened before the first scored made a
+    review of its own, and after a reload both tabs showed the one written last, the other out of reach."""
+    joined = None if review_id or not paths(files) + paths(folder) else ctx.browser_review(browser)
     if joined is None:
         return {}
     notify("these images join the review another tab of this browser scored into: the two tabs share it")
@@ -264,7 +266,8 @@ def joined_review(ctx, review_id: str, browser: str) -> dict:
 
 
 def remember_review(ctx, review_id: str, browser: str) -> dict:
-    """The review scored into is the browser's (`joined_review`)."""
+    """The review scored into or started is the browser's (`joined_review`): a tab with none yet never joins the one
+    "Start a new review" closed."""
     ctx.remember_review(browser, review_id)
     return {}
 
@@ -521,7 +524,8 @@ def wire(ctx, area: Review, bar: model_bar.ModelBar, rejudge) -> None:
     uploads = [area.files, area.folder, area.score]
     locked = area.score.click(lambda: [gr.update(interactive=False)] * len(uploads), None, uploads, queue=False,
                               api_visibility="private")
-    joined = on(locked.then, joined_review, ctx, [area.review_id, bar.browser], {"review_id": area.review_id}, api_visibility="private")
+    joined = on(locked.then, joined_review, ctx, [area.files, area.folder, area.review_id, bar.browser], {"review_id": area.review_id},
+                api_visibility="private")
     scored = on(joined.then, score, ctx, [area.files, area.folder, area.review_id, bar.model, area.picked],
                 {"review_id": area.review_id, "status": area.status}, js=PICKED, api_name="review_score",
                 concurrency_limit=INFERENCE_LIMIT, concurrency_id="inference", show_progress_on=[area.status])
@@ -540,6 +544,7 @@ def wire(ctx, area: Review, bar: model_bar.ModelBar, rejudge) -> None:
     started = on(area.new.click, new_review, ctx, [area.leave], {"review_id": area.review_id, "status": area.status},
                  api_name="review_new", js=NEW_QUESTION)
     on(started.then, show, ctx, state, outputs, api_visibility="private", **IN_ORDER)
+    on(started.success, remember_review, ctx, [area.review_id, bar.browser], {"review_id": area.review_id}, api_visibility="private")
     on(area.show.change, show, ctx, state, outputs, api_visibility="private", **IN_ORDER)
 
     # every key press counts (the tab's cursor orders them) and its view is drawn in turn
@@ -580,12 +585,15 @@ def rejudged(ctx, review_id: str, model: dict, rate: float, shown_filter: str, r
 
     def move() -> dict:
         editing = cursor.editing
-        shown = view(ctx, cursor, review_id, model, rate, shown_filter, cursor.item)
         if editing is None:
-            return shown
-        cursor.editing = editing
+            return view(ctx, cursor, review_id, model, rate, shown_filter, cursor.item)
+        try:  # on the image painted, where the view still holds it
+            shown = view(ctx, cursor, review_id, model, rate, shown_filter, editing["item"])
+        finally:  # also where the view failed: the editor stays open on the page, its paint unsaved
+            cursor.editing = editing
         session = ctx.review(review_id)
-        if cursor.item != editing["item"] and session is not None:
+        if cursor.item != editing["item"] and session is not None and not editing.get("told"):
+            editing["told"] = True  # once, not at every step of a dragged threshold
             notify(f"{session.item(editing['item']).file_name}, whose mask is being painted, is no longer in this view; "
                    "Save still stores the mask on it")
         return {name: value for name, value in shown.items() if name not in _closed_editor()}

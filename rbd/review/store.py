@@ -215,7 +215,8 @@ class ReviewSession:
                 elif not self.is_scored_by(scored_with):
                     raise InvalidInputError(f"this review was scored by {self._model.name}: re-score it with the active model, "
                                             "or start a new review, before adding images scored by another")
-                taken = {unsuffixed(item.file_name).casefold() for item in self._items}
+                # in one Unicode form, as `_upload_name` gives new names: a review begun before kept others
+                taken = {unicodedata.normalize("NFC", unsuffixed(item.file_name)).casefold() for item in self._items}
                 stored = [item.image_path for item in self._items]
             paths = _not_held(paths, stored, upload)
             if not paths:
