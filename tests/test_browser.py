@@ -476,6 +476,34 @@ def test_evaluate_shows_where_the_ranking_goes_wrong(page, category, tmp_path):
     page.locator(".toast-body .toast-close").first.click()
 
 
+def test_evaluates_notes_show_below_its_metrics_unscrolled(page, category, tmp_path):
+    """At 850 px the metrics table stopped at Gradio's 500 px: its notes, last, lay below the metrics, scrolled out of
+    sight within it."""
+    noted = tmp_path / "noted" / category.name
+    shutil.copytree(category, noted)
+    shutil.copy(next((noted / "test" / "hole").iterdir()), noted / "test" / "hole" / "unmasked.png")  # a note: no mask
+    yy, xx = np.mgrid[:64, :80]
+    board = (((yy // 8 + xx // 8) % 2) * 255).astype(np.uint8)
+    Image.fromarray(np.stack([board, 255 - board, board], axis=-1)).save(noted / "test" / "good" / "board.png")  # and one unlike
+    archive = shutil.make_archive(str(tmp_path / "noted"), "zip", noted.parent, category.name)
+    wide = page.viewport_size
+    page.set_viewport_size({"width": 850, "height": wide["height"]})
+    try:
+        page.get_by_role("tab", name="Evaluate").click()
+        clear(page, "#eval-zip")
+        page.locator("#eval-zip input[type=file]").set_input_files(archive)
+        expect(page.locator("#eval-zip").get_by_role("cell", name="noted.zip").first).to_be_visible()
+        page.locator("#eval-run").click()
+        metrics = page.locator("#eval-metrics")
+        expect(metrics).to_contain_text("look unlike the model's training images")
+        expect(metrics).to_contain_text("have no mask")
+        inner = metrics.locator(".virtual-table-viewport").evaluate("v => [v.scrollHeight, v.clientHeight]")
+        assert inner[0] <= inner[1] + 1, inner
+    finally:
+        page.set_viewport_size(wide)
+        clear(page, "#eval-zip")
+
+
 def test_review_with_keyboard_shortcuts_and_an_export_coco_can_evaluate(page, parts, tmp_path):
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval

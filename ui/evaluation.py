@@ -122,8 +122,9 @@ def layout(ctx) -> Evaluate:
         run = gr.Button("Evaluate", variant="primary", elem_id="eval-run")
     with gr.Row():
         # a note wraps; the values keep a third of the width (a narrow window hid them behind the wrapped names)
+        # all of it, never scrolled within: at 500 px (Gradio's) its notes, last, lay out of sight below the metrics
         summary = gr.Dataframe(NO_METRICS, label="Metrics", interactive=False, wrap=True, column_widths=["67%", "33%"],
-                               min_width=400, elem_id="eval-metrics")  # narrower, it goes above the ROC curve
+                               min_width=400, max_height="none", elem_id="eval-metrics")  # narrower, it goes above the ROC curve
         roc = gr.Plot(label="ROC curve", show_label=False)  # the figure's title: the label covered its top
     table = gr.Dataframe(NO_ROWS, label="Per image (verdicts at the threshold above)", interactive=False, wrap=True,
                          column_widths=["28%", "19%", "15%", "19%", "19%"], elem_id="eval-rows")  # a long path wraps in its share
