@@ -231,6 +231,8 @@ def test_a_long_file_name_leaves_the_verdict_in_sight(page, parts, tmp_path):
         box, verdict = table.bounding_box(), table.locator("td").filter(has_text=re.compile(r"^(good|defective)$")).first.bounding_box()
         assert verdict["x"] + verdict["width"] <= box["x"] + box["width"], (box, verdict)
         assert box["width"] >= 480, box  # 368 px beside the upload boxes broke scores and verdicts ("28.01 / 12", "defect / ive")
+        legend = [(item.bounding_box()["x"], item.inner_text().strip()) for item in page.locator("#inspect-annotated .legend-item").all()]
+        assert len(legend) > 1 and min(legend)[1] == "defect", legend  # first in the mask's legend, before the regions
         regions = page.locator("#inspect-regions")  # a defective part's regions: their boxes in sight too
         expect(regions.locator("tbody tr").first).to_contain_text("1")
         box, last = regions.bounding_box(), regions.locator("tbody tr").first.locator("td").last.bounding_box()

@@ -46,6 +46,8 @@ CSS = """
   #inspect-results .virtual-table-viewport { min-width: 540px; }
   #inspect-regions .virtual-table-viewport { min-width: 440px; }
 }
+/* "defect" first in the mask's legend: its layer comes last, drawn over the regions' boxes (ui.inspection._detail) */
+#inspect-annotated .legend-item:last-child { order: -1; }
 #inspect-summary { scroll-margin-top: 1.5em; }  /* brought into view by a row clicked (DETAIL_IN_SIGHT): its heading whole */
 /* messages in the lower right corner: at the top they covered the model bar's revision box and Load model, which an
    error about a model is mended with, until closed */
