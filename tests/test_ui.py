@@ -160,6 +160,23 @@ def test_idle_folders_are_removed_and_used_ones_kept(tmp_path):
     assert remove_idle(tmp_path / "none", 50) == []
 
 
+def test_a_review_reopened_while_the_sweep_removes_it_is_gone_not_half_there(ctx, detector, parts, monkeypatch):
+    """The sweep judged a review idle and deleted it with no lock shared with `Context.review`: a review reopened in
+    that moment was served with its files gone, and the next decision failed with FileNotFoundError."""
+    import ui.context
+
+    ui.context.ReviewSession.create(ctx.reviews, "old", detector, parts[0][:1])
+    held = ctx.review("old")
+    old = time.time() - ctx.idle_s - 60
+    os.utime(held.folder / ".last-used", (old, old))
+    assert ctx.remove_idle() == [] and held.folder.is_dir()  # a request still holds it (a long scoring)
+    del held
+    opened = ui.context.ReviewSession.open
+    monkeypatch.setattr(ui.context.ReviewSession, "open", lambda root, review_id: (opened(root, review_id), ctx.remove_idle())[0])
+    assert ctx.review("old") is None  # read from disk, then swept before it was marked used: expired
+    assert not (ctx.reviews / "old").exists() and list(ctx.reviews.iterdir()) == []  # nothing left aside either
+
+
 def test_fine_tunes_are_private_until_published(detector, tmp_path):
     catalog = Catalog(tmp_path / "shipped", tmp_path / "models")
     key = catalog.add_trained(detector, "alice")

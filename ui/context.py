@@ -119,7 +119,9 @@ class Context:
         if session is None:
             session = ReviewSession(session_folder(self.reviews, review_id)) if create else ReviewSession.open(self.reviews, review_id)
         if session is not None:
-            with self._guard:
+            with self._guard:  # the sweep judges and moves idle reviews under it (`remove_idle`)
+                if not create and not session.folder.is_dir():  # expired between its reading and now
+                    return None
                 if review_id in self._open:  # another request opened it meanwhile: one object serves them all, or
                     return self._open[review_id][0]  # a decision made through the other would never reach this one
                 self._mark(review_id, session)
@@ -194,11 +196,14 @@ class Context:
             with contextlib.suppress(FileNotFoundError):
                 if time.time() - record.stat().st_mtime > self.idle_s:
                     record.unlink()
-        removed = remove_idle(self.reviews, self.idle_s) + remove_idle(self.catalog.private, self.idle_s)
-        with self._guard:
-            for folder in removed:
-                self._open.pop(folder.name, None)
-        return removed
+        removed = remove_idle(self.reviews, self.idle_s, guard=self._guard, in_use=self._release)
+        return removed + remove_idle(self.catalog.private, self.idle_s)
+
+    def _release(self, folder: Path) -> bool:
+        """Whether the idle review in `folder` is still in use, once it is no longer kept open (under `_guard`): a
+        request holds it (a long scoring), and would find its files gone."""
+        self._open.pop(folder.name, None)
+        return folder.name in self._alive
 
     def sweep_every(self, seconds: float) -> threading.Event:
         """Run `remove_idle` now and then every `seconds` in a daemon thread; set the event to stop."""
