@@ -165,16 +165,27 @@ def test_a_review_reopened_while_the_sweep_removes_it_is_gone_not_half_there(ctx
     that moment was served with its files gone, and the next decision failed with FileNotFoundError."""
     import ui.context
 
-    ui.context.ReviewSession.create(ctx.reviews, "old", detector, parts[0][:1])
+    def idle_review():
+        folder = ui.context.ReviewSession.create(ctx.reviews, "old", detector, parts[0][:1]).folder
+        (folder / ".last-used").touch()
+        os.utime(folder / ".last-used", (time.time() - ctx.idle_s - 60,) * 2)
+
+    idle_review()
     held = ctx.review("old")
-    old = time.time() - ctx.idle_s - 60
-    os.utime(held.folder / ".last-used", (old, old))
+    os.utime(held.folder / ".last-used", (time.time() - ctx.idle_s - 60,) * 2)
     assert ctx.remove_idle() == [] and held.folder.is_dir()  # a request still holds it (a long scoring)
     del held
-    opened = ui.context.ReviewSession.open
-    monkeypatch.setattr(ui.context.ReviewSession, "open", lambda root, review_id: (opened(root, review_id), ctx.remove_idle())[0])
-    assert ctx.review("old") is None  # read from disk, then swept before it was marked used: expired
-    assert not (ctx.reviews / "old").exists() and list(ctx.reviews.iterdir()) == []  # nothing left aside either
+
+    class SweptWhileRead(ui.context.ReviewSession):  # the sweep runs between the reading and the marking
+        def __init__(self, folder):
+            super().__init__(folder)
+            ctx.remove_idle()
+
+    monkeypatch.setattr(ui.context, "ReviewSession", SweptWhileRead)
+    assert ctx.review("old") is None  # expired
+    assert list(ctx.reviews.iterdir()) == []  # nothing left aside either
+    idle_review()
+    assert ctx.review("old", create=True).items == []  # Score into it: a new review, not the old one's images without files
 
 
 def test_fine_tunes_are_private_until_published(detector, tmp_path):

@@ -120,8 +120,10 @@ class Context:
             session = ReviewSession(session_folder(self.reviews, review_id)) if create else ReviewSession.open(self.reviews, review_id)
         if session is not None:
             with self._guard:  # the sweep judges and moves idle reviews under it (`remove_idle`)
-                if not create and not session.folder.is_dir():  # expired between its reading and now
-                    return None
+                if session.items and not session.folder.is_dir():  # expired between its reading and now
+                    if not create:
+                        return None
+                    session = ReviewSession(session.folder)  # a new one, not the old one's images without their files
                 if review_id in self._open:  # another request opened it meanwhile: one object serves them all, or
                     return self._open[review_id][0]  # a decision made through the other would never reach this one
                 self._mark(review_id, session)
