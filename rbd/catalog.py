@@ -67,8 +67,8 @@ class Catalog:
         self._publishing = threading.Lock()
 
     def entries(self, owner: str | None = None) -> list[tuple[str, str]]:
-        """(label, key) pairs for a picker: shipped checkpoints first, then published fine-tunes and
-        `owner`'s own, newest first."""
+        """(label, key) pairs for a picker: shipped checkpoints first, then `owner`'s own models (fine-tuned here or
+        loaded from a zip), then shared ones, each newest first."""
         def folders(root: Path) -> list[Path]:  # not the hidden ones: a save's or a publish's staging, left by a crash
             return [p for p in root.iterdir() if not p.name.startswith(".") and (p / CONFIG_FILE).is_file()] if root.is_dir() else []
 
@@ -76,8 +76,8 @@ class Catalog:
             return sorted(paths, key=lambda p: p.stat().st_mtime, reverse=True)
 
         shipped = [(f"{p.name} (shipped)", str(p)) for p in sorted(folders(self.shipped))]
-        shared = [(f"{p.name} (fine-tuned, shared)", str(p)) for p in newest_first(folders(self.shared) + folders(self.trained))]
-        mine = [(f"{p.name} (fine-tuned, yours)", str(p)) for p in newest_first(folders(self.owner_folder(owner)))] if owner else []
+        shared = [(f"{p.name} (shared)", str(p)) for p in newest_first(folders(self.shared) + folders(self.trained))]
+        mine = [(f"{p.name} (yours)", str(p)) for p in newest_first(folders(self.owner_folder(owner)))] if owner else []
         return shipped + mine + shared
 
     def default_key(self) -> str | None:

@@ -191,8 +191,8 @@ def test_a_review_reopened_while_the_sweep_removes_it_is_gone_not_half_there(ctx
 def test_fine_tunes_are_private_until_published(detector, tmp_path):
     catalog = Catalog(tmp_path / "shipped", tmp_path / "models")
     key = catalog.add_trained(detector, "alice")
-    assert [k for _, k in catalog.entries("alice")] == [key] and catalog.entries("bob") == []
-    assert catalog.get(key, owner="alice") is not None
+    assert catalog.entries("alice") == [(f"{Path(key).name} (yours)", key)] and catalog.entries("bob") == []
+    assert catalog.get(key, owner="alice") is not None  # (labelled so, not "fine-tuned": a model loaded from a zip is one too)
     with pytest.raises(rbd.CheckpointError, match="neither a listed checkpoint"):
         catalog.get(key, owner="bob")
     with pytest.raises(rbd.CheckpointError, match="is not a fine-tune made in this browser: only those can be shared"):
@@ -201,7 +201,7 @@ def test_fine_tunes_are_private_until_published(detector, tmp_path):
         catalog.get(key, owner="bob")
     assert str(tmp_path) not in str(refused.value)  # the model's name, never its server path
     shared = catalog.publish(key, "alice")
-    assert catalog.get(shared, owner="bob") is not None and [k for _, k in catalog.entries("bob")] == [shared]
+    assert catalog.get(shared, owner="bob") is not None and catalog.entries("bob") == [(f"{Path(shared).name} (shared)", shared)]
     assert catalog.get(key, owner="alice") is catalog.get(shared)  # another tab of alice's still on the private key
     for owner in ("alice", "bob"):  # Share pressed again: not "not made in this browser"
         with pytest.raises(rbd.CheckpointError, match=r"is already offered to every user of this app$"):
