@@ -539,7 +539,10 @@ def test_review_with_keyboard_shortcuts_and_an_export_coco_can_evaluate(page, pa
     wide = page.viewport_size
     page.set_viewport_size({"width": 600, "height": wide["height"]})  # a phone's width: the gallery above the image, whole
     try:
-        assert page.locator("#review-gallery").bounding_box()["width"] > 400  # not a one-column strip of 200 px beside it
+        gallery = page.locator("#review-gallery")
+        assert gallery.bounding_box()["width"] > 400  # not a one-column strip of 200 px beside it
+        last = gallery.locator(".thumbnail-item").last.bounding_box()  # and no taller than its pictures: it stayed 520 px,
+        assert gallery.bounding_box()["y"] + gallery.bounding_box()["height"] < last["y"] + last["height"] + 40  # blank below
     finally:
         page.set_viewport_size(wide)
     shot(page, "4-review")

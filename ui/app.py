@@ -28,7 +28,10 @@ CSS = """
 .rbd-gallery .grid-wrap { margin-top: 2.4em; }  /* the pictures scroll below the label, never under it */
 .rbd-gallery .grid-container { grid-template-columns: repeat(auto-fill, minmax(var(--rbd-thumb), 1fr)) !important; }
 #review-gallery { --rbd-thumb: 120px; }
-#review-gallery .grid-wrap { height: calc(100% - 2.4em) !important; }  /* its box keeps its height */
+/* at most 520 px, scrolled within; as tall as the pictures where fewer (on a phone, above the image, it was 520 px of
+   mostly blank page); beside the image it stretches to the row as before */
+#review-gallery { height: auto !important; max-height: 520px; }
+#review-gallery .grid-wrap { height: auto !important; max-height: calc(520px - 2.4em) !important; }
 #eval-misranked { --rbd-thumb: 220px; }
 #eval-misranked .grid-wrap { height: auto !important; max-height: none !important; }  /* all of it: Gradio's 550 px cut the second row */
 /* an enlarged picture fits the window: Gradio lays it over all the pictures, as tall as they are */
