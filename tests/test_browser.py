@@ -375,6 +375,11 @@ def test_typing_a_rate_rejudges_at_once_and_reset_restores_the_models(page, part
     expect(box).to_have_value("20.01")
     expect(page.locator("#model-info")).to_contain_text("for 20.01% expected false alarms")
     expect(page.locator(".error")).to_have_count(0)
+    page.locator("#model-choice input").click()  # the picker opened and left: Gradio sends its input at the blur, and
+    blur(page)  # the active model was loaded again, its threshold back to its own
+    time.sleep(2)
+    expect(box).to_have_value("20.01")
+    expect(summary).to_contain_text(f"raw threshold {threshold_at(detector.calibration, 0.2001):.4f}")
     page.locator("#threshold-reset").click()
     expect(page.locator("#threshold input[type=number]")).to_have_value(MODEL_RATE)
     expect(summary).to_contain_text(f"raw threshold {detector.threshold:.4f}")

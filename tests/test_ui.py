@@ -1437,6 +1437,31 @@ def test_the_name_the_app_gives_a_hub_model_loads_it_in_the_hub_box(ctx, checkpo
     assert model_bar.load_model(ctx, "", "acme/parts@", "", "browser-1")["model"]["revision"] is None
 
 
+def test_the_picker_left_on_the_active_model_changes_nothing(ctx, model, checkpoint, hub_cache, tmp_path):
+    """Gradio sends the picker's input at every blur: clicking into it and away reloaded the active model, which reset
+    the threshold, dropped a review's recalibration and took a Hub model at v1 to main."""
+    from test_checkpoint import _cached_repo
+    from ui import model_bar
+
+    name = model_bar.model_name(model["key"])
+    for choice in (model["key"], name[:3]):  # as picked, or the beginning of its name as typed
+        assert model_bar.picked(ctx, choice, "browser-1", {**model, "calibration": {"a": "review's"}}) == {
+            "choice": model["key"], "hub_id": "", "revision": ""}  # no model, rate or info: the threshold stays
+    older = shutil.copytree(checkpoint, tmp_path / "older")
+    config = json.loads((older / "config.json").read_text())
+    (older / "config.json").write_text(json.dumps({**config, "threshold": 123.0}))
+    _cached_repo(hub_cache, "acme/parts", checkpoint.iterdir(), "main", "a" * 40)
+    _cached_repo(hub_cache, "acme/parts", older.iterdir(), "v1", "b" * 40)
+    hub = model_bar.load_pressed(ctx, "", "acme/parts", "v1", "browser-1")["model"]
+    for choice in ("acme/parts", "acme/parts@v1"):  # its key, listed under its name; and that name typed
+        assert model_bar.picked(ctx, choice, "browser-1", hub) == {"choice": "acme/parts", "hub_id": "acme/parts", "revision": "v1"}
+    main = model_bar.picked(ctx, "acme/parts@main", "browser-1", hub)  # another revision, named as the picker names one
+    assert (main["model"]["key"], main["model"]["revision"]) == ("acme/parts", "main") and ctx.detector(main["model"]).threshold != 123.0
+    shipped = model_bar.picked(ctx, model["key"], "browser-1", hub)  # another model: loaded, at its own threshold
+    assert shipped["model"]["key"] == model["key"] and (shipped["hub_id"], shipped["revision"]) == ("", "")
+    assert model_bar.picked(ctx, "acme/parts@v1", "browser-1", shipped["model"])["model"]["revision"] == "v1"
+
+
 def test_the_hub_box_quotes_what_was_typed_and_refuses_two_revisions(ctx):
     from ui import model_bar
 

@@ -174,6 +174,19 @@ def load_pressed(ctx, choice: str, hub_id: str, revision: str, browser: str) -> 
     return {**loaded, **active_choice(ctx, loaded["model"])}
 
 
+def picked(ctx, choice: str, browser: str, model: dict | None) -> dict:
+    """The picker's choice (picked or typed): that model loaded, its Hub boxes emptied; or, where it names the active
+    model, nothing changed but the picker's and boxes' names for it. Gradio sends the picker's input at every blur too,
+    and reloading reset the threshold, dropped a review's recalibration and took a Hub model at a revision to main. A
+    Hub model named as the picker names it (owner/name@revision) is that repo at that revision."""
+    repo, at, revision = (choice or "").strip().partition("@")
+    hub = bool(at) and is_repo_id(repo.strip())
+    key = repo.strip() if hub else typed_choice(ctx, choice or "", browser)
+    if model and key == model["key"] and (not hub or (revision.strip() or None) == model.get("revision")):
+        return active_choice(ctx, model)
+    return load_pressed(ctx, "", choice, "", browser) if hub else load_pressed(ctx, choice, "", "", browser)
+
+
 def restore(ctx, stored: dict | None, choice: str, browser: str) -> dict:
     """On page load: the model this browser left active (with a review's recalibration) at the rate the tab had set
     (TAB_MODEL: it went back to the model's own on a reload or after a restart, without a word), or `choice` (the
@@ -305,9 +318,9 @@ def wire(ctx, bar: ModelBar, app: gr.Blocks, rejudge) -> None:
     copied.then(None, bar.stored, None, js=KEEP_TAB_MODEL, queue=False, api_visibility="private")
     on(bar.choice.focus, listed, ctx, [bar.browser, bar.model], {"choice": bar.choice}, queue=False, api_visibility="private",
        show_progress="hidden")
-    picked = bar.choice.input(lambda: ("", ""), None, [bar.hub_id, bar.revision], queue=False, api_visibility="private")
     # the picker then names the model loaded, not the beginning of its name that was typed
-    chosen = on(picked.then, load_pressed, ctx, inputs, restored, api_visibility="private", show_progress_on=[bar.choice])
+    chosen = on(bar.choice.input, picked, ctx, [bar.choice, bar.browser, bar.model], restored, api_visibility="private",
+                show_progress_on=[bar.choice])
     rejudge(chosen.success)
     on(chosen.failure, active_choice, ctx, [bar.model], {"choice": bar.choice, "hub_id": bar.hub_id, "revision": bar.revision},
        api_visibility="private")
