@@ -34,14 +34,14 @@ def training_folder(data: str | Path) -> Path:
     data = Path(data)
     if not data.is_dir():  # before anything is said of training on it
         raise NoImagesError(f"{data} is not a folder")
-    mvtec = data / "train" / "good"
-    if mvtec.is_dir():
+    mvtec = subfolder(data, "train", "good")
+    if mvtec is not None:
         return mvtec
-    if any((data / name).is_dir() for name in NOT_NORMAL):
+    if any(subfolder(data, name) for name in NOT_NORMAL):
         raise _no_train_good(data)
     resolved = data.resolve()
     inside = next((folder for folder in [resolved, *resolved.parents]
-                   if folder.name.casefold() in NOT_NORMAL and (folder.parent / "train" / "good").is_dir()), None)
+                   if folder.name.casefold() in NOT_NORMAL and subfolder(folder.parent, "train", "good")), None)
     if inside is not None:
         category, within = inside.parent, resolved.relative_to(inside.parent).as_posix()
         what = {"ground_truth": "masks, not images of parts",
@@ -51,6 +51,23 @@ def training_folder(data: str | Path) -> Path:
         raise DatasetLayoutError(f"{data} is {within}/ of the MVTec category {category}, which holds {what}: train on {category} "
                                  "(its train/good/), or copy the images to a folder of their own")
     return data
+
+
+def subfolder(folder: Path, *names: str) -> Path | None:
+    """`folder/names...` with each name in any case (as it is, where it is there), or None. A layout made where case is
+    ignored (macOS, Windows: `Train/Good`, `Test/`) is the same layout on Linux, where looking up `train/good` alone
+    missed it, and the whole folder, test defects and masks among them, was trained on as normal."""
+    for name in names:
+        if not (folder / name).is_dir():
+            try:
+                fits = sorted(child for child in folder.iterdir() if child.name.casefold() == name and child.is_dir())
+            except OSError:
+                return None
+            if not fits:
+                return None
+            name = fits[0].name
+        folder = folder / name
+    return folder
 
 
 def training_images(data: str | Path) -> list[Path]:
@@ -65,8 +82,8 @@ def normal_images(images: list[Path], root: Path) -> list[Path]:
     at any depth (a folder of categories, a zip of one): a category's `train/good` images only, with a notice
     of what was left out; `DatasetLayoutError` where a folder holds `test/` or `ground_truth/` without
     `train/good/` beside them, whose defects would be trained on as normal."""
-    def folders(image: Path) -> tuple[str, ...]:
-        return image.relative_to(root).parts[:-1]
+    def folders(image: Path) -> tuple[str, ...]:  # compared in any case (`subfolder`)
+        return tuple(part.casefold() for part in image.relative_to(root).parts[:-1])
 
     images = without_results(images, root, "normal images")
 
@@ -82,7 +99,7 @@ def normal_images(images: list[Path], root: Path) -> list[Path]:
             continue
         inside = [k for k, name in enumerate(parts) if name in NOT_NORMAL]
         if inside:
-            raise _no_train_good(root.joinpath(*parts[: inside[0]]))
+            raise _no_train_good(root.joinpath(*image.relative_to(root).parts[: inside[0]]))  # as named
         kept.append(image)
     if left_out:
         notify(f"{left_out} image(s) of MVTec-layout test/ and ground_truth/ folders left out: only a category's "

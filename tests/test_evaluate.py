@@ -141,6 +141,31 @@ def test_a_categorys_test_or_ground_truth_folder_given_as_data_is_not_trained_on
         training_folder(category / "nothing")  # said before anything is trained
 
 
+def test_a_layout_named_in_another_case_is_the_same_layout(category, tmp_path):
+    """`Train/Good`, `Test/`, `Ground_Truth/` (made on macOS or Windows, which ignore case): on Linux the whole folder,
+    test defects and masks among them, was trained on as normal, without a word."""
+    from rbd.datasets import normal_uploads, training_images
+    from rbd.notices import collect
+
+    named = shutil.copytree(category, tmp_path / "Part")
+    for old, new in (("train/good", "train/Good"), ("train", "Train"), ("test", "Test"), ("ground_truth", "Ground_Truth")):
+        (named / old).rename(named / new)
+    assert training_folder(named) == named / "Train" / "Good"
+    assert [p.name for p in training_images(named)] == [p.name for p in training_images(category)]
+    with collect() as notes:  # in an upload, or a folder of categories
+        assert [p.parent for p in normal_uploads(sorted(named.rglob("*.png")), tmp_path)] == [named / "Train" / "Good"] * len(
+            training_images(category))
+    assert len(notes) == 1 and "left out" in notes[0]
+    shutil.rmtree(named / "Train")
+    with pytest.raises(rbd.DatasetLayoutError, match="Part has test/ or ground_truth/ folders but no train/good/"):
+        training_folder(named)
+    with pytest.raises(rbd.DatasetLayoutError, match="Part has test/ or ground_truth/ folders but no train/good/"):
+        normal_uploads(sorted(named.rglob("*.png")), tmp_path)
+    with pytest.raises(rbd.DatasetLayoutError, match="is Test/ of the MVTec category"):
+        shutil.copytree(category / "train", named / "Train")
+        training_folder(named / "Test")
+
+
 def test_an_uploads_mvtec_categories_give_their_train_good_images_only(tmp_path):
     """Fine-tuning on an upload: `training_folder`'s rule for every category in it, wherever it lies."""
     from rbd.datasets import normal_uploads
