@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 import stat
+import sys
 from pathlib import Path, PurePath
 from typing import Iterable, Iterator, Union
 
@@ -326,7 +327,8 @@ def to_rgb_array(image: ImageLike) -> np.ndarray:
         return _pil_to_array(image)
     array = np.asarray(image)
     if array.ndim == 0:  # bytes, None, a number: np.asarray made one value of it
-        raise ImageReadError(f"expected a path, an image array or a PIL image, got {type(image).__name__}")
+        raise ImageReadError(f"expected a path, an image array or a PIL image, got {type(image).__name__}"
+                             + (" (a file object: pass its path, or PIL.Image.open(it))" if hasattr(image, "read") else ""))
     if array.dtype.kind not in "biuf":  # complex values lost their imaginary part with a bare numpy warning; text raised
         raise ImageReadError(f"expected an image array of numbers (uint8, uint16 or floats from 0 to 1), got {array.dtype}")
     if array.ndim == 3 and array.shape[2] in (1, 2, 3, 4):  # grey, grey and alpha, RGB, RGBA: alpha is dropped
@@ -349,7 +351,9 @@ def given_image(image: ImageLike) -> np.ndarray:
     if isinstance(image, (list, tuple)) and image and all(_is_one_image(item) for item in image):
         raise ImageReadError(f"expected one image (a path, an array or a PIL image), got a list of {len(image)}: "
                              "Detector.predict_batch and rbd.predict_files take several")  # said "got (1,)", as one array
-    if hasattr(image, "detach"):  # a torch tensor: one that needs gradients, or of bfloat16, numpy refused with torch's error
+    torch = sys.modules.get("torch")  # (not imported for this: a tensor's caller has)
+    if torch is not None and isinstance(image, torch.Tensor):  # one that needs gradients, or of bfloat16, numpy refused
+        # with torch's error (not any object with a detach(): an open file's took its stream from its caller)
         image = image.detach().cpu()
         image = image.float() if image.is_floating_point() else image
     if is_path(image) or isinstance(image, Image.Image) or np.ndim(image) == 0:  # a path, a PIL image, or what to_rgb_array refuses

@@ -492,6 +492,20 @@ def test_a_callers_integers_beyond_8_bits_are_16_bit_data_and_beyond_that_refuse
         given_image(b"part.png")
 
 
+def test_an_open_file_is_refused_and_left_as_it_was(tmp_path):
+    """A file object has a detach() too: taken for a tensor, it lost its stream to it (the caller's file was unusable
+    after), and the error was an AttributeError."""
+    import io
+
+    path = tmp_path / "part.png"
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(path)
+    with open(path, "rb") as opened:
+        for given in (opened, io.BytesIO(path.read_bytes())):
+            with pytest.raises(ImageReadError, match=r"got (BufferedReader|BytesIO) \(a file object: pass its path, or PIL.Image.open\(it\)\)"):
+                given_image(given)
+            assert given.read(4) == b"\x89PNG"  # still the caller's, readable
+
+
 @pytest.mark.parametrize("values", [np.full((8, 8, 3), 0.5 + 0.5j), np.full((8, 8), "a"), np.full((8, 8), 0.5, dtype=object)])
 def test_an_array_of_other_things_than_numbers_is_refused(values):
     """Complex values were scored without their imaginary part, with numpy's warning alone; text raised a bare ValueError."""
