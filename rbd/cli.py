@@ -71,6 +71,9 @@ def _evaluate(args: argparse.Namespace) -> None:
     pictures = _output_folder(args.misranked, "--misranked") if args.misranked is not None else None
     if pictures and pictures.resolve().is_relative_to(Path(args.data).resolve()):
         raise InvalidInputError(f"--misranked {pictures} is inside {args.data}: its pictures would be test images of the next evaluation")
+    if pictures and args.json is not None and pictures.resolve().is_relative_to(Path(args.json).resolve()):
+        raise InvalidInputError(f"--misranked {pictures} is the --json file {args.json}, or inside it: name a folder for the "
+                                "pictures and a file for the metrics")  # found only once the evaluation was done
     detector = load(args.checkpoint, args.revision, args.device)
     with _Progress(args, "image", "evaluating") as progress:
         evaluation = evaluate(detector, args.data, progress=progress)

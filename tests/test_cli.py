@@ -56,6 +56,9 @@ def test_train_evaluate_predict_info(category, tmp_path, capsys):
     assert picture.ndim == 3 and picture.shape[2] == 3
     code, _, err = run(capsys, "evaluate", category, "--checkpoint", ckpt, "--misranked", tmp_path / "new" / "m.json")
     assert code == 2 and "is a file, not a folder" in err
+    same = tmp_path / "out"  # one path for both: the metrics were printed and written, then exit 1 on the pictures
+    code, out, err = run(capsys, "evaluate", category, "--checkpoint", ckpt, "--json", same, "--misranked", same, "--quiet")
+    assert (code, out) == (2, "") and "is the --json file" in err and not same.exists()
 
     images = sorted((category / "test").rglob("*.png"))
     code, out, err = run(capsys, "predict", ckpt, images[0], category / "test" / "good", "--out", tmp_path / "pred", "--quiet")
