@@ -886,6 +886,25 @@ def test_a_push_shares_the_model_as_the_bar_judges_by_it(ctx, model, monkeypatch
     assert ctx.detector(model).calibration is own  # the loaded model itself is unchanged
 
 
+
+def test_a_push_puts_on_the_card_the_verdicts_at_the_threshold_it_shares(ctx, model, category, tmp_path, monkeypatch):
+    """Evaluated at the model's own threshold and pushed at 30 %: the card gave false alarms and recall at the former,
+    beside a "Threshold: ..., set by hand" line of the latter."""
+    from ui import evaluation, fine_tune, model_bar
+
+    archive = shutil.make_archive(str(tmp_path / "stripes"), "zip", category.parent, category.name)
+    evaluated = evaluation.evaluate(ctx, archive, model, 1.0, progress=lambda *a, **k: None)["evaluated"]
+    cards = []
+    monkeypatch.setattr(rbd, "push_to_hub", lambda detector, repo_id, **kwargs: cards.append((detector, kwargs["metrics"])) or "")
+    fine_tune.push(ctx, model, "acme/parts", "hf_x", evaluated, 30.0)
+    pushed, metrics = cards[0]
+    loose = model_bar.threshold(ctx, model, 30.0)
+    assert pushed.threshold == metrics["threshold"] == loose != evaluated["metrics"]["threshold"]
+    judged = rbd.metrics.at_threshold([r["label"] for r in evaluated["rows"]], [r["score"] for r in evaluated["rows"]], loose)
+    assert (metrics["false_alarm_rate"], metrics["recall"]) == (judged["false_alarm_rate"], judged["recall"])
+    assert metrics["image_auroc"] == evaluated["metrics"]["image_auroc"]
+
+
 def test_a_recalibration_of_a_model_calibrated_outside_the_slider_keeps_the_slider_in_range(ctx, model, parts):
     """The API calibrates at any rate (here 50 %); a slider set out of its range fails every event that reads it."""
     from ui import model_bar, review

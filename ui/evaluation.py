@@ -97,12 +97,17 @@ def rows(ctx, evaluated: dict | None, model: dict, rate: float) -> dict:
     threshold = model_bar.threshold(ctx, model, rate)
     table = [{**row, "normalized_score": calibration.normalize(row["score"], threshold), "verdict": verdict(row["score"], threshold)}
              for row in evaluated["rows"]]
-    judged = at_threshold([row["label"] for row in table], [row["score"] for row in table], threshold)
-    metrics = {**evaluated["metrics"], **{k: judged[k] for k in ("threshold", "false_alarm_rate", "recall")}}
-    summary = pd.DataFrame([{"metric": SUMMARY_NAMES.get(k, k), "value": metric_text(k, v)} for k, v in metrics.items()]
+    summary = pd.DataFrame([{"metric": SUMMARY_NAMES.get(k, k), "value": metric_text(k, v)} for k, v in metrics_at(evaluated, threshold).items()]
                            + [{"metric": f"note: {note}", "value": ""} for note in evaluated.get("notes", [])])  # what they rest on, in the wide column
     rows = pd.DataFrame(table)[list(SHOWN_COLUMNS)].rename(columns=SHOWN_COLUMNS)
     return {"summary": summary, "rows": rows.style.format("{:.4f}", subset=list(rows.select_dtypes("float").columns))}
+
+
+def metrics_at(evaluated: dict, threshold: float) -> dict:
+    """The metrics of an evaluation, those of verdicts (false alarms, recall) at `threshold`: where the table shows them,
+    and the card of a model pushed at it."""
+    judged = at_threshold([row["label"] for row in evaluated["rows"]], [row["score"] for row in evaluated["rows"]], threshold)
+    return {**evaluated["metrics"], **{k: judged[k] for k in ("threshold", "false_alarm_rate", "recall")}}
 
 
 def cleared(note: str) -> dict:

@@ -411,8 +411,8 @@ def push(ctx, model: dict, repo_id: str, token: str, evaluated: dict | None, rat
         raise rbd.CheckpointError("enter the target repo as owner/name")
     if not token:  # the sign-in button is there on a Space only
         raise rbd.CheckpointError(f"a Hugging Face token with write access is needed ({'sign in, or paste one' if ON_SPACES else 'paste one'})")
-    metrics = evaluated["metrics"] if evaluation.is_of(ctx, evaluated, model) else None
-    detector = as_judged(ctx, model, rate)  # the shared model judges as this browser saw it judge
+    detector = as_judged(ctx, model, rate)  # the shared model judges as this browser saw it judge, and its card says
+    metrics = evaluation.metrics_at(evaluated, detector.threshold) if evaluation.is_of(ctx, evaluated, model) else None  # so
     url = rbd.push_to_hub(detector, repo_id.strip(), token=token, metrics=metrics)
     recalibrated = model_bar.recalibrated_by_review(ctx, model) is not None
     return {"push_status": f"Pushed: {url} (judging at raw threshold {detector.threshold:.4f}, {rate:g}% expected false "
