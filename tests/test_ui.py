@@ -1589,15 +1589,16 @@ def test_cancel_reaches_a_training_still_in_the_queue_and_its_own_stream_says_so
     from ui import fine_tune
 
     request = types.SimpleNamespace(session_hash="tab-1")
-    assert fine_tune.cancel(ctx, model, request) == {"status": "No training is running."}
+    assert fine_tune.cancel(ctx, request) == {"status": "No training is running."}
     # Train clicked: the training waits in the queue, and the last run's loss, calibration and model file go with its message
     assert fine_tune.pressed(ctx, request) == {"status": "", "loss": None, "calibration": None, "model_file": None}
     assert fine_tune.pressed(ctx, request) == {}  # clicked again while it waits (or runs): nothing shown is cleared
-    assert fine_tune.cancel(ctx, model, request) == {"status": fine_tune.cancelled(model, 0)}
+    assert fine_tune.cancel(ctx, request) == {"status": fine_tune.cancelled(0)}
     monkeypatch.setattr(fine_tune, "gather_images", lambda *args: pytest.fail("a cancelled training reads no images"))
     stream = list(fine_tune.fine_tune(ctx, ["upload.zip"], None, False, "", True, 0, 5, model, "browser-1", request=request))
-    assert stream == [{"status": fine_tune.cancelled(model, 0)}] and "tab-1" not in ctx.jobs
-    fine_tune.pressed(ctx, request)
+    assert stream == [{"status": fine_tune.cancelled(0)}] and "tab-1" not in ctx.jobs
+    assert model["name"] not in stream[0]["status"]  # the model of Train's click: another may be active by now, and this
+    fine_tune.pressed(ctx, request)  # last word said it was the active one, replacing Cancel's
     assert ctx.jobs["tab-1"] == fine_tune.pending()  # a later Train is not cancelled by the earlier Cancel
 
 
@@ -1710,7 +1711,7 @@ def test_a_train_refused_for_its_settings_leaves_no_entry_to_cancel_the_next(ctx
     assert next(stream)["status"].startswith("Not trained: set a time budget (minutes) or a number of epochs")
     with pytest.raises(rbd.InvalidInputError, match="set a time budget"):  # no epochs and no minutes
         next(stream)
-    assert "tab-1" not in ctx.jobs and fine_tune.cancel(ctx, model, request) == {"status": "No training is running."}
+    assert "tab-1" not in ctx.jobs and fine_tune.cancel(ctx, request) == {"status": "No training is running."}
 
 def test_a_wrong_browser_id_is_refused_before_training(ctx, model, monkeypatch):
     """An API client's `browser` was checked as the trained model was saved: minutes of training, then thrown away."""
@@ -1727,7 +1728,7 @@ def test_a_cancelled_training_still_queued_stays_cancelled_when_train_is_pressed
 
     request = types.SimpleNamespace(session_hash="tab-1")
     fine_tune.pressed(ctx, request)
-    fine_tune.cancel(ctx, model, request)
+    fine_tune.cancel(ctx, request)
     # Train again while the first run still waits in the queue: Gradio drops this click, which starts nothing, so it says so
     assert "still waits for its turn" in fine_tune.pressed(ctx, request)["status"]
     ctx.jobs["tab-1"]["started"] = True  # reading its images: it stops at its next step
@@ -1735,7 +1736,7 @@ def test_a_cancelled_training_still_queued_stays_cancelled_when_train_is_pressed
     ctx.jobs["tab-1"]["started"] = False
     monkeypatch.setattr(fine_tune, "gather_images", lambda *args: pytest.fail("a cancelled training reads no images"))
     stream = list(fine_tune.fine_tune(ctx, ["upload.zip"], None, False, "", True, 0, 5, model, "browser-1", request=request))
-    assert stream == [{"status": fine_tune.cancelled(model, 0)}] and "tab-1" not in ctx.jobs
+    assert stream == [{"status": fine_tune.cancelled(0)}] and "tab-1" not in ctx.jobs
 
 
 def test_a_cancelled_trainings_plot_keeps_every_step_it_trained(ctx, model, monkeypatch):
@@ -1760,7 +1761,7 @@ def test_a_cancelled_trainings_plot_keeps_every_step_it_trained(ctx, model, monk
     stream = list(fine_tune.fine_tune(ctx, ["upload.zip"], None, False, "", True, 0, 5, model, "browser-1", request=request,
                                       progress=lambda *a, **k: None))
     assert len(stream[0]["loss"]) == 1  # drawn at the first step
-    assert stream[-1]["status"] == fine_tune.cancelled(model, 4) and list(stream[-1]["loss"]["step"]) == [1, 2, 3, 4]
+    assert stream[-1]["status"] == fine_tune.cancelled(4) and list(stream[-1]["loss"]["step"]) == [1, 2, 3, 4]
 
 
 def test_a_cancel_after_the_last_step_saves_nothing_as_it_said(ctx, model, detector, category, monkeypatch):
@@ -1775,7 +1776,7 @@ def test_a_cancel_after_the_last_step_saves_nothing_as_it_said(ctx, model, detec
 
         def updates(self):
             yield rbd.Progress(step=1, epoch=1.0, fraction=1.0, loss=0.5, elapsed_s=1.0)
-            assert fine_tune.cancel(ctx, model, request) == {"status": fine_tune.cancelled(model, 1)}
+            assert fine_tune.cancel(ctx, request) == {"status": fine_tune.cancelled(1)}
 
         def cancel(self):
             pass
@@ -1788,7 +1789,7 @@ def test_a_cancel_after_the_last_step_saves_nothing_as_it_said(ctx, model, detec
     files = [str(p) for p in sorted((category / "train" / "good").iterdir())]
     stream = list(fine_tune.fine_tune(ctx, files, None, False, "", True, 0, 1, model, "browser-1", request=request,
                                       progress=lambda *a, **k: None))
-    assert stream[-1]["status"] == fine_tune.cancelled(model, 1)
+    assert stream[-1]["status"] == fine_tune.cancelled(1)
     assert stream[-1]["loss"].to_dict("records") == [{"step": 1, "loss": 0.5}]  # the plot keeps the steps trained
     assert not any("yours" in label for label, _ in ctx.catalog.entries("browser-1"))
 

@@ -150,7 +150,7 @@ def fine_tune(ctx, files, folder, use_reviewed: bool, review_id: str, start_curr
             if running["cancelled"]:  # pressed after the last step, while the model was calibrated: Cancel said "unchanged"
                 raise rbd.TrainingCancelled("cancelled while calibrating")
         except rbd.TrainingCancelled:  # the plot shows every step trained (it is drawn every fifth step as they come)
-            yield {"status": cancelled(model, running["step"]), **({"loss": pd.DataFrame(losses)} if losses else {})}
+            yield {"status": cancelled(running["step"]), **({"loss": pd.DataFrame(losses)} if losses else {})}
             return
         except rbd.RBDError as err:  # said in a message too, which stays until closed; the status line keeps it after that
             yield {"status": f"Not trained: {as_uploaded(str(err), ctx.upload_folders)}"}
@@ -261,8 +261,10 @@ def _duration(seconds: float) -> str:
     return "under a minute"
 
 
-def cancelled(model: dict, steps: int) -> str:
-    return f"Training cancelled after {steps} step(s); the active model is unchanged: **{model['name']}**."
+def cancelled(steps: int) -> str:
+    """What Cancel and the cancelled training's stream both say. No model's name: the one active at Train's click, which
+    the stream knows, may no longer be (another was loaded since), and its last word replaced Cancel's true one."""
+    return f"Training cancelled after {steps} step(s): no model was saved, and the active model is unchanged."
 
 
 def pending() -> dict:
@@ -292,7 +294,7 @@ def pressed(ctx, request: gr.Request = None) -> dict:
     return {"status": "", **earlier}
 
 
-def cancel(ctx, model: dict, request: gr.Request = None) -> dict:
+def cancel(ctx, request: gr.Request = None) -> dict:
     """Stop this browser tab's training at its next step (and wait for it), or before it starts.
     The training's own stream then ends with the same message: Gradio's `cancels` would cut it off
     mid-stream and mark the status as an error over this message."""
@@ -302,7 +304,7 @@ def cancel(ctx, model: dict, request: gr.Request = None) -> dict:
     running["cancelled"] = True
     if running["job"] is not None:
         running["job"].cancel()
-    return {"status": cancelled(model, running["step"])}
+    return {"status": cancelled(running["step"])}
 
 
 def closed(ctx, request: gr.Request = None) -> None:
@@ -492,7 +494,7 @@ def wire(ctx, app: gr.Blocks, area: FineTune, bar: model_bar.ModelBar, review_id
                  js=with_picked("train-folder"))
     area.folder.clear(None, [], [], js=forget_picked("train-folder"), api_visibility="private")
     rejudge(trained.success)
-    on(area.cancel.click, cancel, ctx, [bar.model], {"status": area.status}, api_name="cancel_training", concurrency_limit=None)
+    on(area.cancel.click, cancel, ctx, [], {"status": area.status}, api_name="cancel_training", concurrency_limit=None)
 
     def tab_closed(request: gr.Request):  # Gradio hands a request only to a function that names it so
         closed(ctx, request)
