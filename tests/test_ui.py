@@ -1441,15 +1441,21 @@ def test_a_threshold_saved_by_hand_is_the_one_the_app_starts_at_and_returns_to(c
            "false-alarm rate" in card and expected < 1e-4
 
 
-def test_the_name_the_app_gives_a_hub_model_loads_it_in_the_hub_box(ctx, checkpoint, hub_cache, tmp_path):
+def _hub_repo_with_v1(checkpoint, hub_cache, tmp_path) -> None:
+    """acme/parts in the offline Hub cache: main is `checkpoint`, v1 the same model at threshold 123."""
     from test_checkpoint import _cached_repo
-    from ui import model_bar
 
     older = shutil.copytree(checkpoint, tmp_path / "older")
     config = json.loads((older / "config.json").read_text())
     (older / "config.json").write_text(json.dumps({**config, "threshold": 123.0}))
     _cached_repo(hub_cache, "acme/parts", checkpoint.iterdir(), "main", "a" * 40)
     _cached_repo(hub_cache, "acme/parts", older.iterdir(), "v1", "b" * 40)
+
+
+def test_the_name_the_app_gives_a_hub_model_loads_it_in_the_hub_box(ctx, checkpoint, hub_cache, tmp_path):
+    from ui import model_bar
+
+    _hub_repo_with_v1(checkpoint, hub_cache, tmp_path)
     loaded = model_bar.load_model(ctx, "", "acme/parts@v1", "", "browser-1")["model"]
     assert (loaded["key"], loaded["revision"], loaded["name"]) == ("acme/parts", "v1", "acme/parts@v1")
     assert ctx.detector(loaded).threshold == 123.0
@@ -1459,18 +1465,13 @@ def test_the_name_the_app_gives_a_hub_model_loads_it_in_the_hub_box(ctx, checkpo
 def test_the_picker_left_on_the_active_model_changes_nothing(ctx, model, checkpoint, hub_cache, tmp_path):
     """Gradio sends the picker's input at every blur: clicking into it and away reloaded the active model, which reset
     the threshold, dropped a review's recalibration and took a Hub model at v1 to main."""
-    from test_checkpoint import _cached_repo
     from ui import model_bar
 
     name = model_bar.model_name(model["key"])
     for choice in (model["key"], name[:3]):  # as picked, or the beginning of its name as typed
         assert model_bar.picked(ctx, choice, "browser-1", {**model, "calibration": {"a": "review's"}}) == {
             "choice": model["key"], "hub_id": "", "revision": ""}  # no model, rate or info: the threshold stays
-    older = shutil.copytree(checkpoint, tmp_path / "older")
-    config = json.loads((older / "config.json").read_text())
-    (older / "config.json").write_text(json.dumps({**config, "threshold": 123.0}))
-    _cached_repo(hub_cache, "acme/parts", checkpoint.iterdir(), "main", "a" * 40)
-    _cached_repo(hub_cache, "acme/parts", older.iterdir(), "v1", "b" * 40)
+    _hub_repo_with_v1(checkpoint, hub_cache, tmp_path)
     hub = model_bar.load_pressed(ctx, "", "acme/parts", "v1", "browser-1")["model"]
     for choice in ("acme/parts", "acme/parts@v1"):  # its key, listed under its name; and that name typed
         assert model_bar.picked(ctx, choice, "browser-1", hub) == {"choice": "acme/parts", "hub_id": "acme/parts", "revision": "v1"}
