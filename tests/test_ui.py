@@ -567,29 +567,33 @@ def test_two_tabs_of_a_browser_that_score_their_first_images_score_into_one_revi
     import time
 
     from rbd.notices import collect
-    from ui import review
+    from ui import model_bar, review
 
     good, bad = parts
     quiet = {"progress": lambda *a, **k: None}
     upload = [str(bad[0])]
-    assert review.joined_review(ctx, upload, None, "", "browser-1") == {}  # the browser's first review: made by the Score
+    assert review.joined_review(ctx, upload, None, "", "browser-1", model) == {}  # the browser's first review: made by the Score
     first = review.score(ctx, [str(good[0])], None, "", model, **quiet)["review_id"]
     review.remember_review(ctx, first, "browser-1")
     with collect() as notes:
-        joined = review.joined_review(ctx, upload, None, "", "browser-1")  # the other tab: no review id yet
+        joined = review.joined_review(ctx, upload, None, "", "browser-1", model)  # the other tab: no review id yet
     assert joined == {"review_id": first} and notes == ["these images join the review another tab of this browser scored "
                                                         "into: the two tabs share it"]
-    assert review.joined_review(ctx, None, None, "", "browser-1") == {}  # Score on empty boxes: nothing joins
-    assert review.joined_review(ctx, upload, None, "", "browser-2") == {} and review.joined_review(ctx, upload, None, "own", "browser-1") == {}
-    assert review.joined_review(ctx, upload, None, "", "../x") == {}  # an id the browser sent: checked
+    assert review.joined_review(ctx, None, None, "", "browser-1", model) == {}  # Score on empty boxes: nothing joins
+    assert review.joined_review(ctx, upload, None, "", "browser-2", model) == {} and review.joined_review(ctx, upload, None, "own", "browser-1", model) == {}
+    assert review.joined_review(ctx, upload, None, "", "../x", model) == {}  # an id the browser sent: checked
     review.remember_review(ctx, "../x", "browser-1")  # and so is the review's
     started = review.new_review(ctx)["review_id"]  # Start a new review: the browser's at once, before any Score, so that
     review.remember_review(ctx, started, "browser-1")  # a tab with none never joins the review it closed
-    assert review.joined_review(ctx, upload, None, "", "browser-1") == {"review_id": started}
+    assert review.joined_review(ctx, upload, None, "", "browser-1", model) == {"review_id": started}
     record = ctx.browsers / "browser-1"
     os.utime(record, (time.time() - ctx.idle_s - 60,) * 2)
     ctx.remove_idle()
-    assert not record.exists() and review.joined_review(ctx, upload, None, "", "browser-1") == {}  # swept with the idle records
+    assert not record.exists() and review.joined_review(ctx, upload, None, "", "browser-1", model) == {}  # swept with the idle records
+    review.remember_review(ctx, first, "browser-1")
+    other = model_bar.load_model(ctx, _another_model(ctx, model), "", "", "browser-1")["model"]  # this tab's model scored
+    assert review.joined_review(ctx, upload, None, "", "browser-1", other) == {}  # none of it: a review of its own, not
+    # the other tab's, where Score failed and the error's advice (Re-score) re-scored the other tab's review
 
 
 def test_a_decision_on_a_verdict_that_changed_since_the_page_drew_it_records_nothing(ctx, model, parts):

@@ -254,12 +254,16 @@ def score(ctx, files, folder, review_id: str, model: dict, picked: list | None =
     return {"review_id": review_id, "status": f"Scored {len(added)} image(s); {len(session.items)} in this review."}
 
 
-def joined_review(ctx, files, folder, review_id: str, browser: str) -> dict:
+def joined_review(ctx, files, folder, review_id: str, browser: str, model: dict) -> dict:
     """A tab with no review yet scores into the one its browser scored into or started last (`Context.browser_review`):
     Gradio reads the browser's store when a page loads only, so a second tab opened before the first scored made a
-    review of its own, and after a reload both tabs showed the one written last, the other out of reach."""
+    review of its own, and after a reload both tabs showed the one written last, the other out of reach. Not into one
+    another model scored: its Score failed there, and the error's advice, Re-score, re-scored the other tab's review."""
     joined = None if review_id or not paths(files) + paths(folder) else ctx.browser_review(browser)
     if joined is None:
+        return {}
+    session = ctx.review(joined)  # None for one started and not scored into yet
+    if session is not None and not session.is_scored_by(ctx.detector(model).calibration):
         return {}
     notify("these images join the review another tab of this browser scored into: the two tabs share it")
     return {"review_id": joined}
@@ -524,7 +528,7 @@ def wire(ctx, area: Review, bar: model_bar.ModelBar, rejudge) -> None:
     uploads = [area.files, area.folder, area.score]
     locked = area.score.click(lambda: [gr.update(interactive=False)] * len(uploads), None, uploads, queue=False,
                               api_visibility="private")
-    joined = on(locked.then, joined_review, ctx, [area.files, area.folder, area.review_id, bar.browser], {"review_id": area.review_id},
+    joined = on(locked.then, joined_review, ctx, [area.files, area.folder, area.review_id, bar.browser, bar.model], {"review_id": area.review_id},
                 api_visibility="private")
     scored = on(joined.then, score, ctx, [area.files, area.folder, area.review_id, bar.model, area.picked],
                 {"review_id": area.review_id, "status": area.status}, js=PICKED, api_name="review_score",
