@@ -608,7 +608,7 @@ def test_a_decision_on_a_verdict_that_changed_since_the_page_drew_it_records_not
     review_id = review.score(ctx, [str(bad[0])], None, "", model, progress=lambda *a, **k: None)["review_id"]
     tab = types.SimpleNamespace(session_hash="tab-1")
     drawn = review.show(ctx, review_id, model, 0.1, "all", request=tab)["shown"]
-    assert drawn == {"item": 0, "verdict": "defective"}
+    assert drawn == {"item": 0, "verdict": "defective", "decided": None}
     session = ctx.review(review_id)
     with collect() as notes:  # as a re-score that now finds it good: the page still shows "defective"
         again = review.decide(ctx, "accept", review_id, model, 0.1, "all", {**drawn, "verdict": "good"}, request=tab)
@@ -617,6 +617,35 @@ def test_a_decision_on_a_verdict_that_changed_since_the_page_drew_it_records_not
                      "moved): it is now defective, and nothing was decided; look again"]
     review.decide(ctx, "accept", review_id, model, 0.1, "all", again["shown"], request=tab)  # on what the page shows now
     assert session.decision(0).decision == "accept" and session.labels[0] == 1.0
+
+
+def test_a_decision_on_an_image_another_tab_decided_since_records_nothing(ctx, model, parts):
+    """Two tabs on one review, both showing the first unreviewed image: tab A accepted it, tab B (drawn before) rejected
+    it, and A's decision was replaced unseen; B then went on to the second image of the view, skipping the first."""
+    import types
+
+    from rbd.notices import collect
+    from ui import review
+
+    good, bad = parts
+    review_id = review.score(ctx, [str(p) for p in bad[:3]], None, "", model, progress=lambda *a, **k: None)["review_id"]
+    a, b = types.SimpleNamespace(session_hash="tab-a"), types.SimpleNamespace(session_hash="tab-b")
+    drawn_a = review.show(ctx, review_id, model, 0.1, "unreviewed", request=a)["shown"]
+    drawn_b = review.show(ctx, review_id, model, 0.1, "unreviewed", request=b)["shown"]
+    assert drawn_a == drawn_b
+    first, session = drawn_a["item"], ctx.review(review_id)
+    review.decide(ctx, "accept", review_id, model, 0.1, "unreviewed", drawn_a, request=a)
+    with collect() as notes:
+        again = review.decide(ctx, "reject", review_id, model, 0.1, "unreviewed", drawn_b, request=b)
+    assert session.decision(first).decision == "accept"  # A's stands
+    assert notes == [f"{session.item(first).file_name}: another tab decided it (accept) since it was drawn here, and nothing "
+                     "was decided; look again"]
+    assert again["shown"]["item"] != first  # out of B's view now: its first unreviewed image, the one A's view moved on to
+    moved_on = review.show(ctx, review_id, model, 0.1, "unreviewed", request=a)["shown"]["item"]
+    assert again["shown"]["item"] == moved_on
+    after = review.decide(ctx, "reject", review_id, model, 0.1, "unreviewed", {"item": first, "verdict": "defective"}, request=b)
+    assert session.decision(first).decision == "reject"  # an API call that names no decision seen decides as before, and
+    assert after["shown"]["item"] == moved_on  # the view goes to its first unreviewed image: it skipped to the second
 
 
 def test_a_page_left_open_across_a_restart_decides_nothing_on_a_guess(ctx, model, parts):
@@ -729,7 +758,7 @@ def test_inference_events_share_one_limit_and_review_views_are_drawn_in_turn(app
     assert len(decisions) == 4
     # a re-judge triggered while another is pending runs after it: dropped (Gradio's "once"), two quick model picks
     # left Inspect showing the first model's verdicts under the second one's name
-    loads = {i for i, fn in demo.fns.items() if fn.name in ("load_pressed", "load_model")}  # the Load button, a pick in the list
+    loads = {i for i, fn in demo.fns.items() if fn.name in ("load_pressed", "picked")}  # the Load button, a pick in the list
     assert len(loads) == 2
     rejudges = [fn for fn in fns if fn.trigger_after in loads and fn.trigger_only_on_success]
     assert sorted(fn.name for fn in rejudges) == sorted(["rescore", "rejudged", "rows", "of_another", "_no_export"] * len(loads))  # and Review's zip goes

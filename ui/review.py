@@ -23,7 +23,7 @@ import rbd
 from rbd import review as rules
 from rbd.detector import verdict as verdict_at
 from rbd.notices import notify, some
-from rbd.review import ReviewSession
+from rbd.review import Decision, ReviewSession
 from rbd.thresholds import threshold_at
 from rbd.uploads import gather_images, picked_names
 from rbd.visualize import fold, shown_size
@@ -140,7 +140,7 @@ def view(ctx, cursor, review_id: str, model: dict, rate: float, show: str, item_
     picture = fold(rules.overlay(session, item.id, threshold, max_side=max(shown_size(item.height, item.width))))
     cursor.item = item.id
     return {"gallery": gallery, "text": text, "image": picture, "metrics": metrics, "scored_by": about, **closed,
-            "shown": {"item": item.id, "verdict": verdict_at(item.score, threshold)}}
+            "shown": {"item": item.id, "verdict": verdict_at(item.score, threshold), "decided": decision.timestamp if decision else None}}
 
 
 def _caption(session: ReviewSession, item_id: int, threshold: float) -> str:
@@ -211,6 +211,15 @@ def _verdict_moved(shown: dict | None, item, threshold: float) -> bool:
     the inspector never saw (another tab re-scored the review, or the threshold moved, since the page was drawn)."""
     seen = shown.get("verdict") if isinstance(shown, dict) and shown.get("item") == item.id else None
     return seen is not None and seen != verdict_at(item.score, threshold)
+
+
+def _decided_since(shown: dict | None, session, item) -> Decision | None:
+    """The decision on `item` recorded since the page drew it (by another tab of the review), if one was: a decision here
+    replaced it unseen, and the other tab's was lost."""
+    if not isinstance(shown, dict) or shown.get("item") != item.id or "decided" not in shown:  # (an API call's)
+        return None
+    now = session.decision(item.id)
+    return now if (now.timestamp if now else None) != shown["decided"] else None
 
 
 def _shown_item(ctx, review_id: str, item_id, nothing: str):
@@ -330,7 +339,8 @@ def show(ctx, review_id: str, model: dict, rate: float, show: str, request: gr.R
 def decide(ctx, decision: str, review_id: str, model: dict, rate: float, show: str, shown: dict | None = None,
            request: gr.Request = None) -> dict:
     """Record a decision on the image on screen (`_on_screen`) and move on to the one after it; where its verdict is not
-    the one the page showed (`_verdict_moved`), nothing is recorded and the image is drawn again."""
+    the one the page showed (`_verdict_moved`), or another tab decided it since (`_decided_since`), nothing is recorded and
+    the image is drawn again."""
     cursor = ctx.cursor(request)
 
     def move() -> dict:
@@ -344,7 +354,14 @@ def decide(ctx, decision: str, review_id: str, model: dict, rate: float, show: s
             notify(f"{item.file_name}: the model's verdict changed since it was drawn (the review was re-scored, or the "
                    f"threshold moved): it is now {verdict_at(item.score, threshold)}, and nothing was decided; look again")
             return view(ctx, cursor, review_id, model, rate, show, item.id)
+        other = _decided_since(shown, session, item)
+        if other is not None:
+            notify(f"{item.file_name}: another tab decided it ({other.decision}) since it was drawn here, and nothing was "
+                   "decided; look again")
+            return view(ctx, cursor, review_id, model, rate, show, item.id)
         session.decide(item.id, decision, threshold)
+        if not len(order) or order[position] != item.id:  # out of the view (`_position`): its first unreviewed image, not the second one
+            return view(ctx, cursor, review_id, model, rate, show, None)
         after = int(order[position + 1]) if position + 1 < len(order) else item.id
         return view(ctx, cursor, review_id, model, rate, show, after, fallback=position)
     return _in_place(ctx, cursor, move, review_id, model, rate, show)
