@@ -259,7 +259,7 @@ def test_review_flow_persists_and_exports(client, app_server, parts, detector, t
     assert "3 / 4" in text and "model says **good**" in text
     client.predict(session, MODEL_RATE, "all", api_name="/review_accept")
     # applied even where it would flag no synthetic defect (the warning itself: test_ui.py)
-    rate, info, *_ = client.predict(session, api_name="/review_recalibrate_anyway")
+    rate, info, *_ = client.predict(session, MODEL_RATE, api_name="/review_recalibrate_anyway")  # at the bar's rate
     recalibrated = review.recalibrated(ReviewSession.open(app_server[1] / "work" / "reviews", session))
     assert rate == pytest.approx(MODEL_RATE)
     assert f"raw threshold {recalibrated.threshold:.4f}" in info and "recalibrated" in info  # the model line follows

@@ -951,7 +951,7 @@ def test_a_recalibration_of_a_model_calibrated_outside_the_slider_keeps_the_slid
     review.show(ctx, review_id, wide, 30.0, "all")
     for _ in range(3):
         review.decide(ctx, "accept", review_id, wide, 30.0, "all")
-    applied = review.recalibrate_anyway(ctx, review_id, wide)
+    applied = review.recalibrate_anyway(ctx, review_id, wide, 30.0)
     assert applied["rate"] == 30.0 and "for 30% expected false alarms" in applied["info"]
 
 
@@ -1002,13 +1002,17 @@ def test_a_recalibration_that_catches_no_synthetic_defect_waits_for_confirmation
     review.show(ctx, review_id, model, 0.1, "unreviewed")
     for _ in range(3):
         review.decide(ctx, "reject", review_id, model, 0.1, "unreviewed")
-    held = review.recalibrate(ctx, review_id, model)
+    rate = 100 * ctx.detector(model).calibration.false_alarm_rate
+    held = review.recalibrate(ctx, review_id, model, rate)
     assert "model" not in held  # not applied
     assert "none of the synthetic defects" in held["warning"]["value"] and held["anyway"]["visible"]
     assert "3 image(s) accepted as good score like the synthetic defects: " in held["warning"]["value"]  # named, with their scores
-    applied = review.recalibrate_anyway(ctx, review_id, model)
+    applied = review.recalibrate_anyway(ctx, review_id, model, rate)
     assert applied["model"]["calibration"]["threshold"] > model_threshold(ctx, model)
     assert applied["warning"]["visible"] is False
+    loose = review.recalibrate_anyway(ctx, review_id, model, 20.0)  # at the bar's rate: it went back to the model's own
+    assert loose["rate"] == 20.0 and loose["model"]["calibration"]["false_alarm_rate"] == 0.2
+    assert loose["model"]["calibration"]["threshold"] < applied["model"]["calibration"]["threshold"]
 
 
 def _another_model(ctx, model) -> str:
@@ -1385,7 +1389,7 @@ def test_recalibrating_without_an_image_reviewed_as_good_is_refused(ctx, model, 
     _, bad = parts
     review_id = review.score(ctx, [str(bad[0])], None, "", model, progress=lambda *a, **k: None)["review_id"]
     with pytest.raises(rbd.NoImagesError, match="nothing to recalibrate"):
-        review.recalibrate(ctx, review_id, model)
+        review.recalibrate(ctx, review_id, model, 1.0)
 
 
 def test_a_failed_load_puts_the_active_model_back_in_the_picker(ctx, model):
@@ -2041,7 +2045,7 @@ def test_recalibrating_with_only_out_of_domain_good_images_says_so(ctx, model, p
     decision = "accept" if ctx.review(review_id).items[0].verdict == "good" else "reject"
     review.decide(ctx, decision, review_id, model, 0.1, "all")  # reviewed as good, but another product
     with pytest.raises(rbd.NoImagesError, match="1 image.s. reviewed as good are all out of this model's domain"):
-        review.recalibrate(ctx, review_id, model)
+        review.recalibrate(ctx, review_id, model, 1.0)
 
 
 def test_a_fine_tunes_status_names_the_files_it_skipped(ctx, model, detector, category, tmp_path, monkeypatch):

@@ -440,17 +440,18 @@ def export(ctx, review_id: str, model: dict, rate: float) -> dict:
     return {"export_file": str(rules.export_zip(session, ctx.export_folder() / "review.zip", threshold))}
 
 
-def recalibrate(ctx, review_id: str, model: dict, confirmed: bool = False) -> dict:
-    """The active model judged by a calibration that also counts the images reviewed as good. One that would flag none
-    of the synthetic defects, or that counts images accepted as good that score like them, is held back with a
-    warning until confirmed."""
+def recalibrate(ctx, review_id: str, model: dict, rate: float, confirmed: bool = False) -> dict:
+    """The active model judged by a calibration that also counts the images reviewed as good, at the bar's `rate` (%):
+    the model's own rate, which it jumped back to, judged by another threshold than the one the user had set. One that
+    would flag none of the synthetic defects, or that counts images accepted as good that score like them, is held
+    back with a warning until confirmed."""
     session = ctx.review(review_id)
     if session is None or not session.items:
         raise rbd.NoImagesError("review some images first")
     if not session.is_scored_by(ctx.detector(model).calibration):
         raise rbd.InvalidInputError(f"this review was scored by {session.scored_by.name}, not the active model: "
                                     "re-score it with the active model first")
-    calibration = rules.recalibrated(session)
+    calibration = rules.recalibrated(session, rate / 100)
     reasons = []
     if calibration.caught(calibration.threshold) == 0.0:
         reasons.append(f"the recalibrated raw threshold {calibration.threshold:.4f} would flag none of the synthetic defects, "
@@ -464,15 +465,15 @@ def recalibrate(ctx, review_id: str, model: dict, confirmed: bool = False) -> di
                    "or apply it anyway.")
         return {"warning": gr.update(value=warning, visible=True), "anyway": gr.update(visible=True)}
     recalibrated = model_bar.recalibrated(ctx, model, calibration)
-    rate = model_bar.model_rate(calibration)  # within the slider's range, which a model calibrated elsewhere may not be
+    rate = model_bar.model_rate(calibration)  # the bar's, within the slider's range
     gr.Info(f"recalibrated: raw threshold {model_bar.threshold(ctx, recalibrated, rate):.4f} for {rate:.4g}% expected false alarms")
     return {"model": recalibrated, "rate": rate, "info": model_bar.info(ctx, recalibrated, rate),
             "warning": gr.update(value="", visible=False), "anyway": gr.update(visible=False)}
 
 
-def recalibrate_anyway(ctx, review_id: str, model: dict) -> dict:
+def recalibrate_anyway(ctx, review_id: str, model: dict, rate: float) -> dict:
     """A recalibration applied despite its warning."""
-    return recalibrate(ctx, review_id, model, confirmed=True)
+    return recalibrate(ctx, review_id, model, rate, confirmed=True)
 
 
 def review_id_state(ctx) -> gr.BrowserState:
@@ -585,10 +586,10 @@ def wire(ctx, area: Review, bar: model_bar.ModelBar, rejudge) -> None:
        api_name="review_export", show_progress_on=[area.export])  # a refusal's badge on the button, not on the file box
     recalibrated_outputs = {"model": bar.model, "rate": bar.rate, "info": bar.info, "warning": area.recalibrate_warning,
                             "anyway": area.recalibrate_anyway}
-    recalibrated = on(area.recalibrate.click, recalibrate, ctx, [area.review_id, bar.model], recalibrated_outputs,
+    recalibrated = on(area.recalibrate.click, recalibrate, ctx, [area.review_id, bar.model, bar.rate], recalibrated_outputs,
                       api_name="review_recalibrate", show_progress_on=[area.recalibrate])
     rejudge(recalibrated.success)
-    confirmed = on(area.recalibrate_anyway.click, recalibrate_anyway, ctx, [area.review_id, bar.model],
+    confirmed = on(area.recalibrate_anyway.click, recalibrate_anyway, ctx, [area.review_id, bar.model, bar.rate],
                    recalibrated_outputs, api_name="review_recalibrate_anyway", show_progress_on=[area.recalibrate_anyway])
     rejudge(confirmed.success)
 
