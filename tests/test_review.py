@@ -214,6 +214,27 @@ def test_a_corrupt_line_before_the_last_is_an_error(session):
         _reopened(session)
 
 
+def test_a_hand_edited_log_or_a_file_gone_is_said_clearly(session):
+    """A blank line made the review unopenable, a threshold of text failed every view with numpy's error, and a
+    map or painted mask deleted gave a bare FileNotFoundError."""
+    session.decide(0, "accept", THRESHOLD)
+    session.decide(1, "correct", THRESHOLD, np.ones((session.item(1).height, session.item(1).width), bool))
+    log = session.folder / "decisions.jsonl"
+    lines = log.read_text().splitlines()
+    log.write_text(lines[0] + "\n\n" + lines[1] + "\n")
+    assert _reopened(session).decision(1).decision == "correct"  # the blank line skipped
+    log.write_text(json.dumps({**json.loads(lines[0]), "threshold": "x"}) + "\n" + lines[1] + "\n")
+    with pytest.raises(ValueError, match="line 1: not a decision record"):
+        _reopened(session)
+    log.write_text(lines[0] + "\n" + lines[1] + "\n")
+    next((session.folder / "maps").glob("0.npy")).unlink()
+    with pytest.raises(InvalidInputError, match=f"{session.item(0).file_name}: its anomaly map is missing from the review's folder"):
+        _reopened(session).anomaly_map(0)
+    (session.folder / session.decision(1).mask).unlink()
+    with pytest.raises(InvalidInputError, match="a mask painted in this review, is missing from its folder"):
+        _reopened(session)
+
+
 def test_decisions_are_checked(session):
     with pytest.raises(ValueError):
         session.decide(0, "maybe", THRESHOLD)

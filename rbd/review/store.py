@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import re
 import shutil
@@ -346,11 +347,19 @@ class ReviewSession:
         except FileNotFoundError:  # another object on this folder re-scored it: its maps moved to a new folder
             with self._lock:
                 self._load()
-            return self._read_map(item_id)
+            try:
+                return self._read_map(item_id)
+            except FileNotFoundError as err:
+                raise self._missing(item_id, "anomaly map") from err
 
     def _read_map(self, item_id: int) -> np.ndarray:
         path = self.folder / self._maps / f"{self.item(item_id).id}.npy"
         return np.load(path, allow_pickle=False).astype(np.float32)
+
+    def _missing(self, item_id: int, what: str) -> InvalidInputError:
+        """The error for a file of the review's own that is gone (changed outside rbd)."""
+        return InvalidInputError(f"{self.item(item_id).file_name}: its {what} is missing from the review's folder (changed "
+                                 "outside the app?): export what is left, and score the images into a new review")
 
     def prediction_mask(self, item_id: int, threshold: float) -> np.ndarray:
         """The model's defect mask at `threshold`, as `Prediction.mask`."""
@@ -362,8 +371,12 @@ class ReviewSession:
 
     def read_mask(self, name: str) -> np.ndarray:
         """A stored mask (a decision's `mask`), (H, W) bool."""
-        with Image.open(self.folder / name) as image:
-            return np.asarray(image.convert("L")) > 0
+        try:
+            with Image.open(self.folder / name) as image:
+                return np.asarray(image.convert("L")) > 0
+        except FileNotFoundError as err:
+            raise InvalidInputError(f"{name}, a mask painted in this review, is missing from its folder (changed outside the "
+                                    "app?): export what is left, and score the images into a new review") from err
 
     def _painted_mask(self, name: str) -> bool:
         if name not in self._painted:
@@ -516,9 +529,12 @@ class ReviewSession:
                 os.fsync(f.fileno())
         records = []
         for number, line in enumerate(data[:end].splitlines(), start=1):
+            if not line.strip():  # an editor's blank line: no record, and no reason to refuse the whole review
+                continue
             try:
                 record = Decision(**json.loads(line))
                 if (not isinstance(record.id, int) or record.id < 0 or record.decision not in DECISIONS or record.verdict not in ("defective", "good")
+                        or not _is_number(record.threshold) or not isinstance(record.timestamp, str)
                         or not (record.mask is None or _MASK_NAME.fullmatch(record.mask))
                         or (record.decision == "correct" and record.mask is None)):
                     raise InvalidInputError(f"unexpected values {record}")
@@ -531,6 +547,10 @@ class ReviewSession:
             with atomic_write(path) as f:
                 f.write(b"".join(line + b"\n" for line, _ in kept))
         return {record.id: record for _, record in kept}, len(kept)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 _FOLDER_LOCKS: dict[tuple[Path, str], threading.RLock] = {}
