@@ -1101,6 +1101,51 @@ def test_inspect_names_what_it_leaves_out_and_a_second_press_keeps_its_images(ct
     assert "text.png: not an image" in again["summary"] and str(ctx.uploads) not in again["summary"]
 
 
+def test_an_unreadable_file_leaves_its_place_to_the_next_image(ctx, model, parts, tmp_path, monkeypatch):
+    """The cap was cut before the files were read: one unreadable file among 21 left 19 images held, and the message
+    named a readable one as left out."""
+    from ui import inspection
+
+    good, bad = parts
+    monkeypatch.setattr(inspection, "MAX_IMAGES", 2)
+    named = []
+    for name, source in zip(["b.png", "c.png", "d.png"], good[:2] + bad[:1]):
+        named.append(tmp_path / name)
+        named[-1].write_bytes(source.read_bytes())
+    (tmp_path / "a.png").write_bytes(b"not an image")  # first by name
+    with pytest.warns(UserWarning) as shown:
+        out = inspection.inspect_images(ctx, None, [str(tmp_path / "a.png"), *map(str, named)], model, 0.1, 0.5, None)
+    assert sorted(item["name"] for item in out["held"]) == ["b.png", "c.png"]
+    messages = [str(w.message) for w in shown]
+    assert any("kept the first 2 of 4 by name; left out: d.png." in m for m in messages), messages
+    assert any("a.png: not an image" in m for m in messages), messages
+
+
+def test_images_of_one_name_get_downloads_of_their_own(ctx, model, parts, tmp_path):
+    """a.jpg and a.png (or lot/good/000.jpg in a zip and a loose lot_good_000.jpg) both downloaded as a_mask.png: a good
+    image's mask could pass for a defective one's."""
+    import shutil
+
+    from ui import inspection
+
+    good, bad = parts
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    first, second = tmp_path / "one" / "a.png", tmp_path / "two" / "a.PNG"
+    first.write_bytes(good[0].read_bytes())
+    second.write_bytes(bad[0].read_bytes())
+    (tmp_path / "lot" / "good").mkdir(parents=True)
+    shutil.copy(good[1], tmp_path / "lot" / "good" / "000.png")
+    archive = shutil.make_archive(str(tmp_path / "lot"), "zip", tmp_path, "lot")
+    loose = tmp_path / "lot_good_000.png"
+    loose.write_bytes(bad[1].read_bytes())
+    out = inspection.inspect_images(ctx, None, [str(first), str(second), archive, str(loose)], model, 0.1, 0.5, None)
+    names = {item["name"]: Path(inspection.mask_file(ctx, item, inspection._judged(ctx.detector(model).calibration, item, 0.1))).name
+             for item in out["held"]}
+    assert len(names) == 4 and len(set(names.values())) == 4, names
+    assert sorted(names.values()) == ["a_1_mask.png", "a_mask.png", "lot_good_000_1_mask.png", "lot_good_000_mask.png"]
+
+
 def test_an_image_held_before_shows_under_the_name_it_is_uploaded_by_now(ctx, model, parts, tmp_path):
     from ui import inspection
 
@@ -1940,7 +1985,8 @@ def test_inspects_mask_download_lies_on_the_file_as_scored_and_follows_the_thres
     exports = len(list(ctx.exports.iterdir()))
     again = inspection.redraw(ctx, held, 0, model, 30.0, 0.5)["mask_file"]
     assert again == shown["mask_file"] and len(list(ctx.exports.iterdir())) == exports
-    named = {Path(inspection.mask_file(ctx, {**held[0], "name": f"{folder}/000.png"}, p)).name for folder in ("good", "bad")}
+    named = {Path(inspection.mask_file(ctx, {**held[0], "name": f"{folder}/000.png", "output": None}, p)).name
+             for folder in ("good", "bad")}
     assert named == {"good_000_mask.png", "bad_000_mask.png"}
 
 
@@ -1961,7 +2007,7 @@ def test_inspects_overlay_downloads_named_after_its_file_not_as_image_jpeg(ctx, 
     _, bad = parts
     item = inspection.inspect_images(ctx, None, [str(bad[0])], model, 0.1, 0.5, None)["held"][0]
     for name, named in (("good/000.png", "good_000_overlay.jpg"), ("bad/000.png", "bad_000_overlay.jpg")):
-        shown = inspection.redraw(ctx, [{**item, "name": name}], 0, model, 0.1, 0.5)
+        shown = inspection.redraw(ctx, [{**item, "name": name, "output": None}], 0, model, 0.1, 0.5)
         assert Path(shown["heat"]).name == named
         picture = np.asarray(Image.open(shown["heat"])).astype(np.float32)
         assert picture.shape == shown["pair"][1].shape and np.abs(picture - shown["pair"][1]).mean() < 4  # JPEG's loss alone

@@ -24,7 +24,7 @@ from rbd.files import atomic_write, file_digest
 from rbd.images import file_shape, to_uint8
 from rbd.notices import collect, notify, some
 from rbd.outputs import fitting_name, mask_png, picture_names
-from rbd.uploads import gather_images, is_renumbered
+from rbd.uploads import gather_images, is_renumbered, unique_name
 from rbd.visualize import colour_scale, fold, overlay, shown_size, subsample, subsample_step
 
 from . import model_bar
@@ -102,20 +102,27 @@ def inspect_images(ctx, image, files, model: dict, rate: float, opacity: float, 
                     notify(f"{kept} and {name} hold the same bytes: taken once")
         if only is not None and not order:
             return {**cleared(), "summary": UPLOADS_GONE}
-        if len(order) > MAX_IMAGES:
-            left_out = [path.relative_to(folder).as_posix() for path, _ in order[MAX_IMAGES:]]
-            notify(f"Inspect holds {MAX_IMAGES} images at a time: kept the first {MAX_IMAGES} of {len(order)} by name; "
+        # up to MAX_IMAGES that score, by name: a file that turns out unreadable leaves its place to the next one
+        kept, scored, waiting, unscored = [], {}, list(order), None
+        while waiting and len(kept) < MAX_IMAGES:
+            batch, waiting = waiting[: MAX_IMAGES - len(kept)], waiting[MAX_IMAGES - len(kept) :]
+            fresh = [path for path, digest in batch if (digest, model_id) not in known]
+            try:
+                scored.update({path: (image, p, file_shape(path)) for path, image, p in rbd.predict_files(detector, fresh)}
+                              if fresh else {})
+            except rbd.NoImagesError as err:
+                unscored = err
+            kept += [(path, digest) for path, digest in batch if (digest, model_id) in known or path in scored]
+        if not kept and unscored is not None:
+            raise unscored
+        if unscored is not None:  # beside images that did score, which are shown
+            notify(f"new file(s) not scored: {unscored}")
+        if waiting:
+            left_out = [path.relative_to(folder).as_posix() for path, _ in waiting]
+            notify(f"Inspect holds {MAX_IMAGES} images at a time: kept the first {len(kept)} of {len(order)} by name; "
                    f"left out: {some(left_out, 10)}. "
                    "The Review tab scores any number.")
-            order = order[:MAX_IMAGES]
-        fresh = [path for path, digest in order if (digest, model_id) not in known]
-        scored = {}
-        try:
-            scored = {path: (image, p, file_shape(path)) for path, image, p in rbd.predict_files(detector, fresh)} if fresh else {}
-        except rbd.NoImagesError as err:
-            if len(fresh) == len(order):
-                raise
-            notify(f"{len(fresh)} new file(s) not scored: {err}")  # beside images scored before, which are shown
+        order = kept
     notes = told_again(ctx, notes)  # skipped or downscaled files: a toast now, and a line under every summary
     items = []
     for path, digest in order:
@@ -128,6 +135,8 @@ def inspect_images(ctx, image, files, model: dict, rate: float, opacity: float, 
             items.append({"name": path.relative_to(folder).as_posix(), "digest": digest, "model": model_id, "image": to_uint8(shown),
                           "score": p.score, "map": kept_map(p.anomaly_map), "familiarity": p.familiarity,
                           "size": size, "notice": "; ".join(notes)})  # the map's size, or more past MAX_SIDE
+    taken = set()  # download names told apart as `rbd predict` tells them (a.jpg and a.png: a_mask.png and a_1_mask.png)
+    items = [{**item, "output": unique_name(_output_base(item["name"]), taken, split_suffix=False)} for item in items]
     items.sort(key=lambda item: item["score"], reverse=True)  # a batch's likely defects first; ties in upload order
     items = [{**item, "judged_at": rate} for item in items]  # `judged_again` compares it with the slider once this returns
     choices = [(item["name"], i) for i, item in enumerate(items)]
@@ -204,10 +213,14 @@ def overlay_file(ctx, item: dict, picture: np.ndarray) -> str:
     return str(path)
 
 
-def _output_name(item: dict) -> str:
+def _output_base(name: str) -> str:
     """What a held image's downloads are named after: its name in the upload, folders joined by "_" (`good/000.png`:
-    `good_000`), cut to leave room for a suffix."""
-    return fitting_name(PurePosixPath(item["name"]).with_suffix("").as_posix().replace("/", "_"))
+    `good_000`), cut to leave room for a suffix; numbered where another held image has that name (`inspect_images`)."""
+    return fitting_name(PurePosixPath(name).with_suffix("").as_posix().replace("/", "_"))
+
+
+def _output_name(item: dict) -> str:
+    return item.get("output") or _output_base(item["name"])
 
 
 def _shown(held: list, picked) -> int:
