@@ -47,11 +47,25 @@ def check_installed() -> None:
 
 def onnx_target(path: str | Path) -> Path:
     """`path`, checked before the minute an export takes to be a file an export may go to: a name ending in .onnx
-    (`rbd.load` tells an export by it), not a folder."""
+    (`rbd.load` tells an export by it), not a folder, and no file but an earlier export of rbd's, which it replaces
+    (as `rbd.save` replaces only a checkpoint: another tool's model was written over without a word)."""
     path = Path(path)
     if path.suffix.lower() != ".onnx" or path.is_dir():
         raise InvalidInputError(f"{path}: {'is a folder; name ' if path.is_dir() else ''}the ONNX file to write, a name ending in .onnx")
+    if path.exists() and not _is_export(path):
+        raise InvalidInputError(f"{path} is there, and is no ONNX export of rbd's: remove it or name another file")
     return path
+
+
+def _is_export(path: Path) -> bool:
+    """Whether `path` is an ONNX file with rbd's metadata entry."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # noqa: BLE001 - protobuf's and onnx's own types for a file that is no ONNX model
+        return False
+    return any(entry.key == METADATA_KEY for entry in model.metadata_props)
 
 
 def export_onnx(detector: Detector, path: str | Path) -> Path:

@@ -13,7 +13,7 @@ import torch
 import rbd
 from rbd.checkpoint import checkpoint_config
 from rbd.cli import main
-from rbd.export import export_onnx
+from rbd.export import export_onnx, onnx_target
 from rbd.network import ScoringNetwork
 
 
@@ -106,6 +106,12 @@ def test_bad_exports_and_files_are_one_line_errors(exported, checkpoint, tmp_pat
     onnx.save(stranger, str(tmp_path / "stranger.onnx"))
     with pytest.raises(rbd.CheckpointError, match="not exported by rbd"):
         rbd.load(tmp_path / "stranger.onnx")
+    for other in ("stranger.onnx", "broken.onnx"):  # another tool's model, or no model: the user's file, never written over
+        before = (tmp_path / other).read_bytes()
+        assert main(["export", str(checkpoint), "--out", str(tmp_path / other)]) == 2
+        assert "is there, and is no ONNX export of rbd's: remove it or name another file" in capsys.readouterr().err
+        assert (tmp_path / other).read_bytes() == before
+    assert onnx_target(exported) == exported  # an earlier export of rbd's: replaced
     with pytest.raises(rbd.InvalidInputError, match="no torch model"):
         rbd.save(rbd.load(exported), tmp_path / "ckpt")
 
