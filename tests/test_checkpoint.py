@@ -297,7 +297,7 @@ def test_metrics_are_saved_as_json_takes_them(detector, tmp_path):
     (lambda d: (d / "config.json").write_text("{not json"), "not a readable JSON"),
     (lambda d: (d / "config.json").write_text('{"format": "other"}'), "not an rbd checkpoint"),
     (lambda d: _edit(d, format_version=99), "format 99"),
-    (lambda d: _edit(d, format_version=True), "format True"),  # read as format 1 (True == 1)
+    (lambda d: _edit(d, format_version=True), "format true"),  # read as format 1 (True == 1)
     (lambda d: _edit(d, model={"backbone": "tf_efficientnet_lite0", "embed_dim": 32}), "do not match"),
     (lambda d: _edit(d, model={"colour": "red"}), "invalid model settings"),
     (lambda d: (d / "model.safetensors").write_bytes(b"\x00" * 64), "unreadable weights, not a whole safetensors file"),
