@@ -401,7 +401,8 @@ def test_review_handlers_without_a_server(ctx, model, parts):
     assert "Reviewed **1** of 4" in after["metrics"]
     opened = review.edit(ctx, review_id, model, 0.1)
     editing = ctx.cursor(None).editing  # the server's record: the page's copy lagged behind a threshold moved at once
-    assert editing == {"item": ctx.cursor(None).item, "threshold": review.judged_at(ctx, ctx.review(review_id), model, 0.1)[1]}
+    assert editing == {"item": ctx.cursor(None).item, "threshold": review.judged_at(ctx, ctx.review(review_id), model, 0.1)[1],
+                       "decided": None}  # the decision it showed: none yet
     assert opened["editor"]["canvas_size"] == (80, 64)
     # the threshold moved while painting: the review is judged anew, the open editor (the inspector's paint) left as it is
     moved = review.rejudged(ctx, review_id, model, 0.2, "unreviewed")
@@ -646,6 +647,25 @@ def test_a_decision_on_an_image_another_tab_decided_since_records_nothing(ctx, m
     after = review.decide(ctx, "reject", review_id, model, 0.1, "unreviewed", {"item": first, "verdict": "defective"}, request=b)
     assert session.decision(first).decision == "reject"  # an API call that names no decision seen decides as before, and
     assert after["shown"]["item"] == moved_on  # the view goes to its first unreviewed image: it skipped to the second
+    # this tab's own second key, pressed before the page drew the first one's view (the same view sent twice): no other
+    # tab's decision, so it replaces the first, as the inspector meant
+    drawn = review.show(ctx, review_id, model, 0.1, "all", request=a)["shown"]
+    review.decide(ctx, "accept", review_id, model, 0.1, "all", drawn, request=a)
+    review.decide(ctx, "reject", review_id, model, 0.1, "all", drawn, request=a)
+    assert session.decision(drawn["item"]).decision == "reject"
+    # the mask editor opened in B, the image decided in A meanwhile: Save says so first, keeping the paint, then stores it
+    review.show(ctx, review_id, model, 0.1, "all", request=b)
+    review.step(ctx, 0, review_id, model, 0.1, "all", request=b)
+    painted = review.edit(ctx, review_id, model, 0.1, request=b)
+    item = ctx.cursor(b).editing["item"]
+    review.decide(ctx, "accept", review_id, model, 0.1, "all", {"item": item, "verdict": "defective"}, request=a)
+    layer = np.zeros((*painted["editor"]["canvas_size"][::-1], 4), np.uint8)
+    layer[:5, :5, 3] = 255
+    with pytest.raises(rbd.InvalidInputError, match="another tab decided it .accept. since this editor opened: press Save again"):
+        review.save_mask(ctx, {"layers": [layer]}, review_id, model, 0.1, "all", request=b)
+    assert session.decision(item).decision == "accept"
+    review.save_mask(ctx, {"layers": [layer]}, review_id, model, 0.1, "all", request=b)
+    assert session.decision(item).decision == "correct"
 
 
 def test_a_page_left_open_across_a_restart_decides_nothing_on_a_guess(ctx, model, parts):

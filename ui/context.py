@@ -46,6 +46,9 @@ class Cursor:
     # the review image the tab's mask editor is open on, and the threshold it opened at: a threshold moved at once after
     # `e` was judged with the page's copy from before the editor opened, and closed it
     editing: dict | None = None
+    # the review image this tab decided last and its decision's time: a second key pressed before the page drew the
+    # first one's view carries the view before it, and is no other tab's decision to keep (`ui.review._decided_since`)
+    decided: tuple[int, str] | None = None
 
     def press(self, move: Callable[[], dict]) -> dict:
         """Apply `move` (it moves `item` and returns the view) in turn."""

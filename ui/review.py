@@ -213,13 +213,15 @@ def _verdict_moved(shown: dict | None, item, threshold: float) -> bool:
     return seen is not None and seen != verdict_at(item.score, threshold)
 
 
-def _decided_since(shown: dict | None, session, item) -> Decision | None:
-    """The decision on `item` recorded since the page drew it (by another tab of the review), if one was: a decision here
-    replaced it unseen, and the other tab's was lost."""
-    if not isinstance(shown, dict) or shown.get("item") != item.id or "decided" not in shown:  # (an API call's)
+def _decided_since(seen: dict | None, session, item, cursor) -> Decision | None:
+    """The decision on `item` another tab recorded since this one drew it (`seen`: the view's `shown`, or the mask
+    editor's record, holding the time of the decision it showed as "decided"), if one was: a decision here replaced it
+    unseen, and the other tab's was lost. This tab's own last decision is none (`Cursor.decided`)."""
+    if not isinstance(seen, dict) or seen.get("item") != item.id or "decided" not in seen:  # (an API call's)
         return None
     now = session.decision(item.id)
-    return now if (now.timestamp if now else None) != shown["decided"] else None
+    changed = (now.timestamp if now else None) != seen["decided"]
+    return now if changed and (item.id, now.timestamp) != cursor.decided else None
 
 
 def _shown_item(ctx, review_id: str, item_id, nothing: str):
@@ -354,12 +356,12 @@ def decide(ctx, decision: str, review_id: str, model: dict, rate: float, show: s
             notify(f"{item.file_name}: the model's verdict changed since it was drawn (the review was re-scored, or the "
                    f"threshold moved): it is now {verdict_at(item.score, threshold)}, and nothing was decided; look again")
             return view(ctx, cursor, review_id, model, rate, show, item.id)
-        other = _decided_since(shown, session, item)
+        other = _decided_since(shown, session, item, cursor)
         if other is not None:
             notify(f"{item.file_name}: another tab decided it ({other.decision}) since it was drawn here, and nothing was "
                    "decided; look again")
             return view(ctx, cursor, review_id, model, rate, show, item.id)
-        session.decide(item.id, decision, threshold)
+        cursor.decided = (item.id, session.decide(item.id, decision, threshold).timestamp)
         if not len(order) or order[position] != item.id:  # out of the view (`_position`): its first unreviewed image, not the second one
             return view(ctx, cursor, review_id, model, rate, show, None)
         after = int(order[position + 1]) if position + 1 < len(order) else item.id
@@ -409,7 +411,8 @@ def edit(ctx, review_id: str, model: dict, rate: float, shown: dict | None = Non
     folded = " (the long strip in pieces)" if mask.shape != shown_size(item.height, item.width) else ""
     editor = gr.update(value={"background": image, "layers": [layer], "composite": None}, canvas_size=mask.shape[::-1],
                        visible=True, label=f"Paint the defect{folded}")
-    cursor.editing = {"item": item.id, "threshold": threshold}
+    decided = session.decision(item.id)
+    cursor.editing = {"item": item.id, "threshold": threshold, "decided": decided.timestamp if decided else None}
     return {"editor": editor, "save": gr.update(visible=True)}
 
 
@@ -427,7 +430,12 @@ def save_mask(ctx, edited: dict | None, review_id: str, model: dict, rate: float
     mask = rules.painted_mask(session, item.id, edited.get("layers") or [], editing["threshold"])
 
     def move() -> dict:
-        session.decide(item.id, "correct", threshold, mask)
+        other = _decided_since(editing, session, item, cursor)
+        if other is not None:  # the paint stays in the editor, and a second Save stores it
+            editing["decided"] = other.timestamp
+            raise rbd.InvalidInputError(f"{item.file_name}: another tab decided it ({other.decision}) since this editor "
+                                        "opened: press Save again to replace that decision with this mask")
+        cursor.decided = (item.id, session.decide(item.id, "correct", threshold, mask).timestamp)
         return view(ctx, cursor, review_id, model, rate, show, item.id)
     return cursor.press(move)
 
