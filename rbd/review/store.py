@@ -359,7 +359,7 @@ class ReviewSession:
     def _missing(self, item_id: int, what: str) -> InvalidInputError:
         """The error for a file of the review's own that is gone (changed outside rbd)."""
         return InvalidInputError(f"{self.item(item_id).file_name}: its {what} is missing from the review's folder (changed "
-                                 "outside the app?): export what is left, and score the images into a new review")
+                                 "outside the app?): score the image again, into a new review")
 
     def prediction_mask(self, item_id: int, threshold: float) -> np.ndarray:
         """The model's defect mask at `threshold`, as `Prediction.mask`."""
@@ -376,7 +376,7 @@ class ReviewSession:
                 return np.asarray(image.convert("L")) > 0
         except FileNotFoundError as err:
             raise InvalidInputError(f"{name}, a mask painted in this review, is missing from its folder (changed outside the "
-                                    "app?): export what is left, and score the images into a new review") from err
+                                    "app?), and the review cannot be read without it: score the images into a new review") from err
 
     def _painted_mask(self, name: str) -> bool:
         if name not in self._painted:
