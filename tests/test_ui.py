@@ -1582,6 +1582,10 @@ def test_the_picker_left_on_the_active_model_changes_nothing(ctx, model, checkpo
     shipped = model_bar.picked(ctx, model["key"], "browser-1", hub)  # another model: loaded, at its own threshold
     assert shipped["model"]["key"] == model["key"] and (shipped["hub_id"], shipped["revision"]) == ("", "")
     assert model_bar.picked(ctx, "acme/parts@v1", "browser-1", shipped["model"])["model"]["revision"] == "v1"
+    key = ctx.catalog.add_trained(ctx.detector(model), "browser-1")  # a fine-tune, active, then shared from another tab:
+    mine = model_bar.load_model(ctx, key, "", "", "browser-1")["model"]  # the opened picker names it by its shared key
+    shared = ctx.catalog.publish(key, "browser-1")
+    assert model_bar.picked(ctx, shared, "browser-1", mine) == {"choice": shared, "hub_id": "", "revision": ""}
 
 
 def test_the_hub_box_quotes_what_was_typed_and_refuses_two_revisions(ctx):

@@ -182,8 +182,9 @@ def picked(ctx, choice: str, browser: str, model: dict | None) -> dict:
     repo, at, revision = (choice or "").strip().partition("@")
     hub = bool(at) and is_repo_id(repo.strip())
     key = repo.strip() if hub else typed_choice(ctx, choice or "", browser)
-    if model and key == model["key"] and (not hub or (revision.strip() or None) == model.get("revision")):
-        return active_choice(ctx, model)
+    active = (model["key"], ctx.catalog.current_key(model["key"], browser or None)) if model else ()  # shared since: its new key
+    if key in active and (not hub or (revision.strip() or None) == model.get("revision")):
+        return {**active_choice(ctx, model), "choice": key}
     return load_pressed(ctx, "", choice, "", browser) if hub else load_pressed(ctx, choice, "", "", browser)
 
 
