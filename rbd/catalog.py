@@ -29,7 +29,7 @@ from huggingface_hub import try_to_load_from_cache
 from .checkpoint import CONFIG_FILE, is_repo_id, load, load_from_hub, save
 from .detector import Detector
 from .errors import CheckpointError, HubError, InvalidInputError
-from .expiry import mark_used
+from .expiry import mark_used, remove_idle
 from .review.store import SESSION_ID
 
 CACHE_SIZE = 6  # loaded detectors kept in memory (about 10 MB each with the default teacher)
@@ -101,7 +101,10 @@ class Catalog:
         if listed:
             revision = None  # local folders have no revisions
             if mine:
-                mark_used(self.owner_folder(owner))
+                with self._guard:  # the sweep judges and moves idle folders under it (`remove_idle`)
+                    if not Path(key).is_dir():
+                        raise CheckpointError(gone(key))
+                    mark_used(self.owner_folder(owner))
         elif mine:
             raise CheckpointError(gone(key))
         elif not is_repo_id(key):  # named, not its server path
@@ -154,8 +157,9 @@ class Catalog:
         `<name>-<date>-<time>-<4 hex>`, `name` the user's words kept to letters, digits, - and _ ("model" if none),
         so that two fine-tunes, or two users' shared ones, never take one name."""
         folder = self.owner_folder(owner)
-        folder.mkdir(parents=True, exist_ok=True)
-        mark_used(folder)  # before saving: an expiry sweep must not take the folder while the model is written into it
+        with self._guard:  # before saving, under the sweep's lock: it must not take the folder while the model is written in
+            folder.mkdir(parents=True, exist_ok=True)
+            mark_used(folder)
         # a downloaded model loaded again is stamped once: the stamp taken off before the name is cut to 40 characters
         # (a longer name kept a cut stamp) or its " (1)" made safe ("-1", which hid the stamp)
         stem = STAMP.sub("", unicodedata.normalize("NFC", name).strip())
@@ -163,6 +167,11 @@ class Catalog:
         key = save(detector, folder / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}")
         self._remember((str(key), None), detector)
         return str(key)
+
+    def remove_idle(self, max_idle_s: float) -> list[Path]:
+        """Remove the private models of owners idle longer than `max_idle_s` (`rbd.expiry.remove_idle`), each owner's
+        folder judged and moved aside under the lock `get` and `add_trained` mark it used under."""
+        return remove_idle(self.private, max_idle_s, guard=self._guard)
 
     def publish(self, key: str, owner: str) -> str:
         """Offer `owner`'s fine-tune to every user of the app; returns its new key."""

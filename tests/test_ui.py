@@ -374,6 +374,17 @@ def test_a_private_fine_tune_removed_while_idle_is_said_to_be_gone(ctx, detector
     with pytest.raises(rbd.CheckpointError, match=f"'{Path(key).name}' no longer exists: it was deleted, or, kept private") as raised:
         ctx.detector(model)
     assert str(ctx.work) not in str(raised.value)
+    key = ctx.catalog.add_trained(detector, "browser-1")  # swept between the model's listing and its marking as used:
+    entries = ctx.catalog.entries  # gone, as above (the marking met no folder: a bare FileNotFoundError)
+    swept = lambda owner=None: (entries(owner), remove_idle(ctx.catalog.private, -1))[0]  # noqa: E731
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ctx.catalog, "entries", swept)
+        with pytest.raises(rbd.CheckpointError, match="no longer exists"):
+            ctx.catalog.get(key, owner="browser-1")
+    ctx.catalog.add_trained(detector, "browser-1")
+    owner = ctx.catalog.owner_folder("browser-1")
+    os.utime(owner / ".last-used", (time.time() - ctx.idle_s - 60,) * 2)
+    assert ctx.remove_idle() == [owner] and not owner.exists()  # the app's sweep: the catalog's, under its lock
 
 
 def test_a_relative_work_folder_lists_the_keys_that_saving_returns(detector, tmp_path, monkeypatch):

@@ -202,7 +202,7 @@ class Context:
                 if time.time() - record.stat().st_mtime > self.idle_s:
                     record.unlink()
         removed = remove_idle(self.reviews, self.idle_s, guard=self._guard, in_use=self._release)
-        return removed + remove_idle(self.catalog.private, self.idle_s)
+        return removed + self.catalog.remove_idle(self.idle_s)
 
     def _release(self, folder: Path) -> bool:
         """Whether the idle review in `folder` is still in use, once it is no longer kept open (under `_guard`): a
