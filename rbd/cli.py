@@ -37,7 +37,7 @@ from .files import atomic_write
 from .images import IMAGE_EXTENSIONS, file_shape, find_images
 from .model import ModelConfig
 from .notices import notify, some
-from .outputs import CSV_COLUMNS, PREDICTED, ScoredFile, fitting_name, marked, picture_kind, picture_names, png_bytes, scored_file
+from .outputs import CSV_COLUMNS, PREDICTED, ScoredFile, fitting_name, marked, output_names, picture_kind, picture_names, png_bytes, scored_file
 from .ray_engine import check_installed, is_uri, list_uri, score_files
 from .runtime import device_name_parts
 from .thresholds import describe
@@ -117,7 +117,7 @@ def _predict(args: argparse.Namespace) -> None:
         raise InvalidInputError(f"--engine ray takes file names in UTF-8 only, not {some(undecodable, 3)}: rename them, "
                                 "or score them with the local engine")
     names: dict[str, list[str]] = {}  # a file named twice is scored twice, its outputs named each time as then
-    for file, name in _output_names(named):
+    for (file, _), name in zip(named, output_names([name for _, name in named])):
         names.setdefault(file, []).append(name)
     ours = _earlier_pictures(out)
     pictures = [picture for file_names in names.values() for name in file_names for picture in picture_names(name)]
@@ -163,22 +163,6 @@ def _predict(args: argparse.Namespace) -> None:
     if unfamiliar:
         notify(f"{unfamiliar} of {len(scored)} image(s) look unlike the model's training images, so their verdicts say little "
                "(out_of_domain in results.csv): score them with a model of their product")
-
-
-def _output_names(named: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """Each input's output name: its own where no earlier input has it (compared as case-blind disks do), else
-    numbered (`a_1`) past every input's own name, so a numbered name never takes a file's own (`a.png`, `a.jpg`
-    and `a_1.png`: `a`, `a_2`, `a_1`)."""
-    named = [(file, fitting_name(name)) for file, name in named]  # a name at a file system's limit, cut to take a suffix
-    taken = {name.casefold() for _, name in named}
-    seen: set[str] = set()
-    out = []
-    for file, name in named:
-        if name.casefold() in seen:
-            name = unique_name(name, taken, split_suffix=False)
-        seen.add(name.casefold())
-        out.append((file, name))
-    return out
 
 
 def _parquet(results: list[tuple[ScoredFile, str | None]]) -> bytes:

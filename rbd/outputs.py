@@ -22,6 +22,7 @@ from PIL import Image
 from .calibration import Calibration
 from .detector import Prediction, is_out_of_domain
 from .images import MARK, mask_at_size, picture_mark
+from .uploads import unique_name
 from .visualize import mask_image, overlay
 
 # out_of_domain: "yes" where the image looks unlike the model's training images (its verdict says little);
@@ -47,6 +48,23 @@ def fitting_name(name: str, room: int = 20) -> str:
     digest = hashlib.sha1(encoded).hexdigest()[:8]
     cut = encoded[: NAME_BYTES - room - len(digest) - 1].decode("utf-8", "ignore")  # whole characters only
     return f"{folder}/{cut}~{digest}" if folder else f"{cut}~{digest}"
+
+
+def output_names(names: list[str]) -> list[str]:
+    """Each input's output name, from its own (`names`, in input order): that name where no earlier input has it
+    (compared as case-blind disks do), else numbered (`a_1`) past every input's own name, so a numbered name never
+    takes a file's own (`a.png`, `a.jpg` and `a_1.png`: `a`, `a_2`, `a_1`). `rbd predict`'s files and Inspect's
+    downloads alike."""
+    names = [fitting_name(name) for name in names]  # a name at a file system's limit, cut to take a suffix
+    taken = {name.casefold() for name in names}
+    seen: set[str] = set()
+    out = []
+    for name in names:
+        if name.casefold() in seen:
+            name = unique_name(name, taken, split_suffix=False)
+        seen.add(name.casefold())
+        out.append(name)
+    return out
 
 
 @dataclass(frozen=True)

@@ -1109,15 +1109,19 @@ def _unreadable(folder: Path) -> list[Path]:
     return [folder / "text.png"]
 
 
+def _copies(folder: Path, names: list[str], sources: list[Path]) -> list[Path]:
+    """Each of `sources` copied into `folder` under the name beside it."""
+    for name, source in zip(names, sources):
+        (folder / name).write_bytes(source.read_bytes())
+    return [folder / name for name in names]
+
+
 def test_inspect_names_what_it_leaves_out_and_a_second_press_keeps_its_images(ctx, model, parts, tmp_path, monkeypatch):
     from ui import inspection
 
     good, bad = parts
     monkeypatch.setattr(inspection, "MAX_IMAGES", 2)
-    named = []
-    for name, source in zip(["b.png", "a.png", "z.png"], good[:2] + bad[:1]):
-        named.append(tmp_path / name)
-        named[-1].write_bytes(source.read_bytes())
+    named = _copies(tmp_path, ["b.png", "a.png", "z.png"], good[:2] + bad[:1])
     with pytest.warns(UserWarning) as shown:  # gr.Warning outside a request warns
         out = inspection.inspect_images(ctx, None, [str(p) for p in named], model, 0.1, 0.5, None)
     assert sorted(item["name"] for item in out["held"]) == ["a.png", "b.png"]
@@ -1139,10 +1143,7 @@ def test_an_unreadable_file_leaves_its_place_to_the_next_image(ctx, model, parts
 
     good, bad = parts
     monkeypatch.setattr(inspection, "MAX_IMAGES", 2)
-    named = []
-    for name, source in zip(["b.png", "c.png", "d.png"], good[:2] + bad[:1]):
-        named.append(tmp_path / name)
-        named[-1].write_bytes(source.read_bytes())
+    named = _copies(tmp_path, ["b.png", "c.png", "d.png"], good[:2] + bad[:1])
     (tmp_path / "a.png").write_bytes(b"not an image")  # first by name
     with pytest.warns(UserWarning) as shown:
         out = inspection.inspect_images(ctx, None, [str(tmp_path / "a.png"), *map(str, named)], model, 0.1, 0.5, None)
@@ -1154,27 +1155,25 @@ def test_an_unreadable_file_leaves_its_place_to_the_next_image(ctx, model, parts
 
 def test_images_of_one_name_get_downloads_of_their_own(ctx, model, parts, tmp_path):
     """a.jpg and a.png (or lot/good/000.jpg in a zip and a loose lot_good_000.jpg) both downloaded as a_mask.png: a good
-    image's mask could pass for a defective one's."""
+    image's mask could pass for a defective one's. Numbered as `rbd predict` numbers its files: never onto another
+    file's own name (a_1.png's)."""
     import shutil
 
     from ui import inspection
 
     good, bad = parts
-    (tmp_path / "one").mkdir()
-    (tmp_path / "two").mkdir()
-    first, second = tmp_path / "one" / "a.png", tmp_path / "two" / "a.PNG"
-    first.write_bytes(good[0].read_bytes())
-    second.write_bytes(bad[0].read_bytes())
+    loose = {"a.jpg": good[0], "a.png": bad[0], "a_1.png": good[1], "lot_good_000.png": bad[1]}
+    for name, source in loose.items():
+        (tmp_path / name).write_bytes(source.read_bytes())
     (tmp_path / "lot" / "good").mkdir(parents=True)
-    shutil.copy(good[1], tmp_path / "lot" / "good" / "000.png")
+    shutil.copy(good[2], tmp_path / "lot" / "good" / "000.png")
     archive = shutil.make_archive(str(tmp_path / "lot"), "zip", tmp_path, "lot")
-    loose = tmp_path / "lot_good_000.png"
-    loose.write_bytes(bad[1].read_bytes())
-    out = inspection.inspect_images(ctx, None, [str(first), str(second), archive, str(loose)], model, 0.1, 0.5, None)
-    names = {item["name"]: Path(inspection.mask_file(ctx, item, inspection._judged(ctx.detector(model).calibration, item, 0.1))).name
+    out = inspection.inspect_images(ctx, None, [*(str(tmp_path / name) for name in loose), archive], model, 0.1, 0.5, None)
+    calibration = ctx.detector(model).calibration
+    names = {item["name"]: Path(inspection.mask_file(ctx, item, inspection._judged(calibration, item, 0.1))).name
              for item in out["held"]}
-    assert len(names) == 4 and len(set(names.values())) == 4, names
-    assert sorted(names.values()) == ["a_1_mask.png", "a_mask.png", "lot_good_000_1_mask.png", "lot_good_000_mask.png"]
+    assert names == {"a.jpg": "a_mask.png", "a.png": "a_2_mask.png", "a_1.png": "a_1_mask.png",
+                     "lot/good/000.png": "lot_good_000_mask.png", "lot_good_000.png": "lot_good_000_1_mask.png"}, names
 
 
 def test_an_image_held_before_shows_under_the_name_it_is_uploaded_by_now(ctx, model, parts, tmp_path):

@@ -23,8 +23,8 @@ from rbd.detector import Prediction
 from rbd.files import atomic_write, file_digest
 from rbd.images import file_shape, to_uint8
 from rbd.notices import collect, notify, some
-from rbd.outputs import fitting_name, mask_png, picture_names
-from rbd.uploads import gather_images, is_renumbered, unique_name
+from rbd.outputs import fitting_name, mask_png, output_names, picture_names
+from rbd.uploads import gather_images, is_renumbered
 from rbd.visualize import colour_scale, fold, overlay, shown_size, subsample, subsample_step
 
 from . import model_bar
@@ -135,8 +135,8 @@ def inspect_images(ctx, image, files, model: dict, rate: float, opacity: float, 
             items.append({"name": path.relative_to(folder).as_posix(), "digest": digest, "model": model_id, "image": to_uint8(shown),
                           "score": p.score, "map": kept_map(p.anomaly_map), "familiarity": p.familiarity,
                           "size": size, "notice": "; ".join(notes)})  # the map's size, or more past MAX_SIDE
-    taken = set()  # download names told apart as `rbd predict` tells them (a.jpg and a.png: a_mask.png and a_1_mask.png)
-    items = [{**item, "output": unique_name(_output_base(item["name"]), taken, split_suffix=False)} for item in items]
+    # download names told apart as `rbd predict` tells its files apart (a.jpg and a.png: a_mask.png and a_1_mask.png)
+    items = [{**item, "output": name} for item, name in zip(items, output_names([_output_base(item["name"]) for item in items]))]
     items.sort(key=lambda item: item["score"], reverse=True)  # a batch's likely defects first; ties in upload order
     items = [{**item, "judged_at": rate} for item in items]  # `judged_again` compares it with the slider once this returns
     choices = [(item["name"], i) for i, item in enumerate(items)]
