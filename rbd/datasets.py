@@ -70,6 +70,16 @@ def subfolder(folder: Path, *names: str) -> Path | None:
     return folder
 
 
+def test_folder(category: str | Path) -> Path:
+    """A category's `test/` folder, in any case (`subfolder`); `test` where there is none."""
+    return subfolder(Path(category), "test") or Path(category) / "test"
+
+
+def truth_folder(category: str | Path) -> Path:
+    """A category's `ground_truth/` folder, in any case (`subfolder`); `ground_truth` where there is none."""
+    return subfolder(Path(category), "ground_truth") or Path(category) / "ground_truth"
+
+
 def training_images(data: str | Path) -> list[Path]:
     """The normal images of a folder to train on: those of its `training_folder`, searched recursively, less
     the test images and masks of any MVTec category inside it (`normal_images`). `NoImagesError` if none."""
@@ -146,15 +156,15 @@ class TestImage:
 
     @property
     def is_anomalous(self) -> bool:
-        return self.defect != "good"
+        return self.defect.casefold() != "good"  # `test/Good` too, which a case-blind disk finds as test/good
 
 
 def truth_mask(category: str | Path, image: Path) -> Path | None:
     """The ground-truth mask of the test image `image` (`truth_masks`), without its notices, which
     `mvtec_test_set` gives once for the whole set."""
-    defect = image.relative_to(Path(category) / "test").parts[0]
+    defect = image.relative_to(test_folder(category)).parts[0]
     with collect():
-        return truth_masks(category, find_images(Path(category) / "test" / defect)).get(image)
+        return truth_masks(category, find_images(test_folder(category) / defect)).get(image)
 
 
 def truth_masks(category: str | Path, images: list[Path]) -> dict[Path, Path | None]:
@@ -166,10 +176,10 @@ def truth_masks(category: str | Path, images: list[Path]) -> dict[Path, Path | N
     its name in two folders) is none of theirs, with a notice: pixel metrics against another image's
     truth would be wrong without a sign."""
     category = Path(category)
-    truth = category / "ground_truth"
+    truth, test = truth_folder(category), test_folder(category)
 
     def names(image: Path) -> tuple[Path, Path]:  # (mirrored, flat) under ground_truth/
-        relative = image.relative_to(category / "test")
+        relative = image.relative_to(test)
         return relative.parent / f"{image.stem}_mask.png", Path(relative.parts[0]) / f"{image.stem}_mask.png"
 
     mirrored = Counter(names(image)[0] for image in images)
@@ -252,8 +262,8 @@ def without_good(tests: list[str]) -> str:
 def mvtec_test_set(category: str | Path) -> list[TestImage]:
     """The labelled test images of an MVTec-layout category, with their masks where present."""
     category = Path(category)
-    test = category / "test"
-    if test.is_dir() and not (test / "good").is_dir():
+    test = test_folder(category)
+    if test.is_dir() and subfolder(test, "good") is None:
         raise DatasetLayoutError(without_good([test.as_posix()]))
     if not test.is_dir():
         raise DatasetLayoutError(f"{category} is not an MVTec AD category: expected {test}/good/ and {test}/DEFECT/ folders "

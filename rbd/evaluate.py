@@ -14,7 +14,7 @@ from PIL import Image
 
 from . import metrics
 from .calibration import checked_threshold
-from .datasets import mvtec_test_set, read_truth_mask, truth_mask
+from .datasets import mvtec_test_set, read_truth_mask, test_folder, truth_folder, truth_mask
 from .detector import Detector, predict_files
 from .errors import DatasetLayoutError, ImageReadError, InvalidInputError
 from .images import find_images, upright_size
@@ -89,13 +89,13 @@ def evaluation_picture(detector: Detector, category: str | Path, file: str, thre
     saw beside what is there."""
     category = Path(os.path.abspath(category))
     path = Path(os.path.abspath(category / file))  # a row's file, or the same file by its absolute path
-    if not path.is_relative_to(category / "test"):
+    if not path.is_relative_to(test_folder(category)):
         raise InvalidInputError(f"{file} is not a test image of {category.name}: a row's file, under {category.name}/test/")
     with collect():  # its notice of a huge image downscaled: `evaluate` gave it once already
         [(_, image, prediction)] = predict_files(detector, [path], batch_size=1)  # read and scored as `evaluate` did
     threshold = detector.threshold if threshold is None else checked_threshold(threshold)
     picture = overlay(image, prediction.anomaly_map, detector.calibration, threshold)
-    is_good = path.relative_to(category / "test").parts[:1] == ("good",)  # a good image has no defect to outline (`evaluate`)
+    is_good = path.relative_to(test_folder(category)).parts[0].casefold() == "good"  # a good image has no defect to outline (`evaluate`)
     mask = None if is_good else truth_mask(category, path)
     if mask is None:
         return picture
@@ -119,9 +119,9 @@ def evaluate(detector: Detector, category: str | Path, progress: Callable[[int, 
     threshold = detector.threshold if threshold is None else checked_threshold(threshold)
     items = mvtec_test_set(category)
     with_masks = any(item.mask_path for item in items)
-    truth_folder = Path(category) / "ground_truth"
-    if not with_masks and truth_folder.is_dir() and find_images(truth_folder):
-        example = next(item for item in items if item.is_anomalous).path.relative_to(Path(category) / "test")
+    truths = truth_folder(category)
+    if not with_masks and truths.is_dir() and find_images(truths):
+        example = next(item for item in items if item.is_anomalous).path.relative_to(test_folder(category))
         notify(f"no file in ground_truth/ is named as a mask of a test image (for test/{example.as_posix()}: "
                f"ground_truth/{example.with_name(example.stem + '_mask.png').as_posix()}): pixel metrics skipped")
     # a defective image without a mask costs the pixel metrics, unless scoring will skip it (unreadable, with its own notice)

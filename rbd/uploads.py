@@ -21,7 +21,7 @@ import zlib
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Callable, Iterable, Iterator, Sequence
 
-from .datasets import without_good
+from .datasets import subfolder, without_good
 from .errors import DatasetLayoutError, NoImagesError, UploadError
 from .images import IMAGE_EXTENSIONS
 from .notices import notify, some
@@ -284,12 +284,12 @@ def find_mvtec_root(folder: str | Path) -> Path:
     if _is_category(folder):
         return folder
     found: list[Path] = []
-    defects_only = [folder] if (folder / "test").is_dir() else []  # a test/ without good/: a category of defects only
+    defects_only = [folder] if subfolder(folder, "test") else []  # a test/ without good/: a category of defects only
     level = [folder]
     for _ in range(MAX_CATEGORY_DEPTH):
         children = [child for parent in level for child in sorted(parent.iterdir()) if child.is_dir() and not _is_junk((child.name,))]
         found += [child for child in children if _is_category(child)]
-        defects_only += [child for child in children if not _is_category(child) and (child / "test").is_dir()]
+        defects_only += [child for child in children if not _is_category(child) and subfolder(child, "test")]
         level = [child for child in children if not _is_category(child) and child not in defects_only]
     if not found and defects_only:  # named, not "no category"
         raise DatasetLayoutError(without_good([(path.relative_to(folder) / "test").as_posix() for path in defects_only]))
@@ -308,7 +308,7 @@ def find_mvtec_root(folder: str | Path) -> Path:
 
 
 def _is_category(folder: Path) -> bool:
-    return (folder / "test" / "good").is_dir()
+    return subfolder(folder, "test", "good") is not None
 
 
 def _unsafe_reason(member: zipfile.ZipInfo, parts: tuple[str, ...], root: Path) -> str | None:

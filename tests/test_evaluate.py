@@ -166,6 +166,25 @@ def test_a_layout_named_in_another_case_is_the_same_layout(category, tmp_path):
         training_folder(named / "Test")
 
 
+
+def test_a_category_named_in_another_case_is_evaluated_as_it_is_trained(detector, category, tmp_path):
+    """Train/Good trained, Test/ and Ground_Truth/ refused by evaluate ("not an MVTec AD category"); on a case-blind
+    disk a test/Good folder was found, and its images labelled defective (their defect's name was "Good")."""
+    from rbd.uploads import find_mvtec_root
+
+    named = shutil.copytree(category, tmp_path / "zip" / "Part")
+    for old, new in (("test/good", "test/Good"), ("test", "Test"), ("ground_truth", "Ground_Truth")):
+        (named / old).rename(named / new)
+    assert find_mvtec_root(tmp_path / "zip") == named  # as the Evaluate tab finds it in a zip
+    items = mvtec_test_set(named)
+    assert sorted((i.path.relative_to(named / "Test").as_posix(), i.is_anomalous, i.mask_path is not None) for i in items) == sorted(
+        (i.path.relative_to(category / "test").as_posix().replace("good/", "Good/"), i.is_anomalous, i.mask_path is not None)
+        for i in mvtec_test_set(category))
+    assert rbd.evaluate(detector, named).summary() | {"ms_per_image": 0} == rbd.evaluate(detector, category).summary() | {"ms_per_image": 0}
+    picture = rbd.evaluation_picture(detector, named, next(i for i in items if i.is_anomalous).path.relative_to(named).as_posix())
+    assert picture.ndim == 3
+
+
 def test_an_uploads_mvtec_categories_give_their_train_good_images_only(tmp_path):
     """Fine-tuning on an upload: `training_folder`'s rule for every category in it, wherever it lies."""
     from rbd.datasets import normal_uploads
