@@ -406,7 +406,7 @@ def parse_config(text: str, source: str | Path) -> dict:
     version = config.get("format_version")
     if isinstance(version, bool) or version not in READABLE_VERSIONS:  # true == 1 in Python: read as format 1
         raise CheckpointError(
-            f"{source}: checkpoint format {json.dumps(version)} (made by rbd {config.get('rbd_version', '?')}) "
+            f"{source}: checkpoint format {'missing' if version is None else json.dumps(version)} (made by rbd {config.get('rbd_version', '?')}) "
             f"cannot be read by rbd {__version__}, which reads formats {', '.join(map(str, READABLE_VERSIONS))}"
         )
     for key in ("model", "calibration"):

@@ -597,6 +597,9 @@ def test_saving_over_a_checkpoint_of_a_newer_format_replaces_it(detector, checkp
     _edit(newer, format_version="4")  # text: it said "format 4 ... cannot be read by rbd, which reads formats 1, 2, 3, 4"
     with pytest.raises(rbd.CheckpointError, match=r'checkpoint format "4" \(made by'):
         rbd.load(newer)
+    _edit(newer, format_version=None)
+    with pytest.raises(rbd.CheckpointError, match=r"checkpoint format missing \(made by"):
+        rbd.load(newer)
     assert rbd.load(rbd.save(detector, newer)).threshold == detector.threshold
     for text in ("[]", "not json", '{"format": "other"}'):
         (other := tmp_path / f"other{len(text)}").mkdir()
