@@ -1995,6 +1995,25 @@ def test_a_tiny_images_region_box_lies_around_its_mask_not_over_it(ctx, model, t
     assert inspection._outset((0, 0, 8, 8), 32, (256, 256)) == (0, 0, 256, 256)  # within the picture
 
 
+def test_a_defective_verdict_whose_map_stays_below_the_threshold_masks_the_hottest_pixels_in_inspect_too(ctx, model, parts):
+    """The held map is rounded up to float16: with the threshold within one step above the map's peak (set by hand, or by
+    a review), a few rounded pixels reached it, and Inspect's mask was those 5 pixels where rbd predict's is the map's
+    hottest 1 %."""
+    from rbd.anomaly_map import kept_map
+    from rbd.detector import defect_mask
+    from ui import inspection
+
+    _, bad = parts
+    held = inspection.inspect_images(ctx, None, [str(bad[0])], model, 0.1, 0.5, None)["held"][0]
+    amap = np.linspace(0, 9.9041, 64 * 80, dtype=np.float32).reshape(64, 80)
+    threshold = float(np.nextafter(np.float32(9.9041), np.float32(np.inf)))  # above the peak, below its float16 rounding
+    item = {**held, "map": kept_map(amap), "peak": float(amap.max()), "score": 10.29}
+    assert (item["map"].astype(np.float32) >= threshold).any()  # the rounded map reaches it
+    judged = inspection._judged(ctx.detector(model).calibration, item, threshold)
+    np.testing.assert_array_equal(judged.mask, defect_mask(amap, 10.29, threshold))
+    assert judged.mask.sum() == pytest.approx(0.01 * amap.size, abs=2)
+
+
 def test_inspects_mask_download_lies_on_the_file_as_scored_and_follows_the_threshold(ctx, model, parts):
     from ui import inspection, model_bar
 

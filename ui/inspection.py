@@ -133,7 +133,8 @@ def inspect_images(ctx, image, files, model: dict, rate: float, opacity: float, 
             picture, p, size = scored[path]
             shown = subsample(picture, max(shown_size(*picture.shape[:2])))  # all that is ever drawn of it
             items.append({"name": path.relative_to(folder).as_posix(), "digest": digest, "model": model_id, "image": to_uint8(shown),
-                          "score": p.score, "map": kept_map(p.anomaly_map), "familiarity": p.familiarity,
+                          "score": p.score, "map": kept_map(p.anomaly_map), "peak": float(p.anomaly_map.max()),
+                          "familiarity": p.familiarity,
                           "size": size, "notice": "; ".join(notes)})  # the map's size, or more past MAX_SIDE
     # download names told apart as `rbd predict` tells its files apart (a.jpg and a.png: a_mask.png and a_1_mask.png)
     items = [{**item, "output": name} for item, name in zip(items, output_names([_output_base(item["name"]) for item in items]))]
@@ -229,7 +230,12 @@ def _shown(held: list, picked) -> int:
 
 
 def _judged(calibration, item: dict, threshold: float) -> Prediction:
+    """The held image judged at `threshold`. The held map is rounded up (`kept_map`): where the map's own peak stays
+    below the threshold, no pixel of it may reach it, or a few rounded-up pixels made the mask of a defective verdict,
+    where `rbd predict`'s is the map's hottest 1 %."""
     amap = item["map"].astype(np.float32)
+    if item.get("peak", np.inf) < threshold:
+        amap = np.minimum(amap, np.nextafter(np.float32(threshold), np.float32(-np.inf)))
     return Prediction(item["score"], calibration.normalize(item["score"], threshold), threshold, amap, item.get("familiarity"))
 
 
