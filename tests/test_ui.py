@@ -1176,6 +1176,28 @@ def test_images_of_one_name_get_downloads_of_their_own(ctx, model, parts, tmp_pa
                      "lot/good/000.png": "lot_good_000_mask.png", "lot_good_000.png": "lot_good_000_1_mask.png"}, names
 
 
+def test_uploads_keep_the_names_they_have_on_the_users_disk(ctx, model, parts, tmp_path):
+    """Gradio stores an upload under its name less `<>:"|?*!$`{}` (and the page sent `"` as %22): a review and its
+    export named `part 1.png` for `part {1}!$.png`, a file the user does not have; Inspect showed it so too. The page
+    sends each file's own name beside it (`orig_name`), which the boxes now hand over."""
+    from gradio.data_classes import FileData, ListFiles
+
+    from ui import inspection, review
+    from ui.wiring import NamedFiles
+
+    stored = tmp_path / "part 1.png"  # as Gradio stored it
+    stored.write_bytes(parts[1][0].read_bytes())
+    own = 'part {1}!$"q".png'
+    files = NamedFiles(file_count="multiple").preprocess(ListFiles([FileData(path=str(stored), orig_name=own)]))
+    review_id = review.score(ctx, files, None, "", model, progress=lambda *a, **k: None)["review_id"]
+    assert [item.file_name for item in ctx.review(review_id).items] == [own]
+    held = inspection.inspect_images(ctx, None, files, model, 0.1, 0.5, None)["held"]
+    single = inspection.ImageFile().preprocess(FileData(path=str(stored), orig_name=own))  # the single image box
+    assert [item["name"] for item in held] == [own] == [item["name"] for item in
+                                                      inspection.inspect_images(ctx, single, None, model, 0.1, 0.5, None)["held"]]
+    assert NamedFiles(file_count="multiple").preprocess(None) is None and review.uploaded_names(None) == []
+
+
 def test_an_image_held_before_shows_under_the_name_it_is_uploaded_by_now(ctx, model, parts, tmp_path):
     from ui import inspection
 

@@ -33,7 +33,8 @@ from rbd.train import MIN_IMAGES, BackgroundTraining, memory_cut_short, model_pi
 from rbd.uploads import as_uploaded, gather_images, picked_names
 
 from . import evaluation, model_bar
-from .wiring import REJUDGE_MODE, as_markdown, forget_picked, gpu, on, paths, stored_name, told_again, with_picked
+from .wiring import (REJUDGE_MODE, NamedFiles, as_markdown, forget_picked, gpu, on, paths, stored_name, told_again, uploaded_names,
+                     with_picked)
 
 ON_SPACES = os.environ.get("SYSTEM") == "spaces"
 # bench.curve on the five development sets, 2-core CPU (BENCHMARKS.md, "Time to quality")
@@ -118,7 +119,7 @@ def fine_tune(ctx, files, folder, use_reviewed: bool, review_id: str, start_curr
             progress(0, desc="reading the images")
             with ctx.upload_folder() as upload, collect() as notes:  # skipped files: a toast now, and a line in the status
                 loose, picked_files = paths(files), paths(folder)
-                names = [None] * len(loose) + picked_names(picked_files, picked, stored_name)
+                names = uploaded_names(files) + picked_names(picked_files, picked, stored_name)
                 images = normal_uploads(gather_images(loose + picked_files, upload, names), upload) if loose + picked_files else []
                 session = ctx.review(review_id)
                 if use_reviewed and session is not None:
@@ -425,7 +426,7 @@ def layout(ctx) -> FineTune:
     with gr.Row():
         with gr.Column():
             # at most this tall, its list scrolling: 80 files pushed Train and its progress 6000 px down the page
-            files = gr.File(file_count="multiple", label=f"Normal images ({MIN_IMAGES} or more) or zips", elem_id="train-files",
+            files = NamedFiles(file_count="multiple", label=f"Normal images ({MIN_IMAGES} or more) or zips", elem_id="train-files",
                             height=UPLOAD_BOX_HEIGHT)
             folder = gr.File(file_count="directory", label="…or a whole folder of normal images", elem_id="train-folder",
                              elem_classes=["rbd-folder"], height=UPLOAD_BOX_HEIGHT)

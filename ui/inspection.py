@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import gradio as gr
+from gradio.utils import NamedString
 import numpy as np
 import pandas as pd
 from PIL import Image
@@ -28,7 +29,7 @@ from rbd.uploads import gather_images, is_renumbered
 from rbd.visualize import colour_scale, fold, overlay, shown_size, subsample, subsample_step
 
 from . import model_bar
-from .wiring import REJUDGE_MODE, as_markdown, endpoint, gpu, on, paths, told_again
+from .wiring import REJUDGE_MODE, NamedFiles, as_markdown, endpoint, gpu, on, paths, told_again, uploaded_names
 
 MAX_IMAGES = 20  # per browser; the Review tab takes any number
 KEPT_S = 3600  # a browser's images are freed this long after its last request
@@ -52,7 +53,9 @@ class ImageFile(gr.Image):
 
     def preprocess(self, payload):
         if payload is not None and payload.path and not (payload.url or "").startswith("data:"):
-            return str(payload.path)
+            path = NamedString(payload.path)
+            path.orig_name = payload.orig_name  # its name on the user's disk (`NamedFiles`)
+            return path
         return super().preprocess(payload)
 
 
@@ -89,7 +92,7 @@ def inspect_images(ctx, image, files, model: dict, rate: float, opacity: float, 
     model_id = model_bar.identity(ctx, model)
     with ctx.upload_folder() as folder, collect() as notes:
         order, first = [], {}  # each upload's path and digest; the first path of each digest
-        for path in gather_images(uploads, folder):
+        for path in gather_images(uploads, folder, uploaded_names(image) + uploaded_names(files)):
             digest = file_digest(path)
             if only is not None and digest not in only:  # not to be scored: nothing to say of it either
                 continue
@@ -384,7 +387,7 @@ def layout(ctx) -> Inspect:
             # a fixed height: a 20x3000 strip made the box 2700 px tall, pushing Inspect out of sight; a 1x1 image collapsed it
             image = ImageFile(type="filepath", image_mode=None, sources=["upload", "webcam", "clipboard"],
                               label="Image", elem_id="inspect-image", height=320)
-            files = gr.File(file_count="multiple", label="…or several images / a zip", elem_id="inspect-files")
+            files = NamedFiles(file_count="multiple", label="…or several images / a zip", elem_id="inspect-files")
             run = gr.Button("Inspect", variant="primary", elem_id="inspect-run")
             examples = None
             if EXAMPLES:

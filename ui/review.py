@@ -30,7 +30,8 @@ from rbd.visualize import fold, shown_size
 
 from . import model_bar
 from .inspection import INFERENCE_LIMIT, out_of_domain_note
-from .wiring import REJUDGE_MODE, as_markdown, endpoint, forget_picked, gpu, on, paths, stored_name, with_picked
+from .wiring import (REJUDGE_MODE, NamedFiles, as_markdown, endpoint, forget_picked, gpu, on, paths, stored_name, uploaded_names,
+                     with_picked)
 
 MASK_ALPHA = 120  # the editor paints the mask see-through, so the defect under it stays visible; any alpha counts as mask
 PAGE = 24  # thumbnails in the gallery at once
@@ -254,7 +255,7 @@ def score(ctx, files, folder, review_id: str, model: dict, picked: list | None =
     session = ctx.review(review_id, create=True)
     before = len(session.items)
     with ctx.upload_folder() as upload:
-        images = gather_images(loose + picked_files, upload, [None] * len(loose) + picked_names(picked_files, picked, stored_name))
+        images = gather_images(loose + picked_files, upload, uploaded_names(files) + picked_names(picked_files, picked, stored_name))
         session.add(detector, images, lambda done, total: progress((done, total), desc="scoring"),
                     model=model_bar.scored_by(model), upload=upload)
     added = session.items[before:]
@@ -495,7 +496,7 @@ def layout(ctx, review_id: gr.BrowserState) -> Review:
     # a held arrow key have moved on, while this one's value is the page's, drawn with the view it shows
     shown = gr.JSON(None, visible="hidden", elem_id="review-shown")
     with gr.Row():
-        files = gr.File(file_count="multiple", label="Images or zips to review", scale=2, elem_id="review-files")
+        files = NamedFiles(file_count="multiple", label="Images or zips to review", scale=2, elem_id="review-files")
         folder = gr.File(file_count="directory", label="…or a whole folder", scale=1, elem_id="review-folder",
                          elem_classes=["rbd-folder"])
         picked = gr.JSON(visible=False)  # the picked folders' paths, filled in by the page when Score is pressed

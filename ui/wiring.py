@@ -156,6 +156,29 @@ def paths(files) -> list[str]:
     return [str(f) for f in (files if isinstance(files, list) else [files])]
 
 
+class NamedFiles(gr.File):
+    """A box of files that hands each one over with the name it has on the user's disk (`uploaded_names`): Gradio
+    stores an upload under its name less `<>:"|?*!$`{}` and control characters, cut to 200 bytes, and a review's export
+    then named files the user does not have."""
+
+    is_template = True  # drawn by the browser as a gr.File
+
+    def preprocess(self, payload):
+        files = super().preprocess(payload)
+        given = payload.root if hasattr(payload, "root") else [payload] if payload is not None else []
+        for file, data in zip(files if isinstance(files, list) else [files] if files is not None else [], given):
+            file.orig_name = data.orig_name
+        return files
+
+
+def uploaded_names(files) -> list[str | None]:
+    """The name each of `paths(files)` has on the user's disk, where its box is a `NamedFiles` (else None): the page's,
+    untrusted (`rbd.uploads.gather_images` checks it as it checks a picked folder's paths)."""
+    if files is None:
+        return []
+    return [getattr(f, "orig_name", None) or None for f in (files if isinstance(files, list) else [files])]
+
+
 def with_picked(box: str) -> str:
     """An event's `js` that sets its last input to what the page recorded of the folders picked into the folder
     box `box` (its elem_id; the box has elem_classes ["rbd-folder"]): [path in the folder, size] per file, which
