@@ -231,7 +231,7 @@ def test_a_hand_edited_log_or_a_file_gone_is_said_clearly(session):
     with pytest.raises(InvalidInputError, match=f"{session.item(0).file_name}: its anomaly map is missing from the review's folder"):
         _reopened(session).anomaly_map(0)
     (session.folder / session.decision(1).mask).unlink()
-    with pytest.raises(InvalidInputError, match="a mask painted in this review, is missing from its folder"):
+    with pytest.raises(InvalidInputError, match="a mask painted in this review, is missing from the review.s folder"):
         _reopened(session)
 
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import re
 import shutil
@@ -42,7 +41,7 @@ import numpy as np
 from PIL import Image
 
 from ..anomaly_map import kept_map
-from ..calibration import Calibration
+from ..calibration import Calibration, checked_threshold
 from ..detector import defect_mask, is_out_of_domain, predict_files
 from ..detector import verdict as verdict_at
 from ..errors import InvalidInputError
@@ -350,16 +349,11 @@ class ReviewSession:
             try:
                 return self._read_map(item_id)
             except FileNotFoundError as err:
-                raise self._missing(item_id, "anomaly map") from err
+                raise _missing(f"{self.item(item_id).file_name}: its anomaly map") from err
 
     def _read_map(self, item_id: int) -> np.ndarray:
         path = self.folder / self._maps / f"{self.item(item_id).id}.npy"
         return np.load(path, allow_pickle=False).astype(np.float32)
-
-    def _missing(self, item_id: int, what: str) -> InvalidInputError:
-        """The error for a file of the review's own that is gone (changed outside rbd)."""
-        return InvalidInputError(f"{self.item(item_id).file_name}: its {what} is missing from the review's folder (changed "
-                                 "outside the app?): score the image again, into a new review")
 
     def prediction_mask(self, item_id: int, threshold: float) -> np.ndarray:
         """The model's defect mask at `threshold`, as `Prediction.mask`."""
@@ -375,8 +369,7 @@ class ReviewSession:
             with Image.open(self.folder / name) as image:
                 return np.asarray(image.convert("L")) > 0
         except FileNotFoundError as err:
-            raise InvalidInputError(f"{name}, a mask painted in this review, is missing from its folder (changed outside the "
-                                    "app?), and the review cannot be read without it: score the images into a new review") from err
+            raise _missing(f"{name}, a mask painted in this review,") from err
 
     def _painted_mask(self, name: str) -> bool:
         if name not in self._painted:
@@ -533,8 +526,9 @@ class ReviewSession:
                 continue
             try:
                 record = Decision(**json.loads(line))
+                record = replace(record, threshold=checked_threshold(record.threshold))
                 if (not isinstance(record.id, int) or record.id < 0 or record.decision not in DECISIONS or record.verdict not in ("defective", "good")
-                        or not _is_number(record.threshold) or not isinstance(record.timestamp, str)
+                        or not isinstance(record.timestamp, str)
                         or not (record.mask is None or _MASK_NAME.fullmatch(record.mask))
                         or (record.decision == "correct" and record.mask is None)):
                     raise InvalidInputError(f"unexpected values {record}")
@@ -549,8 +543,10 @@ class ReviewSession:
         return {record.id: record for _, record in kept}, len(kept)
 
 
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+def _missing(what: str) -> InvalidInputError:
+    """The error for a file of the review's own that is gone (changed outside rbd): the review cannot be read whole."""
+    return InvalidInputError(f"{what} is missing from the review's folder (changed outside the app?): score the images "
+                             "into a new review")
 
 
 _FOLDER_LOCKS: dict[tuple[Path, str], threading.RLock] = {}
