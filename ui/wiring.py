@@ -149,11 +149,13 @@ def endpoint(api: bool, name: str) -> dict:
     return {"api_name": name} if api else {"api_visibility": "private"}
 
 
+def _each(files) -> list:
+    """Gradio hands over one file, a list of files, or None."""
+    return [] if files is None else files if isinstance(files, list) else [files]
+
+
 def paths(files) -> list[str]:
-    """Gradio hands over one path, a list of paths, or None."""
-    if files is None:
-        return []
-    return [str(f) for f in (files if isinstance(files, list) else [files])]
+    return [str(f) for f in _each(files)]
 
 
 class NamedFiles(gr.File):
@@ -165,8 +167,7 @@ class NamedFiles(gr.File):
 
     def preprocess(self, payload):
         files = super().preprocess(payload)
-        given = payload.root if hasattr(payload, "root") else [payload] if payload is not None else []
-        for file, data in zip(files if isinstance(files, list) else [files] if files is not None else [], given):
+        for file, data in zip(_each(files), _each(payload.root if hasattr(payload, "root") else payload)):
             file.orig_name = data.orig_name
         return files
 
@@ -174,9 +175,7 @@ class NamedFiles(gr.File):
 def uploaded_names(files) -> list[str | None]:
     """The name each of `paths(files)` has on the user's disk, where its box is a `NamedFiles` (else None): the page's,
     untrusted (`rbd.uploads.gather_images` checks it as it checks a picked folder's paths)."""
-    if files is None:
-        return []
-    return [getattr(f, "orig_name", None) or None for f in (files if isinstance(files, list) else [files])]
+    return [getattr(f, "orig_name", None) or None for f in _each(files)]
 
 
 def with_picked(box: str) -> str:
