@@ -2060,7 +2060,7 @@ def test_inspects_mask_download_lies_on_the_file_as_scored_and_follows_the_thres
     exports = len(list(ctx.exports.iterdir()))
     again = inspection.redraw(ctx, held, 0, model, 30.0, 0.5)["mask_file"]
     assert again == shown["mask_file"] and len(list(ctx.exports.iterdir())) == exports
-    named = {Path(inspection.mask_file(ctx, {**held[0], "name": f"{folder}/000.png", "output": None}, p)).name
+    named = {Path(inspection.mask_file(ctx, {**held[0], "output": inspection._output_base(f"{folder}/000.png")}, p)).name
              for folder in ("good", "bad")}
     assert named == {"good_000_mask.png", "bad_000_mask.png"}
 
@@ -2082,7 +2082,7 @@ def test_inspects_overlay_downloads_named_after_its_file_not_as_image_jpeg(ctx, 
     _, bad = parts
     item = inspection.inspect_images(ctx, None, [str(bad[0])], model, 0.1, 0.5, None)["held"][0]
     for name, named in (("good/000.png", "good_000_overlay.jpg"), ("bad/000.png", "bad_000_overlay.jpg")):
-        shown = inspection.redraw(ctx, [{**item, "name": name, "output": None}], 0, model, 0.1, 0.5)
+        shown = inspection.redraw(ctx, [{**item, "name": name, "output": inspection._output_base(name)}], 0, model, 0.1, 0.5)
         assert Path(shown["heat"]).name == named
         picture = np.asarray(Image.open(shown["heat"])).astype(np.float32)
         assert picture.shape == shown["pair"][1].shape and np.abs(picture - shown["pair"][1]).mean() < 4  # JPEG's loss alone
@@ -2098,7 +2098,7 @@ def test_inspect_says_why_a_good_image_shows_warm_spots_and_gives_max_scores_to_
     calibration = ctx.detector(model).calibration
     anomaly_map = np.zeros((40, 40), np.float32)
     anomaly_map[5:7, 5:7] = np.float16(17.38)
-    item = {"name": "a.png", "image": np.zeros((40, 40, 3), np.uint8), "notice": "", "size": (40, 40)}
+    item = {"name": "a.png", "output": "a", "image": np.zeros((40, 40, 3), np.uint8), "notice": "", "size": (40, 40)}
     lines = lambda score: inspection._detail(ctx, item, Prediction(score, 0.0, 10.0, anomaly_map, 1.0), calibration, 0.5)  # noqa: E731
     good, defective = lines(1.0), lines(12.0)
     assert "GOOD" in good["summary"] and "Some pixels reach the threshold" in good["summary"]

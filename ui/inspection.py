@@ -194,7 +194,7 @@ def mask_file(ctx, item: dict, p: Prediction) -> str:
     the mask drawn here is at the size shown, under the regions' boxes. Named after the file and the folders it has
     in the upload (`good/000.png`: `good_000_mask.png`, apart from `bad/000.png`'s); written once for an image,
     model and threshold (a threshold moved back, an image picked again: the same file)."""
-    _, mask_name = picture_names(_output_name(item))
+    _, mask_name = picture_names(item["output"])
     size = item.get("size") or p.anomaly_map.shape
     path = ctx.export_folder(repr((item["digest"], item["model"], p.threshold, tuple(size), mask_name))) / mask_name
     if not path.exists():
@@ -209,7 +209,7 @@ def overlay_file(ctx, item: dict, picture: np.ndarray) -> str:
     with io.BytesIO() as encoded:
         Image.fromarray(picture).save(encoded, "JPEG")  # as Gradio encodes the picture it shows
         data = encoded.getvalue()
-    name = Path(picture_names(_output_name(item))[0]).with_suffix(".jpg").name
+    name = Path(picture_names(item["output"])[0]).with_suffix(".jpg").name
     path = ctx.export_folder(hashlib.sha1(data).hexdigest()) / name
     if not path.exists():
         with atomic_write(path) as f:
@@ -218,13 +218,10 @@ def overlay_file(ctx, item: dict, picture: np.ndarray) -> str:
 
 
 def _output_base(name: str) -> str:
-    """What a held image's downloads are named after: its name in the upload, folders joined by "_" (`good/000.png`:
-    `good_000`), cut to leave room for a suffix; numbered where another held image has that name (`inspect_images`)."""
+    """What a held image's downloads are named after (its "output", numbered where another held image has the same,
+    `inspect_images`): its name in the upload, folders joined by "_" (`good/000.png`: `good_000`), cut to leave room
+    for a suffix."""
     return fitting_name(PurePosixPath(name).with_suffix("").as_posix().replace("/", "_"))
-
-
-def _output_name(item: dict) -> str:
-    return item.get("output") or _output_base(item["name"])
 
 
 def _shown(held: list, picked) -> int:

@@ -222,7 +222,7 @@ def _decided_since(seen: dict | None, session, item, cursor) -> Decision | None:
         return None
     now = session.decision(item.id)
     changed = (now.timestamp if now else None) != seen["decided"]
-    return now if changed and (item.id, now.timestamp) != cursor.decided else None
+    return now if now is not None and changed and (item.id, now.timestamp) != cursor.decided else None
 
 
 def _shown_item(ctx, review_id: str, item_id, nothing: str):
