@@ -21,7 +21,12 @@ class ImageReadError(RBDError):
 
 
 class NoImagesError(RBDError):
-    """A folder or file list holds no usable image."""
+    """A folder or file list holds no usable image; `unreadable`: why each file tried was refused, so that a caller
+    trying several lists in turn can say it of all of them at once."""
+
+    def __init__(self, message: str, unreadable: list[str] = ()):
+        super().__init__(message)
+        self.unreadable = list(unreadable)
 
 
 class UploadError(RBDError):

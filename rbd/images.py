@@ -552,7 +552,7 @@ def report_files(total: int, usable: int, skipped: list[str], downscaled: list[s
     none was usable, else one notice for the `skipped` (unreadable) ones and one for the `downscaled`."""
     if not usable:
         detail = f": {'; '.join(skipped[:5])}" if skipped else ""
-        raise NoImagesError(f"no usable image among {total} file(s){detail}")
+        raise NoImagesError(f"no usable image among {total} file(s){detail}", skipped)
     if skipped:
         notify(f"skipped {len(skipped)} unreadable file(s): {'; '.join(skipped)}")
     if downscaled:

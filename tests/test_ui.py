@@ -1153,6 +1153,18 @@ def test_an_unreadable_file_leaves_its_place_to_the_next_image(ctx, model, parts
     assert any("a.png: not an image" in m for m in messages), messages
 
 
+def test_files_that_all_fail_to_read_are_counted_over_every_batch(ctx, model, tmp_path, monkeypatch):
+    """Past the cap each unreadable file's place went to the next batch, and the error counted the last batch only:
+    "no usable image among 1 file(s)" for 3 unreadable files."""
+    from ui import inspection
+
+    monkeypatch.setattr(inspection, "MAX_IMAGES", 2)
+    for name in ("a.png", "b.png", "c.png"):
+        (tmp_path / name).write_bytes(f"{name} is not an image".encode())  # bytes of its own: not taken once
+    with pytest.raises(rbd.NoImagesError, match=r"no usable image among 3 file\(s\): .*a\.png.*b\.png.*c\.png"):
+        inspection.inspect_images(ctx, None, [str(tmp_path / n) for n in ("a.png", "b.png", "c.png")], model, 0.1, 0.5, None)
+
+
 def test_images_of_one_name_get_downloads_of_their_own(ctx, model, parts, tmp_path):
     """a.jpg and a.png (or lot/good/000.jpg in a zip and a loose lot_good_000.jpg) both downloaded as a_mask.png: a good
     image's mask could pass for a defective one's. Numbered as `rbd predict` numbers its files: never onto another

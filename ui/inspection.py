@@ -22,7 +22,7 @@ import rbd
 from rbd.anomaly_map import kept_map
 from rbd.detector import Prediction
 from rbd.files import atomic_write, file_digest
-from rbd.images import file_shape, to_uint8
+from rbd.images import file_shape, report_files, to_uint8
 from rbd.notices import collect, notify, some
 from rbd.outputs import fitting_name, mask_png, output_names, picture_names
 from rbd.uploads import gather_images, is_renumbered
@@ -106,20 +106,18 @@ def inspect_images(ctx, image, files, model: dict, rate: float, opacity: float, 
         if only is not None and not order:
             return {**cleared(), "summary": UPLOADS_GONE}
         # up to MAX_IMAGES that score, by name: a file that turns out unreadable leaves its place to the next one
-        kept, scored, waiting, unscored = [], {}, list(order), None
+        kept, scored, waiting, unreadable = [], {}, list(order), []
         while waiting and len(kept) < MAX_IMAGES:
             batch, waiting = waiting[: MAX_IMAGES - len(kept)], waiting[MAX_IMAGES - len(kept) :]
             fresh = [path for path, digest in batch if (digest, model_id) not in known]
             try:
                 scored.update({path: (image, p, file_shape(path)) for path, image, p in rbd.predict_files(detector, fresh)}
                               if fresh else {})
-            except rbd.NoImagesError as err:
-                unscored = err
+            except rbd.NoImagesError as err:  # none of this batch read (a batch with some that read says its own)
+                unreadable += err.unreadable
             kept += [(path, digest) for path, digest in batch if (digest, model_id) in known or path in scored]
-        if not kept and unscored is not None:
-            raise unscored
-        if unscored is not None:  # beside images that did score, which are shown
-            notify(f"new file(s) not scored: {unscored}")
+        if unreadable:  # said once for every batch that read none: an error where no image at all is kept
+            report_files(len(kept) + len(unreadable), len(kept), unreadable, [])
         if waiting:
             left_out = [path.relative_to(folder).as_posix() for path, _ in waiting]
             notify(f"Inspect holds {MAX_IMAGES} images at a time: kept the first {len(kept)} of {len(order)} by name; "
