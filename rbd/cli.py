@@ -24,6 +24,7 @@ from pathlib import Path, PurePosixPath
 from typing import Callable
 from urllib.parse import unquote, urlparse
 
+from PIL import Image
 from tqdm import tqdm
 
 from . import __version__, distributed
@@ -486,6 +487,9 @@ def _run(args: argparse.Namespace) -> int:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("always")
+            # past Pillow's pixel guard rbd reads an image downscaled and says so (`read_image_for_scoring`): Pillow's
+            # own warning came again for each time the file was opened, and told of an attack
+            warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
             # tqdm.write keeps a warning from tearing a progress bar line
             warnings.showwarning = lambda message, *_, **__: tqdm.write(f"warning: {message}", file=sys.stderr)
             args.run(args)
