@@ -235,3 +235,14 @@ def kept_map(amap: np.ndarray) -> np.ndarray:
         return amap.astype(np.float32)
     low = amap.astype(np.float16)
     return np.where(low < amap, np.nextafter(low, np.float16(np.inf)), low)
+
+
+def judged_map(kept: np.ndarray, peak: float | None, threshold: float) -> np.ndarray:
+    """A kept map (`kept_map`) as float32, to cut a mask from at `threshold`. Rounded up, a map whose own peak (`peak`,
+    the unrounded map's maximum) stays below the threshold could reach it at a few pixels, and they made the mask of a
+    defective verdict where `Prediction.mask` marks the map's hottest 1 %: here no pixel reaches it. `peak` None (not
+    recorded): the map as kept."""
+    amap = np.asarray(kept, dtype=np.float32)
+    if peak is not None and peak < threshold:
+        amap = np.minimum(amap, np.nextafter(np.float32(threshold), np.float32(-np.inf)))
+    return amap

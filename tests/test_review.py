@@ -18,7 +18,7 @@ from PIL import Image, PngImagePlugin
 from rbd import metrics
 from rbd.calibration import calibrate
 from rbd.coco import decode_rle
-from rbd.detector import Prediction, verdict
+from rbd.detector import Prediction, defect_mask, verdict
 from rbd.errors import InvalidInputError, NoImagesError
 from rbd.images import read_image, to_rgb_array
 from rbd import review
@@ -321,6 +321,34 @@ def test_sessions_written_before_familiarity_was_recorded_still_open(tmp_path, p
     assert old.domain_unchecked.all() and not session.domain_unchecked.any()
     old.rescore(Familiar(), ScoredBy("familiar", "familiar"))  # a re-score measures it
     assert not old.domain_unchecked.any()
+
+
+class PeakBelow(BrightnessDetector):
+    """A defective verdict from a score above a map whose own peak stays just below the threshold (the memory's part
+    of a score can do that): `PEAK_THRESHOLD` lies above the map's peak and below its float16 rounding up."""
+
+    def predict_batch(self, images, batch_size=8):
+        amap = np.linspace(0, 9.9041, 64 * 80, dtype=np.float32).reshape(64, 80)
+        return [Prediction(10.29, 1.0, PEAK_THRESHOLD, amap) for _ in images]
+
+
+PEAK_THRESHOLD = float(np.nextafter(np.float32(9.9041), np.float32(np.inf)))
+
+
+def test_a_defective_verdict_whose_map_stays_below_the_threshold_masks_the_hottest_pixels(tmp_path, parts):
+    """The kept map is rounded up to float16: a few rounded pixels reached the threshold, and the review's mask (shown,
+    edited, exported) was those 5 pixels where `rbd predict`'s is the map's hottest 1 %."""
+    session = ReviewSession.create(tmp_path / "sessions", "peak", PeakBelow(), parts[:1])
+    amap = PeakBelow().predict_batch([None])[0].anomaly_map
+    expected = defect_mask(amap, 10.29, PEAK_THRESHOLD)
+    assert (session.anomaly_map(0) >= PEAK_THRESHOLD).sum() < expected.sum() / 10  # what the mask was
+    for s in (session, _reopened(session)):
+        np.testing.assert_array_equal(s.prediction_mask(0, PEAK_THRESHOLD), expected)
+    path = session.folder / "items.json"  # a review written before the peak was recorded opens, its map as kept
+    data = json.loads(path.read_text())
+    del data["items"][0]["peak"]
+    path.write_text(json.dumps({**data, "format_version": 5}))
+    assert _reopened(session).item(0).peak is None
 
 
 def test_ties_keep_upload_order(tmp_path):

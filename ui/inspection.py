@@ -19,7 +19,7 @@ import pandas as pd
 from PIL import Image
 
 import rbd
-from rbd.anomaly_map import kept_map
+from rbd.anomaly_map import judged_map, kept_map
 from rbd.detector import Prediction
 from rbd.files import atomic_write, file_digest
 from rbd.images import file_shape, report_files, to_uint8
@@ -228,12 +228,8 @@ def _shown(held: list, picked) -> int:
 
 
 def _judged(calibration, item: dict, threshold: float) -> Prediction:
-    """The held image judged at `threshold`. The held map is rounded up (`kept_map`): where the map's own peak stays
-    below the threshold, no pixel of it may reach it, or a few rounded-up pixels made the mask of a defective verdict,
-    where `rbd predict`'s is the map's hottest 1 %."""
-    amap = item["map"].astype(np.float32)
-    if item.get("peak", np.inf) < threshold:
-        amap = np.minimum(amap, np.nextafter(np.float32(threshold), np.float32(-np.inf)))
+    """The held image judged at `threshold`, its mask as `rbd predict`'s (`judged_map`)."""
+    amap = judged_map(item["map"], item["peak"], threshold)
     return Prediction(item["score"], calibration.normalize(item["score"], threshold), threshold, amap, item.get("familiarity"))
 
 

@@ -40,7 +40,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 from PIL import Image
 
-from ..anomaly_map import kept_map
+from ..anomaly_map import judged_map, kept_map
 from ..calibration import Calibration, checked_threshold
 from ..detector import defect_mask, is_out_of_domain, predict_files
 from ..detector import verdict as verdict_at
@@ -56,9 +56,9 @@ SESSION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 DECISIONS = ("accept", "reject", "correct")
 ITEMS_FILE = "items.json"
 DECISIONS_FILE = "decisions.jsonl"
-FORMAT_VERSION = 5  # 2: the calibration is stored next to the items; 3: and the model's name and key; 4: and its maps'
-# folder; 5: and each image's familiarity
-READABLE_VERSIONS = (2, 3, 4, 5)
+FORMAT_VERSION = 6  # 2: the calibration is stored next to the items; 3: and the model's name and key; 4: and its maps'
+# folder; 5: and each image's familiarity; 6: and its map's peak
+READABLE_VERSIONS = (2, 3, 4, 5, 6)
 MAPS = "maps"  # the first model's maps' folder; a re-score's are MAPS-<n>
 THUMB_SIDE = 256  # the gallery shows these, stored at scoring time, and never decodes a full image
 SAVE_EVERY_S = 5.0  # while scoring, items.json is rewritten at most this often (and at the end)
@@ -83,6 +83,7 @@ class Item:
     height: int
     width: int
     familiarity: float | None = None  # as `Prediction.familiarity`; None for a model without memory, or before format 5
+    peak: float | None = None  # the anomaly map's maximum before it was kept rounded up (`judged_map`); None before format 6
 
     @property
     def out_of_domain(self) -> bool:
@@ -273,7 +274,7 @@ class ReviewSession:
                     item = by_path.pop(path)
                     self._write_map(new_maps, item.id, prediction.anomaly_map)  # a folder no one reads yet
                     items[item.id] = replace(item, score=float(prediction.score), normalized_score=float(prediction.normalized_score),
-                                             verdict=prediction.verdict, familiarity=_familiarity(prediction))
+                                             verdict=prediction.verdict, familiarity=_familiarity(prediction), peak=_peak(prediction))
                 if by_path:
                     names = some([item.file_name for item in by_path.values()])
                     raise InvalidInputError(f"{len(by_path)} of this review's images can no longer be read ({names}), so nothing "
@@ -357,7 +358,8 @@ class ReviewSession:
 
     def prediction_mask(self, item_id: int, threshold: float) -> np.ndarray:
         """The model's defect mask at `threshold`, as `Prediction.mask`."""
-        return defect_mask(self.anomaly_map(item_id), self.item(item_id).score, threshold)
+        item = self.item(item_id)
+        return defect_mask(judged_map(self.anomaly_map(item_id), item.peak, threshold), item.score, threshold)
 
     def thumbnail_path(self, item_id: int) -> Path:
         """The item's thumbnail (long side at most THUMB_SIDE), a PNG written at scoring time."""
@@ -426,7 +428,8 @@ class ReviewSession:
             Image.fromarray(to_uint8(subsample(image, THUMB_SIDE))).save(f, format="PNG")
         height, width = prediction.anomaly_map.shape
         item = Item(item_id, file_name, copy, float(prediction.score),
-                    float(prediction.normalized_score), prediction.verdict, int(height), int(width), _familiarity(prediction))
+                    float(prediction.normalized_score), prediction.verdict, int(height), int(width), _familiarity(prediction),
+                    _peak(prediction))
         self._items.append(item)
         self._scores = np.append(self._scores, item.score)
         self._out_of_domain = np.append(self._out_of_domain, item.out_of_domain)
@@ -601,4 +604,8 @@ def _upload_name(path: Path, upload: str | Path | None) -> PurePosixPath:
 
 def _familiarity(prediction) -> float | None:
     return None if prediction.familiarity is None else float(prediction.familiarity)
+
+
+def _peak(prediction) -> float:
+    return float(prediction.anomaly_map.max())
 
