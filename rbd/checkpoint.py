@@ -273,7 +273,7 @@ def _locate(path_or_repo_id: str | Path, revision: str | None) -> tuple[str, Pat
         return "folder", path
     if local:
         return path.suffix.lower().lstrip("."), path
-    if path.suffix.lower() in (".onnx", ".zip"):
+    if path.suffix.lower() in (".onnx", ".zip") and not is_repo_id(str(path_or_repo_id)):  # the Hub allows me/parts.onnx
         raise CheckpointError(f"{path_or_repo_id}: no such {path.suffix} file")
     retired = _retired_copy(path)
     if retired is not None:  # `save` was killed between its two renames (the finally that renames it back never ran)

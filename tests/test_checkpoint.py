@@ -448,6 +448,13 @@ def test_a_gated_repo_says_to_ask_for_access(monkeypatch):
         rbd.load("acme/parts")
 
 
+@pytest.mark.parametrize("name", ["parts.onnx", "parts.zip"])
+def test_a_hub_repo_named_like_a_file_loads(hub_cache, checkpoint, name):
+    """The Hub's names allow acme/parts.onnx: rbd.load and the command line said "no such .onnx file", the app loaded it."""
+    _cached_repo(hub_cache, f"acme/{name}", checkpoint.iterdir())
+    assert rbd.load(f"acme/{name}").threshold == rbd.load(checkpoint).threshold
+
+
 def test_hub_miss_offline_is_a_clear_error(hub_cache):
     """Also for a mistyped folder (`checkpoints/botle`), which reads as a repo id: the error says there is no such folder."""
     with pytest.raises(rbd.HubError, match="cannot be reached.*; nor is there a local folder or .onnx file acme/never-downloaded"):

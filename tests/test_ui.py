@@ -922,6 +922,18 @@ def test_a_models_zip_loads_as_this_browsers_own_model_active_at_once(ctx, model
     assert re.fullmatch(r"bolts-line-\d{8}-\d{6}-[0-9a-f]{4}", Path(fine_tune.upload_model(ctx, str(again), "browser-1")["model"]["key"]).name)
 
 
+def test_a_models_zip_is_served_on_the_apps_device(ctx, model, tmp_path, monkeypatch):
+    """It was read onto the CPU, and that copy was what the catalog kept and served on a GPU server."""
+    from ui import fine_tune
+
+    archive = Path(fine_tune.download(ctx, model, 1.0)["model_file"])
+    devices, load = [], rbd.load
+    monkeypatch.setattr(rbd, "load", lambda *args, **kwargs: devices.append(kwargs.get("device")) or load(*args, **kwargs))
+    monkeypatch.setattr(ctx.catalog, "device", torch.device("cpu", 0))  # (a device of its own, as a GPU's would be)
+    fine_tune.upload_model(ctx, str(archive), "browser-1")
+    assert devices[0] == ctx.catalog.device, devices
+
+
 def test_exports_a_day_old_go_with_the_hourly_sweep_not_with_each_export(ctx):
     """Every export swept the whole export folder, and Inspect makes one on every threshold move."""
     old, fresh = ctx.export_folder(), ctx.export_folder("a mask's key")

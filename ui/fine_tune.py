@@ -394,7 +394,7 @@ def upload_model(ctx, file, browser: str, request: gr.Request = None) -> dict:
                                   "(Download the active model makes one)")
     owner = _owner(browser, request)
     ctx.catalog.owner_folder(owner)  # a wrong id (an API client's) is refused before the model is read
-    key = ctx.catalog.add_trained(rbd.load(path), owner, Path(path).stem)
+    key = ctx.catalog.add_trained(rbd.load(path, device=ctx.catalog.device), owner, Path(path).stem)  # served as it is
     return {"status": f"Loaded **{model_name(key)}** from {Path(path).name}. It is now the active model, yours only until you "
                       "share it or push it to the Hub.",
             "choice": gr.update(choices=ctx.catalog.entries(owner), value=key), **model_bar.load_model(ctx, key, "", "", owner)}
