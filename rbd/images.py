@@ -127,6 +127,7 @@ def _decoded(path: str | Path, max_side: int | None, size: tuple[int, int] | Non
                 image.draft("RGB", _draft_size(image, max_side, size))  # no-op for other formats
             image = _upright(image)
             image.load()
+            image = _without_alpha(image)  # before it is shrunk
             sixteen = image.mode.startswith("I;16")
             if sixteen:
                 image = image.convert("I")  # PIL cannot resize 16-bit images in place
@@ -175,7 +176,7 @@ def _draft_size(image: Image.Image, max_side: int | None, size: tuple[int, int] 
     if size is None:
         return max_side, max_side  # as before `size` existed: the scoring path decodes what it always did
     height, width = size
-    return (height, width) if image.getexif().get(0x0112, 1) in (5, 6, 7, 8) else (width, height)
+    return (height, width) if _orientation(image) in (5, 6, 7, 8) else (width, height)
 
 
 def _is_turned_tiff(image: Image.Image) -> bool:
@@ -207,7 +208,7 @@ def _read_deep_colour(path: str | Path, header: Image.Image, max_side: int | Non
     `size`) shrunk like Pillow's images."""
     if header.format != "PNG":
         return _read_tiff(path, max_side, size)
-    return _upright_and_shrunk(imagecodecs.png_decode(Path(path).read_bytes()), header.getexif().get(0x0112, 1), max_side, size)
+    return _upright_and_shrunk(imagecodecs.png_decode(Path(path).read_bytes()), _orientation(header), max_side, size)
 
 
 def _is_tiff(path: str | Path) -> bool:
@@ -285,7 +286,7 @@ def upright_size(path: str | Path) -> tuple[int, int]:
                 (height, width), turn = (page.imagelength, page.imagewidth), int(orientation.value) if orientation else 1
         else:
             with Image.open(path) as header:
-                (width, height), turn = header.size, header.getexif().get(0x0112, 1)
+                (width, height), turn = header.size, _orientation(header)
     except (FileNotFoundError, IsADirectoryError) as err:
         raise _not_a_file(path, err) from err
     except Image.DecompressionBombError as err:  # past Pillow's guard even for its header: as `read_image` says
@@ -408,7 +409,7 @@ def alpha_channel(path: str | Path) -> tuple[np.ndarray, bool] | None:
                 return None
             if keyed and _is_16_bit_png(image):  # Pillow matches the 16-bit colour against the 8 bits it keeps of each pixel
                 alpha = (imagecodecs.png_decode(Path(path).read_bytes())[..., -1] >> 8).astype(np.uint8)  # tRNS made alpha
-                turn = _TURNS.get(image.getexif().get(0x0112, 1))
+                turn = _TURNS.get(_orientation(image))
                 return (turn(alpha) if turn else alpha), keyed
             return np.asarray(_palette_alpha(_upright(image)).convert("RGBA").getchannel("A")), keyed
     except (OSError, ValueError, SyntaxError, IndexError, UnidentifiedImageError, Image.DecompressionBombError):
@@ -422,7 +423,16 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
 
 def _upright(image: Image.Image) -> Image.Image:
     """The image turned as its EXIF orientation says (exif_transpose copies even when upright)."""
-    return ImageOps.exif_transpose(image) if image.getexif().get(0x0112, 1) != 1 else image
+    return ImageOps.exif_transpose(image) if _orientation(image) != 1 else image
+
+
+def _orientation(image: Image.Image) -> int:
+    """The image's EXIF orientation; 1 (as taken) where its EXIF block is damaged. Pillow reads such a block in a
+    JPEG as it opens, but refuses it in a converted or resized copy (SyntaxError), which failed the image."""
+    try:
+        return image.getexif().get(0x0112, 1)
+    except (SyntaxError, ValueError, OSError):
+        return 1
 
 
 def _palette_alpha(image: Image.Image) -> Image.Image:
@@ -436,20 +446,28 @@ def _palette_alpha(image: Image.Image) -> Image.Image:
 
 
 def _pil_to_array(image: Image.Image) -> np.ndarray:
-    if _is_turned_tiff(image) and getattr(image, "filename", "") and image.tell() == 0:  # Pillow would scramble its pixels:
-        return read_image(image.filename)                                                 # the file's, as its path gives
+    if (_is_turned_tiff(image) or _is_deep_colour(image)) and getattr(image, "filename", "") and image.tell() == 0:
+        return read_image(image.filename)  # the file's, as its path gives: Pillow would scramble the pixels or cut them to 8 bits
     if image.mode.startswith(("I", "F")):
         return _deep_grey(image)
-    image = _palette_alpha(_upright(image))  # images opened by the caller
-    if image.mode in ("LA", "La", "L", "1"):
-        return to_rgb_array(np.asarray(image.getchannel(0) if image.mode != "1" else image.convert("L")))  # Pillow cannot convert La to L
-    return to_rgb_array(np.asarray(image.convert("RGB")))  # RGBA drops alpha, P/CMYK/YCbCr convert
+    image = _without_alpha(_upright(image))  # images opened by the caller
+    return to_rgb_array(np.asarray(image.convert("L" if image.mode in ("L", "1") else "RGB")))  # P/CMYK/YCbCr convert
+
+
+def _without_alpha(image: Image.Image) -> Image.Image:
+    """`image` as rbd scores it: its alpha dropped, the colour under transparent pixels kept. Shrunk with its alpha,
+    Pillow premultiplies: a cut-out part's background turned black in a downscaled copy (a photo past MAX_SIDE, the
+    review's picture), where the file at its own size was scored in that background's colour."""
+    image = _palette_alpha(image)
+    if image.mode in ("LA", "La"):
+        return image.getchannel(0)  # Pillow cannot convert La to L
+    return image.convert("RGB") if image.mode in ("RGBA", "RGBa", "PA") else image
 
 
 def _deep_grey(image: Image.Image, max_side: int | None = None, size: tuple[int, int] | None = None) -> np.ndarray:
     """A 16- or 32-bit grey PIL image ("I;16", "I", "F") at full depth, upright and shrunk as float planes (Pillow cannot
     shrink 16-bit ones), its samples read by its file's bit depth, which an upright or shrunk copy no longer has."""
-    return _upright_and_shrunk(_samples(np.asarray(image), _sample_bits(image)), image.getexif().get(0x0112, 1), max_side, size)
+    return _upright_and_shrunk(_samples(np.asarray(image), _sample_bits(image)), _orientation(image), max_side, size)
 
 
 def _sample_bits(image: Image.Image) -> int:

@@ -55,6 +55,30 @@ def test_rgba_drops_alpha_without_compositing(tmp_path):
     np.testing.assert_allclose(array, rgba[..., :3] / 255.0, atol=1e-6)
 
 
+@pytest.mark.parametrize("mode", ["RGBA", "LA"])
+def test_transparent_pixels_keep_their_colour_when_the_image_is_shrunk(tmp_path, mode):
+    """Shrunk with its alpha, Pillow premultiplies it: a cut-out part's background came out black on a photo past
+    MAX_SIDE and in the review's picture, where the file at its own size was scored in its own colour."""
+    rgba = np.full((40, 60, 4), 255, np.uint8)
+    rgba[:20, :, 3] = 0  # the top half transparent, white kept under it
+    path = save(Image.fromarray(rgba, mode="RGBA").convert(mode), tmp_path / f"{mode}.png")
+    for array in (read_image(path), read_image(path, size=(20, 30)), read_image(path, max_side=30)):
+        np.testing.assert_allclose(array, 1.0, atol=1e-6)
+
+
+def test_a_damaged_exif_block_only_loses_the_turn(tmp_path):
+    """Pillow reads such a block as a JPEG opens, but refuses it in a converted or resized copy: a caller's resized
+    image, and the file shown at another size (the review's mask editor), failed."""
+    pixels = RNG.integers(0, 256, (24, 40, 3), dtype=np.uint8)
+    path = save(Image.fromarray(pixels), tmp_path / "damaged.jpg", exif=b"Exif\x00\x00garbage-garbage", quality=95)
+    whole = read_image(path)
+    assert_rgb(whole, 24, 40)
+    assert_rgb(read_image(path, size=(12, 20)), 12, 20)
+    with Image.open(path) as image:
+        np.testing.assert_allclose(to_rgb_array(image.convert("RGB")), whole)
+        assert_rgb(to_rgb_array(image.resize((20, 12))), 12, 20)
+
+
 def test_palette_image_is_expanded_to_its_colours(tmp_path):
     palette_image = Image.new("P", (6, 4))
     palette = [0, 0, 0, 255, 0, 0, 0, 128, 255] + [0] * (256 * 3 - 9)
@@ -117,6 +141,13 @@ def test_16bit_colour_is_read_at_full_depth(tmp_path, write):
     assert_rgb(array, 2, 2)
     np.testing.assert_allclose(array, DEEP / 65535.0, atol=1e-7)
     assert len(np.unique(array[0, 0])) == 3  # 0x1200, 0x1280, 0x12FF: one value at 8 bits
+
+
+def test_an_opened_16bit_colour_file_is_read_at_full_depth_too(tmp_path):
+    """Pillow opens it 8 bits a channel: a caller's PIL image scored 10 levels of 12-bit camera data where its path gave 150."""
+    for path in (_deep_png(DEEP, tmp_path / "deep.png"), _tiff(DEEP, tmp_path / "deep.tif", photometric="rgb")):
+        with Image.open(path) as image:
+            np.testing.assert_array_equal(to_rgb_array(image), read_image(path))
 
 
 def _png(array, path):
