@@ -24,7 +24,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .errors import ImageReadError, InvalidInputError, NoImagesError
 from .notices import notify, some
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".jfif", ".bmp", ".gif", ".tif", ".tiff", ".webp",
+                    ".pgm", ".ppm", ".pbm", ".pnm")  # the last: Netpbm, as machine-vision cameras and their tools write
+UNSHOWN_EXTENSIONS = (".tif", ".tiff", ".pgm", ".ppm", ".pbm", ".pnm")  # the ones a browser does not draw
 MAX_SIDE = 4096  # the app and CLI score larger images on a downscaled copy (the model sees <= 1024 px)
 
 ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray]

@@ -647,6 +647,17 @@ def test_find_images_recursive_and_filtered(tmp_path):
     assert found == sorted(found)
 
 
+def test_netpbm_and_jfif_files_are_found_and_read(tmp_path):
+    """A machine-vision camera's .pgm and a browser's .jfif were read when named, and left out of a folder and an upload."""
+    grey = RNG.integers(0, 256, (6, 7), dtype=np.uint8)
+    save(Image.fromarray(grey), tmp_path / "camera.pgm")
+    save(Image.fromarray(np.dstack([grey] * 3)), tmp_path / "camera.ppm")
+    save(Image.fromarray(np.dstack([grey] * 3)), tmp_path / "photo.jfif", format="JPEG", quality=95)
+    assert [p.name for p in find_images(tmp_path)] == ["camera.pgm", "camera.ppm", "photo.jfif"]
+    np.testing.assert_allclose(read_image(tmp_path / "camera.pgm")[..., 0], grey / 255.0, atol=1e-6)
+    np.testing.assert_allclose(read_image(tmp_path / "camera.ppm"), read_image(tmp_path / "camera.pgm"))
+
+
 def test_find_images_searches_linked_folders_once_each(tmp_path):
     """A lot linked in from a share is searched (rglob skipped it without a word), and a link loop ends."""
     (tmp_path / "share").mkdir()

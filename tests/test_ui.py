@@ -2094,10 +2094,10 @@ def test_a_tiff_in_the_image_box_is_said_to_be_scored_though_the_browser_shows_n
     from ui import inspection
 
     with collect() as notes:
-        for name in ("scan 16.TIFF", "part.png", None):
+        for name in ("scan 16.TIFF", "part.png", None, "camera.pgm"):
             assert inspection.unseen_preview(ctx, name) == {}
-    assert notes == ["scan 16.TIFF: browsers do not show TIFF pictures, so the box shows none; Inspect scores the file as it is "
-                     "and draws it with its results"]
+    assert notes == [f"{name}: browsers do not show {kind} pictures, so the box shows none; Inspect scores the file as it is "
+                     "and draws it with its results" for name, kind in (("scan 16.TIFF", "TIFF"), ("camera.pgm", "PGM"))]
 
 
 def test_inspects_overlay_downloads_named_after_its_file_not_as_image_jpeg(ctx, model, parts):

@@ -22,7 +22,7 @@ import rbd
 from rbd.anomaly_map import judged_map, kept_map
 from rbd.detector import Prediction
 from rbd.files import atomic_write, file_digest
-from rbd.images import file_shape, report_files, to_uint8
+from rbd.images import UNSHOWN_EXTENSIONS, file_shape, report_files, to_uint8
 from rbd.notices import collect, notify, some
 from rbd.outputs import fitting_name, mask_png, output_names, picture_names
 from rbd.uploads import gather_images, is_renumbered
@@ -452,11 +452,12 @@ def wire(ctx, area: Inspect, bar: model_bar.ModelBar, rejudge) -> None:
 
 
 def unseen_preview(ctx, image) -> dict:
-    """A TIFF put in the image box: browsers draw none (the box showed a broken-picture sign), so it is said to be
-    scored as it is, and drawn with its results."""
+    """A TIFF or a Netpbm file put in the image box: browsers draw none (the box showed a broken-picture sign), so it is
+    said to be scored as it is, and drawn with its results."""
     name = Path(paths(image)[0]).name if paths(image) else ""
-    if name.lower().endswith((".tif", ".tiff")):
-        notify(f"{name}: browsers do not show TIFF pictures, so the box shows none; Inspect scores the file as it is and "
+    if name.lower().endswith(UNSHOWN_EXTENSIONS):
+        kind = "TIFF" if name.lower().endswith((".tif", ".tiff")) else Path(name).suffix.lstrip(".").upper()
+        notify(f"{name}: browsers do not show {kind} pictures, so the box shows none; Inspect scores the file as it is and "
                "draws it with its results")
     return {}
 
