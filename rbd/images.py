@@ -9,6 +9,7 @@ name; folder readers skip them with a warning as long as something usable is lef
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import stat
@@ -27,6 +28,9 @@ from .notices import notify, some
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".jfif", ".bmp", ".gif", ".tif", ".tiff", ".webp",
                     ".pgm", ".ppm", ".pbm", ".pnm")  # the last: Netpbm, as machine-vision cameras and their tools write
 UNSHOWN_EXTENSIONS = (".tif", ".tiff", ".pgm", ".ppm", ".pbm", ".pnm")  # the ones a browser does not draw
+# tifffile logs a tag it cannot parse (an orientation of 9) as a warning, once per read: a line on the command line's
+# terminal for every such file, which rbd reads as the tag were absent
+logging.getLogger("tifffile").setLevel(logging.ERROR)
 MAX_SIDE = 4096  # the app and CLI score larger images on a downscaled copy (the model sees <= 1024 px)
 
 ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray]
@@ -121,7 +125,7 @@ def _decoded(path: str | Path, max_side: int | None, size: tuple[int, int] | Non
         raise ImageReadError(f"{path}: not a regular file (a pipe or a device), which reading could wait on for ever")
     try:
         with Image.open(path) as image:
-            if _is_deep_colour(image) or _is_turned_tiff(image):
+            if _misread_by_pillow(image):
                 return _read_deep_colour(path, image, max_side, size)
             if image.mode in ("I", "F"):  # 32-bit samples, read by their values (`_samples`)
                 return _deep_grey(image, max_side, size)
@@ -181,6 +185,17 @@ def _draft_size(image: Image.Image, max_side: int | None, size: tuple[int, int] 
     return (height, width) if _orientation(image) in (5, 6, 7, 8) else (width, height)
 
 
+def _misread_by_pillow(image: Image.Image) -> bool:
+    """Whether Pillow would give other pixels than the file's picture: its file is read otherwise (`_read_deep_colour`)."""
+    return _is_deep_colour(image) or _is_turned_tiff(image) or _is_deep_min_is_white(image)
+
+
+def _is_deep_min_is_white(image: Image.Image) -> bool:
+    """A 16- or 32-bit grey TIFF whose 0 is white (X-ray detectors write them): Pillow inverts only 1- and 8-bit ones,
+    and its picture of such a file came out a negative."""
+    return image.format == "TIFF" and image.mode.startswith(("I", "F")) and image.tag_v2.get(262) == 0  # PhotometricInterpretation
+
+
 def _is_turned_tiff(image: Image.Image) -> bool:
     """A TIFF whose orientation tag turns it: Pillow 12 reports such a file's size turned already yet its EXIF
     orientation unchanged, and decodes grey ones into scrambled pixels, so tifffile reads and turns them."""
@@ -230,11 +245,30 @@ def _read_tiff(path: str | Path, max_side: int | None, size: tuple[int, int] | N
             raise _too_large(path, f"{pixels} pixels, over the limit of {2 * limit}")
         if page.samplesperpixel > 4:  # up to 65535 planes a pixel: gigabytes from a small image
             raise ImageReadError(f"{path}: {page.samplesperpixel} samples a pixel; an image has 1 to 4 (grey, RGB, RGBA)")
-        array = _samples(page.asarray(), page.bitspersample)
+        array = page.asarray()
         if page.axes.startswith("S"):  # planar: one plane per channel
             array = np.moveaxis(array, 0, -1)
+        array = _as_shown(array, page)
         orientation = page.tags.get(0x0112)  # the TIFF tag Pillow reads as EXIF orientation
     return _upright_and_shrunk(array, int(orientation.value) if orientation else 1, max_side, size)
+
+
+def _as_shown(array: np.ndarray, page: tifffile.TiffPage) -> np.ndarray:
+    """A TIFF page's stored samples as the picture they encode (`_samples`), which tifffile leaves to its caller: 0 as
+    white inverted, a palette's indices as its colours, CMYK inks as RGB. Pillow does so for the files it reads."""
+    photometric = page.photometric
+    if photometric == tifffile.PHOTOMETRIC.PALETTE and page.colormap is not None:
+        return np.moveaxis(page.colormap[:, array], 0, -1)  # 16 bits a channel
+    if photometric == tifffile.PHOTOMETRIC.SEPARATED and array.ndim == 3 and array.shape[-1] >= 4:
+        ink = array[..., :4] / ((1 << page.bitspersample) - 1) if array.dtype.kind in "iu" else array[..., :4]
+        return ((1 - ink[..., :3]) * (1 - ink[..., 3:])).astype(np.float32)
+    if photometric != tifffile.PHOTOMETRIC.MINISWHITE:
+        return _samples(array, page.bitspersample)
+    if array.dtype == bool:
+        return ~array
+    if array.dtype.kind in "iu":
+        return _samples(((1 << page.bitspersample) - 1 - array.astype(np.int64)).astype(array.dtype), page.bitspersample)
+    return 1 - _samples(array, page.bitspersample)
 
 
 def _too_large(path: str | Path, detail: str) -> ImageReadError:
@@ -448,7 +482,7 @@ def _palette_alpha(image: Image.Image) -> Image.Image:
 
 
 def _pil_to_array(image: Image.Image) -> np.ndarray:
-    if (_is_turned_tiff(image) or _is_deep_colour(image)) and getattr(image, "filename", "") and image.tell() == 0:
+    if _misread_by_pillow(image) and getattr(image, "filename", "") and image.tell() == 0:
         return read_image(image.filename)  # the file's, as its path gives: Pillow would scramble the pixels or cut them to 8 bits
     if image.mode.startswith(("I", "F")):
         return _deep_grey(image)

@@ -150,6 +150,50 @@ def test_an_opened_16bit_colour_file_is_read_at_full_depth_too(tmp_path):
             np.testing.assert_array_equal(to_rgb_array(image), read_image(path))
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32, bool])
+@pytest.mark.parametrize("orientation", [1, 3])
+def test_a_tiff_whose_0_is_white_is_read_as_its_picture(tmp_path, dtype, orientation):
+    """X-ray detectors write 16-bit and float grey with 0 as white: Pillow reads their samples as stored, and tifffile
+    (which reads turned TIFFs) every depth so; the picture came out a negative."""
+    picture = np.tile(np.linspace(0, 1, 16), (6, 1))  # dark left, bright right, as shown
+    top = 1 if dtype in (np.float32, bool) else np.iinfo(dtype).max
+    stored = picture < 0.5 if dtype is bool else ((1 - picture) * top).astype(dtype) if dtype is np.float32 else \
+        ((1 - picture) * top).round().astype(dtype)
+    tifffile.imwrite(tmp_path / "xray.tif", stored, photometric="miniswhite", extratags=[(274, "H", 1, orientation, True)])
+    expected = (picture >= 0.5) if dtype is bool else picture
+    turned = expected[::-1, ::-1] if orientation == 3 else expected
+    array = read_image(tmp_path / "xray.tif")
+    np.testing.assert_allclose(array[..., 0], turned, atol=1 / 255)
+    with Image.open(tmp_path / "xray.tif") as image:  # a caller's opened file reads as its path does
+        np.testing.assert_array_equal(to_rgb_array(image), array)
+
+
+@pytest.mark.parametrize("photometric", ["palette", "separated"])
+def test_a_turned_palette_or_cmyk_tiff_is_read_as_its_colours(tmp_path, photometric):
+    """tifffile reads a turned TIFF (Pillow scrambles it): a palette's indices came out grey, CMYK's inks as RGB."""
+    rgb = RNG.integers(0, 4, (6, 8)).astype(np.uint8)  # four colours
+    colours = np.array([[0, 0, 0], [255, 0, 0], [0, 255, 0], [255, 255, 255]], np.uint8)
+    if photometric == "palette":
+        colormap = np.zeros((3, 256), np.uint16)
+        colormap[:, :4] = colours.T.astype(np.uint16) * 257
+        stored, kwargs = rgb, {"colormap": colormap}
+    else:
+        stored, kwargs = np.dstack([255 - colours[rgb], np.zeros((6, 8), np.uint8)]), {}  # no black ink
+    for orientation in (1, 3):
+        path = tmp_path / f"{orientation}.tif"
+        tifffile.imwrite(path, stored, photometric=photometric, extratags=[(274, "H", 1, orientation, True)], **kwargs)
+        expected = colours[rgb] / 255.0
+        np.testing.assert_allclose(read_image(path), expected[::-1, ::-1] if orientation == 3 else expected, atol=1e-6)
+
+
+def test_a_tiff_tag_out_of_range_is_read_as_absent_without_a_log_line(tmp_path, caplog):
+    """tifffile logged "<tifffile.TiffTag 274> raised ValueError('9 is not a valid ORIENTATION')" on each read."""
+    tifffile.imwrite(tmp_path / "o9.tif", np.zeros((5, 6), np.uint16), extratags=[(274, "H", 1, 9, True)])
+    assert_rgb(read_image(tmp_path / "o9.tif"), 5, 6)
+    assert upright_size(tmp_path / "o9.tif") == (6, 5)
+    assert not caplog.records, caplog.records
+
+
 def _png(array, path):
     import imagecodecs
 
