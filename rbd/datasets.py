@@ -209,7 +209,7 @@ def truth_masks(category: str | Path, images: list[Path]) -> dict[Path, Path | N
             if found is not None:
                 break
         if found is not None and counts[name] > 1:
-            left_out.append(f"test/{image.relative_to(category / 'test').as_posix()} (ground_truth/{found.as_posix()})")
+            left_out.append(f"{test.name}/{image.relative_to(test).as_posix()} ({truth.name}/{found.as_posix()})")
             found = None
         masks[image] = None if found is None else truth / found
     if left_out:

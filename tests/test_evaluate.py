@@ -487,6 +487,11 @@ def test_a_mask_that_fits_several_test_images_is_none_of_theirs(detector, catego
     with pytest.warns(UserWarning, match=f"no mask for test/hole/{first.stem}.jpg .*, test/hole/{first.name} "):
         items = {item.path.name: item.mask_path for item in mvtec_test_set(copy)}
     assert items[first.name] is None and items[first.with_suffix(".jpg").name] is None
+    for old, new in (("test", "Test"), ("ground_truth", "Ground_Truth")):  # named in another case: the same notice, no crash
+        (copy / old).rename(copy / new)
+    with pytest.warns(UserWarning, match=f"no mask for Test/hole/{first.stem}.jpg .*, Test/hole/{first.name} \\(Ground_Truth/"):
+        items = {item.path.name: item.mask_path for item in mvtec_test_set(copy)}
+    assert items[first.name] is None and items[first.with_suffix(".jpg").name] is None
 
 
 def test_defective_images_without_a_mask_are_named_and_an_unreadable_one_costs_nothing(detector, category, tmp_path):
