@@ -148,6 +148,11 @@ def evaluate(detector: Detector, category: str | Path, progress: Callable[[int, 
         notify(f"{len(marked)} good image(s) have a mask that marks defect pixels, not used: a good image has none "
                f"({some([item.mask_path.relative_to(category).as_posix() for item in marked])})")
         truth.update({item.path: None for item in marked})
+    blank = [item.mask_path.relative_to(category).as_posix() for item in items
+             if item.is_anomalous and truth.get(item.path) is not None and not truth[item.path].any()]
+    if with_masks and blank and len(blank) < sum(truth.get(item.path) is not None for item in items if item.is_anomalous):
+        notify(f"{len(blank)} defective image(s) have an empty mask (no defect pixel; {some(blank)}): their pixels count as "
+               "normal in the pixel metrics, their defect's own among them")  # (all empty: skipped, said below)
     by_path = {item.path: item for item in items}
     rows, maps, masks, times, unfamiliar = [], [], [], [], []
     start = time.perf_counter()

@@ -512,9 +512,25 @@ def test_masks_without_a_defect_pixel_are_said_to_leave_no_pixel_metrics(detecto
     copy = shutil.copytree(category, tmp_path / "empty")
     for path in (copy / "ground_truth").rglob("*_mask.png"):
         Image.fromarray(np.zeros(Image.open(path).size[::-1], np.uint8)).save(path)
-    with pytest.warns(UserWarning, match=r"every defective image's mask is empty \(no defect pixel\)"):
+    with warnings.catch_warnings(record=True) as notes:
+        warnings.simplefilter("always")
         result = rbd.evaluate(detector, copy)
+    said = [str(note.message) for note in notes if "empty" in str(note.message)]
+    assert len(said) == 1 and said[0].startswith("every defective image's mask is empty (no defect pixel)"), said
     assert result.pixel_auroc is None and result.image_auroc is not None
+
+
+def test_a_defective_images_empty_mask_is_named(detector, category, tmp_path):
+    """Its hot defect pixels counted as false alarms in the pixel metrics without a word."""
+    from PIL import Image
+
+    copy = shutil.copytree(category, tmp_path / "one empty")
+    path = sorted((copy / "ground_truth").rglob("*_mask.png"))[0]
+    Image.fromarray(np.zeros(Image.open(path).size[::-1], np.uint8)).save(path)
+    with pytest.warns(UserWarning, match=rf"1 defective image\(s\) have an empty mask \(no defect pixel; "
+                                         rf"{path.relative_to(copy).as_posix()}\): their pixels count as normal"):
+        result = rbd.evaluate(detector, copy)
+    assert result.pixel_auroc is not None
 
 
 def test_masks_named_otherwise_are_said_to_be_unmatched(detector, category, tmp_path):
