@@ -11,6 +11,7 @@ teacher as base model, evaluation results) the Hub shows.
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import math
 import os
@@ -95,7 +96,7 @@ def save(detector: Detector, directory: str | Path, metrics: dict | None = None)
     weights = {k: v.detach().cpu().contiguous() for k, v in detector.model.trained_state().items()}  # written over a good
     _check_tensors(weights, weights, "the detector (one rbd.train has not made?)")                  # checkpoint
     directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    staging = Path(tempfile.mkdtemp(prefix=_aside(directory), dir=directory.parent))
     retired = directory.with_name(f"{_retired_prefix(directory)}{uuid.uuid4().hex[:8]}")
     try:
         config = checkpoint_config(detector, metrics)
@@ -123,9 +124,19 @@ def save(detector: Detector, directory: str | Path, metrics: dict | None = None)
     return directory
 
 
+def _aside(directory: Path) -> str:
+    """The start of the names `save` writes beside `directory` (its staging folder, the checkpoint it replaces): short
+    whatever the folder's name is (one near the file system's 255 bytes failed the save after a whole training) and
+    still its own (a long one's start and a hash of it)."""
+    name = directory.name
+    if len(os.fsencode(name)) <= 200:
+        return f".{name}."
+    return f".{name[:32]}-{hashlib.sha256(os.fsencode(name)).hexdigest()[:8]}."
+
+
 def _retired_prefix(directory: Path) -> str:
     """The start of the name `save` sets a checkpoint aside under while it replaces it."""
-    return f".{directory.name}.old-"
+    return f"{_aside(directory)}old-"
 
 
 def _retired_copy(path: Path) -> Path | None:

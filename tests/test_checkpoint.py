@@ -275,6 +275,16 @@ def test_a_save_killed_between_its_two_renames_is_named_by_load(detector, tmp_pa
             rbd.load(name)
 
 
+def test_a_folder_named_near_the_file_systems_limit_is_saved_and_replaced(detector, tmp_path):
+    """Its staging folder's name (10 bytes more) and the name the one it replaces is kept under (14 more) passed the
+    file system's 255 bytes: "File name too long" after a whole training, nothing saved."""
+    target = tmp_path / ("m" * 255)
+    for _ in range(2):  # written, then replaced
+        rbd.save(detector, target)
+        assert rbd.load(target).threshold == detector.threshold
+    assert [p.name for p in tmp_path.iterdir()] == [target.name]  # nothing left beside it
+
+
 def test_a_save_syncs_its_folder_and_the_one_it_lies_in(detector, tmp_path, monkeypatch):
     """Only the files were synced: after a power cut the folder could be in place without them, or not be there."""
     synced = []
