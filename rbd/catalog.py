@@ -147,8 +147,8 @@ class Catalog:
         return key
 
     def forget(self, key: str, revision: str | None = None) -> None:
-        """Drop a loaded Hub model, so that the next `get` downloads the commit its revision names now: a
-        branch moves on when someone pushes, while the cache keeps the commit it first loaded."""
+        """Drop a loaded model, so that the next `get` reads it again: a Hub revision's commit as it names one now (a
+        branch moves on when someone pushes, while the cache keeps the commit it first loaded), a folder as it is now."""
         with self._guard:
             self._cache.pop((key.strip(), (revision or "").strip() or None), None)
 

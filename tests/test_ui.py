@@ -1065,6 +1065,22 @@ def _another_model(ctx, model) -> str:
     return ctx.catalog.add_trained(rbd.Detector(detector.model, calibration, detector.training), "browser-1")
 
 
+def test_load_reads_a_listed_folder_again_as_it_is_on_disk_now(ctx, model, tmp_path):
+    """`rbd train --out checkpoints/parts` while the app ran: Load (or a reload of the page) kept serving the model
+    before, its threshold and weights, until the app restarted."""
+    from ui import model_bar
+
+    folder = Path(shutil.copytree(ctx.catalog.shipped / "stripes", ctx.catalog.shipped / "parts"))
+    first = model_bar.load_pressed(ctx, str(folder), "", "", "browser-1")["model"]
+    before = ctx.detector(first)
+    retrained = rbd.Detector(before.model, rbd.Calibration.from_dict({**before.calibration.to_dict(),
+                                                                      "normal_scores": [0.1, 0.2, 0.3]}), before.training)
+    rbd.save(retrained, folder)
+    assert ctx.detector(first) is before  # the model in use changes only when it is loaded again
+    again = model_bar.load_pressed(ctx, str(folder), "", "", "browser-1")["model"]
+    assert model_bar.identity(ctx, again) == retrained.calibration.fingerprint != before.calibration.fingerprint
+
+
 def model_bar_calibration(ctx, model):
     return ctx.detector(model).calibration
 

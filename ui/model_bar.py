@@ -129,7 +129,7 @@ def listed(ctx, browser: str, model: dict | None = None) -> dict:
     return {"choice": gr.update(choices=[*entries, (f"{model['name']} (no longer there)" if gone else model["name"], model["key"])])}
 
 
-def load_model(ctx, choice: str, hub_id: str, revision: str, browser: str) -> dict:
+def load_model(ctx, choice: str, hub_id: str, revision: str, browser: str, read_again: bool = False) -> dict:
     """Load a shipped or fine-tuned checkpoint, or a Hub repo (at a revision) when a repo id is given;
     the threshold goes to the model's own (`calibration`: the rate it was calibrated for, or the threshold
     its checkpoint was saved with where that was set by hand)."""
@@ -145,7 +145,7 @@ def load_model(ctx, choice: str, hub_id: str, revision: str, browser: str) -> di
     if hub_id and not is_repo_id(hub_id):  # quoted as typed: the catalog's own error names a folder by its name alone
         raise CheckpointError(f"{hub_id!r} is not a Hub repo id (owner/name)")
     key, revision = (hub_id, revision) if hub_id else (typed_choice(ctx, choice or "", browser), None)
-    if is_hub_key(key):  # loading a Hub repo again fetches what its revision names now
+    if is_hub_key(key) or read_again:  # loading a Hub repo again fetches what its revision names now
         ctx.catalog.forget(key, revision)
     model = {"key": key, "revision": revision, "owner": browser or None, "name": model_name(key, revision), "calibration": None}
     rate = model_rate(calibration(ctx, model))
@@ -169,8 +169,10 @@ def typed_choice(ctx, choice: str, browser: str) -> str:
 
 
 def load_pressed(ctx, choice: str, hub_id: str, revision: str, browser: str) -> dict:
-    """Load's click: `load_model`, and the picker named the model loaded (it still named the one before a Hub repo)."""
-    loaded = load_model(ctx, choice, hub_id, revision, browser)
+    """Load's click: `load_model`, a listed folder read again as it is on disk now (`rbd train --out` into it while the
+    app ran was never seen: the cache served the model before), and the picker named the model loaded (it still
+    named the one before a Hub repo)."""
+    loaded = load_model(ctx, choice, hub_id, revision, browser, read_again=True)
     return {**loaded, **active_choice(ctx, loaded["model"])}
 
 
