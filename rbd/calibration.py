@@ -54,6 +54,7 @@ class Calibration:
     normal_scores: list[float] = field(default_factory=list)
     synthetic_scores: list[float] = field(default_factory=list)
     interval: tuple[float, float] | None = None  # 95% bootstrap interval of the threshold; None from one image
+    reviewed: int = 0  # how many of the normal scores are of images a review accepted as good (`rules.recalibrated`)
 
     @property
     def fingerprint(self) -> str:
@@ -138,7 +139,16 @@ class Calibration:
             normal_scores=_listed_numbers(values, "normal_scores"),
             synthetic_scores=kept_synthetic_scores(_listed_numbers(values, "synthetic_scores")),
             interval=tuple(float(v) for v in values["interval"]) if values.get("interval") else None,
+            reviewed=_reviewed_count(values),
         )
+
+
+def _reviewed_count(values: dict) -> int:
+    """`values["reviewed"]` (none: 0) as a whole number of the normal scores."""
+    count = values.get("reviewed", 0)
+    if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= len(values.get("normal_scores") or []):
+        raise ValueError(f"reviewed must be a whole number of the normal scores, got {count!r}")
+    return count
 
 
 def _listed_numbers(values: dict, key: str) -> list[float]:

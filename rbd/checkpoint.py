@@ -581,8 +581,11 @@ def model_card(config: dict, repo_id: str | None = None, license: str = "other",
 
 def _threshold_line(threshold: float, calibration: Calibration) -> str:
     """The card's line on the threshold: how it was calibrated, or that it was set by hand (`Detector.threshold`)."""
+    sources = "held-out ones, and training images scored by a memory blind to their own patches"
+    if calibration.reviewed:  # a review's recalibration in the app
+        sources = f"{calibration.reviewed} reviewed as good in the app, the others {sources.replace(', and', ' or')}"
     calibrated = (f"calibrated for a {100 * calibration.false_alarm_rate:g}% false-alarm rate on {len(calibration.normal_scores)} "
-                  "normal images: held-out ones, and training images scored by a memory blind to their own patches"
+                  f"normal images: {sources}"
                   + (f"; 95% interval {calibration.interval[0]:.5f}-{calibration.interval[1]:.5f}" if calibration.interval else ""))
     if threshold == calibration.threshold:
         return f"- Threshold: {threshold:.5f} ({calibrated})"

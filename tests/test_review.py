@@ -390,6 +390,13 @@ def test_recalibration_adds_images_reviewed_as_good(session):
     assert sorted(updated.normal_scores) == sorted(combined)
     assert updated.synthetic_scores == calibration.synthetic_scores and updated.false_alarm_rate == 0.25
     assert review.recalibrated(session, 0.5).threshold == calibrate(combined, false_alarm_rate=0.5).threshold
+    # the model's card says so (downloaded or pushed from the app): it said all were held out or training images
+    from rbd.calibration import Calibration
+    from rbd.checkpoint import _threshold_line
+
+    assert Calibration.from_dict(updated.to_dict()) == updated and updated.reviewed == 2 and calibration.reviewed == 0
+    assert (f"on 6 normal images: 2 reviewed as good in the app, the others held-out ones or training images scored by a "
+            "memory blind to their own patches") in _threshold_line(updated.threshold, updated)
 
 
 def test_a_model_calibrated_for_a_rate_of_0_recalibrates_at_the_controls_smallest_rate(tmp_path, parts):

@@ -11,6 +11,7 @@ with the number of images beyond a vectorised pass over those arrays.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -168,4 +169,5 @@ def recalibrated(session, false_alarm_rate: float | None = None) -> Calibration:
     calibration = session.calibration
     rate = calibration.false_alarm_rate if false_alarm_rate is None else false_alarm_rate
     rate = max(rate, RATE_RANGE[0])  # a checkpoint saved with a rate of 0 (refused since: calibration.RATE_ABOVE_0)
-    return calibrate(list(calibration.normal_scores) + good, calibration.synthetic_scores, rate)
+    return replace(calibrate(list(calibration.normal_scores) + good, calibration.synthetic_scores, rate),
+                   reviewed=calibration.reviewed + len(good))
