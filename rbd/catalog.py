@@ -15,6 +15,7 @@ arbitrary paths, nor another session's private models.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import threading
@@ -69,13 +70,21 @@ class Catalog:
     def entries(self, owner: str | None = None) -> list[tuple[str, str]]:
         """(label, key) pairs for a picker: shipped checkpoints first, then `owner`'s own models (fine-tuned here or
         loaded from a zip), then shared ones, each newest first."""
-        def folders(root: Path) -> list[Path]:  # not the hidden ones: a save's or a publish's staging, left by a crash
-            return [p for p in root.iterdir() if not p.name.startswith(".") and (p / CONFIG_FILE).is_file()] if root.is_dir() else []
+        def folders(root: Path) -> list[tuple[float, Path]]:
+            """(modified, folder) of the checkpoints in `root`; not the hidden ones (a save's or a publish's staging, left
+            by a crash), nor one another tab deleted, shared or let expire while they were listed (it failed the list)."""
+            found = []
+            with contextlib.suppress(FileNotFoundError):  # the folder itself (an owner's, swept)
+                for p in list(root.iterdir()):
+                    with contextlib.suppress(FileNotFoundError):
+                        if not p.name.startswith(".") and (p / CONFIG_FILE).is_file():
+                            found.append((p.stat().st_mtime, p))
+            return found
 
-        def newest_first(paths: list[Path]) -> list[Path]:
-            return sorted(paths, key=lambda p: p.stat().st_mtime, reverse=True)
+        def newest_first(found: list[tuple[float, Path]]) -> list[Path]:
+            return [p for _, p in sorted(found, key=lambda pair: pair[0], reverse=True)]
 
-        shipped = [(f"{p.name} (shipped)", str(p)) for p in sorted(folders(self.shipped))]
+        shipped = [(f"{p.name} (shipped)", str(p)) for p in sorted(p for _, p in folders(self.shipped))]
         shared = [(f"{p.name} (shared)", str(p)) for p in newest_first(folders(self.shared) + folders(self.trained))]
         mine = [(f"{p.name} (yours)", str(p)) for p in newest_first(folders(self.owner_folder(owner)))] if owner else []
         return shipped + mine + shared

@@ -210,6 +210,23 @@ def test_fine_tunes_are_private_until_published(detector, tmp_path):
         catalog.entries("../alice")
 
 
+def test_a_model_removed_while_the_list_is_made_is_left_out_of_it(detector, tmp_path, monkeypatch):
+    """Another tab deleted, shared or let expire a model between the list's look at its config.json and its date:
+    FileNotFoundError, and every control that lists the models failed."""
+    catalog = Catalog(tmp_path / "shipped", tmp_path / "models")
+    gone, kept = (Path(catalog.add_trained(detector, "alice", name)) for name in ("gone", "kept"))
+    is_file = Path.is_file
+
+    def removed_after_the_look(path):
+        found = is_file(path)
+        if path == gone / "config.json":
+            shutil.rmtree(gone)
+        return found
+
+    monkeypatch.setattr(Path, "is_file", removed_after_the_look)
+    assert catalog.entries("alice") == [(f"{kept.name} (yours)", str(kept))]
+
+
 def test_a_fine_tune_is_named_by_the_user_kept_to_a_safe_unique_name(detector, tmp_path):
     catalog = Catalog(tmp_path / "shipped", tmp_path / "models")
     named = Path(catalog.add_trained(detector, "alice", "Bolts line 3 / ../x"))
