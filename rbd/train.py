@@ -220,9 +220,14 @@ def distinct(pictures: list[torch.Tensor]) -> list[torch.Tensor]:
             kept.append(picture)
     copies = len(pictures) - len(kept)
     if copies and len(kept) < MIN_IMAGES:
-        raise NoImagesError(f"training needs at least {MIN_IMAGES} distinct normal images: {copies} of the {len(pictures)} "
-                            "are exact copies of others")
+        raise NoImagesError(f"training needs at least {MIN_IMAGES} distinct normal images: {copies_of(copies, len(pictures), '')}")
     return kept
+
+
+def copies_of(copies: int, total: int, what: str) -> str:
+    """The words for `copies` of `total` images (`what`: "training images", or "" where that is said) being copies."""
+    return f"{copies} of the {total} {what}{' ' if what else ''}" + ("is an exact copy of another" if copies == 1 else
+                                                                      "are exact copies of others")
 
 
 class TeacherCache:
@@ -364,8 +369,7 @@ def train(
         pictures = model_pictures(images, model_config, config.seed)
     read, pictures = len(pictures), distinct(pictures)
     if read > len(pictures) and processes.is_main:
-        notify(f"{read - len(pictures)} of the {read} training images are exact copies of others: trained on the "
-               f"{len(pictures)} distinct ones")
+        notify(f"{copies_of(read - len(pictures), read, 'training images')}: trained on the {len(pictures)} distinct ones")
     train_ids, holdout_ids = split_holdout(len(pictures), config)
     pictures, held_out = [pictures[i] for i in train_ids], [pictures[i] for i in holdout_ids]
     start = time.monotonic() - build_s  # the budget counts the model's building, not the decoding

@@ -73,6 +73,13 @@ def test_exact_copies_are_trained_on_once(tmp_path):
         Image.fromarray(photos[0]).save(tmp_path / f"copy{i}.png")
     with pytest.raises(rbd.NoImagesError, match="at least 5 distinct normal images: 4 of the 5 are exact copies of others"):
         rbd.train(tmp_path, rbd.ModelConfig(**TINY_MODEL), rbd.TrainConfig(epochs=1, **FAST))
+    one = tmp_path / "one copy"
+    one.mkdir()
+    for i, photo in enumerate(photos[:4] + photos[:1]):
+        Image.fromarray(photo).save(one / f"{i}.png")
+    with pytest.raises(rbd.NoImagesError, match="at least 5 distinct normal images: 1 of the 5 is an exact copy of another$"):
+        rbd.train(one, rbd.ModelConfig(**TINY_MODEL), rbd.TrainConfig(epochs=1, **FAST))  # ("1 of the 5 are")
+    shutil.rmtree(one)
     for i, photo in enumerate(photos[1:]):
         Image.fromarray(photo).save(tmp_path / f"other{i}.png")
     with pytest.warns(UserWarning, match="4 of the 10 training images are exact copies of others: trained on the 6 distinct ones"):
