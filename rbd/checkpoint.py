@@ -566,7 +566,9 @@ def model_card(config: dict, repo_id: str | None = None, license: str = "other",
         lines.append(f"- Synthetic defects caught at that threshold: {100 * caught:.0f}%")
     lines += [f"- ⚠️ {problem}" for problem in calibration.problems(config["threshold"])]  # as the app's model line warns
     if training:
-        lines.append(f"- Training: {training.get('train_images')} images, {training.get('steps')} steps, "
+        held = (training.get("images") or 0) - (training.get("train_images") or 0)  # "8 images" read as a miscount of 7
+        lines.append(f"- Training: {training.get('train_images')} images{f' ({held} more held out for the threshold)' if held > 0 else ''}, "
+                     f"{training.get('steps')} steps, "
                      f"{training.get('seconds')} s on {training.get('device')}, rbd {training.get('rbd_version')}"
                      + (f"; fine-tuned from {training['started_from']}" if training.get("started_from") else "")
                      + (f"; {memory_cut_short(training['memory_patches_left_out'], model['memory_size'])}"

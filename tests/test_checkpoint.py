@@ -110,6 +110,8 @@ def test_model_card_states_threshold_and_metrics(detector):
     short = {**config, "training": {**config["training"], "memory_patches_left_out": detector.model.memory.size - 9}}
     assert f"let the patch memory choose 9 of its {detector.model.memory.size} patches" in checkpoint_module.model_card(short).text
     assert 'rbd.load("path/to/this/folder")' in card.text
+    held = detector.training["images"] - detector.training["train_images"]  # "Training: 7 images" of 8 read as a miscount
+    assert held > 0 and f"- Training: {detector.training['train_images']} images ({held} more held out for the threshold), " in card.text
 
 
 def test_model_card_warns_as_the_app_does_and_names_what_a_fine_tune_started_from(detector):
