@@ -13,9 +13,11 @@ import collections
 import errno
 import filecmp
 import itertools
+import os
 import re
 import shutil
 import stat
+import struct
 import zipfile
 import zlib
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -49,6 +51,29 @@ def extract_zip(zip_path: str | Path, dest: str | Path, *, max_total_bytes: int 
     return _extract(Path(zip_path), Path(dest), max_total_bytes, max_members)[0]
 
 
+def _listed_entries(path: Path) -> int | None:
+    """How many entries a zip's end record says it lists, read before the zip is opened: `zipfile` makes an object of
+    every entry first, and a 51 MB zip listing a million took 15 s and 480 MB before the count refused it. None where
+    no end record is found (opening it then says what is wrong)."""
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - (1 << 16) - 22))  # the record (22 bytes) and a comment of up to 64 KiB
+            tail = f.read()
+            at = tail.rfind(b"PK\x05\x06")
+            if at < 0 or len(tail) - at < 22:
+                return None
+            count = struct.unpack("<H", tail[at + 10 : at + 12])[0]
+            locator = tail.rfind(b"PK\x06\x07", 0, at)  # zip64's, where a count past 65534 is kept
+            if count != 0xFFFF or locator < 0:
+                return count
+            f.seek(struct.unpack("<Q", tail[locator + 8 : locator + 16])[0])
+            record = f.read(40)
+            return struct.unpack("<Q", record[32:40])[0] if record[:4] == b"PK\x06\x06" and len(record) == 40 else None
+    except (OSError, ValueError, struct.error):
+        return None
+
+
 def _decoded_name(member: zipfile.ZipInfo) -> str:
     """A member's name as its maker wrote it. A name not flagged UTF-8 is cp437 by the zip format, and Python reads
     it so; but Info-ZIP on Linux and older macOS tools write UTF-8 without the flag ("fissure é" read "fissure ├⌐").
@@ -61,12 +86,16 @@ def _decoded_name(member: zipfile.ZipInfo) -> str:
         return member.filename
 
 
-def _extract(zip_path: Path, dest: Path, max_total_bytes: int, max_members: int, unwrap: bool = False) -> tuple[list[Path], int]:
+def _extract(zip_path: Path, dest: Path, max_total_bytes: int, max_members: int, unwrap: str = "") -> tuple[list[Path], int]:
     """`extract_zip`, and the bytes it counted against `max_total_bytes` (its files and the folders it made). With
-    `unwrap`, a zip whose members all lie in one folder of the zip's own name (`zip -r bottle.zip bottle`, or a
-    desktop's "compress") has that folder's content extracted into `dest`, which is named after the zip already: its
-    images were `bottle/bottle/good/000.png`."""
+    `unwrap`, the zip's own name less its suffix as the user has it (the web server's copy may have lost characters:
+    `lot5!.zip` came as `lot5.zip`), a zip whose members all lie in one folder of that name (`zip -r bottle.zip
+    bottle`, or a desktop's "compress") has that folder's content extracted into `dest`, which is named after the zip
+    already: its images were `bottle/bottle/good/000.png`."""
     name = zip_path.name
+    listed = _listed_entries(zip_path)
+    if listed is not None and listed > max_members:
+        raise _TooLarge(f"{name} holds {listed:,} entries; at most {max_members:,} are accepted")
     try:
         archive = zipfile.ZipFile(zip_path)
     except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError) as err:
@@ -79,7 +108,7 @@ def _extract(zip_path: Path, dest: Path, max_total_bytes: int, max_members: int,
             raise _too_large(name, max_total_bytes)
         named = {id(member): PurePosixPath(_decoded_name(member).replace("\\", "/")).parts for member in members if not member.is_dir()}
         kept = [parts for parts in named.values() if not _is_junk(parts)]
-        wrapper = unwrap and bool(kept) and all(len(parts) > 1 and parts[0].casefold() == zip_path.stem.casefold() for parts in kept)
+        wrapper = bool(unwrap) and bool(kept) and all(len(parts) > 1 and parts[0].casefold() == unwrap.casefold() for parts in kept)
         dest.mkdir(parents=True, exist_ok=True)
         root = dest.resolve()
         written: list[Path] = []
@@ -105,7 +134,7 @@ def _extract(zip_path: Path, dest: Path, max_total_bytes: int, max_members: int,
                     skipped.append(f"{filename} (a second member of that name)")
                     continue
                 new_folders = [folder for folder in itertools.takewhile(lambda folder: folder != dest, target.parents)
-                               if folder not in folders and not folder.exists()]
+                               if folder not in folders and not os.path.exists(folder)]  # (False past 255 bytes)
                 total += FOLDER_BYTES * len(new_folders)  # a folder takes disk too: deep one-byte members made thousands
                 if total > max_total_bytes:
                     raise _too_large(name, max_total_bytes)
@@ -168,10 +197,11 @@ def gather_images(paths: Iterable[str | Path], dest: str | Path, names: Sequence
             if used >= MAX_TOTAL_BYTES or members >= MAX_MEMBERS:
                 raise _upload_too_large()
             folder = dest / unique_name(PurePosixPath(name).with_suffix("").as_posix(), taken, split_suffix=False)
-            if any(parent.is_file() for parent in folder.parents if parent.is_relative_to(dest)):  # `a.png/x.zip` beside a.png
+            if any(os.path.isfile(parent) for parent in folder.parents if parent.is_relative_to(dest)):  # `a.png/x.zip` beside a.png
                 folder = dest / unique_name(path.stem, taken, split_suffix=False)  # its own name, as a loose file falls back
             try:
-                extracted, taken_bytes = _extract(path, folder, MAX_TOTAL_BYTES - used, MAX_MEMBERS - members, unwrap=True)
+                extracted, taken_bytes = _extract(path, folder, MAX_TOTAL_BYTES - used, MAX_MEMBERS - members,
+                                                  unwrap=PurePosixPath(name).stem)
             except _TooLarge as err:
                 if used:  # within the caps alone: the upload as a whole is too large, not this zip a bomb
                     raise _upload_too_large() from err
@@ -246,7 +276,7 @@ def _name_and_size(path: Path) -> tuple[str, int] | None:
 def _is_other_file_of_one_name(copied: Path, named: Path) -> bool:
     """Whether `copied` was numbered past a file named `named` (ignoring case, as `unique_name` does) and holds other
     bytes than it and than every file numbered past it before: a second drop of one file is not news."""
-    if copied == named or not named.parent.is_dir():
+    if copied == named or not os.path.isdir(named.parent):  # os.path's: False for a name past 255 bytes, where Path's raises
         return False
     holders = [entry for entry in named.parent.iterdir() if entry != copied and entry.is_file()
                and (entry.name.casefold() == named.name.casefold() or is_renumbered(entry.name, named.name))]

@@ -150,6 +150,45 @@ def test_zip_with_too_many_members_is_refused(tmp_path):
         extract_zip(upload, tmp_path / "dest", max_members=2)
 
 
+@pytest.mark.parametrize("listed", [3, 70_000])  # the second past 65,534: counted in zip64's end record
+def test_a_zip_listing_too_many_entries_is_refused_before_they_are_read(tmp_path, monkeypatch, listed):
+    """zipfile makes an object of every entry the zip lists: a 51 MB zip listing a million took 15 s and 480 MB before
+    the count refused it, and one of the app's 2 GB could take a Space down."""
+    name = b"x.png"
+    entry = struct.pack("<4s6H3L5H2L", b"PK\x01\x02", 20, 20, 0, 0, 0, 0, 0, 0, 0, len(name), 0, 0, 0, 0, 0, 0) + name
+    directory = entry * listed  # no data: only the list
+    if listed <= 0xFFFE:
+        end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, listed, listed, len(directory), 0, 0)
+    else:
+        end = (struct.pack("<4sQ2H2L4Q", b"PK\x06\x06", 44, 45, 45, 0, 0, listed, listed, len(directory), 0)
+               + struct.pack("<4sLQL", b"PK\x06\x07", 0, len(directory), 1)
+               + struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0))
+    (tmp_path / "many.zip").write_bytes(directory + end)
+    monkeypatch.setattr(uploads.zipfile, "ZipFile", lambda *args, **kwargs: pytest.fail("the zip was opened"))
+    with pytest.raises(UploadError, match=f"many.zip holds {listed:,} entries; at most 2 are accepted"):
+        extract_zip(tmp_path / "many.zip", tmp_path / "dest", max_members=2)
+
+
+def test_a_folder_named_past_the_file_systems_limit_costs_only_its_files(tmp_path):
+    """A folder of 90 CJK characters (270 bytes, which Windows allows) failed the whole upload with "File name too
+    long": Python 3.11's Path.exists raises for such a name where it returns False for a missing one."""
+    long = "検査" * 45
+    image = tmp_path / "a.png"
+    image.write_bytes(b"image")
+    zipped = _write_zip(tmp_path / "lot.zip", [(f"{long}/b.png", b"1"), ("ok/c.png", b"2")])
+    dest = tmp_path / "work"
+    with pytest.warns(UserWarning, match=f"lot.zip: skipped {long}/b.png \\(File name too long\\)"):
+        found = gather_images([image, zipped], dest, [f"lot/{long}/a.png", "lot.zip"])
+    assert found == [dest / "a.png", dest / "lot" / "ok" / "c.png"]  # the picked file by its own name, as a clash falls back
+
+
+def test_a_zip_named_with_a_character_the_web_server_drops_is_unwrapped_by_its_own_name(tmp_path):
+    """`lot5!.zip` of `lot5!/good/000.png`, stored by Gradio as `lot5.zip`: its images were `lot5!/lot5!/good/000.png`."""
+    stored = _write_zip(tmp_path / "lot5.zip", [("lot5!/good/000.png", b"1")])
+    dest = tmp_path / "work"
+    assert gather_images([stored], dest, ["lot5!.zip"]) == [dest / "lot5!" / "good" / "000.png"]
+
+
 def test_a_corrupt_member_costs_only_itself_and_is_named(tmp_path):
     data = _zip_bytes([("a.png", b"A" * 100), ("b.png", b"B" * 100)], compression=zipfile.ZIP_STORED)
     upload = tmp_path / "broken.zip"
