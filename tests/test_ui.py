@@ -9,6 +9,7 @@ import os
 import re
 import warnings
 import shutil
+import tempfile
 import sys
 import time
 import types
@@ -959,6 +960,27 @@ def test_exports_a_day_old_go_with_the_hourly_sweep_not_with_each_export(ctx):
     assert old.exists()  # an export leaves the others alone
     ctx.remove_idle()
     assert not old.exists() and fresh.exists()
+
+
+def test_an_upload_folder_left_by_a_killed_request_goes_with_the_sweep(ctx):
+    """Each request's upload folder goes as the request ends; one whose request the app was killed in stayed for good."""
+    with ctx.upload_folder() as live:
+        left = Path(tempfile.mkdtemp(dir=ctx.uploads))
+        (left / "a.png").write_bytes(b"an upload")
+        os.utime(left, (time.time() - 90000, time.time() - 90000))
+        ctx.remove_idle()
+        assert not left.exists() and live.exists()
+
+
+@pytest.mark.parametrize("value", ["abc", "", "nan", "0", "-1"])
+def test_a_bad_idle_time_is_refused_by_name(value):
+    """Text failed the app's start with a bare "could not convert string to float"; 0, -1 or nan removed every review
+    and private model at the first sweep."""
+    from ui.context import idle_days
+
+    with pytest.raises(rbd.InvalidInputError, match=f"RBD_IDLE_DAYS must be a number of days above 0 \\(inf: never\\), got '{value}'"):
+        idle_days(value)
+    assert idle_days("2.5") == 2.5 and idle_days("inf") == float("inf")
 
 
 def test_a_push_shares_the_model_as_the_bar_judges_by_it(ctx, model, monkeypatch):

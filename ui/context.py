@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import hashlib
+import math
 import os
 import secrets
 import shutil
@@ -27,7 +28,20 @@ from rbd.expiry import mark_used, remove_idle
 from rbd.files import atomic_write
 from rbd.review import ReviewSession, session_folder
 
-IDLE_DAYS = float(os.environ.get("RBD_IDLE_DAYS", "30"))  # reviews and private models unused this long are removed
+
+def idle_days(value: str) -> float:
+    """RBD_IDLE_DAYS as days, a number above 0 (inf: never): text failed the app's start with a bare ValueError, and
+    0, -1 or nan removed every review and private model at the first sweep."""
+    try:
+        days = float(value)
+    except ValueError:
+        days = math.nan
+    if not days > 0:
+        raise rbd.InvalidInputError(f"RBD_IDLE_DAYS must be a number of days above 0 (inf: never), got {value!r}")
+    return days
+
+
+IDLE_DAYS = idle_days(os.environ.get("RBD_IDLE_DAYS", "30"))  # reviews and private models unused this long are removed
 OPEN_REVIEWS = 32  # review sessions kept open in memory (the least recently used is closed first)
 EXPORTS_KEPT_S = 86400
 CURSORS_KEPT_S = 86400  # a tab's place in its review is forgotten after a day without a request
@@ -197,6 +211,7 @@ class Context:
         the records of cut-off trainings that no browser came back for. (Exports were swept by every export, which
         Inspect now makes on every threshold move.)"""
         remove_idle(self.exports, EXPORTS_KEPT_S)
+        remove_idle(self.uploads, EXPORTS_KEPT_S)  # a request's own, left behind where the app was killed during it
         for record in [*self.trainings.glob("*.json"), *self.browsers.glob("*")]:
             with contextlib.suppress(FileNotFoundError):
                 if time.time() - record.stat().st_mtime > self.idle_s:
