@@ -397,6 +397,12 @@ def test_recalibration_adds_images_reviewed_as_good(session):
     assert Calibration.from_dict(updated.to_dict()) == updated and updated.reviewed == 2 and calibration.reviewed == 0
     assert (f"on 6 normal images: 2 reviewed as good in the app, the others held-out ones or training images scored by a "
             "memory blind to their own patches") in _threshold_line(updated.threshold, updated)
+    # that model downloaded, the review re-scored by it and recalibrated again: its images were counted twice (8 of 6)
+    recalibrated_model = BrightnessDetector()
+    recalibrated_model.calibration = updated
+    session.rescore(recalibrated_model, ScoredBy("recalibrated", "recalibrated"))
+    again = review.recalibrated(session)
+    assert sorted(again.normal_scores) == sorted(combined) and again.reviewed == 2
 
 
 def test_a_model_calibrated_for_a_rate_of_0_recalibrates_at_the_controls_smallest_rate(tmp_path, parts):

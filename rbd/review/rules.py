@@ -152,9 +152,11 @@ def recalibrated(session, false_alarm_rate: float | None = None) -> Calibration:
     """The session's calibration, also counting the images reviewed as good (`reviewed_normal`) as held-out normal scores.
 
     It starts from the stored calibration, the one the images were scored with, so the scores
-    are never mixed with another model's and the reviewed ones never count twice. The
-    synthetic-defect scores are kept, so the catch rate stays comparable. NoImagesError, saying
-    why, when no image counts: a recalibration from nothing would only repeat the old threshold.
+    are never mixed with another model's and the reviewed ones never count twice: where that model was recalibrated by
+    a review already (downloaded or pushed so, and this review re-scored by it), the images that review added are
+    replaced by this one's, which were counted again. The synthetic-defect scores are kept, so the catch rate stays
+    comparable. NoImagesError, saying why, when no image counts: a recalibration from nothing would only repeat the old
+    threshold.
     """
     if session.calibration is None:
         raise InvalidInputError("this review holds no images yet")
@@ -169,5 +171,5 @@ def recalibrated(session, false_alarm_rate: float | None = None) -> Calibration:
     calibration = session.calibration
     rate = calibration.false_alarm_rate if false_alarm_rate is None else false_alarm_rate
     rate = max(rate, RATE_RANGE[0])  # a checkpoint saved with a rate of 0 (refused since: calibration.RATE_ABOVE_0)
-    return replace(calibrate(list(calibration.normal_scores) + good, calibration.synthetic_scores, rate),
-                   reviewed=calibration.reviewed + len(good))
+    own = calibration.normal_scores[: len(calibration.normal_scores) - calibration.reviewed]  # held out, or blind training
+    return replace(calibrate(list(own) + good, calibration.synthetic_scores, rate), reviewed=len(good))
