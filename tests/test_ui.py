@@ -454,6 +454,29 @@ def test_review_handlers_without_a_server(ctx, model, parts):
     assert "correct** → good (the mask erased: no defect)" in erased["text"] and "outlined" not in erased["text"]
 
 
+def test_a_click_or_key_on_a_view_emptied_meanwhile_redraws_it(ctx, model, parts):
+    """`a` on the filter's last unreviewed image, then a thumbnail clicked before the new view came (queued behind the key
+    press), or the filter's last images decided in another tab: IndexError, "An unexpected error"."""
+    import types
+
+    import gradio as gr
+
+    from ui import review
+
+    good, _ = parts
+    tab, other = (types.SimpleNamespace(session_hash=name) for name in ("tab-1", "tab-2"))
+    clicked = gr.SelectData(None, {"index": 1, "value": None, "selected": True})
+    for press in (lambda review_id: review.select(ctx, review_id, model, 0.1, "unreviewed", clicked, request=tab),
+                  lambda review_id: review.step(ctx, 1, review_id, model, 0.1, "unreviewed", request=tab)):
+        review_id = review.score(ctx, [str(p) for p in good[:2]], None, "", model, progress=lambda *a, **k: None)["review_id"]
+        review.show(ctx, review_id, model, 0.1, "unreviewed", request=tab)
+        review.show(ctx, review_id, model, 0.1, "unreviewed", request=other)
+        for _ in range(2):  # the other tab decides both
+            review.decide(ctx, "accept", review_id, model, 0.1, "unreviewed", request=other)
+        assert press(review_id)["text"].startswith("No image in this view")
+    assert review.select(ctx, review_id, model, 0.1, "unreviewed", clicked, request=other)["text"].startswith("No image in")
+
+
 def test_a_threshold_move_that_takes_the_image_painted_out_of_view_says_its_save_still_goes_to_it(ctx, model, parts, monkeypatch):
     from rbd.notices import collect
     from ui import review

@@ -377,6 +377,8 @@ def step(ctx, delta: int, review_id: str, model: dict, rate: float, show: str, r
         if _nothing_on_screen(ctx, review_id, cursor.item):
             return view(ctx, cursor, review_id, model, rate, show, None)
         order, position = _position(ctx, review_id, model, rate, show, cursor.item)
+        if not len(order):  # another tab decided the filter's last images
+            return view(ctx, cursor, review_id, model, rate, show, None)
         position = max(0, min(position + delta, len(order) - 1))
         return view(ctx, cursor, review_id, model, rate, show, int(order[position]))
     return _in_place(ctx, cursor, move, review_id, model, rate, show)
@@ -386,8 +388,12 @@ def select(ctx, review_id: str, model: dict, rate: float, show: str, event: gr.S
     """A click on a thumbnail of the page shown."""
     cursor = ctx.cursor(request)
 
-    def move() -> dict:
+    def move() -> dict:  # a click queued behind the key press that decided the filter's last image: nothing to show
+        if _nothing_on_screen(ctx, review_id, cursor.item):
+            return view(ctx, cursor, review_id, model, rate, show, None)
         order, position = _position(ctx, review_id, model, rate, show, cursor.item)
+        if not len(order):  # another tab decided the filter's last images
+            return view(ctx, cursor, review_id, model, rate, show, None)
         index = position // PAGE * PAGE + event.index
         return view(ctx, cursor, review_id, model, rate, show, int(order[min(index, len(order) - 1)]))
     return _in_place(ctx, cursor, move, review_id, model, rate, show)
