@@ -206,6 +206,17 @@ def test_images_scored_before_a_failure_stay_in_the_session_on_disk_too(tmp_path
     assert resumed.decision(1).decision == "accept" and resumed.decision(2) is None
 
 
+@pytest.mark.parametrize("threshold", [float("nan"), float("inf"), "0.5"])
+def test_a_decision_at_a_threshold_that_is_no_finite_number_is_refused(session, threshold):
+    """Written, its line made the whole review impossible to open again (from Python: the app's control sends none)."""
+    if isinstance(threshold, str):
+        assert session.decide(0, "accept", threshold).threshold == 0.5  # a number as text is one
+        return
+    with pytest.raises(InvalidInputError, match="a threshold must be a finite number"):
+        session.decide(0, "accept", threshold)
+    assert _reopened(session).decision(0) is None
+
+
 def test_a_corrupt_line_before_the_last_is_an_error(session):
     session.decide(0, "accept", THRESHOLD)
     log = session.folder / "decisions.jsonl"

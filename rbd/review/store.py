@@ -313,8 +313,9 @@ class ReviewSession:
 
     def decide(self, item_id: int, decision: str, threshold: float, corrected_mask: np.ndarray | None = None) -> Decision:
         """Record a decision on the verdict at `threshold`; "correct" needs the inspector's mask
-        (image size, nonzero = defect), the others none."""
-        item = self.item(item_id)
+        (image size, nonzero = defect), the others none. A threshold that is no finite number is refused: written, its
+        line made the review impossible to open again."""
+        item, threshold = self.item(item_id), checked_threshold(threshold)
         if decision not in DECISIONS:
             raise InvalidInputError(f"decision must be one of {', '.join(DECISIONS)}, got {decision!r}")
         if (decision == "correct") != (corrected_mask is not None):
@@ -328,7 +329,7 @@ class ReviewSession:
                 if mask.shape != (item.height, item.width):
                     raise InvalidInputError(f"corrected mask shape {mask.shape} != image size {(item.height, item.width)}")
                 mask_name = self._write_mask(item.id, mask > 0)
-            record = Decision(item.id, decision, verdict_at(item.score, threshold), float(threshold),
+            record = Decision(item.id, decision, verdict_at(item.score, threshold), threshold,
                               datetime.now(timezone.utc).isoformat(timespec="milliseconds"), mask_name)
             self._append(record)
         return record
