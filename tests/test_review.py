@@ -539,6 +539,32 @@ def test_an_export_judges_every_decision_by_one_model(session, tmp_path, monkeyp
     np.testing.assert_array_equal(review.final_mask(session, a.id), np.ones((8, 10), bool))
 
 
+def test_an_export_pressed_while_images_are_added_is_of_the_review_at_the_press(session, tmp_path):
+    """It waited for the whole upload's scoring (minutes for a folder), then took the images added after the press."""
+    held, scored_one = threading.Event(), threading.Event()
+
+    class Held(BrightnessDetector):
+        def predict_batch(self, images, batch_size=8):
+            if scored_one.is_set():
+                held.wait(10)  # the second batch waits until the export is done
+            scored_one.set()
+            return super().predict_batch(images, batch_size)
+
+    more = [_part(tmp_path / f"more{i}.png", 0.2 + i / 10) for i in range(2)]
+    adding = threading.Thread(target=session.add, args=(Held(), more), kwargs={"batch_size": 1})
+    adding.start()
+    try:
+        assert scored_one.wait(10)
+        started = time.monotonic()
+        rows = _exported_rows(review.export_zip(session, tmp_path / "review.zip", THRESHOLD))
+        assert time.monotonic() - started < 5 and not held.is_set()  # done while the upload is still scored
+        assert len(rows) <= 5  # the four, and the image added before the press at most
+    finally:
+        held.set()
+        adding.join()
+    assert len(session.items) == 6
+
+
 def test_a_decision_on_an_image_still_being_scored_survives_a_crash_with_its_image(tmp_path, parts, monkeypatch):
     """The review shows images as their batch is scored, before items.json is next written: a decision on one is
     saved with its item, or after a crash the next image added would take its id, and the decision with it."""

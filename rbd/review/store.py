@@ -119,6 +119,7 @@ class ReviewSession:
         self.folder = Path(folder)
         self._lock = _folder_lock(self.folder)  # the session's state and files, held for milliseconds
         self._scoring = _folder_lock(self.folder, "scoring")  # one add or re-score at a time; decisions go on beside it
+        self._switching = _folder_lock(self.folder, "switching")  # a re-score's switch of model (`one_model`)
         self._painted: dict[str, bool] = {}  # mask file -> has a defect pixel (masks never change)
         with self._lock:
             self._load()
@@ -280,7 +281,7 @@ class ReviewSession:
                     raise InvalidInputError(f"{len(by_path)} of this review's images can no longer be read ({names}), so nothing "
                                             f"was re-scored: the review stays scored by {self._model.name}; start a new review "
                                             "for the active model")
-                with self._lock:
+                with self._switching, self._lock:
                     freeze()
                     before = self._items, self._maps, self._calibration, self._model
                     try:
@@ -461,9 +462,10 @@ class ReviewSession:
 
     @contextlib.contextmanager
     def one_model(self) -> Iterator[None]:
-        """While held, no add or re-score runs (they wait): the scores and maps read are of one model, as an export
-        needs them to be from its snapshot to its last mask. Decisions go on meanwhile."""
-        with self._scoring:
+        """While held, no re-score switches the model (it waits to): the scores and maps read are of one model, as an
+        export needs them to be from its snapshot to its last mask. Decisions, images being added and a re-score's
+        scoring go on meanwhile (an export waited for a whole folder's scoring, then took images added after its press)."""
+        with self._switching:
             yield
 
     def snapshot(self) -> list[tuple[Item, Decision | None, bool | None]]:
