@@ -264,6 +264,9 @@ def _named_on_hub(repo_id: str, revision: str | None) -> tuple[Path, Path]:
     try:
         return _download(repo_id, revision)
     except (CheckpointError, HubError) as err:
+        suffix = Path(repo_id).suffix.lower()
+        if suffix in (".onnx", ".zip"):  # most likely a mistyped file (the Hub allows me/parts.onnx): bad input, said so
+            raise CheckpointError(f"{repo_id}: no such {suffix} file, nor a Hub repo of that name to be had ({err})") from err
         raise type(err)(f"{err}; nor is there a local folder or .onnx file {repo_id}") from err
 
 
