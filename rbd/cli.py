@@ -216,8 +216,8 @@ def _input_images(items: list[str], uris: bool = False, leave_out: Path | None =
     Each comes with the name its outputs take: its path in the folder named, less its suffix
     (`good/000`), so that a folder's tree is kept; a file named itself goes by its stem. Found in a
     folder searched or named themselves (a shell's `*.png`), the files under `leave_out` (the output folder) are not
-    inputs: all of them where it lies inside that folder, else (the folder itself, or one around it) the pictures an
-    earlier run wrote there (`_earlier_pictures`: a user's own `a_mask.png` beside `a.jpg` is an input), with a notice."""
+    inputs where an earlier run wrote them there (`_earlier_pictures`: a user's own `a_mask.png` beside `a.jpg` is an
+    input), with a notice."""
     skipped = leave_out.resolve() if leave_out is not None else None
     ours = _earlier_pictures(leave_out) if leave_out is not None else None
 
@@ -227,10 +227,9 @@ def _input_images(items: list[str], uris: bool = False, leave_out: Path | None =
         """Which of the files `found` in `folder` (named `item`) are inputs."""
         if skipped is None:
             return [True] * len(found)
-        if skipped != folder.resolve() and skipped.is_relative_to(folder.resolve()):  # --out inside the folder
-            chosen = [not path.resolve().is_relative_to(skipped) for path in found]
-        else:  # the folder is --out or lies in it: the pictures an earlier run wrote there are no inputs, the user's files are
-            chosen = [not (path.resolve().is_relative_to(skipped) and ours(path)) for path in found]
+        # the pictures an earlier run wrote into --out are no inputs, the user's files there are (an --out inside the
+        # folder named left all of them out, and said they came from an earlier run)
+        chosen = [not (path.resolve().is_relative_to(skipped) and ours(path)) for path in found]
         if not all(chosen):
             left_out[item] = left_out.get(item, 0) + chosen.count(False)
         return chosen
@@ -291,14 +290,22 @@ def _present(path: Path) -> bool:
 
 def _earlier_pictures(out: Path) -> Callable[[Path], bool]:
     """Whether a file in `out` is a picture an earlier `predict` wrote there: marked so (`rbd.outputs.picture_kind`), or
-    named in the results.csv it left (an rbd before the mark)."""
-    listed = set()
+    named in the results.csv it left (an rbd before the mark) and not changed since that table was written, after its
+    pictures (a mask the user corrected in an image editor, which drops the mark, was written over as a label)."""
+    listed, written = set(), None
     try:
         with open(out / "results.csv", newline="", encoding="utf-8", errors="surrogateescape") as table:
+            written = os.fstat(table.fileno()).st_mtime_ns
             listed = {(out / row[column]).resolve() for row in csv.DictReader(table) for column in ("overlay", "mask") if row.get(column)}
     except (OSError, csv.Error, UnicodeDecodeError):  # none, or not one of rbd's
         pass
-    return lambda path: picture_kind(path, out) in PREDICTED or path.resolve() in listed
+
+    def unchanged_since(path: Path) -> bool:
+        try:
+            return path.stat().st_mtime_ns <= written
+        except OSError:
+            return False
+    return lambda path: picture_kind(path, out) in PREDICTED or (path.resolve() in listed and unchanged_since(path))
 
 
 def _writable(path: str, option: str) -> Path:

@@ -228,6 +228,36 @@ def test_an_output_folder_inside_the_input_folder_is_not_read_as_input(category,
 
 
 
+def test_the_users_images_in_an_output_folder_inside_the_input_folder_are_inputs(category, checkpoint, tmp_path, capsys):
+    """`rbd predict ckpt data --out data/good`: data/good's own images were never scored, and the notice said they came
+    from an earlier run."""
+    data = tmp_path / "data"
+    shutil.copytree(category / "test" / "good", data / "good")
+    shutil.copytree(category / "test" / "hole", data / "hole")
+    inputs = sorted(str(p) for p in data.rglob("*.png"))
+    for run_number in range(2):
+        code, _, err = run(capsys, "predict", checkpoint, data, "--out", data / "good", "--quiet")
+        assert code == 0, err
+        assert sorted(row["file"] for row in _results(data / "good")) == inputs  # not the first run's pictures either
+        assert ("there from an earlier run" in err) == (run_number == 1), err
+
+
+def test_a_mask_corrected_after_the_run_is_the_users_and_never_written_over(category, checkpoint, tmp_path, capsys):
+    """Listed in the results.csv of the run that wrote it, a mask the user then corrected in an image editor (which drops
+    rbd's mark) was taken for rbd's picture and replaced by a fresh prediction."""
+    parts = shutil.copytree(category / "test" / "good", tmp_path / "parts")
+    out = tmp_path / "out"
+    assert run(capsys, "predict", checkpoint, parts, "--out", out, "--quiet")[0] == 0
+    mask = out / "000_mask.png"
+    corrected = np.zeros(np.asarray(Image.open(mask)).shape, np.uint8)
+    corrected[:5, :5] = 255
+    Image.fromarray(corrected).save(mask)  # saved by another program: no mark
+    before = mask.read_bytes()
+    code, _, err = run(capsys, "predict", checkpoint, parts, "--out", out, "--quiet")
+    assert code == 2 and "holds 1 file(s) rbd did not write where this run writes its pictures and tables (000_mask.png)" in err, err
+    assert mask.read_bytes() == before
+
+
 @pytest.mark.parametrize("out", ["parts", "."])
 def test_an_output_folder_that_is_or_holds_the_input_folder_leaves_out_only_earlier_pictures(category, checkpoint, tmp_path, capsys,
                                                                                               monkeypatch, out):
@@ -439,8 +469,10 @@ def test_a_picture_copied_from_another_run_is_the_users_and_an_unmarked_earlier_
     shutil.copy(tmp_path / "res" / "000_mask.png", labels / "000_mask.png")
     code, _, err = run(capsys, "predict", checkpoint, labels, "--out", labels, "--quiet")
     assert code == 2 and "(000_mask.png)" in err, err
-    for picture in (tmp_path / "res").glob("*.png"):  # as an rbd without the mark wrote them
+    table = (tmp_path / "res" / "results.csv").stat().st_mtime_ns
+    for picture in (tmp_path / "res").glob("*.png"):  # as an rbd without the mark wrote them: before its results.csv
         Image.open(picture).save(picture)
+        os.utime(picture, ns=(table - 10**9, table - 10**9))
     assert run(capsys, "predict", checkpoint, good, "--out", tmp_path / "res", "--quiet")[0] == 0
     assert len(_results(tmp_path / "res")) == len(list(good.glob("*.png")))
 
