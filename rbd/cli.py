@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from . import __version__, distributed
 from .backbones import BACKBONES, offline_backbones
-from .checkpoint import load, save, stored_config, writable_target
+from .checkpoint import load, save, settings, stored_config, writable_target
 from .datasets import training_folder
 from .detector import predict_files
 from .errors import InvalidInputError, NoImagesError, RBDError
@@ -205,6 +205,7 @@ def _export(args: argparse.Namespace) -> None:
 
 def _info(args: argparse.Namespace) -> None:
     config = stored_config(args.checkpoint, args.revision)
+    settings(config, args.checkpoint)  # what `load` refuses is refused here too (a NaN threshold printed as NaN, exit 0)
     config["calibration"] = {k: v for k, v in config["calibration"].items() if not k.endswith("_scores")}
     config["training"] = {k: v for k, v in (config.get("training") or {}).items() if k != "loss_curve"}  # none: made by hand
     print(json.dumps(config, indent=2))

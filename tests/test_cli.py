@@ -727,6 +727,15 @@ def test_commands_that_build_no_model_never_import_timm(checkpoint, args):
     assert result.stderr.strip().endswith("False"), result.stderr
 
 
+def test_info_refuses_a_checkpoint_that_load_refuses(checkpoint, capsys, tmp_path):
+    """A NaN threshold was printed as NaN (no JSON a strict reader takes) with exit 0, where predict exits 2."""
+    broken = shutil.copytree(checkpoint, tmp_path / "broken")
+    config = json.loads((broken / "config.json").read_text())
+    (broken / "config.json").write_text(json.dumps({**config, "threshold": float("nan")}))
+    code, out, err = run(capsys, "info", broken)
+    assert code == 2 and out == "" and "threshold" in err, err
+
+
 def test_a_missing_onnx_file_is_bad_input_not_a_hub_repo(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code, _, err = run(capsys, "info", "models/bothh.onnx")
