@@ -129,7 +129,7 @@ def _aside(directory: Path) -> str:
     whatever the folder's name is (one near the file system's 255 bytes failed the save after a whole training) and
     still its own (a long one's start and a hash of it)."""
     name = directory.name
-    if len(os.fsencode(name)) <= 200:
+    if len(os.fsencode(name)) <= 241:  # `.{name}.old-` and 8 characters: 255 bytes at most
         return f".{name}."
     return f".{name[:32]}-{hashlib.sha256(os.fsencode(name)).hexdigest()[:8]}."
 
@@ -569,7 +569,7 @@ def model_card(config: dict, repo_id: str | None = None, license: str = "other",
         lines.append(f"- Synthetic defects caught at that threshold: {100 * caught:.0f}%")
     lines += [f"- ⚠️ {problem}" for problem in calibration.problems(config["threshold"])]  # as the app's model line warns
     if training:
-        held = (training.get("images") or 0) - (training.get("train_images") or 0)  # "8 images" read as a miscount of 7
+        held = training.get("holdout_images") or 0  # beside the images trained on: "8 images" read as a miscount of 7
         lines.append(f"- Training: {training.get('train_images')} images{f' ({held} more held out for the threshold)' if held > 0 else ''}, "
                      f"{training.get('steps')} steps, "
                      f"{training.get('seconds')} s on {training.get('device')}, rbd {training.get('rbd_version')}"

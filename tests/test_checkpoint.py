@@ -104,13 +104,16 @@ def test_folder_holds_safetensors_json_and_a_card_only(checkpoint, detector):
 
 def test_model_card_states_threshold_and_metrics(detector):
     card = checkpoint_module.model_card(checkpoint_module.checkpoint_config(detector, metrics={"image_auroc": 0.987}))
+    sampled = {**checkpoint_module.checkpoint_config(detector), "training": {**detector.training, "train_images_left_out": 40,
+                                                                              "images": detector.training["images"] + 40}}
+    assert f"({detector.training['holdout_images']} more held out for the threshold)" in checkpoint_module.model_card(sampled).text
     assert f"{detector.threshold:.5f}" in card.text and "| image AUROC | 0.9870 |" in card.text
     assert "patch memory choose" not in card.text
     config = checkpoint_module.checkpoint_config(detector)
     short = {**config, "training": {**config["training"], "memory_patches_left_out": detector.model.memory.size - 9}}
     assert f"let the patch memory choose 9 of its {detector.model.memory.size} patches" in checkpoint_module.model_card(short).text
     assert 'rbd.load("path/to/this/folder")' in card.text
-    held = detector.training["images"] - detector.training["train_images"]  # "Training: 7 images" of 8 read as a miscount
+    held = detector.training["holdout_images"]  # "Training: 7 images" of 8 read as a miscount
     assert held > 0 and f"- Training: {detector.training['train_images']} images ({held} more held out for the threshold), " in card.text
 
 
@@ -285,6 +288,9 @@ def test_a_folder_named_near_the_file_systems_limit_is_saved_and_replaced(detect
         rbd.save(detector, target)
         assert rbd.load(target).threshold == detector.threshold
     assert [p.name for p in tmp_path.iterdir()] == [target.name]  # nothing left beside it
+    shorter = tmp_path / ("s" * 230)  # a name an earlier rbd saved too, setting the one it replaced aside under it whole
+    kept = shutil.copytree(target, tmp_path / f".{shorter.name}.old-0123abcd")
+    assert rbd.checkpoint._retired_copy(shorter) == kept
 
 
 def test_a_save_syncs_its_folder_and_the_one_it_lies_in(detector, tmp_path, monkeypatch):
