@@ -482,12 +482,21 @@ def _palette_alpha(image: Image.Image) -> Image.Image:
 
 
 def _pil_to_array(image: Image.Image) -> np.ndarray:
-    if _misread_by_pillow(image) and getattr(image, "filename", "") and image.tell() == 0:
+    if _reread(image):
         return read_image(image.filename)  # the file's, as its path gives: Pillow would scramble the pixels or cut them to 8 bits
     if image.mode.startswith(("I", "F")):
         return _deep_grey(image)
     image = _without_alpha(_upright(image))  # images opened by the caller
     return to_rgb_array(np.asarray(image.convert("L" if image.mode in ("L", "1") else "RGB")))  # P/CMYK/YCbCr convert
+
+
+def _reread(image: Image.Image) -> bool:
+    """Whether a caller's PIL image is read from its file (`_misread_by_pillow`): a turned TIFF always (Pillow scrambles
+    its pixels), a deep or 0-is-white one while its pixels are not loaded yet, so that one the caller changed in place
+    (thumbnailed, drawn on), which keeps its file name, is read as changed."""
+    if not (getattr(image, "filename", "") and image.tell() == 0):
+        return False
+    return _is_turned_tiff(image) or (bool(image.tile) and _misread_by_pillow(image))
 
 
 def _without_alpha(image: Image.Image) -> Image.Image:
@@ -503,7 +512,8 @@ def _without_alpha(image: Image.Image) -> Image.Image:
 def _deep_grey(image: Image.Image, max_side: int | None = None, size: tuple[int, int] | None = None) -> np.ndarray:
     """A 16- or 32-bit grey PIL image ("I;16", "I", "F") at full depth, upright and shrunk as float planes (Pillow cannot
     shrink 16-bit ones), its samples read by its file's bit depth, which an upright or shrunk copy no longer has."""
-    return _upright_and_shrunk(_samples(np.asarray(image), _sample_bits(image)), _orientation(image), max_side, size)
+    array = _upright_and_shrunk(_samples(np.asarray(image), _sample_bits(image)), _orientation(image), max_side, size)
+    return 1 - array if _is_deep_min_is_white(image) else array  # (a caller's loaded file: its samples as stored)
 
 
 def _sample_bits(image: Image.Image) -> int:

@@ -194,6 +194,23 @@ def test_a_tiff_tag_out_of_range_is_read_as_absent_without_a_log_line(tmp_path, 
     assert not caplog.records, caplog.records
 
 
+def test_a_callers_changed_16bit_image_is_read_as_changed_not_from_its_file(tmp_path):
+    """Read from its file where Pillow would cut it to 8 bits or show its negative, an image the caller thumbnailed or
+    drew on (it keeps its file's name) came back as the file was."""
+    from PIL import ImageDraw
+
+    path = _tiff(DEEP, tmp_path / "deep.tif", photometric="rgb")
+    with Image.open(path) as image:
+        image.thumbnail((1, 1))
+        assert_rgb(to_rgb_array(image), 1, 1)
+    tifffile.imwrite(tmp_path / "xray.tif", np.full((6, 8), 60000, np.uint16), photometric="miniswhite")  # dark
+    with Image.open(tmp_path / "xray.tif") as image:
+        image.load()
+        ImageDraw.Draw(image).rectangle((0, 0, 1, 1), fill=0)  # 0: white in such a file
+        array = to_rgb_array(image)
+    assert array[0, 0, 0] == 1.0 and array[5, 7, 0] == pytest.approx(1 - 60000 / 65535)
+
+
 def _png(array, path):
     import imagecodecs
 
