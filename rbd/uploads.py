@@ -197,8 +197,8 @@ def gather_images(paths: Iterable[str | Path], dest: str | Path, names: Sequence
             if used >= MAX_TOTAL_BYTES or members >= MAX_MEMBERS:
                 raise _upload_too_large()
             folder = dest / unique_name(PurePosixPath(name).with_suffix("").as_posix(), taken, split_suffix=False)
-            if any(os.path.isfile(parent) for parent in folder.parents if parent.is_relative_to(dest)):  # `a.png/x.zip` beside a.png
-                folder = dest / unique_name(path.stem, taken, split_suffix=False)  # its own name, as a loose file falls back
+            if not _made(folder):  # `a.png/x.zip` beside a.png, or a folder named past 255 bytes: the zip's own name, as a
+                folder = dest / unique_name(path.stem, taken, split_suffix=False)  # loose file falls back
             try:
                 extracted, taken_bytes = _extract(path, folder, MAX_TOTAL_BYTES - used, MAX_MEMBERS - members,
                                                   unwrap=PurePosixPath(name).stem)
@@ -281,6 +281,18 @@ def _is_other_file_of_one_name(copied: Path, named: Path) -> bool:
     holders = [entry for entry in named.parent.iterdir() if entry != copied and entry.is_file()
                and (entry.name.casefold() == named.name.casefold() or is_renumbered(entry.name, named.name))]
     return bool(holders) and not any(filecmp.cmp(copied, entry, shallow=False) for entry in holders)
+
+
+def _made(folder: Path) -> bool:
+    """Whether `folder` could be made (or was there), made if so: not under a file, nor named past the file system's
+    limits."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        return True
+    except OSError as err:
+        if err.errno not in _BAD_NAME_ERRNOS:
+            raise
+        return False
 
 
 def _copy_upload(path: Path, dest: Path, name: str, taken: set[str]) -> Path:

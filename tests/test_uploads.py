@@ -180,6 +180,8 @@ def test_a_folder_named_past_the_file_systems_limit_costs_only_its_files(tmp_pat
     with pytest.warns(UserWarning, match=f"lot.zip: skipped {long}/b.png \\(File name too long\\)"):
         found = gather_images([image, zipped], dest, [f"lot/{long}/a.png", "lot.zip"])
     assert found == [dest / "a.png", dest / "lot" / "ok" / "c.png"]  # the picked file by its own name, as a clash falls back
+    inside = tmp_path / "inside"  # a zip picked in such a folder: extracted under its own name
+    assert gather_images([zipped], inside, [f"lot/{long}/lot.zip"]) == [inside / "lot" / "ok" / "c.png"]
 
 
 def test_a_zip_named_with_a_character_the_web_server_drops_is_unwrapped_by_its_own_name(tmp_path):
