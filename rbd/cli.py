@@ -120,7 +120,7 @@ def _predict(args: argparse.Namespace) -> None:
     names: dict[str, list[str]] = {}  # a file named twice is scored twice, its outputs named each time as then
     for (file, _), name in zip(named, output_names([name for _, name in named])):
         names.setdefault(file, []).append(name)
-    ours = _earlier_pictures(out)
+    ours = _earlier_pictures(out, unchanged=True)
     pictures = [picture for file_names in names.values() for name in file_names for picture in picture_names(name)]
     users = [picture for picture in pictures if _present(out / picture) and not ours(out / picture)]
     users += [table for table in RESULT_TABLES if _present(out / table) and not _is_results_table(out / table)]
@@ -289,9 +289,10 @@ def _present(path: Path) -> bool:
     return path.exists() or path.is_symlink()
 
 
-def _earlier_pictures(out: Path) -> Callable[[Path], bool]:
+def _earlier_pictures(out: Path, unchanged: bool = False) -> Callable[[Path], bool]:
     """Whether a file in `out` is a picture an earlier `predict` wrote there: marked so (`rbd.outputs.picture_kind`), or
-    named in the results.csv it left (an rbd before the mark) and not changed since that table was written, after its
+    named in the results.csv it left (an rbd before the mark, or a copy of the folder, whose marks name the original).
+    `unchanged`, where a run would write over it: listed, only if not changed since that table was written, after its
     pictures (a mask the user corrected in an image editor, which drops the mark, was written over as a label)."""
     listed, written = set(), None
     try:
@@ -306,7 +307,7 @@ def _earlier_pictures(out: Path) -> Callable[[Path], bool]:
             return path.stat().st_mtime_ns <= written
         except OSError:
             return False
-    return lambda path: picture_kind(path, out) in PREDICTED or (path.resolve() in listed and unchanged_since(path))
+    return lambda path: picture_kind(path, out) in PREDICTED or (path.resolve() in listed and (not unchanged or unchanged_since(path)))
 
 
 def _writable(path: str, option: str) -> Path:

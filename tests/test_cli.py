@@ -242,6 +242,20 @@ def test_the_users_images_in_an_output_folder_inside_the_input_folder_are_inputs
         assert ("there from an earlier run" in err) == (run_number == 1), err
 
 
+def test_pictures_listed_by_an_earlier_run_are_no_inputs_even_once_changed(category, checkpoint, tmp_path, capsys):
+    """A folder copied (`cp -r`: new times, and marks that name the original folder) had its earlier pictures scored as
+    images; changed since its results.csv, a listed picture is the user's to keep, never an input."""
+    data = tmp_path / "data"
+    shutil.copytree(category / "test" / "good", data)
+    assert run(capsys, "predict", checkpoint, data, "--out", data / "out", "--quiet")[0] == 0
+    copy = shutil.copytree(data, tmp_path / "copy")
+    for picture in (copy / "out").glob("*.png"):
+        os.utime(picture)  # newer than its results.csv, as a copy's files can be
+    with pytest.warns(UserWarning, match="there from an earlier run"):
+        named = rbd.cli._input_images([str(copy)], leave_out=copy / "out")
+    assert sorted(name for _, name in named) == sorted(p.stem for p in data.glob("*.png"))
+
+
 def test_a_mask_corrected_after_the_run_is_the_users_and_never_written_over(category, checkpoint, tmp_path, capsys):
     """Listed in the results.csv of the run that wrote it, a mask the user then corrected in an image editor (which drops
     rbd's mark) was taken for rbd's picture and replaced by a fresh prediction."""
