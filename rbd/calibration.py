@@ -54,13 +54,19 @@ class Calibration:
     normal_scores: list[float] = field(default_factory=list)
     synthetic_scores: list[float] = field(default_factory=list)
     interval: tuple[float, float] | None = None  # 95% bootstrap interval of the threshold; None from one image
-    reviewed: int = 0  # how many of the normal scores are of images a review accepted as good (`rules.recalibrated`)
+    # the last normal scores, of images reviews accepted as good (`rules.recalibrated`): each review's tag and count
+    reviews: tuple[tuple[str, int], ...] = ()
 
     @property
     def fingerprint(self) -> str:
         """What tells one model from another: a retrained model (or a Hub branch pushed again) has other
         normal scores, while a copy of one (shared in the app, downloaded, loaded by another path) keeps them."""
         return hashlib.sha1(json.dumps([self.threshold, self.scale, list(self.normal_scores)]).encode()).hexdigest()[:16]
+
+    @property
+    def reviewed(self) -> int:
+        """How many of the normal scores are of images reviewed as good."""
+        return sum(count for _, count in self.reviews)
 
     @property
     def synthetic_catch_rate(self) -> float | None:
@@ -139,16 +145,18 @@ class Calibration:
             normal_scores=_listed_numbers(values, "normal_scores"),
             synthetic_scores=kept_synthetic_scores(_listed_numbers(values, "synthetic_scores")),
             interval=tuple(float(v) for v in values["interval"]) if values.get("interval") else None,
-            reviewed=_reviewed_count(values),
+            reviews=_reviews(values),
         )
 
 
-def _reviewed_count(values: dict) -> int:
-    """`values["reviewed"]` (none: 0) as a whole number of the normal scores."""
-    count = values.get("reviewed", 0)
-    if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= len(values.get("normal_scores") or []):
-        raise ValueError(f"reviewed must be a whole number of the normal scores, got {count!r}")
-    return count
+def _reviews(values: dict) -> tuple[tuple[str, int], ...]:
+    """`values["reviews"]` (none: none) as (tag, count) pairs, counting no more than the normal scores."""
+    listed = values.get("reviews") or []
+    pairs = tuple(tuple(pair) for pair in listed) if isinstance(listed, (list, tuple)) else None
+    if pairs is None or not all(len(pair) == 2 and isinstance(pair[0], str) and type(pair[1]) is int and pair[1] > 0
+                                for pair in pairs) or sum(pair[1] for pair in pairs) > len(values.get("normal_scores") or []):
+        raise ValueError(f"reviews must be [tag, count] pairs counting some of the normal scores, got {listed!r}")
+    return pairs
 
 
 def _listed_numbers(values: dict, key: str) -> list[float]:

@@ -414,6 +414,12 @@ def test_recalibration_adds_images_reviewed_as_good(session):
     session.rescore(recalibrated_model, ScoredBy("recalibrated", "recalibrated"))
     again = review.recalibrated(session)
     assert sorted(again.normal_scores) == sorted(combined) and again.reviewed == 2
+    # another review on that model keeps the first one's images (it dropped them) and adds its own
+    other = ReviewSession.create(session.folder.parent, "s2", recalibrated_model, [a.image_path, d.image_path])
+    other.decide(1, "accept", THRESHOLD)  # good
+    both = review.recalibrated(other)
+    assert len(both.normal_scores) == 7 and both.reviewed == 3 and [count for _, count in both.reviews] == [2, 1]
+    assert session.session_id not in json.dumps(both.to_dict())  # its tag only: the id opens the review
 
 
 def test_a_model_calibrated_for_a_rate_of_0_recalibrates_at_the_controls_smallest_rate(tmp_path, parts):

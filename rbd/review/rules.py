@@ -11,6 +11,7 @@ with the number of images beyond a vectorised pass over those arrays.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import replace
 from pathlib import Path
 
@@ -153,10 +154,10 @@ def recalibrated(session, false_alarm_rate: float | None = None) -> Calibration:
 
     It starts from the stored calibration, the one the images were scored with, so the scores
     are never mixed with another model's and the reviewed ones never count twice: where that model was recalibrated by
-    a review already (downloaded or pushed so, and this review re-scored by it), the images that review added are
-    replaced by this one's, which were counted again. The synthetic-defect scores are kept, so the catch rate stays
-    comparable. NoImagesError, saying why, when no image counts: a recalibration from nothing would only repeat the old
-    threshold.
+    this review already (downloaded or pushed so, and the review re-scored by it), the scores it added then are replaced
+    by its own now; another review's are kept (`Calibration.reviews`). The synthetic-defect scores are kept, so the
+    catch rate stays comparable. NoImagesError, saying why, when no image counts: a recalibration from nothing would
+    only repeat the old threshold.
     """
     if session.calibration is None:
         raise InvalidInputError("this review holds no images yet")
@@ -171,5 +172,12 @@ def recalibrated(session, false_alarm_rate: float | None = None) -> Calibration:
     calibration = session.calibration
     rate = calibration.false_alarm_rate if false_alarm_rate is None else false_alarm_rate
     rate = max(rate, RATE_RANGE[0])  # a checkpoint saved with a rate of 0 (refused since: calibration.RATE_ABOVE_0)
-    own = calibration.normal_scores[: len(calibration.normal_scores) - calibration.reviewed]  # held out, or blind training
-    return replace(calibrate(list(own) + good, calibration.synthetic_scores, rate), reviewed=len(good))
+    tag = hashlib.sha256(session.session_id.encode()).hexdigest()[:12]  # not the id, which opens the review
+    scores, reviews, end = list(calibration.normal_scores), [], len(calibration.normal_scores) - calibration.reviewed
+    kept = scores[:end]  # held out, or training images scored blind
+    for other, count in calibration.reviews:
+        if other != tag:
+            kept += scores[end : end + count]
+            reviews.append((other, count))
+        end += count
+    return replace(calibrate(kept + good, calibration.synthetic_scores, rate), reviews=(*reviews, (tag, len(good))))
