@@ -1092,6 +1092,8 @@ def test_the_beginning_of_a_name_typed_into_the_picker_picks_that_model(ctx, tmp
     with pytest.raises(rbd.CheckpointError, match="'x' is neither a listed checkpoint nor a Hub repo id"):
         model_bar.load_pressed(ctx, "x", "", "", "browser-1")
     assert model_bar.load_pressed(ctx, "stripes (", "", "", "browser-1")["choice"] == stripes
+    os.symlink(stripes, tmp_path / "shipped" / "stripes-2")  # a fine-tune named "stripes" is listed so too
+    assert model_bar.load_pressed(ctx, "Stripes", "", "", "browser-1")["choice"] == stripes  # the name whole: that model
 
 
 def test_a_recalibration_that_catches_no_synthetic_defect_waits_for_confirmation(ctx, model, parts):

@@ -153,13 +153,16 @@ def load_model(ctx, choice: str, hub_id: str, revision: str, browser: str, read_
 
 
 def typed_choice(ctx, choice: str, browser: str) -> str:
-    """The picker's key for what it holds: a listed key or a Hub repo id as it is, else the one model whose name starts
-    with the text typed (clicking away from "we" gave an error, where Enter loaded weld). Several or none: an error
-    that names them."""
+    """The picker's key for what it holds: a listed key or a Hub repo id as it is, else the one model named so, else the
+    one model whose name starts with the text typed (clicking away from "we" gave an error, where Enter loaded weld).
+    Several or none: an error that names them."""
     entries = ctx.catalog.entries(browser or None)
     text = choice.strip()
     if not text or any(key == text for _, key in entries) or is_repo_id(text):
         return choice
+    named = [key for _, key in entries if Path(key).name.casefold() == text.casefold()]
+    if len(named) == 1:  # a name typed whole: "bottle" while a fine-tune "bottle-20261206-..." is listed too
+        return named[0]
     fitting = [(label, key) for label, key in entries if label.casefold().startswith(text.casefold())]
     if len(fitting) == 1:
         return fitting[0][1]
