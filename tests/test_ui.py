@@ -1335,6 +1335,20 @@ def test_a_threshold_moved_while_inspect_ran_judges_its_images_once_it_ends(ctx,
     again = inspection.judged_again(ctx, None, None, out["held"], 0, model, 30.0, 0.5)
     moved = model_bar.threshold(ctx, model, 30.0)
     assert moved != model_bar.threshold(ctx, model, 0.1) and f"raw threshold {moved:.4f}" in again["summary"]
+    # a review's recalibration applied meanwhile keeps the rate and the model, and moves the threshold
+    recalibrated = _recalibrated(ctx, model)
+    again = inspection.judged_again(ctx, None, None, out["held"], 0, recalibrated, 0.1, 0.5)
+    assert f"raw threshold {model_bar.threshold(ctx, recalibrated, 0.1):.4f}" in again["summary"]
+
+
+def _recalibrated(ctx, model) -> dict:
+    """`model` as a review's recalibration leaves it: the same model and rate, another threshold."""
+    from ui import model_bar
+
+    calibration = ctx.detector(model).calibration
+    recalibration = rbd.calibrate([score * 0.5 for score in calibration.normal_scores], calibration.synthetic_scores,
+                                  calibration.false_alarm_rate)
+    return model_bar.recalibrated(ctx, model, recalibration)
 
 
 def test_a_model_picked_while_inspect_ran_scores_its_images_once_it_ends(ctx, model, parts):
@@ -1525,9 +1539,13 @@ def test_a_rate_or_model_changed_while_evaluate_ran_judges_its_answer_once_it_en
     """The change's own re-judge saw no evaluation yet; the answer came judged as at the click."""
     from ui import evaluation
 
-    evaluated = {"model": evaluation.model_bar.identity(ctx, model), "name": model["name"], "metrics": {}, "judged_at": 1.0,
-                 "rows": [ROW_A]}
+    evaluated = {"model": evaluation.model_bar.identity(ctx, model), "name": model["name"], "metrics": {},
+                 "judged_at": evaluation.model_bar.threshold(ctx, model, 1.0), "rows": [ROW_A]}
     assert evaluation.judged_again(ctx, evaluated, model, 1.0) == {}  # nothing changed: nothing drawn twice
+    recalibrated = _recalibrated(ctx, model)  # a review's recalibration applied meanwhile: the rate kept, not the threshold
+    summary = evaluation.judged_again(ctx, evaluated, recalibrated, 1.0)["summary"]
+    assert dict(zip(summary["metric"], summary["value"]))["threshold (raw score)"] == \
+        f"{evaluation.model_bar.threshold(ctx, recalibrated, 1.0):.4f}"
     moved = evaluation.judged_again(ctx, evaluated, model, 30.0)
     summary = dict(zip(moved["summary"]["metric"], moved["summary"]["value"]))
     assert summary["threshold (raw score)"] == f"{evaluation.model_bar.threshold(ctx, model, 30.0):.4f}"

@@ -40,7 +40,7 @@ class Evaluate:
     roc: gr.Plot
     rows: gr.Dataframe
     misranked: gr.Gallery
-    evaluated: gr.State  # {"model": model_bar.identity, "name", "metrics", "rows", "judged_at", "notes"} of this browser's last evaluation
+    evaluated: gr.State  # {"model": model_bar.identity, "name", "metrics", "rows", "judged_at" (raw threshold), "notes"} of this browser's last evaluation
 
 
 @gpu
@@ -59,7 +59,7 @@ def evaluate(ctx, archive, model: dict, rate: float, progress=gr.Progress()) -> 
                     for kind, found in (("good", good), ("defective", defective)) for rank, row in enumerate(found, 1)]
     notes = told_again(ctx, notes)  # a toast now, and a row under the metrics (a toast fades)
     evaluated = {"model": model_bar.identity(ctx, model, detector), "name": model["name"], "metrics": result.summary(), "rows": result.rows,
-                 "judged_at": rate, "notes": notes}
+                 "judged_at": threshold, "notes": notes}
     return {"roc": roc_figure(result.roc, result.image_auroc), "evaluated": evaluated, "misranked": pictures,
             **rows(ctx, evaluated, model, rate)}
 
@@ -75,7 +75,7 @@ def judged_again(ctx, evaluated: dict | None, model: dict, rate: float) -> dict:
     """After an Evaluate: its verdicts at the slider's rate, or the evaluation cleared, where the rate or the model
     changed while it ran. That change's own re-judge saw the evaluation before, and this one's answer, judged
     as at its click, came after it."""
-    if not evaluated or (is_of(ctx, evaluated, model) and evaluated.get("judged_at") == rate):
+    if not evaluated or (is_of(ctx, evaluated, model) and evaluated.get("judged_at") == model_bar.threshold(ctx, model, rate)):
         return {}
     return rows(ctx, evaluated, model, rate)
 

@@ -140,7 +140,8 @@ def inspect_images(ctx, image, files, model: dict, rate: float, opacity: float, 
     # download names told apart as `rbd predict` tells its files apart (a.jpg and a.png: a_mask.png and a_1_mask.png)
     items = [{**item, "output": name} for item, name in zip(items, output_names([_output_base(item["name"]) for item in items]))]
     items.sort(key=lambda item: item["score"], reverse=True)  # a batch's likely defects first; ties in upload order
-    items = [{**item, "judged_at": rate} for item in items]  # `judged_again` compares it with the slider once this returns
+    judged_at = model_bar.threshold(ctx, model, rate)  # `judged_again` compares it with the bar's once this returns
+    items = [{**item, "judged_at": judged_at} for item in items]
     choices = [(item["name"], i) for i, item in enumerate(items)]
     shown = next((i for i, item in enumerate(items) if item["digest"] == viewing), 0)
     return {"held": items, "picked": gr.update(choices=choices, value=shown), **redraw(ctx, items, shown, model, rate, opacity)}
@@ -158,7 +159,7 @@ def judged_again(ctx, image, files, held: list | None, picked, model: dict, rate
     Inspect's answer, scored and judged as at its click, came after it."""
     if held and _scored_by_another(ctx, held, model):
         return rescore(ctx, image, files, held, picked, model, rate, opacity)
-    if not held or held[0].get("judged_at") == rate:
+    if not held or held[0].get("judged_at") == model_bar.threshold(ctx, model, rate):  # (a recalibration keeps the rate)
         return {}
     return redraw(ctx, held, picked, model, rate, opacity)
 
