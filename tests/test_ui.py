@@ -1341,6 +1341,17 @@ def test_a_threshold_moved_while_inspect_ran_judges_its_images_once_it_ends(ctx,
     assert f"raw threshold {model_bar.threshold(ctx, recalibrated, 0.1):.4f}" in again["summary"]
 
 
+def test_a_threshold_moved_after_the_images_were_freed_says_so(ctx, model, parts):
+    """An hour after the last Inspect, Gradio frees the held images; a threshold moved then changed nothing shown, and the
+    page went on showing verdicts at the threshold before."""
+    from ui import inspection
+
+    assert inspection.rescore(ctx, None, None, [], None, model, 30.0, 0.5) == {}  # nothing inspected yet
+    freed = inspection.rescore(ctx, None, None, [], 0, model, 30.0, 0.5)  # an image still picked on the page
+    assert freed["summary"] == inspection.FREED and freed["held"] == [] and freed["heat"] is None
+    assert "freed 1 hour after the last Inspect" in inspection.FREED
+
+
 def _recalibrated(ctx, model) -> dict:
     """`model` as a review's recalibration leaves it: the same model and rate, another threshold."""
     from ui import model_bar

@@ -32,11 +32,14 @@ from . import model_bar
 from .wiring import REJUDGE_MODE, NamedFiles, as_markdown, endpoint, gpu, on, paths, told_again, uploaded_names
 
 MAX_IMAGES = 20  # per browser; the Review tab takes any number
-KEPT_S = 3600  # a browser's images are freed this long after its last request
+KEPT_S = 3600  # a browser's images are freed this long after they were last scored (Gradio restarts a state's clock
+# only when it is written: a threshold moved, a row clicked do not)
 INFERENCE_LIMIT = 8  # scoring requests served at once (Inspect, review scoring, evaluation share it)
 EMPTY = ("Drop an image (or several, or a zip) on the left and press **Inspect**: you get its verdict, its "
          "score, a heat map and the defect mask. Or click one of the examples: it is inspected at once, by the shipped "
          "model it names unless a model of your own is active.")
+FREED = (f"The images shown were freed {KEPT_S // 3600} hour after the last Inspect, and are no longer judged at the threshold "
+         "set: press **Inspect** again.")
 UPLOADS_GONE = ("The active model changed, and the upload boxes no longer hold the images it would score again: upload them "
                 "again and press **Inspect**.")
 EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.jpg"))
@@ -474,9 +477,10 @@ def rejudge(ctx, area: Inspect, bar: model_bar.ModelBar, trigger, api: bool = Fa
 
 def rescore(ctx, image, files, held: list | None, picked, model: dict, rate: float, opacity: float) -> dict:
     """Judge the held images at the current threshold; a model that did not score them scores them first (them only,
-    from the upload boxes), and the image looked at stays in view (it gave way to the new model's most anomalous one)."""
-    if not held:
-        return {}
+    from the upload boxes), and the image looked at stays in view (it gave way to the new model's most anomalous one).
+    Images freed since they were shown are said to be, and the page cleared: it went on showing their old verdicts."""
+    if not held:  # none; or, an image picked, freed (`KEPT_S`) while the page shows verdicts at an earlier threshold
+        return {} if picked is None else {**cleared(), "summary": FREED}
     if not _scored_by_another(ctx, held, model):
         return redraw(ctx, held, picked, model, rate, opacity)
     if not paths(image) + paths(files):  # the uploads are gone: nothing to score with the new model
