@@ -93,7 +93,8 @@ def _evaluate(args: argparse.Namespace) -> None:
                 earlier.unlink()
         taken = {entry.name.casefold() for entry in pictures.iterdir()}
         for name, picture in drawn.items():  # numbered past a file of the user's that has the name
-            _write(marked(png_bytes(picture), "misranked", pictures), pictures / unique_name(name, taken))
+            named = unique_name(name, taken)
+            _write(marked(png_bytes(picture), "misranked", pictures, named), pictures / named)
         wrong = sum(evaluation.ranked_wrong_against(row) > 0 for row in good + defective)
         print(f"wrote pictures of the {len(good)} highest-scoring good and {len(defective)} lowest-scoring defective images to "
               f"{pictures}: {wrong} of them ranked wrong against an image of the other kind")
@@ -149,7 +150,7 @@ def _predict(args: argparse.Namespace) -> None:
                     tables_cleared = True
                 out.mkdir(parents=True, exist_ok=True)  # its pictures are marked with it (and a run that scores nothing makes none)
                 for picture, kind, file_name in zip((result.overlay_png, result.mask_png), PREDICTED, picture_names(name)):
-                    _write(marked(picture, kind, out), out / file_name)
+                    _write(marked(picture, kind, out, file_name), out / file_name)
             written.append((result, name))
     scored = [(result, name) for result, name in written if name is not None]
     text = io.StringIO(newline="")

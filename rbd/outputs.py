@@ -14,7 +14,7 @@ import os
 import struct
 import zlib
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 from PIL import Image
@@ -113,10 +113,12 @@ def png_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def marked(png: bytes, kind: str, folder: Path) -> bytes:
-    """`png` with a text chunk saying that rbd wrote it as a `kind` picture into the output folder `folder`, named by
-    its identity on disk (device and inode), never its path: pictures are passed on."""
-    data = f"{MARK}\0{kind} {_identity(folder)}".encode("latin-1")
+def marked(png: bytes, kind: str, folder: Path, name: str) -> bytes:
+    """`png` with a text chunk saying that rbd wrote it as a `kind` picture into the output folder `folder` under the
+    name `name` (relative to it), each by a token alone, never a path: pictures are passed on. The folder's identity on
+    disk (device and inode) tells a picture copied into another folder; the name's digest one copied within the folder
+    (a predicted mask kept as a label beside its image was written over as rbd's own)."""
+    data = f"{MARK}\0{kind} {_identity(folder)} {_name_token(name)}".encode("latin-1")
     chunk = struct.pack(">I", len(data)) + b"tEXt" + data + struct.pack(">I", zlib.crc32(b"tEXt" + data))
     return png[:33] + chunk + png[33:]  # after the signature (8 bytes) and the header chunk (25), before the pixels
 
@@ -125,10 +127,21 @@ def picture_kind(path: Path, folder: Path) -> str | None:
     """The kind of picture ("overlay", "mask", "misranked") that rbd wrote at `path` as an output of `folder`, or None
     for any other file: a user's own, which a later run must neither take for its own picture nor write over (a
     ground-truth mask named `a_mask.png` beside `a.png`, as MVTec names them; a picture of rbd's copied there as a label)."""
-    kind, _, written_for = picture_mark(path).partition(" ")
-    return kind if kind and written_for == _identity(folder) else None
+    kind, _, rest = picture_mark(path).partition(" ")
+    written_for, _, named = rest.partition(" ")
+    if not kind or written_for != _identity(folder):
+        return None
+    try:
+        name = Path(path).absolute().relative_to(folder.absolute()).as_posix()
+    except ValueError:
+        return None
+    return kind if named in ("", _name_token(name)) else None  # "": an rbd before names were marked
 
 
 def _identity(folder: Path) -> str:
     status = folder.stat()
     return f"{status.st_dev:x}:{status.st_ino:x}"
+
+
+def _name_token(name: str) -> str:
+    return hashlib.sha256(PurePosixPath(name).as_posix().encode("utf-8", "surrogateescape")).hexdigest()[:12]

@@ -256,6 +256,18 @@ def test_pictures_listed_by_an_earlier_run_are_no_inputs_even_once_changed(categ
     assert sorted(name for _, name in named) == sorted(p.stem for p in data.glob("*.png"))
 
 
+def test_a_predicted_mask_copied_within_the_output_folder_as_a_label_is_the_users(category, checkpoint, tmp_path, capsys):
+    """rbd's mark named the folder a picture was written into, not its name there: a mask copied to `labels/000_mask.png`
+    beside a copy of its image was left out of the inputs and written over by the next run's prediction."""
+    data = shutil.copytree(category / "test" / "good", tmp_path / "data")
+    assert run(capsys, "predict", checkpoint, data, "--out", data, "--quiet")[0] == 0
+    (data / "labels").mkdir()
+    shutil.copy(data / "000.png", data / "labels" / "000.png")
+    shutil.copy(data / "000_mask.png", data / "labels" / "000_mask.png")
+    code, _, err = run(capsys, "predict", checkpoint, data, "--out", data, "--quiet")
+    assert code == 2 and "(labels/000_mask.png)" in err, err  # refused: the label is the user's, and was not written over
+
+
 def test_a_mask_corrected_after_the_run_is_the_users_and_never_written_over(category, checkpoint, tmp_path, capsys):
     """Listed in the results.csv of the run that wrote it, a mask the user then corrected in an image editor (which drops
     rbd's mark) was taken for rbd's picture and replaced by a fresh prediction."""

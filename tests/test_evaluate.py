@@ -202,7 +202,7 @@ def test_an_uploads_mvtec_categories_give_their_train_good_images_only(tmp_path)
     from rbd.outputs import marked, png_bytes
 
     overlay = tmp_path / "loose_overlay.png"  # uploaded loose beside its image, an earlier prediction is no normal image
-    overlay.write_bytes(marked(png_bytes(np.zeros((4, 4, 3), np.uint8)), "overlay", tmp_path))
+    overlay.write_bytes(marked(png_bytes(np.zeros((4, 4, 3), np.uint8)), "overlay", tmp_path, overlay.name))
     with collect() as notes:
         assert normal_uploads([loose, overlay], tmp_path) == [loose]
     assert notes == ["left out 1 picture(s) rbd wrote (loose_overlay.png): heat maps and masks are results, not normal images"]
