@@ -40,16 +40,18 @@ def training_folder(data: str | Path) -> Path:
     if any(subfolder(data, name) for name in NOT_NORMAL):
         raise _no_train_good(data)
     resolved = data.resolve()
-    inside = next((folder for folder in [resolved, *resolved.parents]
-                   if folder.name.casefold() in NOT_NORMAL and subfolder(folder.parent, "train", "good")), None)
+    # a category: train/good, or test/ and ground_truth/ side by side (a test set alone, whose defects were trained on)
+    inside = next((folder for folder in [resolved, *resolved.parents] if folder.name.casefold() in NOT_NORMAL and (
+        subfolder(folder.parent, "train", "good") or all(subfolder(folder.parent, name) for name in NOT_NORMAL))), None)
     if inside is not None:
         category, within = inside.parent, resolved.relative_to(inside.parent).as_posix()
         what = {"ground_truth": "masks, not images of parts",
                 "test": "test images, defects among them"}[inside.name.casefold()]
         if within.casefold() == "test/good":
             what = "the normal images it is evaluated on: trained on, its evaluation would say nothing"
-        raise DatasetLayoutError(f"{data} is {within}/ of the MVTec category {category}, which holds {what}: train on {category} "
-                                 "(its train/good/), or copy the images to a folder of their own")
+        instead = f"train on {category} (its train/good/), or" if subfolder(category, "train", "good") else "it has no train/good/:"
+        raise DatasetLayoutError(f"{data} is {within}/ of the MVTec category {category}, which holds {what}: {instead} copy the "
+                                 "images to a folder of their own")
     return data
 
 

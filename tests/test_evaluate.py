@@ -161,7 +161,9 @@ def test_a_layout_named_in_another_case_is_the_same_layout(category, tmp_path):
         training_folder(named)
     with pytest.raises(rbd.DatasetLayoutError, match="Part has test/ or ground_truth/ folders but no train/good/"):
         normal_uploads(sorted(named.rglob("*.png")), tmp_path)
-    with pytest.raises(rbd.DatasetLayoutError, match="is Test/ of the MVTec category"):
+    with pytest.raises(rbd.DatasetLayoutError, match="is Test/ of the MVTec category .*: it has no train/good/: copy"):
+        training_folder(named / "Test")  # a test set alone: its defects were trained on
+    with pytest.raises(rbd.DatasetLayoutError, match="is Test/ of the MVTec category .*: train on .*Part \\(its train/good/\\)"):
         shutil.copytree(category / "train", named / "Train")
         training_folder(named / "Test")
 
