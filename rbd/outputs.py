@@ -132,7 +132,7 @@ def picture_kind(path: Path, folder: Path) -> str | None:
     if not kind or written_for != _identity(folder):
         return None
     try:
-        name = Path(path).absolute().relative_to(folder.absolute()).as_posix()
+        name = Path(path).resolve().relative_to(folder.resolve()).as_posix()  # (--out named through a link, or with ..)
     except ValueError:
         return None
     return kind if named in ("", _name_token(name)) else None  # "": an rbd before names were marked

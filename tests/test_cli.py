@@ -268,6 +268,21 @@ def test_a_predicted_mask_copied_within_the_output_folder_as_a_label_is_the_user
     assert code == 2 and "(labels/000_mask.png)" in err, err  # refused: the label is the user's, and was not written over
 
 
+def test_earlier_pictures_are_known_through_a_link_or_a_dotted_out(category, checkpoint, tmp_path, capsys, monkeypatch):
+    """Their mark names the file by its path in --out: --out named through a link, or as `imgs/../imgs/out`, read it as
+    another path, and an earlier run's pictures, no longer listed in results.csv, were scored as images."""
+    monkeypatch.chdir(tmp_path)
+    imgs = shutil.copytree(category / "test" / "good", tmp_path / "imgs")
+    first, *others = sorted(p.name for p in imgs.glob("*.png"))
+    assert run(capsys, "predict", checkpoint, f"imgs/{first}", "--out", "imgs/out", "--quiet")[0] == 0
+    assert run(capsys, "predict", checkpoint, f"imgs/{others[0]}", "--out", "imgs/out", "--quiet")[0] == 0  # lists it only
+    (tmp_path / "link").symlink_to(imgs / "out")
+    for out in ("link", "imgs/../imgs/out"):
+        code, _, err = run(capsys, "predict", checkpoint, "imgs", "--out", out, "--quiet")
+        assert code == 0, err
+        assert sorted(Path(row["file"]).name for row in _results(imgs / "out")) == [first, *others]
+
+
 def test_a_mask_corrected_after_the_run_is_the_users_and_never_written_over(category, checkpoint, tmp_path, capsys):
     """Listed in the results.csv of the run that wrote it, a mask the user then corrected in an image editor (which drops
     rbd's mark) was taken for rbd's picture and replaced by a fresh prediction."""
