@@ -40,9 +40,11 @@ def training_folder(data: str | Path) -> Path:
     if any(subfolder(data, name) for name in NOT_NORMAL):
         raise _no_train_good(data)
     resolved = data.resolve()
-    # a category: train/good, or test/ and ground_truth/ side by side (a test set alone, whose defects were trained on)
+    # a category: train/good, or test/good beside ground_truth/ (a test set alone, whose defects were trained on; a
+    # user's own folder named test, without good/ in it, is no test set)
     inside = next((folder for folder in [resolved, *resolved.parents] if folder.name.casefold() in NOT_NORMAL and (
-        subfolder(folder.parent, "train", "good") or all(subfolder(folder.parent, name) for name in NOT_NORMAL))), None)
+        subfolder(folder.parent, "train", "good") or (subfolder(folder.parent, "test", "good")
+                                                      and subfolder(folder.parent, "ground_truth")))), None)
     if inside is not None:
         category, within = inside.parent, resolved.relative_to(inside.parent).as_posix()
         what = {"ground_truth": "masks, not images of parts",

@@ -163,6 +163,9 @@ def test_a_layout_named_in_another_case_is_the_same_layout(category, tmp_path):
         normal_uploads(sorted(named.rglob("*.png")), tmp_path)
     with pytest.raises(rbd.DatasetLayoutError, match="is Test/ of the MVTec category .*: it has no train/good/: copy"):
         training_folder(named / "Test")  # a test set alone: its defects were trained on
+    own = shutil.copytree(category / "train" / "good", tmp_path / "mine" / "test")  # a user's folder named test, without
+    (tmp_path / "mine" / "ground_truth").mkdir()                                     # good/, beside an unrelated one
+    assert training_folder(own) == own
     with pytest.raises(rbd.DatasetLayoutError, match="is Test/ of the MVTec category .*: train on .*Part \\(its train/good/\\)"):
         shutil.copytree(category / "train", named / "Train")
         training_folder(named / "Test")
