@@ -1404,6 +1404,8 @@ def test_an_example_makes_the_shipped_model_it_names_active_but_never_replaces_o
     out = inspection.example_model(ctx, example, model, "browser-1")
     key = str(ctx.catalog.shipped / "ksdd")
     assert out["model"]["key"] == key and out["choice"] == key and out["held"] == [] and "ksdd" in out["info"]
+    assert out["picked"]["value"] is None  # else the model's new rate's re-judge took the held images for freed ones
+    assert inspection.rescore(ctx, None, None, out["held"], out["picked"]["value"], out["model"], out["rate"], 0.5) == {}
     assert out["rate"] == model_bar.model_rate(ctx.catalog.get(key).calibration)
     assert inspection.example_model(ctx, example, out["model"], "browser-1") == {}  # already active
     assert inspection.example_model(ctx, str(tmp_path / "weld_good.jpg"), model, "browser-1") == {}  # no such shipped model

@@ -339,7 +339,8 @@ def example_model(ctx, image, model: dict, browser: str, request: gr.Request = N
             or key not in dict(ctx.catalog.entries()).values()):
         return {}
     loaded = model_bar.load_model(ctx, key, "", "", browser)
-    return {**loaded, **model_bar.active_choice(ctx, loaded["model"]), "held": []}
+    return {**loaded, **model_bar.active_choice(ctx, loaded["model"]), "held": [],
+            "picked": gr.update(choices=[], value=None)}  # nothing picked: a re-judge meanwhile would say they were freed
 
 
 def inspect_example(ctx, image, model: dict, rate: float, opacity: float, held: list | None) -> dict:
@@ -436,7 +437,8 @@ def wire(ctx, area: Inspect, bar: model_bar.ModelBar, rejudge) -> None:
         # inspection may show the second example under the first one's model, for as long as its model takes to load
         switched = on(area.examples.load_input_event.then, example_model, ctx, [area.image, bar.model, bar.browser],
                       {"model": bar.model, "rate": bar.rate, "info": bar.info, "choice": bar.choice, "hub_id": bar.hub_id,
-                       "revision": bar.revision, "held": area.held}, api_visibility="private", trigger_mode="always_last",
+                       "revision": bar.revision, "held": area.held, "picked": area.picked}, api_visibility="private",
+                      trigger_mode="always_last",
                       show_progress_on=[area.summary])
         shown = on(switched.success, inspect_example, ctx, [area.image, bar.model, bar.rate, area.opacity, area.held],
                    {"held": area.held, "picked": area.picked, **detail}, api_visibility="private", trigger_mode="always_last",
