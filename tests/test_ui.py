@@ -1096,6 +1096,23 @@ def test_the_beginning_of_a_name_typed_into_the_picker_picks_that_model(ctx, tmp
     assert model_bar.load_pressed(ctx, "Stripes", "", "", "browser-1")["choice"] == stripes  # the name whole: that model
 
 
+def test_a_second_reviews_recalibration_keeps_the_first_ones_images_in_the_bar(ctx, model, parts):
+    """Review A's recalibration applied in the bar, then review B's: A's images were dropped (B's started from the
+    model's own calibration)."""
+    from ui import model_bar, review
+
+    good, _ = parts
+    rate = 100 * ctx.detector(model).calibration.false_alarm_rate
+    for review_id, images in (("review-a", good[:2]), ("review-b", good[2:3])):
+        review.score(ctx, [str(p) for p in images], None, review_id, model, progress=lambda *a, **k: None)
+        for item in ctx.review(review_id).items:
+            ctx.review(review_id).decide(item.id, "accept" if item.verdict == "good" else "reject", item.score + 1)
+        model = review.recalibrate(ctx, review_id, model, rate, confirmed=True)["model"]
+    both = model_bar.recalibrated_by_review(ctx, model)
+    assert [count for _, count in both.reviews] == [2, 1]
+    assert len(both.normal_scores) == len(ctx.detector(model).calibration.normal_scores) + 3
+
+
 def test_a_recalibration_that_catches_no_synthetic_defect_waits_for_confirmation(ctx, model, parts):
     """Defective parts marked good by mistake (their "defective" verdict rejected) push the threshold above every synthetic defect:
     the app says so and keeps the old threshold until the user applies it anyway."""

@@ -466,7 +466,8 @@ def recalibrate(ctx, review_id: str, model: dict, rate: float, confirmed: bool =
     if not session.is_scored_by(ctx.detector(model).calibration):
         raise rbd.InvalidInputError(f"this review was scored by {session.scored_by.name}, not the active model: "
                                     "re-score it with the active model first")
-    calibration = rules.recalibrated(session, rate / 100)
+    # from the bar's recalibration by another review, where one is applied: its images stay counted
+    calibration = rules.recalibrated(session, rate / 100, model_bar.recalibrated_by_review(ctx, model))
     reasons = []
     if calibration.caught(calibration.threshold) == 0.0:
         reasons.append(f"the recalibrated raw threshold {calibration.threshold:.4f} would flag none of the synthetic defects, "

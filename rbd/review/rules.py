@@ -149,15 +149,15 @@ def good_like_defects(session) -> list[tuple[str, float]]:
     return [(session.item(int(i)).file_name, float(session.scores[i])) for i in ids]
 
 
-def recalibrated(session, false_alarm_rate: float | None = None) -> Calibration:
+def recalibrated(session, false_alarm_rate: float | None = None, start: Calibration | None = None) -> Calibration:
     """The session's calibration, also counting the images reviewed as good (`reviewed_normal`) as held-out normal scores.
 
-    It starts from the stored calibration, the one the images were scored with, so the scores
-    are never mixed with another model's and the reviewed ones never count twice: where that model was recalibrated by
-    this review already (downloaded or pushed so, and the review re-scored by it), the scores it added then are replaced
-    by its own now; another review's are kept (`Calibration.reviews`). The synthetic-defect scores are kept, so the
-    catch rate stays comparable. NoImagesError, saying why, when no image counts: a recalibration from nothing would
-    only repeat the old threshold.
+    It starts from the stored calibration, the one the images were scored with (or `start`, a recalibration of that
+    model by reviews, as the app's model bar holds one), so the scores are never mixed with another model's and the
+    reviewed ones never count twice: where the model was recalibrated by this review already (in the bar, or downloaded
+    or pushed so and the review re-scored by it), the scores it added then are replaced by its own now; another review's
+    are kept (`Calibration.reviews`). The synthetic-defect scores are kept, so the catch rate stays comparable.
+    NoImagesError, saying why, when no image counts: a recalibration from nothing would only repeat the old threshold.
     """
     if session.calibration is None:
         raise InvalidInputError("this review holds no images yet")
@@ -169,7 +169,7 @@ def recalibrated(session, false_alarm_rate: float | None = None) -> Calibration:
                             "(or reject wrong defective ones) first")
         raise NoImagesError(f"{why}; the threshold is unchanged")
     good = session.scores[normal].tolist()
-    calibration = session.calibration
+    calibration = start or session.calibration
     rate = calibration.false_alarm_rate if false_alarm_rate is None else false_alarm_rate
     rate = max(rate, RATE_RANGE[0])  # a checkpoint saved with a rate of 0 (refused since: calibration.RATE_ABOVE_0)
     tag = hashlib.sha256(session.session_id.encode()).hexdigest()[:12]  # not the id, which opens the review
