@@ -933,9 +933,14 @@ def test_the_last_trainings_plots_and_a_download_go_once_another_model_is_active
     from ui import fine_tune
 
     made_for = fine_tune.download(ctx, model, 1.0)["made_for"]
-    assert fine_tune.of_another(ctx, made_for, model) == {} and fine_tune.of_another(ctx, None, model) == {}  # the same: kept
+    assert fine_tune.of_another(ctx, made_for, model, 1.0) == {} and fine_tune.of_another(ctx, None, model, 1.0) == {}  # kept
+    # the bar judging at another threshold (a rate moved, a review's recalibration): the download alone goes, which
+    # judged otherwise than the bar; the training's loss and calibration stay, of this model still
+    for moved, rate in ((model, 10.0), (_recalibrated(ctx, model), 1.0)):
+        gone = fine_tune.of_another(ctx, made_for, moved, rate)
+        assert gone["model_file"] is None and "loss" not in gone and gone["made_for"]["threshold"] is None
     other = {**model, "key": _another_model(ctx, model)}
-    assert fine_tune.of_another(ctx, made_for, other) == {"loss": None, "calibration": None, "model_file": None, "made_for": None}
+    assert fine_tune.of_another(ctx, made_for, other, 1.0) == {"loss": None, "calibration": None, "model_file": None, "made_for": None}
 
 
 def test_a_models_zip_loads_as_this_browsers_own_model_active_at_once(ctx, model, parts, tmp_path):

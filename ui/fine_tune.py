@@ -69,7 +69,7 @@ class FineTune:
     loss: gr.LinePlot
     calibration: gr.Plot
     model_file: gr.File
-    made_for: gr.State  # the model the loss, calibration and download above are of (`model_bar.identity`)
+    made_for: gr.State  # the model the loss, calibration and download above are of, and the download's threshold (`outputs_of`)
     download: gr.Button
     upload: gr.UploadButton
     share: gr.Button
@@ -166,7 +166,7 @@ def fine_tune(ctx, files, folder, use_reviewed: bool, review_id: str, start_curr
         archive = shutil.make_archive(str(ctx.export_folder() / export_name(model_name(key))), "zip", key)
         loaded = model_bar.load_model(ctx, key, "", "", owner)
         yield {"loss": pd.DataFrame(losses), "calibration": calibration_figure(detector.calibration), "model_file": archive,
-               "made_for": model_bar.identity(ctx, loaded["model"]), "status": trained_text(key, detector, notes),
+               "made_for": outputs_of(ctx, loaded["model"], loaded["rate"]), "status": trained_text(key, detector, notes),
                "choice": gr.update(choices=ctx.catalog.entries(owner), value=key), **loaded}
 
 
@@ -368,21 +368,32 @@ def download(ctx, model: dict, rate: float) -> dict:
     can be downloaded again after a reload or a restart, not only when its training ends."""
     folder = ctx.export_folder() / export_name(model["name"])
     rbd.save(as_judged(ctx, model, rate), folder)
-    return {"model_file": shutil.make_archive(str(folder), "zip", folder), "made_for": model_bar.identity(ctx, model)}
+    return {"model_file": shutil.make_archive(str(folder), "zip", folder), "made_for": outputs_of(ctx, model, rate)}
 
 
 def rejudge(ctx, area: FineTune, bar: model_bar.ModelBar, trigger) -> None:
-    """After the model changed: the last training's loss and calibration and a download go once another model is active
-    (the calibration's threshold was not the model line's, and the download was of the model before)."""
-    on(trigger, of_another, ctx, [area.made_for, bar.model], {"loss": area.loss, "calibration": area.calibration,
+    """After the model or the threshold changed: the last training's loss and calibration and a download go once another
+    model is active (the calibration's threshold was not the model line's, and the download was of the model before);
+    a download alone goes once the bar judges at another threshold (a rate moved, a review's recalibration): it
+    judged otherwise than the bar."""
+    on(trigger, of_another, ctx, [area.made_for, bar.model, bar.rate], {"loss": area.loss, "calibration": area.calibration,
        "model_file": area.model_file, "made_for": area.made_for}, show_progress="hidden", trigger_mode=REJUDGE_MODE,
        api_visibility="private")
 
 
-def of_another(ctx, made_for: str | None, model: dict) -> dict:
-    if made_for is None or made_for == model_bar.identity(ctx, model):
+def outputs_of(ctx, model: dict, rate: float) -> dict:
+    """What the tab's outputs are of: the model (`model_bar.identity`) and the threshold a download judges at."""
+    return {"model": model_bar.identity(ctx, model), "threshold": model_bar.threshold(ctx, model, rate)}
+
+
+def of_another(ctx, made: dict | None, model: dict, rate: float) -> dict:
+    if not made:
         return {}
-    return {"loss": None, "calibration": None, "model_file": None, "made_for": None}
+    if made["model"] != model_bar.identity(ctx, model):
+        return {"loss": None, "calibration": None, "model_file": None, "made_for": None}
+    if made["threshold"] != model_bar.threshold(ctx, model, rate):
+        return {"model_file": None, "made_for": {**made, "threshold": None}}
+    return {}
 
 
 def upload_model(ctx, file, browser: str, request: gr.Request = None) -> dict:
