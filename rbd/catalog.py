@@ -172,7 +172,7 @@ class Catalog:
         # a downloaded model loaded again is stamped once: the stamp taken off before the name is cut to 40 characters
         # (a longer name kept a cut stamp) or its " (1)" made safe ("-1", which hid the stamp)
         stem = STAMP.sub("", unicodedata.normalize("NFC", name).strip())
-        stem = re.sub(r"[^\w-]+", "-", stem).strip("-_")[:40].strip("-_") or "model"  # letters of any script
+        stem = re.sub(" +", "-", "".join(c if _is_name_character(c) else " " for c in stem)).strip("-_")[:40].strip("-_") or "model"
         key = save(detector, folder / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}")
         self._remember((str(key), None), detector)
         return str(key)
@@ -240,3 +240,9 @@ class Catalog:
             self._cache.move_to_end(slot)
             while len(self._cache) > CACHE_SIZE:
                 self._cache.popitem(last=False)
+
+
+def _is_name_character(character: str) -> bool:
+    """Whether a model's name keeps `character`: a letter or digit of any script with its marks (Devanagari's, Thai's,
+    Arabic's vowel signs: "हिन्दी" came out "ह-न-द-"), "-" or "_"."""
+    return character.isalnum() or character in "-_" or unicodedata.category(character).startswith("M")

@@ -235,7 +235,8 @@ def test_a_fine_tune_is_named_by_the_user_kept_to_a_safe_unique_name(detector, t
     assert re.fullmatch(r"model-\d{8}-\d{6}-[0-9a-f]{4}", Path(catalog.add_trained(detector, "alice", " ..")).name)
     assert any(label.startswith("Bolts-line-3-x-") for label, _ in catalog.entries("alice"))  # as the model list shows it
     # letters of any script are letters ("Flaschen-Prüfung" was saved as "Flaschen-Pr-fung"), a decomposed é one letter
-    for words, kept in (("Flaschen-Prüfung", "Flaschen-Prüfung"), ("瓶子检测", "瓶子检测"), ("Ölwanne_3", "Ölwanne_3"), ("nai\u0308ve", "naïve")):
+    for words, kept in (("Flaschen-Prüfung", "Flaschen-Prüfung"), ("瓶子检测", "瓶子检测"), ("Ölwanne_3", "Ölwanne_3"), ("nai\u0308ve", "naïve"),
+                        ("हिन्दी लाइन", "हिन्दी-लाइन"), ("น้ำมัน", "น้ำมัน")):  # with their vowel signs ("ह-न-द--ल-इन")
         assert Path(catalog.add_trained(detector, "alice", words)).name.startswith(f"{kept}-20"), words
     # a model downloaded and loaded again is stamped once: also a long name's (its stamp was cut at 40 characters and
     # kept), and a browser's second download of it, "name (1).zip"
