@@ -1998,6 +1998,19 @@ def test_a_fine_tune_of_reviewed_images_alone_says_when_the_review_has_none(ctx,
         list(fine_tune.fine_tune(ctx, None, None, True, "", True, 0, 5, model, "browser-1"))
 
 
+def test_reviewed_images_asked_for_and_none_found_are_said_beside_the_uploads(ctx, model, parts, monkeypatch):
+    """Ticked with no review (expired, or none accepted as good) and 5 uploads: it trained on the uploads without a word."""
+    from ui import fine_tune
+
+    def stop(*args, **kwargs):  # the images read: no need to train
+        raise rbd.TrainingCancelled("stopped here")
+
+    monkeypatch.setattr(fine_tune, "BackgroundTraining", stop)
+    good, bad = parts
+    with pytest.warns(UserWarning, match="this browser's review has no image accepted as good: trained on the uploads alone"):
+        list(fine_tune.fine_tune(ctx, [str(p) for p in good + bad], None, True, "gone", True, 0, 5, model, "browser-1"))
+
+
 def test_a_train_refused_for_its_settings_leaves_no_entry_to_cancel_the_next(ctx, model):
     from ui import fine_tune
 

@@ -122,8 +122,10 @@ def fine_tune(ctx, files, folder, use_reviewed: bool, review_id: str, start_curr
                 names = uploaded_names(files) + picked_names(picked_files, picked, stored_name)
                 images = normal_uploads(gather_images(loose + picked_files, upload, names), upload) if loose + picked_files else []
                 session = ctx.review(review_id)
-                if use_reviewed and session is not None:
-                    images += rules.normal_images(session)
+                reviewed = rules.normal_images(session) if use_reviewed and session is not None else []
+                images += reviewed
+                if use_reviewed and not reviewed and images:  # ticked, and nothing came of it: said, not passed over
+                    notify("this browser's review has no image accepted as good: trained on the uploads alone")
                 if not images:
                     none_reviewed = " (this browser's review has no image accepted as good)" if use_reviewed else ""
                     raise rbd.NoImagesError(f"fine-tuning needs at least {MIN_IMAGES} normal images: upload some{none_reviewed}")
