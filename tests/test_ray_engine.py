@@ -122,16 +122,19 @@ def test_address_without_the_ray_engine_is_a_usage_mistake(checkpoint, inputs, t
 
 
 def test_a_file_uri_folder_leaves_out_its_output_folder_as_a_local_folder_does(inputs, tmp_path):
-    """`--out` inside a folder named as file:// is not read as input: the masks and overlays of a run before were scored."""
+    """`--out` inside a folder named as file:// leaves out what a run before wrote there (its masks and overlays were
+    scored), and keeps the user's own images there, as a local folder does."""
     from rbd.cli import _input_images
+    from rbd.outputs import marked, png_bytes
 
     folder, _ = inputs
     out = folder / "results"
     out.mkdir()
-    Image.new("L", (8, 8)).save(out / "000_mask.png")
+    (out / "000_mask.png").write_bytes(marked(png_bytes(np.zeros((8, 8, 3), np.uint8)), "mask", out, "000_mask.png"))
+    Image.new("L", (8, 8)).save(out / "mine.png")
     as_path = [name for _, name in _input_images([str(folder)], uris=True, leave_out=out)]
     assert [name for _, name in _input_images([folder.as_uri()], uris=True, leave_out=out)] == as_path
-    assert as_path and not any(name.startswith("results/") for name in as_path)
+    assert "results/mine" in as_path and "results/000_mask" not in as_path
 
 
 def test_a_long_non_ascii_name_is_decoded_as_any_other(checkpoint, inputs):

@@ -505,8 +505,10 @@ def test_the_map_is_less_its_normal_level_by_distance_from_the_edge(detector):
 
 def test_a_fine_tune_learns_the_edge_level_of_its_maps_again_not_of_maps_already_less_one(detector, category):
     """One tiny step leaves the maps about as they were, so their level by distance from the edge is learned again about
-    as it was (a fine-tune's model starts with none: `train` takes the start's student alone)."""
-    tuned = rbd.train(category / "train" / "good", config=rbd.TrainConfig(epochs=1, learning_rate=1e-6, **FAST), start_from=detector)
+    as it was (a fine-tune's model starts with none: `train` takes the start's student alone). The same images held out
+    as the detector's (its holdout_fraction): with others, the level is learned from other maps, 0.054 away on one CPU."""
+    tuned = rbd.train(category / "train" / "good", config=rbd.TrainConfig(epochs=1, learning_rate=1e-6, holdout_fraction=0.4,
+                                                                        **FAST), start_from=detector)
     torch.testing.assert_close(tuned.model.edge_profile, detector.model.edge_profile, atol=0.05, rtol=0)
 
 
