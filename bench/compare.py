@@ -36,6 +36,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before timm imports huggingface_
 
 import argparse
 import importlib.metadata
+import importlib.util
 import json
 import platform
 import statistics
@@ -200,6 +201,8 @@ def main() -> None:
     parser.add_argument("--rbd-settings", type=json.loads, default=None,
                         help='rbd trains with these ModelConfig settings instead of the defaults, as JSON: \'{"embed_dim": 96}\'')
     args = options.parse(parser)
+    if set(args.models) - {"rbd"} and importlib.util.find_spec("anomalib") is None:  # before rbd's minutes of training
+        parser.error("the peers need anomalib: pip install -r bench/requirements.txt (or --models rbd)")
     results = []
     for set_name in args.sets:
         for model in args.models:

@@ -61,3 +61,19 @@ def test_rbd_can_be_trained_with_other_model_settings(monkeypatch, tmp_path):
     assert config.max_minutes == 4.0 and config.seed == 3 and model.settings["model"] == {"embed_dim": 96, "decoder_widths": [48, 24, 16]}
     with pytest.raises(rbd.InvalidInputError, match="unknown model settings"):
         RbdModel(4.0, None, tmp_path, {"embed_dims": 96})
+
+
+def test_the_peers_without_anomalib_are_refused_before_rbd_trains(tmp_path, monkeypatch, capsys):
+    """rbd trained its minutes, wrote its results, then the first peer failed with a bare ModuleNotFoundError."""
+    import importlib.util
+    import sys
+
+    from bench import compare
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "anomalib" else object())
+    monkeypatch.setattr(compare, "run", lambda *a: pytest.fail("a model ran"))
+    monkeypatch.setattr(sys, "argv", ["compare", "--data", str(tmp_path), "--sets", "weld", "--out", str(tmp_path / "out"),
+                                      "--models", "rbd", "patchcore"])
+    with pytest.raises(SystemExit) as stopped:
+        compare.main()
+    assert stopped.value.code == 2 and "the peers need anomalib: pip install -r bench/requirements.txt" in capsys.readouterr().err
