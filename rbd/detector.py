@@ -93,6 +93,11 @@ class Prediction:
     def mask(self) -> np.ndarray:
         return defect_mask(self.anomaly_map, self.score, self.threshold)
 
+    @property
+    def peak(self) -> float:
+        """The map's maximum, kept beside a map kept rounded up (`rbd.anomaly_map.judged_map`)."""
+        return float(self.anomaly_map.max())
+
     def regions(self, size: tuple[int, int] | None = None) -> list[Region]:
         """Connected regions of the mask (8-connectivity), largest first. `size`: the (height, width)
         of the image file, where it was scored on a downscaled copy (`rbd.images.file_shape`); areas

@@ -137,7 +137,7 @@ def inspect_images(ctx, image, files, model: dict, rate: float, opacity: float, 
             picture, p, size = scored[path]
             shown = subsample(picture, max(shown_size(*picture.shape[:2])))  # all that is ever drawn of it
             items.append({"name": path.relative_to(folder).as_posix(), "digest": digest, "model": model_id, "image": to_uint8(shown),
-                          "score": p.score, "map": kept_map(p.anomaly_map), "peak": float(p.anomaly_map.max()),
+                          "score": p.score, "map": kept_map(p.anomaly_map), "peak": p.peak,
                           "familiarity": p.familiarity,
                           "size": size, "notice": "; ".join(notes)})  # the map's size, or more past MAX_SIDE
     # download names told apart as `rbd predict` tells its files apart (a.jpg and a.png: a_mask.png and a_1_mask.png)

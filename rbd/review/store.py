@@ -275,7 +275,7 @@ class ReviewSession:
                     item = by_path.pop(path)
                     self._write_map(new_maps, item.id, prediction.anomaly_map)  # a folder no one reads yet
                     items[item.id] = replace(item, score=float(prediction.score), normalized_score=float(prediction.normalized_score),
-                                             verdict=prediction.verdict, familiarity=_familiarity(prediction), peak=_peak(prediction))
+                                             verdict=prediction.verdict, familiarity=_familiarity(prediction), peak=prediction.peak)
                 if by_path:
                     names = some([item.file_name for item in by_path.values()])
                     raise InvalidInputError(f"{len(by_path)} of this review's images can no longer be read ({names}), so nothing "
@@ -431,7 +431,7 @@ class ReviewSession:
         height, width = prediction.anomaly_map.shape
         item = Item(item_id, file_name, copy, float(prediction.score),
                     float(prediction.normalized_score), prediction.verdict, int(height), int(width), _familiarity(prediction),
-                    _peak(prediction))
+                    prediction.peak)
         self._items.append(item)
         self._scores = np.append(self._scores, item.score)
         self._out_of_domain = np.append(self._out_of_domain, item.out_of_domain)
@@ -607,8 +607,4 @@ def _upload_name(path: Path, upload: str | Path | None) -> PurePosixPath:
 
 def _familiarity(prediction) -> float | None:
     return None if prediction.familiarity is None else float(prediction.familiarity)
-
-
-def _peak(prediction) -> float:
-    return float(prediction.anomaly_map.max())
 
