@@ -4,7 +4,7 @@ Each teacher scale gives a distance map, the per-pixel cosine distance between t
 student features; the patch memory (memory.py) gives one more. Raw distances of different
 scales are not on one footing: a scale whose features the student rebuilds less exactly has a
 higher floor on every normal pixel and would drown out the others. So each distance map is
-standardised by its mean and spread on normal images (set after training, model.py), the
+standardised by its mean and spread on normal images (set after training, train.py), the
 student's scales are averaged, the memory's map is added, and the sum is upsampled to the
 input size and smoothed with a Gaussian (sigma 4 at 256 px, as in the STFPM/RD4AD family).
 Last, `RBD.combine` subtracts the map's normal level at each distance from the input's edge
@@ -14,8 +14,8 @@ the distance from the edge (as it does for an object centred in every photo). Le
 the normal maps like the standardisation, a profile of one value per band of distance holds
 nothing of where on a product its defects lie, only what every normal image shows there.
 
-The image score is the mean of a map's hottest 1% (`image_score`); which maps rank images is
-the model's choice (`RBD.scored`).
+A map's score is the mean of its hottest 1% (`image_score`, rule "top1"). The image score is the
+anomaly map's, the memory's own map's, or by default the mean of the two (`RBD.score`).
 
 The prediction-consistency loss trains the student's part of this map (`student_map`): the
 mean over scales of the raw distances, which the standardisation only shifts and rescales

@@ -225,8 +225,8 @@ def _input_images(items: list[str], uris: bool = False, leave_out: Path | None =
 
     left_out: dict[str, int] = {}  # by the folder named, or for the files named one by one
 
-    def inputs(item: str, folder: Path, found: list[Path]) -> list[bool]:
-        """Which of the files `found` in `folder` (named `item`) are inputs."""
+    def inputs(item: str, found: list[Path]) -> list[bool]:
+        """Which of the files `found` under `item` (a folder or a folder's address named, or "files named") are inputs."""
         if skipped is None:
             return [True] * len(found)
         # the pictures an earlier run wrote into --out are no inputs, the user's files there are (an --out inside the
@@ -243,14 +243,14 @@ def _input_images(items: list[str], uris: bool = False, leave_out: Path | None =
             listed = list_uri(item)
             if item.startswith("file://"):  # on this machine: its --out is left out as a local folder's
                 local = [Path(unquote(urlparse(uri).path)) for uri in listed]
-                listed = list(compress(listed, inputs(item, Path(unquote(urlparse(item).path)), local)))
+                listed = list(compress(listed, inputs(item, local)))
             files += [(uri, unsuffixed(unquote(uri[len(folder):] if uri.startswith(folder) else PurePosixPath(uri).name)))
                       for uri in listed]
         elif Path(item).is_dir():
             found = find_images(item)
-            files += [(str(path), unsuffixed(path.relative_to(item).as_posix())) for path in compress(found, inputs(item, Path(item), found))]
+            files += [(str(path), unsuffixed(path.relative_to(item).as_posix())) for path in compress(found, inputs(item, found))]
         elif Path(item).exists():  # named itself (a shell's `*.png`): left out too where an earlier run wrote it
-            files += [(str(Path(item)), Path(item).stem)] if all(inputs("files named", Path(item).parent, [Path(item)])) else []
+            files += [(str(Path(item)), Path(item).stem)] if all(inputs("files named", [Path(item)])) else []
         else:
             raise NoImagesError(f"{item}: no such file or folder")
     for item, count in left_out.items():  # once each: a shell's `*.png` after a 500-image run named 1000 of them

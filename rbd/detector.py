@@ -39,7 +39,7 @@ def defect_mask(anomaly_map: np.ndarray, score: float, threshold: float) -> np.n
     image (its score, a mean over the top pixels, can stay below a threshold that single pixels
     cross), so a mask never marks a good image. Where the memory's part of the score made a
     defective verdict that no pixel of the map reaches, the mask marks the map's hottest 1 %
-    (the pixels its score averages), so a defective image always shows where it looks wrong."""
+    (the pixels the map's share of the default score averages), so a defective image always shows where it looks wrong."""
     if not is_defective(score, threshold):
         return np.zeros(anomaly_map.shape, dtype=bool)
     mask = is_defective(anomaly_map, threshold)
@@ -138,9 +138,9 @@ def pass_size(input_shape: tuple[int, int], batch_size: int, device: torch.devic
 
 
 @torch.inference_mode()
-def score_images(network: Network, images: Sequence[np.ndarray], batch_size: int = 8, maps: bool = True,
-                 precision: str = "auto") -> list[tuple[float, np.ndarray | None, float | None]]:
-    """(score, map at image size or None, familiarity or None) per image; equal-shaped inputs are batched together,
+def score_images(network: Network, images: Sequence[np.ndarray], batch_size: int = 8,
+                 precision: str = "auto") -> list[tuple[float, np.ndarray, float | None]]:
+    """(score, map at image size, familiarity or None) per image; equal-shaped inputs are batched together,
     `batch_size` at a time (on a CPU fewer where they are large: MAX_CPU_BATCH_PIXELS). `network` is a torch
     model's `ScoringNetwork` or an ONNX session (onnx_runtime.py): the rest is the same."""
     checked_batch_size(batch_size)
@@ -160,8 +160,7 @@ def score_images(network: Network, images: Sequence[np.ndarray], batch_size: int
             scores = out.score.tolist()
             familiar = out.familiarity.tolist() if out.familiarity is not None else [None] * len(chunk)
             for row, i in enumerate(chunk):
-                full = to_image_size(out.anomaly_map[row, 0], fits[i]).cpu().numpy() if maps else None
-                results[i] = (scores[row], full, familiar[row])
+                results[i] = (scores[row], to_image_size(out.anomaly_map[row, 0], fits[i]).cpu().numpy(), familiar[row])
     return results
 
 

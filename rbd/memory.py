@@ -6,7 +6,7 @@ The memory answers a plainer question (PatchCore, Roth et al. 2022): how far is 
 teacher feature from the nearest patch feature seen in the training images? It needs no
 training, only one teacher pass over the images, and it keeps rare normal patterns that a
 student trained for a few minutes has not learned yet. The two maps are standardised on normal
-images and added (model.py), so each covers what the other misses.
+images and added (anomaly_map.py), so each covers what the other misses.
 
 A patch feature is the last two teacher scales, each averaged over its 3x3 neighbourhood (a
 little context, some robustness to misalignment), brought to the finer scale's grid. The bank

@@ -37,9 +37,9 @@ class OnnxNetwork:
     """An onnxruntime session with the `Network` interface (network.py). It uses as many threads as
     torch does (`torch.set_num_threads`), so a process's thread budget holds for both."""
 
-    def __init__(self, path: str | Path, config: ModelConfig | None = None, device: str | torch.device = "cpu"):
+    def __init__(self, path: str | Path, device: str | torch.device = "cpu"):
         self.path = Path(path)
-        self.config = config
+        self.config: ModelConfig | None = None  # set by `load_onnx` from the file's metadata
         self.to(device)
 
     @property

@@ -3,15 +3,16 @@
 The whole procedure is `train()`; read it top to bottom:
 
 1. Every training image, resized (short side = image_size), goes through the frozen teacher
-   once (`TeacherCache`). Those features are the clean targets of every training crop, so a
-   step runs the teacher only on crops it has painted a defect on, and they are the candidates
-   the patch memory keeps its bank from.
+   once (`TeacherCache`; a random sample of them where the budget is too short to read all).
+   Those features are the clean targets of every training crop, so a step runs the teacher
+   only on crops it has painted a defect on, and they are the candidates the patch memory
+   keeps its bank from.
 2. Each step takes random square crops, paints synthetic defects on some of them, and optimises
    reconstruction + prediction consistency (losses.py). Training stops after `epochs` passes or
    `max_minutes`, whichever comes first (the minutes include every phase); the learning rate
    follows a cosine over whichever budget is closer to running out.
-3. Every image then gives normal statistics: the held-out ones, and the training ones with the
-   memory blind to their own patches. They set each distance map's mean and spread (anomaly_map.py)
+3. Normal images then give normal statistics: the held-out ones, and training ones (up to
+   MAX_CALIBRATION_IMAGES in all) with the memory blind to their own patches. They set each distance map's mean and spread (anomaly_map.py)
    and the threshold (calibration.py), and a ready `Detector` comes back.
 
 Under torchrun the processes share step 2 (distributed.py): each draws its own crops, gradients
@@ -73,7 +74,7 @@ class TrainConfig:
     learning_rate: float = 5e-4  # 2e-3 over-generalised on ksdd (real cracks reconstructed): bench/sweep.py
     weight_decay: float = 1e-4
     seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda; mixed precision where the hardware has it (rbd.runtime)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N; mixed precision where the hardware has it (rbd.runtime)
     holdout_fraction: float = 0.1  # of the images, kept out of training: normal images no part of the model saw
     max_holdout: int = 50
     false_alarm_rate: float = 0.01
