@@ -34,9 +34,9 @@ import numpy as np
 from .errors import InvalidInputError
 
 
-def _percent(rate: float) -> str:
-    """A share as a person reads it: two digits, and a share too small to tell from 0 as one."""
-    return f"{100 * rate:.2g}%" if rate >= 1e-4 else "under 0.01%"
+def percent(rate: float, digits: int = 2) -> str:
+    """A share as a person reads it, "1.2%": `digits` significant digits, and a share too small to tell from 0 as one."""
+    return f"{100 * rate:.{digits}g}%" if rate >= 1e-4 else "under 0.01%"
 
 
 def is_defective(score, threshold: float):
@@ -85,7 +85,7 @@ class Calibration:
         t = self.threshold if threshold is None else threshold
         normal = np.asarray(self._normal_scores(), dtype=np.float64)
         rate = float(np.mean(is_defective(normal, t)))
-        spread = float(normal.std(ddof=1)) if normal.size > 1 else 0.0
+        spread = sample_spread(normal)
         if spread > 0:
             rate = max(rate, 1.0 - NormalDist(float(normal.mean()), spread).cdf(t))
         return rate
@@ -119,7 +119,7 @@ class Calibration:
             found.append(f"the threshold rests on only {len(self.normal_scores)} normal images: it is a rough guess")
         elif t == self.threshold and self.interval is not None and self.interval[1] - self.interval[0] > 2 * self.scale:
             # in false alarms, the unit a person chose the threshold by, rather than the raw scores' own
-            most, fewest = (_percent(self.expected_false_alarm_rate(end)) for end in self.interval)
+            most, fewest = (percent(self.expected_false_alarm_rate(end)) for end in self.interval)
             found.append(f"the threshold is uncertain: its 95% interval is wider than two normal spreads, from {fewest} to "
                          f"{most} expected false alarms")
         if self.caught(t) == 0.0:
@@ -177,13 +177,18 @@ def kept_synthetic_scores(scores) -> list[float]:
     return [min(max(s, -sys.float_info.max), sys.float_info.max) for s in scores]
 
 
+def sample_spread(normal: np.ndarray) -> float:
+    """The scores' sample standard deviation; 0 for one score, which has none."""
+    return float(normal.std(ddof=1)) if normal.size > 1 else 0.0
+
+
 def threshold_rule(normal: np.ndarray, false_alarm_rate: float) -> float:
     """The larger of the (1 - false_alarm_rate) quantile of `normal` scores and the same quantile
     of a normal distribution fitted to them (see the module docstring); above every score where the
     rate is below 1/n, which n scores cannot resolve (an outlier would otherwise pull the fitted
     quantile under the highest one); and never on a score itself, whose ties `is_defective` would flag."""
     threshold = float(np.quantile(normal, 1.0 - false_alarm_rate))
-    spread = float(normal.std(ddof=1)) if normal.size > 1 else 0.0
+    spread = sample_spread(normal)
     if spread > 0:
         threshold = max(threshold, float(normal.mean()) + NormalDist().inv_cdf(1.0 - false_alarm_rate) * spread)
     if false_alarm_rate * normal.size < 1:
@@ -251,7 +256,7 @@ def calibrate(normal_scores, synthetic_scores=(), false_alarm_rate: float = 0.01
     normal, false_alarm_rate = checked_scores(normal_scores), checked_rate(false_alarm_rate)
     synthetic_scores = kept_synthetic_scores(synthetic_scores)
     threshold = threshold_rule(normal, false_alarm_rate)
-    spread = float(normal.std(ddof=1)) if normal.size > 1 else 0.0
+    spread = sample_spread(normal)
     scale = spread if spread > 0 else max(0.05 * abs(threshold), 1e-6)  # never a zero unit, even with one image
     interval = threshold_interval(normal, false_alarm_rate) if normal.size > 1 else None
     return Calibration(threshold, scale, false_alarm_rate, normal.tolist(), synthetic_scores, interval)

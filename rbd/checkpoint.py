@@ -29,7 +29,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from . import __version__
-from .calibration import Calibration
+from .calibration import Calibration, percent
 from .detector import Detector
 from .backbones import BACKBONES, hub_repo, pretrained_name
 from .errors import BackboneError, CheckpointError, HubError, UploadError
@@ -595,5 +595,5 @@ def _threshold_line(threshold: float, calibration: Calibration) -> str:
     if threshold == calibration.threshold:
         return f"- Threshold: {threshold:.5f} ({calibrated})"
     rate = calibration.expected_false_alarm_rate(threshold) if calibration.normal_scores else None
-    expected = "" if rate is None else f"{'under 0.01' if rate < 1e-4 else f'{100 * rate:.3g}'}% false alarms expected at it; "
+    expected = "" if rate is None else f"{percent(rate, 3)} false alarms expected at it; "
     return f"- Threshold: {threshold:.5f}, set by hand ({expected}the threshold {calibration.threshold:.5f} was {calibrated})"

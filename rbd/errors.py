@@ -5,6 +5,8 @@ Every one derives from `RBDError`; the CLI prints its message on one line and ex
 1 when something failed while running (`HubError`).
 """
 
+import importlib.util
+
 
 class RBDError(Exception):
     """Base class: a problem with the user's input, explained in the message."""
@@ -60,3 +62,12 @@ class EngineError(RBDError):
 
 class TrainingCancelled(RBDError):
     """Training was stopped by the caller before it finished."""
+
+
+def require_modules(names: tuple[str, ...], needed_for: str, extra: str) -> None:
+    """Say in one line, before any work, which of the modules `names` (of rbd's optional `extra`) are missing for
+    `needed_for` and how to install them: not later, in a traceback."""
+    missing = [name for name in names if importlib.util.find_spec(name) is None]
+    if missing:
+        raise InvalidInputError(f"{needed_for} needs {' and '.join(missing)}: pip install {' '.join(missing)} (or -r "
+                                f"requirements.txt, or \".[{extra}]\" in rbd's checkout)")

@@ -10,14 +10,13 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from PIL import Image
 
 from . import metrics
 from .calibration import checked_threshold
 from .datasets import mvtec_test_set, read_truth_mask, test_folder, truth_folder, truth_mask
 from .detector import Detector, predict_files
 from .errors import DatasetLayoutError, ImageReadError, InvalidInputError
-from .images import find_images, upright_size
+from .images import find_images, mask_covering, upright_size
 from .notices import collect, notify, some
 from .visualize import outlined, overlay
 
@@ -207,12 +206,6 @@ def _scored_size(path: Path) -> tuple[int, int] | None:
 
 
 def _at_size(mask: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
-    """The mask at the anomaly map's `shape`, all normal for a good image. Where a huge image was scored
-    downscaled, a pixel of the smaller mask is defective if any pixel it covers is, so a hairline
-    defect stays one unbroken region (keeping every n-th row would drop or break it)."""
-    if mask is None:
-        return np.zeros(shape, bool)
-    if mask.shape != shape:
-        covered = Image.fromarray(mask.astype(np.uint8) * 255).resize((shape[1], shape[0]), Image.Resampling.BOX)
-        mask = np.asarray(covered) > 0
-    return mask
+    """The mask at the anomaly map's `shape` (`mask_covering`: a huge image is scored downscaled), all normal for a
+    good image."""
+    return np.zeros(shape, bool) if mask is None else mask_covering(mask, shape)

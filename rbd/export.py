@@ -19,7 +19,6 @@ a constant, so the exported copy of the network uses constants.
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 from pathlib import Path
 
@@ -30,19 +29,15 @@ from torch import nn
 
 from .checkpoint import checkpoint_config
 from .detector import Detector
-from .errors import InvalidInputError
+from .errors import InvalidInputError, require_modules
 from .files import atomic_write
 from .network import ScoringNetwork
 from .onnx_runtime import INPUT, METADATA_KEY, OUTPUTS
 
 
 def check_installed() -> None:
-    """torch.onnx needs onnx and onnxscript, an extra of `pip install .`: said in one line, before any work, not in
-    torch's traceback."""
-    missing = [name for name in ("onnx", "onnxscript") if importlib.util.find_spec(name) is None]
-    if missing:
-        raise InvalidInputError(f"exporting to ONNX needs {' and '.join(missing)}: pip install {' '.join(missing)} (or "
-                                "-r requirements.txt, or \".[onnx]\" in rbd's checkout)")
+    """torch.onnx needs onnx and onnxscript, an extra of `pip install .`."""
+    require_modules(("onnx", "onnxscript"), "exporting to ONNX", "onnx")
 
 
 def onnx_target(path: str | Path) -> Path:

@@ -315,6 +315,14 @@ def mask_at_size(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(Image.fromarray(mask).resize(size[::-1], Image.Resampling.NEAREST))
 
 
+def mask_covering(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A bool mask brought to a smaller `size` (height, width), a pixel set where any pixel it covers is, so that a
+    hairline defect stays one unbroken line (nearest neighbour would drop or break it)."""
+    if mask.shape == tuple(size):
+        return mask
+    return np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize(size[::-1], Image.Resampling.BOX)) > 0
+
+
 def nearest_sources(n: int, size: int) -> np.ndarray:
     """(size,) int: the index among `n` samples that each of `size` samples takes in `mask_at_size`'s
     nearest-neighbour resizing (non-decreasing), found by resizing the indices themselves."""

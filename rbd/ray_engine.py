@@ -14,7 +14,6 @@ be on storage every node sees; a Hub repo id or URIs work anywhere.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import logging
 import os
 import shutil
@@ -30,18 +29,15 @@ from urllib.parse import quote
 import torch
 
 from .checkpoint import load
-from .errors import EngineError, ImageReadError, InvalidInputError, NoImagesError
+from .errors import EngineError, ImageReadError, InvalidInputError, NoImagesError, require_modules
 from .images import MAX_SIDE, file_shape, is_image_name, read_image_for_scoring, report_files
 from .outputs import ScoredFile, scored_file
 
 
 def check_installed() -> None:
-    """Ray and pyarrow are an extra (`pip install ".[ray]"` in rbd's checkout): without them `--engine ray` says so before
-    any work, rather than with a traceback once an earlier run's table is gone."""
-    missing = [name for name in ("ray", "pyarrow") if importlib.util.find_spec(name) is None]
-    if missing:
-        raise InvalidInputError(f"--engine ray needs {' and '.join(missing)}: pip install -r requirements.txt, or \".[ray]\" in rbd's "
-                                "checkout")
+    """Ray and pyarrow are an extra: without them `--engine ray` says so before any work, rather than with a traceback
+    once an earlier run's table is gone."""
+    require_modules(("ray", "pyarrow"), "--engine ray", "ray")
 
 
 def is_uri(item: str) -> bool:

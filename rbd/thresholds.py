@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from .calibration import Calibration
+from .calibration import Calibration, percent
 
 RATE_RANGE = (0.0001, 0.30)  # the rates a control offers: one in 10,000 good parts flagged, up to 30%
 RATE_STEP = 0.0001  # a control's step (0.01 %)
@@ -49,8 +49,7 @@ def describe(calibration: Calibration, rate: float | None = None) -> str:
     if past is None:
         rated = f" for {100 * rate:.4g}% expected false alarms ("
     else:
-        expected = "under 0.01" if past < RATE_RANGE[0] else f"{100 * past:.4g}"
-        rated = f", set by hand, for {expected}% expected false alarms (past the control's {100 * rate:.4g}%; "
+        rated = f", set by hand, for {percent(past, 4)} expected false alarms (past the control's {100 * rate:.4g}%; "
     text = f"raw threshold {threshold:.4f}{rated}{n} normal images calibrate it"
     if n and rate * n < 1 and past is None:  # calibration.threshold_rule: at least just above the highest of their scores
         text += f"; {100 * rate:.4g}% is rarer than 1 in {n}, which they cannot tell apart: it lies above all their scores"

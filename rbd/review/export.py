@@ -9,13 +9,13 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 import numpy as np
-from PIL import Image
 
 from ..coco import CocoImage, coco_dataset
 from ..detector import verdict as verdict_at
 from ..errors import ImageReadError, InvalidInputError
 from ..files import atomic_write
-from ..images import file_shape, mask_at_size, read_image, to_uint8
+from ..images import file_shape, mask_at_size, mask_covering, read_image, to_uint8
+from ..outputs import png_bytes
 from ..uploads import unique_name, unsuffixed
 from ..visualize import fold, folded_shape, mask_image, outlined, shown_size, subsample, unfold
 from ..visualize import overlay as heat_overlay
@@ -61,9 +61,7 @@ def _export(session, path: Path, threshold: float, state: list) -> Path:
             if not known:
                 continue
             mask = _at_image_size(mask, item.image_path)
-            png = io.BytesIO()
-            Image.fromarray(mask_image(mask)).save(png, format="PNG")
-            archive.writestr(masks[item.file_name], png.getvalue())
+            archive.writestr(masks[item.file_name], png_bytes(mask_image(mask)))
             reviewed.append(CocoImage(item.file_name, *mask.shape, mask))
         archive.writestr("decisions.csv", table.getvalue())
         archive.writestr("coco.json", json.dumps(coco_dataset(reviewed)))
@@ -108,7 +106,7 @@ def overlay(session, item_id: int, threshold: float, opacity: float = 0.5, max_s
     decision = session.decision(item_id)
     if decision is None or decision.decision != "correct":
         return drawn
-    return outlined(drawn, _shrunk(session.read_mask(decision.mask), amap.shape))
+    return outlined(drawn, mask_covering(session.read_mask(decision.mask), amap.shape))
 
 
 def editor_canvas(session, item_id: int, threshold: float) -> tuple[np.ndarray, np.ndarray]:
@@ -117,7 +115,7 @@ def editor_canvas(session, item_id: int, threshold: float) -> tuple[np.ndarray, 
     as the review shows it, so that it is not painted on as a sliver."""
     item = session.item(item_id)
     size = shown_size(item.height, item.width)
-    return fold(to_uint8(session.image(item_id, size))), fold(_shrunk(mask_to_edit(session, item_id, threshold), size), fill=False)
+    return fold(to_uint8(session.image(item_id, size))), fold(mask_covering(mask_to_edit(session, item_id, threshold), size), fill=False)
 
 
 def painted_mask(session, item_id: int, layers: list[np.ndarray], threshold: float) -> np.ndarray:
@@ -144,18 +142,6 @@ def painted_mask(session, item_id: int, layers: list[np.ndarray], threshold: flo
     if size == full:
         return painted
     opened = mask_to_edit(session, item_id, threshold)
-    changed = painted != _shrunk(opened, size)
-    return np.where(_enlarged(changed, full), _enlarged(painted, full), opened)
+    changed = painted != mask_covering(opened, size)
+    return np.where(mask_at_size(changed, full), mask_at_size(painted, full), opened)
 
-
-def _shrunk(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """`mask` at `size` (h, w), every pixel that covers some of the mask kept, so that a one-pixel
-    crack is not lost in the editor."""
-    if mask.shape == size:
-        return mask
-    return np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize(size[::-1], Image.Resampling.BOX)) > 0
-
-
-def _enlarged(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """`mask` at the larger `size` (h, w), each pixel repeated."""
-    return np.asarray(Image.fromarray(mask).resize(size[::-1], Image.Resampling.NEAREST))
