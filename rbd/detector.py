@@ -219,6 +219,13 @@ class Detector:
         self.network.to(resolve_device(device) if isinstance(self.network, torch.nn.Module) else device)
         return self
 
+    def judging_by(self, calibration: Calibration, threshold: float) -> "Detector":
+        """This detector's network (shared, not copied) calibrated by `calibration` and judging at `threshold`: a model as
+        a review's recalibration and a threshold set in the app judge by it, to save or push so."""
+        judged = Detector(self.network, calibration, self.training, self.metrics)
+        judged.threshold, judged.precision = threshold, self.precision
+        return judged
+
     def predict(self, image: ImageLike) -> Prediction:
         return self.predict_batch([image])[0]
 

@@ -181,6 +181,23 @@ def test_rethreshold_moves_verdict_and_mask_without_the_network(detector, catego
     assert at.is_anomalous and at.normalized_score == pytest.approx(0.5)
 
 
+def test_judging_by_another_calibration_shares_the_network_and_saves_as_it_judges(detector, category, tmp_path):
+    """The app's download and Hub push of a model recalibrated by a review, at the bar's threshold (ui.fine_tune.as_judged)."""
+    import dataclasses
+
+    other = dataclasses.replace(detector.calibration, threshold=detector.calibration.threshold + 1.0, scale=2 * detector.calibration.scale)
+    judged = detector.judging_by(other, other.threshold + 0.5)
+    assert judged.network is detector.network and judged.calibration is other and judged.threshold == other.threshold + 0.5
+    assert detector.calibration is not other and detector.threshold == detector.calibration.threshold  # the original is untouched
+    image = sorted((category / "test" / "hole").iterdir())[0]
+    prediction, own = judged.predict(image), detector.predict(image)
+    assert prediction.score == own.score and prediction.threshold == other.threshold + 0.5
+    assert prediction.normalized_score == pytest.approx(other.normalize(own.score, other.threshold + 0.5))
+    rbd.save(judged, tmp_path / "judged")
+    loaded = rbd.load(tmp_path / "judged")
+    assert loaded.threshold == pytest.approx(judged.threshold) and loaded.calibration.scale == pytest.approx(other.scale)
+
+
 def test_regions_are_the_connected_parts_of_the_mask():
     amap = np.zeros((20, 30), np.float32)
     amap[2:5, 3:9] = 0.8   # 18 pixels

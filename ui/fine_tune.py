@@ -359,10 +359,8 @@ def as_judged(ctx, model: dict, rate: float) -> rbd.Detector:
     bar's threshold, set as a threshold by hand is (the model's own was saved, and `rbd predict` judged otherwise than
     the app had). Its calibration is kept as it is, so that the copy is the same model (`Calibration.fingerprint`)."""
     detector = ctx.detector(model)
-    judged = rbd.Detector(detector.model, model_bar.recalibrated_by_review(ctx, model) or detector.calibration,
-                          detector.training, detector.metrics)
-    judged.threshold = model_bar.threshold(ctx, model, rate)
-    return judged
+    return detector.judging_by(model_bar.recalibrated_by_review(ctx, model) or detector.calibration,
+                               model_bar.threshold(ctx, model, rate))
 
 
 def download(ctx, model: dict, rate: float) -> dict:
