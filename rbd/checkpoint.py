@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -49,6 +50,7 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "README.md"
 CHECKPOINT_FILES = (CONFIG_FILE, WEIGHTS_FILE, CARD_FILE)  # all a checkpoint folder holds
+READ_TRIES = 3  # reads of a folder that changes while it is read (`_one_save`)
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -314,7 +316,7 @@ def load_from_hub(repo_id: str, revision: str | None = None, device: str | torch
 
 
 def _from_files(config_path: Path, weights_path: Path, device: str | torch.device) -> Detector:
-    config = read_config(config_path)
+    config, weights = _one_save(config_path, weights_path)
     model_config, calibration = settings(config, config_path)
     try:  # (an ONNX export holds its teacher: only a model built here needs to know it)
         pretrained_name(model_config.backbone)
@@ -325,14 +327,6 @@ def _from_files(config_path: Path, weights_path: Path, device: str | torch.devic
         model = RBD(model_config)
     except ValueError as err:  # settings of the right kinds that still make no network (a decoder width short)
         raise CheckpointError(f"{config_path}: the model settings make no network ({err})") from err
-    if weights_path.is_dir():  # safetensors said "No such device (os error 19)"
-        raise CheckpointError(f"{weights_path}: a folder, where the checkpoint's weights file belongs")
-    try:
-        weights = load_file(str(weights_path))
-    except OSError as err:
-        raise CheckpointError(f"{weights_path}: unreadable weights ({err})") from err
-    except SafetensorError as err:  # a pickled `torch.save` renamed, a download cut short: rbd reads safetensors only
-        raise CheckpointError(f"{weights_path}: unreadable weights, not a whole safetensors file ({err})") from err
     target = model.student if config["format_version"] == 1 else model
     _check_tensors(weights, target.state_dict(), weights_path)
     try:
@@ -344,6 +338,35 @@ def _from_files(config_path: Path, weights_path: Path, device: str | torch.devic
     except RuntimeError as err:
         raise CheckpointError(f"{weights_path}: weights do not match the model in {CONFIG_FILE}") from err
     return assemble(model, calibration, config).to(device)
+
+
+def _one_save(config_path: Path, weights_path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    """The config and the weights of one save. A folder that `save` replaces while it is read (`rbd train --out` into a
+    folder the app lists) gave the old threshold with the new weights, both valid, nothing refused: the config is read
+    again after the weights, and the pair again where it changed (or was away between `save`'s two renames)."""
+    for attempt in range(READ_TRIES):
+        try:
+            config = read_config(config_path)
+            weights = _read_weights(weights_path)
+            if read_config(config_path) == config:
+                return config, weights
+        except CheckpointError:
+            if attempt == READ_TRIES - 1:
+                raise
+        time.sleep(0.1)
+    raise CheckpointError(f"{config_path.parent}: the checkpoint changed while it was read, {READ_TRIES} times (saved over "
+                          "again and again?): load it once that has ended")
+
+
+def _read_weights(weights_path: Path) -> dict[str, torch.Tensor]:
+    if weights_path.is_dir():  # safetensors said "No such device (os error 19)"
+        raise CheckpointError(f"{weights_path}: a folder, where the checkpoint's weights file belongs")
+    try:
+        return load_file(str(weights_path))
+    except OSError as err:
+        raise CheckpointError(f"{weights_path}: unreadable weights ({err})") from err
+    except SafetensorError as err:  # a pickled `torch.save` renamed, a download cut short: rbd reads safetensors only
+        raise CheckpointError(f"{weights_path}: unreadable weights, not a whole safetensors file ({err})") from err
 
 
 def _check_tensors(weights: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], source: str | Path) -> None:

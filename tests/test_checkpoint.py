@@ -280,6 +280,29 @@ def test_a_save_killed_between_its_two_renames_is_named_by_load(detector, tmp_pa
             rbd.load(name)
 
 
+def test_a_checkpoint_saved_over_while_it_is_read_loads_as_one_save(detector, tmp_path, probe, monkeypatch):
+    """`rbd train --out` into a folder the app lists: a save landing between `load`'s read of config.json and of the
+    weights gave the old threshold and calibration with the new weights, nothing refused (the app then cached it)."""
+    target = rbd.save(detector, tmp_path / "model")
+    other = detector.judging_by(dataclasses.replace(detector.calibration, threshold=detector.threshold + 3.0), detector.threshold + 3.0)
+    changed = {name: tensor.clone() for name, tensor in other.model.trained_state().items()}
+    changed["normal_std"] = changed["normal_std"] * 2  # another model's weights: its maps and scores differ
+    read, saved = checkpoint_module.load_file, []
+
+    def saved_over_first(path):
+        if not saved:  # the save lands after config.json was read, before the weights are
+            newer = rbd.Detector(rbd.model.RBD(detector.config), other.calibration)
+            newer.model.load_trained_state(changed)
+            newer.threshold = other.threshold
+            saved.append(rbd.save(newer, target))
+        return read(path)
+
+    monkeypatch.setattr(checkpoint_module, "load_file", saved_over_first)
+    loaded = rbd.load(target)
+    assert saved and loaded.threshold == pytest.approx(detector.threshold + 3.0)  # the newer save, config and weights
+    assert torch.equal(loaded.model.normal_std, changed["normal_std"])
+
+
 def test_a_folder_named_near_the_file_systems_limit_is_saved_and_replaced(detector, tmp_path):
     """Its staging folder's name (10 bytes more) and the name the one it replaces is kept under (14 more) passed the
     file system's 255 bytes: "File name too long" after a whole training, nothing saved."""
