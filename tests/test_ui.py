@@ -1921,9 +1921,13 @@ def test_a_fine_tune_says_when_it_calibrates_after_its_last_step(ctx, model, mon
     monkeypatch.setattr(fine_tune, "BackgroundTraining", Job)
     monkeypatch.setattr(fine_tune, "gather_images", lambda uploaded, folder, names=(): [Path(folder) / f"{i}.png" for i in range(6)])
     monkeypatch.setattr(fine_tune, "model_pictures", lambda images, config: [torch.zeros(3, 8, 8)] * 6)
-    described = []
-    statuses = [out["status"] for out in fine_tune.fine_tune(ctx, ["upload.zip"], None, False, "", True, 0, 5, model, "browser-1",
-                                                            progress=lambda *a, desc=None, **k: described.append(desc))]
+    described, records = [], []
+    statuses = []
+    for out in fine_tune.fine_tune(ctx, ["upload.zip"], None, False, "", True, 0, 5, model, "browser-1",
+                                   progress=lambda *a, desc=None, **k: described.append(desc)):
+        statuses.append(out["status"])
+        records.append(list(ctx.trainings.iterdir()))  # while the request is open: a restart now would find these
+    assert [len(found) for found in records] == [1, 1, 0]  # saved: a restart said "no model was saved" of the model made
     assert statuses[:2] == ["training…", "trained 3 steps · calibrating the threshold…"] and "now the active model" in statuses[2]
     assert "a random sample (3 left out): give more minutes to use all" in statuses[2]  # the notice of a thread the request cannot hear
     assert f"let the patch memory choose 5 of its {ctx.detector(model).model.memory.size} patches" in statuses[2]

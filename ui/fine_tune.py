@@ -106,7 +106,7 @@ def fine_tune(ctx, files, folder, use_reviewed: bool, review_id: str, start_curr
     running = ctx.jobs.setdefault(key, pending())  # Train's click made it, or an API client calls directly
     running["started"] = True  # out of the queue
     losses = []  # each step's, for the plot
-    with running_record(ctx, browser):  # until saved: a restart cuts a training off without a word otherwise
+    with running_record(ctx, browser) as saved:  # until saved: a restart cuts a training off without a word otherwise
         try:  # from here on, whatever happens, `finally` forgets this training (a stale entry would cancel the next)
             if not epochs and not minutes:
                 raise rbd.InvalidInputError("set a time budget (minutes) or a number of epochs: with neither, training would not end")
@@ -165,6 +165,7 @@ def fine_tune(ctx, files, folder, use_reviewed: bool, review_id: str, start_curr
         if start_current:  # its card says what it was fine-tuned from
             detector.training = {**detector.training, "started_from": model["name"]}
         key = ctx.catalog.add_trained(detector, owner, name)
+        saved()  # a restart from here on cut nothing off (it said "no model was saved" of a model in the list)
         archive = shutil.make_archive(str(ctx.export_folder() / export_name(model_name(key))), "zip", key)
         loaded = model_bar.load_model(ctx, key, "", "", owner)
         yield {"loss": pd.DataFrame(losses), "calibration": calibration_figure(detector.calibration), "model_file": archive,
@@ -206,16 +207,16 @@ def running_record(ctx, browser: str):
     """A record of a browser's fine-tune while it runs, until its model is saved. A restart of the app (a Space woken
     up, a new version) cuts the training off and saves nothing: the record it leaves behind tells the browser so when
     it comes back (`cut_off`), where the page said nothing. One file per training, so that one ending never removes
-    another's."""
+    another's. Gives what removes it once the model is saved, before the rest of the request."""
     pattern = _records(ctx, browser)
     if pattern is None:
-        yield
+        yield lambda: None
         return
     record = ctx.trainings / pattern.replace("*", uuid.uuid4().hex)
     with atomic_write(record) as f:
         f.write(json.dumps({"run": ctx.run, "started": time.time()}).encode())
     try:
-        yield
+        yield lambda: record.unlink(missing_ok=True)
     finally:
         record.unlink(missing_ok=True)
 
