@@ -30,6 +30,7 @@ from huggingface_hub import try_to_load_from_cache
 from .checkpoint import CONFIG_FILE, is_repo_id, load, load_from_hub, save
 from .detector import Detector
 from .errors import CheckpointError, HubError, InvalidInputError
+from .files import sync_files, sync_folder
 from .expiry import mark_used, remove_idle
 from .review.store import SESSION_ID
 
@@ -200,7 +201,9 @@ class Catalog:
             if not (target / CONFIG_FILE).is_file():  # else shared already (by another tab, or a share cut short after its copy)
                 self.shared.mkdir(parents=True, exist_ok=True)
                 shutil.copytree(source, staging)
+                sync_files(staging)  # on disk before the private copy, the only other one, goes
                 staging.rename(target)  # appears whole, or not at all
+                sync_folder(self.shared)
             shutil.rmtree(source, ignore_errors=True)
         with self._guard:
             detector = self._cache.pop((key, None), None)

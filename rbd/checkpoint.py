@@ -35,7 +35,7 @@ from .detector import Detector
 from .backbones import BACKBONES, hub_repo, pretrained_name
 from .errors import BackboneError, CheckpointError, HubError, UploadError
 from .evaluate import SUMMARY_NAMES, metric_text
-from .files import sync_folder
+from .files import sync_files, sync_folder
 from .notices import some
 from .train import memory_cut_short
 from .uploads import extract_zip
@@ -110,10 +110,8 @@ def save(detector: Detector, directory: str | Path, metrics: dict | None = None)
         model_card(config).save(staging / CARD_FILE)
         for path in staging.iterdir():
             path.chmod(0o644)  # shareable like any model file, not private like a temp file
-            with open(path, "rb") as f:
-                os.fsync(f.fileno())
         staging.chmod(0o755)
-        sync_folder(staging)  # the files' names too, or a power cut could leave the folder in place without them
+        sync_files(staging)
         if directory.exists():
             directory.rename(retired)
         staging.rename(directory)

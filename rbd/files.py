@@ -45,6 +45,15 @@ def sync_folder(folder: Path) -> None:
             os.close(fd)
 
 
+def sync_files(folder: Path) -> None:
+    """Make a flat folder durable before it takes another's place: its files' bytes, then its entries (after a power
+    cut it could otherwise be in place holding empty files, or none)."""
+    for path in folder.iterdir():
+        with open(path, "rb") as f:
+            os.fsync(f.fileno())
+    sync_folder(folder)
+
+
 def file_digest(path: str | Path) -> str:
     """SHA-1 of a file's bytes: two uploads holding the same picture under any names have one."""
     with open(path, "rb") as f:

@@ -320,6 +320,7 @@ def test_a_save_syncs_its_folder_and_the_one_it_lies_in(detector, tmp_path, monk
     """Only the files were synced: after a power cut the folder could be in place without them, or not be there."""
     synced = []
     monkeypatch.setattr(checkpoint_module, "sync_folder", synced.append)
+    monkeypatch.setattr(rbd.files, "sync_folder", synced.append)  # the staging folder's, by `sync_files`
     target = rbd.save(detector, tmp_path / "model")
     assert synced[0].name.startswith(".model.") and synced[1:] == [tmp_path]
 

@@ -295,6 +295,26 @@ def test_a_share_cut_short_can_be_done_again(detector, tmp_path):
     assert rbd.load(shared).threshold == detector.threshold and not staging.exists() and not Path(other).exists()
 
 
+def test_a_shared_copy_is_on_disk_before_the_private_one_goes(detector, tmp_path, monkeypatch):
+    """Sharing copied the fine-tune without syncing it, then deleted the private folder: after a power cut the shared
+    one could hold empty files, and the model was lost."""
+    import rbd.catalog
+    import rbd.files
+
+    catalog = Catalog(tmp_path / "shipped", tmp_path / "models")
+    key = catalog.add_trained(detector, "alice")
+    synced, folders, remove = [], [], shutil.rmtree
+    fsync = rbd.files.os.fsync
+    monkeypatch.setattr(rbd.files.os, "fsync", lambda fd: synced.append(Path(os.readlink(f"/proc/self/fd/{fd}"))) or fsync(fd))
+    monkeypatch.setattr(rbd.catalog, "sync_folder", folders.append)
+    monkeypatch.setattr(rbd.catalog.shutil, "rmtree", lambda path, **kw: (synced.append("removed"), remove(path, **kw)))
+    shared = Path(catalog.publish(key, "alice"))
+    private_removed = len(synced) - 1 - synced[::-1].index("removed")  # (the first removal is of a staging cut short)
+    files = sorted(p.name for p in synced[:private_removed] if isinstance(p, Path) and p.parent.name.endswith(".tmp"))
+    assert files == sorted(p.name for p in shared.iterdir()) and folders == [catalog.shared]
+    assert rbd.load(shared).threshold == detector.threshold
+
+
 def test_a_rate_moved_on_a_model_deleted_in_another_tab_says_so_on_the_model_line(ctx, detector):
     """The line is refreshed outside the queue with no progress shown: its error was seen nowhere, and the line went on
     naming the deleted model at the rate before the move."""
