@@ -54,6 +54,30 @@ def sync_files(folder: Path) -> None:
     sync_folder(folder)
 
 
+_HELD: dict[Path, BinaryIO] = {}  # the locks this process holds (`hold_lock`), open until it ends
+
+
+def hold_lock(path: str | Path) -> bool:
+    """Whether this process holds (now, or already) the exclusive lock of the file `path`, made if missing, until it
+    ends; False where another process holds it. A system without flock (Windows) grants every call."""
+    path = Path(path).resolve()
+    if path in _HELD:
+        return True
+    try:
+        import fcntl
+    except ImportError:
+        return True
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = open(path, "ab")
+    try:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        return False
+    _HELD[path] = lock
+    return True
+
+
 def file_digest(path: str | Path) -> str:
     """SHA-1 of a file's bytes: two uploads holding the same picture under any names have one."""
     with open(path, "rb") as f:

@@ -189,6 +189,26 @@ def test_a_review_reopened_while_the_sweep_removes_it_is_gone_not_half_there(ctx
     assert ctx.review("old", create=True).items == []  # Score into it: a new review, not the old one's images without files
 
 
+def test_a_second_app_on_one_work_folder_refuses_to_start(ctx):
+    """Two apps on one work folder each kept their reviews in memory: one's decisions were not the other's, and images
+    both scored into one review wrote over each other's."""
+    import subprocess
+
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'ab'); "
+                               "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)",
+                               str(ctx.work / "app.lock")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        with pytest.raises(SystemExit, match=r"^error: another rbd app serves the work folder .*work: stop it, or give this "
+                                             r"one a folder of its own \(RBD_WORK_DIR\)$"):
+            ctx.claim()
+    finally:
+        holder.kill()
+        holder.wait()
+    ctx.claim()  # once the other has stopped
+    ctx.claim()  # and again by this process (a server started again on the folder, as the tests do)
+
+
 def test_fine_tunes_are_private_until_published(detector, tmp_path):
     catalog = Catalog(tmp_path / "shipped", tmp_path / "models")
     key = catalog.add_trained(detector, "alice")

@@ -214,6 +214,7 @@ def launch(app: gr.Blocks, **kwargs):
     """Start the server with the page's script (review shortcuts, picked and dropped folders' paths) (host and port from GRADIO_SERVER_NAME/PORT);
     idle reviews and private models are removed while it runs."""
     ctx = app.rbd_context
+    ctx.claim()
     ctx.sweep_every(SWEEP_S)
     return app.launch(js=PAGE_SCRIPT, css=CSS, footer_links=["api", "gradio"], max_file_size="2gb",
                       allowed_paths=[str(ctx.reviews)], **kwargs)

@@ -25,7 +25,7 @@ from typing import Callable, Iterator
 import rbd
 from rbd.catalog import Catalog
 from rbd.expiry import mark_used, remove_idle
-from rbd.files import atomic_write
+from rbd.files import atomic_write, hold_lock
 from rbd.review import ReviewSession, session_folder
 
 
@@ -89,6 +89,13 @@ class Context:
         self._alive: weakref.WeakValueDictionary[str, ReviewSession] = weakref.WeakValueDictionary()  # every object in use
         self._cursors: dict[str, Cursor] = {}
         self._guard = threading.Lock()
+
+    def claim(self) -> None:
+        """The work folder, this server's alone: two apps on one folder each kept their reviews in memory, so one's
+        decisions were not the other's, and images both scored into one review wrote over each other's."""
+        if not hold_lock(self.work / "app.lock"):
+            raise SystemExit(f"error: another rbd app serves the work folder {self.work}: stop it, or give this one a "
+                             "folder of its own (RBD_WORK_DIR)")
 
     @property
     def state_secret(self) -> str:
