@@ -34,7 +34,7 @@ from .calibration import Calibration, percent
 from .detector import Detector
 from .backbones import BACKBONES, hub_repo, pretrained_name
 from .errors import BackboneError, CheckpointError, HubError, UploadError
-from .evaluate import SUMMARY_NAMES, metric_text
+from .evaluate import SUMMARY_NAMES, Evaluation, metric_text
 from .files import sync_files, sync_folder
 from .notices import some
 from .train import memory_cut_short
@@ -59,7 +59,10 @@ def is_repo_id(text: str) -> bool:
     return bool(_REPO_ID.match(text))
 
 
-def checkpoint_config(detector: Detector, metrics: dict | None = None) -> dict:
+def checkpoint_config(detector: Detector, metrics: dict | Evaluation | None = None) -> dict:
+    """The config.json of `detector`, with `metrics` (a dict, or an `rbd.evaluate` result: its `summary()`)."""
+    if isinstance(metrics, Evaluation):  # a bare "Object of type Evaluation is not JSON serializable"
+        metrics = metrics.summary()
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -86,7 +89,7 @@ def _as_json(value):
     return value
 
 
-def save(detector: Detector, directory: str | Path, metrics: dict | None = None) -> Path:
+def save(detector: Detector, directory: str | Path, metrics: dict | Evaluation | None = None) -> Path:
     """Write the checkpoint folder; a half-written one never takes the place of a good one.
 
     Everything is written and synced in a staging folder next to the target, which is then
@@ -494,7 +497,7 @@ def _checked_revision(revision: str | None) -> str | None:
     return revision
 
 
-def push_to_hub(detector: Detector, repo_id: str, token: str | None = None, private: bool = False, metrics: dict | None = None,
+def push_to_hub(detector: Detector, repo_id: str, token: str | None = None, private: bool = False, metrics: dict | Evaluation | None = None,
                 license: str = "other", datasets: list[str] | None = None) -> str:
     """Upload the checkpoint (with its model card) to a Hub model repo; returns the commit URL.
 

@@ -20,9 +20,9 @@ from .allocator import MMAP_THRESHOLD
 from .anomaly_map import largest, top_count
 from .calibration import Calibration, checked_threshold, is_defective
 from .geometry import to_image_size, to_input
-from .images import (MAX_SIDE, ImageLike, checked_batch_size, find_images, given_image, image_batches, is_path, nearest_sources,
+from .images import (IMAGE_EXTENSIONS, MAX_SIDE, ImageLike, checked_batch_size, each_image, find_images, given_image, image_batches, is_path, nearest_sources,
                      read_image_for_scoring, several)
-from .errors import InvalidInputError
+from .errors import InvalidInputError, NoImagesError
 from .notices import notify
 from .model import RBD, ModelConfig
 from .network import Network, ScoringNetwork
@@ -231,7 +231,7 @@ class Detector:
 
     def predict_batch(self, images: Sequence[ImageLike], batch_size: int = 8) -> list[Prediction]:
         """Predictions of several images, in their order (a 4-D array: one image per first index)."""
-        arrays = [_scored_input(im) for im in several(images, "predict_batch", ": use predict for one")]
+        arrays = each_image(several(images, "predict_batch", ": use predict for one"), _scored_input)
         return [self._prediction(score, amap, familiar) for score, amap, familiar in score_images(self.network, arrays, batch_size, precision=self.precision)]
 
     def rethreshold(self, prediction: Prediction, threshold: float | None = None) -> Prediction:
@@ -272,9 +272,15 @@ def predict_files(detector: Detector, paths: Iterable[str | Path], batch_size: i
     downscaled files are reported as `rbd.images.image_batches` does; `progress(files done, total)`
     runs after each batch is scored. `paths` may also be one file or folder, and a folder, alone or among files, gives
     every image under it (`find_images`), as on the command line."""
-    if is_path(paths):
-        paths = [paths]
-    paths = [found for path in paths for found in (find_images(path) if _is_folder(path) else [path])]
+    named = [paths] if is_path(paths) else several(paths, "predict_files")
+    for path in named:
+        if not is_path(path):  # said "expected str, bytes or os.PathLike object"
+            raise InvalidInputError(f"predict_files takes image files and folders, got {type(path).__name__} (arrays and PIL "
+                                    "images: Detector.predict_batch)")
+    paths = [found for path in named for found in (find_images(path) if _is_folder(path) else [path])]
+    if not paths:  # said "no usable image among 0 file(s)", naming no folder
+        raise NoImagesError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in {', '.join(map(str, named))}" if named
+                            else "predict_files was given no files")
     for done, batch in image_batches(paths, batch_size, max_side):
         predictions = detector.predict_batch([image for _, image in batch], batch_size) if batch else []
         if progress is not None:

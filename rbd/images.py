@@ -15,7 +15,7 @@ import os
 import stat
 import sys
 from pathlib import Path, PurePath
-from typing import Iterable, Iterator, Union
+from typing import Callable, Iterable, Iterator, Union
 
 import imagecodecs
 import numpy as np
@@ -590,11 +590,28 @@ def _float_top(array: np.ndarray) -> float:
 def several(images, what: str, hint: str = "") -> list:
     """`images` as a list, refusing one image where several are expected (a path's characters, an array's rows, were
     taken as images); a 4-D array is one image per first index, and so is a 3-D one whose last axis holds more than
-    an image's 4 channels (a stack of grey images, (N, H, W))."""
-    one_array = isinstance(images, np.ndarray) and (images.ndim < 3 or (images.ndim == 3 and images.shape[-1] <= 4))
+    an image's 4 channels (a stack of grey images, (N, H, W)). A torch tensor is taken as an array is (it was cut into
+    its rows, or its channels, each scored as an image)."""
+    ndim, shape = getattr(images, "ndim", None), getattr(images, "shape", None)
+    one_array = isinstance(ndim, int) and shape is not None and (ndim < 3 or (ndim == 3 and shape[-1] <= 4))
     if is_path(images) or isinstance(images, Image.Image) or one_array:
         raise InvalidInputError(f"{what} takes a list of images (or a 4-D array), not one image{hint}")
+    if images is None or isinstance(images, (bytes, str)) or not isinstance(images, Iterable):
+        raise InvalidInputError(f"{what} takes a list of images, got {type(images).__name__}")
     return list(images)
+
+
+def each_image(images: list, convert: Callable[[object], np.ndarray]) -> list[np.ndarray]:
+    """`convert` of every image; an error of one among several names which (one NaN array among hundreds)."""
+    converted = []
+    for index, image in enumerate(images):
+        try:
+            converted.append(convert(image))
+        except (ImageReadError, InvalidInputError) as err:
+            if len(images) == 1:
+                raise
+            raise type(err)(f"image {index} of {len(images)} (counting from 0): {err}") from err
+    return converted
 
 
 def checked_batch_size(batch_size) -> int:

@@ -325,6 +325,13 @@ def test_a_save_syncs_its_folder_and_the_one_it_lies_in(detector, tmp_path, monk
     assert synced[0].name.startswith(".model.") and synced[1:] == [tmp_path]
 
 
+def test_an_evaluation_is_saved_as_its_summary(detector, category, tmp_path):
+    """`metrics=rbd.evaluate(...)` failed with a bare "Object of type Evaluation is not JSON serializable"."""
+    evaluation = rbd.evaluate(detector, category)
+    loaded = rbd.load(rbd.save(detector, tmp_path / "model", metrics=evaluation))
+    assert loaded.metrics == pytest.approx(evaluation.summary())
+
+
 def test_metrics_are_saved_as_json_takes_them(detector, tmp_path):
     """np.float32 metrics (as computed with numpy) failed the save; a NaN one was written as a bare NaN, not JSON."""
     target = rbd.save(detector, tmp_path / "model", metrics={"image_auroc": np.float32(0.5), "pixel_auroc": float("nan"),

@@ -181,6 +181,28 @@ def test_rethreshold_moves_verdict_and_mask_without_the_network(detector, catego
     assert at.is_anomalous and at.normalized_score == pytest.approx(0.5)
 
 
+def test_a_tensor_empty_folder_or_bad_item_where_several_are_expected_are_named(detector, category, tmp_path):
+    """One torch tensor was cut into its rows (or channels), each scored as an image; an empty folder said "no usable image
+    among 0 file(s)"; arrays given to predict_files, None anywhere: bare TypeErrors; a NaN array among several unnamed."""
+    import torch
+
+    image = np.asarray(Image.open(sorted((category / "test" / "good").iterdir())[0]).convert("RGB"))
+    for one in (torch.from_numpy(image.copy()), torch.from_numpy(image.copy()).permute(2, 0, 1)[:, :, :4], None):
+        with pytest.raises(rbd.InvalidInputError, match="predict_batch takes a list of images"):
+            detector.predict_batch(one)
+    stacked = detector.predict_batch(torch.from_numpy(np.stack([image, image])))
+    assert len(stacked) == 2 and stacked[0].score == pytest.approx(detector.predict(image).score, abs=1e-5)
+    with pytest.raises(rbd.ImageReadError, match=r"^image 1 of 3 \(counting from 0\): "):
+        detector.predict_batch([image, np.full(image.shape, np.nan), image])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(rbd.NoImagesError, match=r"^no image files \(\.png, .*\) in .*empty$"):
+        list(rbd.predict_files(detector, tmp_path / "empty"))
+    with pytest.raises(rbd.InvalidInputError, match=r"predict_files takes image files and folders, got ndarray"):
+        list(rbd.predict_files(detector, [image]))
+    with pytest.raises(rbd.InvalidInputError, match="predict_files takes a list of images, got NoneType"):
+        list(rbd.predict_files(detector, None))
+
+
 def test_judging_by_another_calibration_shares_the_network_and_saves_as_it_judges(detector, category, tmp_path):
     """The app's download and Hub push of a model recalibrated by a review, at the bar's threshold (ui.fine_tune.as_judged)."""
     import dataclasses

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from scipy.stats import norm
+from PIL import Image
 
 import rbd
 from rbd.train import BackgroundTraining, split_holdout
@@ -222,6 +223,29 @@ def test_images_given_as_a_generator_or_a_4d_array_are_all_trained_on():
     for settings in ({"config": {"max_minutes": 0.05}}, {"config": {}}, {"model_config": {"image_size": 64}}):  # an AttributeError deep in training
         with pytest.raises(rbd.InvalidInputError, match=r"config must be an rbd\.\w+Config .*got dict"):
             rbd.train(arrays, **settings)
+
+
+def test_a_tensor_image_a_mixed_list_and_a_bad_one_among_several_in_training(tmp_path):
+    """One torch tensor was cut into its rows and trained on (numpy's was refused); files among arrays were read whole,
+    an unreadable one failing the training where among files alone it is skipped with a notice; a NaN array among
+    several was not named."""
+    from rbd.notices import collect
+    from rbd.train import model_pictures
+
+    rng = np.random.default_rng(1)
+    arrays = [rng.integers(0, 255, (64, 64, 3), dtype=np.uint8) for _ in range(4)]
+    config = rbd.ModelConfig(**TINY_MODEL)
+    with pytest.raises(rbd.InvalidInputError, match="training takes a list of images .*not one image"):
+        model_pictures(torch.from_numpy(arrays[0]), config)
+    assert len(model_pictures(torch.from_numpy(np.stack(arrays)), config)) == 4  # a 4-D tensor: one image per first index
+    Image.fromarray(arrays[0]).save(tmp_path / "good.png")
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    with collect() as notes:
+        pictures = model_pictures([tmp_path / "good.png", tmp_path / "bad.png", *arrays[1:]], config)
+    assert len(pictures) == 4 and torch.equal(pictures[0], model_pictures([arrays[0]], config)[0])
+    assert any("bad.png" in note for note in notes)
+    with pytest.raises(rbd.ImageReadError, match=r"^image 2 of 4 \(counting from 0\): "):
+        model_pictures([*arrays[:2], np.full((64, 64), np.nan), arrays[3]], config)
 
 
 def test_an_endless_time_budget_leaves_the_epochs_to_end_training(category):
