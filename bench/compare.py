@@ -120,8 +120,9 @@ def score_outputs(labels, scores, masks: list[np.ndarray] | None = None, maps: l
 
 
 def read_mask(item: TestImage, shape: tuple[int, int]) -> np.ndarray:
-    """The ground truth at the image's size; all normal for a good image."""
-    if item.mask_path is None:
+    """The ground truth at the image's size; all normal for a good image, whatever mask lies beside it (as `rbd evaluate`
+    takes it: a marked mask of a good image gave other pixel metrics here than there)."""
+    if item.mask_path is None or not item.is_anomalous:
         return np.zeros(shape, bool)
     mask = read_truth_mask(item.mask_path)
     if mask.shape != shape:

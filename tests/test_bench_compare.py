@@ -77,3 +77,17 @@ def test_the_peers_without_anomalib_are_refused_before_rbd_trains(tmp_path, monk
     with pytest.raises(SystemExit) as stopped:
         compare.main()
     assert stopped.value.code == 2 and "the peers need anomalib: pip install -r bench/requirements.txt" in capsys.readouterr().err
+
+
+def test_a_good_images_mask_is_all_normal_as_rbd_evaluate_takes_it(tmp_path):
+    """A marked mask beside a good image was scored here and dropped by `rbd evaluate`: two pixel metrics of one model."""
+    from PIL import Image
+
+    from bench.compare import read_mask
+    from rbd.datasets import TestImage
+
+    marked = np.zeros((8, 8), np.uint8)
+    marked[2:4, 2:4] = 255
+    Image.fromarray(marked).save(tmp_path / "mask.png")
+    assert not read_mask(TestImage(tmp_path / "a.png", "good", tmp_path / "mask.png"), (8, 8)).any()
+    assert read_mask(TestImage(tmp_path / "b.png", "crack", tmp_path / "mask.png"), (8, 8)).sum() == 4
