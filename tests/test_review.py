@@ -593,6 +593,27 @@ def test_a_decision_on_an_image_still_being_scored_survives_a_crash_with_its_ima
     assert [item.file_name for item in resumed.items] == ["a.png", "b.png", "c.png"] and resumed.decision(2).decision == "reject"
 
 
+def test_a_review_says_while_images_are_scored_into_it_from_another_thread(tmp_path, parts):
+    """A page reloaded during a Score showed the images scored so far as if they were all: the review now says so."""
+    import threading
+
+    session = ReviewSession(tmp_path / "sessions" / "s")
+    seen, go_on = threading.Event(), threading.Event()
+
+    def held(done, total):
+        seen.set()
+        go_on.wait(10)
+
+    scoring = threading.Thread(target=session.add, args=(BrightnessDetector(), parts[:2]), kwargs={"progress": held, "batch_size": 1})
+    assert not session.scoring
+    scoring.start()
+    assert seen.wait(10)
+    assert session.scoring and ReviewSession(session.folder).scoring  # any object on the folder (another request's) knows
+    go_on.set()
+    scoring.join(10)
+    assert not session.scoring and len(session.items) == 2
+
+
 def test_decisions_on_images_lost_before_they_were_saved_are_dropped(session, tmp_path):
     """A log written by older versions may hold a decision on an image items.json lacks: it is cut out, not given
     to the next image added."""

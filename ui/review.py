@@ -172,6 +172,8 @@ def _metrics(session: ReviewSession, threshold: float) -> str:
 def _scored_by(ctx, session: ReviewSession, model: dict, threshold: float, rate: float) -> str:
     text = (f"This review: **{len(session.items)}** images scored by **{session.scored_by.name}**, judged at raw threshold "
             f"{threshold:.4f} ({rate:.4g}% expected false alarms).")
+    if session.scoring:  # a page reloaded during a Score, or another tab's
+        text += " More are being scored into it now: move to another image, or reload, to see them as they come."
     unfamiliar = int(session.out_of_domain.sum())
     if unfamiliar:
         text += (f"\n\n⚠ **{unfamiliar}** of them {'looks' if unfamiliar == 1 else 'look'} unlike the training images of "
@@ -270,15 +272,19 @@ def joined_review(ctx, files, folder, review_id: str, browser: str, model: dict)
     """A tab with no review yet scores into the one its browser scored into or started last (`Context.browser_review`):
     Gradio reads the browser's store when a page loads only, so a second tab opened before the first scored made a
     review of its own, and after a reload both tabs showed the one written last, the other out of reach. Not into one
-    another model scored: its Score failed there, and the error's advice, Re-score, re-scored the other tab's review."""
-    joined = None if review_id or not paths(files) + paths(folder) else ctx.browser_review(browser)
-    if joined is None:
+    another model scored: its Score failed there, and the error's advice, Re-score, re-scored the other tab's review.
+    Where none joins, the tab's new review gets its id now, the browser's at once: the page learnt it only once scoring
+    ended, so a reload or a closed tab during a first Score lost every image scored (out of reach until it expired)."""
+    if review_id or not paths(files) + paths(folder):
         return {}
-    session = ctx.review(joined)  # None for one started and not scored into yet
-    if session is not None and not session.is_scored_by(ctx.detector(model).calibration):
-        return {}
-    notify("these images join the review another tab of this browser scored into: the two tabs share it")
-    return {"review_id": joined}
+    joined = ctx.browser_review(browser)
+    session = ctx.review(joined) if joined is not None else None  # None for one started and not scored into yet
+    if joined is not None and (session is None or session.is_scored_by(ctx.detector(model).calibration)):
+        notify("these images join the review another tab of this browser scored into: the two tabs share it")
+        return {"review_id": joined}
+    new = uuid.uuid4().hex
+    ctx.remember_review(browser, new)
+    return {"review_id": new}
 
 
 def remember_review(ctx, review_id: str, browser: str) -> dict:

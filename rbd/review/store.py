@@ -155,6 +155,15 @@ class ReviewSession:
         return self._model
 
     @property
+    def scoring(self) -> bool:
+        """Whether images are being scored (or re-scored) into this review by this process now, in another thread: a
+        page reloaded during a Score sees those scored so far."""
+        if self._scoring.acquire(blocking=False):
+            self._scoring.release()
+            return False
+        return True
+
+    @property
     def items(self) -> list[Item]:
         """All items in the order they were added (their ids are 0, 1, 2, ...)."""
         return list(self._items)
