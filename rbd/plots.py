@@ -22,7 +22,7 @@ def calibration_figure(calibration: Calibration, threshold: float | None = None)
     # a normal image were flagged (a bin's left edge is in it: a score on the threshold is drawn on its flagged side);
     # the outer edges widened to every score (rounding could leave the lowest or highest out), two edges at least
     bins = np.concatenate([[min(bins[0], min(scores))], bins[1:-1], [max(bins[-1], max(scores), bins[0] + width)]])
-    figure = Figure(figsize=(6, 3.2), layout="constrained")
+    figure = Figure(figsize=(6, 3.6), layout="constrained")
     axes = figure.add_subplot()
     axes.hist(calibration.normal_scores, bins=bins, alpha=0.7, color="tab:blue", label=f"normal ({len(calibration.normal_scores)})")
     if calibration.synthetic_scores:
@@ -37,7 +37,7 @@ def calibration_figure(calibration: Calibration, threshold: float | None = None)
     axes.set_xlabel("anomaly score")
     axes.set_ylabel("images")
     axes.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts of images: no 0.25 of one
-    axes.legend(fontsize=8)
+    figure.legend(loc="outside lower center", ncols=2, fontsize=8)  # below the bars: inside it covered some (a phone's helper)
     return figure
 
 

@@ -264,17 +264,22 @@ def test_on_a_phone_the_tables_keep_their_words_whole_and_a_row_clicked_is_shown
         inspect(page, [parts[1][0], *parts[0][:3]])
         expect(page.locator("#inspect-results")).to_contain_text(parts[0][2].name)
         for table in ("#inspect-results", "#inspect-regions"):
-            words = page.locator(f"{table} :is(th, .body-cell) span").evaluate_all(
-                "spans => spans.filter(s => s.offsetParent && s.innerText.trim()).map(s => [s.innerText, s.offsetHeight])")
-            line = min(height for _, height in words)
-            broken = [text for text, height in words if " " not in text.strip() and "_" not in text and height > 1.5 * line]
-            assert len(words) >= 8 and not broken, (table, words)
+            assert_words_whole(page, table)
         page.locator("#inspect-results .body-cell").filter(has_text=parts[0][1].name).first.click()
         expect(page.locator("#inspect-summary")).to_contain_text(parts[0][1].name)
         expect(page.locator("#inspect-summary")).to_be_in_viewport()
     finally:
         page.set_viewport_size(wide)
         clear(page, "#inspect-files")
+
+
+def assert_words_whole(page, table: str) -> None:
+    """No word of the table's headings and cells (a number, "score") is broken over two lines, as in a narrow share."""
+    words = page.locator(f"{table} :is(th, .body-cell) span").evaluate_all(
+        "spans => spans.filter(s => s.offsetParent && s.innerText.trim()).map(s => [s.innerText, s.offsetHeight])")
+    line = min(height for _, height in words)
+    broken = [text for text, height in words if not any(c in text.strip() for c in " _/") and height > 1.5 * line]  # names wrap
+    assert len(words) >= 8 and not broken, (table, words)
 
 
 @pytest.mark.parametrize("name, content", [("text.png", b"not an image at all"), ("empty.png", b"")])
@@ -462,6 +467,8 @@ def test_evaluate_shows_where_the_ranking_goes_wrong(page, category, tmp_path):
         box, verdict = (page.locator(part).bounding_box() for part in ("#eval-rows", "#eval-rows tbody tr >> nth=0 >> td >> nth=-1"))
         assert verdict["x"] + verdict["width"] <= box["x"] + box["width"], (box, verdict)  # the verdicts are not scrolled out of sight
         expect(page.locator("#eval-rows tbody tr").first.locator("td").last).to_have_text(re.compile(r"^\s*(good|defective)\s*$"))
+        page.set_viewport_size({"width": 390, "height": 844})  # a phone: "defec / tive", "sco / re" (a helper's run)
+        assert_words_whole(page, "#eval-rows")
     finally:
         page.set_viewport_size(wide)
     # an upload that cannot be evaluated (good images only): the evaluation before goes, or a threshold move would

@@ -282,6 +282,12 @@ def test_the_calibration_figure_counts_whole_images_and_shows_the_thresholds_int
     assert all(float(tick).is_integer() for tick in axes.get_yticks())  # 5 images: no tick at 0.25 of one
     low, high = calibration.interval
     assert any(label.startswith(f"its 95% interval {low:.4f}") for label in axes.get_legend_handles_labels()[1])
+    figure = calibration_figure(calibration)  # the legend below the bars, where it covers none (inside it covered some)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(figure).draw()  # laid out as it is drawn for the page
+    renderer = figure.canvas.get_renderer()
+    assert axes.get_legend() is None and figure.legends[0].get_window_extent(renderer).y1 < figure.axes[0].get_window_extent(renderer).y0
     moved = calibration_figure(calibration, calibration.threshold + 1).axes[0]  # a threshold set by hand: no interval of it
     assert not any("interval" in label for label in moved.get_legend_handles_labels()[1])
     for threshold in (calibration.threshold, 1.15, 2.7):  # no bar straddles the threshold: a normal one drawn across it

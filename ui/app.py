@@ -45,10 +45,11 @@ CSS = """
 /* on a phone a table as wide as its columns need, scrolled sideways: in shares of 330 px the numbers and headings
    broke mid-word ("24.9 / 685", "scor / e") */
 @media (max-width: 640px) {
-  :is(#inspect-results, #inspect-regions) .upload-container { overflow-x: auto !important; }
+  :is(#inspect-results, #inspect-regions, #eval-rows) .upload-container { overflow-x: auto !important; }
   #inspect-results .virtual-table-viewport { min-width: 540px; }
   #inspect-regions .virtual-table-viewport { min-width: 440px; }
 }
+@media (max-width: 480px) { #eval-rows .virtual-table-viewport { min-width: 540px; } }  /* at 600 px it fits unscrolled */
 /* "defect" first in the mask's legend: its layer comes last, drawn over the regions' boxes (ui.inspection._detail) */
 #inspect-annotated .legend-item:last-child { order: -1; }
 #inspect-summary { scroll-margin-top: 1.5em; }  /* brought into view by a row clicked (DETAIL_IN_SIGHT): its heading whole */
