@@ -31,7 +31,7 @@ from . import __version__, distributed
 from .backbones import BACKBONES, offline_backbones
 from .checkpoint import load, save, settings, stored_config, writable_target
 from .datasets import training_folder
-from .detector import predict_files
+from .detector import OUT_OF_DOMAIN_MEANS, predict_files
 from .errors import InvalidInputError, NoImagesError, RBDError
 from .evaluate import MISRANKED_COUNT, evaluate, evaluation_picture, metric_text
 from .files import atomic_write
@@ -163,8 +163,8 @@ def _predict(args: argparse.Namespace) -> None:
     print(f"wrote {len(scored)} overlay(s), mask(s) and {out / 'results.csv'}" + (" and results.parquet" if args.engine == "ray" else ""))
     unfamiliar = sum(result.out_of_domain for result, _ in scored)
     if unfamiliar:
-        notify(f"{unfamiliar} of {len(scored)} image(s) look unlike the model's training images, so their verdicts say little "
-               "(out_of_domain in results.csv): score them with a model of their product")
+        notify(f"{unfamiliar} of {len(scored)} image(s) look unlike the model's training images (out_of_domain in results.csv): "
+               f"{OUT_OF_DOMAIN_MEANS}")
 
 
 def _parquet(results: list[tuple[ScoredFile, str | None]]) -> bytes:

@@ -59,13 +59,16 @@ class Region:
 
 
 # An image with less than this share of familiar patches is out of the model's domain. On the development
-# sets normal test images had 0.85-0.97, images with large defects down to 0.4, other products 0-0.05.
+# sets normal test images had 0.85-0.97, images with large defects down to 0.4 (elpv_mono's most cracked cells
+# 0.10-0.21), other products 0-0.05.
 FAMILIAR_MIN = 0.25
+# what an image out of domain may be, said wherever one is (a large defect is one, and its verdict holds)
+OUT_OF_DOMAIN_MEANS = ("another product, view, camera or lighting than the model learned, whose verdict says little, or a "
+                       "defect over much of the part: look at it")
 
 
 def is_out_of_domain(familiarity: float | None) -> bool:
-    """Most of the image is unlike every training image: it shows something else than the product
-    the model learned, and its score says little. Never for a model without memory (None)."""
+    """Most of the image is unlike every training image (OUT_OF_DOMAIN_MEANS). Never for a model without memory (None)."""
     return familiarity is not None and familiarity < FAMILIAR_MIN
 
 

@@ -216,6 +216,7 @@ def test_predict_marks_images_unlike_the_training_images_with_a_warning(category
     assert {row["file"]: row["out_of_domain"] for row in _results(tmp_path / "pred")} == {str(good): "no", str(tmp_path / "in" / "other.png"): "yes"}
     warning = [line for line in err.splitlines() if line.startswith("warning:")]
     assert len(warning) == 1 and "1 of 2 image(s) look unlike the model's training images" in warning[0], err
+    assert warning[0].endswith("or a defect over much of the part: look at it")  # a large defect is one: its verdict holds
 
 def test_an_output_folder_inside_the_input_folder_is_not_read_as_input(category, checkpoint, tmp_path, capsys):
     """A second run would otherwise score the first one's overlays and masks."""

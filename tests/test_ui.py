@@ -1459,6 +1459,7 @@ def test_examples_name_their_model_and_an_image_of_nothing_familiar_says_none():
 
     assert inspection.example_label(Path("examples/ksdd_crack.jpg")) == "ksdd crack (ksdd model)"
     assert "**Out of domain**: none of this image looks like" in inspection.out_of_domain_note(0.002)
+    assert "or a defect over much of the part" in inspection.out_of_domain_note(0.002)  # not "the verdict says little" alone
     assert "only 12% of this image" in inspection.out_of_domain_note(0.12)
 
 

@@ -20,7 +20,7 @@ from PIL import Image
 
 import rbd
 from rbd.anomaly_map import judged_map, kept_map
-from rbd.detector import Prediction
+from rbd.detector import OUT_OF_DOMAIN_MEANS, Prediction
 from rbd.files import atomic_write, file_digest
 from rbd.images import UNSHOWN_EXTENSIONS, file_shape, report_files, to_uint8
 from rbd.notices import collect, notify, some
@@ -365,8 +365,7 @@ def shown_row(ctx, held: list | None, model: dict, rate: float, opacity: float, 
 
 def out_of_domain_note(familiarity: float) -> str:
     share = f"only {100 * familiarity:.0f}%" if round(100 * familiarity) else "none"
-    return (f"⚠️ **Out of domain**: {share} of this image looks like the images the model was "
-            "trained on. It probably shows another product or view, and the verdict says little.")
+    return f"⚠️ **Out of domain**: {share} of this image looks like the images the model was trained on: {OUT_OF_DOMAIN_MEANS}."
 
 
 def legend() -> str:

@@ -21,6 +21,7 @@ import numpy as np
 
 import rbd
 from rbd import review as rules
+from rbd.detector import OUT_OF_DOMAIN_MEANS
 from rbd.detector import verdict as verdict_at
 from rbd.notices import notify, some
 from rbd.review import Decision, ReviewSession
@@ -177,8 +178,7 @@ def _scored_by(ctx, session: ReviewSession, model: dict, threshold: float, rate:
     unfamiliar = int(session.out_of_domain.sum())
     if unfamiliar:
         text += (f"\n\n⚠ **{unfamiliar}** of them {'looks' if unfamiliar == 1 else 'look'} unlike the training images of "
-                 f"{session.scored_by.name} (out of domain), "
-                 "so their verdicts say little: choose **out of domain** to see them, and score them with a model of their product.")
+                 f"{session.scored_by.name} (out of domain): {OUT_OF_DOMAIN_MEANS}. Choose **out of domain** to see them.")
     scored_by_active = session.is_scored_by(ctx.detector(model).calibration)
     unchecked = int(session.domain_unchecked.sum())
     if scored_by_active and unchecked and ctx.detector(model).config.memory_size:
