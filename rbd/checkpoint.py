@@ -37,7 +37,7 @@ from .errors import BackboneError, CheckpointError, HubError, UploadError
 from .evaluate import SUMMARY_NAMES, Evaluation, metric_text
 from .files import sync_files, sync_folder
 from .notices import some
-from .train import memory_cut_short
+from .train import budget_notes
 from .uploads import extract_zip
 from .model import RBD, ModelConfig
 
@@ -598,8 +598,7 @@ def model_card(config: dict, repo_id: str | None = None, license: str = "other",
                      f"{training.get('steps')} steps, "
                      f"{training.get('seconds')} s on {training.get('device')}, rbd {training.get('rbd_version')}"
                      + (f"; fine-tuned from {training['started_from']}" if training.get("started_from") else "")
-                     + (f"; {memory_cut_short(training['memory_patches_left_out'], model['memory_size'])}"
-                        if training.get("memory_patches_left_out") else ""))
+                     + "".join(f"; {note}" for note in budget_notes(training, model.get("memory_size", 0))))
     if metrics:
         lines += ["", "## Metrics", "", "| metric | value |", "|---|---|"]
         lines += [f"| {SUMMARY_NAMES.get(k, k)} | {metric_text(k, v)} |" for k, v in metrics.items() if v is not None]

@@ -59,6 +59,9 @@ MAX_SYNTHETIC_IMAGES = 30  # of those, painted with a synthetic defect to estima
 TEACHER_SHARE = 0.4  # of a time budget, what the teacher's first pass over the training images may take at most
 PROBE_IMAGES = 8  # images timed to tell how many the teacher can read within its share
 MEMORY_SHARE = 0.2  # of a time budget, what choosing the memory's patches may take at most (4 s of 10 minutes, idle)
+# fewer student steps than this, ended by the clock, are said: on a busy 2-core machine a 1-minute budget of a set of
+# large images trained 1 step, the teacher's reading and the threshold's calibration taking the rest, and nothing said so
+FEW_STEPS = 25
 
 DIVERGED_STEPS = 10  # steps in a row whose loss is NaN or infinite: training stops, for nothing more will be learnt
 
@@ -386,8 +389,7 @@ def train(
     pictures = cache.images
     per_image_s = (time.monotonic() - cached_from) / len(pictures)
     if cache.left_out and processes.is_main:
-        notify(f"the {config.max_minutes:g}-minute budget let the teacher read {len(pictures)} of the {len(pictures) + cache.left_out} "
-               f"training images (at most {TEACHER_SHARE:.0%} of it): trained on those, a random sample; give more minutes to use all")
+        notify(teacher_sample(len(pictures), cache.left_out))
     memory_until = math.inf if budget_s is None else time.monotonic() + MEMORY_SHARE * budget_s
     memory_time_up = lambda: processes.from_main(time.monotonic() > memory_until)  # noqa: E731 - one bank in every process
     bank_sources, bank_left_out = fit_memory(model, cache, generator, stop_asked, memory_time_up)
@@ -452,6 +454,8 @@ def train(
     loop_s = time.monotonic() - loop_start
     if not processes.is_main:
         return None
+    if step < min(FEW_STEPS, total_steps):
+        notify(few_steps(step))
     calibration = standardise_and_calibrate(model, cache, bank_sources, held_out, config)
     return Detector(model, calibration, training={
         "rbd_version": __version__,
@@ -490,6 +494,33 @@ def fit_memory(model: RBD, cache: TeacherCache, generator: torch.Generator, shou
 
     kept = model.memory.fit(cache.patches, generator, should_stop, timed_out)
     return cache.patch_sources[kept], model.memory.size - kept.unique().numel() if stopped_on_time else 0
+
+
+def budget_notes(training: dict, memory_size: int) -> list[str]:
+    """What a training's time budget left out, from its record (`Detector.training`): what training said as it went
+    (`teacher_sample`, `memory_cut_short`, `few_steps`), as the app's fine-tune status and the model card say it."""
+    notes = []
+    if training.get("train_images_left_out"):
+        notes.append(teacher_sample(training["train_images"], training["train_images_left_out"]))
+    if training.get("memory_patches_left_out"):
+        notes.append(memory_cut_short(training["memory_patches_left_out"], memory_size))
+    asked = (training.get("config") or {}).get("epochs")
+    if isinstance(training.get("steps"), int) and training["steps"] < FEW_STEPS and (asked is None or training.get("epochs", 0) < asked):
+        notes.append(few_steps(training["steps"]))
+    return notes
+
+
+def teacher_sample(read: int, left_out: int) -> str:
+    """What to tell of a set the time budget let the teacher read a sample of (`TeacherCache`; `train_images_left_out`)."""
+    return (f"the time budget (at most {TEACHER_SHARE:.0%} of it) let the teacher read {read} of the {read + left_out} training "
+            "images: trained on those, a random sample; give more minutes to use all")
+
+
+def few_steps(steps: int) -> str:
+    """What to tell of a student the time budget let train fewer than FEW_STEPS steps."""
+    return (f"the time budget let the student train only {steps} step{'' if steps == 1 else 's'} (the teacher's reading and the "
+            "threshold's calibration took the rest): its maps are coarse and the patch memory carries the score; give more "
+            "minutes to sharpen them")
 
 
 def memory_cut_short(left_out: int, size: int) -> str:

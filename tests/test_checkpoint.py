@@ -107,6 +107,8 @@ def test_model_card_states_threshold_and_metrics(detector):
     sampled = {**checkpoint_module.checkpoint_config(detector), "training": {**detector.training, "train_images_left_out": 40,
                                                                               "images": detector.training["images"] + 40}}
     assert f"({detector.training['holdout_images']} more held out for the threshold)" in checkpoint_module.model_card(sampled).text
+    read = detector.training["train_images"]  # said as training said it (the card said the memory's cut alone)
+    assert f"let the teacher read {read} of the {read + 40} training images" in checkpoint_module.model_card(sampled).text
     assert f"{detector.threshold:.5f}" in card.text and "| image AUROC | 0.9870 |" in card.text
     assert "patch memory choose" not in card.text
     config = checkpoint_module.checkpoint_config(detector)

@@ -306,6 +306,27 @@ def test_a_set_too_large_for_its_budget_trains_on_what_the_teacher_reads_in_its_
     assert len(detector.calibration.normal_scores) == 2 + train_module.PROBE_IMAGES  # held out, and those read
 
 
+def test_a_student_the_clock_stopped_after_few_steps_is_said_and_one_its_epochs_ended_is_not(monkeypatch):
+    """A 1-minute budget of large images on a busy machine trained 1 step, the teacher's reading and the calibration
+    taking the rest: its maps were coarse and nothing said so (the card said "1 steps")."""
+    from rbd.checkpoint import checkpoint_config, model_card
+    from rbd.notices import collect
+
+    train_module = importlib.import_module("rbd.train")
+    monkeypatch.setattr(train_module, "FEW_STEPS", 10**6)  # every step count is few
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 255, (64, 64, 3), dtype=np.uint8) for _ in range(6)]
+    with collect() as notes:
+        by_clock = rbd.train(images, rbd.ModelConfig(**TINY_MODEL), rbd.TrainConfig(max_minutes=0.02, **FAST))
+    said = f"the time budget let the student train only {by_clock.training['steps']} step"
+    assert any(note.startswith(said) for note in notes), notes
+    assert said in model_card(checkpoint_config(by_clock)).text  # and on its card
+    with collect() as notes:
+        by_epochs = rbd.train(images, rbd.ModelConfig(**TINY_MODEL), rbd.TrainConfig(epochs=1, max_minutes=None, **FAST))
+    assert not any("let the student train only" in note for note in notes)  # the steps asked for: nothing to say
+    assert "let the student train only" not in model_card(checkpoint_config(by_epochs)).text
+
+
 def test_the_teacher_reads_a_random_sample_beyond_its_probe_and_the_bank_names_their_positions():
     from rbd.model import RBD
     from rbd.train import PROBE_IMAGES, TeacherCache

@@ -1974,7 +1974,8 @@ def test_a_fine_tune_says_when_it_calibrates_after_its_last_step(ctx, model, mon
         records.append(list(ctx.trainings.iterdir()))  # while the request is open: a restart now would find these
     assert [len(found) for found in records] == [1, 1, 0]  # saved: a restart said "no model was saved" of the model made
     assert statuses[:2] == ["training…", "trained 3 steps · calibrating the threshold…"] and "now the active model" in statuses[2]
-    assert "a random sample (3 left out): give more minutes to use all" in statuses[2]  # the notice of a thread the request cannot hear
+    read = ctx.detector(model).training["train_images"]  # the notice of a thread the request cannot hear, as training said it
+    assert f"let the teacher read {read} of the {read + 3} training images: trained on those, a random sample" in statuses[2]
     assert f"let the patch memory choose 5 of its {ctx.detector(model).model.memory.size} patches" in statuses[2]
     assert "2 of the images were exact copies of others: each was trained on once" in statuses[2]
     assert re.search(r"on \d+ of \d+ distinct images", statuses[2])  # the count after the copies went

@@ -29,7 +29,7 @@ from rbd.datasets import normal_uploads
 from rbd.files import atomic_write
 from rbd.notices import collect, notify
 from rbd.plots import calibration_figure
-from rbd.train import MIN_IMAGES, BackgroundTraining, memory_cut_short, model_pictures
+from rbd.train import MIN_IMAGES, BackgroundTraining, budget_notes, model_pictures
 from rbd.uploads import as_uploaded, gather_images, picked_names
 
 from . import evaluation, model_bar
@@ -181,11 +181,7 @@ def trained_text(key: str, detector: rbd.Detector, notes: list[str]) -> str:
              f"({training['holdout_images']} held out of training; {len(detector.calibration.normal_scores)} calibrate its threshold) in "
              f"{training['seconds']:.0f} s, {steps} step{'' if steps == 1 else 's'} (teacher {detector.config.backbone}). "
              "It is now the active model, yours only until you share it or push it to the Hub."]
-    if training.get("train_images_left_out"):
-        lines.append(f"_The time budget let the teacher read {training['train_images']} of the training images, a random sample "
-                     f"({training['train_images_left_out']} left out): give more minutes to use all._")
-    if training.get("memory_patches_left_out"):
-        lines.append(f"_{memory_cut_short(training['memory_patches_left_out'], detector.model.memory.size).capitalize()}._")
+    lines += [f"_{note[:1].upper()}{note[1:]}._" for note in budget_notes(training, detector.config.memory_size)]
     if copies:
         lines.append(f"_{copies} of the images {'was an exact copy' if copies == 1 else 'were exact copies'} of others: each was "
                      "trained on once._")
