@@ -451,6 +451,11 @@ def test_evaluate_shows_where_the_ranking_goes_wrong(page, category, tmp_path):
         gallery.locator(".thumbnail-item").first.click()  # enlarged, it fits the window (it was laid over all ten, as tall)
         expect(gallery.locator(".preview img").first).to_be_visible()
         assert gallery.bounding_box()["height"] <= 500, gallery.bounding_box()
+        page.set_viewport_size({"width": 390, "height": 500})  # its caption whole (on one centred line, cut at both ends)
+        caption = gallery.locator(".preview .caption").first
+        expect(caption).to_contain_text("good #1 · score")
+        shown, frame = caption.bounding_box(), gallery.bounding_box()
+        assert frame["x"] <= shown["x"] and shown["x"] + shown["width"] <= frame["x"] + frame["width"], (shown, frame)
         gallery.locator("button[aria-label='Close']").click()
     finally:
         page.set_viewport_size(wide)

@@ -41,6 +41,9 @@ CSS = """
 .rbd-gallery .caption-label { position: static !important; white-space: pre-line !important; overflow: visible !important;
                               text-overflow: clip !important; overflow-wrap: anywhere; max-width: 100% !important;
                               font-size: 0.75em; line-height: 1.2; text-align: left; opacity: 1 !important; }  /* not faded under the pointer */
+/* an enlarged picture's caption whole, in lines (one centred line was cut at both ends on a phone) */
+.rbd-gallery .preview .caption { white-space: pre-line !important; overflow-wrap: anywhere; text-align: left !important;
+                                 align-self: stretch !important; }
 #inspect-results td:first-child, #eval-rows td:first-child { overflow-wrap: anywhere; }  /* a long file name wraps, even without spaces */
 /* on a phone a table as wide as its columns need, scrolled sideways: in shares of 330 px the numbers and headings
    broke mid-word ("24.9 / 685", "scor / e") */
