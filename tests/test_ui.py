@@ -1778,6 +1778,22 @@ def test_a_threshold_saved_by_hand_is_the_one_the_app_starts_at_and_returns_to(c
            "false-alarm rate" in card and expected < 1e-4
 
 
+def test_a_calibration_made_by_hand_for_a_rate_outside_the_slider_loads_and_judges_at_its_threshold(ctx, detector, tmp_path):
+    """No normal scores and a 50% rate: the slider's nearest end, 30%, has no threshold of it, and the model could not be
+    loaded at all; it loads at its own threshold, and another rate is refused by name."""
+    import dataclasses
+
+    from ui import model_bar
+
+    by_hand = rbd.Detector(detector.model, dataclasses.replace(detector.calibration, normal_scores=[], interval=None,
+                                                               false_alarm_rate=0.5, threshold=4.0))
+    loaded = model_bar.load_model(ctx, str(rbd.save(by_hand, ctx.catalog.shipped / "by-hand")), "", "", "browser-1")
+    assert loaded["rate"] == 30.0 and model_bar.threshold(ctx, loaded["model"], loaded["rate"]) == 4.0
+    assert "raw threshold 4.0000" in loaded["info"]
+    with pytest.raises(rbd.InvalidInputError, match="its threshold is known only for the 50% false-alarm rate it was made for"):
+        model_bar.threshold(ctx, loaded["model"], 10.0)
+
+
 def _hub_repo_with_v1(checkpoint, hub_cache, tmp_path) -> None:
     """acme/parts in the offline Hub cache: main is `checkpoint`, v1 the same model at threshold 123."""
     from test_checkpoint import _cached_repo

@@ -100,7 +100,17 @@ def identity(ctx, model: dict, detector: Detector | None = None) -> str:
 
 def threshold(ctx, model: dict, rate: float) -> float:
     """The active model's raw threshold for the control's rate (in %)."""
-    return threshold_at(calibration(ctx, model), rate / 100)
+    judged_by = calibration(ctx, model)
+    return threshold_at(judged_by, judged_rate(judged_by, rate))
+
+
+def judged_rate(judged_by: Calibration, rate: float) -> float:
+    """The false-alarm rate (a fraction) the control's `rate` (%) judges at. A calibration made by hand (no normal
+    scores) knows its own rate's threshold alone, which the control shows at its nearest end where outside its range:
+    there, its own (the model could not be loaded: the end's rate has no threshold of it)."""
+    if not judged_by.normal_scores and rate == model_rate(judged_by):
+        return judged_by.false_alarm_rate
+    return rate / 100
 
 
 def scored_by(model: dict) -> ScoredBy:
@@ -259,7 +269,8 @@ def show(ctx, model: dict, rate: float) -> dict:
 
 def info(ctx, model: dict, rate: float) -> str:
     detector = ctx.detector(model)
-    text = f"**{model['name']}** · backbone `{detector.config.backbone}` · {describe(calibration(ctx, model), rate / 100)}"
+    judged_by = calibration(ctx, model)
+    text = f"**{model['name']}** · backbone `{detector.config.backbone}` · {describe(judged_by, judged_rate(judged_by, rate))}"
     if tested(detector.metrics):
         text += f" · {tested(detector.metrics)}"
     if recalibrated_by_review(ctx, model) is not None:

@@ -97,7 +97,7 @@ def judged_by(ctx, session: ReviewSession, model: dict):
 def judged_at(ctx, session: ReviewSession, model: dict, rate: float):
     """(`judged_by`'s calibration, its raw threshold for `rate` % expected false alarms)."""
     calibration = judged_by(ctx, session, model)
-    return calibration, threshold_at(calibration, rate / 100)
+    return calibration, threshold_at(calibration, model_bar.judged_rate(calibration, rate))
 
 
 def shown_order(session: ReviewSession, show: str, calibration, threshold: float) -> np.ndarray:
