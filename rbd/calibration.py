@@ -122,8 +122,8 @@ class Calibration:
             most, fewest = (percent(self.expected_false_alarm_rate(end)) for end in self.interval)
             found.append(f"the threshold is uncertain: its 95% interval is wider than two normal spreads, from {fewest} to "
                          f"{most} expected false alarms; a {percent(self.false_alarm_rate)} rate rests on the highest few of "
-                         f"the {len(self.normal_scores)} normal scores: more normal images (reviewed as good, in the app) or a "
-                         "higher rate narrow it")
+                         f"the {len(self.normal_scores)} normal scores: a higher rate rests on more of them, and a "
+                         "recalibration in the app adds the images a review accepted as good")
         if self.caught(t) == 0.0:
             found.append("it flags none of the synthetic defects: the model may see no defect at all")
         return found

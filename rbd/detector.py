@@ -20,10 +20,9 @@ from .allocator import MMAP_THRESHOLD
 from .anomaly_map import largest, top_count
 from .calibration import Calibration, checked_threshold, is_defective
 from .geometry import to_image_size, to_input
-from .images import (IMAGE_EXTENSIONS, MAX_SIDE, ImageLike, checked_batch_size, each_image, find_images, given_image, image_batches, is_path, nearest_sources,
-                     read_image_for_scoring, several)
+from .images import (IMAGE_EXTENSIONS, MAX_SIDE, ImageLike, checked_batch_size, each_image, find_images, image_batches, is_path,
+                     nearest_sources, scored_input, several)
 from .errors import InvalidInputError, NoImagesError
-from .notices import notify
 from .model import RBD, ModelConfig
 from .network import Network, ScoringNetwork
 from .regions import connected_regions
@@ -234,7 +233,7 @@ class Detector:
 
     def predict_batch(self, images: Sequence[ImageLike], batch_size: int = 8) -> list[Prediction]:
         """Predictions of several images, in their order (a 4-D array: one image per first index)."""
-        arrays = each_image(several(images, "predict_batch", ": use predict for one"), _scored_input)
+        arrays = each_image(several(images, "predict_batch", ": use predict for one"), scored_input)
         return [self._prediction(score, amap, familiar) for score, amap, familiar in score_images(self.network, arrays, batch_size, precision=self.precision)]
 
     def rethreshold(self, prediction: Prediction, threshold: float | None = None) -> Prediction:
@@ -245,18 +244,6 @@ class Detector:
                     threshold: float | None = None) -> Prediction:
         t = self.threshold if threshold is None else checked_threshold(threshold)
         return Prediction(score, self.calibration.normalize(score, t), t, anomaly_map, familiarity)
-
-
-def _scored_input(image: ImageLike) -> np.ndarray:
-    """What a prediction scores of an input: a file as `predict_files` and training read it (past MAX_SIDE, a
-    downscaled copy, with a notice), so that it is judged as its threshold's calibration images were; an array or
-    PIL image as it is."""
-    if not is_path(image):
-        return given_image(image)
-    array, downscaled = read_image_for_scoring(image)
-    if downscaled:
-        notify(downscaled)
-    return array
 
 
 def _is_folder(path) -> bool:

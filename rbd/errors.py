@@ -64,10 +64,12 @@ class TrainingCancelled(RBDError):
     """Training was stopped by the caller before it finished."""
 
 
-def require_modules(names: tuple[str, ...], needed_for: str, extra: str) -> None:
-    """Say in one line, before any work, which of the modules `names` (of rbd's optional `extra`) are missing for
-    `needed_for` and how to install them: not later, in a traceback."""
+def require_modules(names: tuple[str, ...], needed_for: str, extra: str, packages: dict[str, str] | None = None) -> None:
+    """Say in one line, before any work, which of the modules `names` (of rbd's optional `extra`; `packages`: the pip
+    name of a module installed by another) are missing for `needed_for` and how to install them: not later, in a
+    traceback."""
     missing = [name for name in names if importlib.util.find_spec(name) is None]
     if missing:
-        raise InvalidInputError(f"{needed_for} needs {' and '.join(missing)}: pip install {' '.join(missing)} (or -r "
+        install = " ".join((packages or {}).get(name, name) for name in missing)
+        raise InvalidInputError(f"{needed_for} needs {' and '.join(missing)}: pip install {install} (or -r "
                                 f"requirements.txt, or \".[{extra}]\" in rbd's checkout)")

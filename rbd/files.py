@@ -59,7 +59,8 @@ _HELD: dict[Path, BinaryIO] = {}  # the locks this process holds (`hold_lock`), 
 
 def hold_lock(path: str | Path) -> bool:
     """Whether this process holds (now, or already) the exclusive lock of the file `path`, made if missing, until it
-    ends; False where another process holds it. A system without flock (Windows) grants every call."""
+    ends; False where another process holds it. A system without flock (Windows), or a file system that cannot lock,
+    grants every call."""
     path = Path(path).resolve()
     if path in _HELD:
         return True
@@ -74,6 +75,9 @@ def hold_lock(path: str | Path) -> bool:
     except BlockingIOError:
         lock.close()
         return False
+    except OSError:  # a file system that cannot lock (NFS without its lock daemon): granted, as where flock is missing
+        lock.close()
+        return True
     _HELD[path] = lock
     return True
 

@@ -349,6 +349,18 @@ def upright_size(path: str | Path) -> tuple[int, int]:
     return (height, width) if turn in (5, 6, 7, 8) else (width, height)  # EXIF orientations that swap the sides
 
 
+def scored_input(image: ImageLike) -> np.ndarray:
+    """What a prediction scores of an input: a file as `predict_files` and training read it (past MAX_SIDE, a
+    downscaled copy, with a notice), so that it is judged as its threshold's calibration images were; an array or
+    PIL image as it is."""
+    if not is_path(image):
+        return given_image(image)
+    array, downscaled = read_image_for_scoring(image)
+    if downscaled:
+        notify(downscaled)
+    return array
+
+
 def read_image_for_scoring(path: str | Path, max_side: int = MAX_SIDE) -> tuple[np.ndarray, str | None]:
     """The image, downscaled if its long side exceeds `max_side`, and a notice saying so, or that only the first of
     its frames is scored (an animated GIF); else None.
@@ -591,11 +603,16 @@ def several(images, what: str, hint: str = "") -> list:
     """`images` as a list, refusing one image where several are expected (a path's characters, an array's rows, were
     taken as images); a 4-D array is one image per first index, and so is a 3-D one whose last axis holds more than
     an image's 4 channels (a stack of grey images, (N, H, W)). A torch tensor is taken as an array is (it was cut into
-    its rows, or its channels, each scored as an image)."""
+    its rows, or its channels, each scored as an image), but for a 3-D one with at most 4 on its first axis, torch's
+    (C, H, W) image; an array of text or objects (paths, a pandas column of them) is a list."""
     ndim, shape = getattr(images, "ndim", None), getattr(images, "shape", None)
-    one_array = isinstance(ndim, int) and shape is not None and (ndim < 3 or (ndim == 3 and shape[-1] <= 4))
+    numbers = getattr(getattr(images, "dtype", None), "kind", None) not in ("O", "S", "U")  # torch's dtypes have no kind
+    one_array = isinstance(ndim, int) and shape is not None and numbers and (ndim < 3 or (ndim == 3 and shape[-1] <= 4))
     if is_path(images) or isinstance(images, Image.Image) or one_array:
         raise InvalidInputError(f"{what} takes a list of images (or a 4-D array), not one image{hint}")
+    if type(images).__module__.startswith("torch") and ndim == 3 and shape[0] <= 4:
+        raise InvalidInputError(f"{what} takes a list of images (or a 4-D array), not one (C, H, W) tensor: pass a list of "
+                                "(H, W, C) images, tensor.permute(1, 2, 0) for one")
     if images is None or isinstance(images, (bytes, str)) or not isinstance(images, Iterable):
         raise InvalidInputError(f"{what} takes a list of images, got {type(images).__name__}")
     return list(images)

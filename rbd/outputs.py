@@ -27,7 +27,7 @@ from .visualize import mask_image, overlay
 
 PREDICTED = ("overlay", "mask")  # the kinds of `rbd predict`'s pictures, in `picture_names`' order
 NAME_BYTES = 255  # the longest file name common file systems take
-# out_of_domain: "yes" where the image looks unlike the model's training images (its verdict says little);
+# out_of_domain: "yes" where the image looks unlike the model's training images (detector.OUT_OF_DOMAIN_MEANS);
 # familiarity and out_of_domain are empty for a model without memory, which cannot tell; overlay and mask:
 # the row's pictures, relative to the output folder (two inputs of one name get different ones)
 CSV_COLUMNS = ("file", "score", "normalized_score", "threshold", "verdict", "familiarity", "out_of_domain", "overlay", "mask")

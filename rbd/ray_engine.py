@@ -37,7 +37,7 @@ from .outputs import ScoredFile, scored_file
 def check_installed() -> None:
     """Ray and pyarrow are an extra: without them `--engine ray` says so before any work, rather than with a traceback
     once an earlier run's table is gone."""
-    require_modules(("ray", "pyarrow"), "--engine ray", "ray")
+    require_modules(("ray", "pyarrow"), "--engine ray", "ray", {"ray": "'ray[data]'"})
 
 
 def is_uri(item: str) -> bool:

@@ -42,7 +42,7 @@ from .detector import Detector, _is_folder
 from .errors import InvalidInputError, NoImagesError, RBDError, TrainingCancelled
 from .geometry import to_input
 from .datasets import training_images
-from .images import ImageLike, each_image, file_shape, given_image, image_batches, is_path, several
+from .images import ImageLike, each_image, file_shape, given_image, image_batches, is_path, scored_input, several
 from .losses import consistency_loss, reconstruction_loss
 from .memory import MAX_CANDIDATES, flatten_patches, patch_features
 from .model import MAP_SETTINGS, RBD, ModelConfig
@@ -168,11 +168,12 @@ def model_pictures(images: Sequence[ImageLike] | str | Path, config: ModelConfig
     images = training_images(images) if is_path(images) else several(images, "training", " (or a folder of them)")
     # a folder among them stands for its training images, as a folder given alone does (predict_files takes folders too)
     images = [found for image in images for found in (training_images(image) if is_path(image) and _is_folder(image) else [image])]
+    if images and all(is_path(image) for image in images):
+        images = within_memory(images, config, seed, file_shape)
+        return [resized(image, config) for _, batch in image_batches(images, 1) for _, image in batch]
     images = within_memory(images, config, seed, lambda image: file_shape(image) if is_path(image) else given_image(image).shape[:2])
-    # files as a prediction reads them, also among arrays (read whole, an unreadable one failed the training)
-    files = [image for image in images if is_path(image)]
-    pictures = [resized(image, config) for _, batch in image_batches(files, 1) for _, image in batch] if files else []
-    return pictures + [resized(image, config) for image in each_image([image for image in images if not is_path(image)], given_image)]
+    # a file among arrays as a prediction reads it (it was read whole); an unreadable one is named by its place
+    return each_image(images, lambda image: resized(scored_input(image), config))
 
 
 def within_memory(images: list, config: ModelConfig, seed: int, shape: Callable[[object], tuple[int, int]]) -> list:

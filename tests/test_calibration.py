@@ -270,8 +270,8 @@ def test_only_the_calibrated_threshold_is_called_uncertain_by_its_interval():
     low, high = (spread.expected_false_alarm_rate(end) for end in spread.interval)
     assert high < 1e-4 and 0.45 < low < 0.46  # the calibrated 1 % within the interval, said in false alarms, as a person reads them
     assert ("the threshold is uncertain: its 95% interval is wider than two normal spreads, from under 0.01% to 46% "
-            "expected false alarms; a 1% rate rests on the highest few of the 13 normal scores: more normal images (reviewed "
-            "as good, in the app) or a higher rate narrow it") in spread.problems()  # what a person can do about it
+            "expected false alarms; a 1% rate rests on the highest few of the 13 normal scores: a higher rate rests on more of "
+            "them, and a recalibration in the app adds the images a review accepted as good") in spread.problems()  # what to do
     assert not any("uncertain" in p for p in spread.problems(threshold=spread.threshold_for(0.1)))  # another rate's
 
 

@@ -793,8 +793,8 @@ def test_the_ray_engine_without_ray_installed_is_bad_input_before_any_work(categ
     found = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else found(name, *a))
     code, _, err = run(capsys, "predict", checkpoint, category / "test" / "good", "--out", out, "--engine", "ray")
-    assert (code, err) == (2, 'error: --engine ray needs ray: pip install ray (or -r requirements.txt, or ".[ray]" in rbd\'s '
-                              'checkout)\n')
+    assert (code, err) == (2, 'error: --engine ray needs ray: pip install \'ray[data]\' (or -r requirements.txt, or ".[ray]" in '
+                              'rbd\'s checkout)\n')
     assert (out / "results.csv").is_file()
 
 

@@ -1,6 +1,7 @@
 """Inference: any image kind and size in, map at the image's size out; thresholds without re-running."""
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -190,6 +191,12 @@ def test_a_tensor_empty_folder_or_bad_item_where_several_are_expected_are_named(
     for one in (torch.from_numpy(image.copy()), torch.from_numpy(image.copy()).permute(2, 0, 1)[:, :, :4], None):
         with pytest.raises(rbd.InvalidInputError, match="predict_batch takes a list of images"):
             detector.predict_batch(one)
+    with pytest.raises(rbd.InvalidInputError, match=r"not one \(C, H, W\) tensor: pass a list of \(H, W, C\) images"):
+        detector.predict_batch(torch.from_numpy(image.copy()).permute(2, 0, 1))  # torch's image layout, whole
+    files = sorted(str(path) for path in (category / "test" / "good").iterdir())[:2]
+    for listed in (np.array(files), np.array(files, dtype=object)):  # a column of paths (a pandas Series is one): a list
+        assert [path for path, _, _ in rbd.predict_files(detector, listed)] == [Path(path) for path in files]
+        assert len(detector.predict_batch(listed)) == 2
     stacked = detector.predict_batch(torch.from_numpy(np.stack([image, image])))
     assert len(stacked) == 2 and stacked[0].score == pytest.approx(detector.predict(image).score, abs=1e-5)
     with pytest.raises(rbd.ImageReadError, match=r"^image 1 of 3 \(counting from 0\): "):

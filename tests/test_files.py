@@ -59,3 +59,18 @@ def test_a_name_near_the_file_systems_limit_is_written(tmp_path):
     with atomic_write(path) as f:
         f.write(b"picture")
     assert path.read_bytes() == b"picture" and [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+def test_a_lock_on_a_file_system_that_cannot_lock_is_granted(tmp_path, monkeypatch):
+    """NFS without its lock daemon: flock raises ENOLCK, and the app failed to start with a bare traceback where it
+    ran before the lock (one app per work folder is then not enforced, as on a system without flock)."""
+    import errno
+    import fcntl
+
+    from rbd.files import hold_lock
+
+    def no_locks(*args):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    assert hold_lock(tmp_path / "app.lock") and hold_lock(tmp_path / "app.lock")

@@ -226,10 +226,8 @@ def test_images_given_as_a_generator_or_a_4d_array_are_all_trained_on():
 
 
 def test_a_tensor_image_a_mixed_list_and_a_bad_one_among_several_in_training(tmp_path):
-    """One torch tensor was cut into its rows and trained on (numpy's was refused); files among arrays were read whole,
-    an unreadable one failing the training where among files alone it is skipped with a notice; a NaN array among
-    several was not named."""
-    from rbd.notices import collect
+    """One torch tensor was cut into its rows and trained on (numpy's was refused); files among arrays were read whole
+    (not as a prediction reads them), listed after the arrays; a bad image among several was not named by its place."""
     from rbd.train import model_pictures
 
     rng = np.random.default_rng(1)
@@ -240,12 +238,11 @@ def test_a_tensor_image_a_mixed_list_and_a_bad_one_among_several_in_training(tmp
     assert len(model_pictures(torch.from_numpy(np.stack(arrays)), config)) == 4  # a 4-D tensor: one image per first index
     Image.fromarray(arrays[0]).save(tmp_path / "good.png")
     (tmp_path / "bad.png").write_bytes(b"not an image")
-    with collect() as notes:
-        pictures = model_pictures([tmp_path / "good.png", tmp_path / "bad.png", *arrays[1:]], config)
-    assert len(pictures) == 4 and torch.equal(pictures[0], model_pictures([arrays[0]], config)[0])
-    assert any("bad.png" in note for note in notes)
-    with pytest.raises(rbd.ImageReadError, match=r"^image 2 of 4 \(counting from 0\): "):
-        model_pictures([*arrays[:2], np.full((64, 64), np.nan), arrays[3]], config)
+    pictures = model_pictures([arrays[1], tmp_path / "good.png", *arrays[2:]], config)  # in their order
+    assert len(pictures) == 4 and torch.equal(pictures[1], model_pictures([arrays[0]], config)[0])
+    for mixed, place in (([tmp_path / "bad.png", *arrays[1:]], 0), ([tmp_path / "good.png", *arrays[:2], np.full((64, 64), np.nan)], 3)):
+        with pytest.raises(rbd.ImageReadError, match=rf"^image {place} of 4 \(counting from 0\): "):  # among all, files too
+            model_pictures(mixed, config)
 
 
 def test_an_endless_time_budget_leaves_the_epochs_to_end_training(category):

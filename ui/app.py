@@ -52,7 +52,7 @@ CSS = """
   #inspect-results .virtual-table-viewport { min-width: 540px; }
   #inspect-regions .virtual-table-viewport { min-width: 440px; }
 }
-@media (max-width: 480px) { #eval-rows .virtual-table-viewport { min-width: 540px; } }  /* at 600 px it fits unscrolled */
+@media (max-width: 590px) { #eval-rows .virtual-table-viewport { min-width: 540px; } }  /* at 600 px it fits unscrolled */
 /* "defect" first in the mask's legend: its layer comes last, drawn over the regions' boxes (ui.inspection._detail) */
 #inspect-annotated .legend-item:last-child { order: -1; }
 #inspect-summary { scroll-margin-top: 1.5em; }  /* brought into view by a row clicked (DETAIL_IN_SIGHT): its heading whole */

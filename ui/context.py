@@ -91,8 +91,9 @@ class Context:
         self._guard = threading.Lock()
 
     def claim(self) -> None:
-        """The work folder, this server's alone: two apps on one folder each kept their reviews in memory, so one's
-        decisions were not the other's, and images both scored into one review wrote over each other's."""
+        """The work folder, this process's alone (where the system can lock files: `hold_lock`): two apps on one folder
+        each kept their reviews in memory, so one's decisions were not the other's, and images both scored into one
+        review wrote over each other's."""
         if not hold_lock(self.work / "app.lock"):
             raise SystemExit(f"error: another rbd app serves the work folder {self.work}: stop it, or give this one a "
                              "folder of its own (RBD_WORK_DIR)")

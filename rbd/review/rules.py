@@ -87,7 +87,7 @@ def ordered(session, show: str = "all", threshold: float | None = None, low: flo
 
     show: "all"; "unreviewed"; "defective" (flagged by the model at `threshold`); "grey"
     (low <= score < high: the uncertain band around the threshold, where review pays most);
-    "out-of-domain" (unlike the scoring model's training images, so its verdicts say little).
+    "out-of-domain" (unlike the scoring model's training images: detector.OUT_OF_DOMAIN_MEANS).
     """
     if show not in FILTERS:
         raise InvalidInputError(f"show must be one of {', '.join(FILTERS)}, got {show!r}")
