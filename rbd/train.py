@@ -12,8 +12,9 @@ The whole procedure is `train()`; read it top to bottom:
    `max_minutes`, whichever comes first (the minutes include every phase); the learning rate
    follows a cosine over whichever budget is closer to running out.
 3. Normal images then give normal statistics: the held-out ones, and training ones (up to
-   MAX_CALIBRATION_IMAGES in all) with the memory blind to their own patches. They set each distance map's mean and spread (anomaly_map.py)
-   and the threshold (calibration.py), and a ready `Detector` comes back.
+   MAX_CALIBRATION_IMAGES in all) with the memory blind to their own patches. They set each
+   distance map's mean and spread (anomaly_map.py) and the threshold (calibration.py), and a
+   ready `Detector` comes back.
 
 Under torchrun the processes share step 2 (distributed.py): each draws its own crops, gradients
 are averaged, rank 0's clock ends the loop for all, and rank 0 alone does step 3.
