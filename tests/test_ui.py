@@ -882,6 +882,25 @@ def test_inference_events_share_one_limit_and_review_views_are_drawn_in_turn(app
     assert {fn.trigger_mode for fn in rejudges if fn.name != "_no_export"} == {"always_last"}
 
 
+def test_an_upload_boxs_own_events_leave_the_status_of_the_buttons_reading_it_alone(app_server):
+    """A button pressed while its box uploads waits for the upload, then both events go: one of the box's own that
+    finished after the button's failed event set the status it shares to complete, and the error badge was gone."""
+    import gradio as gr
+
+    import app as app_module
+
+    demo = app_module.build_app(app_server[1] / "work-boxes", Catalog(app_server[1] / "shipped", app_server[1] / "work-boxes" / "m"))
+    fns = list(demo.fns.values())
+    pressed = [fn for fn in fns if any(target[1] == "click" for target in fn.targets)]
+    boxes = {box._id: box for fn in pressed for box in fn.inputs if isinstance(box, (gr.File, gr.Image))}
+    assert {"inspect-image", "inspect-files", "eval-zip"} <= {box.elem_id for box in boxes.values()}
+    for fn in pressed:
+        shown = {block._id for block in fn.show_progress_on or fn.outputs}
+        for own in [other for other in fns if any(target[0] in boxes for target in other.targets)]:
+            if any(box._id in [target[0] for target in own.targets] for box in fn.inputs):
+                assert not shown & {block._id for block in own.outputs}, (fn.name, own.name)
+
+
 def test_a_closed_tab_cancels_and_forgets_its_training(app_server):
     """Gradio drops a closed tab's queued events, so the tab's `pending` entry would stay for good."""
     import gradio as gr

@@ -452,8 +452,10 @@ def wire(ctx, area: Inspect, bar: model_bar.ModelBar, rejudge) -> None:
     on(area.picked.input, redraw, ctx, inputs, detail, api_visibility="private", concurrency_limit=None)
     on(area.results.select, shown_row, ctx, [area.held, bar.model, bar.rate, area.opacity], {"picked": area.picked, **detail},
        api_visibility="private", concurrency_limit=None).then(None, js=DETAIL_IN_SIGHT, queue=False, api_visibility="private")
-    on(area.image.upload, unseen_preview, ctx, [area.image], {"summary": area.summary}, api_visibility="private",
-       concurrency_limit=None, show_progress="hidden")  # queued: a toast is sent through the queue
+    # queued, as a toast is sent through the queue; no outputs: finished after a Run that failed (the Run waits for the
+    # upload, then both go), it set the summary's status to complete and so took away the Run's error badge
+    on(area.image.upload, unseen_preview, ctx, [area.image], {}, api_visibility="private", concurrency_limit=None,
+       show_progress="hidden")
 
 
 def unseen_preview(ctx, image) -> dict:

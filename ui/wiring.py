@@ -125,7 +125,9 @@ def on(trigger, fn: Callable, ctx, inputs: list, outputs: dict, **kwargs):
     bound = functools.partial(fn, ctx)
     signature = inspect.signature(bound)  # Gradio finds gr.Request, gr.Progress and event data here
 
-    def named(result: dict) -> dict:
+    def named(result: dict) -> dict | None:
+        if not outputs:  # an event that only tells (a toast)
+            return None
         if not result:  # nothing to change (Gradio reads an empty dict as a missing value)
             return {next(iter(outputs.values())): gr.skip()}
         return {outputs[name]: value for name, value in result.items()}
