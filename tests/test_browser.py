@@ -671,6 +671,11 @@ def test_reviews_upload_boxes_are_locked_while_their_files_are_scored(browser, a
         page.locator("#review-files input[type=file]").set_input_files([str(good[1])])  # open for the next batch, emptied
         expect(page.locator("#review-files").get_by_role("cell", name=good[1].name)).to_be_visible()
         expect(page.locator("#review-files").get_by_role("cell", name=good[0].name)).to_have_count(0)
+        clear(page, "#review-files")
+        page.locator("#review-score").click()  # nothing to score: refused, and the boxes open again to take the images
+        expect(page.locator(".toast-body").filter(has_text="no image files")).to_be_visible()
+        expect(page.locator("#review-score")).to_be_enabled()
+        expect(page.locator("#review-files input[type=file]")).to_have_count(1)
 
 
 def test_a_picked_mvtec_folder_is_fine_tuned_on_its_train_good_images_only(browser, app_server, category):

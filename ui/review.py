@@ -579,7 +579,9 @@ def wire(ctx, area: Review, bar: model_bar.ModelBar, rejudge) -> None:
     _takes_export_away(scored.success, area)
     on(scored.success, remember_review, ctx, [area.review_id, bar.browser], {"review_id": area.review_id}, api_visibility="private")
     _takes_export_away(area.review_id.change, area)
-    scored.then(lambda: [gr.update(interactive=True)] * len(uploads), None, uploads, queue=False, api_visibility="private")
+    for ended in (scored.then, scored.failure, joined.failure):  # Gradio runs `.then` after a success alone: a failed
+        # Score (no image in the boxes, none readable) left the boxes and the button locked until the page was reloaded
+        ended(lambda: [gr.update(interactive=True)] * len(uploads), None, uploads, queue=False, api_visibility="private")
     area.folder.clear(None, [], [], js=FORGET_PICKED, api_visibility="private")
     rescored = on(area.rescore.click, rescore, ctx, [area.review_id, bar.model], {"status": area.status}, api_name="review_rescore",
                   concurrency_limit=INFERENCE_LIMIT, concurrency_id="inference", show_progress_on=[area.status])

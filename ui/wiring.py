@@ -3,6 +3,9 @@
 Handlers are plain top-level functions: they take the app's `Context` first, then the values of
 their inputs, and return a dict from output names to values, so a test calls them without a
 server. `on` binds the context, names the outputs and turns rbd's errors into messages.
+
+Gradio 6's page runs an event's `.then` listeners after a success alone: after an error it runs its `.failure` ones
+(what must follow either way, such as unlocking a box, listens to both).
 """
 
 from __future__ import annotations
