@@ -655,8 +655,8 @@ def test_the_export_offered_goes_once_the_review_changes_or_a_new_one_starts(bro
 
 
 def test_reviews_upload_boxes_are_locked_while_their_files_are_scored(browser, app_server, parts, monkeypatch):
-    """Files added while a batch was scored were emptied from the box with it, never scored, and a second press of
-    Score was dropped unseen."""
+    """Files added while a batch was scored were emptied from the box with it, never scored, a second press of
+    Score was dropped unseen, and a new review started meanwhile was undone by the scoring's end."""
     good, _ = parts
     add = ReviewSession.add
     monkeypatch.setattr(ReviewSession, "add", lambda self, *args, **kwargs: (time.sleep(3), add(self, *args, **kwargs))[1])
@@ -665,9 +665,11 @@ def test_reviews_upload_boxes_are_locked_while_their_files_are_scored(browser, a
         expect(page.locator("#review-files").get_by_role("cell", name=good[0].name)).to_be_visible()
         page.locator("#review-score").click()
         expect(page.locator("#review-score")).to_be_disabled(timeout=2_000)
+        expect(page.locator("#review-new")).to_be_disabled()
         expect(page.locator("#review-files input[type=file], #review-folder input[type=file]")).to_have_count(0)
         expect(page.locator("#review-status")).to_contain_text("Scored 1 image(s)")
         expect(page.locator("#review-score")).to_be_enabled()
+        expect(page.locator("#review-new")).to_be_enabled()
         page.locator("#review-files input[type=file]").set_input_files([str(good[1])])  # open for the next batch, emptied
         expect(page.locator("#review-files").get_by_role("cell", name=good[1].name)).to_be_visible()
         expect(page.locator("#review-files").get_by_role("cell", name=good[0].name)).to_have_count(0)

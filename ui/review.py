@@ -564,8 +564,9 @@ def wire(ctx, area: Review, bar: model_bar.ModelBar, rejudge) -> None:
     outputs = _view_outputs(area)
     state = [area.review_id, bar.model, bar.rate, area.show]
     # the boxes and the button are locked while their files are scored: files added meanwhile went unscored with the
-    # scored ones when the boxes were emptied, and a second press was dropped unseen
-    uploads = [area.files, area.folder, area.score]
+    # scored ones when the boxes were emptied, and a second press was dropped unseen; and Start a new review, which the
+    # scoring's end undid (it gave the page back the review it scored into)
+    uploads = [area.files, area.folder, area.score, area.new]
     locked = area.score.click(lambda: [gr.update(interactive=False)] * len(uploads), None, uploads, queue=False,
                               api_visibility="private")
     joined = on(locked.then, joined_review, ctx, [area.files, area.folder, area.review_id, bar.browser, bar.model], {"review_id": area.review_id},
