@@ -495,6 +495,32 @@ def test_review_handlers_without_a_server(ctx, model, parts):
     assert "correct** → good (the mask erased: no defect)" in erased["text"] and "outlined" not in erased["text"]
 
 
+def test_an_export_written_while_a_decision_emptied_the_box_is_not_offered(ctx, model, parts, monkeypatch):
+    """A decision (or a threshold move) while a large review's zip was written emptied the Export box; the export then
+    filled it with the zip of the review before the decision: "Reviewed 2" on the page, one decision in the zip."""
+    from rbd.notices import collect
+    from ui import review
+
+    good, _ = parts
+    review_id = review.score(ctx, [str(p) for p in good[:2]], None, "", model, progress=lambda *a, **k: None)["review_id"]
+    tab, other = (types.SimpleNamespace(session_hash=name) for name in ("tab-1", "tab-2"))
+    assert zipfile.is_zipfile(review.export(ctx, review_id, model, 0.1, request=tab)["export_file"])
+    write = review.rules.export_zip
+
+    def decided_meanwhile(session, *args):
+        review.export_taken_away(ctx, request=other)  # another tab's change is no reason
+        written = write(session, *args)
+        assert review.export_taken_away(ctx, request=tab) == {"export_file": None}
+        return written
+    monkeypatch.setattr(review.rules, "export_zip", decided_meanwhile)
+    with collect() as notes:
+        assert review.export(ctx, review_id, model, 0.1, request=tab) == {}
+    assert notes == ["the review or its threshold changed while its zip was written: press Export again for a zip of the "
+                     "review as it is now"]
+    monkeypatch.setattr(review.rules, "export_zip", write)
+    assert zipfile.is_zipfile(review.export(ctx, review_id, model, 0.1, request=tab)["export_file"])  # pressed again
+
+
 def test_a_click_or_key_on_a_view_emptied_meanwhile_redraws_it(ctx, model, parts):
     """`a` on the filter's last unreviewed image, then a thumbnail clicked before the new view came (queued behind the key
     press), or the filter's last images decided in another tab: IndexError, "An unexpected error"."""
@@ -878,8 +904,8 @@ def test_inference_events_share_one_limit_and_review_views_are_drawn_in_turn(app
     loads = {i for i, fn in demo.fns.items() if fn.name in ("load_pressed", "picked")}  # the Load button, a pick in the list
     assert len(loads) == 2
     rejudges = [fn for fn in fns if fn.trigger_after in loads and fn.trigger_only_on_success]
-    assert sorted(fn.name for fn in rejudges) == sorted(["rescore", "rejudged", "rows", "of_another", "_no_export"] * len(loads))  # and Review's zip goes
-    assert {fn.trigger_mode for fn in rejudges if fn.name != "_no_export"} == {"always_last"}
+    assert sorted(fn.name for fn in rejudges) == sorted(["rescore", "rejudged", "rows", "of_another", "export_taken_away"] * len(loads))  # and Review's zip goes
+    assert {fn.trigger_mode for fn in rejudges if fn.name != "export_taken_away"} == {"always_last"}
 
 
 def test_an_upload_boxs_own_events_leave_the_status_of_the_buttons_reading_it_alone(app_server):

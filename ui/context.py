@@ -63,6 +63,9 @@ class Cursor:
     # the review image this tab decided last and its decision's time: a second key pressed before the page drew the
     # first one's view carries the view before it, and is no other tab's decision to keep (`ui.review._decided_since`)
     decided: tuple[int, str] | None = None
+    # times the tab's Export box was emptied by a change of its review or its verdicts: a zip written meanwhile holds
+    # the review as it was before, and filled the box again after the change emptied it
+    exports_taken: int = 0
 
     def press(self, move: Callable[[], dict]) -> dict:
         """Apply `move` (it moves `item` and returns the view) in turn."""

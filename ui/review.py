@@ -453,12 +453,21 @@ def save_mask(ctx, edited: dict | None, review_id: str, model: dict, rate: float
     return cursor.press(move)
 
 
-def export(ctx, review_id: str, model: dict, rate: float) -> dict:
+def export(ctx, review_id: str, model: dict, rate: float, request: gr.Request = None) -> dict:
+    """The review's zip at the page's threshold; none where a decision, a mask or the threshold changed while it was
+    written (`export_taken_away`): it holds the review as it was, and the page already says otherwise."""
     session = ctx.review(review_id)
     if session is None:
         raise rbd.NoImagesError("nothing to export yet")
+    cursor = ctx.cursor(request)
+    taken = cursor.exports_taken
     _, threshold = judged_at(ctx, session, model, rate)
-    return {"export_file": str(rules.export_zip(session, ctx.export_folder() / "review.zip", threshold))}
+    written = rules.export_zip(session, ctx.export_folder() / "review.zip", threshold)
+    if cursor.exports_taken != taken:
+        notify("the review or its threshold changed while its zip was written: press Export again for a zip of the "
+               "review as it is now")
+        return {}
+    return {"export_file": str(written)}
 
 
 def recalibrate(ctx, review_id: str, model: dict, rate: float, confirmed: bool = False) -> dict:
@@ -577,9 +586,9 @@ def wire(ctx, area: Review, bar: model_bar.ModelBar, rejudge) -> None:
     on(scored.then, show, ctx, state, outputs, api_name="review_list", **IN_ORDER)
     # scored images leave the upload boxes, so that pressing Score again does not add them twice
     scored.success(None, [], [area.files, area.folder], js=SCORED, api_visibility="private")
-    _takes_export_away(scored.success, area)
+    _takes_export_away(ctx, scored.success, area)
     on(scored.success, remember_review, ctx, [area.review_id, bar.browser], {"review_id": area.review_id}, api_visibility="private")
-    _takes_export_away(area.review_id.change, area)
+    _takes_export_away(ctx, area.review_id.change, area)
     for ended in (scored.then, scored.failure, joined.failure):  # Gradio runs `.then` after a success alone: a failed
         # Score (no image in the boxes, none readable) left the boxes and the button locked until the page was reloaded
         ended(lambda: [gr.update(interactive=True)] * len(uploads), None, uploads, queue=False, api_visibility="private")
@@ -587,7 +596,7 @@ def wire(ctx, area: Review, bar: model_bar.ModelBar, rejudge) -> None:
     rescored = on(area.rescore.click, rescore, ctx, [area.review_id, bar.model], {"status": area.status}, api_name="review_rescore",
                   concurrency_limit=INFERENCE_LIMIT, concurrency_id="inference", show_progress_on=[area.status])
     on(rescored.then, show, ctx, state, outputs, api_visibility="private", **IN_ORDER)
-    _takes_export_away(rescored.success, area)
+    _takes_export_away(ctx, rescored.success, area)
     started = on(area.new.click, new_review, ctx, [area.leave], {"review_id": area.review_id, "status": area.status},
                  api_name="review_new", js=NEW_QUESTION)
     on(started.then, show, ctx, state, outputs, api_visibility="private", **IN_ORDER)
@@ -598,7 +607,7 @@ def wire(ctx, area: Review, bar: model_bar.ModelBar, rejudge) -> None:
     fast = dict(show_progress="hidden", trigger_mode="multiple", **IN_ORDER)
     for button, decision in ((area.accept, "accept"), (area.reject, "reject")):
         decided = on(button.click, _bound(decide, decision), ctx, [*state, area.shown], outputs, api_name=f"review_{decision}", **fast)
-        _takes_export_away(decided.success, area)
+        _takes_export_away(ctx, decided.success, area)
     for button, delta, name in ((area.prev, -1, "review_previous"), (area.next, 1, "review_next")):
         on(button.click, _bound(step, delta), ctx, state, outputs, api_name=name, **fast)
     on(area.gallery.select, select, ctx, state, outputs, api_visibility="private", **fast)
@@ -606,7 +615,7 @@ def wire(ctx, area: Review, bar: model_bar.ModelBar, rejudge) -> None:
        {"editor": area.editor, "save": area.save}, api_name="review_edit", **fast)
     saved = on(area.save.click, save_mask, ctx, [area.editor, area.review_id, bar.model, bar.rate, area.show],
                outputs, api_name="review_save_mask", **fast)
-    _takes_export_away(saved.success, area)
+    _takes_export_away(ctx, saved.success, area)
     on(area.export.click, export, ctx, [area.review_id, bar.model, bar.rate], {"export_file": area.export_file},
        api_name="review_export", show_progress_on=[area.export])  # a refusal's badge on the button, not on the file box
     recalibrated_outputs = {"model": bar.model, "rate": bar.rate, "info": bar.info, "warning": area.recalibrate_warning,
@@ -651,17 +660,19 @@ def rejudge(ctx, area: Review, bar: model_bar.ModelBar, trigger, api: bool = Fal
     """After the threshold or the model changed: the review shown again, judged anew (`rejudged`)."""
     on(trigger, rejudged, ctx, [area.review_id, bar.model, bar.rate, area.show], _view_outputs(area),
        show_progress="hidden", trigger_mode=REJUDGE_MODE, **IN_ORDER, **endpoint(api, "review_rethreshold"))
-    _takes_export_away(trigger, area)
+    _takes_export_away(ctx, trigger, area)
 
 
-def _takes_export_away(trigger, area: Review) -> None:
+def _takes_export_away(ctx, trigger, area: Review) -> None:
     """`trigger` empties the Export box: its zip holds the review as it was when made (its decisions, scores and
     verdicts at that threshold), and after Start a new review it offered the closed review's decisions."""
-    trigger(_no_export, None, area.export_file, queue=False, api_visibility="private")
+    on(trigger, export_taken_away, ctx, [], {"export_file": area.export_file}, queue=False, api_visibility="private")
 
 
-def _no_export() -> None:
-    return None
+def export_taken_away(ctx, request: gr.Request = None) -> dict:
+    """The Export box emptied, and an export under way told so (`export`)."""
+    ctx.cursor(request).exports_taken += 1
+    return {"export_file": None}
 
 
 def _bound(fn, first):
