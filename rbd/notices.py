@@ -31,10 +31,19 @@ def notify(message: str) -> None:
 
 @contextmanager
 def collect() -> Iterator[list[str]]:
-    """Collect the notices raised in this thread (or task) while the block runs."""
+    """Collect the notices raised in this thread (or task) while the block runs. A block that raises never reads its
+    notes, so they go on to the enclosing collector (or warnings): an evaluation that failed as "only 10 of 20 could
+    be read" had dropped the notice naming the 10 and why."""
     notes: list[str] = []
     token = _collector.set(notes)
     try:
         yield notes
-    finally:
+    except BaseException:
         _collector.reset(token)
+        token = None
+        for message in notes:
+            notify(message)
+        raise
+    finally:
+        if token is not None:
+            _collector.reset(token)

@@ -1661,6 +1661,22 @@ def test_an_evaluations_notices_stay_under_its_metrics(ctx, model, category, tmp
         assert len(notes) == 1 and notes[0].startswith("note: 1 defective image(s) have no mask (test/") and str(tmp_path) not in notes[0]
 
 
+def test_a_failed_evaluation_still_names_the_files_it_could_not_read(ctx, model, category, tmp_path):
+    """Every defective image unreadable: the error said "only 10 of 20 could be read", and the notice naming them and
+    why was dropped with the failed block's notes."""
+    from rbd.notices import collect
+    from ui import evaluation
+
+    copy = shutil.copytree(category, tmp_path / "stripes")
+    broken = [path for path in (copy / "test").rglob("*.png") if path.parent.name != "good"]
+    for path in broken:
+        path.write_bytes(b"not an image")
+    archive = shutil.make_archive(str(tmp_path / "stripes"), "zip", tmp_path, "stripes")
+    with collect() as notes, pytest.raises(rbd.RBDError, match="all of one class"):
+        evaluation.evaluate(ctx, archive, model, 1.0, progress=lambda *a, **k: None)
+    assert len(notes) == 1 and f"skipped {len(broken)} unreadable file(s)" in notes[0] and broken[0].name in notes[0], notes
+
+
 def test_a_rate_or_model_changed_while_evaluate_ran_judges_its_answer_once_it_ends(ctx, model):
     """The change's own re-judge saw no evaluation yet; the answer came judged as at the click."""
     from ui import evaluation
