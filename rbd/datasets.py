@@ -64,7 +64,7 @@ def subfolder(folder: Path, *names: str) -> Path | None:
     for name in names:
         if not (folder / name).is_dir():
             try:
-                fits = sorted(child for child in folder.iterdir() if child.name.casefold() == name and child.is_dir())
+                fits = sorted(child for child in folder.iterdir() if child.name.casefold() == name.casefold() and child.is_dir())
             except OSError:
                 return None
             if not fits:
@@ -194,17 +194,18 @@ def truth_masks(category: str | Path, images: list[Path]) -> dict[Path, Path | N
     def existing(name: Path) -> Path | None:
         if (truth / name).is_file():
             return name
-        folder = truth / name.parent
+        # its folders in any case too: `test/Defective` beside `ground_truth/defective` (zipped where case is ignored)
+        folder = subfolder(truth, *name.parent.parts) or truth / name.parent
         if folder not in listed:
             listed[folder] = {}
             with contextlib.suppress(OSError):  # none there, or not to be listed: no mask, as for a missing name
                 for entry in sorted(os.listdir(folder)):
                     listed[folder].setdefault(entry.casefold(), []).append(entry)
-        fits = [name.parent / other for other in listed[folder].get(name.name.casefold(), [])
-                if name.parent / other not in mirrored and name.parent / other not in flat and (folder / other).is_file()]
+        fits = [other for other in listed[folder].get(name.name.casefold(), []) if (other == name.name or (
+                name.parent / other not in mirrored and name.parent / other not in flat)) and (folder / other).is_file()]
         if len(fits) > 1:
-            unsure.add(f"ground_truth/{name.as_posix()} ({', '.join(fit.name for fit in fits)})")
-        return fits[0] if len(fits) == 1 else None
+            unsure.add(f"ground_truth/{name.as_posix()} ({', '.join(fits)})")
+        return folder.relative_to(truth) / fits[0] if len(fits) == 1 else None
 
     for image in images:
         own, shared = names(image)

@@ -469,6 +469,18 @@ def test_masks_are_found_in_any_case_as_test_images_are(detector, category, tmp_
         assert {item.path.name: item.mask_path for item in mvtec_test_set(copy)}["X" + first.name] is None
 
 
+def test_masks_are_found_where_the_defect_folder_is_named_in_another_case(detector, category, tmp_path):
+    """`test/Hole` beside `ground_truth/hole` (a set zipped where case is ignored): no mask was found, and the pixel
+    metrics were dropped."""
+    reference = rbd.evaluate(detector, category)
+    copy = shutil.copytree(category, tmp_path / "cased")
+    (copy / "test" / "hole").rename(copy / "test" / "Hole")
+    items = [item for item in mvtec_test_set(copy) if item.is_anomalous]
+    assert items and all(item.mask_path is not None and item.mask_path.parent == copy / "ground_truth" / "hole" for item in items)
+    result = rbd.evaluate(detector, copy)
+    assert (result.pixel_auroc, result.aupro) == (reference.pixel_auroc, reference.aupro)
+
+
 def test_a_mask_that_fits_several_test_images_is_none_of_theirs(detector, category, tmp_path):
     """A flat mask also fits an image of its name in a sub-folder, and a mirrored one two images of one stem:
     such an image would be judged against another image's truth."""
