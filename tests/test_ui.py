@@ -927,6 +927,20 @@ def test_an_upload_boxs_own_events_leave_the_status_of_the_buttons_reading_it_al
                 assert not shown & {block._id for block in own.outputs}, (fn.name, own.name)
 
 
+def test_fine_tunes_actions_empty_their_status_line_first(app_server):
+    """A refusal is a message: the line kept an earlier success standing as if it were this click's ("Pushed: …" after
+    a push that failed, or a push of another model)."""
+    import app as app_module
+
+    demo = app_module.build_app(app_server[1] / "work-afresh", Catalog(app_server[1] / "shipped", app_server[1] / "work-afresh" / "m"))
+    actions = {fn.name: fn for fn in demo.fns.values() if fn.name in ("share", "check_delete", "upload_model", "push")}
+    assert len(actions) == 4
+    for name, fn in actions.items():
+        first = demo.fns[fn.trigger_after]
+        lines = [block for block in fn.outputs if getattr(block, "elem_id", None) in ("train-status", "train-push-status")]
+        assert first.name == "emptied" and first.outputs == lines and len(lines) == 1, name
+
+
 def test_a_closed_tab_cancels_and_forgets_its_training(app_server):
     """Gradio drops a closed tab's queued events, so the tab's `pending` entry would stay for good."""
     import gradio as gr

@@ -474,7 +474,7 @@ def layout(ctx) -> FineTune:
             gr.LoginButton()
         token = gr.Textbox(label="…or a Hugging Face token with write access", type="password")
         push_button = gr.Button("Push to Hub")
-    push_status = gr.Markdown()
+    push_status = gr.Markdown(elem_id="train-push-status")
     return FineTune(files, folder, picked, use_reviewed, start_current, epochs, minutes, teacher, name, train, cancel_button, status,
                     loss, calibration, model_file, made_for, download_button, upload_button, share_button, delete_button, confirmed, repo_id, token, push_button, push_status)
 
@@ -526,5 +526,5 @@ def wire(ctx, app: gr.Blocks, area: FineTune, bar: model_bar.ModelBar, review_id
                   api_name="upload_model", show_progress_on=[area.upload])
     rejudge(uploaded.success)
     # the rate last: an API call that leaves it out keeps its place for the others (and gets the control's 1%)
-    on(area.push.click, push, ctx, [bar.model, area.repo_id, area.token, evaluated, bar.rate], {"push_status": area.push_status},
-       api_name="push_to_hub")
+    on(afresh(ctx, area.push.click, area.push_status).then, push, ctx, [bar.model, area.repo_id, area.token, evaluated, bar.rate],
+       {"push_status": area.push_status}, api_name="push_to_hub")
