@@ -1637,7 +1637,8 @@ def test_an_evaluation_is_cleared_once_another_model_is_active(ctx, model):
     ctx.catalog._cache[(model["key"], None)] = ctx.catalog.get(retrained, None, "browser-1")
     assert evaluation.rows(ctx, evaluated, model, 1.0)["evaluated"] is None  # its metrics were re-judged, then pushed in its card
     # it stays shown while other models become active, so it names none of them
-    assert cleared["summary"]["value"].tolist() == [f"the evaluation shown was of {model['name']}: press Evaluate for the active model"]
+    assert cleared["summary"]["value"].tolist() == [f"the evaluation of {model['name']} was cleared as another model became "
+                                                    "active: press Evaluate to evaluate the active model"]
     assert tuple(cleared["rows"].columns) == tuple(evaluation.SHOWN_COLUMNS.values())  # headed by its columns, not 1, 2, 3
 
 

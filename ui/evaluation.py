@@ -92,7 +92,9 @@ def rows(ctx, evaluated: dict | None, model: dict, rate: float) -> dict:
     if not evaluated:
         return {}
     if not is_of(ctx, evaluated, model):
-        return cleared(f"the evaluation shown was of {evaluated.get('name', 'another model')}: press Evaluate for the active model")
+        # said so that it stays true once that model is active again (the evaluation is gone by then)
+        return cleared(f"the evaluation of {evaluated.get('name', 'another model')} was cleared as another model became "
+                       "active: press Evaluate to evaluate the active model")
     calibration = model_bar.calibration(ctx, model)
     threshold = model_bar.threshold(ctx, model, rate)
     table = [{**row, "normalized_score": calibration.normalize(row["score"], threshold), "verdict": verdict(row["score"], threshold)}
