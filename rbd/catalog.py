@@ -138,12 +138,15 @@ class Catalog:
         try:
             return load_from_hub(key, revision, device=self.device)
         except (CheckpointError, HubError) as err:
-            try:
-                cached = isinstance(try_to_load_from_cache(key, CONFIG_FILE, revision=revision), str)
-            except ValueError:  # an id the Hub's own rules refuse (`a/b--c`): never had, and `err` says why
-                cached = False
-            if cached:
+            def cached(at: str | None) -> bool:
+                try:
+                    return isinstance(try_to_load_from_cache(key, CONFIG_FILE, revision=at), str)
+                except ValueError:  # an id the Hub's own rules refuse (`a/b--c`): never had, and `err` says why
+                    return False
+            if cached(revision):
                 raise
+            if revision and cached(None):  # a revision not had of a repo that was: not sent to the list's models
+                raise type(err)(f"{err}; the local cache holds {key} at its main revision, not at {revision}") from err
             raise type(err)(f"{err}; nor is {key} one of this app's models (pick those in the list)") from err
 
     def current_key(self, key: str, owner: str | None = None) -> str:

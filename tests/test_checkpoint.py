@@ -791,3 +791,6 @@ def test_the_apps_catalog_tells_to_pick_from_its_list_only_where_the_repo_was_no
         catalog.get("acme/other")
     with pytest.raises(rbd.CheckpointError, match="pick those in the list"):  # an id the Hub refuses: its own error, not the cache's
         catalog.get("a/b--c")
+    _cached_repo(hub_cache, "acme/bolts", checkpoint.iterdir())  # had, at another revision than the one asked for
+    with pytest.raises(rbd.HubError, match="cannot be reached.*; the local cache holds acme/bolts at its main revision, not at v9$"):
+        catalog.get("acme/bolts", "v9")
