@@ -141,6 +141,8 @@ def open_editor(page, label: str) -> dict:
     expect(title).to_be_visible()
     assert title.bounding_box()["height"] < 40, title.bounding_box()  # one line: two or three lay over the picture's top
     editor.locator("button[aria-label=Brush]").click()
+    tools = editor.locator(".toolbar-wrap:has(button[aria-label=Brush])").bounding_box()
+    assert tools["x"] <= canvas.bounding_box()["x"] + 1, tools  # at the edge: 15 px in, over the picture's left edge
     expect(editor.locator("button[aria-label='Clear canvas']")).to_be_hidden()  # it cleared the picture too
     expect(editor.locator("button[aria-label=Erase]")).to_be_visible()
     return canvas.bounding_box()

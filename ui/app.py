@@ -21,6 +21,8 @@ CSS = """
 /* the picture below the label: a tall one started under it, and a defect at its top left was hidden (a helper's ksdd crack) */
 #inspect-annotated .image-container { margin-top: 2.2em; }
 #review-editor button[aria-label="Clear canvas"] { display: none !important; }  /* it took the picture too: the eraser remains */
+/* its tools at the canvas's very edge: 15 px in, they lay over the picture's left edge, where nothing could be painted */
+#review-editor .toolbar-wrap:has(button[aria-label="Brush"]) { left: 0 !important; }
 /* its title one line, cut before the toolbar: two lay over the picture's top, where nothing could be painted */
 #review-editor label[data-testid="block-label"] { max-width: calc(100% - 200px); white-space: nowrap; overflow: hidden; }
 /* galleries: captions under their pictures (Gradio lays them over the lower part), the first row below the label,
