@@ -11,7 +11,7 @@ from __future__ import annotations
 import numbers
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -256,10 +256,11 @@ def _is_folder(path) -> bool:
 
 
 def predict_files(detector: Detector, paths: Iterable[str | Path], batch_size: int = 8, max_side: int | None = MAX_SIDE,
-                  progress: Callable[[int, int], None] | None = None) -> Iterator[tuple[Path, np.ndarray, Prediction]]:
+                  progress: Callable[[int, int], None] | None = None, names: Mapping[Path, str] | None = None
+                  ) -> Iterator[tuple[Path, np.ndarray, Prediction]]:
     """Score image files batch by batch, streaming (path, image, prediction): decode a batch,
     score it, hand it on, forget it, so a folder of any size fits in memory. Skipped and
-    downscaled files are reported as `rbd.images.image_batches` does; `progress(files done, total)`
+    downscaled files are reported as `rbd.images.image_batches` does (naming files by `names`); `progress(files done, total)`
     runs after each batch is scored. `paths` may also be one file or folder, and a folder, alone or among files, gives
     every image under it (`find_images`), as on the command line."""
     named = [paths] if is_path(paths) else several(paths, "predict_files")
@@ -271,7 +272,7 @@ def predict_files(detector: Detector, paths: Iterable[str | Path], batch_size: i
     if not paths:  # said "no usable image among 0 file(s)", naming no folder
         raise NoImagesError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in {', '.join(map(str, named))}" if named
                             else "predict_files was given no files")
-    for done, batch in image_batches(paths, batch_size, max_side):
+    for done, batch in image_batches(paths, batch_size, max_side, names):
         predictions = detector.predict_batch([image for _, image in batch], batch_size) if batch else []
         if progress is not None:
             progress(done, len(paths))

@@ -15,7 +15,7 @@ import os
 import stat
 import sys
 from pathlib import Path, PurePath
-from typing import Callable, Iterable, Iterator, Union
+from typing import Callable, Iterable, Iterator, Mapping, Union
 
 import imagecodecs
 import numpy as np
@@ -361,16 +361,16 @@ def scored_input(image: ImageLike) -> np.ndarray:
     return array
 
 
-def read_image_for_scoring(path: str | Path, max_side: int = MAX_SIDE) -> tuple[np.ndarray, str | None]:
+def read_image_for_scoring(path: str | Path, max_side: int = MAX_SIDE, name: str | None = None) -> tuple[np.ndarray, str | None]:
     """The image, downscaled if its long side exceeds `max_side`, and a notice saying so, or that only the first of
-    its frames is scored (an animated GIF); else None.
+    its frames is scored (an animated GIF); else None. The notice names the file `name` (by default its file name).
 
     A 10000 x 10000 photo would need 1.2 GB as a float array and its map as much again, while
     the model only looks at about a thousand pixels a side anyway.
     """
     image = read_image(path, max_side)
     width, height = upright_size(path)
-    name, downscaled = Path(path).name, max(width, height) > max_side
+    name, downscaled = name or Path(path).name, max(width, height) > max_side
     notes = [f"{name} is {width}x{height}: downscaled to {image.shape[1]}x{image.shape[0]}"] if downscaled else []
     notes += [f"{name} is animated: its first frame is scored"] if _is_animated(path) else []
     return image, "; ".join(notes) or None
@@ -638,13 +638,14 @@ def checked_batch_size(batch_size) -> int:
     return int(batch_size)
 
 
-def image_batches(paths: Iterable[str | Path], batch_size: int, max_side: int | None = MAX_SIDE
-                  ) -> Iterator[tuple[int, list[tuple[Path, np.ndarray]]]]:
+def image_batches(paths: Iterable[str | Path], batch_size: int, max_side: int | None = MAX_SIDE,
+                  names: Mapping[Path, str] | None = None) -> Iterator[tuple[int, list[tuple[Path, np.ndarray]]]]:
     """Decode files `batch_size` at a time, so memory holds one batch.
 
     Yields (files consumed so far, [(path, image)] of the readable ones among them). Unreadable
     files are skipped and images over `max_side` downscaled; each kind is reported in one notice
-    at the end. Raises `NoImagesError` (listing the first failures) if no file is usable.
+    at the end, which calls a file by its `names` entry where it has one (a review's stored copy `3.png` by the name
+    the user knows). Raises `NoImagesError` (listing the first failures) if no file is usable.
     """
     checked_batch_size(batch_size)
     if max_side is not None and (isinstance(max_side, bool) or not isinstance(max_side, (int, np.integer)) or max_side < 1):
@@ -654,10 +655,11 @@ def image_batches(paths: Iterable[str | Path], batch_size: int, max_side: int | 
     for start in range(0, len(paths), batch_size):
         batch = []
         for path in paths[start : start + batch_size]:
+            name = (names or {}).get(path)
             try:
-                image, notice = read_image_for_scoring(path, max_side) if max_side else (read_image(path), None)
+                image, notice = read_image_for_scoring(path, max_side, name) if max_side else (read_image(path), None)
             except ImageReadError as err:
-                skipped.append(str(err))
+                skipped.append(str(err).replace(str(path), name) if name else str(err))
                 continue
             batch.append((path, image))
             downscaled += [notice] if notice else []

@@ -896,8 +896,10 @@ def test_a_rescore_cut_short_leaves_the_session_as_the_old_model_scored_it(sessi
 def test_a_rescore_with_an_unreadable_image_changes_nothing_and_says_which(session):
     before = _state(session)
     session.items[2].image_path.write_bytes(b"not an image any more")
-    with pytest.warns(UserWarning), pytest.raises(InvalidInputError, match=r"1 of this review's images can no longer be read \(c.png\)"):
+    with pytest.warns(UserWarning, match=r"^skipped 1 unreadable file\(s\): c.png: ") as told, pytest.raises(
+            InvalidInputError, match=r"1 of this review's images can no longer be read \(c.png\)"):
         session.rescore(Dimmer(), ScoredBy("dimmer", "dimmer"))
+    assert str(session.folder) not in str(told[0].message)  # the stored copy's server path
     assert _state(_reopened(session)) == _state(session) == before
 
 
@@ -963,6 +965,8 @@ def test_huge_images_are_scored_on_a_downscaled_copy(tmp_path, parts, monkeypatc
         assert (item.height, item.width) == session.anomaly_map(item.id).shape == (5, 6)  # 8 x 10, long side to 6
         assert session.image(item.id).shape == (5, 6, 3)
         assert item.image_path.read_bytes() == path.read_bytes()
+    with pytest.warns(UserWarning, match="^a.png is 10x8: downscaled to 6x5; b.png is 10x8"):  # the stored copies' names, 0.png, 1.png
+        session.rescore(BrightnessDetector(), ScoredBy("again", "again"))
     assert review.overlay(session, 0, THRESHOLD).shape == review.mask_to_edit(session, 0, THRESHOLD).shape + (3,) == (5, 6, 3)
     painted = np.zeros((5, 6), bool)
     painted[:, 3:] = True  # the right half

@@ -280,7 +280,8 @@ class ReviewSession:
                 by_path = {item.image_path: item for item in self._items}
                 items = list(self._items)
             try:
-                for path, _, prediction in predict_files(detector, list(by_path), batch_size, MAX_SIDE, progress):
+                shown_as = {path: item.file_name for path, item in by_path.items()}  # notices name the files as the user does
+                for path, _, prediction in predict_files(detector, list(by_path), batch_size, MAX_SIDE, progress, shown_as):
                     item = by_path.pop(path)
                     self._write_map(new_maps, item.id, prediction.anomaly_map)  # a folder no one reads yet
                     items[item.id] = replace(item, score=float(prediction.score), normalized_score=float(prediction.normalized_score),
