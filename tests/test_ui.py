@@ -149,6 +149,28 @@ def test_an_unexpected_error_is_said_not_swallowed(tmp_path, caplog):
     assert raised.value.message == "said as it is"
 
 
+def test_a_failed_handlers_notices_are_toasts_alone(monkeypatch):
+    """A handler that notifies, then fails: its notices are toasts, and were written to the server's log as well (with
+    upload paths, each text kept by Python's warning registry for the life of the server)."""
+    import gradio as gr
+
+    from rbd.notices import notify
+    from ui import wiring
+
+    toasts = []
+    monkeypatch.setattr(wiring.gr, "Warning", toasts.append)
+
+    def refused():
+        notify("skipped 1 unreadable file(s): a.png: not an image file")
+        raise rbd.NoImagesError("only 1 of 2 could be read")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a notice handed on, outside any collector, is a warning
+        with pytest.raises(gr.Error, match="only 1 of 2 could be read"):
+            wiring.user_errors(refused)()
+    assert toasts == ["skipped 1 unreadable file(s): a.png: not an image file"]
+
+
 def test_idle_folders_are_removed_and_used_ones_kept(tmp_path):
     old, fresh, marked = (tmp_path / name for name in ("old", "fresh", "marked"))
     for folder in (old, fresh, marked):

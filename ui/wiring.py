@@ -97,6 +97,7 @@ def user_errors(fn: Callable, upload_folders: Iterable = ()) -> Callable:
             finally:
                 for note in notes:
                     gr.Warning(as_toast(as_uploaded(note, folders)))
+                notes.clear()  # told: a failed block's notes are not handed on to the server's log as well (`collect`)
 
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
