@@ -189,13 +189,16 @@ def truth_masks(category: str | Path, images: list[Path]) -> dict[Path, Path | N
     mirrored = Counter(names(image)[0] for image in images)
     flat = Counter(names(image)[1] for image in images)  # every image of a defect with that stem, in any folder
     listed: dict[Path, dict[str, list[str]]] = {}  # a folder's files by their name in lower case
+    found_folders: dict[Path, Path] = {}  # a folder as test/ names it, as ground_truth/ holds it
     masks, left_out, unsure = {}, [], set()
 
     def existing(name: Path) -> Path | None:
         if (truth / name).is_file():
             return name
         # its folders in any case too: `test/Defective` beside `ground_truth/defective` (zipped where case is ignored)
-        folder = subfolder(truth, *name.parent.parts) or truth / name.parent
+        if name.parent not in found_folders:
+            found_folders[name.parent] = subfolder(truth, *name.parent.parts) or truth / name.parent
+        folder = found_folders[name.parent]
         if folder not in listed:
             listed[folder] = {}
             with contextlib.suppress(OSError):  # none there, or not to be listed: no mask, as for a missing name
