@@ -40,10 +40,8 @@ def collect() -> Iterator[list[str]]:
         yield notes
     except BaseException:
         _collector.reset(token)
-        token = None
         for message in notes:
             notify(message)
         raise
-    finally:
-        if token is not None:
-            _collector.reset(token)
+    else:
+        _collector.reset(token)
